@@ -1,0 +1,215 @@
+//! Passwords (argon2), login with lockout, and session tokens.
+//!
+//! Tokens are 32 random bytes, given to the client once and stored only as
+//! HMAC-SHA256(SECRET_KEY, token). Authenticating a request is one indexed lookup that
+//! also returns the user's current roles; no password hashing happens per request.
+
+use crate::error::CommandError;
+use crate::RequestMeta;
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use pettycash_domain::{Actor, DomainError, Id, Role};
+use rand::RngCore;
+use sha2::Sha256;
+use sqlx::PgPool;
+
+/// Failed logins in a row before the account is locked.
+pub const LOCKOUT_THRESHOLD: i32 = 5;
+/// How long a locked account stays locked.
+pub const LOCKOUT_MINUTES: i64 = 15;
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// A signed-in user, as of their latest event.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AuthUser {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub name: String,
+    #[schema(value_type = Vec<String>)]
+    pub roles: Vec<String>,
+    pub active: bool,
+}
+
+impl AuthUser {
+    /// The user as a command actor. Unknown role names (none exist today) are ignored.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.id, self.roles.iter().filter_map(|r| r.parse::<Role>().ok()))
+    }
+}
+
+/// A new session.
+pub struct Session {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: AuthUser,
+}
+
+#[derive(Clone)]
+pub struct Authenticator {
+    pool: PgPool,
+    secret: Vec<u8>,
+    session_ttl: Duration,
+}
+
+/// Checks a new password against the policy (length only; complexity rules push people to
+/// predictable patterns, length does not).
+pub fn check_password_policy(password: &str) -> Result<(), DomainError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(DomainError::invalid("password", format!("must be at least {MIN_PASSWORD_LEN} characters")));
+    }
+    if password.len() > 1024 {
+        return Err(DomainError::invalid("password", "must be at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Hashes a password with argon2id on a blocking thread.
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+    })
+    .await?
+}
+
+async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A valid argon2 hash of a random password, verified against when the email is unknown so
+/// that the response time does not reveal which emails exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jm1fJ0nKZ2Fz3l0Kc7Rk4w7v2m6sF0bD1lYpJ0Vq0xU";
+
+const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active";
+
+impl Authenticator {
+    pub fn new(pool: PgPool, secret: &[u8], session_ttl: Duration) -> Self {
+        Self { pool, secret: secret.to_vec(), session_ttl }
+    }
+
+    fn token_hash(&self, token: &str) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length");
+        mac.update(token.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Checks email and password; on success opens a session. Five failures in a row lock the
+    /// account for fifteen minutes; a success resets the count.
+    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<Session, CommandError> {
+        const BAD: CommandError = CommandError::Unauthenticated("invalid email or password");
+        let email = email.trim().to_ascii_lowercase();
+        let row: Option<(Id, String, i32, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+            "SELECT u.id, c.password_hash, c.failed_attempts, c.locked_until, u.active
+             FROM users u JOIN credentials c ON c.user_id = u.id WHERE u.email = $1",
+        )
+        .bind(&email)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((user_id, hash, _failed, locked_until, active)) = row else {
+            verify_password(password.to_string(), DUMMY_HASH.to_string()).await;
+            return Err(BAD);
+        };
+        if locked_until.is_some_and(|t| t > Utc::now()) {
+            return Err(CommandError::Unauthenticated(
+                "too many failed logins: the account is locked for 15 minutes",
+            ));
+        }
+        if !verify_password(password.to_string(), hash).await {
+            sqlx::query(
+                "UPDATE credentials SET
+                    failed_attempts = CASE WHEN locked_until IS NOT NULL AND locked_until <= now() THEN 1
+                                           ELSE failed_attempts + 1 END,
+                    locked_until = CASE
+                        WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= now() THEN 1
+                                   ELSE failed_attempts + 1 END) >= $2
+                        THEN now() + make_interval(mins => $3::int) ELSE NULL END
+                 WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .bind(LOCKOUT_THRESHOLD)
+            .bind(LOCKOUT_MINUTES as i32)
+            .execute(&self.pool)
+            .await?;
+            return Err(BAD);
+        }
+        if !active {
+            return Err(CommandError::Unauthenticated("this account is deactivated"));
+        }
+        sqlx::query("UPDATE credentials SET failed_attempts = 0, locked_until = NULL WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let expires_at = Utc::now() + self.session_ttl;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, expires_at, client_ip, user_agent) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(self.token_hash(&token))
+        .bind(user_id)
+        .bind(expires_at)
+        .bind(&meta.client_ip)
+        .bind(meta.user_agent.as_deref().map(|ua| ua.chars().take(500).collect::<String>()))
+        .execute(&self.pool)
+        .await?;
+        let user = self.user(user_id).await?.ok_or(BAD)?;
+        Ok(Session { token, expires_at, user })
+    }
+
+    /// The user a session token belongs to, if the session is live and the user active.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<AuthUser>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND s.expires_at > now() AND s.revoked_at IS NULL AND u.active"
+        ))
+        .bind(self.token_hash(token))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Ends a session. Unknown tokens are ignored.
+    pub async fn logout(&self, token: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(self.token_hash(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: Id) -> Result<Option<AuthUser>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dummy_hash_parses_and_passwords_verify() {
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        let hash = hash_password("correct horse battery".into()).await.unwrap();
+        assert!(verify_password("correct horse battery".into(), hash.clone()).await);
+        assert!(!verify_password("wrong".into(), hash).await);
+    }
+
+    #[test]
+    fn short_passwords_are_refused() {
+        assert!(check_password_policy("short").is_err());
+        assert!(check_password_policy("twelve chars").is_ok());
+    }
+}

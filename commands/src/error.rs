@@ -1,0 +1,35 @@
+//! Errors of the command side. Domain rule violations pass through unchanged; the API maps
+//! each variant to one status code.
+
+use pettycash_domain::DomainError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The aggregate kept changing underneath the command; retries were exhausted.
+    #[error("the {aggregate} was changed by another request at the same time; try again")]
+    Conflict { aggregate: &'static str },
+    /// The same Idempotency-Key was used earlier for a different request.
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// Another request with the same Idempotency-Key committed first: answer with its
+    /// stored response.
+    #[error("a request with this Idempotency-Key was completed concurrently")]
+    IdempotentReplay,
+    /// The user could not be authenticated (bad credentials, locked, expired session).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("stored event could not be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl CommandError {
+    pub fn not_found(what: &'static str) -> Self {
+        CommandError::Domain(DomainError::NotFound { what })
+    }
+}

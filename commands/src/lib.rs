@@ -1,0 +1,34 @@
+//! The command side of Petty Cash.
+//!
+//! Owns the event store (postgres-es's `events` table plus a global position), the execution
+//! of commands against the pure aggregates of `pettycash-domain` with optimistic concurrency
+//! and retries, event metadata, idempotency keys, and authentication (credentials and
+//! sessions). It does not know about HTTP: the `api` crate maps its errors to responses.
+//!
+//! Why not `CqrsFramework::execute`: a payment must append to the requisition and the fund in
+//! one transaction, an idempotency record must commit with the events it answers for, and
+//! every command must return the global position of its last event. cqrs-es's framework does
+//! none of these, so this crate uses the cqrs-es `Aggregate`/`EventSink` contract and
+//! postgres-es's repository for reading, and appends itself (see `docs/architecture.md`).
+
+pub mod auth;
+pub mod context;
+pub mod error;
+pub mod locks;
+pub mod service;
+pub mod store;
+pub mod views;
+
+pub use context::{CommandContext, IdempotencyRecord, RequestMeta};
+pub use error::CommandError;
+pub use service::{CommandService, Outcome};
+pub use store::EventStore;
+
+/// The embedded sqlx migrations (`migrations/` at the workspace root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Upcasters for event versions that were superseded, applied on every read (command side and,
+/// later, the projection tailer). None yet: every event type is at version 1.
+pub fn upcasters() -> Vec<Box<dyn cqrs_es::persist::EventUpcaster>> {
+    Vec::new()
+}

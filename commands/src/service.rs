@@ -1,0 +1,497 @@
+//! The command service: one method per command. Each loads what the decision needs, asks the
+//! pure aggregate(s), and appends the resulting events in one transaction, retrying on a
+//! concurrent append by re-running the command on the fresh state.
+
+use crate::auth::{check_password_policy, hash_password};
+use crate::context::CommandContext;
+use crate::error::CommandError;
+use crate::locks::KeyedLocks;
+use crate::store::{decide, AppendError, EventStore, Loaded, SideWrite, StreamAppend};
+use crate::views::{FundView, HistoryEntry, PaymentReceipt, PolicyView, RequisitionView, UserView};
+use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
+use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
+use pettycash_domain::requisition::{Changes, Requisition, RequisitionCommand};
+use pettycash_domain::user::{Requester, User, UserCommand};
+use pettycash_domain::{Actor, Currency, DomainError, Id, Role};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many times a command is re-run after losing a race to a concurrent append.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// A command's answer and the global position of its last event.
+#[derive(Debug, Clone)]
+pub struct Outcome<T> {
+    pub value: T,
+    pub position: i64,
+}
+
+/// Input of `create_requisition`.
+#[derive(Debug, Clone)]
+pub struct NewRequisition {
+    pub fund_id: Id,
+    pub amount: Decimal,
+    /// When given, must be the fund's currency.
+    pub currency: Option<String>,
+    pub purpose: String,
+    pub payee: Option<String>,
+    pub category: Option<String>,
+    /// Submit for approval right away.
+    pub submit: bool,
+}
+
+#[derive(Clone)]
+pub struct CommandService {
+    store: EventStore,
+    locks: Arc<KeyedLocks>,
+}
+
+/// The actor of a user command; operator contexts may not run user commands.
+fn actor(ctx: &CommandContext) -> Result<Actor, CommandError> {
+    ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))
+}
+
+fn ensure_exists<T>(found: Option<T>, what: &'static str) -> Result<T, CommandError> {
+    found.ok_or(CommandError::not_found(what))
+}
+
+impl CommandService {
+    pub fn new(store: EventStore) -> Self {
+        Self { store, locks: Arc::new(KeyedLocks::default()) }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Runs `attempt` until it does not lose a race, at most [`MAX_ATTEMPTS`] times, with a
+    /// short randomised pause between attempts.
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, CommandError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CommandError>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Err(CommandError::Conflict { aggregate }) if tries < MAX_ATTEMPTS => {
+                    tracing::debug!(aggregate, tries, "concurrent append, re-running command");
+                    let jitter = rand::random::<u64>() % (5 * u64::from(tries));
+                    tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Appends `streams` with the context's metadata, plus the idempotency record when the
+    /// request carried a key. `respond` builds the response body from the final position.
+    async fn commit<T: Serialize + Send + 'static>(
+        &self,
+        ctx: &CommandContext,
+        streams: &[StreamAppend],
+        mut side_writes: Vec<SideWrite>,
+        value: T,
+        with_position: fn(&mut T, i64),
+    ) -> Result<Outcome<T>, CommandError>
+    where
+        T: Clone,
+    {
+        if let (Some(record), Some(actor)) = (&ctx.idempotency, &ctx.actor) {
+            let mut stored = value.clone();
+            side_writes.push(SideWrite::Idempotency {
+                user_id: actor.user_id,
+                record: record.clone(),
+                body: Box::new(move |position| {
+                    with_position(&mut stored, position);
+                    serde_json::to_value(&stored).unwrap_or_default()
+                }),
+            });
+        }
+        match self.store.append(streams, &ctx.metadata(), side_writes).await {
+            Ok(position) => {
+                let mut value = value;
+                with_position(&mut value, position);
+                Ok(Outcome { value, position })
+            }
+            Err(AppendError::Conflict(aggregate)) => Err(CommandError::Conflict { aggregate }),
+            Err(AppendError::Unique(constraint)) if constraint == "idempotency_keys_pkey" => {
+                Err(CommandError::IdempotentReplay)
+            }
+            Err(AppendError::Unique(constraint)) if constraint == "users_email_key" => {
+                Err(DomainError::AlreadyExists { what: "a user with this email" }.into())
+            }
+            Err(AppendError::Unique(constraint)) => {
+                Err(anyhow::anyhow!("unexpected unique violation on {constraint}").into())
+            }
+            Err(AppendError::Database(e)) => Err(e.into()),
+        }
+    }
+
+    async fn load<A: cqrs_es::Aggregate>(&self, id: Id) -> Result<Loaded<A>, CommandError> {
+        self.store.load::<A>(&id.to_string()).await
+    }
+
+    // ----- users -------------------------------------------------------------------------
+
+    /// Registers a user with roles and a password. Admins through the API; the operator at
+    /// the command line.
+    pub async fn register_user(
+        &self,
+        ctx: &CommandContext,
+        email: &str,
+        name: &str,
+        roles: Vec<Role>,
+        password: &str,
+    ) -> Result<Outcome<UserView>, CommandError> {
+        check_password_policy(password)?;
+        let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
+        let user_id = Id::now_v7();
+        let mut user = User::default();
+        let command = UserCommand::Register { user_id, email: email.into(), name: name.into(), roles, by };
+        let events = decide(&mut user, command).await?;
+        let hash = hash_password(password.to_string()).await?;
+        let loaded = Loaded { id: user_id.to_string(), state: User::default(), version: 0 };
+        let stream = StreamAppend::of(&loaded, &events)?;
+        let writes = vec![user_row(user_id, &user), SideWrite::SetPassword { user_id, hash }];
+        self.commit(ctx, &[stream], writes, user_view(user_id, &user), |v, p| v.position = p).await
+    }
+
+    /// Grants or revokes one role.
+    pub async fn change_role(
+        &self,
+        ctx: &CommandContext,
+        user_id: Id,
+        role: Role,
+        grant: bool,
+    ) -> Result<Outcome<UserView>, CommandError> {
+        self.retrying(|| async {
+            let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
+            let loaded = self.load::<User>(user_id).await?;
+            let mut user = loaded.state.clone();
+            let command = if grant { UserCommand::GrantRole { role, by } } else { UserCommand::RevokeRole { role, by } };
+            let events = decide(&mut user, command).await?;
+            let stream = StreamAppend::of(&loaded, &events)?;
+            self.commit(ctx, &[stream], vec![user_row(user_id, &user)], user_view(user_id, &user), |v, p| {
+                v.position = p
+            })
+            .await
+        })
+        .await
+    }
+
+    // ----- funds ------------------------------------------------------------------------
+
+    pub async fn open_fund(
+        &self,
+        ctx: &CommandContext,
+        name: &str,
+        currency: &str,
+        float: Decimal,
+        custodian_id: Option<Id>,
+    ) -> Result<Outcome<FundView>, CommandError> {
+        let actor = actor(ctx)?;
+        if let Some(custodian) = custodian_id {
+            if self.load::<User>(custodian).await?.state.id.is_none() {
+                return Err(DomainError::invalid("custodian_id", "no user has this id").into());
+            }
+        }
+        let fund_id = Id::now_v7();
+        let loaded = Loaded { id: fund_id.to_string(), state: Fund::default(), version: 0 };
+        let mut fund = Fund::default();
+        let command =
+            FundCommand::Open { fund_id, name: name.into(), currency: currency.into(), float, custodian_id, actor };
+        let events = decide(&mut fund, command).await?;
+        let stream = StreamAppend::of(&loaded, &events)?;
+        self.commit(ctx, &[stream], vec![], FundView::new(fund_id, &fund, 0), |v, p| v.position = p).await
+    }
+
+    /// A fund folded from its events; `None` when there is no such fund.
+    pub async fn fund(&self, id: Id) -> Result<Option<FundView>, CommandError> {
+        let loaded = self.load::<Fund>(id).await?;
+        Ok(loaded.state.id.map(|_| FundView::new(id, &loaded.state, 0)))
+    }
+
+    // ----- approval policy --------------------------------------------------------------
+
+    pub async fn policy(&self) -> Result<Loaded<ApprovalPolicy>, CommandError> {
+        self.store.load::<ApprovalPolicy>(POLICY_ID).await
+    }
+
+    pub async fn change_policy(&self, ctx: &CommandContext, tiers: Tiers) -> Result<Outcome<PolicyView>, CommandError> {
+        let actor = actor(ctx)?;
+        self.retrying(|| async {
+            let loaded = self.policy().await?;
+            let mut policy = loaded.state.clone();
+            let events = decide(&mut policy, PolicyCommand::ChangePolicy { tiers: tiers.clone(), actor: actor.clone() })
+                .await?;
+            let stream = StreamAppend::of(&loaded, &events)?;
+            self.commit(ctx, &[stream], vec![], PolicyView::new(&policy, 0), |v, p| v.position = p).await
+        })
+        .await
+    }
+
+    // ----- requisitions -----------------------------------------------------------------
+
+    /// Creates a draft, and submits it in the same transaction when `submit` is set.
+    pub async fn create_requisition(
+        &self,
+        ctx: &CommandContext,
+        input: NewRequisition,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        let actor = actor(ctx)?;
+        let fund = self.load::<Fund>(input.fund_id).await?;
+        let Some(currency) = fund.state.currency.clone() else {
+            return Err(DomainError::invalid("fund_id", "no fund has this id").into());
+        };
+        if let Some(given) = &input.currency {
+            let given = Currency::parse(given).map_err(|e| DomainError::money("currency", e))?;
+            if given != currency {
+                return Err(DomainError::CurrencyMismatch { expected: currency.to_string(), got: given.to_string() }
+                    .into());
+            }
+        }
+        let requisition_id = Id::now_v7();
+        let loaded = Loaded { id: requisition_id.to_string(), state: Requisition::default(), version: 0 };
+        let mut requisition = Requisition::default();
+        let command = RequisitionCommand::Create {
+            requisition_id,
+            fund_id: input.fund_id,
+            currency,
+            amount: input.amount,
+            purpose: input.purpose,
+            payee: input.payee,
+            category: input.category,
+            requester: actor.clone(),
+        };
+        let mut events = decide(&mut requisition, command).await?;
+        if input.submit {
+            let policy = self.policy().await?.state;
+            let chain = policy.tiers().chain_for(requisition.amount);
+            let submit = RequisitionCommand::Submit { chain, policy_version: policy.version, actor };
+            events.extend(decide(&mut requisition, submit).await?);
+        }
+        let stream = StreamAppend::of(&loaded, &events)?;
+        self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p).await
+    }
+
+    /// Loads a requisition the actor may see; others get "not found", as if it did not exist.
+    async fn visible_requisition(&self, actor: &Actor, id: Id) -> Result<Loaded<Requisition>, CommandError> {
+        let loaded = self.load::<Requisition>(id).await?;
+        if loaded.state.id.is_none() || !loaded.state.readable_by(actor) {
+            return Err(CommandError::not_found("requisition"));
+        }
+        Ok(loaded)
+    }
+
+    /// A requisition folded from its events, if the actor may read it.
+    pub async fn requisition(&self, actor: &Actor, id: Id) -> Result<RequisitionView, CommandError> {
+        let loaded = self.visible_requisition(actor, id).await?;
+        Ok(RequisitionView::new(&loaded.state, 0))
+    }
+
+    /// Runs one command on one requisition. `make` builds the command from the actor and the
+    /// current state (submit needs the chain for the current amount).
+    async fn on_requisition<F>(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        make: F,
+    ) -> Result<Outcome<RequisitionView>, CommandError>
+    where
+        F: Fn(Actor, &Requisition, &ApprovalPolicy) -> RequisitionCommand,
+    {
+        let actor = actor(ctx)?;
+        self.retrying(|| async {
+            let loaded = self.visible_requisition(&actor, id).await?;
+            let policy = self.policy().await?.state;
+            let mut requisition = loaded.state.clone();
+            let command = make(actor.clone(), &requisition, &policy);
+            let events = decide(&mut requisition, command).await?;
+            let stream = StreamAppend::of(&loaded, &events)?;
+            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p).await
+        })
+        .await
+    }
+
+    pub async fn edit_requisition(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        changes: Changes,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Edit { changes: changes.clone(), actor }).await
+    }
+
+    /// Submits with the chain the policy in force gives for the current amount.
+    pub async fn submit_requisition(&self, ctx: &CommandContext, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, r, policy| RequisitionCommand::Submit {
+            chain: policy.tiers().chain_for(r.amount),
+            policy_version: policy.version,
+            actor,
+        })
+        .await
+    }
+
+    pub async fn approve_requisition(&self, ctx: &CommandContext, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Approve { actor }).await
+    }
+
+    pub async fn reject_requisition(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        reason: &str,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Reject { reason: reason.into(), actor }).await
+    }
+
+    pub async fn request_changes(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        reason: &str,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::RequestChanges { reason: reason.into(), actor })
+            .await
+    }
+
+    pub async fn cancel_requisition(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        reason: Option<&str>,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Cancel { reason: reason.map(Into::into), actor })
+            .await
+    }
+
+    /// Pays an approved requisition from its fund.
+    ///
+    /// The requisition decides whether it may be paid (approved, not paid before, payer holds
+    /// treasury and is neither requester nor approver); the fund decides whether its balance
+    /// covers the amount. Both streams are appended in one transaction, each guarded by its
+    /// expected sequence: a concurrent payment of the same requisition, or any concurrent
+    /// disbursement from the same fund, makes one of the two appends fail and the command
+    /// re-runs on fresh state. So no requisition is paid twice and no fund goes below zero,
+    /// across any number of processes.
+    pub async fn pay(
+        &self,
+        ctx: &CommandContext,
+        requisition_id: Id,
+        method: PaymentMethod,
+        reference: Option<String>,
+    ) -> Result<Outcome<PaymentReceipt>, CommandError> {
+        let payer = actor(ctx)?;
+        self.retrying(|| async {
+            let req = self.visible_requisition(&payer, requisition_id).await?;
+            let fund_id = ensure_exists(req.state.fund_id, "requisition")?;
+            // Queue behind other payments from this fund in this process (see `locks`).
+            let _guard = self.locks.lock(&fund_id.to_string()).await;
+            let req = self.visible_requisition(&payer, requisition_id).await?;
+            let mut requisition = req.state.clone();
+            let payment_id = Id::now_v7();
+            let pay = RequisitionCommand::Pay {
+                payment_id,
+                method,
+                reference: reference.clone(),
+                payer: payer.clone(),
+            };
+            let req_events = decide(&mut requisition, pay).await?;
+            let fund = self.load::<Fund>(fund_id).await?;
+            let mut fund_state = fund.state.clone();
+            let disburse = FundCommand::Disburse {
+                payment_id,
+                requisition_id,
+                amount: requisition.amount,
+                currency: ensure_exists(requisition.currency.clone(), "requisition")?,
+                method,
+                reference: requisition.payment.as_ref().and_then(|p| p.reference.clone()),
+                paid_by: payer.user_id,
+            };
+            let fund_events = decide(&mut fund_state, disburse).await?;
+            let streams = [StreamAppend::of(&req, &req_events)?, StreamAppend::of(&fund, &fund_events)?];
+            let receipt = PaymentReceipt {
+                id: payment_id,
+                requisition_id,
+                fund_id,
+                amount: requisition.amount,
+                currency: fund_state.currency.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+                method,
+                reference: requisition.payment.as_ref().and_then(|p| p.reference.clone()),
+                fund_balance: fund_state.balance,
+                paid_by: payer.user_id,
+                position: 0,
+            };
+            self.commit(ctx, &streams, vec![], receipt, |v, p| v.position = p).await
+        })
+        .await
+    }
+
+    /// Every event of a requisition the actor may read, oldest first, with who did it.
+    pub async fn requisition_history(&self, actor: &Actor, id: Id) -> Result<Vec<HistoryEntry>, CommandError> {
+        self.visible_requisition(actor, id).await?;
+        let events = self.store.stream_history(<Requisition as cqrs_es::Aggregate>::TYPE, &id.to_string()).await?;
+        let actor_ids: Vec<Id> = events
+            .iter()
+            .filter_map(|e| e.metadata.get("actor_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()))
+            .collect();
+        let names: Vec<(Id, String)> = sqlx::query_as("SELECT id, name FROM users WHERE id = ANY($1)")
+            .bind(&actor_ids)
+            .fetch_all(self.store.pool())
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let actor_id = e.metadata.get("actor_id").and_then(|v| v.as_str()).map(String::from);
+                let actor_name = actor_id
+                    .as_deref()
+                    .and_then(|a| names.iter().find(|(id, _)| id.to_string() == a))
+                    .map(|(_, n)| n.clone());
+                // Stored payloads are externally tagged (`{"RequisitionApproved": {...}}`).
+                let data = match e.payload {
+                    serde_json::Value::Object(mut m) if m.len() == 1 => {
+                        m.remove(&e.event_type).unwrap_or(serde_json::Value::Object(m))
+                    }
+                    other => other,
+                };
+                HistoryEntry {
+                    sequence: e.sequence,
+                    position: e.global_position,
+                    event_type: e.event_type,
+                    event_version: e.event_version,
+                    recorded_at: e.recorded_at,
+                    actor_id,
+                    actor_name,
+                    request_id: e.metadata.get("request_id").and_then(|v| v.as_str()).map(String::from),
+                    data,
+                }
+            })
+            .collect())
+    }
+}
+
+fn user_row(id: Id, user: &User) -> SideWrite {
+    SideWrite::UpsertUser {
+        id,
+        email: user.email.clone(),
+        name: user.name.clone(),
+        roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        active: user.active,
+    }
+}
+
+fn user_view(id: Id, user: &User) -> UserView {
+    UserView {
+        id,
+        email: user.email.clone(),
+        name: user.name.clone(),
+        roles: user.roles.clone(),
+        active: user.active,
+        position: 0,
+    }
+}

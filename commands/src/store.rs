@@ -1,0 +1,275 @@
+//! The event store: postgres-es's repository for reading streams, and one transactional
+//! append for any number of streams.
+
+use crate::error::CommandError;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
+use cqrs_es::{Aggregate, DomainEvent};
+use postgres_es::PostgresEventRepository;
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, Transaction};
+use std::sync::Arc;
+
+/// An aggregate folded from its stream, with the sequence of its last event (0 when new).
+pub struct Loaded<A> {
+    pub id: String,
+    pub state: A,
+    pub version: usize,
+}
+
+/// New events for one stream, to be appended after `expected_version`.
+pub struct StreamAppend {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub expected_version: usize,
+    pub events: Vec<(String, String, Value)>,
+}
+
+impl StreamAppend {
+    /// Serialises domain events decided on `loaded`.
+    pub fn of<A: Aggregate>(loaded: &Loaded<A>, events: &[A::Event]) -> Result<Self, CommandError> {
+        let events = events
+            .iter()
+            .map(|e| Ok((e.event_type(), e.event_version(), serde_json::to_value(e).map_err(anyhow::Error::from)?)))
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        Ok(Self { aggregate_type: A::TYPE, aggregate_id: loaded.id.clone(), expected_version: loaded.version, events })
+    }
+}
+
+/// Runs `command` on `state` (which then holds the new state) and returns the new events.
+pub async fn decide<A: Aggregate<Services = ()>>(state: &mut A, command: A::Command) -> Result<Vec<A::Event>, A::Error> {
+    let sink = EventSink::<A>::default();
+    state.handle(command, &(), &sink).await?;
+    Ok(sink.collect().await)
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    repo: Arc<PostgresEventRepository>,
+    upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+}
+
+/// Postgres error code for a unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// What went wrong with an append that the caller handles.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to one of the streams first (same aggregate, same sequence).
+    #[error("concurrent append to {0}")]
+    Conflict(&'static str),
+    /// A unique constraint other than the events key was violated (e.g. users.email,
+    /// idempotency_keys): the constraint's name.
+    #[error("unique constraint {0} violated")]
+    Unique(String),
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+impl EventStore {
+    pub fn new(pool: PgPool) -> Self {
+        let repo = PostgresEventRepository::new(pool.clone());
+        Self { pool, repo: Arc::new(repo), upcasters: Arc::new(crate::upcasters()) }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Loads one aggregate by folding its whole stream (after upcasting old event versions).
+    pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>, CommandError> {
+        let events = self
+            .repo
+            .get_events::<A>(id)
+            .await
+            .map_err(|e| CommandError::Other(anyhow::anyhow!("loading {} {id}: {e}", A::TYPE)))?;
+        let mut state = A::default();
+        let mut version = 0;
+        for serialized in events {
+            version = serialized.sequence;
+            state.apply(self.deserialize::<A>(serialized)?);
+        }
+        Ok(Loaded { id: id.to_string(), state, version })
+    }
+
+    /// Upcasts and deserialises one stored event.
+    pub fn deserialize<A: Aggregate>(&self, mut event: SerializedEvent) -> Result<A::Event, CommandError> {
+        for upcaster in self.upcasters.iter() {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                event = upcaster.upcast(event);
+            }
+        }
+        serde_json::from_value(event.payload).map_err(|e| {
+            CommandError::Corrupt(format!(
+                "{} {} #{} ({} v{}): {e}",
+                A::TYPE,
+                event.aggregate_id,
+                event.sequence,
+                event.event_type,
+                event.event_version
+            ))
+        })
+    }
+
+    /// Appends the events of one or more streams in one transaction, then applies the side
+    /// writes in the same transaction. Returns the global position of the last event.
+    ///
+    /// A stream whose expected version is stale makes the whole append fail with
+    /// [`AppendError::Conflict`] and write nothing.
+    pub async fn append(
+        &self,
+        streams: &[StreamAppend],
+        metadata: &Value,
+        side_writes: Vec<SideWrite>,
+    ) -> Result<i64, AppendError> {
+        let mut types = Vec::new();
+        let mut ids = Vec::new();
+        let mut sequences = Vec::new();
+        let mut event_types = Vec::new();
+        let mut versions = Vec::new();
+        let mut payloads = Vec::new();
+        for stream in streams {
+            for (i, (event_type, version, payload)) in stream.events.iter().enumerate() {
+                types.push(stream.aggregate_type);
+                ids.push(stream.aggregate_id.as_str());
+                sequences.push((stream.expected_version + i + 1) as i64);
+                event_types.push(event_type.as_str());
+                versions.push(version.as_str());
+                payloads.push(payload);
+            }
+        }
+        let classify = |e: sqlx::Error| -> AppendError {
+            if let Some(db) = e.as_database_error() {
+                if db.code().as_deref() == Some(UNIQUE_VIOLATION) {
+                    let constraint = db.constraint().unwrap_or_default().to_string();
+                    if constraint == "events_pkey" {
+                        let kind = streams.first().map(|s| s.aggregate_type).unwrap_or("aggregate");
+                        return AppendError::Conflict(kind);
+                    }
+                    return AppendError::Unique(constraint);
+                }
+            }
+            AppendError::Database(e)
+        };
+        let mut tx = self.pool.begin().await.map_err(AppendError::Database)?;
+        let position: Option<i64> = if types.is_empty() {
+            None
+        } else {
+            sqlx::query_scalar(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                 SELECT t, i, s, e, v, p, $7
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS x(t, i, s, e, v, p)
+                 RETURNING global_position",
+            )
+            .bind(&types)
+            .bind(&ids)
+            .bind(&sequences)
+            .bind(&event_types)
+            .bind(&versions)
+            .bind(&payloads)
+            .bind(metadata)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .max()
+        };
+        let position = match position {
+            Some(p) => p,
+            None => self.last_position(&mut tx).await.map_err(AppendError::Database)?,
+        };
+        for write in side_writes {
+            write.apply(&mut tx, position).await.map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(position)
+    }
+
+    async fn last_position(&self, tx: &mut Transaction<'static, Postgres>) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events").fetch_one(&mut **tx).await
+    }
+
+    /// Every event of one stream with its position, time and metadata, for history views.
+    pub async fn stream_history(&self, aggregate_type: &str, id: &str) -> sqlx::Result<Vec<StoredEvent>> {
+        sqlx::query_as(
+            "SELECT sequence, event_type, event_version, payload, metadata, global_position, recorded_at
+             FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(aggregate_type)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+    }
+}
+
+/// One event as stored.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct StoredEvent {
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub global_position: i64,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Rows written in the same transaction as the events they belong to.
+pub enum SideWrite {
+    /// The response to a command sent with an Idempotency-Key; `body` gets the position.
+    Idempotency {
+        user_id: uuid::Uuid,
+        record: crate::IdempotencyRecord,
+        body: Box<dyn FnOnce(i64) -> Value + Send>,
+    },
+    /// The users row, as of the user's latest event.
+    UpsertUser { id: uuid::Uuid, email: String, name: String, roles: Vec<String>, active: bool },
+    /// A new password hash (never in the event store).
+    SetPassword { user_id: uuid::Uuid, hash: String },
+}
+
+impl SideWrite {
+    async fn apply(self, tx: &mut Transaction<'static, Postgres>, position: i64) -> sqlx::Result<()> {
+        match self {
+            SideWrite::Idempotency { user_id, record, body } => {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (user_id, key, request_hash, status, body) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(user_id)
+                .bind(&record.key)
+                .bind(&record.request_hash)
+                .bind(record.status as i16)
+                .bind(body(position))
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::UpsertUser { id, email, name, roles, active } => {
+                sqlx::query(
+                    "INSERT INTO users (id, email, name, roles, active, last_position) VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (id) DO UPDATE SET email = $2, name = $3, roles = $4, active = $5, last_position = $6",
+                )
+                .bind(id)
+                .bind(email)
+                .bind(name)
+                .bind(roles)
+                .bind(active)
+                .bind(position)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::SetPassword { user_id, hash } => {
+                sqlx::query(
+                    "INSERT INTO credentials (user_id, password_hash) VALUES ($1, $2)
+                     ON CONFLICT (user_id) DO UPDATE SET password_hash = $2, failed_attempts = 0,
+                         locked_until = NULL, updated_at = now()",
+                )
+                .bind(user_id)
+                .bind(hash)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Every business rule is a variant here. The HTTP edge maps each to a status code; the
+//! `code()` string is the stable machine-readable name clients see.
+
+use crate::money::MoneyError;
+use crate::role::Role;
+use rust_decimal::Decimal;
+
+/// What kind of failure a rule violation is; the HTTP edge turns it into a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is well-formed but invalid (422).
+    Validation,
+    /// The actor may not do this: missing role, segregation of duties (403).
+    Forbidden,
+    /// The aggregate is not in a state that allows this (409).
+    Conflict,
+    /// The thing does not exist (404).
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{field}: {source}")]
+    Money {
+        field: &'static str,
+        #[source]
+        source: MoneyError,
+    },
+    #[error("the requisition is in the fund's currency {expected}, not {got}")]
+    CurrencyMismatch { expected: String, got: String },
+    #[error("{what} does not exist")]
+    NotFound { what: &'static str },
+    #[error("{what} already exists")]
+    AlreadyExists { what: &'static str },
+    #[error("cannot {action} a requisition that is {status}")]
+    InvalidTransition { status: String, action: &'static str },
+    #[error("only the requester may {action} this requisition")]
+    NotRequester { action: &'static str },
+    #[error("no one may approve, reject or send back their own requisition")]
+    SelfApproval,
+    #[error("you already approved an earlier step of this requisition")]
+    DuplicateApprover,
+    #[error("this step needs the role {required}")]
+    MissingRole { required: Role },
+    #[error("the requester may not pay their own requisition")]
+    PayerIsRequester,
+    #[error("an approver of this requisition may not also pay it")]
+    PayerIsApprover,
+    #[error("the requisition was already paid")]
+    AlreadyPaid,
+    #[error("only approved requisitions can be paid; this one is {status}")]
+    NotApproved { status: String },
+    #[error("the fund holds {balance}, which does not cover {amount}")]
+    InsufficientFunds { balance: Decimal, amount: Decimal },
+    #[error("the fund is closed")]
+    FundClosed,
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Invalid { field, message: message.into() }
+    }
+
+    pub fn money(field: &'static str, source: MoneyError) -> Self {
+        DomainError::Money { field, source }
+    }
+
+    /// Stable, machine-readable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Invalid { .. } => "validation_error",
+            DomainError::Money { source, .. } => match source {
+                MoneyError::UnknownCurrency(_) => "unknown_currency",
+                MoneyError::NotPositive => "amount_not_positive",
+                MoneyError::TooLarge(_) => "amount_too_large",
+                MoneyError::TooManyDecimals { .. } => "too_many_decimals",
+            },
+            DomainError::CurrencyMismatch { .. } => "currency_mismatch",
+            DomainError::NotFound { .. } => "not_found",
+            DomainError::AlreadyExists { .. } => "already_exists",
+            DomainError::InvalidTransition { .. } => "invalid_state",
+            DomainError::NotRequester { .. } => "not_requester",
+            DomainError::SelfApproval => "self_approval",
+            DomainError::DuplicateApprover => "duplicate_approver",
+            DomainError::MissingRole { .. } => "missing_role",
+            DomainError::PayerIsRequester => "payer_is_requester",
+            DomainError::PayerIsApprover => "payer_is_approver",
+            DomainError::AlreadyPaid => "already_paid",
+            DomainError::NotApproved { .. } => "not_approved",
+            DomainError::InsufficientFunds { .. } => "insufficient_funds",
+            DomainError::FundClosed => "fund_closed",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DomainError::Invalid { .. } | DomainError::Money { .. } | DomainError::CurrencyMismatch { .. } => {
+                ErrorKind::Validation
+            }
+            DomainError::NotFound { .. } => ErrorKind::NotFound,
+            DomainError::NotRequester { .. }
+            | DomainError::SelfApproval
+            | DomainError::DuplicateApprover
+            | DomainError::MissingRole { .. }
+            | DomainError::PayerIsRequester
+            | DomainError::PayerIsApprover => ErrorKind::Forbidden,
+            DomainError::AlreadyExists { .. }
+            | DomainError::InvalidTransition { .. }
+            | DomainError::AlreadyPaid
+            | DomainError::NotApproved { .. }
+            | DomainError::InsufficientFunds { .. }
+            | DomainError::FundClosed => ErrorKind::Conflict,
+        }
+    }
+
+    /// The request field the error is about, when there is one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            DomainError::Invalid { field, .. } | DomainError::Money { field, .. } => Some(field),
+            DomainError::CurrencyMismatch { .. } => Some("currency"),
+            DomainError::InsufficientFunds { .. } => Some("amount"),
+            _ => None,
+        }
+    }
+}
+
+/// Trims `value` and checks its length in characters. Required fields must not be blank.
+pub fn clean_text(field: &'static str, value: &str, max: usize, required: bool) -> Result<String, DomainError> {
+    let trimmed = value.trim();
+    if required && trimmed.is_empty() {
+        return Err(DomainError::invalid(field, "must not be blank"));
+    }
+    let len = trimmed.chars().count();
+    if len > max {
+        return Err(DomainError::invalid(field, format!("must be at most {max} characters (got {len})")));
+    }
+    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(DomainError::invalid(field, "must not contain control characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Like [`clean_text`] for optional fields: blank becomes `None`.
+pub fn clean_optional(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
+    match value {
+        None => Ok(None),
+        Some(v) => {
+            let v = clean_text(field, v, max, false)?;
+            Ok(if v.is_empty() { None } else { Some(v) })
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Petty Cash domain model: the aggregates (user, fund, requisition, approval policy), their
+//! commands and events, money and currencies, roles, and the business rules as typed errors.
+//!
+//! This crate is pure: no I/O, no clock, no database. Everything a decision needs (the actor
+//! and their roles, the approval chain in force, the fund's currency) is looked up by the
+//! `commands` crate and put into the command, so that replaying events never depends on
+//! today's configuration and every rule can be tested with given/when/then.
+
+pub mod error;
+pub mod fund;
+pub mod money;
+pub mod policy;
+pub mod requisition;
+pub mod role;
+pub mod user;
+
+pub use error::DomainError;
+pub use money::{Currency, MoneyError};
+pub use role::Role;
+
+/// Identifier of a user, fund, requisition or payment. UUIDs everywhere.
+pub type Id = uuid::Uuid;
+
+/// Who is issuing a command, with the roles they hold right now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Actor {
+    pub user_id: Id,
+    pub roles: Vec<Role>,
+}
+
+impl Actor {
+    pub fn new(user_id: Id, roles: impl IntoIterator<Item = Role>) -> Self {
+        Self { user_id, roles: roles.into_iter().collect() }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}

@@ -1,0 +1,487 @@
+//! A requisition: a request for cash from a fund, approved by a chain of roles, paid once.
+//!
+//! ```text
+//! draft ──submit──▶ pending_approval ──approve (last step)──▶ approved ──pay──▶ paid
+//!   ▲                 │  │  └─reject──▶ rejected
+//!   │                 │  └─request changes──▶ changes_requested ──edit / submit──▶ pending_approval
+//!   └──(create)       └─cancel (requester, any time before payment)──▶ cancelled
+//! ```
+//!
+//! Each submission resolves its approval chain afresh from the amount being submitted and
+//! records it, and clears earlier approvals: an edit after changes were requested can never
+//! keep approvals given to a different amount ("self-approval through edits" in the old
+//! system).
+
+use crate::error::{clean_optional, clean_text, DomainError};
+use crate::fund::PaymentMethod;
+use crate::money::Currency;
+use crate::role::Role;
+use crate::{Actor, Id};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub const PURPOSE_MAX: usize = 1_000;
+pub const PAYEE_MAX: usize = 200;
+pub const CATEGORY_MAX: usize = 100;
+pub const REASON_MAX: usize = 2_000;
+pub const REFERENCE_MAX: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    Draft,
+    PendingApproval,
+    ChangesRequested,
+    Approved,
+    Rejected,
+    Cancelled,
+    Paid,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Draft,
+        Status::PendingApproval,
+        Status::ChangesRequested,
+        Status::Approved,
+        Status::Rejected,
+        Status::Cancelled,
+        Status::Paid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::PendingApproval => "pending_approval",
+            Status::ChangesRequested => "changes_requested",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::Cancelled => "cancelled",
+            Status::Paid => "paid",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One approval given: which step of the chain, in which role, by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub step: usize,
+    pub role: Role,
+    pub approver_id: Id,
+}
+
+/// The payment that settled a requisition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub payment_id: Id,
+    pub paid_by: Id,
+    pub method: PaymentMethod,
+    pub reference: Option<String>,
+}
+
+/// The requisition's state, folded from its events. This is also what `GET
+/// /api/requisitions/{id}` shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Requisition {
+    pub id: Option<Id>,
+    pub fund_id: Option<Id>,
+    pub currency: Option<Currency>,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub purpose: String,
+    pub payee: Option<String>,
+    pub category: Option<String>,
+    pub requester_id: Option<Id>,
+    pub status: Status,
+    /// The chain resolved at the latest submission.
+    pub chain: Vec<Role>,
+    pub policy_version: u32,
+    /// Approvals given in the current round.
+    pub approvals: Vec<Approval>,
+    /// How many times it was submitted.
+    pub submissions: u32,
+    /// Reason given with the latest rejection, change request or cancellation.
+    pub last_reason: Option<String>,
+    pub payment: Option<PaymentRecord>,
+}
+
+impl Requisition {
+    /// The role the next approval needs, while pending.
+    pub fn current_step_role(&self) -> Option<Role> {
+        (self.status == Status::PendingApproval).then(|| self.chain.get(self.approvals.len()).copied()).flatten()
+    }
+
+    /// True when `user` may read this requisition: its requester, holders of the roles in its
+    /// chain, treasury, auditors and admins.
+    pub fn readable_by(&self, actor: &Actor) -> bool {
+        self.requester_id == Some(actor.user_id)
+            || actor.roles.iter().any(|r| {
+                matches!(r, Role::Treasury | Role::Auditor | Role::Admin) || self.chain.contains(r)
+            })
+            || self.approvals.iter().any(|a| a.approver_id == actor.user_id)
+    }
+
+    fn require_requester(&self, actor: &Actor, action: &'static str) -> Result<(), DomainError> {
+        if self.requester_id == Some(actor.user_id) {
+            Ok(())
+        } else {
+            Err(DomainError::NotRequester { action })
+        }
+    }
+
+    fn require_status(&self, allowed: &[Status], action: &'static str) -> Result<(), DomainError> {
+        if allowed.contains(&self.status) {
+            Ok(())
+        } else {
+            Err(DomainError::InvalidTransition { status: self.status.to_string(), action })
+        }
+    }
+
+    /// The checks shared by approve, reject and request changes: pending, not the requester,
+    /// not someone who approved an earlier step, holding the current step's role.
+    fn check_decider(&self, actor: &Actor, action: &'static str) -> Result<(usize, Role), DomainError> {
+        self.require_status(&[Status::PendingApproval], action)?;
+        if self.requester_id == Some(actor.user_id) {
+            return Err(DomainError::SelfApproval);
+        }
+        if self.approvals.iter().any(|a| a.approver_id == actor.user_id) {
+            return Err(DomainError::DuplicateApprover);
+        }
+        let step = self.approvals.len();
+        let role = self.chain[step];
+        if !actor.has(role) {
+            return Err(DomainError::MissingRole { required: role });
+        }
+        Ok((step, role))
+    }
+
+    fn currency(&self) -> Result<&Currency, DomainError> {
+        self.currency.as_ref().ok_or(DomainError::NotFound { what: "requisition" })
+    }
+}
+
+/// Fields an edit may change; `None` leaves a field as it is. An empty payee or category
+/// clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub amount: Option<Decimal>,
+    pub purpose: Option<String>,
+    pub payee: Option<String>,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequisitionCommand {
+    /// Create a draft. `currency` is the fund's currency, looked up by the caller.
+    Create {
+        requisition_id: Id,
+        fund_id: Id,
+        currency: Currency,
+        amount: Decimal,
+        purpose: String,
+        payee: Option<String>,
+        category: Option<String>,
+        requester: Actor,
+    },
+    Edit { changes: Changes, actor: Actor },
+    /// Submit for approval with the chain the policy gives for the amount now.
+    Submit { chain: Vec<Role>, policy_version: u32, actor: Actor },
+    Approve { actor: Actor },
+    Reject { reason: String, actor: Actor },
+    RequestChanges { reason: String, actor: Actor },
+    Cancel { reason: Option<String>, actor: Actor },
+    Pay { payment_id: Id, method: PaymentMethod, reference: Option<String>, payer: Actor },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RequisitionEvent {
+    RequisitionCreated {
+        requisition_id: Id,
+        fund_id: Id,
+        currency: Currency,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        purpose: String,
+        payee: Option<String>,
+        category: Option<String>,
+        requester_id: Id,
+    },
+    /// Only the changed fields are set.
+    RequisitionEdited {
+        #[serde(with = "rust_decimal::serde::str_option")]
+        amount: Option<Decimal>,
+        purpose: Option<String>,
+        /// `Some(None)` is not representable in JSON; an empty string clears the field.
+        payee: Option<String>,
+        category: Option<String>,
+    },
+    RequisitionSubmitted {
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        chain: Vec<Role>,
+        policy_version: u32,
+        submitted_by: Id,
+    },
+    RequisitionApproved {
+        step: usize,
+        role: Role,
+        approver_id: Id,
+        /// True when this approval completes the chain.
+        completes_chain: bool,
+    },
+    RequisitionRejected {
+        step: usize,
+        role: Role,
+        rejected_by: Id,
+        reason: String,
+    },
+    ChangesRequested {
+        step: usize,
+        role: Role,
+        requested_by: Id,
+        reason: String,
+    },
+    RequisitionCancelled {
+        cancelled_by: Id,
+        reason: Option<String>,
+    },
+    RequisitionPaid {
+        payment_id: Id,
+        fund_id: Id,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        method: PaymentMethod,
+        reference: Option<String>,
+        paid_by: Id,
+    },
+}
+
+impl DomainEvent for RequisitionEvent {
+    fn event_type(&self) -> String {
+        match self {
+            RequisitionEvent::RequisitionCreated { .. } => "RequisitionCreated",
+            RequisitionEvent::RequisitionEdited { .. } => "RequisitionEdited",
+            RequisitionEvent::RequisitionSubmitted { .. } => "RequisitionSubmitted",
+            RequisitionEvent::RequisitionApproved { .. } => "RequisitionApproved",
+            RequisitionEvent::RequisitionRejected { .. } => "RequisitionRejected",
+            RequisitionEvent::ChangesRequested { .. } => "ChangesRequested",
+            RequisitionEvent::RequisitionCancelled { .. } => "RequisitionCancelled",
+            RequisitionEvent::RequisitionPaid { .. } => "RequisitionPaid",
+        }
+        .into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+impl Aggregate for Requisition {
+    const TYPE: &'static str = "requisition";
+    type Command = RequisitionCommand;
+    type Event = RequisitionEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: RequisitionCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        use RequisitionCommand as C;
+        use RequisitionEvent as E;
+        match command {
+            C::Create { requisition_id, fund_id, currency, amount, purpose, payee, category, requester } => {
+                if self.id.is_some() {
+                    return Err(DomainError::AlreadyExists { what: "requisition" });
+                }
+                if !requester.has(Role::Staff) {
+                    return Err(DomainError::MissingRole { required: Role::Staff });
+                }
+                let amount = currency.validate_positive(amount).map_err(|e| DomainError::money("amount", e))?;
+                let event = E::RequisitionCreated {
+                    requisition_id,
+                    fund_id,
+                    currency,
+                    amount,
+                    purpose: clean_text("purpose", &purpose, PURPOSE_MAX, true)?,
+                    payee: clean_optional("payee", payee.as_deref(), PAYEE_MAX)?,
+                    category: clean_optional("category", category.as_deref(), CATEGORY_MAX)?,
+                    requester_id: requester.user_id,
+                };
+                sink.write(event, self).await;
+            }
+            C::Edit { changes, actor } => {
+                self.currency()?;
+                self.require_requester(&actor, "edit")?;
+                self.require_status(&[Status::Draft, Status::ChangesRequested], "edit")?;
+                let currency = self.currency()?.clone();
+                let amount = changes
+                    .amount
+                    .map(|a| currency.validate_positive(a).map_err(|e| DomainError::money("amount", e)))
+                    .transpose()?;
+                let purpose =
+                    changes.purpose.map(|p| clean_text("purpose", &p, PURPOSE_MAX, true)).transpose()?;
+                let payee = changes.payee.map(|p| clean_text("payee", &p, PAYEE_MAX, false)).transpose()?;
+                let category =
+                    changes.category.map(|c| clean_text("category", &c, CATEGORY_MAX, false)).transpose()?;
+                if amount.is_none() && purpose.is_none() && payee.is_none() && category.is_none() {
+                    return Err(DomainError::invalid("body", "nothing to change"));
+                }
+                sink.write(E::RequisitionEdited { amount, purpose, payee, category }, self).await;
+            }
+            C::Submit { chain, policy_version, actor } => {
+                self.currency()?;
+                self.require_requester(&actor, "submit")?;
+                self.require_status(&[Status::Draft, Status::ChangesRequested], "submit")?;
+                if chain.is_empty() {
+                    return Err(DomainError::invalid("chain", "the approval policy gave no approvers"));
+                }
+                let event = E::RequisitionSubmitted {
+                    amount: self.amount,
+                    chain,
+                    policy_version,
+                    submitted_by: actor.user_id,
+                };
+                sink.write(event, self).await;
+            }
+            C::Approve { actor } => {
+                let (step, role) = self.check_decider(&actor, "approve")?;
+                let completes_chain = step + 1 == self.chain.len();
+                sink.write(E::RequisitionApproved { step, role, approver_id: actor.user_id, completes_chain }, self)
+                    .await;
+            }
+            C::Reject { reason, actor } => {
+                let (step, role) = self.check_decider(&actor, "reject")?;
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                sink.write(E::RequisitionRejected { step, role, rejected_by: actor.user_id, reason }, self).await;
+            }
+            C::RequestChanges { reason, actor } => {
+                let (step, role) = self.check_decider(&actor, "request changes to")?;
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                sink.write(E::ChangesRequested { step, role, requested_by: actor.user_id, reason }, self).await;
+            }
+            C::Cancel { reason, actor } => {
+                self.currency()?;
+                self.require_requester(&actor, "cancel")?;
+                if self.status == Status::Paid {
+                    return Err(DomainError::AlreadyPaid);
+                }
+                self.require_status(
+                    &[Status::Draft, Status::PendingApproval, Status::ChangesRequested, Status::Approved],
+                    "cancel",
+                )?;
+                let reason = clean_optional("reason", reason.as_deref(), REASON_MAX)?;
+                sink.write(E::RequisitionCancelled { cancelled_by: actor.user_id, reason }, self).await;
+            }
+            C::Pay { payment_id, method, reference, payer } => {
+                self.currency()?;
+                if !payer.has(Role::Treasury) {
+                    return Err(DomainError::MissingRole { required: Role::Treasury });
+                }
+                if self.requester_id == Some(payer.user_id) {
+                    return Err(DomainError::PayerIsRequester);
+                }
+                if self.approvals.iter().any(|a| a.approver_id == payer.user_id) {
+                    return Err(DomainError::PayerIsApprover);
+                }
+                match self.status {
+                    Status::Approved => {}
+                    Status::Paid => return Err(DomainError::AlreadyPaid),
+                    other => return Err(DomainError::NotApproved { status: other.to_string() }),
+                }
+                let reference = clean_optional("reference", reference.as_deref(), REFERENCE_MAX)?;
+                let event = E::RequisitionPaid {
+                    payment_id,
+                    fund_id: self.fund_id.expect("created requisitions have a fund"),
+                    amount: self.amount,
+                    method,
+                    reference,
+                    paid_by: payer.user_id,
+                };
+                sink.write(event, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: RequisitionEvent) {
+        use RequisitionEvent as E;
+        match event {
+            E::RequisitionCreated {
+                requisition_id,
+                fund_id,
+                currency,
+                amount,
+                purpose,
+                payee,
+                category,
+                requester_id,
+            } => {
+                self.id = Some(requisition_id);
+                self.fund_id = Some(fund_id);
+                self.currency = Some(currency);
+                self.amount = amount;
+                self.purpose = purpose;
+                self.payee = payee;
+                self.category = category;
+                self.requester_id = Some(requester_id);
+                self.status = Status::Draft;
+            }
+            E::RequisitionEdited { amount, purpose, payee, category } => {
+                if let Some(a) = amount {
+                    self.amount = a;
+                }
+                if let Some(p) = purpose {
+                    self.purpose = p;
+                }
+                if let Some(p) = payee {
+                    self.payee = (!p.is_empty()).then_some(p);
+                }
+                if let Some(c) = category {
+                    self.category = (!c.is_empty()).then_some(c);
+                }
+            }
+            E::RequisitionSubmitted { chain, policy_version, .. } => {
+                self.chain = chain;
+                self.policy_version = policy_version;
+                self.approvals.clear();
+                self.submissions += 1;
+                self.last_reason = None;
+                self.status = Status::PendingApproval;
+            }
+            E::RequisitionApproved { step, role, approver_id, completes_chain } => {
+                self.approvals.push(Approval { step, role, approver_id });
+                if completes_chain {
+                    self.status = Status::Approved;
+                }
+            }
+            E::RequisitionRejected { reason, .. } => {
+                self.last_reason = Some(reason);
+                self.status = Status::Rejected;
+            }
+            E::ChangesRequested { reason, .. } => {
+                self.last_reason = Some(reason);
+                self.status = Status::ChangesRequested;
+            }
+            E::RequisitionCancelled { reason, .. } => {
+                self.last_reason = reason;
+                self.status = Status::Cancelled;
+            }
+            E::RequisitionPaid { payment_id, method, reference, paid_by, .. } => {
+                self.payment = Some(PaymentRecord { payment_id, paid_by, method, reference });
+                self.status = Status::Paid;
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Users and their role grants, event-sourced so that auditors can see who could do what, when.
+//!
+//! Passwords are not domain facts and never enter the event store (an event cannot be
+//! erased, a credential must be replaceable): the `commands` crate keeps password hashes in a
+//! separate credentials table. The events record only that a user exists and what roles they
+//! were granted or lost, by whom.
+
+use crate::error::{clean_text, DomainError};
+use crate::role::Role;
+use crate::{Actor, Id};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Option<Id>,
+    pub email: String,
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub active: bool,
+}
+
+/// Who asked for a user change: an admin through the API, or the operator at the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requester {
+    Admin(Actor),
+    /// `pettycash user add` / `pettycash demo`: someone with shell access to the server.
+    Operator,
+}
+
+impl Requester {
+    fn check_admin(&self) -> Result<(), DomainError> {
+        match self {
+            Requester::Operator => Ok(()),
+            Requester::Admin(actor) if actor.has(Role::Admin) => Ok(()),
+            Requester::Admin(_) => Err(DomainError::MissingRole { required: Role::Admin }),
+        }
+    }
+
+    fn user_id(&self) -> Option<Id> {
+        match self {
+            Requester::Admin(a) => Some(a.user_id),
+            Requester::Operator => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserCommand {
+    Register { user_id: Id, email: String, name: String, roles: Vec<Role>, by: Requester },
+    GrantRole { role: Role, by: Requester },
+    RevokeRole { role: Role, by: Requester },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserEvent {
+    UserRegistered { user_id: Id, email: String, name: String, roles: Vec<Role>, registered_by: Option<Id> },
+    RoleGranted { role: Role, granted_by: Option<Id> },
+    RoleRevoked { role: Role, revoked_by: Option<Id> },
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> String {
+        match self {
+            UserEvent::UserRegistered { .. } => "UserRegistered",
+            UserEvent::RoleGranted { .. } => "RoleGranted",
+            UserEvent::RoleRevoked { .. } => "RoleRevoked",
+        }
+        .into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+/// Lower-cases and checks an email address (a light check: one `@`, a dot in the domain).
+pub fn normalise_email(email: &str) -> Result<String, DomainError> {
+    let email = clean_text("email", email, 254, true)?.to_ascii_lowercase();
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.contains('@')
+        }
+        None => false,
+    } && !email.contains(char::is_whitespace);
+    if !valid {
+        return Err(DomainError::invalid("email", "is not a valid email address"));
+    }
+    Ok(email)
+}
+
+impl Aggregate for User {
+    const TYPE: &'static str = "user";
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(&mut self, command: UserCommand, _: &(), sink: &EventSink<Self>) -> Result<(), DomainError> {
+        match command {
+            UserCommand::Register { user_id, email, name, mut roles, by } => {
+                by.check_admin()?;
+                if self.id.is_some() {
+                    return Err(DomainError::AlreadyExists { what: "user" });
+                }
+                let email = normalise_email(&email)?;
+                let name = clean_text("name", &name, 200, true)?;
+                if roles.is_empty() {
+                    return Err(DomainError::invalid("roles", "at least one role is required"));
+                }
+                roles.sort();
+                roles.dedup();
+                let event = UserEvent::UserRegistered { user_id, email, name, roles, registered_by: by.user_id() };
+                sink.write(event, self).await;
+            }
+            UserCommand::GrantRole { role, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                if !self.roles.contains(&role) {
+                    sink.write(UserEvent::RoleGranted { role, granted_by: by.user_id() }, self).await;
+                }
+            }
+            UserCommand::RevokeRole { role, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                if self.roles.contains(&role) {
+                    sink.write(UserEvent::RoleRevoked { role, revoked_by: by.user_id() }, self).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: UserEvent) {
+        match event {
+            UserEvent::UserRegistered { user_id, email, name, roles, .. } => {
+                self.id = Some(user_id);
+                self.email = email;
+                self.name = name;
+                self.roles = roles;
+                self.active = true;
+            }
+            UserEvent::RoleGranted { role, .. } => {
+                self.roles.push(role);
+                self.roles.sort();
+            }
+            UserEvent::RoleRevoked { role, .. } => self.roles.retain(|r| *r != role),
+        }
+    }
+}
+
+impl User {
+    fn require_exists(&self) -> Result<(), DomainError> {
+        self.id.map(|_| ()).ok_or(DomainError::NotFound { what: "user" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    fn registered() -> UserEvent {
+        UserEvent::UserRegistered {
+            user_id: Id::nil(),
+            email: "a@example.com".into(),
+            name: "A".into(),
+            roles: vec![Role::Staff],
+            registered_by: None,
+        }
+    }
+
+    #[test]
+    fn operator_registers_user_with_normalised_email_and_sorted_roles() {
+        TestFramework::<User>::with(())
+            .given_no_previous_events()
+            .when(UserCommand::Register {
+                user_id: Id::nil(),
+                email: " A@Example.com ".into(),
+                name: "A".into(),
+                roles: vec![Role::Staff, Role::Staff],
+                by: Requester::Operator,
+            })
+            .then_expect_events(vec![registered()]);
+    }
+
+    #[test]
+    fn non_admin_cannot_register_or_grant() {
+        let staff = Requester::Admin(Actor::new(Id::new_v4(), [Role::Staff]));
+        TestFramework::<User>::with(())
+            .given(vec![registered()])
+            .when(UserCommand::GrantRole { role: Role::Admin, by: staff })
+            .then_expect_error(DomainError::MissingRole { required: Role::Admin });
+    }
+
+    #[test]
+    fn invalid_email_is_refused() {
+        for email in ["", "no-at-sign", "a@nodot", "a b@example.com"] {
+            let result = TestFramework::<User>::with(())
+                .given_no_previous_events()
+                .when(UserCommand::Register {
+                    user_id: Id::nil(),
+                    email: email.into(),
+                    name: "A".into(),
+                    roles: vec![Role::Staff],
+                    by: Requester::Operator,
+                })
+                .inspect_result();
+            assert!(matches!(result, Err(DomainError::Invalid { field: "email", .. })), "{email}");
+        }
+    }
+
+    #[test]
+    fn granting_a_held_role_records_nothing() {
+        TestFramework::<User>::with(())
+            .given(vec![registered()])
+            .when(UserCommand::GrantRole { role: Role::Staff, by: Requester::Operator })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn admin_grants_and_revokes_roles() {
+        let admin = Actor::new(Id::new_v4(), [Role::Admin]);
+        TestFramework::<User>::with(())
+            .given(vec![registered()])
+            .when(UserCommand::RevokeRole { role: Role::Staff, by: Requester::Admin(admin.clone()) })
+            .then_expect_events(vec![UserEvent::RoleRevoked { role: Role::Staff, revoked_by: Some(admin.user_id) }]);
+    }
+}
