@@ -1,1 +1,169 @@
-fn main(){}
+//! `pettycash`: the service binary. Parses arguments and calls into the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pettycash_api::config::Config;
+use pettycash_api::startup::{shutdown_signal, Application};
+use pettycash_api::{database, demo};
+use pettycash_commands::{CommandContext, CommandService, EventStore};
+use pettycash_domain::Role;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "pettycash", version, about = "Petty Cash: event-sourced petty cash management")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (migrates first). Without DATABASE_URL: the embedded default.
+    Serve {
+        /// Address to listen on (default: BIND or 127.0.0.1:8000).
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Load the demo organisation (one user per role, two funds, requisitions in every state).
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Register a user. The password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// A role (repeat for several): staff, branch_manager, department_head, regional_manager,
+        /// group_finance_manager, fpa, cfo, ceo, treasury, auditor, admin.
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+        /// Read the password from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+fn init_tracing(debug: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if debug {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pettycash: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.debug);
+    match run(cli, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pettycash: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                config.bind = bind;
+            }
+            serve(config).await
+        }
+        Command::Migrate => {
+            let db = database::connect(&config).await?;
+            database::migrate(&db.pool).await?;
+            println!("migrations applied to {}", db.display_url);
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { email, name, roles, password_stdin: _ } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let db = database::connect(&config).await?;
+            database::migrate(&db.pool).await?;
+            let service = CommandService::new(EventStore::new(db.pool.clone()));
+            let user = service
+                .register_user(&CommandContext::operator("user add"), &email, &name, roles, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let roles: Vec<&str> = user.value.roles.iter().map(|r| r.as_str()).collect();
+            println!("registered {} <{}> with roles {} (id {})", user.value.name, user.value.email, roles.join(", "), user.value.id);
+            Ok(())
+        }
+        Command::Demo => {
+            let db = database::connect(&config).await?;
+            database::migrate(&db.pool).await?;
+            let service = CommandService::new(EventStore::new(db.pool.clone()));
+            let logins = demo::load(&service).await?;
+            print!("{}", demo::format_logins(&logins));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = database::connect(&config).await?;
+    database::migrate(&db.pool).await?;
+    if db.embedded.is_some() {
+        embedded_demo(&config, &db).await?;
+    }
+    let data_dir = config.data_dir.clone();
+    let app = Application::build(config, db.pool.clone()).await?;
+    println!("Petty Cash {} listening on http://{}/ (database {})", env!("CARGO_PKG_VERSION"), app.local_addr(), db.display_url);
+    println!("API index: http://{0}/api/  health: http://{0}/health/", app.local_addr());
+    let result = app.run_until_stopped(shutdown_signal()).await;
+    db.pool.close().await;
+    if let Some(cluster) = &db.embedded {
+        if let Err(e) = cluster.stop().await {
+            eprintln!("pettycash: stopping the embedded PostgreSQL in {}: {e:#}", data_dir.display());
+        }
+    }
+    result.context("serving HTTP")
+}
+
+/// First start of the embedded default: load the demo and keep its logins (mode 0600) under
+/// the data directory so later starts can print them again.
+async fn embedded_demo(config: &Config, db: &database::Database) -> anyhow::Result<()> {
+    let file = config.data_dir.join("demo-logins.txt");
+    if !demo::is_loaded(&db.pool).await? {
+        let service = CommandService::new(EventStore::new(db.pool.clone()));
+        let logins = demo::load(&service).await.context("loading the demo organisation")?;
+        let text = demo::format_logins(&logins);
+        std::fs::write(&file, &text).with_context(|| format!("writing {}", file.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    match std::fs::read_to_string(&file) {
+        Ok(text) => println!("{text}(kept in {})", file.display()),
+        Err(_) => println!("demo organisation loaded earlier; its logins file {} is gone", file.display()),
+    }
+    Ok(())
+}

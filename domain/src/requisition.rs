@@ -108,6 +108,9 @@ pub struct Requisition {
     pub policy_version: u32,
     /// Approvals given in the current round.
     pub approvals: Vec<Approval>,
+    /// Everyone who approved in an earlier round (before changes were requested): they may
+    /// not pay it either.
+    pub former_approvers: Vec<Id>,
     /// How many times it was submitted.
     pub submissions: u32,
     /// Reason given with the latest rejection, change request or cancellation.
@@ -150,6 +153,7 @@ impl Requisition {
     /// The checks shared by approve, reject and request changes: pending, not the requester,
     /// not someone who approved an earlier step, holding the current step's role.
     fn check_decider(&self, actor: &Actor, action: &'static str) -> Result<(usize, Role), DomainError> {
+        self.currency()?;
         self.require_status(&[Status::PendingApproval], action)?;
         if self.requester_id == Some(actor.user_id) {
             return Err(DomainError::SelfApproval);
@@ -392,7 +396,9 @@ impl Aggregate for Requisition {
                 if self.requester_id == Some(payer.user_id) {
                     return Err(DomainError::PayerIsRequester);
                 }
-                if self.approvals.iter().any(|a| a.approver_id == payer.user_id) {
+                if self.approvals.iter().any(|a| a.approver_id == payer.user_id)
+                    || self.former_approvers.contains(&payer.user_id)
+                {
                     return Err(DomainError::PayerIsApprover);
                 }
                 match self.status {
@@ -455,7 +461,11 @@ impl Aggregate for Requisition {
             E::RequisitionSubmitted { chain, policy_version, .. } => {
                 self.chain = chain;
                 self.policy_version = policy_version;
-                self.approvals.clear();
+                for approval in self.approvals.drain(..) {
+                    if !self.former_approvers.contains(&approval.approver_id) {
+                        self.former_approvers.push(approval.approver_id);
+                    }
+                }
                 self.submissions += 1;
                 self.last_reason = None;
                 self.status = Status::PendingApproval;

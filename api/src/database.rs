@@ -1,0 +1,63 @@
+//! Connecting to PostgreSQL: `DATABASE_URL` when set, otherwise the embedded default (a
+//! private cluster started from the system's PostgreSQL binaries under the data directory).
+
+use crate::config::Config;
+use crate::embedded_pg::{ensure_database, EmbeddedPostgres};
+use anyhow::Context;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// Name of the database the embedded default creates in its private cluster.
+pub const EMBEDDED_DATABASE: &str = "pettycash";
+
+/// Where the service's database is, and whether this process started it.
+pub struct Database {
+    pub pool: PgPool,
+    /// The URL without credentials, for logs.
+    pub display_url: String,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// Opens a pool with the service's settings.
+pub async fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))
+}
+
+/// Connects to the configured database, starting the embedded one if needed.
+pub async fn connect(config: &Config) -> anyhow::Result<Database> {
+    if let Some(url) = &config.database_url {
+        let pool = pool(url, config.db_pool_size).await?;
+        return Ok(Database { pool, display_url: redact(url), embedded: None });
+    }
+    let data_dir = std::path::absolute(config.data_dir.join("pgdata")).context("resolving the data directory")?;
+    let cluster = EmbeddedPostgres::new(data_dir, config.embedded_pg_port);
+    tracing::info!(dir = %cluster.data_dir.display(), port = cluster.port, "no DATABASE_URL: using the embedded PostgreSQL");
+    let admin = cluster.ensure_running().await.context("starting the embedded PostgreSQL")?;
+    let url = ensure_database(&admin, EMBEDDED_DATABASE).await?;
+    let pool = pool(&url, config.db_pool_size).await?;
+    Ok(Database { pool, display_url: redact(&url), embedded: Some(cluster) })
+}
+
+/// Applies pending migrations (sqlx takes an advisory lock: safe with several processes).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    pettycash_commands::MIGRATOR.run(pool).await.context("applying database migrations")
+}
+
+/// The URL with any password removed.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}

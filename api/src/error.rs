@@ -1,0 +1,133 @@
+//! One error type at the HTTP edge: `{"error": {"code", "message", "field"}}` with one status
+//! per kind of failure. Unexpected failures are logged with their cause chain and answered
+//! as a plain 500 without detail.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pettycash_commands::CommandError;
+use pettycash_domain::error::ErrorKind;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `insufficient_funds`.
+    #[schema(example = "insufficient_funds")]
+    pub code: String,
+    pub message: String,
+    /// The request field the error is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self { status, code: code.into(), message: message.into(), field: None }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message).with_field(field)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    pub fn forbidden(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    /// Logs `err` with its cause chain and answers 500 without detail; or 503 when the
+    /// database cannot be reached.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        let err = err.into();
+        if let Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) =
+            err.downcast_ref::<sqlx::Error>()
+        {
+            tracing::error!(error = format!("{err:#}"), "database unavailable");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable");
+        }
+        tracing::error!(error = format!("{err:#}"), "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail { code: self.code.clone(), message: self.message.clone(), field: self.field.clone() },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(err: CommandError) -> Self {
+        match err {
+            CommandError::Domain(e) => {
+                let status = match e.kind() {
+                    ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+                    ErrorKind::Conflict => StatusCode::CONFLICT,
+                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                };
+                let mut api = ApiError::new(status, e.code(), e.to_string());
+                api.field = e.field().map(String::from);
+                api
+            }
+            e @ CommandError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            e @ CommandError::IdempotencyKeyReused => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", e.to_string())
+                    .with_field("Idempotency-Key")
+            }
+            e @ CommandError::IdempotentReplay => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            CommandError::Unauthenticated(m) => ApiError::unauthenticated(m),
+            CommandError::Database(e) => ApiError::internal(e),
+            e @ CommandError::Corrupt(_) => ApiError::internal(anyhow::anyhow!(e)),
+            CommandError::Other(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
+    }
+}

@@ -1,0 +1,324 @@
+//! Request extractors: the signed-in user, request metadata, JSON bodies whose errors name
+//! the field, idempotency keys, path ids and money amounts.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use pettycash_commands::auth::AuthUser;
+use pettycash_commands::{CommandContext, IdempotencyRecord, RequestMeta};
+use rust_decimal::Decimal;
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use uuid::Uuid;
+
+pub const SESSION_COOKIE: &str = "pettycash_session";
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The session token a request carries: `Authorization: Bearer` first, then the cookie.
+pub fn session_token(headers: &HeaderMap) -> Option<(String, bool)> {
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+            return Some((token.trim().to_string(), false));
+        }
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| (value.to_string(), true))
+}
+
+/// The authenticated user of a request; 401 when there is none.
+pub struct CurrentUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (token, from_cookie) = session_token(&parts.headers)
+            .ok_or_else(|| ApiError::unauthenticated("sign in: send `Authorization: Bearer <token>` or the session cookie"))?;
+        if from_cookie && !is_safe(&parts.method) {
+            check_same_origin(parts, state)?;
+        }
+        let user = state
+            .auth
+            .authenticate(&token)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("the session is invalid or has expired; sign in again"))?;
+        Ok(CurrentUser(user))
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Cookie-authenticated writes from another site's page are refused (CSRF). Browsers send
+/// `Origin` on cross-site POSTs; it must be this host or a configured CORS origin.
+fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if origin_host.eq_ignore_ascii_case(host) || state.config.cors_allowed_origins.iter().any(|o| o == origin) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden("cross_site_request", "cross-site request refused: the Origin is not allowed"))
+}
+
+/// Request id, client address and user agent, for event metadata and logs.
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        // X-Forwarded-For is believed only from a proxy on this machine (nginx in deploy/).
+        let forwarded = header("x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
+        let client_ip = match (peer, forwarded) {
+            (Some(ip), Some(fwd)) if ip.is_loopback() => Some(fwd),
+            (Some(ip), _) => Some(ip.to_string()),
+            (None, fwd) => fwd,
+        };
+        Ok(Meta(RequestMeta {
+            request_id: header("x-request-id").unwrap_or_else(|| Uuid::new_v4().to_string()),
+            client_ip,
+            user_agent: header("user-agent").map(|ua| ua.chars().take(500).collect()),
+        }))
+    }
+}
+
+/// A path id; a malformed one is a 400 naming `id`.
+pub struct IdPath(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        Uuid::parse_str(&raw)
+            .map(IdPath)
+            .map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid id")).with_field("id"))
+    }
+}
+
+/// A command request: the signed-in user, metadata, optional Idempotency-Key and a JSON body
+/// (an empty body counts as `{}`).
+pub struct Command<T> {
+    pub user: AuthUser,
+    pub meta: RequestMeta,
+    pub body: T,
+    idempotency_key: Option<String>,
+    request_hash: Vec<u8>,
+}
+
+impl<T> Command<T> {
+    /// The command context; `status` is what a success answers with (stored for replays).
+    pub fn context(&self, status: StatusCode) -> CommandContext {
+        CommandContext::user(self.user.actor(), self.meta.clone()).with_idempotency(self.idempotency_key.as_ref().map(
+            |key| IdempotencyRecord { key: key.clone(), request_hash: self.request_hash.clone(), status: status.as_u16() },
+        ))
+    }
+
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    pub fn request_hash(&self) -> &[u8] {
+        &self.request_hash
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let CurrentUser(user) = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let Meta(meta) = Meta::from_request_parts(&mut parts, state).await?;
+        let idempotency_key = match parts.headers.get(IDEMPOTENCY_HEADER) {
+            None => None,
+            Some(v) => {
+                let key = v.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200);
+                Some(key.map(String::from).ok_or_else(|| {
+                    ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 200 visible characters")
+                        .with_field("Idempotency-Key")
+                })?)
+            }
+        };
+        let req = Request::from_parts(parts, body);
+        let method = req.method().clone();
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        let has_json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::new(e.status(), "payload_too_large", format!("request body refused: {}", e.body_text()))
+        })?;
+        if !bytes.is_empty() && !has_json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let body = parse_json(if bytes.is_empty() { b"{}" } else { &bytes })?;
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_str().as_bytes());
+        hasher.update(b" ");
+        hasher.update(path.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(&bytes);
+        Ok(Command { user, meta, body, idempotency_key, request_hash: hasher.finalize().to_vec() })
+    }
+}
+
+/// Parses JSON, turning serde's errors into 400 (malformed) or 422 naming the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        json_error(Some(path), err.into_inner())
+    })?;
+    de.end().map_err(|e| json_error(None, e))?;
+    Ok(value)
+}
+
+fn json_error(path: Option<String>, inner: serde_json::Error) -> ApiError {
+    let path = path.filter(|p| p != ".");
+    let message = inner.to_string();
+    // serde names a missing field in the message only (the path is its parent's).
+    let named = message.split('`').nth(1).map(String::from);
+    let field = if message.starts_with("unknown field") {
+        path.or(named)
+    } else if message.starts_with("missing field") {
+        let prefix = path.as_ref().map(|p| format!("{p}.")).unwrap_or_default();
+        named.map(|n| format!("{prefix}{n}"))
+    } else {
+        path
+    };
+    let clean = message.split(" at line ").next().unwrap_or(&message).to_string();
+    match (inner.classify(), field) {
+        (_, Some(field)) => ApiError::unprocessable(&field, clean),
+        (serde_json::error::Category::Data, None) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", clean)
+        }
+        _ => ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {message}")),
+    }
+}
+
+/// A money amount given as a decimal string (`"12.50"`) or a JSON number (`12.5`). Parsed
+/// exactly; never through a float's binary value (numbers are read back from their shortest
+/// decimal form, which is exact for any amount the service accepts).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Amount(pub Decimal);
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Amount;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a decimal amount as a string or number, e.g. \"12.50\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Amount, E> {
+                let t = v.trim();
+                let valid = !t.is_empty()
+                    && t.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
+                if !valid {
+                    return Err(E::custom(format!("`{v}` is not a decimal number")));
+                }
+                Decimal::from_str_exact(t)
+                    .or_else(|_| Decimal::from_scientific(t))
+                    .map(Amount)
+                    .map_err(|_| E::custom(format!("`{v}` is not a decimal number in range")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Amount, E> {
+                Ok(Amount(Decimal::from(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Amount, E> {
+                Ok(Amount(Decimal::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Amount, E> {
+                if !v.is_finite() {
+                    return Err(E::custom("amount must be finite"));
+                }
+                Decimal::from_str(&v.to_string())
+                    .or_else(|_| Decimal::from_scientific(&format!("{v:e}")))
+                    .map(Amount)
+                    .map_err(|_| E::custom("amount is out of range"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::Type::String))
+            .description(Some("Decimal amount as a string (\"12.50\"); JSON numbers are accepted too."))
+            .examples([serde_json::json!("12.50")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Amount {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        amount: Amount,
+        #[allow(dead_code)]
+        purpose: String,
+    }
+
+    #[test]
+    fn amounts_parse_exactly_from_strings_and_numbers() {
+        let b: Body = parse_json(br#"{"amount": "12.50", "purpose": "x"}"#).unwrap();
+        assert_eq!(b.amount.0.to_string(), "12.50");
+        let b: Body = parse_json(br#"{"amount": 0.1, "purpose": "x"}"#).unwrap();
+        assert_eq!(b.amount.0.to_string(), "0.1");
+        let b: Body = parse_json(br#"{"amount": 1234567.89, "purpose": "x"}"#).unwrap();
+        assert_eq!(b.amount.0.to_string(), "1234567.89");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: [(&[u8], u16, Option<&str>); 6] = [
+            (br#"{"amount": "abc", "purpose": "x"}"#, 422, Some("amount")),
+            (br#"{"amount": 1e400, "purpose": "x"}"#, 422, Some("amount")),
+            (br#"{"amount": "1", "purpose": "x", "extra": 1}"#, 422, Some("extra")),
+            (br#"{"purpose": "x"}"#, 422, Some("amount")),
+            (br#"{"amount": "1", "purpose": 5}"#, 422, Some("purpose")),
+            (br#"{"amount": "1", "#, 400, None),
+        ];
+        for (body, status, field) in cases {
+            let err = parse_json::<Body>(body).unwrap_err();
+            assert_eq!(err.status.as_u16(), status, "{}: {err:?}", String::from_utf8_lossy(body));
+            assert_eq!(err.field.as_deref(), field, "{}", String::from_utf8_lossy(body));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The Petty Cash HTTP API (axum): authentication, routes, errors, OpenAPI, start-up, the
+//! embedded default database and the demo organisation. The `pettycash` binary in `main.rs`
+//! only parses arguments and calls into this library.
+
+pub mod config;
+pub mod database;
+pub mod demo;
+pub mod embedded_pg;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;

@@ -1,0 +1,37 @@
+//! The OpenAPI document, generated from the handlers' annotations (utoipa).
+
+use crate::routes::{auth, funds, meta, payments, policy, requisitions, users};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Petty Cash API", description = "Event-sourced petty cash management. Amounts are decimal strings."),
+    paths(
+        meta::index, meta::health,
+        auth::login, auth::logout, auth::me,
+        users::create_user,
+        funds::open_fund, funds::get_fund,
+        policy::get_policy, policy::put_policy,
+        requisitions::create, requisitions::get_one, requisitions::edit, requisitions::history,
+        requisitions::submit, requisitions::approve, requisitions::reject, requisitions::request_changes,
+        requisitions::cancel,
+        payments::pay,
+    ),
+    modifiers(&Security),
+    security(("bearer" = []), ("cookie" = [])),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::extract::SESSION_COOKIE))),
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! Funds: open (admin), read.
+
+use super::run;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Amount, Command, CurrentUser, IdPath};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pettycash_commands::views::FundView;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/funds", post(open_fund)).route("/api/funds/{id}", get(get_fund))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenFundRequest {
+    #[schema(example = "Nairobi branch float")]
+    pub name: String,
+    /// ISO 4217 code.
+    #[schema(example = "KES")]
+    pub currency: String,
+    /// The float: the fund's starting balance.
+    pub float: Amount,
+    pub custodian_id: Option<Uuid>,
+}
+
+/// Open a fund with its float (admin).
+#[utoipa::path(post, path = "/api/funds/", tag = "funds", request_body = OpenFundRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
+    responses((status = 201, body = FundView), (status = 403, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn open_fund(State(state): State<AppState>, cmd: Command<OpenFundRequest>) -> ApiResult<Response> {
+    let b = &cmd.body;
+    let ctx = cmd.context(StatusCode::CREATED);
+    run(&state, &cmd, StatusCode::CREATED, state.commands.open_fund(&ctx, &b.name, &b.currency, b.float.0, b.custodian_id))
+        .await
+}
+
+/// A fund and its balance, folded from its events.
+#[utoipa::path(get, path = "/api/funds/{id}", tag = "funds", params(("id" = Uuid, Path)),
+    responses((status = 200, body = FundView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_fund(State(state): State<AppState>, _user: CurrentUser, IdPath(id): IdPath) -> ApiResult<Json<FundView>> {
+    state.commands.fund(id).await?.map(Json).ok_or_else(|| ApiError::not_found("fund"))
+}
+

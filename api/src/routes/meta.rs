@@ -1,0 +1,71 @@
+//! The API index, health and the OpenAPI document.
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use std::time::Duration;
+use utoipa::{OpenApi, ToSchema};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api", get(index))
+        .route("/health", get(health))
+        .route("/api/openapi.json", get(openapi))
+}
+
+/// Endpoints and the version.
+#[utoipa::path(get, path = "/api/", tag = "meta", responses((status = 200, description = "endpoint index")))]
+pub async fn index() -> Json<serde_json::Value> {
+    let doc = crate::openapi::ApiDoc::openapi();
+    let mut endpoints = Vec::new();
+    for (path, item) in doc.paths.paths.iter() {
+        let ops = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, op) in ops {
+            if let Some(op) = op {
+                endpoints.push(json!({"method": method, "path": path, "summary": op.summary}));
+            }
+        }
+    }
+    Json(json!({"name": "Petty Cash API", "version": VERSION, "openapi": "/api/openapi.json", "endpoints": endpoints}))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    #[schema(example = "ok")]
+    pub database: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness and database reachability: 200, or 503 when the database is unreachable.
+#[utoipa::path(get, path = "/health/", tag = "meta",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    let ok = matches!(tokio::time::timeout(Duration::from_secs(2), ping).await, Ok(Ok(1)));
+    let (status, body) = if ok {
+        (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION })
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Health { status: "unavailable", database: "unreachable", version: VERSION })
+    };
+    (status, [("retry-after", "5")], Json(body))
+}
+
+/// This document.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::ApiDoc::openapi())
+}

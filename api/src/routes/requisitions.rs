@@ -1,0 +1,182 @@
+//! Requisitions: create, edit, submit, approve, reject, request changes, cancel, read, history.
+
+use super::{run, NoBody};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Amount, Command, CurrentUser, IdPath};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pettycash_commands::service::NewRequisition;
+use pettycash_commands::views::{HistoryEntry, RequisitionView};
+use pettycash_domain::requisition::Changes;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/requisitions", post(create))
+        .route("/api/requisitions/{id}", get(get_one).patch(edit))
+        .route("/api/requisitions/{id}/history", get(history))
+        .route("/api/requisitions/{id}/submit", post(submit))
+        .route("/api/requisitions/{id}/approve", post(approve))
+        .route("/api/requisitions/{id}/reject", post(reject))
+        .route("/api/requisitions/{id}/request-changes", post(request_changes))
+        .route("/api/requisitions/{id}/cancel", post(cancel))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequisition {
+    pub fund_id: Uuid,
+    pub amount: Amount,
+    #[schema(example = "Printer toner for the front office")]
+    pub purpose: String,
+    pub payee: Option<String>,
+    pub category: Option<String>,
+    /// Optional; when given it must be the fund's currency.
+    pub currency: Option<String>,
+    /// Submit for approval right away (default false: a draft).
+    #[serde(default)]
+    pub submit: bool,
+}
+
+/// Fields to change while the requisition is a draft or changes were requested. Omitted or
+/// null fields stay as they are; an empty payee or category clears it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequisition {
+    pub amount: Option<Amount>,
+    pub purpose: Option<String>,
+    pub payee: Option<String>,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptionalReason {
+    pub reason: Option<String>,
+}
+
+type Err = crate::error::ErrorBody;
+
+/// Create a requisition (a draft, or submitted with `"submit": true`).
+#[utoipa::path(post, path = "/api/requisitions/", tag = "requisitions", request_body = CreateRequisition,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
+    responses((status = 201, body = RequisitionView), (status = 403, body = Err), (status = 422, body = Err)))]
+#[tracing::instrument(skip_all)]
+pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisition>) -> ApiResult<Response> {
+    let b = &cmd.body;
+    let input = NewRequisition {
+        fund_id: b.fund_id,
+        amount: b.amount.0,
+        currency: b.currency.clone(),
+        purpose: b.purpose.clone(),
+        payee: b.payee.clone(),
+        category: b.category.clone(),
+        submit: b.submit,
+    };
+    let ctx = cmd.context(StatusCode::CREATED);
+    run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition(&ctx, input)).await
+}
+
+/// A requisition folded from its events. 404 for ids the caller may not see.
+#[utoipa::path(get, path = "/api/requisitions/{id}", tag = "requisitions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = RequisitionView), (status = 404, body = Err)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<RequisitionView>> {
+    Ok(Json(state.commands.requisition(&user.actor(), id).await?))
+}
+
+/// Every event of the requisition with its type, time and actor.
+#[utoipa::path(get, path = "/api/requisitions/{id}/history", tag = "requisitions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<HistoryEntry>), (status = 404, body = Err)))]
+pub async fn history(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Vec<HistoryEntry>>> {
+    Ok(Json(state.commands.requisition_history(&user.actor(), id).await?))
+}
+
+/// Edit a draft or a requisition sent back for changes (requester only).
+#[utoipa::path(patch, path = "/api/requisitions/{id}", tag = "requisitions", params(("id" = Uuid, Path)),
+    request_body = EditRequisition,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
+pub async fn edit(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<EditRequisition>) -> ApiResult<Response> {
+    let b = &cmd.body;
+    let changes = Changes {
+        amount: b.amount.map(|a| a.0),
+        purpose: b.purpose.clone(),
+        payee: b.payee.clone(),
+        category: b.category.clone(),
+    };
+    if changes == Changes::default() {
+        return Err(ApiError::unprocessable("body", "give at least one of amount, purpose, payee, category"));
+    }
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.edit_requisition(&ctx, id, changes)).await
+}
+
+/// Submit for approval (requester only). The approval chain is resolved now and recorded.
+#[utoipa::path(post, path = "/api/requisitions/{id}/submit", tag = "requisitions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
+pub async fn submit(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<NoBody>) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.submit_requisition(&ctx, id)).await
+}
+
+/// Approve the current step (holder of its role; not the requester; not an earlier approver).
+#[utoipa::path(post, path = "/api/requisitions/{id}/approve", tag = "requisitions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
+pub async fn approve(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<NoBody>) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.approve_requisition(&ctx, id)).await
+}
+
+/// Reject at the current step, with a reason. Final.
+#[utoipa::path(post, path = "/api/requisitions/{id}/reject", tag = "requisitions", params(("id" = Uuid, Path)),
+    request_body = Reason,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
+pub async fn reject(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<Reason>) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.reject_requisition(&ctx, id, &cmd.body.reason)).await
+}
+
+/// Send back to the requester for changes, with a reason.
+#[utoipa::path(post, path = "/api/requisitions/{id}/request-changes", tag = "requisitions",
+    params(("id" = Uuid, Path)), request_body = Reason,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
+pub async fn request_changes(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<Reason>,
+) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.request_changes(&ctx, id, &cmd.body.reason)).await
+}
+
+/// Cancel (requester only, any time before payment).
+#[utoipa::path(post, path = "/api/requisitions/{id}/cancel", tag = "requisitions", params(("id" = Uuid, Path)),
+    request_body = OptionalReason,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
+pub async fn cancel(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<OptionalReason>) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.cancel_requisition(&ctx, id, cmd.body.reason.as_deref())).await
+}
+
