@@ -202,7 +202,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn json_error(path: Option<String>, inner: serde_json::Error) -> ApiError {
-    let path = path.filter(|p| p != ".");
+    // `?` marks a position serde could not name (e.g. truncated input).
+    let path = path.filter(|p| p != "." && !p.contains('?'));
+    if inner.classify() == serde_json::error::Category::Eof {
+        return ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {inner}"));
+    }
     let message = inner.to_string();
     // serde names a missing field in the message only (the path is its parent's).
     let named = message.split('`').nth(1).map(String::from);
