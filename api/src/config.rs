@@ -50,12 +50,7 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
 }
 
 fn list(value: Option<String>) -> Vec<String> {
-    value
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    value.unwrap_or_default().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 impl Config {
@@ -75,8 +70,12 @@ impl Config {
             None => database_url.is_none(),
         };
         let secret_key = match get("SECRET_KEY").filter(|s| !s.is_empty()) {
-            Some(k) if !debug && k == DEV_SECRET_KEY => return Err(ConfigError::BadSecretKey("the development default")),
-            Some(k) if !debug && k.len() < 32 => return Err(ConfigError::BadSecretKey("shorter than 32 characters")),
+            Some(k) if !debug && k == DEV_SECRET_KEY => {
+                return Err(ConfigError::BadSecretKey("the development default"))
+            }
+            Some(k) if !debug && k.len() < 32 => {
+                return Err(ConfigError::BadSecretKey("shorter than 32 characters"))
+            }
             Some(k) => k,
             None if debug => DEV_SECRET_KEY.to_string(),
             None => return Err(ConfigError::BadSecretKey("not set")),
@@ -134,7 +133,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

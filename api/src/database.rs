@@ -36,7 +36,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<Database> {
         let pool = pool(url, config.db_pool_size).await?;
         return Ok(Database { pool, display_url: redact(url), embedded: None });
     }
-    let data_dir = std::path::absolute(config.data_dir.join("pgdata")).context("resolving the data directory")?;
+    let data_dir =
+        std::path::absolute(config.data_dir.join("pgdata")).context("resolving the data directory")?;
     let cluster = EmbeddedPostgres::new(data_dir, config.embedded_pg_port);
     tracing::info!(dir = %cluster.data_dir.display(), port = cluster.port, "no DATABASE_URL: using the embedded PostgreSQL");
     let admin = cluster.ensure_running().await.context("starting the embedded PostgreSQL")?;

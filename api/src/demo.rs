@@ -52,13 +52,21 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
     let as_role = |role: Role| {
         CommandContext::user(
             actors[&role].clone(),
-            RequestMeta { request_id: format!("demo-{}", uuid::Uuid::new_v4()), client_ip: None, user_agent: None },
+            RequestMeta {
+                request_id: format!("demo-{}", uuid::Uuid::new_v4()),
+                client_ip: None,
+                user_agent: None,
+            },
         )
     };
     let admin = as_role(Role::Admin);
     let treasury_id = actors[&Role::Treasury].user_id;
-    let hq = service.open_fund(&admin, "Nairobi HQ float", "KES", Decimal::from(50_000), Some(treasury_id)).await?;
-    service.open_fund(&admin, "Mombasa branch float", "KES", Decimal::from(20_000), Some(treasury_id)).await?;
+    let hq = service
+        .open_fund(&admin, "Nairobi HQ float", "KES", Decimal::from(50_000), Some(treasury_id))
+        .await?;
+    service
+        .open_fund(&admin, "Mombasa branch float", "KES", Decimal::from(20_000), Some(treasury_id))
+        .await?;
     let fund_id = hq.value.id;
 
     let staff = as_role(Role::Staff);
@@ -75,23 +83,30 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
     let gfm = as_role(Role::GroupFinanceManager);
 
     service.create_requisition(&staff, new(500, "Printer paper (draft)", "Stationers Ltd", false)).await?;
-    service.create_requisition(&staff, new(800, "Courier to the regional office", "FastCourier", true)).await?;
+    service
+        .create_requisition(&staff, new(800, "Courier to the regional office", "FastCourier", true))
+        .await?;
 
     let changes = service.create_requisition(&staff, new(1_200, "Team lunch", "Java House", true)).await?;
     service.request_changes(&head, changes.value.id, "Attach the attendee list and split drinks").await?;
 
-    let approved = service.create_requisition(&staff, new(2_500, "Replacement office chair", "Furniture Hub", true)).await?;
+    let approved = service
+        .create_requisition(&staff, new(2_500, "Replacement office chair", "Furniture Hub", true))
+        .await?;
     service.approve_requisition(&head, approved.value.id).await?;
     service.approve_requisition(&gfm, approved.value.id).await?;
 
-    let paid = service.create_requisition(&staff, new(650, "Taxi to client site", "Little Cab", true)).await?;
+    let paid =
+        service.create_requisition(&staff, new(650, "Taxi to client site", "Little Cab", true)).await?;
     service.approve_requisition(&head, paid.value.id).await?;
     service.pay(&as_role(Role::Treasury), paid.value.id, PaymentMethod::Cash, Some("PV-0001".into())).await?;
 
-    let rejected = service.create_requisition(&staff, new(300, "Personal phone airtime", "Safaricom", true)).await?;
+    let rejected =
+        service.create_requisition(&staff, new(300, "Personal phone airtime", "Safaricom", true)).await?;
     service.reject_requisition(&head, rejected.value.id, "Personal expenses are not covered").await?;
 
-    let cancelled = service.create_requisition(&staff, new(150, "Duplicate request", "Stationers Ltd", true)).await?;
+    let cancelled =
+        service.create_requisition(&staff, new(150, "Duplicate request", "Stationers Ltd", true)).await?;
     service.cancel_requisition(&staff, cancelled.value.id, Some("Entered twice")).await?;
     Ok(logins)
 }

@@ -134,8 +134,7 @@ fn find_executable(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
 
 /// Whether `path` is a regular file with an execute bit set.
 fn is_executable(path: &Path) -> bool {
-    path.metadata()
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// The binaries to run the cluster in `data_dir` with. Unless `PG_BIN_DIR` is set, an existing cluster
@@ -152,17 +151,11 @@ fn bin_dir_for(data_dir: &Path) -> Result<PathBuf> {
             .map(|version| Path::new(DEBIAN_PG_ROOT).join(version.trim()).join("bin"))
             .filter(|bin| bin.join("postgres").is_file())
     };
-    let bin_dir = same_version
-        .or_else(find_pg_bin_dir)
-        .ok_or_else(|| anyhow!(BINARIES_NOT_FOUND))?;
-    if let Some(missing) = ["initdb", "pg_ctl", "postgres"]
-        .into_iter()
-        .find(|tool| !bin_dir.join(tool).is_file())
+    let bin_dir = same_version.or_else(find_pg_bin_dir).ok_or_else(|| anyhow!(BINARIES_NOT_FOUND))?;
+    if let Some(missing) =
+        ["initdb", "pg_ctl", "postgres"].into_iter().find(|tool| !bin_dir.join(tool).is_file())
     {
-        bail!(
-            "`{missing}` is missing from {}. {BINARIES_NOT_FOUND}",
-            bin_dir.display()
-        );
+        bail!("`{missing}` is missing from {}. {BINARIES_NOT_FOUND}", bin_dir.display());
     }
     Ok(bin_dir)
 }
@@ -180,10 +173,7 @@ pub struct EmbeddedPostgres {
 impl EmbeddedPostgres {
     /// Describes a private cluster in `data_dir` listening on `127.0.0.1:port`; nothing is touched yet.
     pub fn new(data_dir: impl Into<PathBuf>, port: u16) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            port,
-        }
+        Self { data_dir: data_dir.into(), port }
     }
 
     /// The superuser URL for the `postgres` database of this cluster.
@@ -217,10 +207,7 @@ impl EmbeddedPostgres {
         let result = cluster.start_locked().await;
         lock.release().await;
         result.with_context(|| {
-            format!(
-                "could not start the private PostgreSQL cluster in {}",
-                cluster.data_dir.display()
-            )
+            format!("could not start the private PostgreSQL cluster in {}", cluster.data_dir.display())
         })?;
         Ok(url)
     }
@@ -250,10 +237,7 @@ impl EmbeddedPostgres {
             PG_CTL_WAIT_SECS.as_ref(),
         ]);
         run_checked(stop, "pg_ctl stop").await.with_context(|| {
-            format!(
-                "could not stop the private PostgreSQL cluster in {}",
-                cluster.data_dir.display()
-            )
+            format!("could not stop the private PostgreSQL cluster in {}", cluster.data_dir.display())
         })?;
         Ok(())
     }
@@ -284,12 +268,7 @@ impl Cluster {
         let parent = data_dir
             .parent()
             .filter(|parent| data_dir.file_name().is_some() && !parent.as_os_str().is_empty())
-            .with_context(|| {
-                format!(
-                    "the data directory {} has no parent directory",
-                    data_dir.display()
-                )
-            })?
+            .with_context(|| format!("the data directory {} has no parent directory", data_dir.display()))?
             .to_path_buf();
         let socket = data_dir.join(format!(".s.PGSQL.{}", pg.port));
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -303,14 +282,7 @@ impl Cluster {
         }
         let bin_dir = bin_dir_for(&data_dir)?;
         let runner = Runner::detect()?;
-        Ok(Self {
-            data_dir,
-            parent,
-            bin_dir,
-            runner,
-            port: pg.port,
-            url: pg.admin_url(),
-        })
+        Ok(Self { data_dir, parent, bin_dir, runner, port: pg.port, url: pg.admin_url() })
     }
 
     /// `<data_dir><suffix>`, a sibling of the data directory.
@@ -426,11 +398,7 @@ impl Cluster {
                 .with_context(|| format!("could not replace {}", self.data_dir.display()))?;
         }
         std::fs::rename(&staging, &self.data_dir).with_context(|| {
-            format!(
-                "could not move {} to {}",
-                staging.display(),
-                self.data_dir.display()
-            )
+            format!("could not move {} to {}", staging.display(), self.data_dir.display())
         })?;
         Ok(())
     }
@@ -502,18 +470,11 @@ impl Cluster {
     /// Whether `pg_ctl status` reports a running server for the data directory.
     async fn server_alive(&self) -> Result<bool> {
         let status = self.pg_ctl(["status".as_ref(), "-D".as_ref(), self.data_dir.as_os_str()]);
-        let output = Command::from(status)
-            .output()
-            .await
-            .context("could not run pg_ctl status")?;
+        let output = Command::from(status).output().await.context("could not run pg_ctl status")?;
         match output.status.code() {
             Some(0) => Ok(true),
             Some(3) => Ok(false),
-            _ => bail!(
-                "pg_ctl status failed ({}): {}",
-                output.status,
-                describe_output(&output)
-            ),
+            _ => bail!("pg_ctl status failed ({}): {}", output.status, describe_output(&output)),
         }
     }
 
@@ -542,17 +503,11 @@ impl Cluster {
         ]);
         let failure = match run_checked(start, "pg_ctl start").await {
             Ok(_) if wait_for_probe(&self.url, Duration::from_secs(15)).await => return Ok(()),
-            Ok(_) => anyhow!(
-                "pg_ctl reported the server as started, but it does not answer at {}",
-                self.url
-            ),
+            Ok(_) => anyhow!("pg_ctl reported the server as started, but it does not answer at {}", self.url),
             Err(err) => err,
         };
-        let with_log = anyhow!(
-            "{failure:#}\n--- last lines of {} ---\n{}",
-            log.display(),
-            log_tail(&log, 30)
-        );
+        let with_log =
+            anyhow!("{failure:#}\n--- last lines of {} ---\n{}", log.display(), log_tail(&log, 30));
         Err(with_log.context(format!("PostgreSQL failed to start on port {}", self.port)))
     }
 }
@@ -631,10 +586,7 @@ impl Runner {
                     script.extend(sh_quote(arg));
                 }
                 let mut command = std::process::Command::new(su);
-                command
-                    .args(["-s", "/bin/sh", "-c"])
-                    .arg(OsString::from_vec(script))
-                    .arg(PG_USER);
+                command.args(["-s", "/bin/sh", "-c"]).arg(OsString::from_vec(script)).arg(PG_USER);
                 command
             }
         };
@@ -651,11 +603,7 @@ fn running_as_root() -> bool {
             return line.split_whitespace().nth(2) == Some("0");
         }
     }
-    if let Ok(output) = std::process::Command::new("id")
-        .arg("-u")
-        .stdin(Stdio::null())
-        .output()
-    {
+    if let Ok(output) = std::process::Command::new("id").arg("-u").stdin(Stdio::null()).output() {
         if output.status.success() {
             return String::from_utf8_lossy(&output.stdout).trim() == "0";
         }
@@ -670,10 +618,7 @@ fn is_zombie(pid: u32) -> bool {
     // /proc/<pid>/stat: "pid (comm) state ..."; comm may contain spaces and parentheses.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| {
-            stat.rfind(')')
-                .map(|end| stat[end + 1..].trim_start().starts_with('Z'))
-        })
+        .and_then(|stat| stat.rfind(')').map(|end| stat[end + 1..].trim_start().starts_with('Z')))
         .unwrap_or(false)
 }
 
@@ -694,10 +639,7 @@ fn sh_quote(arg: &OsStr) -> Vec<u8> {
 /// Creates `dir` and its missing parents; when `world_traversable`, the created ones get mode 0755 whatever
 /// the umask, so that the `postgres` user can pass through them.
 fn create_dir_tree(dir: &Path, world_traversable: bool) -> Result<()> {
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|ancestor| !ancestor.exists())
-        .collect();
+    let missing: Vec<&Path> = dir.ancestors().take_while(|ancestor| !ancestor.exists()).collect();
     for ancestor in missing.into_iter().rev() {
         match std::fs::create_dir(ancestor) {
             Ok(()) if world_traversable => {
@@ -715,27 +657,17 @@ fn create_dir_tree(dir: &Path, world_traversable: bool) -> Result<()> {
 /// `chown -R postgres: paths…` (the `postgres` user and its login group).
 async fn chown_to_pg_user(paths: &[&Path]) -> Result<()> {
     let mut chown = std::process::Command::new("chown");
-    chown
-        .arg("-R")
-        .arg(format!("{PG_USER}:"))
-        .args(paths)
-        .stdin(Stdio::null());
+    chown.arg("-R").arg(format!("{PG_USER}:")).args(paths).stdin(Stdio::null());
     run_checked(chown, "chown").await.map(drop)
 }
 
 /// Runs `command` to completion, failing with its output when it exits unsuccessfully.
 async fn run_checked(command: std::process::Command, name: &str) -> Result<Output> {
     let shown = format!("{command:?}");
-    let output = Command::from(command)
-        .output()
-        .await
-        .with_context(|| format!("could not run {name}: {shown}"))?;
+    let output =
+        Command::from(command).output().await.with_context(|| format!("could not run {name}: {shown}"))?;
     if !output.status.success() {
-        bail!(
-            "{name} failed ({}): {shown}\n{}",
-            output.status,
-            describe_output(&output)
-        );
+        bail!("{name} failed ({}): {shown}\n{}", output.status, describe_output(&output));
     }
     Ok(output)
 }
@@ -744,11 +676,7 @@ async fn run_checked(command: std::process::Command, name: &str) -> Result<Outpu
 fn describe_output(output: &Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    [stdout.trim(), stderr.trim()]
-        .into_iter()
-        .filter(|text| !text.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
+    [stdout.trim(), stderr.trim()].into_iter().filter(|text| !text.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
 /// The last `lines` lines of the log file at `path` (reading at most its last 16 KiB).
@@ -788,9 +716,7 @@ impl ClusterLock {
     async fn acquire(path: &Path, timeout: Duration) -> Result<Self> {
         match Self::acquire_flock(path, timeout).await? {
             Some(lock) => Ok(lock),
-            None => Ok(Self::PidFile(
-                PidFileLock::acquire(&pid_lock_path(path), timeout).await?,
-            )),
+            None => Ok(Self::PidFile(PidFileLock::acquire(&pid_lock_path(path), timeout).await?)),
         }
     }
 
@@ -814,16 +740,10 @@ impl ClusterLock {
         let mut stdout = BufReader::new(child.stdout.take().context("flock has no standard output")?);
         let mut line = String::new();
         match tokio::time::timeout(timeout, stdout.read_line(&mut line)).await {
-            Ok(Ok(_)) if line.trim() == "locked" => Ok(Some(Self::Flock {
-                child: Box::new(child),
-                stdin,
-            })),
+            Ok(Ok(_)) if line.trim() == "locked" => Ok(Some(Self::Flock { child: Box::new(child), stdin })),
             Ok(_) => {
                 drop(stdin);
-                let output = child
-                    .wait_with_output()
-                    .await
-                    .context("could not wait for flock")?;
+                let output = child.wait_with_output().await.context("could not wait for flock")?;
                 bail!(
                     "flock could not lock {} ({}): {}",
                     path.display(),
@@ -845,10 +765,7 @@ impl ClusterLock {
         match self {
             Self::Flock { mut child, stdin } => {
                 drop(stdin);
-                if tokio::time::timeout(Duration::from_secs(5), child.wait())
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                     warn!("flock did not exit after its input closed; killing it");
                 }
             }
@@ -872,11 +789,7 @@ impl PidFileLock {
     async fn acquire(path: &Path, timeout: Duration) -> Result<Self> {
         let deadline = Instant::now() + timeout;
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut file) => {
                     let lock = Self(path.to_path_buf());
                     writeln!(file, "{}", std::process::id())
@@ -917,9 +830,7 @@ impl Drop for PidFileLock {
 /// Whether the lock file at `path` was left by a process that no longer exists; when the pid cannot be
 /// read (or there is no `/proc`), whether the file is older than `max_age`.
 fn pid_file_is_stale(path: &Path, max_age: Duration) -> bool {
-    let pid = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok());
+    let pid = std::fs::read_to_string(path).ok().and_then(|text| text.trim().parse::<u32>().ok());
     match pid {
         Some(pid) if Path::new("/proc/self").exists() => !Path::new("/proc").join(pid.to_string()).exists(),
         _ => path
@@ -1010,18 +921,14 @@ async fn create_database_if_missing(conn: &mut PgConnection, name: &str) -> Resu
 /// Whether `err` says the database already exists: `duplicate_database` (42P04), or `unique_violation`
 /// (23505), which a creator racing another one can get from the catalog's unique index.
 fn is_concurrent_create(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == "42P04" || code == "23505")
+    err.as_database_error().and_then(|db| db.code()).is_some_and(|code| code == "42P04" || code == "23505")
 }
 
 /// Accepts database names of 1 to 63 (PostgreSQL's identifier limit) characters from `[a-zA-Z0-9_]`.
 fn validate_database_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
     if !valid {
         bail!("invalid database name {name:?}: use 1 to 63 characters from [a-zA-Z0-9_]");
     }
@@ -1042,22 +949,11 @@ fn with_database(url: &str, database: &str) -> Result<String> {
     let rest = &url[authority_start..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let after_authority = &rest[authority_end..];
-    let query = after_authority
-        .find('?')
-        .map_or("", |index| &after_authority[index + 1..]);
-    let params: Vec<&str> = query
-        .split('&')
-        .filter(|param| !param.is_empty() && !param.starts_with("dbname="))
-        .collect();
-    let query = if params.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", params.join("&"))
-    };
-    Ok(format!(
-        "{}/{database}{query}",
-        &url[..authority_start + authority_end]
-    ))
+    let query = after_authority.find('?').map_or("", |index| &after_authority[index + 1..]);
+    let params: Vec<&str> =
+        query.split('&').filter(|param| !param.is_empty() && !param.starts_with("dbname=")).collect();
+    let query = if params.is_empty() { String::new() } else { format!("?{}", params.join("&")) };
+    Ok(format!("{}/{database}{query}", &url[..authority_start + authority_end]))
 }
 
 /// `url` with any password replaced by `***`, for messages.
@@ -1065,9 +961,7 @@ fn redact(url: &str) -> String {
     let Some(start) = url.find("://").map(|index| index + 3) else {
         return url.to_owned();
     };
-    let authority_end = url[start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |index| start + index);
+    let authority_end = url[start..].find(['/', '?']).map_or(url.len(), |index| start + index);
     let authority = &url[start..authority_end];
     let Some(at) = authority.rfind('@') else {
         return url.to_owned();
@@ -1113,17 +1007,9 @@ mod tests {
         fn drop(&mut self) {
             if self.data_dir.join("postmaster.pid").exists() {
                 if let Ok(runner) = Runner::detect() {
-                    let args = [
-                        "stop".as_ref(),
-                        "-D".as_ref(),
-                        self.data_dir.as_os_str(),
-                        "-m".as_ref(),
-                    ];
+                    let args = ["stop".as_ref(), "-D".as_ref(), self.data_dir.as_os_str(), "-m".as_ref()];
                     let _ = runner
-                        .command(
-                            &self.bin_dir.join("pg_ctl"),
-                            args.into_iter().chain(["immediate".as_ref()]),
-                        )
+                        .command(&self.bin_dir.join("pg_ctl"), args.into_iter().chain(["immediate".as_ref()]))
                         .output();
                 }
             }
@@ -1132,11 +1018,7 @@ mod tests {
 
     /// A TCP port that was free a moment ago.
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     /// The pid of a process that has exited.
@@ -1157,10 +1039,7 @@ mod tests {
         };
         let tmp = TempDir::new("embedded-pg-test");
         let pg = EmbeddedPostgres::new(tmp.0.join("cluster").join("data"), free_port());
-        let _stop = StopOnDrop {
-            data_dir: pg.data_dir.clone(),
-            bin_dir,
-        };
+        let _stop = StopOnDrop { data_dir: pg.data_dir.clone(), bin_dir };
 
         let (first, second) = tokio::join!(pg.ensure_running(), pg.ensure_running());
         let url = first.expect("first ensure_running");
@@ -1175,17 +1054,12 @@ mod tests {
         );
         let db_url = db_url.expect("ensure_database");
         assert_eq!(again.expect("concurrent ensure_database"), db_url);
-        assert_eq!(
-            db_url,
-            format!("postgres://postgres@127.0.0.1:{}/embedded_pg_test", pg.port)
-        );
+        assert_eq!(db_url, format!("postgres://postgres@127.0.0.1:{}/embedded_pg_test", pg.port));
         let mut conn = PgConnection::connect(&db_url).await.unwrap();
         let one: i32 = sqlx::query_scalar("select 1").fetch_one(&mut conn).await.unwrap();
         assert_eq!(one, 1);
-        let current: String = sqlx::query_scalar("select current_database()")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let current: String =
+            sqlx::query_scalar("select current_database()").fetch_one(&mut conn).await.unwrap();
         assert_eq!(current, "embedded_pg_test");
         conn.close().await.unwrap();
 
@@ -1195,31 +1069,14 @@ mod tests {
 
         // A postmaster.pid left by a crash must not prevent the next start.
         let pid_file = pg.data_dir.join("postmaster.pid");
-        std::fs::write(
-            &pid_file,
-            format!("{}\n{}\n0\n{}\n", dead_pid(), pg.data_dir.display(), pg.port),
-        )
-        .unwrap();
-        assert_eq!(
-            pg.ensure_running()
-                .await
-                .expect("start over a stale postmaster.pid"),
-            url
-        );
-        assert!(
-            ensure_database(&url, "embedded_pg_test").await.is_ok(),
-            "data survived the restart"
-        );
+        std::fs::write(&pid_file, format!("{}\n{}\n0\n{}\n", dead_pid(), pg.data_dir.display(), pg.port))
+            .unwrap();
+        assert_eq!(pg.ensure_running().await.expect("start over a stale postmaster.pid"), url);
+        assert!(ensure_database(&url, "embedded_pg_test").await.is_ok(), "data survived the restart");
 
         // So must a crashed postmaster, once it has been reaped: until then it counts as running, for
         // PostgreSQL too. Where nothing reaps orphans (a container without an init), skip this part.
-        let pid: u32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().lines().next().unwrap().parse().unwrap();
         assert!(std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status()
@@ -1244,21 +1101,11 @@ mod tests {
         let tmp = TempDir::new("embedded-pg-lock");
         let path = tmp.0.join("data.lock");
         let held = ClusterLock::acquire(&path, Duration::from_secs(5)).await.unwrap();
-        assert!(
-            matches!(held, ClusterLock::Flock { .. }),
-            "flock(1) is installed here"
-        );
-        let err = ClusterLock::acquire(&path, Duration::from_millis(300))
-            .await
-            .err()
-            .expect("lock is held");
+        assert!(matches!(held, ClusterLock::Flock { .. }), "flock(1) is installed here");
+        let err = ClusterLock::acquire(&path, Duration::from_millis(300)).await.err().expect("lock is held");
         assert!(err.to_string().contains("timed out"), "{err:#}");
         held.release().await;
-        ClusterLock::acquire(&path, Duration::from_secs(5))
-            .await
-            .unwrap()
-            .release()
-            .await;
+        ClusterLock::acquire(&path, Duration::from_secs(5)).await.unwrap().release().await;
     }
 
     #[tokio::test]
@@ -1266,20 +1113,14 @@ mod tests {
         let tmp = TempDir::new("embedded-pg-pidlock");
         let path = tmp.0.join("data.lock.pid");
         let held = PidFileLock::acquire(&path, Duration::from_secs(5)).await.unwrap();
-        assert!(PidFileLock::acquire(&path, Duration::from_millis(300))
-            .await
-            .is_err());
+        assert!(PidFileLock::acquire(&path, Duration::from_millis(300)).await.is_err());
         drop(held);
         assert!(!path.exists());
 
         std::fs::write(&path, format!("{}\n", dead_pid())).unwrap();
-        let recovered = PidFileLock::acquire(&path, Duration::from_secs(1))
-            .await
-            .expect("stale lock removed");
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap().trim(),
-            std::process::id().to_string()
-        );
+        let recovered =
+            PidFileLock::acquire(&path, Duration::from_secs(1)).await.expect("stale lock removed");
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), std::process::id().to_string());
         drop(recovered);
     }
 
@@ -1300,23 +1141,12 @@ mod tests {
             String::from_utf8(output.stdout).unwrap().trim().to_owned()
         };
         for runner in runners {
-            let args = [
-                "-c".as_ref(),
-                r#"printf '%s|%s' "$(id -un)" "$1""#.as_ref(),
-                "sh".as_ref(),
-            ];
+            let args = ["-c".as_ref(), r#"printf '%s|%s' "$(id -un)" "$1""#.as_ref(), "sh".as_ref()];
             let output = runner
-                .command(
-                    Path::new("/bin/sh"),
-                    args.into_iter().chain(["it's a \"test\" $HOME".as_ref()]),
-                )
+                .command(Path::new("/bin/sh"), args.into_iter().chain(["it's a \"test\" $HOME".as_ref()]))
                 .output()
                 .unwrap();
-            assert!(
-                output.status.success(),
-                "{runner:?}: {}",
-                describe_output(&output)
-            );
+            assert!(output.status.success(), "{runner:?}: {}", describe_output(&output));
             assert_eq!(
                 String::from_utf8(output.stdout).unwrap(),
                 format!("{expected_user}|it's a \"test\" $HOME"),
@@ -1350,19 +1180,10 @@ mod tests {
     #[test]
     fn database_urls() {
         let cases = [
-            (
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "postgres://postgres@127.0.0.1:5432/app",
-            ),
+            ("postgres://postgres@127.0.0.1:5432/postgres", "postgres://postgres@127.0.0.1:5432/app"),
             ("postgres://u:p@h:1", "postgres://u:p@h:1/app"),
-            (
-                "postgres://u@h/postgres?sslmode=disable",
-                "postgres://u@h/app?sslmode=disable",
-            ),
-            (
-                "postgresql://h/x?dbname=y&sslmode=require",
-                "postgresql://h/app?sslmode=require",
-            ),
+            ("postgres://u@h/postgres?sslmode=disable", "postgres://u@h/app?sslmode=disable"),
+            ("postgresql://h/x?dbname=y&sslmode=require", "postgresql://h/app?sslmode=require"),
             ("postgres://h?dbname=y", "postgres://h/app"),
         ];
         for (url, expected) in cases {

@@ -75,7 +75,11 @@ impl ApiError {
             err.downcast_ref::<sqlx::Error>()
         {
             tracing::error!(error = format!("{err:#}"), "database unavailable");
-            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable",
+            );
         }
         tracing::error!(error = format!("{err:#}"), "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
@@ -83,7 +87,11 @@ impl ApiError {
 
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: ErrorDetail { code: self.code.clone(), message: self.message.clone(), field: self.field.clone() },
+            error: ErrorDetail {
+                code: self.code.clone(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+            },
         }
     }
 }
@@ -112,12 +120,16 @@ impl From<CommandError> for ApiError {
                 api.field = e.field().map(String::from);
                 api
             }
-            e @ CommandError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            e @ CommandError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             e @ CommandError::IdempotencyKeyReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", e.to_string())
                     .with_field("Idempotency-Key")
             }
-            e @ CommandError::IdempotentReplay => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            e @ CommandError::IdempotentReplay => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             CommandError::Unauthenticated(m) => ApiError::unauthenticated(m),
             CommandError::Database(e) => ApiError::internal(e),
             e @ CommandError::Corrupt(_) => ApiError::internal(anyhow::anyhow!(e)),

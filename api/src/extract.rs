@@ -45,16 +45,15 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let (token, from_cookie) = session_token(&parts.headers)
-            .ok_or_else(|| ApiError::unauthenticated("sign in: send `Authorization: Bearer <token>` or the session cookie"))?;
+        let (token, from_cookie) = session_token(&parts.headers).ok_or_else(|| {
+            ApiError::unauthenticated("sign in: send `Authorization: Bearer <token>` or the session cookie")
+        })?;
         if from_cookie && !is_safe(&parts.method) {
             check_same_origin(parts, state)?;
         }
-        let user = state
-            .auth
-            .authenticate(&token)
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("the session is invalid or has expired; sign in again"))?;
+        let user = state.auth.authenticate(&token).await?.ok_or_else(|| {
+            ApiError::unauthenticated("the session is invalid or has expired; sign in again")
+        })?;
         Ok(CurrentUser(user))
     }
 }
@@ -71,7 +70,8 @@ fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     };
     let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if origin_host.eq_ignore_ascii_case(host) || state.config.cors_allowed_origins.iter().any(|o| o == origin) {
+    if origin_host.eq_ignore_ascii_case(host) || state.config.cors_allowed_origins.iter().any(|o| o == origin)
+    {
         return Ok(());
     }
     Err(ApiError::forbidden("cross_site_request", "cross-site request refused: the Origin is not allowed"))
@@ -87,7 +87,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         // X-Forwarded-For is believed only from a proxy on this machine (nginx in deploy/).
-        let forwarded = header("x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
+        let forwarded =
+            header("x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
         let client_ip = match (peer, forwarded) {
             (Some(ip), Some(fwd)) if ip.is_loopback() => Some(fwd),
             (Some(ip), _) => Some(ip.to_string()),
@@ -111,9 +112,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
-        Uuid::parse_str(&raw)
-            .map(IdPath)
-            .map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid id")).with_field("id"))
+        Uuid::parse_str(&raw).map(IdPath).map_err(|_| {
+            ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid id")).with_field("id")
+        })
     }
 }
 
@@ -130,9 +131,13 @@ pub struct Command<T> {
 impl<T> Command<T> {
     /// The command context; `status` is what a success answers with (stored for replays).
     pub fn context(&self, status: StatusCode) -> CommandContext {
-        CommandContext::user(self.user.actor(), self.meta.clone()).with_idempotency(self.idempotency_key.as_ref().map(
-            |key| IdempotencyRecord { key: key.clone(), request_hash: self.request_hash.clone(), status: status.as_u16() },
-        ))
+        CommandContext::user(self.user.actor(), self.meta.clone()).with_idempotency(
+            self.idempotency_key.as_ref().map(|key| IdempotencyRecord {
+                key: key.clone(),
+                request_hash: self.request_hash.clone(),
+                status: status.as_u16(),
+            }),
+        )
     }
 
     pub fn idempotency_key(&self) -> Option<&str> {
@@ -156,19 +161,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
             Some(v) => {
                 let key = v.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200);
                 Some(key.map(String::from).ok_or_else(|| {
-                    ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 200 visible characters")
-                        .with_field("Idempotency-Key")
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be 1 to 200 visible characters",
+                    )
+                    .with_field("Idempotency-Key")
                 })?)
             }
         };
         let req = Request::from_parts(parts, body);
         let method = req.method().clone();
         let path = req.uri().path().trim_end_matches('/').to_string();
-        let has_json_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        let has_json_type =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+                ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             ApiError::new(e.status(), "payload_too_large", format!("request body refused: {}", e.body_text()))
         })?;

@@ -112,7 +112,13 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let roles: Vec<&str> = user.value.roles.iter().map(|r| r.as_str()).collect();
-            println!("registered {} <{}> with roles {} (id {})", user.value.name, user.value.email, roles.join(", "), user.value.id);
+            println!(
+                "registered {} <{}> with roles {} (id {})",
+                user.value.name,
+                user.value.email,
+                roles.join(", "),
+                user.value.id
+            );
             Ok(())
         }
         Command::Demo => {
@@ -134,7 +140,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let data_dir = config.data_dir.clone();
     let app = Application::build(config, db.pool.clone()).await?;
-    println!("Petty Cash {} listening on http://{}/ (database {})", env!("CARGO_PKG_VERSION"), app.local_addr(), db.display_url);
+    println!(
+        "Petty Cash {} listening on http://{}/ (database {})",
+        env!("CARGO_PKG_VERSION"),
+        app.local_addr(),
+        db.display_url
+    );
     println!("API index: http://{0}/api/  health: http://{0}/health/", app.local_addr());
     let result = app.run_until_stopped(shutdown_signal()).await;
     db.pool.close().await;

@@ -58,7 +58,10 @@ pub struct Authenticator {
 /// predictable patterns, length does not).
 pub fn check_password_policy(password: &str) -> Result<(), DomainError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(DomainError::invalid("password", format!("must be at least {MIN_PASSWORD_LEN} characters")));
+        return Err(DomainError::invalid(
+            "password",
+            format!("must be at least {MIN_PASSWORD_LEN} characters"),
+        ));
     }
     if password.len() > 1024 {
         return Err(DomainError::invalid("password", "must be at most 1024 bytes"));
@@ -80,7 +83,9 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 
 async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+        PasswordHash::new(&hash)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false)
     })
     .await
     .unwrap_or(false)
@@ -88,7 +93,8 @@ async fn verify_password(password: String, hash: String) -> bool {
 
 /// A valid argon2 hash of a random password, verified against when the email is unknown so
 /// that the response time does not reveal which emails exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jm1fJ0nKZ2Fz3l0Kc7Rk4w7v2m6sF0bD1lYpJ0Vq0xU";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jm1fJ0nKZ2Fz3l0Kc7Rk4w7v2m6sF0bD1lYpJ0Vq0xU";
 
 const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active";
 
@@ -105,7 +111,12 @@ impl Authenticator {
 
     /// Checks email and password; on success opens a session. Five failures in a row lock the
     /// account for fifteen minutes; a success resets the count.
-    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<Session, CommandError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<Session, CommandError> {
         const BAD: CommandError = CommandError::Unauthenticated("invalid email or password");
         let email = email.trim().to_ascii_lowercase();
         let row: Option<(Id, String, i32, Option<DateTime<Utc>>, bool)> = sqlx::query_as(

@@ -173,7 +173,11 @@ impl CommandService {
             let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
             let loaded = self.load::<User>(user_id).await?;
             let mut user = loaded.state.clone();
-            let command = if grant { UserCommand::GrantRole { role, by } } else { UserCommand::RevokeRole { role, by } };
+            let command = if grant {
+                UserCommand::GrantRole { role, by }
+            } else {
+                UserCommand::RevokeRole { role, by }
+            };
             let events = decide(&mut user, command).await?;
             let stream = StreamAppend::of(&loaded, &events)?;
             self.commit(ctx, &[stream], vec![user_row(user_id, &user)], user_view(user_id, &user), |v, p| {
@@ -203,8 +207,14 @@ impl CommandService {
         let fund_id = Id::now_v7();
         let loaded = Loaded { id: fund_id.to_string(), state: Fund::default(), version: 0 };
         let mut fund = Fund::default();
-        let command =
-            FundCommand::Open { fund_id, name: name.into(), currency: currency.into(), float, custodian_id, actor };
+        let command = FundCommand::Open {
+            fund_id,
+            name: name.into(),
+            currency: currency.into(),
+            float,
+            custodian_id,
+            actor,
+        };
         let events = decide(&mut fund, command).await?;
         let stream = StreamAppend::of(&loaded, &events)?;
         self.commit(ctx, &[stream], vec![], FundView::new(fund_id, &fund, 0), |v, p| v.position = p).await
@@ -222,13 +232,20 @@ impl CommandService {
         self.store.load::<ApprovalPolicy>(POLICY_ID).await
     }
 
-    pub async fn change_policy(&self, ctx: &CommandContext, tiers: Tiers) -> Result<Outcome<PolicyView>, CommandError> {
+    pub async fn change_policy(
+        &self,
+        ctx: &CommandContext,
+        tiers: Tiers,
+    ) -> Result<Outcome<PolicyView>, CommandError> {
         let actor = actor(ctx)?;
         self.retrying(|| async {
             let loaded = self.policy().await?;
             let mut policy = loaded.state.clone();
-            let events = decide(&mut policy, PolicyCommand::ChangePolicy { tiers: tiers.clone(), actor: actor.clone() })
-                .await?;
+            let events = decide(
+                &mut policy,
+                PolicyCommand::ChangePolicy { tiers: tiers.clone(), actor: actor.clone() },
+            )
+            .await?;
             let stream = StreamAppend::of(&loaded, &events)?;
             self.commit(ctx, &[stream], vec![], PolicyView::new(&policy, 0), |v, p| v.position = p).await
         })
@@ -251,8 +268,11 @@ impl CommandService {
         if let Some(given) = &input.currency {
             let given = Currency::parse(given).map_err(|e| DomainError::money("currency", e))?;
             if given != currency {
-                return Err(DomainError::CurrencyMismatch { expected: currency.to_string(), got: given.to_string() }
-                    .into());
+                return Err(DomainError::CurrencyMismatch {
+                    expected: currency.to_string(),
+                    got: given.to_string(),
+                }
+                .into());
             }
         }
         let requisition_id = Id::now_v7();
@@ -276,7 +296,8 @@ impl CommandService {
             events.extend(decide(&mut requisition, submit).await?);
         }
         let stream = StreamAppend::of(&loaded, &events)?;
-        self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p).await
+        self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+            .await
     }
 
     /// Loads a requisition the actor may see; others get "not found", as if it did not exist.
@@ -313,7 +334,8 @@ impl CommandService {
             let command = make(actor.clone(), &requisition, &policy);
             let events = decide(&mut requisition, command).await?;
             let stream = StreamAppend::of(&loaded, &events)?;
-            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p).await
+            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+                .await
         })
         .await
     }
@@ -324,11 +346,19 @@ impl CommandService {
         id: Id,
         changes: Changes,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Edit { changes: changes.clone(), actor }).await
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Edit {
+            changes: changes.clone(),
+            actor,
+        })
+        .await
     }
 
     /// Submits with the chain the policy in force gives for the current amount.
-    pub async fn submit_requisition(&self, ctx: &CommandContext, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
+    pub async fn submit_requisition(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
         self.on_requisition(ctx, id, |actor, r, policy| RequisitionCommand::Submit {
             chain: policy.tiers().chain_for(r.amount),
             policy_version: policy.version,
@@ -337,7 +367,11 @@ impl CommandService {
         .await
     }
 
-    pub async fn approve_requisition(&self, ctx: &CommandContext, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
+    pub async fn approve_requisition(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
         self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Approve { actor }).await
     }
 
@@ -347,7 +381,11 @@ impl CommandService {
         id: Id,
         reason: &str,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Reject { reason: reason.into(), actor }).await
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Reject {
+            reason: reason.into(),
+            actor,
+        })
+        .await
     }
 
     pub async fn request_changes(
@@ -356,8 +394,11 @@ impl CommandService {
         id: Id,
         reason: &str,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::RequestChanges { reason: reason.into(), actor })
-            .await
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::RequestChanges {
+            reason: reason.into(),
+            actor,
+        })
+        .await
     }
 
     pub async fn cancel_requisition(
@@ -366,8 +407,11 @@ impl CommandService {
         id: Id,
         reason: Option<&str>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Cancel { reason: reason.map(Into::into), actor })
-            .await
+        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Cancel {
+            reason: reason.map(Into::into),
+            actor,
+        })
+        .await
     }
 
     /// Pays an approved requisition from its fund.
@@ -433,9 +477,14 @@ impl CommandService {
     }
 
     /// Every event of a requisition the actor may read, oldest first, with who did it.
-    pub async fn requisition_history(&self, actor: &Actor, id: Id) -> Result<Vec<HistoryEntry>, CommandError> {
+    pub async fn requisition_history(
+        &self,
+        actor: &Actor,
+        id: Id,
+    ) -> Result<Vec<HistoryEntry>, CommandError> {
         self.visible_requisition(actor, id).await?;
-        let events = self.store.stream_history(<Requisition as cqrs_es::Aggregate>::TYPE, &id.to_string()).await?;
+        let events =
+            self.store.stream_history(<Requisition as cqrs_es::Aggregate>::TYPE, &id.to_string()).await?;
         let actor_ids: Vec<Id> = events
             .iter()
             .filter_map(|e| e.metadata.get("actor_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()))

@@ -30,14 +30,24 @@ impl StreamAppend {
     pub fn of<A: Aggregate>(loaded: &Loaded<A>, events: &[A::Event]) -> Result<Self, CommandError> {
         let events = events
             .iter()
-            .map(|e| Ok((e.event_type(), e.event_version(), serde_json::to_value(e).map_err(anyhow::Error::from)?)))
+            .map(|e| {
+                Ok((e.event_type(), e.event_version(), serde_json::to_value(e).map_err(anyhow::Error::from)?))
+            })
             .collect::<Result<Vec<_>, CommandError>>()?;
-        Ok(Self { aggregate_type: A::TYPE, aggregate_id: loaded.id.clone(), expected_version: loaded.version, events })
+        Ok(Self {
+            aggregate_type: A::TYPE,
+            aggregate_id: loaded.id.clone(),
+            expected_version: loaded.version,
+            events,
+        })
     }
 }
 
 /// Runs `command` on `state` (which then holds the new state) and returns the new events.
-pub async fn decide<A: Aggregate<Services = ()>>(state: &mut A, command: A::Command) -> Result<Vec<A::Event>, A::Error> {
+pub async fn decide<A: Aggregate<Services = ()>>(
+    state: &mut A,
+    command: A::Command,
+) -> Result<Vec<A::Event>, A::Error> {
     let sink = EventSink::<A>::default();
     state.handle(command, &(), &sink).await?;
     Ok(sink.collect().await)

@@ -96,9 +96,9 @@ impl DomainError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            DomainError::Invalid { .. } | DomainError::Money { .. } | DomainError::CurrencyMismatch { .. } => {
-                ErrorKind::Validation
-            }
+            DomainError::Invalid { .. }
+            | DomainError::Money { .. }
+            | DomainError::CurrencyMismatch { .. } => ErrorKind::Validation,
             DomainError::NotFound { .. } => ErrorKind::NotFound,
             DomainError::NotRequester { .. }
             | DomainError::SelfApproval
@@ -127,7 +127,12 @@ impl DomainError {
 }
 
 /// Trims `value` and checks its length in characters. Required fields must not be blank.
-pub fn clean_text(field: &'static str, value: &str, max: usize, required: bool) -> Result<String, DomainError> {
+pub fn clean_text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<String, DomainError> {
     let trimmed = value.trim();
     if required && trimmed.is_empty() {
         return Err(DomainError::invalid(field, "must not be blank"));
@@ -143,7 +148,11 @@ pub fn clean_text(field: &'static str, value: &str, max: usize, required: bool) 
 }
 
 /// Like [`clean_text`] for optional fields: blank becomes `None`.
-pub fn clean_optional(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
+pub fn clean_optional(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, DomainError> {
     match value {
         None => Ok(None),
         Some(v) => {

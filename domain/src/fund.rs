@@ -35,7 +35,14 @@ pub struct Fund {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FundCommand {
-    Open { fund_id: Id, name: String, currency: String, float: Decimal, custodian_id: Option<Id>, actor: Actor },
+    Open {
+        fund_id: Id,
+        name: String,
+        currency: String,
+        float: Decimal,
+        custodian_id: Option<Id>,
+        actor: Actor,
+    },
     /// Cash leaves the fund for an approved requisition. The requisition side checks who may
     /// pay and that it was not paid before; this side checks currency and balance.
     Disburse {
@@ -94,7 +101,12 @@ impl Aggregate for Fund {
     type Error = DomainError;
     type Services = ();
 
-    async fn handle(&mut self, command: FundCommand, _: &(), sink: &EventSink<Self>) -> Result<(), DomainError> {
+    async fn handle(
+        &mut self,
+        command: FundCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
         match command {
             FundCommand::Open { fund_id, name, currency, float, custodian_id, actor } => {
                 if !actor.has(Role::Admin) {
@@ -106,11 +118,25 @@ impl Aggregate for Fund {
                 let name = clean_text("name", &name, 200, true)?;
                 let currency = Currency::parse(&currency).map_err(|e| DomainError::money("currency", e))?;
                 let float = currency.validate_positive(float).map_err(|e| DomainError::money("float", e))?;
-                let event =
-                    FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, opened_by: actor.user_id };
+                let event = FundEvent::FundOpened {
+                    fund_id,
+                    name,
+                    currency,
+                    float,
+                    custodian_id,
+                    opened_by: actor.user_id,
+                };
                 sink.write(event, self).await;
             }
-            FundCommand::Disburse { payment_id, requisition_id, amount, currency, method, reference, paid_by } => {
+            FundCommand::Disburse {
+                payment_id,
+                requisition_id,
+                amount,
+                currency,
+                method,
+                reference,
+                paid_by,
+            } => {
                 let Some(fund_currency) = &self.currency else {
                     return Err(DomainError::NotFound { what: "fund" });
                 };
@@ -120,7 +146,8 @@ impl Aggregate for Fund {
                         got: currency.to_string(),
                     });
                 }
-                let amount = fund_currency.validate_positive(amount).map_err(|e| DomainError::money("amount", e))?;
+                let amount =
+                    fund_currency.validate_positive(amount).map_err(|e| DomainError::money("amount", e))?;
                 if amount > self.balance {
                     return Err(DomainError::InsufficientFunds { balance: self.balance, amount });
                 }
@@ -272,7 +299,9 @@ mod tests {
             .when(disburse("100", "KES"))
             .inspect_result()
             .unwrap();
-        assert!(matches!(&events[0], FundEvent::CashDisbursed { balance_after, .. } if balance_after.is_zero()));
+        assert!(
+            matches!(&events[0], FundEvent::CashDisbursed { balance_after, .. } if balance_after.is_zero())
+        );
     }
 
     #[test]

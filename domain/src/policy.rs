@@ -58,11 +58,17 @@ impl Tiers {
                     return Err(DomainError::invalid("tiers", "only the last tier may be unbounded"))
                 }
                 (Some(_), true) => {
-                    return Err(DomainError::invalid("tiers", "the last tier must be unbounded (up_to: null)"))
+                    return Err(DomainError::invalid(
+                        "tiers",
+                        "the last tier must be unbounded (up_to: null)",
+                    ))
                 }
                 (Some(bound), false) => {
                     if bound <= Decimal::ZERO || previous.is_some_and(|p| bound <= p) {
-                        return Err(DomainError::invalid("tiers", "tier bounds must be positive and increasing"));
+                        return Err(DomainError::invalid(
+                            "tiers",
+                            "tier bounds must be positive and increasing",
+                        ));
                     }
                     previous = Some(bound);
                 }
@@ -76,7 +82,10 @@ impl Tiers {
                     return Err(DomainError::invalid("tiers", format!("`{role}` is not an approver role")));
                 }
                 if tier.chain[..j].contains(role) {
-                    return Err(DomainError::invalid("tiers", format!("`{role}` appears twice in one chain")));
+                    return Err(DomainError::invalid(
+                        "tiers",
+                        format!("`{role}` appears twice in one chain"),
+                    ));
                 }
             }
         }
@@ -135,15 +144,23 @@ impl Aggregate for ApprovalPolicy {
     type Error = DomainError;
     type Services = ();
 
-    async fn handle(&mut self, command: Self::Command, _: &(), sink: &EventSink<Self>) -> Result<(), DomainError> {
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
         match command {
             PolicyCommand::ChangePolicy { tiers, actor } => {
                 if !actor.has(Role::Admin) {
                     return Err(DomainError::MissingRole { required: Role::Admin });
                 }
                 tiers.validate()?;
-                let event =
-                    PolicyEvent::ApprovalPolicyChanged { version: self.version + 1, tiers, changed_by: actor.user_id };
+                let event = PolicyEvent::ApprovalPolicyChanged {
+                    version: self.version + 1,
+                    tiers,
+                    changed_by: actor.user_id,
+                };
                 sink.write(event, self).await;
                 Ok(())
             }
@@ -173,7 +190,10 @@ mod tests {
     fn default_chain_by_amount() {
         let t = Tiers::default_policy();
         assert_eq!(t.chain_for(Decimal::from(1_000)), vec![Role::DepartmentHead]);
-        assert_eq!(t.chain_for(Decimal::new(100001, 2)), vec![Role::DepartmentHead, Role::GroupFinanceManager]);
+        assert_eq!(
+            t.chain_for(Decimal::new(100001, 2)),
+            vec![Role::DepartmentHead, Role::GroupFinanceManager]
+        );
         assert_eq!(t.chain_for(Decimal::from(10_000)).len(), 2);
         assert_eq!(t.chain_for(Decimal::new(1000001, 2)).len(), 3);
     }
@@ -184,7 +204,11 @@ mod tests {
         TestFramework::<ApprovalPolicy>::with(())
             .given_no_previous_events()
             .when(PolicyCommand::ChangePolicy { tiers: tiers.clone(), actor: admin() })
-            .then_expect_events(vec![PolicyEvent::ApprovalPolicyChanged { version: 1, tiers, changed_by: Id::nil() }]);
+            .then_expect_events(vec![PolicyEvent::ApprovalPolicyChanged {
+                version: 1,
+                tiers,
+                changed_by: Id::nil(),
+            }]);
     }
 
     #[test]

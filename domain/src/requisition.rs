@@ -121,16 +121,19 @@ pub struct Requisition {
 impl Requisition {
     /// The role the next approval needs, while pending.
     pub fn current_step_role(&self) -> Option<Role> {
-        (self.status == Status::PendingApproval).then(|| self.chain.get(self.approvals.len()).copied()).flatten()
+        (self.status == Status::PendingApproval)
+            .then(|| self.chain.get(self.approvals.len()).copied())
+            .flatten()
     }
 
     /// True when `user` may read this requisition: its requester, holders of the roles in its
     /// chain, treasury, auditors and admins.
     pub fn readable_by(&self, actor: &Actor) -> bool {
         self.requester_id == Some(actor.user_id)
-            || actor.roles.iter().any(|r| {
-                matches!(r, Role::Treasury | Role::Auditor | Role::Admin) || self.chain.contains(r)
-            })
+            || actor
+                .roles
+                .iter()
+                .any(|r| matches!(r, Role::Treasury | Role::Auditor | Role::Admin) || self.chain.contains(r))
             || self.approvals.iter().any(|a| a.approver_id == actor.user_id)
     }
 
@@ -197,14 +200,37 @@ pub enum RequisitionCommand {
         category: Option<String>,
         requester: Actor,
     },
-    Edit { changes: Changes, actor: Actor },
+    Edit {
+        changes: Changes,
+        actor: Actor,
+    },
     /// Submit for approval with the chain the policy gives for the amount now.
-    Submit { chain: Vec<Role>, policy_version: u32, actor: Actor },
-    Approve { actor: Actor },
-    Reject { reason: String, actor: Actor },
-    RequestChanges { reason: String, actor: Actor },
-    Cancel { reason: Option<String>, actor: Actor },
-    Pay { payment_id: Id, method: PaymentMethod, reference: Option<String>, payer: Actor },
+    Submit {
+        chain: Vec<Role>,
+        policy_version: u32,
+        actor: Actor,
+    },
+    Approve {
+        actor: Actor,
+    },
+    Reject {
+        reason: String,
+        actor: Actor,
+    },
+    RequestChanges {
+        reason: String,
+        actor: Actor,
+    },
+    Cancel {
+        reason: Option<String>,
+        actor: Actor,
+    },
+    Pay {
+        payment_id: Id,
+        method: PaymentMethod,
+        reference: Option<String>,
+        payer: Actor,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,7 +338,8 @@ impl Aggregate for Requisition {
                 if !requester.has(Role::Staff) {
                     return Err(DomainError::MissingRole { required: Role::Staff });
                 }
-                let amount = currency.validate_positive(amount).map_err(|e| DomainError::money("amount", e))?;
+                let amount =
+                    currency.validate_positive(amount).map_err(|e| DomainError::money("amount", e))?;
                 let event = E::RequisitionCreated {
                     requisition_id,
                     fund_id,
@@ -362,18 +389,23 @@ impl Aggregate for Requisition {
             C::Approve { actor } => {
                 let (step, role) = self.check_decider(&actor, "approve")?;
                 let completes_chain = step + 1 == self.chain.len();
-                sink.write(E::RequisitionApproved { step, role, approver_id: actor.user_id, completes_chain }, self)
-                    .await;
+                sink.write(
+                    E::RequisitionApproved { step, role, approver_id: actor.user_id, completes_chain },
+                    self,
+                )
+                .await;
             }
             C::Reject { reason, actor } => {
                 let (step, role) = self.check_decider(&actor, "reject")?;
                 let reason = clean_text("reason", &reason, REASON_MAX, true)?;
-                sink.write(E::RequisitionRejected { step, role, rejected_by: actor.user_id, reason }, self).await;
+                sink.write(E::RequisitionRejected { step, role, rejected_by: actor.user_id, reason }, self)
+                    .await;
             }
             C::RequestChanges { reason, actor } => {
                 let (step, role) = self.check_decider(&actor, "request changes to")?;
                 let reason = clean_text("reason", &reason, REASON_MAX, true)?;
-                sink.write(E::ChangesRequested { step, role, requested_by: actor.user_id, reason }, self).await;
+                sink.write(E::ChangesRequested { step, role, requested_by: actor.user_id, reason }, self)
+                    .await;
             }
             C::Cancel { reason, actor } => {
                 self.currency()?;

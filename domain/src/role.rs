@@ -91,10 +91,7 @@ impl FromStr for Role {
         let wanted = s.trim().to_ascii_lowercase();
         // The old system spelled FP&A as `fp&a`; accept it on input.
         let wanted = if wanted == "fp&a" { "fpa".to_string() } else { wanted };
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == wanted)
-            .ok_or_else(|| UnknownRole(s.to_string()))
+        Role::ALL.into_iter().find(|r| r.as_str() == wanted).ok_or_else(|| UnknownRole(s.to_string()))
     }
 }
 

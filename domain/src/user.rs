@@ -96,7 +96,12 @@ impl Aggregate for User {
     type Error = DomainError;
     type Services = ();
 
-    async fn handle(&mut self, command: UserCommand, _: &(), sink: &EventSink<Self>) -> Result<(), DomainError> {
+    async fn handle(
+        &mut self,
+        command: UserCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
         match command {
             UserCommand::Register { user_id, email, name, mut roles, by } => {
                 by.check_admin()?;
@@ -110,7 +115,8 @@ impl Aggregate for User {
                 }
                 roles.sort();
                 roles.dedup();
-                let event = UserEvent::UserRegistered { user_id, email, name, roles, registered_by: by.user_id() };
+                let event =
+                    UserEvent::UserRegistered { user_id, email, name, roles, registered_by: by.user_id() };
                 sink.write(event, self).await;
             }
             UserCommand::GrantRole { role, by } => {
@@ -224,6 +230,9 @@ mod tests {
         TestFramework::<User>::with(())
             .given(vec![registered()])
             .when(UserCommand::RevokeRole { role: Role::Staff, by: Requester::Admin(admin.clone()) })
-            .then_expect_events(vec![UserEvent::RoleRevoked { role: Role::Staff, revoked_by: Some(admin.user_id) }]);
+            .then_expect_events(vec![UserEvent::RoleRevoked {
+                role: Role::Staff,
+                revoked_by: Some(admin.user_id),
+            }]);
     }
 }

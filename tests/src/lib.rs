@@ -1,1 +1,311 @@
-//! Test harness lives here.
+//! Test harness: a real PostgreSQL (a fresh database per test), the real HTTP server on a
+//! random port, and typed helpers for the common steps.
+//!
+//! The server is found in this order: `TEST_DATABASE_URL` (an admin URL), PostgreSQL on
+//! 127.0.0.1:5432 (user postgres), or a private cluster started from the system's binaries
+//! under `/tmp/pettycash-test-pg` (as the embedded default does). Set `TEST_LOG=1` for logs.
+
+use pettycash_api::config::Config;
+use pettycash_api::embedded_pg::{probe, EmbeddedPostgres};
+use pettycash_api::startup::Application;
+use pettycash_commands::{CommandContext, CommandService, EventStore};
+use pettycash_domain::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+pub use serde_json;
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+static SERVER: OnceCell<String> = OnceCell::const_new();
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Admin URL of the PostgreSQL server the tests use.
+pub async fn server_url() -> &'static str {
+    SERVER
+        .get_or_init(|| async {
+            if std::env::var("TEST_LOG").is_ok() {
+                let _ =
+                    tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
+            }
+            let url = match std::env::var("TEST_DATABASE_URL") {
+                Ok(url) => url,
+                Err(_) => {
+                    let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+                    if probe(&local, Duration::from_secs(3)).await {
+                        local
+                    } else {
+                        EmbeddedPostgres::new("/tmp/pettycash-test-pg/data", 54339)
+                            .ensure_running()
+                            .await
+                            .expect("no PostgreSQL reachable and the private test cluster failed to start")
+                    }
+                }
+            };
+            drop_stale_databases(&url).await;
+            url
+        })
+        .await
+}
+
+/// Drops test databases left by test processes that are gone (names carry the pid).
+async fn drop_stale_databases(admin_url: &str) {
+    let Ok(pool) = PgPool::connect(admin_url).await else { return };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'pct\\_%'")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&pool).await;
+        }
+    }
+    pool.close().await;
+}
+
+/// A fresh database with the migrations applied.
+pub async fn fresh_database() -> (String, PgPool) {
+    let admin_url = server_url().await;
+    let name = format!("pct_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
+    let admin = PgPool::connect(admin_url).await.expect("connect to the test server");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.expect("create test database");
+    admin.close().await;
+    let url = with_database(admin_url, &name);
+    let pool = pettycash_api::database::pool(&url, 40).await.expect("connect to the test database");
+    pettycash_api::database::migrate(&pool).await.expect("migrate the test database");
+    (url, pool)
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// A signed-in test user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+/// A running application on its own database.
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub service: CommandService,
+    pub client: reqwest::Client,
+}
+
+/// A response: status, headers and the JSON body (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// `body.error.code`.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+    /// `body.error.field`.
+    pub fn field(&self) -> &str {
+        self.body["error"]["field"].as_str().unwrap_or_default()
+    }
+    pub fn id(&self) -> Uuid {
+        self.body["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no id in {:?}", self))
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let (database_url, pool) = fresh_database().await;
+        let mut config = Config::from_lookup(|_| None).expect("default config");
+        config.database_url = Some(database_url.clone());
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build(config, pool.clone()).await.expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        let service = CommandService::new(EventStore::new(pool.clone()));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        TestApp { address, pool, database_url, service, client }
+    }
+
+    /// Registers a user with `roles` (as the operator would) and signs them in over HTTP.
+    pub async fn user(&self, roles: &[Role]) -> TestUser {
+        let email = format!("{}@test.example", Uuid::new_v4().simple());
+        let name = format!("Test {}", roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"));
+        let user = self
+            .service
+            .register_user(&CommandContext::operator("test"), &email, &name, roles.to_vec(), PASSWORD)
+            .await
+            .expect("register test user");
+        let reply = self
+            .send(None, Method::POST, "/api/auth/login", Some(json!({"email": email, "password": PASSWORD})))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "login failed: {reply:?}");
+        let token = reply.body["token"].as_str().unwrap().to_string();
+        TestUser { id: user.value.id, email, token }
+    }
+
+    /// Sends a JSON request (or none) as `user` (or anonymously).
+    pub async fn send(
+        &self,
+        user: Option<&TestUser>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(u) = user {
+            req = req.bearer_auth(&u.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Self::reply(req.send().await.expect("request failed")).await
+    }
+
+    /// Sends raw bytes with a content type, for malformed-input tests.
+    pub async fn send_raw(
+        &self,
+        user: &TestUser,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let req = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&user.token)
+            .header("content-type", content_type)
+            .body(body);
+        Self::reply(req.send().await.expect("request failed")).await
+    }
+
+    /// POST with an Idempotency-Key.
+    pub async fn post_idempotent(&self, user: &TestUser, path: &str, key: &str, body: Value) -> Reply {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(&user.token)
+            .header("idempotency-key", key)
+            .json(&body);
+        Self::reply(req.send().await.expect("request failed")).await
+    }
+
+    pub async fn reply(resp: reqwest::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, user: &TestUser, path: &str) -> Reply {
+        self.send(Some(user), Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, user: &TestUser, path: &str, body: Value) -> Reply {
+        self.send(Some(user), Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, user: &TestUser, path: &str, body: Value) -> Reply {
+        self.send(Some(user), Method::PATCH, path, Some(body)).await
+    }
+
+    /// Opens a KES fund with `float` as `admin`.
+    pub async fn fund(&self, admin: &TestUser, float: &str) -> Uuid {
+        self.fund_in(admin, float, "KES").await
+    }
+
+    pub async fn fund_in(&self, admin: &TestUser, float: &str, currency: &str) -> Uuid {
+        let r = self
+            .post(admin, "/api/funds/", json!({"name": "Test fund", "currency": currency, "float": float}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "open fund: {r:?}");
+        r.id()
+    }
+
+    /// Creates and submits a requisition as `requester`.
+    pub async fn submitted(&self, requester: &TestUser, fund: Uuid, amount: &str) -> Uuid {
+        let r = self
+            .post(
+                requester,
+                "/api/requisitions/",
+                json!({"fund_id": fund, "amount": amount, "purpose": "Test purchase", "submit": true}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "create requisition: {r:?}");
+        assert_eq!(r.body["status"], "pending_approval");
+        r.id()
+    }
+
+    /// Approves `id` by each of `approvers` in turn, asserting success.
+    pub async fn approve_by(&self, id: Uuid, approvers: &[&TestUser]) {
+        for a in approvers {
+            let r = self.post(a, &format!("/api/requisitions/{id}/approve"), json!({})).await;
+            assert_eq!(r.status, StatusCode::OK, "approve: {r:?}");
+        }
+    }
+
+    pub async fn pay(&self, treasurer: &TestUser, id: Uuid) -> Reply {
+        self.post(treasurer, "/api/treasury/payments/", json!({"requisition_id": id, "method": "cash"})).await
+    }
+
+    /// Number of events in the store.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// A fund's balance as the API shows it.
+    pub async fn balance(&self, user: &TestUser, fund: Uuid) -> rust_decimal::Decimal {
+        let r = self.get(user, &format!("/api/funds/{fund}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        r.body["balance"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// The standard cast for most tests.
+pub struct Cast {
+    pub admin: TestUser,
+    pub staff: TestUser,
+    pub head: TestUser,
+    pub gfm: TestUser,
+    pub cfo: TestUser,
+    pub treasury: TestUser,
+    pub auditor: TestUser,
+}
+
+impl Cast {
+    pub async fn new(app: &TestApp) -> Self {
+        let (admin, staff, head, gfm, cfo, treasury, auditor) = tokio::join!(
+            app.user(&[Role::Admin]),
+            app.user(&[Role::Staff]),
+            app.user(&[Role::DepartmentHead]),
+            app.user(&[Role::GroupFinanceManager]),
+            app.user(&[Role::Cfo]),
+            app.user(&[Role::Treasury]),
+            app.user(&[Role::Auditor]),
+        );
+        Cast { admin, staff, head, gfm, cfo, treasury, auditor }
+    }
+}

@@ -40,14 +40,22 @@ pub struct OpenFundRequest {
 pub async fn open_fund(State(state): State<AppState>, cmd: Command<OpenFundRequest>) -> ApiResult<Response> {
     let b = &cmd.body;
     let ctx = cmd.context(StatusCode::CREATED);
-    run(&state, &cmd, StatusCode::CREATED, state.commands.open_fund(&ctx, &b.name, &b.currency, b.float.0, b.custodian_id))
-        .await
+    run(
+        &state,
+        &cmd,
+        StatusCode::CREATED,
+        state.commands.open_fund(&ctx, &b.name, &b.currency, b.float.0, b.custodian_id),
+    )
+    .await
 }
 
 /// A fund and its balance, folded from its events.
 #[utoipa::path(get, path = "/api/funds/{id}", tag = "funds", params(("id" = Uuid, Path)),
     responses((status = 200, body = FundView), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_fund(State(state): State<AppState>, _user: CurrentUser, IdPath(id): IdPath) -> ApiResult<Json<FundView>> {
+pub async fn get_fund(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<FundView>> {
     state.commands.fund(id).await?.map(Json).ok_or_else(|| ApiError::not_found("fund"))
 }
-

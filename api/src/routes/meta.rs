@@ -39,7 +39,9 @@ pub async fn index() -> Json<serde_json::Value> {
             }
         }
     }
-    Json(json!({"name": "Petty Cash API", "version": VERSION, "openapi": "/api/openapi.json", "endpoints": endpoints}))
+    Json(
+        json!({"name": "Petty Cash API", "version": VERSION, "openapi": "/api/openapi.json", "endpoints": endpoints}),
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,7 +62,10 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let (status, body) = if ok {
         (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION })
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Health { status: "unavailable", database: "unreachable", version: VERSION })
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Health { status: "unavailable", database: "unreachable", version: VERSION },
+        )
     };
     (status, [("retry-after", "5")], Json(body))
 }

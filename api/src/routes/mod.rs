@@ -31,7 +31,12 @@ fn respond(status: StatusCode, position: i64, body: impl Serialize) -> Response 
 
 /// Runs a command with idempotency: a request whose `Idempotency-Key` was seen before gets the
 /// stored response (and appends nothing), or 422 if the key came with a different request.
-pub async fn run<B, T, F>(state: &AppState, cmd: &Command<B>, status: StatusCode, command: F) -> ApiResult<Response>
+pub async fn run<B, T, F>(
+    state: &AppState,
+    cmd: &Command<B>,
+    status: StatusCode,
+    command: F,
+) -> ApiResult<Response>
 where
     T: Serialize,
     F: Future<Output = Result<Outcome<T>, CommandError>>,
@@ -52,12 +57,13 @@ where
 
 async fn replay<B>(state: &AppState, cmd: &Command<B>) -> ApiResult<Option<Response>> {
     let Some(key) = cmd.idempotency_key() else { return Ok(None) };
-    let row: Option<(Vec<u8>, i16, serde_json::Value)> =
-        sqlx::query_as("SELECT request_hash, status, body FROM idempotency_keys WHERE user_id = $1 AND key = $2")
-            .bind(cmd.user.id)
-            .bind(key)
-            .fetch_optional(&state.pool)
-            .await?;
+    let row: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
+        "SELECT request_hash, status, body FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+    )
+    .bind(cmd.user.id)
+    .bind(key)
+    .fetch_optional(&state.pool)
+    .await?;
     let Some((hash, status, body)) = row else { return Ok(None) };
     if hash != cmd.request_hash() {
         return Err(CommandError::IdempotencyKeyReused.into());

@@ -40,5 +40,11 @@ pub struct PayRequest {
 pub async fn pay(State(state): State<AppState>, cmd: Command<PayRequest>) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::CREATED);
     let b = &cmd.body;
-    run(&state, &cmd, StatusCode::CREATED, state.commands.pay(&ctx, b.requisition_id, b.method, b.reference.clone())).await
+    run(
+        &state,
+        &cmd,
+        StatusCode::CREATED,
+        state.commands.pay(&ctx, b.requisition_id, b.method, b.reference.clone()),
+    )
+    .await
 }

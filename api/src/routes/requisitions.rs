@@ -116,7 +116,11 @@ pub async fn history(
     request_body = EditRequisition,
     responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
               (status = 422, body = Err)))]
-pub async fn edit(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<EditRequisition>) -> ApiResult<Response> {
+pub async fn edit(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<EditRequisition>,
+) -> ApiResult<Response> {
     let b = &cmd.body;
     let changes = Changes {
         amount: b.amount.map(|a| a.0),
@@ -134,7 +138,11 @@ pub async fn edit(State(state): State<AppState>, IdPath(id): IdPath, cmd: Comman
 /// Submit for approval (requester only). The approval chain is resolved now and recorded.
 #[utoipa::path(post, path = "/api/requisitions/{id}/submit", tag = "requisitions", params(("id" = Uuid, Path)),
     responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
-pub async fn submit(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<NoBody>) -> ApiResult<Response> {
+pub async fn submit(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<NoBody>,
+) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
     run(&state, &cmd, StatusCode::OK, state.commands.submit_requisition(&ctx, id)).await
 }
@@ -142,7 +150,11 @@ pub async fn submit(State(state): State<AppState>, IdPath(id): IdPath, cmd: Comm
 /// Approve the current step (holder of its role; not the requester; not an earlier approver).
 #[utoipa::path(post, path = "/api/requisitions/{id}/approve", tag = "requisitions", params(("id" = Uuid, Path)),
     responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
-pub async fn approve(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<NoBody>) -> ApiResult<Response> {
+pub async fn approve(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<NoBody>,
+) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
     run(&state, &cmd, StatusCode::OK, state.commands.approve_requisition(&ctx, id)).await
 }
@@ -152,7 +164,11 @@ pub async fn approve(State(state): State<AppState>, IdPath(id): IdPath, cmd: Com
     request_body = Reason,
     responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
               (status = 422, body = Err)))]
-pub async fn reject(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<Reason>) -> ApiResult<Response> {
+pub async fn reject(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<Reason>,
+) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
     run(&state, &cmd, StatusCode::OK, state.commands.reject_requisition(&ctx, id, &cmd.body.reason)).await
 }
@@ -175,8 +191,12 @@ pub async fn request_changes(
 #[utoipa::path(post, path = "/api/requisitions/{id}/cancel", tag = "requisitions", params(("id" = Uuid, Path)),
     request_body = OptionalReason,
     responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
-pub async fn cancel(State(state): State<AppState>, IdPath(id): IdPath, cmd: Command<OptionalReason>) -> ApiResult<Response> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<OptionalReason>,
+) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.cancel_requisition(&ctx, id, cmd.body.reason.as_deref())).await
+    run(&state, &cmd, StatusCode::OK, state.commands.cancel_requisition(&ctx, id, cmd.body.reason.as_deref()))
+        .await
 }
-

@@ -42,6 +42,11 @@ pub async fn create_user(State(state): State<AppState>, cmd: Command<CreateUser>
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::unprocessable("roles", e.to_string()))?;
     let ctx = cmd.context(StatusCode::CREATED);
-    run(&state, &cmd, StatusCode::CREATED, state.commands.register_user(&ctx, &b.email, &b.name, roles, &b.password))
-        .await
+    run(
+        &state,
+        &cmd,
+        StatusCode::CREATED,
+        state.commands.register_user(&ctx, &b.email, &b.name, roles, &b.password),
+    )
+    .await
 }

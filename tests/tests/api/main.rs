@@ -1,1 +1,8 @@
-fn main(){}
+//! End-to-end HTTP tests: one binary, one module per area.
+
+mod auth;
+mod concurrency;
+mod flow;
+mod idempotency;
+mod input;
+mod rules;
