@@ -96,6 +96,14 @@ async fn verify_password(password: String, hash: String) -> bool {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jm1fJ0nKZ2Fz3l0Kc7Rk4w7v2m6sF0bD1lYpJ0Vq0xU";
 
+#[derive(sqlx::FromRow)]
+struct LoginRow {
+    id: Id,
+    password_hash: String,
+    locked_until: Option<DateTime<Utc>>,
+    active: bool,
+}
+
 const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active";
 
 impl Authenticator {
@@ -119,14 +127,14 @@ impl Authenticator {
     ) -> Result<Session, CommandError> {
         const BAD: CommandError = CommandError::Unauthenticated("invalid email or password");
         let email = email.trim().to_ascii_lowercase();
-        let row: Option<(Id, String, i32, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
-            "SELECT u.id, c.password_hash, c.failed_attempts, c.locked_until, u.active
+        let row: Option<LoginRow> = sqlx::query_as(
+            "SELECT u.id, c.password_hash, c.locked_until, u.active
              FROM users u JOIN credentials c ON c.user_id = u.id WHERE u.email = $1",
         )
         .bind(&email)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((user_id, hash, _failed, locked_until, active)) = row else {
+        let Some(LoginRow { id: user_id, password_hash: hash, locked_until, active }) = row else {
             verify_password(password.to_string(), DUMMY_HASH.to_string()).await;
             return Err(BAD);
         };

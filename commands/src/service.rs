@@ -90,17 +90,14 @@ impl CommandService {
 
     /// Appends `streams` with the context's metadata, plus the idempotency record when the
     /// request carried a key. `respond` builds the response body from the final position.
-    async fn commit<T: Serialize + Send + 'static>(
+    async fn commit<T: Serialize + Clone + Send + 'static>(
         &self,
         ctx: &CommandContext,
         streams: &[StreamAppend],
         mut side_writes: Vec<SideWrite>,
         value: T,
         with_position: fn(&mut T, i64),
-    ) -> Result<Outcome<T>, CommandError>
-    where
-        T: Clone,
-    {
+    ) -> Result<Outcome<T>, CommandError> {
         if let (Some(record), Some(actor)) = (&ctx.idempotency, &ctx.actor) {
             let mut stored = value.clone();
             side_writes.push(SideWrite::Idempotency {
@@ -316,7 +313,7 @@ impl CommandService {
     }
 
     /// Runs one command on one requisition. `make` builds the command from the actor and the
-    /// current state (submit needs the chain for the current amount).
+    /// current state.
     async fn on_requisition<F>(
         &self,
         ctx: &CommandContext,
@@ -324,14 +321,13 @@ impl CommandService {
         make: F,
     ) -> Result<Outcome<RequisitionView>, CommandError>
     where
-        F: Fn(Actor, &Requisition, &ApprovalPolicy) -> RequisitionCommand,
+        F: Fn(Actor, &Requisition) -> RequisitionCommand,
     {
         let actor = actor(ctx)?;
         self.retrying(|| async {
             let loaded = self.visible_requisition(&actor, id).await?;
-            let policy = self.policy().await?.state;
             let mut requisition = loaded.state.clone();
-            let command = make(actor.clone(), &requisition, &policy);
+            let command = make(actor.clone(), &requisition);
             let events = decide(&mut requisition, command).await?;
             let stream = StreamAppend::of(&loaded, &events)?;
             self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
@@ -346,11 +342,8 @@ impl CommandService {
         id: Id,
         changes: Changes,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Edit {
-            changes: changes.clone(),
-            actor,
-        })
-        .await
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Edit { changes: changes.clone(), actor })
+            .await
     }
 
     /// Submits with the chain the policy in force gives for the current amount.
@@ -359,7 +352,10 @@ impl CommandService {
         ctx: &CommandContext,
         id: Id,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, r, policy| RequisitionCommand::Submit {
+        // The policy is read once, before the retries: a policy change racing a submission
+        // may or may not apply to it, like any two concurrent requests.
+        let policy = self.policy().await?.state;
+        self.on_requisition(ctx, id, |actor, r| RequisitionCommand::Submit {
             chain: policy.tiers().chain_for(r.amount),
             policy_version: policy.version,
             actor,
@@ -372,7 +368,7 @@ impl CommandService {
         ctx: &CommandContext,
         id: Id,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Approve { actor }).await
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Approve { actor }).await
     }
 
     pub async fn reject_requisition(
@@ -381,11 +377,8 @@ impl CommandService {
         id: Id,
         reason: &str,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Reject {
-            reason: reason.into(),
-            actor,
-        })
-        .await
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Reject { reason: reason.into(), actor })
+            .await
     }
 
     pub async fn request_changes(
@@ -394,7 +387,7 @@ impl CommandService {
         id: Id,
         reason: &str,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::RequestChanges {
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::RequestChanges {
             reason: reason.into(),
             actor,
         })
@@ -407,7 +400,7 @@ impl CommandService {
         id: Id,
         reason: Option<&str>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _, _| RequisitionCommand::Cancel {
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Cancel {
             reason: reason.map(Into::into),
             actor,
         })
