@@ -49,7 +49,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             ApiError::unauthenticated("sign in: send `Authorization: Bearer <token>` or the session cookie")
         })?;
         if from_cookie && !is_safe(&parts.method) {
-            check_same_origin(parts, state)?;
+            check_same_origin(&parts.headers, state)?;
         }
         let user = state.auth.authenticate(&token).await?.ok_or_else(|| {
             ApiError::unauthenticated("the session is invalid or has expired; sign in again")
@@ -64,11 +64,11 @@ fn is_safe(method: &Method) -> bool {
 
 /// Cookie-authenticated writes from another site's page are refused (CSRF). Browsers send
 /// `Origin` on cross-site POSTs; it must be this host or a configured CORS origin.
-fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
-    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+pub fn check_same_origin(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     if origin_host.eq_ignore_ascii_case(host) || state.config.cors_allowed_origins.iter().any(|o| o == origin)
     {

@@ -26,9 +26,3 @@ pub use store::EventStore;
 
 /// The embedded sqlx migrations (`migrations/` at the workspace root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
-
-/// Upcasters for event versions that were superseded, applied on every read (command side and,
-/// later, the projection tailer). None yet: every event type is at version 1.
-pub fn upcasters() -> Vec<Box<dyn cqrs_es::persist::EventUpcaster>> {
-    Vec::new()
-}

@@ -145,12 +145,12 @@ impl CommandService {
         roles: Vec<Role>,
         password: &str,
     ) -> Result<Outcome<UserView>, CommandError> {
-        check_password_policy(password)?;
         let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
         let user_id = Id::now_v7();
         let mut user = User::default();
         let command = UserCommand::Register { user_id, email: email.into(), name: name.into(), roles, by };
         let events = decide(&mut user, command).await?;
+        check_password_policy(password)?;
         let hash = hash_password(password.to_string()).await?;
         let loaded = Loaded { id: user_id.to_string(), state: User::default(), version: 0 };
         let stream = StreamAppend::of(&loaded, &events)?;

@@ -80,7 +80,7 @@ pub enum AppendError {
 impl EventStore {
     pub fn new(pool: PgPool) -> Self {
         let repo = PostgresEventRepository::new(pool.clone());
-        Self { pool, repo: Arc::new(repo), upcasters: Arc::new(crate::upcasters()) }
+        Self { pool, repo: Arc::new(repo), upcasters: Arc::new(pettycash_domain::upcast::upcasters()) }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -104,12 +104,8 @@ impl EventStore {
     }
 
     /// Upcasts and deserialises one stored event.
-    pub fn deserialize<A: Aggregate>(&self, mut event: SerializedEvent) -> Result<A::Event, CommandError> {
-        for upcaster in self.upcasters.iter() {
-            if upcaster.can_upcast(&event.event_type, &event.event_version) {
-                event = upcaster.upcast(event);
-            }
-        }
+    pub fn deserialize<A: Aggregate>(&self, event: SerializedEvent) -> Result<A::Event, CommandError> {
+        let event = pettycash_domain::upcast::upcast(&self.upcasters, event);
         serde_json::from_value(event.payload).map_err(|e| {
             CommandError::Corrupt(format!(
                 "{} {} #{} ({} v{}): {e}",

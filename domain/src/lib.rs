@@ -12,6 +12,7 @@ pub mod money;
 pub mod policy;
 pub mod requisition;
 pub mod role;
+pub mod upcast;
 pub mod user;
 
 pub use error::DomainError;

@@ -1,7 +1,7 @@
 //! Sign in, sign out, who am I.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_json, session_token, CurrentUser, Meta, SESSION_COOKIE};
+use crate::extract::{check_same_origin, parse_json, session_token, CurrentUser, Meta, SESSION_COOKIE};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -73,7 +73,10 @@ pub async fn login(State(state): State<AppState>, Meta(meta): Meta, body: Bytes)
 /// End the current session (the bearer token or cookie stops working).
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204)))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    if let Some((token, _)) = session_token(&headers) {
+    if let Some((token, from_cookie)) = session_token(&headers) {
+        if from_cookie {
+            check_same_origin(&headers, &state)?;
+        }
         state.auth.logout(&token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -1,1 +1,413 @@
-//! (being written)
+//! Bad input: every refusal is a 4xx with a JSON error naming the field, and appends nothing.
+
+use pettycash_tests::serde_json::{json, Value};
+use pettycash_tests::{Cast, Reply, TestApp, TestUser};
+use reqwest::{Method, StatusCode};
+use uuid::Uuid;
+
+const REQUISITIONS: &str = "/api/requisitions/";
+
+/// A valid create-requisition body for `fund`, with `changes` merged in (a null removes a key).
+fn requisition_body(fund: Uuid, changes: Value) -> Value {
+    let mut body = json!({"fund_id": fund, "amount": "25.00", "purpose": "Printer paper"});
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            body.as_object_mut().unwrap().remove(k);
+        } else {
+            body[k] = v.clone();
+        }
+    }
+    body
+}
+
+/// Sends raw JSON text as `user`.
+async fn post_text(app: &TestApp, user: &TestUser, path: &str, text: &str) -> Reply {
+    app.send_raw(user, Method::POST, path, "application/json", text.as_bytes().to_vec()).await
+}
+
+/// Asserts a refusal with `status`, a JSON error naming `field` (and `code` when given), and
+/// that nothing was appended to the event store.
+async fn assert_refused(app: &TestApp, r: &Reply, status: u16, field: &str, code: Option<&str>, events: i64) {
+    assert_eq!(r.status.as_u16(), status, "{r:?}");
+    assert!(r.body["error"]["message"].is_string(), "a JSON error body: {r:?}");
+    assert_eq!(r.field(), field, "{r:?}");
+    if let Some(code) = code {
+        assert_eq!(r.code(), code, "{r:?}");
+    }
+    assert_eq!(app.event_count().await, events, "nothing is appended: {r:?}");
+}
+
+#[tokio::test]
+async fn a_negative_or_zero_amount_is_refused_as_not_positive() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    for amount in [json!("-5"), json!(-5), json!("0"), json!(0), json!("0.00")] {
+        let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"amount": amount}))).await;
+        assert_refused(&app, &r, 422, "amount", Some("amount_not_positive"), events).await;
+    }
+}
+
+#[tokio::test]
+async fn an_amount_with_more_decimals_than_the_currency_has_is_refused() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    for amount in [json!("12.345"), json!(12.345)] {
+        let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"amount": amount}))).await;
+        assert_refused(&app, &r, 422, "amount", Some("too_many_decimals"), events).await;
+    }
+}
+
+#[tokio::test]
+async fn huge_non_numeric_and_non_string_amounts_are_refused_naming_amount() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    let huge_number = format!(r#"{{"fund_id": "{fund}", "amount": 1e40, "purpose": "x"}}"#);
+    let r = post_text(&app, &c.staff, REQUISITIONS, &huge_number).await;
+    assert_refused(&app, &r, 422, "amount", None, events).await;
+
+    for amount in [
+        json!("1e40"),
+        json!("99999999999999999999999999999999"),
+        json!("abc"),
+        json!(""),
+        json!("12,50"),
+        json!(true),
+        json!([12]),
+        json!({"value": 12}),
+        json!("1000000000.01"),
+    ] {
+        let r =
+            app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"amount": amount.clone()}))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "amount {amount}: {r:?}");
+        assert_eq!(r.field(), "amount", "amount {amount}: {r:?}");
+        assert_eq!(app.event_count().await, events, "amount {amount}");
+    }
+}
+
+#[tokio::test]
+async fn an_amount_given_as_a_json_number_is_accepted_and_shown_with_the_currencys_decimals() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"amount": 12.5}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.body["amount"], "12.50");
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"amount": 0.1}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.body["amount"], "0.10");
+    let r = app.get(&c.staff, &format!("/api/requisitions/{}", r.id())).await;
+    assert_eq!(r.body["amount"], "0.10");
+}
+
+#[tokio::test]
+async fn a_currency_other_than_the_funds_is_refused_naming_currency() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"currency": "USD"}))).await;
+    assert_refused(&app, &r, 422, "currency", Some("currency_mismatch"), events).await;
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"currency": "XYZ"}))).await;
+    assert_refused(&app, &r, 422, "currency", None, events).await;
+
+    // The fund's own currency, in any case, is fine.
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"currency": "kes"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.body["currency"], "KES");
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_and_trailing_garbage_a_4xx() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+
+    let r = post_text(&app, &c.staff, REQUISITIONS, r#"{"amount": "#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.code(), "malformed_json", "{r:?}");
+
+    let r = post_text(&app, &c.staff, REQUISITIONS, "{'amount': 1}").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.code(), "malformed_json", "{r:?}");
+
+    let valid = requisition_body(fund, json!({})).to_string();
+    for garbage in [format!("{valid} xyz"), format!("{valid}{valid}"), format!("{valid},")] {
+        let r = post_text(&app, &c.staff, REQUISITIONS, &garbage).await;
+        assert!(
+            r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::UNPROCESSABLE_ENTITY,
+            "trailing garbage `{garbage}`: {r:?}"
+        );
+        assert!(r.body["error"]["code"].is_string(), "{r:?}");
+    }
+    assert_eq!(app.event_count().await, events);
+}
+
+#[tokio::test]
+async fn unknown_missing_and_invalid_fields_are_named() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+
+    let cases = [
+        (json!({"colour": "red"}), "colour"),
+        (json!({"purpose": null}), "purpose"),
+        (json!({"amount": null}), "amount"),
+        (json!({"fund_id": null}), "fund_id"),
+        (json!({"fund_id": "not-a-uuid"}), "fund_id"),
+        (json!({"fund_id": 42}), "fund_id"),
+        (json!({"fund_id": Uuid::new_v4()}), "fund_id"),
+        (json!({"purpose": 5}), "purpose"),
+        (json!({"submit": "yes"}), "submit"),
+        (json!({"payee": ["a"]}), "payee"),
+    ];
+    for (changes, field) in cases {
+        let body = requisition_body(fund, changes.clone());
+        let r = app.post(&c.staff, REQUISITIONS, body).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{changes}: {r:?}");
+        assert_eq!(r.field(), field, "{changes}: {r:?}");
+        assert_eq!(app.event_count().await, events, "{changes}");
+    }
+}
+
+#[tokio::test]
+async fn a_one_megabyte_purpose_is_refused_naming_purpose() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    let purpose = "a".repeat(1_000_000);
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"purpose": purpose}))).await;
+    assert_refused(&app, &r, 422, "purpose", None, events).await;
+
+    // Just over the limit (1,000 characters after trimming) is refused; the limit itself is not.
+    let r =
+        app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"purpose": "é".repeat(1001)}))).await;
+    assert_refused(&app, &r, 422, "purpose", None, events).await;
+    let r =
+        app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"purpose": "é".repeat(1000)}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_size_limit_is_a_413_with_a_json_error() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    let body = requisition_body(fund, json!({"purpose": "a".repeat(3 * 1024 * 1024)})).to_string();
+    let r = post_text(&app, &c.staff, REQUISITIONS, &body).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{r:?}");
+    assert!(r.body["error"]["code"].is_string(), "a JSON error body: {r:?}");
+    assert_eq!(app.event_count().await, events);
+}
+
+#[tokio::test]
+async fn a_blank_purpose_is_refused() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    for purpose in ["", "   ", "\n\t "] {
+        let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"purpose": purpose}))).await;
+        assert_refused(&app, &r, 422, "purpose", None, events).await;
+    }
+}
+
+#[tokio::test]
+async fn a_json_body_sent_as_text_plain_is_a_415_json_error() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    let body = requisition_body(fund, json!({})).to_string().into_bytes();
+    let r = app.send_raw(&c.staff, Method::POST, REQUISITIONS, "text/plain", body).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{r:?}");
+    assert!(r.body["error"]["code"].is_string(), "a JSON error body: {r:?}");
+    assert_eq!(app.event_count().await, events);
+}
+
+#[tokio::test]
+async fn opening_a_fund_with_bad_input_is_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let events = app.event_count().await;
+    let cases = [
+        (json!({"name": "F", "currency": "XYZ", "float": "100"}), "currency", Some("unknown_currency")),
+        (json!({"name": "F", "currency": "KES", "float": "0"}), "float", Some("amount_not_positive")),
+        (json!({"name": "F", "currency": "KES", "float": "-100"}), "float", Some("amount_not_positive")),
+        (json!({"name": "F", "currency": "JPY", "float": "10.5"}), "float", Some("too_many_decimals")),
+        (json!({"currency": "KES", "float": "100"}), "name", None),
+        (json!({"name": "  ", "currency": "KES", "float": "100"}), "name", None),
+        (json!({"name": "F", "float": "100"}), "currency", None),
+        (json!({"name": "F", "currency": "KES"}), "float", None),
+        (json!({"name": "F", "currency": "KES", "float": "100", "owner": "me"}), "owner", None),
+        (
+            json!({"name": "F", "currency": "KES", "float": "100", "custodian_id": Uuid::new_v4()}),
+            "custodian_id",
+            None,
+        ),
+    ];
+    for (body, field, code) in cases {
+        let r = app.post(&c.admin, "/api/funds/", body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {r:?}");
+        assert_eq!(r.field(), field, "{body}: {r:?}");
+        if let Some(code) = code {
+            assert_eq!(r.code(), code, "{body}: {r:?}");
+        }
+        assert_eq!(app.event_count().await, events, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_payment_with_an_unknown_method_or_requisition_is_refused() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let id = app.submitted(&c.staff, fund, "50").await;
+    app.approve_by(id, &[&c.head]).await;
+    let events = app.event_count().await;
+    let payments = "/api/treasury/payments/";
+
+    let r = app.post(&c.treasury, payments, json!({"requisition_id": id, "method": "bitcoin"})).await;
+    assert_refused(&app, &r, 422, "method", None, events).await;
+    let r = app.post(&c.treasury, payments, json!({"requisition_id": id})).await;
+    assert_refused(&app, &r, 422, "method", None, events).await;
+    let r = app.post(&c.treasury, payments, json!({"requisition_id": "nope", "method": "cash"})).await;
+    assert_refused(&app, &r, 422, "requisition_id", None, events).await;
+
+    let r =
+        app.post(&c.treasury, payments, json!({"requisition_id": Uuid::new_v4(), "method": "cash"})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    assert_eq!(r.code(), "not_found", "{r:?}");
+    assert_eq!(app.event_count().await, events);
+    assert_eq!(app.balance(&c.staff, fund).await.to_string(), "5000.00");
+}
+
+#[tokio::test]
+async fn an_edit_with_nothing_or_an_unknown_field_is_refused() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let path = format!("/api/requisitions/{}", r.id());
+    let events = app.event_count().await;
+
+    let r = app.patch(&c.staff, &path, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    assert!(r.body["error"]["code"].is_string(), "{r:?}");
+    assert_eq!(app.event_count().await, events);
+
+    let r = app.patch(&c.staff, &path, json!({"purpose": "New", "status": "approved"})).await;
+    assert_refused(&app, &r, 422, "status", None, events).await;
+    let r = app.patch(&c.staff, &path, json!({"amount": "-1"})).await;
+    assert_refused(&app, &r, 422, "amount", Some("amount_not_positive"), events).await;
+    let r = app.patch(&c.staff, &path, json!({"purpose": " "})).await;
+    assert_refused(&app, &r, 422, "purpose", None, events).await;
+
+    let r = app.get(&c.staff, &path).await;
+    assert_eq!(r.body["purpose"], "Printer paper");
+    assert_eq!(r.body["amount"], "25.00");
+}
+
+#[tokio::test]
+async fn a_purpose_that_looks_like_sql_is_stored_verbatim() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let purpose = "'); DROP TABLE events; -- \"quoted\" \\ $1 %s";
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"purpose": purpose}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.body["purpose"], purpose);
+    let got = app.get(&c.staff, &format!("/api/requisitions/{}", r.id())).await;
+    assert_eq!(got.status, StatusCode::OK, "{got:?}");
+    assert_eq!(got.body["purpose"], purpose);
+
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.events') IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(exists, "the events table still exists");
+    assert!(app.event_count().await > 0);
+}
+
+#[tokio::test]
+async fn no_bad_body_ever_gets_a_500() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let valid = requisition_body(fund, json!({})).to_string();
+    let mut bodies: Vec<String> = [
+        json!({"amount": "-5"}),
+        json!({"amount": 0}),
+        json!({"amount": "12.345"}),
+        json!({"amount": "1e40"}),
+        json!({"amount": "99999999999999999999999999999999"}),
+        json!({"amount": "abc"}),
+        json!({"amount": true}),
+        json!({"amount": "NaN"}),
+        json!({"amount": "-0"}),
+        json!({"amount": "1e-40"}),
+        json!({"amount": "e"}),
+        json!({"amount": "."}),
+        json!({"amount": "--1"}),
+        json!({"amount": "1e"}),
+        json!({"amount": "1E99999999999"}),
+        json!({"currency": "USD"}),
+        json!({"currency": "XYZ"}),
+        json!({"currency": ""}),
+        json!({"colour": "red"}),
+        json!({"purpose": null}),
+        json!({"fund_id": null}),
+        json!({"fund_id": "not-a-uuid"}),
+        json!({"fund_id": Uuid::new_v4()}),
+        json!({"purpose": "   "}),
+        json!({"purpose": "a\u{0}b"}),
+        json!({"payee": "x".repeat(10_000)}),
+        json!({"purpose": "a".repeat(1_000_000)}),
+    ]
+    .into_iter()
+    .map(|changes| requisition_body(fund, changes).to_string())
+    .collect();
+    let huge_number = format!(r#"{{"fund_id": "{fund}", "amount": 1e400, "purpose": "x"}}"#);
+    for number in
+        ["5e-324", "1.7976931348623157e308", "-0.0", "1e-7", "-1e400", "0.0000000000000000000000000000001"]
+    {
+        bodies.push(format!(r#"{{"fund_id": "{fund}", "amount": {number}, "purpose": "x"}}"#));
+        bodies.push(format!(r#"{{"fund_id": "{fund}", "amount": "{number}", "purpose": "x"}}"#));
+    }
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_object = format!("{}1{}", r#"{"a":"#.repeat(5_000), "}".repeat(5_000));
+    bodies.extend([
+        r#"{"amount": "#.to_string(),
+        format!("{valid} xyz"),
+        huge_number,
+        deep,
+        "null".into(),
+        "[]".into(),
+        "\"text\"".into(),
+        "{}".into(),
+        "\u{feff}{}".into(),
+        format!(r#"{{"fund_id": "{fund}", "amount": "1", "purpose": "\ud800"}}"#),
+        format!(r#"{{"fund_id": "{fund}", "amount": "1", "amount": "2", "purpose": "x"}}"#),
+        format!(r#"{{"fund_id": "{fund}", "amount": "1", "purpose": "x", "a\u0000": 1}}"#),
+        format!(r#"{{"fund_id": "{fund}", "amount": "1", "purpose": "x", "colour": {deep_object}}}"#),
+    ]);
+    let events = app.event_count().await;
+    for body in &bodies {
+        let r = post_text(&app, &c.staff, REQUISITIONS, body).await;
+        let shown: String = body.chars().take(120).collect();
+        assert!(r.status.is_client_error(), "`{shown}` answered {}: {r:?}", r.status);
+        assert!(r.body["error"]["code"].is_string(), "`{shown}` has a JSON error: {r:?}");
+    }
+    assert_eq!(app.event_count().await, events, "no bad body appended anything");
+}
