@@ -1,0 +1,60 @@
+//! A stored event as the tailer reads it.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::SerializedEvent;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub global_position: i64,
+    /// `xid8` as text (sqlx has no xid8 type).
+    pub transaction_id: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+fn upcasters() -> &'static [Box<dyn cqrs_es::persist::EventUpcaster>] {
+    static UPCASTERS: OnceLock<Vec<Box<dyn cqrs_es::persist::EventUpcaster>>> = OnceLock::new();
+    UPCASTERS.get_or_init(pettycash_domain::upcast::upcasters)
+}
+
+impl EventRow {
+    /// The event brought to its current version and decoded as the aggregate's event type.
+    pub fn decode<E: DeserializeOwned>(&self) -> anyhow::Result<E> {
+        let serialized = SerializedEvent::new(
+            self.aggregate_id.clone(),
+            self.sequence as usize,
+            self.aggregate_type.clone(),
+            self.event_type.clone(),
+            self.event_version.clone(),
+            self.payload.clone(),
+            self.metadata.clone(),
+        );
+        let upcast = pettycash_domain::upcast::upcast(upcasters(), serialized);
+        serde_json::from_value(upcast.payload).map_err(|e| {
+            anyhow::anyhow!(
+                "event at position {} ({} v{}) does not decode: {e}",
+                self.global_position,
+                self.event_type,
+                self.event_version
+            )
+        })
+    }
+
+    /// The acting user's id from the metadata, when it is a user.
+    pub fn actor_id(&self) -> Option<uuid::Uuid> {
+        self.metadata.get("actor_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok())
+    }
+}
+
+/// Columns selected for an [`EventRow`].
+pub const EVENT_COLUMNS: &str = "global_position, transaction_id::text AS transaction_id, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";

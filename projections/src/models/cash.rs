@@ -1,0 +1,304 @@
+//! `rm_funds` (balances against float), `rm_ledger` (the cash book: every movement with its
+//! running balance) and `rm_payments` (treasury's payment list). One projection, because all
+//! three come from the fund's stream and a payment row needs its fund's currency.
+
+use crate::event::EventRow;
+use crate::{versioned, Projection};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pettycash_domain::fund::FundEvent;
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+pub const FUNDS: &str = "rm_funds";
+pub const LEDGER: &str = "rm_ledger";
+pub const PAYMENTS: &str = "rm_payments";
+
+pub struct Cash {
+    version: i32,
+    funds: String,
+    ledger: String,
+    payments: String,
+}
+
+impl Cash {
+    pub fn new(version: i32) -> Self {
+        Self {
+            version,
+            funds: versioned(FUNDS, version),
+            ledger: versioned(LEDGER, version),
+            payments: versioned(PAYMENTS, version),
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Fund {
+    id: Uuid,
+    name: String,
+    currency: String,
+    float: Decimal,
+    balance: Decimal,
+    custodian_id: Option<Uuid>,
+    disbursed_total: Decimal,
+    disbursements: i64,
+    opened_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_position: i64,
+}
+
+const FUND_COLUMNS: &str =
+    "id, name, currency, float, balance, custodian_id, disbursed_total, disbursements, \
+     opened_at, updated_at, last_position";
+
+#[derive(Default)]
+struct Movements {
+    fund_id: Vec<Uuid>,
+    position: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    kind: Vec<String>,
+    amount: Vec<Decimal>,
+    balance_after: Vec<Decimal>,
+    requisition_id: Vec<Option<Uuid>>,
+    payment_id: Vec<Option<Uuid>>,
+    reference: Vec<Option<String>>,
+}
+
+#[derive(Default)]
+struct Payments {
+    payment_id: Vec<Uuid>,
+    requisition_id: Vec<Uuid>,
+    fund_id: Vec<Uuid>,
+    amount: Vec<Decimal>,
+    currency: Vec<String>,
+    method: Vec<String>,
+    reference: Vec<Option<String>>,
+    paid_by: Vec<Uuid>,
+    paid_at: Vec<DateTime<Utc>>,
+    balance_after: Vec<Decimal>,
+    position: Vec<i64>,
+}
+
+#[async_trait]
+impl Projection for Cash {
+    fn name(&self) -> &'static str {
+        "cash"
+    }
+    fn version(&self) -> i32 {
+        self.version
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[FUNDS, LEDGER, PAYMENTS]
+    }
+    fn create_tables(&self) -> Vec<String> {
+        let (f, l, p) = (&self.funds, &self.ledger, &self.payments);
+        vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {f} (
+                    id uuid PRIMARY KEY, name text NOT NULL, currency text NOT NULL, float numeric NOT NULL,
+                    balance numeric NOT NULL, custodian_id uuid, disbursed_total numeric NOT NULL,
+                    disbursements bigint NOT NULL, opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+                    last_position bigint NOT NULL)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {l} (
+                    fund_id uuid NOT NULL, position bigint NOT NULL, at timestamptz NOT NULL, kind text NOT NULL,
+                    amount numeric NOT NULL, balance_after numeric NOT NULL, requisition_id uuid, payment_id uuid,
+                    reference text, PRIMARY KEY (fund_id, position))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {p} (
+                    payment_id uuid PRIMARY KEY, requisition_id uuid NOT NULL, fund_id uuid NOT NULL,
+                    amount numeric NOT NULL, currency text NOT NULL, method text NOT NULL, reference text,
+                    paid_by uuid NOT NULL, paid_at timestamptz NOT NULL, balance_after numeric NOT NULL,
+                    position bigint NOT NULL)"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS {p}_paid_idx ON {p} (paid_at DESC, payment_id DESC)"),
+            format!("CREATE INDEX IF NOT EXISTS {p}_fund_idx ON {p} (fund_id, paid_at DESC)"),
+        ]
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, events: &[EventRow]) -> anyhow::Result<()> {
+        let events: Vec<&EventRow> = events.iter().filter(|e| e.aggregate_type == "fund").collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = events.iter().filter_map(|e| e.aggregate_id.parse().ok()).collect();
+        let mut funds: HashMap<Uuid, Fund> = sqlx::query_as::<_, Fund>(&format!(
+            "SELECT {FUND_COLUMNS} FROM {} WHERE id = ANY($1)",
+            self.funds
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect();
+        let mut moves = Movements::default();
+        let mut pays = Payments::default();
+        for e in events {
+            let id: Uuid = e.aggregate_id.parse()?;
+            match e.decode::<FundEvent>()? {
+                FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, .. } => {
+                    funds.insert(
+                        fund_id,
+                        Fund {
+                            id: fund_id,
+                            name,
+                            currency: currency.to_string(),
+                            float,
+                            balance: float,
+                            custodian_id,
+                            disbursed_total: Decimal::ZERO,
+                            disbursements: 0,
+                            opened_at: e.recorded_at,
+                            updated_at: e.recorded_at,
+                            last_position: e.global_position,
+                        },
+                    );
+                    moves.push(fund_id, e, "opening", float, float, None, None, None);
+                }
+                FundEvent::CashDisbursed {
+                    payment_id,
+                    requisition_id,
+                    amount,
+                    balance_after,
+                    method,
+                    reference,
+                    paid_by,
+                } => {
+                    let fund = funds.get_mut(&id).ok_or_else(|| {
+                        anyhow::anyhow!("disbursement at {} from unknown fund {id}", e.global_position)
+                    })?;
+                    fund.balance = balance_after;
+                    fund.disbursed_total += amount;
+                    fund.disbursements += 1;
+                    fund.updated_at = e.recorded_at;
+                    fund.last_position = e.global_position;
+                    moves.push(
+                        id,
+                        e,
+                        "disbursement",
+                        -amount,
+                        balance_after,
+                        Some(requisition_id),
+                        Some(payment_id),
+                        reference.clone(),
+                    );
+                    pays.payment_id.push(payment_id);
+                    pays.requisition_id.push(requisition_id);
+                    pays.fund_id.push(id);
+                    pays.amount.push(amount);
+                    pays.currency.push(fund.currency.clone());
+                    pays.method.push(serde_json::to_value(method)?.as_str().unwrap_or("cash").to_string());
+                    pays.reference.push(reference);
+                    pays.paid_by.push(paid_by);
+                    pays.paid_at.push(e.recorded_at);
+                    pays.balance_after.push(balance_after);
+                    pays.position.push(e.global_position);
+                }
+            }
+        }
+        self.write_funds(tx, funds.into_values().collect()).await?;
+        sqlx::query(&format!(
+            "INSERT INTO {} (fund_id, position, at, kind, amount, balance_after, requisition_id, payment_id, reference)
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[], $4::text[], $5::numeric[],
+                                  $6::numeric[], $7::uuid[], $8::uuid[], $9::text[])",
+            self.ledger
+        ))
+        .bind(&moves.fund_id)
+        .bind(&moves.position)
+        .bind(&moves.at)
+        .bind(&moves.kind)
+        .bind(&moves.amount)
+        .bind(&moves.balance_after)
+        .bind(&moves.requisition_id)
+        .bind(&moves.payment_id)
+        .bind(&moves.reference)
+        .execute(&mut *tx)
+        .await?;
+        if !pays.payment_id.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO {} (payment_id, requisition_id, fund_id, amount, currency, method, reference, paid_by,
+                                 paid_at, balance_after, position)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[], $6::text[],
+                                      $7::text[], $8::uuid[], $9::timestamptz[], $10::numeric[], $11::bigint[])",
+                self.payments
+            ))
+            .bind(&pays.payment_id)
+            .bind(&pays.requisition_id)
+            .bind(&pays.fund_id)
+            .bind(&pays.amount)
+            .bind(&pays.currency)
+            .bind(&pays.method)
+            .bind(&pays.reference)
+            .bind(&pays.paid_by)
+            .bind(&pays.paid_at)
+            .bind(&pays.balance_after)
+            .bind(&pays.position)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Movements {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        fund_id: Uuid,
+        e: &EventRow,
+        kind: &str,
+        amount: Decimal,
+        balance_after: Decimal,
+        requisition_id: Option<Uuid>,
+        payment_id: Option<Uuid>,
+        reference: Option<String>,
+    ) {
+        self.fund_id.push(fund_id);
+        self.position.push(e.global_position);
+        self.at.push(e.recorded_at);
+        self.kind.push(kind.into());
+        self.amount.push(amount);
+        self.balance_after.push(balance_after);
+        self.requisition_id.push(requisition_id);
+        self.payment_id.push(payment_id);
+        self.reference.push(reference);
+    }
+}
+
+impl Cash {
+    async fn write_funds(&self, tx: &mut PgConnection, funds: Vec<Fund>) -> anyhow::Result<()> {
+        macro_rules! col {
+            ($f:ident) => {
+                funds.iter().map(|r| r.$f.clone()).collect::<Vec<_>>()
+            };
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} ({FUND_COLUMNS})
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::uuid[],
+                                  $7::numeric[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[])
+             ON CONFLICT (id) DO UPDATE SET balance = EXCLUDED.balance, disbursed_total = EXCLUDED.disbursed_total,
+                 disbursements = EXCLUDED.disbursements, updated_at = EXCLUDED.updated_at,
+                 last_position = EXCLUDED.last_position",
+            self.funds
+        ))
+        .bind(col!(id))
+        .bind(col!(name))
+        .bind(col!(currency))
+        .bind(col!(float))
+        .bind(col!(balance))
+        .bind(col!(custodian_id))
+        .bind(col!(disbursed_total))
+        .bind(col!(disbursements))
+        .bind(col!(opened_at))
+        .bind(col!(updated_at))
+        .bind(col!(last_position))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
