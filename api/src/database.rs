@@ -51,6 +51,22 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     pettycash_commands::MIGRATOR.run(pool).await.context("applying database migrations")
 }
 
+/// Applies migrations only when some are pending. The service's own role (see
+/// `deploy/db-roles.sql`) may not create tables; when everything is applied already it then
+/// starts without needing that right. `pettycash migrate` always runs the migrator.
+pub async fn migrate_if_needed(pool: &PgPool) -> anyhow::Result<()> {
+    let applied: Result<Vec<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await;
+    let pending = match applied {
+        Ok(versions) => pettycash_commands::MIGRATOR.iter().any(|m| !versions.contains(&m.version)),
+        Err(_) => true,
+    };
+    if pending {
+        migrate(pool).await?;
+    }
+    Ok(())
+}
+
 /// The URL with any password removed.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

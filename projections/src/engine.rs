@@ -227,6 +227,9 @@ impl Worker {
                 return Ok(());
             }
             if outcome.applied > 0 {
+                if *self.shutdown.borrow() {
+                    return Ok(());
+                }
                 continue;
             }
             // Check the lease connection is alive; if it died the lock is gone.
@@ -290,6 +293,7 @@ pub struct StepOutcome {
 /// One batch in one transaction: lock the checkpoint, read visible events after it, apply,
 /// move the checkpoint. When a building version finds nothing left, it goes live.
 pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Result<StepOutcome> {
+    let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
     let (state, txid, position): (String, String, i64) = sqlx::query_as(
         "SELECT state, last_transaction_id::text, last_position FROM projection_checkpoints
@@ -313,6 +317,10 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
     .bind(&txid)
     .bind(position)
     .bind(batch_size)
+    // Unnamed statement: a custom plan for these cursor values every time. A cached generic
+    // plan does not know the cursor and may not use the (transaction_id, global_position)
+    // index range.
+    .persistent(false)
     .fetch_all(&mut *tx)
     .await
     .context("reading events")?;
@@ -323,37 +331,68 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
         tx.commit().await?;
         return Ok(StepOutcome { applied: 0, retired: false });
     };
+    let fetched = started.elapsed();
     p.apply(&mut tx, &events).await.with_context(|| format!("applying events to {}", p.name()))?;
+    let applied = started.elapsed();
     sqlx::query(
         "UPDATE projection_checkpoints
-         SET last_transaction_id = $3::text::xid8, last_position = $4, events_applied = events_applied + $5,
-             updated_at = now()
+         SET last_transaction_id = (SELECT transaction_id FROM events WHERE global_position = $3),
+             last_position = $3, events_applied = events_applied + $4, updated_at = now()
          WHERE name = $1 AND version = $2",
     )
     .bind(p.name())
     .bind(p.version())
-    .bind(&last.transaction_id)
     .bind(last.global_position)
     .bind(events.len() as i64)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    tracing::debug!(
+        projection = p.name(),
+        events = events.len(),
+        fetch_ms = fetched.as_secs_f64() * 1e3,
+        apply_ms = (applied - fetched).as_secs_f64() * 1e3,
+        commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
+        "batch applied"
+    );
     Ok(StepOutcome { applied: events.len() as u64, retired: false })
 }
 
 /// The atomic swap: readers' views now point at this version; other versions retire.
 async fn go_live(tx: &mut PgConnection, p: &dyn Projection) -> anyhow::Result<()> {
+    // Only older versions retire; a newer one still building goes on and takes over later.
+    sqlx::query("UPDATE projection_checkpoints SET state = 'retired' WHERE name = $1 AND version < $2 AND state <> 'retired'")
+        .bind(p.name())
+        .bind(p.version())
+        .execute(&mut *tx)
+        .await?;
     for base in p.tables() {
         sqlx::query(&format!("DROP VIEW IF EXISTS {base}")).execute(&mut *tx).await?;
         sqlx::query(&format!("CREATE VIEW {base} AS SELECT * FROM {}", versioned(base, p.version())))
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("UPDATE projection_checkpoints SET state = 'retired' WHERE name = $1 AND version <> $2 AND state <> 'retired'")
-        .bind(p.name())
-        .bind(p.version())
-        .execute(&mut *tx)
-        .await?;
+    // A newer version already live wins: this one retires and the views stay as they are.
+    let newer_live: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM projection_checkpoints WHERE name = $1 AND version > $2 AND state = 'live')",
+    )
+    .bind(p.name())
+    .bind(p.version())
+    .fetch_one(&mut *tx)
+    .await?;
+    if newer_live {
+        sqlx::query("UPDATE projection_checkpoints SET state = 'retired' WHERE name = $1 AND version = $2")
+            .bind(p.name())
+            .bind(p.version())
+            .execute(&mut *tx)
+            .await?;
+        tracing::warn!(
+            projection = p.name(),
+            version = p.version(),
+            "a newer version is live; this one retires"
+        );
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE projection_checkpoints SET state = 'live', live_since = now(), updated_at = now()
          WHERE name = $1 AND version = $2",

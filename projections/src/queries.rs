@@ -1,1 +1,587 @@
-pub mod placeholder {}
+//! Queries over the read models: pure SQL through the views (`rm_requisitions`, `rm_funds`,
+//! `rm_ledger`, `rm_payments`), returning typed rows. The `api` crate validates input, waits for
+//! `min_position` and shapes the responses.
+//!
+//! Lists use keyset pagination: requisitions on `(created_at, id)`, payments on
+//! `(paid_at, payment_id)`, the ledger on `position`. A [`Cursor`] is the last row's key,
+//! encoded as opaque hex.
+//!
+//! The role the next approval needs is the column `current_step` (a column named
+//! `current_role` cannot exist unquoted: PostgreSQL reads that as the SQL function
+//! `CURRENT_ROLE`); rows and responses call it `current_role`.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use std::collections::BTreeMap;
+use std::fmt;
+use uuid::Uuid;
+
+/// Rows per page when the caller gives no limit.
+pub const DEFAULT_LIMIT: i64 = 50;
+/// The most rows one page returns.
+pub const MAX_LIMIT: i64 = 200;
+
+/// The seven requisition statuses, in lifecycle order.
+pub const STATUSES: [&str; 7] =
+    ["draft", "pending_approval", "changes_requested", "approved", "rejected", "cancelled", "paid"];
+
+/// A query failed: a bad cursor (the caller's fault) or the database.
+#[derive(Debug)]
+pub enum QueryError {
+    /// The cursor was not one this service issued.
+    InvalidCursor,
+    Database(sqlx::Error),
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::InvalidCursor => f.write_str("the cursor is not valid"),
+            QueryError::Database(e) => write!(f, "read model query failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            QueryError::InvalidCursor => None,
+            QueryError::Database(e) => Some(e),
+        }
+    }
+}
+
+impl From<sqlx::Error> for QueryError {
+    fn from(e: sqlx::Error) -> Self {
+        QueryError::Database(e)
+    }
+}
+
+/// The key of the last row of a page: a timestamp (microseconds, as PostgreSQL stores it) and
+/// an id. Encoded as 48 hex digits (8 bytes of microseconds since the epoch, 16 of the id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(&self.at.timestamp_micros().to_be_bytes());
+        bytes.extend_from_slice(self.id.as_bytes());
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn decode(text: &str) -> Result<Self, QueryError> {
+        let text = text.trim();
+        if text.len() != 48 || !text.is_ascii() {
+            return Err(QueryError::InvalidCursor);
+        }
+        let mut bytes = [0u8; 24];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| QueryError::InvalidCursor)?;
+        }
+        let micros = i64::from_be_bytes(bytes[..8].try_into().map_err(|_| QueryError::InvalidCursor)?);
+        let at = Utc.timestamp_micros(micros).single().ok_or(QueryError::InvalidCursor)?;
+        let id = Uuid::from_slice(&bytes[8..]).map_err(|_| QueryError::InvalidCursor)?;
+        Ok(Cursor { at, id })
+    }
+}
+
+/// One page of a keyset-paginated list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Page size and where to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageRequest {
+    /// Rows wanted; clamped to `1..=MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
+    pub limit: Option<i64>,
+    /// Start after this row (from a previous page's `next_cursor`).
+    pub after: Option<Cursor>,
+}
+
+impl PageRequest {
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+}
+
+/// Splits `limit + 1` fetched rows into a page and the next cursor.
+fn page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> Cursor) -> Page<T> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(|r| key(r).encode()) } else { None };
+    Page { items: rows, next_cursor }
+}
+
+/// A half-open time range `[from, before)`; either end may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Option<DateTime<Utc>>,
+    pub before: Option<DateTime<Utc>>,
+}
+
+/// `text` for ILIKE: `%`, `_` and `\` match themselves; wrapped in `%` to match anywhere.
+pub fn contains_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requisitions
+
+/// A requisition as the lists show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequisitionRow {
+    pub id: Uuid,
+    pub fund_id: Uuid,
+    pub requester_id: Uuid,
+    pub status: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub purpose: String,
+    pub payee: Option<String>,
+    pub category: Option<String>,
+    /// Approver roles of the chain, in order.
+    pub chain: Vec<String>,
+    /// Role the next approval needs, while pending approval.
+    pub current_role: Option<String>,
+    /// Approvals given at the latest submission.
+    pub approvals_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawRequisition {
+    id: Uuid,
+    fund_id: Uuid,
+    requester_id: Uuid,
+    status: String,
+    amount: Decimal,
+    currency: String,
+    purpose: String,
+    payee: Option<String>,
+    category: Option<String>,
+    chain: Value,
+    current_role: Option<String>,
+    approvals_count: i32,
+    created_at: DateTime<Utc>,
+    submitted_at: Option<DateTime<Utc>>,
+    paid_at: Option<DateTime<Utc>>,
+}
+
+impl From<RawRequisition> for RequisitionRow {
+    fn from(r: RawRequisition) -> Self {
+        Self {
+            id: r.id,
+            fund_id: r.fund_id,
+            requester_id: r.requester_id,
+            status: r.status,
+            amount: r.amount,
+            currency: r.currency,
+            purpose: r.purpose,
+            payee: r.payee,
+            category: r.category,
+            chain: strings(&r.chain),
+            current_role: r.current_role,
+            approvals_count: r.approvals_count.into(),
+            created_at: r.created_at,
+            submitted_at: r.submitted_at,
+            paid_at: r.paid_at,
+        }
+    }
+}
+
+const REQUISITION_SELECT: &str = "SELECT id, fund_id, requester_id, status, amount, currency, purpose, payee, \
+     category, chain, current_step AS current_role, \
+     CASE WHEN jsonb_typeof(approvers) = 'array' THEN jsonb_array_length(approvers) ELSE 0 END AS approvals_count, \
+     created_at, submitted_at, paid_at FROM rm_requisitions WHERE true";
+
+/// Filters of the requisitions list; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct RequisitionFilter {
+    /// One of [`STATUSES`].
+    pub status: Option<String>,
+    pub fund_id: Option<Uuid>,
+    pub requester_id: Option<Uuid>,
+    /// On `created_at`.
+    pub created: TimeRange,
+    /// Case-insensitive text in the purpose or the payee.
+    pub text: Option<String>,
+}
+
+fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionFilter) {
+    if let Some(status) = &f.status {
+        qb.push(" AND status = ").push_bind(status.clone());
+    }
+    if let Some(fund_id) = f.fund_id {
+        qb.push(" AND fund_id = ").push_bind(fund_id);
+    }
+    if let Some(requester_id) = f.requester_id {
+        qb.push(" AND requester_id = ").push_bind(requester_id);
+    }
+    if let Some(from) = f.created.from {
+        qb.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(before) = f.created.before {
+        qb.push(" AND created_at < ").push_bind(before);
+    }
+    if let Some(text) = f.text.as_deref().filter(|t| !t.is_empty()) {
+        let pattern = contains_pattern(text);
+        qb.push(" AND (purpose ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR payee ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+}
+
+/// Requisitions matching `filter`, newest first (`created_at DESC, id DESC`).
+pub async fn list_requisitions(
+    pool: &PgPool,
+    filter: &RequisitionFilter,
+    page_req: PageRequest,
+) -> Result<Page<RequisitionRow>, QueryError> {
+    let limit = page_req.limit();
+    let mut qb = QueryBuilder::new(REQUISITION_SELECT);
+    push_requisition_filter(&mut qb, filter);
+    if let Some(after) = page_req.after {
+        qb.push(" AND (created_at, id) < (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
+    }
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit + 1);
+    let rows: Vec<RawRequisition> = qb.build_query_as().fetch_all(pool).await?;
+    let rows = rows.into_iter().map(RequisitionRow::from).collect();
+    Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
+}
+
+fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, user_id: Uuid, roles: &[String]) {
+    qb.push(" AND status = 'pending_approval' AND current_step = ANY(")
+        .push_bind(roles.to_vec())
+        .push(") AND requester_id <> ")
+        .push_bind(user_id)
+        .push(" AND NOT (approvers ? ")
+        .push_bind(user_id.to_string())
+        .push(")");
+}
+
+/// The approvals inbox: requisitions pending approval whose current step needs one of
+/// `roles`, that `user_id` did not request and has not approved already. Oldest first
+/// (`created_at ASC, id ASC`): the longest-waiting come first.
+pub async fn approval_inbox(
+    pool: &PgPool,
+    user_id: Uuid,
+    roles: &[String],
+    page_req: PageRequest,
+) -> Result<Page<RequisitionRow>, QueryError> {
+    let limit = page_req.limit();
+    let mut qb = QueryBuilder::new(REQUISITION_SELECT);
+    push_inbox_filter(&mut qb, user_id, roles);
+    if let Some(after) = page_req.after {
+        qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
+    }
+    qb.push(" ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1);
+    let rows: Vec<RawRequisition> = qb.build_query_as().fetch_all(pool).await?;
+    let rows = rows.into_iter().map(RequisitionRow::from).collect();
+    Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
+}
+
+/// How many requisitions wait on `user_id` (the size of their inbox).
+pub async fn approval_inbox_count(pool: &PgPool, user_id: Uuid, roles: &[String]) -> sqlx::Result<i64> {
+    let mut qb = QueryBuilder::new("SELECT count(*) FROM rm_requisitions WHERE true");
+    push_inbox_filter(&mut qb, user_id, roles);
+    qb.build_query_scalar().fetch_one(pool).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payments
+
+/// A payment in treasury's list.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub payment_id: Uuid,
+    pub requisition_id: Uuid,
+    pub fund_id: Uuid,
+    pub amount: Decimal,
+    pub currency: String,
+    pub method: String,
+    pub reference: Option<String>,
+    pub paid_by: Uuid,
+    pub paid_at: DateTime<Utc>,
+    /// The fund's balance right after this payment.
+    pub balance_after: Decimal,
+}
+
+/// Filters of the payments list.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentFilter {
+    pub fund_id: Option<Uuid>,
+    /// On `paid_at`.
+    pub paid: TimeRange,
+}
+
+/// Payments matching `filter`, newest first (`paid_at DESC, payment_id DESC`).
+pub async fn list_payments(
+    pool: &PgPool,
+    filter: &PaymentFilter,
+    page_req: PageRequest,
+) -> Result<Page<PaymentRow>, QueryError> {
+    let limit = page_req.limit();
+    let mut qb = QueryBuilder::new(
+        "SELECT payment_id, requisition_id, fund_id, amount, currency, method, reference, paid_by, paid_at, \
+         balance_after FROM rm_payments WHERE true",
+    );
+    if let Some(fund_id) = filter.fund_id {
+        qb.push(" AND fund_id = ").push_bind(fund_id);
+    }
+    if let Some(from) = filter.paid.from {
+        qb.push(" AND paid_at >= ").push_bind(from);
+    }
+    if let Some(before) = filter.paid.before {
+        qb.push(" AND paid_at < ").push_bind(before);
+    }
+    if let Some(after) = page_req.after {
+        qb.push(" AND (paid_at, payment_id) < (")
+            .push_bind(after.at)
+            .push(", ")
+            .push_bind(after.id)
+            .push(")");
+    }
+    qb.push(" ORDER BY paid_at DESC, payment_id DESC LIMIT ").push_bind(limit + 1);
+    let rows: Vec<PaymentRow> = qb.build_query_as().fetch_all(pool).await?;
+    Ok(page(rows, limit, |r: &PaymentRow| Cursor { at: r.paid_at, id: r.payment_id }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Funds and the cash book
+
+/// A fund's balance against its float.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct FundRow {
+    pub id: Uuid,
+    pub name: String,
+    pub currency: String,
+    pub float: Decimal,
+    pub balance: Decimal,
+    pub custodian_id: Option<Uuid>,
+    pub disbursements: i64,
+    pub disbursed_total: Decimal,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl FundRow {
+    /// `balance / float × 100`, rounded half away from zero to one decimal (`"82.5"`).
+    pub fn percent_of_float(&self) -> String {
+        percent(self.balance, self.float)
+    }
+}
+
+/// `part / whole × 100` with one decimal; `"0.0"` when `whole` is zero.
+pub fn percent(part: Decimal, whole: Decimal) -> String {
+    let mut p = if whole.is_zero() {
+        Decimal::ZERO
+    } else {
+        (part * Decimal::ONE_HUNDRED)
+            .checked_div(whole)
+            .unwrap_or_default()
+            .round_dp_with_strategy(1, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    };
+    p.rescale(1);
+    p.to_string()
+}
+
+const FUND_SELECT: &str =
+    "SELECT id, name, currency, float, balance, custodian_id, disbursements, disbursed_total, opened_at \
+     FROM rm_funds";
+
+/// Every fund, in the order they were opened.
+pub async fn list_funds(pool: &PgPool) -> sqlx::Result<Vec<FundRow>> {
+    sqlx::query_as(&format!("{FUND_SELECT} ORDER BY opened_at, id")).fetch_all(pool).await
+}
+
+/// One fund, if the read model has it.
+pub async fn fund(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<FundRow>> {
+    sqlx::query_as(&format!("{FUND_SELECT} WHERE id = $1")).bind(id).fetch_optional(pool).await
+}
+
+/// One movement of a fund's cash book.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LedgerRow {
+    /// Global position of the event that moved the cash.
+    pub position: i64,
+    /// `opening` or `disbursement`.
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    /// Signed: positive into the fund, negative out of it.
+    pub amount: Decimal,
+    /// The running balance after this movement.
+    pub balance_after: Decimal,
+    pub requisition_id: Option<Uuid>,
+    pub payment_id: Option<Uuid>,
+    pub reference: Option<String>,
+}
+
+/// A page of the cash book, in position order.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerPage {
+    pub items: Vec<LedgerRow>,
+    /// Give as `after` for the next page; `None` on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// `fund_id`'s movements after position `after` (exclusive), oldest first.
+pub async fn ledger(
+    pool: &PgPool,
+    fund_id: Uuid,
+    after: Option<i64>,
+    limit: Option<i64>,
+) -> sqlx::Result<LedgerPage> {
+    let limit = PageRequest { limit, after: None }.limit();
+    let mut rows: Vec<LedgerRow> = sqlx::query_as(
+        "SELECT position, kind, at, amount, balance_after, requisition_id, payment_id, reference
+         FROM rm_ledger WHERE fund_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+    )
+    .bind(fund_id)
+    .bind(after.unwrap_or(0))
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_after = if more { rows.last().map(|r| r.position) } else { None };
+    Ok(LedgerPage { items: rows, next_after })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard
+
+/// A count and its amounts, per currency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub count: i64,
+    /// Currency code → sum.
+    pub amount: BTreeMap<String, Decimal>,
+}
+
+/// The numbers of the dashboard, over one requester's requisitions or everyone's.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DashboardNumbers {
+    pub pending_approval: Totals,
+    pub paid_today: Totals,
+    pub paid_month_to_date: Totals,
+    /// Count per status; every status of [`STATUSES`] is present.
+    pub by_status: BTreeMap<String, i64>,
+    /// Mean seconds from (latest) submission to payment over paid requisitions.
+    pub average_seconds_to_payment: Option<f64>,
+}
+
+/// Dashboard numbers as of `now` (UTC days and months), over `requester_id`'s requisitions
+/// when given, else over all.
+pub async fn dashboard(
+    pool: &PgPool,
+    requester_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<DashboardNumbers> {
+    let day = now.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let month =
+        now.date_naive().with_day(1).and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(day, |d| d.and_utc());
+    // One pass: per (bucket, currency) counts and sums; buckets overlap (today ⊂ month).
+    let rows: Vec<(String, String, i64, Decimal)> = sqlx::query_as(
+        "WITH r AS (SELECT * FROM rm_requisitions WHERE ($1::uuid IS NULL OR requester_id = $1))
+         SELECT 'pending', currency, count(*), coalesce(sum(amount), 0) FROM r
+           WHERE status = 'pending_approval' GROUP BY currency
+         UNION ALL
+         SELECT 'today', currency, count(*), coalesce(sum(amount), 0) FROM r
+           WHERE status = 'paid' AND paid_at >= $2 GROUP BY currency
+         UNION ALL
+         SELECT 'month', currency, count(*), coalesce(sum(amount), 0) FROM r
+           WHERE status = 'paid' AND paid_at >= $3 GROUP BY currency
+         UNION ALL
+         SELECT 'status:' || status, '', count(*), 0 FROM r GROUP BY status",
+    )
+    .bind(requester_id)
+    .bind(day)
+    .bind(month)
+    .fetch_all(pool)
+    .await?;
+    let mut out = DashboardNumbers {
+        by_status: STATUSES.iter().map(|s| (s.to_string(), 0)).collect(),
+        ..Default::default()
+    };
+    for (bucket, currency, count, sum) in rows {
+        let totals = match bucket.as_str() {
+            "pending" => &mut out.pending_approval,
+            "today" => &mut out.paid_today,
+            "month" => &mut out.paid_month_to_date,
+            status => {
+                if let Some(s) = status.strip_prefix("status:") {
+                    *out.by_status.entry(s.to_string()).or_default() += count;
+                }
+                continue;
+            }
+        };
+        totals.count += count;
+        *totals.amount.entry(currency).or_default() += sum;
+    }
+    out.average_seconds_to_payment = sqlx::query_scalar(
+        "SELECT avg(extract(epoch FROM paid_at - submitted_at))::float8 FROM rm_requisitions
+         WHERE status = 'paid' AND paid_at IS NOT NULL AND submitted_at IS NOT NULL
+           AND ($1::uuid IS NULL OR requester_id = $1)",
+    )
+    .bind(requester_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor { at: Utc.timestamp_micros(1_722_000_000_123_456).unwrap(), id: Uuid::now_v7() };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        for bad in ["", "zz", "not-a-cursor", &"g".repeat(48), &"0".repeat(46), &"é".repeat(24)] {
+            assert!(matches!(Cursor::decode(bad), Err(QueryError::InvalidCursor)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_escape_wildcards() {
+        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+
+    #[test]
+    fn percent_has_one_decimal() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(percent(d("5000"), d("5000")), "100.0");
+        assert_eq!(percent(d("3499.50"), d("5000")), "70.0");
+        assert_eq!(percent(d("1"), d("3")), "33.3");
+        assert_eq!(percent(d("2"), d("3")), "66.7");
+        assert_eq!(percent(d("0"), d("10")), "0.0");
+        assert_eq!(percent(d("1"), d("0")), "0.0");
+    }
+}

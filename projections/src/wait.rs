@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 /// True once every live version of `projections` has applied the event at `position` (its
 /// `(transaction_id, global_position)` is at or before the checkpoint). Polls until
-/// `timeout`; false when it runs out. A position beyond the store's end is never reached.
+/// `timeout`; false when it runs out. A position beyond the store's end is never reached, and
+/// neither is any position while one of the projections has no live version.
 pub async fn wait_for(
     pool: &PgPool,
     projections: &[&str],
@@ -17,6 +18,7 @@ pub async fn wait_for(
     loop {
         let reached: bool = sqlx::query_scalar(
             "SELECT coalesce(bool_and((e.transaction_id, e.global_position) <= (c.last_transaction_id, c.last_position)), false)
+                    AND count(*) = cardinality($1)
              FROM projection_checkpoints c
              JOIN events e ON e.global_position = $2
              WHERE c.name = ANY($1) AND c.state = 'live'",

@@ -38,7 +38,7 @@ struct Row {
     category: Option<String>,
     chain: Value,
     approvers: Value,
-    current_role: Option<String>,
+    current_step: Option<String>,
     created_at: DateTime<Utc>,
     submitted_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
@@ -48,17 +48,17 @@ struct Row {
 
 const COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
-     approvers, current_role, created_at, submitted_at, paid_at, updated_at, last_position";
+     approvers, current_step, created_at, submitted_at, paid_at, updated_at, last_position";
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 impl Row {
-    fn current_role_after(&mut self) {
+    fn current_step_after(&mut self) {
         let chain = strings(&self.chain);
         let done = strings(&self.approvers).len();
-        self.current_role = (self.status == "pending_approval").then(|| chain.get(done).cloned()).flatten();
+        self.current_step = (self.status == "pending_approval").then(|| chain.get(done).cloned()).flatten();
     }
 
     fn apply(&mut self, event: RequisitionEvent, at: DateTime<Utc>) {
@@ -102,7 +102,7 @@ impl Row {
                 self.paid_at = Some(at);
             }
         }
-        self.current_role_after();
+        self.current_step_after();
     }
 }
 
@@ -124,7 +124,7 @@ impl Projection for Requisitions {
                 "CREATE TABLE IF NOT EXISTS {t} (
                     id uuid PRIMARY KEY, fund_id uuid NOT NULL, requester_id uuid NOT NULL, status text NOT NULL,
                     amount numeric NOT NULL, currency text NOT NULL, purpose text NOT NULL, payee text, category text,
-                    chain jsonb NOT NULL, approvers jsonb NOT NULL, current_role text,
+                    chain jsonb NOT NULL, approvers jsonb NOT NULL, current_step text,
                     created_at timestamptz NOT NULL, submitted_at timestamptz, paid_at timestamptz,
                     updated_at timestamptz NOT NULL, last_position bigint NOT NULL)"
             ),
@@ -132,7 +132,7 @@ impl Projection for Requisitions {
             format!("CREATE INDEX IF NOT EXISTS {t}_requester_idx ON {t} (requester_id, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_fund_idx ON {t} (fund_id, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_status_idx ON {t} (status, created_at DESC)"),
-            format!("CREATE INDEX IF NOT EXISTS {t}_inbox_idx ON {t} (current_role) WHERE current_role IS NOT NULL"),
+            format!("CREATE INDEX IF NOT EXISTS {t}_inbox_idx ON {t} (current_step) WHERE current_step IS NOT NULL"),
         ]
     }
 
@@ -177,7 +177,7 @@ impl Projection for Requisitions {
                         category: category.clone(),
                         chain: Value::Array(vec![]),
                         approvers: Value::Array(vec![]),
-                        current_role: None,
+                        current_step: None,
                         created_at: e.recorded_at,
                         submitted_at: None,
                         paid_at: None,
@@ -212,7 +212,7 @@ async fn upsert(tx: &mut PgConnection, table: &str, rows: Vec<Row>) -> anyhow::R
          ON CONFLICT (id) DO UPDATE SET
             status = EXCLUDED.status, amount = EXCLUDED.amount, purpose = EXCLUDED.purpose,
             payee = EXCLUDED.payee, category = EXCLUDED.category, chain = EXCLUDED.chain,
-            approvers = EXCLUDED.approvers, current_role = EXCLUDED.current_role,
+            approvers = EXCLUDED.approvers, current_step = EXCLUDED.current_step,
             submitted_at = EXCLUDED.submitted_at, paid_at = EXCLUDED.paid_at,
             updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
     ))
@@ -227,7 +227,7 @@ async fn upsert(tx: &mut PgConnection, table: &str, rows: Vec<Row>) -> anyhow::R
     .bind(col!(category))
     .bind(col!(chain))
     .bind(col!(approvers))
-    .bind(col!(current_role))
+    .bind(col!(current_step))
     .bind(col!(created_at))
     .bind(col!(submitted_at))
     .bind(col!(paid_at))
