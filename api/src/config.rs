@@ -26,6 +26,10 @@ pub struct Config {
     pub session_hours: i64,
     /// Maximum database connections.
     pub db_pool_size: u32,
+    /// Run the projection workers inside `serve` (off with `--no-projections`).
+    pub run_projections: bool,
+    /// Longest a query waits for `min_position` before answering 503.
+    pub min_position_wait_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +112,8 @@ impl Config {
             embedded_pg_port: number("PETTYCASH_EMBEDDED_PG_PORT", DEFAULT_EMBEDDED_PG_PORT.into())? as u16,
             session_hours: number("SESSION_HOURS", 12)?,
             db_pool_size: number("DATABASE_POOL_SIZE", 20)? as u32,
+            run_projections: true,
+            min_position_wait_ms: number("MIN_POSITION_WAIT_MS", 3000)? as u64,
         })
     }
 

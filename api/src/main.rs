@@ -7,6 +7,7 @@ use pettycash_api::startup::{shutdown_signal, Application};
 use pettycash_api::{database, demo};
 use pettycash_commands::{CommandContext, CommandService, EventStore};
 use pettycash_domain::Role;
+use pettycash_projections::{Engine, EngineOptions};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -25,6 +26,17 @@ enum Command {
         /// Address to listen on (default: BIND or 127.0.0.1:8000).
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// Do not run the projection workers in this process (run `pettycash project` elsewhere).
+        #[arg(long)]
+        no_projections: bool,
+    },
+    /// Run only the projection workers (no HTTP). Any number of processes may run: each
+    /// projection is worked on by exactly one of them at a time.
+    Project,
+    /// Inspect projections.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -35,6 +47,12 @@ enum Command {
     },
     /// Load the demo organisation (one user per role, two funds, requisitions in every state).
     Demo,
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Each projection version: state, position, events applied, lag.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -88,11 +106,45 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, no_projections } => {
             if let Some(bind) = bind {
                 config.bind = bind;
             }
+            config.run_projections = !no_projections;
             serve(config).await
+        }
+        Command::Project => {
+            let db = database::connect(&config).await?;
+            database::migrate_if_needed(&db.pool).await?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let engine = Engine::new(db.pool.clone(), pettycash_projections::all(), EngineOptions::default());
+            let workers = tokio::spawn(engine.run(stop_rx));
+            println!("projection workers running against {}; Ctrl-C to stop", db.display_url);
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            let _ = workers.await;
+            Ok(())
+        }
+        Command::Projections { command: ProjectionsCommand::Status } => {
+            let db = database::connect(&config).await?;
+            let rows = pettycash_projections::engine::status(&db.pool).await?;
+            println!(
+                "{:<16} {:>7} {:<9} {:>14} {:>14} {:>10}  updated",
+                "projection", "version", "state", "position", "applied", "lag"
+            );
+            for r in rows {
+                println!(
+                    "{:<16} {:>7} {:<9} {:>14} {:>14} {:>10}  {}",
+                    r.name,
+                    r.version,
+                    r.state,
+                    r.last_position,
+                    r.events_applied,
+                    r.lag_events,
+                    r.updated_at.to_rfc3339()
+                );
+            }
+            Ok(())
         }
         Command::Migrate => {
             let db = database::connect(&config).await?;
@@ -105,7 +157,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\n', '\r']);
             let db = database::connect(&config).await?;
-            database::migrate(&db.pool).await?;
+            database::migrate_if_needed(&db.pool).await?;
             let service = CommandService::new(EventStore::new(db.pool.clone()));
             let user = service
                 .register_user(&CommandContext::operator("user add"), &email, &name, roles, password)
@@ -123,7 +175,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Demo => {
             let db = database::connect(&config).await?;
-            database::migrate(&db.pool).await?;
+            database::migrate_if_needed(&db.pool).await?;
             let service = CommandService::new(EventStore::new(db.pool.clone()));
             let logins = demo::load(&service).await?;
             print!("{}", demo::format_logins(&logins));
@@ -134,7 +186,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = database::connect(&config).await?;
-    database::migrate(&db.pool).await?;
+    database::migrate_if_needed(&db.pool).await?;
     if db.embedded.is_some() {
         embedded_demo(&config, &db).await?;
     }

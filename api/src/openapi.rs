@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
-use crate::routes::{auth, funds, meta, payments, policy, requisitions, users};
+use crate::routes::{auth, funds, meta, payments, policy, reads, requisitions, users};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi};
         requisitions::submit, requisitions::approve, requisitions::reject, requisitions::request_changes,
         requisitions::cancel,
         payments::pay,
+        reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,
+        reads::fund_ledger, reads::dashboard,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, ServiceExt};
+use pettycash_projections::{Engine, EngineOptions};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::policy::router())
         .merge(routes::requisitions::router())
         .merge(routes::payments::router())
+        .merge(routes::reads::router())
         .fallback(|| async { ApiError::not_found("endpoint") })
         .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -130,14 +132,25 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let engine = self.state.config.run_projections.then(|| {
+            let engine =
+                Engine::new(self.state.pool.clone(), pettycash_projections::all(), EngineOptions::default());
+            tokio::spawn(engine.run(stop_rx))
+        });
         // Paths work with and without a trailing slash: normalise before routing.
         let app = NormalizePathLayer::trim_trailing_slash().layer(router(self.state));
-        axum::serve(
+        let result = axum::serve(
             self.listener,
             ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        let _ = stop_tx.send(true);
+        if let Some(engine) = engine {
+            let _ = engine.await;
+        }
+        result
     }
 }
 

@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/funds", post(open_fund)).route("/api/funds/{id}", get(get_fund))
+    Router::new()
+        .route("/api/funds", post(open_fund).get(super::reads::list_funds))
+        .route("/api/funds/{id}", get(get_fund))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -51,21 +51,44 @@ pub struct Health {
     #[schema(example = "ok")]
     pub database: &'static str,
     pub version: &'static str,
+    /// Each projection version's state, position and lag (events not yet applied).
+    pub projections: Vec<ProjectionHealth>,
 }
 
-/// Liveness and database reachability: 200, or 503 when the database is unreachable.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionHealth {
+    pub name: String,
+    pub version: i32,
+    pub state: String,
+    pub position: i64,
+    pub lag_events: i64,
+}
+
+/// Liveness, database reachability and projection lag: 200, or 503 when the database is
+/// unreachable.
 #[utoipa::path(get, path = "/health/", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
-    let ok = matches!(tokio::time::timeout(Duration::from_secs(2), ping).await, Ok(Ok(1)));
-    let (status, body) = if ok {
-        (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION })
-    } else {
-        (
+    let probe = pettycash_projections::engine::status(&state.pool);
+    let (status, body) = match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(rows)) => {
+            let projections = rows
+                .into_iter()
+                .filter(|r| r.state != "retired")
+                .map(|r| ProjectionHealth {
+                    name: r.name,
+                    version: r.version,
+                    state: r.state,
+                    position: r.last_position,
+                    lag_events: r.lag_events,
+                })
+                .collect();
+            (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION, projections })
+        }
+        _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Health { status: "unavailable", database: "unreachable", version: VERSION },
-        )
+            Health { status: "unavailable", database: "unreachable", version: VERSION, projections: vec![] },
+        ),
     };
     (status, [("retry-after", "5")], Json(body))
 }

@@ -5,6 +5,7 @@ pub mod funds;
 pub mod meta;
 pub mod payments;
 pub mod policy;
+pub mod reads;
 pub mod requisitions;
 pub mod users;
 
@@ -79,3 +80,61 @@ async fn replay<B>(state: &AppState, cmd: &Command<B>) -> ApiResult<Option<Respo
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoBody {}
+
+/// Header with the projection position a query response reflects.
+pub const PROJECTION_POSITION_HEADER: &str = "x-projection-position";
+
+/// `min_position` (query parameter) or `X-Min-Position` (header): read-your-writes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct Consistency {
+    /// Wait until the read models include the event at this position (from a command's
+    /// `position`); 503 with `Retry-After` if they do not within the bounded wait.
+    pub min_position: Option<i64>,
+}
+
+/// Waits for `min` (from the query or the `X-Min-Position` header) on `projections`, then
+/// returns the position the read models reflect.
+pub async fn consistent(
+    state: &AppState,
+    projections: &[&str],
+    min: Option<i64>,
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<i64> {
+    let header_min = match headers.get("x-min-position") {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok()).ok_or_else(|| {
+            ApiError::bad_request("invalid_min_position", "X-Min-Position must be an integer")
+                .with_field("X-Min-Position")
+        })?),
+    };
+    if let Some(min) = min.into_iter().chain(header_min).max() {
+        let wait = std::time::Duration::from_millis(state.config.min_position_wait_ms);
+        if !pettycash_projections::wait::wait_for(&state.pool, projections, min, wait).await? {
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "projection_behind",
+                format!("the read models have not reached position {min} yet; retry shortly"),
+            );
+            err.field = Some("min_position".into());
+            return Err(err);
+        }
+    }
+    let position: Option<i64> = sqlx::query_scalar(
+        "SELECT min(last_position) FROM projection_checkpoints WHERE name = ANY($1) AND state = 'live'",
+    )
+    .bind(projections)
+    .fetch_one(&state.pool)
+    .await?;
+    Ok(position.unwrap_or(0))
+}
+
+/// A query answer: the body with `position` added, and the `X-Projection-Position` header.
+pub fn query_response(position: i64, body: impl Serialize) -> Response {
+    let mut value = serde_json::to_value(body).unwrap_or_default();
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("position".into(), position.into());
+    }
+    let mut response = Json(value).into_response();
+    response.headers_mut().insert(PROJECTION_POSITION_HEADER, HeaderValue::from(position));
+    response
+}

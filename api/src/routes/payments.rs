@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/treasury/payments", post(pay))
+    Router::new().route("/api/treasury/payments", post(pay).get(super::reads::list_payments))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

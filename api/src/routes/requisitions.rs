@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/requisitions", post(create))
+        .route("/api/requisitions", get(super::reads::list_requisitions).post(create))
         .route("/api/requisitions/{id}", get(get_one).patch(edit))
         .route("/api/requisitions/{id}/history", get(history))
         .route("/api/requisitions/{id}/submit", post(submit))

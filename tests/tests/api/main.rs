@@ -5,4 +5,5 @@ mod concurrency;
 mod flow;
 mod idempotency;
 mod input;
+mod reads;
 mod rules;

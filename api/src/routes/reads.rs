@@ -1,0 +1,773 @@
+//! Queries over the read models: requisition lists, the approvals inbox, treasury's payments,
+//! funds, a fund's cash book and the dashboard.
+//!
+//! Every query honours `min_position` (query) / `X-Min-Position` (header): it waits until the
+//! read models it uses include that event, or answers 503 with `Retry-After`. Every answer
+//! carries `position` (and the `X-Projection-Position` header): the read models' position.
+
+use super::{consistent, query_response};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{CurrentUser, IdPath};
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use pettycash_domain::{Actor, Role};
+use pettycash_projections::queries::{
+    self, Cursor, PageRequest, PaymentFilter, QueryError, RequisitionFilter, TimeRange, STATUSES,
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Routes that exist only for reading. `GET /api/requisitions`, `/api/funds` and
+/// `/api/treasury/payments` sit on the routers that own those paths' POSTs.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/approvals", get(approvals))
+        .route("/api/funds/{id}/ledger", get(fund_ledger))
+        .route("/api/dashboard", get(dashboard))
+}
+
+const REQUISITIONS: &[&str] = &["requisitions"];
+const CASH: &[&str] = &["cash"];
+const BOTH: &[&str] = &["requisitions", "cash"];
+
+type Err = crate::error::ErrorBody;
+
+// ---------------------------------------------------------------------------------------------
+// Who sees what
+
+/// Treasury, auditors, admins and approvers see every requisition in lists; anyone else
+/// (staff) only their own.
+fn sees_all(actor: &Actor) -> bool {
+    actor.roles.iter().any(|r| matches!(r, Role::Treasury | Role::Auditor | Role::Admin) || r.is_approver())
+}
+
+/// Who may read treasury's payment list.
+const PAYMENT_READERS: [Role; 6] =
+    [Role::Treasury, Role::Auditor, Role::Admin, Role::Cfo, Role::Fpa, Role::GroupFinanceManager];
+
+fn approver_roles(actor: &Actor) -> Vec<String> {
+    actor.roles.iter().filter(|r| r.is_approver()).map(|r| r.as_str().to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Query parameters: taken as text and checked here, so that errors name the parameter.
+
+fn present(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse_uuid(field: &str, v: &Option<String>) -> ApiResult<Option<Uuid>> {
+    present(v)
+        .map(|s| {
+            Uuid::parse_str(s)
+                .map_err(|_| ApiError::unprocessable(field, format!("`{field}` must be an id (a UUID)")))
+        })
+        .transpose()
+}
+
+fn parse_limit(v: &Option<String>) -> ApiResult<Option<i64>> {
+    present(v)
+        .map(|s| match s.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n.min(queries::MAX_LIMIT)),
+            _ => Err(ApiError::unprocessable(
+                "limit",
+                format!("`limit` must be a whole number from 1 to {}", queries::MAX_LIMIT),
+            )),
+        })
+        .transpose()
+}
+
+fn parse_min_position(v: &Option<String>) -> ApiResult<Option<i64>> {
+    present(v)
+        .map(|s| {
+            s.parse::<i64>().map_err(|_| {
+                ApiError::bad_request("invalid_min_position", "`min_position` must be an integer")
+                    .with_field("min_position")
+            })
+        })
+        .transpose()
+}
+
+fn parse_cursor(v: &Option<String>) -> ApiResult<Option<Cursor>> {
+    present(v).map(Cursor::decode).transpose().map_err(query_error)
+}
+
+fn parse_bool(field: &str, v: &Option<String>) -> ApiResult<bool> {
+    match present(v).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") | Some("0") | Some("no") => Ok(false),
+        Some("true") | Some("1") | Some("yes") => Ok(true),
+        Some(_) => Err(ApiError::unprocessable(field, format!("`{field}` must be true or false"))),
+    }
+}
+
+/// A date (`YYYY-MM-DD`, a whole UTC day) or an RFC 3339 instant. Returns the first instant it
+/// covers and the first instant after it (microseconds, PostgreSQL's precision).
+fn parse_instant(field: &str, s: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+    let invalid = || {
+        ApiError::unprocessable(
+            field,
+            format!("`{field}` must be a date (YYYY-MM-DD) or an RFC 3339 time (2024-05-01T09:30:00Z)"),
+        )
+    };
+    if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let start = date.and_hms_opt(0, 0, 0).ok_or_else(invalid)?.and_utc();
+        let next = date.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).ok_or_else(invalid)?.and_utc();
+        return Ok((start, next));
+    }
+    let at = DateTime::parse_from_rfc3339(s).map_err(|_| invalid())?.with_timezone(&Utc);
+    let micros = at.timestamp_micros();
+    let start = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    Ok((start, start + Duration::microseconds(1)))
+}
+
+/// `from` (inclusive) and `to` (inclusive: a date covers its whole day) as a half-open range.
+fn parse_range(from: &Option<String>, to: &Option<String>) -> ApiResult<TimeRange> {
+    let from = present(from).map(|s| parse_instant("from", s)).transpose()?.map(|(start, _)| start);
+    let before = present(to).map(|s| parse_instant("to", s)).transpose()?.map(|(_, next)| next);
+    if let (Some(f), Some(b)) = (from, before) {
+        if b <= f {
+            return Err(ApiError::unprocessable("to", "`to` is before `from`"));
+        }
+    }
+    Ok(TimeRange { from, before })
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::InvalidCursor => ApiError::bad_request(
+            "invalid_cursor",
+            "`cursor` is not valid: pass the `next_cursor` of a previous page unchanged",
+        )
+        .with_field("cursor"),
+        QueryError::Database(e) => ApiError::internal(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requisitions
+
+/// Filters and paging of the requisitions list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RequisitionListQuery {
+    /// One of `draft`, `pending_approval`, `changes_requested`, `approved`, `rejected`,
+    /// `cancelled`, `paid`.
+    #[param(example = "pending_approval")]
+    pub status: Option<String>,
+    #[param(value_type = Option<Uuid>)]
+    pub fund_id: Option<String>,
+    #[param(value_type = Option<Uuid>)]
+    pub requester_id: Option<String>,
+    /// Created at or after: a date (`YYYY-MM-DD`, from its start, UTC) or an RFC 3339 time.
+    #[param(example = "2024-05-01")]
+    pub from: Option<String>,
+    /// Created at or before: a date (the whole day, UTC) or an RFC 3339 time.
+    #[param(example = "2024-05-31")]
+    pub to: Option<String>,
+    /// Text in the purpose or the payee (case-insensitive; `%` and `_` are literal).
+    pub q: Option<String>,
+    /// Only the caller's own requisitions.
+    #[param(value_type = Option<bool>)]
+    pub mine: Option<String>,
+    /// Items per page: 1 to 200 (larger values are capped), default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Wait until the read models include the event at this position (a command's
+    /// `position`); 503 with `Retry-After` if they do not within the bounded wait.
+    #[param(value_type = Option<i64>)]
+    pub min_position: Option<String>,
+}
+
+/// Paging of the approvals inbox.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page: 1 to 200 (larger values are capped), default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Wait until the read models include the event at this position.
+    #[param(value_type = Option<i64>)]
+    pub min_position: Option<String>,
+}
+
+/// A requisition in a list (from the read model).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequisitionItem {
+    pub id: Uuid,
+    pub fund_id: Uuid,
+    pub requester_id: Uuid,
+    #[schema(example = "pending_approval")]
+    pub status: String,
+    #[schema(value_type = String, example = "1250.00")]
+    pub amount: Decimal,
+    #[schema(example = "KES")]
+    pub currency: String,
+    pub purpose: String,
+    pub payee: Option<String>,
+    pub category: Option<String>,
+    /// Approver roles required, in order, as resolved at the latest submission.
+    #[schema(example = json!(["department_head", "group_finance_manager"]))]
+    pub chain: Vec<String>,
+    /// The role the next approval needs, while pending approval.
+    #[schema(example = "department_head")]
+    pub current_role: Option<String>,
+    /// Approvals given since the latest submission.
+    pub approvals_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+impl From<queries::RequisitionRow> for RequisitionItem {
+    fn from(r: queries::RequisitionRow) -> Self {
+        Self {
+            id: r.id,
+            fund_id: r.fund_id,
+            requester_id: r.requester_id,
+            status: r.status,
+            amount: r.amount,
+            currency: r.currency,
+            purpose: r.purpose,
+            payee: r.payee,
+            category: r.category,
+            chain: r.chain,
+            current_role: r.current_role,
+            approvals_count: r.approvals_count,
+            created_at: r.created_at,
+            submitted_at: r.submitted_at,
+            paid_at: r.paid_at,
+        }
+    }
+}
+
+/// A page of requisitions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequisitionPage {
+    pub items: Vec<RequisitionItem>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+    /// The read models' position this answer reflects.
+    pub position: i64,
+}
+
+/// List requisitions, newest first (`created_at`, then id), with filters and keyset paging.
+///
+/// Treasury, auditors, admins and approvers see every requisition; anyone else (staff) only
+/// their own. Filters narrow: a `requester_id` other than the caller's gives staff an empty
+/// list.
+#[utoipa::path(get, path = "/api/requisitions/", tag = "requisitions",
+    params(RequisitionListQuery,
+           ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
+    responses((status = 200, body = RequisitionPage), (status = 400, body = Err), (status = 422, body = Err),
+              (status = 503, body = Err, description = "`min_position` not reached in time; retry")))]
+pub async fn list_requisitions(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Query(q): Query<RequisitionListQuery>,
+) -> ApiResult<Response> {
+    let actor = user.actor();
+    let status = present(&q.status)
+        .map(|s| {
+            STATUSES.iter().find(|known| **known == s).map(|s| s.to_string()).ok_or_else(|| {
+                ApiError::unprocessable("status", format!("`status` must be one of {}", STATUSES.join(", ")))
+            })
+        })
+        .transpose()?;
+    let fund_id = parse_uuid("fund_id", &q.fund_id)?;
+    let mut requester_id = parse_uuid("requester_id", &q.requester_id)?;
+    let created = parse_range(&q.from, &q.to)?;
+    let mine = parse_bool("mine", &q.mine)?;
+    let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
+    let min = parse_min_position(&q.min_position)?;
+
+    // Only the caller's own: asked for (`mine`) or all the caller may see.
+    let mut nothing = false;
+    if mine || !sees_all(&actor) {
+        nothing = requester_id.is_some_and(|r| r != user.id);
+        requester_id = Some(user.id);
+    }
+    let filter =
+        RequisitionFilter { status, fund_id, requester_id, created, text: present(&q.q).map(String::from) };
+
+    let position = consistent(&state, REQUISITIONS, min, &headers).await?;
+    let found = if nothing {
+        queries::Page { items: vec![], next_cursor: None }
+    } else {
+        queries::list_requisitions(&state.pool, &filter, page).await.map_err(query_error)?
+    };
+    let body = RequisitionPage {
+        items: found.items.into_iter().map(RequisitionItem::from).collect(),
+        next_cursor: found.next_cursor,
+        position,
+    };
+    Ok(query_response(position, body))
+}
+
+/// The caller's approvals inbox: requisitions pending approval whose current step needs a
+/// role the caller holds, which they did not request and have not approved. Oldest first
+/// (the longest-waiting on top), keyset paging like the list. Empty for callers without an
+/// approver role.
+#[utoipa::path(get, path = "/api/approvals/", tag = "requisitions",
+    params(PageQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
+    responses((status = 200, body = RequisitionPage), (status = 400, body = Err), (status = 422, body = Err),
+              (status = 503, body = Err)))]
+pub async fn approvals(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let roles = approver_roles(&user.actor());
+    let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
+    let min = parse_min_position(&q.min_position)?;
+    let position = consistent(&state, REQUISITIONS, min, &headers).await?;
+    let found = if roles.is_empty() {
+        queries::Page { items: vec![], next_cursor: None }
+    } else {
+        queries::approval_inbox(&state.pool, user.id, &roles, page).await.map_err(query_error)?
+    };
+    let body = RequisitionPage {
+        items: found.items.into_iter().map(RequisitionItem::from).collect(),
+        next_cursor: found.next_cursor,
+        position,
+    };
+    Ok(query_response(position, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payments
+
+/// Filters and paging of the payments list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentListQuery {
+    #[param(value_type = Option<Uuid>)]
+    pub fund_id: Option<String>,
+    /// Paid at or after: a date (`YYYY-MM-DD`, UTC) or an RFC 3339 time.
+    pub from: Option<String>,
+    /// Paid at or before: a date (the whole day, UTC) or an RFC 3339 time.
+    pub to: Option<String>,
+    /// Items per page: 1 to 200 (larger values are capped), default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Wait until the read models include the event at this position.
+    #[param(value_type = Option<i64>)]
+    pub min_position: Option<String>,
+}
+
+/// A payment out of a fund.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentItem {
+    /// The payment id.
+    pub id: Uuid,
+    pub requisition_id: Uuid,
+    pub fund_id: Uuid,
+    #[schema(value_type = String, example = "1250.00")]
+    pub amount: Decimal,
+    #[schema(example = "KES")]
+    pub currency: String,
+    #[schema(example = "cash")]
+    pub method: String,
+    pub reference: Option<String>,
+    pub paid_by: Uuid,
+    pub paid_at: DateTime<Utc>,
+    /// The fund's balance right after this payment.
+    #[schema(value_type = String, example = "48750.00")]
+    pub fund_balance_after: Decimal,
+}
+
+/// A page of payments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentPage {
+    pub items: Vec<PaymentItem>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+    pub position: i64,
+}
+
+/// Payments, newest first (`paid_at`, then payment id). Treasury, auditors, admins, CFO, FP&A
+/// and group finance managers.
+#[utoipa::path(get, path = "/api/treasury/payments/", tag = "treasury",
+    params(PaymentListQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
+    responses((status = 200, body = PaymentPage), (status = 400, body = Err), (status = 403, body = Err),
+              (status = 422, body = Err), (status = 503, body = Err)))]
+pub async fn list_payments(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Query(q): Query<PaymentListQuery>,
+) -> ApiResult<Response> {
+    let actor = user.actor();
+    if !PAYMENT_READERS.iter().any(|r| actor.has(*r)) {
+        return Err(ApiError::forbidden(
+            "missing_role",
+            "reading payments needs the treasury, auditor, admin, cfo, fpa or group_finance_manager role",
+        ));
+    }
+    let filter =
+        PaymentFilter { fund_id: parse_uuid("fund_id", &q.fund_id)?, paid: parse_range(&q.from, &q.to)? };
+    let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
+    let min = parse_min_position(&q.min_position)?;
+    let position = consistent(&state, CASH, min, &headers).await?;
+    let found = queries::list_payments(&state.pool, &filter, page).await.map_err(query_error)?;
+    let items = found
+        .items
+        .into_iter()
+        .map(|p| PaymentItem {
+            id: p.payment_id,
+            requisition_id: p.requisition_id,
+            fund_id: p.fund_id,
+            amount: p.amount,
+            currency: p.currency,
+            method: p.method,
+            reference: p.reference,
+            paid_by: p.paid_by,
+            paid_at: p.paid_at,
+            fund_balance_after: p.balance_after,
+        })
+        .collect();
+    Ok(query_response(position, PaymentPage { items, next_cursor: found.next_cursor, position }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Funds and the cash book
+
+/// `min_position` alone.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    /// Wait until the read models include the event at this position.
+    #[param(value_type = Option<i64>)]
+    pub min_position: Option<String>,
+}
+
+/// A fund's balance against its float.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FundSummary {
+    pub id: Uuid,
+    pub name: String,
+    #[schema(example = "KES")]
+    pub currency: String,
+    #[schema(value_type = String, example = "50000.00")]
+    pub float: Decimal,
+    #[schema(value_type = String, example = "41250.50")]
+    pub balance: Decimal,
+    /// `balance / float × 100`, one decimal.
+    #[schema(example = "82.5")]
+    pub percent_of_float: String,
+    pub custodian_id: Option<Uuid>,
+    /// Number of payments out of the fund.
+    pub disbursements: i64,
+    #[schema(value_type = String, example = "8749.50")]
+    pub disbursed_total: Decimal,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl From<queries::FundRow> for FundSummary {
+    fn from(f: queries::FundRow) -> Self {
+        Self {
+            percent_of_float: f.percent_of_float(),
+            id: f.id,
+            name: f.name,
+            currency: f.currency,
+            float: f.float,
+            balance: f.balance,
+            custodian_id: f.custodian_id,
+            disbursements: f.disbursements,
+            disbursed_total: f.disbursed_total,
+            opened_at: f.opened_at,
+        }
+    }
+}
+
+/// Every fund.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FundList {
+    pub items: Vec<FundSummary>,
+    pub position: i64,
+}
+
+/// Every fund with its balance against its float, in the order they were opened (any
+/// signed-in user).
+#[utoipa::path(get, path = "/api/funds/", tag = "funds",
+    params(ConsistencyQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
+    responses((status = 200, body = FundList), (status = 400, body = Err), (status = 503, body = Err)))]
+pub async fn list_funds(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    headers: HeaderMap,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Response> {
+    let min = parse_min_position(&q.min_position)?;
+    let position = consistent(&state, CASH, min, &headers).await?;
+    let items = queries::list_funds(&state.pool).await?.into_iter().map(FundSummary::from).collect();
+    Ok(query_response(position, FundList { items, position }))
+}
+
+/// Paging of the cash book.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerQuery {
+    /// Movements after this position (`next_after` of the previous page).
+    #[param(value_type = Option<i64>)]
+    pub after: Option<String>,
+    /// Items per page: 1 to 200 (larger values are capped), default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    /// Wait until the read models include the event at this position.
+    #[param(value_type = Option<i64>)]
+    pub min_position: Option<String>,
+}
+
+/// One movement of cash.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    /// Global position of the event; the cash book's order.
+    pub position: i64,
+    /// `opening` or `disbursement`.
+    #[schema(example = "disbursement")]
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    /// Signed: positive into the fund (the opening float), negative out of it.
+    #[schema(value_type = String, example = "-1250.00")]
+    pub amount: Decimal,
+    /// The fund's balance after this movement.
+    #[schema(value_type = String, example = "48750.00")]
+    pub balance_after: Decimal,
+    pub requisition_id: Option<Uuid>,
+    pub payment_id: Option<Uuid>,
+    pub reference: Option<String>,
+}
+
+/// A page of a fund's cash book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ledger {
+    pub fund_id: Uuid,
+    #[schema(example = "KES")]
+    pub currency: String,
+    pub items: Vec<LedgerEntry>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    pub next_after: Option<i64>,
+    pub position: i64,
+}
+
+/// A fund's cash book: every movement (opening, disbursements) in order, with signed amounts
+/// and the running balance. Any signed-in user (as `GET /api/funds/{id}`).
+#[utoipa::path(get, path = "/api/funds/{id}/ledger", tag = "funds",
+    params(("id" = Uuid, Path), LedgerQuery,
+           ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
+    responses((status = 200, body = Ledger), (status = 400, body = Err), (status = 404, body = Err),
+              (status = 422, body = Err), (status = 503, body = Err)))]
+pub async fn fund_ledger(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+    Query(q): Query<LedgerQuery>,
+) -> ApiResult<Response> {
+    let after = present(&q.after)
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| ApiError::unprocessable("after", "`after` must be a position (an integer)"))
+        })
+        .transpose()?;
+    let limit = parse_limit(&q.limit)?;
+    let min = parse_min_position(&q.min_position)?;
+    let position = consistent(&state, CASH, min, &headers).await?;
+    let fund = queries::fund(&state.pool, id).await?.ok_or_else(|| ApiError::not_found("fund"))?;
+    let page = queries::ledger(&state.pool, id, after, limit).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|m| LedgerEntry {
+            position: m.position,
+            kind: m.kind,
+            at: m.at,
+            amount: m.amount,
+            balance_after: m.balance_after,
+            requisition_id: m.requisition_id,
+            payment_id: m.payment_id,
+            reference: m.reference,
+        })
+        .collect();
+    let body = Ledger { fund_id: id, currency: fund.currency, items, next_after: page.next_after, position };
+    Ok(query_response(position, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard
+
+/// A count and its amount per currency.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Totals {
+    pub count: i64,
+    /// Currency code → total, as a decimal string.
+    #[schema(value_type = BTreeMap<String, String>, example = json!({"KES": "1500.00"}))]
+    pub amount: BTreeMap<String, Decimal>,
+}
+
+impl From<queries::Totals> for Totals {
+    fn from(t: queries::Totals) -> Self {
+        Self { count: t.count, amount: t.amount }
+    }
+}
+
+/// Requisitions pending approval.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingTotals {
+    pub count: i64,
+    /// Currency code → total, as a decimal string.
+    #[schema(value_type = BTreeMap<String, String>, example = json!({"KES": "1500.00"}))]
+    pub amount: BTreeMap<String, Decimal>,
+    /// How many wait on the caller (the size of their approvals inbox).
+    pub awaiting_me: i64,
+}
+
+/// Requisitions per status; every status is present.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct StatusCounts {
+    pub draft: i64,
+    pub pending_approval: i64,
+    pub changes_requested: i64,
+    pub approved: i64,
+    pub rejected: i64,
+    pub cancelled: i64,
+    pub paid: i64,
+}
+
+impl StatusCounts {
+    fn from_map(m: &BTreeMap<String, i64>) -> Self {
+        let n = |s: &str| m.get(s).copied().unwrap_or_default();
+        Self {
+            draft: n("draft"),
+            pending_approval: n("pending_approval"),
+            changes_requested: n("changes_requested"),
+            approved: n("approved"),
+            rejected: n("rejected"),
+            cancelled: n("cancelled"),
+            paid: n("paid"),
+        }
+    }
+}
+
+/// A fund's balance against its float.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FundBalance {
+    pub id: Uuid,
+    pub name: String,
+    #[schema(example = "KES")]
+    pub currency: String,
+    #[schema(value_type = String, example = "50000.00")]
+    pub float: Decimal,
+    #[schema(value_type = String, example = "41250.50")]
+    pub balance: Decimal,
+    #[schema(example = "82.5")]
+    pub percent_of_float: String,
+}
+
+/// The dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Dashboard {
+    /// `all` (every requisition) or `own` (staff: the caller's requisitions only).
+    #[schema(example = "all")]
+    pub scope: String,
+    pub pending_approval: PendingTotals,
+    /// Paid since midnight UTC.
+    pub paid_today: Totals,
+    /// Paid since the first of the month, midnight UTC.
+    pub paid_month_to_date: Totals,
+    pub by_status: StatusCounts,
+    pub funds: Vec<FundBalance>,
+    /// Mean seconds from (latest) submission to payment over paid requisitions; `null` when
+    /// none is paid.
+    pub average_seconds_to_payment: Option<f64>,
+    pub position: i64,
+}
+
+/// One view of the numbers: pending approvals (and how many wait on the caller), paid today
+/// and month to date (UTC), requisitions by status, fund balances against float and the
+/// average time from submission to payment. Staff see their own requisitions' numbers;
+/// treasury, auditors, admins and approvers everyone's. Amounts are per currency.
+#[utoipa::path(get, path = "/api/dashboard/", tag = "dashboard",
+    params(ConsistencyQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
+    responses((status = 200, body = Dashboard), (status = 400, body = Err), (status = 503, body = Err)))]
+pub async fn dashboard(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Response> {
+    let actor = user.actor();
+    let min = parse_min_position(&q.min_position)?;
+    let position = consistent(&state, BOTH, min, &headers).await?;
+    let all = sees_all(&actor);
+    let numbers = queries::dashboard(&state.pool, (!all).then_some(user.id), Utc::now()).await?;
+    let roles = approver_roles(&actor);
+    let awaiting_me = if roles.is_empty() {
+        0
+    } else {
+        queries::approval_inbox_count(&state.pool, user.id, &roles).await?
+    };
+    let funds = queries::list_funds(&state.pool)
+        .await?
+        .into_iter()
+        .map(|f| FundBalance {
+            percent_of_float: f.percent_of_float(),
+            id: f.id,
+            name: f.name,
+            currency: f.currency,
+            float: f.float,
+            balance: f.balance,
+        })
+        .collect();
+    let body = Dashboard {
+        scope: if all { "all" } else { "own" }.into(),
+        pending_approval: PendingTotals {
+            count: numbers.pending_approval.count,
+            amount: numbers.pending_approval.amount,
+            awaiting_me,
+        },
+        paid_today: numbers.paid_today.into(),
+        paid_month_to_date: numbers.paid_month_to_date.into(),
+        by_status: StatusCounts::from_map(&numbers.by_status),
+        funds,
+        average_seconds_to_payment: numbers.average_seconds_to_payment,
+        position,
+    };
+    Ok(query_response(position, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_cover_whole_days_and_times_are_inclusive() {
+        let r = parse_range(&Some("2024-05-01".into()), &Some("2024-05-01".into())).unwrap();
+        assert_eq!(r.from.unwrap().to_rfc3339(), "2024-05-01T00:00:00+00:00");
+        assert_eq!(r.before.unwrap().to_rfc3339(), "2024-05-02T00:00:00+00:00");
+        let r = parse_range(&None, &Some("2024-05-01T10:00:00+02:00".into())).unwrap();
+        assert_eq!(r.before.unwrap().timestamp_micros(), r.before.unwrap().timestamp() * 1_000_000 + 1);
+        for (from, to, field) in
+            [("2024-13-01", "", "from"), ("", "yesterday", "to"), ("2024-05-02", "2024-05-01", "to")]
+        {
+            let err = parse_range(&Some(from.into()), &Some(to.into())).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{from} {to}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Projection engine tests against real PostgreSQL.
+
+mod engine;
