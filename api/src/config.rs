@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 /// The development secret. Refused in production (`DEBUG=False`).
 pub const DEV_SECRET_KEY: &str = "insecure-development-secret-key-do-not-use-in-production";
+/// Stands in for SECRET_KEY in commands that never sign anything (`migrate`, `user add`,
+/// `demo`, `project`, `projections status`).
+pub const UNUSED_SECRET_KEY: &str = "unused-by-this-command-0123456789abcdef-0123456789abcdef";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 /// Port of the private PostgreSQL cluster of the embedded default (not 5432).
 pub const DEFAULT_EMBEDDED_PG_PORT: u16 = 54329;

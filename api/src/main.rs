@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pettycash_api::config::Config;
+use pettycash_api::config::{Config, ConfigError};
 use pettycash_api::startup::{shutdown_signal, Application};
 use pettycash_api::{database, demo};
 use pettycash_commands::{CommandContext, CommandService, EventStore};
@@ -87,7 +87,17 @@ fn init_tracing(debug: bool) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Only the HTTP service signs session tokens: the other commands do not need SECRET_KEY
+    // (so `pettycash migrate` runs from a deploy script that only has the owner's URL).
+    let needs_secret = matches!(cli.command, Command::Serve { .. });
     let config = match Config::from_env() {
+        Err(ConfigError::BadSecretKey(_)) if !needs_secret => Config::from_lookup(|name| match name {
+            "SECRET_KEY" => Some(pettycash_api::config::UNUSED_SECRET_KEY.to_string()),
+            _ => std::env::var(name).ok(),
+        }),
+        other => other,
+    };
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pettycash: configuration error: {e}");
