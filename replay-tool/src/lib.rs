@@ -1,0 +1,677 @@
+//! `pettycash-replay`: the auditor and ops tool, read-only part (issue [replay]).
+//!
+//! Everything here is computed from the event store alone (`events`), never from the read
+//! models. The store is read in its commit-safe global order, `(transaction_id,
+//! global_position)` (see `projections/src/engine.rs`), as a stream, so memory stays flat
+//! however long the history is. `transaction_id` is only ordered by, never selected: turning
+//! `xid8` into text costs more per row than everything else together.
+//!
+//! Exit codes: 0 ok, 1 a failure while reading (e.g. an event that does not decode), 2 usage or
+//! connection error.
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use futures::TryStreamExt;
+use pettycash_domain::fund::FundEvent;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Exit status for usage and connection errors.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status for any other failure.
+pub const EXIT_FAILURE: i32 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pettycash-replay",
+    version,
+    about = "Petty Cash auditor tool: answers from the event store alone"
+)]
+pub struct Cli {
+    /// PostgreSQL URL of the event store (read-only access is enough).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every event of one requisition, fund or user, in stream order.
+    History {
+        /// The aggregate id (any aggregate type).
+        aggregate_id: String,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
+        format: HistoryFormat,
+    },
+    /// A fund's cash book, from events alone, as it stood at an instant.
+    Ledger {
+        #[arg(long)]
+        fund: Uuid,
+        /// RFC 3339 instant, or YYYY-MM-DD (end of that day, UTC). Default: now.
+        #[arg(long, value_parser = parse_as_of)]
+        as_of: Option<DateTime<Utc>>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
+        format: TableFormat,
+    },
+    /// Every fund's balance at an instant.
+    Balance {
+        /// RFC 3339 instant, or YYYY-MM-DD (end of that day, UTC). Default: now.
+        #[arg(long, value_parser = parse_as_of)]
+        as_of: Option<DateTime<Utc>>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Csv)]
+        format: TableFormat,
+    },
+    /// Event counts, aggregates, positions and database size.
+    Stats {
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
+        format: HistoryFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Csv,
+    Json,
+}
+
+/// `--as-of`: RFC 3339, or a date meaning the end of that day in UTC (its last microsecond,
+/// PostgreSQL's resolution).
+pub fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let end = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).expect("valid time");
+        return Ok(Utc.from_utc_datetime(&d.and_time(end)));
+    }
+    Err(format!("`{s}` is neither an RFC 3339 instant (2026-11-27T10:00:00Z) nor a date (YYYY-MM-DD)"))
+}
+
+/// An error with the exit status it should produce.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: EXIT_FAILURE, error: e.into() }
+    }
+}
+
+/// Connects; any failure is a connection error (exit 2).
+pub async fn connect(url: &str) -> Result<PgPool, Failure> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .map_err(|e| Failure {
+            code: EXIT_USAGE,
+            error: anyhow::Error::new(e).context("cannot connect to DATABASE_URL"),
+        })
+}
+
+/// Runs a parsed command, writing results to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    let pool = connect(&cli.database_url).await?;
+    let result = match cli.command {
+        Command::History { aggregate_id, format } => history(&pool, &aggregate_id, format, out).await,
+        Command::Ledger { fund, as_of, format } => {
+            ledger(&pool, fund, as_of.unwrap_or_else(Utc::now), format, out).await
+        }
+        Command::Balance { as_of, format } => {
+            balance(&pool, as_of.unwrap_or_else(Utc::now), format, out).await
+        }
+        Command::Stats { format } => stats(&pool, format, out).await,
+    };
+    pool.close().await;
+    result?;
+    out.flush()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading events
+
+/// One stored event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub global_position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata, recorded_at";
+
+impl EventRow {
+    /// Brought to its current version through the domain's upcasters, then decoded.
+    pub fn decode<E: serde::de::DeserializeOwned>(
+        &self,
+        upcasters: &[Box<dyn EventUpcaster>],
+    ) -> anyhow::Result<E> {
+        let serialized = SerializedEvent::new(
+            self.aggregate_id.clone(),
+            self.sequence as usize,
+            self.aggregate_type.clone(),
+            self.event_type.clone(),
+            self.event_version.clone(),
+            self.payload.clone(),
+            self.metadata.clone(),
+        );
+        let upcast = pettycash_domain::upcast::upcast(upcasters, serialized);
+        serde_json::from_value(upcast.payload).with_context(|| {
+            format!(
+                "event at position {} ({} v{}) does not decode",
+                self.global_position, self.event_type, self.event_version
+            )
+        })
+    }
+
+    fn meta(&self, key: &str) -> Option<String> {
+        self.metadata.get(key).and_then(|v| v.as_str()).map(String::from)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress
+
+/// A progress bar on a terminal, a plain line every ~2 s otherwise.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    label: &'static str,
+    total: u64,
+    done: u64,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, ETA {eta})",
+                )
+                .expect("valid template"),
+            );
+            bar.set_message(label);
+            bar
+        });
+        let now = Instant::now();
+        Progress { bar, label, total, done: 0, started: now, last_line: now }
+    }
+
+    pub fn inc(&mut self) {
+        self.done += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        } else if self.last_line.elapsed() >= Duration::from_secs(2) {
+            self.last_line = Instant::now();
+            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            let eta = if rate > 0.0 { self.total.saturating_sub(self.done) as f64 / rate } else { 0.0 };
+            eprintln!(
+                "{}: {}/{} events ({:.0} events/s, ETA {:.0} s)",
+                self.label, self.done, self.total, rate, eta
+            );
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// history
+
+#[derive(Debug, Serialize)]
+struct HistoryLine<'a> {
+    recorded_at: DateTime<Utc>,
+    position: i64,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    sequence: i64,
+    event_type: &'a str,
+    event_version: &'a str,
+    actor_id: Option<String>,
+    request_id: Option<String>,
+    payload: &'a Value,
+}
+
+/// Every event with this aggregate id (any aggregate type), in stream order.
+pub async fn history(
+    pool: &PgPool,
+    id: &str,
+    format: HistoryFormat,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY aggregate_type, sequence"
+    );
+    let mut rows = sqlx::query_as::<_, EventRow>(&sql).bind(id).fetch(pool);
+    let mut n = 0u64;
+    while let Some(e) = rows.try_next().await? {
+        n += 1;
+        let line = HistoryLine {
+            recorded_at: e.recorded_at,
+            position: e.global_position,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence,
+            event_type: &e.event_type,
+            event_version: &e.event_version,
+            actor_id: e.meta("actor_id"),
+            request_id: e.meta("request_id"),
+            payload: &e.payload,
+        };
+        match format {
+            HistoryFormat::Json => writeln!(out, "{}", serde_json::to_string(&line)?)?,
+            HistoryFormat::Text => writeln!(
+                out,
+                "{} #{} {} {}/{} {} v{} actor={} request={} {}",
+                line.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                line.position,
+                line.aggregate_type,
+                line.sequence,
+                line.aggregate_id,
+                line.event_type,
+                line.event_version,
+                line.actor_id.as_deref().unwrap_or("-"),
+                line.request_id.as_deref().unwrap_or("-"),
+                line.payload
+            )?,
+        }
+    }
+    if n == 0 {
+        return Err(Failure::from(anyhow::anyhow!("no events for aggregate id `{id}`")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// ledger
+
+/// One movement of cash, as `GET /api/funds/{id}/ledger` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Movement {
+    pub position: i64,
+    pub at: DateTime<Utc>,
+    /// `opening` or `disbursement`.
+    pub kind: &'static str,
+    /// Signed: positive into the fund, negative out of it.
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub requisition_id: Option<Uuid>,
+    pub payment_id: Option<Uuid>,
+    pub reference: Option<String>,
+}
+
+/// A fund as folded from its events.
+#[derive(Debug, Clone, Serialize)]
+pub struct FundState {
+    pub id: Uuid,
+    pub name: String,
+    pub currency: String,
+    pub float: Decimal,
+    /// The balance the events record.
+    pub balance: Decimal,
+    /// The balance computed from the amounts alone.
+    #[serde(skip)]
+    pub computed: Decimal,
+}
+
+/// Folds one fund event; returns its movement. Warns on stderr when the recorded balance
+/// differs from the one computed from the amounts.
+fn fold(funds: &mut BTreeMap<Uuid, FundState>, e: &EventRow, event: FundEvent) -> anyhow::Result<Movement> {
+    let id: Uuid = e
+        .aggregate_id
+        .parse()
+        .with_context(|| format!("fund id `{}` at {}", e.aggregate_id, e.global_position))?;
+    Ok(match event {
+        FundEvent::FundOpened { name, currency, float, .. } => {
+            funds.insert(
+                id,
+                FundState {
+                    id,
+                    name,
+                    currency: currency.to_string(),
+                    float,
+                    balance: float,
+                    computed: float,
+                },
+            );
+            Movement {
+                position: e.global_position,
+                at: e.recorded_at,
+                kind: "opening",
+                amount: float,
+                balance_after: float,
+                requisition_id: None,
+                payment_id: None,
+                reference: None,
+            }
+        }
+        FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, reference, .. } => {
+            let fund = funds.get_mut(&id).ok_or_else(|| {
+                anyhow::anyhow!("disbursement at {} from unopened fund {id}", e.global_position)
+            })?;
+            fund.computed -= amount;
+            if fund.computed != balance_after {
+                eprintln!(
+                    "warning: fund {id} at position {}: balance_after {balance_after} recorded, {} computed from the amounts",
+                    e.global_position, fund.computed
+                );
+            }
+            fund.balance = balance_after;
+            Movement {
+                position: e.global_position,
+                at: e.recorded_at,
+                kind: "disbursement",
+                amount: -amount,
+                balance_after,
+                requisition_id: Some(requisition_id),
+                payment_id: Some(payment_id),
+                reference,
+            }
+        }
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_line(fields: &[String]) -> String {
+    fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(T::to_string).unwrap_or_default()
+}
+
+/// The fund's movements up to `as_of`, with the running balance checked.
+pub async fn ledger_movements(
+    pool: &PgPool,
+    fund: Uuid,
+    as_of: DateTime<Utc>,
+) -> Result<Vec<Movement>, Failure> {
+    let mut out = Vec::new();
+    for_each_ledger(pool, fund, as_of, |m| {
+        out.push(m);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+async fn for_each_ledger(
+    pool: &PgPool,
+    fund: Uuid,
+    as_of: DateTime<Utc>,
+    mut f: impl FnMut(Movement) -> anyhow::Result<()>,
+) -> Result<u64, Failure> {
+    let upcasters = pettycash_domain::upcast::upcasters();
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE aggregate_type = 'fund' AND aggregate_id = $1 AND recorded_at <= $2
+         ORDER BY transaction_id, global_position"
+    );
+    let mut rows = sqlx::query_as::<_, EventRow>(&sql).bind(fund.to_string()).bind(as_of).fetch(pool);
+    let mut funds = BTreeMap::new();
+    let mut n = 0;
+    while let Some(e) = rows.try_next().await? {
+        let event: FundEvent = e.decode(&upcasters)?;
+        f(fold(&mut funds, &e, event)?)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+pub async fn ledger(
+    pool: &PgPool,
+    fund: Uuid,
+    as_of: DateTime<Utc>,
+    format: TableFormat,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    if format == TableFormat::Csv {
+        writeln!(out, "position,at,kind,amount,balance_after,requisition_id,payment_id,reference")?;
+    }
+    let n = for_each_ledger(pool, fund, as_of, |m| {
+        match format {
+            TableFormat::Json => writeln!(out, "{}", serde_json::to_string(&m)?)?,
+            TableFormat::Csv => writeln!(
+                out,
+                "{}",
+                csv_line(&[
+                    m.position.to_string(),
+                    m.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    m.kind.to_string(),
+                    m.amount.to_string(),
+                    m.balance_after.to_string(),
+                    opt(&m.requisition_id),
+                    opt(&m.payment_id),
+                    opt(&m.reference),
+                ])
+            )?,
+        }
+        Ok(())
+    })
+    .await?;
+    if n == 0 {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'fund' AND aggregate_id = $1)",
+        )
+        .bind(fund.to_string())
+        .fetch_one(pool)
+        .await?;
+        if !exists {
+            return Err(Failure::from(anyhow::anyhow!("no fund {fund} in the event store")));
+        }
+        eprintln!("note: fund {fund} was not open yet at {}", as_of.to_rfc3339());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// balance
+
+/// Every fund as it stood at `as_of`, streamed from the fund events in global order.
+pub async fn balances(pool: &PgPool, as_of: DateTime<Utc>) -> Result<Vec<FundState>, Failure> {
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'fund' AND recorded_at <= $1")
+            .bind(as_of)
+            .fetch_one(pool)
+            .await?;
+    let mut progress = Progress::new("balance", total.max(0) as u64);
+    let upcasters = pettycash_domain::upcast::upcasters();
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = 'fund' AND recorded_at <= $1
+         ORDER BY transaction_id, global_position"
+    );
+    let mut rows = sqlx::query_as::<_, EventRow>(&sql).bind(as_of).fetch(pool);
+    let mut funds = BTreeMap::new();
+    while let Some(e) = rows.try_next().await? {
+        let event: FundEvent = e.decode(&upcasters)?;
+        fold(&mut funds, &e, event)?;
+        progress.inc();
+    }
+    progress.finish();
+    Ok(funds.into_values().collect())
+}
+
+pub async fn balance(
+    pool: &PgPool,
+    as_of: DateTime<Utc>,
+    format: TableFormat,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let funds = balances(pool, as_of).await?;
+    if format == TableFormat::Csv {
+        writeln!(out, "id,name,currency,float,balance")?;
+    }
+    for f in funds {
+        match format {
+            TableFormat::Json => writeln!(out, "{}", serde_json::to_string(&f)?)?,
+            TableFormat::Csv => writeln!(
+                out,
+                "{}",
+                csv_line(&[f.id.to_string(), f.name, f.currency, f.float.to_string(), f.balance.to_string()])
+            )?,
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// stats
+
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub total_events: i64,
+    /// aggregate_type → event_type → count.
+    pub events: BTreeMap<String, BTreeMap<String, i64>>,
+    /// aggregate_type → number of aggregates.
+    pub aggregates: BTreeMap<String, i64>,
+    pub first_position: Option<i64>,
+    pub last_position: Option<i64>,
+    pub first_at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+    pub database_size: String,
+}
+
+/// First and last position and time.
+type Span = (Option<i64>, Option<i64>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+pub async fn collect_stats(pool: &PgPool) -> Result<Stats, Failure> {
+    // The counts are a few aggregate queries (each scans the table inside PostgreSQL), so there
+    // is no per-row progress: a spinner on a terminal, one line otherwise.
+    let spinner = if std::io::stderr().is_terminal() {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message("stats: counting events");
+        s.enable_steady_tick(Duration::from_millis(120));
+        Some(s)
+    } else {
+        eprintln!("stats: counting events");
+        None
+    };
+    let counts: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT aggregate_type, event_type, count(*) FROM events GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(pool)
+            .await?;
+    let mut events: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut total_events = 0;
+    for (t, e, n) in counts {
+        total_events += n;
+        events.entry(t).or_default().insert(e, n);
+    }
+    let aggregates: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT aggregate_type, count(DISTINCT aggregate_id) FROM events GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    let (first_position, last_position, first_at, last_at): Span = sqlx::query_as(
+        "SELECT min(global_position), max(global_position), min(recorded_at), max(recorded_at) FROM events",
+    )
+    .fetch_one(pool)
+    .await?;
+    let database_size: String =
+        sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
+            .fetch_one(pool)
+            .await?;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    Ok(Stats {
+        total_events,
+        events,
+        aggregates: aggregates.into_iter().collect(),
+        first_position,
+        last_position,
+        first_at,
+        last_at,
+        database_size,
+    })
+}
+
+pub async fn stats(pool: &PgPool, format: HistoryFormat, out: &mut dyn Write) -> Result<(), Failure> {
+    let s = collect_stats(pool).await?;
+    if format == HistoryFormat::Json {
+        writeln!(out, "{}", serde_json::to_string(&s)?)?;
+        return Ok(());
+    }
+    writeln!(out, "events: {}", s.total_events)?;
+    for (t, by_type) in &s.events {
+        writeln!(out, "  {t}: {} aggregates", s.aggregates.get(t).copied().unwrap_or(0))?;
+        for (e, n) in by_type {
+            writeln!(out, "    {e}: {n}")?;
+        }
+    }
+    let pos = |p: Option<i64>| p.map_or("-".to_string(), |p| p.to_string());
+    let at = |t: Option<DateTime<Utc>>| t.map_or("-".to_string(), |t| t.to_rfc3339());
+    writeln!(out, "first: position {} at {}", pos(s.first_position), at(s.first_at))?;
+    writeln!(out, "last: position {} at {}", pos(s.last_position), at(s.last_at))?;
+    writeln!(out, "database size: {}", s.database_size)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_accepts_rfc3339_and_dates() {
+        assert_eq!(parse_as_of("2026-11-27T10:00:00Z").unwrap().to_rfc3339(), "2026-11-27T10:00:00+00:00");
+        assert_eq!(
+            parse_as_of("2026-11-27T12:00:00+02:00").unwrap().to_rfc3339(),
+            "2026-11-27T10:00:00+00:00"
+        );
+        assert_eq!(
+            parse_as_of("2026-11-27").unwrap().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "2026-11-27T23:59:59.999999Z"
+        );
+        assert!(parse_as_of("yesterday").is_err());
+        assert!(parse_as_of("2026-13-01").is_err());
+    }
+
+    #[test]
+    fn csv_quotes_when_needed() {
+        assert_eq!(
+            csv_line(&["a".into(), "b,c".into(), "say \"hi\"".into()]),
+            "a,\"b,c\",\"say \"\"hi\"\"\""
+        );
+    }
+}

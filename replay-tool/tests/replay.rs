@@ -1,0 +1,245 @@
+//! End to end: a real history written through the API, then the real binary over the store.
+
+use chrono::{DateTime, Utc};
+use pettycash_tests::serde_json::{self, Value};
+use pettycash_tests::{Cast, TestApp};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use std::process::Output;
+use std::str::FromStr;
+use uuid::Uuid;
+
+async fn replay(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pettycash-replay"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .output()
+        .await
+        .expect("run pettycash-replay")
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    ok_stdout(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn d(v: &Value) -> Decimal {
+    Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("not a decimal string: {v}"))).unwrap()
+}
+
+fn t(v: &Value) -> DateTime<Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+/// A fund and three paid requisitions, with the instants between them.
+struct History {
+    app: TestApp,
+    c: Cast,
+    fund: Uuid,
+    requisitions: Vec<Uuid>,
+    amounts: Vec<Decimal>,
+    /// instants[0]: after the opening; instants[i]: after the i-th payment.
+    instants: Vec<DateTime<Utc>>,
+    last_position: i64,
+}
+
+async fn history() -> History {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut instants = vec![Utc::now()];
+    let mut requisitions = Vec::new();
+    let mut amounts = Vec::new();
+    let mut last_position = 0;
+    for amount in ["100.50", "250", "999.99"] {
+        let id = app.submitted(&c.staff, fund, amount).await;
+        app.approve_by(id, &[&c.head]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = app.pay(&c.treasury, id).await;
+        assert_eq!(r.status, StatusCode::CREATED, "pay: {r:?}");
+        last_position = r.body["position"].as_i64().unwrap_or_else(|| panic!("no position: {r:?}"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        instants.push(Utc::now());
+        requisitions.push(id);
+        amounts.push(Decimal::from_str(amount).unwrap());
+    }
+    History { app, c, fund, requisitions, amounts, instants, last_position }
+}
+
+#[tokio::test]
+async fn ledger_balance_history_and_stats_from_events_alone() {
+    let h = history().await;
+    let url = &h.app.database_url;
+    let fund = h.fund.to_string();
+
+    // ledger --as-of each instant: exactly the movements so far, with running balances.
+    for (i, instant) in h.instants.iter().enumerate() {
+        let as_of = instant.to_rfc3339();
+        let lines = json_lines(
+            &replay(url, &["ledger", "--fund", &fund, "--as-of", &as_of, "--format", "json"]).await,
+        );
+        assert_eq!(lines.len(), i + 1, "as of {as_of}: {lines:?}");
+        let mut balance = Decimal::from(5000);
+        assert_eq!(lines[0]["kind"], "opening");
+        assert_eq!(d(&lines[0]["amount"]), balance);
+        assert_eq!(d(&lines[0]["balance_after"]), balance);
+        for (j, line) in lines.iter().enumerate().skip(1) {
+            balance -= h.amounts[j - 1];
+            assert_eq!(line["kind"], "disbursement");
+            assert_eq!(d(&line["amount"]), -h.amounts[j - 1]);
+            assert_eq!(d(&line["balance_after"]), balance);
+            assert_eq!(line["requisition_id"], h.requisitions[j - 1].to_string());
+            assert!(line["position"].as_i64() > lines[j - 1]["position"].as_i64());
+        }
+
+        // balance --as-of agrees.
+        let funds = json_lines(&replay(url, &["balance", "--as-of", &as_of, "--format", "json"]).await);
+        let f = funds.iter().find(|f| f["id"] == fund.as_str()).expect("fund in balance");
+        assert_eq!(d(&f["balance"]), balance);
+        assert_eq!(d(&f["float"]), Decimal::from(5000));
+        assert_eq!(f["currency"], "KES");
+    }
+
+    // Before the fund existed: an empty cash book (header only).
+    let before = (h.instants[0] - chrono::Duration::hours(1)).to_rfc3339();
+    let csv = ok_stdout(&replay(url, &["ledger", "--fund", &fund, "--as-of", &before]).await);
+    assert_eq!(csv.trim(), "position,at,kind,amount,balance_after,requisition_id,payment_id,reference");
+
+    // ledger at now equals the live read model.
+    let live =
+        h.app.get(&h.c.auditor, &format!("/api/funds/{fund}/ledger?min_position={}", h.last_position)).await;
+    assert_eq!(live.status, StatusCode::OK, "{live:?}");
+    let items = live.body["items"].as_array().unwrap();
+    let lines = json_lines(&replay(url, &["ledger", "--fund", &fund, "--format", "json"]).await);
+    assert_eq!(lines.len(), items.len());
+    for (mine, theirs) in lines.iter().zip(items) {
+        assert_eq!(mine["position"], theirs["position"]);
+        assert_eq!(mine["kind"], theirs["kind"]);
+        assert_eq!(t(&mine["at"]), t(&theirs["at"]));
+        assert_eq!(d(&mine["amount"]), d(&theirs["amount"]));
+        assert_eq!(d(&mine["balance_after"]), d(&theirs["balance_after"]));
+        assert_eq!(mine["requisition_id"], theirs["requisition_id"]);
+        assert_eq!(mine["payment_id"], theirs["payment_id"]);
+        assert_eq!(mine["reference"], theirs["reference"]);
+    }
+
+    // CSV has the same rows.
+    let csv = ok_stdout(&replay(url, &["ledger", "--fund", &fund, "--format", "csv"]).await);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), items.len() + 1);
+    assert!(rows[1].contains(",opening,5000.00,5000.00,"), "{csv}");
+
+    // history: the requisition's events in order, with the right actors.
+    let req = h.requisitions[0].to_string();
+    let events = json_lines(&replay(url, &["history", &req, "--format", "json"]).await);
+    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["RequisitionCreated", "RequisitionSubmitted", "RequisitionApproved", "RequisitionPaid"]
+    );
+    let actors: Vec<String> = events.iter().map(|e| e["actor_id"].as_str().unwrap().to_string()).collect();
+    let (staff, head, treasury) =
+        (h.c.staff.id.to_string(), h.c.head.id.to_string(), h.c.treasury.id.to_string());
+    assert_eq!(actors, [staff.clone(), staff, head, treasury]);
+    let sequences: Vec<i64> = events.iter().map(|e| e["sequence"].as_i64().unwrap()).collect();
+    assert_eq!(sequences, [1, 2, 3, 4]);
+    assert!(events.iter().all(|e| e["payload"].is_object() && e["request_id"].is_string()));
+    let text = ok_stdout(&replay(url, &["history", &req]).await);
+    assert_eq!(text.lines().count(), 4);
+    assert!(text.lines().last().unwrap().contains("RequisitionPaid"), "{text}");
+
+    // stats: counts match the store.
+    let stats = json_lines(&replay(url, &["stats", "--format", "json"]).await);
+    let stats = &stats[0];
+    let (count, max): (i64, i64) = sqlx::query_as("SELECT count(*), max(global_position) FROM events")
+        .fetch_one(&h.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stats["total_events"], count);
+    assert_eq!(stats["last_position"], max);
+    let funds_events: i64 =
+        stats["events"]["fund"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum();
+    assert_eq!(funds_events, 4);
+    assert_eq!(stats["events"]["fund"]["CashDisbursed"], 3);
+    assert_eq!(stats["aggregates"]["fund"], 1);
+    assert_eq!(stats["aggregates"]["requisition"], 3);
+    assert!(stats["database_size"].as_str().unwrap().ends_with("B"), "{stats}");
+    let text = ok_stdout(&replay(url, &["stats"]).await);
+    assert!(text.contains(&format!("events: {count}")), "{text}");
+}
+
+#[tokio::test]
+async fn usage_and_connection_errors_exit_2() {
+    let (url, _pool) = pettycash_tests::fresh_database().await;
+    let fund = Uuid::new_v4().to_string();
+
+    let out = replay(&url, &["ledger", "--fund", &fund, "--as-of", "last tuesday"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"), "{out:?}");
+    let out = replay(&url, &["balance", "--as-of", "2026-02-30"]).await;
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = replay(&url, &["frobnicate"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = replay(&url, &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = replay("postgres://nobody@127.0.0.1:1/nothing", &["stats"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"), "{out:?}");
+
+    // A date alone is accepted; an unknown fund is a failure (1), not a usage error.
+    let out = replay(&url, &["ledger", "--fund", &fund, "--as-of", "2026-11-27"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = replay(&url, &["balance", "--as-of", "2026-11-27"]).await;
+    assert_eq!(ok_stdout(&out).trim(), "id,name,currency,float,balance");
+}
+
+#[tokio::test]
+async fn a_recorded_balance_that_does_not_add_up_is_warned_about() {
+    let (url, pool) = pettycash_tests::fresh_database().await;
+    let fund = Uuid::new_v4();
+    let user = Uuid::new_v4();
+    let events = [
+        (
+            1,
+            "FundOpened",
+            serde_json::json!({"FundOpened": {"fund_id": fund, "name": "Raw", "currency": "KES",
+            "float": "1000.00", "custodian_id": null, "opened_by": user}}),
+        ),
+        (
+            2,
+            "CashDisbursed",
+            serde_json::json!({"CashDisbursed": {"payment_id": Uuid::new_v4(),
+            "requisition_id": Uuid::new_v4(), "amount": "100.00", "balance_after": "850.00", "method": "cash",
+            "reference": "a, \"quoted\" ref", "paid_by": user}}),
+        ),
+    ];
+    for (seq, kind, payload) in events {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES ('fund', $1, $2, $3, '1', $4, $5)",
+        )
+        .bind(fund.to_string())
+        .bind(seq as i64)
+        .bind(kind)
+        .bind(payload)
+        .bind(serde_json::json!({"actor_id": user.to_string(), "request_id": "test"}))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let out = replay(&url, &["ledger", "--fund", &fund.to_string()]).await;
+    let csv = ok_stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning") && stderr.contains("850.00") && stderr.contains("900.00"), "{stderr}");
+    // The book shows what was recorded; the reference is quoted as CSV needs.
+    let last = csv.lines().last().unwrap();
+    assert!(last.contains(",disbursement,-100.00,850.00,"), "{csv}");
+    assert!(last.ends_with(",\"a, \"\"quoted\"\" ref\""), "{csv}");
+}
