@@ -27,6 +27,11 @@ fn upcasters() -> &'static [Box<dyn cqrs_es::persist::EventUpcaster>] {
 impl EventRow {
     /// The event brought to its current version and decoded as the aggregate's event type.
     pub fn decode<E: DeserializeOwned>(&self) -> anyhow::Result<E> {
+        let current = !upcasters().iter().any(|u| u.can_upcast(&self.event_type, &self.event_version));
+        if current {
+            // The common case: decode in place, without copying the payload.
+            return E::deserialize(&self.payload).map_err(|e| self.undecodable(e));
+        }
         let serialized = SerializedEvent::new(
             self.aggregate_id.clone(),
             self.sequence as usize,
@@ -37,14 +42,16 @@ impl EventRow {
             self.metadata.clone(),
         );
         let upcast = pettycash_domain::upcast::upcast(upcasters(), serialized);
-        serde_json::from_value(upcast.payload).map_err(|e| {
-            anyhow::anyhow!(
-                "event at position {} ({} v{}) does not decode: {e}",
-                self.global_position,
-                self.event_type,
-                self.event_version
-            )
-        })
+        serde_json::from_value(upcast.payload).map_err(|e| self.undecodable(e))
+    }
+
+    fn undecodable(&self, e: serde_json::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "event at position {} ({} v{}) does not decode: {e}",
+            self.global_position,
+            self.event_type,
+            self.event_version
+        )
     }
 
     /// The acting user's id from the metadata, when it is a user.
