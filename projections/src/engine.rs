@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
+/// How soon a worker looks again when events exist that are not visible yet.
+const PENDING_RETRY: Duration = Duration::from_millis(5);
+
 /// Channel the events insert trigger notifies.
 pub const CHANNEL: &str = "pettycash_events";
 
@@ -234,9 +237,10 @@ impl Worker {
             }
             // Check the lease connection is alive; if it died the lock is gone.
             lock_conn.ping().await.context("lease connection lost")?;
+            let pause = if outcome.pending { PENDING_RETRY } else { self.options.poll_interval };
             tokio::select! {
                 _ = &mut notified => {}
-                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = self.shutdown.changed() => return Ok(()),
             }
         }
@@ -288,6 +292,11 @@ pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<String
 pub struct StepOutcome {
     pub applied: u64,
     pub retired: bool,
+    /// Nothing was visible, but events after the cursor exist: their transaction, or an older
+    /// one still running (possibly another worker's batch, which sends no notification), holds
+    /// the horizon back. Worth trying again in a few milliseconds rather than waiting to be
+    /// woken.
+    pub pending: bool,
 }
 
 /// One batch in one transaction: lock the checkpoint, read visible events after it, apply,
@@ -305,7 +314,7 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
     .await
     .context("reading the checkpoint")?;
     if state == "retired" {
-        return Ok(StepOutcome { applied: 0, retired: true });
+        return Ok(StepOutcome { applied: 0, retired: true, pending: false });
     }
     let events: Vec<EventRow> = sqlx::query_as(&format!(
         "SELECT {EVENT_COLUMNS} FROM events
@@ -325,11 +334,19 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
     .await
     .context("reading events")?;
     let Some(last) = events.last() else {
-        if state == "building" {
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2))",
+        )
+        .bind(&txid)
+        .bind(position)
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await?;
+        if state == "building" && !pending {
             go_live(&mut tx, p).await?;
         }
         tx.commit().await?;
-        return Ok(StepOutcome { applied: 0, retired: false });
+        return Ok(StepOutcome { applied: 0, retired: false, pending });
     };
     let fetched = started.elapsed();
     p.apply(&mut tx, &events).await.with_context(|| format!("applying events to {}", p.name()))?;
@@ -355,7 +372,7 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
         commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
         "batch applied"
     );
-    Ok(StepOutcome { applied: events.len() as u64, retired: false })
+    Ok(StepOutcome { applied: events.len() as u64, retired: false, pending: false })
 }
 
 /// The atomic swap: readers' views now point at this version; other versions retire.
