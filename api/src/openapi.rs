@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         meta::index, meta::health,
         auth::login, auth::logout, auth::me,
-        users::create_user,
+        users::create_user, users::grant_role, users::revoke_role, users::list_users,
         funds::open_fund, funds::get_fund,
         policy::get_policy, policy::put_policy,
         requisitions::create, requisitions::get_one, requisitions::edit, requisitions::history,

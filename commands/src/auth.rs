@@ -206,6 +206,13 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Every user, ordered by email.
+    pub async fn list_users(&self) -> Result<Vec<AuthUser>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.email"))
+            .fetch_all(&self.pool)
+            .await
+    }
+
     pub async fn user(&self, id: Id) -> Result<Option<AuthUser>, sqlx::Error> {
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
             .bind(id)

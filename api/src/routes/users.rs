@@ -1,21 +1,25 @@
-//! User administration (admin): register users with roles.
+//! User administration: register users with roles (admin), grant and revoke roles (admin),
+//! list users (admin, auditor). Every change is an event of the user's stream.
 
 use super::run;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Command;
+use crate::extract::{Command, CurrentUser};
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
+use axum::routing::{delete, post};
+use axum::{Json, Router};
 use pettycash_commands::views::UserView;
 use pettycash_domain::Role;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/users", post(create_user))
+    Router::new()
+        .route("/api/users", post(create_user).get(list_users))
+        .route("/api/users/{id}/roles", post(grant_role))
+        .route("/api/users/{id}/roles/{role}", delete(revoke_role))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -49,4 +53,67 @@ pub async fn create_user(State(state): State<AppState>, cmd: Command<CreateUser>
         state.commands.register_user(&ctx, &b.email, &b.name, roles, &b.password),
     )
     .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleInput {
+    #[schema(example = "treasury")]
+    pub role: String,
+}
+
+fn parse_role(text: &str) -> Result<Role, ApiError> {
+    text.parse::<Role>().map_err(|e| ApiError::unprocessable("role", e.to_string()))
+}
+
+fn parse_user_id(text: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(text).map_err(|_| {
+        ApiError::bad_request("invalid_id", format!("`{text}` is not a valid id")).with_field("id")
+    })
+}
+
+/// Grant a role (admin). Granting a role the user holds records nothing.
+#[utoipa::path(post, path = "/api/users/{id}/roles", tag = "users", params(("id" = uuid::Uuid, Path)),
+    request_body = RoleInput,
+    responses((status = 200, body = UserView), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn grant_role(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    cmd: Command<RoleInput>,
+) -> ApiResult<Response> {
+    let id = parse_user_id(&id)?;
+    let role = parse_role(&cmd.body.role)?;
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.change_role(&ctx, id, role, true)).await
+}
+
+/// Revoke a role (admin). Revoking a role the user does not hold records nothing.
+#[utoipa::path(delete, path = "/api/users/{id}/roles/{role}", tag = "users",
+    params(("id" = uuid::Uuid, Path), ("role" = String, Path)),
+    responses((status = 200, body = UserView), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn revoke_role(
+    State(state): State<AppState>,
+    Path((id, role)): Path<(String, String)>,
+    cmd: Command<super::NoBody>,
+) -> ApiResult<Response> {
+    let id = parse_user_id(&id)?;
+    let role = parse_role(&role)?;
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.change_role(&ctx, id, role, false)).await
+}
+
+/// Every user with their current roles (admin, auditor), ordered by email.
+#[utoipa::path(get, path = "/api/users/", tag = "users",
+    responses((status = 200, body = Vec<pettycash_commands::auth::AuthUser>), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<pettycash_commands::auth::AuthUser>>> {
+    let actor = user.actor();
+    if !(actor.has(Role::Admin) || actor.has(Role::Auditor)) {
+        return Err(ApiError::forbidden("missing_role", "listing users needs the admin or auditor role"));
+    }
+    Ok(Json(state.auth.list_users().await?))
 }

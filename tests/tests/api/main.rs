@@ -7,3 +7,4 @@ mod idempotency;
 mod input;
 mod reads;
 mod rules;
+mod users;
