@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::SerializedEvent;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::OnceLock;
 
@@ -14,7 +15,9 @@ pub struct EventRow {
     pub sequence: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: Value,
+    /// The payload as stored, undecoded: each projection decodes only the events it uses,
+    /// straight into the domain type.
+    pub payload: sqlx::types::Json<Box<RawValue>>,
     pub metadata: Value,
     pub recorded_at: DateTime<Utc>,
 }
@@ -30,7 +33,7 @@ impl EventRow {
         let current = !upcasters().iter().any(|u| u.can_upcast(&self.event_type, &self.event_version));
         if current {
             // The common case: decode in place, without copying the payload.
-            return E::deserialize(&self.payload).map_err(|e| self.undecodable(e));
+            return serde_json::from_str(self.payload.get()).map_err(|e| self.undecodable(e));
         }
         let serialized = SerializedEvent::new(
             self.aggregate_id.clone(),
@@ -38,7 +41,7 @@ impl EventRow {
             self.aggregate_type.clone(),
             self.event_type.clone(),
             self.event_version.clone(),
-            self.payload.clone(),
+            serde_json::from_str(self.payload.get()).map_err(|e| self.undecodable(e))?,
             self.metadata.clone(),
         );
         let upcast = pettycash_domain::upcast::upcast(upcasters(), serialized);
