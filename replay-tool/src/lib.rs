@@ -6,8 +6,13 @@
 //! however long the history is. `transaction_id` is only ordered by, never selected: turning
 //! `xid8` into text costs more per row than everything else together.
 //!
-//! Exit codes: 0 ok, 1 a failure while reading (e.g. an event that does not decode), 2 usage or
-//! connection error.
+//! Exit codes: 0 ok, 1 a failure while reading (e.g. an event that does not decode) or, for
+//! `verify`, a business-rule violation, 2 usage or connection error.
+//!
+//! `verify` (module [`verify`]) checks business rules only; hash-chain and seal checks are not
+//! implemented yet.
+
+pub mod verify;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
@@ -73,6 +78,13 @@ pub enum Command {
     },
     /// Event counts, aggregates, positions and database size.
     Stats {
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
+        format: HistoryFormat,
+    },
+    /// Replays every event and checks the business rules (balances, double payment,
+    /// segregation of duties, approval chains, sequences). Exit 1 on any violation.
+    /// Hash-chain and seal checks are not implemented yet.
+    Verify {
         #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
         format: HistoryFormat,
     },
@@ -142,6 +154,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             balance(&pool, as_of.unwrap_or_else(Utc::now), format, out).await
         }
         Command::Stats { format } => stats(&pool, format, out).await,
+        Command::Verify { format } => verify::verify(&pool, format, out).await,
     };
     pool.close().await;
     result?;
@@ -166,7 +179,8 @@ pub struct EventRow {
     pub recorded_at: DateTime<Utc>,
 }
 
-const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, event_type, \
+pub(crate) const EVENT_COLUMNS: &str =
+    "global_position, aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata, recorded_at";
 
 impl EventRow {

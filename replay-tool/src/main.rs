@@ -1,5 +1,5 @@
 //! `pettycash-replay`: a thin binary over the library (see `lib.rs` and the [replay] issue).
-//! Exit codes: 0 ok, 1 failure while reading, 2 usage or connection error.
+//! Exit codes: 0 ok, 1 failure while reading or (`verify`) a violation, 2 usage or connection error.
 
 use clap::Parser;
 use pettycash_replay::{run, Cli};
