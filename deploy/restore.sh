@@ -151,10 +151,10 @@ restore.sh: done. Database $dbname now holds:
 Next:
   1. Grants were not restored. As a superuser, run:
          sudo -u postgres psql -X -f deploy/db-roles.sql -v dbname=$dbname
-  2. Check the ledger. The verifier (\`pettycash-replay verify\`) does not exist yet: it comes
-     with a later issue. Until then, check by hand that the event count and the last
-     global_position above match what you expect from the time of the backup, e.g. against
-     the source database or the log of the backup run.
+  2. Check the ledger: DATABASE_URL=<this database> pettycash-replay verify
+     (exit 0 = no business rule violated; tamper evidence comes with a later issue), and
+     check that the event count and the last global_position above match what you expect
+     from the time of the backup, e.g. against the source database or the backup run's log.
   3. Point DATABASE_URL at this database if it is new, start the service, and run
      deploy/smoke-test.sh against it.
 EOF
