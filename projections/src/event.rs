@@ -57,6 +57,11 @@ impl EventRow {
         )
     }
 
+    /// A text field of the metadata (`actor_id`, `request_id`, ...).
+    pub fn meta(&self, key: &str) -> Option<String> {
+        self.metadata.get(key).and_then(|v| v.as_str()).map(String::from)
+    }
+
     /// The acting user's id from the metadata, when it is a user.
     pub fn actor_id(&self) -> Option<uuid::Uuid> {
         self.metadata.get("actor_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok())

@@ -17,12 +17,10 @@ pub mod verify;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -165,52 +163,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 // ---------------------------------------------------------------------------------------------
 // Reading events
 
-/// One stored event.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EventRow {
-    pub global_position: i64,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub payload: Value,
-    pub metadata: Value,
-    pub recorded_at: DateTime<Utc>,
-}
-
-pub(crate) const EVENT_COLUMNS: &str =
-    "global_position, aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata, recorded_at";
-
-impl EventRow {
-    /// Brought to its current version through the domain's upcasters, then decoded.
-    pub fn decode<E: serde::de::DeserializeOwned>(
-        &self,
-        upcasters: &[Box<dyn EventUpcaster>],
-    ) -> anyhow::Result<E> {
-        let serialized = SerializedEvent::new(
-            self.aggregate_id.clone(),
-            self.sequence as usize,
-            self.aggregate_type.clone(),
-            self.event_type.clone(),
-            self.event_version.clone(),
-            self.payload.clone(),
-            self.metadata.clone(),
-        );
-        let upcast = pettycash_domain::upcast::upcast(upcasters, serialized);
-        serde_json::from_value(upcast.payload).with_context(|| {
-            format!(
-                "event at position {} ({} v{}) does not decode",
-                self.global_position, self.event_type, self.event_version
-            )
-        })
-    }
-
-    fn meta(&self, key: &str) -> Option<String> {
-        self.metadata.get(key).and_then(|v| v.as_str()).map(String::from)
-    }
-}
+/// One stored event, as the projection engine reads it (decoded through the domain's
+/// upcasters).
+pub use pettycash_projections::event::{EventRow, EVENT_COLUMNS};
 
 // ---------------------------------------------------------------------------------------------
 // Progress
@@ -278,7 +233,7 @@ struct HistoryLine<'a> {
     event_version: &'a str,
     actor_id: Option<String>,
     request_id: Option<String>,
-    payload: &'a Value,
+    payload: &'a serde_json::value::RawValue,
 }
 
 /// Every event with this aggregate id (any aggregate type), in stream order.
@@ -305,7 +260,7 @@ pub async fn history(
             event_version: &e.event_version,
             actor_id: e.meta("actor_id"),
             request_id: e.meta("request_id"),
-            payload: &e.payload,
+            payload: &e.payload.0,
         };
         match format {
             HistoryFormat::Json => writeln!(out, "{}", serde_json::to_string(&line)?)?,
@@ -457,7 +412,6 @@ async fn for_each_ledger(
     as_of: DateTime<Utc>,
     mut f: impl FnMut(Movement) -> anyhow::Result<()>,
 ) -> Result<u64, Failure> {
-    let upcasters = pettycash_domain::upcast::upcasters();
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events
          WHERE aggregate_type = 'fund' AND aggregate_id = $1 AND recorded_at <= $2
@@ -467,7 +421,7 @@ async fn for_each_ledger(
     let mut funds = BTreeMap::new();
     let mut n = 0;
     while let Some(e) = rows.try_next().await? {
-        let event: FundEvent = e.decode(&upcasters)?;
+        let event: FundEvent = e.decode()?;
         f(fold(&mut funds, &e, event)?)?;
         n += 1;
     }
@@ -531,7 +485,6 @@ pub async fn balances(pool: &PgPool, as_of: DateTime<Utc>) -> Result<Vec<FundSta
             .fetch_one(pool)
             .await?;
     let mut progress = Progress::new("balance", total.max(0) as u64);
-    let upcasters = pettycash_domain::upcast::upcasters();
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = 'fund' AND recorded_at <= $1
          ORDER BY transaction_id, global_position"
@@ -539,7 +492,7 @@ pub async fn balances(pool: &PgPool, as_of: DateTime<Utc>) -> Result<Vec<FundSta
     let mut rows = sqlx::query_as::<_, EventRow>(&sql).bind(as_of).fetch(pool);
     let mut funds = BTreeMap::new();
     while let Some(e) = rows.try_next().await? {
-        let event: FundEvent = e.decode(&upcasters)?;
+        let event: FundEvent = e.decode()?;
         fold(&mut funds, &e, event)?;
         progress.inc();
     }
