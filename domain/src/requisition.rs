@@ -187,6 +187,29 @@ pub struct Changes {
     pub category: Option<String>,
 }
 
+/// Applies a `RequisitionEdited` event's fields to the current values: `None` keeps a field,
+/// an empty payee or category clears it. Shared by the aggregate and the read model so the
+/// two can never disagree on what an edit means.
+#[allow(clippy::type_complexity)]
+pub fn apply_edit(
+    current: (&mut Decimal, &mut String, &mut Option<String>, &mut Option<String>),
+    edit: (Option<Decimal>, Option<String>, Option<String>, Option<String>),
+) {
+    let (amount, purpose, payee, category) = current;
+    if let Some(a) = edit.0 {
+        *amount = a;
+    }
+    if let Some(p) = edit.1 {
+        *purpose = p;
+    }
+    if let Some(p) = edit.2 {
+        *payee = (!p.is_empty()).then_some(p);
+    }
+    if let Some(c) = edit.3 {
+        *category = (!c.is_empty()).then_some(c);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequisitionCommand {
     /// Create a draft. `currency` is the fund's currency, looked up by the caller.
@@ -476,20 +499,10 @@ impl Aggregate for Requisition {
                 self.requester_id = Some(requester_id);
                 self.status = Status::Draft;
             }
-            E::RequisitionEdited { amount, purpose, payee, category } => {
-                if let Some(a) = amount {
-                    self.amount = a;
-                }
-                if let Some(p) = purpose {
-                    self.purpose = p;
-                }
-                if let Some(p) = payee {
-                    self.payee = (!p.is_empty()).then_some(p);
-                }
-                if let Some(c) = category {
-                    self.category = (!c.is_empty()).then_some(c);
-                }
-            }
+            E::RequisitionEdited { amount, purpose, payee, category } => apply_edit(
+                (&mut self.amount, &mut self.purpose, &mut self.payee, &mut self.category),
+                (amount, purpose, payee, category),
+            ),
             E::RequisitionSubmitted { chain, policy_version, .. } => {
                 self.chain = chain;
                 self.policy_version = policy_version;

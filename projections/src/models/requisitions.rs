@@ -5,7 +5,7 @@ use crate::event::EventRow;
 use crate::{versioned, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pettycash_domain::requisition::RequisitionEvent;
+use pettycash_domain::requisition::{apply_edit, RequisitionEvent};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -65,20 +65,10 @@ impl Row {
         use RequisitionEvent as E;
         match event {
             E::RequisitionCreated { .. } => {}
-            E::RequisitionEdited { amount, purpose, payee, category } => {
-                if let Some(a) = amount {
-                    self.amount = a;
-                }
-                if let Some(p) = purpose {
-                    self.purpose = p;
-                }
-                if let Some(p) = payee {
-                    self.payee = (!p.is_empty()).then_some(p);
-                }
-                if let Some(c) = category {
-                    self.category = (!c.is_empty()).then_some(c);
-                }
-            }
+            E::RequisitionEdited { amount, purpose, payee, category } => apply_edit(
+                (&mut self.amount, &mut self.purpose, &mut self.payee, &mut self.category),
+                (amount, purpose, payee, category),
+            ),
             E::RequisitionSubmitted { amount, chain, .. } => {
                 self.amount = amount;
                 self.chain = Value::Array(chain.iter().map(|r| Value::String(r.as_str().into())).collect());
