@@ -10,6 +10,7 @@ pub mod engine;
 pub mod event;
 pub mod models;
 pub mod queries;
+pub mod seal;
 pub mod wait;
 
 pub use engine::{Engine, EngineOptions, ProjectionStatus};

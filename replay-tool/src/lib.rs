@@ -12,6 +12,8 @@
 //! `verify` (module [`verify`]) checks business rules only; hash-chain and seal checks are not
 //! implemented yet.
 
+pub mod export;
+pub mod rebuild;
 pub mod verify;
 
 use anyhow::Context;
@@ -86,6 +88,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
         format: HistoryFormat,
     },
+    /// Rebuilds projections into shadow tables from the first event and swaps them in while
+    /// the service keeps serving. Needs write access. Resumes an interrupted rebuild.
+    Rebuild(rebuild::RebuildArgs),
+    /// Writes events as JSON Lines with their hashes, plus a manifest to compare later.
+    Export(export::ExportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,6 +160,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Command::Stats { format } => stats(&pool, format, out).await,
         Command::Verify { format } => verify::verify(&pool, format, out).await,
+        Command::Rebuild(args) => rebuild::rebuild(&pool, args, out).await,
+        Command::Export(args) => export::export(&pool, args, out).await,
     };
     pool.close().await;
     result?;

@@ -1,0 +1,1 @@
+//! Tamper evidence: being written (issue [replay]).
