@@ -12,9 +12,18 @@
 //! rolls all of it back. Two workers on one projection serialise on that row lock, so even
 //! without the advisory lock nothing is applied twice; the advisory lock (session-level, freed
 //! when its connection dies) just keeps the others idle until the holder goes away.
+//!
+//! Versions and generations: each build of a projection has its own tables and checkpoint
+//! row, keyed `(name, version, generation)`. A new code version starts at generation 0;
+//! `pettycash-replay rebuild` builds the same version again as generation max+1. Either way
+//! the build runs from position zero beside the live one, and when it finds nothing visible
+//! left to apply it swaps the views in one transaction ([`step`]). The newest
+//! `(version, generation)` wins: older ones retire, a build older than the live one retires
+//! without touching the views. A worker runs the live generation of its version and, when a
+//! rebuild retires that generation, carries on with the new one (no restart).
 
 use crate::event::{EventRow, EVENT_COLUMNS};
-use crate::{versioned, Kind, Projection};
+use crate::{table_name, Kind, Projection};
 use anyhow::Context;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -55,11 +64,13 @@ pub struct Engine {
     options: EngineOptions,
 }
 
-/// One projection version's progress.
+/// One projection build's progress (a version at one generation).
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct ProjectionStatus {
     pub name: String,
     pub version: i32,
+    /// The build generation of that version (0 unless rebuilt).
+    pub generation: i32,
     pub state: String,
     pub last_position: i64,
     pub events_applied: i64,
@@ -69,21 +80,55 @@ pub struct ProjectionStatus {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Every projection version's progress, live versions first.
+/// Every projection build's progress, the live one of each projection first, then the
+/// newest.
 pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
     sqlx::query_as(
-        "SELECT c.name, c.version, c.state, c.last_position, c.events_applied,
+        "SELECT c.name, c.version, c.generation, c.state, c.last_position, c.events_applied,
                 greatest(coalesce((SELECT max(global_position) FROM events), 0) - c.last_position, 0) AS lag_events,
                 c.updated_at
          FROM projection_checkpoints c
-         ORDER BY c.name, (c.state = 'live') DESC, c.version DESC",
+         ORDER BY c.name, (c.state = 'live') DESC, c.version DESC, c.generation DESC",
     )
     .fetch_all(pool)
     .await
 }
 
+/// The lease (and preparation lock) of one projection version, whatever its generation.
 fn lock_key(name: &str, version: i32) -> String {
     format!("pettycash.projection.{name}.v{version}")
+}
+
+/// Taken by every swap attempt of a projection before it locks the checkpoint rows of all
+/// its versions and generations (in one order): swaps never interleave or deadlock.
+fn swap_key(name: &str) -> String {
+    format!("pettycash.projection.{name}.swap")
+}
+
+/// Which generation of `(name, version)` a worker runs: the live one, else the highest one
+/// building, else (nothing yet) 0. When every generation is retired (a newer version is
+/// live), the highest one, whose worker then idles.
+pub async fn resolve_generation(pool: &PgPool, name: &str, version: i32) -> sqlx::Result<i32> {
+    let generation: Option<i32> = sqlx::query_scalar(
+        "SELECT generation FROM projection_checkpoints WHERE name = $1 AND version = $2
+         ORDER BY (state = 'live') DESC, (state = 'building') DESC, generation DESC LIMIT 1",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(pool)
+    .await?;
+    Ok(generation.unwrap_or(0))
+}
+
+/// The live generation of `(name, version)`, if that version is live.
+pub async fn live_generation(pool: &PgPool, name: &str, version: i32) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar(
+        "SELECT generation FROM projection_checkpoints WHERE name = $1 AND version = $2 AND state = 'live'",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(pool)
+    .await
 }
 
 impl Engine {
@@ -171,6 +216,12 @@ struct Worker {
     shutdown: watch::Receiver<bool>,
 }
 
+/// How a worker's tailing of one generation ended.
+enum Tail {
+    Shutdown,
+    Retired,
+}
+
 impl Worker {
     async fn run(mut self) {
         let name = self.projection.name();
@@ -194,14 +245,16 @@ impl Worker {
         }
     }
 
-    /// Waits for the lease, then tails until shutdown. Returns Ok on shutdown or retirement.
+    /// Waits for the lease of its version, then tails the generation it resolves to until
+    /// shutdown, following rebuilds. Returns Ok on shutdown or when the version is retired.
     async fn run_while_holding_lock(&mut self) -> anyhow::Result<()> {
-        let p = self.projection.as_ref();
+        let base = self.projection.clone();
+        let (name, version) = (base.name(), base.version());
         // A connection of its own: the advisory lock lives as long as this session.
         let mut lock_conn = self.pool.acquire().await?.detach();
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(lock_key(p.name(), p.version()))
+                .bind(lock_key(name, version))
                 .fetch_one(&mut lock_conn)
                 .await?;
             if got {
@@ -212,14 +265,43 @@ impl Worker {
                 _ = self.shutdown.changed() => return Ok(()),
             }
         }
-        tracing::info!(projection = p.name(), version = p.version(), "projection worker holds the lease");
+        let mut generation = resolve_generation(&self.pool, name, version).await?;
+        loop {
+            let p =
+                if generation == base.generation() { base.clone() } else { base.at_generation(generation) };
+            tracing::info!(projection = name, version, generation, "projection worker holds the lease");
+            match self.tail(p.as_ref(), &mut lock_conn).await? {
+                Tail::Shutdown => return Ok(()),
+                Tail::Retired => match live_generation(&self.pool, name, version).await? {
+                    // A rebuild of this version went live: carry on with it.
+                    Some(live) if live != generation => {
+                        tracing::info!(
+                            projection = name,
+                            version,
+                            from = generation,
+                            to = live,
+                            "generation retired by a rebuild; following the new generation"
+                        );
+                        generation = live;
+                    }
+                    _ => {
+                        tracing::warn!(
+                            projection = name,
+                            version,
+                            generation,
+                            "this version was retired by a newer one; idle"
+                        );
+                        return Ok(());
+                    }
+                },
+            }
+        }
+    }
+
+    /// Tails one generation until shutdown or until it is retired.
+    async fn tail(&mut self, p: &dyn Projection, lock_conn: &mut PgConnection) -> anyhow::Result<Tail> {
         if prepare(&self.pool, p).await? == "retired" {
-            tracing::warn!(
-                projection = p.name(),
-                version = p.version(),
-                "this version was retired by a newer one; idle"
-            );
-            return Ok(());
+            return Ok(Tail::Retired);
         }
         loop {
             let notified = self.wake.notified();
@@ -227,11 +309,11 @@ impl Worker {
             notified.as_mut().enable();
             let outcome = step(&self.pool, p, self.options.batch_size).await?;
             if outcome.retired {
-                return Ok(());
+                return Ok(Tail::Retired);
             }
             if outcome.applied > 0 {
                 if *self.shutdown.borrow() {
-                    return Ok(());
+                    return Ok(Tail::Shutdown);
                 }
                 continue;
             }
@@ -241,52 +323,108 @@ impl Worker {
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.shutdown.changed() => return Ok(()),
+                _ = self.shutdown.changed() => return Ok(Tail::Shutdown),
             }
         }
     }
 }
 
-/// Creates the version's tables and checkpoint if missing; gives readers a view if there is
-/// none yet (first build). Returns the checkpoint's state.
+/// Creates the generation's tables and checkpoint if missing; gives readers a view if there
+/// is none yet (first build). Returns the checkpoint's state. A retired generation stays
+/// retired and gets no tables back (a rebuild may have dropped them).
 pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<String> {
+    let (name, version, generation) = (p.name(), p.version(), p.generation());
     let mut tx = pool.begin().await?;
-    // Serialise preparation of one projection across processes.
+    // Serialise preparation of one projection version across processes.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
-        .bind(lock_key(p.name(), p.version()))
+        .bind(lock_key(name, version))
         .execute(&mut *tx)
         .await?;
+    let existing = checkpoint_state(&mut tx, p).await?;
+    if existing.as_deref() == Some("retired") {
+        tx.commit().await?;
+        return Ok("retired".into());
+    }
     for ddl in p.create_tables() {
-        sqlx::query(&ddl)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("creating tables of {}", p.name()))?;
+        sqlx::query(&ddl).execute(&mut *tx).await.with_context(|| format!("creating tables of {name}"))?;
     }
     sqlx::query(
-        "INSERT INTO projection_checkpoints (name, version, state) VALUES ($1, $2, 'building')
-         ON CONFLICT (name, version) DO NOTHING",
+        "INSERT INTO projection_checkpoints (name, version, generation, state) VALUES ($1, $2, $3, 'building')
+         ON CONFLICT (name, version, generation) DO NOTHING",
     )
-    .bind(p.name())
-    .bind(p.version())
+    .bind(name)
+    .bind(version)
+    .bind(generation)
     .execute(&mut *tx)
     .await?;
     for base in p.tables() {
         let exists: bool =
             sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(base).fetch_one(&mut *tx).await?;
         if !exists {
-            sqlx::query(&format!("CREATE VIEW {base} AS SELECT * FROM {}", versioned(base, p.version())))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "CREATE VIEW {base} AS SELECT * FROM {}",
+                table_name(base, version, generation)
+            ))
+            .execute(&mut *tx)
+            .await?;
         }
     }
-    let state: String =
-        sqlx::query_scalar("SELECT state FROM projection_checkpoints WHERE name = $1 AND version = $2")
-            .bind(p.name())
-            .bind(p.version())
-            .fetch_one(&mut *tx)
-            .await?;
+    let state = checkpoint_state(&mut tx, p).await?.context("checkpoint row missing after insert")?;
     tx.commit().await?;
     Ok(state)
+}
+
+async fn checkpoint_state(tx: &mut PgConnection, p: &dyn Projection) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT state FROM projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3",
+    )
+    .bind(p.name())
+    .bind(p.version())
+    .bind(p.generation())
+    .fetch_optional(&mut *tx)
+    .await
+}
+
+/// Drops the tables of the retired generations of `p`'s version other than `p`'s own, and
+/// returns their names (`pettycash-replay rebuild` calls it once its generation is live).
+/// Their checkpoint rows stay, retired, so nothing builds them again ([`prepare`] creates no
+/// tables for a retired generation; this takes the same lock, so the two never interleave). A
+/// table a view still reads is never dropped: no CASCADE, so that would fail.
+pub async fn drop_retired_generations(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<Vec<String>> {
+    let (name, version) = (p.name(), p.version());
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
+        .bind(lock_key(name, version))
+        .execute(&mut *tx)
+        .await?;
+    let generations: Vec<i32> = sqlx::query_scalar(
+        "SELECT generation FROM projection_checkpoints
+         WHERE name = $1 AND version = $2 AND state = 'retired' AND generation <> $3 ORDER BY generation",
+    )
+    .bind(name)
+    .bind(version)
+    .bind(p.generation())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut dropped = Vec::new();
+    for generation in generations {
+        for base in p.tables() {
+            let table = table_name(base, version, generation);
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&table)
+                .fetch_one(&mut *tx)
+                .await?;
+            if exists {
+                sqlx::query(&format!("DROP TABLE {table}"))
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("dropping {table}"))?;
+                dropped.push(table);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(dropped)
 }
 
 pub struct StepOutcome {
@@ -297,43 +435,32 @@ pub struct StepOutcome {
     /// the horizon back. Worth trying again in a few milliseconds rather than waiting to be
     /// woken.
     pub pending: bool,
+    /// This generation is live after the step (it may just have gone live).
+    pub live: bool,
 }
 
 /// One batch in one transaction: lock the checkpoint, read visible events after it, apply,
-/// move the checkpoint. When a building version finds nothing left, it goes live.
+/// move the checkpoint. When a building generation finds nothing visible left, it tries to go
+/// live ([`swap`]); events still pending (not visible yet) do not hold it back, or a build
+/// under continuous load might never go live.
 pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Result<StepOutcome> {
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
     let (state, txid, position): (String, String, i64) = sqlx::query_as(
         "SELECT state, last_transaction_id::text, last_position FROM projection_checkpoints
-         WHERE name = $1 AND version = $2 FOR UPDATE",
+         WHERE name = $1 AND version = $2 AND generation = $3 FOR UPDATE",
     )
     .bind(p.name())
     .bind(p.version())
+    .bind(p.generation())
     .fetch_one(&mut *tx)
     .await
     .context("reading the checkpoint")?;
     if state == "retired" {
-        return Ok(StepOutcome { applied: 0, retired: true, pending: false });
+        return Ok(StepOutcome { applied: 0, retired: true, pending: false, live: false });
     }
-    let events: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events
-         WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY transaction_id, global_position
-         LIMIT $3"
-    ))
-    .bind(&txid)
-    .bind(position)
-    .bind(batch_size)
-    // Unnamed statement: a custom plan for these cursor values every time. A cached generic
-    // plan does not know the cursor and may not use the (transaction_id, global_position)
-    // index range.
-    .persistent(false)
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading events")?;
-    let Some(last) = events.last() else {
+    let events = visible_events(&mut tx, &txid, position, batch_size).await?;
+    if events.is_empty() {
         let pending: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2))",
         )
@@ -342,82 +469,173 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
         .persistent(false)
         .fetch_one(&mut *tx)
         .await?;
-        if state == "building" && !pending {
-            go_live(&mut tx, p).await?;
-        }
         tx.commit().await?;
-        return Ok(StepOutcome { applied: 0, retired: false, pending });
-    };
+        if state == "building" {
+            let swapped = swap(pool, p, batch_size).await?;
+            return Ok(StepOutcome { pending, ..swapped });
+        }
+        return Ok(StepOutcome { applied: 0, retired: false, pending, live: state == "live" });
+    }
     let fetched = started.elapsed();
-    p.apply(&mut tx, &events).await.with_context(|| format!("applying events to {}", p.name()))?;
+    advance(&mut tx, p, &events).await?;
     let applied = started.elapsed();
-    sqlx::query(
-        "UPDATE projection_checkpoints
-         SET last_transaction_id = (SELECT transaction_id FROM events WHERE global_position = $3),
-             last_position = $3, events_applied = events_applied + $4, updated_at = now()
-         WHERE name = $1 AND version = $2",
-    )
-    .bind(p.name())
-    .bind(p.version())
-    .bind(last.global_position)
-    .bind(events.len() as i64)
-    .execute(&mut *tx)
-    .await?;
     tx.commit().await?;
     tracing::debug!(
         projection = p.name(),
+        generation = p.generation(),
         events = events.len(),
         fetch_ms = fetched.as_secs_f64() * 1e3,
         apply_ms = (applied - fetched).as_secs_f64() * 1e3,
         commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
         "batch applied"
     );
-    Ok(StepOutcome { applied: events.len() as u64, retired: false, pending: false })
+    Ok(StepOutcome { applied: events.len() as u64, retired: false, pending: false, live: state == "live" })
 }
 
-/// The atomic swap: readers' views now point at this version; other versions retire.
-async fn go_live(tx: &mut PgConnection, p: &dyn Projection) -> anyhow::Result<()> {
-    // Only older versions retire; a newer one still building goes on and takes over later.
-    sqlx::query("UPDATE projection_checkpoints SET state = 'retired' WHERE name = $1 AND version < $2 AND state <> 'retired'")
-        .bind(p.name())
-        .bind(p.version())
-        .execute(&mut *tx)
-        .await?;
-    for base in p.tables() {
-        sqlx::query(&format!("DROP VIEW IF EXISTS {base}")).execute(&mut *tx).await?;
-        sqlx::query(&format!("CREATE VIEW {base} AS SELECT * FROM {}", versioned(base, p.version())))
-            .execute(&mut *tx)
-            .await?;
-    }
-    // A newer version already live wins: this one retires and the views stay as they are.
-    let newer_live: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM projection_checkpoints WHERE name = $1 AND version > $2 AND state = 'live')",
+/// Up to `limit` events after the cursor that no running transaction can still precede.
+async fn visible_events(
+    tx: &mut PgConnection,
+    txid: &str,
+    position: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<EventRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY transaction_id, global_position
+         LIMIT $3"
+    ))
+    .bind(txid)
+    .bind(position)
+    .bind(limit)
+    // Unnamed statement: a custom plan for these cursor values every time. A cached generic
+    // plan does not know the cursor and may not use the (transaction_id, global_position)
+    // index range.
+    .persistent(false)
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading events")
+}
+
+/// Applies `events` (not empty) and moves the checkpoint to the last one, in `tx`.
+async fn advance(tx: &mut PgConnection, p: &dyn Projection, events: &[EventRow]) -> anyhow::Result<()> {
+    let Some(last) = events.last() else { return Ok(()) };
+    p.apply(&mut *tx, events).await.with_context(|| format!("applying events to {}", p.name()))?;
+    sqlx::query(
+        "UPDATE projection_checkpoints
+         SET last_transaction_id = (SELECT transaction_id FROM events WHERE global_position = $4),
+             last_position = $4, events_applied = events_applied + $5, updated_at = now()
+         WHERE name = $1 AND version = $2 AND generation = $3",
     )
     .bind(p.name())
     .bind(p.version())
-    .fetch_one(&mut *tx)
+    .bind(p.generation())
+    .bind(last.global_position)
+    .bind(events.len() as i64)
+    .execute(&mut *tx)
     .await?;
-    if newer_live {
-        sqlx::query("UPDATE projection_checkpoints SET state = 'retired' WHERE name = $1 AND version = $2")
-            .bind(p.name())
-            .bind(p.version())
-            .execute(&mut *tx)
-            .await?;
+    Ok(())
+}
+
+/// A building generation that found nothing visible left tries to go live, in a transaction
+/// of its own: the swap lock, then every checkpoint row of the projection (so the live worker
+/// stands still), then
+///
+/// 1. if a newer `(version, generation)` is already live, this build retires and the views
+///    stay as they are (checked before anything is touched);
+/// 2. it applies whatever became visible since its step looked, so that the views never go
+///    back to a position older than the one the live build had reached (if that is a whole
+///    batch or more, it stays building and the next step tries again);
+/// 3. [`go_live`].
+async fn swap(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Result<StepOutcome> {
+    let (name, version, generation) = (p.name(), p.version(), p.generation());
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 2))")
+        .bind(swap_key(name))
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<(i32, i32, String, String, i64)> = sqlx::query_as(
+        "SELECT version, generation, state, last_transaction_id::text, last_position
+         FROM projection_checkpoints WHERE name = $1 ORDER BY version, generation FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (_, _, state, txid, position) = rows
+        .iter()
+        .find(|r| (r.0, r.1) == (version, generation))
+        .context("the checkpoint row of the build going live is missing")?;
+    if state != "building" {
+        let live = state == "live";
+        tx.commit().await?;
+        return Ok(StepOutcome { applied: 0, retired: !live, pending: false, live });
+    }
+    if let Some((v, g, ..)) = rows.iter().find(|r| (r.0, r.1) > (version, generation) && r.2 == "live") {
+        sqlx::query(
+            "UPDATE projection_checkpoints SET state = 'retired', updated_at = now()
+             WHERE name = $1 AND version = $2 AND generation = $3",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         tracing::warn!(
-            projection = p.name(),
-            version = p.version(),
-            "a newer version is live; this one retires"
+            projection = name,
+            version,
+            generation,
+            live_version = v,
+            live_generation = g,
+            "a newer build is live; this one retires"
         );
-        return Ok(());
+        return Ok(StepOutcome { applied: 0, retired: true, pending: false, live: false });
+    }
+    let events = visible_events(&mut tx, txid, *position, batch_size).await?;
+    advance(&mut tx, p, &events).await?;
+    let applied = events.len() as u64;
+    if events.len() as i64 >= batch_size {
+        tx.commit().await?;
+        return Ok(StepOutcome { applied, retired: false, pending: false, live: false });
+    }
+    go_live(&mut tx, p).await?;
+    tx.commit().await?;
+    tracing::info!(projection = name, version, generation, "projection build is live");
+    Ok(StepOutcome { applied, retired: false, pending: false, live: true })
+}
+
+/// The atomic swap: readers' views now point at this build's tables; older versions and
+/// older generations of this version retire (a newer one still building goes on and takes
+/// over later). The caller holds the swap lock and has checked that nothing newer is live.
+async fn go_live(tx: &mut PgConnection, p: &dyn Projection) -> anyhow::Result<()> {
+    let (name, version, generation) = (p.name(), p.version(), p.generation());
+    sqlx::query(
+        "UPDATE projection_checkpoints SET state = 'retired', updated_at = now()
+         WHERE name = $1 AND (version, generation) < ($2, $3) AND state <> 'retired'",
+    )
+    .bind(name)
+    .bind(version)
+    .bind(generation)
+    .execute(&mut *tx)
+    .await?;
+    for base in p.tables() {
+        sqlx::query(&format!("DROP VIEW IF EXISTS {base}")).execute(&mut *tx).await?;
+        sqlx::query(&format!(
+            "CREATE VIEW {base} AS SELECT * FROM {}",
+            table_name(base, version, generation)
+        ))
+        .execute(&mut *tx)
+        .await?;
     }
     sqlx::query(
         "UPDATE projection_checkpoints SET state = 'live', live_since = now(), updated_at = now()
-         WHERE name = $1 AND version = $2",
+         WHERE name = $1 AND version = $2 AND generation = $3",
     )
-    .bind(p.name())
-    .bind(p.version())
+    .bind(name)
+    .bind(version)
+    .bind(generation)
     .execute(&mut *tx)
     .await?;
-    tracing::info!(projection = p.name(), version = p.version(), "projection version is live");
     Ok(())
 }

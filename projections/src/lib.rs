@@ -18,6 +18,7 @@ pub use event::EventRow;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
+use std::sync::Arc;
 
 /// What a rebuild may do with a projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,33 +31,49 @@ pub enum Kind {
 
 /// A read model built from events.
 ///
-/// Its tables are named `{base}_v{version}` and read through a view `{base}` that points at the
-/// live version. A new version is built into its own tables from position zero while the old
-/// one keeps serving, then the views are switched in one transaction.
+/// Its tables are named after its version and build generation (see [`table_name`]) and read
+/// through a view `{base}` that points at the live one. A new version, or a new generation of
+/// the same version (`pettycash-replay rebuild`), is built into its own tables from position
+/// zero while the live one keeps serving, then the views are switched in one transaction.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// The code version: bumped when the read model's shape or meaning changes.
     fn version(&self) -> i32;
+    /// The build generation of this version: 0 for the first build, one more for each
+    /// rebuild of the same version.
+    fn generation(&self) -> i32;
+    /// The same projection (same code, same version) building into `generation`'s tables.
+    fn at_generation(&self, generation: i32) -> Arc<dyn Projection>;
     fn kind(&self) -> Kind {
         Kind::Replayable
     }
     /// Base names of its tables (the views readers use).
     fn tables(&self) -> &'static [&'static str];
-    /// DDL that creates this version's tables (idempotent: `IF NOT EXISTS`).
+    /// DDL that creates this generation's tables (idempotent: `IF NOT EXISTS`).
     fn create_tables(&self) -> Vec<String>;
     /// Applies a batch of events, in global order, inside the engine's transaction.
     async fn apply(&self, tx: &mut PgConnection, events: &[EventRow]) -> anyhow::Result<()>;
 }
 
-/// Table name of `base` for `version`.
+/// Table name of `base` for `version`, generation 0.
 pub fn versioned(base: &str, version: i32) -> String {
-    format!("{base}_v{version}")
+    table_name(base, version, 0)
 }
 
-/// The projections the service runs, at their current versions.
-pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![
-        std::sync::Arc::new(models::requisitions::Requisitions::new(1)),
-        std::sync::Arc::new(models::cash::Cash::new(1)),
-    ]
+/// Table name of `base` for `version` and build `generation`: `{base}_v{version}` for
+/// generation 0 (the name tables had before generations existed, so existing databases keep
+/// working), `{base}_v{version}_g{generation}` after that.
+pub fn table_name(base: &str, version: i32, generation: i32) -> String {
+    if generation == 0 {
+        format!("{base}_v{version}")
+    } else {
+        format!("{base}_v{version}_g{generation}")
+    }
+}
+
+/// The projections the service runs, at their current versions (generation 0; the engine
+/// resolves which generation of each version to run).
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(models::requisitions::Requisitions::new(1)), Arc::new(models::cash::Cash::new(1))]
 }

@@ -3,13 +3,14 @@
 //! three come from the fund's stream and a payment row needs its fund's currency.
 
 use crate::event::EventRow;
-use crate::{versioned, Projection};
+use crate::{table_name, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pettycash_domain::fund::FundEvent;
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub const FUNDS: &str = "rm_funds";
@@ -18,18 +19,26 @@ pub const PAYMENTS: &str = "rm_payments";
 
 pub struct Cash {
     version: i32,
+    generation: i32,
     funds: String,
     ledger: String,
     payments: String,
 }
 
 impl Cash {
+    /// `version`, generation 0.
     pub fn new(version: i32) -> Self {
+        Self::at(version, 0)
+    }
+
+    /// `version`, build `generation`.
+    pub fn at(version: i32, generation: i32) -> Self {
         Self {
             version,
-            funds: versioned(FUNDS, version),
-            ledger: versioned(LEDGER, version),
-            payments: versioned(PAYMENTS, version),
+            generation,
+            funds: table_name(FUNDS, version, generation),
+            ledger: table_name(LEDGER, version, generation),
+            payments: table_name(PAYMENTS, version, generation),
         }
     }
 }
@@ -88,6 +97,12 @@ impl Projection for Cash {
     }
     fn version(&self) -> i32 {
         self.version
+    }
+    fn generation(&self) -> i32 {
+        self.generation
+    }
+    fn at_generation(&self, generation: i32) -> Arc<dyn Projection> {
+        Arc::new(Self::at(self.version, generation))
     }
     fn tables(&self) -> &'static [&'static str] {
         &[FUNDS, LEDGER, PAYMENTS]

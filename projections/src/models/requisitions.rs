@@ -2,7 +2,7 @@
 //! dashboard.
 
 use crate::event::EventRow;
-use crate::{versioned, Projection};
+use crate::{table_name, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pettycash_domain::requisition::{apply_edit, RequisitionEvent};
@@ -10,18 +10,26 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub const TABLE: &str = "rm_requisitions";
 
 pub struct Requisitions {
     version: i32,
+    generation: i32,
     table: String,
 }
 
 impl Requisitions {
+    /// `version`, generation 0.
     pub fn new(version: i32) -> Self {
-        Self { version, table: versioned(TABLE, version) }
+        Self::at(version, 0)
+    }
+
+    /// `version`, build `generation`.
+    pub fn at(version: i32, generation: i32) -> Self {
+        Self { version, generation, table: table_name(TABLE, version, generation) }
     }
 }
 
@@ -103,6 +111,12 @@ impl Projection for Requisitions {
     }
     fn version(&self) -> i32 {
         self.version
+    }
+    fn generation(&self) -> i32 {
+        self.generation
+    }
+    fn at_generation(&self, generation: i32) -> Arc<dyn Projection> {
+        Arc::new(Self::at(self.version, generation))
     }
     fn tables(&self) -> &'static [&'static str] {
         &[TABLE]

@@ -1,6 +1,7 @@
 //! The projection engine against a real PostgreSQL: no event skipped or applied twice while
-//! writers commit out of position order, a worker killed mid-batch, a shadow version built
-//! and swapped in while the old one serves, and read-your-writes (`wait::wait_for`).
+//! writers commit out of position order, a worker killed mid-batch, a shadow version (or a
+//! new generation of the same version) built and swapped in while the old one serves, and
+//! read-your-writes (`wait::wait_for`).
 //!
 //! Every test gets a fresh database. Other tests (and other databases on the same server)
 //! run at the same time, and any transaction holding an xid anywhere on the server holds the
@@ -69,43 +70,63 @@ async fn event_count(pool: &PgPool) -> i64 {
     scalar_i64(pool, "SELECT count(*) FROM events").await
 }
 
-/// `(state, events_applied)` of one projection version's checkpoint.
+/// `(state, events_applied)` of one projection version's checkpoint (generation 0).
 async fn checkpoint(pool: &PgPool, name: &str, version: i32) -> Option<(String, i64)> {
+    checkpoint_of(pool, name, version, 0).await
+}
+
+/// `(state, events_applied)` of one projection build's checkpoint.
+async fn checkpoint_of(pool: &PgPool, name: &str, version: i32, generation: i32) -> Option<(String, i64)> {
     sqlx::query_as(
-        "SELECT state, events_applied FROM projection_checkpoints WHERE name = $1 AND version = $2",
+        "SELECT state, events_applied FROM projection_checkpoints
+         WHERE name = $1 AND version = $2 AND generation = $3",
     )
     .bind(name)
     .bind(version)
+    .bind(generation)
     .fetch_optional(pool)
     .await
     .unwrap()
 }
 
 async fn state(pool: &PgPool, name: &str, version: i32) -> String {
-    checkpoint(pool, name, version).await.map(|c| c.0).unwrap_or_else(|| "(no checkpoint)".into())
+    state_of(pool, name, version, 0).await
 }
 
-/// True when the version's cursor is the last event of the store in the engine's order
-/// (or the store is empty and nothing was applied).
-async fn at_end(pool: &PgPool, name: &str, version: i32) -> bool {
+async fn state_of(pool: &PgPool, name: &str, version: i32, generation: i32) -> String {
+    checkpoint_of(pool, name, version, generation)
+        .await
+        .map(|c| c.0)
+        .unwrap_or_else(|| "(no checkpoint)".into())
+}
+
+/// True when the build's cursor is the last event of the store in the engine's order (or
+/// the store is empty and nothing was applied).
+async fn at_end_of(pool: &PgPool, name: &str, version: i32, generation: i32) -> bool {
     let done: Option<bool> = sqlx::query_scalar(
         "SELECT coalesce(
                 (SELECT (c.last_transaction_id, c.last_position) = (e.transaction_id, e.global_position)
                  FROM events e ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1),
                 c.last_position = 0)
-         FROM projection_checkpoints c WHERE c.name = $1 AND c.version = $2",
+         FROM projection_checkpoints c WHERE c.name = $1 AND c.version = $2 AND c.generation = $3",
     )
     .bind(name)
     .bind(version)
+    .bind(generation)
     .fetch_optional(pool)
     .await
     .unwrap();
     done == Some(true)
 }
 
+/// Both projections of `version` (generation 0) are at the end of the store.
 async fn all_at_end(pool: &PgPool, version: i32) -> bool {
+    all_at_end_of(pool, version, 0).await
+}
+
+async fn all_at_end_of(pool: &PgPool, version: i32, generation: i32) -> bool {
     for name in NAMES {
-        if !at_end(pool, name, version).await {
+        if !at_end_of(pool, name, version, generation).await {
             return false;
         }
     }
@@ -113,9 +134,9 @@ async fn all_at_end(pool: &PgPool, version: i32) -> bool {
 }
 
 async fn checkpoints_text(pool: &PgPool) -> String {
-    let rows: Vec<(String, i32, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT name, version, state, last_transaction_id::text, last_position, events_applied
-         FROM projection_checkpoints ORDER BY name, version",
+    let rows: Vec<(String, i32, i32, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT name, version, generation, state, last_transaction_id::text, last_position, events_applied
+         FROM projection_checkpoints ORDER BY name, version, generation",
     )
     .fetch_all(pool)
     .await
@@ -668,6 +689,12 @@ impl Projection for DiesMidBatch {
     fn version(&self) -> i32 {
         self.inner.version()
     }
+    fn generation(&self) -> i32 {
+        self.inner.generation()
+    }
+    fn at_generation(&self, generation: i32) -> Arc<dyn Projection> {
+        self.inner.at_generation(generation)
+    }
     fn kind(&self) -> Kind {
         self.inner.kind()
     }
@@ -727,7 +754,7 @@ async fn rows_beyond_checkpoint(pool: &PgPool, version: i32) -> i64 {
     let beyond = |name: &str, table: String, column: &str| {
         format!(
             "SELECT count(*) FROM {table} t JOIN events e ON e.global_position = t.{column}
-             JOIN projection_checkpoints c ON c.name = '{name}' AND c.version = {v}
+             JOIN projection_checkpoints c ON c.name = '{name}' AND c.version = {v} AND c.generation = 0
              WHERE (e.transaction_id, e.global_position) > (c.last_transaction_id, c.last_position)"
         )
     };
@@ -951,6 +978,167 @@ async fn a_newer_version_going_live_retires_an_older_one_still_building() {
     assert!(outcome.retired, "the older v2 must stop once v3 is live");
     assert_views_read(&pool, &["rm_requisitions"], 3).await;
     assert_same_rows(&pool, "rm_requisitions_v1", "rm_requisitions_v3").await;
+}
+
+/// The bug this guards against: an older version whose build ends after a newer one went live
+/// (an old release's worker still running, or started late, during a deploy) swapped the
+/// views to itself before noticing that it had lost, and committed. It must check first and
+/// retire without touching the views.
+#[tokio::test]
+async fn an_older_version_finishing_after_a_newer_one_is_live_leaves_the_views_alone() {
+    let (_url, pool) = fresh_database().await;
+    let service = CommandService::new(EventStore::new(pool.clone()));
+    let people = People::register(&service).await;
+    mixed_history(&service, &people, 1, 5).await;
+    settle(&pool, 1, 1000).await;
+
+    let v3 = Requisitions::new(3);
+    assert_eq!(prepare(&pool, &v3).await.unwrap(), "building");
+    while step(&pool, &v3, 1000).await.unwrap().applied > 0 {}
+    assert_eq!(state(&pool, "requisitions", 3).await, "live");
+    assert_views_read(&pool, &["rm_requisitions"], 3).await;
+
+    // v2 appears only now and builds to the end.
+    let v2 = Requisitions::new(2);
+    assert_eq!(prepare(&pool, &v2).await.unwrap(), "building");
+    let mut steps = 0;
+    let last = loop {
+        let outcome = step(&pool, &v2, 7).await.unwrap();
+        steps += 1;
+        if outcome.applied == 0 {
+            break outcome;
+        }
+    };
+    assert!(steps > 2, "v2 should have built in several batches");
+    assert!(last.retired && !last.live, "v2 must lose to the live v3");
+    assert_eq!(state(&pool, "requisitions", 2).await, "retired");
+    assert_eq!(state(&pool, "requisitions", 3).await, "live");
+    assert_views_read(&pool, &["rm_requisitions"], 3).await;
+    assert_same_rows(&pool, "rm_requisitions", "rm_requisitions_v3").await;
+    // A retired build stays retired: preparing it again creates nothing.
+    assert_eq!(prepare(&pool, &v2).await.unwrap(), "retired");
+}
+
+/// A rebuild of the same version (generation 1, as `pettycash-replay rebuild` does) builds
+/// beside generation 0 while a running engine keeps generation 0 current and serving, swaps
+/// in, and the running worker follows it to generation 1 without a restart.
+#[tokio::test]
+async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
+    let (_url, pool) = fresh_database().await;
+    let service = CommandService::new(EventStore::new(pool.clone()));
+    let people = People::register(&service).await;
+    mixed_history(&service, &people, 2, 10).await;
+    let engine = start(&pool, projections(1), 50);
+    wait_at_end(&pool, 1).await;
+
+    for p in projections(1) {
+        let name = p.name();
+        let g1 = p.at_generation(1);
+        assert_eq!((g1.name(), g1.version(), g1.generation()), (name, 1, 1));
+        assert_eq!(prepare(&pool, g1.as_ref()).await.unwrap(), "building");
+        let deadline = Instant::now() + DEADLINE;
+        let mut partial_steps = 0;
+        loop {
+            let outcome = step(&pool, g1.as_ref(), 25).await.expect("step generation 1");
+            assert!(!outcome.retired, "{name}: generation 1 retired");
+            if outcome.live {
+                break;
+            }
+            partial_steps += 1;
+            // Mid-build: readers still get generation 0.
+            assert_eq!(state_of(&pool, name, 1, 0).await, "live");
+            for base in p.tables() {
+                let definition = view_definition(&pool, base).await;
+                assert!(!definition.contains("_g1"), "view {base} switched mid-build: {definition}");
+            }
+            assert!(Instant::now() < deadline, "{name}: generation 1 never went live");
+        }
+        assert!(partial_steps >= 2, "{name}: the build should have taken several batches ({partial_steps})");
+        assert_eq!(state_of(&pool, name, 1, 1).await, "live");
+        assert_eq!(state_of(&pool, name, 1, 0).await, "retired");
+        for base in p.tables() {
+            let definition = view_definition(&pool, base).await;
+            assert!(definition.contains(&format!("{base}_v1_g1")), "view {base}: {definition}");
+        }
+    }
+    let frozen: Vec<(String, i64)> = join_all(NAMES.map(|n| checkpoint_of(&pool, n, 1, 0)))
+        .await
+        .into_iter()
+        .map(|c| c.expect("generation 0 checkpoint"))
+        .collect();
+
+    // New events reach generation 1 through the engine that was started on generation 0.
+    mixed_history(&service, &people, 1, 5).await;
+    let deadline = Instant::now() + DEADLINE;
+    while !all_at_end_of(&pool, 1, 1).await {
+        assert!(Instant::now() < deadline, "the workers did not follow: {}", checkpoints_text(&pool).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.stop().await;
+    for (name, before) in NAMES.iter().zip(frozen) {
+        assert_eq!(checkpoint_of(&pool, name, 1, 0).await.unwrap(), before, "{name}: generation 0 moved");
+    }
+    // Generation 1 is exactly what a fresh build of the whole store gives.
+    settle(&pool, 2, 1000).await;
+    for table in TABLES {
+        assert_same_rows(&pool, &format!("{table}_v1_g1"), &format!("{table}_v2")).await;
+    }
+}
+
+/// Under continuous load some transaction is always in flight. A build goes live once
+/// nothing *visible* is left, even though a committed event still waits behind an open older
+/// transaction; that event reaches it afterwards like any other.
+#[tokio::test]
+async fn a_build_goes_live_while_an_open_transaction_holds_events_back() {
+    let (_url, pool) = fresh_database().await;
+    let service = CommandService::new(EventStore::new(pool.clone()));
+    let people = People::register(&service).await;
+    mixed_history(&service, &people, 1, 3).await;
+    settle(&pool, 1, 1000).await;
+
+    // An older transaction with an xid stays open; a fund opened after it commits but is not
+    // visible below the horizon until the older one ends.
+    let mut older = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *older).await.unwrap();
+    let (held_fund, _) = open_fund(&service, &people, "Behind the horizon").await;
+
+    let g1 = Cash::at(1, 1);
+    assert_eq!(prepare(&pool, &g1).await.unwrap(), "building");
+    let mut last = None;
+    for _ in 0..100 {
+        let outcome = step(&pool, &g1, 1000).await.unwrap();
+        assert!(!outcome.retired);
+        if outcome.applied == 0 || outcome.live {
+            last = Some(outcome);
+            break;
+        }
+    }
+    let last = last.expect("the build never ran out of visible events");
+    assert!(last.pending, "the held-back event should count as pending");
+    assert!(last.live, "a build with only pending events left must go live");
+    assert_eq!(state_of(&pool, "cash", 1, 1).await, "live");
+    assert_eq!(state_of(&pool, "cash", 1, 0).await, "retired");
+    for base in ["rm_funds", "rm_ledger", "rm_payments"] {
+        let definition = view_definition(&pool, base).await;
+        assert!(definition.contains(&format!("{base}_v1_g1")), "view {base}: {definition}");
+    }
+    let count = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rm_funds WHERE id = $1")
+            .bind(held_fund)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count(pool.clone()).await, 0, "not visible yet");
+
+    older.rollback().await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while !at_end_of(&pool, "cash", 1, 1).await {
+        step(&pool, &g1, 1000).await.unwrap();
+        assert!(Instant::now() < deadline, "generation 1 never caught up: {}", checkpoints_text(&pool).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(pool.clone()).await, 1, "the held-back fund reached the new generation");
 }
 
 // ----- 4. read-your-writes ---------------------------------------------------------------------

@@ -1,0 +1,424 @@
+//! `pettycash-replay rebuild` end to end: a real history written through the HTTP API while
+//! the service (with its projection workers) runs, then the real binary rebuilds the read
+//! models beside the live ones and swaps them in.
+
+use futures::StreamExt;
+use pettycash_tests::serde_json::json;
+use pettycash_tests::{Cast, TestApp};
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Bounds a hang; not a speed assertion.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Every read-model view with a column list that orders its rows completely.
+const VIEWS: [(&str, &str); 4] = [
+    ("rm_requisitions", "id"),
+    ("rm_funds", "id"),
+    ("rm_ledger", "fund_id, position"),
+    ("rm_payments", "payment_id"),
+];
+
+const BIN: &str = env!("CARGO_BIN_EXE_pettycash-replay");
+
+async fn replay(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", url)
+        .output()
+        .await
+        .expect("run pettycash-replay")
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A history of a few hundred commands through the HTTP API: three funds, 90 requisitions
+/// (one in ten needing two approvers), most approved and paid, some rejected, some approved
+/// and left unpaid. Returns the number of commands sent.
+async fn history(app: &TestApp, c: &Cast) -> usize {
+    let mut funds = Vec::new();
+    for _ in 0..3 {
+        funds.push(app.fund(&c.admin, "1000000").await);
+    }
+    let flows = futures::stream::iter(0..90usize)
+        .map(|i| {
+            let fund = funds[i % 3];
+            async move {
+                let amount = if i % 10 == 0 { format!("{}.50", 1_500 + i) } else { format!("{}.25", 10 + i) };
+                let id = app.submitted(&c.staff, fund, &amount).await;
+                let mut commands = 1;
+                if i % 6 == 5 {
+                    let r = app
+                        .post(
+                            &c.head,
+                            &format!("/api/requisitions/{id}/reject"),
+                            json!({"reason": "not in budget"}),
+                        )
+                        .await;
+                    assert_eq!(r.status, StatusCode::OK, "reject: {r:?}");
+                    return commands + 1;
+                }
+                if i % 10 == 0 {
+                    app.approve_by(id, &[&c.head, &c.gfm]).await;
+                    commands += 2;
+                } else {
+                    app.approve_by(id, &[&c.head]).await;
+                    commands += 1;
+                }
+                if i % 6 != 4 {
+                    let r = app.pay(&c.treasury, id).await;
+                    assert_eq!(r.status, StatusCode::CREATED, "pay: {r:?}");
+                    commands += 1;
+                }
+                commands
+            }
+        })
+        .buffer_unordered(6)
+        .collect::<Vec<usize>>()
+        .await;
+    3 + flows.iter().sum::<usize>()
+}
+
+/// Both live projections have applied the last event of the store.
+async fn caught_up(pool: &PgPool) -> bool {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM projection_checkpoints c
+         WHERE c.state = 'live'
+           AND (c.last_transaction_id, c.last_position) =
+               (SELECT e.transaction_id, e.global_position FROM events e
+                ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    n == 2
+}
+
+async fn wait_caught_up(pool: &PgPool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !caught_up(pool).await {
+        assert!(
+            Instant::now() < deadline,
+            "the service's projections never caught up: {:?}",
+            checkpoints(pool).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every row of every read-model view (through the views, as readers see them), as JSON text,
+/// in a deterministic order.
+async fn snapshot(pool: &PgPool) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for (view, order) in VIEWS {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT to_jsonb(t)::text FROM {view} t ORDER BY {order}"))
+                .fetch_all(pool)
+                .await
+                .unwrap_or_else(|e| panic!("{view}: {e}"));
+        all.push(rows);
+    }
+    all
+}
+
+/// `(name, version, generation, state, last_position, events_applied)` of every checkpoint.
+async fn checkpoints(pool: &PgPool) -> Vec<(String, i32, i32, String, i64, i64)> {
+    sqlx::query_as(
+        "SELECT name, version, generation, state, last_position, events_applied
+         FROM projection_checkpoints ORDER BY name, version, generation",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn states(rows: &[(String, i32, i32, String, i64, i64)]) -> Vec<(String, i32, i32, String)> {
+    rows.iter().map(|r| (r.0.clone(), r.1, r.2, r.3.clone())).collect()
+}
+
+fn row(name: &str, version: i32, generation: i32, state: &str) -> (String, i32, i32, String) {
+    (name.into(), version, generation, state.into())
+}
+
+async fn view_definition(pool: &PgPool, view: &str) -> String {
+    sqlx::query_scalar(
+        "SELECT definition FROM pg_views WHERE viewname = $1 AND schemaname = current_schema()",
+    )
+    .bind(view)
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("view {view}: {e}"))
+}
+
+async fn table_exists(pool: &PgPool, table: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(pool).await.unwrap()
+}
+
+async fn event_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let commands = history(&app, &c).await;
+    assert!(commands >= 250, "a few hundred commands ({commands})");
+    wait_caught_up(&app.pool).await;
+    let before = snapshot(&app.pool).await;
+    assert_eq!(before[0].len(), 90, "requisitions");
+    assert_eq!(before[1].len(), 3, "funds");
+    assert!(before[3].len() >= 50, "payments: {}", before[3].len());
+    assert_eq!(
+        states(&checkpoints(&app.pool).await),
+        [row("cash", 1, 0, "live"), row("requisitions", 1, 0, "live")]
+    );
+    let events = event_count(&app.pool).await;
+
+    let out = replay(&app.database_url, &["rebuild", "--all"]).await;
+    let text = ok_stdout(&out);
+    for name in ["requisitions", "cash"] {
+        assert!(
+            text.contains(&format!("{name} v1: building generation 1 (serving from generation 0)")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{name} v1: generation 1 is live; {events} events applied")),
+            "{text}"
+        );
+        assert!(text.contains("events/s"), "{text}");
+    }
+    assert!(text.contains("requisitions v1: dropped rm_requisitions_v1\n"), "{text}");
+    assert!(text.contains("cash v1: dropped rm_funds_v1, rm_ledger_v1, rm_payments_v1\n"), "{text}");
+
+    // Generation 1 is live, generation 0 retired, its tables gone; the views read generation 1.
+    let rows = checkpoints(&app.pool).await;
+    assert_eq!(
+        states(&rows),
+        [
+            row("cash", 1, 0, "retired"),
+            row("cash", 1, 1, "live"),
+            row("requisitions", 1, 0, "retired"),
+            row("requisitions", 1, 1, "live"),
+        ]
+    );
+    for r in rows.iter().filter(|r| r.2 == 1) {
+        assert_eq!(r.5, events, "{}: every event applied exactly once", r.0);
+    }
+    for (view, _) in VIEWS {
+        let definition = view_definition(&app.pool, view).await;
+        assert!(definition.contains(&format!("{view}_v1_g1")), "view {view}: {definition}");
+        assert!(!table_exists(&app.pool, &format!("{view}_v1")).await, "{view}_v1 was not dropped");
+    }
+    // Exactly the same rows.
+    let after = snapshot(&app.pool).await;
+    for (i, (view, _)) in VIEWS.iter().enumerate() {
+        assert_eq!(after[i], before[i], "{view} differs after the rebuild");
+    }
+
+    // The service still answers from the read models.
+    for path in ["/api/funds/", "/api/requisitions/", "/api/treasury/payments/", "/api/dashboard/"] {
+        let r = app.get(&c.auditor, path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
+    }
+    let funds = app.get(&c.auditor, "/api/funds/").await;
+    assert_eq!(funds.body["items"].as_array().map(Vec::len), Some(3), "{funds:?}");
+
+    // New commands reach the new generation: the service's workers followed the rebuild
+    // without a restart.
+    let r = app
+        .post(&c.admin, "/api/funds/", json!({"name": "After rebuild", "currency": "KES", "float": "50"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let (fund, position) = (r.id(), r.body["position"].as_i64().expect("position"));
+    let requisition = app.submitted(&c.staff, fund, "12").await;
+    let listed = app.get(&c.auditor, &format!("/api/funds/?min_position={position}")).await;
+    assert_eq!(listed.status, StatusCode::OK, "{listed:?}");
+    let ids: Vec<&str> =
+        listed.body["items"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
+    assert!(ids.contains(&fund.to_string().as_str()), "new fund not listed: {listed:?}");
+    wait_caught_up(&app.pool).await;
+    let status: String = sqlx::query_scalar("SELECT status FROM rm_requisitions WHERE id = $1")
+        .bind(requisition)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending_approval");
+    let rows = checkpoints(&app.pool).await;
+    for r in &rows {
+        if r.2 == 0 {
+            assert_eq!(
+                (r.3.as_str(), r.5),
+                ("retired", events),
+                "{}: generation 0 moved after retiring",
+                r.0
+            );
+        } else {
+            assert!(r.4 >= position, "{}: generation 1 did not follow: {rows:?}", r.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_rebuild_resumes_the_same_generation() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    history(&app, &c).await;
+    wait_caught_up(&app.pool).await;
+    let before = snapshot(&app.pool).await;
+    let events = event_count(&app.pool).await;
+
+    // One event per transaction, and killed (SIGKILL) once its checkpoint has moved but
+    // before it went live.
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["rebuild", "--projection", "requisitions", "--projection", "cash", "--batch-size", "1"])
+        .env("DATABASE_URL", &app.database_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start pettycash-replay");
+    let deadline = Instant::now() + DEADLINE;
+    let interrupted_at = loop {
+        let g1: Option<(String, i64)> = sqlx::query_as(
+            "SELECT state, last_position FROM projection_checkpoints
+             WHERE name = 'requisitions' AND version = 1 AND generation = 1",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+        match g1 {
+            Some((state, position)) if state == "building" && position > 0 => {
+                child.kill().await.expect("kill the rebuild");
+                break position;
+            }
+            Some((state, _)) if state != "building" => {
+                panic!("the rebuild finished before it was interrupted")
+            }
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the rebuild never moved its checkpoint");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+    let (state, position, applied): (String, i64, i64) = sqlx::query_as(
+        "SELECT state, last_position, events_applied FROM projection_checkpoints
+         WHERE name = 'requisitions' AND version = 1 AND generation = 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "building");
+    assert!(position >= interrupted_at && applied > 0 && applied < events, "{position} {applied}/{events}");
+    // The service still serves generation 0.
+    for (view, _) in VIEWS {
+        let definition = view_definition(&app.pool, view).await;
+        assert!(!definition.contains("_g1"), "view {view} switched by an interrupted rebuild: {definition}");
+    }
+    assert_eq!(snapshot(&app.pool).await, before);
+
+    // Again: it resumes generation 1 where the killed run left it (keeping the old tables).
+    let out = replay(&app.database_url, &["rebuild", "--all", "--keep-old"]).await;
+    let text = ok_stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "requisitions v1: resuming generation 1 from position {position} ({applied} events applied so far; \
+             serving from generation 0)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("requisitions v1: generation 1 is live; {} events applied", events - applied)),
+        "{text}"
+    );
+    // cash had not started when the first run was killed (requisitions comes first).
+    assert!(text.contains("cash v1: building generation 1 (serving from generation 0)"), "{text}");
+
+    let rows = checkpoints(&app.pool).await;
+    assert_eq!(
+        states(&rows),
+        [
+            row("cash", 1, 0, "retired"),
+            row("cash", 1, 1, "live"),
+            row("requisitions", 1, 0, "retired"),
+            row("requisitions", 1, 1, "live"),
+        ],
+        "no second generation was started"
+    );
+    for r in rows.iter().filter(|r| r.2 == 1) {
+        assert_eq!(r.5, events, "{}: every event applied exactly once across both runs", r.0);
+    }
+    for (view, _) in VIEWS {
+        let definition = view_definition(&app.pool, view).await;
+        assert!(definition.contains(&format!("{view}_v1_g1")), "view {view}: {definition}");
+        assert!(table_exists(&app.pool, &format!("{view}_v1")).await, "--keep-old dropped {view}_v1");
+    }
+    assert!(text.contains("requisitions v1: kept the tables of retired generations (--keep-old)"), "{text}");
+    assert_eq!(snapshot(&app.pool).await, before);
+}
+
+#[tokio::test]
+async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_versions_refuse() {
+    let (url, pool) = pettycash_tests::fresh_database().await;
+
+    for args in [
+        &["rebuild"][..],
+        &["rebuild", "--all", "--projection", "cash"],
+        &["rebuild", "--projection", "nope"],
+        &["rebuild", "--all", "--batch-size", "0"],
+        &["rebuild", "--all", "--batch-size", "many"],
+    ] {
+        let out = replay(&url, args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+    let out = replay(&url, &["rebuild", "--projection", "nope"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("requisitions") && stderr.contains("cash"), "names the known ones: {stderr}");
+    let help = ok_stdout(&replay(&url, &["rebuild", "--help"]).await);
+    assert!(help.contains("write access"), "{help}");
+    let none: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints").fetch_one(&pool).await.unwrap();
+    assert_eq!(none, 0, "a usage error must not touch the database");
+
+    // A database no worker has run on yet: the first build is generation 0.
+    let text = ok_stdout(&replay(&url, &["rebuild", "--projection", "cash"]).await);
+    assert!(text.contains("cash v1: building generation 0 (none live yet)"), "{text}");
+    assert!(text.contains("cash v1: generation 0 is live"), "{text}");
+    assert_eq!(states(&checkpoints(&pool).await), [row("cash", 1, 0, "live")]);
+    let definition = view_definition(&pool, "rm_funds").await;
+    assert!(definition.contains("rm_funds_v1") && !definition.contains("_g"), "{definition}");
+
+    // A tool whose version is not the deployed one refuses (exit 1) and touches nothing: here
+    // a newer version 2 of `cash` is live, and an older version 0 of `requisitions` is live
+    // while version 1 (this tool's) never ran.
+    sqlx::raw_sql(
+        "UPDATE projection_checkpoints SET state = 'retired';
+         INSERT INTO projection_checkpoints (name, version, generation, state)
+         VALUES ('cash', 2, 0, 'live'), ('requisitions', 0, 0, 'live')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = checkpoints(&pool).await;
+    for (name, message) in [
+        ("cash", "cash: version 2 is live and this pettycash-replay builds version 1"),
+        ("requisitions", "requisitions: version 0 is live and this pettycash-replay builds version 1"),
+    ] {
+        let out = replay(&url, &["rebuild", "--projection", name]).await;
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{out:?}");
+    }
+    assert_eq!(checkpoints(&pool).await, before);
+}
