@@ -4,6 +4,19 @@
 -- Usage: psql "$URL" -v funds=100 -v requisitions=200000 -f bench/generate_events.sql
 \set ON_ERROR_STOP on
 BEGIN;
+-- The four people of the history: an admin, the requester, the approver and the treasurer.
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT 'user', id, 1, 'UserRegistered', '1',
+       jsonb_build_object('UserRegistered', jsonb_build_object(
+           'user_id', id, 'email', role || '@bench.example', 'name', 'Bench ' || role,
+           'roles', jsonb_build_array(role), 'registered_by', NULL)),
+       '{"actor_id": "operator", "request_id": "bench"}'::jsonb
+FROM (VALUES ('00000000-0000-0000-0000-000000000001', 'admin'),
+             ('00000000-0000-0000-0000-000000000002', 'staff'),
+             ('00000000-0000-0000-0000-000000000003', 'department_head'),
+             ('00000000-0000-0000-0000-000000000004', 'treasury')) AS u(id, role)
+WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'user' AND aggregate_id = u.id);
+
 CREATE TEMP TABLE gen_funds AS
 SELECT f, md5('fund' || f)::uuid AS id FROM generate_series(0, :funds - 1) AS f;
 

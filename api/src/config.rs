@@ -33,6 +33,11 @@ pub struct Config {
     pub run_projections: bool,
     /// Longest a query waits for `min_position` before answering 503.
     pub min_position_wait_ms: u64,
+    /// The secret the seals of the event store are keyed with: `SEAL_KEY`, else `SECRET_KEY`
+    /// (`None` in commands run without either: they do not seal).
+    pub seal_secret: Option<String>,
+    /// Seconds between seals when the sealer has caught up (`SEAL_INTERVAL_SECS`).
+    pub seal_interval_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +109,16 @@ impl Config {
                 v.trim().parse().map_err(|e| ConfigError::Invalid { name, message: format!("`{v}`: {e}") })
             })
         };
+        let seal_secret = match get("SEAL_KEY").filter(|s| !s.is_empty()) {
+            Some(k) if !debug && k.len() < 32 => {
+                return Err(ConfigError::Invalid {
+                    name: "SEAL_KEY",
+                    message: "shorter than 32 characters".into(),
+                })
+            }
+            Some(k) => Some(k),
+            None => (secret_key != UNUSED_SECRET_KEY).then(|| secret_key.clone()),
+        };
         Ok(Self {
             database_url,
             secret_key,
@@ -117,7 +132,21 @@ impl Config {
             db_pool_size: number("DATABASE_POOL_SIZE", 20)? as u32,
             run_projections: true,
             min_position_wait_ms: number("MIN_POSITION_WAIT_MS", 3000)? as u64,
+            seal_secret,
+            seal_interval_secs: number("SEAL_INTERVAL_SECS", 10)?.max(1) as u64,
         })
+    }
+
+    /// The key seals are made with, when one is configured.
+    pub fn seal_key(&self) -> Option<pettycash_projections::seal::SealKey> {
+        self.seal_secret.as_deref().map(pettycash_projections::seal::SealKey::derive)
+    }
+
+    pub fn sealer_options(&self) -> pettycash_projections::seal::SealerOptions {
+        pettycash_projections::seal::SealerOptions {
+            interval: std::time::Duration::from_secs(self.seal_interval_secs),
+            ..Default::default()
+        }
     }
 
     /// True when `host` (a Host header, possibly with a port) is allowed.

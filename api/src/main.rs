@@ -33,6 +33,9 @@ enum Command {
     /// Run only the projection workers (no HTTP). Any number of processes may run: each
     /// projection is worked on by exactly one of them at a time.
     Project,
+    /// Seal every event committed so far (the service also seals every SEAL_INTERVAL_SECS).
+    /// Needs SEAL_KEY or SECRET_KEY: the key that authenticates the seals.
+    Seal,
     /// Inspect projections.
     Projections {
         #[command(subcommand)]
@@ -128,25 +131,59 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             database::migrate_if_needed(&db.pool).await?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let engine = Engine::new(db.pool.clone(), pettycash_projections::all(), EngineOptions::default());
-            let workers = tokio::spawn(engine.run(stop_rx));
+            let workers = tokio::spawn(engine.run(stop_rx.clone()));
+            let sealer = match config.seal_key() {
+                Some(key) => Some(tokio::spawn(pettycash_projections::seal::run(
+                    db.pool.clone(),
+                    key,
+                    config.sealer_options(),
+                    stop_rx,
+                ))),
+                None => {
+                    tracing::warn!(
+                        "neither SEAL_KEY nor SECRET_KEY is set: this process does not seal events"
+                    );
+                    None
+                }
+            };
             println!("projection workers running against {}; Ctrl-C to stop", db.display_url);
             shutdown_signal().await;
             let _ = stop_tx.send(true);
             let _ = workers.await;
+            if let Some(sealer) = sealer {
+                let _ = sealer.await;
+            }
+            Ok(())
+        }
+        Command::Seal => {
+            let key = config
+                .seal_key()
+                .context("set SEAL_KEY (or SECRET_KEY): the key seals are authenticated with")?;
+            let db = database::connect(&config).await?;
+            database::migrate_if_needed(&db.pool).await?;
+            let seals = pettycash_projections::seal::seal_all(&db.pool, &key, 10_000).await?;
+            match (seals.first(), seals.last()) {
+                (Some(first), Some(last)) => println!(
+                    "sealed seals #{}..#{} up to position {} ({} events in the chain, key {})",
+                    first.seal_id, last.seal_id, last.last_position, last.event_count, key.id
+                ),
+                _ => println!("nothing new to seal (key {})", key.id),
+            }
             Ok(())
         }
         Command::Projections { command: ProjectionsCommand::Status } => {
             let db = database::connect(&config).await?;
             let rows = pettycash_projections::engine::status(&db.pool).await?;
             println!(
-                "{:<16} {:>7} {:<9} {:>14} {:>14} {:>10}  updated",
-                "projection", "version", "state", "position", "applied", "lag"
+                "{:<16} {:>7} {:>10} {:<9} {:>14} {:>14} {:>10}  updated",
+                "projection", "version", "generation", "state", "position", "applied", "lag"
             );
             for r in rows {
                 println!(
-                    "{:<16} {:>7} {:<9} {:>14} {:>14} {:>10}  {}",
+                    "{:<16} {:>7} {:>10} {:<9} {:>14} {:>14} {:>10}  {}",
                     r.name,
                     r.version,
+                    r.generation,
                     r.state,
                     r.last_position,
                     r.events_applied,

@@ -136,8 +136,17 @@ impl Application {
         let engine = self.state.config.run_projections.then(|| {
             let engine =
                 Engine::new(self.state.pool.clone(), pettycash_projections::all(), EngineOptions::default());
-            tokio::spawn(engine.run(stop_rx))
+            tokio::spawn(engine.run(stop_rx.clone()))
         });
+        let sealer = match (self.state.config.run_projections, self.state.config.seal_key()) {
+            (true, Some(key)) => Some(tokio::spawn(pettycash_projections::seal::run(
+                self.state.pool.clone(),
+                key,
+                self.state.config.sealer_options(),
+                stop_rx,
+            ))),
+            _ => None,
+        };
         // Paths work with and without a trailing slash: normalise before routing.
         let app = NormalizePathLayer::trim_trailing_slash().layer(router(self.state));
         let result = axum::serve(
@@ -149,6 +158,9 @@ impl Application {
         let _ = stop_tx.send(true);
         if let Some(engine) = engine {
             let _ = engine.await;
+        }
+        if let Some(sealer) = sealer {
+            let _ = sealer.await;
         }
         result
     }

@@ -18,7 +18,8 @@ pub struct EventRow {
     /// The payload as stored, undecoded: each projection decodes only the events it uses,
     /// straight into the domain type.
     pub payload: sqlx::types::Json<Box<RawValue>>,
-    pub metadata: Value,
+    /// The metadata as stored (PostgreSQL's canonical jsonb text, which the event hash covers).
+    pub metadata: sqlx::types::Json<Box<RawValue>>,
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -42,7 +43,7 @@ impl EventRow {
             self.event_type.clone(),
             self.event_version.clone(),
             serde_json::from_str(self.payload.get()).map_err(|e| self.undecodable(e))?,
-            self.metadata.clone(),
+            self.metadata_value(),
         );
         let upcast = pettycash_domain::upcast::upcast(upcasters(), serialized);
         serde_json::from_value(upcast.payload).map_err(|e| self.undecodable(e))
@@ -57,14 +58,38 @@ impl EventRow {
         )
     }
 
+    /// The metadata, parsed.
+    pub fn metadata_value(&self) -> Value {
+        serde_json::from_str(self.metadata.get()).unwrap_or(Value::Null)
+    }
+
     /// A text field of the metadata (`actor_id`, `request_id`, ...).
     pub fn meta(&self, key: &str) -> Option<String> {
-        self.metadata.get(key).and_then(|v| v.as_str()).map(String::from)
+        self.metadata_value().get(key).and_then(|v| v.as_str()).map(String::from)
     }
 
     /// The acting user's id from the metadata, when it is a user.
     pub fn actor_id(&self) -> Option<uuid::Uuid> {
-        self.metadata.get("actor_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok())
+        self.meta("actor_id").and_then(|s| s.parse().ok())
+    }
+
+    /// This event's hash as the database computes it at insert, given the stored hash of the
+    /// stream's previous event (see [`crate::seal`]).
+    pub fn content_hash(&self, previous: Option<&[u8]>) -> [u8; 32] {
+        crate::seal::event_hash(
+            previous,
+            &crate::seal::HashInput {
+                global_position: self.global_position,
+                sequence: self.sequence,
+                recorded_at: self.recorded_at,
+                aggregate_type: &self.aggregate_type,
+                aggregate_id: &self.aggregate_id,
+                event_type: &self.event_type,
+                event_version: &self.event_version,
+                payload: self.payload.get(),
+                metadata: self.metadata.get(),
+            },
+        )
     }
 }
 

@@ -24,14 +24,23 @@
 //!   requisition. Checked at the end.
 //! - `undecodable_event`: the payload does not decode as its aggregate's event type.
 //!
-//! NOT checked yet: tamper evidence (hash chains, seals). The output says so.
+//! Tamper evidence (see `projections/src/seal.rs`):
+//!
+//! - `hash_mismatch`: the stored hash is not the hash of the event's content chained to its
+//!   stream predecessor's stored hash: its payload, metadata, type, version, aggregate,
+//!   sequence, position or time was changed (reported at that event only).
+//! - `unhashed_event`: an event without a hash after hashed ones (written with the hashing
+//!   trigger disabled). Events recorded before hashing existed come first and are counted.
+//! - The global chain against the seals: module [`crate::integrity`].
 
+use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HistoryFormat, Progress, EVENT_COLUMNS};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::requisition::RequisitionEvent;
 use pettycash_domain::role::Role;
 use pettycash_domain::user::UserEvent;
+use pettycash_projections::seal::{Seal, SealKey, SEAL_COLUMNS};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -40,8 +49,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use uuid::Uuid;
 
-/// What `verify` does not check yet, printed with every report.
-pub const NOT_CHECKED: &str = "hash-chain and seal checks are not implemented yet";
+/// What `verify` could not check without the seal key.
+pub const NO_KEY: &str =
+    "seal MACs: no key given (SEAL_KEY, SECRET_KEY or --seal-key-file); seals were matched but not authenticated";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -82,14 +92,33 @@ pub struct Summary {
     pub totals: BTreeMap<String, Decimal>,
     /// SHA-256 (hex) over `fund_id|balance\n` for each fund in id order.
     pub ledger_digest: String,
+    /// Events carrying a hash / recorded before hashing existed.
+    pub hashed_events: u64,
+    pub unhashed_events: u64,
+    /// Seals read, and the last position they cover.
+    pub seals: u64,
+    pub sealed_through: Option<i64>,
+    /// Events after the last seal (not protected by a seal yet).
+    pub unsealed_events: u64,
+    /// The chain (hex) over every event hash in global order, as recomputed.
+    pub chain_hash: String,
+    /// The id of the key seals were authenticated with, when one was given.
+    pub seal_key_id: Option<String>,
     pub violations: u64,
-    pub not_checked: &'static str,
+    /// What could not be checked (empty when everything was).
+    pub not_checked: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub summary: Summary,
     pub violations: Vec<Violation>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct StreamV {
+    sequence: i64,
+    hash: Option<[u8; 32]>,
 }
 
 #[derive(Default)]
@@ -106,7 +135,7 @@ struct ReqV {
     /// Approvals of the current round: (step, role).
     approvals: Vec<(usize, Role)>,
     /// Everyone who ever approved it, any round.
-    approvers: HashSet<Uuid>,
+    approvers: Vec<Uuid>,
     paid: bool,
 }
 
@@ -133,7 +162,13 @@ pub struct Verifier {
     events: u64,
     first_position: Option<i64>,
     last_position: Option<i64>,
-    sequences: HashMap<(String, String), i64>,
+    /// Per stream: kept small (the type as an index into `kinds`, a UUID id as 16 bytes), as
+    /// there is one per aggregate. Ids that are not UUIDs go to `other_streams`.
+    streams: HashMap<(u8, u128), StreamV>,
+    other_streams: HashMap<(String, String), StreamV>,
+    kinds: Vec<String>,
+    hashed: u64,
+    unhashed: u64,
     funds: BTreeMap<Uuid, FundV>,
     users: HashMap<Uuid, HashSet<Role>>,
     requisitions: HashMap<Uuid, ReqV>,
@@ -163,15 +198,53 @@ impl Verifier {
         self.users.get(&user).is_some_and(|r| r.contains(&role))
     }
 
-    /// Checks and folds one event.
-    pub fn feed(&mut self, e: &EventRow) {
+    /// Checks and folds one event, with its stored hash.
+    pub fn feed(&mut self, e: &EventRow, stored_hash: Option<&[u8]>) {
         self.events += 1;
         self.first_position =
             Some(self.first_position.map_or(e.global_position, |p| p.min(e.global_position)));
         self.last_position = Some(self.last_position.map_or(e.global_position, |p| p.max(e.global_position)));
 
-        let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
-        let last = self.sequences.get(&key).copied().unwrap_or(0);
+        let kind = match self.kinds.iter().position(|k| *k == e.aggregate_type) {
+            Some(i) => i,
+            None => {
+                self.kinds.push(e.aggregate_type.clone());
+                self.kinds.len() - 1
+            }
+        };
+        let key = match (u8::try_from(kind), e.aggregate_id.parse::<Uuid>()) {
+            (Ok(kind), Ok(id)) => Ok((kind, id.as_u128())),
+            _ => Err((e.aggregate_type.clone(), e.aggregate_id.clone())),
+        };
+        let stream = match &key {
+            Ok(k) => self.streams.get(k),
+            Err(k) => self.other_streams.get(k),
+        };
+        let stream = stream.copied().unwrap_or_default();
+        let last = stream.sequence;
+        match stored_hash {
+            Some(stored) => {
+                self.hashed += 1;
+                let expected = e.content_hash(stream.hash.as_ref().map(|h| h.as_slice()));
+                if expected.as_slice() != stored {
+                    self.flag(
+                        e,
+                        "hash_mismatch",
+                        format!(
+                            "stored hash {} is not the hash of its content after its predecessor ({}): the event was changed",
+                            hex(stored),
+                            hex(&expected)
+                        ),
+                    );
+                }
+            }
+            None if self.hashed > 0 => self.flag(
+                e,
+                "unhashed_event",
+                "no hash, after hashed events: written with the hashing trigger disabled".into(),
+            ),
+            None => self.unhashed += 1,
+        }
         if e.sequence != last + 1 {
             let detail = if e.sequence > last + 1 {
                 format!(
@@ -185,7 +258,12 @@ impl Verifier {
             };
             self.flag(e, "sequence_gap", detail);
         }
-        self.sequences.insert(key, e.sequence.max(last));
+        let hash = stored_hash.and_then(|h| <[u8; 32]>::try_from(h).ok());
+        let stream = StreamV { sequence: e.sequence.max(last), hash };
+        match key {
+            Ok(k) => self.streams.insert(k, stream),
+            Err(k) => self.other_streams.insert(k, stream),
+        };
 
         let result = match e.aggregate_type.as_str() {
             "fund" => e.decode::<FundEvent>().map(|ev| self.fund(e, ev)),
@@ -337,7 +415,9 @@ impl Verifier {
                 let expected =
                     r.chain.as_ref().map(|c| (r.approvals.len(), c.get(r.approvals.len()).copied()));
                 r.approvals.push((step, role));
-                r.approvers.insert(approver_id);
+                if !r.approvers.contains(&approver_id) {
+                    r.approvers.push(approver_id);
+                }
                 if requester == Some(approver_id) {
                     self.flag(e, "approved_by_requester", format!("approved by its requester {approver_id}"));
                 }
@@ -395,7 +475,7 @@ impl Verifier {
                         format!("payer {paid_by} did not hold treasury at this position"),
                     );
                 }
-                if !complete {
+                if !complete && !already_paid {
                     let want: Vec<String> = chain.iter().map(Role::to_string).collect();
                     self.flag(
                         e,
@@ -412,12 +492,19 @@ impl Verifier {
                     requisition_id: id,
                 };
                 self.payment_side(e, payment_id, side, true);
+                // Paid: only `paid`, the requester and the approvers matter from now on. The
+                // chain state is freed, so memory stays small for long histories.
+                if let Some(r) = self.requisitions.get_mut(&id) {
+                    r.chain = None;
+                    r.approvals = Vec::new();
+                    r.approvers.shrink_to_fit();
+                }
             }
         }
     }
 
-    /// End-of-stream checks, then the report.
-    pub fn finish(mut self) -> Report {
+    /// End-of-stream checks, then the report (with the seal tracker's findings).
+    pub fn finish(mut self, seals: SealTracker, key_id: Option<String>) -> Report {
         let mut unmatched: Vec<(Uuid, Side, &'static str)> = Vec::new();
         for (payment_id, p) in self.payments.drain() {
             match (p.paid, p.disbursed) {
@@ -435,10 +522,18 @@ impl Verifier {
                 detail: format!("payment {payment_id}: {what} of the same payment_id"),
             });
         }
-        self.violations.sort_by_key(|v| v.position);
+        let chain_hash = hex(&seals.chain());
+        let (seal_count, sealed_through, unsealed_events) =
+            (seals.seals, seals.sealed_through, seals.unsealed);
+        self.violations.extend(seals.into_violations());
+        // Stable: at one position, the event-level findings come before a seal's summary.
+        self.violations.sort_by_key(|v| (v.position, v.aggregate_type == "seal"));
 
         let mut aggregates: BTreeMap<String, u64> = BTreeMap::new();
-        for (t, _) in self.sequences.keys() {
+        for (kind, _) in self.streams.keys() {
+            *aggregates.entry(self.kinds[*kind as usize].clone()).or_default() += 1;
+        }
+        for (t, _) in self.other_streams.keys() {
             *aggregates.entry(t.clone()).or_default() += 1;
         }
         let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -460,32 +555,68 @@ impl Verifier {
                 balances,
                 totals,
                 ledger_digest,
+                hashed_events: self.hashed,
+                unhashed_events: self.unhashed,
+                seals: seal_count,
+                sealed_through,
+                unsealed_events,
+                chain_hash,
+                not_checked: if key_id.is_none() { vec![NO_KEY] } else { vec![] },
+                seal_key_id: key_id,
                 violations: self.violations.len() as u64,
-                not_checked: NOT_CHECKED,
             },
             violations: self.violations,
         }
     }
 }
 
-/// Replays the whole store through a [`Verifier`].
-pub async fn verify_store(pool: &PgPool) -> Result<Report, Failure> {
+#[derive(sqlx::FromRow)]
+struct HashedRow {
+    #[sqlx(flatten)]
+    event: EventRow,
+    event_hash: Option<Vec<u8>>,
+}
+
+/// Replays the whole store through a [`Verifier`] and the seals through a [`SealTracker`].
+pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report, Failure> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
     let mut progress = Progress::new("verify", total.max(0) as u64);
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY transaction_id, global_position");
-    let mut rows = sqlx::query_as::<_, EventRow>(&sql).fetch(pool);
+    let mut tracker = SealTracker::new(key.cloned());
+    // The seals are read first: every event a seal covers was committed before the seal, so
+    // the events query, which starts later, sees all of them.
+    let seal_sql = format!("SELECT {SEAL_COLUMNS} FROM event_seals ORDER BY seal_id");
+    let mut seals = sqlx::query_as::<_, Seal>(&seal_sql).fetch(pool);
+    tracker.push_seal(seals.try_next().await?);
+    let sql =
+        format!("SELECT {EVENT_COLUMNS}, event_hash FROM events ORDER BY transaction_id, global_position");
+    let mut rows = sqlx::query_as::<_, HashedRow>(&sql).fetch(pool);
     let mut v = Verifier::new();
-    while let Some(e) = rows.try_next().await? {
-        v.feed(&e);
+    while let Some(row) = rows.try_next().await? {
+        while tracker.wants_seal() {
+            tracker.push_seal(seals.try_next().await?);
+        }
+        let e = &row.event;
+        let hash = row.event_hash.as_deref();
+        v.feed(e, hash);
+        tracker.event(e.global_position, (&e.aggregate_type, &e.aggregate_id), hash);
         progress.inc();
     }
+    while tracker.wants_seal() {
+        tracker.push_seal(seals.try_next().await?);
+    }
+    tracker.finish_window();
     progress.finish();
-    Ok(v.finish())
+    Ok(v.finish(tracker, key.map(|k| k.id.clone())))
 }
 
 /// `verify`: prints the report; exit 1 when there is any violation.
-pub async fn verify(pool: &PgPool, format: HistoryFormat, out: &mut dyn Write) -> Result<(), Failure> {
-    let report = verify_store(pool).await?;
+pub async fn verify(
+    pool: &PgPool,
+    key: Option<&SealKey>,
+    format: HistoryFormat,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let report = verify_store(pool, key).await?;
     let s = &report.summary;
     match format {
         HistoryFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
@@ -501,7 +632,23 @@ pub async fn verify(pool: &PgPool, format: HistoryFormat, out: &mut dyn Write) -
                 writeln!(out, "total balance {c}: {total}")?;
             }
             writeln!(out, "ledger digest (sha256 of fund_id|balance): {}", s.ledger_digest)?;
-            writeln!(out, "not checked: {NOT_CHECKED}")?;
+            writeln!(
+                out,
+                "hashed events: {} (recorded before hashing existed: {})",
+                s.hashed_events, s.unhashed_events
+            )?;
+            match s.sealed_through {
+                Some(p) => writeln!(out, "seals: {} covering positions up to {p}", s.seals)?,
+                None => writeln!(out, "seals: {}", s.seals)?,
+            }
+            writeln!(out, "unsealed events (after the last seal): {}", s.unsealed_events)?;
+            writeln!(out, "chain hash: {}", s.chain_hash)?;
+            if let Some(id) = &s.seal_key_id {
+                writeln!(out, "seal key: {id}")?;
+            }
+            for n in &s.not_checked {
+                writeln!(out, "not checked: {n}")?;
+            }
             writeln!(out, "violations: {}", s.violations)?;
             for v in &report.violations {
                 writeln!(out, "{v}")?;
@@ -512,7 +659,7 @@ pub async fn verify(pool: &PgPool, format: HistoryFormat, out: &mut dyn Write) -
         out.flush()?;
         return Err(Failure {
             code: crate::EXIT_FAILURE,
-            error: anyhow::anyhow!("{} business-rule violation(s) found", report.violations.len()),
+            error: anyhow::anyhow!("{} violation(s) found", report.violations.len()),
         });
     }
     Ok(())
@@ -547,10 +694,10 @@ mod tests {
                 event_type: payload.as_object().unwrap().keys().next().unwrap().clone(),
                 event_version: "1".into(),
                 payload: sqlx::types::Json(serde_json::value::to_raw_value(&payload).unwrap()),
-                metadata: json!({}),
+                metadata: sqlx::types::Json(serde_json::value::to_raw_value(&json!({})).unwrap()),
                 recorded_at: chrono::Utc::now(),
             };
-            self.v.feed(&e);
+            self.v.feed(&e, None);
             self.position
         }
 
@@ -564,7 +711,12 @@ mod tests {
         }
 
         fn rules(self) -> Vec<(i64, &'static str)> {
-            self.v.finish().violations.into_iter().map(|v| (v.position, v.rule)).collect()
+            self.v
+                .finish(SealTracker::new(None), None)
+                .violations
+                .into_iter()
+                .map(|v| (v.position, v.rule))
+                .collect()
         }
     }
 
@@ -638,7 +790,7 @@ mod tests {
             let by = w.treasury;
             pay(&mut w, by)
         };
-        let report = w.f.v.finish();
+        let report = w.f.v.finish(SealTracker::new(None), None);
         assert!(report.violations.is_empty(), "{:?}", report.violations);
         assert_eq!(report.summary.totals["KES"], Decimal::new(90000, 2));
         assert_eq!(report.summary.aggregates["user"], 4);

@@ -5,7 +5,7 @@
 //! 127.0.0.1:5432 (user postgres), or a private cluster started from the system's binaries
 //! under `/tmp/pettycash-test-pg` (as the embedded default does). Set `TEST_LOG=1` for logs.
 
-use pettycash_api::config::Config;
+pub use pettycash_api::config::{Config, DEV_SECRET_KEY};
 use pettycash_api::embedded_pg::{probe, EmbeddedPostgres};
 use pettycash_api::startup::Application;
 use pettycash_commands::{CommandContext, CommandService, EventStore};
@@ -136,10 +136,18 @@ impl Reply {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        // The sealer seals once at start (nothing yet) and then not during a test, so that
+        // tests decide when events are sealed (`seal_all`).
+        Self::spawn_with(|c| c.seal_interval_secs = 3600).await
+    }
+
+    /// Like [`TestApp::spawn`], with the configuration adjusted by `adjust`.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let (database_url, pool) = fresh_database().await;
         let mut config = Config::from_lookup(|_| None).expect("default config");
         config.database_url = Some(database_url.clone());
         config.bind = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
         let app = Application::build(config, pool.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
