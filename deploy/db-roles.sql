@@ -208,6 +208,9 @@ GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO :"auditor_role";
 
 -- The event store: append only. Never UPDATE, DELETE or TRUNCATE (nor REFERENCES, TRIGGER).
 GRANT SELECT, INSERT ON events TO :"app_role";
+-- The seals over the event store (migration 0004): append only as well.
+SELECT format('GRANT SELECT, INSERT ON public.event_seals TO %I', :'app_role')
+ WHERE to_regclass('public.event_seals') IS NOT NULL \gexec
 
 -- State the service keeps next to the events (those that exist in this schema version).
 -- projection_checkpoints belongs to the projection engine of a later issue.

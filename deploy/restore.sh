@@ -151,7 +151,7 @@ restore.sh: done. Database $dbname now holds:
 Next:
   1. Grants were not restored. As a superuser, run:
          sudo -u postgres psql -X -f deploy/db-roles.sql -v dbname=$dbname
-  2. Check the ledger: DATABASE_URL=<this database> pettycash-replay verify
+  2. Check the ledger: DATABASE_URL=<this database> SEAL_KEY=<the seal key> pettycash-replay verify
      (exit 0 = no business rule violated; tamper evidence comes with a later issue), and
      check that the event count and the last global_position above match what you expect
      from the time of the backup, e.g. against the source database or the backup run's log.

@@ -1,16 +1,16 @@
-//! `pettycash-replay`: the auditor and ops tool, read-only part (issue [replay]).
+//! `pettycash-replay`: the auditor and ops tool (issue [replay]).
 //!
-//! Everything here is computed from the event store alone (`events`), never from the read
-//! models. The store is read in its commit-safe global order, `(transaction_id,
+//! Everything but `rebuild` is read-only and computed from the event store alone (`events`,
+//! `event_seals`), never from the read models. The store is read in its commit-safe global order, `(transaction_id,
 //! global_position)` (see `projections/src/engine.rs`), as a stream, so memory stays flat
 //! however long the history is. `transaction_id` is only ordered by, never selected: turning
 //! `xid8` into text costs more per row than everything else together.
 //!
 //! Exit codes: 0 ok, 1 a failure while reading (e.g. an event that does not decode) or, for
-//! `verify`, a business-rule violation, 2 usage or connection error.
+//! `verify`, a violation, 2 usage or connection error.
 //!
-//! `verify` (module [`verify`]) checks business rules only; hash-chain and seal checks are not
-//! implemented yet.
+//! `verify`: modules [`verify`] (event hashes, business rules) and [`integrity`] (the chain
+//! against the seals); `export`: [`export`]; `rebuild`: [`rebuild`].
 
 pub mod export;
 pub mod integrity;
