@@ -348,4 +348,11 @@ async fn the_service_seals_by_itself() {
     let (out, report) = verify(&app.database_url, Some(DEV_SECRET_KEY), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["summary"]["unsealed_events"], 0);
+
+    // Ops see it in /health/.
+    let health = app.send(None, reqwest::Method::GET, "/health/", None).await;
+    let sealing = &health.body["sealing"];
+    assert_eq!(sealing["sealed_through"], report["summary"]["sealed_through"], "{sealing}");
+    assert_eq!(sealing["unsealed_events"], 0, "{sealing}");
+    assert!(sealing["last_sealed_at"].is_string(), "{sealing}");
 }

@@ -53,6 +53,19 @@ pub struct Health {
     pub version: &'static str,
     /// Each projection version's state, position and lag (events not yet applied).
     pub projections: Vec<ProjectionHealth>,
+    /// How far the seals over the event store reach (tamper evidence). A growing
+    /// `unsealed_events` or an old `last_sealed_at` means the sealer is not running or has
+    /// stopped (it stops on a seal that does not authenticate: see the runbook).
+    pub sealing: SealingHealth,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema, sqlx::FromRow)]
+pub struct SealingHealth {
+    pub last_seal: Option<i64>,
+    pub sealed_through: Option<i64>,
+    pub last_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Events positioned after the last seal (approximate while transactions are in flight).
+    pub unsealed_events: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,9 +82,18 @@ pub struct ProjectionHealth {
 #[utoipa::path(get, path = "/health/", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let probe = pettycash_projections::engine::status(&state.pool);
+    let sealing = sqlx::query_as::<_, SealingHealth>(
+        "SELECT s.seal_id AS last_seal, s.last_position AS sealed_through, s.sealed_at AS last_sealed_at,
+                greatest(coalesce((SELECT max(global_position) FROM events), 0) - coalesce(s.last_position, 0), 0)
+                    AS unsealed_events
+         FROM (SELECT 1) one
+         LEFT JOIN (SELECT seal_id, last_position, sealed_at FROM event_seals ORDER BY seal_id DESC LIMIT 1) s
+           ON true",
+    )
+    .fetch_one(&state.pool);
+    let probe = async { tokio::try_join!(pettycash_projections::engine::status(&state.pool), sealing) };
     let (status, body) = match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(rows)) => {
+        Ok(Ok((rows, sealing))) => {
             let projections = rows
                 .into_iter()
                 .filter(|r| r.state != "retired")
@@ -83,11 +105,17 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
                     lag_events: r.lag_events,
                 })
                 .collect();
-            (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION, projections })
+            (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION, projections, sealing })
         }
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Health { status: "unavailable", database: "unreachable", version: VERSION, projections: vec![] },
+            Health {
+                status: "unavailable",
+                database: "unreachable",
+                version: VERSION,
+                projections: vec![],
+                sealing: SealingHealth::default(),
+            },
         ),
     };
     (status, [("retry-after", "5")], Json(body))
