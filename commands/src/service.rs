@@ -133,6 +133,11 @@ impl CommandService {
         self.store.load::<A>(&id.to_string()).await
     }
 
+    /// A fund, from its snapshot and the events after it (its stream grows with every payment).
+    async fn load_fund(&self, id: Id) -> Result<Loaded<Fund>, CommandError> {
+        self.store.load_snapshotted::<Fund>(&id.to_string()).await
+    }
+
     // ----- users -------------------------------------------------------------------------
 
     /// Registers a user with roles and a password. Admins through the API; the operator at
@@ -219,7 +224,7 @@ impl CommandService {
 
     /// A fund folded from its events; `None` when there is no such fund.
     pub async fn fund(&self, id: Id) -> Result<Option<FundView>, CommandError> {
-        let loaded = self.load::<Fund>(id).await?;
+        let loaded = self.load_fund(id).await?;
         Ok(loaded.state.id.map(|_| FundView::new(id, &loaded.state, 0)))
     }
 
@@ -258,7 +263,7 @@ impl CommandService {
         input: NewRequisition,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
         let actor = actor(ctx)?;
-        let fund = self.load::<Fund>(input.fund_id).await?;
+        let fund = self.load_fund(input.fund_id).await?;
         let Some(currency) = fund.state.currency.clone() else {
             return Err(DomainError::invalid("fund_id", "no fund has this id").into());
         };
@@ -439,7 +444,7 @@ impl CommandService {
                 payer: payer.clone(),
             };
             let req_events = decide(&mut requisition, pay).await?;
-            let fund = self.load::<Fund>(fund_id).await?;
+            let fund = self.load_fund(fund_id).await?;
             let mut fund_state = fund.state.clone();
             let disburse = FundCommand::Disburse {
                 payment_id,

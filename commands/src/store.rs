@@ -17,6 +17,32 @@ pub struct Loaded<A> {
     pub version: usize,
 }
 
+/// Folding more events than this past a snapshot writes a new snapshot.
+pub const SNAPSHOT_EVERY: usize = 64;
+
+/// An aggregate whose stream grows without bound and whose state stays small (a fund), kept
+/// in the `snapshots` table next to its stream so that loading it costs at most
+/// [`SNAPSHOT_EVERY`] events, however long its history (see `docs/architecture.md`).
+pub trait Snapshotted: Aggregate {
+    /// Bump whenever the state's fields or its `apply` change: snapshots of another version
+    /// are ignored (and replaced on the next load).
+    const SNAPSHOT_VERSION: i64;
+}
+
+impl Snapshotted for pettycash_domain::fund::Fund {
+    const SNAPSHOT_VERSION: i64 = 1;
+}
+
+#[derive(sqlx::FromRow)]
+struct SnapshotOrEvent {
+    is_snapshot: bool,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Option<Value>,
+}
+
 /// New events for one stream, to be appended after `expected_version`.
 pub struct StreamAppend {
     pub aggregate_type: &'static str,
@@ -101,6 +127,90 @@ impl EventStore {
             state.apply(self.deserialize::<A>(serialized)?);
         }
         Ok(Loaded { id: id.to_string(), state, version })
+    }
+
+    /// Loads an aggregate whose stream grows without bound (a fund: one event per payment)
+    /// from its snapshot plus the events after it, in one round trip. When more than
+    /// [`SNAPSHOT_EVERY`] events were folded past the snapshot, writes a new one (best effort:
+    /// the state comes from committed events only, so it is correct whenever it is written;
+    /// a failure only costs a longer fold next time). A snapshot of another
+    /// [`Snapshotted::SNAPSHOT_VERSION`] is ignored: the stream is folded from the start.
+    pub async fn load_snapshotted<A: Snapshotted>(&self, id: &str) -> Result<Loaded<A>, CommandError> {
+        let rows: Vec<SnapshotOrEvent> = sqlx::query_as(
+            "WITH s AS (SELECT last_sequence, payload FROM snapshots
+                        WHERE aggregate_type = $1 AND aggregate_id = $2 AND current_snapshot = $3)
+             SELECT true AS is_snapshot, last_sequence AS sequence, '' AS event_type, '' AS event_version, payload,
+                    NULL::jsonb AS metadata
+             FROM s
+             UNION ALL
+             (SELECT false, sequence, event_type, event_version, payload, metadata FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2
+                AND sequence > coalesce((SELECT last_sequence FROM s), 0)
+              ORDER BY sequence)",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .bind(A::SNAPSHOT_VERSION)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| CommandError::Other(anyhow::anyhow!("loading {} {id}: {e}", A::TYPE)))?;
+        let mut state = A::default();
+        let mut version = 0usize;
+        let mut folded = 0usize;
+        for row in rows {
+            if row.is_snapshot {
+                match serde_json::from_value(row.payload) {
+                    Ok(s) => state = s,
+                    Err(e) => {
+                        // Unreadable: fold the whole stream instead (and replace it below).
+                        tracing::warn!(aggregate = A::TYPE, id, error = %e, "ignoring an unreadable snapshot");
+                        let loaded = self.load::<A>(id).await?;
+                        self.save_snapshot(id, &loaded.state, loaded.version).await.ok();
+                        return Ok(loaded);
+                    }
+                }
+                version = row.sequence as usize;
+                continue;
+            }
+            let serialized = SerializedEvent::new(
+                id.to_string(),
+                row.sequence as usize,
+                A::TYPE.to_string(),
+                row.event_type,
+                row.event_version,
+                row.payload,
+                row.metadata.unwrap_or(Value::Null),
+            );
+            version = serialized.sequence;
+            state.apply(self.deserialize::<A>(serialized)?);
+            folded += 1;
+        }
+        if folded > SNAPSHOT_EVERY {
+            if let Err(e) = self.save_snapshot(id, &state, version).await {
+                tracing::warn!(aggregate = A::TYPE, id, error = %e, "could not save a snapshot");
+            }
+        }
+        Ok(Loaded { id: id.to_string(), state, version })
+    }
+
+    async fn save_snapshot<A: Snapshotted>(&self, id: &str, state: &A, version: usize) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+             SET last_sequence = EXCLUDED.last_sequence, current_snapshot = EXCLUDED.current_snapshot,
+                 payload = EXCLUDED.payload
+             WHERE snapshots.last_sequence <= EXCLUDED.last_sequence
+                OR snapshots.current_snapshot <> EXCLUDED.current_snapshot",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .bind(version as i64)
+        .bind(A::SNAPSHOT_VERSION)
+        .bind(serde_json::to_value(state)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Upcasts and deserialises one stored event.

@@ -48,6 +48,11 @@ pub trait Projection: Send + Sync + 'static {
     fn kind(&self) -> Kind {
         Kind::Replayable
     }
+    /// The aggregate types whose events it uses (`None`: all). The engine still reads every
+    /// event in order, but leaves out the payload and metadata of the others.
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// Base names of its tables (the views readers use).
     fn tables(&self) -> &'static [&'static str];
     /// DDL that creates this generation's tables (idempotent: `IF NOT EXISTS`).

@@ -165,7 +165,8 @@ pub fn seal_key(file: Option<&std::path::Path>) -> Result<Option<SealKey>, Failu
 /// Connects; any failure is a connection error (exit 2).
 pub async fn connect(url: &str) -> Result<PgPool, Failure> {
     PgPoolOptions::new()
-        .max_connections(2)
+        // Two streams at once for `verify` (events and seals); a few for parallel rebuilds.
+        .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await
@@ -223,7 +224,9 @@ pub struct Progress {
 impl Progress {
     pub fn new(label: &'static str, total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total);
+            // One display for all bars: `rebuild` runs several at once.
+            static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+            let bar = BARS.get_or_init(indicatif::MultiProgress::new).add(indicatif::ProgressBar::new(total));
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, ETA {eta})",

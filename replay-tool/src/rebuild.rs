@@ -96,11 +96,26 @@ fn chosen(args: &RebuildArgs) -> Result<Vec<Arc<dyn Projection>>, Failure> {
     Ok(out)
 }
 
+/// Rebuilds the chosen projections side by side (each in its own transactions, on its own
+/// connection: they share nothing but the events they read), then prints what each did.
 pub async fn rebuild(pool: &PgPool, args: RebuildArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    for p in chosen(&args)? {
-        rebuild_one(pool, p, &args, out).await?;
+    let builds = chosen(&args)?.into_iter().map(|p| {
+        let args = &args;
+        async move {
+            let mut report = Vec::new();
+            let result = rebuild_one(pool, p, args, &mut report).await;
+            (report, result)
+        }
+    });
+    let mut failure = None;
+    for (report, result) in futures::future::join_all(builds).await {
+        out.write_all(&report)?;
+        if let Err(e) = result {
+            failure.get_or_insert(e);
+        }
     }
-    Ok(())
+    out.flush()?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// One checkpoint row of the version being rebuilt.

@@ -104,6 +104,10 @@ impl Projection for Cash {
     fn at_generation(&self, generation: i32) -> Arc<dyn Projection> {
         Arc::new(Self::at(self.version, generation))
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["fund"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[FUNDS, LEDGER, PAYMENTS]
     }

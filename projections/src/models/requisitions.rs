@@ -118,6 +118,10 @@ impl Projection for Requisitions {
     fn at_generation(&self, generation: i32) -> Arc<dyn Projection> {
         Arc::new(Self::at(self.version, generation))
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["requisition"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[TABLE]
     }

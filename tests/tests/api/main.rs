@@ -7,4 +7,5 @@ mod idempotency;
 mod input;
 mod reads;
 mod rules;
+mod snapshots;
 mod users;

@@ -1,0 +1,81 @@
+//! A fund's stream grows with every payment; loading it must not: the command side keeps a
+//! snapshot next to the stream. The snapshot must always agree with folding every event.
+
+use pettycash_commands::store::{Snapshotted, SNAPSHOT_EVERY};
+use pettycash_commands::EventStore;
+use pettycash_domain::fund::Fund;
+use pettycash_tests::{Cast, TestApp};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+async fn snapshot_row(app: &TestApp, fund: uuid::Uuid) -> Option<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT last_sequence, current_snapshot FROM snapshots WHERE aggregate_type = 'fund' AND aggregate_id = $1",
+    )
+    .bind(fund.to_string())
+    .fetch_optional(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_long_fund_history_loads_from_a_snapshot_that_equals_the_full_fold() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "1000000").await;
+    let payments = SNAPSHOT_EVERY + 10;
+    let mut paid = Decimal::ZERO;
+    for i in 0..payments {
+        let amount = format!("{}.25", 10 + i);
+        let id = app.submitted(&c.staff, fund, &amount).await;
+        app.approve_by(id, &[&c.head]).await;
+        assert_eq!(app.pay(&c.treasury, id).await.status, StatusCode::CREATED);
+        paid += Decimal::from_str(&amount).unwrap();
+    }
+    let store = EventStore::new(app.pool.clone());
+    let id = fund.to_string();
+    let full = store.load::<Fund>(&id).await.unwrap();
+    assert_eq!(full.version, payments + 1);
+    assert_eq!(full.state.balance, Decimal::from(1_000_000) - paid);
+
+    // Payments loaded the fund: past SNAPSHOT_EVERY events a snapshot was written.
+    let (last_sequence, version) = snapshot_row(&app, fund).await.expect("a snapshot");
+    assert_eq!(version, Fund::SNAPSHOT_VERSION);
+    assert!(last_sequence as usize > SNAPSHOT_EVERY, "{last_sequence}");
+    let fast = store.load_snapshotted::<Fund>(&id).await.unwrap();
+    assert_eq!(fast.version, full.version);
+    assert_eq!(fast.state, full.state);
+    // The balance the API shows agrees.
+    assert_eq!(app.balance(&c.auditor, fund).await, full.state.balance);
+
+    // A snapshot of another version is ignored (and replaced).
+    sqlx::query("UPDATE snapshots SET current_snapshot = 0, payload = '{\"balance\": \"1e9\"}' WHERE aggregate_id = $1")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let reloaded = store.load_snapshotted::<Fund>(&id).await.unwrap();
+    assert_eq!(reloaded.state, full.state);
+    assert_eq!(snapshot_row(&app, fund).await.unwrap().1, Fund::SNAPSHOT_VERSION);
+
+    // An unreadable snapshot of the right version is ignored too, and replaced.
+    sqlx::query("UPDATE snapshots SET payload = '{\"not\": \"a fund\"}' WHERE aggregate_id = $1")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let reloaded = store.load_snapshotted::<Fund>(&id).await.unwrap();
+    assert_eq!(reloaded.state, full.state);
+    let again = store.load_snapshotted::<Fund>(&id).await.unwrap();
+    assert_eq!(again.state, full.state);
+
+    // Paying still works on top of the snapshot, and the balance stays exact.
+    let id2 = app.submitted(&c.staff, fund, "1.00").await;
+    app.approve_by(id2, &[&c.head]).await;
+    let r = app.pay(&c.treasury, id2).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let after = store.load::<Fund>(&id).await.unwrap();
+    assert_eq!(after.state.balance, full.state.balance - Decimal::ONE);
+    assert_eq!(store.load_snapshotted::<Fund>(&id).await.unwrap().state, after.state);
+}
