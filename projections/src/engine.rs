@@ -370,6 +370,12 @@ pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<String
         }
     }
     let state = checkpoint_state(&mut tx, p).await?.context("checkpoint row missing after insert")?;
+    if state == "live" {
+        // A live build has its indexes; a release may have added some.
+        for ddl in p.create_indexes() {
+            sqlx::query(&ddl).execute(&mut *tx).await.with_context(|| format!("indexing {name}"))?;
+        }
+    }
     tx.commit().await?;
     Ok(state)
 }
@@ -645,6 +651,9 @@ async fn go_live(tx: &mut PgConnection, p: &dyn Projection) -> anyhow::Result<()
     .bind(generation)
     .execute(&mut *tx)
     .await?;
+    for ddl in p.create_indexes() {
+        sqlx::query(&ddl).execute(&mut *tx).await.with_context(|| format!("indexing {name}"))?;
+    }
     for base in p.tables() {
         sqlx::query(&format!("DROP VIEW IF EXISTS {base}")).execute(&mut *tx).await?;
         sqlx::query(&format!(

@@ -55,7 +55,14 @@ pub trait Projection: Send + Sync + 'static {
     }
     /// Base names of its tables (the views readers use).
     fn tables(&self) -> &'static [&'static str];
-    /// DDL that creates this generation's tables (idempotent: `IF NOT EXISTS`).
+    /// DDL of the secondary indexes readers need (idempotent). Not created with the tables:
+    /// a build from the first event would maintain them row by row; they are built in one go
+    /// when the build goes live (and checked at every start of a live build).
+    fn create_indexes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// DDL that creates this generation's tables (idempotent: `IF NOT EXISTS`), with the keys
+    /// its writes need (primary keys for upserts) but not the indexes only readers need.
     fn create_tables(&self) -> Vec<String>;
     /// Applies a batch of events, in global order, inside the engine's transaction.
     async fn apply(&self, tx: &mut PgConnection, events: &[EventRow]) -> anyhow::Result<()>;

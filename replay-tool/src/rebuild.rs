@@ -189,10 +189,11 @@ async fn rebuild_one(
         )));
     }
 
+    // For the progress bar only: an estimate from positions (counting the events would read
+    // the whole store once more before starting).
     let remaining: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events e, projection_checkpoints c
-         WHERE c.name = $1 AND c.version = $2 AND c.generation = $3
-           AND (e.transaction_id, e.global_position) > (c.last_transaction_id, c.last_position)",
+        "SELECT greatest(coalesce((SELECT max(global_position) FROM events), 0) - c.last_position, 0)
+         FROM projection_checkpoints c WHERE c.name = $1 AND c.version = $2 AND c.generation = $3",
     )
     .bind(name)
     .bind(version)

@@ -221,6 +221,19 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         assert!(definition.contains(&format!("{view}_v1_g1")), "view {view}: {definition}");
         assert!(!table_exists(&app.pool, &format!("{view}_v1")).await, "{view}_v1 was not dropped");
     }
+    // The readers' indexes, built when the generation went live, as generation 0 had them.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v1_g1', 'rm_payments_v1_g1')
+         ORDER BY 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    for wanted in
+        ["rm_requisitions_v1_g1_status_idx", "rm_requisitions_v1_g1_inbox_idx", "rm_payments_v1_g1_paid_idx"]
+    {
+        assert!(indexes.iter().any(|i| i == wanted), "{wanted} missing: {indexes:?}");
+    }
     // Exactly the same rows.
     let after = snapshot(&app.pool).await;
     for (i, (view, _)) in VIEWS.iter().enumerate() {

@@ -134,6 +134,12 @@ impl Projection for Cash {
                     paid_by uuid NOT NULL, paid_at timestamptz NOT NULL, balance_after numeric NOT NULL,
                     position bigint NOT NULL)"
             ),
+        ]
+    }
+
+    fn create_indexes(&self) -> Vec<String> {
+        let p = &self.payments;
+        vec![
             format!("CREATE INDEX IF NOT EXISTS {p}_paid_idx ON {p} (paid_at DESC, payment_id DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {p}_fund_idx ON {p} (fund_id, paid_at DESC)"),
         ]

@@ -136,6 +136,12 @@ impl Projection for Requisitions {
                     created_at timestamptz NOT NULL, submitted_at timestamptz, paid_at timestamptz,
                     updated_at timestamptz NOT NULL, last_position bigint NOT NULL)"
             ),
+        ]
+    }
+
+    fn create_indexes(&self) -> Vec<String> {
+        let t = &self.table;
+        vec![
             format!("CREATE INDEX IF NOT EXISTS {t}_created_idx ON {t} (created_at DESC, id DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_requester_idx ON {t} (requester_id, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_fund_idx ON {t} (fund_id, created_at DESC)"),
