@@ -268,28 +268,29 @@ impl EventStore {
             }
             AppendError::Database(e)
         };
+        let insert = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT t, i, s, e, v, p, $7
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS x(t, i, s, e, v, p)
+             RETURNING global_position",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(&sequences)
+        .bind(&event_types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(metadata);
+        if side_writes.is_empty() && !types.is_empty() {
+            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+            let positions = insert.fetch_all(&self.pool).await.map_err(classify)?;
+            return Ok(positions.into_iter().max().unwrap_or_default());
+        }
         let mut tx = self.pool.begin().await.map_err(AppendError::Database)?;
         let position: Option<i64> = if types.is_empty() {
             None
         } else {
-            sqlx::query_scalar(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-                 SELECT t, i, s, e, v, p, $7
-                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS x(t, i, s, e, v, p)
-                 RETURNING global_position",
-            )
-            .bind(&types)
-            .bind(&ids)
-            .bind(&sequences)
-            .bind(&event_types)
-            .bind(&versions)
-            .bind(&payloads)
-            .bind(metadata)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?
-            .into_iter()
-            .max()
+            insert.fetch_all(&mut *tx).await.map_err(classify)?.into_iter().max()
         };
         let position = match position {
             Some(p) => p,
