@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 pub use serde_json;
 
+pub mod load;
+
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 

@@ -1,0 +1,526 @@
+//! What the load sends: the endpoints, the mixes (weighted round robin, so that even a short
+//! run reaches every endpoint of its mix), the command pipeline (approvals and payments act
+//! only on requisitions that are really awaiting them) and the requests themselves.
+
+use super::setup::{Amounts, User, Users};
+use pettycash_domain::policy::Tiers;
+use pettycash_domain::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// One endpoint as the report names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    Health,
+    Requisitions,
+    Payments,
+    Dashboard,
+    Ledger,
+    Approvals,
+    Create,
+    Approve,
+    Pay,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::Health,
+        Endpoint::Requisitions,
+        Endpoint::Payments,
+        Endpoint::Dashboard,
+        Endpoint::Ledger,
+        Endpoint::Approvals,
+        Endpoint::Create,
+        Endpoint::Approve,
+        Endpoint::Pay,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Health => "GET /health/",
+            Endpoint::Requisitions => "GET /api/requisitions/",
+            Endpoint::Payments => "GET /api/treasury/payments/",
+            Endpoint::Dashboard => "GET /api/dashboard/",
+            Endpoint::Ledger => "GET /api/funds/{id}/ledger",
+            Endpoint::Approvals => "GET /api/approvals/",
+            Endpoint::Create => "POST /api/requisitions/ (create+submit)",
+            Endpoint::Approve => "POST /api/requisitions/{id}/approve",
+            Endpoint::Pay => "POST /api/treasury/payments/ (pay)",
+        }
+    }
+
+    pub fn is_command(self) -> bool {
+        matches!(self, Endpoint::Create | Endpoint::Approve | Endpoint::Pay)
+    }
+}
+
+/// Which workload `--mix` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MixKind {
+    /// Mostly reads (75 %), plus the command pipeline (25 %).
+    Mixed,
+    /// Only the command pipeline: create+submit, approve, pay.
+    Commands,
+    /// Only reads.
+    Reads,
+}
+
+impl MixKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MixKind::Mixed => "mixed",
+            MixKind::Commands => "commands",
+            MixKind::Reads => "reads",
+        }
+    }
+}
+
+/// One slot of a mix: a given read, or the next step of the command pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Read(Endpoint),
+    Command,
+}
+
+/// Read weights (out of 15) shared by `mixed` and `reads`.
+const READ_WEIGHTS: [(Endpoint, i64); 6] = [
+    (Endpoint::Health, 1),
+    (Endpoint::Requisitions, 4),
+    (Endpoint::Payments, 2),
+    (Endpoint::Dashboard, 3),
+    (Endpoint::Ledger, 2),
+    (Endpoint::Approvals, 3),
+];
+
+/// In `mixed`, command slots against the 15 read slots: 5 of 20, 25 %.
+const COMMAND_WEIGHT: i64 = 5;
+
+/// A mix: slots with integer weights, handed out by smooth weighted round robin (the order
+/// nginx uses), so every slot comes up within one cycle of the total weight.
+pub struct Mix {
+    slots: Vec<(Slot, i64)>,
+    current: Mutex<Vec<i64>>,
+}
+
+impl Mix {
+    pub fn new(kind: MixKind) -> Self {
+        let reads = READ_WEIGHTS.iter().map(|&(e, w)| (Slot::Read(e), w));
+        let slots: Vec<(Slot, i64)> = match kind {
+            MixKind::Mixed => reads.chain([(Slot::Command, COMMAND_WEIGHT)]).collect(),
+            MixKind::Commands => vec![(Slot::Command, 1)],
+            MixKind::Reads => reads.collect(),
+        };
+        let current = Mutex::new(vec![0; slots.len()]);
+        Mix { slots, current }
+    }
+
+    pub fn next(&self) -> Slot {
+        let total: i64 = self.slots.iter().map(|s| s.1).sum();
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut best = 0;
+        for (i, (_, weight)) in self.slots.iter().enumerate() {
+            current[i] += weight;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        self.slots[best].0
+    }
+
+    /// The endpoints this mix sends requests to, in report order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        Endpoint::ALL
+            .into_iter()
+            .filter(|e| {
+                self.slots.iter().any(|(s, _)| match s {
+                    Slot::Read(r) => r == e,
+                    Slot::Command => e.is_command(),
+                })
+            })
+            .collect()
+    }
+
+    /// Each endpoint's expected share of the requests, in percent. Commands split as the
+    /// pipeline does in the long run: per requisition one create, one approval per step of
+    /// its chain, one payment.
+    pub fn proportions(&self, steps_per_requisition: f64) -> Vec<(Endpoint, f64)> {
+        let total: i64 = self.slots.iter().map(|s| s.1).sum();
+        let mut out = Vec::new();
+        for (slot, weight) in &self.slots {
+            let share = 100.0 * *weight as f64 / total as f64;
+            match slot {
+                Slot::Read(e) => out.push((*e, share)),
+                Slot::Command => {
+                    let per = 2.0 + steps_per_requisition;
+                    out.push((Endpoint::Create, share / per));
+                    out.push((Endpoint::Approve, share * steps_per_requisition / per));
+                    out.push((Endpoint::Pay, share / per));
+                }
+            }
+        }
+        out.sort_by_key(|(e, _)| *e);
+        out
+    }
+}
+
+/// How a response counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    Ok,
+    /// An expected business refusal (409: invalid state, not approved, already paid,
+    /// insufficient funds, concurrent change), with its error code.
+    Refused(String),
+    /// Anything else: other non-2xx statuses, transport errors, timeouts, unexpected bodies,
+    /// panics. Carries a message for the report.
+    Error(String),
+}
+
+/// The next command step for the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Create,
+    Approve(Role, Uuid),
+    Pay(Uuid),
+}
+
+#[derive(Default)]
+struct Queues {
+    approve: BTreeMap<Role, VecDeque<Uuid>>,
+    pay: VecDeque<Uuid>,
+}
+
+/// Requisitions created by the load, by what they are waiting for. A step is taken out when
+/// its command is sent and the requisition goes back in (awaiting its next step) only when
+/// the command succeeded, so no two commands act on one requisition at once.
+pub struct Pipeline {
+    queues: Mutex<Queues>,
+    /// Approver roles, the ones that come latest in a chain first: finishing work in flight
+    /// first keeps the queues short.
+    downstream_first: Vec<Role>,
+}
+
+impl Pipeline {
+    pub fn new(tiers: &Tiers) -> Self {
+        let mut depth: BTreeMap<Role, usize> = BTreeMap::new();
+        for tier in &tiers.0 {
+            for (i, role) in tier.chain.iter().enumerate() {
+                let d = depth.entry(*role).or_default();
+                *d = (*d).max(i);
+            }
+        }
+        let mut downstream_first: Vec<Role> = depth.keys().copied().collect();
+        downstream_first.sort_by_key(|r| std::cmp::Reverse(depth[r]));
+        Pipeline { queues: Mutex::new(Queues::default()), downstream_first }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pay what is approved, else approve what waits (latest steps first), else create.
+    fn next(&self) -> Step {
+        let mut q = self.lock();
+        if let Some(id) = q.pay.pop_front() {
+            return Step::Pay(id);
+        }
+        for role in &self.downstream_first {
+            if let Some(id) = q.approve.get_mut(role).and_then(VecDeque::pop_front) {
+                return Step::Approve(*role, id);
+            }
+        }
+        Step::Create
+    }
+
+    /// Files a requisition by the state a successful command left it in. `Err` when the body
+    /// is not a requisition in a state the load expects.
+    fn advance(&self, body: &Value) -> Result<(), String> {
+        let id: Uuid = body["id"].as_str().and_then(|s| s.parse().ok()).ok_or("no id in the response")?;
+        match body["status"].as_str() {
+            Some("pending_approval") => {
+                let role: Role = body["current_step"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("pending_approval without a current_step")?;
+                self.lock().approve.entry(role).or_default().push_back(id);
+                Ok(())
+            }
+            Some("approved") => {
+                self.lock().pay.push_back(id);
+                Ok(())
+            }
+            other => Err(format!("unexpected status {other:?} after the command")),
+        }
+    }
+
+    /// Requisitions waiting for an approval and for payment.
+    pub fn backlog(&self) -> (usize, usize) {
+        let q = self.lock();
+        (q.approve.values().map(VecDeque::len).sum(), q.pay.len())
+    }
+}
+
+/// A request decided on (endpoint, user, target), not sent yet.
+pub enum Planned {
+    Health,
+    Requisitions(Arc<User>),
+    Payments(Arc<User>),
+    Dashboard(Arc<User>),
+    Ledger(Arc<User>, Uuid),
+    Approvals(Arc<User>),
+    Create(Arc<User>, Uuid, String),
+    Approve(Arc<User>, Uuid),
+    Pay(Arc<User>, Uuid),
+}
+
+impl Planned {
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Planned::Health => Endpoint::Health,
+            Planned::Requisitions(_) => Endpoint::Requisitions,
+            Planned::Payments(_) => Endpoint::Payments,
+            Planned::Dashboard(_) => Endpoint::Dashboard,
+            Planned::Ledger(..) => Endpoint::Ledger,
+            Planned::Approvals(_) => Endpoint::Approvals,
+            Planned::Create(..) => Endpoint::Create,
+            Planned::Approve(..) => Endpoint::Approve,
+            Planned::Pay(..) => Endpoint::Pay,
+        }
+    }
+}
+
+/// Everything a request needs: the client, the server, the users, the funds, the pipeline.
+pub struct Workload {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub users: Users,
+    pub funds: Vec<Uuid>,
+    pub amounts: Amounts,
+    pub pipeline: Pipeline,
+    turn: AtomicUsize,
+}
+
+fn pick<T: Clone>(items: &[T], turn: usize) -> T {
+    items[turn % items.len()].clone()
+}
+
+impl Workload {
+    pub fn new(
+        client: reqwest::Client,
+        base: String,
+        users: Users,
+        funds: Vec<Uuid>,
+        amounts: Amounts,
+        tiers: &Tiers,
+    ) -> Self {
+        Workload {
+            client,
+            base,
+            users,
+            funds,
+            amounts,
+            pipeline: Pipeline::new(tiers),
+            turn: AtomicUsize::new(0),
+        }
+    }
+
+    /// Chooses the request for a slot: who sends it and about what. Readers and targets
+    /// rotate; commands take the pipeline's next step.
+    pub fn plan(&self, slot: Slot) -> Planned {
+        let t = self.turn.fetch_add(1, Ordering::Relaxed);
+        let u = &self.users;
+        match slot {
+            Slot::Read(Endpoint::Health) => Planned::Health,
+            Slot::Read(Endpoint::Requisitions) => Planned::Requisitions(pick(&u.all, t)),
+            Slot::Read(Endpoint::Payments) => Planned::Payments(pick(&u.payment_readers, t)),
+            Slot::Read(Endpoint::Dashboard) => Planned::Dashboard(pick(&u.all, t)),
+            Slot::Read(Endpoint::Ledger) => Planned::Ledger(pick(&u.all, t), pick(&self.funds, t / 7)),
+            Slot::Read(Endpoint::Approvals) => Planned::Approvals(pick(&u.all_approvers, t)),
+            Slot::Read(_) | Slot::Command => match self.pipeline.next() {
+                Step::Create => Planned::Create(
+                    pick(&u.staff, t),
+                    pick(&self.funds, t / 3),
+                    self.amounts.next().to_string(),
+                ),
+                Step::Approve(role, id) => match u.approvers.get(&role) {
+                    Some(holders) if !holders.is_empty() => Planned::Approve(pick(holders, t), id),
+                    // No user of this role (the policy changed during the run): the approve is
+                    // sent by an approver without it and counted as the error it gets.
+                    _ => Planned::Approve(pick(&u.all_approvers, t), id),
+                },
+                Step::Pay(id) => Planned::Pay(pick(&u.treasury, t), id),
+            },
+        }
+    }
+
+    /// Sends the request and classifies the response; successful commands move their
+    /// requisition along the pipeline.
+    pub async fn perform(&self, planned: &Planned) -> Class {
+        match planned {
+            Planned::Health => self.read(None, "/health/".into()).await,
+            Planned::Requisitions(user) => self.read(Some(user), "/api/requisitions/".into()).await,
+            Planned::Payments(user) => self.read(Some(user), "/api/treasury/payments/".into()).await,
+            Planned::Dashboard(user) => self.read(Some(user), "/api/dashboard/".into()).await,
+            Planned::Ledger(user, fund) => self.read(Some(user), format!("/api/funds/{fund}/ledger")).await,
+            Planned::Approvals(user) => self.read(Some(user), "/api/approvals/".into()).await,
+            Planned::Create(user, fund, amount) => {
+                let body = json!({
+                    "fund_id": fund,
+                    "amount": amount,
+                    "purpose": "Load test purchase",
+                    "payee": "Load Supplies Ltd",
+                    "category": "load",
+                    "submit": true,
+                });
+                self.command(user, "/api/requisitions/".into(), body, StatusCode::CREATED, true).await
+            }
+            Planned::Approve(user, id) => {
+                self.command(user, format!("/api/requisitions/{id}/approve"), json!({}), StatusCode::OK, true)
+                    .await
+            }
+            Planned::Pay(user, id) => {
+                let body = json!({"requisition_id": id, "method": "cash", "reference": "LOAD"});
+                self.command(user, "/api/treasury/payments/".into(), body, StatusCode::CREATED, false).await
+            }
+        }
+    }
+
+    async fn read(&self, user: Option<&User>, path: String) -> Class {
+        match self.send(Method::GET, user, &path, None).await {
+            Ok((status, body)) => classify(status, &body),
+            Err(e) => Class::Error(e),
+        }
+    }
+
+    async fn command(
+        &self,
+        user: &User,
+        path: String,
+        body: Value,
+        expect: StatusCode,
+        advance: bool,
+    ) -> Class {
+        let (status, bytes) = match self.send(Method::POST, Some(user), &path, Some(body)).await {
+            Ok(r) => r,
+            Err(e) => return Class::Error(e),
+        };
+        let class = classify(status, &bytes);
+        if class != Class::Ok {
+            return class;
+        }
+        if status != expect {
+            return Class::Error(format!("{status} (expected {expect}) {}", snippet(&bytes)));
+        }
+        if advance {
+            let parsed: Value = match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(e) => return Class::Error(format!("{status} with a body that is not JSON: {e}")),
+            };
+            if let Err(e) = self.pipeline.advance(&parsed) {
+                return Class::Error(format!("{status}: {e}: {}", snippet(&bytes)));
+            }
+        }
+        Class::Ok
+    }
+
+    /// One HTTP request; the whole body is read.
+    pub async fn send(
+        &self,
+        method: Method,
+        user: Option<&User>,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Vec<u8>), String> {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(u) = user {
+            req = req.bearer_auth(&u.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(describe)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(describe)?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    let mut msg = format!("{kind} error: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
+}
+
+fn classify(status: StatusCode, body: &[u8]) -> Class {
+    if status.is_success() {
+        return Class::Ok;
+    }
+    if status == StatusCode::CONFLICT {
+        let code = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "conflict".into());
+        return Class::Refused(code);
+    }
+    Class::Error(format!("{status} {}", snippet(body)))
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_follows_the_weights_and_reaches_every_slot_in_one_cycle() {
+        let mix = Mix::new(MixKind::Mixed);
+        let cycle: Vec<Slot> = (0..20).map(|_| mix.next()).collect();
+        assert_eq!(cycle.iter().filter(|s| **s == Slot::Command).count(), 5);
+        for (e, w) in READ_WEIGHTS {
+            assert_eq!(cycle.iter().filter(|s| **s == Slot::Read(e)).count() as i64, w);
+        }
+        let shares: f64 = mix.proportions(1.25).iter().map(|p| p.1).sum();
+        assert!((shares - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn pipeline_pays_before_it_approves_before_it_creates() {
+        let p = Pipeline::new(&Tiers::default_policy());
+        assert_eq!(p.next(), Step::Create);
+        let id = Uuid::new_v4();
+        p.advance(&json!({"id": id, "status": "pending_approval", "current_step": "department_head"}))
+            .unwrap();
+        let other = Uuid::new_v4();
+        p.advance(&json!({"id": other, "status": "pending_approval", "current_step": "cfo"})).unwrap();
+        assert_eq!(p.next(), Step::Approve(Role::Cfo, other));
+        assert_eq!(p.next(), Step::Approve(Role::DepartmentHead, id));
+        p.advance(&json!({"id": id, "status": "approved", "current_step": null})).unwrap();
+        assert_eq!(p.next(), Step::Pay(id));
+        assert_eq!(p.next(), Step::Create);
+        assert!(p.advance(&json!({"id": id, "status": "paid"})).is_err());
+    }
+}
