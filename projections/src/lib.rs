@@ -87,5 +87,5 @@ pub fn table_name(base: &str, version: i32, generation: i32) -> String {
 /// The projections the service runs, at their current versions (generation 0; the engine
 /// resolves which generation of each version to run).
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(models::requisitions::Requisitions::new(1)), Arc::new(models::cash::Cash::new(1))]
+    vec![Arc::new(models::requisitions::Requisitions::new(2)), Arc::new(models::cash::Cash::new(1))]
 }

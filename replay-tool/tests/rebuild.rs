@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Every read-model view with a column list that orders its rows completely.
-const VIEWS: [(&str, &str); 4] = [
-    ("rm_requisitions", "id"),
-    ("rm_funds", "id"),
-    ("rm_ledger", "fund_id, position"),
-    ("rm_payments", "payment_id"),
+/// Every read-model view: name, a total order of its rows, the version of its projection.
+const VIEWS: [(&str, &str, i32); 6] = [
+    ("rm_requisitions", "id", 2),
+    ("rm_funds", "id", 1),
+    ("rm_ledger", "fund_id, position", 1),
+    ("rm_payments", "payment_id", 1),
+    ("rm_requisition_totals", "requester_id, status, currency", 2),
+    ("rm_paid_daily", "requester_id, day, currency", 2),
 ];
 
 const BIN: &str = env!("CARGO_BIN_EXE_pettycash-replay");
@@ -121,7 +124,7 @@ async fn wait_caught_up(pool: &PgPool) {
 /// in a deterministic order.
 async fn snapshot(pool: &PgPool) -> Vec<Vec<String>> {
     let mut all = Vec::new();
-    for (view, order) in VIEWS {
+    for (view, order, _) in VIEWS {
         let rows: Vec<String> =
             sqlx::query_scalar(&format!("SELECT to_jsonb(t)::text FROM {view} t ORDER BY {order}"))
                 .fetch_all(pool)
@@ -182,24 +185,26 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert!(before[3].len() >= 50, "payments: {}", before[3].len());
     assert_eq!(
         states(&checkpoints(&app.pool).await),
-        [row("cash", 1, 0, "live"), row("requisitions", 1, 0, "live")]
+        [row("cash", 1, 0, "live"), row("requisitions", 2, 0, "live")]
     );
     let events = event_count(&app.pool).await;
 
     let out = replay(&app.database_url, &["rebuild", "--all"]).await;
     let text = ok_stdout(&out);
-    for name in ["requisitions", "cash"] {
+    for name in ["requisitions v2", "cash v1"] {
         assert!(
-            text.contains(&format!("{name} v1: building generation 1 (serving from generation 0)")),
+            text.contains(&format!("{name}: building generation 1 (serving from generation 0)")),
             "{text}"
         );
-        assert!(
-            text.contains(&format!("{name} v1: generation 1 is live; {events} events applied")),
-            "{text}"
-        );
+        assert!(text.contains(&format!("{name}: generation 1 is live; {events} events applied")), "{text}");
         assert!(text.contains("events/s"), "{text}");
     }
-    assert!(text.contains("requisitions v1: dropped rm_requisitions_v1\n"), "{text}");
+    assert!(
+        text.contains(
+            "requisitions v2: dropped rm_requisitions_v2, rm_requisition_totals_v2, rm_paid_daily_v2\n"
+        ),
+        "{text}"
+    );
     assert!(text.contains("cash v1: dropped rm_funds_v1, rm_ledger_v1, rm_payments_v1\n"), "{text}");
 
     // Generation 1 is live, generation 0 retired, its tables gone; the views read generation 1.
@@ -209,34 +214,34 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         [
             row("cash", 1, 0, "retired"),
             row("cash", 1, 1, "live"),
-            row("requisitions", 1, 0, "retired"),
-            row("requisitions", 1, 1, "live"),
+            row("requisitions", 2, 0, "retired"),
+            row("requisitions", 2, 1, "live"),
         ]
     );
     for r in rows.iter().filter(|r| r.2 == 1) {
         assert_eq!(r.5, events, "{}: every event applied exactly once", r.0);
     }
-    for (view, _) in VIEWS {
+    for (view, _, v) in VIEWS {
         let definition = view_definition(&app.pool, view).await;
-        assert!(definition.contains(&format!("{view}_v1_g1")), "view {view}: {definition}");
-        assert!(!table_exists(&app.pool, &format!("{view}_v1")).await, "{view}_v1 was not dropped");
+        assert!(definition.contains(&format!("{view}_v{v}_g1")), "view {view}: {definition}");
+        assert!(!table_exists(&app.pool, &format!("{view}_v{v}")).await, "{view}_v{v} was not dropped");
     }
     // The readers' indexes, built when the generation went live, as generation 0 had them.
     let indexes: Vec<String> = sqlx::query_scalar(
-        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v1_g1', 'rm_payments_v1_g1')
+        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v2_g1', 'rm_payments_v1_g1')
          ORDER BY 1",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
     for wanted in
-        ["rm_requisitions_v1_g1_status_idx", "rm_requisitions_v1_g1_inbox_idx", "rm_payments_v1_g1_paid_idx"]
+        ["rm_requisitions_v2_g1_status_idx", "rm_requisitions_v2_g1_inbox_idx", "rm_payments_v1_g1_paid_idx"]
     {
         assert!(indexes.iter().any(|i| i == wanted), "{wanted} missing: {indexes:?}");
     }
     // Exactly the same rows.
     let after = snapshot(&app.pool).await;
-    for (i, (view, _)) in VIEWS.iter().enumerate() {
+    for (i, (view, _, _)) in VIEWS.iter().enumerate() {
         assert_eq!(after[i], before[i], "{view} differs after the rebuild");
     }
 
@@ -306,7 +311,7 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     let interrupted_at = loop {
         let g1: Option<(String, i64)> = sqlx::query_as(
             "SELECT state, last_position FROM projection_checkpoints
-             WHERE name = 'requisitions' AND version = 1 AND generation = 1",
+             WHERE name = 'requisitions' AND version = 2 AND generation = 1",
         )
         .fetch_optional(&app.pool)
         .await
@@ -328,7 +333,7 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert!(!status.success());
     let (state, position, applied): (String, i64, i64) = sqlx::query_as(
         "SELECT state, last_position, events_applied FROM projection_checkpoints
-         WHERE name = 'requisitions' AND version = 1 AND generation = 1",
+         WHERE name = 'requisitions' AND version = 2 AND generation = 1",
     )
     .fetch_one(&app.pool)
     .await
@@ -336,7 +341,7 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert_eq!(state, "building");
     assert!(position >= interrupted_at && applied > 0 && applied < events, "{position} {applied}/{events}");
     // The service still serves generation 0.
-    for (view, _) in VIEWS {
+    for (view, _, _) in VIEWS {
         let definition = view_definition(&app.pool, view).await;
         assert!(!definition.contains("_g1"), "view {view} switched by an interrupted rebuild: {definition}");
     }
@@ -347,13 +352,13 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     let text = ok_stdout(&out);
     assert!(
         text.contains(&format!(
-            "requisitions v1: resuming generation 1 from position {position} ({applied} events applied so far; \
+            "requisitions v2: resuming generation 1 from position {position} ({applied} events applied so far; \
              serving from generation 0)"
         )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("requisitions v1: generation 1 is live; {} events applied", events - applied)),
+        text.contains(&format!("requisitions v2: generation 1 is live; {} events applied", events - applied)),
         "{text}"
     );
     // cash was rebuilt side by side: killed before it started, or resumed, never a new one.
@@ -369,20 +374,20 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
         [
             row("cash", 1, 0, "retired"),
             row("cash", 1, 1, "live"),
-            row("requisitions", 1, 0, "retired"),
-            row("requisitions", 1, 1, "live"),
+            row("requisitions", 2, 0, "retired"),
+            row("requisitions", 2, 1, "live"),
         ],
         "no second generation was started"
     );
     for r in rows.iter().filter(|r| r.2 == 1) {
         assert_eq!(r.5, events, "{}: every event applied exactly once across both runs", r.0);
     }
-    for (view, _) in VIEWS {
+    for (view, _, v) in VIEWS {
         let definition = view_definition(&app.pool, view).await;
-        assert!(definition.contains(&format!("{view}_v1_g1")), "view {view}: {definition}");
-        assert!(table_exists(&app.pool, &format!("{view}_v1")).await, "--keep-old dropped {view}_v1");
+        assert!(definition.contains(&format!("{view}_v{v}_g1")), "view {view}: {definition}");
+        assert!(table_exists(&app.pool, &format!("{view}_v{v}")).await, "--keep-old dropped {view}_v{v}");
     }
-    assert!(text.contains("requisitions v1: kept the tables of retired generations (--keep-old)"), "{text}");
+    assert!(text.contains("requisitions v2: kept the tables of retired generations (--keep-old)"), "{text}");
     assert_eq!(snapshot(&app.pool).await, before);
 }
 
@@ -431,7 +436,7 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
     let before = checkpoints(&pool).await;
     for (name, message) in [
         ("cash", "cash: version 2 is live and this pettycash-replay builds version 1"),
-        ("requisitions", "requisitions: version 0 is live and this pettycash-replay builds version 1"),
+        ("requisitions", "requisitions: version 0 is live and this pettycash-replay builds version 2"),
     ] {
         let out = replay(&url, &["rebuild", "--projection", name]).await;
         assert_eq!(out.status.code(), Some(1), "{out:?}");

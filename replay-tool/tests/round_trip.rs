@@ -243,6 +243,8 @@ async fn thousands_of_commands_replay_to_the_balances_the_test_computed() {
             ("rm_funds", "id"),
             ("rm_ledger", "fund_id, position"),
             ("rm_payments", "payment_id"),
+            ("rm_requisition_totals", "requester_id, status, currency"),
+            ("rm_paid_daily", "requester_id, day, currency"),
         ] {
             let rows: Vec<String> =
                 sqlx::query_scalar(&format!("SELECT to_jsonb(t)::text FROM {view} t ORDER BY {order}"))

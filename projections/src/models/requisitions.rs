@@ -1,10 +1,18 @@
-//! `rm_requisitions`: one row per requisition, for lists, the approvals inbox and the
-//! dashboard.
+//! `rm_requisitions`: one row per requisition, for lists and the approvals inbox; and the
+//! dashboard's running totals, kept as the rows change so that the dashboard reads a few
+//! dozen rows however many requisitions there are:
+//!
+//! - `rm_requisition_totals`: count and amount per (requester, status, currency);
+//! - `rm_paid_daily`: payments per (requester, UTC day of payment, currency), with the summed
+//!   seconds from (latest) submission to payment.
+//!
+//! Both hold each requester's rows and rows for everyone under [`EVERYONE`] (the nil uuid).
+//! Version 2: version 1 had no totals.
 
 use crate::event::EventRow;
 use crate::{table_name, Projection};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use pettycash_domain::requisition::{apply_edit, RequisitionEvent};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -14,11 +22,17 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub const TABLE: &str = "rm_requisitions";
+pub const TOTALS: &str = "rm_requisition_totals";
+pub const PAID_DAILY: &str = "rm_paid_daily";
+/// The requester id under which the totals over everyone are kept.
+pub const EVERYONE: Uuid = Uuid::nil();
 
 pub struct Requisitions {
     version: i32,
     generation: i32,
     table: String,
+    totals: String,
+    daily: String,
 }
 
 impl Requisitions {
@@ -29,7 +43,13 @@ impl Requisitions {
 
     /// `version`, build `generation`.
     pub fn at(version: i32, generation: i32) -> Self {
-        Self { version, generation, table: table_name(TABLE, version, generation) }
+        Self {
+            version,
+            generation,
+            table: table_name(TABLE, version, generation),
+            totals: table_name(TOTALS, version, generation),
+            daily: table_name(PAID_DAILY, version, generation),
+        }
     }
 }
 
@@ -123,11 +143,25 @@ impl Projection for Requisitions {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &[TABLE]
+        &[TABLE, TOTALS, PAID_DAILY]
     }
     fn create_tables(&self) -> Vec<String> {
         let t = &self.table;
+        let (totals, daily) = (&self.totals, &self.daily);
         vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {totals} (
+                    requester_id uuid NOT NULL, status text NOT NULL, currency text NOT NULL,
+                    count bigint NOT NULL, amount numeric NOT NULL,
+                    PRIMARY KEY (requester_id, status, currency))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {daily} (
+                    requester_id uuid NOT NULL, day date NOT NULL, currency text NOT NULL,
+                    count bigint NOT NULL, amount numeric NOT NULL,
+                    timed bigint NOT NULL, seconds_to_payment numeric NOT NULL,
+                    PRIMARY KEY (requester_id, day, currency))"
+            ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (
                     id uuid PRIMARY KEY, fund_id uuid NOT NULL, requester_id uuid NOT NULL, status text NOT NULL,
@@ -164,6 +198,8 @@ impl Projection for Requisitions {
                 .into_iter()
                 .map(|r| (r.id, r))
                 .collect();
+        let before: HashMap<Uuid, (String, String, Decimal)> =
+            rows.values().map(|r| (r.id, (r.status.clone(), r.currency.clone(), r.amount))).collect();
         for e in events {
             let event: RequisitionEvent = e.decode()?;
             if let RequisitionEvent::RequisitionCreated {
@@ -208,7 +244,130 @@ impl Projection for Requisitions {
             row.updated_at = e.recorded_at;
             row.last_position = e.global_position;
         }
+        self.write_totals(tx, &before, &rows).await?;
         upsert(tx, &self.table, rows.into_values().collect()).await
+    }
+}
+
+/// Payments of one day: count, amount, how many had a submission time, their summed seconds
+/// from submission to payment.
+type PaidDay = (i64, Decimal, i64, Decimal);
+
+impl Requisitions {
+    /// Moves the dashboard totals by what this batch changed: each requisition leaves its old
+    /// (status, currency, amount) and enters its new one; one that became paid adds to its
+    /// day. Deltas are summed per key first (one row per key and statement).
+    async fn write_totals(
+        &self,
+        tx: &mut PgConnection,
+        before: &HashMap<Uuid, (String, String, Decimal)>,
+        rows: &HashMap<Uuid, Row>,
+    ) -> anyhow::Result<()> {
+        let mut totals: HashMap<(Uuid, String, String), (i64, Decimal)> = HashMap::new();
+        let mut daily: HashMap<(Uuid, NaiveDate, String), PaidDay> = HashMap::new();
+        for (id, row) in rows {
+            let old = before.get(id);
+            let changed =
+                old.is_none_or(|(s, c, a)| *s != row.status || *c != row.currency || *a != row.amount);
+            if changed {
+                for who in [row.requester_id, EVERYONE] {
+                    if let Some((s, c, a)) = old {
+                        let t = totals.entry((who, s.clone(), c.clone())).or_default();
+                        t.0 -= 1;
+                        t.1 -= a;
+                    }
+                    let t = totals.entry((who, row.status.clone(), row.currency.clone())).or_default();
+                    t.0 += 1;
+                    t.1 += row.amount;
+                }
+            }
+            let newly_paid = row.status == "paid" && old.is_none_or(|(s, _, _)| s != "paid");
+            if let (true, Some(paid_at)) = (newly_paid, row.paid_at) {
+                let (timed, seconds) = match row.submitted_at {
+                    // Exact (microseconds as a decimal): sums do not depend on batch sizes.
+                    Some(s) => (1, Decimal::new((paid_at - s).num_microseconds().unwrap_or(0), 6)),
+                    None => (0, Decimal::ZERO),
+                };
+                for who in [row.requester_id, EVERYONE] {
+                    let d = daily.entry((who, paid_at.date_naive(), row.currency.clone())).or_default();
+                    d.0 += 1;
+                    d.1 += row.amount;
+                    d.2 += timed;
+                    d.3 += seconds;
+                }
+            }
+        }
+        totals.retain(|_, (n, a)| *n != 0 || !a.is_zero());
+        if !totals.is_empty() {
+            let (mut who, mut status, mut currency, mut count, mut amount) =
+                (vec![], vec![], vec![], vec![], vec![]);
+            for ((w, s, c), (n, a)) in totals {
+                who.push(w);
+                status.push(s);
+                currency.push(c);
+                count.push(n);
+                amount.push(a);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {} AS t (requester_id, status, currency, count, amount)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::numeric[])
+                 ON CONFLICT (requester_id, status, currency)
+                 DO UPDATE SET count = t.count + EXCLUDED.count, amount = t.amount + EXCLUDED.amount",
+                self.totals
+            ))
+            .bind(&who)
+            .bind(&status)
+            .bind(&currency)
+            .bind(count)
+            .bind(amount)
+            .execute(&mut *tx)
+            .await?;
+            // Keys nobody is in any more go, so the table does not depend on how the events
+            // were batched (a rebuild equals the live build row for row).
+            sqlx::query(&format!(
+                "DELETE FROM {} t USING UNNEST($1::uuid[], $2::text[], $3::text[]) AS k(r, s, c)
+                 WHERE t.requester_id = k.r AND t.status = k.s AND t.currency = k.c AND t.count = 0",
+                self.totals
+            ))
+            .bind(&who)
+            .bind(&status)
+            .bind(&currency)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !daily.is_empty() {
+            let (mut who, mut day, mut currency, mut count, mut amount, mut timed, mut seconds) =
+                (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+            for ((w, d, c), (n, a, t, s)) in daily {
+                who.push(w);
+                day.push(d);
+                currency.push(c);
+                count.push(n);
+                amount.push(a);
+                timed.push(t);
+                seconds.push(s);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {} AS t (requester_id, day, currency, count, amount, timed, seconds_to_payment)
+                 SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::text[], $4::bigint[], $5::numeric[],
+                                      $6::bigint[], $7::numeric[])
+                 ON CONFLICT (requester_id, day, currency)
+                 DO UPDATE SET count = t.count + EXCLUDED.count, amount = t.amount + EXCLUDED.amount,
+                               timed = t.timed + EXCLUDED.timed,
+                               seconds_to_payment = t.seconds_to_payment + EXCLUDED.seconds_to_payment",
+                self.daily
+            ))
+            .bind(who)
+            .bind(day)
+            .bind(currency)
+            .bind(count)
+            .bind(amount)
+            .bind(timed)
+            .bind(seconds)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
     }
 }
 

@@ -553,3 +553,131 @@ async fn dashboard_numbers_match_a_scripted_scenario() {
     assert_eq!(b["average_seconds_to_payment"], Value::Null);
     assert_eq!(b["funds"].as_array().unwrap().len(), 1, "fund balances are for everyone");
 }
+
+/// The dashboard reads running totals that the requisitions projection moves as rows change;
+/// they must always equal what a scan of every requisition row gives (the oracle below, the
+/// query the dashboard used before), for everyone and for each requester, whatever path the
+/// requisitions took (edits after changes requested, resubmissions, cancellations, two
+/// currencies, several requesters).
+#[tokio::test]
+async fn dashboard_totals_equal_a_scan_of_every_requisition() {
+    use pettycash_projections::queries::dashboard;
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let staff2 = app.user(&[Role::Staff]).await;
+    let kes = app.fund_in(&c.admin, "100000", "KES").await;
+    let usd = app.fund_in(&c.admin, "100000", "USD").await;
+    for (i, requester) in [&c.staff, &staff2, &c.staff, &staff2, &c.staff, &staff2].into_iter().enumerate() {
+        let fund = if i % 2 == 0 { kes } else { usd };
+        let paid = app.submitted(requester, fund, &format!("{}.50", 100 + i)).await;
+        app.approve_by(paid, &[&c.head]).await;
+        assert_eq!(app.pay(&c.treasury, paid).await.status, StatusCode::CREATED);
+        // Changes requested, edited to another amount, resubmitted, approved, paid.
+        let edited = app.submitted(requester, fund, "300").await;
+        let r = app
+            .post(&c.head, &format!("/api/requisitions/{edited}/request-changes"), json!({"reason": "x"}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let r = app
+            .patch(
+                requester,
+                &format!("/api/requisitions/{edited}"),
+                json!({"amount": format!("{}", 250 + i)}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let r = app.post(requester, &format!("/api/requisitions/{edited}/submit"), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        app.approve_by(edited, &[&c.head]).await;
+        assert_eq!(app.pay(&c.treasury, edited).await.status, StatusCode::CREATED);
+        // Cancelled, rejected, pending, approved-not-paid, a draft.
+        let cancelled = app.submitted(requester, fund, "40").await;
+        let r = app
+            .post(requester, &format!("/api/requisitions/{cancelled}/cancel"), json!({"reason": "x"}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let rejected = app.submitted(requester, fund, "45").await;
+        let r =
+            app.post(&c.head, &format!("/api/requisitions/{rejected}/reject"), json!({"reason": "x"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        app.submitted(requester, fund, &format!("{}", 10 + i)).await;
+        let approved = app.submitted(requester, fund, "20").await;
+        app.approve_by(approved, &[&c.head]).await;
+        let r = app
+            .post(
+                requester,
+                "/api/requisitions/",
+                json!({"fund_id": fund, "amount": "5", "purpose": "draft"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    }
+    let last: i64 = sqlx::query_scalar(
+        "SELECT global_position FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let caught_up = pettycash_projections::wait::wait_for(
+        &app.pool,
+        &["requisitions"],
+        last,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(caught_up);
+
+    let now = chrono::Utc::now();
+    for requester in [None, Some(c.staff.id), Some(staff2.id), Some(c.head.id)] {
+        let got = dashboard(&app.pool, requester, now).await.unwrap();
+        // The oracle: every requisition row, scanned.
+        let rows: Vec<(String, String, i64, Decimal)> = sqlx::query_as(
+            "SELECT status, currency, count(*), sum(amount) FROM rm_requisitions
+             WHERE ($1::uuid IS NULL OR requester_id = $1) GROUP BY 1, 2",
+        )
+        .bind(requester)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        let mut by_status: std::collections::BTreeMap<String, i64> =
+            got.by_status.keys().map(|k| (k.clone(), 0)).collect();
+        let mut pending = pettycash_projections::queries::Totals::default();
+        for (status, currency, n, sum) in &rows {
+            *by_status.get_mut(status).unwrap() += n;
+            if status == "pending_approval" {
+                pending.count += n;
+                *pending.amount.entry(currency.clone()).or_default() += sum;
+            }
+        }
+        assert_eq!(got.by_status, by_status, "{requester:?}");
+        assert_eq!(got.pending_approval, pending, "{requester:?}");
+        let paid: Vec<(String, i64, Decimal)> = sqlx::query_as(
+            "SELECT currency, count(*), sum(amount) FROM rm_requisitions
+             WHERE status = 'paid' AND paid_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+               AND ($1::uuid IS NULL OR requester_id = $1) GROUP BY 1",
+        )
+        .bind(requester)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        let mut month = pettycash_projections::queries::Totals::default();
+        for (currency, n, sum) in paid {
+            month.count += n;
+            month.amount.insert(currency, sum);
+        }
+        assert_eq!(got.paid_month_to_date, month, "{requester:?}");
+        let average: Option<f64> = sqlx::query_scalar(
+            "SELECT avg(extract(epoch FROM paid_at - submitted_at))::float8 FROM rm_requisitions
+             WHERE status = 'paid' AND ($1::uuid IS NULL OR requester_id = $1)",
+        )
+        .bind(requester)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        match (got.average_seconds_to_payment, average) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-6, "{a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "{requester:?}"),
+        }
+    }
+}
