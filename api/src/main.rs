@@ -87,8 +87,29 @@ fn init_tracing(debug: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Large allocations (an argon2 hash takes 19 MiB) are given back to the system when freed.
+/// glibc otherwise raises its mmap threshold after the first such free and keeps later ones in
+/// each thread's heap, so every blocking thread that ever hashed a password would hold 19 MiB.
+fn return_large_allocations_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+fn main() -> ExitCode {
+    return_large_allocations_to_the_system();
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(async_main()),
+        Err(e) => {
+            eprintln!("pettycash: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     // Only the HTTP service signs session tokens: the other commands do not need SECRET_KEY
     // (so `pettycash migrate` runs from a deploy script that only has the owner's URL).

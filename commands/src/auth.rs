@@ -69,8 +69,15 @@ pub fn check_password_policy(password: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// Password hashings running at once. Each argon2id hash takes 19 MiB and tens of
+/// milliseconds of a core: a burst of sign-ins queues here instead of taking all memory and
+/// both cores.
+const CONCURRENT_HASHES: usize = 2;
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+
 /// Hashes a password with argon2id on a blocking thread.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let _permit = HASHING.acquire().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -82,6 +89,7 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 }
 
 async fn verify_password(password: String, hash: String) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else { return false };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
