@@ -452,13 +452,19 @@ pub struct StepOutcome {
 pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Result<StepOutcome> {
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
-    let (state, txid, position): (String, String, i64) = sqlx::query_as(
-        "SELECT state, last_transaction_id::text, last_position FROM projection_checkpoints
+    // A replayable projection's batch need not wait for its commit to reach the disk: a crash
+    // loses the last few batches whole (rows and checkpoint together) and they are applied
+    // again from the events. A side-effecting one waits, or its effects could repeat.
+    let durability = if p.kind() == Kind::Replayable { "off" } else { "on" };
+    let (state, txid, position, _): (String, String, i64, String) = sqlx::query_as(
+        "SELECT state, last_transaction_id::text, last_position, set_config('synchronous_commit', $4, true)
+         FROM projection_checkpoints
          WHERE name = $1 AND version = $2 AND generation = $3 FOR UPDATE",
     )
     .bind(p.name())
     .bind(p.version())
     .bind(p.generation())
+    .bind(durability)
     .fetch_one(&mut *tx)
     .await
     .context("reading the checkpoint")?;

@@ -54,8 +54,9 @@ pub struct RebuildArgs {
     /// Keep the tables of the generations the rebuild retires (default: drop them).
     #[arg(long)]
     pub keep_old: bool,
-    /// Events per transaction.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    /// Events per transaction. Larger batches fold more events of one requisition together
+    /// (fewer row writes); memory grows with it (about 60 MB at 20,000).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub batch_size: i64,
 }
 
