@@ -59,7 +59,20 @@ pub struct Health {
     pub sealing: SealingHealth,
 }
 
-#[derive(Debug, Default, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
+struct HealthRow {
+    name: Option<String>,
+    version: Option<i32>,
+    state: Option<String>,
+    last_position: Option<i64>,
+    lag_events: Option<i64>,
+    last_seal: Option<i64>,
+    sealed_through: Option<i64>,
+    last_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
+    unsealed_events: i64,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct SealingHealth {
     pub last_seal: Option<i64>,
     pub sealed_through: Option<i64>,
@@ -82,27 +95,39 @@ pub struct ProjectionHealth {
 #[utoipa::path(get, path = "/health/", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let sealing = sqlx::query_as::<_, SealingHealth>(
-        "SELECT s.seal_id AS last_seal, s.last_position AS sealed_through, s.sealed_at AS last_sealed_at,
-                greatest(coalesce((SELECT max(global_position) FROM events), 0) - coalesce(s.last_position, 0), 0)
-                    AS unsealed_events
-         FROM (SELECT 1) one
-         LEFT JOIN (SELECT seal_id, last_position, sealed_at FROM event_seals ORDER BY seal_id DESC LIMIT 1) s
-           ON true",
+    // One round trip for everything: the store's last position, the live and building
+    // projections, the last seal.
+    let probe = sqlx::query_as::<_, HealthRow>(
+        "WITH last AS (SELECT coalesce(max(global_position), 0) AS position FROM events),
+              seal AS (SELECT seal_id, last_position, sealed_at FROM event_seals ORDER BY seal_id DESC LIMIT 1)
+         SELECT c.name, c.version, c.state, c.last_position,
+                greatest(last.position - c.last_position, 0) AS lag_events,
+                seal.seal_id AS last_seal, seal.last_position AS sealed_through, seal.sealed_at AS last_sealed_at,
+                greatest(last.position - coalesce(seal.last_position, 0), 0) AS unsealed_events
+         FROM last
+         LEFT JOIN projection_checkpoints c ON c.state <> 'retired'
+         LEFT JOIN seal ON true
+         ORDER BY c.name, c.version, c.generation",
     )
-    .fetch_one(&state.pool);
-    let probe = async { tokio::try_join!(pettycash_projections::engine::status(&state.pool), sealing) };
+    .fetch_all(&state.pool);
     let (status, body) = match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok((rows, sealing))) => {
+        Ok(Ok(rows)) => {
+            let sealing = rows.first().map_or_else(SealingHealth::default, |r| SealingHealth {
+                last_seal: r.last_seal,
+                sealed_through: r.sealed_through,
+                last_sealed_at: r.last_sealed_at,
+                unsealed_events: r.unsealed_events,
+            });
             let projections = rows
                 .into_iter()
-                .filter(|r| r.state != "retired")
-                .map(|r| ProjectionHealth {
-                    name: r.name,
-                    version: r.version,
-                    state: r.state,
-                    position: r.last_position,
-                    lag_events: r.lag_events,
+                .filter_map(|r| {
+                    Some(ProjectionHealth {
+                        name: r.name?,
+                        version: r.version?,
+                        state: r.state?,
+                        position: r.last_position?,
+                        lag_events: r.lag_events?,
+                    })
                 })
                 .collect();
             (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION, projections, sealing })
