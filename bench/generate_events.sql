@@ -1,76 +1,532 @@
--- Synthetic history for benchmarks: :funds funds, then :requisitions requisitions, each
--- created, submitted, approved and paid (4 requisition events + 1 fund event = 5 events).
--- Written straight into the event store's schema with valid payloads, so every tool reads it.
--- Usage: psql "$URL" -v funds=100 -v requisitions=200000 -f bench/generate_events.sql
+-- A realistic synthetic history, written through the real event-store schema (plain INSERTs
+-- into `events`, so the hash trigger computes every event's hash), for benchmarks and for
+-- trying the service on a large store. It passes `pettycash-replay verify` with no violation.
+--
+--   psql "$URL" -v funds=100 -v requisitions=190000 -f bench/generate_events.sql
+--
+-- Variables (all optional):
+--   funds         number of funds (default 100)
+--   requisitions  number of requisitions (default 190000: about 1,000,000 events, ~5.3 each)
+--   staff         users holding only `staff` (default 400; more requesters hold staff besides)
+--   start         the first requisition's day (default 2025-01-01 00:00:00+00)
+--   days          how long the history runs (default 365)
+--
+-- Run it on a freshly migrated database (`pettycash migrate`); it refuses to run twice. Everything
+-- is deterministic: ids are UUIDv7 like the service's, made of the creation time and md5-derived
+-- bits; times are computed from `start`. The same variables give the same events (and, on a
+-- fresh database, the same hashes and chain hash).
+--
+-- What it writes:
+--   * Users of every role, `<role>.<n>@bench.example`, all with the password
+--     `bench password 2026` (argon2id, as `pettycash user add` stores it), so that the HTTP API
+--     can be used on the result: 3 admins (admin.1 registered by the operator, everyone else by
+--     admin.1), :staff staff, 12 branch managers (also staff), 15 department heads (1–5 also
+--     staff), 5 regional managers, 6 group finance managers, 4 fpa, 3 cfo, 2 ceo, 8 treasury
+--     (treasury.1 also auditor), 3 auditors. Halfway through the history (admin.2): staff.1 is
+--     granted department_head, department_head.15 is granted regional_manager and loses
+--     department_head, treasury.1 loses treasury. Nobody acts in a role they do not hold at
+--     that moment.
+--   * Funds in KES, UGX (0 decimals), USD, KWD (3 decimals), TZS, EUR and RWF, each with a
+--     branch manager as custodian. A requester always uses the same fund (their branch). Every
+--     fifth fund's float covers only ~90% of what gets approved for it: once it is exhausted,
+--     approved requisitions stay approved and unpaid (the other floats cover everything with
+--     ~10% to spare). No payment ever overdraws a fund.
+--   * Requisitions by every staff holder, amounts 50–50,000 (with the policy's boundaries
+--     1,000 / 1,000.01 / 10,000 / 10,000.01 among them), each submitted with the chain of the
+--     built-in default policy (version 0) for its amount: department_head up to 1,000;
+--     + group_finance_manager up to 10,000; + cfo above. Approvers are holders of the step's
+--     role other than the requester (never two steps by one person), payers hold treasury and
+--     neither requested nor approved. Outcomes, for the default 190,000: paid 77% (7% after
+--     changes were requested at some step, an edit — amount lowered, so the new chain may be
+--     shorter, or purpose revised — and a resubmission); rejected at some step 8% (some after
+--     a resubmission); cancelled 6.5% (as a draft, while pending, after changes were
+--     requested, or once approved). In the last twelfth of the history requisitions are also
+--     still open: pending approval at some step 2.9%, approved and unpaid 3.1% (a third of
+--     them because their fund ran out), changes requested (some already edited) 0.8%, draft
+--     0.8%. One in eight is edited as a draft before it is submitted.
+--   * Times spread over `days` from `start` (recorded_at and metadata.time agree), 20 minutes
+--     to a day between a requisition's steps; the events of all streams interleave in time.
+--     A payment's RequisitionPaid and CashDisbursed are adjacent (one command, one time).
+--     Metadata as the API writes it: actor_id, request_id, client_ip, user_agent, time.
+--
+-- Set-based: a few statements build the plan in temporary tables (one row per event), then one
+-- INSERT ... SELECT appends the events in time order (per-stream sequences in order). All in
+-- one transaction (~33 s for the default on 2 vCPU, see docs/performance.md): while it runs,
+-- projection workers and sealers of every database on the same cluster wait for it.
 \set ON_ERROR_STOP on
+\if :{?funds}
+\else
+\set funds 100
+\endif
+\if :{?requisitions}
+\else
+\set requisitions 190000
+\endif
+\if :{?staff}
+\else
+\set staff 400
+\endif
+\if :{?start}
+\else
+\set start '2025-01-01 00:00:00+00'
+\endif
+\if :{?days}
+\else
+\set days 365
+\endif
+-- argon2id of `bench password 2026`, made by the service's own code (`pettycash user add`).
+\set password_hash '$argon2id$v=19$m=19456,t=2,p=1$kye0pRPPqi3btIRk+ERK2Q$HDtZveBqhftef2/4nOgyXR5WWcBugwcj/H0TdLED2x4'
+
+SELECT (:funds >= 1 AND :requisitions >= 0 AND :staff >= 10 AND :days >= 1) AS gen_args_ok \gset
+\if :gen_args_ok
+\else
+DO $$ BEGIN RAISE EXCEPTION 'generate_events.sql: needs funds >= 1, requisitions >= 0, staff >= 10, days >= 1'; END $$;
+\endif
+
 BEGIN;
--- The four people of the history: an admin, the requester, the approver and the treasurer.
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT 'user', id, 1, 'UserRegistered', '1',
+SET LOCAL work_mem = '256MB';
+SET LOCAL jit = off;   -- compiling these long expressions costs far more than it saves
+
+-- Ids are UUIDv7 like the service's (Id::now_v7): the creation time in milliseconds, then bits
+-- of md5(seed) instead of random ones.
+CREATE FUNCTION pg_temp.uuid7(t timestamptz, seed text) RETURNS uuid
+LANGUAGE sql STABLE AS $$   -- STABLE (as extract() is), so that it is inlined
+    SELECT (lpad(to_hex(floor(extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || substr(md5(seed), 1, 3)
+            || substr('89ab89ab89ab89ab', strpos('0123456789abcdef', substr(md5(seed), 4, 1)), 1)
+            || substr(md5(seed), 5, 15))::uuid
+$$;
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM users WHERE email LIKE '%@bench.example') THEN
+        RAISE EXCEPTION 'bench data is already in this database: run bench/generate_events.sql on a freshly migrated database';
+    END IF;
+END $$;
+
+SELECT :'start'::timestamptz + make_interval(days => :days) / 2 + interval '0.5 second' AS t_mid,
+       extract(epoch FROM make_interval(days => :days))::bigint AS span_s,
+       greatest(:requisitions / 12, least(:requisitions, 40)) AS tail \gset
+
+-- ---- users ---------------------------------------------------------------------------------
+-- Role order is the domain's (`Role` derives Ord in declaration order): roles lists are sorted by it.
+CREATE TEMP TABLE gen_role_order ON COMMIT DROP AS
+SELECT role, ord::int FROM unnest(ARRAY['staff', 'branch_manager', 'department_head', 'regional_manager',
+    'group_finance_manager', 'fpa', 'cfo', 'ceo', 'treasury', 'auditor', 'admin']) WITH ORDINALITY AS r(role, ord);
+
+CREATE TEMP TABLE gen_users ON COMMIT DROP AS
+WITH counts(role, n) AS (
+    VALUES ('admin', 3), ('staff', :staff), ('branch_manager', 12), ('department_head', 15),
+           ('regional_manager', 5), ('group_finance_manager', 6), ('fpa', 4), ('cfo', 3), ('ceo', 2),
+           ('treasury', 8), ('auditor', 3)
+), people AS (
+    SELECT c.role, k, o.ord
+    FROM counts c JOIN gen_role_order o USING (role) CROSS JOIN LATERAL generate_series(1, c.n) AS k
+), numbered AS (
+    SELECT row_number() OVER (ORDER BY role <> 'admin', ord, k)::int AS u, role, k FROM people
+)
+SELECT u, role, k,
+       pg_temp.uuid7(:'start'::timestamptz - interval '60 days' + u * interval '7 minutes', 'bench-user:' || role || ':' || k) AS id,
+       role || '.' || k || '@bench.example' AS email,
+       (ARRAY['Amina', 'Brian', 'Wanjiru', 'Otieno', 'Grace', 'Peter', 'Achieng', 'Samuel', 'Faith', 'David',
+              'Nafula', 'Joseph', 'Mercy', 'Kevin', 'Aisha', 'Daniel', 'Zawadi', 'Ibrahim', 'Esther', 'Musa',
+              'Lilian', 'Hassan', 'Naliaka', 'George'])[(u * 7) % 24 + 1]
+         || ' ' ||
+       (ARRAY['Kamau', 'Odhiambo', 'Mwangi', 'Njoroge', 'Ochieng', 'Mutua', 'Wafula', 'Kiprop', 'Chebet', 'Nyambura',
+              'Omondi', 'Kariuki', 'Atieno', 'Kimani', 'Barasa', 'Mohamed', 'Wambui', 'Kibet', 'Auma', 'Okello',
+              'Nakato', 'Ssempala', 'Mensah', 'Haile'])[(u * 11 + k) % 24 + 1] AS name,
+       CASE
+           WHEN role = 'branch_manager' THEN ARRAY['staff', 'branch_manager']
+           WHEN role = 'department_head' AND k <= 5 THEN ARRAY['staff', 'department_head']
+           WHEN role = 'treasury' AND k = 1 THEN ARRAY['treasury', 'auditor']
+           ELSE ARRAY[role]
+       END AS roles,
+       :'start'::timestamptz - interval '60 days' + u * interval '7 minutes' AS registered_at
+FROM numbered;
+
+-- Role changes halfway through, by admin.2. At t_mid exactly: requisition events fall on whole
+-- seconds and t_mid does not, so every event is clearly before or after them.
+CREATE TEMP TABLE gen_role_events ON COMMIT DROP AS
+SELECT u.id AS user_id, c.seq, c.kind, c.role
+FROM (VALUES ('staff.1@bench.example', 2, 2, 'department_head'),
+             ('department_head.15@bench.example', 2, 2, 'regional_manager'),
+             ('department_head.15@bench.example', 3, 3, 'department_head'),
+             ('treasury.1@bench.example', 2, 3, 'treasury')) AS c(email, seq, kind, role)
+JOIN gen_users u USING (email);
+
+-- Who holds which role before (era 0) and after (era 1) t_mid.
+CREATE TEMP TABLE gen_holds ON COMMIT DROP AS
+SELECT u.u, u.id, r.role, e.era
+FROM gen_users u CROSS JOIN LATERAL unnest(u.roles) AS r(role) CROSS JOIN (VALUES (0), (1)) AS e(era)
+WHERE NOT (e.era = 1 AND EXISTS (SELECT 1 FROM gen_role_events x
+                                 WHERE x.user_id = u.id AND x.role = r.role AND x.kind = 3))
+UNION ALL
+SELECT u.u, u.id, x.role, 1 FROM gen_role_events x JOIN gen_users u ON u.id = x.user_id WHERE x.kind = 2;
+
+CREATE TEMP TABLE gen_pool ON COMMIT DROP AS
+SELECT role, era, (row_number() OVER (PARTITION BY role, era ORDER BY u) - 1)::int AS idx, id
+FROM gen_holds;
+CREATE TEMP TABLE gen_pool_n ON COMMIT DROP AS SELECT role, era, count(*)::int AS n FROM gen_pool GROUP BY role, era;
+
+-- Requesters: everyone holding staff (nobody gains or loses it).
+CREATE TEMP TABLE gen_requesters ON COMMIT DROP AS SELECT idx, id FROM gen_pool WHERE role = 'staff' AND era = 0;
+ANALYZE gen_pool, gen_pool_n, gen_requesters;
+SELECT count(*) AS n_req FROM gen_requesters \gset
+SELECT id AS admin1 FROM gen_users WHERE email = 'admin.1@bench.example' \gset
+SELECT id AS admin2 FROM gen_users WHERE email = 'admin.2@bench.example' \gset
+
+-- ---- funds ---------------------------------------------------------------------------------
+CREATE TEMP TABLE gen_funds ON COMMIT DROP AS
+SELECT f, pg_temp.uuid7(:'start'::timestamptz - interval '7 days' + f * interval '3 minutes', 'fund' || f) AS id,
+       (ARRAY['KES', 'UGX', 'USD', 'KWD', 'KES', 'TZS', 'EUR', 'KES', 'RWF', 'KES'])[f % 10 + 1] AS currency,
+       (ARRAY[2, 0, 2, 3, 2, 2, 2, 2, 0, 2])[f % 10 + 1] AS minor,
+       f % 5 = 4 AS tight,
+       (ARRAY['Nairobi', 'Kampala', 'Mombasa', 'Kuwait City', 'Kisumu', 'Dar es Salaam', 'Nakuru', 'Eldoret',
+              'Kigali', 'Thika', 'Entebbe', 'Malindi', 'Arusha', 'Nyeri', 'Gulu', 'Machakos', 'Mwanza',
+              'Garissa', 'Jinja', 'Kitale'])[f % 20 + 1]
+         || ' branch petty cash' || CASE WHEN f >= 20 THEN ' ' || (f / 20 + 1) ELSE '' END AS name,
+       (SELECT id FROM gen_pool p WHERE p.role = 'branch_manager' AND p.era = 0
+          AND p.idx = f % (SELECT n FROM gen_pool_n WHERE role = 'branch_manager' AND era = 0)) AS custodian,
+       :'start'::timestamptz - interval '7 days' + f * interval '3 minutes' AS opened_at,
+       NULL::numeric AS float
+FROM generate_series(0, :funds - 1) AS f;
+ANALYZE gen_funds;
+
+-- ---- requisitions: the plan of each one ----------------------------------------------------
+-- Paths: 1 paid; 2 changes requested, edited, resubmitted, paid; 3 the same but rejected in
+-- the second round; 4 rejected; 5 cancelled while pending; 6 cancelled as a draft; 7 cancelled
+-- after changes were requested; 8 cancelled once approved; 9 pending; 10 approved, unpaid;
+-- 11 changes requested (maybe edited), not resubmitted; 12 draft.
+CREATE TEMP TABLE gen_reqs ON COMMIT DROP AS
+WITH b AS MATERIALIZED (
+    SELECT i,
+           ('x' || substr(md5('bench-req:' || i), 1, 15))::bit(60)::bigint AS h,
+           ('x' || substr(md5('bench-req:' || i), 16, 15))::bit(60)::bigint AS h2,
+           ('x' || substr(md5('bench-actors:' || i), 1, 15))::bit(60)::bigint AS h3,
+           CASE WHEN i >= :requisitions - :tail AND (i * 7) % 20 < 15 THEN
+                    CASE WHEN (i * 7) % 20 < 7 THEN 9 WHEN (i * 7) % 20 < 11 THEN 10
+                         WHEN (i * 7) % 20 < 13 THEN 11 ELSE 12 END
+                ELSE
+                    CASE WHEN (i * 37) % 100 < 72 THEN 1 WHEN (i * 37) % 100 < 80 THEN 2
+                         WHEN (i * 37) % 100 < 82 THEN 3 WHEN (i * 37) % 100 < 89 THEN 4
+                         WHEN (i * 37) % 100 < 93 THEN 5 WHEN (i * 37) % 100 = 93 THEN 6
+                         WHEN (i * 37) % 100 = 94 THEN 7 WHEN (i * 37) % 100 = 95 THEN 8 ELSE 1 END
+           END AS path
+    FROM generate_series(0, :requisitions - 1) AS i
+), r AS MATERIALIZED (
+    SELECT b.*, q.id AS requester, q.idx AS ridx, f.f, f.id AS fund_id, f.currency, f.minor,
+           round(CASE h % 1000
+                     WHEN 0 THEN 1000 WHEN 1 THEN 10000 WHEN 2 THEN 1000.01 WHEN 3 THEN 10000.01
+                     ELSE CASE WHEN h % 1000 < 700 THEN 50 + ((h / 1000) % 95000) / 100.0
+                               WHEN h % 1000 < 920 THEN 1000.01 + ((h / 1000) % 899999) / 100.0
+                               ELSE 10000.01 + ((h / 1000) % 4000000) / 100.0 END
+                 END, f.minor) AS amount1,
+           h2 % 8 = 0 AS de,                       -- edited as a draft
+           ((h2 / 8) % 3)::int AS de_kind,          -- 0 payee, 1 category cleared, 2 amount
+           ((h2 / 32) % 3)::int AS e2_kind,         -- edit after changes: 0 purpose, 1 amount, 2 both
+           (0.5 + 0.1 * ((h2 / 96) % 4)) AS e2_factor,
+           (:'start'::timestamptz + ((i::bigint * :span_s) / greatest(:requisitions, 1)) * interval '1 second') AS t0,
+           (1200 + (h2 / 1000000) % 86400)::int AS gap_s
+    FROM b
+    JOIN gen_requesters q ON q.idx = (b.i::bigint * 7919) % :n_req
+    JOIN gen_funds f ON f.f = q.idx % :funds
+), a AS MATERIALIZED (
+    SELECT r.*,
+           CASE WHEN de AND de_kind = 2 THEN round(amount1 * 1.2, minor) ELSE amount1 END AS amount0,
+           CASE WHEN e2_kind = 0 THEN amount1 ELSE round(amount1 * e2_factor, minor) END AS amount2,
+           CASE WHEN amount1 <= 1000 THEN 1 WHEN amount1 <= 10000 THEN 2 ELSE 3 END AS l1
+    FROM r
+), c AS MATERIALIZED (
+    SELECT a.*,
+           CASE WHEN amount2 <= 1000 THEN 1 WHEN amount2 <= 10000 THEN 2 ELSE 3 END AS l2,
+           ((h2 / 10000) % l1)::int AS s1
+    FROM a
+)
+SELECT pg_temp.uuid7(c.t0, 'req' || c.i) AS id, c.*,
+       ((h2 / 100000) % l2)::int AS s2,
+       (path NOT IN (6, 12))::int AS sub1,
+       CASE WHEN path IN (1, 8, 10) THEN l1 WHEN path IN (6, 12) THEN 0 ELSE s1 END AS a1,
+       CASE WHEN path IN (2, 3, 7, 11) THEN 1 WHEN path = 4 THEN 2 ELSE 0 END AS d1,
+       CASE WHEN path IN (2, 3) THEN 1 WHEN path = 11 THEN ((h2 / 1000) % 2)::int ELSE 0 END AS ed2,
+       (path IN (2, 3))::int AS sub2,
+       CASE WHEN path = 2 THEN l2 WHEN path = 3 THEN ((h2 / 100000) % l2)::int ELSE 0 END AS a2,
+       CASE WHEN path = 3 THEN 2 ELSE 0 END AS d2,
+       (path IN (5, 6, 7, 8))::int AS cancel,
+       (path IN (1, 2))::int AS pay
+FROM c;
+
+-- Each event's sequence: c1 draft edit, c2 submission (its a1 approvals follow), c4 decision,
+-- c5 edit, c6 resubmission (its a2 approvals follow), c8 decision, c9 cancel, c10 payment.
+ALTER TABLE gen_reqs ADD COLUMN c1 int, ADD COLUMN c2 int, ADD COLUMN c4 int, ADD COLUMN c5 int,
+    ADD COLUMN c6 int, ADD COLUMN c8 int, ADD COLUMN c9 int, ADD COLUMN c10 int;
+UPDATE gen_reqs SET
+    c1 = 1 + de::int,
+    c2 = 1 + de::int + sub1,
+    c4 = 1 + de::int + sub1 + a1 + (d1 > 0)::int,
+    c5 = 1 + de::int + sub1 + a1 + (d1 > 0)::int + ed2,
+    c6 = 1 + de::int + sub1 + a1 + (d1 > 0)::int + ed2 + sub2,
+    c8 = 1 + de::int + sub1 + a1 + (d1 > 0)::int + ed2 + sub2 + a2 + (d2 > 0)::int,
+    c9 = 1 + de::int + sub1 + a1 + (d1 > 0)::int + ed2 + sub2 + a2 + (d2 > 0)::int + cancel,
+    c10 = 1 + de::int + sub1 + a1 + (d1 > 0)::int + ed2 + sub2 + a2 + (d2 > 0)::int + cancel + pay;
+CREATE UNIQUE INDEX ON gen_reqs (i);
+ANALYZE gen_reqs;
+
+-- ---- payments: floats, and no payment that would overdraw its fund -------------------------
+CREATE TEMP TABLE gen_pay ON COMMIT DROP AS
+SELECT i, id, f, h3, CASE WHEN sub2 = 1 THEN amount2 ELSE amount1 END AS amount, ts, c10 AS seq,
+       pg_temp.uuid7(ts, 'pay' || i) AS payment_id
+FROM (SELECT *, t0 + (c10 - 1) * gap_s * interval '1 second' AS ts FROM gen_reqs WHERE pay = 1) AS r;
+
+UPDATE gen_funds g SET float = least(1000000000, ceil(x / p) * p)
+FROM (SELECT g2.f, x, power(10::numeric, floor(log(x)) - 1) AS p
+      FROM gen_funds g2
+      LEFT JOIN (SELECT f, sum(amount) AS total FROM gen_pay GROUP BY f) t USING (f)
+      CROSS JOIN LATERAL (SELECT greatest(100000, coalesce(t.total, 0) * CASE WHEN g2.tight THEN 0.9 ELSE 1.1 END) AS x) v
+     ) s
+WHERE s.f = g.f;
+UPDATE gen_funds SET float = round(float, minor);
+
+-- Paid in time order while the fund lasts (a prefix of each fund's payments): balance_after is
+-- the float less the running sum. The rest stay approved and unpaid.
+CREATE TEMP TABLE gen_paid ON COMMIT DROP AS
+SELECT p.*, fu.id AS fund_id, fu.float - p.cum AS balance_after,
+       row_number() OVER (PARTITION BY p.f ORDER BY p.ts, p.i) + 1 AS fund_seq
+FROM (SELECT gp.*, sum(amount) OVER (PARTITION BY f ORDER BY ts, i) AS cum FROM gen_pay gp) p
+JOIN gen_funds fu USING (f)
+WHERE p.cum <= fu.float;
+UPDATE gen_reqs r SET pay = 0 WHERE pay = 1 AND NOT EXISTS (SELECT 1 FROM gen_paid p WHERE p.i = r.i);
+ANALYZE gen_paid;
+
+-- ---- approvals and decisions: who ----------------------------------------------------------
+-- One row per approval, rejection or change request, with the role of its step and the era.
+CREATE TEMP TABLE gen_dec ON COMMIT DROP AS
+WITH d AS (
+    SELECT r.i, r.requester, r.h3, 1 AS round, j AS step, 23 AS kind, r.c2 + 1 + j AS seq, r.l1 AS len,
+           r.t0, r.gap_s
+    FROM gen_reqs r CROSS JOIN LATERAL generate_series(0, r.a1 - 1) AS j
+    UNION ALL
+    SELECT r.i, r.requester, r.h3, 1, r.a1, CASE r.d1 WHEN 1 THEN 25 ELSE 24 END, r.c4, r.l1, r.t0, r.gap_s
+    FROM gen_reqs r WHERE r.d1 > 0
+    UNION ALL
+    SELECT r.i, r.requester, r.h3, 2, j, 23, r.c6 + 1 + j, r.l2, r.t0, r.gap_s
+    FROM gen_reqs r CROSS JOIN LATERAL generate_series(0, r.a2 - 1) AS j
+    UNION ALL
+    SELECT r.i, r.requester, r.h3, 2, r.a2, 24, r.c8, r.l2, r.t0, r.gap_s
+    FROM gen_reqs r WHERE r.d2 > 0
+), e AS MATERIALIZED (
+    SELECT d.i, d.requester, d.round, d.step, d.kind, d.seq, d.len,
+           (ARRAY['department_head', 'group_finance_manager', 'cfo'])[d.step + 1] AS role,
+           d.t0 + (d.seq - 1) * d.gap_s * interval '1 second' AS ts,
+           ((d.t0 + (d.seq - 1) * d.gap_s * interval '1 second') > :'t_mid'::timestamptz)::int AS era,
+           (d.h3 / 16 + d.round * 1000003 + d.step * 7919) AS hs
+    FROM d
+), k AS MATERIALIZED (
+    -- The (hs mod n)-th holder of the role, skipping the requester when they hold it too.
+    SELECT e.*, CASE WHEN rx.idx IS NULL THEN (e.hs % n.n)::int
+                     ELSE (e.hs % (n.n - 1))::int + ((e.hs % (n.n - 1))::int >= rx.idx)::int END AS pick
+    FROM e
+    JOIN gen_pool_n n ON n.role = e.role AND n.era = e.era
+    LEFT JOIN gen_pool rx ON rx.role = e.role AND rx.era = e.era AND rx.id = e.requester
+)
+SELECT k.i, k.round, k.step, k.kind, k.seq, k.ts, k.role, k.len, p.id AS actor
+FROM k JOIN gen_pool p ON p.role = k.role AND p.era = k.era AND p.idx = k.pick;
+
+-- ---- the events, in time order -------------------------------------------------------------
+-- kinds: 2 RoleGranted, 3 RoleRevoked, 11 CashDisbursed, 20 RequisitionCreated, 21 Edited,
+-- 22 Submitted, 23 Approved, 24 Rejected, 25 ChangesRequested, 26 Cancelled, 27 Paid.
+-- `var` picks the variant (edits) or the text; `cmd` is the sequence of the command's
+-- requisition event (a payment's two events share their request id).
+CREATE TEMP TABLE gen_ev ON COMMIT DROP AS
+WITH x AS (
+    SELECT :'t_mid'::timestamptz AS ts, -1 AS i, 0 AS tb, kind, user_id AS agg, seq, :'admin2'::uuid AS actor,
+           NULL::int AS step, role, NULL::bool AS completes, NULL::numeric AS amount, NULL::int AS len,
+           NULL::uuid AS fund_id, NULL::uuid AS payment_id, NULL::numeric AS balance_after, NULL::bigint AS ref_no,
+           0::bigint AS var, (seq + 10 * row_number() OVER (ORDER BY user_id, seq))::bigint AS cmd,
+           NULL::text AS currency, NULL::uuid AS req_id
+    FROM gen_role_events
+    UNION ALL
+    -- created
+    SELECT t0, i, 1, 20, id, 1, requester, NULL, NULL, NULL, amount0, NULL,
+           fund_id, NULL, NULL, NULL, h, 1, currency, NULL
+    FROM gen_reqs
+    UNION ALL
+    -- edited as a draft (var: 0 payee, 1 category cleared, 2 amount)
+    SELECT t0 + (c1 - 1) * gap_s * interval '1 second', i, 1, 21, id, c1, requester,
+           NULL, NULL, NULL, amount1, NULL, NULL, NULL, NULL, NULL, de_kind, c1, NULL, NULL
+    FROM gen_reqs WHERE de
+    UNION ALL
+    -- submitted
+    SELECT t0 + (c2 - 1) * gap_s * interval '1 second', i, 1, 22, id, c2, requester,
+           NULL, NULL, NULL, amount1, l1, NULL, NULL, NULL, NULL, 0, c2, NULL, NULL
+    FROM gen_reqs WHERE sub1 = 1
+    UNION ALL
+    -- approvals, rejections, change requests
+    SELECT d.ts, d.i, 1, d.kind, r.id, d.seq, d.actor, d.step, d.role,
+           d.step + 1 = d.len, NULL, NULL, NULL, NULL, NULL, NULL, r.h + d.seq, d.seq, NULL, NULL
+    FROM gen_dec d JOIN gen_reqs r USING (i)
+    UNION ALL
+    -- edited after changes were requested (var: 3 purpose, 4 amount, 5 both)
+    SELECT t0 + (c5 - 1) * gap_s * interval '1 second', i, 1, 21, id, c5, requester,
+           NULL, NULL, NULL, amount2, NULL, NULL, NULL, NULL, NULL, 3 + e2_kind, c5, NULL, NULL
+    FROM gen_reqs WHERE ed2 = 1
+    UNION ALL
+    -- resubmitted
+    SELECT t0 + (c6 - 1) * gap_s * interval '1 second', i, 1, 22, id, c6, requester,
+           NULL, NULL, NULL, amount2, l2, NULL, NULL, NULL, NULL, 0, c6, NULL, NULL
+    FROM gen_reqs WHERE sub2 = 1
+    UNION ALL
+    -- cancelled
+    SELECT t0 + (c9 - 1) * gap_s * interval '1 second', i, 1, 26, id, c9, requester,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, h, c9, NULL, NULL
+    FROM gen_reqs WHERE cancel = 1
+    UNION ALL
+    -- paid, and the fund's disbursement right after it
+    SELECT p.ts, p.i, s.tb, s.kind, CASE s.tb WHEN 1 THEN p.id ELSE p.fund_id END,
+           CASE s.tb WHEN 1 THEN p.seq ELSE p.fund_seq END, t.id, NULL, NULL, NULL, p.amount, NULL,
+           p.fund_id, p.payment_id, p.balance_after,
+           CASE WHEN p.h3 % 5 = 0 THEN NULL ELSE p.fund_seq - 1 END, 0, p.seq, NULL, p.id
+    FROM gen_paid p
+    CROSS JOIN (VALUES (1, 27), (2, 11)) AS s(tb, kind)
+    CROSS JOIN LATERAL (SELECT (p.ts > :'t_mid'::timestamptz)::int AS era) e
+    JOIN gen_pool_n n ON n.role = 'treasury' AND n.era = e.era
+    JOIN gen_pool t ON t.role = 'treasury' AND t.era = e.era AND t.idx = ((p.h3 / 64) % n.n)::int
+)
+SELECT row_number() OVER (ORDER BY ts, i, tb, seq, agg) AS o, x.* FROM x ORDER BY ts, i, tb, seq, agg;
+CREATE UNIQUE INDEX ON gen_ev (o);
+ANALYZE gen_ev;
+
+-- ---- write ---------------------------------------------------------------------------------
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
+SELECT 'user', u.id::text, 1, 'UserRegistered', '1',
        jsonb_build_object('UserRegistered', jsonb_build_object(
-           'user_id', id, 'email', role || '@bench.example', 'name', 'Bench ' || role,
-           'roles', jsonb_build_array(role), 'registered_by', NULL)),
-       '{"actor_id": "operator", "request_id": "bench"}'::jsonb
-FROM (VALUES ('00000000-0000-0000-0000-000000000001', 'admin'),
-             ('00000000-0000-0000-0000-000000000002', 'staff'),
-             ('00000000-0000-0000-0000-000000000003', 'department_head'),
-             ('00000000-0000-0000-0000-000000000004', 'treasury')) AS u(id, role)
-WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'user' AND aggregate_id = u.id);
+           'user_id', u.id, 'email', u.email, 'name', u.name,
+           'roles', (SELECT jsonb_agg(r ORDER BY o.ord) FROM unnest(u.roles) AS r JOIN gen_role_order o ON o.role = r),
+           'registered_by', CASE WHEN u.u = 1 THEN NULL ELSE :'admin1'::uuid END)),
+       CASE WHEN u.u = 1 THEN
+           jsonb_build_object('actor_id', 'operator', 'request_id', 'cli-' || md5('bench-rq:user:' || u.u)::uuid,
+               'user_agent', 'pettycash-cli/0.1.0 user add',
+               'time', to_char(u.registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+       ELSE
+           jsonb_build_object('actor_id', :'admin1', 'request_id', md5('bench-rq:user:' || u.u)::uuid,
+               'client_ip', '10.0.0.10',
+               'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
+               'time', to_char(u.registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+       END,
+       u.registered_at
+FROM gen_users u ORDER BY u.u;
 
-CREATE TEMP TABLE gen_funds AS
-SELECT f, md5('fund' || f)::uuid AS id FROM generate_series(0, :funds - 1) AS f;
-
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT 'fund', id::text, 1, 'FundOpened', '1',
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
+SELECT 'fund', f.id::text, 1, 'FundOpened', '1',
        jsonb_build_object('FundOpened', jsonb_build_object(
-           'fund_id', id, 'name', 'Bench fund ' || f, 'currency', 'KES', 'float', '1000000000.00',
-           'custodian_id', NULL, 'opened_by', '00000000-0000-0000-0000-000000000001')),
-       '{"actor_id": "operator", "request_id": "bench"}'::jsonb
-FROM gen_funds ORDER BY f;
+           'fund_id', f.id, 'name', f.name, 'currency', f.currency, 'float', f.float::text,
+           'custodian_id', f.custodian, 'opened_by', :'admin1'::uuid)),
+       jsonb_build_object('actor_id', :'admin1', 'request_id', md5('bench-rq:fund:' || f.f)::uuid,
+           'client_ip', '10.0.0.10',
+           'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
+           'time', to_char(f.opened_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+       f.opened_at
+FROM gen_funds f ORDER BY f.f;
 
-CREATE TEMP TABLE gen_reqs AS
-SELECT i,
-       md5('req' || i)::uuid AS id,
-       md5('pay' || i)::uuid AS payment_id,
-       md5('fund' || (i % :funds))::uuid AS fund_id,
-       (i / :funds) AS k,
-       ((100 + i % 900)::numeric + 0.50) AS amount
-FROM generate_series(0, :requisitions - 1) AS i;
+SET LOCAL enable_sort = off;   -- read gen_ev through its index: it is already in time order
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
+SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requisition' END,
+       e.agg::text, e.seq,
+       (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', '', '', '', '', '', '', '',
+              '', 'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted', 'RequisitionApproved',
+              'RequisitionRejected', 'ChangesRequested', 'RequisitionCancelled', 'RequisitionPaid'])[e.kind],
+       '1',
+       CASE e.kind
+       WHEN 2 THEN jsonb_build_object('RoleGranted', jsonb_build_object('role', e.role, 'granted_by', e.actor))
+       WHEN 3 THEN jsonb_build_object('RoleRevoked', jsonb_build_object('role', e.role, 'revoked_by', e.actor))
+       WHEN 11 THEN jsonb_build_object('CashDisbursed', jsonb_build_object(
+           'payment_id', e.payment_id, 'requisition_id', e.req_id, 'amount', e.amount::text,
+           'balance_after', e.balance_after::text, 'method', 'cash',
+           'reference', 'PCV-' || lpad(e.ref_no::text, 6, '0'), 'paid_by', e.actor))
+       WHEN 20 THEN jsonb_build_object('RequisitionCreated', jsonb_build_object(
+           'requisition_id', e.agg, 'fund_id', e.fund_id,
+           'currency', e.currency, 'amount', e.amount::text,
+           'purpose', (ARRAY['Office stationery and printer toner', 'Fuel for the branch delivery motorbike',
+                'Tea, milk and sugar for the staff kitchen', 'Courier charges for documents to head office',
+                'Minor plumbing repair in the washrooms', 'Airtime and mobile data for field officers',
+                'Cleaning materials for the month', 'Transport to the county offices for licence renewal',
+                'Lunch for the quarterly branch meeting', 'Replacement padlocks for the store',
+                'Printing of customer forms', 'Taxi fare after the late cash count',
+                'Postage and registered mail', 'Water dispenser refills', 'Light bulbs and extension cables',
+                'Parking fees during the audit visit', 'First aid kit restock', 'Photocopier paper (10 reams)',
+                'Generator diesel top-up during the outage', 'Refreshments for the customer open day',
+                'Bank charges reimbursement', 'Hardware for the shelf repair', 'Internet bundle for the backup router',
+                'Staff welfare: condolence contribution'])[(e.var % 24)::int + 1]
+                || ' — ' || to_char(e.ts AT TIME ZONE 'UTC', 'Mon YYYY'),
+           'payee', CASE WHEN (e.var / 24) % 6 = 0 THEN NULL
+                    ELSE (ARRAY['Text Book Centre', 'Total Energies', 'Naivas Supermarket', 'G4S Courier',
+                          'Jua Kali Plumbing Works', 'Safaricom', 'Chandarana Foodplus', 'Posta Kenya',
+                          'Quickmart', 'Bolt', 'Java House', 'Mama Mboga Catering', 'Hardware Depot',
+                          'City Council Parking', 'Ace Stationers'])[((e.var / 144) % 15)::int + 1] END,
+           'category', CASE WHEN (e.var / 2160) % 7 = 0 THEN NULL
+                       ELSE (ARRAY['office', 'transport', 'welfare', 'postage', 'repairs', 'communication',
+                             'cleaning', 'transport', 'meals', 'repairs', 'office', 'transport', 'postage',
+                             'welfare', 'repairs', 'transport', 'welfare', 'office', 'utilities', 'meals',
+                             'bank charges', 'repairs', 'communication', 'welfare'])[(e.var % 24)::int + 1] END,
+           'requester_id', e.actor))
+       WHEN 21 THEN jsonb_build_object('RequisitionEdited', jsonb_build_object(
+           'amount', CASE WHEN e.var IN (2, 4, 5) THEN e.amount::text END,
+           'purpose', CASE WHEN e.var IN (3, 5) THEN 'Revised as asked: ' || (ARRAY['split across two receipts',
+                'only the items still needed', 'with the quotation attached', 'cheaper supplier',
+                'corrected description'])[(e.i % 5) + 1] END,
+           'payee', CASE WHEN e.var = 0 THEN (ARRAY['Ace Stationers', 'Naivas Supermarket', 'Hardware Depot'])[(e.i % 3) + 1] END,
+           'category', CASE WHEN e.var = 1 THEN '' END))
+       WHEN 22 THEN jsonb_build_object('RequisitionSubmitted', jsonb_build_object(
+           'amount', e.amount::text,
+           'chain', to_jsonb((ARRAY['department_head', 'group_finance_manager', 'cfo'])[1:e.len]),
+           'policy_version', 0, 'submitted_by', e.actor))
+       WHEN 23 THEN jsonb_build_object('RequisitionApproved', jsonb_build_object(
+           'step', e.step, 'role', e.role, 'approver_id', e.actor, 'completes_chain', e.completes))
+       WHEN 24 THEN jsonb_build_object('RequisitionRejected', jsonb_build_object(
+           'step', e.step, 'role', e.role, 'rejected_by', e.actor,
+           'reason', (ARRAY['Not a petty cash expense: raise a purchase order', 'Duplicate of an earlier request',
+                'Over the monthly budget for this category', 'No supporting quotation',
+                'Should be paid by the landlord'])[(e.var % 5)::int + 1]))
+       WHEN 25 THEN jsonb_build_object('ChangesRequested', jsonb_build_object(
+           'step', e.step, 'role', e.role, 'requested_by', e.actor,
+           'reason', (ARRAY['Amount too high: split or reduce', 'Attach a quotation and name the supplier',
+                'Describe what exactly is being bought', 'Use the cheaper supplier on the approved list'])
+                [(e.var % 4)::int + 1]))
+       WHEN 26 THEN jsonb_build_object('RequisitionCancelled', jsonb_build_object(
+           'cancelled_by', e.actor,
+           'reason', (ARRAY[NULL, 'No longer needed', 'Paid from my own pocket', 'Raised against the wrong fund'])
+                [((e.var / 7) % 4)::int + 1]))
+       WHEN 27 THEN jsonb_build_object('RequisitionPaid', jsonb_build_object(
+           'payment_id', e.payment_id, 'fund_id', e.fund_id, 'amount', e.amount::text, 'method', 'cash',
+           'reference', 'PCV-' || lpad(e.ref_no::text, 6, '0'), 'paid_by', e.actor))
+       END,
+       jsonb_build_object(
+           'actor_id', e.actor::text,
+           'request_id', md5('bench-rq:' || e.i || ':' || e.cmd)::uuid,
+           'client_ip', '10.' || (get_byte(uuid_send(e.actor), 0) % 32) || '.' || get_byte(uuid_send(e.actor), 1)
+                        || '.' || (get_byte(uuid_send(e.actor), 2) % 250 + 2),
+           'user_agent', (ARRAY['Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
+                'Mozilla/5.0 (Linux; Android 13; SM-A145F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0 Mobile Safari/537.36',
+                'Mozilla/5.0 (Macintosh; Intel Mac OS X 13_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15',
+                'Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0'])
+                [get_byte(uuid_send(e.actor), 3) % 4 + 1],
+           'time', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+       e.ts
+FROM gen_ev e ORDER BY e.o;
+RESET enable_sort;
 
-CREATE TEMP TABLE gen_balances AS
-SELECT i, 1000000000.00 - sum(amount) OVER (PARTITION BY fund_id ORDER BY i) AS balance_after FROM gen_reqs;
+-- ---- the users table and sign-in -----------------------------------------------------------
+-- As the service keeps them (a transactional projection of the user events): roles sorted,
+-- last_position the user's latest event.
+INSERT INTO users (id, email, name, roles, active, created_at, last_position)
+SELECT u.id, u.email, u.name,
+       ARRAY(SELECT h.role FROM gen_holds h JOIN gen_role_order o USING (role)
+             WHERE h.id = u.id AND h.era = 1 ORDER BY o.ord),
+       true, u.registered_at,
+       (SELECT max(global_position) FROM events WHERE aggregate_type = 'user' AND aggregate_id = u.id::text)
+FROM gen_users u;
+INSERT INTO credentials (user_id, password_hash, updated_at)
+SELECT id, :'password_hash', registered_at FROM gen_users;
 
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT t, aid, seq, et, '1', p, '{"actor_id": "00000000-0000-0000-0000-000000000002", "request_id": "bench"}'::jsonb
-FROM (
-    SELECT r.i, 1 AS n, 'requisition' AS t, r.id::text AS aid, 1 AS seq, 'RequisitionCreated' AS et,
-           jsonb_build_object('RequisitionCreated', jsonb_build_object('requisition_id', r.id, 'fund_id', r.fund_id,
-               'currency', 'KES', 'amount', r.amount::text, 'purpose', 'Bench purchase ' || r.i, 'payee', 'Supplier',
-               'category', 'office', 'requester_id', '00000000-0000-0000-0000-000000000002')) AS p
-    FROM gen_reqs r
-    UNION ALL
-    SELECT r.i, 2, 'requisition', r.id::text, 2, 'RequisitionSubmitted',
-           jsonb_build_object('RequisitionSubmitted', jsonb_build_object('amount', r.amount::text,
-               'chain', jsonb_build_array('department_head'), 'policy_version', 0,
-               'submitted_by', '00000000-0000-0000-0000-000000000002'))
-    FROM gen_reqs r
-    UNION ALL
-    SELECT r.i, 3, 'requisition', r.id::text, 3, 'RequisitionApproved',
-           jsonb_build_object('RequisitionApproved', jsonb_build_object('step', 0, 'role', 'department_head',
-               'approver_id', '00000000-0000-0000-0000-000000000003', 'completes_chain', true))
-    FROM gen_reqs r
-    UNION ALL
-    SELECT r.i, 4, 'requisition', r.id::text, 4, 'RequisitionPaid',
-           jsonb_build_object('RequisitionPaid', jsonb_build_object('payment_id', r.payment_id, 'fund_id', r.fund_id,
-               'amount', r.amount::text, 'method', 'cash', 'reference', NULL,
-               'paid_by', '00000000-0000-0000-0000-000000000004'))
-    FROM gen_reqs r
-    UNION ALL
-    SELECT r.i, 5, 'fund', r.fund_id::text, (r.k + 2)::int, 'CashDisbursed',
-           jsonb_build_object('CashDisbursed', jsonb_build_object('payment_id', r.payment_id,
-               'requisition_id', r.id, 'amount', r.amount::text, 'balance_after', b.balance_after::text,
-               'method', 'cash', 'reference', NULL, 'paid_by', '00000000-0000-0000-0000-000000000004'))
-    FROM gen_reqs r JOIN gen_balances b USING (i)
-) x
-ORDER BY i, n;
+SELECT (SELECT count(*) FROM gen_users) AS n_users, (SELECT count(*) FROM gen_ev) + (SELECT count(*) FROM gen_users)
+       + :funds AS n_events \gset
 COMMIT;
+\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions

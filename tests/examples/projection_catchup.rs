@@ -1,7 +1,7 @@
 //! Benchmark: projection catch-up from position zero.
 //!
 //! `cargo run --release -p pettycash-tests --example projection_catchup -- [REQUISITIONS]`
-//! Fills a fresh database with `bench/generate_events.sql` (5 events per requisition, 100
+//! Fills a fresh database with `bench/generate_events.sql` (~5.3 events per requisition, 100
 //! funds), then runs every projection from zero and prints events/s. Results go into
 //! `docs/performance.md`; nothing here is asserted.
 

@@ -1,0 +1,322 @@
+//! Smoke test of the benchmark data generator, `bench/generate_events.sql` (no timing): on a
+//! fresh database it writes a history with every path a requisition can take, the real
+//! `pettycash-replay verify` finds no violation in it, its users can sign in over HTTP with
+//! the bench password, and the service's own commands carry on from it (an approval and a
+//! payment), after which it still verifies clean.
+
+use pettycash_api::startup::Application;
+use pettycash_tests::serde_json::{self, json, Value};
+use pettycash_tests::{Config, DEV_SECRET_KEY};
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+const GENERATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/generate_events.sql");
+/// Every generated user's password (documented in the generator).
+const BENCH_PASSWORD: &str = "bench password 2026";
+
+/// Runs the generator through psql, as the benchmarks do.
+async fn generate(url: &str, funds: u32, requisitions: u32) {
+    let out = tokio::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .arg("-v")
+        .arg(format!("funds={funds}"))
+        .arg("-v")
+        .arg(format!("requisitions={requisitions}"))
+        .args(["-f", GENERATOR, url])
+        .output()
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "psql is not installed (or not on PATH): this test runs bench/generate_events.sql with it. \
+             Install the PostgreSQL client (apt-get install postgresql-client)"
+        ),
+        Err(e) => panic!("could not run psql: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "bench/generate_events.sql failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `pettycash-replay verify --format json`: asserts exit 0 and no violation; returns the summary.
+async fn verify_clean(url: &str) -> Value {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pettycash-replay"))
+        .args(["verify", "--format", "json"])
+        .env("DATABASE_URL", url)
+        .env("SEAL_KEY", DEV_SECRET_KEY)
+        .env_remove("SECRET_KEY")
+        .output()
+        .await
+        .expect("run pettycash-replay");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify failed: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(report["summary"]["violations"], 0, "{report}");
+    assert_eq!(report["violations"], json!([]));
+    report["summary"].clone()
+}
+
+async fn scalar<T>(pool: &PgPool, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Each requisition's last event: (id, event type, payload of that event).
+const LAST_EVENTS: &str = "SELECT DISTINCT ON (aggregate_id) aggregate_id, event_type, payload FROM events
+                           WHERE aggregate_type = 'requisition' ORDER BY aggregate_id, sequence DESC";
+
+struct Api {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signs in with the bench password; returns the token and `/api/me`.
+    async fn login(&self, email: &str) -> (String, Value) {
+        let (status, body) = self
+            .send(
+                None,
+                reqwest::Method::POST,
+                "/api/auth/login",
+                Some(json!({"email": email, "password": BENCH_PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login as {email}: {body}");
+        let token = body["token"].as_str().expect("token").to_string();
+        let (status, me) = self.send(Some(&token), reqwest::Method::GET, "/api/me", None).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        (token, me)
+    }
+}
+
+#[tokio::test]
+async fn generated_history_covers_every_path_verifies_clean_and_serves() {
+    let (url, pool) = pettycash_tests::fresh_database().await;
+    generate(&url, 5, 300).await;
+
+    // --- verify: zero violations, every event seen -------------------------------------------
+    let summary = verify_clean(&url).await;
+    let events: i64 = scalar(&pool, "SELECT count(*) FROM events").await;
+    assert_eq!(summary["events"], events);
+    assert_eq!(summary["hashed_events"], events, "every event hashed by the trigger");
+    assert_eq!(summary["aggregates"]["requisition"], 300);
+    assert_eq!(summary["funds"], 5);
+
+    // --- every event type, every path --------------------------------------------------------
+    let counts: BTreeMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT event_type, count(*) FROM events GROUP BY event_type")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    for t in [
+        "UserRegistered",
+        "RoleGranted",
+        "RoleRevoked",
+        "FundOpened",
+        "CashDisbursed",
+        "RequisitionCreated",
+        "RequisitionEdited",
+        "RequisitionSubmitted",
+        "RequisitionApproved",
+        "RequisitionRejected",
+        "ChangesRequested",
+        "RequisitionCancelled",
+        "RequisitionPaid",
+    ] {
+        assert!(counts.get(t).copied().unwrap_or(0) > 0, "no {t} generated: {counts:?}");
+    }
+    assert_eq!(counts["RequisitionPaid"], counts["CashDisbursed"]);
+
+    let roles: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT DISTINCT jsonb_array_elements_text(payload->'UserRegistered'->'roles') FROM events
+         WHERE event_type = 'UserRegistered'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(roles.len(), 11, "users of every role: {roles:?}");
+
+    let chain_lengths: BTreeSet<i32> = sqlx::query_scalar(
+        "SELECT DISTINCT jsonb_array_length(payload->'RequisitionSubmitted'->'chain') FROM events
+         WHERE event_type = 'RequisitionSubmitted'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(chain_lengths, BTreeSet::from([1, 2, 3]), "approval chains of 1, 2 and 3 steps");
+
+    let currencies: i64 = scalar(
+        &pool,
+        "SELECT count(DISTINCT payload->'FundOpened'->>'currency') FROM events WHERE event_type = 'FundOpened'",
+    )
+    .await;
+    assert!(currencies >= 3, "funds in several currencies: {currencies}");
+
+    // Changes requested, then edited, resubmitted, approved and paid.
+    let resubmitted_and_paid: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM (SELECT aggregate_id FROM events WHERE aggregate_type = 'requisition'
+         GROUP BY aggregate_id
+         HAVING bool_or(event_type = 'ChangesRequested') AND bool_or(event_type = 'RequisitionEdited')
+            AND count(*) FILTER (WHERE event_type = 'RequisitionSubmitted') = 2
+            AND bool_or(event_type = 'RequisitionPaid')) x",
+    )
+    .await;
+    assert!(resubmitted_and_paid > 0, "no requisition was sent back, edited, resubmitted and paid");
+
+    // Open states at the end of the history, from each requisition's last event.
+    let last: Vec<(String, String, Value)> = sqlx::query_as(LAST_EVENTS).fetch_all(&pool).await.unwrap();
+    let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, event_type, payload) in &last {
+        let state = match event_type.as_str() {
+            "RequisitionCreated" => "draft",
+            "RequisitionSubmitted" => "pending_approval (no approval yet)",
+            "RequisitionApproved" if payload["RequisitionApproved"]["completes_chain"] == json!(true) => {
+                "approved, unpaid"
+            }
+            "RequisitionApproved" => "pending_approval (partly approved)",
+            "ChangesRequested" => "changes_requested",
+            "RequisitionEdited" => "edited (draft or sent back)",
+            "RequisitionPaid" => "paid",
+            "RequisitionRejected" => "rejected",
+            "RequisitionCancelled" => "cancelled",
+            other => panic!("unexpected last event {other}"),
+        };
+        *states.entry(state).or_default() += 1;
+    }
+    for state in [
+        "draft",
+        "pending_approval (no approval yet)",
+        "pending_approval (partly approved)",
+        "approved, unpaid",
+        "changes_requested",
+        "paid",
+        "rejected",
+        "cancelled",
+    ] {
+        assert!(states.get(state).copied().unwrap_or(0) > 0, "no requisition ends {state}: {states:?}");
+    }
+
+    // The users table matches the user events; every user has a credential.
+    let users: i64 = scalar(&pool, "SELECT count(*) FROM users").await;
+    let credentials: i64 = scalar(&pool, "SELECT count(*) FROM credentials").await;
+    assert_eq!(users, counts["UserRegistered"]);
+    assert_eq!(credentials, users);
+
+    // --- the HTTP API on the generated database ----------------------------------------------
+    let mut config = Config::from_lookup(|_| None).expect("default config");
+    config.database_url = Some(url.clone());
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.seal_interval_secs = 3600;
+    let app = Application::build(config, pool.clone()).await.expect("build app");
+    let api = Api {
+        client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap(),
+        address: format!("http://127.0.0.1:{}", app.port()),
+    };
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let (_, me) = api.login("admin.1@bench.example").await;
+    assert_eq!(me["roles"], json!(["admin"]));
+    // Granted department_head halfway through the history: roles as of the latest event.
+    let (_, me) = api.login("staff.1@bench.example").await;
+    assert_eq!(me["roles"], json!(["staff", "department_head"]));
+    let (head, me) = api.login("department_head.2@bench.example").await;
+    let head_id = me["id"].as_str().unwrap().to_string();
+    let (treasurer, _) = api.login("treasury.2@bench.example").await;
+
+    // A department head approves a requisition waiting for its first approval.
+    let pending: Uuid = sqlx::query_scalar::<_, String>(&format!(
+        "SELECT aggregate_id FROM ({LAST_EVENTS}) l WHERE event_type = 'RequisitionSubmitted'
+           AND payload->'RequisitionSubmitted'->>'submitted_by' <> $1 ORDER BY aggregate_id LIMIT 1"
+    ))
+    .bind(&head_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .parse()
+    .unwrap();
+    let (status, body) = api
+        .send(
+            Some(&head),
+            reqwest::Method::POST,
+            &format!("/api/requisitions/{pending}/approve"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "approve {pending}: {body}");
+
+    // Treasury pays an approved requisition its fund can still cover.
+    let payable: Uuid = sqlx::query_scalar::<_, String>(&format!(
+        "WITH balances AS (
+             SELECT DISTINCT ON (aggregate_id) aggregate_id AS fund_id,
+                    coalesce(payload->'CashDisbursed'->>'balance_after', payload->'FundOpened'->>'float')::numeric AS balance
+             FROM events WHERE aggregate_type = 'fund' ORDER BY aggregate_id, sequence DESC),
+         amounts AS (
+             SELECT DISTINCT ON (aggregate_id) aggregate_id, (payload->'RequisitionSubmitted'->>'amount')::numeric AS amount
+             FROM events WHERE event_type = 'RequisitionSubmitted' ORDER BY aggregate_id, sequence DESC),
+         funds AS (
+             SELECT aggregate_id, payload->'RequisitionCreated'->>'fund_id' AS fund_id FROM events
+             WHERE event_type = 'RequisitionCreated')
+         SELECT l.aggregate_id FROM ({LAST_EVENTS}) l
+         JOIN amounts a USING (aggregate_id) JOIN funds f USING (aggregate_id) JOIN balances b USING (fund_id)
+         WHERE l.event_type = 'RequisitionApproved' AND (l.payload->'RequisitionApproved'->>'completes_chain')::bool
+           AND a.amount <= b.balance
+         ORDER BY l.aggregate_id LIMIT 1"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .parse()
+    .unwrap();
+    let (status, body) = api
+        .send(
+            Some(&treasurer),
+            reqwest::Method::POST,
+            "/api/treasury/payments/",
+            Some(json!({"requisition_id": payable, "method": "cash", "reference": "SMOKE-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "pay {payable}: {body}");
+
+    // The commands appended after the generated history, and it all still verifies.
+    let summary = verify_clean(&url).await;
+    assert_eq!(summary["events"], events + 3, "one approval, one payment (two events)");
+}
