@@ -16,6 +16,9 @@
 //! - `approved_by_requester`, `paid_by_requester`, `paid_by_approver` (any round).
 //! - `approval_out_of_order`: an approval whose step/role is not the next one of the chain
 //!   recorded by the latest `RequisitionSubmitted` (or with no submission at all).
+//! - `acted_on_closed`: an approval or payment of a requisition that was rejected, cancelled,
+//!   sent back for changes (and not resubmitted) or already paid.
+//! - `approved_twice_in_a_round`: one person approving two steps of the same round.
 //! - `approver_lacks_role`, `payer_lacks_role`: the user did not hold the role (approval role,
 //!   `treasury`) at that position, per `UserRegistered`/`RoleGranted`/`RoleRevoked` so far.
 //! - `incomplete_approval`: paid without every approval of its current chain.
@@ -132,8 +135,10 @@ struct ReqV {
     requester: Option<Uuid>,
     /// The chain of the latest submission; `None` before any.
     chain: Option<Vec<Role>>,
-    /// Approvals of the current round: (step, role).
-    approvals: Vec<(usize, Role)>,
+    /// Approvals of the current round: (step, role, approver).
+    approvals: Vec<(usize, Role, Uuid)>,
+    /// Status as the events left it (`draft`, `pending_approval`, `approved`, `rejected`, ...).
+    status: &'static str,
     /// Everyone who ever approved it, any round.
     approvers: Vec<Uuid>,
     paid: bool,
@@ -397,26 +402,52 @@ impl Verifier {
         let Some(id) = self.id(e) else { return };
         match ev {
             E::RequisitionCreated { requester_id, .. } => {
-                self.requisitions.entry(id).or_default().requester = Some(requester_id);
+                let r = self.requisitions.entry(id).or_default();
+                r.requester = Some(requester_id);
+                r.status = "draft";
             }
-            E::RequisitionEdited { .. } | E::RequisitionCancelled { .. } => {}
+            E::RequisitionEdited { .. } => {}
+            E::RequisitionCancelled { .. } => self.requisitions.entry(id).or_default().status = "cancelled",
             E::RequisitionSubmitted { chain, .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.chain = Some(chain);
                 r.approvals.clear();
+                r.status = "pending_approval";
             }
             E::RequisitionRejected { .. } | E::ChangesRequested { .. } => {
-                self.requisitions.entry(id).or_default().approvals.clear();
+                let r = self.requisitions.entry(id).or_default();
+                r.approvals.clear();
+                r.status = if matches!(ev, E::RequisitionRejected { .. }) {
+                    "rejected"
+                } else {
+                    "changes_requested"
+                };
             }
             E::RequisitionApproved { step, role, approver_id, .. } => {
                 let lacks_role = !self.holds(approver_id, role);
                 let r = self.requisitions.entry(id).or_default();
                 let requester = r.requester;
+                let closed = matches!(r.status, "rejected" | "cancelled" | "changes_requested" | "paid");
+                let status = r.status;
+                let twice = r.approvals.iter().any(|(_, _, who)| *who == approver_id);
                 let expected =
                     r.chain.as_ref().map(|c| (r.approvals.len(), c.get(r.approvals.len()).copied()));
-                r.approvals.push((step, role));
+                r.approvals.push((step, role, approver_id));
+                if r.chain.as_ref().is_some_and(|c| r.approvals.len() == c.len()) && !closed {
+                    r.status = "approved";
+                }
                 if !r.approvers.contains(&approver_id) {
                     r.approvers.push(approver_id);
+                }
+                if closed {
+                    self.flag(e, "acted_on_closed", format!("approved while {status}"));
+                }
+                if twice {
+                    self.flag(
+                        e,
+                        "approved_twice_in_a_round",
+                        format!("{approver_id} already approved a step of this round"),
+                    );
                 }
                 if requester == Some(approver_id) {
                     self.flag(e, "approved_by_requester", format!("approved by its requester {approver_id}"));
@@ -444,6 +475,9 @@ impl Verifier {
             E::RequisitionPaid { payment_id, fund_id, amount, paid_by, .. } => {
                 let lacks_treasury = !self.holds(paid_by, Role::Treasury);
                 let r = self.requisitions.entry(id).or_default();
+                let closed_as =
+                    matches!(r.status, "rejected" | "cancelled" | "changes_requested").then_some(r.status);
+                r.status = "paid";
                 let already_paid = std::mem::replace(&mut r.paid, true);
                 let by_requester = r.requester == Some(paid_by);
                 let by_approver = r.approvers.contains(&paid_by);
@@ -453,8 +487,11 @@ impl Verifier {
                     && r.approvals
                         .iter()
                         .enumerate()
-                        .all(|(i, (step, role))| *step == i && *role == chain[i]);
-                let given: Vec<String> = r.approvals.iter().map(|(_, role)| role.to_string()).collect();
+                        .all(|(i, (step, role, _))| *step == i && *role == chain[i]);
+                let given: Vec<String> = r.approvals.iter().map(|(_, role, _)| role.to_string()).collect();
+                if let Some(status) = closed_as {
+                    self.flag(e, "acted_on_closed", format!("paid while {status}"));
+                }
                 if already_paid {
                     self.flag(
                         e,
@@ -794,6 +831,36 @@ mod tests {
         assert!(report.violations.is_empty(), "{:?}", report.violations);
         assert_eq!(report.summary.totals["KES"], Decimal::new(90000, 2));
         assert_eq!(report.summary.aggregates["user"], 4);
+    }
+
+    #[test]
+    fn approving_or_paying_a_closed_requisition_is_reported() {
+        let mut w = world();
+        w.f.push("requisition", w.req, json!({"RequisitionRejected": {"step": 0, "role": "department_head", "reason": "no", "rejected_by": w.head}}));
+        let a = w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        let b = w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        let (p, _) = {
+            let by = w.treasury;
+            pay(&mut w, by)
+        };
+        assert_eq!(w.f.rules(), [(a, "acted_on_closed"), (b, "acted_on_closed"), (p, "acted_on_closed")]);
+    }
+
+    #[test]
+    fn one_person_approving_two_steps_of_a_round_is_reported() {
+        let mut w = world();
+        w.f.push(
+            "user",
+            w.head,
+            json!({"RoleGranted": {"role": "group_finance_manager", "granted_by": null}}),
+        );
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        let b = w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.head));
+        {
+            let by = w.treasury;
+            pay(&mut w, by)
+        };
+        assert_eq!(w.f.rules(), [(b, "approved_twice_in_a_round")]);
     }
 
     #[test]
