@@ -12,7 +12,7 @@
 //! and renamed when complete, so a file under the final name is always whole.
 
 use crate::integrity::hex;
-use crate::{EventRow, Failure, Progress, EVENT_COLUMNS, EXIT_USAGE};
+use crate::{Failure, HashedRow, Progress, EVENT_COLUMNS, EXIT_USAGE};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use pettycash_projections::seal::{chain_step, ZERO};
@@ -77,13 +77,6 @@ pub struct Manifest {
     pub file_sha256: String,
     /// The newest seal when the export ran (compare its chain hash with a full export's).
     pub last_seal: Option<LastSeal>,
-}
-
-#[derive(sqlx::FromRow)]
-struct HashedRow {
-    #[sqlx(flatten)]
-    event: EventRow,
-    event_hash: Option<Vec<u8>>,
 }
 
 /// Counts bytes through a SHA-256 as they are written.

@@ -208,6 +208,15 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 /// upcasters).
 pub use pettycash_projections::event::{EventRow, EVENT_COLUMNS};
 
+/// An event with its stored hash (`SELECT {EVENT_COLUMNS}, event_hash`), for `verify` and
+/// `export`.
+#[derive(sqlx::FromRow)]
+pub struct HashedRow {
+    #[sqlx(flatten)]
+    pub event: EventRow,
+    pub event_hash: Option<Vec<u8>>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Progress
 

@@ -37,7 +37,7 @@
 //! - The global chain against the seals: module [`crate::integrity`].
 
 use crate::integrity::{hex, SealTracker};
-use crate::{EventRow, Failure, HistoryFormat, Progress, EVENT_COLUMNS};
+use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress, EVENT_COLUMNS};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::requisition::RequisitionEvent;
@@ -605,13 +605,6 @@ impl Verifier {
             violations: self.violations,
         }
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct HashedRow {
-    #[sqlx(flatten)]
-    event: EventRow,
-    event_hash: Option<Vec<u8>>,
 }
 
 /// Replays the whole store through a [`Verifier`] and the seals through a [`SealTracker`].
