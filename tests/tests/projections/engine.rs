@@ -1030,6 +1030,14 @@ async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
     mixed_history(&service, &people, 2, 10).await;
     let engine = start(&pool, projections(1), 50);
     wait_at_end(&pool, 1).await;
+    // At the end is not yet live: the swap comes with the worker's next step.
+    let deadline = Instant::now() + DEADLINE;
+    for name in NAMES {
+        while state_of(&pool, name, 1, 0).await != "live" {
+            assert!(Instant::now() < deadline, "{name}: generation 0 never went live");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     for p in projections(1) {
         let name = p.name();
