@@ -82,14 +82,21 @@ pub fn chain_step(chain: &[u8; 32], event_hash: Option<&[u8]>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The first [`PREFIX`] bytes of an event hash (zeros for an event without one).
+pub fn prefix(event_hash: Option<&[u8]>) -> [u8; PREFIX] {
+    let mut p = [0u8; PREFIX];
+    if let Some(h) = event_hash {
+        let n = h.len().min(PREFIX);
+        p[..n].copy_from_slice(&h[..n]);
+    }
+    p
+}
+
 /// The entry a seal keeps for one event.
 pub fn entry(position: i64, event_hash: Option<&[u8]>) -> [u8; ENTRY] {
     let mut e = [0u8; ENTRY];
     e[..8].copy_from_slice(&position.to_be_bytes());
-    if let Some(h) = event_hash {
-        let n = h.len().min(PREFIX);
-        e[8..8 + n].copy_from_slice(&h[..n]);
-    }
+    e[8..].copy_from_slice(&prefix(event_hash));
     e
 }
 

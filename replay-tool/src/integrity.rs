@@ -21,7 +21,7 @@
 //! once, not at every later seal. Events after the last seal are counted as unsealed.
 
 use crate::verify::Violation;
-use pettycash_projections::seal::{chain_step, Seal, SealKey, PREFIX, ZERO};
+use pettycash_projections::seal::{self, chain_step, Seal, SealKey, PREFIX, ZERO};
 use std::collections::HashMap;
 
 struct Window {
@@ -154,7 +154,7 @@ impl SealTracker {
         match w.expected.get(&position) {
             Some(&(index, prefix)) if w.seen_positions.insert(position) => {
                 w.seen += 1;
-                let stored: [u8; PREFIX] = crate::integrity::prefix(hash);
+                let stored: [u8; PREFIX] = seal::prefix(hash);
                 if stored != prefix {
                     self.violations.push(violation(
                         "event_rewritten",
@@ -239,15 +239,7 @@ impl SealTracker {
     }
 }
 
-pub(crate) fn prefix(hash: Option<&[u8]>) -> [u8; PREFIX] {
-    let mut p = [0u8; PREFIX];
-    if let Some(h) = hash {
-        let n = h.len().min(PREFIX);
-        p[..n].copy_from_slice(&h[..n]);
-    }
-    p
-}
-
+/// Lower-case hex, as the reports print hashes.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }

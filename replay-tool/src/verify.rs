@@ -581,7 +581,7 @@ impl Verifier {
             hasher.update(format!("{id}|{}\n", f.balance).as_bytes());
             balances.insert(*id, FundBalance { currency: f.currency.clone(), balance: f.balance });
         }
-        let ledger_digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let ledger_digest = hex(&hasher.finalize());
         Report {
             summary: Summary {
                 events: self.events,

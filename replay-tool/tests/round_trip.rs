@@ -5,8 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use pettycash_projections::seal::{seal_all, SealKey};
+use pettycash_projections::seal::SealKey;
 use pettycash_tests::serde_json::{self, json, Value};
+use pettycash_tests::{seal_everything, wait_for_projections};
 use pettycash_tests::{Cast, TestApp, DEV_SECRET_KEY};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
@@ -134,19 +135,7 @@ async fn thousands_of_commands_replay_to_the_balances_the_test_computed() {
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.pool).await.unwrap();
     assert!(events > 2500, "a history of thousands of events: {events}");
 
-    // Sealed (the horizon is cluster-wide: retry while another test's transaction holds it).
-    let key = SealKey::derive(DEV_SECRET_KEY);
-    for _ in 0..200 {
-        seal_all(&app.pool, &key, 1000).await.unwrap();
-        let sealed: i64 = sqlx::query_scalar("SELECT coalesce(max(event_count), 0) FROM event_seals")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        if sealed == events {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    seal_everything(&app.pool, &SealKey::derive(DEV_SECRET_KEY), 1000).await;
 
     // verify: clean, everything hashed and sealed, balances as computed.
     let report: Value =
@@ -255,22 +244,7 @@ async fn thousands_of_commands_replay_to_the_balances_the_test_computed() {
         }
         all
     };
-    // The last event in the projections' order: once it is applied, everything is.
-    let last: i64 = sqlx::query_scalar(
-        "SELECT global_position FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    let reached = pettycash_projections::wait::wait_for(
-        &app.pool,
-        &["requisitions", "cash"],
-        last,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    assert!(reached, "the service's projections caught up");
+    wait_for_projections(&app.pool, &["requisitions", "cash"]).await;
     let before = snapshot().await;
     ok(&replay(&app.database_url, &["rebuild", "--all"]).await);
     assert_eq!(snapshot().await, before);

@@ -3,6 +3,7 @@
 //! reported by `verify` at the right position with the right rule, and exits 1.
 
 use pettycash_projections::seal::{seal_all, SealKey};
+use pettycash_tests::seal_everything;
 use pettycash_tests::serde_json::{self, Value};
 use pettycash_tests::DEV_SECRET_KEY;
 use pettycash_tests::{Cast, TestApp};
@@ -59,20 +60,8 @@ async fn sealed_history() -> Sealed {
         .post(&c.head, &format!("/api/requisitions/{rejected}/reject"), serde_json::json!({"reason": "no"}))
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    // Seals cover events below the visibility horizon, which is cluster-wide: a transaction of
-    // a test running beside this one can hold it back for a moment.
+    seal_everything(&app.pool, &key(), 7).await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.pool).await.unwrap();
-    for _ in 0..200 {
-        seal_all(&app.pool, &key(), 7).await.expect("seal");
-        let sealed: i64 = sqlx::query_scalar("SELECT coalesce(max(event_count), 0) FROM event_seals")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        if sealed == events {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 
     let (out, report) = verify(&app.database_url, Some(DEV_SECRET_KEY), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));

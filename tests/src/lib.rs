@@ -319,3 +319,36 @@ impl Cast {
         Cast { admin, staff, head, gfm, cfo, treasury, auditor }
     }
 }
+
+/// Seals every event of the store with `key`, `per_seal` events a seal. Seals cover only
+/// events below the visibility horizon, which is cluster-wide: a transaction of a test running
+/// beside this one can hold it back for a moment, so this tries again until all are sealed.
+pub async fn seal_everything(pool: &PgPool, key: &pettycash_projections::seal::SealKey, per_seal: i64) {
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap();
+    for _ in 0..200 {
+        pettycash_projections::seal::seal_all(pool, key, per_seal).await.expect("seal");
+        let sealed: i64 = sqlx::query_scalar("SELECT coalesce(max(event_count), 0) FROM event_seals")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if sealed == events {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that the live builds of `projections` apply every event within 30 s: the last
+/// event in their order, `(transaction_id, global_position)`, once applied, means all are.
+pub async fn wait_for_projections(pool: &PgPool, projections: &[&str]) {
+    let last: i64 = sqlx::query_scalar(
+        "SELECT global_position FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let reached = pettycash_projections::wait::wait_for(pool, projections, last, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(reached, "{projections:?} did not catch up with the store");
+}

@@ -612,21 +612,7 @@ async fn dashboard_totals_equal_a_scan_of_every_requisition() {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     }
-    let last: i64 = sqlx::query_scalar(
-        "SELECT global_position FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    let caught_up = pettycash_projections::wait::wait_for(
-        &app.pool,
-        &["requisitions"],
-        last,
-        std::time::Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    assert!(caught_up);
+    pettycash_tests::wait_for_projections(&app.pool, &["requisitions"]).await;
 
     let now = chrono::Utc::now();
     for requester in [None, Some(c.staff.id), Some(staff2.id), Some(c.head.id)] {
