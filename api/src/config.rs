@@ -38,6 +38,12 @@ pub struct Config {
     pub seal_secret: Option<String>,
     /// Seconds between seals when the sealer has caught up (`SEAL_INTERVAL_SECS`).
     pub seal_interval_secs: u64,
+    /// How long a session lookup is reused, in milliseconds (`SESSION_CACHE_MS`, default
+    /// 2000; 0 looks every request up).
+    pub session_cache_ms: u64,
+    /// Aggregates the command service keeps in memory (`AGGREGATE_CACHE_SIZE`, default 8192;
+    /// 0 loads every aggregate from the store).
+    pub aggregate_cache_size: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +140,12 @@ impl Config {
             min_position_wait_ms: number("MIN_POSITION_WAIT_MS", 3000)? as u64,
             seal_secret,
             seal_interval_secs: number("SEAL_INTERVAL_SECS", 10)?.max(1) as u64,
+            session_cache_ms: number("SESSION_CACHE_MS", 2000)?.max(0) as u64,
+            aggregate_cache_size: number(
+                "AGGREGATE_CACHE_SIZE",
+                pettycash_commands::cache::DEFAULT_CAPACITY as i64,
+            )?
+            .max(0) as usize,
         })
     }
 

@@ -130,6 +130,9 @@ impl From<CommandError> for ApiError {
             e @ CommandError::IdempotentReplay => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            e @ CommandError::SessionChanged => {
+                ApiError::new(StatusCode::CONFLICT, "session_changed", e.to_string())
+            }
             CommandError::Unauthenticated(m) => ApiError::unauthenticated(m),
             CommandError::Database(e) => ApiError::internal(e),
             e @ CommandError::Corrupt(_) => ApiError::internal(anyhow::anyhow!(e)),

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use pettycash_commands::auth::AuthUser;
-use pettycash_commands::{CommandContext, IdempotencyRecord, RequestMeta};
+use pettycash_commands::{CommandContext, IdempotencyRecord, RequestMeta, SessionGuard};
 use rust_decimal::Decimal;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -126,18 +126,20 @@ pub struct Command<T> {
     pub body: T,
     idempotency_key: Option<String>,
     request_hash: Vec<u8>,
+    /// The session and roles the command is decided with, re-checked by its append.
+    pub session: SessionGuard,
 }
 
 impl<T> Command<T> {
     /// The command context; `status` is what a success answers with (stored for replays).
     pub fn context(&self, status: StatusCode) -> CommandContext {
-        CommandContext::user(self.user.actor(), self.meta.clone()).with_idempotency(
-            self.idempotency_key.as_ref().map(|key| IdempotencyRecord {
+        CommandContext::user(self.user.actor(), self.meta.clone())
+            .with_idempotency(self.idempotency_key.as_ref().map(|key| IdempotencyRecord {
                 key: key.clone(),
                 request_hash: self.request_hash.clone(),
                 status: status.as_u16(),
-            }),
-        )
+            }))
+            .with_session(Some(self.session.clone()))
     }
 
     pub fn idempotency_key(&self) -> Option<&str> {
@@ -155,6 +157,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
         let CurrentUser(user) = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let token = session_token(&parts.headers).map(|(t, _)| t).unwrap_or_default();
+        let session = SessionGuard { token_hash: state.auth.token_hash(&token), roles: user.roles.clone() };
         let Meta(meta) = Meta::from_request_parts(&mut parts, state).await?;
         let idempotency_key = match parts.headers.get(IDEMPOTENCY_HEADER) {
             None => None,
@@ -193,7 +197,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
         hasher.update(path.as_bytes());
         hasher.update(b"\n");
         hasher.update(&bytes);
-        Ok(Command { user, meta, body, idempotency_key, request_hash: hasher.finalize().to_vec() })
+        Ok(Command { user, meta, body, idempotency_key, request_hash: hasher.finalize().to_vec(), session })
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use pettycash_commands::auth::Authenticator;
+use pettycash_commands::cache::AggregateCache;
 use pettycash_commands::{CommandService, EventStore};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -20,8 +21,12 @@ impl AppState {
             pool.clone(),
             config.secret_key.as_bytes(),
             chrono::Duration::hours(config.session_hours),
+            std::time::Duration::from_millis(config.session_cache_ms),
         );
-        let commands = CommandService::new(EventStore::new(pool.clone()));
+        let commands = CommandService::with_cache(
+            EventStore::new(pool.clone()),
+            AggregateCache::with_capacity(config.aggregate_cache_size),
+        );
         Self { config: Arc::new(config), pool, commands, auth }
     }
 }

@@ -3,6 +3,12 @@
 //! Tokens are 32 random bytes, given to the client once and stored only as
 //! HMAC-SHA256(SECRET_KEY, token). Authenticating a request is one indexed lookup that
 //! also returns the user's current roles; no password hashing happens per request.
+//!
+//! Lookups are cached in the process for a short time (`SESSION_CACHE_SECS`, default 2 s).
+//! Signing out and role changes through this process take effect at once (their entries are
+//! dropped); through another process, within that time for reads. Commands do not depend on
+//! the cache being fresh: their append re-checks the session and the roles it decided with
+//! (`SessionGuard`).
 
 use crate::error::CommandError;
 use crate::RequestMeta;
@@ -15,6 +21,9 @@ use pettycash_domain::{Actor, DomainError, Id, Role};
 use rand::RngCore;
 use sha2::Sha256;
 use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Failed logins in a row before the account is locked.
 pub const LOCKOUT_THRESHOLD: i32 = 5;
@@ -52,6 +61,25 @@ pub struct Authenticator {
     pool: PgPool,
     secret: Vec<u8>,
     session_ttl: Duration,
+    cache: Arc<SessionCache>,
+}
+
+/// A session looked up: its user, when the session expires, when it was looked up.
+type CachedSession = (AuthUser, DateTime<Utc>, Instant);
+
+/// Sessions looked up recently, by token hash.
+struct SessionCache {
+    max_age: std::time::Duration,
+    entries: Mutex<HashMap<Vec<u8>, CachedSession>>,
+}
+
+/// Cached sessions kept at most; the cache starts over when it is full.
+const SESSION_CACHE_ENTRIES: usize = 10_000;
+
+impl SessionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, CachedSession>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Checks a new password against the policy (length only; complexity rules push people to
@@ -115,11 +143,19 @@ struct LoginRow {
 const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active";
 
 impl Authenticator {
-    pub fn new(pool: PgPool, secret: &[u8], session_ttl: Duration) -> Self {
-        Self { pool, secret: secret.to_vec(), session_ttl }
+    /// `session_cache`: how long a session lookup is reused (zero: not at all).
+    pub fn new(
+        pool: PgPool,
+        secret: &[u8],
+        session_ttl: Duration,
+        session_cache: std::time::Duration,
+    ) -> Self {
+        let cache = SessionCache { max_age: session_cache, entries: Mutex::default() };
+        Self { pool, secret: secret.to_vec(), session_ttl, cache: Arc::new(cache) }
     }
 
-    fn token_hash(&self, token: &str) -> Vec<u8> {
+    /// HMAC-SHA256 of a session token under the secret key, as `sessions.token_hash` stores it.
+    pub fn token_hash(&self, token: &str) -> Vec<u8> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length");
         mac.update(token.as_bytes());
         mac.finalize().into_bytes().to_vec()
@@ -194,23 +230,64 @@ impl Authenticator {
         Ok(Session { token, expires_at, user })
     }
 
-    /// The user a session token belongs to, if the session is live and the user active.
+    /// The user a session token belongs to, if the session is live and the user active:
+    /// from the session cache when it was looked up less than its maximum age ago.
     pub async fn authenticate(&self, token: &str) -> Result<Option<AuthUser>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id
+        let hash = self.token_hash(token);
+        if !self.cache.max_age.is_zero() {
+            if let Some((user, expires_at, at)) = self.cache.lock().get(&hash) {
+                if at.elapsed() < self.cache.max_age && *expires_at > Utc::now() {
+                    return Ok(Some(user.clone()));
+                }
+            }
+        }
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: AuthUser,
+            expires_at: DateTime<Utc>,
+        }
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS}, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND s.expires_at > now() AND s.revoked_at IS NULL AND u.active"
         ))
-        .bind(self.token_hash(token))
+        .bind(&hash)
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        let Some(Row { user, expires_at }) = row else {
+            self.cache.lock().remove(&hash);
+            return Ok(None);
+        };
+        if !self.cache.max_age.is_zero() {
+            let mut entries = self.cache.lock();
+            if entries.len() >= SESSION_CACHE_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(hash, (user.clone(), expires_at, Instant::now()));
+        }
+        Ok(Some(user))
+    }
+
+    /// Drops a cached session (its command found it changed): the next request looks it up.
+    pub fn forget_session(&self, token_hash: &[u8]) {
+        self.cache.lock().remove(token_hash);
+    }
+
+    /// Drops every cached session of a user (roles changed, deactivated).
+    pub fn forget_user(&self, user_id: Id) {
+        self.cache.lock().retain(|_, (user, _, _)| user.id != user_id);
     }
 
     /// Ends a session. Unknown tokens are ignored.
     pub async fn logout(&self, token: &str) -> Result<(), sqlx::Error> {
+        let hash = self.token_hash(token);
+        self.cache.lock().remove(&hash);
         sqlx::query("UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(self.token_hash(token))
+            .bind(&hash)
             .execute(&self.pool)
             .await?;
+        // Again: a lookup that raced the update may have cached the session meanwhile.
+        self.cache.lock().remove(&hash);
         Ok(())
     }
 

@@ -22,6 +22,18 @@ pub struct IdempotencyRecord {
     pub status: u16,
 }
 
+/// The session a user command came with and the roles the command was decided with. The
+/// append re-checks both in the same statement that writes the events (see
+/// `EventStore::append`): a session that ended, a user deactivated or roles changed since the
+/// session was read (perhaps from the session cache) writes nothing.
+#[derive(Debug, Clone)]
+pub struct SessionGuard {
+    /// HMAC of the session token, as stored in `sessions.token_hash`.
+    pub token_hash: Vec<u8>,
+    /// The user's roles as the command saw them (`users.roles`, in stored order).
+    pub roles: Vec<String>,
+}
+
 /// Everything a command needs besides its own arguments.
 #[derive(Debug, Clone)]
 pub struct CommandContext {
@@ -29,11 +41,13 @@ pub struct CommandContext {
     pub actor: Option<Actor>,
     pub meta: RequestMeta,
     pub idempotency: Option<IdempotencyRecord>,
+    /// For commands from an HTTP session: re-checked when the events are appended.
+    pub session: Option<SessionGuard>,
 }
 
 impl CommandContext {
     pub fn user(actor: Actor, meta: RequestMeta) -> Self {
-        Self { actor: Some(actor), meta, idempotency: None }
+        Self { actor: Some(actor), meta, idempotency: None, session: None }
     }
 
     /// A command issued by someone with shell access to the server.
@@ -43,7 +57,12 @@ impl CommandContext {
             client_ip: None,
             user_agent: Some(format!("pettycash-cli/{} {what}", env!("CARGO_PKG_VERSION"))),
         };
-        Self { actor: None, meta, idempotency: None }
+        Self { actor: None, meta, idempotency: None, session: None }
+    }
+
+    pub fn with_session(mut self, guard: Option<SessionGuard>) -> Self {
+        self.session = guard;
+        self
     }
 
     pub fn with_idempotency(mut self, record: Option<IdempotencyRecord>) -> Self {

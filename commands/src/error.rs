@@ -17,6 +17,10 @@ pub enum CommandError {
     /// stored response.
     #[error("a request with this Idempotency-Key was completed concurrently")]
     IdempotentReplay,
+    /// The session ended, or the user's roles or status changed, while the command ran;
+    /// nothing was written. Sending the request again decides it on the current roles.
+    #[error("your session or your roles changed while this request was handled; nothing was recorded, send it again")]
+    SessionChanged,
     /// The user could not be authenticated (bad credentials, locked, expired session).
     #[error("{0}")]
     Unauthenticated(&'static str),

@@ -12,6 +12,7 @@
 //! postgres-es's repository for reading, and appends itself (see `docs/architecture.md`).
 
 pub mod auth;
+pub mod cache;
 pub mod context;
 pub mod error;
 pub mod locks;
@@ -19,7 +20,7 @@ pub mod service;
 pub mod store;
 pub mod views;
 
-pub use context::{CommandContext, IdempotencyRecord, RequestMeta};
+pub use context::{CommandContext, IdempotencyRecord, RequestMeta, SessionGuard};
 pub use error::CommandError;
 pub use service::{CommandService, Outcome};
 pub use store::EventStore;

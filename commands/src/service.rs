@@ -1,12 +1,17 @@
 //! The command service: one method per command. Each loads what the decision needs, asks the
 //! pure aggregate(s), and appends the resulting events in one transaction, retrying on a
 //! concurrent append by re-running the command on the fresh state.
+//!
+//! Loads come from the [`AggregateCache`] when it has the aggregate (see `cache` for why that
+//! is safe with several processes): a command on a requisition or fund this process handled
+//! recently is one round trip to the database, the append.
 
 use crate::auth::{check_password_policy, hash_password};
+use crate::cache::AggregateCache;
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::locks::KeyedLocks;
-use crate::store::{decide, AppendError, EventStore, Loaded, SideWrite, StreamAppend};
+use crate::store::{decide, AppendError, EventStore, Loaded, SideWrite, StreamAppend, SNAPSHOT_EVERY};
 use crate::views::{FundView, HistoryEntry, PaymentReceipt, PolicyView, RequisitionView, UserView};
 use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
@@ -21,6 +26,18 @@ use std::time::Duration;
 
 /// How many times a command is re-run after losing a race to a concurrent append.
 const MAX_ATTEMPTS: u32 = 6;
+
+/// How old a cached approval policy may be when a submission uses it. A policy changed through
+/// this process is cached at once; one changed through another process applies here within
+/// this time.
+pub const POLICY_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Whether an attempt may decide on cached aggregates, or must load them from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Cache,
+    Store,
+}
 
 /// A command's answer and the global position of its last event.
 #[derive(Debug, Clone)]
@@ -47,6 +64,7 @@ pub struct NewRequisition {
 pub struct CommandService {
     store: EventStore,
     locks: Arc<KeyedLocks>,
+    cache: Arc<AggregateCache>,
 }
 
 /// The actor of a user command; operator contexts may not run user commands.
@@ -60,7 +78,16 @@ fn ensure_exists<T>(found: Option<T>, what: &'static str) -> Result<T, CommandEr
 
 impl CommandService {
     pub fn new(store: EventStore) -> Self {
-        Self { store, locks: Arc::new(KeyedLocks::default()) }
+        Self::with_cache(store, AggregateCache::default())
+    }
+
+    /// A service with the given aggregate cache (`AggregateCache::with_capacity(0)`: none).
+    pub fn with_cache(store: EventStore, cache: AggregateCache) -> Self {
+        Self { store, locks: Arc::new(KeyedLocks::default()), cache: Arc::new(cache) }
+    }
+
+    pub fn cache(&self) -> &AggregateCache {
+        &self.cache
     }
 
     pub fn store(&self) -> &EventStore {
@@ -68,20 +95,29 @@ impl CommandService {
     }
 
     /// Runs `attempt` until it does not lose a race, at most [`MAX_ATTEMPTS`] times, with a
-    /// short randomised pause between attempts.
+    /// short randomised pause between attempts. The first attempt may decide on cached
+    /// aggregates; after a lost race, or when it was refused (a business rule, "not found"),
+    /// the command runs again on aggregates loaded from the store, so that a stale cache entry
+    /// costs a round trip but never changes an answer.
     async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, CommandError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut(Source) -> Fut,
         Fut: Future<Output = Result<T, CommandError>>,
     {
         let mut tries = 0;
+        let mut source = Source::Cache;
         loop {
             tries += 1;
-            match attempt().await {
+            match attempt(source).await {
                 Err(CommandError::Conflict { aggregate }) if tries < MAX_ATTEMPTS => {
                     tracing::debug!(aggregate, tries, "concurrent append, re-running command");
+                    source = Source::Store;
                     let jitter = rand::random::<u64>() % (5 * u64::from(tries));
                     tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+                }
+                Err(CommandError::Domain(e)) if source == Source::Cache => {
+                    tracing::debug!(error = %e, "refused on cached state, re-running on the store's");
+                    source = Source::Store;
                 }
                 other => return other,
             }
@@ -109,13 +145,25 @@ impl CommandService {
                 }),
             });
         }
-        match self.store.append(streams, &ctx.metadata(), side_writes).await {
+        match self.store.append(streams, &ctx.metadata(), side_writes, ctx.session.as_ref()).await {
             Ok(position) => {
+                for s in streams {
+                    if let Some(after) = &s.after {
+                        let version = s.expected_version + s.events.len();
+                        self.cache.put_any(s.aggregate_type, &s.aggregate_id, after.clone(), version);
+                    }
+                }
                 let mut value = value;
                 with_position(&mut value, position);
                 Ok(Outcome { value, position })
             }
-            Err(AppendError::Conflict(aggregate)) => Err(CommandError::Conflict { aggregate }),
+            Err(AppendError::Conflict(aggregate)) => {
+                for s in streams {
+                    self.cache.evict(s.aggregate_type, &s.aggregate_id);
+                }
+                Err(CommandError::Conflict { aggregate })
+            }
+            Err(AppendError::SessionChanged) => Err(CommandError::SessionChanged),
             Err(AppendError::Unique(constraint)) if constraint == "idempotency_keys_pkey" => {
                 Err(CommandError::IdempotentReplay)
             }
@@ -129,13 +177,42 @@ impl CommandService {
         }
     }
 
-    async fn load<A: cqrs_es::Aggregate>(&self, id: Id) -> Result<Loaded<A>, CommandError> {
-        self.store.load::<A>(&id.to_string()).await
+    /// An aggregate from the cache (with `Source::Cache`, when cached) or folded from the
+    /// store (and then cached, if it exists).
+    async fn load<A: cqrs_es::Aggregate + Clone + 'static>(
+        &self,
+        id: Id,
+        source: Source,
+    ) -> Result<Loaded<A>, CommandError> {
+        let id = id.to_string();
+        if source == Source::Cache {
+            if let Some(hit) = self.cache.get::<A>(&id, None) {
+                return Ok(hit);
+            }
+        }
+        let loaded = self.store.load::<A>(&id).await?;
+        self.remember(&loaded);
+        Ok(loaded)
     }
 
-    /// A fund, from its snapshot and the events after it (its stream grows with every payment).
-    async fn load_fund(&self, id: Id) -> Result<Loaded<Fund>, CommandError> {
-        self.store.load_snapshotted::<Fund>(&id.to_string()).await
+    fn remember<A: cqrs_es::Aggregate + Clone + 'static>(&self, loaded: &Loaded<A>) {
+        if loaded.version > 0 {
+            self.cache.put(&loaded.id, loaded.state.clone(), loaded.version);
+        }
+    }
+
+    /// A fund, from the cache or from its snapshot and the events after it (its stream grows
+    /// with every payment).
+    async fn load_fund(&self, id: Id, source: Source) -> Result<Loaded<Fund>, CommandError> {
+        let id = id.to_string();
+        if source == Source::Cache {
+            if let Some(hit) = self.cache.get::<Fund>(&id, None) {
+                return Ok(hit);
+            }
+        }
+        let loaded = self.store.load_snapshotted::<Fund>(&id).await?;
+        self.remember(&loaded);
+        Ok(loaded)
     }
 
     // ----- users -------------------------------------------------------------------------
@@ -158,7 +235,7 @@ impl CommandService {
         check_password_policy(password)?;
         let hash = hash_password(password.to_string()).await?;
         let loaded = Loaded { id: user_id.to_string(), state: User::default(), version: 0 };
-        let stream = StreamAppend::of(&loaded, &events)?;
+        let stream = StreamAppend::of(&loaded, &events, &user)?;
         let writes = vec![user_row(user_id, &user), SideWrite::SetPassword { user_id, hash }];
         self.commit(ctx, &[stream], writes, user_view(user_id, &user), |v, p| v.position = p).await
     }
@@ -171,9 +248,9 @@ impl CommandService {
         role: Role,
         grant: bool,
     ) -> Result<Outcome<UserView>, CommandError> {
-        self.retrying(|| async {
+        self.retrying(|source| async move {
             let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
-            let loaded = self.load::<User>(user_id).await?;
+            let loaded = self.load::<User>(user_id, source).await?;
             let mut user = loaded.state.clone();
             let command = if grant {
                 UserCommand::GrantRole { role, by }
@@ -181,7 +258,7 @@ impl CommandService {
                 UserCommand::RevokeRole { role, by }
             };
             let events = decide(&mut user, command).await?;
-            let stream = StreamAppend::of(&loaded, &events)?;
+            let stream = StreamAppend::of(&loaded, &events, &user)?;
             self.commit(ctx, &[stream], vec![user_row(user_id, &user)], user_view(user_id, &user), |v, p| {
                 v.position = p
             })
@@ -202,7 +279,7 @@ impl CommandService {
     ) -> Result<Outcome<FundView>, CommandError> {
         let actor = actor(ctx)?;
         if let Some(custodian) = custodian_id {
-            if self.load::<User>(custodian).await?.state.id.is_none() {
+            if self.load::<User>(custodian, Source::Store).await?.state.id.is_none() {
                 return Err(DomainError::invalid("custodian_id", "no user has this id").into());
             }
         }
@@ -218,20 +295,31 @@ impl CommandService {
             actor,
         };
         let events = decide(&mut fund, command).await?;
-        let stream = StreamAppend::of(&loaded, &events)?;
+        let stream = StreamAppend::of(&loaded, &events, &fund)?;
         self.commit(ctx, &[stream], vec![], FundView::new(fund_id, &fund, 0), |v, p| v.position = p).await
     }
 
     /// A fund folded from its events; `None` when there is no such fund.
     pub async fn fund(&self, id: Id) -> Result<Option<FundView>, CommandError> {
-        let loaded = self.load_fund(id).await?;
+        let loaded = self.load_fund(id, Source::Store).await?;
         Ok(loaded.state.id.map(|_| FundView::new(id, &loaded.state, 0)))
     }
 
     // ----- approval policy --------------------------------------------------------------
 
+    /// The approval policy in force, as stored.
     pub async fn policy(&self) -> Result<Loaded<ApprovalPolicy>, CommandError> {
-        self.store.load::<ApprovalPolicy>(POLICY_ID).await
+        let loaded = self.store.load::<ApprovalPolicy>(POLICY_ID).await?;
+        self.remember(&loaded);
+        Ok(loaded)
+    }
+
+    /// The policy for a submission: cached for at most [`POLICY_MAX_AGE`].
+    async fn policy_for_submission(&self) -> Result<ApprovalPolicy, CommandError> {
+        match self.cache.get::<ApprovalPolicy>(POLICY_ID, Some(POLICY_MAX_AGE)) {
+            Some(hit) => Ok(hit.state),
+            None => Ok(self.policy().await?.state),
+        }
     }
 
     pub async fn change_policy(
@@ -240,7 +328,7 @@ impl CommandService {
         tiers: Tiers,
     ) -> Result<Outcome<PolicyView>, CommandError> {
         let actor = actor(ctx)?;
-        self.retrying(|| async {
+        self.retrying(|_| async {
             let loaded = self.policy().await?;
             let mut policy = loaded.state.clone();
             let events = decide(
@@ -248,7 +336,7 @@ impl CommandService {
                 PolicyCommand::ChangePolicy { tiers: tiers.clone(), actor: actor.clone() },
             )
             .await?;
-            let stream = StreamAppend::of(&loaded, &events)?;
+            let stream = StreamAppend::of(&loaded, &events, &policy)?;
             self.commit(ctx, &[stream], vec![], PolicyView::new(&policy, 0), |v, p| v.position = p).await
         })
         .await
@@ -263,7 +351,9 @@ impl CommandService {
         input: NewRequisition,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
         let actor = actor(ctx)?;
-        let fund = self.load_fund(input.fund_id).await?;
+        // A fund's currency never changes, so a cached fund answers as well as the store; a
+        // fund not found in the cache is looked up in the store.
+        let fund = self.load_fund(input.fund_id, Source::Cache).await?;
         let Some(currency) = fund.state.currency.clone() else {
             return Err(DomainError::invalid("fund_id", "no fund has this id").into());
         };
@@ -292,19 +382,24 @@ impl CommandService {
         };
         let mut events = decide(&mut requisition, command).await?;
         if input.submit {
-            let policy = self.policy().await?.state;
+            let policy = self.policy_for_submission().await?;
             let chain = policy.tiers().chain_for(requisition.amount);
             let submit = RequisitionCommand::Submit { chain, policy_version: policy.version, actor };
             events.extend(decide(&mut requisition, submit).await?);
         }
-        let stream = StreamAppend::of(&loaded, &events)?;
+        let stream = StreamAppend::of(&loaded, &events, &requisition)?;
         self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
             .await
     }
 
     /// Loads a requisition the actor may see; others get "not found", as if it did not exist.
-    async fn visible_requisition(&self, actor: &Actor, id: Id) -> Result<Loaded<Requisition>, CommandError> {
-        let loaded = self.load::<Requisition>(id).await?;
+    async fn visible_requisition(
+        &self,
+        actor: &Actor,
+        id: Id,
+        source: Source,
+    ) -> Result<Loaded<Requisition>, CommandError> {
+        let loaded = self.load::<Requisition>(id, source).await?;
         if loaded.state.id.is_none() || !loaded.state.readable_by(actor) {
             return Err(CommandError::not_found("requisition"));
         }
@@ -313,7 +408,7 @@ impl CommandService {
 
     /// A requisition folded from its events, if the actor may read it.
     pub async fn requisition(&self, actor: &Actor, id: Id) -> Result<RequisitionView, CommandError> {
-        let loaded = self.visible_requisition(actor, id).await?;
+        let loaded = self.visible_requisition(actor, id, Source::Store).await?;
         Ok(RequisitionView::new(&loaded.state, 0))
     }
 
@@ -328,13 +423,14 @@ impl CommandService {
     where
         F: Fn(Actor, &Requisition) -> RequisitionCommand,
     {
-        let actor = actor(ctx)?;
-        self.retrying(|| async {
-            let loaded = self.visible_requisition(&actor, id).await?;
+        let actor = &actor(ctx)?;
+        let make = &make;
+        self.retrying(|source| async move {
+            let loaded = self.visible_requisition(actor, id, source).await?;
             let mut requisition = loaded.state.clone();
             let command = make(actor.clone(), &requisition);
             let events = decide(&mut requisition, command).await?;
-            let stream = StreamAppend::of(&loaded, &events)?;
+            let stream = StreamAppend::of(&loaded, &events, &requisition)?;
             self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
                 .await
         })
@@ -359,7 +455,7 @@ impl CommandService {
     ) -> Result<Outcome<RequisitionView>, CommandError> {
         // The policy is read once, before the retries: a policy change racing a submission
         // may or may not apply to it, like any two concurrent requests.
-        let policy = self.policy().await?.state;
+        let policy = self.policy_for_submission().await?;
         self.on_requisition(ctx, id, |actor, r| RequisitionCommand::Submit {
             chain: policy.tiers().chain_for(r.amount),
             policy_version: policy.version,
@@ -428,13 +524,15 @@ impl CommandService {
         method: PaymentMethod,
         reference: Option<String>,
     ) -> Result<Outcome<PaymentReceipt>, CommandError> {
-        let payer = actor(ctx)?;
-        self.retrying(|| async {
-            let req = self.visible_requisition(&payer, requisition_id).await?;
+        let payer = &actor(ctx)?;
+        let reference = &reference;
+        self.retrying(|source| async move {
+            let req = self.visible_requisition(payer, requisition_id, source).await?;
             let fund_id = ensure_exists(req.state.fund_id, "requisition")?;
-            // Queue behind other payments from this fund in this process (see `locks`).
+            // Queue behind other payments from this fund in this process (see `locks`), then
+            // decide on the state as it is once it is this payment's turn.
             let _guard = self.locks.lock(&fund_id.to_string()).await;
-            let req = self.visible_requisition(&payer, requisition_id).await?;
+            let req = self.visible_requisition(payer, requisition_id, source).await?;
             let mut requisition = req.state.clone();
             let payment_id = Id::now_v7();
             let pay = RequisitionCommand::Pay {
@@ -444,7 +542,7 @@ impl CommandService {
                 payer: payer.clone(),
             };
             let req_events = decide(&mut requisition, pay).await?;
-            let fund = self.load_fund(fund_id).await?;
+            let fund = self.load_fund(fund_id, source).await?;
             let mut fund_state = fund.state.clone();
             let disburse = FundCommand::Disburse {
                 payment_id,
@@ -456,7 +554,10 @@ impl CommandService {
                 paid_by: payer.user_id,
             };
             let fund_events = decide(&mut fund_state, disburse).await?;
-            let streams = [StreamAppend::of(&req, &req_events)?, StreamAppend::of(&fund, &fund_events)?];
+            let streams = [
+                StreamAppend::of(&req, &req_events, &requisition)?,
+                StreamAppend::of(&fund, &fund_events, &fund_state)?,
+            ];
             let receipt = PaymentReceipt {
                 id: payment_id,
                 requisition_id,
@@ -469,9 +570,24 @@ impl CommandService {
                 paid_by: payer.user_id,
                 position: 0,
             };
-            self.commit(ctx, &streams, vec![], receipt, |v, p| v.position = p).await
+            let outcome = self.commit(ctx, &streams, vec![], receipt, |v, p| v.position = p).await?;
+            self.snapshot_if_due(&fund, &fund_state, fund_events.len()).await;
+            Ok(outcome)
         })
         .await
+    }
+
+    /// Writes a snapshot of a fund whose stream just grew past a multiple of
+    /// [`SNAPSHOT_EVERY`]: commands decided on the cached fund never fold its stream, so the
+    /// snapshot that bounds a load from the store (after a restart, or in another process)
+    /// is kept here. Best effort, like the snapshot written by a load.
+    async fn snapshot_if_due(&self, before: &Loaded<Fund>, after: &Fund, appended: usize) {
+        let version = before.version + appended;
+        if version / SNAPSHOT_EVERY > before.version / SNAPSHOT_EVERY {
+            if let Err(e) = self.store.save_snapshot(&before.id, after, version).await {
+                tracing::warn!(fund = %before.id, error = %e, "could not save a snapshot");
+            }
+        }
     }
 
     /// Every event of a requisition the actor may read, oldest first, with who did it.
@@ -480,7 +596,7 @@ impl CommandService {
         actor: &Actor,
         id: Id,
     ) -> Result<Vec<HistoryEntry>, CommandError> {
-        self.visible_requisition(actor, id).await?;
+        self.visible_requisition(actor, id, Source::Store).await?;
         let events =
             self.store.stream_history(<Requisition as cqrs_es::Aggregate>::TYPE, &id.to_string()).await?;
         let actor_ids: Vec<Id> = events

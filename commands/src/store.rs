@@ -2,12 +2,14 @@
 //! append for any number of streams.
 
 use crate::error::CommandError;
+use crate::SessionGuard;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
+use std::any::Any;
 use std::sync::Arc;
 
 /// An aggregate folded from its stream, with the sequence of its last event (0 when new).
@@ -49,11 +51,17 @@ pub struct StreamAppend {
     pub aggregate_id: String,
     pub expected_version: usize,
     pub events: Vec<(String, String, Value)>,
+    /// The aggregate after these events, for the aggregate cache once they are committed.
+    pub after: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl StreamAppend {
-    /// Serialises domain events decided on `loaded`.
-    pub fn of<A: Aggregate>(loaded: &Loaded<A>, events: &[A::Event]) -> Result<Self, CommandError> {
+    /// Serialises domain events decided on `loaded`; `after` is the state they lead to.
+    pub fn of<A: Aggregate + Clone + 'static>(
+        loaded: &Loaded<A>,
+        events: &[A::Event],
+        after: &A,
+    ) -> Result<Self, CommandError> {
         let events = events
             .iter()
             .map(|e| {
@@ -65,6 +73,7 @@ impl StreamAppend {
             aggregate_id: loaded.id.clone(),
             expected_version: loaded.version,
             events,
+            after: Some(Arc::new(after.clone())),
         })
     }
 }
@@ -95,6 +104,10 @@ pub enum AppendError {
     /// Another writer appended to one of the streams first (same aggregate, same sequence).
     #[error("concurrent append to {0}")]
     Conflict(&'static str),
+    /// The guarding session ended, or its user was deactivated or had roles changed, before
+    /// the events were written; nothing was written.
+    #[error("the session changed")]
+    SessionChanged,
     /// A unique constraint other than the events key was violated (e.g. users.email,
     /// idempotency_keys): the constraint's name.
     #[error("unique constraint {0} violated")]
@@ -193,7 +206,13 @@ impl EventStore {
         Ok(Loaded { id: id.to_string(), state, version })
     }
 
-    async fn save_snapshot<A: Snapshotted>(&self, id: &str, state: &A, version: usize) -> anyhow::Result<()> {
+    /// Keeps `state` as the snapshot of `id` at `version` (unless a later one is kept).
+    pub async fn save_snapshot<A: Snapshotted>(
+        &self,
+        id: &str,
+        state: &A,
+        version: usize,
+    ) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
              VALUES ($1, $2, $3, $4, $5)
@@ -232,12 +251,15 @@ impl EventStore {
     /// writes in the same transaction. Returns the global position of the last event.
     ///
     /// A stream whose expected version is stale makes the whole append fail with
-    /// [`AppendError::Conflict`] and write nothing.
+    /// [`AppendError::Conflict`] and write nothing. With a `guard`, the same statement checks
+    /// that the session is still live, its user active and their roles as the command saw
+    /// them; if not, nothing is written ([`AppendError::SessionChanged`]).
     pub async fn append(
         &self,
         streams: &[StreamAppend],
         metadata: &Value,
         side_writes: Vec<SideWrite>,
+        guard: Option<&SessionGuard>,
     ) -> Result<i64, AppendError> {
         let mut types = Vec::new();
         let mut ids = Vec::new();
@@ -272,6 +294,10 @@ impl EventStore {
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              SELECT t, i, s, e, v, p, $7
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS x(t, i, s, e, v, p)
+             WHERE $8::bytea IS NULL OR EXISTS (
+                SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+                WHERE s.token_hash = $8 AND s.expires_at > now() AND s.revoked_at IS NULL
+                  AND u.active AND u.roles = $9::text[])
              RETURNING global_position",
         )
         .bind(&types)
@@ -280,17 +306,20 @@ impl EventStore {
         .bind(&event_types)
         .bind(&versions)
         .bind(&payloads)
-        .bind(metadata);
+        .bind(metadata)
+        .bind(guard.map(|g| &g.token_hash))
+        .bind(guard.map(|g| &g.roles));
         if side_writes.is_empty() && !types.is_empty() {
             // One statement is atomic on its own: no BEGIN and COMMIT round trips.
             let positions = insert.fetch_all(&self.pool).await.map_err(classify)?;
-            return Ok(positions.into_iter().max().unwrap_or_default());
+            return positions.into_iter().max().ok_or(AppendError::SessionChanged);
         }
         let mut tx = self.pool.begin().await.map_err(AppendError::Database)?;
         let position: Option<i64> = if types.is_empty() {
             None
         } else {
-            insert.fetch_all(&mut *tx).await.map_err(classify)?.into_iter().max()
+            let positions = insert.fetch_all(&mut *tx).await.map_err(classify)?;
+            Some(positions.into_iter().max().ok_or(AppendError::SessionChanged)?)
         };
         let position = match position {
             Some(p) => p,

@@ -47,6 +47,10 @@ where
     }
     match command.await {
         Ok(outcome) => Ok(respond(status, outcome.position, &outcome.value)),
+        Err(err @ CommandError::SessionChanged) => {
+            state.auth.forget_session(&cmd.session.token_hash);
+            Err(err.into())
+        }
         // A concurrent request with the same key may have committed first.
         Err(err) if cmd.idempotency_key().is_some() => match replay(state, cmd).await? {
             Some(stored) => Ok(stored),

@@ -85,7 +85,10 @@ pub async fn grant_role(
     let id = parse_user_id(&id)?;
     let role = parse_role(&cmd.body.role)?;
     let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.change_role(&ctx, id, role, true)).await
+    let answer = run(&state, &cmd, StatusCode::OK, state.commands.change_role(&ctx, id, role, true)).await;
+    // Their cached sessions carry the old roles.
+    state.auth.forget_user(id);
+    answer
 }
 
 /// Revoke a role (admin). Revoking a role the user does not hold records nothing.
@@ -101,7 +104,10 @@ pub async fn revoke_role(
     let id = parse_user_id(&id)?;
     let role = parse_role(&role)?;
     let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.change_role(&ctx, id, role, false)).await
+    let answer = run(&state, &cmd, StatusCode::OK, state.commands.change_role(&ctx, id, role, false)).await;
+    // Their cached sessions carry the old roles.
+    state.auth.forget_user(id);
+    answer
 }
 
 /// Every user with their current roles (admin, auditor), ordered by email.

@@ -47,10 +47,16 @@ async fn disbursed_total(app: &TestApp) -> Decimal {
 /// Another server on the same database, with its own pool and command service, as a second
 /// process would be: it shares no in-process locks with `app`. Returns its base address.
 pub(crate) async fn second_server(app: &TestApp) -> String {
+    second_server_with(app, |_| {}).await
+}
+
+/// [`second_server`] with its configuration adjusted by `adjust`.
+pub(crate) async fn second_server_with(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> String {
     let pool = pettycash_api::database::pool(&app.database_url, 20).await.expect("second pool");
     let mut config = Config::from_lookup(|_| None).expect("default config");
     config.database_url = Some(app.database_url.clone());
     config.bind = "127.0.0.1:0".parse().unwrap();
+    adjust(&mut config);
     let server = Application::build(config, pool).await.expect("build second server");
     let address = format!("http://127.0.0.1:{}", server.port());
     tokio::spawn(server.run_until_stopped(std::future::pending()));
