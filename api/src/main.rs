@@ -100,7 +100,11 @@ fn return_large_allocations_to_the_system() {
 
 fn main() -> ExitCode {
     return_large_allocations_to_the_system();
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(pettycash_api::database::runtime_threads(std::env::var("DATABASE_URL").ok()));
+    }
+    match builder.enable_all().build() {
         Ok(runtime) => runtime.block_on(async_main()),
         Err(e) => {
             eprintln!("pettycash: cannot start the runtime: {e}");
