@@ -5,10 +5,20 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = pettycash_tests::load::Args::parse();
-    match pettycash_tests::load::run(args).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pettycash-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(pettycash_tests::load::run(args)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pettycash-load: {e:#}");

@@ -85,6 +85,11 @@ pub struct Args {
     /// Per-request timeout, seconds (a timeout counts as an error).
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
+    /// Threads of the load generator's async runtime. One keeps its share of a machine it
+    /// shares with the server and PostgreSQL small (like pgbench's client); the open loop's
+    /// schedule runs on a thread of its own either way.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 /// The run's shared state.
