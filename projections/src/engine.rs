@@ -34,6 +34,9 @@ use tokio::sync::{watch, Notify};
 /// How soon a worker looks again when events exist that are not visible yet.
 const PENDING_RETRY: Duration = Duration::from_millis(5);
 
+/// How often an idle worker checks that the connection holding its lease is alive.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
+
 /// Channel the events insert trigger notifies.
 pub const CHANNEL: &str = "pettycash_events";
 
@@ -170,8 +173,9 @@ impl Engine {
         let mut total = 0;
         for projection in &self.projections {
             prepare(&self.pool, projection.as_ref()).await?;
+            let mut stepper = Stepper::new(&self.pool, projection.as_ref(), self.options.batch_size);
             loop {
-                let n = step(&self.pool, projection.as_ref(), self.options.batch_size).await?;
+                let n = stepper.step().await?;
                 total += n.applied;
                 if n.applied == 0 {
                     break;
@@ -303,11 +307,16 @@ impl Worker {
         if prepare(&self.pool, p).await? == "retired" {
             return Ok(Tail::Retired);
         }
+        let mut pinged = std::time::Instant::now();
+        let mut stepper = Stepper::new(&self.pool, p, self.options.batch_size);
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let outcome = step(&self.pool, p, self.options.batch_size).await?;
+            let outcome = match probe(&self.pool, p).await? {
+                Probe::Idle { pending } => StepOutcome { applied: 0, retired: false, pending, live: true },
+                Probe::Step => stepper.step().await?,
+            };
             if outcome.retired {
                 return Ok(Tail::Retired);
             }
@@ -317,8 +326,12 @@ impl Worker {
                 }
                 continue;
             }
-            // Check the lease connection is alive; if it died the lock is gone.
-            lock_conn.ping().await.context("lease connection lost")?;
+            // Check the lease connection is alive (if it died the lock is gone), once a
+            // second: an idle worker under load looks for events every few milliseconds.
+            if pinged.elapsed() >= LEASE_CHECK {
+                lock_conn.ping().await.context("lease connection lost")?;
+                pinged = std::time::Instant::now();
+            }
             let pause = if outcome.pending { PENDING_RETRY } else { self.options.poll_interval };
             tokio::select! {
                 _ = &mut notified => {}
@@ -327,6 +340,49 @@ impl Worker {
             }
         }
     }
+}
+
+/// What a worker should do next, as seen without locking anything.
+enum Probe {
+    /// Live, nothing visible after the checkpoint; `pending`: events exist that are not
+    /// visible yet.
+    Idle { pending: bool },
+    /// Events are visible, or the generation is not live (a building one may go live): run a
+    /// [`step`].
+    Step,
+}
+
+/// Looks at the checkpoint and the events after it in one statement, outside any
+/// transaction. Under load most wake-ups find nothing visible yet (the command that woke the
+/// worker, or another worker's batch, has not committed); a [`step`] would lock the checkpoint
+/// row for that, which takes a transaction id, which in turn holds back the visibility horizon
+/// of every other worker and the sealer until it commits: workers then keep each other polling.
+/// This probe takes no transaction id and costs one round trip.
+async fn probe(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<Probe> {
+    // The first event after the cursor in (transaction, position) order is visible exactly
+    // when its transaction id is below the horizon: every later one has a larger id.
+    let row: Option<(String, Option<bool>)> = sqlx::query_as(
+        "SELECT c.state, n.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         FROM projection_checkpoints c
+         LEFT JOIN LATERAL (
+             SELECT e.transaction_id FROM events e
+             WHERE (e.transaction_id, e.global_position) > (c.last_transaction_id, c.last_position)
+             ORDER BY e.transaction_id, e.global_position LIMIT 1) n ON true
+         WHERE c.name = $1 AND c.version = $2 AND c.generation = $3",
+    )
+    .bind(p.name())
+    .bind(p.version())
+    .bind(p.generation())
+    .fetch_optional(pool)
+    .await
+    .context("probing for events")?;
+    Ok(match row {
+        // Nothing after the cursor, or only events not visible yet.
+        Some((state, next_visible)) if state == "live" && next_visible != Some(true) => {
+            Probe::Idle { pending: next_visible.is_some() }
+        }
+        _ => Probe::Step,
+    })
 }
 
 /// Creates the generation's tables and checkpoint if missing; gives readers a view if there
@@ -450,6 +506,100 @@ pub struct StepOutcome {
 /// live ([`swap`]); events still pending (not visible yet) do not hold it back, or a build
 /// under continuous load might never go live.
 pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Result<StepOutcome> {
+    Ok(step_with(pool, p, batch_size, None, false).await?.0)
+}
+
+/// Steps one build batch after batch (workers, `catch_up`, `pettycash-replay rebuild`), reading each
+/// next batch on a connection of its own while the current one is applied, so that the
+/// server producing events and the client applying them overlap (the two cost about the same
+/// when a build catches up).
+///
+/// Why a batch read ahead is the one [`step`] would read: it holds the first events after the
+/// cursor `c` (the current batch's last event) with a transaction id below the horizon `h` it
+/// saw. Every transaction below `h` had finished, so no such event can appear later, and
+/// every event that becomes visible afterwards has a transaction id of at least `h`, which
+/// sorts after all of them. So it is a prefix (the whole, when it is a full batch) of what a
+/// step reading after `c` would get at any later time. It is used only if the checkpoint is
+/// still at `c` when the next step has locked it; otherwise (the batch rolled back, another
+/// process moved on) it is dropped and the step reads as usual.
+pub struct Stepper<'a> {
+    pool: &'a PgPool,
+    p: &'a dyn Projection,
+    batch_size: i64,
+    ahead: Option<ReadAhead>,
+}
+
+impl<'a> Stepper<'a> {
+    pub fn new(pool: &'a PgPool, p: &'a dyn Projection, batch_size: i64) -> Self {
+        Self { pool, p, batch_size, ahead: None }
+    }
+
+    /// One [`step`], with the batch read ahead by the previous one if it still applies.
+    pub async fn step(&mut self) -> anyhow::Result<StepOutcome> {
+        // Waited for before the step takes a connection: the pool may be small.
+        let read = match self.ahead.take() {
+            Some(mut ahead) => match (&mut ahead.task).await {
+                Ok(Ok(events)) => Some((ahead.after, events)),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = format!("{e:#}"), "reading ahead failed; reading again");
+                    None
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let (outcome, ahead) = step_with(self.pool, self.p, self.batch_size, read, true).await?;
+        self.ahead = ahead;
+        Ok(outcome)
+    }
+}
+
+/// The next batch, being read after the event at position `after`.
+struct ReadAhead {
+    after: i64,
+    task: tokio::task::JoinHandle<anyhow::Result<Vec<EventRow>>>,
+}
+
+impl ReadAhead {
+    fn start(pool: &PgPool, p: &dyn Projection, after: i64, limit: i64) -> Self {
+        let (pool, columns) = (pool.clone(), columns_for(p));
+        let task = tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
+            sqlx::query_as(&format!(
+                "SELECT {columns} FROM events
+                 WHERE (transaction_id, global_position)
+                       > ((SELECT transaction_id FROM events WHERE global_position = $1), $1)
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                 ORDER BY transaction_id, global_position
+                 LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await
+            .context("reading events ahead")
+        });
+        Self { after, task }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// [`step`], applying `read` (a batch read ahead after the position it names) instead of
+/// reading if the checkpoint is at that position, and starting to read the next batch when
+/// `read_ahead` and this one is full.
+async fn step_with(
+    pool: &PgPool,
+    p: &dyn Projection,
+    batch_size: i64,
+    read: Option<(i64, Vec<EventRow>)>,
+    read_ahead: bool,
+) -> anyhow::Result<(StepOutcome, Option<ReadAhead>)> {
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
     // A replayable projection's batch need not wait for its commit to reach the disk: a crash
@@ -469,9 +619,12 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
     .await
     .context("reading the checkpoint")?;
     if state == "retired" {
-        return Ok(StepOutcome { applied: 0, retired: true, pending: false, live: false });
+        return Ok((StepOutcome { applied: 0, retired: true, pending: false, live: false }, None));
     }
-    let events = visible_events(&mut tx, p, &txid, position, batch_size).await?;
+    let (events, was_read_ahead) = match read {
+        Some((after, events)) if after == position && !events.is_empty() => (events, true),
+        _ => (visible_events(&mut tx, p, &txid, position, batch_size).await?, false),
+    };
     if events.is_empty() {
         let pending: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2))",
@@ -484,51 +637,56 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
         tx.commit().await?;
         if state == "building" {
             let swapped = swap(pool, p, batch_size).await?;
-            return Ok(StepOutcome { pending, ..swapped });
+            return Ok((StepOutcome { pending, ..swapped }, None));
         }
-        return Ok(StepOutcome { applied: 0, retired: false, pending, live: state == "live" });
+        return Ok((StepOutcome { applied: 0, retired: false, pending, live: state == "live" }, None));
     }
     let fetched = started.elapsed();
-    advance(&mut tx, p, &events).await?;
+    let ahead = match events.last() {
+        Some(last) if read_ahead && events.len() as i64 >= batch_size => {
+            Some(ReadAhead::start(pool, p, last.global_position, batch_size))
+        }
+        _ => None,
+    };
+    advance(&mut tx, p, position, &events).await?;
     let applied = started.elapsed();
     tx.commit().await?;
     tracing::debug!(
         projection = p.name(),
         generation = p.generation(),
         events = events.len(),
+        read_ahead = was_read_ahead,
         fetch_ms = fetched.as_secs_f64() * 1e3,
         apply_ms = (applied - fetched).as_secs_f64() * 1e3,
         commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
         "batch applied"
     );
-    Ok(StepOutcome { applied: events.len() as u64, retired: false, pending: false, live: state == "live" })
+    let outcome =
+        StepOutcome { applied: events.len() as u64, retired: false, pending: false, live: state == "live" };
+    Ok((outcome, ahead))
+}
+
+/// The columns a projection reads. Every event is read (the cursor and `events_applied` count
+/// them all), but the payload and metadata of aggregate types the projection does not use come
+/// back as JSON `null`, and so does all metadata for a projection that does not use it:
+/// PostgreSQL's jsonb-to-text output is the most expensive part of reading an event, and most
+/// projections use one aggregate type.
+fn columns_for(p: &dyn Projection) -> String {
+    let wanted = p.aggregate_types().map(|types| {
+        let list =
+            types.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
+        format!("aggregate_type IN ({list})")
+    });
+    let only_wanted = |column: &str| match &wanted {
+        None => column.to_string(),
+        Some(wanted) => format!("CASE WHEN {wanted} THEN {column} ELSE 'null'::jsonb END AS {column}"),
+    };
+    let metadata =
+        if p.uses_metadata() { only_wanted("metadata") } else { "'null'::jsonb AS metadata".into() };
+    EVENT_COLUMNS.replace("payload", &only_wanted("payload")).replace("metadata", &metadata)
 }
 
 /// Up to `limit` events after the cursor that no running transaction can still precede.
-/// The columns a projection reads. Every event is read (the cursor and `events_applied` count
-/// them all), but the payload and metadata of aggregate types the projection does not use come
-/// back as JSON `null`: PostgreSQL's jsonb-to-text output is the most expensive part of
-/// reading an event, and most projections use one aggregate type.
-fn columns_for(p: &dyn Projection) -> String {
-    match p.aggregate_types() {
-        None => EVENT_COLUMNS.to_string(),
-        Some(types) => {
-            let list =
-                types.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
-            let wanted = format!("aggregate_type IN ({list})");
-            EVENT_COLUMNS
-                .replace(
-                    "payload",
-                    &format!("CASE WHEN {wanted} THEN payload ELSE 'null'::jsonb END AS payload"),
-                )
-                .replace(
-                    "metadata",
-                    &format!("CASE WHEN {wanted} THEN metadata ELSE 'null'::jsonb END AS metadata"),
-                )
-        }
-    }
-}
-
 async fn visible_events(
     tx: &mut PgConnection,
     p: &dyn Projection,
@@ -556,10 +714,16 @@ async fn visible_events(
     .context("reading events")
 }
 
-/// Applies `events` (not empty) and moves the checkpoint to the last one, in `tx`.
-async fn advance(tx: &mut PgConnection, p: &dyn Projection, events: &[EventRow]) -> anyhow::Result<()> {
+/// Applies `events` (not empty), which follow checkpoint position `after`, and moves the
+/// checkpoint to the last one, in `tx`.
+async fn advance(
+    tx: &mut PgConnection,
+    p: &dyn Projection,
+    after: i64,
+    events: &[EventRow],
+) -> anyhow::Result<()> {
     let Some(last) = events.last() else { return Ok(()) };
-    p.apply(&mut *tx, events).await.with_context(|| format!("applying events to {}", p.name()))?;
+    p.apply(&mut *tx, after, events).await.with_context(|| format!("applying events to {}", p.name()))?;
     sqlx::query(
         "UPDATE projection_checkpoints
          SET last_transaction_id = (SELECT transaction_id FROM events WHERE global_position = $4),
@@ -631,7 +795,7 @@ async fn swap(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Res
         return Ok(StepOutcome { applied: 0, retired: true, pending: false, live: false });
     }
     let events = visible_events(&mut tx, p, txid, *position, batch_size).await?;
-    advance(&mut tx, p, &events).await?;
+    advance(&mut tx, p, *position, &events).await?;
     let applied = events.len() as u64;
     if events.len() as i64 >= batch_size {
         tx.commit().await?;

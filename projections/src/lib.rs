@@ -53,6 +53,11 @@ pub trait Projection: Send + Sync + 'static {
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// Whether it reads [`EventRow::metadata`]. When not, the engine leaves the metadata out
+    /// (`null`) for every event: its jsonb-to-text output costs about as much as the payload's.
+    fn uses_metadata(&self) -> bool {
+        true
+    }
     /// Base names of its tables (the views readers use).
     fn tables(&self) -> &'static [&'static str];
     /// DDL of the secondary indexes readers need (idempotent). Not created with the tables:
@@ -65,7 +70,13 @@ pub trait Projection: Send + Sync + 'static {
     /// its writes need (primary keys for upserts) but not the indexes only readers need.
     fn create_tables(&self) -> Vec<String>;
     /// Applies a batch of events, in global order, inside the engine's transaction.
-    async fn apply(&self, tx: &mut PgConnection, events: &[EventRow]) -> anyhow::Result<()>;
+    ///
+    /// `after` is the checkpoint position the batch follows (0 before the first event): the
+    /// tables as `tx` sees them hold exactly the effects of the events up to that position.
+    /// A projection that keeps state in memory between batches compares it with its own record
+    /// of where that state stands; anything else (a rolled-back batch, another process that
+    /// applied batches meanwhile) shows as a mismatch.
+    async fn apply(&self, tx: &mut PgConnection, after: i64, events: &[EventRow]) -> anyhow::Result<()>;
 }
 
 /// Table name of `base` for `version`, generation 0.

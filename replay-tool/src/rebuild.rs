@@ -14,8 +14,9 @@
 //!    rebuild and is resumed from its checkpoint; otherwise it starts generation max+1 of the
 //!    version this tool was built with;
 //! 2. prepares its tables and checkpoint, then applies the store to it with the engine's own
-//!    `step`, one transaction per batch (read-model rows and checkpoint together, so killing
-//!    it at any moment loses nothing and applies nothing twice);
+//!    `Stepper`, one transaction per batch (read-model rows and checkpoint together, so killing
+//!    it at any moment loses nothing and applies nothing twice), reading each next batch while
+//!    the current one is applied;
 //! 3. stops when a step finds nothing visible left and swaps the views in one transaction:
 //!    until then readers get the old generation, which the service's workers keep current;
 //!    afterwards they get the new one, and the service's worker follows it by itself;
@@ -29,7 +30,7 @@
 use crate::{Failure, Progress, EXIT_USAGE};
 use anyhow::Context;
 use clap::builder::PossibleValuesParser;
-use pettycash_projections::engine::{drop_retired_generations, prepare, step};
+use pettycash_projections::engine::{drop_retired_generations, prepare, Stepper};
 use pettycash_projections::{Kind, Projection};
 use sqlx::PgPool;
 use std::io::Write;
@@ -55,7 +56,8 @@ pub struct RebuildArgs {
     #[arg(long)]
     pub keep_old: bool,
     /// Events per transaction. Larger batches fold more events of one requisition together
-    /// (fewer row writes); memory grows with it (about 60 MB at 20,000).
+    /// (fewer row writes); memory grows with it (each projection holds the batch it applies and
+    /// the next one, read ahead: about 80 MB for `--all` at 20,000).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub batch_size: i64,
 }
@@ -205,10 +207,10 @@ async fn rebuild_one(
     let mut progress = Progress::new(name, remaining.max(0) as u64);
     let mut applied = 0u64;
     let mut live_now = state == "live";
+    let mut stepper = Stepper::new(pool, p.as_ref(), args.batch_size);
     while !live_now {
-        let outcome = step(pool, p.as_ref(), args.batch_size)
-            .await
-            .with_context(|| format!("{name} v{version} generation {generation}"))?;
+        let outcome =
+            stepper.step().await.with_context(|| format!("{name} v{version} generation {generation}"))?;
         for _ in 0..outcome.applied {
             progress.inc();
         }

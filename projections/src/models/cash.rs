@@ -107,6 +107,9 @@ impl Projection for Cash {
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         Some(&["fund"])
     }
+    fn uses_metadata(&self) -> bool {
+        false
+    }
 
     fn tables(&self) -> &'static [&'static str] {
         &[FUNDS, LEDGER, PAYMENTS]
@@ -145,7 +148,7 @@ impl Projection for Cash {
         ]
     }
 
-    async fn apply(&self, tx: &mut PgConnection, events: &[EventRow]) -> anyhow::Result<()> {
+    async fn apply(&self, tx: &mut PgConnection, _after: i64, events: &[EventRow]) -> anyhow::Result<()> {
         let events: Vec<&EventRow> = events.iter().filter(|e| e.aggregate_type == "fund").collect();
         if events.is_empty() {
             return Ok(());

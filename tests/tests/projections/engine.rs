@@ -499,14 +499,15 @@ async fn assert_read_models_match_store(pool: &PgPool, version: i32, check_appro
 
 /// 16 writers append through the command service while other sessions hold transactions
 /// open with an event inserted (so later positions commit first), and some of those roll
-/// back (holes in the positions). The engine tails it all in batches of 50 the whole time.
+/// back (holes in the positions). The engine tails it all in batches of 5 the whole time (small
+/// enough to be full often, so that each next batch is read ahead while one is applied).
 /// Afterwards the read models are exactly the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_and_long_transactions_lose_nothing_and_apply_nothing_twice() {
     let (_url, pool) = fresh_database().await;
     let service = CommandService::new(EventStore::new(pool.clone()));
     let people = People::register(&service).await;
-    let engine = start(&pool, projections(1), 50);
+    let engine = start(&pool, projections(1), 5);
 
     const WRITERS: usize = 16;
     const REQUISITIONS_PER_WRITER: usize = 6;
@@ -704,9 +705,16 @@ impl Projection for DiesMidBatch {
     fn create_tables(&self) -> Vec<String> {
         self.inner.create_tables()
     }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        self.inner.aggregate_types()
+    }
+    fn uses_metadata(&self) -> bool {
+        self.inner.uses_metadata()
+    }
     fn apply<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         tx: &'life1 mut PgConnection,
+        after: i64,
         events: &'life2 [EventRow],
     ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'async_trait>>
     where
@@ -717,7 +725,7 @@ impl Projection for DiesMidBatch {
     {
         Box::pin(async move {
             let n = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
-            self.inner.apply(&mut *tx, events).await?;
+            self.inner.apply(&mut *tx, after, events).await?;
             if n == self.crash_on {
                 self.crashed.store(true, Ordering::SeqCst);
                 // The session dies here; the engine then fails to move the checkpoint.

@@ -1,3 +1,4 @@
 //! Projection engine tests against real PostgreSQL.
 
+mod batching;
 mod engine;
