@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::embedded_pg::{ensure_database, EmbeddedPostgres};
 use anyhow::Context;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -19,27 +19,14 @@ pub struct Database {
     pub embedded: Option<EmbeddedPostgres>,
 }
 
-/// The connection options of `url`. On a loopback host (or a Unix socket) with no `sslmode`
-/// given, TLS is off: the traffic never leaves the machine, and encrypting every round trip
-/// cost 15 % of command throughput (docs/performance.md). An explicit `sslmode` always wins;
-/// a remote host keeps PostgreSQL's default (`prefer`).
+/// The connection options of `url` (see [`pettycash_projections::connect::connect_options`]:
+/// no TLS to a loopback host unless `sslmode` asks for it).
 pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    let options: PgConnectOptions =
-        url.parse().with_context(|| format!("DATABASE_URL {} is not a PostgreSQL URL", redact(url)))?;
-    Ok(if is_local(url) && !url.contains("sslmode=") {
-        options.ssl_mode(PgSslMode::Disable)
-    } else {
-        options
-    })
+    pettycash_projections::connect::connect_options(url)
+        .with_context(|| format!("DATABASE_URL {} is not a PostgreSQL URL", redact(url)))
 }
 
-/// Whether `url` names a database on this machine (a loopback host or a Unix socket).
-pub fn is_local(url: &str) -> bool {
-    url.parse::<PgConnectOptions>().is_ok_and(|o| {
-        let host = o.get_host();
-        host.starts_with('/') || matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]")
-    })
-}
+pub use pettycash_projections::connect::is_local;
 
 /// Threads of the async runtime: half the cores when PostgreSQL runs on the same machine
 /// (`database_url` local, or none: the embedded cluster), all of them otherwise.
@@ -119,15 +106,6 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_connections_skip_tls_unless_asked() {
-        let mode = |url: &str| format!("{:?}", connect_options(url).unwrap().get_ssl_mode());
-        assert_eq!(mode("postgres://u@127.0.0.1:5432/db"), "Disable");
-        assert_eq!(mode("postgres://u@localhost/db"), "Disable");
-        assert_eq!(mode("postgres://u@127.0.0.1/db?sslmode=require"), "Require");
-        assert_eq!(mode("postgres://u@db.example.com/db"), "Prefer");
-    }
 
     #[test]
     fn the_runtime_leaves_half_the_cores_to_a_local_database() {

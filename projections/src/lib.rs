@@ -6,6 +6,7 @@
 //! same transaction as its writes. It owns the read-model tables; it never writes events.
 //! The `api` crate queries the read models through [`queries`].
 
+pub mod connect;
 pub mod engine;
 pub mod event;
 pub mod models;

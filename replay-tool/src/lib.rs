@@ -168,7 +168,11 @@ pub async fn connect(url: &str) -> Result<PgPool, Failure> {
         // Two streams at once for `verify` (events and seals); a few for parallel rebuilds.
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
+        // No TLS to a loopback database unless `sslmode` asks for it, as the service does.
+        .connect_with(pettycash_projections::connect::connect_options(url).map_err(|e| Failure {
+            code: EXIT_USAGE,
+            error: anyhow::Error::new(e).context("DATABASE_URL is not a PostgreSQL URL"),
+        })?)
         .await
         .map_err(|e| Failure {
             code: EXIT_USAGE,
