@@ -16,7 +16,11 @@ pub fn is_local(url: &str) -> bool {
 /// a remote host keeps PostgreSQL's default (`prefer`).
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    Ok(if is_local(url) && !url.contains("sslmode=") { options.ssl_mode(PgSslMode::Disable) } else { options })
+    Ok(if is_local(url) && !url.contains("sslmode=") {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    })
 }
 
 #[cfg(test)]
