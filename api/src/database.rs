@@ -30,9 +30,10 @@ pub use pettycash_projections::connect::is_local;
 
 /// Threads of the async runtime: half the cores when PostgreSQL runs on the same machine
 /// (`database_url` local, or none: the embedded cluster), all of them otherwise.
-/// `TOKIO_WORKER_THREADS` overrides it. On the 2-core development machine one thread instead
-/// of two served 1.3–1.5× the commands per second: the server's cost there is mostly threads
-/// waking each other, and PostgreSQL needs the other core (docs/performance.md).
+/// `TOKIO_WORKER_THREADS` overrides it. On the 2-core development machine one thread served as
+/// many commands per second as two when nothing else ran, and more in runs beside compiler
+/// jobs (docs/performance.md): most of the server's own cost there is threads waking each
+/// other, and PostgreSQL needs the other core.
 pub fn runtime_threads(database_url: Option<String>) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let shares_the_machine = database_url.filter(|u| !u.trim().is_empty()).is_none_or(|u| is_local(&u));
