@@ -33,14 +33,21 @@ async fn pay_at(app: &TestApp, address: &str, payer: &TestUser, id: Uuid) -> Rep
 /// A long session cache, so that what a test shows does not depend on timing.
 const LONG: u64 = 600_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_server_that_cached_a_pending_requisition_pays_it_once_another_server_approved_it() {
+/// A test server and a second server on its database (its address), both caching sessions
+/// for [`LONG`].
+async fn two_servers_with_long_session_caches() -> (TestApp, String) {
     let app = TestApp::spawn_with(|c| {
         c.seal_interval_secs = 3600;
         c.session_cache_ms = LONG;
     })
     .await;
     let b = second_server_with(&app, |c| c.session_cache_ms = LONG).await;
+    (app, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_cached_a_pending_requisition_pays_it_once_another_server_approved_it() {
+    let (app, b) = two_servers_with_long_session_caches().await;
     let c = Cast::new(&app).await;
     let fund = app.fund(&c.admin, "1000").await;
     let id = app.submitted(&c.staff, fund, "100").await;
@@ -101,12 +108,7 @@ async fn a_fund_cached_before_another_server_paid_from_it_is_never_overdrawn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_role_revoked_through_another_server_stops_the_next_command_even_with_a_cached_session() {
-    let app = TestApp::spawn_with(|c| {
-        c.seal_interval_secs = 3600;
-        c.session_cache_ms = LONG;
-    })
-    .await;
-    let b = second_server_with(&app, |c| c.session_cache_ms = LONG).await;
+    let (app, b) = two_servers_with_long_session_caches().await;
     let c = Cast::new(&app).await;
     let fund = app.fund(&c.admin, "1000").await;
     let first = app.submitted(&c.staff, fund, "100").await;
@@ -141,12 +143,7 @@ async fn a_role_revoked_through_another_server_stops_the_next_command_even_with_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signing_out_through_another_server_stops_commands_at_once() {
-    let app = TestApp::spawn_with(|c| {
-        c.seal_interval_secs = 3600;
-        c.session_cache_ms = LONG;
-    })
-    .await;
-    let b = second_server_with(&app, |c| c.session_cache_ms = LONG).await;
+    let (app, b) = two_servers_with_long_session_caches().await;
     let c = Cast::new(&app).await;
     let fund = app.fund(&c.admin, "1000").await;
     let id = app.submitted(&c.staff, fund, "100").await;

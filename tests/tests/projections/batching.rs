@@ -7,14 +7,12 @@
 //! after the projection applied it, or another projection object (another process) that
 //! applied batches of the same build meanwhile.
 
+use crate::{AfterApply, Wrapped};
 use pettycash_projections::engine::{prepare, step};
 use pettycash_projections::models::requisitions::{Requisitions, PAID_DAILY, TABLE, TOTALS};
-use pettycash_projections::{table_name, Engine, EngineOptions, EventRow, Kind, Projection};
+use pettycash_projections::{table_name, Engine, EngineOptions, Projection};
 use pettycash_tests::fresh_database;
-use sqlx::{PgConnection, PgPool};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,77 +219,9 @@ async fn a_projection_forgets_its_rows_when_a_batch_it_applied_rolls_back() {
 
     // Some early (only users and funds, or only creations), most in the thick of the history.
     let fail_on = [3, 40, 41, 120, 200, 250];
-    let failing = FailsAfterApply::new(Arc::new(Requisitions::at(VERSION, 1)), &fail_on);
+    let failing = Wrapped::new(Arc::new(Requisitions::at(VERSION, 1)), AfterApply::FailOn(fail_on.to_vec()));
     let failures = build_stepwise(&pool, 1, 7, |_| failing.clone()).await;
     assert_eq!(failures, fail_on.len(), "the batches chosen failed");
     assert_same_as_generation_0(&pool, 1).await;
     assert_totals_add_up(&pool, 1).await;
-}
-
-/// A real projection whose `apply` fails after the inner one succeeded, on the chosen
-/// batches (counted from 1), so that the engine rolls the batch back.
-struct FailsAfterApply {
-    inner: Arc<dyn Projection>,
-    fail_on: Vec<usize>,
-    batches: AtomicUsize,
-}
-
-impl FailsAfterApply {
-    fn new(inner: Arc<dyn Projection>, fail_on: &[usize]) -> Arc<Self> {
-        Arc::new(Self { inner, fail_on: fail_on.to_vec(), batches: AtomicUsize::new(0) })
-    }
-}
-
-// Written out instead of `#[async_trait]` (this crate does not depend on async-trait); the
-// signature is the one the macro generates for `Projection::apply`.
-impl Projection for FailsAfterApply {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn version(&self) -> i32 {
-        self.inner.version()
-    }
-    fn generation(&self) -> i32 {
-        self.inner.generation()
-    }
-    fn at_generation(&self, generation: i32) -> Arc<dyn Projection> {
-        self.inner.at_generation(generation)
-    }
-    fn kind(&self) -> Kind {
-        self.inner.kind()
-    }
-    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        self.inner.aggregate_types()
-    }
-    fn uses_metadata(&self) -> bool {
-        self.inner.uses_metadata()
-    }
-    fn tables(&self) -> &'static [&'static str] {
-        self.inner.tables()
-    }
-    fn create_tables(&self) -> Vec<String> {
-        self.inner.create_tables()
-    }
-    fn create_indexes(&self) -> Vec<String> {
-        self.inner.create_indexes()
-    }
-    fn apply<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        tx: &'life1 mut PgConnection,
-        after: i64,
-        events: &'life2 [EventRow],
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let n = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
-            self.inner.apply(&mut *tx, after, events).await?;
-            anyhow::ensure!(!self.fail_on.contains(&n), "batch {n} fails after it was applied (test)");
-            Ok(())
-        })
-    }
 }

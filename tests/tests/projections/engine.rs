@@ -10,6 +10,7 @@
 //! `(transaction_id, global_position)` order) and polled with a deadline; a single
 //! `catch_up()` is never assumed to have seen everything.
 
+use crate::{AfterApply, Wrapped};
 use futures::future::join_all;
 use pettycash_commands::service::NewRequisition;
 use pettycash_commands::{CommandContext, CommandService, EventStore, RequestMeta};
@@ -19,13 +20,11 @@ use pettycash_domain::{Actor, Currency, Role};
 use pettycash_projections::engine::{prepare, step};
 use pettycash_projections::models::cash::Cash;
 use pettycash_projections::models::requisitions::Requisitions;
-use pettycash_projections::{wait, Engine, EngineOptions, EventRow, Kind, Projection};
+use pettycash_projections::{wait, Engine, EngineOptions, Projection};
 use pettycash_tests::{fresh_database, PASSWORD};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -665,77 +664,6 @@ async fn a_reader_by_position_alone_skips_an_event_the_engine_does_not() {
 
 // ----- 2. a worker killed mid-batch ------------------------------------------------------------
 
-/// A real projection that, on its `crash_on`-th batch, applies the batch and then kills its
-/// own database session, so the batch's transaction dies after the read-model writes and
-/// before the checkpoint moves.
-struct DiesMidBatch {
-    inner: Arc<dyn Projection>,
-    crash_on: usize,
-    batches: AtomicUsize,
-    crashed: AtomicBool,
-}
-
-impl DiesMidBatch {
-    fn new(inner: Arc<dyn Projection>, crash_on: usize) -> Arc<Self> {
-        Arc::new(Self { inner, crash_on, batches: AtomicUsize::new(0), crashed: AtomicBool::new(false) })
-    }
-}
-
-// Written out instead of `#[async_trait]` (this crate does not depend on async-trait); the
-// signature is the one the macro generates for `Projection::apply`.
-impl Projection for DiesMidBatch {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn version(&self) -> i32 {
-        self.inner.version()
-    }
-    fn generation(&self) -> i32 {
-        self.inner.generation()
-    }
-    fn at_generation(&self, generation: i32) -> Arc<dyn Projection> {
-        self.inner.at_generation(generation)
-    }
-    fn kind(&self) -> Kind {
-        self.inner.kind()
-    }
-    fn tables(&self) -> &'static [&'static str] {
-        self.inner.tables()
-    }
-    fn create_tables(&self) -> Vec<String> {
-        self.inner.create_tables()
-    }
-    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        self.inner.aggregate_types()
-    }
-    fn uses_metadata(&self) -> bool {
-        self.inner.uses_metadata()
-    }
-    fn apply<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        tx: &'life1 mut PgConnection,
-        after: i64,
-        events: &'life2 [EventRow],
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let n = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
-            self.inner.apply(&mut *tx, after, events).await?;
-            if n == self.crash_on {
-                self.crashed.store(true, Ordering::SeqCst);
-                // The session dies here; the engine then fails to move the checkpoint.
-                let _ = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())").execute(&mut *tx).await;
-            }
-            Ok(())
-        })
-    }
-}
-
 /// Waits until every event in the store is below the oldest running transaction on the
 /// server, so any `catch_up` from now on sees all of them (another test's open transaction
 /// may hold the horizon back for a while).
@@ -803,11 +731,11 @@ async fn a_worker_killed_mid_batch_leaves_no_trace_and_a_restart_equals_a_fresh_
 
     for inner in projections(1) {
         let name = inner.name();
-        let dying = DiesMidBatch::new(inner, CRASH_ON);
+        let dying = Wrapped::new(inner, AfterApply::KillSessionOn(CRASH_ON));
         let engine = Engine::new(pool.clone(), vec![dying.clone() as Arc<dyn Projection>], options(BATCH));
         let result = engine.catch_up().await;
         assert!(
-            dying.crashed.load(Ordering::SeqCst),
+            dying.went_wrong.load(Ordering::SeqCst),
             "{name}: the third batch should have killed its session"
         );
         assert!(result.is_err(), "{name}: catch_up must fail when its session dies mid-batch");
@@ -836,7 +764,8 @@ async fn a_running_worker_recovers_by_itself_after_its_session_dies_mid_batch() 
     let people = People::register(&service).await;
     mixed_history(&service, &people, 2, 10).await;
 
-    let dying: Vec<Arc<DiesMidBatch>> = projections(1).into_iter().map(|p| DiesMidBatch::new(p, 2)).collect();
+    let dying: Vec<Arc<Wrapped>> =
+        projections(1).into_iter().map(|p| Wrapped::new(p, AfterApply::KillSessionOn(2))).collect();
     let engine = start(&pool, dying.iter().map(|d| d.clone() as Arc<dyn Projection>).collect(), 16);
     wait_at_end(&pool, 1).await;
     // More events after the recovery reach it too.
@@ -844,7 +773,7 @@ async fn a_running_worker_recovers_by_itself_after_its_session_dies_mid_batch() 
     wait_at_end(&pool, 1).await;
     engine.stop().await;
     for d in &dying {
-        assert!(d.crashed.load(Ordering::SeqCst), "{}: never crashed", d.name());
+        assert!(d.went_wrong.load(Ordering::SeqCst), "{}: never crashed", d.name());
     }
     assert_read_models_match_store(&pool, 1, false).await;
     assert_equals_fresh_rebuild(&pool).await;
