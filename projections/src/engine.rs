@@ -44,6 +44,11 @@ pub const CHANNEL: &str = "pettycash_events";
 pub struct EngineOptions {
     /// Events per transaction.
     pub batch_size: i64,
+    /// Largest batch a worker grows to while it is behind: each full batch reads the next one
+    /// four times as large, up to this; a batch that is not full starts again at
+    /// `batch_size`. Tailing a live store keeps batches small (short transactions, low lag);
+    /// catching up after a deploy or an outage gets rebuild-sized batches.
+    pub max_batch_size: i64,
     /// Polling fallback when no notification arrives.
     pub poll_interval: Duration,
     /// How often a worker that does not hold the lock tries again.
@@ -54,6 +59,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             batch_size: 1000,
+            max_batch_size: 20_000,
             poll_interval: Duration::from_millis(500),
             lease_retry: Duration::from_secs(2),
         }
@@ -173,7 +179,12 @@ impl Engine {
         let mut total = 0;
         for projection in &self.projections {
             prepare(&self.pool, projection.as_ref()).await?;
-            let mut stepper = Stepper::new(&self.pool, projection.as_ref(), self.options.batch_size);
+            let mut stepper = Stepper::new(
+                &self.pool,
+                projection.as_ref(),
+                self.options.batch_size,
+                self.options.max_batch_size,
+            );
             loop {
                 let n = stepper.step().await?;
                 total += n.applied;
@@ -308,7 +319,7 @@ impl Worker {
             return Ok(Tail::Retired);
         }
         let mut pinged = std::time::Instant::now();
-        let mut stepper = Stepper::new(&self.pool, p, self.options.batch_size);
+        let mut stepper = Stepper::new(&self.pool, p, self.options.batch_size, self.options.max_batch_size);
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -506,7 +517,7 @@ pub struct StepOutcome {
 /// live ([`swap`]); events still pending (not visible yet) do not hold it back, or a build
 /// under continuous load might never go live.
 pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Result<StepOutcome> {
-    Ok(step_with(pool, p, batch_size, None, false).await?.0)
+    Ok(step_with(pool, p, batch_size, None, None).await?.0)
 }
 
 /// Steps one build batch after batch (workers, `catch_up`, `pettycash-replay rebuild`), reading each
@@ -521,17 +532,21 @@ pub async fn step(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow:
 /// sorts after all of them. So it is a prefix (the whole, when it is a full batch) of what a
 /// step reading after `c` would get at any later time. It is used only if the checkpoint is
 /// still at `c` when the next step has locked it; otherwise (the batch rolled back, another
-/// process moved on) it is dropped and the step reads as usual.
+/// process moved on) it is dropped and the step reads as usual. Any prefix is a valid batch,
+/// so the batch read ahead may be larger than the one before it: after a full batch the next
+/// is read four times as large, up to `max_batch_size`; a step without a batch read ahead
+/// reads `batch_size`.
 pub struct Stepper<'a> {
     pool: &'a PgPool,
     p: &'a dyn Projection,
     batch_size: i64,
+    max_batch_size: i64,
     ahead: Option<ReadAhead>,
 }
 
 impl<'a> Stepper<'a> {
-    pub fn new(pool: &'a PgPool, p: &'a dyn Projection, batch_size: i64) -> Self {
-        Self { pool, p, batch_size, ahead: None }
+    pub fn new(pool: &'a PgPool, p: &'a dyn Projection, batch_size: i64, max_batch_size: i64) -> Self {
+        Self { pool, p, batch_size, max_batch_size: max_batch_size.max(batch_size), ahead: None }
     }
 
     /// One [`step`], with the batch read ahead by the previous one if it still applies.
@@ -539,7 +554,7 @@ impl<'a> Stepper<'a> {
         // Waited for before the step takes a connection: the pool may be small.
         let read = match self.ahead.take() {
             Some(mut ahead) => match (&mut ahead.task).await {
-                Ok(Ok(events)) => Some((ahead.after, events)),
+                Ok(Ok(events)) => Some((ahead.after, ahead.limit, events)),
                 Ok(Err(e)) => {
                     tracing::debug!(error = format!("{e:#}"), "reading ahead failed; reading again");
                     None
@@ -548,15 +563,17 @@ impl<'a> Stepper<'a> {
             },
             None => None,
         };
-        let (outcome, ahead) = step_with(self.pool, self.p, self.batch_size, read, true).await?;
+        let (outcome, ahead) =
+            step_with(self.pool, self.p, self.batch_size, read, Some(self.max_batch_size)).await?;
         self.ahead = ahead;
         Ok(outcome)
     }
 }
 
-/// The next batch, being read after the event at position `after`.
+/// The next batch, being read after the event at position `after`, at most `limit` events.
 struct ReadAhead {
     after: i64,
+    limit: i64,
     task: tokio::task::JoinHandle<anyhow::Result<Vec<EventRow>>>,
 }
 
@@ -580,7 +597,7 @@ impl ReadAhead {
             .await
             .context("reading events ahead")
         });
-        Self { after, task }
+        Self { after, limit, task }
     }
 }
 
@@ -590,15 +607,16 @@ impl Drop for ReadAhead {
     }
 }
 
-/// [`step`], applying `read` (a batch read ahead after the position it names) instead of
-/// reading if the checkpoint is at that position, and starting to read the next batch when
-/// `read_ahead` and this one is full.
+/// [`step`], applying `read` (a batch read ahead after the position it names, with the limit
+/// it was read with) instead of reading if the checkpoint is at that position, and, given
+/// `read_ahead` (the largest batch to grow to) and a full batch, starting to read the next
+/// one, four times as large within that bound.
 async fn step_with(
     pool: &PgPool,
     p: &dyn Projection,
     batch_size: i64,
-    read: Option<(i64, Vec<EventRow>)>,
-    read_ahead: bool,
+    read: Option<(i64, i64, Vec<EventRow>)>,
+    read_ahead: Option<i64>,
 ) -> anyhow::Result<(StepOutcome, Option<ReadAhead>)> {
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
@@ -621,9 +639,9 @@ async fn step_with(
     if state == "retired" {
         return Ok((StepOutcome { applied: 0, retired: true, pending: false, live: false }, None));
     }
-    let (events, was_read_ahead) = match read {
-        Some((after, events)) if after == position && !events.is_empty() => (events, true),
-        _ => (visible_events(&mut tx, p, &txid, position, batch_size).await?, false),
+    let (events, limit, was_read_ahead) = match read {
+        Some((after, limit, events)) if after == position && !events.is_empty() => (events, limit, true),
+        _ => (visible_events(&mut tx, p, &txid, position, batch_size).await?, batch_size, false),
     };
     if events.is_empty() {
         let pending: bool = sqlx::query_scalar(
@@ -642,9 +660,9 @@ async fn step_with(
         return Ok((StepOutcome { applied: 0, retired: false, pending, live: state == "live" }, None));
     }
     let fetched = started.elapsed();
-    let ahead = match events.last() {
-        Some(last) if read_ahead && events.len() as i64 >= batch_size => {
-            Some(ReadAhead::start(pool, p, last.global_position, batch_size))
+    let ahead = match (events.last(), read_ahead) {
+        (Some(last), Some(max)) if events.len() as i64 >= limit => {
+            Some(ReadAhead::start(pool, p, last.global_position, limit.saturating_mul(4).min(max).max(limit)))
         }
         _ => None,
     };

@@ -207,7 +207,7 @@ async fn rebuild_one(
     let mut progress = Progress::new(name, remaining.max(0) as u64);
     let mut applied = 0u64;
     let mut live_now = state == "live";
-    let mut stepper = Stepper::new(pool, p.as_ref(), args.batch_size);
+    let mut stepper = Stepper::new(pool, p.as_ref(), args.batch_size, args.batch_size);
     while !live_now {
         let outcome =
             stepper.step().await.with_context(|| format!("{name} v{version} generation {generation}"))?;

@@ -44,6 +44,7 @@ const TABLES: [&str; 4] = ["rm_requisitions", "rm_funds", "rm_ledger", "rm_payme
 fn options(batch_size: i64) -> EngineOptions {
     EngineOptions {
         batch_size,
+        max_batch_size: batch_size,
         poll_interval: Duration::from_millis(50),
         lease_retry: Duration::from_millis(100),
     }

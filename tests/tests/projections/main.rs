@@ -32,6 +32,11 @@ impl Wrapped {
     pub fn new(inner: Arc<dyn Projection>, after: AfterApply) -> Arc<Self> {
         Arc::new(Self { inner, after, batches: AtomicUsize::new(0), went_wrong: AtomicBool::new(false) })
     }
+
+    /// Batches applied so far (including those that then went wrong).
+    pub fn batches(&self) -> usize {
+        self.batches.load(Ordering::SeqCst)
+    }
 }
 
 // Written out instead of `#[async_trait]` (this crate does not depend on async-trait); the
