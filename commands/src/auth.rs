@@ -255,7 +255,7 @@ impl Authenticator {
         .fetch_optional(&self.pool)
         .await?;
         let Some(Row { user, expires_at }) = row else {
-            self.cache.lock().remove(&hash);
+            self.forget_session(&hash);
             return Ok(None);
         };
         if !self.cache.max_age.is_zero() {
@@ -281,13 +281,13 @@ impl Authenticator {
     /// Ends a session. Unknown tokens are ignored.
     pub async fn logout(&self, token: &str) -> Result<(), sqlx::Error> {
         let hash = self.token_hash(token);
-        self.cache.lock().remove(&hash);
+        self.forget_session(&hash);
         sqlx::query("UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(&hash)
             .execute(&self.pool)
             .await?;
         // Again: a lookup that raced the update may have cached the session meanwhile.
-        self.cache.lock().remove(&hash);
+        self.forget_session(&hash);
         Ok(())
     }
 

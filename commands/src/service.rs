@@ -185,14 +185,17 @@ impl CommandService {
         source: Source,
     ) -> Result<Loaded<A>, CommandError> {
         let id = id.to_string();
-        if source == Source::Cache {
-            if let Some(hit) = self.cache.get::<A>(&id, None) {
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cached::<A>(&id, source) {
+            return Ok(hit);
         }
         let loaded = self.store.load::<A>(&id).await?;
         self.remember(&loaded);
         Ok(loaded)
+    }
+
+    /// The cached aggregate, when `source` allows the cache and it has one.
+    fn cached<A: cqrs_es::Aggregate + Clone + 'static>(&self, id: &str, source: Source) -> Option<Loaded<A>> {
+        (source == Source::Cache).then(|| self.cache.get::<A>(id, None)).flatten()
     }
 
     fn remember<A: cqrs_es::Aggregate + Clone + 'static>(&self, loaded: &Loaded<A>) {
@@ -205,10 +208,8 @@ impl CommandService {
     /// with every payment).
     async fn load_fund(&self, id: Id, source: Source) -> Result<Loaded<Fund>, CommandError> {
         let id = id.to_string();
-        if source == Source::Cache {
-            if let Some(hit) = self.cache.get::<Fund>(&id, None) {
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cached::<Fund>(&id, source) {
+            return Ok(hit);
         }
         let loaded = self.store.load_snapshotted::<Fund>(&id).await?;
         self.remember(&loaded);

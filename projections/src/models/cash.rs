@@ -137,8 +137,8 @@ impl Projection for Cash {
                     paid_by uuid NOT NULL, paid_at timestamptz NOT NULL, balance_after numeric NOT NULL,
                     position bigint NOT NULL)"
             ),
-            // A fund's row is updated by every payment (see `requisitions::HOT_TABLE`).
-            format!("ALTER TABLE {f} SET ({})", super::requisitions::HOT_TABLE),
+            // A fund's row is updated by every payment.
+            format!("ALTER TABLE {f} SET ({})", super::HOT_TABLE),
         ]
     }
 

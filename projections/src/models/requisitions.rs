@@ -17,6 +17,7 @@
 //! position (see [`Projection::apply`]). A batch that fails or rolls back, a lost lease, another
 //! process applying batches: each leaves the checkpoint elsewhere, and the copy is dropped.
 
+use super::{BUSY_TABLE, HOT_TABLE};
 use crate::event::EventRow;
 use crate::{table_name, Projection};
 use async_trait::async_trait;
@@ -32,12 +33,6 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 pub const TABLE: &str = "rm_requisitions";
-/// Storage settings of a small table whose rows are updated all the time.
-pub(crate) const HOT_TABLE: &str = "fillfactor = 50, autovacuum_vacuum_scale_factor = 0, \
-     autovacuum_vacuum_threshold = 2000, autovacuum_vacuum_cost_delay = 0";
-/// Storage settings of a large table whose recent rows are updated: vacuum after 2 % dead.
-pub(crate) const BUSY_TABLE: &str =
-    "autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 2000";
 pub const TOTALS: &str = "rm_requisition_totals";
 pub const PAID_DAILY: &str = "rm_paid_daily";
 /// The requester id under which the totals over everyone are kept.

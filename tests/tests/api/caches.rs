@@ -3,11 +3,10 @@
 //! that reads everything from the store, and a session or role ended through the other server
 //! must not let a command through.
 
-use super::concurrency::second_server_with;
+use super::concurrency::{pay_at, second_server_with};
 use pettycash_tests::serde_json::{json, Value};
 use pettycash_tests::{Cast, Reply, TestApp, TestUser};
 use reqwest::{Method, StatusCode};
-use uuid::Uuid;
 
 /// Sends a request as `user` to the server at `address`.
 async fn at(
@@ -23,11 +22,6 @@ async fn at(
         req = req.json(&b);
     }
     TestApp::reply(req.send().await.expect("request failed")).await
-}
-
-async fn pay_at(app: &TestApp, address: &str, payer: &TestUser, id: Uuid) -> Reply {
-    let body = json!({"requisition_id": id, "method": "cash"});
-    at(app, address, payer, Method::POST, "/api/treasury/payments/", Some(body)).await
 }
 
 /// A long session cache, so that what a test shows does not depend on timing.

@@ -64,7 +64,7 @@ pub(crate) async fn second_server_with(app: &TestApp, adjust: impl FnOnce(&mut C
 }
 
 /// Pays `id` as `payer` through the server at `address`.
-async fn pay_at(app: &TestApp, address: &str, payer: &TestUser, id: Uuid) -> Reply {
+pub(crate) async fn pay_at(app: &TestApp, address: &str, payer: &TestUser, id: Uuid) -> Reply {
     let resp = app
         .client
         .post(format!("{address}/api/treasury/payments/"))
