@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cache;
 pub mod context;
 pub mod error;
+pub mod group;
 pub mod locks;
 pub mod service;
 pub mod store;

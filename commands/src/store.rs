@@ -2,6 +2,7 @@
 //! append for any number of streams.
 
 use crate::error::CommandError;
+use crate::group::{classify, insert, Append, GroupCommit, Row};
 use crate::SessionGuard;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
@@ -93,10 +94,8 @@ pub struct EventStore {
     pool: PgPool,
     repo: Arc<PostgresEventRepository>,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    group: GroupCommit,
 }
-
-/// Postgres error code for a unique violation.
-const UNIQUE_VIOLATION: &str = "23505";
 
 /// What went wrong with an append that the caller handles.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +118,12 @@ pub enum AppendError {
 impl EventStore {
     pub fn new(pool: PgPool) -> Self {
         let repo = PostgresEventRepository::new(pool.clone());
-        Self { pool, repo: Arc::new(repo), upcasters: Arc::new(pettycash_domain::upcast::upcasters()) }
+        Self {
+            pool,
+            repo: Arc::new(repo),
+            upcasters: Arc::new(pettycash_domain::upcast::upcasters()),
+            group: GroupCommit::default(),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -253,7 +257,9 @@ impl EventStore {
     /// A stream whose expected version is stale makes the whole append fail with
     /// [`AppendError::Conflict`] and write nothing. With a `guard`, the same statement checks
     /// that the session is still live, its user active and their roles as the command saw
-    /// them; if not, nothing is written ([`AppendError::SessionChanged`]).
+    /// them; if not, nothing is written ([`AppendError::SessionChanged`]). Without side
+    /// writes, the statement may also carry other commands' events ([`crate::group`]): each
+    /// keeps its own checks and answer.
     pub async fn append(
         &self,
         streams: &[StreamAppend],
@@ -261,74 +267,36 @@ impl EventStore {
         side_writes: Vec<SideWrite>,
         guard: Option<&SessionGuard>,
     ) -> Result<i64, AppendError> {
-        let mut types = Vec::new();
-        let mut ids = Vec::new();
-        let mut sequences = Vec::new();
-        let mut event_types = Vec::new();
-        let mut versions = Vec::new();
-        let mut payloads = Vec::new();
-        for stream in streams {
-            for (i, (event_type, version, payload)) in stream.events.iter().enumerate() {
-                types.push(stream.aggregate_type);
-                ids.push(stream.aggregate_id.as_str());
-                sequences.push((stream.expected_version + i + 1) as i64);
-                event_types.push(event_type.as_str());
-                versions.push(version.as_str());
-                payloads.push(payload);
-            }
-        }
-        let classify = |e: sqlx::Error| -> AppendError {
-            if let Some(db) = e.as_database_error() {
-                if db.code().as_deref() == Some(UNIQUE_VIOLATION) {
-                    let constraint = db.constraint().unwrap_or_default().to_string();
-                    if constraint == "events_pkey" {
-                        let kind = streams.first().map(|s| s.aggregate_type).unwrap_or("aggregate");
-                        return AppendError::Conflict(kind);
-                    }
-                    return AppendError::Unique(constraint);
-                }
-            }
-            AppendError::Database(e)
-        };
-        let insert = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT t, i, s, e, v, p, $7
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS x(t, i, s, e, v, p)
-             WHERE $8::bytea IS NULL OR EXISTS (
-                SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
-                WHERE s.token_hash = $8 AND s.expires_at > now() AND s.revoked_at IS NULL
-                  AND u.active AND u.roles = $9::text[])
-             RETURNING global_position",
-        )
-        .bind(&types)
-        .bind(&ids)
-        .bind(&sequences)
-        .bind(&event_types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(metadata)
-        .bind(guard.map(|g| &g.token_hash))
-        .bind(guard.map(|g| &g.roles));
-        if side_writes.is_empty() && !types.is_empty() {
-            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
-            let positions = insert.fetch_all(&self.pool).await.map_err(classify)?;
-            return positions.into_iter().max().ok_or(AppendError::SessionChanged);
+        let rows = streams
+            .iter()
+            .flat_map(|stream| {
+                stream.events.iter().enumerate().map(|(i, (event_type, version, payload))| Row {
+                    aggregate_type: stream.aggregate_type,
+                    aggregate_id: stream.aggregate_id.clone(),
+                    sequence: (stream.expected_version + i + 1) as i64,
+                    event_type: event_type.clone(),
+                    event_version: version.clone(),
+                    payload: payload.clone(),
+                })
+            })
+            .collect::<Vec<_>>();
+        let kind = streams.first().map(|s| s.aggregate_type).unwrap_or("aggregate");
+        let append = Append { rows, metadata: metadata.clone(), guard: guard.cloned() };
+        if side_writes.is_empty() && !append.rows.is_empty() {
+            // One statement is atomic on its own; it may share it with other commands.
+            return self.group.append(&self.pool, append).await;
         }
         let mut tx = self.pool.begin().await.map_err(AppendError::Database)?;
-        let position: Option<i64> = if types.is_empty() {
-            None
+        let position = if append.rows.is_empty() {
+            self.last_position(&mut tx).await.map_err(AppendError::Database)?
         } else {
-            let positions = insert.fetch_all(&mut *tx).await.map_err(classify)?;
-            Some(positions.into_iter().max().ok_or(AppendError::SessionChanged)?)
-        };
-        let position = match position {
-            Some(p) => p,
-            None => self.last_position(&mut tx).await.map_err(AppendError::Database)?,
+            let positions = insert(&mut *tx, &[&append]).await.map_err(|e| classify(e, kind))?;
+            positions.into_values().max().ok_or(AppendError::SessionChanged)?
         };
         for write in side_writes {
-            write.apply(&mut tx, position).await.map_err(classify)?;
+            write.apply(&mut tx, position).await.map_err(|e| classify(e, kind))?;
         }
-        tx.commit().await.map_err(classify)?;
+        tx.commit().await.map_err(|e| classify(e, kind))?;
         Ok(position)
     }
 

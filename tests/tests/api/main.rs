@@ -4,6 +4,7 @@ mod auth;
 mod caches;
 mod concurrency;
 mod flow;
+mod group_commit;
 mod idempotency;
 mod input;
 mod reads;

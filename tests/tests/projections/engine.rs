@@ -47,6 +47,7 @@ fn options(batch_size: i64) -> EngineOptions {
         max_batch_size: batch_size,
         poll_interval: Duration::from_millis(50),
         lease_retry: Duration::from_millis(100),
+        ..Default::default()
     }
 }
 
