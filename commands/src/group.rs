@@ -121,22 +121,25 @@ impl GroupCommit {
 
     /// Takes groups off the queue and appends them until it is empty.
     async fn flush(self, pool: PgPool) {
+        let mut running = Running { commit: self, pool, done: false };
         loop {
             let group = {
-                let mut queue = self.lock();
+                let mut queue = running.commit.lock();
                 if queue.waiting.is_empty() {
                     queue.flushers -= 1;
+                    running.done = true;
                     return;
                 }
                 take_group(&mut queue.waiting)
             };
+            let pool = &running.pool;
             if group.len() == 1 {
                 let Waiting { append, reply } = group.into_iter().next().expect("one");
-                let _ = reply.send(append_one(&pool, &append).await);
+                let _ = reply.send(append_one(pool, &append).await);
                 continue;
             }
             let appends: Vec<&Append> = group.iter().map(|w| &w.append).collect();
-            match insert(&pool, &appends).await {
+            match insert(pool, &appends).await {
                 Ok(positions) => {
                     for w in group {
                         let last = w
@@ -152,7 +155,6 @@ impl GroupCommit {
                     // a few side by side (they touch different streams; more would take more
                     // of the pool's connections).
                     tracing::debug!(error = %e, commands = group.len(), "group append failed; one at a time");
-                    let pool = &pool;
                     futures::stream::iter(group)
                         .for_each_concurrent(RETRY_ALONE, |w| async move {
                             let _ = w.reply.send(append_one(pool, &w.append).await);
@@ -160,6 +162,37 @@ impl GroupCommit {
                         .await;
                 }
             }
+        }
+    }
+}
+
+/// A flusher while it runs. If it ends without emptying the queue (it panicked, or the
+/// runtime is shutting down), the commands of the group it held get an error (their reply
+/// senders are dropped) and another flusher is started for those still queued, so that they
+/// never wait for a flusher that is gone.
+struct Running {
+    commit: GroupCommit,
+    pool: PgPool,
+    done: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let restart = {
+            let mut queue = self.commit.lock();
+            let restart = !queue.waiting.is_empty() && tokio::runtime::Handle::try_current().is_ok();
+            if !restart {
+                queue.flushers -= 1;
+            }
+            restart
+        };
+        if restart {
+            // The count of running flushers stays: this one hands over.
+            let (commit, pool) = (self.commit.clone(), self.pool.clone());
+            tokio::spawn(async move { commit.flush(pool).await });
         }
     }
 }
