@@ -23,7 +23,8 @@
 //! - its own session guard, checked per row inside the statement: a command whose session
 //!   ended or whose user's roles changed writes nothing, the rest of its group is written.
 //! - its own metadata (actor, request id, time).
-//! - its events in order, contiguous in position (rows are inserted in the order given).
+//! - its events in order: rows are inserted in the order given, so positions increase along
+//!   each stream (the hash trigger also reads each row's predecessor).
 //!
 //! Commands of one group share a transaction id and `recorded_at` (the transaction's start),
 //! as events of one command always did.

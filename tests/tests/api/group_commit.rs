@@ -63,7 +63,7 @@ async fn appends_ready_together_share_one_transaction_each_with_its_own_events_a
         assert_eq!(events.len(), 2, "append {n}: both events written");
         let (first, second) = (&events[0], &events[1]);
         assert_eq!((first.0, second.0), (1, 2));
-        assert_eq!(second.1, first.1 + 1, "append {n}: its events follow each other");
+        assert!(second.1 > first.1, "append {n}: its events in order");
         assert_eq!(position, second.1, "append {n}: answered with the position of its last event");
         for event in &events {
             assert_eq!(event.3, format!("request-{n}"), "append {n}: its own metadata");
