@@ -51,7 +51,7 @@ pub const MAX_GROUP: usize = 64;
 const RETRY_ALONE: usize = 4;
 
 /// Postgres error code for a unique violation.
-pub(crate) const UNIQUE_VIOLATION: &str = "23505";
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// One event row of a command.
 pub(crate) struct Row {
@@ -73,6 +73,11 @@ pub(crate) struct Append {
 impl Append {
     fn streams(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.rows.iter().map(|r| (r.aggregate_type, r.aggregate_id.as_str()))
+    }
+
+    /// The aggregate type a conflict is reported for: the first stream's.
+    pub fn kind(&self) -> &'static str {
+        self.rows.first().map(|r| r.aggregate_type).unwrap_or("aggregate")
     }
 }
 
@@ -146,7 +151,7 @@ impl GroupCommit {
                         let last = w
                             .append
                             .streams()
-                            .filter_map(|(t, id)| positions.get(&(t, id.to_string())).copied())
+                            .filter_map(|(t, id)| positions.get(&(t.to_string(), id.to_string())).copied())
                             .max();
                         let _ = w.reply.send(last.ok_or(AppendError::SessionChanged));
                     }
@@ -221,11 +226,15 @@ fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
     group
 }
 
-/// One command alone, with its failure classified.
-async fn append_one(pool: &PgPool, append: &Append) -> Result<i64, AppendError> {
-    match insert(pool, &[append]).await {
+/// One command alone (on a pool: autocommit; or inside the caller's transaction), with its
+/// failure classified. Returns the position of its last event.
+pub(crate) async fn append_one<'c, E: sqlx::PgExecutor<'c>>(
+    executor: E,
+    append: &Append,
+) -> Result<i64, AppendError> {
+    match insert(executor, &[append]).await {
         Ok(positions) => positions.into_values().max().ok_or(AppendError::SessionChanged),
-        Err(e) => Err(classify(e, append.rows.first().map(|r| r.aggregate_type).unwrap_or("aggregate"))),
+        Err(e) => Err(classify(e, append.kind())),
     }
 }
 
@@ -248,7 +257,7 @@ pub(crate) fn classify(e: sqlx::Error, kind: &'static str) -> AppendError {
 /// guard): the session is live, its user active, their roles as the command saw them. Rows
 /// are inserted in the order given (a stream's events follow each other, and the hash trigger
 /// reads each one's predecessor). Returns the position of each stream's last row written.
-pub(crate) const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
      SELECT x.t, x.i, x.s, x.e, x.v, x.p, x.m
      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
                  $8::bytea[], $9::text[]) WITH ORDINALITY AS x(t, i, s, e, v, p, m, g, r, n)
@@ -259,11 +268,12 @@ pub(crate) const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_i
      ORDER BY x.n
      RETURNING aggregate_type, aggregate_id, global_position";
 
-/// Appends the rows of `appends` in one statement (on a pool: autocommit).
-pub(crate) async fn insert<'c, E: sqlx::PgExecutor<'c>>(
+/// Appends the rows of `appends` in one statement. Returns the position of each stream's
+/// last row written, by (aggregate type, aggregate id).
+async fn insert<'c, E: sqlx::PgExecutor<'c>>(
     executor: E,
     appends: &[&Append],
-) -> sqlx::Result<HashMap<(&'static str, String), i64>> {
+) -> sqlx::Result<HashMap<(String, String), i64>> {
     let rows = appends.iter().map(|a| a.rows.len()).sum();
     let mut types = Vec::with_capacity(rows);
     let mut ids = Vec::with_capacity(rows);
@@ -299,10 +309,9 @@ pub(crate) async fn insert<'c, E: sqlx::PgExecutor<'c>>(
         .bind(&roles)
         .fetch_all(executor)
         .await?;
-    let mut positions: HashMap<(&'static str, String), i64> = HashMap::new();
+    let mut positions: HashMap<(String, String), i64> = HashMap::new();
     for (aggregate_type, aggregate_id, position) in written {
-        let Some(t) = types.iter().find(|t| **t == aggregate_type) else { continue };
-        let entry = positions.entry((*t, aggregate_id)).or_insert(position);
+        let entry = positions.entry((aggregate_type, aggregate_id)).or_insert(position);
         *entry = (*entry).max(position);
     }
     Ok(positions)

@@ -2,7 +2,7 @@
 //! append for any number of streams.
 
 use crate::error::CommandError;
-use crate::group::{classify, insert, Append, GroupCommit, Row};
+use crate::group::{append_one, classify, Append, GroupCommit, Row};
 use crate::SessionGuard;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
@@ -280,7 +280,6 @@ impl EventStore {
                 })
             })
             .collect::<Vec<_>>();
-        let kind = streams.first().map(|s| s.aggregate_type).unwrap_or("aggregate");
         let append = Append { rows, metadata: metadata.clone(), guard: guard.cloned() };
         if side_writes.is_empty() && !append.rows.is_empty() {
             // One statement is atomic on its own; it may share it with other commands.
@@ -290,9 +289,9 @@ impl EventStore {
         let position = if append.rows.is_empty() {
             self.last_position(&mut tx).await.map_err(AppendError::Database)?
         } else {
-            let positions = insert(&mut *tx, &[&append]).await.map_err(|e| classify(e, kind))?;
-            positions.into_values().max().ok_or(AppendError::SessionChanged)?
+            append_one(&mut *tx, &append).await?
         };
+        let kind = append.kind();
         for write in side_writes {
             write.apply(&mut tx, position).await.map_err(|e| classify(e, kind))?;
         }
