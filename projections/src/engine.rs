@@ -23,7 +23,7 @@
 //! rebuild retires that generation, carries on with the new one (no restart).
 
 use crate::event::{EventRow, EVENT_COLUMNS};
-use crate::{table_name, Kind, Projection};
+use crate::{table_name, Kind, Phase, Projection};
 use anyhow::Context;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -681,7 +681,8 @@ async fn step_with(
         }
         _ => None,
     };
-    advance(&mut tx, p, position, &events).await?;
+    let phase = if state == "live" { Phase::Live } else { Phase::Building };
+    advance(&mut tx, p, position, phase, &events).await?;
     let applied = started.elapsed();
     tx.commit().await?;
     tracing::debug!(
@@ -753,10 +754,13 @@ async fn advance(
     tx: &mut PgConnection,
     p: &dyn Projection,
     after: i64,
+    phase: Phase,
     events: &[EventRow],
 ) -> anyhow::Result<()> {
     let Some(last) = events.last() else { return Ok(()) };
-    p.apply(&mut *tx, after, events).await.with_context(|| format!("applying events to {}", p.name()))?;
+    p.apply(&mut *tx, after, phase, events)
+        .await
+        .with_context(|| format!("applying events to {}", p.name()))?;
     sqlx::query(
         "UPDATE projection_checkpoints
          SET last_transaction_id = (SELECT transaction_id FROM events WHERE global_position = $4),
@@ -828,22 +832,24 @@ async fn swap(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Res
         return Ok(StepOutcome { applied: 0, retired: true, pending: false, live: false });
     }
     let events = visible_events(&mut tx, p, txid, *position, batch_size).await?;
-    advance(&mut tx, p, *position, &events).await?;
+    advance(&mut tx, p, *position, Phase::Building, &events).await?;
     let applied = events.len() as u64;
     if events.len() as i64 >= batch_size {
         tx.commit().await?;
         return Ok(StepOutcome { applied, retired: false, pending: false, live: false });
     }
-    go_live(&mut tx, p).await?;
+    go_live(&mut tx, p, events.last().map_or(*position, |e| e.global_position)).await?;
     tx.commit().await?;
     tracing::info!(projection = name, version, generation, "projection build is live");
     Ok(StepOutcome { applied, retired: false, pending: false, live: true })
 }
 
-/// The atomic swap: readers' views now point at this build's tables; older versions and
-/// older generations of this version retire (a newer one still building goes on and takes
-/// over later). The caller holds the swap lock and has checked that nothing newer is live.
-async fn go_live(tx: &mut PgConnection, p: &dyn Projection) -> anyhow::Result<()> {
+/// The atomic swap: the build completes its tables ([`Projection::before_live`], at
+/// checkpoint `position`) and builds its indexes, readers' views now point at its tables;
+/// older versions and older generations of this version retire (a newer one still building
+/// goes on and takes over later). The caller holds the swap lock and has checked that nothing
+/// newer is live.
+async fn go_live(tx: &mut PgConnection, p: &dyn Projection, position: i64) -> anyhow::Result<()> {
     let (name, version, generation) = (p.name(), p.version(), p.generation());
     sqlx::query(
         "UPDATE projection_checkpoints SET state = 'retired', updated_at = now()
@@ -854,6 +860,9 @@ async fn go_live(tx: &mut PgConnection, p: &dyn Projection) -> anyhow::Result<()
     .bind(generation)
     .execute(&mut *tx)
     .await?;
+    p.before_live(&mut *tx, position)
+        .await
+        .with_context(|| format!("completing {name} before it goes live"))?;
     for ddl in p.create_indexes() {
         sqlx::query(&ddl).execute(&mut *tx).await.with_context(|| format!("indexing {name}"))?;
     }

@@ -30,6 +30,17 @@ pub enum Kind {
     SideEffecting,
 }
 
+/// Whether the tables a batch goes into are the ones readers see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A build nobody reads yet (from position zero, beside the live one). A projection may
+    /// leave tables derived from its other tables (running totals) to be completed by
+    /// [`Projection::before_live`].
+    Building,
+    /// The live tables: every table is up to date after every batch.
+    Live,
+}
+
 /// A read model built from events.
 ///
 /// Its tables are named after its version and build generation (see [`table_name`]) and read
@@ -73,11 +84,24 @@ pub trait Projection: Send + Sync + 'static {
     /// Applies a batch of events, in global order, inside the engine's transaction.
     ///
     /// `after` is the checkpoint position the batch follows (0 before the first event): the
-    /// tables as `tx` sees them hold exactly the effects of the events up to that position.
+    /// tables as `tx` sees them hold exactly the effects of the events up to that position
+    /// (while [`Phase::Building`], except what the projection leaves to `before_live`).
     /// A projection that keeps state in memory between batches compares it with its own record
     /// of where that state stands; anything else (a rolled-back batch, another process that
     /// applied batches meanwhile) shows as a mismatch.
-    async fn apply(&self, tx: &mut PgConnection, after: i64, events: &[EventRow]) -> anyhow::Result<()>;
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        after: i64,
+        phase: Phase,
+        events: &[EventRow],
+    ) -> anyhow::Result<()>;
+    /// Completes a build in the transaction that makes it live, after its last batch and
+    /// before its indexes are built: whatever `apply` left undone while building.
+    /// `position` is the checkpoint position the tables are at.
+    async fn before_live(&self, _tx: &mut PgConnection, _position: i64) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Table name of `base` for `version`, generation 0.

@@ -3,7 +3,7 @@
 //! three come from the fund's stream and a payment row needs its fund's currency.
 
 use crate::event::EventRow;
-use crate::{table_name, Projection};
+use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pettycash_domain::fund::FundEvent;
@@ -150,7 +150,13 @@ impl Projection for Cash {
         ]
     }
 
-    async fn apply(&self, tx: &mut PgConnection, _after: i64, events: &[EventRow]) -> anyhow::Result<()> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        _after: i64,
+        _phase: Phase,
+        events: &[EventRow],
+    ) -> anyhow::Result<()> {
         let events: Vec<&EventRow> = events.iter().filter(|e| e.aggregate_type == "fund").collect();
         if events.is_empty() {
             return Ok(());

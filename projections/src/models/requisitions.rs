@@ -19,7 +19,7 @@
 
 use super::{BUSY_TABLE, HOT_TABLE};
 use crate::event::EventRow;
-use crate::{table_name, Projection};
+use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use pettycash_domain::requisition::{apply_edit, RequisitionEvent};
@@ -99,7 +99,8 @@ struct Row {
     requester_id: Uuid,
     status: &'static str,
     amount: Decimal,
-    currency: String,
+    /// Shared with the totals' keys (a few currencies, many rows).
+    currency: Arc<str>,
     purpose: String,
     payee: Option<String>,
     category: Option<String>,
@@ -152,7 +153,7 @@ impl TryFrom<Stored> for Row {
             requester_id: s.requester_id,
             status: known_status(&s.status)?,
             amount: s.amount,
-            currency: s.currency,
+            currency: s.currency.into(),
             purpose: s.purpose,
             payee: s.payee,
             category: s.category,
@@ -218,6 +219,13 @@ impl Row {
 struct Cache {
     position: i64,
     rows: HashMap<Uuid, Row>,
+    /// While building, the counts and amounts per status are not written batch by batch
+    /// (every batch moves the same few thousand keys, which cost about as much as writing its
+    /// rows) but once, when the build goes live ([`Projection::before_live`]): here, the sums
+    /// of every move since position zero, if this cache has seen them all; `None` otherwise
+    /// (they are then summed from the rows at go-live). Payments per day are written batch by
+    /// batch in every phase: most keys are written once anyway (a day is soon over).
+    deferred: Option<Totals>,
 }
 
 impl Cache {
@@ -245,7 +253,7 @@ impl Cache {
 /// What the totals need of a row as it was before the batch.
 struct Before {
     status: &'static str,
-    currency: String,
+    currency: Arc<str>,
     amount: Decimal,
 }
 
@@ -321,11 +329,21 @@ impl Projection for Requisitions {
         ]
     }
 
-    async fn apply(&self, tx: &mut PgConnection, after: i64, events: &[EventRow]) -> anyhow::Result<()> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        after: i64,
+        phase: Phase,
+        events: &[EventRow],
+    ) -> anyhow::Result<()> {
         let Some(last) = events.last().map(|e| e.global_position) else { return Ok(()) };
         // The rows in memory, if they are still those of the tables at `after`.
         let taken = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        let mut cache = taken.filter(|c| c.position == after).unwrap_or_default();
+        let mut cache = taken.filter(|c| c.position == after).unwrap_or_else(|| Cache {
+            // A build from its very first event sees every move.
+            deferred: (phase == Phase::Building && after == 0).then(Totals::default),
+            ..Cache::default()
+        });
         let mut decoded = Vec::with_capacity(events.len());
         for e in events.iter().filter(|e| e.aggregate_type == "requisition") {
             let id: Uuid = e.aggregate_id.parse()?;
@@ -334,7 +352,24 @@ impl Projection for Requisitions {
         if !decoded.is_empty() {
             self.load_missing(tx, &mut cache, &decoded).await?;
             let touched = fold(&mut cache.rows, decoded)?;
-            self.write_totals(tx, &touched, &cache.rows).await?;
+            let (mut totals, mut daily) = (Totals::default(), Daily::default());
+            add_moves(&touched, &cache.rows, &mut totals, &mut daily);
+            match (phase, cache.deferred.as_mut()) {
+                (Phase::Live, None) => self.write_totals(tx, &totals).await?,
+                (Phase::Building, Some(deferred)) => {
+                    for (key, (n, a)) in totals {
+                        let sum = deferred.entry(key).or_default();
+                        sum.0 += n;
+                        sum.1 += a;
+                    }
+                }
+                // Summed from the rows when the build goes live.
+                (Phase::Building, None) => {}
+                (Phase::Live, Some(_)) => {
+                    anyhow::bail!("a live batch after a build whose totals were never written")
+                }
+            }
+            self.write_daily(tx, &daily).await?;
             let (mut created, mut changed) = (Vec::new(), Vec::new());
             for (id, before) in &touched {
                 let list = if before.is_none() { &mut created } else { &mut changed };
@@ -347,6 +382,26 @@ impl Projection for Requisitions {
         cache.position = last;
         *self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cache);
         Ok(())
+    }
+
+    /// Writes the totals per status the build left out: the sums kept in memory if they cover
+    /// everything up to `position`, else sums of the rows (a build resumed by another process,
+    /// or after its memory was dropped). Either way the table is replaced, with the same rows.
+    async fn before_live(&self, tx: &mut PgConnection, position: i64) -> anyhow::Result<()> {
+        let taken = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let Some(mut cache) = taken.filter(|c| c.position == position) else {
+            return self.sum_totals_from_rows(tx).await;
+        };
+        let deferred = cache.deferred.take();
+        // Put back before writing: a failure rolls back the checkpoint this copy is tagged with.
+        *self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cache);
+        match deferred {
+            Some(totals) => {
+                sqlx::query(&format!("DELETE FROM {}", self.totals)).execute(&mut *tx).await?;
+                self.write_totals(tx, &totals).await
+            }
+            None => self.sum_totals_from_rows(tx).await,
+        }
     }
 }
 
@@ -384,7 +439,7 @@ fn fold(
                     requester_id: *requester_id,
                     status: DRAFT,
                     amount: *amount,
-                    currency: currency.to_string(),
+                    currency: currency.code().into(),
                     purpose: purpose.clone(),
                     payee: payee.clone(),
                     category: category.clone(),
@@ -446,64 +501,23 @@ impl Requisitions {
         Ok(())
     }
 
-    /// Moves the dashboard totals by what this batch changed: each requisition leaves its old
-    /// (status, currency, amount) and enters its new one; one that became paid adds to its
-    /// day. Deltas are summed per key first (one row per key and statement).
-    async fn write_totals(
-        &self,
-        tx: &mut PgConnection,
-        touched: &HashMap<Uuid, Option<Before>>,
-        rows: &HashMap<Uuid, Row>,
-    ) -> anyhow::Result<()> {
-        let mut totals: HashMap<(Uuid, &str, &str), (i64, Decimal)> = HashMap::new();
-        let mut daily: HashMap<(Uuid, NaiveDate, &str), PaidDay> = HashMap::new();
-        for (id, old) in touched {
-            let Some(row) = rows.get(id) else { continue };
-            let changed = old.as_ref().is_none_or(|o| {
-                o.status != row.status || o.currency != row.currency || o.amount != row.amount
-            });
-            if changed {
-                for who in [row.requester_id, EVERYONE] {
-                    if let Some(o) = old {
-                        let t = totals.entry((who, o.status, &o.currency)).or_default();
-                        t.0 -= 1;
-                        t.1 -= o.amount;
-                    }
-                    let t = totals.entry((who, row.status, &row.currency)).or_default();
-                    t.0 += 1;
-                    t.1 += row.amount;
-                }
-            }
-            let newly_paid = row.status == PAID && old.as_ref().is_none_or(|o| o.status != PAID);
-            if let (true, Some(paid_at)) = (newly_paid, row.paid_at) {
-                let (timed, seconds) = match row.submitted_at {
-                    // Exact (microseconds as a decimal): sums do not depend on batch sizes.
-                    Some(s) => (1, Decimal::new((paid_at - s).num_microseconds().unwrap_or(0), 6)),
-                    None => (0, Decimal::ZERO),
-                };
-                for who in [row.requester_id, EVERYONE] {
-                    let d = daily.entry((who, paid_at.date_naive(), &row.currency)).or_default();
-                    d.0 += 1;
-                    d.1 += row.amount;
-                    d.2 += timed;
-                    d.3 += seconds;
-                }
-            }
-        }
-        totals.retain(|_, (n, a)| *n != 0 || !a.is_zero());
+    /// Adds `totals` to the table (one statement); keys left with no requisition are deleted,
+    /// so that the table does not depend on how the events were batched (a rebuild equals the
+    /// live build row for row).
+    async fn write_totals(&self, tx: &mut PgConnection, totals: &Totals) -> anyhow::Result<()> {
+        let totals: Vec<_> = totals.iter().filter(|(_, (n, a))| *n != 0 || !a.is_zero()).collect();
         if !totals.is_empty() {
             let (mut who, mut status, mut currency, mut count, mut amount) =
                 (vec![], vec![], vec![], vec![], vec![]);
             for ((w, s, c), (n, a)) in totals {
-                who.push(w);
-                status.push(s);
-                currency.push(c);
-                count.push(n);
-                amount.push(a);
+                who.push(*w);
+                status.push(*s);
+                currency.push(&**c);
+                count.push(*n);
+                amount.push(*a);
             }
-            // The keys nobody is in any more come back, to be deleted (so that the table does
-            // not depend on how the events were batched: a rebuild equals the live build row
-            // for row). Usually a few: deleting by them is cheaper than by every key moved.
+            // The keys nobody is in any more come back, to be deleted. Usually a few:
+            // deleting by them is cheaper than by every key moved.
             let emptied: Vec<(Uuid, String, String)> = sqlx::query_as(&format!(
                 "WITH moved AS (
                     INSERT INTO {} AS t (requester_id, status, currency, count, amount)
@@ -541,17 +555,22 @@ impl Requisitions {
                 .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Adds `daily` to the payments per day (one statement).
+    async fn write_daily(&self, tx: &mut PgConnection, daily: &Daily) -> anyhow::Result<()> {
         if !daily.is_empty() {
             let (mut who, mut day, mut currency, mut count, mut amount, mut timed, mut seconds) =
                 (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
             for ((w, d, c), (n, a, t, s)) in daily {
-                who.push(w);
-                day.push(d);
-                currency.push(c);
-                count.push(n);
-                amount.push(a);
-                timed.push(t);
-                seconds.push(s);
+                who.push(*w);
+                day.push(*d);
+                currency.push(&**c);
+                count.push(*n);
+                amount.push(*a);
+                timed.push(*t);
+                seconds.push(*s);
             }
             sqlx::query(&format!(
                 "INSERT INTO {} AS t (requester_id, day, currency, count, amount, timed, seconds_to_payment)
@@ -574,6 +593,76 @@ impl Requisitions {
             .await?;
         }
         Ok(())
+    }
+
+    /// Replaces the totals per status by what the rows add up to: per (requester, status,
+    /// currency) and over [`EVERYONE`]; the same rows the moves give, however the rows were
+    /// built.
+    async fn sum_totals_from_rows(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        let (rows, totals) = (&self.table, &self.totals);
+        sqlx::query(&format!("DELETE FROM {totals}")).execute(&mut *tx).await?;
+        sqlx::query(&format!(
+            "INSERT INTO {totals} (requester_id, status, currency, count, amount)
+             SELECT requester_id, status, currency, count(*), sum(amount) FROM {rows}
+             GROUP BY requester_id, status, currency
+             UNION ALL
+             SELECT $1, status, currency, count(*), sum(amount) FROM {rows} GROUP BY status, currency"
+        ))
+        .bind(EVERYONE)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Count and amount per (requester, status, currency), for the requester and for
+/// [`EVERYONE`].
+type Totals = HashMap<(Uuid, &'static str, Arc<str>), (i64, Decimal)>;
+/// Payments per (requester, UTC day of payment, currency), for the requester and for
+/// [`EVERYONE`].
+type Daily = HashMap<(Uuid, NaiveDate, Arc<str>), PaidDay>;
+
+/// Adds what a batch changed (`touched`: the rows' state before it, `None` for rows it
+/// created; `rows`: their state after it) to `totals` and `daily`: each requisition leaves its
+/// old (status, currency, amount) and enters its new one; one that became paid adds to its day.
+fn add_moves(
+    touched: &HashMap<Uuid, Option<Before>>,
+    rows: &HashMap<Uuid, Row>,
+    totals: &mut Totals,
+    daily: &mut Daily,
+) {
+    for (id, old) in touched {
+        let Some(row) = rows.get(id) else { continue };
+        let changed = old
+            .as_ref()
+            .is_none_or(|o| o.status != row.status || o.currency != row.currency || o.amount != row.amount);
+        if changed {
+            for who in [row.requester_id, EVERYONE] {
+                if let Some(o) = old {
+                    let t = totals.entry((who, o.status, o.currency.clone())).or_default();
+                    t.0 -= 1;
+                    t.1 -= o.amount;
+                }
+                let t = totals.entry((who, row.status, row.currency.clone())).or_default();
+                t.0 += 1;
+                t.1 += row.amount;
+            }
+        }
+        let newly_paid = row.status == PAID && old.as_ref().is_none_or(|o| o.status != PAID);
+        if let (true, Some(paid_at)) = (newly_paid, row.paid_at) {
+            let (timed, seconds) = match row.submitted_at {
+                // Exact (microseconds as a decimal): sums do not depend on batch sizes.
+                Some(s) => (1, Decimal::new((paid_at - s).num_microseconds().unwrap_or(0), 6)),
+                None => (0, Decimal::ZERO),
+            };
+            for who in [row.requester_id, EVERYONE] {
+                let d = daily.entry((who, paid_at.date_naive(), row.currency.clone())).or_default();
+                d.0 += 1;
+                d.1 += row.amount;
+                d.2 += timed;
+                d.3 += seconds;
+            }
+        }
     }
 }
 
@@ -619,7 +708,7 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
     .bind(col!(|r| r.requester_id))
     .bind(col!(|r| r.status))
     .bind(col!(|r| r.amount))
-    .bind(col!(|r| r.currency.as_str()))
+    .bind(col!(|r| &*r.currency))
     .bind(col!(|r| r.purpose.as_str()))
     .bind(col!(|r| r.payee.as_deref()))
     .bind(col!(|r| r.category.as_deref()))

@@ -6,6 +6,10 @@
 //! rows add up to. The memory is dropped whenever it may be stale: a batch that rolls back
 //! after the projection applied it, or another projection object (another process) that
 //! applied batches of the same build meanwhile.
+//!
+//! Builds from one object keep the totals per status in memory and write them when they go
+//! live; builds whose memory was dropped sum them from the rows at go-live. The first test
+//! builds the first way, the other two the second, and all compare with the same tables.
 
 use crate::{AfterApply, Wrapped};
 use pettycash_projections::engine::{prepare, step};

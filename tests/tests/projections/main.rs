@@ -3,7 +3,7 @@
 mod batching;
 mod engine;
 
-use pettycash_projections::{EventRow, Kind, Projection};
+use pettycash_projections::{EventRow, Kind, Phase, Projection};
 use sqlx::PgConnection;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,7 +40,7 @@ impl Wrapped {
 }
 
 // Written out instead of `#[async_trait]` (this crate does not depend on async-trait); the
-// signature is the one the macro generates for `Projection::apply`.
+// signatures are the ones the macro generates for `Projection::apply` and `before_live`.
 impl Projection for Wrapped {
     fn name(&self) -> &'static str {
         self.inner.name()
@@ -76,6 +76,7 @@ impl Projection for Wrapped {
         &'life0 self,
         tx: &'life1 mut PgConnection,
         after: i64,
+        phase: Phase,
         events: &'life2 [EventRow],
     ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'async_trait>>
     where
@@ -86,7 +87,7 @@ impl Projection for Wrapped {
     {
         Box::pin(async move {
             let n = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
-            self.inner.apply(&mut *tx, after, events).await?;
+            self.inner.apply(&mut *tx, after, phase, events).await?;
             match &self.after {
                 AfterApply::FailOn(batches) if batches.contains(&n) => {
                     self.went_wrong.store(true, Ordering::SeqCst);
@@ -102,5 +103,17 @@ impl Projection for Wrapped {
                 _ => Ok(()),
             }
         })
+    }
+    fn before_live<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        tx: &'life1 mut PgConnection,
+        position: i64,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.before_live(tx, position)
     }
 }
