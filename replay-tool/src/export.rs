@@ -157,8 +157,8 @@ pub async fn export(pool: &PgPool, args: ExportArgs, out: &mut dyn Write) -> Res
             event_type: &e.event_type,
             event_version: &e.event_version,
             recorded_at: e.recorded_at,
-            payload: &e.payload.0,
-            metadata: &e.metadata.0,
+            payload: &e.payload.to_raw()?,
+            metadata: &e.metadata.to_raw()?,
             hash: hash.map(hex),
         };
         serde_json::to_writer(&mut writer, &line)?;

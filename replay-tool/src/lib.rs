@@ -316,7 +316,7 @@ pub async fn history(
             event_version: &e.event_version,
             actor_id: e.meta("actor_id"),
             request_id: e.meta("request_id"),
-            payload: &e.payload.0,
+            payload: &e.payload.to_raw()?,
         };
         match format {
             HistoryFormat::Json => writeln!(out, "{}", serde_json::to_string(&line)?)?,

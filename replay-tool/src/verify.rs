@@ -723,8 +723,8 @@ mod tests {
                 sequence: *seq,
                 event_type: payload.as_object().unwrap().keys().next().unwrap().clone(),
                 event_version: "1".into(),
-                payload: sqlx::types::Json(serde_json::value::to_raw_value(&payload).unwrap()),
-                metadata: sqlx::types::Json(serde_json::value::to_raw_value(&json!({})).unwrap()),
+                payload: serde_json::value::to_raw_value(&payload).unwrap().into(),
+                metadata: serde_json::value::to_raw_value(&json!({})).unwrap().into(),
                 recorded_at: chrono::Utc::now(),
             };
             self.v.feed(&e, None);
