@@ -354,19 +354,23 @@ impl Projection for Requisitions {
             let touched = fold(&mut cache.rows, decoded)?;
             let (mut totals, mut daily) = (Totals::default(), Daily::default());
             add_moves(&touched, &cache.rows, &mut totals, &mut daily);
-            match (phase, cache.deferred.as_mut()) {
-                (Phase::Live, None) => self.write_totals(tx, &totals).await?,
-                (Phase::Building, Some(deferred)) => {
-                    for (key, (n, a)) in totals {
-                        let sum = deferred.entry(key).or_default();
-                        sum.0 += n;
-                        sum.1 += a;
-                    }
+            match phase {
+                Phase::Live => {
+                    // Live tables hold their totals: a build goes live only through
+                    // `before_live`, here or in whichever process made it live (so sums kept
+                    // from its build, if the build ended elsewhere, are dropped).
+                    cache.deferred = None;
+                    self.write_totals(tx, &totals).await?;
                 }
-                // Summed from the rows when the build goes live.
-                (Phase::Building, None) => {}
-                (Phase::Live, Some(_)) => {
-                    anyhow::bail!("a live batch after a build whose totals were never written")
+                Phase::Building => {
+                    // Without them, the totals are summed from the rows at go-live.
+                    if let Some(deferred) = cache.deferred.as_mut() {
+                        for (key, (n, a)) in totals {
+                            let sum = deferred.entry(key).or_default();
+                            sum.0 += n;
+                            sum.1 += a;
+                        }
+                    }
                 }
             }
             self.write_daily(tx, &daily).await?;

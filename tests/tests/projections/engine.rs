@@ -856,6 +856,40 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
     assert_views_read(&pool, &TABLES, 2).await;
 }
 
+/// One process brings a build up to the end of the store, another (finding nothing left) makes
+/// it live and, not having seen the build, sums its totals from the rows. The first one's
+/// memory still matches the checkpoint, and it goes on with live batches: on the totals the
+/// tables hold, not on the sums it kept while building.
+#[tokio::test]
+async fn a_build_made_live_by_another_process_goes_on_from_the_totals_in_its_tables() {
+    let (_url, pool) = fresh_database().await;
+    let service = CommandService::new(EventStore::new(pool.clone()));
+    let people = People::register(&service).await;
+    mixed_history(&service, &people, 2, 10).await;
+    wait_all_visible(&pool).await;
+
+    let first: Arc<dyn Projection> = Arc::new(Requisitions::new(2));
+    let second: Arc<dyn Projection> = Arc::new(Requisitions::new(2));
+    assert_eq!(prepare(&pool, first.as_ref()).await.unwrap(), "building");
+    let events = event_count(&pool).await;
+    let built = step(&pool, first.as_ref(), 1000).await.expect("first builds");
+    assert_eq!(
+        (built.applied as i64, built.live),
+        (events, false),
+        "the whole store in one batch, not live yet"
+    );
+    let swapped = step(&pool, second.as_ref(), 1000).await.expect("second makes it live");
+    assert_eq!((swapped.applied, swapped.live), (0, true));
+    crate::batching::assert_totals_add_up(&pool, 0).await;
+
+    mixed_history(&service, &people, 1, 5).await;
+    wait_all_visible(&pool).await;
+    let live = step(&pool, first.as_ref(), 1000).await.expect("first goes on, live");
+    assert!(live.applied > 0 && live.live);
+    assert!(at_end_of(&pool, "requisitions", 2, 0).await);
+    crate::batching::assert_totals_add_up(&pool, 0).await;
+}
+
 /// Two versions building at once (a second bump deployed before the first finished, or two
 /// releases rolling out on a fresh database): the older one finishing first must not retire
 /// the newer one, which must go on to build and take over.
