@@ -29,7 +29,7 @@ use sqlx::types::Json;
 use sqlx::PgConnection;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 pub const TABLE: &str = "rm_requisitions";
@@ -71,6 +71,12 @@ impl Requisitions {
             daily: table_name(PAID_DAILY, version, generation),
             cache: Mutex::new(None),
         }
+    }
+
+    /// The rows kept between batches (a panic elsewhere does not make them unreachable: a
+    /// stale copy is never used, see [`Cache`]).
+    fn cache(&self) -> MutexGuard<'_, Option<Cache>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -338,7 +344,7 @@ impl Projection for Requisitions {
     ) -> anyhow::Result<()> {
         let Some(last) = events.last().map(|e| e.global_position) else { return Ok(()) };
         // The rows in memory, if they are still those of the tables at `after`.
-        let taken = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let taken = self.cache().take();
         let mut cache = taken.filter(|c| c.position == after).unwrap_or_else(|| Cache {
             // A build from its very first event sees every move.
             deferred: (phase == Phase::Building && after == 0).then(Totals::default),
@@ -384,7 +390,7 @@ impl Projection for Requisitions {
             cache.trim(touched.keys());
         }
         cache.position = last;
-        *self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cache);
+        *self.cache() = Some(cache);
         Ok(())
     }
 
@@ -392,18 +398,19 @@ impl Projection for Requisitions {
     /// everything up to `position`, else sums of the rows (a build resumed by another process,
     /// or after its memory was dropped). Either way the table is replaced, with the same rows.
     async fn before_live(&self, tx: &mut PgConnection, position: i64) -> anyhow::Result<()> {
-        let taken = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        let Some(mut cache) = taken.filter(|c| c.position == position) else {
-            return self.sum_totals_from_rows(tx).await;
-        };
-        let deferred = cache.deferred.take();
-        // Put back before writing: a failure rolls back the checkpoint this copy is tagged with.
-        *self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cache);
-        match deferred {
-            Some(totals) => {
-                sqlx::query(&format!("DELETE FROM {}", self.totals)).execute(&mut *tx).await?;
-                self.write_totals(tx, &totals).await
+        let taken = self.cache().take();
+        let deferred = match taken.filter(|c| c.position == position) {
+            Some(mut cache) => {
+                let deferred = cache.deferred.take();
+                // Put back before writing: a failure rolls back the checkpoint it is tagged with.
+                *self.cache() = Some(cache);
+                deferred
             }
+            None => None,
+        };
+        sqlx::query(&format!("DELETE FROM {}", self.totals)).execute(&mut *tx).await?;
+        match deferred {
+            Some(totals) => self.write_totals(tx, &totals).await,
             None => self.sum_totals_from_rows(tx).await,
         }
     }
@@ -599,12 +606,11 @@ impl Requisitions {
         Ok(())
     }
 
-    /// Replaces the totals per status by what the rows add up to: per (requester, status,
+    /// Fills the (emptied) totals per status with what the rows add up to: per (requester, status,
     /// currency) and over [`EVERYONE`]; the same rows the moves give, however the rows were
     /// built.
     async fn sum_totals_from_rows(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
         let (rows, totals) = (&self.table, &self.totals);
-        sqlx::query(&format!("DELETE FROM {totals}")).execute(&mut *tx).await?;
         sqlx::query(&format!(
             "INSERT INTO {totals} (requester_id, status, currency, count, amount)
              SELECT requester_id, status, currency, count(*), sum(amount) FROM {rows}
