@@ -10,6 +10,11 @@
 --   staff         users holding only `staff` (default 400; more requesters hold staff besides)
 --   start         the first requisition's day (default 2025-01-01 00:00:00+00)
 --   days          how long the history runs (default 365)
+--   secret        the SEAL_KEY (else SECRET_KEY) of the service that will use the store
+--                 (default: the development SECRET_KEY). Every event carries the MAC the
+--                 service would give it (domain/src/integrity.rs), computed here in SQL, so the
+--                 service acts on the history and `pettycash-replay verify` authenticates it
+--                 with that secret.
 --
 -- Run it on a freshly migrated database (`pettycash migrate`); it refuses to run twice. Everything
 -- is deterministic: ids are UUIDv7 like the service's, made of the creation time and md5-derived
@@ -73,6 +78,10 @@
 \if :{?days}
 \else
 \set days 365
+\endif
+\if :{?secret}
+\else
+\set secret 'insecure-development-secret-key-do-not-use-in-production'
 \endif
 -- argon2id of `bench password 2026`, made by the service's own code (`pettycash user add`).
 \set password_hash '$argon2id$v=19$m=19456,t=2,p=1$kye0pRPPqi3btIRk+ERK2Q$HDtZveBqhftef2/4nOgyXR5WWcBugwcj/H0TdLED2x4'
@@ -394,6 +403,53 @@ SELECT row_number() OVER (ORDER BY ts, i, tb, seq, agg) AS o, x.* FROM x ORDER B
 CREATE UNIQUE INDEX ON gen_ev (o);
 ANALYZE gen_ev;
 
+-- ---- sign ----------------------------------------------------------------------------------
+-- The service signs each event it appends: metadata.mac = hex(HMAC-SHA256(event key,
+-- 'pettycash-event-mac-v1' || for type, id: len || text || int8 sequence || for event type,
+-- version, payload::text, metadata::text: len || text)), the event key being
+-- HMAC-SHA256(secret, 'pettycash-event-key-v1'). HMAC from PostgreSQL's sha256():
+-- sha256((key xor opad) || sha256((key xor ipad) || message)).
+CREATE FUNCTION pg_temp.gen_pad(k bytea, pad int) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    out bytea;
+BEGIN
+    IF octet_length(k) > 64 THEN k := sha256(k); END IF;
+    k := k || decode(repeat('00', 64 - octet_length(k)), 'hex');
+    out := k;
+    FOR i IN 0..63 LOOP
+        out := set_byte(out, i, get_byte(k, i) # pad);
+    END LOOP;
+    RETURN out;
+END;
+$$;
+SELECT sha256(pg_temp.gen_pad(s, 92) || sha256(pg_temp.gen_pad(s, 54) || convert_to('pettycash-event-key-v1', 'UTF8')))
+       AS gen_event_key
+FROM (SELECT convert_to(:'secret', 'UTF8') AS s) x \gset
+SELECT encode(pg_temp.gen_pad(:'gen_event_key'::bytea, 54), 'hex') AS gen_ipad,
+       encode(pg_temp.gen_pad(:'gen_event_key'::bytea, 92), 'hex') AS gen_opad \gset
+-- A BEFORE INSERT trigger for this transaction only (dropped before COMMIT), named to run
+-- before events_hash_chain, so the hash covers the signed metadata.
+SELECT format($f$
+CREATE FUNCTION pg_temp.gen_sign() RETURNS trigger LANGUAGE plpgsql AS $b$
+DECLARE
+    f1 bytea := convert_to(NEW.aggregate_type, 'UTF8');
+    f2 bytea := convert_to(NEW.aggregate_id, 'UTF8');
+    f3 bytea := convert_to(NEW.event_type, 'UTF8');
+    f4 bytea := convert_to(NEW.event_version, 'UTF8');
+    f5 bytea := convert_to(NEW.payload::text, 'UTF8');
+    f6 bytea := convert_to(NEW.metadata::text, 'UTF8');
+BEGIN
+    NEW.metadata := NEW.metadata || jsonb_build_object('mac', encode(sha256(%L::bytea || sha256(%L::bytea
+        || convert_to('pettycash-event-mac-v1', 'UTF8')
+        || int4send(octet_length(f1)) || f1 || int4send(octet_length(f2)) || f2
+        || int8send(NEW.sequence)
+        || int4send(octet_length(f3)) || f3 || int4send(octet_length(f4)) || f4
+        || int4send(octet_length(f5)) || f5 || int4send(octet_length(f6)) || f6)), 'hex'));
+    RETURN NEW;
+END;
+$b$$f$, '\x' || :'gen_opad', '\x' || :'gen_ipad') \gexec
+CREATE TRIGGER a_generate_events_sign BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION pg_temp.gen_sign();
+
 -- ---- write ---------------------------------------------------------------------------------
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
 SELECT 'user', u.id::text, 1, 'UserRegistered', '1',
@@ -512,16 +568,23 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
        e.ts
 FROM gen_ev e ORDER BY e.o;
 RESET enable_sort;
+DROP TRIGGER a_generate_events_sign ON events;
 
 -- ---- the users table and sign-in -----------------------------------------------------------
 -- As the service keeps them (a transactional projection of the user events): roles sorted,
--- last_position the user's latest event.
-INSERT INTO users (id, email, name, roles, active, created_at, last_position)
+-- last_position the user's latest event, sponsors (who registered them or granted them a role)
+-- sorted.
+INSERT INTO users (id, email, name, roles, active, created_at, last_position, sponsors)
 SELECT u.id, u.email, u.name,
        ARRAY(SELECT h.role FROM gen_holds h JOIN gen_role_order o USING (role)
              WHERE h.id = u.id AND h.era = 1 ORDER BY o.ord),
        true, u.registered_at,
-       (SELECT max(global_position) FROM events WHERE aggregate_type = 'user' AND aggregate_id = u.id::text)
+       (SELECT max(global_position) FROM events WHERE aggregate_type = 'user' AND aggregate_id = u.id::text),
+       coalesce((SELECT array_agg(DISTINCT s.by ORDER BY s.by)
+                 FROM (SELECT CASE WHEN u.u = 1 THEN NULL ELSE :'admin1'::uuid END AS by
+                       UNION ALL
+                       SELECT e.actor FROM gen_ev e WHERE e.kind = 2 AND e.agg = u.id) s
+                 WHERE s.by IS NOT NULL), '{}')
 FROM gen_users u;
 INSERT INTO credentials (user_id, password_hash, updated_at)
 SELECT id, :'password_hash', registered_at FROM gen_users;

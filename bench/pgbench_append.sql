@@ -8,8 +8,10 @@
 -- Each client writes its own streams of 5 events (a requisition's created, submitted,
 -- approved, approved, paid), so no two clients ever race for one stream: the first event of a
 -- stream has no predecessor, the next four each look theirs up. Stream ids are UUIDs that
--- grow with time, like the service's UUIDv7 ids. Payload ~400 bytes, metadata ~270 bytes, as
--- the service writes them.
+-- grow with time, like the service's UUIDv7 ids. Payload ~400 bytes, metadata ~350 bytes, as
+-- the service writes them: with a 64-hex-digit `mac` (the store requires one, migration 0006;
+-- the service computes it in Rust, so its cost is not the database's and a random value
+-- stands in here).
 --
 -- Needs the per-client counter n: run by bench/pgbench.sh, or
 --   pgbench -n -M prepared -D n=0 -c 32 -j 2 -T 30 -f bench/pgbench_append.sql "$SCRATCH_URL"
@@ -30,7 +32,8 @@ SELECT 'requisition', id, :seq, 'RequisitionCreated', '1',
            'actor_id', '0193fb0a-91c0-7d42-8e6b-2f5c1a9d3e70', 'request_id', gen_random_uuid(),
            'client_ip', '10.12.40.7',
            'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
-           'time', (to_jsonb(clock_timestamp() AT TIME ZONE 'UTC') #>> '{}') || 'Z')
+           'time', (to_jsonb(clock_timestamp() AT TIME ZONE 'UTC') #>> '{}') || 'Z',
+           'mac', md5(random()::text) || md5(random()::text))
 FROM (SELECT (lpad(to_hex(CAST(:stream AS bigint)), 12, '0') || '7' || lpad(to_hex(CAST(:client_id AS int)), 3, '0') || '8'
               || lpad(to_hex(CAST(:client_id AS int)), 15, '0'))::uuid::text AS id) AS s
 RETURNING global_position;

@@ -154,6 +154,17 @@ impl Config {
         self.seal_secret.as_deref().map(pettycash_projections::seal::SealKey::derive)
     }
 
+    /// The key events and snapshots are authenticated with (same secret as the seals), or an
+    /// error naming what to set: nothing may write events without it.
+    pub fn event_key(&self) -> anyhow::Result<pettycash_domain::integrity::EventKey> {
+        self.seal_secret.as_deref().map(pettycash_domain::integrity::EventKey::derive).ok_or_else(|| {
+            anyhow::anyhow!(
+                "set SEAL_KEY (or SECRET_KEY): every event is authenticated with it, and the service \
+                 refuses events written under another key"
+            )
+        })
+    }
+
     pub fn sealer_options(&self) -> pettycash_projections::seal::SealerOptions {
         pettycash_projections::seal::SealerOptions {
             interval: std::time::Duration::from_secs(self.seal_interval_secs),

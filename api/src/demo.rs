@@ -43,7 +43,7 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
         let email = format!("{}@{DEMO_DOMAIN}", role.as_str().replace('_', "."));
         let name = format!("Demo {}", role.as_str().replace('_', " "));
         let user = service
-            .register_user(&operator, &email, &name, vec![role], &password)
+            .register_user(&operator, &email, &name, vec![role], Some(&password))
             .await
             .with_context(|| format!("registering demo {role}"))?;
         actors.insert(role, Actor::new(user.value.id, [role]));

@@ -134,6 +134,9 @@ impl From<CommandError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "session_changed", e.to_string())
             }
             CommandError::Unauthenticated(m) => ApiError::unauthenticated(m),
+            e @ CommandError::Tampered { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "integrity_violation", e.to_string())
+            }
             CommandError::Database(e) => ApiError::internal(e),
             e @ CommandError::Corrupt(_) => ApiError::internal(anyhow::anyhow!(e)),
             CommandError::Other(e) => ApiError::internal(e),

@@ -158,7 +158,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
         let (mut parts, body) = req.into_parts();
         let CurrentUser(user) = CurrentUser::from_request_parts(&mut parts, state).await?;
         let token = session_token(&parts.headers).map(|(t, _)| t).unwrap_or_default();
-        let session = SessionGuard { token_hash: state.auth.token_hash(&token), roles: user.roles.clone() };
+        let session = SessionGuard {
+            token_hash: state.auth.token_hash(&token),
+            roles: user.roles.clone(),
+            sponsors: user.sponsors.clone(),
+        };
         let Meta(meta) = Meta::from_request_parts(&mut parts, state).await?;
         let idempotency_key = match parts.headers.get(IDEMPOTENCY_HEADER) {
             None => None,

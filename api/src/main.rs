@@ -74,6 +74,15 @@ enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Set a registered user's password (e.g. one an admin registered over the API). The
+    /// password is read from standard input.
+    Password {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 fn init_tracing(debug: bool) {
@@ -117,6 +126,7 @@ async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     // Only the HTTP service signs session tokens: the other commands do not need SECRET_KEY
     // (so `pettycash migrate` runs from a deploy script that only has the owner's URL).
+    // Commands that write events (`user add`, `demo`) need SEAL_KEY or SECRET_KEY and say so.
     let needs_secret = matches!(cli.command, Command::Serve { .. });
     let config = match Config::from_env() {
         Err(ConfigError::BadSecretKey(_)) if !needs_secret => Config::from_lookup(|name| match name {
@@ -224,15 +234,24 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             println!("migrations applied to {}", db.display_url);
             Ok(())
         }
-        Command::User { command: UserCommand::Add { email, name, roles, password_stdin: _ } } => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
-            let password = password.trim_end_matches(['\n', '\r']);
+        Command::User { command: UserCommand::Password { email, password_stdin: _ } } => {
+            let password = read_password()?;
             let db = database::connect(&config).await?;
             database::migrate_if_needed(&db.pool).await?;
-            let service = CommandService::new(EventStore::new(db.pool.clone()));
+            let service = CommandService::new(EventStore::new(db.pool.clone(), config.event_key()?));
+            let id = service.set_password(&email, &password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("password set for {email} (id {id})");
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { email, name, roles, password_stdin: _ } } => {
+            let password = read_password()?;
+            let password = password.as_str();
+            let key = config.event_key()?;
+            let db = database::connect(&config).await?;
+            database::migrate_if_needed(&db.pool).await?;
+            let service = CommandService::new(EventStore::new(db.pool.clone(), key));
             let user = service
-                .register_user(&CommandContext::operator("user add"), &email, &name, roles, password)
+                .register_user(&CommandContext::operator("user add"), &email, &name, roles, Some(password))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let roles: Vec<&str> = user.value.roles.iter().map(|r| r.as_str()).collect();
@@ -246,14 +265,22 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => {
+            let key = config.event_key()?;
             let db = database::connect(&config).await?;
             database::migrate_if_needed(&db.pool).await?;
-            let service = CommandService::new(EventStore::new(db.pool.clone()));
+            let service = CommandService::new(EventStore::new(db.pool.clone(), key));
             let logins = demo::load(&service).await?;
             print!("{}", demo::format_logins(&logins));
             Ok(())
         }
     }
+}
+
+/// A password from standard input, without the line end.
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_string())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -286,7 +313,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn embedded_demo(config: &Config, db: &database::Database) -> anyhow::Result<()> {
     let file = config.data_dir.join("demo-logins.txt");
     if !demo::is_loaded(&db.pool).await? {
-        let service = CommandService::new(EventStore::new(db.pool.clone()));
+        let service = CommandService::new(EventStore::new(db.pool.clone(), config.event_key()?));
         let logins = demo::load(&service).await.context("loading the demo organisation")?;
         let text = demo::format_logins(&logins);
         std::fs::write(&file, &text).with_context(|| format!("writing {}", file.display()))?;

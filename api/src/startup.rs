@@ -112,7 +112,7 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
-        Ok(Self { listener, state: AppState::new(config, pool) })
+        Ok(Self { listener, state: AppState::new(config, pool)? })
     }
 
     pub fn port(&self) -> u16 {

@@ -16,7 +16,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: PgPool) -> Self {
+    /// Fails when the configuration holds no key to authenticate events with.
+    pub fn new(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        let key = config.event_key()?;
         let auth = Authenticator::new(
             pool.clone(),
             config.secret_key.as_bytes(),
@@ -24,9 +26,9 @@ impl AppState {
             std::time::Duration::from_millis(config.session_cache_ms),
         );
         let commands = CommandService::with_cache(
-            EventStore::new(pool.clone()),
+            EventStore::new(pool.clone(), key),
             AggregateCache::with_capacity(config.aggregate_cache_size),
         );
-        Self { config: Arc::new(config), pool, commands, auth }
+        Ok(Self { config: Arc::new(config), pool, commands, auth })
     }
 }

@@ -248,7 +248,7 @@ async fn register(service: &CommandService, roles: &[Role]) -> Actor {
             &email,
             "Process Test",
             roles.to_vec(),
-            PASSWORD,
+            Some(PASSWORD),
         )
         .await
         .expect("register user");
@@ -433,7 +433,10 @@ fn holder(procs: &Procs, projection: &str) -> usize {
 async fn two_project_processes_share_the_work_without_applying_anything_twice() {
     let admin = admin_url().await;
     let (db, url, pool) = fresh_database(&admin).await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(
+        pool.clone(),
+        pettycash_domain::integrity::EventKey::derive(pettycash_api::config::DEV_SECRET_KEY),
+    ));
     let people = People::register(&service).await;
     let mut procs = Procs { db: db.clone(), url, list: Vec::new() };
 

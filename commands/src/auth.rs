@@ -40,12 +40,18 @@ pub struct AuthUser {
     #[schema(value_type = Vec<String>)]
     pub roles: Vec<String>,
     pub active: bool,
+    /// Who registered the user or granted them a role (not shown: it decides segregation of
+    /// duties, see `User::sponsors`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub sponsors: Vec<uuid::Uuid>,
 }
 
 impl AuthUser {
     /// The user as a command actor. Unknown role names (none exist today) are ignored.
     pub fn actor(&self) -> Actor {
         Actor::new(self.id, self.roles.iter().filter_map(|r| r.parse::<Role>().ok()))
+            .with_sponsors(self.sponsors.iter().copied())
     }
 }
 
@@ -140,7 +146,7 @@ struct LoginRow {
     active: bool,
 }
 
-const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active";
+const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active, u.sponsors";
 
 impl Authenticator {
     /// `session_cache`: how long a session lookup is reused (zero: not at all).

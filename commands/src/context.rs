@@ -32,6 +32,8 @@ pub struct SessionGuard {
     pub token_hash: Vec<u8>,
     /// The user's roles as the command saw them (`users.roles`, in stored order).
     pub roles: Vec<String>,
+    /// The user's sponsors as the command saw them (`users.sponsors`, sorted).
+    pub sponsors: Vec<uuid::Uuid>,
 }
 
 /// Everything a command needs besides its own arguments.

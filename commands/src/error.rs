@@ -26,6 +26,14 @@ pub enum CommandError {
     Unauthenticated(&'static str),
     #[error("stored event could not be read: {0}")]
     Corrupt(String),
+    /// The stream holds an event whose MAC does not verify: the service did not write it (a
+    /// row inserted into the database directly) or it was changed. Nothing is decided on such
+    /// a stream until an auditor has looked at it.
+    #[error(
+        "{aggregate} {id} holds an event (#{sequence}) that this service did not record or that was \
+         changed; it cannot be acted on until an auditor has run `pettycash-replay verify`"
+    )]
+    Tampered { aggregate: &'static str, id: String, sequence: usize },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]

@@ -22,7 +22,7 @@
 //!   got alone, and the others are not held back by it.
 //! - its own session guard, checked per row inside the statement: a command whose session
 //!   ended or whose user's roles changed writes nothing, the rest of its group is written.
-//! - its own metadata (actor, request id, time).
+//! - its own metadata (actor, request id, time), and each event its own MAC in it.
 //! - its events in order: rows are inserted in the order given, so positions increase along
 //!   each stream (the hash trigger also reads each row's predecessor).
 //!
@@ -52,6 +52,8 @@ const RETRY_ALONE: usize = 4;
 
 /// Postgres error code for a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";
+/// Raised by `SideWrite::KeepAnAdmin` when no active admin would be left.
+const NO_ADMIN_LEFT: &str = "P0A01";
 
 /// One event row of a command.
 pub(crate) struct Row {
@@ -61,12 +63,13 @@ pub(crate) struct Row {
     pub event_type: String,
     pub event_version: String,
     pub payload: Value,
+    /// The command's metadata with this event's MAC (`EventKey::sign`).
+    pub metadata: Value,
 }
 
-/// One command's append: its rows in order, its metadata and guard.
+/// One command's append: its rows in order and its guard.
 pub(crate) struct Append {
     pub rows: Vec<Row>,
-    pub metadata: Value,
     pub guard: Option<SessionGuard>,
 }
 
@@ -242,6 +245,9 @@ pub(crate) async fn append_one<'c, E: sqlx::PgExecutor<'c>>(
 /// database.
 pub(crate) fn classify(e: sqlx::Error, kind: &'static str) -> AppendError {
     if let Some(db) = e.as_database_error() {
+        if db.code().as_deref() == Some(NO_ADMIN_LEFT) {
+            return AppendError::Rule(pettycash_domain::DomainError::LastAdmin);
+        }
         if db.code().as_deref() == Some(UNIQUE_VIOLATION) {
             let constraint = db.constraint().unwrap_or_default().to_string();
             if constraint == "events_pkey" {
@@ -254,17 +260,19 @@ pub(crate) fn classify(e: sqlx::Error, kind: &'static str) -> AppendError {
 }
 
 /// The statement that appends rows, each row guarded by its command's session (when it has a
-/// guard): the session is live, its user active, their roles as the command saw them. Rows
+/// guard): the session is live, its user active, their roles and sponsors as the command saw
+/// them. Rows
 /// are inserted in the order given (a stream's events follow each other, and the hash trigger
 /// reads each one's predecessor). Returns the position of each stream's last row written.
 const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
      SELECT x.t, x.i, x.s, x.e, x.v, x.p, x.m
      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
-                 $8::bytea[], $9::text[]) WITH ORDINALITY AS x(t, i, s, e, v, p, m, g, r, n)
+                 $8::bytea[], $9::text[], $10::text[]) WITH ORDINALITY AS x(t, i, s, e, v, p, m, g, r, o, n)
      WHERE x.g IS NULL OR EXISTS (
         SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = x.g AND s.expires_at > now() AND s.revoked_at IS NULL
-          AND u.active AND u.roles = string_to_array(x.r, ','))
+          AND u.active AND u.roles = string_to_array(x.r, ',')
+          AND u.sponsors = string_to_array(x.o, ',')::uuid[])
      ORDER BY x.n
      RETURNING aggregate_type, aggregate_id, global_position";
 
@@ -284,6 +292,7 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
     let mut metadata = Vec::with_capacity(rows);
     let mut tokens = Vec::with_capacity(rows);
     let mut roles = Vec::with_capacity(rows);
+    let mut sponsors = Vec::with_capacity(rows);
     for append in appends {
         for row in &append.rows {
             types.push(row.aggregate_type);
@@ -292,9 +301,15 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
             event_types.push(row.event_type.as_str());
             versions.push(row.event_version.as_str());
             payloads.push(&row.payload);
-            metadata.push(&append.metadata);
+            metadata.push(&row.metadata);
             tokens.push(append.guard.as_ref().map(|g| g.token_hash.as_slice()));
             roles.push(append.guard.as_ref().map(|g| g.roles.join(",")));
+            sponsors.push(
+                append
+                    .guard
+                    .as_ref()
+                    .map(|g| g.sponsors.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")),
+            );
         }
     }
     let written: Vec<(String, String, i64)> = sqlx::query_as(INSERT)
@@ -307,6 +322,7 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
         .bind(&metadata)
         .bind(&tokens)
         .bind(&roles)
+        .bind(&sponsors)
         .fetch_all(executor)
         .await?;
     let mut positions: HashMap<(String, String), i64> = HashMap::new();

@@ -164,6 +164,7 @@ impl CommandService {
                 Err(CommandError::Conflict { aggregate })
             }
             Err(AppendError::SessionChanged) => Err(CommandError::SessionChanged),
+            Err(AppendError::Rule(e)) => Err(e.into()),
             Err(AppendError::Unique(constraint)) if constraint == "idempotency_keys_pkey" => {
                 Err(CommandError::IdempotentReplay)
             }
@@ -218,27 +219,57 @@ impl CommandService {
 
     // ----- users -------------------------------------------------------------------------
 
-    /// Registers a user with roles and a password. Admins through the API; the operator at
-    /// the command line.
+    /// Registers a user with roles. Admins through the API, without a password: an admin
+    /// who knew other people's passwords could act as them (the person sets their own through
+    /// an invitation, [workflow]). The operator at the command line gives one
+    /// (`pettycash user add`).
     pub async fn register_user(
         &self,
         ctx: &CommandContext,
         email: &str,
         name: &str,
         roles: Vec<Role>,
-        password: &str,
+        password: Option<&str>,
     ) -> Result<Outcome<UserView>, CommandError> {
         let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
+        let through_api = matches!(by, Requester::Admin(_));
         let user_id = Id::now_v7();
         let mut user = User::default();
         let command = UserCommand::Register { user_id, email: email.into(), name: name.into(), roles, by };
         let events = decide(&mut user, command).await?;
-        check_password_policy(password)?;
-        let hash = hash_password(password.to_string()).await?;
+        if password.is_some() && through_api {
+            return Err(DomainError::invalid(
+                "password",
+                "admins do not set other people's passwords; the person sets their own",
+            )
+            .into());
+        }
+        let mut writes = vec![user_row(user_id, &user)];
+        if let Some(password) = password {
+            check_password_policy(password)?;
+            let hash = hash_password(password.to_string()).await?;
+            writes.push(SideWrite::SetPassword { user_id, hash });
+        }
         let loaded = Loaded { id: user_id.to_string(), state: User::default(), version: 0 };
         let stream = StreamAppend::of(&loaded, &events, &user)?;
-        let writes = vec![user_row(user_id, &user), SideWrite::SetPassword { user_id, hash }];
         self.commit(ctx, &[stream], writes, user_view(user_id, &user), |v, p| v.position = p).await
+    }
+
+    /// Sets a user's password: the operator at the command line only (`pettycash user
+    /// password`). Not an event: credentials never enter the event store.
+    pub async fn set_password(&self, email: &str, password: &str) -> Result<Id, CommandError> {
+        check_password_policy(password)?;
+        let email = pettycash_domain::user::normalise_email(email)?;
+        let user_id: Option<Id> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(self.store.pool())
+            .await?;
+        let user_id = user_id.ok_or(CommandError::not_found("user"))?;
+        let hash = hash_password(password.to_string()).await?;
+        let mut tx = self.store.pool().begin().await?;
+        SideWrite::SetPassword { user_id, hash }.write(&mut tx, 0).await?;
+        tx.commit().await?;
+        Ok(user_id)
     }
 
     /// Grants or revokes one role.
@@ -260,10 +291,11 @@ impl CommandService {
             };
             let events = decide(&mut user, command).await?;
             let stream = StreamAppend::of(&loaded, &events, &user)?;
-            self.commit(ctx, &[stream], vec![user_row(user_id, &user)], user_view(user_id, &user), |v, p| {
-                v.position = p
-            })
-            .await
+            let mut writes = vec![user_row(user_id, &user)];
+            if role == Role::Admin && !grant && !events.is_empty() {
+                writes.push(SideWrite::KeepAnAdmin);
+            }
+            self.commit(ctx, &[stream], writes, user_view(user_id, &user), |v, p| v.position = p).await
         })
         .await
     }
@@ -646,6 +678,7 @@ fn user_row(id: Id, user: &User) -> SideWrite {
         name: user.name.clone(),
         roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
         active: user.active,
+        sponsors: user.sponsors.clone(),
     }
 }
 

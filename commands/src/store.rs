@@ -7,8 +7,9 @@ use crate::SessionGuard;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
+use pettycash_domain::integrity::{check_event, jsonb_text, Authenticity, EventContent, EventKey};
 use postgres_es::PostgresEventRepository;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::any::Any;
 use std::sync::Arc;
@@ -36,14 +37,17 @@ impl Snapshotted for pettycash_domain::fund::Fund {
     const SNAPSHOT_VERSION: i64 = 1;
 }
 
+/// A row of [`EventStore::load_snapshotted`]'s query: the snapshot (with its MAC), or an event.
+/// Payload and metadata as PostgreSQL's text, which their MACs cover.
 #[derive(sqlx::FromRow)]
 struct SnapshotOrEvent {
     is_snapshot: bool,
     sequence: i64,
     event_type: String,
     event_version: String,
-    payload: Value,
-    metadata: Option<Value>,
+    payload: String,
+    metadata: Option<String>,
+    mac: Option<Vec<u8>>,
 }
 
 /// New events for one stream, to be appended after `expected_version`.
@@ -95,6 +99,9 @@ pub struct EventStore {
     repo: Arc<PostgresEventRepository>,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     group: GroupCommit,
+    /// Signs every event appended and every snapshot written; checks them when they are
+    /// read back (`pettycash_domain::integrity`).
+    key: EventKey,
 }
 
 /// What went wrong with an append that the caller handles.
@@ -111,18 +118,24 @@ pub enum AppendError {
     /// idempotency_keys): the constraint's name.
     #[error("unique constraint {0} violated")]
     Unique(String),
+    /// A side write found a rule broken (e.g. no admin would be left); nothing was written.
+    #[error(transparent)]
+    Rule(pettycash_domain::DomainError),
     #[error(transparent)]
     Database(sqlx::Error),
 }
 
 impl EventStore {
-    pub fn new(pool: PgPool) -> Self {
+    /// An event store that signs and checks with `key` (derived from SEAL_KEY, else
+    /// SECRET_KEY: every process writing to one store must use the same secret).
+    pub fn new(pool: PgPool, key: EventKey) -> Self {
         let repo = PostgresEventRepository::new(pool.clone());
         Self {
             pool,
             repo: Arc::new(repo),
             upcasters: Arc::new(pettycash_domain::upcast::upcasters()),
             group: GroupCommit::default(),
+            key,
         }
     }
 
@@ -131,6 +144,8 @@ impl EventStore {
     }
 
     /// Loads one aggregate by folding its whole stream (after upcasting old event versions).
+    /// A stream holding an event whose MAC does not verify is refused
+    /// ([`CommandError::Tampered`]).
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>, CommandError> {
         let events = self
             .repo
@@ -140,10 +155,49 @@ impl EventStore {
         let mut state = A::default();
         let mut version = 0;
         for serialized in events {
+            self.authenticate::<A>(&serialized, &jsonb_text(&serialized.payload))?;
             version = serialized.sequence;
             state.apply(self.deserialize::<A>(serialized)?);
         }
         Ok(Loaded { id: id.to_string(), state, version })
+    }
+
+    /// Refuses an event that carries a MAC this store's key does not verify. An event without
+    /// a MAC is accepted: the store's constraint (migration 0006) makes every insert carry
+    /// one, so only events recorded before it — or by someone able to drop the constraint, who
+    /// `pettycash-replay verify` reports — have none.
+    fn authenticate<A: Aggregate>(
+        &self,
+        e: &SerializedEvent,
+        payload_text: &str,
+    ) -> Result<(), CommandError> {
+        let content = EventContent {
+            aggregate_type: A::TYPE,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence as i64,
+            event_type: &e.event_type,
+            event_version: &e.event_version,
+            payload: payload_text,
+            metadata: "",
+        };
+        let verdict = match &e.metadata {
+            Value::Object(meta) => check_event(&self.key, &content, meta),
+            _ => Authenticity::Forged,
+        };
+        if verdict == Authenticity::Forged {
+            tracing::error!(
+                aggregate = A::TYPE,
+                id = %e.aggregate_id,
+                sequence = e.sequence,
+                "an event does not authenticate: the service did not write it, or it was changed"
+            );
+            return Err(CommandError::Tampered {
+                aggregate: A::TYPE,
+                id: e.aggregate_id.clone(),
+                sequence: e.sequence,
+            });
+        }
+        Ok(())
     }
 
     /// Loads an aggregate whose stream grows without bound (a fund: one event per payment)
@@ -151,16 +205,19 @@ impl EventStore {
     /// [`SNAPSHOT_EVERY`] events were folded past the snapshot, writes a new one (best effort:
     /// the state comes from committed events only, so it is correct whenever it is written;
     /// a failure only costs a longer fold next time). A snapshot of another
-    /// [`Snapshotted::SNAPSHOT_VERSION`] is ignored: the stream is folded from the start.
+    /// [`Snapshotted::SNAPSHOT_VERSION`], without a MAC, or whose MAC does not verify (it was
+    /// not written by the service, or was changed) is ignored: the stream is folded from the
+    /// start, and the snapshot replaced.
     pub async fn load_snapshotted<A: Snapshotted>(&self, id: &str) -> Result<Loaded<A>, CommandError> {
         let rows: Vec<SnapshotOrEvent> = sqlx::query_as(
-            "WITH s AS (SELECT last_sequence, payload FROM snapshots
-                        WHERE aggregate_type = $1 AND aggregate_id = $2 AND current_snapshot = $3)
-             SELECT true AS is_snapshot, last_sequence AS sequence, '' AS event_type, '' AS event_version, payload,
-                    NULL::jsonb AS metadata
+            "WITH s AS (SELECT last_sequence, payload, mac FROM snapshots
+                        WHERE aggregate_type = $1 AND aggregate_id = $2 AND current_snapshot = $3
+                          AND mac IS NOT NULL)
+             SELECT true AS is_snapshot, last_sequence AS sequence, '' AS event_type, '' AS event_version,
+                    payload::text AS payload, NULL::text AS metadata, mac
              FROM s
              UNION ALL
-             (SELECT false, sequence, event_type, event_version, payload, metadata FROM events
+             (SELECT false, sequence, event_type, event_version, payload::text, metadata::text, NULL::bytea FROM events
               WHERE aggregate_type = $1 AND aggregate_id = $2
                 AND sequence > coalesce((SELECT last_sequence FROM s), 0)
               ORDER BY sequence)",
@@ -176,28 +233,45 @@ impl EventStore {
         let mut folded = 0usize;
         for row in rows {
             if row.is_snapshot {
-                match serde_json::from_value(row.payload) {
-                    Ok(s) => state = s,
-                    Err(e) => {
-                        // Unreadable: fold the whole stream instead (and replace it below).
-                        tracing::warn!(aggregate = A::TYPE, id, error = %e, "ignoring an unreadable snapshot");
+                let mac = row.mac.unwrap_or_default();
+                let authentic = self.key.authenticates_snapshot(
+                    A::TYPE,
+                    id,
+                    row.sequence,
+                    A::SNAPSHOT_VERSION,
+                    &row.payload,
+                    &mac,
+                );
+                match serde_json::from_str(&row.payload) {
+                    Ok(s) if authentic => state = s,
+                    other => {
+                        // Forged, changed or unreadable: fold the whole stream instead and
+                        // replace it.
+                        let why =
+                            other.err().map_or("its MAC does not verify".to_string(), |e| e.to_string());
+                        tracing::warn!(aggregate = A::TYPE, id, reason = %why, "ignoring a snapshot");
                         let loaded = self.load::<A>(id).await?;
-                        self.save_snapshot(id, &loaded.state, loaded.version).await.ok();
+                        self.write_snapshot(id, &loaded.state, loaded.version, true).await.ok();
                         return Ok(loaded);
                     }
                 }
                 version = row.sequence as usize;
                 continue;
             }
+            let parse = |text: &str| {
+                serde_json::from_str::<Value>(text)
+                    .map_err(|e| CommandError::Corrupt(format!("{} {id} #{}: {e}", A::TYPE, row.sequence)))
+            };
             let serialized = SerializedEvent::new(
                 id.to_string(),
                 row.sequence as usize,
                 A::TYPE.to_string(),
-                row.event_type,
-                row.event_version,
-                row.payload,
-                row.metadata.unwrap_or(Value::Null),
+                row.event_type.clone(),
+                row.event_version.clone(),
+                parse(&row.payload)?,
+                parse(row.metadata.as_deref().unwrap_or("null"))?,
             );
+            self.authenticate::<A>(&serialized, &row.payload)?;
             version = serialized.sequence;
             state.apply(self.deserialize::<A>(serialized)?);
             folded += 1;
@@ -210,27 +284,45 @@ impl EventStore {
         Ok(Loaded { id: id.to_string(), state, version })
     }
 
-    /// Keeps `state` as the snapshot of `id` at `version` (unless a later one is kept).
+    /// Keeps `state` as the snapshot of `id` at `version` (unless a later one is kept), with
+    /// its MAC.
     pub async fn save_snapshot<A: Snapshotted>(
         &self,
         id: &str,
         state: &A,
         version: usize,
     ) -> anyhow::Result<()> {
+        self.write_snapshot(id, state, version, false).await
+    }
+
+    /// `replace`: also over a later snapshot (one found not to authenticate).
+    async fn write_snapshot<A: Snapshotted>(
+        &self,
+        id: &str,
+        state: &A,
+        version: usize,
+        replace: bool,
+    ) -> anyhow::Result<()> {
+        let payload = serde_json::to_value(state)?;
+        let mac =
+            self.key.snapshot_mac(A::TYPE, id, version as i64, A::SNAPSHOT_VERSION, &jsonb_text(&payload));
         sqlx::query(
-            "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload, mac)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
              SET last_sequence = EXCLUDED.last_sequence, current_snapshot = EXCLUDED.current_snapshot,
-                 payload = EXCLUDED.payload
+                 payload = EXCLUDED.payload, mac = EXCLUDED.mac
              WHERE snapshots.last_sequence <= EXCLUDED.last_sequence
-                OR snapshots.current_snapshot <> EXCLUDED.current_snapshot",
+                OR snapshots.current_snapshot <> EXCLUDED.current_snapshot
+                OR snapshots.mac IS NULL OR $7",
         )
         .bind(A::TYPE)
         .bind(id)
         .bind(version as i64)
         .bind(A::SNAPSHOT_VERSION)
-        .bind(serde_json::to_value(state)?)
+        .bind(&payload)
+        .bind(mac.as_slice())
+        .bind(replace)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -267,20 +359,38 @@ impl EventStore {
         side_writes: Vec<SideWrite>,
         guard: Option<&SessionGuard>,
     ) -> Result<i64, AppendError> {
+        let meta = match metadata {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        let meta_text = jsonb_text(&Value::Object(meta.clone()));
         let rows = streams
             .iter()
             .flat_map(|stream| {
-                stream.events.iter().enumerate().map(|(i, (event_type, version, payload))| Row {
-                    aggregate_type: stream.aggregate_type,
-                    aggregate_id: stream.aggregate_id.clone(),
-                    sequence: (stream.expected_version + i + 1) as i64,
-                    event_type: event_type.clone(),
-                    event_version: version.clone(),
-                    payload: payload.clone(),
+                stream.events.iter().enumerate().map(|(i, (event_type, version, payload))| {
+                    let sequence = (stream.expected_version + i + 1) as i64;
+                    let content = EventContent {
+                        aggregate_type: stream.aggregate_type,
+                        aggregate_id: &stream.aggregate_id,
+                        sequence,
+                        event_type,
+                        event_version: version,
+                        payload: &jsonb_text(payload),
+                        metadata: &meta_text,
+                    };
+                    Row {
+                        aggregate_type: stream.aggregate_type,
+                        aggregate_id: stream.aggregate_id.clone(),
+                        sequence,
+                        event_type: event_type.clone(),
+                        event_version: version.clone(),
+                        payload: payload.clone(),
+                        metadata: self.key.sign(&content, &meta),
+                    }
                 })
             })
             .collect::<Vec<_>>();
-        let append = Append { rows, metadata: metadata.clone(), guard: guard.cloned() };
+        let append = Append { rows, guard: guard.cloned() };
         if side_writes.is_empty() && !append.rows.is_empty() {
             // One statement is atomic on its own; it may share it with other commands.
             return self.group.append(&self.pool, append).await;
@@ -293,7 +403,7 @@ impl EventStore {
         };
         let kind = append.kind();
         for write in side_writes {
-            write.apply(&mut tx, position).await.map_err(|e| classify(e, kind))?;
+            write.apply(&mut tx, position).await?;
         }
         tx.commit().await.map_err(|e| classify(e, kind))?;
         Ok(position)
@@ -337,13 +447,32 @@ pub enum SideWrite {
         body: Box<dyn FnOnce(i64) -> Value + Send>,
     },
     /// The users row, as of the user's latest event.
-    UpsertUser { id: uuid::Uuid, email: String, name: String, roles: Vec<String>, active: bool },
+    UpsertUser {
+        id: uuid::Uuid,
+        email: String,
+        name: String,
+        roles: Vec<String>,
+        active: bool,
+        sponsors: Vec<uuid::Uuid>,
+    },
+    /// Refuses the command (`DomainError::LastAdmin`) when, after the writes before it, no
+    /// active user holds `admin`. Concurrent commands serialise on a transaction lock here, so
+    /// two admins revoking each other's role cannot both succeed.
+    KeepAnAdmin,
     /// A new password hash (never in the event store).
     SetPassword { user_id: uuid::Uuid, hash: String },
 }
 
 impl SideWrite {
-    async fn apply(self, tx: &mut Transaction<'static, Postgres>, position: i64) -> sqlx::Result<()> {
+    async fn apply(self, tx: &mut Transaction<'static, Postgres>, position: i64) -> Result<(), AppendError> {
+        self.write(tx, position).await.map_err(|e| classify(e, "user"))
+    }
+
+    pub(crate) async fn write(
+        self,
+        tx: &mut Transaction<'static, Postgres>,
+        position: i64,
+    ) -> sqlx::Result<()> {
         match self {
             SideWrite::Idempotency { user_id, record, body } => {
                 sqlx::query(
@@ -357,10 +486,12 @@ impl SideWrite {
                 .execute(&mut **tx)
                 .await?;
             }
-            SideWrite::UpsertUser { id, email, name, roles, active } => {
+            SideWrite::UpsertUser { id, email, name, roles, active, sponsors } => {
                 sqlx::query(
-                    "INSERT INTO users (id, email, name, roles, active, last_position) VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (id) DO UPDATE SET email = $2, name = $3, roles = $4, active = $5, last_position = $6",
+                    "INSERT INTO users (id, email, name, roles, active, last_position, sponsors)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (id) DO UPDATE
+                     SET email = $2, name = $3, roles = $4, active = $5, last_position = $6, sponsors = $7",
                 )
                 .bind(id)
                 .bind(email)
@@ -368,6 +499,23 @@ impl SideWrite {
                 .bind(roles)
                 .bind(active)
                 .bind(position)
+                .bind(sponsors)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::KeepAnAdmin => {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pettycash: at least one admin'))")
+                    .execute(&mut **tx)
+                    .await?;
+                // A statement of its own after the lock: it sees what the lock's previous
+                // holder committed.
+                sqlx::query(
+                    "DO $$ BEGIN
+                        IF NOT EXISTS (SELECT 1 FROM users WHERE active AND 'admin' = ANY (roles)) THEN
+                            RAISE EXCEPTION 'no active admin would be left' USING ERRCODE = 'P0A01';
+                        END IF;
+                     END $$",
+                )
                 .execute(&mut **tx)
                 .await?;
             }

@@ -56,6 +56,13 @@ pub enum DomainError {
     InsufficientFunds { balance: Decimal, amount: Decimal },
     #[error("the fund is closed")]
     FundClosed,
+    #[error(
+        "you were registered or given a role by someone who requested or approved this requisition; \
+         someone else must {action} it"
+    )]
+    SponsoredByParticipant { action: &'static str },
+    #[error("this would leave no active admin; grant the admin role to someone else first")]
+    LastAdmin,
 }
 
 impl DomainError {
@@ -91,6 +98,8 @@ impl DomainError {
             DomainError::NotApproved { .. } => "not_approved",
             DomainError::InsufficientFunds { .. } => "insufficient_funds",
             DomainError::FundClosed => "fund_closed",
+            DomainError::SponsoredByParticipant { .. } => "sponsored_by_participant",
+            DomainError::LastAdmin => "last_admin",
         }
     }
 
@@ -105,13 +114,15 @@ impl DomainError {
             | DomainError::DuplicateApprover
             | DomainError::MissingRole { .. }
             | DomainError::PayerIsRequester
-            | DomainError::PayerIsApprover => ErrorKind::Forbidden,
+            | DomainError::PayerIsApprover
+            | DomainError::SponsoredByParticipant { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
             | DomainError::NotApproved { .. }
             | DomainError::InsufficientFunds { .. }
-            | DomainError::FundClosed => ErrorKind::Conflict,
+            | DomainError::FundClosed
+            | DomainError::LastAdmin => ErrorKind::Conflict,
         }
     }
 

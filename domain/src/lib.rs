@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod fund;
+pub mod integrity;
 pub mod money;
 pub mod policy;
 pub mod requisition;
@@ -27,11 +28,20 @@ pub type Id = uuid::Uuid;
 pub struct Actor {
     pub user_id: Id,
     pub roles: Vec<Role>,
+    /// The users who registered this one or granted them a role (`User::sponsors`): this actor
+    /// may not approve or pay what any of them requested or approved.
+    #[serde(default)]
+    pub sponsors: Vec<Id>,
 }
 
 impl Actor {
     pub fn new(user_id: Id, roles: impl IntoIterator<Item = Role>) -> Self {
-        Self { user_id, roles: roles.into_iter().collect() }
+        Self { user_id, roles: roles.into_iter().collect(), sponsors: Vec::new() }
+    }
+
+    pub fn with_sponsors(mut self, sponsors: impl IntoIterator<Item = Id>) -> Self {
+        self.sponsors = sponsors.into_iter().collect();
+        self
     }
 
     pub fn has(&self, role: Role) -> bool {

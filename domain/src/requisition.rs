@@ -172,6 +172,21 @@ impl Requisition {
         Ok((step, role))
     }
 
+    /// Refuses an actor registered or given a role by someone who requested or approved this
+    /// requisition (in any round): an admin could otherwise create a puppet account and pay
+    /// or approve their own request through it.
+    fn check_not_sponsored(&self, actor: &Actor, action: &'static str) -> Result<(), DomainError> {
+        let mut participants = self
+            .requester_id
+            .into_iter()
+            .chain(self.approvals.iter().map(|a| a.approver_id))
+            .chain(self.former_approvers.iter().copied());
+        if participants.any(|p| actor.sponsors.contains(&p)) {
+            return Err(DomainError::SponsoredByParticipant { action });
+        }
+        Ok(())
+    }
+
     fn currency(&self) -> Result<&Currency, DomainError> {
         self.currency.as_ref().ok_or(DomainError::NotFound { what: "requisition" })
     }
@@ -411,6 +426,7 @@ impl Aggregate for Requisition {
             }
             C::Approve { actor } => {
                 let (step, role) = self.check_decider(&actor, "approve")?;
+                self.check_not_sponsored(&actor, "approve")?;
                 let completes_chain = step + 1 == self.chain.len();
                 sink.write(
                     E::RequisitionApproved { step, role, approver_id: actor.user_id, completes_chain },
@@ -456,6 +472,7 @@ impl Aggregate for Requisition {
                 {
                     return Err(DomainError::PayerIsApprover);
                 }
+                self.check_not_sponsored(&payer, "pay")?;
                 match self.status {
                     Status::Approved => {}
                     Status::Paid => return Err(DomainError::AlreadyPaid),

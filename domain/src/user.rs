@@ -19,6 +19,12 @@ pub struct User {
     pub name: String,
     pub roles: Vec<Role>,
     pub active: bool,
+    /// Everyone who registered this user or granted them a role, sorted (the operator at the
+    /// command line is nobody). Such a sponsor could have chosen the person or their access,
+    /// so this user may not approve or pay what a sponsor requested or approved
+    /// (`Requisition`'s segregation of duties). A revoked role does not remove its granter.
+    #[serde(default)]
+    pub sponsors: Vec<Id>,
 }
 
 /// Who asked for a user change: an admin through the API, or the operator at the command line.
@@ -139,16 +145,18 @@ impl Aggregate for User {
 
     fn apply(&mut self, event: UserEvent) {
         match event {
-            UserEvent::UserRegistered { user_id, email, name, roles, .. } => {
+            UserEvent::UserRegistered { user_id, email, name, roles, registered_by } => {
                 self.id = Some(user_id);
                 self.email = email;
                 self.name = name;
                 self.roles = roles;
                 self.active = true;
+                self.add_sponsor(registered_by);
             }
-            UserEvent::RoleGranted { role, .. } => {
+            UserEvent::RoleGranted { role, granted_by } => {
                 self.roles.push(role);
                 self.roles.sort();
+                self.add_sponsor(granted_by);
             }
             UserEvent::RoleRevoked { role, .. } => self.roles.retain(|r| *r != role),
         }
@@ -158,6 +166,14 @@ impl Aggregate for User {
 impl User {
     fn require_exists(&self) -> Result<(), DomainError> {
         self.id.map(|_| ()).ok_or(DomainError::NotFound { what: "user" })
+    }
+
+    fn add_sponsor(&mut self, by: Option<Id>) {
+        if let Some(by) = by {
+            if let Err(at) = self.sponsors.binary_search(&by) {
+                self.sponsors.insert(at, by);
+            }
+        }
     }
 }
 
@@ -222,6 +238,25 @@ mod tests {
             .given(vec![registered()])
             .when(UserCommand::GrantRole { role: Role::Staff, by: Requester::Operator })
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn whoever_registers_a_user_or_grants_them_a_role_becomes_their_sponsor_for_good() {
+        let (a, b) = (Id::new_v4(), Id::new_v4());
+        let mut user = User::default();
+        user.apply(UserEvent::UserRegistered {
+            user_id: Id::nil(),
+            email: "a@example.com".into(),
+            name: "A".into(),
+            roles: vec![Role::Staff],
+            registered_by: Some(a),
+        });
+        user.apply(UserEvent::RoleGranted { role: Role::Treasury, granted_by: Some(b) });
+        user.apply(UserEvent::RoleRevoked { role: Role::Treasury, revoked_by: Some(a) });
+        user.apply(UserEvent::RoleGranted { role: Role::Cfo, granted_by: None });
+        let mut expected = vec![a, b];
+        expected.sort();
+        assert_eq!(user.sponsors, expected);
     }
 
     #[test]

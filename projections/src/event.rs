@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::SerializedEvent;
+use pettycash_domain::integrity::{check_event, Authenticity, EventContent, EventKey};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -143,6 +144,24 @@ impl EventRow {
         self.meta("actor_id").and_then(|s| s.parse().ok())
     }
 
+    /// Whether the service wrote this event: its MAC (in the metadata) verifies with `key`
+    /// over the stored text (see `pettycash_domain::integrity`).
+    pub fn authenticity(&self, key: &EventKey) -> Authenticity {
+        let Ok(Value::Object(metadata)) = serde_json::from_str::<Value>(self.metadata.get()) else {
+            return Authenticity::Forged;
+        };
+        let content = EventContent {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: self.payload.get(),
+            metadata: "",
+        };
+        check_event(key, &content, &metadata)
+    }
+
     /// This event's hash as the database computes it at insert, given the stored hash of the
     /// stream's previous event (see [`crate::seal`]).
     pub fn content_hash(&self, previous: Option<&[u8]>) -> [u8; 32] {
@@ -161,6 +180,15 @@ impl EventRow {
             },
         )
     }
+}
+
+/// An event with its stored hash (`SELECT {EVENT_COLUMNS}, event_hash`), for the sealer,
+/// `verify` and `export`.
+#[derive(sqlx::FromRow)]
+pub struct HashedRow {
+    #[sqlx(flatten)]
+    pub event: EventRow,
+    pub event_hash: Option<Vec<u8>>,
 }
 
 /// Columns selected for an [`EventRow`], in the order it decodes them.

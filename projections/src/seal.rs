@@ -13,13 +13,22 @@
 //!   rewrites events *and* their hashes (or inserts, removes or reorders them) cannot make the
 //!   seals agree without the key.
 //!
+//! - **Only the service's events.** Each event the service appends carries a MAC under a key
+//!   the database does not hold (`pettycash_domain::integrity`). The sealer seals only events
+//!   whose MAC verifies (or that were recorded before events were authenticated, at or below
+//!   `event_authentication.unsigned_through`); any other event in its range is *refused*: it
+//!   is left out of the chain and the seal records its position (`refused`), so `verify`
+//!   names it even without the key, and sealing goes on past it.
+//!
 //! The sealer only seals events below the visibility horizon (like the projection engine), so
 //! the order it seals is final: no transaction still running can commit an event before them.
 //! Several sealers (in several processes) may run: a seal's id is the previous one's plus one,
 //! so a race ends in a primary-key conflict and the loser tries again later.
 
+use crate::event::{HashedRow, EVENT_COLUMNS};
 use chrono::{DateTime, SubsecRound, Utc};
 use hmac::{Hmac, Mac};
+use pettycash_domain::integrity::{Authenticity, EventKey};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -107,6 +116,9 @@ pub struct SealKey {
     key: [u8; 32],
     /// Names the key without revealing it (stored with each seal).
     pub id: String,
+    /// The key of the same secret that authenticates events: the sealer seals only events it
+    /// verifies.
+    pub events: EventKey,
 }
 
 impl std::fmt::Debug for SealKey {
@@ -128,29 +140,38 @@ impl SealKey {
     pub fn derive(secret: &str) -> Self {
         let key = hmac(secret.as_bytes(), &[b"pettycash-seal-key-v1"]);
         let id = hex::encode(&hmac(&key, &[b"pettycash-seal-key-id"])[..8]);
-        Self { key, id }
+        Self { key, id, events: EventKey::derive(secret) }
     }
 
     /// The MAC of a seal, chained to the previous seal's MAC (`None` for the first seal).
     pub fn mac(&self, seal: &Seal, previous_mac: Option<&[u8]>) -> [u8; 32] {
         let entries_digest: [u8; 32] = Sha256::digest(&seal.entries).into();
-        hmac(
-            &self.key,
-            &[
-                b"pettycash-seal-v1",
-                &seal.seal_id.to_be_bytes(),
-                &(seal.last_transaction_id.len() as i32).to_be_bytes(),
-                seal.last_transaction_id.as_bytes(),
-                &seal.last_position.to_be_bytes(),
-                &seal.event_count.to_be_bytes(),
-                &seal.chain_hash,
-                &entries_digest,
-                &(seal.key_id.len() as i32).to_be_bytes(),
-                seal.key_id.as_bytes(),
-                &seal.sealed_at.timestamp_micros().to_be_bytes(),
-                previous_mac.unwrap_or(&ZERO),
-            ],
-        )
+        let refused_digest: [u8; 32] = Sha256::digest(&seal.refused).into();
+        let (seal_id, position, count) =
+            (seal.seal_id.to_be_bytes(), seal.last_position.to_be_bytes(), seal.event_count.to_be_bytes());
+        let txid_len = (seal.last_transaction_id.len() as i32).to_be_bytes();
+        let key_id_len = (seal.key_id.len() as i32).to_be_bytes();
+        let sealed_at = seal.sealed_at.timestamp_micros().to_be_bytes();
+        let mut parts: Vec<&[u8]> = vec![
+            b"pettycash-seal-v1",
+            &seal_id,
+            &txid_len,
+            seal.last_transaction_id.as_bytes(),
+            &position,
+            &count,
+            &seal.chain_hash,
+            &entries_digest,
+            &key_id_len,
+            seal.key_id.as_bytes(),
+            &sealed_at,
+            previous_mac.unwrap_or(&ZERO),
+        ];
+        // Refused positions are covered when there are any; a seal without (every seal made
+        // before events were authenticated) keeps the MAC it was made with.
+        if !seal.refused.is_empty() {
+            parts.extend([b"refused".as_slice(), &refused_digest]);
+        }
+        hmac(&self.key, &parts)
     }
 
     /// True when the seal's MAC is this key's MAC of it (constant-time comparison).
@@ -173,11 +194,14 @@ pub struct Seal {
     pub key_id: String,
     pub sealed_at: DateTime<Utc>,
     pub mac: Vec<u8>,
+    /// Positions (int8 each) of the events in this seal's range that the sealer refused: their
+    /// MAC did not verify. Not in the chain.
+    pub refused: Vec<u8>,
 }
 
 /// Columns selected for a [`Seal`].
 pub const SEAL_COLUMNS: &str = "seal_id, last_transaction_id::text AS last_transaction_id, last_position, \
-     event_count, chain_hash, entries, key_id, sealed_at, mac";
+     event_count, chain_hash, entries, key_id, sealed_at, mac, refused";
 
 impl Seal {
     /// `(position, hash prefix)` of each event the seal covers, in order.
@@ -190,6 +214,26 @@ impl Seal {
 
     pub fn chain(&self) -> [u8; 32] {
         self.chain_hash.as_slice().try_into().unwrap_or(ZERO)
+    }
+
+    /// Positions of the events the sealer refused, in order.
+    pub fn refused(&self) -> impl Iterator<Item = i64> + '_ {
+        self.refused.chunks_exact(8).map(|c| i64::from_be_bytes(c.try_into().expect("8 bytes")))
+    }
+}
+
+/// The last position recorded before events were authenticated (migration 0006): events at
+/// or below it are accepted without a MAC.
+pub async fn unsigned_through(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT unsigned_through FROM event_authentication").fetch_one(pool).await
+}
+
+/// Whether the sealer may seal `event`: its MAC verifies, or it predates authentication.
+pub fn sealable(key: &EventKey, event: &crate::event::EventRow, unsigned_through: i64) -> bool {
+    match event.authenticity(key) {
+        Authenticity::Authentic => true,
+        Authenticity::Unsigned => event.global_position <= unsigned_through,
+        Authenticity::Forged => false,
     }
 }
 
@@ -263,25 +307,43 @@ pub async fn seal_once(pool: &PgPool, key: &SealKey, max_events: i64) -> Result<
         }
         None => ("0".to_string(), 0, 0, ZERO, None),
     };
-    let rows: Vec<(i64, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT global_position, event_hash FROM events
+    let rows: Vec<HashedRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS}, event_hash FROM events
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY transaction_id, global_position
-         LIMIT $3",
-    )
+         LIMIT $3"
+    ))
     .bind(&txid)
     .bind(position)
     .bind(max_events)
     .persistent(false)
     .fetch_all(pool)
     .await?;
-    let Some((last_position, _)) = rows.last() else { return Ok(Sealed::Nothing) };
-    let last_position = *last_position;
+    let Some(newest) = rows.last() else { return Ok(Sealed::Nothing) };
+    let last_position = newest.event.global_position;
+    let unsigned_through = unsigned_through(pool).await?;
     let mut entries = Vec::with_capacity(rows.len() * ENTRY);
-    for (position, hash) in &rows {
-        chain = chain_step(&chain, hash.as_deref());
-        entries.extend_from_slice(&entry(*position, hash.as_deref()));
+    let mut refused = Vec::new();
+    let mut covered = 0i64;
+    for row in &rows {
+        let (e, hash) = (&row.event, row.event_hash.as_deref());
+        if !sealable(&key.events, e, unsigned_through) {
+            tracing::error!(
+                position = e.global_position,
+                aggregate = %e.aggregate_type,
+                id = %e.aggregate_id,
+                sequence = e.sequence,
+                event_type = %e.event_type,
+                "refusing to seal an event whose MAC does not verify: the service did not write it; \
+                 run `pettycash-replay verify`"
+            );
+            refused.extend_from_slice(&e.global_position.to_be_bytes());
+            continue;
+        }
+        chain = chain_step(&chain, hash);
+        entries.extend_from_slice(&entry(e.global_position, hash));
+        covered += 1;
     }
     let last_transaction_id: String =
         sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE global_position = $1")
@@ -292,19 +354,20 @@ pub async fn seal_once(pool: &PgPool, key: &SealKey, max_events: i64) -> Result<
         seal_id: last.as_ref().map_or(1, |s| s.seal_id + 1),
         last_transaction_id,
         last_position,
-        event_count: count + rows.len() as i64,
+        event_count: count + covered,
         chain_hash: chain.to_vec(),
         entries,
         key_id: key.id.clone(),
         // PostgreSQL keeps microseconds: the MAC covers exactly what is stored.
         sealed_at: Utc::now().trunc_subsecs(6),
         mac: Vec::new(),
+        refused,
     };
     seal.mac = key.mac(&seal, previous_mac.as_deref()).to_vec();
     let inserted = sqlx::query(
         "INSERT INTO event_seals (seal_id, last_transaction_id, last_position, event_count, chain_hash,
-                                  entries, key_id, sealed_at, mac)
-         VALUES ($1, $2::text::xid8, $3, $4, $5, $6, $7, $8, $9)
+                                  entries, key_id, sealed_at, mac, refused)
+         VALUES ($1, $2::text::xid8, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (seal_id) DO NOTHING",
     )
     .bind(seal.seal_id)
@@ -316,6 +379,7 @@ pub async fn seal_once(pool: &PgPool, key: &SealKey, max_events: i64) -> Result<
     .bind(&seal.key_id)
     .bind(seal.sealed_at)
     .bind(&seal.mac)
+    .bind(&seal.refused)
     .execute(pool)
     .await?;
     Ok(if inserted.rows_affected() == 1 { Sealed::Seal(seal) } else { Sealed::Lost })
@@ -342,7 +406,7 @@ pub async fn run(pool: PgPool, key: SealKey, options: SealerOptions, mut shutdow
         let pause = match seal_once(&pool, &key, options.max_events).await {
             Ok(Sealed::Seal(seal)) => {
                 tracing::debug!(seal = seal.seal_id, position = seal.last_position, "sealed");
-                if (seal.entries.len() / ENTRY) as i64 >= options.max_events {
+                if (seal.entries.len() / ENTRY + seal.refused.len() / 8) as i64 >= options.max_events {
                     Duration::ZERO
                 } else {
                     options.interval
@@ -395,6 +459,7 @@ mod tests {
             key_id: key.id.clone(),
             sealed_at: Utc::now().trunc_subsecs(6),
             mac: vec![],
+            refused: vec![],
         };
         seal.mac = key.mac(&seal, None).to_vec();
         assert!(key.authenticates(&seal, None));
@@ -407,5 +472,12 @@ mod tests {
         changed.event_count = 4;
         assert!(!key.authenticates(&changed, None));
         assert_eq!(seal.entries().collect::<Vec<_>>(), vec![(1, [1; 8]), (2, [0; 8]), (3, [3; 8])]);
+        // Refused positions are covered once there are any.
+        let mut with_refused = seal.clone();
+        with_refused.refused = 2i64.to_be_bytes().to_vec();
+        assert!(!key.authenticates(&with_refused, None));
+        with_refused.mac = key.mac(&with_refused, None).to_vec();
+        assert!(key.authenticates(&with_refused, None));
+        assert_eq!(with_refused.refused().collect::<Vec<_>>(), vec![2]);
     }
 }

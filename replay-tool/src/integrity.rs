@@ -16,6 +16,8 @@
 //! - `event_reordered`: events a seal covers read in another order than sealed.
 //! - `seal_chain_mismatch`: the chain recomputed up to a seal differs from the sealed chain;
 //!   reported at the seal's last position, after the event-level findings that explain it.
+//! - `event_refused`: an event in a seal's range that the sealer refused to seal because its
+//!   MAC did not verify (the seal lists it; it is not in the chain). Found without the key.
 //!
 //! After each seal the chain continues from the sealed value, so one alteration is reported
 //! once, not at every later seal. Events after the last seal are counted as unsealed.
@@ -31,12 +33,33 @@ struct Window {
     seen: usize,
     max_index: Option<usize>,
     seen_positions: std::collections::HashSet<i64>,
+    /// Positions the sealer refused in this seal's range, and how many of them were read.
+    refused: std::collections::HashSet<i64>,
+    seen_refused: usize,
 }
 
 impl Window {
     fn new(seal: Seal) -> Self {
         let expected = seal.entries().enumerate().map(|(i, (p, prefix))| (p, (i, prefix))).collect();
-        Window { seal, expected, seen: 0, max_index: None, seen_positions: Default::default() }
+        let refused = seal.refused().collect();
+        Window {
+            seal,
+            expected,
+            seen: 0,
+            max_index: None,
+            seen_positions: Default::default(),
+            refused,
+            seen_refused: 0,
+        }
+    }
+
+    /// True when the seal names `position`, as sealed or as refused.
+    fn names(&self, position: i64) -> bool {
+        self.expected.contains_key(&position) || self.refused.contains(&position)
+    }
+
+    fn complete(&self) -> bool {
+        self.seen == self.expected.len() && self.seen_refused == self.refused.len()
     }
 }
 
@@ -133,10 +156,30 @@ impl SealTracker {
 
     /// One event in global order, with its stored hash.
     pub fn event(&mut self, position: i64, aggregate: (&str, &str), hash: Option<&[u8]>) {
-        let in_ahead = self.ahead.as_ref().is_some_and(|a| a.expected.contains_key(&position));
-        if in_ahead && self.window.as_ref().is_some_and(|w| !w.expected.contains_key(&position)) {
+        let in_ahead = self.ahead.as_ref().is_some_and(|a| a.names(position));
+        if in_ahead && self.window.as_ref().is_some_and(|w| !w.names(position)) {
             // The next seal's events have begun: the current seal's remaining ones never came.
             self.close_window();
+        }
+        if let Some(w) = self.window.as_mut().filter(|w| w.refused.contains(&position)) {
+            // Refused by the sealer: not in the chain.
+            w.seen_refused += 1;
+            let seal_id = w.seal.seal_id;
+            let complete = w.complete();
+            self.violations.push(Violation {
+                position,
+                aggregate_type: aggregate.0.to_string(),
+                aggregate_id: aggregate.1.to_string(),
+                rule: "event_refused",
+                detail: format!(
+                    "the sealer refused to seal it (seal #{seal_id}): its MAC did not verify, the service did \
+                     not write it"
+                ),
+            });
+            if complete {
+                self.close_window();
+            }
+            return;
         }
         self.chain = chain_step(&self.chain, hash);
         self.read += 1;
@@ -184,7 +227,7 @@ impl SealTracker {
                 ));
             }
         }
-        if w.seen == w.expected.len() {
+        if w.complete() {
             self.close_window();
         }
     }

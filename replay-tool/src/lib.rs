@@ -209,17 +209,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 // Reading events
 
 /// One stored event, as the projection engine reads it (decoded through the domain's
-/// upcasters).
-pub use pettycash_projections::event::{EventRow, EVENT_COLUMNS};
-
-/// An event with its stored hash (`SELECT {EVENT_COLUMNS}, event_hash`), for `verify` and
-/// `export`.
-#[derive(sqlx::FromRow)]
-pub struct HashedRow {
-    #[sqlx(flatten)]
-    pub event: EventRow,
-    pub event_hash: Option<Vec<u8>>,
-}
+/// upcasters), and with its stored hash.
+pub use pettycash_projections::event::{EventRow, HashedRow, EVENT_COLUMNS};
 
 // ---------------------------------------------------------------------------------------------
 // Progress

@@ -35,11 +35,25 @@
 //! - `unhashed_event`: an event without a hash after hashed ones (written with the hashing
 //!   trigger disabled). Events recorded before hashing existed come first and are counted.
 //! - The global chain against the seals: module [`crate::integrity`].
+//!
+//! Authentication (issue [security], `pettycash_domain::integrity`):
+//!
+//! - `event_unauthenticated`: the event's MAC does not verify with the key: the service did
+//!   not write it (a row inserted into the database directly, e.g. a made-up approval), or it
+//!   was changed, or written under another key. Needs the key.
+//! - `event_unsigned`: no MAC, after events began to be authenticated
+//!   (`event_authentication.unsigned_through`): written past the store's constraint. Events
+//!   at or below that position predate authentication and are counted.
+//! - `authentication_boundary_moved`: an authenticated event at or below that position: the
+//!   boundary was raised to pass unsigned events off as old ones.
+//! - `approved_by_sponsored`, `paid_by_sponsored`: approved or paid by a user whom the
+//!   requester or an approver of the requisition had registered or granted a role.
 
 use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress, EVENT_COLUMNS};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
+use pettycash_domain::integrity::{Authenticity, EventKey, MAC_KEY};
 use pettycash_domain::requisition::RequisitionEvent;
 use pettycash_domain::role::Role;
 use pettycash_domain::user::UserEvent;
@@ -55,6 +69,12 @@ use uuid::Uuid;
 /// What `verify` could not check without the seal key.
 pub const NO_KEY: &str =
     "seal MACs: no key given (SEAL_KEY, SECRET_KEY or --seal-key-file); seals were matched but not authenticated";
+/// ... nor the events' MACs.
+pub const NO_EVENT_KEY: &str =
+    "event MACs: no key given; events were not authenticated (only events without any MAC were found)";
+/// What `verify` could not check on a store without migration 0006.
+pub const NO_BOUNDARY: &str =
+    "event MACs: the store predates event authentication (no event_authentication table)";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -98,6 +118,9 @@ pub struct Summary {
     /// Events carrying a hash / recorded before hashing existed.
     pub hashed_events: u64,
     pub unhashed_events: u64,
+    /// Events whose MAC verified / recorded before events were authenticated.
+    pub authenticated_events: u64,
+    pub unsigned_events: u64,
     /// Seals read, and the last position they cover.
     pub seals: u64,
     pub sealed_through: Option<i64>,
@@ -176,6 +199,14 @@ pub struct Verifier {
     unhashed: u64,
     funds: BTreeMap<Uuid, FundV>,
     users: HashMap<Uuid, HashSet<Role>>,
+    /// Who registered each user or granted them a role (only users that have any).
+    sponsors: HashMap<Uuid, Vec<Uuid>>,
+    /// The key events are authenticated with (`None`: only missing MACs are found).
+    event_key: Option<EventKey>,
+    /// `event_authentication.unsigned_through` (`None`: the store predates authentication).
+    unsigned_through: Option<i64>,
+    authenticated: u64,
+    unsigned: u64,
     requisitions: HashMap<Uuid, ReqV>,
     /// Requisition ids that have had a `CashDisbursed`.
     disbursed: HashSet<Uuid>,
@@ -187,6 +218,66 @@ pub struct Verifier {
 impl Verifier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A verifier that also authenticates events: with `key` (if given) and the store's
+    /// `unsigned_through` boundary (if it has one).
+    pub fn authenticating(key: Option<EventKey>, unsigned_through: Option<i64>) -> Self {
+        Self { event_key: key, unsigned_through, ..Self::default() }
+    }
+
+    /// Checks that the service wrote `e` (see the module documentation).
+    fn authenticate(&mut self, e: &EventRow) {
+        let Some(through) = self.unsigned_through else { return };
+        let old = e.global_position <= through;
+        let verdict = match &self.event_key {
+            Some(key) => e.authenticity(key),
+            // Without the key only a missing MAC can be told.
+            None => {
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(e.metadata.get()) {
+                    Ok(m) if !m.contains_key(MAC_KEY) => Authenticity::Unsigned,
+                    _ => return,
+                }
+            }
+        };
+        match verdict {
+            Authenticity::Authentic => {
+                self.authenticated += 1;
+                if old {
+                    self.flag(
+                        e,
+                        "authentication_boundary_moved",
+                        format!(
+                            "authenticated, yet at or below position {through}, where events are taken to predate \
+                             authentication: the boundary was moved"
+                        ),
+                    );
+                }
+            }
+            Authenticity::Unsigned if old => self.unsigned += 1,
+            Authenticity::Unsigned => self.flag(
+                e,
+                "event_unsigned",
+                format!(
+                    "no MAC, after events began to be authenticated (position {through}): written past the \
+                     store's constraint, not by the service"
+                ),
+            ),
+            Authenticity::Forged => self.flag(
+                e,
+                "event_unauthenticated",
+                "its MAC does not verify with the key: the service did not write it (inserted into the \
+                 database directly), or it was changed, or written under another key"
+                    .into(),
+            ),
+        }
+    }
+
+    /// True when a sponsor of `user` is the requester or an approver of `r`.
+    fn sponsored_by_participant(sponsors: &HashMap<Uuid, Vec<Uuid>>, user: Uuid, r: &ReqV) -> bool {
+        sponsors
+            .get(&user)
+            .is_some_and(|s| s.iter().any(|sp| r.requester == Some(*sp) || r.approvers.contains(sp)))
     }
 
     fn flag(&mut self, e: &EventRow, rule: &'static str, detail: String) {
@@ -250,6 +341,7 @@ impl Verifier {
             ),
             None => self.unhashed += 1,
         }
+        self.authenticate(e);
         if e.sequence != last + 1 {
             let detail = if e.sequence > last + 1 {
                 format!(
@@ -293,6 +385,17 @@ impl Verifier {
 
     fn user(&mut self, e: &EventRow, ev: UserEvent) {
         let Some(id) = self.id(e) else { return };
+        let sponsor = match &ev {
+            UserEvent::UserRegistered { registered_by, .. } => *registered_by,
+            UserEvent::RoleGranted { granted_by, .. } => *granted_by,
+            UserEvent::RoleRevoked { .. } => None,
+        };
+        if let Some(by) = sponsor {
+            let s = self.sponsors.entry(id).or_default();
+            if !s.contains(&by) {
+                s.push(by);
+            }
+        }
         match ev {
             UserEvent::UserRegistered { roles, .. } => {
                 self.users.insert(id, roles.into_iter().collect());
@@ -426,6 +529,7 @@ impl Verifier {
             E::RequisitionApproved { step, role, approver_id, .. } => {
                 let lacks_role = !self.holds(approver_id, role);
                 let r = self.requisitions.entry(id).or_default();
+                let sponsored = Self::sponsored_by_participant(&self.sponsors, approver_id, r);
                 let requester = r.requester;
                 let closed = matches!(r.status, "rejected" | "cancelled" | "changes_requested" | "paid");
                 let status = r.status;
@@ -452,6 +556,13 @@ impl Verifier {
                 if requester == Some(approver_id) {
                     self.flag(e, "approved_by_requester", format!("approved by its requester {approver_id}"));
                 }
+                if sponsored {
+                    self.flag(
+                        e,
+                        "approved_by_sponsored",
+                        format!("approved by {approver_id}, registered or given a role by its requester or an approver"),
+                    );
+                }
                 match expected {
                     None => self.flag(e, "approval_out_of_order", "approved without being submitted".into()),
                     Some((next, want)) if step != next || want != Some(role) => self.flag(
@@ -475,6 +586,7 @@ impl Verifier {
             E::RequisitionPaid { payment_id, fund_id, amount, paid_by, .. } => {
                 let lacks_treasury = !self.holds(paid_by, Role::Treasury);
                 let r = self.requisitions.entry(id).or_default();
+                let sponsored = Self::sponsored_by_participant(&self.sponsors, paid_by, r);
                 let closed_as =
                     matches!(r.status, "rejected" | "cancelled" | "changes_requested").then_some(r.status);
                 r.status = "paid";
@@ -504,6 +616,15 @@ impl Verifier {
                 }
                 if by_approver {
                     self.flag(e, "paid_by_approver", format!("paid by {paid_by}, who approved it"));
+                }
+                if sponsored {
+                    self.flag(
+                        e,
+                        "paid_by_sponsored",
+                        format!(
+                            "paid by {paid_by}, registered or given a role by its requester or an approver"
+                        ),
+                    );
                 }
                 if lacks_treasury {
                     self.flag(
@@ -542,6 +663,15 @@ impl Verifier {
 
     /// End-of-stream checks, then the report (with the seal tracker's findings).
     pub fn finish(mut self, seals: SealTracker, key_id: Option<String>) -> Report {
+        let mut not_checked = Vec::new();
+        if key_id.is_none() {
+            not_checked.push(NO_KEY);
+        }
+        if self.unsigned_through.is_none() {
+            not_checked.push(NO_BOUNDARY);
+        } else if self.event_key.is_none() {
+            not_checked.push(NO_EVENT_KEY);
+        }
         let mut unmatched: Vec<(Uuid, Side, &'static str)> = Vec::new();
         for (payment_id, p) in self.payments.drain() {
             match (p.paid, p.disbursed) {
@@ -594,11 +724,13 @@ impl Verifier {
                 ledger_digest,
                 hashed_events: self.hashed,
                 unhashed_events: self.unhashed,
+                authenticated_events: self.authenticated,
+                unsigned_events: self.unsigned,
                 seals: seal_count,
                 sealed_through,
                 unsealed_events,
                 chain_hash,
-                not_checked: if key_id.is_none() { vec![NO_KEY] } else { vec![] },
+                not_checked,
                 seal_key_id: key_id,
                 violations: self.violations.len() as u64,
             },
@@ -610,6 +742,14 @@ impl Verifier {
 /// Replays the whole store through a [`Verifier`] and the seals through a [`SealTracker`].
 pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report, Failure> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
+    let unsigned_through =
+        match sqlx::query_scalar::<_, bool>("SELECT to_regclass('event_authentication') IS NOT NULL")
+            .fetch_one(pool)
+            .await?
+        {
+            true => Some(pettycash_projections::seal::unsigned_through(pool).await?),
+            false => None,
+        };
     let mut progress = Progress::new("verify", total.max(0) as u64);
     let mut tracker = SealTracker::new(key.cloned());
     // The seals are read first: every event a seal covers was committed before the seal, so
@@ -620,7 +760,7 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
     let sql =
         format!("SELECT {EVENT_COLUMNS}, event_hash FROM events ORDER BY transaction_id, global_position");
     let mut rows = sqlx::query_as::<_, HashedRow>(&sql).fetch(pool);
-    let mut v = Verifier::new();
+    let mut v = Verifier::authenticating(key.map(|k| k.events.clone()), unsigned_through);
     while let Some(row) = rows.try_next().await? {
         while tracker.wants_seal() {
             tracker.push_seal(seals.try_next().await?);
@@ -666,6 +806,11 @@ pub async fn verify(
                 out,
                 "hashed events: {} (recorded before hashing existed: {})",
                 s.hashed_events, s.unhashed_events
+            )?;
+            writeln!(
+                out,
+                "authenticated events: {} (recorded before events were authenticated: {})",
+                s.authenticated_events, s.unsigned_events
             )?;
             match s.sealed_through {
                 Some(p) => writeln!(out, "seals: {} covering positions up to {p}", s.seals)?,
@@ -922,6 +1067,25 @@ mod tests {
             w.f.rules(),
             [(d, "balance_mismatch"), (d, "payment_mismatch"), (orphan, "unmatched_payment")]
         );
+    }
+
+    #[test]
+    fn approving_or_paying_what_ones_sponsor_requested_or_approved_is_reported() {
+        let mut w = world();
+        // The head registered by the requester, the treasurer granted a role by the gfm.
+        let (puppet_head, puppet_payer) = (Uuid::new_v4(), Uuid::new_v4());
+        w.f.push(
+            "user",
+            puppet_head,
+            json!({"UserRegistered": {"user_id": puppet_head, "email": "e", "name": "n",
+                "roles": ["department_head"], "registered_by": w.staff}}),
+        );
+        w.f.user(puppet_payer, &["staff"]);
+        w.f.push("user", puppet_payer, json!({"RoleGranted": {"role": "treasury", "granted_by": w.gfm}}));
+        let a = w.f.push("requisition", w.req, approved(0, "department_head", puppet_head));
+        w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        let (p, _) = pay(&mut w, puppet_payer);
+        assert_eq!(w.f.rules(), [(a, "approved_by_sponsored"), (p, "paid_by_sponsored")]);
     }
 
     #[test]

@@ -131,6 +131,7 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     let events: i64 = scalar(&pool, "SELECT count(*) FROM events").await;
     assert_eq!(summary["events"], events);
     assert_eq!(summary["hashed_events"], events, "every event hashed by the trigger");
+    assert_eq!(summary["authenticated_events"], events, "every event signed as the service would");
     assert_eq!(summary["aggregates"]["requisition"], 300);
     assert_eq!(summary["funds"], 5);
 

@@ -221,6 +221,15 @@ async fn a_recorded_balance_that_does_not_add_up_is_warned_about() {
         ),
     ];
     for (seq, kind, payload) in events {
+        let metadata = serde_json::json!({"actor_id": user.to_string(), "request_id": "test"});
+        let metadata = pettycash_tests::signed_metadata(
+            "fund",
+            &fund.to_string(),
+            seq as i64,
+            kind,
+            &payload,
+            &metadata,
+        );
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              VALUES ('fund', $1, $2, $3, '1', $4, $5)",
@@ -229,7 +238,7 @@ async fn a_recorded_balance_that_does_not_add_up_is_warned_about() {
         .bind(seq as i64)
         .bind(kind)
         .bind(payload)
-        .bind(serde_json::json!({"actor_id": user.to_string(), "request_id": "test"}))
+        .bind(metadata)
         .execute(&pool)
         .await
         .unwrap();

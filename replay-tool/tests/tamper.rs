@@ -202,7 +202,8 @@ async fn reordered_events_are_reported() {
 #[tokio::test]
 async fn an_event_inserted_with_a_valid_hash_inside_the_sealed_history_is_reported() {
     let h = sealed_history().await;
-    // A plain INSERT: the trigger gives it a correct stream hash. Backdated into the sealed
+    // A plain INSERT with a made-up MAC (the store refuses one without): the trigger gives it a
+    // correct stream hash. Backdated into the sealed
     // part of the global order by taking the transaction id of its stream's last event, so it
     // reads right after its predecessor (stream order intact) and before later sealed events.
     let fund = h.fund.to_string();
@@ -214,7 +215,7 @@ async fn an_event_inserted_with_a_valid_hash_inside_the_sealed_history_is_report
                     'payment_id', gen_random_uuid(), 'requisition_id', gen_random_uuid(), 'amount', '1.00',
                     'balance_after', '0', 'method', 'cash', 'reference', NULL,
                     'paid_by', gen_random_uuid())),
-                '{\"actor_id\": \"operator\"}',
+                '{\"actor_id\": \"operator\", \"mac\": \"00\"}',
                 (SELECT transaction_id FROM events WHERE aggregate_type = 'fund' AND aggregate_id = $1
                  ORDER BY sequence DESC LIMIT 1)
          FROM events WHERE aggregate_type = 'fund' AND aggregate_id = $1
@@ -225,6 +226,7 @@ async fn an_event_inserted_with_a_valid_hash_inside_the_sealed_history_is_report
     .await
     .unwrap();
     let report = h.assert_reported(forged, "event_not_sealed").await;
+    h.assert_reported(forged, "event_unauthenticated").await;
     let hash_mismatches =
         report["violations"].as_array().unwrap().iter().filter(|v| v["rule"] == "hash_mismatch").count();
     assert_eq!(hash_mismatches, 0, "its own hash is valid: {report:#}");
@@ -273,12 +275,14 @@ async fn a_changed_or_removed_seal_is_reported() {
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert!(report["summary"]["not_checked"][0].as_str().unwrap().contains("no key given"));
 
-    // The wrong key: every seal fails, naming the key ids.
+    // The wrong key: every seal fails, naming the key ids, and no event authenticates.
     let (out, report) = verify(&h.app.database_url, Some(&"w".repeat(40)), &[]).await;
     assert_eq!(out.status.code(), Some(1));
-    let first = &report["violations"][0];
-    assert_eq!(first["rule"], "seal_unauthenticated", "{report:#}");
+    let violations = report["violations"].as_array().unwrap();
+    let first = violations.iter().find(|v| v["rule"] == "seal_unauthenticated").expect("seals fail");
     assert!(first["detail"].as_str().unwrap().contains(&key().id), "{first}");
+    let unauthenticated = violations.iter().filter(|v| v["rule"] == "event_unauthenticated").count();
+    assert_eq!(unauthenticated as i64, h.app.event_count().await, "{report:#}");
 
     // A removed seal breaks the sequence of seal ids.
     let h = sealed_history().await;
@@ -344,4 +348,113 @@ async fn the_service_seals_by_itself() {
     assert_eq!(sealing["sealed_through"], report["summary"]["sealed_through"], "{sealing}");
     assert_eq!(sealing["unsealed_events"], 0, "{sealing}");
     assert!(sealing["last_sealed_at"].is_string(), "{sealing}");
+}
+
+/// The events the seals refused, and the positions they cover.
+async fn refused_and_sealed(pool: &sqlx::PgPool) -> (Vec<i64>, Vec<i64>) {
+    let seals: Vec<pettycash_projections::seal::Seal> = sqlx::query_as(&format!(
+        "SELECT {} FROM event_seals ORDER BY seal_id",
+        pettycash_projections::seal::SEAL_COLUMNS
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let refused = seals.iter().flat_map(|s| s.refused().collect::<Vec<_>>()).collect();
+    let sealed = seals.iter().flat_map(|s| s.entries().map(|(p, _)| p).collect::<Vec<_>>()).collect();
+    (refused, sealed)
+}
+
+#[tokio::test]
+async fn an_approval_inserted_into_the_database_is_not_acted_on_named_by_verify_and_never_sealed() {
+    let h = sealed_history().await;
+    let c = Cast::new(&h.app).await;
+    let pending = h.app.submitted(&c.staff, h.fund, "120").await;
+    let balance = h.app.balance(&c.auditor, h.fund).await;
+    let id = pending.to_string();
+
+    // What someone with INSERT rights on `events` alone can write: a made-up approver, the
+    // stream's next sequence (the trigger gives it a valid hash), and the MAC of the event
+    // before it (they cannot compute one).
+    let forge = |metadata: &'static str| {
+        format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT 'requisition', '{id}', max(sequence) + 1, 'RequisitionApproved', '1',
+                    jsonb_build_object('RequisitionApproved', jsonb_build_object('step', 0,
+                        'role', 'department_head', 'approver_id', gen_random_uuid(), 'completes_chain', true)),
+                    {metadata}
+             FROM events WHERE aggregate_type = 'requisition' AND aggregate_id = '{id}'
+             RETURNING global_position"
+        )
+    };
+    let without_mac = sqlx::query_scalar::<_, i64>(&forge("'{\"actor_id\": \"operator\"}'::jsonb"))
+        .fetch_one(&h.app.pool)
+        .await
+        .unwrap_err();
+    assert!(without_mac.to_string().contains("events_carry_a_mac"), "the store refuses it: {without_mac}");
+    let copied_mac =
+        "(SELECT metadata FROM events WHERE aggregate_type = 'requisition' AND aggregate_id = '{id}' \
+                      ORDER BY sequence DESC LIMIT 1)";
+    let forged: i64 =
+        sqlx::query_scalar(&forge(copied_mac).replace("{id}", &id)).fetch_one(&h.app.pool).await.unwrap();
+
+    // Treasury cannot pay it, and nothing moves.
+    let r = h.app.pay(&c.treasury, pending).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(r.code(), "integrity_violation", "{r:?}");
+    assert_eq!(h.app.balance(&c.auditor, h.fund).await, balance);
+
+    // The sealer refuses it and seals on past it.
+    let later = h.app.submitted(&c.staff, h.fund, "5").await;
+    seal_everything(&h.app.pool, &key(), 7).await;
+    let (refused, sealed) = refused_and_sealed(&h.app.pool).await;
+    assert_eq!(refused, vec![forged]);
+    assert!(!sealed.contains(&forged));
+    let later_position: i64 = sqlx::query_scalar(
+        "SELECT max(global_position) FROM events WHERE aggregate_type = 'requisition' AND aggregate_id = $1",
+    )
+    .bind(later.to_string())
+    .fetch_one(&h.app.pool)
+    .await
+    .unwrap();
+    assert!(sealed.contains(&later_position), "events after it are sealed");
+
+    // verify names it, with the key and (from the seal) without; nothing else is wrong.
+    let report = h.assert_reported(forged, "event_unauthenticated").await;
+    h.assert_reported(forged, "event_refused").await;
+    let others: Vec<&Value> =
+        report["violations"].as_array().unwrap().iter().filter(|v| v["position"] != forged).collect();
+    assert!(others.is_empty(), "only the forged event is reported: {others:#?}");
+    let (out, keyless) = verify(&h.app.database_url, None, &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        keyless["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["position"] == forged && v["rule"] == "event_refused"),
+        "{keyless:#}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_without_a_mac_written_past_the_constraint_is_reported_and_refused() {
+    let h = sealed_history().await;
+    let fund = h.fund.to_string();
+    // The table's owner can drop the constraint; the event still does not pass.
+    h.tamper(&format!(
+        "ALTER TABLE events DROP CONSTRAINT events_carry_a_mac;
+         INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'fund', '{fund}', max(sequence) + 1, 'CashDisbursed', '1',
+                jsonb_build_object('CashDisbursed', jsonb_build_object(
+                    'payment_id', gen_random_uuid(), 'requisition_id', gen_random_uuid(), 'amount', '1.00',
+                    'balance_after', '0', 'method', 'cash', 'reference', NULL, 'paid_by', gen_random_uuid())),
+                '{{\"actor_id\": \"operator\"}}'
+         FROM events WHERE aggregate_type = 'fund' AND aggregate_id = '{fund}'"
+    ))
+    .await;
+    let p = h.position(LAST_DISBURSEMENT).await;
+    seal_everything(&h.app.pool, &key(), 100).await;
+    assert_eq!(refused_and_sealed(&h.app.pool).await.0, vec![p]);
+    h.assert_reported(p, "event_unsigned").await;
+    h.assert_reported(p, "event_refused").await;
 }

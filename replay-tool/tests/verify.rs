@@ -91,20 +91,34 @@ async fn history() -> History {
     History { app, c, fund, paid, resubmitted, pending, approved }
 }
 
-/// Appends a forged event at the end of its stream; returns its global position.
+/// Appends an event breaking a business rule at the end of its stream, signed with the
+/// service's key (as a faulty service, or one whose key leaked, would write it: the business
+/// rules are checked whoever wrote the event); returns its global position.
 async fn forge(h: &History, aggregate_type: &str, aggregate_id: Uuid, payload: Value) -> i64 {
     let event_type = payload.as_object().unwrap().keys().next().unwrap().clone();
+    let id = aggregate_id.to_string();
+    let sequence: i64 = sqlx::query_scalar(
+        "SELECT coalesce(max(sequence), 0) + 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(aggregate_type)
+    .bind(&id)
+    .fetch_one(&h.app.pool)
+    .await
+    .unwrap();
+    let metadata = json!({"actor_id": Uuid::nil().to_string(), "request_id": "forged"});
+    let metadata =
+        pettycash_tests::signed_metadata(aggregate_type, &id, sequence, &event_type, &payload, &metadata);
     sqlx::query_scalar(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ($1, $2, (SELECT coalesce(max(sequence), 0) + 1 FROM events
-                          WHERE aggregate_type = $1 AND aggregate_id = $2), $3, '1', $4, $5)
+         VALUES ($1, $2, $3, $4, '1', $5, $6)
          RETURNING global_position",
     )
     .bind(aggregate_type)
-    .bind(aggregate_id.to_string())
+    .bind(&id)
+    .bind(sequence)
     .bind(event_type)
     .bind(payload)
-    .bind(json!({"actor_id": Uuid::nil().to_string(), "request_id": "forged"}))
+    .bind(metadata)
     .fetch_one(&h.app.pool)
     .await
     .unwrap()

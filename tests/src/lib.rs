@@ -22,6 +22,35 @@ pub use serde_json;
 
 pub mod load;
 
+/// The key the test applications authenticate events with (their secret is the development
+/// default).
+pub fn event_key() -> pettycash_domain::integrity::EventKey {
+    pettycash_domain::integrity::EventKey::derive(DEV_SECRET_KEY)
+}
+
+/// `metadata` with the MAC the service would give the event (so that a test can insert a
+/// valid event directly, as the store would).
+pub fn signed_metadata(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    event_type: &str,
+    payload: &Value,
+    metadata: &Value,
+) -> Value {
+    use pettycash_domain::integrity::{jsonb_text, EventContent};
+    let content = EventContent {
+        aggregate_type,
+        aggregate_id,
+        sequence,
+        event_type,
+        event_version: "1",
+        payload: &jsonb_text(payload),
+        metadata: &jsonb_text(metadata),
+    };
+    event_key().sign(&content, metadata.as_object().expect("metadata is an object"))
+}
+
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -153,7 +182,7 @@ impl TestApp {
         let app = Application::build(config, pool.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        let service = CommandService::new(EventStore::new(pool.clone()));
+        let service = CommandService::new(EventStore::new(pool.clone(), crate::event_key()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         TestApp { address, pool, database_url, service, client }
     }
@@ -164,7 +193,7 @@ impl TestApp {
         let name = format!("Test {}", roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"));
         let user = self
             .service
-            .register_user(&CommandContext::operator("test"), &email, &name, roles.to_vec(), PASSWORD)
+            .register_user(&CommandContext::operator("test"), &email, &name, roles.to_vec(), Some(PASSWORD))
             .await
             .expect("register test user");
         let reply = self
@@ -320,17 +349,21 @@ impl Cast {
     }
 }
 
-/// Seals every event of the store with `key`, `per_seal` events a seal. Seals cover only
-/// events below the visibility horizon, which is cluster-wide: a transaction of a test running
-/// beside this one can hold it back for a moment, so this tries again until all are sealed.
+/// Seals every event of the store with `key`, `per_seal` events a seal (events that do not
+/// authenticate are refused, and count as done). Seals cover only events below the visibility
+/// horizon, which is cluster-wide: a transaction of a test running beside this one can hold it
+/// back for a moment, so this tries again until all are sealed.
 pub async fn seal_everything(pool: &PgPool, key: &pettycash_projections::seal::SealKey, per_seal: i64) {
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap();
     for _ in 0..200 {
         pettycash_projections::seal::seal_all(pool, key, per_seal).await.expect("seal");
-        let sealed: i64 = sqlx::query_scalar("SELECT coalesce(max(event_count), 0) FROM event_seals")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let sealed: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(event_count), 0) + coalesce(sum(octet_length(refused) / 8), 0)::bigint
+             FROM event_seals",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
         if sealed == events {
             return;
         }

@@ -29,11 +29,16 @@ pub struct CreateUser {
     pub name: String,
     #[schema(value_type = Vec<String>, example = json!(["staff"]))]
     pub roles: Vec<String>,
-    /// At least 12 characters.
-    pub password: String,
+    /// Refused: admins do not set other people's passwords (an admin who knew them could act
+    /// as those people). The person sets their own (invitations, [workflow]); until then an
+    /// operator sets it on the server with `pettycash user password`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, deprecated)]
+    pub password: Option<String>,
 }
 
-/// Register a user with roles and an initial password (admin).
+/// Register a user with roles (admin). The account has no password until its owner sets one
+/// (an operator: `pettycash user password --email ... --password-stdin`).
 #[utoipa::path(post, path = "/api/users/", tag = "users", request_body = CreateUser,
     responses((status = 201, body = UserView), (status = 403, body = crate::error::ErrorBody),
               (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
@@ -50,7 +55,7 @@ pub async fn create_user(State(state): State<AppState>, cmd: Command<CreateUser>
         &state,
         &cmd,
         StatusCode::CREATED,
-        state.commands.register_user(&ctx, &b.email, &b.name, roles, &b.password),
+        state.commands.register_user(&ctx, &b.email, &b.name, roles, b.password.as_deref()),
     )
     .await
 }

@@ -48,6 +48,10 @@ pub struct Args {
     /// command service.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// The server's SEAL_KEY (else its SECRET_KEY; else the development default): the users
+    /// registered for the load are events, which must authenticate with the server's key.
+    #[arg(long, env = "SEAL_KEY", hide_env_values = true)]
+    pub seal_key: Option<String>,
     /// Open loop: this many requests per second, at fixed arrival times.
     #[arg(long)]
     pub rate: Option<f64>,
@@ -155,7 +159,13 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         bail!("{base}/health/ answers {status}");
     }
     eprintln!("set-up: registering users, signing in, opening funds, seeding requisitions …");
+    let secret = args
+        .seal_key
+        .clone()
+        .or_else(|| std::env::var("SECRET_KEY").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| crate::DEV_SECRET_KEY.to_string());
     let opts = setup::SetupOptions {
+        event_key: pettycash_domain::integrity::EventKey::derive(&secret),
         staff: args.staff,
         per_role: args.per_role,
         funds: args.funds,

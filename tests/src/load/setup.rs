@@ -43,6 +43,8 @@ pub struct Users {
 
 /// How many users of each kind, funds and seeded requisitions.
 pub struct SetupOptions {
+    /// The server's event key: the load's users are registered through the command service.
+    pub event_key: pettycash_domain::integrity::EventKey,
     pub staff: usize,
     pub per_role: usize,
     pub funds: usize,
@@ -129,7 +131,7 @@ pub async fn prepare(
 ) -> anyhow::Result<Prepared> {
     let pool = pettycash_api::database::pool(database_url, 4).await?;
     let events_before_setup = event_count(&pool).await?;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), opts.event_key.clone()));
     let tiers =
         service.policy().await.map_err(|e| anyhow!("reading the approval policy: {e}"))?.state.tiers();
 
@@ -152,7 +154,7 @@ pub async fn prepare(
         async move {
             let name = format!("Load {} {i}", role.as_str().replace('_', " "));
             service
-                .register_user(ctx, &email, &name, vec![*role], password)
+                .register_user(ctx, &email, &name, vec![*role], Some(password))
                 .await
                 .map_err(|e| anyhow!("registering {email}: {e}"))?;
             anyhow::Ok((email, *role))

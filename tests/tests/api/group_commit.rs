@@ -48,7 +48,7 @@ async fn stored(pool: &PgPool, id: Uuid) -> Vec<(i64, i64, String, String)> {
 #[tokio::test]
 async fn appends_ready_together_share_one_transaction_each_with_its_own_events_and_answer() {
     let (_, pool) = fresh_database().await;
-    let store = EventStore::new(pool.clone());
+    let store = EventStore::new(pool.clone(), pettycash_tests::event_key());
     let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
     let appends = ids.iter().enumerate().map(|(n, id)| {
         let store = store.clone();
@@ -80,7 +80,7 @@ async fn appends_ready_together_share_one_transaction_each_with_its_own_events_a
 #[tokio::test]
 async fn a_stale_append_fails_alone_and_the_rest_of_its_group_is_written() {
     let (_, pool) = fresh_database().await;
-    let store = EventStore::new(pool.clone());
+    let store = EventStore::new(pool.clone(), pettycash_tests::event_key());
     let taken = Uuid::now_v7();
     store.append(&[stream(taken, 0, 1)], &metadata(0), Vec::new(), None).await.unwrap();
 
@@ -110,7 +110,7 @@ async fn a_stale_append_fails_alone_and_the_rest_of_its_group_is_written() {
 #[tokio::test]
 async fn two_appends_at_the_same_sequence_at_once_write_exactly_one() {
     let (_, pool) = fresh_database().await;
-    let store = EventStore::new(pool.clone());
+    let store = EventStore::new(pool.clone(), pettycash_tests::event_key());
     let id = Uuid::now_v7();
     let answers = join_all((0..6).map(|n| {
         let store = store.clone();
@@ -126,7 +126,7 @@ async fn two_appends_at_the_same_sequence_at_once_write_exactly_one() {
 #[tokio::test]
 async fn an_append_whose_session_changed_writes_nothing_and_its_group_is_written() {
     let (_, pool) = fresh_database().await;
-    let store = EventStore::new(pool.clone());
+    let store = EventStore::new(pool.clone(), pettycash_tests::event_key());
     let user = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO users (id, email, name, roles, active, last_position)
@@ -151,6 +151,7 @@ async fn an_append_whose_session_changed_writes_nothing_and_its_group_is_written
     let guard = |token: &[u8], roles: &[&str]| SessionGuard {
         token_hash: token.to_vec(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        sponsors: vec![],
     };
     let cases = [
         ("live session, same roles", Some(guard(b"live", &["staff", "treasury"])), true),

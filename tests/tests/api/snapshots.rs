@@ -4,7 +4,7 @@
 use pettycash_commands::store::{Snapshotted, SNAPSHOT_EVERY};
 use pettycash_commands::EventStore;
 use pettycash_domain::fund::Fund;
-use pettycash_tests::{Cast, TestApp};
+use pettycash_tests::{Cast, TestApp, TestUser};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use std::str::FromStr;
@@ -33,7 +33,7 @@ async fn a_long_fund_history_loads_from_a_snapshot_that_equals_the_full_fold() {
         assert_eq!(app.pay(&c.treasury, id).await.status, StatusCode::CREATED);
         paid += Decimal::from_str(&amount).unwrap();
     }
-    let store = EventStore::new(app.pool.clone());
+    let store = EventStore::new(app.pool.clone(), pettycash_tests::event_key());
     let id = fund.to_string();
     let full = store.load::<Fund>(&id).await.unwrap();
     assert_eq!(full.version, payments + 1);
@@ -80,4 +80,79 @@ async fn a_long_fund_history_loads_from_a_snapshot_that_equals_the_full_fold() {
     let after = store.load::<Fund>(&id).await.unwrap();
     assert_eq!(after.state.balance, full.state.balance - Decimal::ONE);
     assert_eq!(store.load_snapshotted::<Fund>(&id).await.unwrap().state, after.state);
+}
+
+/// A payment of `id` through a server that has never seen the fund (as after a restart).
+async fn pay_after_restart(app: &TestApp, payer: &TestUser, id: uuid::Uuid) -> pettycash_tests::Reply {
+    let address = crate::concurrency::second_server(app).await;
+    crate::concurrency::pay_at(app, &address, payer, id).await
+}
+
+#[tokio::test]
+async fn a_forged_or_edited_snapshot_is_ignored_and_cannot_fund_a_payment() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "100.00").await;
+    let big = app.submitted(&c.staff, fund, "900.00").await;
+    app.approve_by(big, &[&c.head]).await;
+    let store = EventStore::new(app.pool.clone(), pettycash_tests::event_key());
+    let id = fund.to_string();
+    let real = store.load::<Fund>(&id).await.unwrap();
+    let mut rich = real.state.clone();
+    rich.balance = Decimal::from_str("100000.00").unwrap();
+    let rich = serde_json::to_value(&rich).unwrap();
+
+    // 1. Inserted with a made-up balance (no MAC, or a MAC made without the key).
+    for mac in [None, Some(vec![7u8; 32])] {
+        sqlx::query(
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload, mac)
+             VALUES ('fund', $1, $2, $3, $4, $5)
+             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET payload = $4, mac = $5",
+        )
+        .bind(&id)
+        .bind(real.version as i64)
+        .bind(Fund::SNAPSHOT_VERSION)
+        .bind(&rich)
+        .bind(&mac)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(store.load_snapshotted::<Fund>(&id).await.unwrap().state, real.state, "mac {mac:?}");
+        let r = pay_after_restart(&app, &c.treasury, big).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "mac {mac:?}: {r:?}");
+        assert_eq!(r.code(), "insufficient_funds", "{r:?}");
+    }
+
+    // 2. A snapshot the service wrote, its balance edited afterwards.
+    store.save_snapshot(&id, &real.state, real.version).await.unwrap();
+    assert_eq!(store.load_snapshotted::<Fund>(&id).await.unwrap().state, real.state, "a genuine one is used");
+    sqlx::query("UPDATE snapshots SET payload = $2 WHERE aggregate_type = 'fund' AND aggregate_id = $1")
+        .bind(&id)
+        .bind(&rich)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(store.load_snapshotted::<Fund>(&id).await.unwrap().state, real.state);
+    let r = pay_after_restart(&app, &c.treasury, big).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(r.code(), "insufficient_funds", "{r:?}");
+    let address = crate::concurrency::second_server(&app).await;
+    let shown = app
+        .client
+        .get(format!("{address}/api/funds/{fund}"))
+        .bearer_auth(&c.auditor.token)
+        .send()
+        .await
+        .unwrap();
+    let shown: serde_json::Value = shown.json().await.unwrap();
+    assert_eq!(shown["balance"], "100.00", "{shown}");
+    // The ignored snapshot was replaced by a genuine one.
+    let payload: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload FROM snapshots WHERE aggregate_type = 'fund' AND aggregate_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(payload["balance"], "100.00", "{payload}");
 }

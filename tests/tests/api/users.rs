@@ -3,7 +3,7 @@
 
 use pettycash_domain::Role;
 use pettycash_tests::serde_json::json;
-use pettycash_tests::TestApp;
+use pettycash_tests::{Reply, TestApp, TestUser, PASSWORD};
 use reqwest::{Method, StatusCode};
 
 #[tokio::test]
@@ -65,4 +65,123 @@ async fn only_admins_change_roles_and_bad_input_is_named() {
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.body.as_array().unwrap().len(), 3);
     assert_eq!(app.get(&staff, "/api/users/").await.status, StatusCode::FORBIDDEN);
+}
+
+/// `admin` registers a user over the API; their owner then sets a password (the operator here,
+/// an invitation later) and signs in.
+async fn registered_by(app: &TestApp, admin: &TestUser, roles: &[&str]) -> TestUser {
+    let email = format!("{}@test.example", uuid::Uuid::new_v4().simple());
+    let r =
+        app.post(admin, "/api/users/", json!({"email": email, "name": "Sponsored", "roles": roles})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    app.service.set_password(&email, PASSWORD).await.expect("set password");
+    let login = app
+        .send(None, Method::POST, "/api/auth/login", Some(json!({"email": email, "password": PASSWORD})))
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{login:?}");
+    TestUser { id: r.id(), email, token: login.body["token"].as_str().unwrap().to_string() }
+}
+
+fn assert_sponsored(r: &Reply) {
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_eq!(r.code(), "sponsored_by_participant", "{r:?}");
+}
+
+#[tokio::test]
+async fn a_user_an_admin_registered_cannot_approve_or_pay_what_that_admin_requested() {
+    let app = TestApp::spawn().await;
+    // The admin also holds staff: they may request cash like anyone.
+    let admin = app.user(&[Role::Admin, Role::Staff]).await;
+    let fund = app.fund(&admin, "1000").await;
+    let own = app.submitted(&admin, fund, "300").await;
+    let approver = registered_by(&app, &admin, &["department_head"]).await;
+    let payer = registered_by(&app, &admin, &["treasury"]).await;
+    let before = app.event_count().await;
+
+    assert_sponsored(&app.post(&approver, &format!("/api/requisitions/{own}/approve"), json!({})).await);
+    assert_eq!(app.event_count().await, before);
+
+    // Approved by someone else, the admin's puppet treasurer still cannot pay it.
+    app.approve_by(own, &[&app.user(&[Role::DepartmentHead]).await]).await;
+    let balance = app.balance(&admin, fund).await;
+    assert_sponsored(&app.pay(&payer, own).await);
+    assert_eq!(app.balance(&admin, fund).await, balance);
+    let independent = app.user(&[Role::Treasury]).await;
+    assert_eq!(app.pay(&independent, own).await.status, StatusCode::CREATED);
+
+    // What the admin did not request or approve, the users they registered may act on.
+    let staff = app.user(&[Role::Staff]).await;
+    let other = app.submitted(&staff, fund, "50").await;
+    app.approve_by(other, &[&approver]).await;
+    assert_eq!(app.pay(&payer, other).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_user_an_admin_granted_a_role_cannot_pay_what_that_admin_approved() {
+    let app = TestApp::spawn().await;
+    let admin = app.user(&[Role::Admin, Role::DepartmentHead]).await;
+    let staff = app.user(&[Role::Staff]).await;
+    let clerk = app.user(&[Role::Staff]).await;
+    let fund = app.fund(&admin, "1000").await;
+    let id = app.submitted(&staff, fund, "100").await;
+    app.approve_by(id, &[&admin]).await;
+    let granted =
+        app.post(&admin, &format!("/api/users/{}/roles", clerk.id), json!({"role": "treasury"})).await;
+    assert_eq!(granted.status, StatusCode::OK, "{granted:?}");
+    let before = app.event_count().await;
+
+    assert_sponsored(&app.pay(&clerk, id).await);
+    assert_eq!(app.event_count().await, before);
+    // Revoking the role again does not make the admin any less their sponsor.
+    let revoke = format!("/api/users/{}/roles/treasury", clerk.id);
+    assert_eq!(app.send(Some(&admin), Method::DELETE, &revoke, None).await.status, StatusCode::OK);
+    let regrant = app.user(&[Role::Admin]).await;
+    let r = app.post(&regrant, &format!("/api/users/{}/roles", clerk.id), json!({"role": "treasury"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_sponsored(&app.pay(&clerk, id).await);
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_revoke_their_own_admin_role() {
+    let app = TestApp::spawn().await;
+    let admin = app.user(&[Role::Admin]).await;
+    let path = format!("/api/users/{}/roles/admin", admin.id);
+
+    let r = app.send(Some(&admin), Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(r.code(), "last_admin", "{r:?}");
+    let me = app.get(&admin, "/api/me").await;
+    assert_eq!(me.body["roles"], json!(["admin"]), "{me:?}");
+
+    // With a second admin it may go.
+    let second = app.user(&[Role::Admin]).await;
+    assert_eq!(app.send(Some(&admin), Method::DELETE, &path, None).await.status, StatusCode::OK);
+    let r =
+        app.send(Some(&second), Method::DELETE, &format!("/api/users/{}/roles/admin", second.id), None).await;
+    assert_eq!(r.code(), "last_admin", "{r:?}");
+}
+
+#[tokio::test]
+async fn two_admins_revoking_each_other_at_once_leave_one_admin() {
+    for _ in 0..3 {
+        let app = TestApp::spawn().await;
+        let (a, b) = tokio::join!(app.user(&[Role::Admin]), app.user(&[Role::Admin]));
+        let (revoke_a, revoke_b) =
+            (format!("/api/users/{}/roles/admin", a.id), format!("/api/users/{}/roles/admin", b.id));
+        let (ra, rb) = tokio::join!(
+            app.send(Some(&a), Method::DELETE, &revoke_b, None),
+            app.send(Some(&b), Method::DELETE, &revoke_a, None),
+        );
+        let mut statuses = [ra.status, rb.status];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{ra:?} {rb:?}");
+        let refused = if ra.status == StatusCode::OK { &rb } else { &ra };
+        assert!(["last_admin", "session_changed"].contains(&refused.code()), "{refused:?}");
+        let admins: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE active AND 'admin' = ANY (roles)")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(admins, 1, "exactly one admin is left");
+    }
 }

@@ -250,7 +250,7 @@ async fn register(service: &CommandService, roles: &[Role]) -> Actor {
             &email,
             "Engine Test",
             roles.to_vec(),
-            PASSWORD,
+            Some(PASSWORD),
         )
         .await
         .expect("register user");
@@ -372,12 +372,21 @@ async fn insert_fund_opened(conn: &mut PgConnection, name: &str) -> (Uuid, i64) 
     })
     .unwrap();
     assert!(payload.get("FundOpened").is_some(), "externally tagged: {payload}");
+    let metadata = pettycash_tests::signed_metadata(
+        "fund",
+        &fund_id.to_string(),
+        1,
+        "FundOpened",
+        &payload,
+        &serde_json::json!({}),
+    );
     let position: i64 = sqlx::query_scalar(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ('fund', $1, 1, 'FundOpened', '1', $2, '{}') RETURNING global_position",
+         VALUES ('fund', $1, 1, 'FundOpened', '1', $2, $3) RETURNING global_position",
     )
     .bind(fund_id.to_string())
     .bind(payload)
+    .bind(metadata)
     .fetch_one(conn)
     .await
     .expect("insert FundOpened");
@@ -506,7 +515,7 @@ async fn assert_read_models_match_store(pool: &PgPool, version: i32, check_appro
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_and_long_transactions_lose_nothing_and_apply_nothing_twice() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     let engine = start(&pool, projections(1), 5);
 
@@ -722,7 +731,7 @@ async fn assert_equals_fresh_rebuild(pool: &PgPool) {
 #[tokio::test]
 async fn a_worker_killed_mid_batch_leaves_no_trace_and_a_restart_equals_a_fresh_rebuild() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 3, 10).await;
     let events = event_count(&pool).await;
@@ -762,7 +771,7 @@ async fn a_worker_killed_mid_batch_leaves_no_trace_and_a_restart_equals_a_fresh_
 #[tokio::test]
 async fn a_running_worker_recovers_by_itself_after_its_session_dies_mid_batch() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 2, 10).await;
 
@@ -786,7 +795,7 @@ async fn a_running_worker_recovers_by_itself_after_its_session_dies_mid_batch() 
 #[tokio::test]
 async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 2, 10).await;
     settle(&pool, 1, 1000).await;
@@ -863,7 +872,7 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
 #[tokio::test]
 async fn a_build_made_live_by_another_process_goes_on_from_the_totals_in_its_tables() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 2, 10).await;
     wait_all_visible(&pool).await;
@@ -896,7 +905,7 @@ async fn a_build_made_live_by_another_process_goes_on_from_the_totals_in_its_tab
 #[tokio::test]
 async fn an_older_version_going_live_does_not_retire_a_newer_one_still_building() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 1, 5).await;
     settle(&pool, 1, 1000).await;
@@ -932,7 +941,7 @@ async fn an_older_version_going_live_does_not_retire_a_newer_one_still_building(
 #[tokio::test]
 async fn a_newer_version_going_live_retires_an_older_one_still_building() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 1, 5).await;
     settle(&pool, 1, 1000).await;
@@ -960,7 +969,7 @@ async fn a_newer_version_going_live_retires_an_older_one_still_building() {
 #[tokio::test]
 async fn an_older_version_finishing_after_a_newer_one_is_live_leaves_the_views_alone() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 1, 5).await;
     settle(&pool, 1, 1000).await;
@@ -998,7 +1007,7 @@ async fn an_older_version_finishing_after_a_newer_one_is_live_leaves_the_views_a
 #[tokio::test]
 async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 2, 10).await;
     let engine = start(&pool, projections(1), 50);
@@ -1072,7 +1081,7 @@ async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
 #[tokio::test]
 async fn a_build_goes_live_while_an_open_transaction_holds_events_back() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     mixed_history(&service, &people, 1, 3).await;
     settle(&pool, 1, 1000).await;
@@ -1127,7 +1136,7 @@ async fn a_build_goes_live_while_an_open_transaction_holds_events_back() {
 #[tokio::test]
 async fn a_commands_position_is_reached_only_once_the_engine_has_applied_it() {
     let (_url, pool) = fresh_database().await;
-    let service = CommandService::new(EventStore::new(pool.clone()));
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
     let people = People::register(&service).await;
     settle(&pool, 1, 100).await;
     let both = ["requisitions", "cash"];
