@@ -7,6 +7,7 @@ mod flow;
 mod group_commit;
 mod idempotency;
 mod input;
+mod login_throttle;
 mod reads;
 mod rules;
 mod snapshots;
