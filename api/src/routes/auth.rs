@@ -57,10 +57,12 @@ fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
     set_cookie(state, SESSION_COOKIE, token, "/", max_age)
 }
 
-/// Sign in with email and password. Attempts are throttled per account, per client address and
-/// per device (the `pettycash_device` cookie a sign-in sets): past the limit the answer is 429
-/// with `Retry-After`, and the password is not checked. JSON only, and not from another
-/// site's page (login CSRF).
+/// Sign in with email and password.
+///
+/// Attempts are throttled per account, per client address and per device (the
+/// `pettycash_device` cookie a sign-in sets): past the limit the answer is 429 with
+/// `Retry-After`, and the password is not checked. JSON only, and not from another site's
+/// page (login CSRF).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody),
               (status = 403, description = "cross-site request", body = crate::error::ErrorBody),
