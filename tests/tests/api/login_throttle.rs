@@ -98,6 +98,16 @@ fn assert_throttled(reply: &Reply) -> u64 {
     secs
 }
 
+/// An app (with [`long_delay`]), a user, and the client at `address` the user has signed in
+/// from, holding its device cookie.
+async fn signed_in_before(address: &str) -> (TestApp, TestUser, Client) {
+    let app = TestApp::spawn_with(long_delay).await;
+    let user = app.user(&[Role::Staff]).await;
+    let mut client = Client::at(address);
+    client.sign_in_and_remember(&app, &user).await;
+    (app, user, client)
+}
+
 fn tally(replies: &[Reply]) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for r in replies {
@@ -140,10 +150,7 @@ async fn parallel_wrong_passwords_over_two_servers_check_at_most_the_account_lim
 
 #[tokio::test]
 async fn a_device_that_signed_in_before_signs_in_while_the_account_is_throttled() {
-    let app = TestApp::spawn_with(long_delay).await;
-    let user = app.user(&[Role::Staff]).await;
-    let mut usual = Client::at("10.2.0.1");
-    usual.sign_in_and_remember(&app, &user).await;
+    let (app, user, usual) = signed_in_before("10.2.0.1").await;
     let guesses = parallel_guesses(&app, &[&app.address], 3, &user.email, 20).await;
     assert!(guesses.iter().any(|r| r.status == StatusCode::TOO_MANY_REQUESTS), "{}", tally(&guesses));
 
@@ -176,10 +183,7 @@ async fn a_device_cookie_exempts_only_the_account_it_was_issued_for() {
 
 #[tokio::test]
 async fn a_device_is_throttled_on_its_own_after_its_limit() {
-    let app = TestApp::spawn_with(long_delay).await;
-    let user = app.user(&[Role::Staff]).await;
-    let mut device = Client::at("10.5.0.1");
-    device.sign_in_and_remember(&app, &user).await;
+    let (app, user, device) = signed_in_before("10.5.0.1").await;
     for _ in 0..DEVICE_LIMIT {
         assert_refused(&device.sign_in(&app, &user.email, WRONG).await);
     }
