@@ -8,7 +8,7 @@
 #
 # Optional environment:
 #   SMOKE_EMAIL, SMOKE_PASSWORD  also sign in as this user, call /api/me, and sign out. Use a
-#                                dedicated account: five wrong passwords lock it for 15 minutes.
+#                                dedicated account: wrong passwords throttle its sign-ins (429).
 #   SMOKE_INSECURE=1             accept an untrusted TLS certificate (staging, self-signed)
 #   SMOKE_TIMEOUT                seconds per request (default 10)
 #   SMOKE_HTTP_URL               the plain-http URL for the redirect check, when BASE_URL is

@@ -44,6 +44,8 @@ pub struct Config {
     /// Aggregates the command service keeps in memory (`AGGREGATE_CACHE_SIZE`, default 8192;
     /// 0 loads every aggregate from the store).
     pub aggregate_cache_size: usize,
+    /// Sign-in throttling: the built-in policy (not read from the environment yet).
+    pub login_throttle: pettycash_commands::throttle::ThrottlePolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,7 @@ impl Config {
                 pettycash_commands::cache::DEFAULT_CAPACITY as i64,
             )?
             .max(0) as usize,
+            login_throttle: Default::default(),
         })
     }
 

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 /// The body of every error response.
@@ -39,7 +41,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), field: None }
+        Self { status, code: code.into(), message: message.into(), field: None, retry_after: None }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -99,8 +101,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        let retry_after = self.retry_after.or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs));
         }
         response
     }
@@ -137,6 +140,10 @@ impl From<CommandError> for ApiError {
             e @ CommandError::Tampered { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "integrity_violation", e.to_string())
             }
+            e @ CommandError::TooManyAttempts { retry_after_secs } => ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
+            },
             CommandError::Database(e) => ApiError::internal(e),
             e @ CommandError::Corrupt(_) => ApiError::internal(anyhow::anyhow!(e)),
             CommandError::Other(e) => ApiError::internal(e),

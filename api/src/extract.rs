@@ -301,6 +301,27 @@ impl utoipa::PartialSchema for Amount {
 
 impl utoipa::ToSchema for Amount {}
 
+/// The value of the cookie `name`, when the request carries it.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let pairs =
+        headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';'));
+    pairs.filter_map(|pair| pair.trim().split_once('=')).find(|(n, _)| *n == name).map(|(_, value)| value)
+}
+
+/// 415 unless the body is declared as `application/json`.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let media_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|ct| ct.split(';').next());
+    if media_type.is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with `Content-Type: application/json`",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ impl AppState {
             config.secret_key.as_bytes(),
             chrono::Duration::hours(config.session_hours),
             std::time::Duration::from_millis(config.session_cache_ms),
+            config.login_throttle,
         );
         let commands = CommandService::with_cache(
             EventStore::new(pool.clone(), key),

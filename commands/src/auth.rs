@@ -1,4 +1,4 @@
-//! Passwords (argon2), login with lockout, and session tokens.
+//! Passwords (argon2), login (throttled: `crate::throttle`), and session tokens.
 //!
 //! Tokens are 32 random bytes, given to the client once and stored only as
 //! HMAC-SHA256(SECRET_KEY, token). Authenticating a request is one indexed lookup that
@@ -11,24 +11,18 @@
 //! (`SessionGuard`).
 
 use crate::error::CommandError;
+use crate::throttle::{keyed, random_base64, Throttle, ThrottlePolicy};
 use crate::RequestMeta;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use pettycash_domain::{Actor, DomainError, Id, Role};
-use rand::RngCore;
-use sha2::Sha256;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Failed logins in a row before the account is locked.
-pub const LOCKOUT_THRESHOLD: i32 = 5;
-/// How long a locked account stays locked.
-pub const LOCKOUT_MINUTES: i64 = 15;
 pub const MIN_PASSWORD_LEN: usize = 12;
 
 /// A signed-in user, as of their latest event.
@@ -60,6 +54,8 @@ pub struct Session {
     pub token: String,
     pub expires_at: DateTime<Utc>,
     pub user: AuthUser,
+    /// The value of the device cookie to hand out with it (`crate::throttle`).
+    pub device_cookie: String,
 }
 
 #[derive(Clone)]
@@ -68,6 +64,7 @@ pub struct Authenticator {
     secret: Vec<u8>,
     session_ttl: Duration,
     cache: Arc<SessionCache>,
+    throttle: Throttle,
 }
 
 /// A session looked up: its user, when the session expires, when it was looked up.
@@ -142,7 +139,6 @@ const DUMMY_HASH: &str =
 struct LoginRow {
     id: Id,
     password_hash: String,
-    locked_until: Option<DateTime<Utc>>,
     active: bool,
 }
 
@@ -155,72 +151,60 @@ impl Authenticator {
         secret: &[u8],
         session_ttl: Duration,
         session_cache: std::time::Duration,
+        throttle: ThrottlePolicy,
     ) -> Self {
         let cache = SessionCache { max_age: session_cache, entries: Mutex::default() };
-        Self { pool, secret: secret.to_vec(), session_ttl, cache: Arc::new(cache) }
+        let throttle = Throttle::new(pool.clone(), secret, throttle);
+        Self { pool, secret: secret.to_vec(), session_ttl, cache: Arc::new(cache), throttle }
     }
 
     /// HMAC-SHA256 of a session token under the secret key, as `sessions.token_hash` stores it.
     pub fn token_hash(&self, token: &str) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length");
-        mac.update(token.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        keyed(&self.secret, &[token.as_bytes()]).finalize().into_bytes().to_vec()
     }
 
-    /// Checks email and password; on success opens a session. Five failures in a row lock the
-    /// account for fifteen minutes; a success resets the count.
+    /// Checks email and password; on success opens a session. Throttled first, before the
+    /// password is looked at (`crate::throttle`): by the device of `device_cookie` when it
+    /// was issued for this account, else by the account and the client address.
+    ///
+    /// Unknown emails take the same steps as known ones (lookup, throttle, one argon2
+    /// verification, against a dummy hash) and get the same answers, so neither the answer
+    /// nor its time tells whether an email exists.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
+        device_cookie: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<Session, CommandError> {
         const BAD: CommandError = CommandError::Unauthenticated("invalid email or password");
         let email = email.trim().to_ascii_lowercase();
+        // Looked up before the throttle only to tell whether the device cookie belongs to
+        // this account; a throttled attempt goes no further, whatever the lookup found.
         let row: Option<LoginRow> = sqlx::query_as(
-            "SELECT u.id, c.password_hash, c.locked_until, u.active
+            "SELECT u.id, c.password_hash, u.active
              FROM users u JOIN credentials c ON c.user_id = u.id WHERE u.email = $1",
         )
         .bind(&email)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(LoginRow { id: user_id, password_hash: hash, locked_until, active }) = row else {
+        let device = device_cookie
+            .and_then(|c| self.throttle.device(c))
+            .filter(|d| row.as_ref().is_some_and(|r| r.id == d.user_id));
+        let keys = self.throttle.keys(&email, meta.client_ip.as_deref(), device.as_ref());
+        self.throttle.take(&keys).await?;
+        let Some(LoginRow { id: user_id, password_hash: hash, active }) = row else {
             verify_password(password.to_string(), DUMMY_HASH.to_string()).await;
             return Err(BAD);
         };
-        if locked_until.is_some_and(|t| t > Utc::now()) {
-            return Err(CommandError::Unauthenticated(
-                "too many failed logins: the account is locked for 15 minutes",
-            ));
-        }
         if !verify_password(password.to_string(), hash).await {
-            sqlx::query(
-                "UPDATE credentials SET
-                    failed_attempts = CASE WHEN locked_until IS NOT NULL AND locked_until <= now() THEN 1
-                                           ELSE failed_attempts + 1 END,
-                    locked_until = CASE
-                        WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= now() THEN 1
-                                   ELSE failed_attempts + 1 END) >= $2
-                        THEN now() + make_interval(mins => $3::int) ELSE NULL END
-                 WHERE user_id = $1",
-            )
-            .bind(user_id)
-            .bind(LOCKOUT_THRESHOLD)
-            .bind(LOCKOUT_MINUTES as i32)
-            .execute(&self.pool)
-            .await?;
             return Err(BAD);
         }
         if !active {
             return Err(CommandError::Unauthenticated("this account is deactivated"));
         }
-        sqlx::query("UPDATE credentials SET failed_attempts = 0, locked_until = NULL WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        let mut raw = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut raw);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        self.throttle.succeeded(&keys).await?;
+        let token = random_base64::<32>();
         let expires_at = Utc::now() + self.session_ttl;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, expires_at, client_ip, user_agent) VALUES ($1, $2, $3, $4, $5)",
@@ -233,7 +217,8 @@ impl Authenticator {
         .execute(&self.pool)
         .await?;
         let user = self.user(user_id).await?.ok_or(BAD)?;
-        Ok(Session { token, expires_at, user })
+        let device_cookie = self.throttle.device_cookie(device.as_ref(), user_id);
+        Ok(Session { token, expires_at, user, device_cookie })
     }
 
     /// The user a session token belongs to, if the session is live and the user active:

@@ -21,9 +21,13 @@ pub enum CommandError {
     /// nothing was written. Sending the request again decides it on the current roles.
     #[error("your session or your roles changed while this request was handled; nothing was recorded, send it again")]
     SessionChanged,
-    /// The user could not be authenticated (bad credentials, locked, expired session).
+    /// The user could not be authenticated (bad credentials, deactivated, expired session).
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// Too many sign-in attempts on the account, from the device or from the client address
+    /// (`crate::throttle`): nothing was checked.
+    #[error("too many sign-in attempts; try again in {retry_after_secs} seconds")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("stored event could not be read: {0}")]
     Corrupt(String),
     /// The stream holds an event whose MAC does not verify: the service did not write it (a

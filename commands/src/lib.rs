@@ -19,6 +19,7 @@ pub mod group;
 pub mod locks;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod views;
 
 pub use context::{CommandContext, IdempotencyRecord, RequestMeta, SessionGuard};

@@ -522,8 +522,7 @@ impl SideWrite {
             SideWrite::SetPassword { user_id, hash } => {
                 sqlx::query(
                     "INSERT INTO credentials (user_id, password_hash) VALUES ($1, $2)
-                     ON CONFLICT (user_id) DO UPDATE SET password_hash = $2, failed_attempts = 0,
-                         locked_until = NULL, updated_at = now()",
+                     ON CONFLICT (user_id) DO UPDATE SET password_hash = $2, updated_at = now()",
                 )
                 .bind(user_id)
                 .bind(hash)

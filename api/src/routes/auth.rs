@@ -1,7 +1,9 @@
 //! Sign in, sign out, who am I.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{check_same_origin, parse_json, session_token, CurrentUser, Meta, SESSION_COOKIE};
+use crate::extract::{
+    check_same_origin, cookie, parse_json, require_json, session_token, CurrentUser, Meta, SESSION_COOKIE,
+};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use pettycash_commands::auth::AuthUser;
+use pettycash_commands::throttle::DEVICE_COOKIE_DAYS;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -37,20 +40,49 @@ pub struct LoginResponse {
     pub user: AuthUser,
 }
 
-fn cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
+/// The cookie that marks a browser or client a user has signed in from before: sign-ins
+/// presenting it are throttled on their own, not with everyone else's guesses at the account
+/// (`pettycash_commands::throttle`). Sent to the login endpoint only.
+pub const DEVICE_COOKIE: &str = "pettycash_device";
+
+fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
     let secure = if state.config.debug { "" } else { "; Secure" };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     ))
     .expect("cookie is ASCII")
 }
 
-/// Sign in with email and password. Five failures in a row lock the account for 15 minutes.
+fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
+    set_cookie(state, SESSION_COOKIE, token, "/", max_age)
+}
+
+/// Sign in with email and password.
+///
+/// Attempts are throttled per account, per client address and per device (the
+/// `pettycash_device` cookie a sign-in sets): past the limit the answer is 429 with
+/// `Retry-After`, and the password is not checked. JSON only, and not from another site's
+/// page (login CSRF).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody)))]
+              (status = 403, description = "cross-site request", body = crate::error::ErrorBody),
+              (status = 415, description = "body not sent as `application/json`", body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody),
+              (status = 429, description = "too many attempts; wait `Retry-After` seconds",
+               body = crate::error::ErrorBody,
+               headers(("Retry-After" = u64, description = "seconds until an attempt is let through")))))]
 #[tracing::instrument(skip_all)]
-pub async fn login(State(state): State<AppState>, Meta(meta): Meta, body: Bytes) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    // A page on another site must not sign the browser in to an account of its choosing (login
+    // CSRF): the Origin rule of cookie-authenticated writes, and JSON only, which a plain HTML
+    // form cannot send (it can send `text/plain` without a CORS preflight).
+    check_same_origin(&headers, &state)?;
+    require_json(&headers)?;
     let req: LoginRequest = parse_json(&body)?;
     if req.email.trim().is_empty() {
         return Err(ApiError::unprocessable("email", "email is required"));
@@ -58,7 +90,8 @@ pub async fn login(State(state): State<AppState>, Meta(meta): Meta, body: Bytes)
     if req.password.is_empty() {
         return Err(ApiError::unprocessable("password", "password is required"));
     }
-    let session = state.auth.login(&req.email, &req.password, &meta).await?;
+    let device = cookie(&headers, DEVICE_COOKIE);
+    let session = state.auth.login(&req.email, &req.password, device, &meta).await?;
     let max_age = (session.expires_at - Utc::now()).num_seconds().max(0);
     let mut response = Json(LoginResponse {
         token: session.token.clone(),
@@ -66,7 +99,11 @@ pub async fn login(State(state): State<AppState>, Meta(meta): Meta, body: Bytes)
         user: session.user,
     })
     .into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie(&state, &session.token, max_age));
+    let cookies = response.headers_mut();
+    cookies.insert(header::SET_COOKIE, session_cookie(&state, &session.token, max_age));
+    let device_max_age = DEVICE_COOKIE_DAYS * 24 * 60 * 60;
+    let device = set_cookie(&state, DEVICE_COOKIE, &session.device_cookie, "/api/auth/login", device_max_age);
+    cookies.append(header::SET_COOKIE, device);
     Ok(response)
 }
 
@@ -80,7 +117,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         state.auth.logout(&token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie(&state, "", 0));
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
     Ok(response)
 }
 

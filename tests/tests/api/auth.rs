@@ -1,4 +1,5 @@
-//! Sign in, sessions (bearer and cookie), lockout, user administration and CSRF.
+//! Sign in, sessions (bearer and cookie), user administration and CSRF. Sign-in throttling is
+//! in `login_throttle`.
 
 use pettycash_domain::Role;
 use pettycash_tests::serde_json::{json, Value};
@@ -164,37 +165,6 @@ async fn logout_ends_the_session() {
     assert_eq!(out.status, StatusCode::NO_CONTENT, "{out:?}");
     assert_unauthenticated(&app.get(&user, "/api/me").await);
     assert_unauthenticated(&with_cookie(&app, &user.token, Method::GET, "/api/me", None, None).await);
-}
-
-#[tokio::test]
-async fn five_wrong_passwords_lock_the_account() {
-    let app = TestApp::spawn().await;
-    let user = app.user(&[Role::Staff]).await;
-    for _ in 0..5 {
-        let r = login(&app, json!({"email": user.email, "password": "wrong wrong wrong"})).await;
-        assert_unauthenticated(&r);
-    }
-
-    let r = login(&app, json!({"email": user.email, "password": PASSWORD})).await;
-
-    assert_unauthenticated(&r);
-    let message = r.body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("locked"), "{message}");
-}
-
-#[tokio::test]
-async fn only_failures_in_a_row_count_towards_the_lockout() {
-    let app = TestApp::spawn().await;
-    let user = app.user(&[Role::Staff]).await;
-    let attempt = |password: &'static str| login(&app, json!({"email": user.email, "password": password}));
-
-    for _ in 0..2 {
-        for _ in 0..4 {
-            assert_unauthenticated(&attempt("wrong wrong wrong").await);
-        }
-        let r = attempt(PASSWORD).await;
-        assert_eq!(r.status, StatusCode::OK, "four failures then a success must not lock: {r:?}");
-    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod group_commit;
 mod idempotency;
 mod input;
 mod integrity;
+mod login_throttle;
 mod reads;
 mod rules;
 mod snapshots;
