@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod database;
+pub mod db_health;
 pub mod demo;
 pub mod embedded_pg;
 pub mod error;

@@ -2,8 +2,8 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::routes;
 use crate::state::AppState;
+use crate::{db_health, routes};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -43,8 +43,9 @@ pub fn router(state: AppState) -> Router {
             .expose_headers([HeaderName::from_static("x-event-position"), request_id.clone()])
             .allow_credentials(true)
     };
-    Router::new()
-        .merge(routes::meta::router())
+    // Everything but the index, the OpenAPI document and /health/ (which reports the outage
+    // itself) is answered 503 at once while the database is known to be down.
+    let needs_database = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::funds::router())
@@ -52,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::requisitions::router())
         .merge(routes::payments::router())
         .merge(routes::reads::router())
+        .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
+    Router::new()
+        .merge(routes::meta::router())
+        .merge(needs_database)
         .fallback(|| async { ApiError::not_found("endpoint") })
         .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -3,10 +3,12 @@
 mod auth;
 mod caches;
 mod concurrency;
+mod edge;
 mod flow;
 mod group_commit;
 mod idempotency;
 mod input;
+mod outage;
 mod reads;
 mod rules;
 mod snapshots;
