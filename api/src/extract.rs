@@ -2,6 +2,7 @@
 //! the field, idempotency keys, path ids and money amounts.
 
 use crate::error::ApiError;
+use crate::input::{refuse_nul_in_json, REQUEST_ID_HEADER};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
@@ -85,18 +86,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        // X-Forwarded-For is believed only from a proxy on this machine (nginx in deploy/).
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        // Present only when sent by a trusted proxy (`input::drop_untrusted_forwarded`).
         let forwarded =
             header("x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
-        let client_ip = match (peer, forwarded) {
-            (Some(ip), Some(fwd)) if ip.is_loopback() => Some(fwd),
-            (Some(ip), _) => Some(ip.to_string()),
-            (None, fwd) => fwd,
-        };
         Ok(Meta(RequestMeta {
-            request_id: header("x-request-id").unwrap_or_else(|| Uuid::new_v4().to_string()),
-            client_ip,
+            // Checked by `input::check_request_id` for every route.
+            request_id: header(REQUEST_ID_HEADER).unwrap_or_else(|| Uuid::new_v4().to_string()),
+            client_ip: forwarded.or(peer),
             user_agent: header("user-agent").map(|ua| ua.chars().take(500).collect()),
         }))
     }
@@ -201,8 +198,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
     }
 }
 
-/// Parses JSON, turning serde's errors into 400 (malformed) or 422 naming the field.
+/// Parses JSON, turning serde's errors into 400 (malformed) or 422 naming the field. A string
+/// with U+0000 anywhere (value or key) is a 422 naming it ([`refuse_nul_in_json`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul_in_json(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod embedded_pg;
 pub mod error;
 pub mod extract;
+pub mod input;
 pub mod openapi;
 pub mod routes;
 pub mod startup;
