@@ -508,3 +508,43 @@ async fn control_characters_in_query_parameters_are_a_422_naming_the_parameter()
     let r = app.get(&c.treasury, "/api/requisitions/?q=printer%20paper+A4").await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
 }
+
+#[tokio::test]
+async fn dates_outside_the_years_1_to_9999_are_a_422_naming_the_parameter() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let cases = [
+        ("/api/requisitions/?from=-200000-01-01", "from"),
+        ("/api/requisitions/?to=99999-01-01", "to"),
+        ("/api/requisitions/?from=0000-06-01", "from"),
+        ("/api/requisitions/?to=10000-01-01T00:00:00Z", "to"),
+        ("/api/treasury/payments/?from=-200000-01-01", "from"),
+        ("/api/treasury/payments/?to=99999-01-01", "to"),
+    ];
+    for (path, field) in cases {
+        let r = app.get(&c.treasury, path).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {r:?}");
+        assert_eq!(r.field(), field, "{path}: {r:?}");
+    }
+
+    // The first and the last day are fine.
+    for path in [
+        "/api/requisitions/?from=0001-01-01&to=9999-12-31",
+        "/api/treasury/payments/?from=0001-01-01&to=9999-12-31",
+    ] {
+        let r = app.get(&c.treasury, path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
+    }
+
+    // A cursor is a time too: one made up with the year -100000 is not ours.
+    let at = chrono::NaiveDate::from_ymd_opt(-100_000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let mut bytes = at.and_utc().timestamp_micros().to_be_bytes().to_vec();
+    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
+    let cursor: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    for list in ["/api/requisitions/", "/api/approvals/", "/api/treasury/payments/"] {
+        let r = app.get(&c.treasury, &format!("{list}?cursor={cursor}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{list}: {r:?}");
+        assert_eq!(r.code(), "invalid_cursor", "{list}: {r:?}");
+        assert_eq!(r.field(), "cursor", "{list}: {r:?}");
+    }
+}
