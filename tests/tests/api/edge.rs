@@ -1,4 +1,4 @@
-//! The HTTP edge: request ids, `/health/` headers.
+//! The HTTP edge: request ids, the same-origin check of cookie sessions, `/health/` headers.
 
 use pettycash_domain::Role;
 use pettycash_tests::serde_json::{json, Value};
@@ -89,6 +89,64 @@ async fn a_valid_request_id_is_echoed_and_recorded() {
     // Without one, the service makes one up.
     let r = post_with(&app, &admin, false, "/api/funds/", &[], fund_body()).await;
     assert!(r.headers.get("x-request-id").is_some_and(|v| v.len() == 36), "{r:?}");
+}
+
+// ----- the same-origin check -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_cookie_write_with_the_wrong_scheme_or_from_another_site_is_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.user(&[Role::Admin]).await;
+    let own = app.address.clone();
+    let https_own = own.replacen("http://", "https://", 1);
+    let events = app.event_count().await;
+
+    let refused: [&[(&str, &str)]; 5] = [
+        &[("origin", &https_own)],
+        &[("origin", &own), ("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("origin", &own), ("sec-fetch-site", "same-site")],
+        &[("origin", "null")],
+    ];
+    for headers in refused {
+        let r = post_with(&app, &admin, true, "/api/funds/", headers, fund_body()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?}: {r:?}");
+        assert_eq!(r.code(), "cross_site_request", "{headers:?}: {r:?}");
+        assert_eq!(app.event_count().await, events, "{headers:?}: nothing written");
+    }
+
+    // The service's own origin, as the browser sees it directly or behind a TLS proxy on
+    // this machine (X-Forwarded-Proto), goes through.
+    let allowed: [&[(&str, &str)]; 4] = [
+        &[("origin", &own)],
+        &[("origin", &own), ("sec-fetch-site", "same-origin")],
+        &[("origin", &https_own), ("x-forwarded-proto", "https")],
+        &[("sec-fetch-site", "none")],
+    ];
+    for headers in allowed {
+        let r = post_with(&app, &admin, true, "/api/funds/", headers, fund_body()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{headers:?}: {r:?}");
+    }
+    // A bearer token is no ambient credential: no Origin needed.
+    let r = post_with(&app, &admin, false, "/api/funds/", &[], fund_body()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_configured_cors_origin_may_write_with_the_cookie_from_its_site() {
+    let app = TestApp::spawn_with(|c| {
+        c.seal_interval_secs = 3600;
+        c.cors_allowed_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    let admin = app.user(&[Role::Admin]).await;
+
+    let from_app = [("origin", "https://app.example.com"), ("sec-fetch-site", "cross-site")];
+    let r = post_with(&app, &admin, true, "/api/funds/", &from_app, fund_body()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let wrong_scheme = [("origin", "http://app.example.com"), ("sec-fetch-site", "cross-site")];
+    let r = post_with(&app, &admin, true, "/api/funds/", &wrong_scheme, fund_body()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
 }
 
 // ----- /health/ --------------------------------------------------------------------------------
