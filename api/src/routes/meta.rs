@@ -91,8 +91,7 @@ pub struct ProjectionHealth {
 }
 
 /// Liveness, database reachability and projection lag: 200, or 503 with `Retry-After` when
-/// the database is unreachable (answered from [`crate::db_health::DbHealth`] without a query
-/// while it is known to be down).
+/// the database is unreachable.
 #[utoipa::path(get, path = "/health/", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Response {
@@ -106,6 +105,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         };
         (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "5")], Json(body)).into_response()
     };
+    // Known to be down (`db_health`): say so without a query, which would wait for the pool.
     if state.db.is_down() {
         return unreachable();
     }
