@@ -2,6 +2,7 @@
 //! per kind of failure. Unexpected failures are logged with their cause chain and answered
 //! as a plain 500 without detail.
 
+use crate::db_health;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -39,6 +40,9 @@ pub struct ErrorDetail {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The code of a 503 caused by an unreachable database.
+pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self { status, code: code.into(), message: message.into(), field: None, retry_after: None }
@@ -69,19 +73,18 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
-    /// Logs `err` with its cause chain and answers 500 without detail; or 503 when the
-    /// database cannot be reached.
+    /// 503 `database_unavailable` (with `Retry-After`): the database cannot be reached now.
+    pub fn database_unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE, "the database is unavailable")
+    }
+
+    /// Logs `err` with its cause chain and answers 500 without detail; or 503 when anything
+    /// in the chain says the database cannot be reached ([`db_health::caused_by_outage`]).
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let err = err.into();
-        if let Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) =
-            err.downcast_ref::<sqlx::Error>()
-        {
+        if db_health::caused_by_outage(&err) {
             tracing::error!(error = format!("{err:#}"), "database unavailable");
-            return Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the database is unavailable",
-            );
+            return Self::database_unavailable();
         }
         tracing::error!(error = format!("{err:#}"), "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
@@ -104,6 +107,10 @@ impl IntoResponse for ApiError {
         let retry_after = self.retry_after.or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
         if let Some(secs) = retry_after {
             response.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs));
+        }
+        if self.code == DATABASE_UNAVAILABLE {
+            // Tells `db_health::require_database` to have the database probed.
+            response.extensions_mut().insert(db_health::Unavailable);
         }
         response
     }

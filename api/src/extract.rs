@@ -2,10 +2,12 @@
 //! the field, idempotency keys, path ids and money amounts.
 
 use crate::error::ApiError;
+use crate::input::{refuse_nul_in_json, REQUEST_ID_HEADER};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
+use axum::http::uri::Authority;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use pettycash_commands::auth::AuthUser;
 use pettycash_commands::{CommandContext, IdempotencyRecord, RequestMeta, SessionGuard};
@@ -62,19 +64,78 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Cookie-authenticated writes from another site's page are refused (CSRF). Browsers send
-/// `Origin` on cross-site POSTs; it must be this host or a configured CORS origin.
+/// Cookie-authenticated writes from another site's page are refused (CSRF): 403
+/// `cross_site_request`. A browser says where a request comes from in `Origin` and
+/// `Sec-Fetch-Site`; the request passes when
+///
+/// - its `Origin` is a configured `CORS_ALLOWED_ORIGINS` entry, or
+/// - `Sec-Fetch-Site` is not `cross-site` or `same-site` (a sibling subdomain is another site's
+///   page too), and `Origin`, when sent, is this service's own origin: scheme, host and port
+///   ([`own_origin`]).
+///
+/// Requests with neither header (non-browser clients) pass.
 pub fn check_same_origin(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok(());
-    };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if origin_host.eq_ignore_ascii_case(host) || state.config.cors_allowed_origins.iter().any(|o| o == origin)
-    {
-        return Ok(());
+    let refused =
+        |why: &str| ApiError::forbidden("cross_site_request", format!("cross-site request refused: {why}"));
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().ok().and_then(Origin::parse));
+    if let Some(Some(origin)) = &origin {
+        if state.config.cors_allowed_origins.iter().any(|o| Origin::parse(o).as_ref() == Some(origin)) {
+            return Ok(());
+        }
     }
-    Err(ApiError::forbidden("cross_site_request", "cross-site request refused: the Origin is not allowed"))
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if fetch_site.eq_ignore_ascii_case("cross-site") || fetch_site.eq_ignore_ascii_case("same-site") {
+        return Err(refused("the browser says it comes from another site (Sec-Fetch-Site)"));
+    }
+    match origin {
+        None => Ok(()),
+        Some(Some(origin)) if own_origin(headers).as_ref() == Some(&origin) => Ok(()),
+        Some(_) => Err(refused("the Origin is not allowed")),
+    }
+}
+
+/// A web origin, normalised: scheme and host in lower case, the port always present.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// `scheme://host[:port]` (an `Origin` header or a `CORS_ALLOWED_ORIGINS` entry); `None` for
+    /// anything else (`null`, a path).
+    fn parse(text: &str) -> Option<Self> {
+        let (scheme, authority) = text.trim().split_once("://")?;
+        let authority: Authority = authority.strip_suffix('/').unwrap_or(authority).parse().ok()?;
+        Self::new(scheme, &authority)
+    }
+
+    fn new(scheme: &str, authority: &Authority) -> Option<Self> {
+        let scheme = scheme.to_ascii_lowercase();
+        let port = match (authority.port_u16(), scheme.as_str()) {
+            (Some(port), _) => port,
+            (None, "http") => 80,
+            (None, "https") => 443,
+            _ => return None,
+        };
+        Some(Self { scheme, host: authority.host().to_ascii_lowercase(), port })
+    }
+}
+
+/// This service's origin as the browser sees it: the scheme from `X-Forwarded-Proto` (only
+/// ever present from a trusted proxy: [`crate::input::drop_untrusted_forwarded`]), else
+/// `http`; host and port from `Host`.
+fn own_origin(headers: &HeaderMap) -> Option<Origin> {
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|s| s.eq_ignore_ascii_case("https"))
+        .unwrap_or("http");
+    let host: Authority = headers.get(header::HOST)?.to_str().ok()?.parse().ok()?;
+    Origin::new(scheme, &host)
 }
 
 /// Request id, client address and user agent, for event metadata and logs.
@@ -85,18 +146,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        // X-Forwarded-For is believed only from a proxy on this machine (nginx in deploy/).
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        // Present only when sent by a trusted proxy (`input::drop_untrusted_forwarded`).
         let forwarded =
             header("x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
-        let client_ip = match (peer, forwarded) {
-            (Some(ip), Some(fwd)) if ip.is_loopback() => Some(fwd),
-            (Some(ip), _) => Some(ip.to_string()),
-            (None, fwd) => fwd,
-        };
         Ok(Meta(RequestMeta {
-            request_id: header("x-request-id").unwrap_or_else(|| Uuid::new_v4().to_string()),
-            client_ip,
+            // Checked by `input::check_request_id` for every route.
+            request_id: header(REQUEST_ID_HEADER).unwrap_or_else(|| Uuid::new_v4().to_string()),
+            client_ip: forwarded.or(peer),
             user_agent: header("user-agent").map(|ua| ua.chars().take(500).collect()),
         }))
     }
@@ -205,8 +262,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
     }
 }
 
-/// Parses JSON, turning serde's errors into 400 (malformed) or 422 naming the field.
+/// Parses JSON, turning serde's errors into 400 (malformed) or 422 naming the field. A string
+/// with U+0000 anywhere (value or key) is a 422 naming it ([`refuse_nul_in_json`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul_in_json(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -343,6 +402,26 @@ mod tests {
         assert_eq!(b.amount.0.to_string(), "0.1");
         let b: Body = parse_json(br#"{"amount": 1234567.89, "purpose": "x"}"#).unwrap();
         assert_eq!(b.amount.0.to_string(), "1234567.89");
+    }
+
+    #[test]
+    fn origins_are_compared_by_scheme_host_and_port() {
+        let origin = |s: &str| Origin::parse(s);
+        assert_eq!(origin("https://Cash.Example.com"), origin("https://cash.example.com:443"));
+        assert_eq!(origin("http://127.0.0.1:8000/"), origin("http://127.0.0.1:8000"));
+        assert_ne!(origin("https://127.0.0.1:8000"), origin("http://127.0.0.1:8000"));
+        assert_ne!(origin("http://127.0.0.1:8001"), origin("http://127.0.0.1:8000"));
+        for not_an_origin in ["null", "127.0.0.1:8000", "https://a.example/path", "ftp://a.example", ""] {
+            assert_eq!(origin(not_an_origin), None, "{not_an_origin}");
+        }
+
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "cash.example.com".parse().unwrap());
+        assert_eq!(own_origin(&headers), origin("http://cash.example.com"));
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert_eq!(own_origin(&headers), origin("https://cash.example.com"));
+        headers.remove(header::HOST);
+        assert_eq!(own_origin(&headers), None);
     }
 
     #[test]

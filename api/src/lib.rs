@@ -4,10 +4,12 @@
 
 pub mod config;
 pub mod database;
+pub mod db_health;
 pub mod demo;
 pub mod embedded_pg;
 pub mod error;
 pub mod extract;
+pub mod input;
 pub mod openapi;
 pub mod routes;
 pub mod startup;

@@ -2,8 +2,8 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::routes;
 use crate::state::AppState;
+use crate::{db_health, input, routes};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -26,7 +26,7 @@ pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// The application router with every layer except path normalisation.
 pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(input::REQUEST_ID_HEADER);
     let cors = if state.config.cors_allowed_origins.is_empty() {
         CorsLayer::new()
     } else {
@@ -43,8 +43,9 @@ pub fn router(state: AppState) -> Router {
             .expose_headers([HeaderName::from_static("x-event-position"), request_id.clone()])
             .allow_credentials(true)
     };
-    Router::new()
-        .merge(routes::meta::router())
+    // Everything but the index, the OpenAPI document and /health/ (which reports the outage
+    // itself) is answered 503 at once while the database is known to be down.
+    let needs_database = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::funds::router())
@@ -52,12 +53,22 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::requisitions::router())
         .merge(routes::payments::router())
         .merge(routes::reads::router())
+        .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
+    // Layers run from the last added to the first: the request id is checked before it is
+    // echoed (PropagateRequestId) or stored, forwarded headers are believed or dropped before
+    // anything reads them, and query strings are checked before any handler.
+    Router::new()
+        .merge(routes::meta::router())
+        .merge(needs_database)
         .fallback(|| async { ApiError::not_found("endpoint") })
         .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(input::check_query))
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .layer(middleware::from_fn(input::drop_untrusted_forwarded))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(middleware::from_fn(input::check_request_id))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

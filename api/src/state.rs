@@ -1,6 +1,7 @@
 //! The one state struct every handler receives.
 
 use crate::config::Config;
+use crate::db_health::DbHealth;
 use pettycash_commands::auth::Authenticator;
 use pettycash_commands::cache::AggregateCache;
 use pettycash_commands::{CommandService, EventStore};
@@ -13,6 +14,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub commands: CommandService,
     pub auth: Authenticator,
+    /// Whether the database is known to be down (requests then fail fast).
+    pub db: DbHealth,
 }
 
 impl AppState {
@@ -30,6 +33,7 @@ impl AppState {
             EventStore::new(pool.clone(), key),
             AggregateCache::with_capacity(config.aggregate_cache_size),
         );
-        Ok(Self { config: Arc::new(config), pool, commands, auth })
+        let db = DbHealth::new(&pool);
+        Ok(Self { config: Arc::new(config), pool, commands, auth, db })
     }
 }

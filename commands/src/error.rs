@@ -1,6 +1,7 @@
 //! Errors of the command side. Domain rule violations pass through unchanged; the API maps
 //! each variant to one status code.
 
+use cqrs_es::persist::PersistenceError;
 use pettycash_domain::DomainError;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,5 +48,26 @@ pub enum CommandError {
 impl CommandError {
     pub fn not_found(what: &'static str) -> Self {
         CommandError::Domain(DomainError::NotFound { what })
+    }
+
+    /// Loading `aggregate` `id` failed because of `cause`, which stays in the error's cause
+    /// chain (not only in its text), so that the API can tell an unreachable database (503)
+    /// from a bug (500).
+    pub fn loading(aggregate: &str, id: &str, cause: impl Into<anyhow::Error>) -> Self {
+        CommandError::Other(cause.into().context(format!("loading {aggregate} {id}")))
+    }
+}
+
+/// postgres-es's `PersistenceError` prints the error it wraps but does not give it as its
+/// `source()`: this takes it out, so that a `sqlx::Error` inside is found in the cause chain.
+pub(crate) fn persistence_cause(e: PersistenceError) -> anyhow::Error {
+    match e {
+        PersistenceError::ConnectionError(inner)
+        | PersistenceError::DeserializationError(inner)
+        | PersistenceError::UnknownError(inner) => match inner.downcast::<sqlx::Error>() {
+            Ok(sqlx) => anyhow::Error::new(*sqlx),
+            Err(other) => anyhow::Error::from_boxed(other),
+        },
+        e @ PersistenceError::OptimisticLockError => anyhow::Error::new(e),
     }
 }

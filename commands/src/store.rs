@@ -151,7 +151,7 @@ impl EventStore {
             .repo
             .get_events::<A>(id)
             .await
-            .map_err(|e| CommandError::Other(anyhow::anyhow!("loading {} {id}: {e}", A::TYPE)))?;
+            .map_err(|e| CommandError::loading(A::TYPE, id, crate::error::persistence_cause(e)))?;
         let mut state = A::default();
         let mut version = 0;
         for serialized in events {
@@ -227,7 +227,7 @@ impl EventStore {
         .bind(A::SNAPSHOT_VERSION)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| CommandError::Other(anyhow::anyhow!("loading {} {id}: {e}", A::TYPE)))?;
+        .map_err(|e| CommandError::loading(A::TYPE, id, e))?;
         let mut state = A::default();
         let mut version = 0usize;
         let mut folded = 0usize;

@@ -106,7 +106,11 @@ async fn drop_stale_databases(admin_url: &str) {
 
 /// A fresh database with the migrations applied.
 pub async fn fresh_database() -> (String, PgPool) {
-    let admin_url = server_url().await;
+    fresh_database_on(server_url().await).await
+}
+
+/// A fresh database with the migrations applied, on the server at `admin_url`.
+pub async fn fresh_database_on(admin_url: &str) -> (String, PgPool) {
     let name = format!("pct_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
     let admin = PgPool::connect(admin_url).await.expect("connect to the test server");
     sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.expect("create test database");
@@ -174,7 +178,13 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with the configuration adjusted by `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let (database_url, pool) = fresh_database().await;
+        Self::spawn_on(server_url().await, adjust).await
+    }
+
+    /// Like [`TestApp::spawn_with`], on the PostgreSQL server at `admin_url` (e.g. a private
+    /// cluster a test stops and starts).
+    pub async fn spawn_on(admin_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        let (database_url, pool) = fresh_database_on(admin_url).await;
         let mut config = Config::from_lookup(|_| None).expect("default config");
         config.database_url = Some(database_url.clone());
         config.bind = "127.0.0.1:0".parse().unwrap();

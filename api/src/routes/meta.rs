@@ -3,7 +3,7 @@
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -90,11 +90,25 @@ pub struct ProjectionHealth {
     pub lag_events: i64,
 }
 
-/// Liveness, database reachability and projection lag: 200, or 503 when the database is
-/// unreachable.
+/// Liveness, database reachability and projection lag: 200, or 503 with `Retry-After` when
+/// the database is unreachable.
 #[utoipa::path(get, path = "/health/", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
-pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn health(State(state): State<AppState>) -> Response {
+    let unreachable = || {
+        let body = Health {
+            status: "unavailable",
+            database: "unreachable",
+            version: VERSION,
+            projections: vec![],
+            sealing: SealingHealth::default(),
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "5")], Json(body)).into_response()
+    };
+    // Known to be down (`db_health`): say so without a query, which would wait for the pool.
+    if state.db.is_down() {
+        return unreachable();
+    }
     // One round trip for everything: the store's last position, the live and building
     // projections, the last seal.
     let probe = sqlx::query_as::<_, HealthRow>(
@@ -110,7 +124,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
          ORDER BY c.name, c.version, c.generation",
     )
     .fetch_all(&state.pool);
-    let (status, body) = match tokio::time::timeout(Duration::from_secs(2), probe).await {
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(rows)) => {
             let sealing = rows.first().map_or_else(SealingHealth::default, |r| SealingHealth {
                 last_seal: r.last_seal,
@@ -130,20 +144,15 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
                     })
                 })
                 .collect();
-            (StatusCode::OK, Health { status: "ok", database: "ok", version: VERSION, projections, sealing })
+            Json(Health { status: "ok", database: "ok", version: VERSION, projections, sealing })
+                .into_response()
         }
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Health {
-                status: "unavailable",
-                database: "unreachable",
-                version: VERSION,
-                projections: vec![],
-                sealing: SealingHealth::default(),
-            },
-        ),
-    };
-    (status, [("retry-after", "5")], Json(body))
+        // Failed or too slow: have it probed, so that commands fail fast if it is down.
+        _ => {
+            state.db.suspect().await;
+            unreachable()
+        }
+    }
 }
 
 /// This document.

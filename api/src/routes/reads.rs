@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use pettycash_domain::{Actor, Role};
 use pettycash_projections::queries::{
     self, Cursor, PageRequest, PaymentFilter, QueryError, RequisitionFilter, TimeRange, STATUSES,
@@ -97,7 +97,12 @@ fn parse_min_position(v: &Option<String>) -> ApiResult<Option<i64>> {
 }
 
 fn parse_cursor(v: &Option<String>) -> ApiResult<Option<Cursor>> {
-    present(v).map(Cursor::decode).transpose().map_err(query_error)
+    let cursor = present(v).map(Cursor::decode).transpose().map_err(query_error)?;
+    // A cursor is ours only if its time is one a row can have.
+    if cursor.as_ref().is_some_and(|c| !SUPPORTED_YEARS.contains(&c.at.year())) {
+        return Err(query_error(QueryError::InvalidCursor));
+    }
+    Ok(cursor)
 }
 
 fn parse_bool(field: &str, v: &Option<String>) -> ApiResult<bool> {
@@ -108,24 +113,40 @@ fn parse_bool(field: &str, v: &Option<String>) -> ApiResult<bool> {
     }
 }
 
-/// A date (`YYYY-MM-DD`, a whole UTC day) or an RFC 3339 instant. Returns the first instant it
-/// covers and the first instant after it (microseconds, PostgreSQL's precision).
+/// Years (UTC) a date or time filter may name: the four-digit years of RFC 3339 and ISO 8601's
+/// basic form, without year 0 (1 BC to PostgreSQL). chrono reads `-200000-01-01` and
+/// `99999-01-01` as dates, which PostgreSQL's `timestamptz` (4713 BC to 294276 AD) cannot
+/// hold; no requisition or payment has such a time anyway.
+const SUPPORTED_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// A date (`YYYY-MM-DD`, a whole UTC day) or an RFC 3339 instant, in [`SUPPORTED_YEARS`].
+/// Returns the first instant it covers and the first instant after it (microseconds,
+/// PostgreSQL's precision).
 fn parse_instant(field: &str, s: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
     let invalid = || {
         ApiError::unprocessable(
             field,
-            format!("`{field}` must be a date (YYYY-MM-DD) or an RFC 3339 time (2024-05-01T09:30:00Z)"),
+            format!(
+                "`{field}` must be a date (YYYY-MM-DD) or an RFC 3339 time (2024-05-01T09:30:00Z) \
+                 in the years {} to {}",
+                SUPPORTED_YEARS.start(),
+                SUPPORTED_YEARS.end()
+            ),
         )
     };
-    if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+    let (start, next) = if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         let start = date.and_hms_opt(0, 0, 0).ok_or_else(invalid)?.and_utc();
         let next = date.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).ok_or_else(invalid)?.and_utc();
-        return Ok((start, next));
+        (start, next)
+    } else {
+        let at = DateTime::parse_from_rfc3339(s).map_err(|_| invalid())?.with_timezone(&Utc);
+        let start = DateTime::from_timestamp_micros(at.timestamp_micros()).ok_or_else(invalid)?;
+        (start, start + Duration::microseconds(1))
+    };
+    if !SUPPORTED_YEARS.contains(&start.year()) {
+        return Err(invalid());
     }
-    let at = DateTime::parse_from_rfc3339(s).map_err(|_| invalid())?.with_timezone(&Utc);
-    let micros = at.timestamp_micros();
-    let start = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
-    Ok((start, start + Duration::microseconds(1)))
+    Ok((start, next))
 }
 
 /// `from` (inclusive) and `to` (inclusive: a date covers its whole day) as a half-open range.
@@ -763,11 +784,19 @@ mod tests {
         assert_eq!(r.before.unwrap().to_rfc3339(), "2024-05-02T00:00:00+00:00");
         let r = parse_range(&None, &Some("2024-05-01T10:00:00+02:00".into())).unwrap();
         assert_eq!(r.before.unwrap().timestamp_micros(), r.before.unwrap().timestamp() * 1_000_000 + 1);
-        for (from, to, field) in
-            [("2024-13-01", "", "from"), ("", "yesterday", "to"), ("2024-05-02", "2024-05-01", "to")]
-        {
+        for (from, to, field) in [
+            ("2024-13-01", "", "from"),
+            ("", "yesterday", "to"),
+            ("2024-05-02", "2024-05-01", "to"),
+            ("-200000-01-01", "", "from"),
+            ("", "99999-01-01", "to"),
+            ("0000-12-31", "", "from"),
+            ("", "10000-01-01T00:00:00Z", "to"),
+        ] {
             let err = parse_range(&Some(from.into()), &Some(to.into())).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{from} {to}");
         }
+        let r = parse_range(&Some("0001-01-01".into()), &Some("9999-12-31".into())).unwrap();
+        assert_eq!(r.before.unwrap().to_rfc3339(), "+10000-01-01T00:00:00+00:00");
     }
 }

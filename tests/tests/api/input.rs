@@ -25,6 +25,14 @@ async fn post_text(app: &TestApp, user: &TestUser, path: &str, text: &str) -> Re
     app.send_raw(user, Method::POST, path, "application/json", text.as_bytes().to_vec()).await
 }
 
+/// Opens a fund and creates a draft requisition from it as staff: the fund and the draft's path.
+async fn draft(app: &TestApp, c: &Cast) -> (Uuid, String) {
+    let fund = app.fund(&c.admin, "5000").await;
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    (fund, format!("/api/requisitions/{}", r.id()))
+}
+
 /// Asserts a refusal with `status`, a JSON error naming `field` (and `code` when given), and
 /// that nothing was appended to the event store.
 async fn assert_refused(app: &TestApp, r: &Reply, status: u16, field: &str, code: Option<&str>, events: i64) {
@@ -296,10 +304,7 @@ async fn a_payment_with_an_unknown_method_or_requisition_is_refused() {
 async fn an_edit_with_nothing_or_an_unknown_field_is_refused() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
-    let fund = app.fund(&c.admin, "5000").await;
-    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({}))).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    let path = format!("/api/requisitions/{}", r.id());
+    let (_, path) = draft(&app, &c).await;
     let events = app.event_count().await;
 
     let r = app.patch(&c.staff, &path, json!({})).await;
@@ -410,4 +415,136 @@ async fn no_bad_body_ever_gets_a_500() {
         assert!(r.body["error"]["code"].is_string(), "`{shown}` has a JSON error: {r:?}");
     }
     assert_eq!(app.event_count().await, events, "no bad body appended anything");
+}
+
+// ----- NUL and control characters, where text enters ------------------------------------------
+
+/// Asserts a 422 `validation_error` naming `field`, whose body does not echo the NUL it
+/// refuses, and that nothing was appended.
+async fn assert_nul_refused(app: &TestApp, r: &Reply, field: &str, events: i64) {
+    assert_refused(app, r, 422, field, Some("validation_error"), events).await;
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("U+0000"), "names the character: {r:?}");
+    let error = &r.body["error"];
+    for text in [&error["field"], &error["message"]] {
+        assert!(!text.as_str().unwrap_or_default().contains('\0'), "the NUL is not echoed: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_nul_in_the_login_email_is_a_422_naming_email() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let events = app.event_count().await;
+    let email = format!("{}\u{0}", c.staff.email);
+
+    let r =
+        app.send(None, Method::POST, "/api/auth/login", Some(json!({"email": email, "password": "x"}))).await;
+
+    assert_nul_refused(&app, &r, "email", events).await;
+}
+
+#[tokio::test]
+async fn a_nul_in_a_purpose_is_refused_by_the_body_check_naming_purpose() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let (fund, path) = draft(&app, &c).await;
+    let events = app.event_count().await;
+
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"purpose": "Paper\u{0}"}))).await;
+    assert_nul_refused(&app, &r, "purpose", events).await;
+    let r = app.patch(&c.staff, &path, json!({"purpose": "\u{0}"})).await;
+    assert_nul_refused(&app, &r, "purpose", events).await;
+}
+
+#[tokio::test]
+async fn a_nul_in_a_nested_value_or_an_unknown_key_is_named_by_its_path() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let events = app.event_count().await;
+    let policy = "/api/approval-policy";
+
+    let nested = json!({"tiers": [{"up_to": null, "chain": ["department_head", "cfo\u{0}"]}]});
+    let r = app.send(Some(&c.admin), Method::PUT, policy, Some(nested)).await;
+    assert_nul_refused(&app, &r, "tiers[0].chain[1]", events).await;
+
+    let unknown_nested = json!({"tiers": [{"up_to": null, "chain": ["cfo"], "x\u{0}": 1}]});
+    let r = app.send(Some(&c.admin), Method::PUT, policy, Some(unknown_nested)).await;
+    assert_nul_refused(&app, &r, "tiers[0].x\\u0000", events).await;
+
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"colour\u{0}": "red"}))).await;
+    assert_nul_refused(&app, &r, "colour\\u0000", events).await;
+
+    // An escaped backslash before `u0000` is not a NUL.
+    let r = app.post(&c.staff, REQUISITIONS, requisition_body(fund, json!({"purpose": "C:\\u0000"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.body["purpose"], "C:\\u0000");
+}
+
+#[tokio::test]
+async fn control_characters_in_query_parameters_are_a_422_naming_the_parameter() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let cases = [
+        ("/api/requisitions/?q=%00%01%02", "q"),
+        ("/api/requisitions/?q=printer%09paper", "q"),
+        ("/api/requisitions/?q=a%0Ab", "q"),
+        ("/api/requisitions/?q=a%7F", "q"),
+        ("/api/requisitions/?status=%00", "status"),
+        ("/api/requisitions/?from=2024-01-01%00", "from"),
+        ("/api/requisitions/?%00=1", "\\u0000"),
+        ("/api/treasury/payments/?fund_id=%00", "fund_id"),
+        ("/api/approvals/?cursor=%00", "cursor"),
+        ("/api/funds/?min_position=1%00", "min_position"),
+    ];
+    for (path, field) in cases {
+        let r = app.get(&c.treasury, path).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {r:?}");
+        assert_eq!(r.code(), "validation_error", "{path}: {r:?}");
+        assert_eq!(r.field(), field, "{path}: {r:?}");
+    }
+
+    // Text, spaces and `+` (a space too) are fine.
+    let r = app.get(&c.treasury, "/api/requisitions/?q=printer%20paper+A4").await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+}
+
+#[tokio::test]
+async fn dates_outside_the_years_1_to_9999_are_a_422_naming_the_parameter() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let cases = [
+        ("/api/requisitions/?from=-200000-01-01", "from"),
+        ("/api/requisitions/?to=99999-01-01", "to"),
+        ("/api/requisitions/?from=0000-06-01", "from"),
+        ("/api/requisitions/?to=10000-01-01T00:00:00Z", "to"),
+        ("/api/treasury/payments/?from=-200000-01-01", "from"),
+        ("/api/treasury/payments/?to=99999-01-01", "to"),
+    ];
+    for (path, field) in cases {
+        let r = app.get(&c.treasury, path).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {r:?}");
+        assert_eq!(r.field(), field, "{path}: {r:?}");
+    }
+
+    // The first and the last day are fine.
+    for path in [
+        "/api/requisitions/?from=0001-01-01&to=9999-12-31",
+        "/api/treasury/payments/?from=0001-01-01&to=9999-12-31",
+    ] {
+        let r = app.get(&c.treasury, path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
+    }
+
+    // A cursor is a time too: one made up with the year -100000 is not ours.
+    let at = chrono::NaiveDate::from_ymd_opt(-100_000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let mut bytes = at.and_utc().timestamp_micros().to_be_bytes().to_vec();
+    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
+    let cursor: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    for list in ["/api/requisitions/", "/api/approvals/", "/api/treasury/payments/"] {
+        let r = app.get(&c.treasury, &format!("{list}?cursor={cursor}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{list}: {r:?}");
+        assert_eq!(r.code(), "invalid_cursor", "{list}: {r:?}");
+        assert_eq!(r.field(), "cursor", "{list}: {r:?}");
+    }
 }

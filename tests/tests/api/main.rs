@@ -3,12 +3,14 @@
 mod auth;
 mod caches;
 mod concurrency;
+mod edge;
 mod flow;
 mod group_commit;
 mod idempotency;
 mod input;
 mod integrity;
 mod login_throttle;
+mod outage;
 mod reads;
 mod rules;
 mod snapshots;
