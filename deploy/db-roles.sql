@@ -270,7 +270,7 @@ SELECT format('DO $m$ BEGIN RAISE NOTICE %L; END $m$',
                      c.relname, :'app_role'))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-   AND c.relname NOT IN ('events', '_sqlx_migrations')
+   AND c.relname NOT IN ('events', '_sqlx_migrations', 'event_authentication')
    AND NOT has_table_privilege(:'app_role', c.oid, 'INSERT') \gexec
 
 \echo 'db-roles.sql: roles, database and table grants are in place for database' :dbname

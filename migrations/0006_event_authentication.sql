@@ -44,3 +44,5 @@ ALTER TABLE event_seals ADD COLUMN refused bytea NOT NULL DEFAULT ''::bytea
 --    A seal may now cover no event at all, only refused ones: its cumulative count can stay 0.
 ALTER TABLE event_seals DROP CONSTRAINT event_seals_event_count_check;
 ALTER TABLE event_seals ADD CONSTRAINT event_seals_event_count_check CHECK (event_count >= 0);
+--    `/health/` counts the refused events: only seals that refused any are indexed.
+CREATE INDEX event_seals_refused_idx ON event_seals (seal_id) WHERE octet_length(refused) > 0;

@@ -55,7 +55,8 @@ impl std::fmt::Debug for EventKey {
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 under `key` over `parts`, one after the other.
+pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
     for p in parts {
         mac.update(p);
@@ -68,8 +69,8 @@ fn field(mac: &mut HmacSha256, value: &str) {
     mac.update(value.as_bytes());
 }
 
-/// Constant-time equality of two byte strings.
-fn same(a: &[u8], b: &[u8]) -> bool {
+/// Constant-time equality of two byte strings (MACs).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
@@ -188,31 +189,35 @@ fn write_value(out: &mut String, value: &Value) {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(&numeric_text(&n.to_string())),
         Value::String(s) => write_string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
+        Value::Array(items) => write_joined(out, '[', items, ']', write_value),
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
+            write_joined(out, '{', keys, '}', |out, k| {
                 write_string(out, k);
                 out.push_str(": ");
                 write_value(out, &map[k]);
-            }
-            out.push('}');
+            });
         }
     }
+}
+
+/// `open`, the items separated by `", "`, `close`.
+fn write_joined<T>(
+    out: &mut String,
+    open: char,
+    items: impl IntoIterator<Item = T>,
+    close: char,
+    mut write: impl FnMut(&mut String, T),
+) {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write(out, item);
+    }
+    out.push(close);
 }
 
 fn write_string(out: &mut String, s: &str) {

@@ -27,14 +27,11 @@
 
 use crate::event::{HashedRow, EVENT_COLUMNS};
 use chrono::{DateTime, SubsecRound, Utc};
-use hmac::{Hmac, Mac};
-use pettycash_domain::integrity::{Authenticity, EventKey};
+use pettycash_domain::integrity::{hmac, same, Authenticity, EventKey};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The hash of "nothing before": a stream's first event, and the chain's start.
 pub const ZERO: [u8; 32] = [0; 32];
@@ -127,14 +124,6 @@ impl std::fmt::Debug for SealKey {
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
 impl SealKey {
     /// The seal key for a configured secret.
     pub fn derive(secret: &str) -> Self {
@@ -176,9 +165,7 @@ impl SealKey {
 
     /// True when the seal's MAC is this key's MAC of it (constant-time comparison).
     pub fn authenticates(&self, seal: &Seal, previous_mac: Option<&[u8]>) -> bool {
-        let expected = self.mac(seal, previous_mac);
-        expected.len() == seal.mac.len()
-            && expected.iter().zip(&seal.mac).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+        same(&self.mac(seal, previous_mac), &seal.mac)
     }
 }
 

@@ -417,6 +417,8 @@ async fn an_approval_inserted_into_the_database_is_not_acted_on_named_by_verify_
     .await
     .unwrap();
     assert!(sealed.contains(&later_position), "events after it are sealed");
+    let health = h.app.send(None, reqwest::Method::GET, "/health/", None).await;
+    assert_eq!(health.body["sealing"]["refused_events"], 1, "{health:?}");
 
     // verify names it, with the key and (from the seal) without; nothing else is wrong.
     let report = h.assert_reported(forged, "event_unauthenticated").await;

@@ -70,6 +70,7 @@ struct HealthRow {
     sealed_through: Option<i64>,
     last_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
     unsealed_events: i64,
+    refused_events: i64,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -79,6 +80,9 @@ pub struct SealingHealth {
     pub last_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Events positioned after the last seal (approximate while transactions are in flight).
     pub unsealed_events: i64,
+    /// Events the sealer refused because their MAC does not verify (the service did not
+    /// write them): anything but 0 is a tamper finding (see the runbook).
+    pub refused_events: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,7 +121,9 @@ pub async fn health(State(state): State<AppState>) -> Response {
          SELECT c.name, c.version, c.state, c.last_position,
                 greatest(last.position - c.last_position, 0) AS lag_events,
                 seal.seal_id AS last_seal, seal.last_position AS sealed_through, seal.sealed_at AS last_sealed_at,
-                greatest(last.position - coalesce(seal.last_position, 0), 0) AS unsealed_events
+                greatest(last.position - coalesce(seal.last_position, 0), 0) AS unsealed_events,
+                (SELECT coalesce(sum(octet_length(refused) / 8), 0)::bigint FROM event_seals
+                 WHERE octet_length(refused) > 0) AS refused_events
          FROM last
          LEFT JOIN projection_checkpoints c ON c.state <> 'retired'
          LEFT JOIN seal ON true
@@ -131,6 +137,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 sealed_through: r.sealed_through,
                 last_sealed_at: r.last_sealed_at,
                 unsealed_events: r.unsealed_events,
+                refused_events: r.refused_events,
             });
             let projections = rows
                 .into_iter()
