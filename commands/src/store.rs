@@ -7,7 +7,9 @@ use crate::SessionGuard;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
-use pettycash_domain::integrity::{check_event, jsonb_text, Authenticity, EventContent, EventKey};
+use pettycash_domain::integrity::{
+    check_event, jsonb_text, Authenticity, EventContent, EventKey, SnapshotContent,
+};
 use postgres_es::PostgresEventRepository;
 use serde_json::{Map, Value};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -234,14 +236,14 @@ impl EventStore {
         for row in rows {
             if row.is_snapshot {
                 let mac = row.mac.unwrap_or_default();
-                let authentic = self.key.authenticates_snapshot(
-                    A::TYPE,
-                    id,
-                    row.sequence,
-                    A::SNAPSHOT_VERSION,
-                    &row.payload,
-                    &mac,
-                );
+                let content = SnapshotContent {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: id,
+                    last_sequence: row.sequence,
+                    version: A::SNAPSHOT_VERSION,
+                    payload: &row.payload,
+                };
+                let authentic = self.key.authenticates_snapshot(&content, &mac);
                 match serde_json::from_str(&row.payload) {
                     Ok(s) if authentic => state = s,
                     other => {
@@ -304,8 +306,13 @@ impl EventStore {
         replace: bool,
     ) -> anyhow::Result<()> {
         let payload = serde_json::to_value(state)?;
-        let mac =
-            self.key.snapshot_mac(A::TYPE, id, version as i64, A::SNAPSHOT_VERSION, &jsonb_text(&payload));
+        let mac = self.key.snapshot_mac(&SnapshotContent {
+            aggregate_type: A::TYPE,
+            aggregate_id: id,
+            last_sequence: version as i64,
+            version: A::SNAPSHOT_VERSION,
+            payload: &jsonb_text(&payload),
+        });
         sqlx::query(
             "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload, mac)
              VALUES ($1, $2, $3, $4, $5, $6)

@@ -40,6 +40,16 @@ pub struct EventContent<'a> {
     pub metadata: &'a str,
 }
 
+/// What a snapshot's MAC covers: the state `payload` (canonical jsonb text) of stream
+/// `aggregate_type`/`aggregate_id` after `last_sequence` events, in format `version`.
+pub struct SnapshotContent<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub last_sequence: i64,
+    pub version: i64,
+    pub payload: &'a str,
+}
+
 /// The key that authenticates events and snapshots. Never stored in the database; `Debug`
 /// shows only its id.
 #[derive(Clone)]
@@ -102,37 +112,21 @@ impl EventKey {
         hex::decode(mac_hex).is_ok_and(|mac| same(&mac, &self.event_mac(e)))
     }
 
-    /// The MAC of a snapshot: the state `payload` (canonical jsonb text) of stream
-    /// `aggregate_type`/`aggregate_id` after `last_sequence` events, in format `version`.
-    pub fn snapshot_mac(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        last_sequence: i64,
-        version: i64,
-        payload: &str,
-    ) -> [u8; 32] {
+    /// The MAC of a snapshot.
+    pub fn snapshot_mac(&self, s: &SnapshotContent<'_>) -> [u8; 32] {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(b"pettycash-snapshot-mac-v1");
-        field(&mut mac, aggregate_type);
-        field(&mut mac, aggregate_id);
-        mac.update(&last_sequence.to_be_bytes());
-        mac.update(&version.to_be_bytes());
-        field(&mut mac, payload);
+        field(&mut mac, s.aggregate_type);
+        field(&mut mac, s.aggregate_id);
+        mac.update(&s.last_sequence.to_be_bytes());
+        mac.update(&s.version.to_be_bytes());
+        field(&mut mac, s.payload);
         mac.finalize().into_bytes().into()
     }
 
     /// True when `mac` is this key's MAC of the snapshot.
-    pub fn authenticates_snapshot(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        last_sequence: i64,
-        version: i64,
-        payload: &str,
-        mac: &[u8],
-    ) -> bool {
-        same(mac, &self.snapshot_mac(aggregate_type, aggregate_id, last_sequence, version, payload))
+    pub fn authenticates_snapshot(&self, s: &SnapshotContent<'_>, mac: &[u8]) -> bool {
+        same(mac, &self.snapshot_mac(s))
     }
 
     /// `metadata` with this key's MAC of the event added under [`MAC_KEY`], as the service
