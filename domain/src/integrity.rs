@@ -167,6 +167,33 @@ pub fn check_event(key: &EventKey, e: &EventContent<'_>, metadata: &Map<String, 
     }
 }
 
+/// Checks a stored event on its stored texts: `payload` and `metadata` as PostgreSQL prints
+/// them. The common case costs no parsing: jsonb prints keys shortest first, so the service's
+/// `mac` (three letters, before every other key it writes) opens the metadata text, and the
+/// text the MAC covers is the rest of it. Anything else is parsed ([`check_event`]).
+pub fn check_stored_event(key: &EventKey, e: &EventContent<'_>, metadata: &str) -> Authenticity {
+    const OPEN: &str = "{\"mac\": \"";
+    if let Some(rest) = metadata.strip_prefix(OPEN) {
+        let bytes = rest.as_bytes();
+        // All ASCII up to the closing quote, so the split below falls on a character boundary.
+        if bytes.len() > 65 && bytes[..64].iter().all(u8::is_ascii_hexdigit) && bytes[64] == b'"' {
+            let (mac, after) = rest.split_at(64);
+            let unsigned = match after {
+                "\"}" => Some("{}".to_string()),
+                _ => after.strip_prefix("\", ").map(|others| format!("{{{others}")),
+            };
+            if let Some(unsigned) = unsigned {
+                let authentic = key.authenticates_event(&EventContent { metadata: &unsigned, ..*e }, mac);
+                return if authentic { Authenticity::Authentic } else { Authenticity::Forged };
+            }
+        }
+    }
+    match serde_json::from_str::<Value>(metadata) {
+        Ok(Value::Object(map)) => check_event(key, e, &map),
+        _ => Authenticity::Forged,
+    }
+}
+
 /// `value` as PostgreSQL prints it once stored as `jsonb`: object keys ordered by length,
 /// then bytes; `", "` and `": "` separators; strings escaped as PostgreSQL's `escape_json`
 /// does; numbers as `numeric` prints the literal serde_json sends. Tested against the
@@ -332,6 +359,36 @@ mod tests {
         assert!(!key.authenticates_event(&EventContent { aggregate_id: "r2", ..e }, &mac));
         assert!(!key.authenticates_event(&e, "not hex"));
         assert_eq!(format!("{key:?}"), format!("EventKey({})", key.id), "the key itself is never printed");
+    }
+
+    #[test]
+    fn stored_metadata_checks_the_same_on_its_text_as_parsed() {
+        let key = EventKey::derive(&"s".repeat(40));
+        fn e(metadata: &str) -> EventContent<'_> {
+            EventContent {
+                aggregate_type: "fund",
+                aggregate_id: "f",
+                sequence: 2,
+                event_type: "CashDisbursed",
+                event_version: "1",
+                payload: "{\"a\": 1}",
+                metadata,
+            }
+        }
+        for meta in [json!({"actor_id": "u1", "time": "t"}), json!({})] {
+            let map = meta.as_object().unwrap().clone();
+            let signed = key.sign(&e(&jsonb_text(&meta)), &map);
+            let stored = jsonb_text(&signed);
+            assert_eq!(check_stored_event(&key, &e(""), &stored), Authenticity::Authentic, "{stored}");
+            let edited = stored.replace("u1", "u2");
+            let expected = if meta == json!({}) { Authenticity::Authentic } else { Authenticity::Forged };
+            assert_eq!(check_stored_event(&key, &e(""), &edited), expected, "{edited}");
+        }
+        // Not the service's shape: parsed, and judged the same way.
+        assert_eq!(check_stored_event(&key, &e(""), "{\"a\": 1}"), Authenticity::Unsigned);
+        assert_eq!(check_stored_event(&key, &e(""), "[\"mac\"]"), Authenticity::Forged);
+        let short_key = json!({"ab": 1, "mac": "00"});
+        assert_eq!(check_stored_event(&key, &e(""), &jsonb_text(&short_key)), Authenticity::Forged);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::SerializedEvent;
-use pettycash_domain::integrity::{check_event, Authenticity, EventContent, EventKey};
+use pettycash_domain::integrity::{check_stored_event, Authenticity, EventContent, EventKey};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -147,9 +147,6 @@ impl EventRow {
     /// Whether the service wrote this event: its MAC (in the metadata) verifies with `key`
     /// over the stored text (see `pettycash_domain::integrity`).
     pub fn authenticity(&self, key: &EventKey) -> Authenticity {
-        let Ok(Value::Object(metadata)) = serde_json::from_str::<Value>(self.metadata.get()) else {
-            return Authenticity::Forged;
-        };
         let content = EventContent {
             aggregate_type: &self.aggregate_type,
             aggregate_id: &self.aggregate_id,
@@ -159,7 +156,7 @@ impl EventRow {
             payload: self.payload.get(),
             metadata: "",
         };
-        check_event(key, &content, &metadata)
+        check_stored_event(key, &content, self.metadata.get())
     }
 
     /// This event's hash as the database computes it at insert, given the stored hash of the
