@@ -387,6 +387,8 @@ mod tests {
         // Not the service's shape: parsed, and judged the same way.
         assert_eq!(check_stored_event(&key, &e(""), "{\"a\": 1}"), Authenticity::Unsigned);
         assert_eq!(check_stored_event(&key, &e(""), "[\"mac\"]"), Authenticity::Forged);
+        let not_hex = jsonb_text(&json!({"mac": "é".repeat(40)}));
+        assert_eq!(check_stored_event(&key, &e(""), &not_hex), Authenticity::Forged);
         let short_key = json!({"ab": 1, "mac": "00"});
         assert_eq!(check_stored_event(&key, &e(""), &jsonb_text(&short_key)), Authenticity::Forged);
     }
