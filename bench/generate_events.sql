@@ -405,8 +405,7 @@ ANALYZE gen_ev;
 
 -- ---- sign ----------------------------------------------------------------------------------
 -- The service signs each event it appends: metadata.mac = hex(HMAC-SHA256(event key,
--- 'pettycash-event-mac-v1' || for type, id: len || text || int8 sequence || for event type,
--- version, payload::text, metadata::text: len || text)), the event key being
+-- 'pettycash-event-mac-v1' || event_content_digest(...))) (migration 0006), the event key being
 -- HMAC-SHA256(secret, 'pettycash-event-key-v1'). HMAC from PostgreSQL's sha256():
 -- sha256((key xor opad) || sha256((key xor ipad) || message)).
 CREATE FUNCTION pg_temp.gen_pad(k bytea, pad int) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
@@ -431,20 +430,11 @@ SELECT encode(pg_temp.gen_pad(:'gen_event_key'::bytea, 54), 'hex') AS gen_ipad,
 -- before events_hash_chain, so the hash covers the signed metadata.
 SELECT format($f$
 CREATE FUNCTION pg_temp.gen_sign() RETURNS trigger LANGUAGE plpgsql AS $b$
-DECLARE
-    f1 bytea := convert_to(NEW.aggregate_type, 'UTF8');
-    f2 bytea := convert_to(NEW.aggregate_id, 'UTF8');
-    f3 bytea := convert_to(NEW.event_type, 'UTF8');
-    f4 bytea := convert_to(NEW.event_version, 'UTF8');
-    f5 bytea := convert_to(NEW.payload::text, 'UTF8');
-    f6 bytea := convert_to(NEW.metadata::text, 'UTF8');
 BEGIN
     NEW.metadata := NEW.metadata || jsonb_build_object('mac', encode(sha256(%L::bytea || sha256(%L::bytea
         || convert_to('pettycash-event-mac-v1', 'UTF8')
-        || int4send(octet_length(f1)) || f1 || int4send(octet_length(f2)) || f2
-        || int8send(NEW.sequence)
-        || int4send(octet_length(f3)) || f3 || int4send(octet_length(f4)) || f4
-        || int4send(octet_length(f5)) || f5 || int4send(octet_length(f6)) || f6)), 'hex'));
+        || event_content_digest(NEW.aggregate_type, NEW.aggregate_id, NEW.sequence, NEW.event_type,
+                                NEW.event_version, NEW.payload, NEW.metadata))), 'hex'));
     RETURN NEW;
 END;
 $b$$f$, '\x' || :'gen_opad', '\x' || :'gen_ipad') \gexec

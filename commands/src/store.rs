@@ -8,7 +8,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
 use pettycash_domain::integrity::{
-    check_event, jsonb_text, Authenticity, EventContent, EventKey, SnapshotContent,
+    content_digest, jsonb_text, split_metadata, Authenticity, EventContent, EventKey, SnapshotContent,
 };
 use postgres_es::PostgresEventRepository;
 use serde_json::{Map, Value};
@@ -173,17 +173,20 @@ impl EventStore {
         e: &SerializedEvent,
         payload_text: &str,
     ) -> Result<(), CommandError> {
-        let content = EventContent {
-            aggregate_type: A::TYPE,
-            aggregate_id: &e.aggregate_id,
-            sequence: e.sequence as i64,
-            event_type: &e.event_type,
-            event_version: &e.event_version,
-            payload: payload_text,
-            metadata: "",
-        };
         let verdict = match &e.metadata {
-            Value::Object(meta) => check_event(&self.key, &content, meta),
+            Value::Object(meta) => {
+                let (metadata, mac) = split_metadata(meta);
+                let digest = content_digest(&EventContent {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: &e.aggregate_id,
+                    sequence: e.sequence as i64,
+                    event_type: &e.event_type,
+                    event_version: &e.event_version,
+                    payload: payload_text,
+                    metadata: &[&metadata],
+                });
+                self.key.verdict(&digest, mac.as_deref())
+            }
             _ => Authenticity::Forged,
         };
         if verdict == Authenticity::Forged {
@@ -383,7 +386,7 @@ impl EventStore {
                         event_type,
                         event_version: version,
                         payload: &jsonb_text(payload),
-                        metadata: &meta_text,
+                        metadata: &[&meta_text],
                     };
                     Row {
                         aggregate_type: stream.aggregate_type,

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::SerializedEvent;
-use pettycash_domain::integrity::{check_stored_event, Authenticity, EventContent, EventKey};
+use pettycash_domain::integrity::{
+    content_digest, split_stored_metadata, Authenticity, EventContent, EventKey,
+};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -144,9 +146,10 @@ impl EventRow {
         self.meta("actor_id").and_then(|s| s.parse().ok())
     }
 
-    /// Whether the service wrote this event: its MAC (in the metadata) verifies with `key`
-    /// over the stored text (see `pettycash_domain::integrity`).
-    pub fn authenticity(&self, key: &EventKey) -> Authenticity {
+    /// This event's content digest (`pettycash_domain::integrity::content_digest`, over the
+    /// stored text) and its `mac` text; `None` when the metadata is not a JSON object.
+    pub fn stored_digest(&self) -> Option<StoredDigest<'_>> {
+        let split = split_stored_metadata(self.metadata.get())?;
         let content = EventContent {
             aggregate_type: &self.aggregate_type,
             aggregate_id: &self.aggregate_id,
@@ -154,14 +157,33 @@ impl EventRow {
             event_type: &self.event_type,
             event_version: &self.event_version,
             payload: self.payload.get(),
-            metadata: "",
+            metadata: &split.pieces(),
         };
-        check_stored_event(key, &content, self.metadata.get())
+        Some((content_digest(&content), split.mac))
     }
 
-    /// This event's hash as the database computes it at insert, given the stored hash of the
+    /// Whether the service wrote this event: its MAC (in the metadata) verifies with `key`.
+    pub fn authenticity(&self, key: &EventKey) -> Authenticity {
+        self.stored_digest()
+            .map_or(Authenticity::Forged, |(digest, mac)| key.verdict(&digest, mac.as_deref()))
+    }
+
+    /// This event's version-2 hash (recorded since migration 0006), given its stream
+    /// predecessor's stored hash and its [`EventRow::stored_digest`].
+    pub fn hash_v2(&self, previous: Option<&[u8]>, digest: &[u8; 32], mac: Option<&str>) -> [u8; 32] {
+        crate::seal::event_hash_v2(
+            previous,
+            self.global_position,
+            self.sequence,
+            self.recorded_at,
+            digest,
+            mac.unwrap_or(""),
+        )
+    }
+
+    /// This event's version-1 hash (recorded before migration 0006), given the stored hash of the
     /// stream's previous event (see [`crate::seal`]).
-    pub fn content_hash(&self, previous: Option<&[u8]>) -> [u8; 32] {
+    pub fn hash_v1(&self, previous: Option<&[u8]>) -> [u8; 32] {
         crate::seal::event_hash(
             previous,
             &crate::seal::HashInput {
@@ -187,6 +209,9 @@ pub struct HashedRow {
     pub event: EventRow,
     pub event_hash: Option<Vec<u8>>,
 }
+
+/// An event's content digest and its `mac` text ([`EventRow::stored_digest`]).
+pub type StoredDigest<'a> = ([u8; 32], Option<std::borrow::Cow<'a, str>>);
 
 /// Columns selected for an [`EventRow`], in the order it decodes them.
 /// (Not `transaction_id`: converting `xid8` to text costs tens of microseconds a row, more

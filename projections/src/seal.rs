@@ -60,7 +60,8 @@ fn field(h: &mut Sha256, value: &str) {
     h.update(value.as_bytes());
 }
 
-/// The event hash as the database computes it (`event_hash()` in migration 0004), given the
+/// The version-1 event hash (events recorded before migration 0006; `event_hash()` in
+/// migration 0004), given the
 /// stored hash of the stream's previous event (`None` for the first event, or a predecessor
 /// recorded before hashing existed).
 pub fn event_hash(previous: Option<&[u8]>, e: &HashInput<'_>) -> [u8; 32] {
@@ -76,6 +77,28 @@ pub fn event_hash(previous: Option<&[u8]>, e: &HashInput<'_>) -> [u8; 32] {
     field(&mut h, e.event_version);
     field(&mut h, e.payload);
     field(&mut h, e.metadata);
+    h.finalize().into()
+}
+
+/// The version-2 event hash (events recorded since migration 0006, `event_hash_v2()` there):
+/// over the stream predecessor's stored hash, position, sequence, time, the event's content
+/// digest (`pettycash_domain::integrity::content_digest`) and its `mac` text.
+pub fn event_hash_v2(
+    previous: Option<&[u8]>,
+    global_position: i64,
+    sequence: i64,
+    recorded_at: DateTime<Utc>,
+    digest: &[u8; 32],
+    mac: &str,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"pettycash-event-v2");
+    h.update(previous.unwrap_or(&ZERO));
+    h.update(global_position.to_be_bytes());
+    h.update(sequence.to_be_bytes());
+    h.update(recorded_at.timestamp_micros().to_be_bytes());
+    h.update(digest);
+    field(&mut h, mac);
     h.finalize().into()
 }
 

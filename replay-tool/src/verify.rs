@@ -53,10 +53,11 @@ use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress, EVENT_COLUMNS};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
-use pettycash_domain::integrity::{Authenticity, EventKey, MAC_KEY};
+use pettycash_domain::integrity::{Authenticity, EventKey};
 use pettycash_domain::requisition::RequisitionEvent;
 use pettycash_domain::role::Role;
 use pettycash_domain::user::UserEvent;
+use pettycash_projections::event::StoredDigest;
 use pettycash_projections::seal::{Seal, SealKey, SEAL_COLUMNS};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -226,19 +227,17 @@ impl Verifier {
         Self { event_key: key, unsigned_through, ..Self::default() }
     }
 
-    /// Checks that the service wrote `e` (see the module documentation).
-    fn authenticate(&mut self, e: &EventRow) {
+    /// Checks that the service wrote `e` (see the module documentation), given its
+    /// [`EventRow::stored_digest`] when one was computed.
+    fn authenticate(&mut self, e: &EventRow, digest: Option<Option<StoredDigest<'_>>>) {
         let Some(through) = self.unsigned_through else { return };
         let old = e.global_position <= through;
-        let verdict = match &self.event_key {
-            Some(key) => e.authenticity(key),
+        let verdict = match (&self.event_key, digest) {
+            (_, Some(None)) => Authenticity::Forged,
+            (Some(key), Some(Some((digest, mac)))) => key.verdict(&digest, mac.as_deref()),
             // Without the key only a missing MAC can be told.
-            None => {
-                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(e.metadata.get()) {
-                    Ok(m) if !m.contains_key(MAC_KEY) => Authenticity::Unsigned,
-                    _ => return,
-                }
-            }
+            (None, Some(Some((_, None)))) => Authenticity::Unsigned,
+            _ => return,
         };
         match verdict {
             Authenticity::Authentic => {
@@ -318,10 +317,20 @@ impl Verifier {
         };
         let stream = stream.copied().unwrap_or_default();
         let last = stream.sequence;
+        // Events recorded since authentication began are hashed over their content digest
+        // (version 2), which their MAC covers too: it is computed once for both checks.
+        let v2 = self.unsigned_through.is_some_and(|through| e.global_position > through);
+        let digest = (v2 || self.event_key.is_some()).then(|| e.stored_digest());
         match stored_hash {
             Some(stored) => {
                 self.hashed += 1;
-                let expected = e.content_hash(stream.hash.as_ref().map(|h| h.as_slice()));
+                let previous = stream.hash.as_ref().map(|h| h.as_slice());
+                let expected = match &digest {
+                    // Metadata that is not an object cannot have passed the hash trigger.
+                    Some(None) if v2 => [0; 32],
+                    Some(Some((digest, mac))) if v2 => e.hash_v2(previous, digest, mac.as_deref()),
+                    _ => e.hash_v1(previous),
+                };
                 if expected.as_slice() != stored {
                     self.flag(
                         e,
@@ -341,7 +350,7 @@ impl Verifier {
             ),
             None => self.unhashed += 1,
         }
-        self.authenticate(e);
+        self.authenticate(e, digest);
         if e.sequence != last + 1 {
             let detail = if e.sequence > last + 1 {
                 format!(

@@ -240,16 +240,20 @@ async fn an_event_rewritten_with_a_recomputed_hash_is_reported() {
     h.tamper(&format!(
         "UPDATE events e SET
              payload = jsonb_set(e.payload, '{{CashDisbursed,reference}}', '\"rewritten\"'),
-             event_hash = event_hash(
+             event_hash = event_hash_v2(
                  (SELECT p.event_hash FROM events p WHERE p.aggregate_type = e.aggregate_type
                     AND p.aggregate_id = e.aggregate_id AND p.sequence = e.sequence - 1),
-                 e.global_position, e.sequence, e.recorded_at, e.aggregate_type, e.aggregate_id,
-                 e.event_type, e.event_version,
-                 jsonb_set(e.payload, '{{CashDisbursed,reference}}', '\"rewritten\"'), e.metadata)
+                 e.global_position, e.sequence, e.recorded_at,
+                 event_content_digest(e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
+                     e.event_version, jsonb_set(e.payload, '{{CashDisbursed,reference}}', '\"rewritten\"'),
+                     e.metadata),
+                 e.metadata ->> 'mac')
          WHERE global_position = {p}"
     ))
     .await;
     let report = h.assert_reported(p, "event_rewritten").await;
+    // Its MAC no longer fits its content either.
+    h.assert_reported(p, "event_unauthenticated").await;
     let hash_mismatches =
         report["violations"].as_array().unwrap().iter().filter(|v| v["rule"] == "hash_mismatch").count();
     assert_eq!(hash_mismatches, 0, "the rewritten hash is consistent: {report:#}");

@@ -46,7 +46,7 @@ pub fn signed_metadata(
         event_type,
         event_version: "1",
         payload: &jsonb_text(payload),
-        metadata: &jsonb_text(metadata),
+        metadata: &[&jsonb_text(metadata)],
     };
     event_key().sign(&content, metadata.as_object().expect("metadata is an object"))
 }
