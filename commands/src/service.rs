@@ -599,7 +599,7 @@ impl CommandService {
                 currency: fund_state.currency.as_ref().map(|c| c.to_string()).unwrap_or_default(),
                 method,
                 reference: requisition.payment.as_ref().and_then(|p| p.reference.clone()),
-                fund_balance: fund_state.balance,
+                fund_balance_after: fund_state.balance,
                 paid_by: payer.user_id,
                 position: 0,
             };

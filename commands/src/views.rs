@@ -87,7 +87,10 @@ pub struct RequisitionView {
     pub chain: Vec<Role>,
     /// The role the next approval needs, while pending approval.
     #[schema(value_type = Option<String>)]
-    pub current_step: Option<Role>,
+    pub current_role: Option<Role>,
+    /// Approvals given since the latest submission (as in the lists)…
+    pub approvals_count: usize,
+    /// …and who gave them, for which step.
     pub approvals: Vec<ApprovalView>,
     pub policy_version: u32,
     pub submissions: u32,
@@ -110,7 +113,8 @@ impl RequisitionView {
             requester_id: r.requester_id.unwrap_or_default(),
             status: r.status,
             chain: r.chain.clone(),
-            current_step: r.current_step_role(),
+            current_role: r.current_step_role(),
+            approvals_count: r.approvals.len(),
             approvals: r.approvals.iter().map(ApprovalView::from).collect(),
             policy_version: r.policy_version,
             submissions: r.submissions,
@@ -140,9 +144,9 @@ pub struct PaymentReceipt {
     #[schema(value_type = String, example = "cash")]
     pub method: PaymentMethod,
     pub reference: Option<String>,
-    /// The fund's balance right after this payment.
+    /// The fund's balance right after this payment (as in the payments list).
     #[schema(value_type = String, example = "48750.00")]
-    pub fund_balance: Decimal,
+    pub fund_balance_after: Decimal,
     pub paid_by: Uuid,
     pub position: i64,
 }

@@ -21,6 +21,133 @@ pub enum PaymentMethod {
     Cash,
 }
 
+impl PaymentMethod {
+    pub const ALL: [PaymentMethod; 1] = [PaymentMethod::Cash];
+
+    /// The one text form (JSON, columns, lists).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Cash => "cash",
+        }
+    }
+}
+
+/// A word that is not one of an enum's text forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{text}`")]
+pub struct UnknownWord {
+    pub what: &'static str,
+    pub text: String,
+}
+
+impl std::str::FromStr for PaymentMethod {
+    type Err = UnknownWord;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownWord { what: "payment method", text: s.to_string() })
+    }
+}
+
+/// What moved cash in or out of a fund: a line of its cash book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementKind {
+    /// The float the fund was opened with.
+    Opening,
+    /// Cash paid out for a requisition.
+    Disbursement,
+}
+
+impl MovementKind {
+    pub const ALL: [MovementKind; 2] = [MovementKind::Opening, MovementKind::Disbursement];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::Opening => "opening",
+            MovementKind::Disbursement => "disbursement",
+        }
+    }
+}
+
+impl std::str::FromStr for MovementKind {
+    type Err = UnknownWord;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownWord { what: "cash book movement", text: s.to_string() })
+    }
+}
+
+/// One line of a fund's cash book, as its event records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    pub kind: MovementKind,
+    /// Signed: positive into the fund, negative out of it.
+    pub amount: Decimal,
+    /// The balance after it, as recorded (an opening's is its float).
+    pub balance_after: Decimal,
+    pub requisition_id: Option<Id>,
+    pub payment_id: Option<Id>,
+    pub reference: Option<String>,
+}
+
+/// A fund's cash book as its events build it: the one fold of fund events into movements,
+/// used by the cash projection (`rm_ledger`, `rm_funds`) and by `pettycash-replay ledger` and
+/// `balance`, so that they can never disagree on what an event moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CashBook {
+    /// The balance the events record (`balance_after` of the latest).
+    pub balance: Decimal,
+    /// The balance the amounts add up to; differs from `balance` only when an event's
+    /// recorded `balance_after` is wrong (`verify` reports that).
+    pub computed: Decimal,
+    pub opened: bool,
+}
+
+impl CashBook {
+    /// A cash book that stands at `balance` (read back from a read model).
+    pub fn at(balance: Decimal) -> Self {
+        Self { balance, computed: balance, opened: true }
+    }
+
+    /// Records `event`; its movement. `None` for a disbursement from a fund never opened.
+    pub fn record(&mut self, event: &FundEvent) -> Option<Movement> {
+        Some(match event {
+            FundEvent::FundOpened { float, .. } => {
+                *self = Self::at(*float);
+                Movement {
+                    kind: MovementKind::Opening,
+                    amount: *float,
+                    balance_after: *float,
+                    requisition_id: None,
+                    payment_id: None,
+                    reference: None,
+                }
+            }
+            FundEvent::CashDisbursed {
+                payment_id, requisition_id, amount, balance_after, reference, ..
+            } => {
+                if !self.opened {
+                    return None;
+                }
+                self.computed -= *amount;
+                self.balance = *balance_after;
+                Movement {
+                    kind: MovementKind::Disbursement,
+                    amount: -*amount,
+                    balance_after: *balance_after,
+                    requisition_id: Some(*requisition_id),
+                    payment_id: Some(*payment_id),
+                    reference: reference.clone(),
+                }
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fund {
     pub id: Option<Id>,
@@ -193,6 +320,45 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn the_cash_book_records_the_opening_and_each_disbursement_with_its_balance() {
+        let mut book = CashBook::default();
+        let paid = |amount: &str, after: &str| FundEvent::CashDisbursed {
+            payment_id: Id::nil(),
+            requisition_id: Id::nil(),
+            amount: d(amount),
+            balance_after: d(after),
+            method: PaymentMethod::Cash,
+            reference: Some("PCV-1".into()),
+            paid_by: Id::nil(),
+        };
+        assert_eq!(book.record(&paid("1", "0")), None, "nothing before the opening");
+        let opened = FundEvent::FundOpened {
+            fund_id: Id::nil(),
+            name: "F".into(),
+            currency: Currency::parse("KES").unwrap(),
+            float: d("100.00"),
+            custodian_id: None,
+            opened_by: Id::nil(),
+        };
+        let m = book.record(&opened).unwrap();
+        assert_eq!((m.kind, m.amount, m.balance_after), (MovementKind::Opening, d("100.00"), d("100.00")));
+        let m = book.record(&paid("30.50", "69.50")).unwrap();
+        assert_eq!(
+            (m.kind, m.amount, m.balance_after),
+            (MovementKind::Disbursement, d("-30.50"), d("69.50"))
+        );
+        assert_eq!(m.reference.as_deref(), Some("PCV-1"));
+        // A wrong recorded balance is kept as recorded; the computed one tells.
+        book.record(&paid("10", "50.00")).unwrap();
+        assert_eq!((book.balance, book.computed), (d("50.00"), d("59.50")));
+        for kind in MovementKind::ALL {
+            assert_eq!(kind.as_str().parse::<MovementKind>().unwrap(), kind);
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(serde_json::to_value(PaymentMethod::Cash).unwrap(), PaymentMethod::Cash.as_str());
     }
 
     fn admin() -> Actor {

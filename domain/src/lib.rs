@@ -13,8 +13,11 @@ pub mod money;
 pub mod policy;
 pub mod requisition;
 pub mod role;
+#[cfg(feature = "sqlx")]
+mod sql;
 pub mod upcast;
 pub mod user;
+pub mod visibility;
 
 pub use error::DomainError;
 pub use money::{Currency, MoneyError};

@@ -29,7 +29,8 @@ pub const CATEGORY_MAX: usize = 100;
 pub const REASON_MAX: usize = 2_000;
 pub const REFERENCE_MAX: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+/// In lifecycle order (the order of [`Status::ALL`], also their `Ord`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     #[default]
@@ -69,6 +70,27 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The text was not a requisition status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown requisition status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for Status {
+    type Err = UnknownStatus;
+
+    /// Exactly [`Status::as_str`]: statuses are stored and sent in that form only.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+impl Status {
+    /// True once nothing can happen to the requisition any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Rejected | Status::Cancelled | Status::Paid)
     }
 }
 
@@ -126,15 +148,12 @@ impl Requisition {
             .flatten()
     }
 
-    /// True when `user` may read this requisition: its requester, holders of the roles in its
-    /// chain, treasury, auditors and admins.
+    /// True when `actor` may read this requisition: the one rule of
+    /// [`crate::visibility::RequisitionScope`].
     pub fn readable_by(&self, actor: &Actor) -> bool {
-        self.requester_id == Some(actor.user_id)
-            || actor
-                .roles
-                .iter()
-                .any(|r| matches!(r, Role::Treasury | Role::Auditor | Role::Admin) || self.chain.contains(r))
-            || self.approvals.iter().any(|a| a.approver_id == actor.user_id)
+        let approvers: Vec<Id> = self.approvals.iter().map(|a| a.approver_id).collect();
+        let facts = crate::visibility::RequisitionFacts { approvers: &approvers, ..self.into() };
+        crate::visibility::RequisitionScope::of(actor).admits(&facts)
     }
 
     fn require_requester(&self, actor: &Actor, action: &'static str) -> Result<(), DomainError> {

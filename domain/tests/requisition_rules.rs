@@ -1215,18 +1215,26 @@ fn holders_of_a_chain_role_can_read_it() {
     let pending = state(history(Status::PendingApproval));
     assert!(pending.readable_by(&someone([Role::DepartmentHead])));
     assert!(pending.readable_by(&someone([Role::GroupFinanceManager])), "later steps may read too");
-    assert!(!pending.readable_by(&someone([Role::Cfo])), "the CFO is not in this chain");
+    assert!(!pending.readable_by(&someone([Role::RegionalManager])), "not in this chain");
+    assert!(pending.readable_by(&someone([Role::Cfo])), "the CFO sees every submitted one");
     assert!(!state([created()]).readable_by(&someone([Role::DepartmentHead])), "a draft has no chain yet");
 }
 
 #[test]
-fn treasury_auditor_and_admin_can_read_any_requisition() {
+fn auditor_and_admin_can_read_any_requisition_and_treasury_any_submitted_one() {
     for status in Status::ALL {
         let requisition = state(history(status));
-        for role in [Role::Treasury, Role::Auditor, Role::Admin] {
+        for role in [Role::Auditor, Role::Admin] {
             assert!(requisition.readable_by(&someone([role])), "{role} in status {status}");
         }
+        let submitted = requisition.submissions > 0;
+        assert_eq!(
+            requisition.readable_by(&someone([Role::Treasury])),
+            submitted,
+            "treasury in status {status}"
+        );
     }
+    assert!(!state([created()]).readable_by(&someone([Role::Treasury])), "a draft is its requester's");
 }
 
 #[test]

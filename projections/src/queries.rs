@@ -6,14 +6,20 @@
 //! `(paid_at, payment_id)`, the ledger on `position`. A [`Cursor`] is the last row's key,
 //! encoded as opaque hex.
 //!
+//! The row types here are what the API answers with (one type per read model, one name per
+//! field, the same names as the single-aggregate views of `commands::views`).
+//!
 //! The role the next approval needs is the column `current_step` (a column named
 //! `current_role` cannot exist unquoted: PostgreSQL reads that as the SQL function
 //! `CURRENT_ROLE`); rows and responses call it `current_role`.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
+use pettycash_domain::fund::{MovementKind, PaymentMethod};
+use pettycash_domain::requisition::Status;
+use pettycash_domain::visibility::RequisitionScope;
+use pettycash_domain::Role;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,10 +29,6 @@ use uuid::Uuid;
 pub const DEFAULT_LIMIT: i64 = 50;
 /// The most rows one page returns.
 pub const MAX_LIMIT: i64 = 200;
-
-/// The seven requisition statuses, in lifecycle order.
-pub const STATUSES: [&str; 7] =
-    ["draft", "pending_approval", "changes_requested", "approved", "rejected", "cancelled", "paid"];
 
 /// A query failed: a bad cursor (the caller's fault) or the database.
 #[derive(Debug)]
@@ -144,87 +146,48 @@ pub fn contains_pattern(text: &str) -> String {
     out
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Requisitions
 
 /// A requisition as the lists show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RequisitionRow {
     pub id: Uuid,
     pub fund_id: Uuid,
     pub requester_id: Uuid,
-    pub status: String,
+    #[schema(value_type = String, example = "pending_approval")]
+    pub status: Status,
+    #[schema(value_type = String, example = "1250.00")]
     pub amount: Decimal,
+    #[schema(example = "KES")]
     pub currency: String,
     pub purpose: String,
     pub payee: Option<String>,
     pub category: Option<String>,
-    /// Approver roles of the chain, in order.
-    pub chain: Vec<String>,
-    /// Role the next approval needs, while pending approval.
-    pub current_role: Option<String>,
-    /// Approvals given at the latest submission.
+    /// Approver roles required, in order, as resolved at the latest submission.
+    #[sqlx(json)]
+    #[schema(value_type = Vec<String>, example = json!(["department_head", "group_finance_manager"]))]
+    pub chain: Vec<Role>,
+    /// The role the next approval needs, while pending approval.
+    #[schema(value_type = Option<String>, example = "department_head")]
+    pub current_role: Option<Role>,
+    /// Approvals given since the latest submission.
     pub approvals_count: i64,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub paid_at: Option<DateTime<Utc>>,
 }
 
-#[derive(sqlx::FromRow)]
-struct RawRequisition {
-    id: Uuid,
-    fund_id: Uuid,
-    requester_id: Uuid,
-    status: String,
-    amount: Decimal,
-    currency: String,
-    purpose: String,
-    payee: Option<String>,
-    category: Option<String>,
-    chain: Value,
-    current_role: Option<String>,
-    approvals_count: i32,
-    created_at: DateTime<Utc>,
-    submitted_at: Option<DateTime<Utc>>,
-    paid_at: Option<DateTime<Utc>>,
-}
-
-impl From<RawRequisition> for RequisitionRow {
-    fn from(r: RawRequisition) -> Self {
-        Self {
-            id: r.id,
-            fund_id: r.fund_id,
-            requester_id: r.requester_id,
-            status: r.status,
-            amount: r.amount,
-            currency: r.currency,
-            purpose: r.purpose,
-            payee: r.payee,
-            category: r.category,
-            chain: strings(&r.chain),
-            current_role: r.current_role,
-            approvals_count: r.approvals_count.into(),
-            created_at: r.created_at,
-            submitted_at: r.submitted_at,
-            paid_at: r.paid_at,
-        }
-    }
-}
-
-const REQUISITION_SELECT: &str = "SELECT id, fund_id, requester_id, status, amount, currency, purpose, payee, \
+const REQUISITION_SELECT: &str =
+    "SELECT id, fund_id, requester_id, status, amount, currency, purpose, payee, \
      category, chain, current_step AS current_role, \
-     CASE WHEN jsonb_typeof(approvers) = 'array' THEN jsonb_array_length(approvers) ELSE 0 END AS approvals_count, \
-     created_at, submitted_at, paid_at FROM rm_requisitions WHERE true";
+     (CASE WHEN jsonb_typeof(approvers) = 'array' THEN jsonb_array_length(approvers) ELSE 0 END)::bigint \
+     AS approvals_count, created_at, submitted_at, paid_at FROM rm_requisitions WHERE true";
 
 /// Filters of the requisitions list; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]
 pub struct RequisitionFilter {
-    /// One of [`STATUSES`].
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub fund_id: Option<Uuid>,
     pub requester_id: Option<Uuid>,
     /// On `created_at`.
@@ -234,8 +197,8 @@ pub struct RequisitionFilter {
 }
 
 fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionFilter) {
-    if let Some(status) = &f.status {
-        qb.push(" AND status = ").push_bind(status.clone());
+    if let Some(status) = f.status {
+        qb.push(" AND status = ").push_bind(status);
     }
     if let Some(fund_id) = f.fund_id {
         qb.push(" AND fund_id = ").push_bind(fund_id);
@@ -259,26 +222,49 @@ fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionF
     }
 }
 
-/// Requisitions matching `filter`, newest first (`created_at DESC, id DESC`).
+/// The visibility rule (`pettycash_domain::visibility::RequisitionScope`) as a filter on
+/// `rm_requisitions`: the same conditions as `RequisitionScope::admits`, on the columns that
+/// hold its facts (`submitted_at` is set by the first submission, `chain` and `approvers` are
+/// the latest submission's).
+fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
+    if scope.everything {
+        return;
+    }
+    qb.push(" AND (requester_id = ").push_bind(scope.user_id).push(" OR (submitted_at IS NOT NULL AND (");
+    if scope.all_submitted {
+        qb.push("true");
+    } else {
+        qb.push("chain ?| ")
+            .push_bind(scope.chain_roles.clone())
+            .push(" OR approvers ? ")
+            .push_bind(scope.user_id.to_string());
+    }
+    qb.push(")))");
+}
+
+/// Requisitions `scope` admits and `filter` matches, newest first (`created_at DESC, id DESC`).
 pub async fn list_requisitions(
     pool: &PgPool,
+    scope: &RequisitionScope,
     filter: &RequisitionFilter,
     page_req: PageRequest,
 ) -> Result<Page<RequisitionRow>, QueryError> {
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
+    push_scope(&mut qb, scope);
     push_requisition_filter(&mut qb, filter);
     if let Some(after) = page_req.after {
         qb.push(" AND (created_at, id) < (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
     }
     qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit + 1);
-    let rows: Vec<RawRequisition> = qb.build_query_as().fetch_all(pool).await?;
-    let rows = rows.into_iter().map(RequisitionRow::from).collect();
+    let rows: Vec<RequisitionRow> = qb.build_query_as().fetch_all(pool).await?;
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
 
-fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, user_id: Uuid, roles: &[String]) {
-    qb.push(" AND status = 'pending_approval' AND current_step = ANY(")
+fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, user_id: Uuid, roles: &[Role]) {
+    qb.push(" AND status = ")
+        .push_bind(Status::PendingApproval)
+        .push(" AND current_step = ANY(")
         .push_bind(roles.to_vec())
         .push(") AND requester_id <> ")
         .push_bind(user_id)
@@ -293,7 +279,7 @@ fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, user_id: Uuid, roles: 
 pub async fn approval_inbox(
     pool: &PgPool,
     user_id: Uuid,
-    roles: &[String],
+    roles: &[Role],
     page_req: PageRequest,
 ) -> Result<Page<RequisitionRow>, QueryError> {
     let limit = page_req.limit();
@@ -303,13 +289,12 @@ pub async fn approval_inbox(
         qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
     }
     qb.push(" ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1);
-    let rows: Vec<RawRequisition> = qb.build_query_as().fetch_all(pool).await?;
-    let rows = rows.into_iter().map(RequisitionRow::from).collect();
+    let rows: Vec<RequisitionRow> = qb.build_query_as().fetch_all(pool).await?;
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
 
 /// How many requisitions wait on `user_id` (the size of their inbox).
-pub async fn approval_inbox_count(pool: &PgPool, user_id: Uuid, roles: &[String]) -> sqlx::Result<i64> {
+pub async fn approval_inbox_count(pool: &PgPool, user_id: Uuid, roles: &[Role]) -> sqlx::Result<i64> {
     let mut qb = QueryBuilder::new("SELECT count(*) FROM rm_requisitions WHERE true");
     push_inbox_filter(&mut qb, user_id, roles);
     qb.build_query_scalar().fetch_one(pool).await
@@ -318,20 +303,25 @@ pub async fn approval_inbox_count(pool: &PgPool, user_id: Uuid, roles: &[String]
 // ---------------------------------------------------------------------------------------------
 // Payments
 
-/// A payment in treasury's list.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A payment out of a fund, in treasury's list.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PaymentRow {
-    pub payment_id: Uuid,
+    /// The payment id.
+    pub id: Uuid,
     pub requisition_id: Uuid,
     pub fund_id: Uuid,
+    #[schema(value_type = String, example = "1250.00")]
     pub amount: Decimal,
+    #[schema(example = "KES")]
     pub currency: String,
-    pub method: String,
+    #[schema(value_type = String, example = "cash")]
+    pub method: PaymentMethod,
     pub reference: Option<String>,
     pub paid_by: Uuid,
     pub paid_at: DateTime<Utc>,
     /// The fund's balance right after this payment.
-    pub balance_after: Decimal,
+    #[schema(value_type = String, example = "48750.00")]
+    pub fund_balance_after: Decimal,
 }
 
 /// Filters of the payments list.
@@ -350,8 +340,8 @@ pub async fn list_payments(
 ) -> Result<Page<PaymentRow>, QueryError> {
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(
-        "SELECT payment_id, requisition_id, fund_id, amount, currency, method, reference, paid_by, paid_at, \
-         balance_after FROM rm_payments WHERE true",
+        "SELECT payment_id AS id, requisition_id, fund_id, amount, currency, method, reference, paid_by, paid_at, \
+         balance_after AS fund_balance_after FROM rm_payments WHERE true",
     );
     if let Some(fund_id) = filter.fund_id {
         qb.push(" AND fund_id = ").push_bind(fund_id);
@@ -371,30 +361,40 @@ pub async fn list_payments(
     }
     qb.push(" ORDER BY paid_at DESC, payment_id DESC LIMIT ").push_bind(limit + 1);
     let rows: Vec<PaymentRow> = qb.build_query_as().fetch_all(pool).await?;
-    Ok(page(rows, limit, |r: &PaymentRow| Cursor { at: r.paid_at, id: r.payment_id }))
+    Ok(page(rows, limit, |r: &PaymentRow| Cursor { at: r.paid_at, id: r.id }))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Funds and the cash book
 
 /// A fund's balance against its float.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct FundRow {
     pub id: Uuid,
     pub name: String,
+    #[schema(example = "KES")]
     pub currency: String,
+    #[schema(value_type = String, example = "50000.00")]
     pub float: Decimal,
+    #[schema(value_type = String, example = "41250.50")]
     pub balance: Decimal,
+    /// `balance / float × 100`, one decimal.
+    #[sqlx(skip)]
+    #[schema(example = "82.5")]
+    pub percent_of_float: String,
     pub custodian_id: Option<Uuid>,
+    /// Number of payments out of the fund.
     pub disbursements: i64,
+    #[schema(value_type = String, example = "8749.50")]
     pub disbursed_total: Decimal,
     pub opened_at: DateTime<Utc>,
 }
 
 impl FundRow {
-    /// `balance / float × 100`, rounded half away from zero to one decimal (`"82.5"`).
-    pub fn percent_of_float(&self) -> String {
-        percent(self.balance, self.float)
+    /// The row with its percentage of float filled in.
+    fn with_percent(mut self) -> Self {
+        self.percent_of_float = percent(self.balance, self.float);
+        self
     }
 }
 
@@ -418,25 +418,31 @@ const FUND_SELECT: &str =
 
 /// Every fund, in the order they were opened.
 pub async fn list_funds(pool: &PgPool) -> sqlx::Result<Vec<FundRow>> {
-    sqlx::query_as(&format!("{FUND_SELECT} ORDER BY opened_at, id")).fetch_all(pool).await
+    let rows: Vec<FundRow> =
+        sqlx::query_as(&format!("{FUND_SELECT} ORDER BY opened_at, id")).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(FundRow::with_percent).collect())
 }
 
 /// One fund, if the read model has it.
 pub async fn fund(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<FundRow>> {
-    sqlx::query_as(&format!("{FUND_SELECT} WHERE id = $1")).bind(id).fetch_optional(pool).await
+    let row: Option<FundRow> =
+        sqlx::query_as(&format!("{FUND_SELECT} WHERE id = $1")).bind(id).fetch_optional(pool).await?;
+    Ok(row.map(FundRow::with_percent))
 }
 
 /// One movement of a fund's cash book.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LedgerRow {
-    /// Global position of the event that moved the cash.
+    /// Global position of the event that moved the cash; the cash book's order.
     pub position: i64,
-    /// `opening` or `disbursement`.
-    pub kind: String,
+    #[schema(value_type = String, example = "disbursement")]
+    pub kind: MovementKind,
     pub at: DateTime<Utc>,
-    /// Signed: positive into the fund, negative out of it.
+    /// Signed: positive into the fund (the opening float), negative out of it.
+    #[schema(value_type = String, example = "-1250.00")]
     pub amount: Decimal,
     /// The running balance after this movement.
+    #[schema(value_type = String, example = "48750.00")]
     pub balance_after: Decimal,
     pub requisition_id: Option<Uuid>,
     pub payment_id: Option<Uuid>,
@@ -491,8 +497,8 @@ pub struct DashboardNumbers {
     pub pending_approval: Totals,
     pub paid_today: Totals,
     pub paid_month_to_date: Totals,
-    /// Count per status; every status of [`STATUSES`] is present.
-    pub by_status: BTreeMap<String, i64>,
+    /// Count per status; every status is present.
+    pub by_status: BTreeMap<Status, i64>,
     /// Mean seconds from (latest) submission to payment over paid requisitions.
     pub average_seconds_to_payment: Option<f64>,
 }
@@ -510,39 +516,37 @@ pub async fn dashboard(
     // The running totals of the requisitions read model: a few rows per requester (or for
     // everyone), however many requisitions there are.
     let who = requester_id.unwrap_or(crate::models::requisitions::EVERYONE);
-    let rows: Vec<(String, String, i64, Decimal)> = sqlx::query_as(
-        "SELECT 'pending', currency, count, amount FROM rm_requisition_totals
-           WHERE requester_id = $1 AND status = 'pending_approval'
+    let rows: Vec<(String, Option<Status>, String, i64, Decimal)> = sqlx::query_as(
+        "SELECT 'pending', NULL::text, currency, count, amount FROM rm_requisition_totals
+           WHERE requester_id = $1 AND status = $4
          UNION ALL
-         SELECT 'status:' || status, '', sum(count)::bigint, 0 FROM rm_requisition_totals
+         SELECT 'status', status, '', sum(count)::bigint, 0 FROM rm_requisition_totals
            WHERE requester_id = $1 GROUP BY status
          UNION ALL
-         SELECT 'today', currency, sum(count)::bigint, sum(amount) FROM rm_paid_daily
+         SELECT 'today', NULL, currency, sum(count)::bigint, sum(amount) FROM rm_paid_daily
            WHERE requester_id = $1 AND day = $2 GROUP BY currency
          UNION ALL
-         SELECT 'month', currency, sum(count)::bigint, sum(amount) FROM rm_paid_daily
+         SELECT 'month', NULL, currency, sum(count)::bigint, sum(amount) FROM rm_paid_daily
            WHERE requester_id = $1 AND day >= $3 GROUP BY currency",
     )
     .bind(who)
     .bind(day.date_naive())
     .bind(month.date_naive())
+    .bind(Status::PendingApproval)
     .fetch_all(pool)
     .await?;
-    let mut out = DashboardNumbers {
-        by_status: STATUSES.iter().map(|s| (s.to_string(), 0)).collect(),
-        ..Default::default()
-    };
-    for (bucket, currency, count, sum) in rows {
-        let totals = match bucket.as_str() {
-            "pending" => &mut out.pending_approval,
-            "today" => &mut out.paid_today,
-            "month" => &mut out.paid_month_to_date,
-            status => {
-                if let Some(s) = status.strip_prefix("status:") {
-                    *out.by_status.entry(s.to_string()).or_default() += count;
-                }
+    let mut out =
+        DashboardNumbers { by_status: Status::ALL.iter().map(|s| (*s, 0)).collect(), ..Default::default() };
+    for (bucket, status, currency, count, sum) in rows {
+        let totals = match (bucket.as_str(), status) {
+            ("pending", _) => &mut out.pending_approval,
+            ("today", _) => &mut out.paid_today,
+            ("month", _) => &mut out.paid_month_to_date,
+            (_, Some(status)) => {
+                *out.by_status.entry(status).or_default() += count;
                 continue;
             }
+            _ => continue,
         };
         totals.count += count;
         *totals.amount.entry(currency).or_default() += sum;

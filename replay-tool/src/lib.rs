@@ -21,7 +21,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::TryStreamExt;
-use pettycash_domain::fund::FundEvent;
+use pettycash_domain::fund::{CashBook, FundEvent, MovementKind};
 use pettycash_projections::seal::SealKey;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -341,8 +341,7 @@ pub async fn history(
 pub struct Movement {
     pub position: i64,
     pub at: DateTime<Utc>,
-    /// `opening` or `disbursement`.
-    pub kind: &'static str,
+    pub kind: MovementKind,
     /// Signed: positive into the fund, negative out of it.
     pub amount: Decimal,
     pub balance_after: Decimal,
@@ -360,65 +359,45 @@ pub struct FundState {
     pub float: Decimal,
     /// The balance the events record.
     pub balance: Decimal,
-    /// The balance computed from the amounts alone.
+    /// Its cash book (the same fold as the cash projection's).
     #[serde(skip)]
-    pub computed: Decimal,
+    pub book: CashBook,
 }
 
-/// Folds one fund event; returns its movement. Warns on stderr when the recorded balance
-/// differs from the one computed from the amounts.
+/// Folds one fund event through its cash book; returns its movement. Warns on stderr when the
+/// recorded balance differs from the one computed from the amounts.
 fn fold(funds: &mut BTreeMap<Uuid, FundState>, e: &EventRow, event: FundEvent) -> anyhow::Result<Movement> {
     let id: Uuid = e
         .aggregate_id
         .parse()
         .with_context(|| format!("fund id `{}` at {}", e.aggregate_id, e.global_position))?;
-    Ok(match event {
-        FundEvent::FundOpened { name, currency, float, .. } => {
-            funds.insert(
-                id,
-                FundState {
-                    id,
-                    name,
-                    currency: currency.to_string(),
-                    float,
-                    balance: float,
-                    computed: float,
-                },
-            );
-            Movement {
-                position: e.global_position,
-                at: e.recorded_at,
-                kind: "opening",
-                amount: float,
-                balance_after: float,
-                requisition_id: None,
-                payment_id: None,
-                reference: None,
-            }
-        }
-        FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, reference, .. } => {
-            let fund = funds.get_mut(&id).ok_or_else(|| {
-                anyhow::anyhow!("disbursement at {} from unopened fund {id}", e.global_position)
-            })?;
-            fund.computed -= amount;
-            if fund.computed != balance_after {
-                eprintln!(
-                    "warning: fund {id} at position {}: balance_after {balance_after} recorded, {} computed from the amounts",
-                    e.global_position, fund.computed
-                );
-            }
-            fund.balance = balance_after;
-            Movement {
-                position: e.global_position,
-                at: e.recorded_at,
-                kind: "disbursement",
-                amount: -amount,
-                balance_after,
-                requisition_id: Some(requisition_id),
-                payment_id: Some(payment_id),
-                reference,
-            }
-        }
+    if let FundEvent::FundOpened { name, currency, float, .. } = &event {
+        let (name, currency, float) = (name.clone(), currency.to_string(), *float);
+        funds.insert(id, FundState { id, name, currency, float, balance: float, book: CashBook::default() });
+    }
+    let fund = funds
+        .get_mut(&id)
+        .ok_or_else(|| anyhow::anyhow!("disbursement at {} from unopened fund {id}", e.global_position))?;
+    let m = fund
+        .book
+        .record(&event)
+        .ok_or_else(|| anyhow::anyhow!("disbursement at {} from unopened fund {id}", e.global_position))?;
+    if fund.book.computed != fund.book.balance {
+        eprintln!(
+            "warning: fund {id} at position {}: balance_after {} recorded, {} computed from the amounts",
+            e.global_position, fund.book.balance, fund.book.computed
+        );
+    }
+    fund.balance = fund.book.balance;
+    Ok(Movement {
+        position: e.global_position,
+        at: e.recorded_at,
+        kind: m.kind,
+        amount: m.amount,
+        balance_after: m.balance_after,
+        requisition_id: m.requisition_id,
+        payment_id: m.payment_id,
+        reference: m.reference,
     })
 }
 
@@ -494,7 +473,7 @@ pub async fn ledger(
                 csv_line(&[
                     m.position.to_string(),
                     m.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    m.kind.to_string(),
+                    m.kind.as_str().to_string(),
                     m.amount.to_string(),
                     m.balance_after.to_string(),
                     opt(&m.requisition_id),

@@ -54,7 +54,7 @@ use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress, EVENT_COLUMNS
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
-use pettycash_domain::requisition::RequisitionEvent;
+use pettycash_domain::requisition::{RequisitionEvent, Status};
 use pettycash_domain::role::Role;
 use pettycash_domain::user::UserEvent;
 use pettycash_projections::event::StoredDigest;
@@ -161,8 +161,8 @@ struct ReqV {
     chain: Option<Vec<Role>>,
     /// Approvals of the current round: (step, role, approver).
     approvals: Vec<(usize, Role, Uuid)>,
-    /// Status as the events left it (`draft`, `pending_approval`, `approved`, `rejected`, ...).
-    status: &'static str,
+    /// Status as the events left it.
+    status: Status,
     /// Everyone who ever approved it, any round.
     approvers: Vec<Uuid>,
     paid: bool,
@@ -516,23 +516,25 @@ impl Verifier {
             E::RequisitionCreated { requester_id, .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.requester = Some(requester_id);
-                r.status = "draft";
+                r.status = Status::Draft;
             }
             E::RequisitionEdited { .. } => {}
-            E::RequisitionCancelled { .. } => self.requisitions.entry(id).or_default().status = "cancelled",
+            E::RequisitionCancelled { .. } => {
+                self.requisitions.entry(id).or_default().status = Status::Cancelled
+            }
             E::RequisitionSubmitted { chain, .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.chain = Some(chain);
                 r.approvals.clear();
-                r.status = "pending_approval";
+                r.status = Status::PendingApproval;
             }
             E::RequisitionRejected { .. } | E::ChangesRequested { .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.approvals.clear();
                 r.status = if matches!(ev, E::RequisitionRejected { .. }) {
-                    "rejected"
+                    Status::Rejected
                 } else {
-                    "changes_requested"
+                    Status::ChangesRequested
                 };
             }
             E::RequisitionApproved { step, role, approver_id, .. } => {
@@ -540,14 +542,17 @@ impl Verifier {
                 let r = self.requisitions.entry(id).or_default();
                 let sponsored = Self::sponsored_by_participant(&self.sponsors, approver_id, r);
                 let requester = r.requester;
-                let closed = matches!(r.status, "rejected" | "cancelled" | "changes_requested" | "paid");
+                let closed = matches!(
+                    r.status,
+                    Status::Rejected | Status::Cancelled | Status::ChangesRequested | Status::Paid
+                );
                 let status = r.status;
                 let twice = r.approvals.iter().any(|(_, _, who)| *who == approver_id);
                 let expected =
                     r.chain.as_ref().map(|c| (r.approvals.len(), c.get(r.approvals.len()).copied()));
                 r.approvals.push((step, role, approver_id));
                 if r.chain.as_ref().is_some_and(|c| r.approvals.len() == c.len()) && !closed {
-                    r.status = "approved";
+                    r.status = Status::Approved;
                 }
                 if !r.approvers.contains(&approver_id) {
                     r.approvers.push(approver_id);
@@ -597,8 +602,9 @@ impl Verifier {
                 let r = self.requisitions.entry(id).or_default();
                 let sponsored = Self::sponsored_by_participant(&self.sponsors, paid_by, r);
                 let closed_as =
-                    matches!(r.status, "rejected" | "cancelled" | "changes_requested").then_some(r.status);
-                r.status = "paid";
+                    matches!(r.status, Status::Rejected | Status::Cancelled | Status::ChangesRequested)
+                        .then_some(r.status);
+                r.status = Status::Paid;
                 let already_paid = std::mem::replace(&mut r.paid, true);
                 let by_requester = r.requester == Some(paid_by);
                 let by_approver = r.approvers.contains(&paid_by);

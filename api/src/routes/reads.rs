@@ -15,9 +15,12 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use pettycash_domain::requisition::Status;
+use pettycash_domain::visibility::{self, DashboardScope, RequisitionScope};
 use pettycash_domain::{Actor, Role};
 use pettycash_projections::queries::{
-    self, Cursor, PageRequest, PaymentFilter, QueryError, RequisitionFilter, TimeRange, STATUSES,
+    self, Cursor, FundRow, LedgerRow, PageRequest, PaymentFilter, PaymentRow, QueryError, RequisitionFilter,
+    RequisitionRow, TimeRange,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,20 +44,10 @@ const BOTH: &[&str] = &["requisitions", "cash"];
 type Err = crate::error::ErrorBody;
 
 // ---------------------------------------------------------------------------------------------
-// Who sees what
+// Who sees what: `pettycash_domain::visibility`, the one rule of every read path.
 
-/// Treasury, auditors, admins and approvers see every requisition in lists; anyone else
-/// (staff) only their own.
-fn sees_all(actor: &Actor) -> bool {
-    actor.roles.iter().any(|r| matches!(r, Role::Treasury | Role::Auditor | Role::Admin) || r.is_approver())
-}
-
-/// Who may read treasury's payment list.
-const PAYMENT_READERS: [Role; 6] =
-    [Role::Treasury, Role::Auditor, Role::Admin, Role::Cfo, Role::Fpa, Role::GroupFinanceManager];
-
-fn approver_roles(actor: &Actor) -> Vec<String> {
-    actor.roles.iter().filter(|r| r.is_approver()).map(|r| r.as_str().to_string()).collect()
+fn approver_roles(actor: &Actor) -> Vec<Role> {
+    actor.roles.iter().copied().filter(|r| r.is_approver()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -223,60 +216,10 @@ pub struct PageQuery {
     pub min_position: Option<String>,
 }
 
-/// A requisition in a list (from the read model).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RequisitionItem {
-    pub id: Uuid,
-    pub fund_id: Uuid,
-    pub requester_id: Uuid,
-    #[schema(example = "pending_approval")]
-    pub status: String,
-    #[schema(value_type = String, example = "1250.00")]
-    pub amount: Decimal,
-    #[schema(example = "KES")]
-    pub currency: String,
-    pub purpose: String,
-    pub payee: Option<String>,
-    pub category: Option<String>,
-    /// Approver roles required, in order, as resolved at the latest submission.
-    #[schema(example = json!(["department_head", "group_finance_manager"]))]
-    pub chain: Vec<String>,
-    /// The role the next approval needs, while pending approval.
-    #[schema(example = "department_head")]
-    pub current_role: Option<String>,
-    /// Approvals given since the latest submission.
-    pub approvals_count: i64,
-    pub created_at: DateTime<Utc>,
-    pub submitted_at: Option<DateTime<Utc>>,
-    pub paid_at: Option<DateTime<Utc>>,
-}
-
-impl From<queries::RequisitionRow> for RequisitionItem {
-    fn from(r: queries::RequisitionRow) -> Self {
-        Self {
-            id: r.id,
-            fund_id: r.fund_id,
-            requester_id: r.requester_id,
-            status: r.status,
-            amount: r.amount,
-            currency: r.currency,
-            purpose: r.purpose,
-            payee: r.payee,
-            category: r.category,
-            chain: r.chain,
-            current_role: r.current_role,
-            approvals_count: r.approvals_count,
-            created_at: r.created_at,
-            submitted_at: r.submitted_at,
-            paid_at: r.paid_at,
-        }
-    }
-}
-
 /// A page of requisitions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RequisitionPage {
-    pub items: Vec<RequisitionItem>,
+    pub items: Vec<RequisitionRow>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
     /// The read models' position this answer reflects.
@@ -285,9 +228,10 @@ pub struct RequisitionPage {
 
 /// List requisitions, newest first (`created_at`, then id), with filters and keyset paging.
 ///
-/// Treasury, auditors, admins and approvers see every requisition; anyone else (staff) only
-/// their own. Filters narrow: a `requester_id` other than the caller's gives staff an empty
-/// list.
+/// What the caller may see (`pettycash_domain::visibility`): their own; auditors and admins
+/// every requisition; treasury every submitted one; approvers submitted ones whose chain has
+/// one of their roles, and those they approved. Drafts are their requester's (and auditors'
+/// and admins'). Filters narrow further.
 #[utoipa::path(get, path = "/api/requisitions/", tag = "requisitions",
     params(RequisitionListQuery,
            ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
@@ -302,8 +246,9 @@ pub async fn list_requisitions(
     let actor = user.actor();
     let status = present(&q.status)
         .map(|s| {
-            STATUSES.iter().find(|known| **known == s).map(|s| s.to_string()).ok_or_else(|| {
-                ApiError::unprocessable("status", format!("`status` must be one of {}", STATUSES.join(", ")))
+            s.parse::<Status>().map_err(|_| {
+                let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::unprocessable("status", format!("`status` must be one of {}", known.join(", ")))
             })
         })
         .transpose()?;
@@ -313,27 +258,16 @@ pub async fn list_requisitions(
     let mine = parse_bool("mine", &q.mine)?;
     let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
     let min = parse_min_position(&q.min_position)?;
-
-    // Only the caller's own: asked for (`mine`) or all the caller may see.
-    let mut nothing = false;
-    if mine || !sees_all(&actor) {
-        nothing = requester_id.is_some_and(|r| r != user.id);
+    if mine {
         requester_id = Some(user.id);
     }
     let filter =
         RequisitionFilter { status, fund_id, requester_id, created, text: present(&q.q).map(String::from) };
 
     let position = consistent(&state, REQUISITIONS, min, &headers).await?;
-    let found = if nothing {
-        queries::Page { items: vec![], next_cursor: None }
-    } else {
-        queries::list_requisitions(&state.pool, &filter, page).await.map_err(query_error)?
-    };
-    let body = RequisitionPage {
-        items: found.items.into_iter().map(RequisitionItem::from).collect(),
-        next_cursor: found.next_cursor,
-        position,
-    };
+    let scope = RequisitionScope::of(&actor);
+    let found = queries::list_requisitions(&state.pool, &scope, &filter, page).await.map_err(query_error)?;
+    let body = RequisitionPage { items: found.items, next_cursor: found.next_cursor, position };
     Ok(query_response(position, body))
 }
 
@@ -360,11 +294,7 @@ pub async fn approvals(
     } else {
         queries::approval_inbox(&state.pool, user.id, &roles, page).await.map_err(query_error)?
     };
-    let body = RequisitionPage {
-        items: found.items.into_iter().map(RequisitionItem::from).collect(),
-        next_cursor: found.next_cursor,
-        position,
-    };
+    let body = RequisitionPage { items: found.items, next_cursor: found.next_cursor, position };
     Ok(query_response(position, body))
 }
 
@@ -391,31 +321,10 @@ pub struct PaymentListQuery {
     pub min_position: Option<String>,
 }
 
-/// A payment out of a fund.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PaymentItem {
-    /// The payment id.
-    pub id: Uuid,
-    pub requisition_id: Uuid,
-    pub fund_id: Uuid,
-    #[schema(value_type = String, example = "1250.00")]
-    pub amount: Decimal,
-    #[schema(example = "KES")]
-    pub currency: String,
-    #[schema(example = "cash")]
-    pub method: String,
-    pub reference: Option<String>,
-    pub paid_by: Uuid,
-    pub paid_at: DateTime<Utc>,
-    /// The fund's balance right after this payment.
-    #[schema(value_type = String, example = "48750.00")]
-    pub fund_balance_after: Decimal,
-}
-
 /// A page of payments.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentPage {
-    pub items: Vec<PaymentItem>,
+    pub items: Vec<PaymentRow>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
     pub position: i64,
@@ -433,11 +342,11 @@ pub async fn list_payments(
     headers: HeaderMap,
     Query(q): Query<PaymentListQuery>,
 ) -> ApiResult<Response> {
-    let actor = user.actor();
-    if !PAYMENT_READERS.iter().any(|r| actor.has(*r)) {
+    if !visibility::may_read_payments(&user.actor()) {
+        let readers: Vec<&str> = visibility::PAYMENT_READERS.iter().map(|r| r.as_str()).collect();
         return Err(ApiError::forbidden(
             "missing_role",
-            "reading payments needs the treasury, auditor, admin, cfo, fpa or group_finance_manager role",
+            format!("reading payments needs one of the roles {}", readers.join(", ")),
         ));
     }
     let filter =
@@ -446,23 +355,7 @@ pub async fn list_payments(
     let min = parse_min_position(&q.min_position)?;
     let position = consistent(&state, CASH, min, &headers).await?;
     let found = queries::list_payments(&state.pool, &filter, page).await.map_err(query_error)?;
-    let items = found
-        .items
-        .into_iter()
-        .map(|p| PaymentItem {
-            id: p.payment_id,
-            requisition_id: p.requisition_id,
-            fund_id: p.fund_id,
-            amount: p.amount,
-            currency: p.currency,
-            method: p.method,
-            reference: p.reference,
-            paid_by: p.paid_by,
-            paid_at: p.paid_at,
-            fund_balance_after: p.balance_after,
-        })
-        .collect();
-    Ok(query_response(position, PaymentPage { items, next_cursor: found.next_cursor, position }))
+    Ok(query_response(position, PaymentPage { items: found.items, next_cursor: found.next_cursor, position }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,49 +370,10 @@ pub struct ConsistencyQuery {
     pub min_position: Option<String>,
 }
 
-/// A fund's balance against its float.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FundSummary {
-    pub id: Uuid,
-    pub name: String,
-    #[schema(example = "KES")]
-    pub currency: String,
-    #[schema(value_type = String, example = "50000.00")]
-    pub float: Decimal,
-    #[schema(value_type = String, example = "41250.50")]
-    pub balance: Decimal,
-    /// `balance / float × 100`, one decimal.
-    #[schema(example = "82.5")]
-    pub percent_of_float: String,
-    pub custodian_id: Option<Uuid>,
-    /// Number of payments out of the fund.
-    pub disbursements: i64,
-    #[schema(value_type = String, example = "8749.50")]
-    pub disbursed_total: Decimal,
-    pub opened_at: DateTime<Utc>,
-}
-
-impl From<queries::FundRow> for FundSummary {
-    fn from(f: queries::FundRow) -> Self {
-        Self {
-            percent_of_float: f.percent_of_float(),
-            id: f.id,
-            name: f.name,
-            currency: f.currency,
-            float: f.float,
-            balance: f.balance,
-            custodian_id: f.custodian_id,
-            disbursements: f.disbursements,
-            disbursed_total: f.disbursed_total,
-            opened_at: f.opened_at,
-        }
-    }
-}
-
 /// Every fund.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FundList {
-    pub items: Vec<FundSummary>,
+    pub items: Vec<FundRow>,
     pub position: i64,
 }
 
@@ -530,13 +384,16 @@ pub struct FundList {
     responses((status = 200, body = FundList), (status = 400, body = Err), (status = 503, body = Err)))]
 pub async fn list_funds(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     headers: HeaderMap,
     Query(q): Query<ConsistencyQuery>,
 ) -> ApiResult<Response> {
     let min = parse_min_position(&q.min_position)?;
+    if !visibility::may_read_funds(&user.actor()) {
+        return Err(ApiError::forbidden("missing_role", "reading funds needs a role that may read them"));
+    }
     let position = consistent(&state, CASH, min, &headers).await?;
-    let items = queries::list_funds(&state.pool).await?.into_iter().map(FundSummary::from).collect();
+    let items = queries::list_funds(&state.pool).await?;
     Ok(query_response(position, FundList { items, position }))
 }
 
@@ -555,33 +412,13 @@ pub struct LedgerQuery {
     pub min_position: Option<String>,
 }
 
-/// One movement of cash.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LedgerEntry {
-    /// Global position of the event; the cash book's order.
-    pub position: i64,
-    /// `opening` or `disbursement`.
-    #[schema(example = "disbursement")]
-    pub kind: String,
-    pub at: DateTime<Utc>,
-    /// Signed: positive into the fund (the opening float), negative out of it.
-    #[schema(value_type = String, example = "-1250.00")]
-    pub amount: Decimal,
-    /// The fund's balance after this movement.
-    #[schema(value_type = String, example = "48750.00")]
-    pub balance_after: Decimal,
-    pub requisition_id: Option<Uuid>,
-    pub payment_id: Option<Uuid>,
-    pub reference: Option<String>,
-}
-
 /// A page of a fund's cash book.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ledger {
     pub fund_id: Uuid,
     #[schema(example = "KES")]
     pub currency: String,
-    pub items: Vec<LedgerEntry>,
+    pub items: Vec<LedgerRow>,
     /// Pass as `after` for the next page; `null` on the last page.
     pub next_after: Option<i64>,
     pub position: i64,
@@ -596,7 +433,7 @@ pub struct Ledger {
               (status = 422, body = Err), (status = 503, body = Err)))]
 pub async fn fund_ledger(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     IdPath(id): IdPath,
     headers: HeaderMap,
     Query(q): Query<LedgerQuery>,
@@ -609,23 +446,13 @@ pub async fn fund_ledger(
         .transpose()?;
     let limit = parse_limit(&q.limit)?;
     let min = parse_min_position(&q.min_position)?;
+    if !visibility::may_read_funds(&user.actor()) {
+        return Err(ApiError::not_found("fund"));
+    }
     let position = consistent(&state, CASH, min, &headers).await?;
     let fund = queries::fund(&state.pool, id).await?.ok_or_else(|| ApiError::not_found("fund"))?;
     let page = queries::ledger(&state.pool, id, after, limit).await?;
-    let items = page
-        .items
-        .into_iter()
-        .map(|m| LedgerEntry {
-            position: m.position,
-            kind: m.kind,
-            at: m.at,
-            amount: m.amount,
-            balance_after: m.balance_after,
-            requisition_id: m.requisition_id,
-            payment_id: m.payment_id,
-            reference: m.reference,
-        })
-        .collect();
+    let items = page.items;
     let body = Ledger { fund_id: id, currency: fund.currency, items, next_after: page.next_after, position };
     Ok(query_response(position, body))
 }
@@ -672,33 +499,18 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
-    fn from_map(m: &BTreeMap<String, i64>) -> Self {
-        let n = |s: &str| m.get(s).copied().unwrap_or_default();
+    fn from_map(m: &BTreeMap<Status, i64>) -> Self {
+        let n = |s: Status| m.get(&s).copied().unwrap_or_default();
         Self {
-            draft: n("draft"),
-            pending_approval: n("pending_approval"),
-            changes_requested: n("changes_requested"),
-            approved: n("approved"),
-            rejected: n("rejected"),
-            cancelled: n("cancelled"),
-            paid: n("paid"),
+            draft: n(Status::Draft),
+            pending_approval: n(Status::PendingApproval),
+            changes_requested: n(Status::ChangesRequested),
+            approved: n(Status::Approved),
+            rejected: n(Status::Rejected),
+            cancelled: n(Status::Cancelled),
+            paid: n(Status::Paid),
         }
     }
-}
-
-/// A fund's balance against its float.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FundBalance {
-    pub id: Uuid,
-    pub name: String,
-    #[schema(example = "KES")]
-    pub currency: String,
-    #[schema(value_type = String, example = "50000.00")]
-    pub float: Decimal,
-    #[schema(value_type = String, example = "41250.50")]
-    pub balance: Decimal,
-    #[schema(example = "82.5")]
-    pub percent_of_float: String,
 }
 
 /// The dashboard.
@@ -713,7 +525,7 @@ pub struct Dashboard {
     /// Paid since the first of the month, midnight UTC.
     pub paid_month_to_date: Totals,
     pub by_status: StatusCounts,
-    pub funds: Vec<FundBalance>,
+    pub funds: Vec<FundRow>,
     /// Mean seconds from (latest) submission to payment over paid requisitions; `null` when
     /// none is paid.
     pub average_seconds_to_payment: Option<f64>,
@@ -736,7 +548,7 @@ pub async fn dashboard(
     let actor = user.actor();
     let min = parse_min_position(&q.min_position)?;
     let position = consistent(&state, BOTH, min, &headers).await?;
-    let all = sees_all(&actor);
+    let all = DashboardScope::of(&actor) == DashboardScope::Everyone;
     let numbers = queries::dashboard(&state.pool, (!all).then_some(user.id), Utc::now()).await?;
     let roles = approver_roles(&actor);
     let awaiting_me = if roles.is_empty() {
@@ -744,18 +556,8 @@ pub async fn dashboard(
     } else {
         queries::approval_inbox_count(&state.pool, user.id, &roles).await?
     };
-    let funds = queries::list_funds(&state.pool)
-        .await?
-        .into_iter()
-        .map(|f| FundBalance {
-            percent_of_float: f.percent_of_float(),
-            id: f.id,
-            name: f.name,
-            currency: f.currency,
-            float: f.float,
-            balance: f.balance,
-        })
-        .collect();
+    let funds =
+        if visibility::may_read_funds(&actor) { queries::list_funds(&state.pool).await? } else { vec![] };
     let body = Dashboard {
         scope: if all { "all" } else { "own" }.into(),
         pending_approval: PendingTotals {

@@ -6,7 +6,7 @@ use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pettycash_domain::fund::FundEvent;
+use pettycash_domain::fund::{CashBook, FundEvent, Movement, MovementKind, PaymentMethod};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ struct Movements {
     fund_id: Vec<Uuid>,
     position: Vec<i64>,
     at: Vec<DateTime<Utc>>,
-    kind: Vec<String>,
+    kind: Vec<MovementKind>,
     amount: Vec<Decimal>,
     balance_after: Vec<Decimal>,
     requisition_id: Vec<Option<Uuid>>,
@@ -82,7 +82,7 @@ struct Payments {
     fund_id: Vec<Uuid>,
     amount: Vec<Decimal>,
     currency: Vec<String>,
-    method: Vec<String>,
+    method: Vec<PaymentMethod>,
     reference: Vec<Option<String>>,
     paid_by: Vec<Uuid>,
     paid_at: Vec<DateTime<Utc>>,
@@ -174,9 +174,19 @@ impl Projection for Cash {
         .collect();
         let mut moves = Movements::default();
         let mut pays = Payments::default();
+        let mut books: HashMap<Uuid, CashBook> = HashMap::new();
         for e in events {
             let id: Uuid = e.aggregate_id.parse()?;
-            match e.decode::<FundEvent>()? {
+            let event = e.decode::<FundEvent>()?;
+            // The cash book's fold (`pettycash_domain::fund::CashBook`), shared with
+            // `pettycash-replay ledger`: what each event moves, and the balance after it.
+            let book = books.entry(id).or_insert_with(|| {
+                funds.get(&id).map_or_else(CashBook::default, |f| CashBook::at(f.balance))
+            });
+            let movement = book.record(&event).ok_or_else(|| {
+                anyhow::anyhow!("disbursement at {} from unknown fund {id}", e.global_position)
+            })?;
+            match event {
                 FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, .. } => {
                     funds.insert(
                         fund_id,
@@ -185,7 +195,7 @@ impl Projection for Cash {
                             name,
                             currency: currency.to_string(),
                             float,
-                            balance: float,
+                            balance: movement.balance_after,
                             custodian_id,
                             disbursed_total: Decimal::ZERO,
                             disbursements: 0,
@@ -194,48 +204,30 @@ impl Projection for Cash {
                             last_position: e.global_position,
                         },
                     );
-                    moves.push(fund_id, e, "opening", float, float, None, None, None);
                 }
-                FundEvent::CashDisbursed {
-                    payment_id,
-                    requisition_id,
-                    amount,
-                    balance_after,
-                    method,
-                    reference,
-                    paid_by,
-                } => {
+                FundEvent::CashDisbursed { payment_id, requisition_id, amount, method, paid_by, .. } => {
                     let fund = funds.get_mut(&id).ok_or_else(|| {
                         anyhow::anyhow!("disbursement at {} from unknown fund {id}", e.global_position)
                     })?;
-                    fund.balance = balance_after;
+                    fund.balance = movement.balance_after;
                     fund.disbursed_total += amount;
                     fund.disbursements += 1;
                     fund.updated_at = e.recorded_at;
                     fund.last_position = e.global_position;
-                    moves.push(
-                        id,
-                        e,
-                        "disbursement",
-                        -amount,
-                        balance_after,
-                        Some(requisition_id),
-                        Some(payment_id),
-                        reference.clone(),
-                    );
                     pays.payment_id.push(payment_id);
                     pays.requisition_id.push(requisition_id);
                     pays.fund_id.push(id);
                     pays.amount.push(amount);
                     pays.currency.push(fund.currency.clone());
-                    pays.method.push(serde_json::to_value(method)?.as_str().unwrap_or("cash").to_string());
-                    pays.reference.push(reference);
+                    pays.method.push(method);
+                    pays.reference.push(movement.reference.clone());
                     pays.paid_by.push(paid_by);
                     pays.paid_at.push(e.recorded_at);
-                    pays.balance_after.push(balance_after);
+                    pays.balance_after.push(movement.balance_after);
                     pays.position.push(e.global_position);
                 }
             }
+            moves.push(id, e, movement);
         }
         self.write_funds(tx, funds.into_values().collect()).await?;
         sqlx::query(&format!(
@@ -282,27 +274,16 @@ impl Projection for Cash {
 }
 
 impl Movements {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        fund_id: Uuid,
-        e: &EventRow,
-        kind: &str,
-        amount: Decimal,
-        balance_after: Decimal,
-        requisition_id: Option<Uuid>,
-        payment_id: Option<Uuid>,
-        reference: Option<String>,
-    ) {
+    fn push(&mut self, fund_id: Uuid, e: &EventRow, m: Movement) {
         self.fund_id.push(fund_id);
         self.position.push(e.global_position);
         self.at.push(e.recorded_at);
-        self.kind.push(kind.into());
-        self.amount.push(amount);
-        self.balance_after.push(balance_after);
-        self.requisition_id.push(requisition_id);
-        self.payment_id.push(payment_id);
-        self.reference.push(reference);
+        self.kind.push(m.kind);
+        self.amount.push(m.amount);
+        self.balance_after.push(m.balance_after);
+        self.requisition_id.push(m.requisition_id);
+        self.payment_id.push(m.payment_id);
+        self.reference.push(m.reference);
     }
 }
 

@@ -22,7 +22,7 @@ use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use pettycash_domain::requisition::{apply_edit, RequisitionEvent};
+use pettycash_domain::requisition::{apply_edit, RequisitionEvent, Status};
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
 use sqlx::types::Json;
@@ -80,22 +80,6 @@ impl Requisitions {
     }
 }
 
-const DRAFT: &str = "draft";
-const PENDING: &str = "pending_approval";
-const APPROVED: &str = "approved";
-const REJECTED: &str = "rejected";
-const CHANGES_REQUESTED: &str = "changes_requested";
-const CANCELLED: &str = "cancelled";
-const PAID: &str = "paid";
-
-/// The status as one of the constants above (rows read back compare and copy cheaply).
-fn known_status(status: &str) -> anyhow::Result<&'static str> {
-    [DRAFT, PENDING, APPROVED, REJECTED, CHANGES_REQUESTED, CANCELLED, PAID]
-        .into_iter()
-        .find(|s| *s == status)
-        .ok_or_else(|| anyhow::anyhow!("unknown requisition status `{status}` in the read model"))
-}
-
 /// A requisition's row. `current_step` is not kept: it follows from status, chain and
 /// approvers and is computed when the row is written.
 #[derive(Debug, Clone)]
@@ -103,7 +87,7 @@ struct Row {
     id: Uuid,
     fund_id: Uuid,
     requester_id: Uuid,
-    status: &'static str,
+    status: Status,
     amount: Decimal,
     /// Shared with the totals' keys (a few currencies, many rows).
     currency: Arc<str>,
@@ -127,7 +111,7 @@ struct Stored {
     id: Uuid,
     fund_id: Uuid,
     requester_id: Uuid,
-    status: String,
+    status: Status,
     amount: Decimal,
     currency: String,
     purpose: String,
@@ -157,7 +141,7 @@ impl TryFrom<Stored> for Row {
             id: s.id,
             fund_id: s.fund_id,
             requester_id: s.requester_id,
-            status: known_status(&s.status)?,
+            status: s.status,
             amount: s.amount,
             currency: s.currency.into(),
             purpose: s.purpose,
@@ -176,16 +160,16 @@ impl TryFrom<Stored> for Row {
 
 impl Row {
     /// The role the next approval needs, while pending approval.
-    fn current_step(&self) -> Option<&'static str> {
-        if self.status != PENDING {
+    fn current_step(&self) -> Option<Role> {
+        if self.status != Status::PendingApproval {
             return None;
         }
-        self.chain.get(self.approvers.len()).map(|r| r.as_str())
+        self.chain.get(self.approvers.len()).copied()
     }
 
     /// No more events follow (the row can leave memory).
     fn is_final(&self) -> bool {
-        matches!(self.status, PAID | REJECTED | CANCELLED)
+        self.status.is_final()
     }
 
     fn apply(&mut self, event: RequisitionEvent, at: DateTime<Utc>) {
@@ -200,20 +184,20 @@ impl Row {
                 self.amount = amount;
                 self.chain = chain;
                 self.approvers.clear();
-                self.status = PENDING;
+                self.status = Status::PendingApproval;
                 self.submitted_at = Some(at);
             }
             E::RequisitionApproved { approver_id, completes_chain, .. } => {
                 self.approvers.push(approver_id);
                 if completes_chain {
-                    self.status = APPROVED;
+                    self.status = Status::Approved;
                 }
             }
-            E::RequisitionRejected { .. } => self.status = REJECTED,
-            E::ChangesRequested { .. } => self.status = CHANGES_REQUESTED,
-            E::RequisitionCancelled { .. } => self.status = CANCELLED,
+            E::RequisitionRejected { .. } => self.status = Status::Rejected,
+            E::ChangesRequested { .. } => self.status = Status::ChangesRequested,
+            E::RequisitionCancelled { .. } => self.status = Status::Cancelled,
             E::RequisitionPaid { .. } => {
-                self.status = PAID;
+                self.status = Status::Paid;
                 self.paid_at = Some(at);
             }
         }
@@ -258,7 +242,7 @@ impl Cache {
 
 /// What the totals need of a row as it was before the batch.
 struct Before {
-    status: &'static str,
+    status: Status,
     currency: Arc<str>,
     amount: Decimal,
 }
@@ -448,7 +432,7 @@ fn fold(
                     id: *requisition_id,
                     fund_id: *fund_id,
                     requester_id: *requester_id,
-                    status: DRAFT,
+                    status: Status::Draft,
                     amount: *amount,
                     currency: currency.code().into(),
                     purpose: purpose.clone(),
@@ -529,7 +513,7 @@ impl Requisitions {
             }
             // The keys nobody is in any more come back, to be deleted. Usually a few:
             // deleting by them is cheaper than by every key moved.
-            let emptied: Vec<(Uuid, String, String)> = sqlx::query_as(&format!(
+            let emptied: Vec<(Uuid, Status, String)> = sqlx::query_as(&format!(
                 "WITH moved AS (
                     INSERT INTO {} AS t (requester_id, status, currency, count, amount)
                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::numeric[])
@@ -547,7 +531,7 @@ impl Requisitions {
             .fetch_all(&mut *tx)
             .await?;
             if !emptied.is_empty() {
-                let (who, status, currency): (Vec<Uuid>, Vec<String>, Vec<String>) =
+                let (who, status, currency): (Vec<Uuid>, Vec<Status>, Vec<String>) =
                     emptied.into_iter().fold((vec![], vec![], vec![]), |mut acc, (w, s, c)| {
                         acc.0.push(w);
                         acc.1.push(s);
@@ -627,7 +611,7 @@ impl Requisitions {
 
 /// Count and amount per (requester, status, currency), for the requester and for
 /// [`EVERYONE`].
-type Totals = HashMap<(Uuid, &'static str, Arc<str>), (i64, Decimal)>;
+type Totals = HashMap<(Uuid, Status, Arc<str>), (i64, Decimal)>;
 /// Payments per (requester, UTC day of payment, currency), for the requester and for
 /// [`EVERYONE`].
 type Daily = HashMap<(Uuid, NaiveDate, Arc<str>), PaidDay>;
@@ -658,7 +642,7 @@ fn add_moves(
                 t.1 += row.amount;
             }
         }
-        let newly_paid = row.status == PAID && old.as_ref().is_none_or(|o| o.status != PAID);
+        let newly_paid = row.status == Status::Paid && old.as_ref().is_none_or(|o| o.status != Status::Paid);
         if let (true, Some(paid_at)) = (newly_paid, row.paid_at) {
             let (timed, seconds) = match row.submitted_at {
                 // Exact (microseconds as a decimal): sums do not depend on batch sizes.

@@ -281,7 +281,7 @@ async fn seed(
             let mut reply = reply;
             for _ in 0..steps {
                 let role: Role =
-                    reply["current_step"].as_str().and_then(|s| s.parse().ok()).context("no step")?;
+                    reply["current_role"].as_str().and_then(|s| s.parse().ok()).context("no step")?;
                 let approver = &u.approvers[&role][0];
                 let id = id_of(&reply)?;
                 reply = post(approver, format!("/api/requisitions/{id}/approve"), json!({}), StatusCode::OK)
@@ -291,7 +291,7 @@ async fn seed(
         };
         let first_approver = |reply: &Value| -> anyhow::Result<Arc<User>> {
             let role: Role =
-                reply["current_step"].as_str().and_then(|s| s.parse().ok()).context("no step")?;
+                reply["current_role"].as_str().and_then(|s| s.parse().ok()).context("no step")?;
             Ok(u.approvers[&role][0].clone())
         };
 

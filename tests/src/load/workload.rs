@@ -242,10 +242,10 @@ impl Pipeline {
         let id: Uuid = body["id"].as_str().and_then(|s| s.parse().ok()).ok_or("no id in the response")?;
         match body["status"].as_str() {
             Some("pending_approval") => {
-                let role: Role = body["current_step"]
+                let role: Role = body["current_role"]
                     .as_str()
                     .and_then(|s| s.parse().ok())
-                    .ok_or("pending_approval without a current_step")?;
+                    .ok_or("pending_approval without a current_role")?;
                 self.lock().approve.entry(role).or_default().push_back(id);
                 Ok(())
             }
@@ -512,13 +512,13 @@ mod tests {
         let p = Pipeline::new(&Tiers::default_policy());
         assert_eq!(p.next(), Step::Create);
         let id = Uuid::new_v4();
-        p.advance(&json!({"id": id, "status": "pending_approval", "current_step": "department_head"}))
+        p.advance(&json!({"id": id, "status": "pending_approval", "current_role": "department_head"}))
             .unwrap();
         let other = Uuid::new_v4();
-        p.advance(&json!({"id": other, "status": "pending_approval", "current_step": "cfo"})).unwrap();
+        p.advance(&json!({"id": other, "status": "pending_approval", "current_role": "cfo"})).unwrap();
         assert_eq!(p.next(), Step::Approve(Role::Cfo, other));
         assert_eq!(p.next(), Step::Approve(Role::DepartmentHead, id));
-        p.advance(&json!({"id": id, "status": "approved", "current_step": null})).unwrap();
+        p.advance(&json!({"id": id, "status": "approved", "current_role": null})).unwrap();
         assert_eq!(p.next(), Step::Pay(id));
         assert_eq!(p.next(), Step::Create);
         assert!(p.advance(&json!({"id": id, "status": "paid"})).is_err());

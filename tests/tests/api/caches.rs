@@ -56,7 +56,7 @@ async fn a_server_that_cached_a_pending_requisition_pays_it_once_another_server_
     // B's cached copy says "pending": a payment decided on it alone would be refused.
     let paid = pay_at(&app, &b, &c.treasury, id).await;
     assert_eq!(paid.status, StatusCode::CREATED, "a stale cache refused a valid payment: {paid:?}");
-    assert_eq!(paid.body["fund_balance"], "900.00");
+    assert_eq!(paid.body["fund_balance_after"], "900.00");
     // And B now knows it is paid: a second payment is refused, through either server.
     for server in [b.as_str(), app.address.as_str()] {
         let again = pay_at(&app, server, &c.treasury, id).await;

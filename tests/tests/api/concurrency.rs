@@ -118,7 +118,7 @@ async fn fifty_concurrent_payments_of_one_requisition_pay_it_exactly_once() {
         );
     }
     assert_eq!(created[0].body["amount"], "750.25");
-    assert_eq!(created[0].body["fund_balance"], "4249.75");
+    assert_eq!(created[0].body["fund_balance_after"], "4249.75");
 
     assert_eq!(app.balance(&c.staff, fund).await, dec("5000") - dec("750.25"));
     assert_eq!(disbursements_of(&app, id).await, 1, "exactly one CashDisbursed for the requisition");
@@ -158,7 +158,7 @@ async fn concurrent_payments_exceeding_the_fund_never_overdraw_it() {
             StatusCode::CREATED => {
                 successes += 1;
                 assert_eq!(r.body["amount"], "100.00");
-                let left: Decimal = r.body["fund_balance"].as_str().unwrap().parse().unwrap();
+                let left: Decimal = r.body["fund_balance_after"].as_str().unwrap().parse().unwrap();
                 assert!(left >= Decimal::ZERO, "a receipt shows a negative balance: {r:?}");
             }
             StatusCode::CONFLICT => {

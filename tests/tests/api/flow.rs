@@ -20,7 +20,7 @@ async fn requisition_is_created_submitted_approved_by_its_chain_and_paid_once() 
     let paid = app.pay(&c.treasury, id).await;
     assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
     assert_eq!(paid.body["amount"], "1500.50");
-    assert_eq!(paid.body["fund_balance"], "3499.50");
+    assert_eq!(paid.body["fund_balance_after"], "3499.50");
     assert!(paid.headers.contains_key("x-event-position"));
     assert_eq!(app.balance(&c.staff, fund).await.to_string(), "3499.50");
 

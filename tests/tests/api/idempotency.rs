@@ -132,7 +132,7 @@ async fn a_payment_retried_with_its_key_debits_the_fund_once() {
     assert!(replayed(&retry));
     assert_eq!(retry.id(), first.id(), "the same payment id");
     assert_eq!(retry.body, first.body);
-    assert_eq!(retry.body["fund_balance"], "4700.00");
+    assert_eq!(retry.body["fund_balance_after"], "4700.00");
 
     assert_eq!(app.event_count().await, events);
     assert_eq!(app.balance(&c.staff, fund).await, "4700".parse::<Decimal>().unwrap());
@@ -282,7 +282,7 @@ async fn a_failed_command_with_a_key_stores_nothing_and_fails_the_same_way_again
     app.approve_by(small, &[&c.head]).await;
     let r = app.post_idempotent(&c.treasury, PAYMENTS, "pay-too-much", payment(small)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    assert_eq!(r.body["fund_balance"], "300.00");
+    assert_eq!(r.body["fund_balance_after"], "300.00");
 }
 
 #[tokio::test]

@@ -15,3 +15,4 @@ mod reads;
 mod rules;
 mod snapshots;
 mod users;
+mod visibility;

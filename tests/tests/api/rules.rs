@@ -88,7 +88,7 @@ async fn one_person_cannot_approve_two_steps_of_the_same_chain() {
     assert_refused(&app, before, &r, StatusCode::FORBIDDEN, "duplicate_approver").await;
     let view = app.get(&staff, &requisition(id)).await;
     assert_eq!(view.body["status"], "pending_approval");
-    assert_eq!(view.body["current_step"], "group_finance_manager");
+    assert_eq!(view.body["current_role"], "group_finance_manager");
 }
 
 #[tokio::test]
@@ -360,9 +360,10 @@ async fn auditor_can_read_a_requisition_but_cannot_approve_it() {
 }
 
 #[tokio::test]
-async fn requisition_is_visible_to_requester_chain_roles_treasury_auditor_and_admin_only() {
+async fn requisition_is_visible_to_requester_chain_roles_company_wide_roles_auditor_and_admin_only() {
     let app = TestApp::spawn().await;
-    let (c, stranger) = tokio::join!(Cast::new(&app), app.user(&[Role::Staff]));
+    let (c, stranger, regional) =
+        tokio::join!(Cast::new(&app), app.user(&[Role::Staff]), app.user(&[Role::RegionalManager]));
     let fund = app.fund(&c.admin, "5000").await;
     let id = app.submitted(&c.staff, fund, "500").await;
 
@@ -370,10 +371,10 @@ async fn requisition_is_visible_to_requester_chain_roles_treasury_auditor_and_ad
     assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{hidden:?}");
     assert_eq!(hidden.code(), "not_found");
     assert_eq!(app.get(&stranger, &action(id, "history")).await.status, StatusCode::NOT_FOUND);
-    // Not in this requisition's chain ([department_head]).
-    assert_eq!(app.get(&c.cfo, &requisition(id)).await.status, StatusCode::NOT_FOUND);
+    // Not in this requisition's chain ([department_head]), and not a company-wide role.
+    assert_eq!(app.get(&regional, &requisition(id)).await.status, StatusCode::NOT_FOUND);
 
-    for reader in [&c.staff, &c.head, &c.treasury, &c.auditor, &c.admin] {
+    for reader in [&c.staff, &c.head, &c.treasury, &c.cfo, &c.gfm, &c.auditor, &c.admin] {
         let r = app.get(reader, &requisition(id)).await;
         assert_eq!(r.status, StatusCode::OK, "{} should read it: {r:?}", reader.email);
         assert_eq!(r.body["id"], id.to_string());
@@ -450,7 +451,7 @@ async fn resubmission_clears_earlier_approvals_and_a_former_approver_cannot_pay(
 
     assert_eq!(resubmitted.status, StatusCode::OK, "{resubmitted:?}");
     assert_eq!(resubmitted.body["approvals"], json!([]));
-    assert_eq!(resubmitted.body["current_step"], "department_head");
+    assert_eq!(resubmitted.body["current_role"], "department_head");
     assert_eq!(resubmitted.body["chain"], json!(["department_head", "group_finance_manager", "cfo"]));
     // The earlier approval does not count: the first step is open again.
     let before = app.event_count().await;
