@@ -548,3 +548,195 @@ async fn dates_outside_the_years_1_to_9999_are_a_422_naming_the_parameter() {
         assert_eq!(r.field(), "cursor", "{list}: {r:?}");
     }
 }
+
+/// `body` with every string `TEXT` replaced by `text`.
+fn fill(body: &Value, text: &str) -> Value {
+    match body {
+        Value::String(s) if s == "TEXT" => Value::String(text.into()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill(v, text)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), fill(v, text))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Every text field of every command body, with NUL and with another control character: a
+/// 4xx naming the field (422, or 401 where a password is only compared), nothing appended,
+/// never a 500.
+#[tokio::test]
+async fn every_text_field_refuses_nul_and_control_characters_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let (fund, draft_path) = draft(&app, &c).await;
+    let pending = app.submitted(&c.staff, fund, "30").await;
+    let approved = app.submitted(&c.staff, fund, "31").await;
+    app.approve_by(approved, &[&c.head]).await;
+    let r = |p: &str| format!("/api/requisitions/{pending}/{p}");
+    // (who, method, path, body with TEXT where the text goes, the field named)
+    let cases: Vec<(&TestUser, Method, String, Value, &str)> = vec![
+        (
+            &c.admin,
+            Method::POST,
+            "/api/users/".into(),
+            json!({"email": "TEXT", "name": "N", "roles": ["staff"]}),
+            "email",
+        ),
+        (
+            &c.admin,
+            Method::POST,
+            "/api/users/".into(),
+            json!({"email": "n@x.example", "name": "TEXT", "roles": ["staff"]}),
+            "name",
+        ),
+        (
+            &c.admin,
+            Method::POST,
+            "/api/users/".into(),
+            json!({"email": "n@x.example", "name": "N", "roles": ["TEXT"]}),
+            "roles",
+        ),
+        (&c.admin, Method::POST, format!("/api/users/{}/roles", c.staff.id), json!({"role": "TEXT"}), "role"),
+        (
+            &c.admin,
+            Method::POST,
+            "/api/funds/".into(),
+            json!({"name": "TEXT", "currency": "KES", "float": "1"}),
+            "name",
+        ),
+        (
+            &c.admin,
+            Method::POST,
+            "/api/funds/".into(),
+            json!({"name": "F", "currency": "TEXT", "float": "1"}),
+            "currency",
+        ),
+        (
+            &c.staff,
+            Method::POST,
+            REQUISITIONS.into(),
+            requisition_body(fund, json!({"purpose": "TEXT"})),
+            "purpose",
+        ),
+        (
+            &c.staff,
+            Method::POST,
+            REQUISITIONS.into(),
+            requisition_body(fund, json!({"payee": "TEXT"})),
+            "payee",
+        ),
+        (
+            &c.staff,
+            Method::POST,
+            REQUISITIONS.into(),
+            requisition_body(fund, json!({"category": "TEXT"})),
+            "category",
+        ),
+        (
+            &c.staff,
+            Method::POST,
+            REQUISITIONS.into(),
+            requisition_body(fund, json!({"currency": "TEXT"})),
+            "currency",
+        ),
+        (&c.staff, Method::PATCH, draft_path.clone(), json!({"purpose": "TEXT"}), "purpose"),
+        (&c.staff, Method::PATCH, draft_path.clone(), json!({"payee": "TEXT"}), "payee"),
+        (&c.staff, Method::PATCH, draft_path.clone(), json!({"category": "TEXT"}), "category"),
+        (&c.head, Method::POST, r("reject"), json!({"reason": "TEXT"}), "reason"),
+        (&c.head, Method::POST, r("request-changes"), json!({"reason": "TEXT"}), "reason"),
+        (&c.staff, Method::POST, r("cancel"), json!({"reason": "TEXT"}), "reason"),
+        (
+            &c.treasury,
+            Method::POST,
+            "/api/treasury/payments/".into(),
+            json!({"requisition_id": approved, "method": "cash", "reference": "TEXT"}),
+            "reference",
+        ),
+        (
+            &c.treasury,
+            Method::POST,
+            "/api/treasury/payments/".into(),
+            json!({"requisition_id": approved, "method": "TEXT"}),
+            "method",
+        ),
+        (
+            &c.admin,
+            Method::PUT,
+            "/api/approval-policy".into(),
+            json!({"tiers": [{"up_to": null, "chain": ["TEXT"]}]}),
+            "tiers[0].chain[0]",
+        ),
+    ];
+    let events = app.event_count().await;
+    for (user, method, path, body, field) in &cases {
+        for bad in ["x\u{0}y", "x\u{1}y", "x\u{1b}[2Jy", "x\u{7f}y"] {
+            let reply = app.send(Some(user), method.clone(), path, Some(fill(body, bad))).await;
+            assert!(reply.status.is_client_error(), "{method} {path} {field} {bad:?}: {reply:?}");
+            // Named as the field, or as its element (`roles[0]`).
+            let named = reply.field();
+            assert!(
+                !named.is_empty() && (named.starts_with(field) || field.starts_with(named)),
+                "{method} {path} {bad:?}: names `{named}`, not `{field}`: {reply:?}"
+            );
+            assert_eq!(app.event_count().await, events, "{method} {path} {field} {bad:?}: nothing appended");
+        }
+    }
+    // Sign-in: NUL anywhere is refused before it reaches SQL; a control character in a
+    // password is only ever compared, so it is a wrong password.
+    for (email, password, field) in
+        [(format!("{}\u{0}", c.staff.email), "p", "email"), (c.staff.email.clone(), "p\u{0}", "password")]
+    {
+        let reply = app
+            .send(None, Method::POST, "/api/auth/login", Some(json!({"email": email, "password": password})))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{reply:?}");
+        assert_eq!(reply.field(), field, "{reply:?}");
+    }
+    let reply = app
+        .send(
+            None,
+            Method::POST,
+            "/api/auth/login",
+            Some(json!({"email": format!("{}\u{1}", c.staff.email), "password": "p"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+}
+
+/// Every filter of every list, with NUL and with another control character: 422 naming it.
+#[tokio::test]
+async fn every_filter_refuses_nul_and_control_characters_naming_it() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "100").await;
+    let lists = [
+        (
+            "/api/requisitions/",
+            &[
+                "status",
+                "fund_id",
+                "requester_id",
+                "from",
+                "to",
+                "q",
+                "mine",
+                "limit",
+                "cursor",
+                "min_position",
+            ][..],
+        ),
+        ("/api/approvals/", &["limit", "cursor", "min_position"][..]),
+        ("/api/treasury/payments/", &["fund_id", "from", "to", "limit", "cursor", "min_position"][..]),
+        ("/api/funds/", &["min_position"][..]),
+        (&*format!("/api/funds/{fund}/ledger"), &["after", "limit", "min_position"][..]),
+        ("/api/dashboard/", &["min_position"][..]),
+    ];
+    for (path, params) in lists {
+        for param in params {
+            for bad in ["%00", "1%01", "%1B", "a%7F"] {
+                let url = format!("{path}?{param}={bad}");
+                let reply = app.get(&c.auditor, &url).await;
+                assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {reply:?}");
+                assert_eq!(reply.field(), *param, "{url}: {reply:?}");
+            }
+        }
+    }
+}
