@@ -11,6 +11,7 @@ pub mod engine;
 pub mod event;
 pub mod models;
 pub mod queries;
+pub mod reader;
 pub mod seal;
 pub mod wait;
 

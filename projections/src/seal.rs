@@ -25,7 +25,7 @@
 //! Several sealers (in several processes) may run: a seal's id is the previous one's plus one,
 //! so a race ends in a primary-key conflict and the loser tries again later.
 
-use crate::event::{HashedRow, EVENT_COLUMNS};
+use crate::event::HashedRow;
 use chrono::{DateTime, SubsecRound, Utc};
 use pettycash_domain::integrity::{hmac, same, Authenticity, EventKey};
 use sha2::{Digest, Sha256};
@@ -317,19 +317,7 @@ pub async fn seal_once(pool: &PgPool, key: &SealKey, max_events: i64) -> Result<
         }
         None => ("0".to_string(), 0, 0, ZERO, None),
     };
-    let rows: Vec<HashedRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS}, event_hash FROM events
-         WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY transaction_id, global_position
-         LIMIT $3"
-    ))
-    .bind(&txid)
-    .bind(position)
-    .bind(max_events)
-    .persistent(false)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<HashedRow> = crate::reader::hashed_after(pool, &txid, position, max_events).await?;
     let Some(newest) = rows.last() else { return Ok(Sealed::Nothing) };
     let last_position = newest.event.global_position;
     let unsigned_through = unsigned_through(pool).await?;

@@ -12,9 +12,10 @@
 //! and renamed when complete, so a file under the final name is always whole.
 
 use crate::integrity::hex;
-use crate::{Failure, HashedRow, Progress, EVENT_COLUMNS, EXIT_USAGE};
+use crate::{Failure, HashedRow, Progress, EXIT_USAGE};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use pettycash_projections::reader::{self, Filter, Selection};
 use pettycash_projections::seal::{chain_step, ZERO};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -129,18 +130,10 @@ pub async fn export(pool: &PgPool, args: ExportArgs, out: &mut dyn Write) -> Res
     )
     .fetch_optional(pool)
     .await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE global_position BETWEEN $1 AND $2")
-            .bind(from)
-            .bind(to)
-            .fetch_one(pool)
-            .await?;
+    let read = reader::in_order(&Selection::hashed(), Filter::Positions { from, to });
+    let total = read.count(pool).await?;
     let mut progress = Progress::new("export", total.max(0) as u64);
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS}, event_hash FROM events WHERE global_position BETWEEN $1 AND $2
-         ORDER BY transaction_id, global_position"
-    );
-    let mut rows = sqlx::query_as::<_, HashedRow>(&sql).bind(from).bind(to).fetch(pool);
+    let mut rows = read.fetch::<HashedRow>(pool);
     let (mut count, mut first, mut last, mut chain) = (0u64, None, None, ZERO);
     while let Some(row) = rows.try_next().await? {
         let e = &row.event;

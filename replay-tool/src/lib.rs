@@ -210,7 +210,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 
 /// One stored event, as the projection engine reads it (decoded through the domain's
 /// upcasters), and with its stored hash.
-pub use pettycash_projections::event::{EventRow, HashedRow, EVENT_COLUMNS};
+pub use pettycash_projections::event::{EventRow, HashedRow};
+use pettycash_projections::reader::{self, Filter, Selection};
 
 // ---------------------------------------------------------------------------------------------
 // Progress
@@ -290,10 +291,8 @@ pub async fn history(
     format: HistoryFormat,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY aggregate_type, sequence"
-    );
-    let mut rows = sqlx::query_as::<_, EventRow>(&sql).bind(id).fetch(pool);
+    let read = reader::in_order(&Selection::events(), Filter::Aggregate { id: id.to_string() });
+    let mut rows = read.fetch::<EventRow>(pool);
     let mut n = 0u64;
     while let Some(e) = rows.try_next().await? {
         n += 1;
@@ -438,12 +437,8 @@ async fn for_each_ledger(
     as_of: DateTime<Utc>,
     mut f: impl FnMut(Movement) -> anyhow::Result<()>,
 ) -> Result<u64, Failure> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events
-         WHERE aggregate_type = 'fund' AND aggregate_id = $1 AND recorded_at <= $2
-         ORDER BY transaction_id, global_position"
-    );
-    let mut rows = sqlx::query_as::<_, EventRow>(&sql).bind(fund.to_string()).bind(as_of).fetch(pool);
+    let read = reader::in_order(&Selection::events(), Filter::Fund { id: fund.to_string(), as_of });
+    let mut rows = read.fetch::<EventRow>(pool);
     let mut funds = BTreeMap::new();
     let mut n = 0;
     while let Some(e) = rows.try_next().await? {
@@ -505,17 +500,10 @@ pub async fn ledger(
 
 /// Every fund as it stood at `as_of`, streamed from the fund events in global order.
 pub async fn balances(pool: &PgPool, as_of: DateTime<Utc>) -> Result<Vec<FundState>, Failure> {
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'fund' AND recorded_at <= $1")
-            .bind(as_of)
-            .fetch_one(pool)
-            .await?;
+    let read = reader::in_order(&Selection::events(), Filter::Funds { as_of });
+    let total = read.count(pool).await?;
     let mut progress = Progress::new("balance", total.max(0) as u64);
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = 'fund' AND recorded_at <= $1
-         ORDER BY transaction_id, global_position"
-    );
-    let mut rows = sqlx::query_as::<_, EventRow>(&sql).bind(as_of).fetch(pool);
+    let mut rows = read.fetch::<EventRow>(pool);
     let mut funds = BTreeMap::new();
     while let Some(e) = rows.try_next().await? {
         let event: FundEvent = e.decode()?;

@@ -50,7 +50,7 @@
 //!   requester or an approver of the requisition had registered or granted a role.
 
 use crate::integrity::{hex, SealTracker};
-use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress, EVENT_COLUMNS};
+use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
@@ -58,6 +58,7 @@ use pettycash_domain::requisition::{RequisitionEvent, Status};
 use pettycash_domain::role::Role;
 use pettycash_domain::user::UserEvent;
 use pettycash_projections::event::StoredDigest;
+use pettycash_projections::reader::{self, Filter, Selection};
 use pettycash_projections::seal::{Seal, SealKey, SEAL_COLUMNS};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -772,9 +773,8 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
     let seal_sql = format!("SELECT {SEAL_COLUMNS} FROM event_seals ORDER BY seal_id");
     let mut seals = sqlx::query_as::<_, Seal>(&seal_sql).fetch(pool);
     tracker.push_seal(seals.try_next().await?);
-    let sql =
-        format!("SELECT {EVENT_COLUMNS}, event_hash FROM events ORDER BY transaction_id, global_position");
-    let mut rows = sqlx::query_as::<_, HashedRow>(&sql).fetch(pool);
+    let read = reader::in_order(&Selection::hashed(), Filter::Everything);
+    let mut rows = read.fetch::<HashedRow>(pool);
     let mut v = Verifier::authenticating(key.map(|k| k.events.clone()), unsigned_through);
     while let Some(row) = rows.try_next().await? {
         while tracker.wants_seal() {
