@@ -1,42 +1,47 @@
 //! How the domain's vocabulary is stored (feature `sqlx`, for the crates that talk to the
 //! database): each enum as its one text form (`as_str`, parsed back with `FromStr`), in `text`
 //! and `text[]` columns. No I/O here, only the mapping, so that no column holds a second
-//! spelling of a status or role.
+//! spelling of a status or role. [`stored_as_text!`](crate::stored_as_text) serves the other
+//! crates' enums too (the projection engine's checkpoint states).
 
-use sqlx::encode::IsNull;
-use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef, Postgres};
-use sqlx::{Decode, Encode, Type};
-
+/// Implements sqlx's `Type`, `Encode`, `Decode` and `PgHasArrayType` for enums that have
+/// `as_str(self) -> &'static str` and `FromStr` (whose error is a `std::error::Error`): they
+/// are stored as that text.
+#[macro_export]
 macro_rules! stored_as_text {
-    ($($t:ty),*) => {$(
-        impl Type<Postgres> for $t {
-            fn type_info() -> PgTypeInfo {
-                <&str as Type<Postgres>>::type_info()
+    ($($t:ty),* $(,)?) => {$(
+        impl ::sqlx::Type<::sqlx::Postgres> for $t {
+            fn type_info() -> ::sqlx::postgres::PgTypeInfo {
+                <&str as ::sqlx::Type<::sqlx::Postgres>>::type_info()
             }
-            fn compatible(ty: &PgTypeInfo) -> bool {
-                <&str as Type<Postgres>>::compatible(ty)
-            }
-        }
-
-        impl PgHasArrayType for $t {
-            fn array_type_info() -> PgTypeInfo {
-                <&str as PgHasArrayType>::array_type_info()
-            }
-            fn array_compatible(ty: &PgTypeInfo) -> bool {
-                <&str as PgHasArrayType>::array_compatible(ty)
+            fn compatible(ty: &::sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as ::sqlx::Type<::sqlx::Postgres>>::compatible(ty)
             }
         }
 
-        impl Encode<'_, Postgres> for $t {
-            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-                <&str as Encode<Postgres>>::encode_by_ref(&self.as_str(), buf)
+        impl ::sqlx::postgres::PgHasArrayType for $t {
+            fn array_type_info() -> ::sqlx::postgres::PgTypeInfo {
+                <&str as ::sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+            fn array_compatible(ty: &::sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as ::sqlx::postgres::PgHasArrayType>::array_compatible(ty)
             }
         }
 
-        impl<'r> Decode<'r, Postgres> for $t {
-            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-                Ok(<&str as Decode<Postgres>>::decode(value)?.parse::<$t>()?)
+        impl ::sqlx::Encode<'_, ::sqlx::Postgres> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut ::sqlx::postgres::PgArgumentBuffer,
+            ) -> ::std::result::Result<::sqlx::encode::IsNull, ::sqlx::error::BoxDynError> {
+                <&str as ::sqlx::Encode<::sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+
+        impl<'r> ::sqlx::Decode<'r, ::sqlx::Postgres> for $t {
+            fn decode(
+                value: ::sqlx::postgres::PgValueRef<'r>,
+            ) -> ::std::result::Result<Self, ::sqlx::error::BoxDynError> {
+                Ok(<&str as ::sqlx::Decode<::sqlx::Postgres>>::decode(value)?.parse::<$t>()?)
             }
         }
     )*};

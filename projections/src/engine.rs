@@ -22,7 +22,9 @@
 //! without touching the views. A worker runs the live generation of its version and, when a
 //! rebuild retires that generation, carries on with the new one (no restart).
 
-use crate::event::{EventRow, EVENT_COLUMNS};
+use crate::event::EventRow;
+use crate::reader::{self, After, Selection};
+use crate::CheckpointState;
 use crate::{table_name, Kind, Phase, Projection};
 use anyhow::Context;
 use sqlx::postgres::PgListener;
@@ -85,7 +87,7 @@ pub struct ProjectionStatus {
     pub version: i32,
     /// The build generation of that version (0 unless rebuilt).
     pub generation: i32,
-    pub state: String,
+    pub state: CheckpointState,
     pub last_position: i64,
     pub events_applied: i64,
     /// Events in the store beyond this projection's position (approximate while
@@ -102,8 +104,9 @@ pub async fn status(pool: &PgPool) -> sqlx::Result<Vec<ProjectionStatus>> {
                 greatest(coalesce((SELECT max(global_position) FROM events), 0) - c.last_position, 0) AS lag_events,
                 c.updated_at
          FROM projection_checkpoints c
-         ORDER BY c.name, (c.state = 'live') DESC, c.version DESC, c.generation DESC",
+         ORDER BY c.name, (c.state = $1) DESC, c.version DESC, c.generation DESC",
     )
+    .bind(CheckpointState::Live)
     .fetch_all(pool)
     .await
 }
@@ -125,10 +128,12 @@ fn swap_key(name: &str) -> String {
 pub async fn resolve_generation(pool: &PgPool, name: &str, version: i32) -> sqlx::Result<i32> {
     let generation: Option<i32> = sqlx::query_scalar(
         "SELECT generation FROM projection_checkpoints WHERE name = $1 AND version = $2
-         ORDER BY (state = 'live') DESC, (state = 'building') DESC, generation DESC LIMIT 1",
+         ORDER BY (state = $3) DESC, (state = $4) DESC, generation DESC LIMIT 1",
     )
     .bind(name)
     .bind(version)
+    .bind(CheckpointState::Live)
+    .bind(CheckpointState::Building)
     .fetch_optional(pool)
     .await?;
     Ok(generation.unwrap_or(0))
@@ -137,10 +142,11 @@ pub async fn resolve_generation(pool: &PgPool, name: &str, version: i32) -> sqlx
 /// The live generation of `(name, version)`, if that version is live.
 pub async fn live_generation(pool: &PgPool, name: &str, version: i32) -> sqlx::Result<Option<i32>> {
     sqlx::query_scalar(
-        "SELECT generation FROM projection_checkpoints WHERE name = $1 AND version = $2 AND state = 'live'",
+        "SELECT generation FROM projection_checkpoints WHERE name = $1 AND version = $2 AND state = $3",
     )
     .bind(name)
     .bind(version)
+    .bind(CheckpointState::Live)
     .fetch_optional(pool)
     .await
 }
@@ -320,7 +326,7 @@ impl Worker {
 
     /// Tails one generation until shutdown or until it is retired.
     async fn tail(&mut self, p: &dyn Projection, lock_conn: &mut PgConnection) -> anyhow::Result<Tail> {
-        if prepare(&self.pool, p).await? == "retired" {
+        if prepare(&self.pool, p).await? == CheckpointState::Retired {
             return Ok(Tail::Retired);
         }
         let mut pinged = std::time::Instant::now();
@@ -387,7 +393,7 @@ enum Probe {
 async fn probe(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<Probe> {
     // The first event after the cursor in (transaction, position) order is visible exactly
     // when its transaction id is below the horizon: every later one has a larger id.
-    let row: Option<(String, Option<bool>)> = sqlx::query_as(
+    let row: Option<(CheckpointState, Option<bool>)> = sqlx::query_as(
         "SELECT c.state, n.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
          FROM projection_checkpoints c
          LEFT JOIN LATERAL (
@@ -404,7 +410,7 @@ async fn probe(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<Probe> {
     .context("probing for events")?;
     Ok(match row {
         // Nothing after the cursor, or only events not visible yet.
-        Some((state, next_visible)) if state == "live" && next_visible != Some(true) => {
+        Some((CheckpointState::Live, next_visible)) if next_visible != Some(true) => {
             Probe::Idle { pending: next_visible.is_some() }
         }
         _ => Probe::Step,
@@ -414,7 +420,7 @@ async fn probe(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<Probe> {
 /// Creates the generation's tables and checkpoint if missing; gives readers a view if there
 /// is none yet (first build). Returns the checkpoint's state. A retired generation stays
 /// retired and gets no tables back (a rebuild may have dropped them).
-pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<String> {
+pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<CheckpointState> {
     let (name, version, generation) = (p.name(), p.version(), p.generation());
     let mut tx = pool.begin().await?;
     // Serialise preparation of one projection version across processes.
@@ -423,20 +429,21 @@ pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<String
         .execute(&mut *tx)
         .await?;
     let existing = checkpoint_state(&mut tx, p).await?;
-    if existing.as_deref() == Some("retired") {
+    if existing == Some(CheckpointState::Retired) {
         tx.commit().await?;
-        return Ok("retired".into());
+        return Ok(CheckpointState::Retired);
     }
     for ddl in p.create_tables() {
         sqlx::query(&ddl).execute(&mut *tx).await.with_context(|| format!("creating tables of {name}"))?;
     }
     sqlx::query(
-        "INSERT INTO projection_checkpoints (name, version, generation, state) VALUES ($1, $2, $3, 'building')
+        "INSERT INTO projection_checkpoints (name, version, generation, state) VALUES ($1, $2, $3, $4)
          ON CONFLICT (name, version, generation) DO NOTHING",
     )
     .bind(name)
     .bind(version)
     .bind(generation)
+    .bind(CheckpointState::Building)
     .execute(&mut *tx)
     .await?;
     for base in p.tables() {
@@ -452,7 +459,7 @@ pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<String
         }
     }
     let state = checkpoint_state(&mut tx, p).await?.context("checkpoint row missing after insert")?;
-    if state == "live" {
+    if state == CheckpointState::Live {
         // A live build has its indexes; a release may have added some.
         for ddl in p.create_indexes() {
             sqlx::query(&ddl).execute(&mut *tx).await.with_context(|| format!("indexing {name}"))?;
@@ -462,7 +469,10 @@ pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<String
     Ok(state)
 }
 
-async fn checkpoint_state(tx: &mut PgConnection, p: &dyn Projection) -> sqlx::Result<Option<String>> {
+async fn checkpoint_state(
+    tx: &mut PgConnection,
+    p: &dyn Projection,
+) -> sqlx::Result<Option<CheckpointState>> {
     sqlx::query_scalar(
         "SELECT state FROM projection_checkpoints WHERE name = $1 AND version = $2 AND generation = $3",
     )
@@ -487,11 +497,12 @@ pub async fn drop_retired_generations(pool: &PgPool, p: &dyn Projection) -> anyh
         .await?;
     let generations: Vec<i32> = sqlx::query_scalar(
         "SELECT generation FROM projection_checkpoints
-         WHERE name = $1 AND version = $2 AND state = 'retired' AND generation <> $3 ORDER BY generation",
+         WHERE name = $1 AND version = $2 AND state = $4 AND generation <> $3 ORDER BY generation",
     )
     .bind(name)
     .bind(version)
     .bind(p.generation())
+    .bind(CheckpointState::Retired)
     .fetch_all(&mut *tx)
     .await?;
     let mut dropped = Vec::new();
@@ -594,23 +605,12 @@ struct ReadAhead {
 
 impl ReadAhead {
     fn start(pool: &PgPool, p: &dyn Projection, after: i64, limit: i64) -> Self {
-        let (pool, columns) = (pool.clone(), columns_for(p));
+        let (pool, selection) = (pool.clone(), Selection::for_projection(p));
         let task = tokio::spawn(async move {
             let mut conn = pool.acquire().await?;
-            sqlx::query_as(&format!(
-                "SELECT {columns} FROM events
-                 WHERE (transaction_id, global_position)
-                       > ((SELECT transaction_id FROM events WHERE global_position = $1), $1)
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                 ORDER BY transaction_id, global_position
-                 LIMIT $2"
-            ))
-            .bind(after)
-            .bind(limit)
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await
-            .context("reading events ahead")
+            reader::visible_after(&mut *conn, &selection, After::Event(after), limit)
+                .await
+                .context("reading events ahead")
         });
         Self { after, limit, task }
     }
@@ -639,7 +639,7 @@ async fn step_with(
     // loses the last few batches whole (rows and checkpoint together) and they are applied
     // again from the events. A side-effecting one waits, or its effects could repeat.
     let durability = if p.kind() == Kind::Replayable { "off" } else { "on" };
-    let (state, txid, position, _): (String, String, i64, String) = sqlx::query_as(
+    let (state, txid, position, _): (CheckpointState, String, i64, String) = sqlx::query_as(
         "SELECT state, last_transaction_id::text, last_position, set_config('synchronous_commit', $4, true)
          FROM projection_checkpoints
          WHERE name = $1 AND version = $2 AND generation = $3 FOR UPDATE",
@@ -651,13 +651,14 @@ async fn step_with(
     .fetch_one(&mut *tx)
     .await
     .context("reading the checkpoint")?;
-    if state == "retired" {
+    if state == CheckpointState::Retired {
         return Ok((StepOutcome { applied: 0, retired: true, pending: false, live: false }, None));
     }
     let (events, limit, was_read_ahead) = match read {
         Some((after, limit, events)) if after == position && !events.is_empty() => (events, limit, true),
         _ => (visible_events(&mut tx, p, &txid, position, batch_size).await?, batch_size, false),
     };
+    let live = state == CheckpointState::Live;
     if events.is_empty() {
         let pending: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2))",
@@ -668,11 +669,11 @@ async fn step_with(
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        if state == "building" {
+        if state == CheckpointState::Building {
             let swapped = swap(pool, p, batch_size).await?;
             return Ok((StepOutcome { pending, ..swapped }, None));
         }
-        return Ok((StepOutcome { applied: 0, retired: false, pending, live: state == "live" }, None));
+        return Ok((StepOutcome { applied: 0, retired: false, pending, live }, None));
     }
     let fetched = started.elapsed();
     let ahead = match (events.last(), read_ahead) {
@@ -681,7 +682,7 @@ async fn step_with(
         }
         _ => None,
     };
-    let phase = if state == "live" { Phase::Live } else { Phase::Building };
+    let phase = if live { Phase::Live } else { Phase::Building };
     advance(&mut tx, p, position, phase, &events).await?;
     let applied = started.elapsed();
     tx.commit().await?;
@@ -695,29 +696,8 @@ async fn step_with(
         commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
         "batch applied"
     );
-    let outcome =
-        StepOutcome { applied: events.len() as u64, retired: false, pending: false, live: state == "live" };
+    let outcome = StepOutcome { applied: events.len() as u64, retired: false, pending: false, live };
     Ok((outcome, ahead))
-}
-
-/// The columns a projection reads. Every event is read (the cursor and `events_applied` count
-/// them all), but the payload and metadata of aggregate types the projection does not use come
-/// back as JSON `null`, and so does all metadata for a projection that does not use it:
-/// PostgreSQL's jsonb-to-text output is the most expensive part of reading an event, and most
-/// projections use one aggregate type.
-fn columns_for(p: &dyn Projection) -> String {
-    let wanted = p.aggregate_types().map(|types| {
-        let list =
-            types.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
-        format!("aggregate_type IN ({list})")
-    });
-    let only_wanted = |column: &str| match &wanted {
-        None => column.to_string(),
-        Some(wanted) => format!("CASE WHEN {wanted} THEN {column} ELSE 'null'::jsonb END AS {column}"),
-    };
-    let metadata =
-        if p.uses_metadata() { only_wanted("metadata") } else { "'null'::jsonb AS metadata".into() };
-    EVENT_COLUMNS.replace("payload", &only_wanted("payload")).replace("metadata", &metadata)
 }
 
 /// Up to `limit` events after the cursor that no running transaction can still precede.
@@ -728,24 +708,10 @@ async fn visible_events(
     position: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<EventRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {} FROM events
-         WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY transaction_id, global_position
-         LIMIT $3",
-        columns_for(p)
-    ))
-    .bind(txid)
-    .bind(position)
-    .bind(limit)
-    // Unnamed statement: a custom plan for these cursor values every time. A cached generic
-    // plan does not know the cursor and may not use the (transaction_id, global_position)
-    // index range.
-    .persistent(false)
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading events")
+    let after = After::Cursor { transaction_id: txid, position };
+    reader::visible_after(&mut *tx, &Selection::for_projection(p), after, limit)
+        .await
+        .context("reading events")
 }
 
 /// Applies `events` (not empty), which follow checkpoint position `after`, and moves the
@@ -794,7 +760,7 @@ async fn swap(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Res
         .bind(swap_key(name))
         .execute(&mut *tx)
         .await?;
-    let rows: Vec<(i32, i32, String, String, i64)> = sqlx::query_as(
+    let rows: Vec<(i32, i32, CheckpointState, String, i64)> = sqlx::query_as(
         "SELECT version, generation, state, last_transaction_id::text, last_position
          FROM projection_checkpoints WHERE name = $1 ORDER BY version, generation FOR UPDATE",
     )
@@ -805,19 +771,22 @@ async fn swap(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Res
         .iter()
         .find(|r| (r.0, r.1) == (version, generation))
         .context("the checkpoint row of the build going live is missing")?;
-    if state != "building" {
-        let live = state == "live";
+    if *state != CheckpointState::Building {
+        let live = *state == CheckpointState::Live;
         tx.commit().await?;
         return Ok(StepOutcome { applied: 0, retired: !live, pending: false, live });
     }
-    if let Some((v, g, ..)) = rows.iter().find(|r| (r.0, r.1) > (version, generation) && r.2 == "live") {
+    if let Some((v, g, ..)) =
+        rows.iter().find(|r| (r.0, r.1) > (version, generation) && r.2 == CheckpointState::Live)
+    {
         sqlx::query(
-            "UPDATE projection_checkpoints SET state = 'retired', updated_at = now()
+            "UPDATE projection_checkpoints SET state = $4, updated_at = now()
              WHERE name = $1 AND version = $2 AND generation = $3",
         )
         .bind(name)
         .bind(version)
         .bind(generation)
+        .bind(CheckpointState::Retired)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -852,12 +821,13 @@ async fn swap(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Res
 async fn go_live(tx: &mut PgConnection, p: &dyn Projection, position: i64) -> anyhow::Result<()> {
     let (name, version, generation) = (p.name(), p.version(), p.generation());
     sqlx::query(
-        "UPDATE projection_checkpoints SET state = 'retired', updated_at = now()
-         WHERE name = $1 AND (version, generation) < ($2, $3) AND state <> 'retired'",
+        "UPDATE projection_checkpoints SET state = $4, updated_at = now()
+         WHERE name = $1 AND (version, generation) < ($2, $3) AND state <> $4",
     )
     .bind(name)
     .bind(version)
     .bind(generation)
+    .bind(CheckpointState::Retired)
     .execute(&mut *tx)
     .await?;
     p.before_live(&mut *tx, position)
@@ -876,12 +846,13 @@ async fn go_live(tx: &mut PgConnection, p: &dyn Projection, position: i64) -> an
         .await?;
     }
     sqlx::query(
-        "UPDATE projection_checkpoints SET state = 'live', live_since = now(), updated_at = now()
+        "UPDATE projection_checkpoints SET state = $4, live_since = now(), updated_at = now()
          WHERE name = $1 AND version = $2 AND generation = $3",
     )
     .bind(name)
     .bind(version)
     .bind(generation)
+    .bind(CheckpointState::Live)
     .execute(&mut *tx)
     .await?;
     Ok(())

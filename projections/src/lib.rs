@@ -16,6 +16,51 @@ pub mod seal;
 pub mod wait;
 
 pub use engine::{Engine, EngineOptions, ProjectionStatus};
+
+/// A projection build's checkpoint state (`projection_checkpoints.state`). One text form,
+/// stored as that text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointState {
+    /// Being built from position zero beside the live one; readers do not see it yet.
+    Building,
+    /// What readers' views point at; kept current by its worker.
+    Live,
+    /// Replaced by a newer build; nothing applies to it any more.
+    Retired,
+}
+
+impl CheckpointState {
+    pub const ALL: [CheckpointState; 3] =
+        [CheckpointState::Building, CheckpointState::Live, CheckpointState::Retired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointState::Building => "building",
+            CheckpointState::Live => "live",
+            CheckpointState::Retired => "retired",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`: tables print it with a width.
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CheckpointState {
+    type Err = pettycash_domain::fund::UnknownWord;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| pettycash_domain::fund::UnknownWord {
+            what: "checkpoint state",
+            text: s.to_string(),
+        })
+    }
+}
+
+pettycash_domain::stored_as_text!(CheckpointState);
 pub use event::EventRow;
 
 use async_trait::async_trait;

@@ -21,10 +21,11 @@ pub async fn wait_for(
                     AND count(*) = cardinality($1)
              FROM projection_checkpoints c
              JOIN events e ON e.global_position = $2
-             WHERE c.name = ANY($1) AND c.state = 'live'",
+             WHERE c.name = ANY($1) AND c.state = $3",
         )
         .bind(projections)
         .bind(position)
+        .bind(crate::CheckpointState::Live)
         .fetch_one(pool)
         .await?;
         if reached || position <= 0 {

@@ -31,6 +31,7 @@ use crate::{Failure, Progress, EXIT_USAGE};
 use anyhow::Context;
 use clap::builder::PossibleValuesParser;
 use pettycash_projections::engine::{drop_retired_generations, prepare, Stepper};
+use pettycash_projections::CheckpointState;
 use pettycash_projections::{Kind, Projection};
 use sqlx::PgPool;
 use std::io::Write;
@@ -125,7 +126,7 @@ pub async fn rebuild(pool: &PgPool, args: RebuildArgs, out: &mut dyn Write) -> R
 #[derive(sqlx::FromRow)]
 struct Build {
     generation: i32,
-    state: String,
+    state: CheckpointState,
     last_position: i64,
     events_applied: i64,
 }
@@ -150,10 +151,11 @@ async fn rebuild_one(
     // service, and swapping the views to tables that service does not know would stop its
     // read models. A build of this version already under way (a deploy in progress) is fine.
     let other_live: Option<i32> = sqlx::query_scalar(
-        "SELECT version FROM projection_checkpoints WHERE name = $1 AND version <> $2 AND state = 'live'",
+        "SELECT version FROM projection_checkpoints WHERE name = $1 AND version <> $2 AND state = $3",
     )
     .bind(name)
     .bind(version)
+    .bind(CheckpointState::Live)
     .fetch_optional(pool)
     .await?;
     if let Some(live) = other_live.filter(|live| *live > version || builds.is_empty()) {
@@ -162,11 +164,11 @@ async fn rebuild_one(
              use the pettycash-replay of the release that is deployed"
         )));
     }
-    let live = builds.iter().find(|b| b.state == "live").map(|b| b.generation);
+    let live = builds.iter().find(|b| b.state == CheckpointState::Live).map(|b| b.generation);
     let serving = live.map_or("none live yet".to_string(), |g| format!("serving from generation {g}"));
     let interrupted = builds
         .iter()
-        .filter(|b| b.state == "building" && Some(b.generation) > live)
+        .filter(|b| b.state == CheckpointState::Building && Some(b.generation) > live)
         .max_by_key(|b| b.generation);
     let generation = match interrupted {
         Some(b) => {
@@ -186,7 +188,7 @@ async fn rebuild_one(
     out.flush()?;
     let p = base.at_generation(generation);
     let state = prepare(pool, p.as_ref()).await?;
-    if state == "retired" {
+    if state == CheckpointState::Retired {
         return Err(Failure::from(anyhow::anyhow!(
             "{name} v{version} generation {generation} is retired (a newer build went live meanwhile)"
         )));
@@ -206,7 +208,7 @@ async fn rebuild_one(
     let started = Instant::now();
     let mut progress = Progress::new(name, remaining.max(0) as u64);
     let mut applied = 0u64;
-    let mut live_now = state == "live";
+    let mut live_now = state == CheckpointState::Live;
     let mut stepper = Stepper::new(pool, p.as_ref(), args.batch_size, args.batch_size);
     while !live_now {
         let outcome =

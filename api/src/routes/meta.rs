@@ -63,7 +63,7 @@ pub struct Health {
 struct HealthRow {
     name: Option<String>,
     version: Option<i32>,
-    state: Option<String>,
+    state: Option<pettycash_projections::CheckpointState>,
     last_position: Option<i64>,
     lag_events: Option<i64>,
     last_seal: Option<i64>,
@@ -89,7 +89,8 @@ pub struct SealingHealth {
 pub struct ProjectionHealth {
     pub name: String,
     pub version: i32,
-    pub state: String,
+    #[schema(value_type = String, example = "live")]
+    pub state: pettycash_projections::CheckpointState,
     pub position: i64,
     pub lag_events: i64,
 }
@@ -125,10 +126,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 (SELECT coalesce(sum(octet_length(refused) / 8), 0)::bigint FROM event_seals
                  WHERE octet_length(refused) > 0) AS refused_events
          FROM last
-         LEFT JOIN projection_checkpoints c ON c.state <> 'retired'
+         LEFT JOIN projection_checkpoints c ON c.state <> $1
          LEFT JOIN seal ON true
          ORDER BY c.name, c.version, c.generation",
     )
+    .bind(pettycash_projections::CheckpointState::Retired)
     .fetch_all(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(rows)) => {

@@ -124,9 +124,10 @@ pub async fn consistent(
         }
     }
     let position: Option<i64> = sqlx::query_scalar(
-        "SELECT min(last_position) FROM projection_checkpoints WHERE name = ANY($1) AND state = 'live'",
+        "SELECT min(last_position) FROM projection_checkpoints WHERE name = ANY($1) AND state = $2",
     )
     .bind(projections)
+    .bind(pettycash_projections::CheckpointState::Live)
     .fetch_one(&state.pool)
     .await?;
     Ok(position.unwrap_or(0))

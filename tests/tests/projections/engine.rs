@@ -20,6 +20,7 @@ use pettycash_domain::{Actor, Currency, Role};
 use pettycash_projections::engine::{prepare, step};
 use pettycash_projections::models::cash::Cash;
 use pettycash_projections::models::requisitions::Requisitions;
+use pettycash_projections::CheckpointState;
 use pettycash_projections::{wait, Engine, EngineOptions, Projection};
 use pettycash_tests::{fresh_database, PASSWORD};
 use rust_decimal::Decimal;
@@ -808,7 +809,7 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
     ];
     for (v2, bases) in &shadows {
         let name = v2.name();
-        assert_eq!(prepare(&pool, v2.as_ref()).await.unwrap(), "building");
+        assert_eq!(prepare(&pool, v2.as_ref()).await.unwrap(), CheckpointState::Building);
         assert_eq!(state(&pool, name, 1).await, "live");
         let mut partial_steps = 0;
         loop {
@@ -846,7 +847,7 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
         let outcome = step(&pool, v1.as_ref(), 1000).await.unwrap();
         assert!(outcome.retired, "{}: v1 step after the swap", v1.name());
         assert_eq!(outcome.applied, 0);
-        assert_eq!(prepare(&pool, v1.as_ref()).await.unwrap(), "retired");
+        assert_eq!(prepare(&pool, v1.as_ref()).await.unwrap(), CheckpointState::Retired);
     }
     let (_never_stop, stop_rx) = watch::channel(false);
     let v1_engine = Engine::new(pool.clone(), projections(1), options(1000));
@@ -879,7 +880,7 @@ async fn a_build_made_live_by_another_process_goes_on_from_the_totals_in_its_tab
 
     let first: Arc<dyn Projection> = Arc::new(Requisitions::new(2));
     let second: Arc<dyn Projection> = Arc::new(Requisitions::new(2));
-    assert_eq!(prepare(&pool, first.as_ref()).await.unwrap(), "building");
+    assert_eq!(prepare(&pool, first.as_ref()).await.unwrap(), CheckpointState::Building);
     let events = event_count(&pool).await;
     let built = step(&pool, first.as_ref(), 1000).await.expect("first builds");
     assert_eq!(
@@ -912,8 +913,8 @@ async fn an_older_version_going_live_does_not_retire_a_newer_one_still_building(
 
     let v2 = Requisitions::new(2);
     let v3 = Requisitions::new(3);
-    assert_eq!(prepare(&pool, &v3).await.unwrap(), "building");
-    assert_eq!(prepare(&pool, &v2).await.unwrap(), "building");
+    assert_eq!(prepare(&pool, &v3).await.unwrap(), CheckpointState::Building);
+    assert_eq!(prepare(&pool, &v2).await.unwrap(), CheckpointState::Building);
     // v2 finishes first.
     while step(&pool, &v2, 1000).await.unwrap().applied > 0 {}
     assert_eq!(state(&pool, "requisitions", 2).await, "live");
@@ -948,8 +949,8 @@ async fn a_newer_version_going_live_retires_an_older_one_still_building() {
 
     let v2 = Requisitions::new(2);
     let v3 = Requisitions::new(3);
-    assert_eq!(prepare(&pool, &v2).await.unwrap(), "building");
-    assert_eq!(prepare(&pool, &v3).await.unwrap(), "building");
+    assert_eq!(prepare(&pool, &v2).await.unwrap(), CheckpointState::Building);
+    assert_eq!(prepare(&pool, &v3).await.unwrap(), CheckpointState::Building);
     // v2 gets part of the way, then v3 finishes.
     assert!(step(&pool, &v2, 5).await.unwrap().applied > 0);
     while step(&pool, &v3, 1000).await.unwrap().applied > 0 {}
@@ -975,14 +976,14 @@ async fn an_older_version_finishing_after_a_newer_one_is_live_leaves_the_views_a
     settle(&pool, 1, 1000).await;
 
     let v3 = Requisitions::new(3);
-    assert_eq!(prepare(&pool, &v3).await.unwrap(), "building");
+    assert_eq!(prepare(&pool, &v3).await.unwrap(), CheckpointState::Building);
     while step(&pool, &v3, 1000).await.unwrap().applied > 0 {}
     assert_eq!(state(&pool, "requisitions", 3).await, "live");
     assert_views_read(&pool, &["rm_requisitions"], 3).await;
 
     // v2 appears only now and builds to the end.
     let v2 = Requisitions::new(2);
-    assert_eq!(prepare(&pool, &v2).await.unwrap(), "building");
+    assert_eq!(prepare(&pool, &v2).await.unwrap(), CheckpointState::Building);
     let mut steps = 0;
     let last = loop {
         let outcome = step(&pool, &v2, 7).await.unwrap();
@@ -998,7 +999,7 @@ async fn an_older_version_finishing_after_a_newer_one_is_live_leaves_the_views_a
     assert_views_read(&pool, &["rm_requisitions"], 3).await;
     assert_same_rows(&pool, "rm_requisitions", "rm_requisitions_v3").await;
     // A retired build stays retired: preparing it again creates nothing.
-    assert_eq!(prepare(&pool, &v2).await.unwrap(), "retired");
+    assert_eq!(prepare(&pool, &v2).await.unwrap(), CheckpointState::Retired);
 }
 
 /// A rebuild of the same version (generation 1, as `pettycash-replay rebuild` does) builds
@@ -1025,7 +1026,7 @@ async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
         let name = p.name();
         let g1 = p.at_generation(1);
         assert_eq!((g1.name(), g1.version(), g1.generation()), (name, 1, 1));
-        assert_eq!(prepare(&pool, g1.as_ref()).await.unwrap(), "building");
+        assert_eq!(prepare(&pool, g1.as_ref()).await.unwrap(), CheckpointState::Building);
         let deadline = Instant::now() + DEADLINE;
         let mut partial_steps = 0;
         loop {
@@ -1093,7 +1094,7 @@ async fn a_build_goes_live_while_an_open_transaction_holds_events_back() {
     let (held_fund, _) = open_fund(&service, &people, "Behind the horizon").await;
 
     let g1 = Cash::at(1, 1);
-    assert_eq!(prepare(&pool, &g1).await.unwrap(), "building");
+    assert_eq!(prepare(&pool, &g1).await.unwrap(), CheckpointState::Building);
     let mut last = None;
     for _ in 0..100 {
         let outcome = step(&pool, &g1, 1000).await.unwrap();
