@@ -21,6 +21,7 @@ pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod views;
+pub mod wake;
 
 pub use context::{CommandContext, IdempotencyRecord, RequestMeta, SessionGuard};
 pub use error::CommandError;

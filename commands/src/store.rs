@@ -3,6 +3,7 @@
 
 use crate::error::CommandError;
 use crate::group::{append_one, classify, Append, GroupCommit, Row};
+use crate::wake::Notifier;
 use crate::SessionGuard;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, SerializedEvent};
@@ -104,6 +105,8 @@ pub struct EventStore {
     /// Signs every event appended and every snapshot written; checks them when they are
     /// read back (`pettycash_domain::integrity`).
     key: EventKey,
+    /// Tells projection workers, here and in other processes, of every commit.
+    notifier: Notifier,
 }
 
 /// What went wrong with an append that the caller handles.
@@ -133,6 +136,7 @@ impl EventStore {
     pub fn new(pool: PgPool, key: EventKey) -> Self {
         let repo = PostgresEventRepository::new(pool.clone());
         Self {
+            notifier: Notifier::new(pool.clone()),
             pool,
             repo: Arc::new(repo),
             upcasters: Arc::new(pettycash_domain::upcast::upcasters()),
@@ -403,8 +407,11 @@ impl EventStore {
         let append = Append { rows, guard: guard.cloned() };
         if side_writes.is_empty() && !append.rows.is_empty() {
             // One statement is atomic on its own; it may share it with other commands.
-            return self.group.append(&self.pool, append).await;
+            let position = self.group.append(&self.pool, append).await?;
+            self.notifier.committed();
+            return Ok(position);
         }
+        let wrote_events = !append.rows.is_empty();
         let mut tx = self.pool.begin().await.map_err(AppendError::Database)?;
         let position = if append.rows.is_empty() {
             self.last_position(&mut tx).await.map_err(AppendError::Database)?
@@ -416,6 +423,9 @@ impl EventStore {
             write.apply(&mut tx, position).await?;
         }
         tx.commit().await.map_err(|e| classify(e, kind))?;
+        if wrote_events {
+            self.notifier.committed();
+        }
         Ok(position)
     }
 

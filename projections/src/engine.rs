@@ -26,6 +26,7 @@ use crate::event::EventRow;
 use crate::reader::{self, After, Selection};
 use crate::CheckpointState;
 use crate::{table_name, Kind, Phase, Projection};
+use pettycash_commands::wake;
 use anyhow::Context;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -39,8 +40,6 @@ const PENDING_RETRY: Duration = Duration::from_millis(5);
 /// How often an idle worker checks that the connection holding its lease is alive.
 const LEASE_CHECK: Duration = Duration::from_secs(1);
 
-/// Channel the events insert trigger notifies.
-pub const CHANNEL: &str = "pettycash_events";
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -208,14 +207,23 @@ impl Engine {
     }
 }
 
+/// Wakes the workers when events were committed: in this process (in memory), or in another
+/// one (its notification; ours come back to us too and are skipped). See
+/// [`pettycash_commands::wake`].
 async fn listen(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    let mut local = wake::subscribe();
     loop {
         let result: anyhow::Result<()> = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(CHANNEL).await?;
+            listener.listen(wake::CHANNEL).await?;
             loop {
                 tokio::select! {
-                    n = listener.recv() => { n?; wake.notify_waiters(); }
+                    n = listener.recv() => {
+                        if n?.payload() != wake::process_token() {
+                            wake.notify_waiters();
+                        }
+                    }
+                    _ = local.changed() => wake.notify_waiters(),
                     _ = shutdown.changed() => return Ok(()),
                 }
             }
@@ -230,7 +238,16 @@ async fn listen(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<b
                 "projection listener failed; polling until it reconnects"
             );
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Commits in this process still wake the workers meanwhile.
+        let pause = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                _ = local.changed() => wake.notify_waiters(),
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }
 

@@ -73,12 +73,17 @@ async fn event_count(pool: &PgPool) -> i64 {
 }
 
 /// `(state, events_applied)` of one projection version's checkpoint (generation 0).
-async fn checkpoint(pool: &PgPool, name: &str, version: i32) -> Option<(String, i64)> {
+async fn checkpoint(pool: &PgPool, name: &str, version: i32) -> Option<(CheckpointState, i64)> {
     checkpoint_of(pool, name, version, 0).await
 }
 
 /// `(state, events_applied)` of one projection build's checkpoint.
-async fn checkpoint_of(pool: &PgPool, name: &str, version: i32, generation: i32) -> Option<(String, i64)> {
+async fn checkpoint_of(
+    pool: &PgPool,
+    name: &str,
+    version: i32,
+    generation: i32,
+) -> Option<(CheckpointState, i64)> {
     sqlx::query_as(
         "SELECT state, events_applied FROM projection_checkpoints
          WHERE name = $1 AND version = $2 AND generation = $3",
@@ -91,15 +96,13 @@ async fn checkpoint_of(pool: &PgPool, name: &str, version: i32, generation: i32)
     .unwrap()
 }
 
-async fn state(pool: &PgPool, name: &str, version: i32) -> String {
+async fn state(pool: &PgPool, name: &str, version: i32) -> Option<CheckpointState> {
     state_of(pool, name, version, 0).await
 }
 
-async fn state_of(pool: &PgPool, name: &str, version: i32, generation: i32) -> String {
-    checkpoint_of(pool, name, version, generation)
-        .await
-        .map(|c| c.0)
-        .unwrap_or_else(|| "(no checkpoint)".into())
+/// The build's checkpoint state (`None`: no checkpoint).
+async fn state_of(pool: &PgPool, name: &str, version: i32, generation: i32) -> Option<CheckpointState> {
+    checkpoint_of(pool, name, version, generation).await.map(|c| c.0)
 }
 
 /// True when the build's cursor is the last event of the store in the engine's order (or
@@ -595,7 +598,7 @@ async fn concurrent_writers_and_long_transactions_lose_nothing_and_apply_nothing
     assert_eq!(paid as usize, WRITERS * REQUISITIONS_PER_WRITER);
     assert_read_models_match_store(&pool, 1, true).await;
     for name in NAMES {
-        assert_eq!(state(&pool, name, 1).await, "live");
+        assert_eq!(state(&pool, name, 1).await, Some(CheckpointState::Live));
     }
 }
 
@@ -608,7 +611,7 @@ async fn a_reader_by_position_alone_skips_an_event_the_engine_does_not() {
     let engine = Engine::new(pool.clone(), projections(1), options(50));
     engine.catch_up().await.expect("first catch_up (empty store)");
     for name in NAMES {
-        assert_eq!(state(&pool, name, 1).await, "live", "an empty build goes live");
+        assert_eq!(state(&pool, name, 1).await, Some(CheckpointState::Live), "an empty build goes live");
     }
 
     let naive = |after: i64| {
@@ -754,14 +757,14 @@ async fn a_worker_killed_mid_batch_leaves_no_trace_and_a_restart_equals_a_fresh_
         // The two batches before the crash are committed; the third left nothing.
         let (state, applied) = checkpoint(&pool, name, 1).await.unwrap();
         assert_eq!(applied, BATCH * (CRASH_ON as i64 - 1), "{name}: events_applied after the crash");
-        assert_eq!(state, "building");
+        assert_eq!(state, CheckpointState::Building);
     }
     assert_eq!(rows_beyond_checkpoint(&pool, 1).await, 0, "a read-model row survived the killed batch");
 
     // Restart with the plain projections.
     settle(&pool, 1, BATCH).await;
     for name in NAMES {
-        assert_eq!(state(&pool, name, 1).await, "live");
+        assert_eq!(state(&pool, name, 1).await, Some(CheckpointState::Live));
     }
     assert_read_models_match_store(&pool, 1, false).await;
     assert_equals_fresh_rebuild(&pool).await;
@@ -810,7 +813,7 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
     for (v2, bases) in &shadows {
         let name = v2.name();
         assert_eq!(prepare(&pool, v2.as_ref()).await.unwrap(), CheckpointState::Building);
-        assert_eq!(state(&pool, name, 1).await, "live");
+        assert_eq!(state(&pool, name, 1).await, Some(CheckpointState::Live));
         let mut partial_steps = 0;
         loop {
             let outcome = step(&pool, v2.as_ref(), 10).await.expect("step v2");
@@ -819,8 +822,8 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
                 break;
             }
             // Mid-build: readers still get v1, whole, through the views.
-            assert_eq!(state(&pool, name, 2).await, "building");
-            assert_eq!(state(&pool, name, 1).await, "live");
+            assert_eq!(state(&pool, name, 2).await, Some(CheckpointState::Building));
+            assert_eq!(state(&pool, name, 1).await, Some(CheckpointState::Live));
             assert_views_read(&pool, bases, 1).await;
             for base in *bases {
                 assert_same_rows(&pool, base, &format!("{base}_v1")).await;
@@ -832,8 +835,8 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
         }
         assert!(partial_steps >= 2, "{name}: the build should have taken several batches ({partial_steps})");
         // The step that found nothing left swapped the views.
-        assert_eq!(state(&pool, name, 2).await, "live");
-        assert_eq!(state(&pool, name, 1).await, "retired");
+        assert_eq!(state(&pool, name, 2).await, Some(CheckpointState::Live));
+        assert_eq!(state(&pool, name, 1).await, Some(CheckpointState::Retired));
         assert_views_read(&pool, bases, 2).await;
     }
     settle(&pool, 2, 1000).await;
@@ -861,7 +864,7 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
     assert_read_models_match_store(&pool, 2, false).await;
     for name in NAMES {
         let (state, applied) = checkpoint(&pool, name, 1).await.unwrap();
-        assert_eq!((state.as_str(), applied), ("retired", v1_events), "{name} v1 must not move once retired");
+        assert_eq!((state, applied), (CheckpointState::Retired, v1_events), "{name} v1 must not move once retired");
     }
     assert_views_read(&pool, &TABLES, 2).await;
 }
@@ -917,11 +920,11 @@ async fn an_older_version_going_live_does_not_retire_a_newer_one_still_building(
     assert_eq!(prepare(&pool, &v2).await.unwrap(), CheckpointState::Building);
     // v2 finishes first.
     while step(&pool, &v2, 1000).await.unwrap().applied > 0 {}
-    assert_eq!(state(&pool, "requisitions", 2).await, "live");
-    assert_eq!(state(&pool, "requisitions", 1).await, "retired");
+    assert_eq!(state(&pool, "requisitions", 2).await, Some(CheckpointState::Live));
+    assert_eq!(state(&pool, "requisitions", 1).await, Some(CheckpointState::Retired));
     assert_eq!(
         state(&pool, "requisitions", 3).await,
-        "building",
+        Some(CheckpointState::Building),
         "v2 going live retired v3, a newer version still building: v3 will never go live"
     );
     // v3 then finishes and takes over.
@@ -932,8 +935,8 @@ async fn an_older_version_going_live_does_not_retire_a_newer_one_still_building(
             break;
         }
     }
-    assert_eq!(state(&pool, "requisitions", 3).await, "live");
-    assert_eq!(state(&pool, "requisitions", 2).await, "retired");
+    assert_eq!(state(&pool, "requisitions", 3).await, Some(CheckpointState::Live));
+    assert_eq!(state(&pool, "requisitions", 2).await, Some(CheckpointState::Retired));
     assert_views_read(&pool, &["rm_requisitions"], 3).await;
 }
 
@@ -954,9 +957,9 @@ async fn a_newer_version_going_live_retires_an_older_one_still_building() {
     // v2 gets part of the way, then v3 finishes.
     assert!(step(&pool, &v2, 5).await.unwrap().applied > 0);
     while step(&pool, &v3, 1000).await.unwrap().applied > 0 {}
-    assert_eq!(state(&pool, "requisitions", 3).await, "live");
-    assert_eq!(state(&pool, "requisitions", 2).await, "retired");
-    assert_eq!(state(&pool, "requisitions", 1).await, "retired");
+    assert_eq!(state(&pool, "requisitions", 3).await, Some(CheckpointState::Live));
+    assert_eq!(state(&pool, "requisitions", 2).await, Some(CheckpointState::Retired));
+    assert_eq!(state(&pool, "requisitions", 1).await, Some(CheckpointState::Retired));
     let outcome = step(&pool, &v2, 1000).await.unwrap();
     assert!(outcome.retired, "the older v2 must stop once v3 is live");
     assert_views_read(&pool, &["rm_requisitions"], 3).await;
@@ -978,7 +981,7 @@ async fn an_older_version_finishing_after_a_newer_one_is_live_leaves_the_views_a
     let v3 = Requisitions::new(3);
     assert_eq!(prepare(&pool, &v3).await.unwrap(), CheckpointState::Building);
     while step(&pool, &v3, 1000).await.unwrap().applied > 0 {}
-    assert_eq!(state(&pool, "requisitions", 3).await, "live");
+    assert_eq!(state(&pool, "requisitions", 3).await, Some(CheckpointState::Live));
     assert_views_read(&pool, &["rm_requisitions"], 3).await;
 
     // v2 appears only now and builds to the end.
@@ -994,8 +997,8 @@ async fn an_older_version_finishing_after_a_newer_one_is_live_leaves_the_views_a
     };
     assert!(steps > 2, "v2 should have built in several batches");
     assert!(last.retired && !last.live, "v2 must lose to the live v3");
-    assert_eq!(state(&pool, "requisitions", 2).await, "retired");
-    assert_eq!(state(&pool, "requisitions", 3).await, "live");
+    assert_eq!(state(&pool, "requisitions", 2).await, Some(CheckpointState::Retired));
+    assert_eq!(state(&pool, "requisitions", 3).await, Some(CheckpointState::Live));
     assert_views_read(&pool, &["rm_requisitions"], 3).await;
     assert_same_rows(&pool, "rm_requisitions", "rm_requisitions_v3").await;
     // A retired build stays retired: preparing it again creates nothing.
@@ -1016,7 +1019,7 @@ async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
     // At the end is not yet live: the swap comes with the worker's next step.
     let deadline = Instant::now() + DEADLINE;
     for name in NAMES {
-        while state_of(&pool, name, 1, 0).await != "live" {
+        while state_of(&pool, name, 1, 0).await != Some(CheckpointState::Live) {
             assert!(Instant::now() < deadline, "{name}: generation 0 never went live");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -1037,7 +1040,7 @@ async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
             }
             partial_steps += 1;
             // Mid-build: readers still get generation 0.
-            assert_eq!(state_of(&pool, name, 1, 0).await, "live");
+            assert_eq!(state_of(&pool, name, 1, 0).await, Some(CheckpointState::Live));
             for base in p.tables() {
                 let definition = view_definition(&pool, base).await;
                 assert!(!definition.contains("_g1"), "view {base} switched mid-build: {definition}");
@@ -1045,14 +1048,14 @@ async fn a_rebuilt_generation_takes_over_and_the_running_workers_follow_it() {
             assert!(Instant::now() < deadline, "{name}: generation 1 never went live");
         }
         assert!(partial_steps >= 2, "{name}: the build should have taken several batches ({partial_steps})");
-        assert_eq!(state_of(&pool, name, 1, 1).await, "live");
-        assert_eq!(state_of(&pool, name, 1, 0).await, "retired");
+        assert_eq!(state_of(&pool, name, 1, 1).await, Some(CheckpointState::Live));
+        assert_eq!(state_of(&pool, name, 1, 0).await, Some(CheckpointState::Retired));
         for base in p.tables() {
             let definition = view_definition(&pool, base).await;
             assert!(definition.contains(&format!("{base}_v1_g1")), "view {base}: {definition}");
         }
     }
-    let frozen: Vec<(String, i64)> = join_all(NAMES.map(|n| checkpoint_of(&pool, n, 1, 0)))
+    let frozen: Vec<(CheckpointState, i64)> = join_all(NAMES.map(|n| checkpoint_of(&pool, n, 1, 0)))
         .await
         .into_iter()
         .map(|c| c.expect("generation 0 checkpoint"))
@@ -1107,8 +1110,8 @@ async fn a_build_goes_live_while_an_open_transaction_holds_events_back() {
     let last = last.expect("the build never ran out of visible events");
     assert!(last.pending, "the held-back event should count as pending");
     assert!(last.live, "a build with only pending events left must go live");
-    assert_eq!(state_of(&pool, "cash", 1, 1).await, "live");
-    assert_eq!(state_of(&pool, "cash", 1, 0).await, "retired");
+    assert_eq!(state_of(&pool, "cash", 1, 1).await, Some(CheckpointState::Live));
+    assert_eq!(state_of(&pool, "cash", 1, 0).await, Some(CheckpointState::Retired));
     for base in ["rm_funds", "rm_ledger", "rm_payments"] {
         let definition = view_definition(&pool, base).await;
         assert!(definition.contains(&format!("{base}_v1_g1")), "view {base}: {definition}");
@@ -1200,4 +1203,44 @@ async fn a_commands_position_is_reached_only_once_the_engine_has_applied_it() {
         .unwrap();
     assert_eq!(held, 1);
     engine.stop().await;
+}
+
+// ----- 5. wake-ups -------------------------------------------------------------------------
+
+/// Workers learn of commits made in their own process in memory (no trigger notifies any
+/// more): with polling turned down to once an hour, every command is still applied. Events
+/// written by anything else (here: psql-like inserts) are found by that poll alone, so they
+/// wait for the next command's wake-up.
+#[tokio::test]
+async fn workers_are_woken_by_commits_in_their_own_process_without_polling() {
+    let (_url, pool) = fresh_database().await;
+    let service = CommandService::new(EventStore::new(pool.clone(), pettycash_tests::event_key()));
+    let people = People::register(&service).await;
+    let (stop, stop_rx) = watch::channel(false);
+    let options = EngineOptions { poll_interval: Duration::from_secs(3600), ..options(100) };
+    let engine = tokio::spawn(Engine::new(pool.clone(), projections(1), options).run(stop_rx));
+    // The first build of an empty-ish store goes live by itself; after that, only wake-ups.
+    wait_at_end(&pool, 1).await;
+
+    for round in 0..3 {
+        let (fund, _) = open_fund(&service, &people, &format!("Woken {round}")).await;
+        paid(&service, &people, fund, Decimal::new(2_500, 2), round % 2 == 0).await;
+        wait_at_end(&pool, 1).await;
+    }
+    // An insert that bypasses the service wakes nobody; the next command's wake-up covers it.
+    let mut conn = pool.acquire().await.unwrap();
+    let (bypassed, _) = insert_fund_opened(&mut conn, "Bypassed").await;
+    drop(conn);
+    open_fund(&service, &people, "After the bypass").await;
+    wait_at_end(&pool, 1).await;
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_funds WHERE id = $1")
+        .bind(bypassed)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(found, 1);
+    assert_read_models_match_store(&pool, 1, true).await;
+
+    let _ = stop.send(true);
+    tokio::time::timeout(DEADLINE, engine).await.expect("engine stops").expect("engine task");
 }
