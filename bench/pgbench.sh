@@ -2,11 +2,15 @@
 # The physical-limit reference (issue [perf]): how many single-event transactions per second
 # PostgreSQL on this machine accepts into the real `events` table (see bench/pgbench_append.sql).
 #
-#   bench/pgbench.sh [-c CLIENTS] [-j THREADS] [-T SECONDS] [--no-hash-trigger] [--prefill N] [--keep]
+#   bench/pgbench.sh [-c CLIENTS] [-j THREADS] [-T SECONDS] [--no-hash-trigger] [--notify-trigger]
+#                    [--prefill N] [--keep]
 #
 #   -c, -j, -T           pgbench's clients (32), threads (2) and duration in seconds (30)
 #   --no-hash-trigger    disable the events_hash_chain trigger first (on the scratch database
 #                        only), to measure what the trigger costs
+#   --notify-trigger     put back the statement trigger that sent NOTIFY from every appending
+#                        transaction until migration 0009 (on the scratch database only), to
+#                        measure the schema as it was before
 #   --prefill N          first fill the store with bench/generate_events.sql (100 funds, N
 #                        requisitions: ~5.3 events each), to append to a large table
 #   --keep               keep the scratch database afterwards
@@ -19,16 +23,17 @@
 # Prints pgbench's report, then one line: tps=... clients=... hash_trigger=on|off.
 set -euo pipefail
 
-clients=32 threads=2 seconds=30 trigger=on prefill=0 keep=no
+clients=32 threads=2 seconds=30 trigger=on notify=off prefill=0 keep=no
 while [ $# -gt 0 ]; do
     case "$1" in
         -c) clients=$2; shift 2 ;;
         -j) threads=$2; shift 2 ;;
         -T) seconds=$2; shift 2 ;;
         --no-hash-trigger) trigger=off; shift ;;
+        --notify-trigger) notify=on; shift ;;
         --prefill) prefill=$2; shift 2 ;;
         --keep) keep=yes; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "pgbench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -66,6 +71,12 @@ fi
 if [ "$trigger" = off ]; then
     psql "$url" -qX -v ON_ERROR_STOP=1 -c "ALTER TABLE events DISABLE TRIGGER events_hash_chain"
 fi
+if [ "$notify" = on ]; then
+    # As migration 0003 created it (dropped by 0009).
+    psql "$url" -qX -v ON_ERROR_STOP=1 \
+        -c "CREATE FUNCTION events_notify() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_notify('pettycash_events', ''); RETURN NULL; END; \$\$" \
+        -c "CREATE TRIGGER events_notify_insert AFTER INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION events_notify()"
+fi
 psql "$url" -qX -c CHECKPOINT
 
 out=$(pgbench -n -M prepared -D n=0 -c "$clients" -j "$threads" -T "$seconds" -f "$here/pgbench_append.sql" "$url")
@@ -74,4 +85,4 @@ echo "$out"
 psql "$url" -qXAt -c "SELECT 'events appended: ' || count(*) || ', hashed: ' || count(event_hash) FROM events
                        WHERE metadata->>'actor_id' = '0193fb0a-91c0-7d42-8e6b-2f5c1a9d3e70'"
 tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
-echo "tps=$tps clients=$clients threads=$threads seconds=$seconds hash_trigger=$trigger prefill=$prefill"
+echo "tps=$tps clients=$clients threads=$threads seconds=$seconds hash_trigger=$trigger notify_trigger=$notify prefill=$prefill"

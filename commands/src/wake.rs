@@ -66,7 +66,9 @@ struct Inner {
 
 impl Notifier {
     pub fn new(pool: PgPool) -> Self {
-        Self { inner: Arc::new(Inner { pool, commits: watch::channel(0).0, started: AtomicBool::new(false) }) }
+        Self {
+            inner: Arc::new(Inner { pool, commits: watch::channel(0).0, started: AtomicBool::new(false) }),
+        }
     }
 
     /// Events were committed: wake this process's workers now and other processes' soon.

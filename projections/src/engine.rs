@@ -26,8 +26,8 @@ use crate::event::EventRow;
 use crate::reader::{self, After, Selection};
 use crate::CheckpointState;
 use crate::{table_name, Kind, Phase, Projection};
-use pettycash_commands::wake;
 use anyhow::Context;
+use pettycash_commands::wake;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::Arc;
@@ -39,7 +39,6 @@ const PENDING_RETRY: Duration = Duration::from_millis(5);
 
 /// How often an idle worker checks that the connection holding its lease is alive.
 const LEASE_CHECK: Duration = Duration::from_secs(1);
-
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {

@@ -864,7 +864,11 @@ async fn a_new_version_builds_while_the_old_one_serves_then_takes_over() {
     assert_read_models_match_store(&pool, 2, false).await;
     for name in NAMES {
         let (state, applied) = checkpoint(&pool, name, 1).await.unwrap();
-        assert_eq!((state, applied), (CheckpointState::Retired, v1_events), "{name} v1 must not move once retired");
+        assert_eq!(
+            (state, applied),
+            (CheckpointState::Retired, v1_events),
+            "{name} v1 must not move once retired"
+        );
     }
     assert_views_read(&pool, &TABLES, 2).await;
 }
