@@ -52,7 +52,8 @@ pub struct RequisitionScope {
     pub everything: bool,
     /// Every submitted requisition.
     pub all_submitted: bool,
-    /// Submitted requisitions whose chain has one of these roles.
+    /// Submitted requisitions whose chain has one of these roles (the actor's approver
+    /// roles: also what their approvals inbox waits on).
     pub chain_roles: Vec<Role>,
 }
 

@@ -261,30 +261,36 @@ pub async fn list_requisitions(
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
 
-fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, user_id: Uuid, roles: &[Role]) {
+/// The inbox of `scope`'s actor: what the scope admits that is pending approval at a step
+/// needing one of the actor's approver roles, not requested and not yet approved by them.
+fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
+    push_scope(qb, scope);
     qb.push(" AND status = ")
         .push_bind(Status::PendingApproval)
         .push(" AND current_step = ANY(")
-        .push_bind(roles.to_vec())
+        .push_bind(scope.chain_roles.clone())
         .push(") AND requester_id <> ")
-        .push_bind(user_id)
+        .push_bind(scope.user_id)
         .push(" AND NOT (approvers ? ")
-        .push_bind(user_id.to_string())
+        .push_bind(scope.user_id.to_string())
         .push(")");
 }
 
-/// The approvals inbox: requisitions pending approval whose current step needs one of
-/// `roles`, that `user_id` did not request and has not approved already. Oldest first
-/// (`created_at ASC, id ASC`): the longest-waiting come first.
+/// The approvals inbox of `scope`'s actor (see `RequisitionScope::chain_roles`): requisitions
+/// they may see that are pending approval at a step needing one of their approver roles, that
+/// they did not request and have not approved already. Oldest first (`created_at ASC, id
+/// ASC`): the longest-waiting come first. Empty for an actor without an approver role.
 pub async fn approval_inbox(
     pool: &PgPool,
-    user_id: Uuid,
-    roles: &[Role],
+    scope: &RequisitionScope,
     page_req: PageRequest,
 ) -> Result<Page<RequisitionRow>, QueryError> {
+    if scope.chain_roles.is_empty() {
+        return Ok(Page { items: vec![], next_cursor: None });
+    }
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
-    push_inbox_filter(&mut qb, user_id, roles);
+    push_inbox_filter(&mut qb, scope);
     if let Some(after) = page_req.after {
         qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
     }
@@ -293,10 +299,13 @@ pub async fn approval_inbox(
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
 
-/// How many requisitions wait on `user_id` (the size of their inbox).
-pub async fn approval_inbox_count(pool: &PgPool, user_id: Uuid, roles: &[Role]) -> sqlx::Result<i64> {
+/// How many requisitions wait on `scope`'s actor (the size of their inbox).
+pub async fn approval_inbox_count(pool: &PgPool, scope: &RequisitionScope) -> sqlx::Result<i64> {
+    if scope.chain_roles.is_empty() {
+        return Ok(0);
+    }
     let mut qb = QueryBuilder::new("SELECT count(*) FROM rm_requisitions WHERE true");
-    push_inbox_filter(&mut qb, user_id, roles);
+    push_inbox_filter(&mut qb, scope);
     qb.build_query_scalar().fetch_one(pool).await
 }
 

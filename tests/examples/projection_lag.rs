@@ -183,7 +183,8 @@ struct Workers(std::process::Child);
 impl Workers {
     fn start(database_url: &str) -> anyhow::Result<Self> {
         let binary = std::env::var_os("PETTYCASH").map(PathBuf::from).unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
             target.join("release/pettycash")
         });
         let child = Command::new(&binary)

@@ -17,7 +17,6 @@ use axum::Router;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use pettycash_domain::requisition::Status;
 use pettycash_domain::visibility::{self, DashboardScope, RequisitionScope};
-use pettycash_domain::{Actor, Role};
 use pettycash_projections::queries::{
     self, Cursor, FundRow, LedgerRow, PageRequest, PaymentFilter, PaymentRow, QueryError, RequisitionFilter,
     RequisitionRow, TimeRange,
@@ -42,13 +41,6 @@ const CASH: &[&str] = &["cash"];
 const BOTH: &[&str] = &["requisitions", "cash"];
 
 type Err = crate::error::ErrorBody;
-
-// ---------------------------------------------------------------------------------------------
-// Who sees what: `pettycash_domain::visibility`, the one rule of every read path.
-
-fn approver_roles(actor: &Actor) -> Vec<Role> {
-    actor.roles.iter().copied().filter(|r| r.is_approver()).collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Query parameters: taken as text and checked here, so that errors name the parameter.
@@ -285,15 +277,11 @@ pub async fn approvals(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Response> {
-    let roles = approver_roles(&user.actor());
+    let scope = RequisitionScope::of(&user.actor());
     let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
     let min = parse_min_position(&q.min_position)?;
     let position = consistent(&state, REQUISITIONS, min, &headers).await?;
-    let found = if roles.is_empty() {
-        queries::Page { items: vec![], next_cursor: None }
-    } else {
-        queries::approval_inbox(&state.pool, user.id, &roles, page).await.map_err(query_error)?
-    };
+    let found = queries::approval_inbox(&state.pool, &scope, page).await.map_err(query_error)?;
     let body = RequisitionPage { items: found.items, next_cursor: found.next_cursor, position };
     Ok(query_response(position, body))
 }
@@ -550,12 +538,7 @@ pub async fn dashboard(
     let position = consistent(&state, BOTH, min, &headers).await?;
     let all = DashboardScope::of(&actor) == DashboardScope::Everyone;
     let numbers = queries::dashboard(&state.pool, (!all).then_some(user.id), Utc::now()).await?;
-    let roles = approver_roles(&actor);
-    let awaiting_me = if roles.is_empty() {
-        0
-    } else {
-        queries::approval_inbox_count(&state.pool, user.id, &roles).await?
-    };
+    let awaiting_me = queries::approval_inbox_count(&state.pool, &RequisitionScope::of(&actor)).await?;
     let funds =
         if visibility::may_read_funds(&actor) { queries::list_funds(&state.pool).await? } else { vec![] };
     let body = Dashboard {
