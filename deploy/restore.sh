@@ -128,12 +128,9 @@ echo "restore.sh: restored in $((SECONDS - started))s"
 
 # 4. Bring the schema up to the installed version.
 if [ "$migrate" = 1 ]; then
-    # `pettycash migrate` reads the whole configuration, and with DEBUG off it insists on a
-    # SECRET_KEY although migrating does not use it: a throwaway one will do.
-    secret="${SECRET_KEY:-}"
-    [ -n "$secret" ] || secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    # `pettycash migrate` takes no key: only the URL.
     echo "restore.sh: running $pettycash_bin migrate"
-    DATABASE_URL="$url" SECRET_KEY="$secret" "$pettycash_bin" migrate
+    DATABASE_URL="$url" "$pettycash_bin" migrate
 fi
 
 # 5. What is there now, and what the operator must do next.

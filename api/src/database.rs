@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::embedded_pg::{ensure_database, EmbeddedPostgres};
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub async fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
 /// Connects to the configured database, starting the embedded one if needed.
 pub async fn connect(config: &Config) -> anyhow::Result<Database> {
     if let Some(url) = &config.database_url {
+        let url = url.expose_secret();
         let pool = pool(url, config.db_pool_size).await?;
         return Ok(Database { pool, display_url: redact(url), embedded: None });
     }

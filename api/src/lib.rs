@@ -2,6 +2,7 @@
 //! embedded default database and the demo organisation. The `pettycash` binary in `main.rs`
 //! only parses arguments and calls into this library.
 
+pub mod cli;
 pub mod config;
 pub mod database;
 pub mod db_health;

@@ -1,89 +1,15 @@
 //! `pettycash`: the service binary. Parses arguments and calls into the library.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use pettycash_api::config::{Config, ConfigError};
+use clap::Parser;
+use pettycash_api::cli::{Cli, Command, ProjectionsCommand, UserCommand};
+use pettycash_api::config::Config;
 use pettycash_api::startup::{shutdown_signal, Application};
 use pettycash_api::{database, demo};
 use pettycash_commands::{CommandContext, CommandService, EventStore};
-use pettycash_domain::Role;
 use pettycash_projections::{Engine, EngineOptions};
 use std::io::Read;
-use std::net::SocketAddr;
 use std::process::ExitCode;
-
-#[derive(Parser)]
-#[command(name = "pettycash", version, about = "Petty Cash: event-sourced petty cash management")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the HTTP service (migrates first). Without DATABASE_URL: the embedded default.
-    Serve {
-        /// Address to listen on (default: BIND or 127.0.0.1:8000).
-        #[arg(long)]
-        bind: Option<SocketAddr>,
-        /// Do not run the projection workers in this process (run `pettycash project` elsewhere).
-        #[arg(long)]
-        no_projections: bool,
-    },
-    /// Run only the projection workers (no HTTP). Any number of processes may run: each
-    /// projection is worked on by exactly one of them at a time.
-    Project,
-    /// Seal every event committed so far (the service also seals every SEAL_INTERVAL_SECS).
-    /// Needs SEAL_KEY or SECRET_KEY: the key that authenticates the seals.
-    Seal,
-    /// Inspect projections.
-    Projections {
-        #[command(subcommand)]
-        command: ProjectionsCommand,
-    },
-    /// Apply database migrations and exit.
-    Migrate,
-    /// Manage users.
-    User {
-        #[command(subcommand)]
-        command: UserCommand,
-    },
-    /// Load the demo organisation (one user per role, two funds, requisitions in every state).
-    Demo,
-}
-
-#[derive(Subcommand)]
-enum ProjectionsCommand {
-    /// Each projection version: state, position, events applied, lag.
-    Status,
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Register a user. The password is read from standard input.
-    Add {
-        #[arg(long)]
-        email: String,
-        #[arg(long)]
-        name: String,
-        /// A role (repeat for several): staff, branch_manager, department_head, regional_manager,
-        /// group_finance_manager, fpa, cfo, ceo, treasury, auditor, admin.
-        #[arg(long = "role", required = true)]
-        roles: Vec<Role>,
-        /// Read the password from standard input (required: never on the command line).
-        #[arg(long, required = true)]
-        password_stdin: bool,
-    },
-    /// Set a registered user's password (e.g. one an admin registered over the API). The
-    /// password is read from standard input.
-    Password {
-        #[arg(long)]
-        email: String,
-        /// Read the password from standard input (required: never on the command line).
-        #[arg(long, required = true)]
-        password_stdin: bool,
-    },
-}
 
 fn init_tracing(debug: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -109,12 +35,22 @@ fn return_large_allocations_to_the_system() {
 
 fn main() -> ExitCode {
     return_large_allocations_to_the_system();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(pettycash_api::database::runtime_threads(std::env::var("DATABASE_URL").ok()));
-    }
-    match builder.enable_all().build() {
-        Ok(runtime) => runtime.block_on(async_main()),
+    // Every setting is checked before anything starts (the runtime's size is one of them): a
+    // bad value ends here, with clap's one line naming the variable and exit status 2.
+    let cli = Cli::parse();
+    let config = match cli.command.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("pettycash: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime_threads())
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(async_main(cli.command, config)),
         Err(e) => {
             eprintln!("pettycash: cannot start the runtime: {e}");
             ExitCode::FAILURE
@@ -122,28 +58,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn async_main() -> ExitCode {
-    let cli = Cli::parse();
-    // Only the HTTP service signs session tokens: the other commands do not need SECRET_KEY
-    // (so `pettycash migrate` runs from a deploy script that only has the owner's URL).
-    // Commands that write events (`user add`, `demo`) need SEAL_KEY or SECRET_KEY and say so.
-    let needs_secret = matches!(cli.command, Command::Serve { .. });
-    let config = match Config::from_env() {
-        Err(ConfigError::BadSecretKey(_)) if !needs_secret => Config::from_lookup(|name| match name {
-            "SECRET_KEY" => Some(pettycash_api::config::UNUSED_SECRET_KEY.to_string()),
-            _ => std::env::var(name).ok(),
-        }),
-        other => other,
-    };
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("pettycash: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+async fn async_main(command: Command, config: Config) -> ExitCode {
     init_tracing(config.debug);
-    match run(cli, config).await {
+    match run(command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pettycash: {e:#}");
@@ -152,16 +69,11 @@ async fn async_main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve { bind, no_projections } => {
-            if let Some(bind) = bind {
-                config.bind = bind;
-            }
-            config.run_projections = !no_projections;
-            serve(config).await
-        }
-        Command::Project => {
+/// Runs `command` with its resolved `config`.
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) => serve(config).await,
+        Command::Project { .. } => {
             let db = database::connect(&config).await?;
             database::migrate_if_needed(&db.pool).await?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -190,7 +102,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Seal => {
+        Command::Seal { .. } => {
             let key = config
                 .seal_key()
                 .context("set SEAL_KEY (or SECRET_KEY): the key seals are authenticated with")?;
@@ -206,7 +118,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Projections { command: ProjectionsCommand::Status } => {
+        Command::Projections { command: ProjectionsCommand::Status { .. } } => {
             let db = database::connect(&config).await?;
             let rows = pettycash_projections::engine::status(&db.pool).await?;
             println!(
@@ -228,13 +140,13 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Migrate => {
+        Command::Migrate { .. } => {
             let db = database::connect(&config).await?;
             database::migrate(&db.pool).await?;
             println!("migrations applied to {}", db.display_url);
             Ok(())
         }
-        Command::User { command: UserCommand::Password { email, password_stdin: _ } } => {
+        Command::User { command: UserCommand::Password { email, .. } } => {
             let password = read_password()?;
             let db = database::connect(&config).await?;
             database::migrate_if_needed(&db.pool).await?;
@@ -243,7 +155,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             println!("password set for {email} (id {id})");
             Ok(())
         }
-        Command::User { command: UserCommand::Add { email, name, roles, password_stdin: _ } } => {
+        Command::User { command: UserCommand::Add { email, name, roles, .. } } => {
             let password = read_password()?;
             let password = password.as_str();
             let key = config.event_key()?;
@@ -264,7 +176,7 @@ async fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo => {
+        Command::Demo { .. } => {
             let key = config.event_key()?;
             let db = database::connect(&config).await?;
             database::migrate_if_needed(&db.pool).await?;

@@ -2,9 +2,11 @@
 
 use crate::config::Config;
 use crate::db_health::DbHealth;
+use anyhow::Context;
 use pettycash_commands::auth::Authenticator;
 use pettycash_commands::cache::AggregateCache;
 use pettycash_commands::{CommandService, EventStore};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -22,10 +24,14 @@ impl AppState {
     /// Fails when the configuration holds no key to authenticate events with.
     pub fn new(config: Config, pool: PgPool) -> anyhow::Result<Self> {
         let key = config.event_key()?;
+        let secret = config
+            .secret_key
+            .as_ref()
+            .context("no SECRET_KEY: the service signs session tokens with it (Config::for_serve sets it)")?;
         let auth = Authenticator::new(
             pool.clone(),
-            config.secret_key.as_bytes(),
-            chrono::Duration::hours(config.session_hours),
+            secret.expose_secret().as_bytes(),
+            chrono::Duration::hours(i64::from(config.session_hours)),
             std::time::Duration::from_millis(config.session_cache_ms),
             config.login_throttle,
         );

@@ -243,8 +243,8 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     assert_eq!(credentials, users);
 
     // --- the HTTP API on the generated database ----------------------------------------------
-    let mut config = Config::from_lookup(|_| None).expect("default config");
-    config.database_url = Some(url.clone());
+    let mut config = Config::development();
+    config.database_url = Some(url.clone().into());
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.seal_interval_secs = 3600;
     let app = Application::build(config, pool.clone()).await.expect("build app");

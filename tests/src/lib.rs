@@ -185,8 +185,8 @@ impl TestApp {
     /// cluster a test stops and starts).
     pub async fn spawn_on(admin_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         let (database_url, pool) = fresh_database_on(admin_url).await;
-        let mut config = Config::from_lookup(|_| None).expect("default config");
-        config.database_url = Some(database_url.clone());
+        let mut config = Config::development();
+        config.database_url = Some(database_url.clone().into());
         config.bind = "127.0.0.1:0".parse().unwrap();
         adjust(&mut config);
         let app = Application::build(config, pool.clone()).await.expect("build app");

@@ -55,8 +55,8 @@ pub(crate) async fn second_server_with(app: &TestApp, adjust: impl FnOnce(&mut C
     // Ten connections: enough for its share of a race, and two tests with three servers each
     // stay well under PostgreSQL's default of 100 connections.
     let pool = pettycash_api::database::pool(&app.database_url, 10).await.expect("second pool");
-    let mut config = Config::from_lookup(|_| None).expect("default config");
-    config.database_url = Some(app.database_url.clone());
+    let mut config = Config::development();
+    config.database_url = Some(app.database_url.clone().into());
     config.bind = "127.0.0.1:0".parse().unwrap();
     adjust(&mut config);
     let server = Application::build(config, pool).await.expect("build second server");
