@@ -1,0 +1,221 @@
+//! Zero-configuration PostgreSQL: a private cluster run from the system's server binaries.
+//!
+//! When `DATABASE_URL` is not set, `pettycash serve` calls [`EmbeddedPostgres::ensure_running`] to get a
+//! server, and the test suite does the same when no server is reachable. The private cluster:
+//!
+//! * keeps its data in [`EmbeddedPostgres::data_dir`]; the server log is `postgres.log` in the directory
+//!   that contains the data directory, next to `<data_dir>.lock` (the start-up lock, see [`lock`]);
+//! * listens on `127.0.0.1:<port>` only, plus a Unix socket inside the data directory itself (mode 0700,
+//!   so only its owner can use it). The socket path `<data_dir>/.s.PGSQL.<port>` must fit in 107 bytes;
+//! * uses `trust` authentication for the `postgres` superuser. That is acceptable only because the cluster
+//!   is private and bound to the loopback interface: any local user of the machine can connect to it as
+//!   superuser, so it is meant for single-user machines, development and CI. Deployments that need more
+//!   set `DATABASE_URL` to a properly secured server instead.
+//!
+//! As root, the server binaries run as the `postgres` OS user ([`run_as`]), which must be able to enter
+//! every directory above the data directory.
+//!
+//! One job per module: [`binaries`] finds the server binaries, [`cluster`] initialises, starts and stops
+//! a cluster, [`lock`] serialises start-ups, [`run_as`] runs the binaries as the right OS user, [`admin`]
+//! talks to the running server.
+
+mod admin;
+mod binaries;
+mod cluster;
+mod lock;
+mod run_as;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use tracing::debug;
+
+use admin::PROBE_TIMEOUT;
+pub use admin::{ensure_database, probe};
+pub use binaries::find_pg_bin_dir;
+use cluster::Cluster;
+use run_as::PG_USER;
+
+/// The database that the admin URL points at.
+const ADMIN_DATABASE: &str = "postgres";
+
+/// Configuration for a private cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedPostgres {
+    /// The cluster's data directory; created (with its parents) on first start. Its parent directory
+    /// also holds the server log (`postgres.log`) and the start-up lock (`<data_dir>.lock`).
+    pub data_dir: PathBuf,
+    /// The TCP port the server listens on, on 127.0.0.1 only.
+    pub port: u16,
+}
+
+impl EmbeddedPostgres {
+    /// Describes a private cluster in `data_dir` listening on `127.0.0.1:port`; nothing is touched yet.
+    pub fn new(data_dir: impl Into<PathBuf>, port: u16) -> Self {
+        Self { data_dir: data_dir.into(), port }
+    }
+
+    /// The superuser URL for the `postgres` database of this cluster.
+    fn admin_url(&self) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{ADMIN_DATABASE}", self.port)
+    }
+
+    /// Initialise (if needed) and start (if not running) the cluster; idempotent and safe when several
+    /// processes call it at once.
+    ///
+    /// Does nothing when a server already answers on the port. Otherwise it takes the exclusive start-up
+    /// lock and checks again; then it runs `initdb` when the data directory holds no cluster yet, removes
+    /// a stale `postmaster.pid` (left by a crash or a reboot, and only when `pg_ctl status` says no server
+    /// is running), and starts the server with `pg_ctl start -w`. Returns the admin connection URL for
+    /// database `postgres`, e.g. `postgres://postgres@127.0.0.1:54329/postgres`.
+    ///
+    /// # Errors
+    ///
+    /// When the server binaries cannot be found, the error says how to install them or what to set
+    /// instead. When the server fails to start, the error includes the tail of its log.
+    pub async fn ensure_running(&self) -> Result<String> {
+        let url = self.admin_url();
+        if probe(&url, PROBE_TIMEOUT).await {
+            debug!(port = self.port, "private PostgreSQL cluster already running");
+            return Ok(url);
+        }
+        Cluster::resolve(self)?.start().await?;
+        Ok(url)
+    }
+
+    /// Stop the cluster (`pg_ctl stop -m fast`). Used on service shutdown when this process started it.
+    ///
+    /// Succeeds without doing anything when the cluster is not running.
+    pub async fn stop(&self) -> Result<()> {
+        let data_dir = std::path::absolute(&self.data_dir)
+            .with_context(|| format!("invalid data directory {}", self.data_dir.display()))?;
+        if !data_dir.join("postmaster.pid").exists() {
+            return Ok(());
+        }
+        Cluster::resolve(self)?.stop().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, PgConnection};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// A fresh directory under /tmp that every user can traverse; removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        /// Creates `/tmp/<prefix>-<random>` with mode 0755.
+        fn new(prefix: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("{prefix}-{:016x}", rand::random::<u64>()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Stops the test cluster (immediately) even when the test fails halfway.
+    struct StopOnDrop(PathBuf);
+
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            if !self.0.join("postmaster.pid").exists() {
+                return;
+            }
+            if let (Some(bin_dir), Ok(run_as)) = (find_pg_bin_dir(), run_as::RunAs::detect()) {
+                let _ = run_as
+                    .command(&bin_dir.join("pg_ctl"))
+                    .arg("stop")
+                    .arg("-D")
+                    .arg(&self.0)
+                    .args(["-m", "immediate"])
+                    .output();
+            }
+        }
+    }
+
+    /// A TCP port that was free a moment ago.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// The pid of a process that has exited.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn private_cluster_lifecycle() {
+        if find_pg_bin_dir().is_none() {
+            eprintln!("skipping private_cluster_lifecycle: {}", binaries::BINARIES_NOT_FOUND);
+            return;
+        }
+        let tmp = TempDir::new("embedded-pg-test");
+        let pg = EmbeddedPostgres::new(tmp.0.join("cluster").join("data"), free_port());
+        let _stop = StopOnDrop(pg.data_dir.clone());
+
+        let (first, second) = tokio::join!(pg.ensure_running(), pg.ensure_running());
+        let url = first.expect("first ensure_running");
+        assert_eq!(second.expect("second ensure_running"), url);
+        assert_eq!(url, format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port));
+        assert!(probe(&url, Duration::from_secs(5)).await);
+        assert_eq!(pg.ensure_running().await.unwrap(), url, "idempotent when running");
+
+        let (db_url, again) = tokio::join!(
+            ensure_database(&url, "embedded_pg_test"),
+            ensure_database(&url, "embedded_pg_test")
+        );
+        let db_url = db_url.expect("ensure_database");
+        assert_eq!(again.expect("concurrent ensure_database"), db_url);
+        assert_eq!(db_url, format!("postgres://postgres@127.0.0.1:{}/embedded_pg_test", pg.port));
+        let mut conn = PgConnection::connect(&db_url).await.unwrap();
+        let current: String =
+            sqlx::query_scalar("select current_database()").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(current, "embedded_pg_test");
+        conn.close().await.unwrap();
+
+        pg.stop().await.expect("stop");
+        assert!(!probe(&url, Duration::from_secs(2)).await);
+        pg.stop().await.expect("stop is idempotent");
+
+        // A postmaster.pid left by a crash must not prevent the next start.
+        let pid_file = pg.data_dir.join("postmaster.pid");
+        std::fs::write(&pid_file, format!("{}\n{}\n0\n{}\n", dead_pid(), pg.data_dir.display(), pg.port))
+            .unwrap();
+        assert_eq!(pg.ensure_running().await.expect("start over a stale postmaster.pid"), url);
+        assert!(ensure_database(&url, "embedded_pg_test").await.is_ok(), "data survived the restart");
+
+        // So must a crashed postmaster, once it has been reaped: until then it counts as running, for
+        // PostgreSQL too. Where nothing reaps orphans (a container without an init), skip this part.
+        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().lines().next().unwrap().parse().unwrap();
+        assert!(std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if cluster::is_zombie(pid) {
+            eprintln!("skipping the crash check: nothing reaped the killed postmaster {pid}");
+        } else {
+            assert_eq!(pg.ensure_running().await.expect("start after a crash"), url);
+            assert!(probe(&url, Duration::from_secs(5)).await);
+        }
+        pg.stop().await.expect("second stop");
+        assert!(!pid_file.exists());
+    }
+}
