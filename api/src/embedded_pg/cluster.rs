@@ -103,7 +103,7 @@ impl Cluster {
 
     /// The body of [`Self::start`], with the lock held.
     async fn start_locked(&self) -> Result<()> {
-        if probe(&self.pg.admin_url(), PROBE_TIMEOUT).await {
+        if probe(&self.pg.admin_options(), PROBE_TIMEOUT).await {
             // Started by whoever held the lock before us.
             return Ok(());
         }
@@ -175,7 +175,7 @@ impl Cluster {
     async fn handle_pid_file(&self) -> Result<bool> {
         let data_dir = self.data_dir();
         let pid_file = data_dir.join("postmaster.pid");
-        let url = self.pg.admin_url();
+        let admin = self.pg.admin_options();
         let deadline = Instant::now() + STARTUP_GRACE;
         loop {
             if !pid_file.exists() {
@@ -196,7 +196,7 @@ impl Cluster {
                 };
             }
             let ours = port.is_none_or(|port| port == self.pg.port);
-            if ours && probe(&url, PROBE_TIMEOUT).await {
+            if ours && probe(&admin, PROBE_TIMEOUT).await {
                 return Ok(true);
             }
             if !ours || Instant::now() >= deadline {
@@ -210,11 +210,12 @@ impl Cluster {
                     );
                 }
                 bail!(
-                    "a PostgreSQL server (pid {pid_text}, port {}) is running from {} but does not answer at \
-                     {url}. Stop it (`pg_ctl stop -D {}`) and retry; if no such server exists, delete the \
+                    "a PostgreSQL server (pid {pid_text}, port {}) is running from {} but does not answer on \
+                     127.0.0.1:{}. Stop it (`pg_ctl stop -D {}`) and retry; if no such server exists, delete the \
                      stale {}",
                     port.map_or_else(|| "unknown".to_owned(), |port| port.to_string()),
                     data_dir.display(),
+                    self.pg.port,
                     data_dir.display(),
                     pid_file.display()
                 );
@@ -255,10 +256,11 @@ impl Cluster {
             .arg(&log)
             .args(["-w", "-t", PG_CTL_WAIT_SECS, "-o"])
             .arg(OsString::from_vec(options));
-        let url = self.pg.admin_url();
         let failure = match run_checked(start, "pg_ctl start").await {
-            Ok(_) if wait_for_probe(&url, Duration::from_secs(15)).await => return Ok(()),
-            Ok(_) => anyhow!("pg_ctl reported the server as started, but it does not answer at {url}"),
+            Ok(_) if wait_for_probe(&self.pg.admin_options(), Duration::from_secs(15)).await => return Ok(()),
+            Ok(_) => {
+                anyhow!("pg_ctl reported the server as started, but it does not answer on 127.0.0.1:{port}")
+            }
             Err(err) => err,
         };
         let with_log =

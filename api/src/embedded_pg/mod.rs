@@ -28,6 +28,7 @@ mod run_as;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tracing::debug;
 
 use admin::PROBE_TIMEOUT;
@@ -36,7 +37,7 @@ pub use binaries::find_pg_bin_dir;
 use cluster::Cluster;
 use run_as::PG_USER;
 
-/// The database that the admin URL points at.
+/// The database that the admin connection options point at.
 const ADMIN_DATABASE: &str = "postgres";
 
 /// Configuration for a private cluster.
@@ -55,9 +56,15 @@ impl EmbeddedPostgres {
         Self { data_dir: data_dir.into(), port }
     }
 
-    /// The superuser URL for the `postgres` database of this cluster.
-    fn admin_url(&self) -> String {
-        format!("postgres://{PG_USER}@127.0.0.1:{}/{ADMIN_DATABASE}", self.port)
+    /// The superuser's connection options for the `postgres` database of this cluster (over TCP,
+    /// without TLS: the cluster has none, and the traffic stays on the loopback interface).
+    pub fn admin_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new_without_pgpass()
+            .host("127.0.0.1")
+            .port(self.port)
+            .username(PG_USER)
+            .database(ADMIN_DATABASE)
+            .ssl_mode(PgSslMode::Disable)
     }
 
     /// Initialise (if needed) and start (if not running) the cluster; idempotent and safe when several
@@ -66,21 +73,20 @@ impl EmbeddedPostgres {
     /// Does nothing when a server already answers on the port. Otherwise it takes the exclusive start-up
     /// lock and checks again; then it runs `initdb` when the data directory holds no cluster yet, removes
     /// a stale `postmaster.pid` (left by a crash or a reboot, and only when `pg_ctl status` says no server
-    /// is running), and starts the server with `pg_ctl start -w`. Returns the admin connection URL for
-    /// database `postgres`, e.g. `postgres://postgres@127.0.0.1:54329/postgres`.
+    /// is running), and starts the server with `pg_ctl start -w`. Returns [`Self::admin_options`].
     ///
     /// # Errors
     ///
     /// When the server binaries cannot be found, the error says how to install them or what to set
     /// instead. When the server fails to start, the error includes the tail of its log.
-    pub async fn ensure_running(&self) -> Result<String> {
-        let url = self.admin_url();
-        if probe(&url, PROBE_TIMEOUT).await {
+    pub async fn ensure_running(&self) -> Result<PgConnectOptions> {
+        let admin = self.admin_options();
+        if probe(&admin, PROBE_TIMEOUT).await {
             debug!(port = self.port, "private PostgreSQL cluster already running");
-            return Ok(url);
+            return Ok(admin);
         }
         Cluster::resolve(self)?.start().await?;
-        Ok(url)
+        Ok(admin)
     }
 
     /// Stop the cluster (`pg_ctl stop -m fast`). Used on service shutdown when this process started it.
@@ -167,35 +173,35 @@ mod tests {
         let _stop = StopOnDrop(pg.data_dir.clone());
 
         let (first, second) = tokio::join!(pg.ensure_running(), pg.ensure_running());
-        let url = first.expect("first ensure_running");
-        assert_eq!(second.expect("second ensure_running"), url);
-        assert_eq!(url, format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port));
-        assert!(probe(&url, Duration::from_secs(5)).await);
-        assert_eq!(pg.ensure_running().await.unwrap(), url, "idempotent when running");
+        let admin = first.expect("first ensure_running");
+        second.expect("second ensure_running");
+        assert_eq!((admin.get_port(), admin.get_database()), (pg.port, Some("postgres")));
+        assert!(probe(&admin, Duration::from_secs(5)).await);
+        pg.ensure_running().await.expect("idempotent when running");
 
-        let (db_url, again) = tokio::join!(
-            ensure_database(&url, "embedded_pg_test"),
-            ensure_database(&url, "embedded_pg_test")
+        let (db, again) = tokio::join!(
+            ensure_database(&admin, "embedded_pg_test"),
+            ensure_database(&admin, "embedded_pg_test")
         );
-        let db_url = db_url.expect("ensure_database");
-        assert_eq!(again.expect("concurrent ensure_database"), db_url);
-        assert_eq!(db_url, format!("postgres://postgres@127.0.0.1:{}/embedded_pg_test", pg.port));
-        let mut conn = PgConnection::connect(&db_url).await.unwrap();
+        let db = db.expect("ensure_database");
+        again.expect("concurrent ensure_database");
+        assert_eq!((db.get_port(), db.get_database()), (pg.port, Some("embedded_pg_test")));
+        let mut conn = PgConnection::connect_with(&db).await.unwrap();
         let current: String =
             sqlx::query_scalar("select current_database()").fetch_one(&mut conn).await.unwrap();
         assert_eq!(current, "embedded_pg_test");
         conn.close().await.unwrap();
 
         pg.stop().await.expect("stop");
-        assert!(!probe(&url, Duration::from_secs(2)).await);
+        assert!(!probe(&admin, Duration::from_secs(2)).await);
         pg.stop().await.expect("stop is idempotent");
 
         // A postmaster.pid left by a crash must not prevent the next start.
         let pid_file = pg.data_dir.join("postmaster.pid");
         std::fs::write(&pid_file, format!("{}\n{}\n0\n{}\n", dead_pid(), pg.data_dir.display(), pg.port))
             .unwrap();
-        assert_eq!(pg.ensure_running().await.expect("start over a stale postmaster.pid"), url);
-        assert!(ensure_database(&url, "embedded_pg_test").await.is_ok(), "data survived the restart");
+        pg.ensure_running().await.expect("start over a stale postmaster.pid");
+        assert!(ensure_database(&admin, "embedded_pg_test").await.is_ok(), "data survived the restart");
 
         // So must a crashed postmaster, once it has been reaped: until then it counts as running, for
         // PostgreSQL too. Where nothing reaps orphans (a container without an init), skip this part.
@@ -212,8 +218,8 @@ mod tests {
         if cluster::is_zombie(pid) {
             eprintln!("skipping the crash check: nothing reaped the killed postmaster {pid}");
         } else {
-            assert_eq!(pg.ensure_running().await.expect("start after a crash"), url);
-            assert!(probe(&url, Duration::from_secs(5)).await);
+            pg.ensure_running().await.expect("start after a crash");
+            assert!(probe(&admin, Duration::from_secs(5)).await);
         }
         pg.stop().await.expect("second stop");
         assert!(!pid_file.exists());
