@@ -1,5 +1,6 @@
 //! Connecting to PostgreSQL: `DATABASE_URL` when set, otherwise the embedded default (a
-//! private cluster started from the system's PostgreSQL binaries under the data directory).
+//! private cluster started from the system's PostgreSQL binaries, under the data directory or,
+//! as root when the `postgres` user cannot reach that, under /var/lib/pettycash-embedded).
 
 use crate::config::Config;
 use crate::embedded_pg::{ensure_database, EmbeddedPostgres};
@@ -69,11 +70,20 @@ pub async fn connect(config: &Config) -> anyhow::Result<Database> {
         let pool = pool_with(options, config.db_pool_size).await?;
         return Ok(Database { pool, display_url, embedded: None });
     }
-    let data_dir =
-        std::path::absolute(config.data_dir.join("pgdata")).context("resolving the data directory")?;
-    let cluster = EmbeddedPostgres::new(data_dir, config.embedded_pg_port);
-    tracing::info!(dir = %cluster.data_dir.display(), port = cluster.port, "no DATABASE_URL: using the embedded PostgreSQL");
+    let cluster = EmbeddedPostgres::for_data_dir(&config.data_dir, config.embedded_pg_port)
+        .context("placing the embedded PostgreSQL")?;
+    tracing::info!(
+        port = cluster.port,
+        "no DATABASE_URL: using the embedded PostgreSQL cluster in {} (to remove it: stop the service, \
+         then `rm -rf {}`)",
+        cluster.data_dir.display(),
+        cluster.home().display()
+    );
     let admin = cluster.ensure_running().await.context("starting the embedded PostgreSQL")?;
+    // Only now: a cluster kept in the data directory has created it (as root, with a mode that
+    // lets `postgres` in); a moved one has not, and the demo's logins still go there.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let options = ensure_database(&admin, EMBEDDED_DATABASE).await?;
     let display_url = redact(&options);
     let pool = pool_with(options, config.db_pool_size).await?;

@@ -1,5 +1,6 @@
 //! What is done over a cluster's admin connection: checking that a server answers, creating a database.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -29,6 +30,38 @@ pub async fn probe(options: &PgConnectOptions, timeout: Duration) -> bool {
         Err(_) => {
             debug!(server = %redact(options), "PostgreSQL probe timed out");
             false
+        }
+    }
+}
+
+/// What answers at a cluster's address.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Server {
+    /// Nothing, within the timeout.
+    Down,
+    /// A server, with the data directory it reports (`None` when it will not say: `data_directory` is
+    /// for superusers).
+    Up { data_dir: Option<PathBuf> },
+}
+
+/// Whether a server answers at `options` within `timeout`, and where its data is.
+pub(super) async fn server(options: &PgConnectOptions, timeout: Duration) -> Server {
+    let attempt = async {
+        let mut conn = PgConnection::connect_with(options).await?;
+        let data_dir: Result<String, sqlx::Error> =
+            sqlx::query_scalar("SELECT current_setting('data_directory')").fetch_one(&mut conn).await;
+        let _ = conn.close().await;
+        Ok::<_, sqlx::Error>(data_dir.ok().map(PathBuf::from))
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(data_dir)) => Server::Up { data_dir },
+        Ok(Err(err)) => {
+            debug!(server = %redact(options), error = %err, "PostgreSQL probe failed");
+            Server::Down
+        }
+        Err(_) => {
+            debug!(server = %redact(options), "PostgreSQL probe timed out");
+            Server::Down
         }
     }
 }

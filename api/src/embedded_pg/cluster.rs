@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::process::Command;
 use tracing::{info, warn};
 
-use super::admin::{probe, wait_for_probe, PROBE_TIMEOUT};
+use super::admin::wait_for_probe;
 use super::binaries::bin_dir_for;
 use super::lock::StartLock;
 use super::run_as::{RunAs, PG_USER};
@@ -103,7 +103,7 @@ impl Cluster {
 
     /// The body of [`Self::start`], with the lock held.
     async fn start_locked(&self) -> Result<()> {
-        if probe(&self.pg.admin_options(), PROBE_TIMEOUT).await {
+        if self.pg.answers().await? {
             // Started by whoever held the lock before us.
             return Ok(());
         }
@@ -175,7 +175,6 @@ impl Cluster {
     async fn handle_pid_file(&self) -> Result<bool> {
         let data_dir = self.data_dir();
         let pid_file = data_dir.join("postmaster.pid");
-        let admin = self.pg.admin_options();
         let deadline = Instant::now() + STARTUP_GRACE;
         loop {
             if !pid_file.exists() {
@@ -196,7 +195,7 @@ impl Cluster {
                 };
             }
             let ours = port.is_none_or(|port| port == self.pg.port);
-            if ours && probe(&admin, PROBE_TIMEOUT).await {
+            if ours && self.pg.answers().await? {
                 return Ok(true);
             }
             if !ours || Instant::now() >= deadline {

@@ -13,28 +13,34 @@
 //!   set `DATABASE_URL` to a properly secured server instead.
 //!
 //! As root, the server binaries run as the `postgres` OS user ([`run_as`]), which must be able to enter
-//! every directory above the data directory.
+//! every directory above the data directory. The embedded default ([`EmbeddedPostgres::for_data_dir`])
+//! therefore moves its cluster out of a data directory that user cannot reach ([`placement`]).
 //!
-//! One job per module: [`binaries`] finds the server binaries, [`cluster`] initialises, starts and stops
-//! a cluster, [`lock`] serialises start-ups, [`run_as`] runs the binaries as the right OS user, [`admin`]
-//! talks to the running server.
+//! One port, one cluster: when another server (another checkout's cluster, say) answers on the port,
+//! [`EmbeddedPostgres::ensure_running`] fails and says so rather than use it.
+//!
+//! One job per module: [`placement`] decides where the embedded default's cluster lives, [`binaries`]
+//! finds the server binaries, [`cluster`] initialises, starts and stops a cluster, [`lock`] serialises
+//! start-ups, [`run_as`] runs the binaries as the right OS user, [`admin`] talks to the running server.
 
 mod admin;
 mod binaries;
 mod cluster;
 mod lock;
+mod placement;
 mod run_as;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tracing::debug;
 
-use admin::PROBE_TIMEOUT;
 pub use admin::{ensure_database, probe};
+use admin::{Server, PROBE_TIMEOUT};
 pub use binaries::find_pg_bin_dir;
 use cluster::Cluster;
+pub use placement::SHARED_ROOT;
 use run_as::PG_USER;
 
 /// The database that the admin connection options point at.
@@ -56,6 +62,27 @@ impl EmbeddedPostgres {
         Self { data_dir: data_dir.into(), port }
     }
 
+    /// The embedded default's cluster for the service's data directory `data_dir` (`./var` unless
+    /// configured), listening on `127.0.0.1:port`: `<data_dir>/pgdata`, or, when this process is root
+    /// and the `postgres` user cannot reach that, `/var/lib/pettycash-embedded/<name>-<hash>/pgdata`
+    /// (see [`placement`]). Nothing is created yet.
+    ///
+    /// # Errors
+    ///
+    /// When the current directory is gone, or as root when the `postgres` user is missing or the check
+    /// of what it can reach cannot run.
+    pub fn for_data_dir(data_dir: &Path, port: u16) -> Result<Self> {
+        Ok(Self::new(placement::locate(data_dir, Path::new(SHARED_ROOT))?, port))
+    }
+
+    /// The directory that holds the cluster's data directory, its log and its lock: what to delete,
+    /// once the cluster is stopped, to remove it. For the embedded default that is either the service's
+    /// data directory (which also holds the demo's logins) or the cluster's own directory in
+    /// [`SHARED_ROOT`].
+    pub fn home(&self) -> &Path {
+        self.data_dir.parent().unwrap_or(&self.data_dir)
+    }
+
     /// The superuser's connection options for the `postgres` database of this cluster (over TCP,
     /// without TLS: the cluster has none, and the traffic stays on the loopback interface).
     pub fn admin_options(&self) -> PgConnectOptions {
@@ -70,7 +97,7 @@ impl EmbeddedPostgres {
     /// Initialise (if needed) and start (if not running) the cluster; idempotent and safe when several
     /// processes call it at once.
     ///
-    /// Does nothing when a server already answers on the port. Otherwise it takes the exclusive start-up
+    /// Does nothing when the cluster already answers on the port. Otherwise it takes the exclusive start-up
     /// lock and checks again; then it runs `initdb` when the data directory holds no cluster yet, removes
     /// a stale `postmaster.pid` (left by a crash or a reboot, and only when `pg_ctl status` says no server
     /// is running), and starts the server with `pg_ctl start -w`. Returns [`Self::admin_options`].
@@ -78,15 +105,33 @@ impl EmbeddedPostgres {
     /// # Errors
     ///
     /// When the server binaries cannot be found, the error says how to install them or what to set
-    /// instead. When the server fails to start, the error includes the tail of its log.
+    /// instead. When the server fails to start, the error includes the tail of its log. When another
+    /// server answers on the port, the error names its data directory and says what to do.
     pub async fn ensure_running(&self) -> Result<PgConnectOptions> {
-        let admin = self.admin_options();
-        if probe(&admin, PROBE_TIMEOUT).await {
+        if self.answers().await? {
             debug!(port = self.port, "private PostgreSQL cluster already running");
-            return Ok(admin);
+        } else {
+            Cluster::resolve(self)?.start().await?;
         }
-        Cluster::resolve(self)?.start().await?;
-        Ok(admin)
+        Ok(self.admin_options())
+    }
+
+    /// Whether this cluster answers on its port; an error when another server does.
+    async fn answers(&self) -> Result<bool> {
+        let ours = std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        let theirs = match admin::server(&self.admin_options(), PROBE_TIMEOUT).await {
+            Server::Down => return Ok(false),
+            Server::Up { data_dir: Some(theirs) } if same_dir(&theirs, &ours) => return Ok(true),
+            Server::Up { data_dir: Some(theirs) } => format!("the cluster in {}", theirs.display()),
+            Server::Up { data_dir: None } => "a server that does not say where its data is".to_owned(),
+        };
+        bail!(
+            "port {port} is taken by another PostgreSQL server ({theirs}), not the private cluster in {}. \
+             Stop that server, or give this cluster a port of its own (the service: \
+             PETTYCASH_EMBEDDED_PG_PORT=<port>)",
+            ours.display(),
+            port = self.port,
+        )
     }
 
     /// Stop the cluster (`pg_ctl stop -m fast`). Used on service shutdown when this process started it.
@@ -100,6 +145,11 @@ impl EmbeddedPostgres {
         }
         Cluster::resolve(self)?.stop().await
     }
+}
+
+/// Whether `a` and `b` name the same directory (also through symbolic links).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 #[cfg(test)]
@@ -162,6 +212,9 @@ mod tests {
         pid
     }
 
+    /// The whole life of a cluster placed for a checkout inside a private (0700) directory, as
+    /// `pettycash serve` places it: as root it is moved where the `postgres` user can reach it (here a
+    /// stand-in for /var/lib/pettycash-embedded), otherwise it stays in the checkout.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn private_cluster_lifecycle() {
         if find_pg_bin_dir().is_none() {
@@ -169,8 +222,15 @@ mod tests {
             return;
         }
         let tmp = TempDir::new("embedded-pg-test");
-        let pg = EmbeddedPostgres::new(tmp.0.join("cluster").join("data"), free_port());
+        let private = tmp.0.join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let app_dir = private.join("checkout").join("var");
+        let shared = tmp.0.join("shared");
+        let pg = EmbeddedPostgres::new(placement::locate(&app_dir, &shared).unwrap(), free_port());
         let _stop = StopOnDrop(pg.data_dir.clone());
+        let expected_home = if run_as::effective_uid() == 0 { &shared } else { &private };
+        assert!(pg.data_dir.starts_with(expected_home), "{}", pg.data_dir.display());
 
         let (first, second) = tokio::join!(pg.ensure_running(), pg.ensure_running());
         let admin = first.expect("first ensure_running");
@@ -191,6 +251,14 @@ mod tests {
             sqlx::query_scalar("select current_database()").fetch_one(&mut conn).await.unwrap();
         assert_eq!(current, "embedded_pg_test");
         conn.close().await.unwrap();
+
+        // Another cluster on the same port is refused, not served by this one.
+        let other = EmbeddedPostgres::new(tmp.0.join("other").join("data"), pg.port);
+        let err = other.ensure_running().await.expect_err("the port belongs to the first cluster");
+        let message = format!("{err:#}");
+        assert!(message.contains("is taken by another PostgreSQL server"), "{message}");
+        assert!(message.contains(&pg.data_dir.display().to_string()), "{message}");
+        assert!(!tmp.0.join("other").exists(), "nothing was created for it");
 
         pg.stop().await.expect("stop");
         assert!(!probe(&admin, Duration::from_secs(2)).await);
