@@ -13,25 +13,9 @@ use crate::database::redact;
 /// How long one attempt to reach the server may take.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Returns `true` when a connection + `select 1` to `options` succeeds within `timeout`.
+/// Returns `true` when a server answers at `options` within `timeout`.
 pub async fn probe(options: &PgConnectOptions, timeout: Duration) -> bool {
-    let attempt = async {
-        let mut conn = PgConnection::connect_with(options).await?;
-        let one: i32 = sqlx::query_scalar("select 1").fetch_one(&mut conn).await?;
-        let _ = conn.close().await;
-        Ok::<_, sqlx::Error>(one == 1)
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(answered)) => answered,
-        Ok(Err(err)) => {
-            debug!(server = %redact(options), error = %err, "PostgreSQL probe failed");
-            false
-        }
-        Err(_) => {
-            debug!(server = %redact(options), "PostgreSQL probe timed out");
-            false
-        }
-    }
+    server(options, timeout).await != Server::Down
 }
 
 /// What answers at a cluster's address.

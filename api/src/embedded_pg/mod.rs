@@ -157,7 +157,6 @@ mod tests {
     use super::*;
     use sqlx::{Connection, PgConnection};
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
     use std::time::{Duration, Instant};
 
     /// A fresh directory under /tmp that every user can traverse; removed on drop.
