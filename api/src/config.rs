@@ -34,7 +34,8 @@ pub const DEFAULT_EMBEDDED_PG_PORT: u16 = 54329;
 #[command(next_help_heading = "Database and runtime (every command)")]
 pub struct CommonArgs {
     /// PostgreSQL URL, postgres://user:password@host:5432/db. Unset: the embedded development
-    /// cluster under PETTYCASH_DATA_DIR.
+    /// cluster under PETTYCASH_DATA_DIR (as root, under /var/lib/pettycash-embedded when the
+    /// postgres user cannot enter that directory).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL",
           value_parser = secret("DATABASE_URL"))]
     pub database_url: Option<SecretString>,

@@ -1,12 +1,13 @@
 //! Connecting to PostgreSQL: `DATABASE_URL` when set, otherwise the embedded default (a
-//! private cluster started from the system's PostgreSQL binaries under the data directory).
+//! private cluster started from the system's PostgreSQL binaries, under the data directory or,
+//! as root when the `postgres` user cannot reach that, under /var/lib/pettycash-embedded).
 
 use crate::config::Config;
 use crate::embedded_pg::{ensure_database, EmbeddedPostgres};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, PgPool};
 use std::time::Duration;
 
 /// Name of the database the embedded default creates in its private cluster.
@@ -23,8 +24,8 @@ pub struct Database {
 /// The connection options of `url` (see [`pettycash_projections::connect::connect_options`]:
 /// no TLS to a loopback host unless `sslmode` asks for it).
 pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    pettycash_projections::connect::connect_options(url)
-        .with_context(|| format!("DATABASE_URL {} is not a PostgreSQL URL", redact(url)))
+    // The URL itself stays out of the message: it may hold a password.
+    pettycash_projections::connect::connect_options(url).context("DATABASE_URL is not a PostgreSQL URL")
 }
 
 pub use pettycash_projections::connect::is_local;
@@ -45,32 +46,49 @@ pub fn runtime_threads(database_url: Option<String>) -> usize {
     }
 }
 
-/// Opens a pool with the service's settings.
+/// Opens a pool on `url` with the service's settings.
 pub async fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
+    pool_with(connect_options(url)?, size).await
+}
+
+/// Opens a pool on `options` with the service's settings.
+pub async fn pool_with(options: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
+    let shown = redact(&options);
     PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(connect_options(url)?)
+        .connect_with(options)
         .await
-        .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))
+        .with_context(|| format!("connecting to PostgreSQL at {shown}"))
 }
 
 /// Connects to the configured database, starting the embedded one if needed.
 pub async fn connect(config: &Config) -> anyhow::Result<Database> {
     if let Some(url) = &config.database_url {
-        let url = url.expose_secret();
-        let pool = pool(url, config.db_pool_size).await?;
-        return Ok(Database { pool, display_url: redact(url), embedded: None });
+        let options = connect_options(url.expose_secret())?;
+        let display_url = redact(&options);
+        let pool = pool_with(options, config.db_pool_size).await?;
+        return Ok(Database { pool, display_url, embedded: None });
     }
-    let data_dir =
-        std::path::absolute(config.data_dir.join("pgdata")).context("resolving the data directory")?;
-    let cluster = EmbeddedPostgres::new(data_dir, config.embedded_pg_port);
-    tracing::info!(dir = %cluster.data_dir.display(), port = cluster.port, "no DATABASE_URL: using the embedded PostgreSQL");
+    let cluster = EmbeddedPostgres::for_data_dir(&config.data_dir, config.embedded_pg_port)
+        .context("placing the embedded PostgreSQL")?;
+    tracing::info!(
+        port = cluster.port,
+        "no DATABASE_URL: using the embedded PostgreSQL cluster in {} (to remove it: stop the service, \
+         then `rm -rf {}`)",
+        cluster.data_dir.display(),
+        cluster.home().display()
+    );
     let admin = cluster.ensure_running().await.context("starting the embedded PostgreSQL")?;
-    let url = ensure_database(&admin, EMBEDDED_DATABASE).await?;
-    let pool = pool(&url, config.db_pool_size).await?;
-    Ok(Database { pool, display_url: redact(&url), embedded: Some(cluster) })
+    // Only now: a cluster kept in the data directory has created it (as root, with a mode that
+    // lets `postgres` in); a moved one has not, and the demo's logins still go there.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let options = ensure_database(&admin, EMBEDDED_DATABASE).await?;
+    let display_url = redact(&options);
+    let pool = pool_with(options, config.db_pool_size).await?;
+    Ok(Database { pool, display_url, embedded: Some(cluster) })
 }
 
 /// Applies pending migrations (sqlx takes an advisory lock: safe with several processes).
@@ -94,16 +112,30 @@ pub async fn migrate_if_needed(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The URL with any password removed.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
+/// Where `options` connect, for logs and messages: `postgres://user@host:port/database`, never the
+/// password (nor any other parameter).
+pub fn redact(options: &PgConnectOptions) -> String {
+    let host = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None if options.get_host().contains(':') => format!("[{}]", options.get_host()),
+        None => options.get_host().to_owned(),
+    };
+    let database = options.get_database().unwrap_or_default();
+    format!("postgres://{}@{host}:{}/{database}", options.get_username(), options.get_port())
+}
+
+/// `options` as a URL for another program (the `DATABASE_URL` of a child process, `psql`): user,
+/// password, host, port, database and TLS settings, in a form that both sqlx and libpq read.
+pub fn url(options: &PgConnectOptions) -> String {
+    let mut url = options.to_url_lossy();
+    // sqlx adds its own `statement-cache-capacity`, which libpq rejects.
+    let params: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| key != "statement-cache-capacity")
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(params);
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -117,5 +149,26 @@ mod tests {
         assert_eq!(runtime_threads(None), half, "embedded cluster");
         assert_eq!(runtime_threads(Some("postgres://u@127.0.0.1/db".into())), half);
         assert_eq!(runtime_threads(Some("postgres://u@db.example.com/db".into())), cores);
+    }
+
+    #[test]
+    fn redacted_locations_carry_no_password() {
+        let options = connect_options("postgres://u:secret@db.example.com:6543/app?sslmode=require").unwrap();
+        assert_eq!(redact(&options), "postgres://u@db.example.com:6543/app");
+        let socket = connect_options("postgres://u@%2Fvar%2Frun%2Fpostgresql/app").unwrap();
+        assert_eq!(redact(&socket), "postgres://u@/var/run/postgresql:5432/app");
+        let err = connect_options("postgres//u:secret@h/app").unwrap_err();
+        assert!(!format!("{err:#}").contains("secret"), "{err:#}");
+    }
+
+    #[test]
+    fn urls_for_other_programs_keep_what_connects() {
+        let options = connect_options("postgres://u:p%40ss@127.0.0.1:5432/admin").unwrap().database("pct_1");
+        assert_eq!(url(&options), "postgres://u:p%40ss@127.0.0.1:5432/pct_1?sslmode=disable");
+        let back = connect_options(&url(&options)).unwrap();
+        assert_eq!(
+            (back.get_username(), back.get_host(), back.get_port(), back.get_database()),
+            ("u", "127.0.0.1", 5432, Some("pct_1"))
+        );
     }
 }

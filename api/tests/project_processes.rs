@@ -7,12 +7,14 @@
 //! from which the test reports who held which lease ("projection worker holds the lease").
 
 use futures::future::join_all;
+use pettycash_api::database;
 use pettycash_api::embedded_pg::{probe, EmbeddedPostgres};
 use pettycash_commands::service::NewRequisition;
 use pettycash_commands::{CommandContext, CommandService, EventStore, RequestMeta};
 use pettycash_domain::fund::PaymentMethod;
 use pettycash_domain::{Actor, Role};
 use rust_decimal::Decimal;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use std::fs::File;
 use std::path::PathBuf;
@@ -27,11 +29,12 @@ const PASSWORD: &str = "correct horse battery staple";
 
 // ----- database ----------------------------------------------------------------------------
 
-async fn admin_url() -> String {
+/// The test server's admin connection, found as the tests crate finds it.
+async fn admin_options() -> PgConnectOptions {
     if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        return url;
+        return database::connect_options(&url).expect("TEST_DATABASE_URL is a PostgreSQL URL");
     }
-    let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+    let local = database::connect_options("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
     if probe(&local, Duration::from_secs(3)).await {
         return local;
     }
@@ -41,30 +44,23 @@ async fn admin_url() -> String {
         .expect("no PostgreSQL reachable and the private test cluster failed to start")
 }
 
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-/// A fresh, migrated database. Named like the tests crate's (`pct_<pid>_…`), so its
-/// stale-database sweep drops it if this process dies before dropping it itself.
-async fn fresh_database(admin: &str) -> (String, String, PgPool) {
+/// A fresh, migrated database: its name, its URL (for the processes) and a pool. Named like the
+/// tests crate's (`pct_<pid>_…`), so its stale-database sweep drops it if this process dies
+/// before dropping it itself.
+async fn fresh_database(admin: &PgConnectOptions) -> (String, String, PgPool) {
     let name = format!("pct_{}_procs_{}", std::process::id(), Uuid::new_v4().simple());
-    let pool = PgPool::connect(admin).await.expect("connect to the test server");
+    let pool = PgPool::connect_with(admin.clone()).await.expect("connect to the test server");
     sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&pool).await.expect("create database");
     pool.close().await;
-    let url = with_database(admin, &name);
-    let pool = pettycash_api::database::pool(&url, 10).await.expect("connect to the test database");
-    pettycash_api::database::migrate(&pool).await.expect("migrate");
+    let options = admin.clone().database(&name);
+    let url = database::url(&options);
+    let pool = database::pool_with(options, 10).await.expect("connect to the test database");
+    database::migrate(&pool).await.expect("migrate");
     (name, url, pool)
 }
 
-async fn drop_database(admin: &str, name: &str) {
-    if let Ok(pool) = PgPool::connect(admin).await {
+async fn drop_database(admin: &PgConnectOptions, name: &str) {
+    if let Ok(pool) = PgPool::connect_with(admin.clone()).await {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&pool).await;
         pool.close().await;
     }
@@ -431,7 +427,7 @@ fn holder(procs: &Procs, projection: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_project_processes_share_the_work_without_applying_anything_twice() {
-    let admin = admin_url().await;
+    let admin = admin_options().await;
     let (db, url, pool) = fresh_database(&admin).await;
     let service = CommandService::new(EventStore::new(
         pool.clone(),

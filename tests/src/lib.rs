@@ -6,12 +6,14 @@
 //! under `/tmp/pettycash-test-pg` (as the embedded default does). Set `TEST_LOG=1` for logs.
 
 pub use pettycash_api::config::{Config, DEV_SECRET_KEY};
+use pettycash_api::database;
 use pettycash_api::embedded_pg::{probe, EmbeddedPostgres};
 use pettycash_api::startup::Application;
 use pettycash_commands::{CommandContext, CommandService, EventStore};
 use pettycash_domain::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -54,21 +56,22 @@ pub fn signed_metadata(
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-static SERVER: OnceCell<String> = OnceCell::const_new();
+static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
 static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Admin URL of the PostgreSQL server the tests use.
-pub async fn server_url() -> &'static str {
+/// Admin connection options of the PostgreSQL server the tests use.
+pub async fn server() -> &'static PgConnectOptions {
     SERVER
         .get_or_init(|| async {
             if std::env::var("TEST_LOG").is_ok() {
                 let _ =
                     tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
             }
-            let url = match std::env::var("TEST_DATABASE_URL") {
-                Ok(url) => url,
+            let admin = match std::env::var("TEST_DATABASE_URL") {
+                Ok(url) => database::connect_options(&url).expect("TEST_DATABASE_URL is a PostgreSQL URL"),
                 Err(_) => {
-                    let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+                    let local = database::connect_options("postgres://postgres@127.0.0.1:5432/postgres")
+                        .expect("a PostgreSQL URL");
                     if probe(&local, Duration::from_secs(3)).await {
                         local
                     } else {
@@ -79,15 +82,15 @@ pub async fn server_url() -> &'static str {
                     }
                 }
             };
-            drop_stale_databases(&url).await;
-            url
+            drop_stale_databases(&admin).await;
+            admin
         })
         .await
 }
 
 /// Drops test databases left by test processes that are gone (names carry the pid).
-async fn drop_stale_databases(admin_url: &str) {
-    let Ok(pool) = PgPool::connect(admin_url).await else { return };
+async fn drop_stale_databases(admin: &PgConnectOptions) {
+    let Ok(pool) = PgPool::connect_with(admin.clone()).await else { return };
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'pct\\_%'")
             .fetch_all(&pool)
@@ -104,30 +107,23 @@ async fn drop_stale_databases(admin_url: &str) {
     pool.close().await;
 }
 
-/// A fresh database with the migrations applied.
+/// A fresh database with the migrations applied: its URL and a pool.
 pub async fn fresh_database() -> (String, PgPool) {
-    fresh_database_on(server_url().await).await
+    fresh_database_on(server().await).await
 }
 
-/// A fresh database with the migrations applied, on the server at `admin_url`.
-pub async fn fresh_database_on(admin_url: &str) -> (String, PgPool) {
+/// A fresh database with the migrations applied, on the server `admin` connects to: its URL and a
+/// pool.
+pub async fn fresh_database_on(admin: &PgConnectOptions) -> (String, PgPool) {
     let name = format!("pct_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
-    let admin = PgPool::connect(admin_url).await.expect("connect to the test server");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.expect("create test database");
-    admin.close().await;
-    let url = with_database(admin_url, &name);
-    let pool = pettycash_api::database::pool(&url, 40).await.expect("connect to the test database");
-    pettycash_api::database::migrate(&pool).await.expect("migrate the test database");
+    let server = PgPool::connect_with(admin.clone()).await.expect("connect to the test server");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&server).await.expect("create test database");
+    server.close().await;
+    let options = admin.clone().database(&name);
+    let url = database::url(&options);
+    let pool = database::pool_with(options, 40).await.expect("connect to the test database");
+    database::migrate(&pool).await.expect("migrate the test database");
     (url, pool)
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
 }
 
 /// A signed-in test user.
@@ -178,13 +174,13 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with the configuration adjusted by `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::spawn_on(server_url().await, adjust).await
+        Self::spawn_on(server().await, adjust).await
     }
 
-    /// Like [`TestApp::spawn_with`], on the PostgreSQL server at `admin_url` (e.g. a private
+    /// Like [`TestApp::spawn_with`], on the PostgreSQL server `admin` connects to (e.g. a private
     /// cluster a test stops and starts).
-    pub async fn spawn_on(admin_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
-        let (database_url, pool) = fresh_database_on(admin_url).await;
+    pub async fn spawn_on(admin: &PgConnectOptions, adjust: impl FnOnce(&mut Config)) -> Self {
+        let (database_url, pool) = fresh_database_on(admin).await;
         let mut config = Config::development();
         config.database_url = Some(database_url.clone().into());
         config.bind = "127.0.0.1:0".parse().unwrap();

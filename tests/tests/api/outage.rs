@@ -121,8 +121,8 @@ async fn worker(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_shutdown_under_load_is_answered_503_at_once_and_leaves_nothing_half_written() {
     let cluster = Cluster::fresh().await;
-    let admin_url = cluster.0.ensure_running().await.expect("start the private cluster");
-    let app = Arc::new(TestApp::spawn_on(&admin_url, |c| c.seal_interval_secs = 3600).await);
+    let admin = cluster.0.ensure_running().await.expect("start the private cluster");
+    let app = Arc::new(TestApp::spawn_on(&admin, |c| c.seal_interval_secs = 3600).await);
     let c = Cast::new(&app).await;
     let fund = app.fund(&c.admin, &FLOAT.to_string()).await;
     let who = Actors { staff: c.staff.clone(), treasury: c.treasury.clone(), fund };
