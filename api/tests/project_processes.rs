@@ -113,11 +113,16 @@ fn strip_ansi(s: &str) -> String {
 
 impl Procs {
     fn spawn(&mut self, label: &str) -> usize {
+        self.spawn_command(label, &["project"])
+    }
+
+    /// `pettycash ARGS`, logging to files named after `label`.
+    fn spawn_command(&mut self, label: &str, args: &[&str]) -> usize {
         let base = format!("/tmp/pettycash-project-{}-{label}", self.db);
         let stderr = PathBuf::from(format!("{base}.stderr.log"));
         let stdout = PathBuf::from(format!("{base}.stdout.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_pettycash"))
-            .arg("project")
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", &self.url)
@@ -129,7 +134,7 @@ impl Procs {
             .stdout(File::create(&stdout).expect("stdout log"))
             .stderr(File::create(&stderr).expect("stderr log"))
             .spawn()
-            .expect("spawn `pettycash project`");
+            .unwrap_or_else(|e| panic!("spawn `pettycash {}`: {e}", args.join(" ")));
         self.list.push(Proc { label: label.into(), child, stderr, stdout, exited: None });
         self.list.len() - 1
     }
@@ -533,4 +538,121 @@ async fn two_project_processes_share_the_work_without_applying_anything_twice() 
     drop(procs);
     pool.close().await;
     drop_database(&admin, &db).await;
+}
+
+/// Workers learn of commits made by another process from its notification (no trigger sends
+/// one any more): a `pettycash serve --no-projections` process takes a command over HTTP, a
+/// listener in this process hears that process's notification on the events channel (not one
+/// of ours: its token differs), and an engine here whose polling is turned down to once an
+/// hour applies the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_in_one_process_are_woken_by_commits_in_another() {
+    use pettycash_commands::wake;
+    use pettycash_projections::{Engine, EngineOptions};
+
+    let admin = admin_options().await;
+    let (db, url, pool) = fresh_database(&admin).await;
+    let service = CommandService::new(EventStore::new(
+        pool.clone(),
+        pettycash_domain::integrity::EventKey::derive(pettycash_api::config::DEV_SECRET_KEY),
+    ));
+    let email = format!("{}@processes.test", Uuid::new_v4().simple());
+    service
+        .register_user(
+            &CommandContext::operator("process test"),
+            &email,
+            "Admin",
+            vec![Role::Admin],
+            Some(PASSWORD),
+        )
+        .await
+        .expect("register admin");
+
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.expect("listen");
+    listener.listen(wake::CHANNEL).await.expect("listen on the events channel");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let options = EngineOptions { poll_interval: Duration::from_secs(3600), ..EngineOptions::default() };
+    let engine = tokio::spawn(Engine::new(pool.clone(), pettycash_projections::all(), options).run(stop_rx));
+    wait_at_end(&pool).await;
+
+    let mut procs = Procs { db: db.clone(), url, list: Vec::new() };
+    let server = procs.spawn_command("serve", &["serve", "--no-projections", "--bind", "127.0.0.1:0"]);
+    procs.wait_for_log(server, "listening on http://", true).await;
+    let stdout = std::fs::read_to_string(&procs.list[server].stdout).unwrap();
+    let address = stdout
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the server's address")
+        .to_string();
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("http://{address}/api/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("sign in")
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("a token").to_string();
+    while tokio::time::timeout(Duration::from_millis(50), listener.try_recv()).await.is_ok() {}
+
+    let opened = client
+        .post(format!("http://{address}/api/funds/"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Opened elsewhere", "currency": "KES", "float": "1000"}))
+        .send()
+        .await
+        .expect("open a fund");
+    assert_eq!(opened.status(), reqwest::StatusCode::CREATED);
+    let fund: serde_json::Value = opened.json().await.unwrap();
+
+    let heard = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let n = listener.recv().await.expect("a notification");
+            if n.payload() != wake::process_token() {
+                return n.payload().to_string();
+            }
+        }
+    })
+    .await
+    .expect("the server's commit is announced on the events channel");
+    assert!(!heard.is_empty(), "it names its process");
+    wait_at_end(&pool).await;
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_funds WHERE id = $1::uuid")
+        .bind(fund["id"].as_str().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(found, 1, "the engine here applied the other process's event");
+
+    let _ = stop.send(true);
+    engine.await.expect("engine");
+    drop(procs);
+    pool.close().await;
+    drop_database(&admin, &db).await;
+}
+
+/// Both projections' live checkpoints are at the last event of the store.
+async fn wait_at_end(pool: &PgPool) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM unnest($1::text[]) AS p(name)
+             WHERE NOT EXISTS (SELECT 1 FROM projection_checkpoints c
+                               WHERE c.name = p.name AND c.state = $2
+                                 AND c.last_position >= (SELECT coalesce(max(global_position), 0) FROM events))",
+        )
+        .bind(&NAMES[..])
+        .bind(pettycash_projections::CheckpointState::Live)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if behind == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the projections never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -81,11 +81,12 @@ impl Notifier {
     /// Events were committed: wake this process's workers now and other processes' soon.
     /// Never waits.
     pub fn committed(&self) {
-        LOCAL.send_modify(|n| *n = n.wrapping_add(1));
-        self.inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+        // The sender task subscribes when it starts: start it first, so that it sees this commit.
         if !self.inner.started.load(Ordering::Relaxed) {
             self.start();
         }
+        LOCAL.send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Starts the sender task (once, and only inside a runtime: without one there is nobody
