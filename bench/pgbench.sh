@@ -2,14 +2,10 @@
 # The physical-limit reference (issue [perf]): how many single-event transactions per second
 # PostgreSQL on this machine accepts into the real `events` table (see bench/pgbench_append.sql).
 #
-#   bench/pgbench.sh [-c CLIENTS] [-j THREADS] [-T SECONDS] [--hash-by statement|trigger]
-#                    [--no-hash-trigger] [--notify-trigger] [--prefill N] [--keep]
+#   bench/pgbench.sh [-c CLIENTS] [-j THREADS] [-T SECONDS] [--no-hash-trigger] [--notify-trigger]
+#                    [--prefill N] [--keep]
 #
 #   -c, -j, -T           pgbench's clients (32), threads (2) and duration in seconds (30)
-#   --hash-by            who computes each event's hash: `statement` (default), the service's
-#                        append statement (bench/pgbench_append.sql); `trigger`, the store's
-#                        trigger, as for every writer before migration 0010 and other writers
-#                        now (bench/pgbench_append_trigger_hash.sql)
 #   --no-hash-trigger    disable the events_hash_chain trigger first (on the scratch database
 #                        only), to measure what the trigger costs
 #   --notify-trigger     put back the statement trigger that sent NOTIFY from every appending
@@ -27,28 +23,22 @@
 # Prints pgbench's report, then one line: tps=... clients=... hash_trigger=on|off.
 set -euo pipefail
 
-clients=32 threads=2 seconds=30 hash_by=statement trigger=on notify=off prefill=0 keep=no
+clients=32 threads=2 seconds=30 trigger=on notify=off prefill=0 keep=no
 while [ $# -gt 0 ]; do
     case "$1" in
         -c) clients=$2; shift 2 ;;
         -j) threads=$2; shift 2 ;;
         -T) seconds=$2; shift 2 ;;
-        --hash-by) hash_by=$2; shift 2 ;;
         --no-hash-trigger) trigger=off; shift ;;
         --notify-trigger) notify=on; shift ;;
         --prefill) prefill=$2; shift 2 ;;
         --keep) keep=yes; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "pgbench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
 here=$(cd "$(dirname "$0")" && pwd)
-case "$hash_by" in
-    statement) script=$here/pgbench_append.sql ;;
-    trigger) script=$here/pgbench_append_trigger_hash.sql ;;
-    *) echo "pgbench.sh: --hash-by statement|trigger" >&2; exit 2 ;;
-esac
 admin_url=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres}
 db=${SCRATCH_DB:-pettycash_pgbench}
 case "$db" in *[!a-z0-9_]*) echo "pgbench.sh: SCRATCH_DB must be [a-z0-9_]" >&2; exit 2 ;; esac
@@ -89,10 +79,10 @@ if [ "$notify" = on ]; then
 fi
 psql "$url" -qX -c CHECKPOINT
 
-out=$(pgbench -n -M prepared -D n=0 -c "$clients" -j "$threads" -T "$seconds" -f "$script" "$url")
+out=$(pgbench -n -M prepared -D n=0 -c "$clients" -j "$threads" -T "$seconds" -f "$here/pgbench_append.sql" "$url")
 echo "$out"
 # What was appended (the pgbench actor's events), and how many carry a hash.
 psql "$url" -qXAt -c "SELECT 'events appended: ' || count(*) || ', hashed: ' || count(event_hash) FROM events
                        WHERE metadata->>'actor_id' = '0193fb0a-91c0-7d42-8e6b-2f5c1a9d3e70'"
 tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
-echo "tps=$tps clients=$clients threads=$threads seconds=$seconds hash_by=$hash_by hash_trigger=$trigger notify_trigger=$notify prefill=$prefill"
+echo "tps=$tps clients=$clients threads=$threads seconds=$seconds hash_trigger=$trigger notify_trigger=$notify prefill=$prefill"

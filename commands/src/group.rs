@@ -25,7 +25,7 @@
 //!   ended or whose user's roles changed writes nothing, the rest of its group is written.
 //! - its own metadata (actor, request id, time), and each event its own MAC in it.
 //! - its events in order: rows are inserted in the order given, so positions increase along
-//!   each stream (an event's hash chains from its predecessor's).
+//!   each stream (the hash trigger also reads each row's predecessor).
 //!
 //! Commands of one group share a transaction id and `recorded_at` (the transaction's start),
 //! as events of one command always did.
@@ -64,11 +64,8 @@ pub(crate) struct Row {
     pub event_type: String,
     pub event_version: String,
     pub payload: Value,
-    /// The command's metadata with this event's MAC (`EventKey::sign_digest`).
+    /// The command's metadata with this event's MAC (`EventKey::sign`).
     pub metadata: Value,
-    /// The event's content digest (`pettycash_domain::integrity::content_digest`), which its
-    /// MAC and its hash cover.
-    pub digest: [u8; 32],
 }
 
 /// One command's append: its rows in order and its guard.
@@ -265,40 +262,19 @@ pub(crate) fn classify(e: sqlx::Error, kind: &'static str) -> AppendError {
 
 /// The statement that appends rows, each row guarded by its command's session (when it has a
 /// guard): the session is live, its user active, their roles and sponsors as the command saw
-/// them. Rows are inserted in the order given, and take their positions in that order (a
-/// stream's events follow each other).
-///
-/// It also computes each event's hash (version 2, migration 0006) from the content digest the
-/// service computed for the MAC, the position it takes here, the transaction's time and the
-/// stream's previous hash, found by the join: no jsonb is turned into text again, and the
-/// store's trigger only checks the row (migration 0010). An event whose predecessor is in the
-/// same statement (a requisition created and submitted at once) is left without a hash here,
-/// and the trigger computes it as for any other writer. `pettycash-replay verify` recomputes
-/// every hash from the stored row either way.
-const INSERT: &str = "WITH x AS (
-         SELECT x.t, x.i, x.s, x.e, x.v, x.p, x.m, x.d, x.n
-         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
-                     $8::bytea[], $9::text[], $10::text[], $11::bytea[])
-              WITH ORDINALITY AS x(t, i, s, e, v, p, m, g, r, o, d, n)
-         WHERE x.g IS NULL OR EXISTS (
-            SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
-            WHERE s.token_hash = x.g AND s.expires_at > now() AND s.revoked_at IS NULL
-              AND u.active AND u.roles = string_to_array(x.r, ',')
-              AND u.sponsors = string_to_array(x.o, ',')::uuid[])
-     ),
-     placed AS (
-         SELECT x.*, nextval('events_global_position_seq') AS position FROM x ORDER BY x.n
-     )
-     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
-                         global_position, event_hash)
-     OVERRIDING SYSTEM VALUE
-     SELECT p.t, p.i, p.s, p.e, p.v, p.p, p.m, p.position,
-            CASE WHEN p.s = 1 OR previous.event_hash IS NOT NULL
-                 THEN event_hash_v2(previous.event_hash, p.position, p.s, now(), p.d, p.m ->> 'mac') END
-     FROM placed p
-     LEFT JOIN events previous
-            ON previous.aggregate_type = p.t AND previous.aggregate_id = p.i AND previous.sequence = p.s - 1
-     ORDER BY p.n
+/// them. Rows
+/// are inserted in the order given (a stream's events follow each other, and the hash trigger
+/// reads each one's predecessor). Returns the position of each stream's last row written.
+const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+     SELECT x.t, x.i, x.s, x.e, x.v, x.p, x.m
+     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
+                 $8::bytea[], $9::text[], $10::text[]) WITH ORDINALITY AS x(t, i, s, e, v, p, m, g, r, o, n)
+     WHERE x.g IS NULL OR EXISTS (
+        SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.token_hash = x.g AND s.expires_at > now() AND s.revoked_at IS NULL
+          AND u.active AND u.roles = string_to_array(x.r, ',')
+          AND u.sponsors = string_to_array(x.o, ',')::uuid[])
+     ORDER BY x.n
      RETURNING aggregate_type, aggregate_id, global_position";
 
 /// Appends the rows of `appends` in one statement. Returns the position of each stream's
@@ -318,7 +294,6 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
     let mut tokens = Vec::with_capacity(rows);
     let mut roles = Vec::with_capacity(rows);
     let mut sponsors = Vec::with_capacity(rows);
-    let mut digests = Vec::with_capacity(rows);
     for append in appends {
         for row in &append.rows {
             types.push(row.aggregate_type);
@@ -328,7 +303,6 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
             versions.push(row.event_version.as_str());
             payloads.push(&row.payload);
             metadata.push(&row.metadata);
-            digests.push(row.digest.as_slice());
             tokens.push(append.guard.as_ref().map(|g| g.token_hash.as_slice()));
             roles.push(append.guard.as_ref().map(|g| g.roles.join(",")));
             sponsors.push(
@@ -350,7 +324,6 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
         .bind(&tokens)
         .bind(&roles)
         .bind(&sponsors)
-        .bind(&digests)
         .fetch_all(executor)
         .await?;
     let mut positions: HashMap<(String, String), i64> = HashMap::new();

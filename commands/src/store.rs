@@ -392,7 +392,6 @@ impl EventStore {
                         payload: &jsonb_text(payload),
                         metadata: &[&meta_text],
                     };
-                    let digest = content_digest(&content);
                     Row {
                         aggregate_type: stream.aggregate_type,
                         aggregate_id: stream.aggregate_id.clone(),
@@ -400,8 +399,7 @@ impl EventStore {
                         event_type: event_type.clone(),
                         event_version: version.clone(),
                         payload: payload.clone(),
-                        metadata: self.key.sign_digest(&digest, &meta),
-                        digest,
+                        metadata: self.key.sign(&content, &meta),
                     }
                 })
             })

@@ -167,14 +167,8 @@ impl EventKey {
     /// `metadata` with this key's MAC of the event (whose `metadata` pieces are the text of
     /// this map) added under [`MAC_KEY`], as the service stores it.
     pub fn sign(&self, e: &EventContent<'_>, metadata: &Map<String, Value>) -> Value {
-        self.sign_digest(&content_digest(e), metadata)
-    }
-
-    /// [`EventKey::sign`] for an event whose [`content_digest`] the caller has (the event
-    /// store also sends it to the database, which builds the event's hash from it).
-    pub fn sign_digest(&self, digest: &[u8; 32], metadata: &Map<String, Value>) -> Value {
         let mut signed = metadata.clone();
-        signed.insert(MAC_KEY.into(), Value::String(hex::encode(self.event_mac(digest))));
+        signed.insert(MAC_KEY.into(), Value::String(hex::encode(self.event_mac(&content_digest(e)))));
         Value::Object(signed)
     }
 }

@@ -464,39 +464,3 @@ async fn an_event_without_a_mac_written_past_the_constraint_is_reported_and_refu
     h.assert_reported(p, "event_unsigned").await;
     h.assert_reported(p, "event_refused").await;
 }
-
-/// The store takes a hash its writer supplies (the service's append computes it; migration
-/// 0010): one made up by someone with INSERT rights alone — here over a copy of the last
-/// approval's row, MAC and all, so the content would pass — is named by `verify` as a hash
-/// that is not its content's, and the event after it in the stream still chains from it.
-#[tokio::test]
-async fn an_event_inserted_with_a_hash_its_writer_chose_is_reported() {
-    let h = sealed_history().await;
-    let c = Cast::new(&h.app).await;
-    let pending = h.app.submitted(&c.staff, h.fund, "75").await;
-    let id = pending.to_string();
-    let inserted: i64 = sqlx::query_scalar(&format!(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
-                             event_hash)
-         SELECT aggregate_type, aggregate_id, sequence + 1, event_type, event_version, payload, metadata,
-                sha256('made up'::bytea)
-         FROM events WHERE aggregate_type = 'requisition' AND aggregate_id = '{id}'
-         ORDER BY sequence DESC LIMIT 1
-         RETURNING global_position"
-    ))
-    .fetch_one(&h.app.pool)
-    .await
-    .unwrap();
-    let stored: Vec<u8> = sqlx::query_scalar("SELECT event_hash FROM events WHERE global_position = $1")
-        .bind(inserted)
-        .fetch_one(&h.app.pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, sha2_of(b"made up"), "the supplied hash is stored as given");
-    h.assert_reported(inserted, "hash_mismatch").await;
-}
-
-fn sha2_of(bytes: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).to_vec()
-}
