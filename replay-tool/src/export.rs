@@ -12,7 +12,7 @@
 //! and renamed when complete, so a file under the final name is always whole.
 
 use crate::integrity::hex;
-use crate::{Failure, HashedRow, Progress, EXIT_USAGE};
+use crate::{EventHeader, Failure, HashedRow, Progress, EXIT_USAGE};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use pettycash_projections::reader::{self, Filter, Selection};
@@ -42,13 +42,8 @@ pub struct ExportArgs {
 
 #[derive(Serialize)]
 struct Line<'a> {
-    position: i64,
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    sequence: i64,
-    event_type: &'a str,
-    event_version: &'a str,
-    recorded_at: DateTime<Utc>,
+    #[serde(flatten)]
+    event: EventHeader<'a>,
     payload: &'a RawValue,
     metadata: &'a RawValue,
     hash: Option<String>,
@@ -143,13 +138,7 @@ pub async fn export(pool: &PgPool, args: ExportArgs, out: &mut dyn Write) -> Res
         first.get_or_insert(e.global_position);
         last = Some(e.global_position);
         let line = Line {
-            position: e.global_position,
-            aggregate_type: &e.aggregate_type,
-            aggregate_id: &e.aggregate_id,
-            sequence: e.sequence,
-            event_type: &e.event_type,
-            event_version: &e.event_version,
-            recorded_at: e.recorded_at,
+            event: EventHeader::from(e),
             payload: &e.payload.to_raw()?,
             metadata: &e.metadata.to_raw()?,
             hash: hash.map(hex),

@@ -270,15 +270,37 @@ impl Progress {
 // ---------------------------------------------------------------------------------------------
 // history
 
+/// Where an event stands and what it is: the opening fields of every line `export` and
+/// `history` write, in one order.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventHeader<'a> {
+    pub position: i64,
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub sequence: i64,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a EventRow> for EventHeader<'a> {
+    fn from(e: &'a EventRow) -> Self {
+        Self {
+            position: e.global_position,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence,
+            event_type: &e.event_type,
+            event_version: &e.event_version,
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct HistoryLine<'a> {
-    recorded_at: DateTime<Utc>,
-    position: i64,
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    sequence: i64,
-    event_type: &'a str,
-    event_version: &'a str,
+    #[serde(flatten)]
+    event: EventHeader<'a>,
     actor_id: Option<String>,
     request_id: Option<String>,
     payload: &'a serde_json::value::RawValue,
@@ -297,13 +319,7 @@ pub async fn history(
     while let Some(e) = rows.try_next().await? {
         n += 1;
         let line = HistoryLine {
-            recorded_at: e.recorded_at,
-            position: e.global_position,
-            aggregate_type: &e.aggregate_type,
-            aggregate_id: &e.aggregate_id,
-            sequence: e.sequence,
-            event_type: &e.event_type,
-            event_version: &e.event_version,
+            event: EventHeader::from(&e),
             actor_id: e.meta("actor_id"),
             request_id: e.meta("request_id"),
             payload: &e.payload.to_raw()?,
@@ -313,13 +329,13 @@ pub async fn history(
             HistoryFormat::Text => writeln!(
                 out,
                 "{} #{} {} {}/{} {} v{} actor={} request={} {}",
-                line.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                line.position,
-                line.aggregate_type,
-                line.sequence,
-                line.aggregate_id,
-                line.event_type,
-                line.event_version,
+                line.event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                line.event.position,
+                line.event.aggregate_type,
+                line.event.sequence,
+                line.event.aggregate_id,
+                line.event.event_type,
+                line.event.event_version,
                 line.actor_id.as_deref().unwrap_or("-"),
                 line.request_id.as_deref().unwrap_or("-"),
                 line.payload
