@@ -35,7 +35,7 @@ pub enum DomainError {
     #[error("{what} already exists")]
     AlreadyExists { what: &'static str },
     #[error("cannot {action} a requisition that is {status}")]
-    InvalidTransition { status: String, action: &'static str },
+    InvalidTransition { status: crate::requisition::Status, action: &'static str },
     #[error("only the requester may {action} this requisition")]
     NotRequester { action: &'static str },
     #[error("no one may approve, reject or send back their own requisition")]
@@ -51,7 +51,7 @@ pub enum DomainError {
     #[error("the requisition was already paid")]
     AlreadyPaid,
     #[error("only approved requisitions can be paid; this one is {status}")]
-    NotApproved { status: String },
+    NotApproved { status: crate::requisition::Status },
     #[error("the fund holds {balance}, which does not cover {amount}")]
     InsufficientFunds { balance: Decimal, amount: Decimal },
     #[error("the fund is closed")]

@@ -168,7 +168,7 @@ impl Requisition {
         if allowed.contains(&self.status) {
             Ok(())
         } else {
-            Err(DomainError::InvalidTransition { status: self.status.to_string(), action })
+            Err(DomainError::InvalidTransition { status: self.status, action })
         }
     }
 
@@ -495,7 +495,7 @@ impl Aggregate for Requisition {
                 match self.status {
                     Status::Approved => {}
                     Status::Paid => return Err(DomainError::AlreadyPaid),
-                    other => return Err(DomainError::NotApproved { status: other.to_string() }),
+                    other => return Err(DomainError::NotApproved { status: other }),
                 }
                 let reference = clean_optional("reference", reference.as_deref(), REFERENCE_MAX)?;
                 let event = E::RequisitionPaid {

@@ -274,7 +274,7 @@ fn assert_refused_in(
 }
 
 fn invalid_transition(action: &'static str) -> impl Fn(Status) -> DomainError {
-    move |status| DomainError::InvalidTransition { status: status.to_string(), action }
+    move |status| DomainError::InvalidTransition { status, action }
 }
 
 fn money(source: MoneyError) -> DomainError {
@@ -997,7 +997,7 @@ fn rejection_is_terminal() {
     TestFramework::<Requisition>::with(())
         .given(history(Status::Rejected))
         .when(pay(&treasurer(), None))
-        .then_expect_error(DomainError::NotApproved { status: "rejected".into() });
+        .then_expect_error(DomainError::NotApproved { status: Status::Rejected });
 }
 
 #[test]
@@ -1076,7 +1076,7 @@ fn cancelled_requisition_cannot_be_submitted_approved_or_paid() {
     assert_refused_in(
         &[Status::Cancelled],
         || pay(&treasurer(), None),
-        |_| DomainError::NotApproved { status: "cancelled".into() },
+        |_| DomainError::NotApproved { status: Status::Cancelled },
     );
 }
 
@@ -1177,7 +1177,7 @@ fn only_approved_requisitions_can_be_paid() {
             Status::Cancelled,
         ],
         || pay(&treasurer(), None),
-        |status| DomainError::NotApproved { status: status.to_string() },
+        |status| DomainError::NotApproved { status },
     );
 }
 

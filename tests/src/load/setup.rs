@@ -9,6 +9,7 @@ use futures::future::try_join_all;
 use pettycash_commands::{CommandContext, CommandService, EventStore};
 use pettycash_domain::money::MAX_AMOUNT;
 use pettycash_domain::policy::Tiers;
+use pettycash_domain::requisition::Status;
 use pettycash_domain::Role;
 use rand::distributions::{Alphanumeric, DistString};
 use reqwest::{Method, StatusCode};
@@ -40,6 +41,9 @@ pub struct Users {
     pub payment_readers: Vec<Arc<User>>,
     pub all: Vec<Arc<User>>,
 }
+
+/// The label of requisitions seeded pending approval at a later step of their chain.
+const LATER_STEP: &str = "pending_approval (later step)";
 
 /// How many users of each kind, funds and seeded requisitions.
 pub struct SetupOptions {
@@ -296,15 +300,15 @@ async fn seed(
         };
 
         create(next(0), false).await?;
-        *seeded.entry("draft").or_default() += 1;
+        *seeded.entry(Status::Draft.as_str()).or_default() += 1;
 
         create(next(0), true).await?;
-        *seeded.entry("pending_approval").or_default() += 1;
+        *seeded.entry(Status::PendingApproval.as_str()).or_default() += 1;
 
         if let Some(tier) = multi_step {
             let r = create(next(tier), true).await?;
             approve(r, 1).await?;
-            *seeded.entry("pending_approval (later step)").or_default() += 1;
+            *seeded.entry(LATER_STEP).or_default() += 1;
         }
 
         let r = create(next(0), true).await?;
@@ -312,12 +316,12 @@ async fn seed(
         let reason = json!({"reason": "Attach the receipt (seeded by the load)"});
         post(&first_approver(&r)?, format!("/api/requisitions/{id}/request-changes"), reason, StatusCode::OK)
             .await?;
-        *seeded.entry("changes_requested").or_default() += 1;
+        *seeded.entry(Status::ChangesRequested.as_str()).or_default() += 1;
 
         let r = create(next(0), true).await?;
         let steps = tiers.0[0].chain.len();
         approve(r, steps).await?;
-        *seeded.entry("approved").or_default() += 1;
+        *seeded.entry(Status::Approved.as_str()).or_default() += 1;
 
         let r = create(next(0), true).await?;
         let id = id_of(&r)?;
@@ -329,19 +333,19 @@ async fn seed(
             StatusCode::CREATED,
         )
         .await?;
-        *seeded.entry("paid").or_default() += 1;
+        *seeded.entry(Status::Paid.as_str()).or_default() += 1;
 
         let r = create(next(0), true).await?;
         let id = id_of(&r)?;
         let reason = json!({"reason": "Not covered (seeded by the load)"});
         post(&first_approver(&r)?, format!("/api/requisitions/{id}/reject"), reason, StatusCode::OK).await?;
-        *seeded.entry("rejected").or_default() += 1;
+        *seeded.entry(Status::Rejected.as_str()).or_default() += 1;
 
         let r = create(next(0), true).await?;
         let id = id_of(&r)?;
         post(staff, format!("/api/requisitions/{id}/cancel"), json!({"reason": "Seeded"}), StatusCode::OK)
             .await?;
-        *seeded.entry("cancelled").or_default() += 1;
+        *seeded.entry(Status::Cancelled.as_str()).or_default() += 1;
     }
     Ok(seeded)
 }

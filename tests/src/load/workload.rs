@@ -4,6 +4,7 @@
 
 use super::setup::{Amounts, User, Users};
 use pettycash_domain::policy::Tiers;
+use pettycash_domain::requisition::Status;
 use pettycash_domain::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -240,8 +241,8 @@ impl Pipeline {
     /// is not a requisition in a state the load expects.
     fn advance(&self, body: &Value) -> Result<(), String> {
         let id: Uuid = body["id"].as_str().and_then(|s| s.parse().ok()).ok_or("no id in the response")?;
-        match body["status"].as_str() {
-            Some("pending_approval") => {
+        match body["status"].as_str().and_then(|s| s.parse::<Status>().ok()) {
+            Some(Status::PendingApproval) => {
                 let role: Role = body["current_role"]
                     .as_str()
                     .and_then(|s| s.parse().ok())
@@ -249,7 +250,7 @@ impl Pipeline {
                 self.lock().approve.entry(role).or_default().push_back(id);
                 Ok(())
             }
-            Some("approved") => {
+            Some(Status::Approved) => {
                 self.lock().pay.push_back(id);
                 Ok(())
             }
