@@ -63,6 +63,16 @@ pub enum DomainError {
     SponsoredByParticipant { action: &'static str },
     #[error("this would leave no active admin; grant the admin role to someone else first")]
     LastAdmin,
+    #[error(
+        "thresholds `{first}` and `{second}` have the same priority and could both match one requisition"
+    )]
+    ThresholdsOverlap { first: String, second: String },
+    #[error("no threshold covers {origin} requisitions{} from {from}", currency.as_ref().map(|c| format!(" in {c}")).unwrap_or_default())]
+    ThresholdsGap { currency: Option<String>, origin: crate::routing::Origin, from: Decimal },
+    #[error("no threshold covers a {origin} requisition of {amount} {currency}")]
+    NoThreshold { currency: String, origin: crate::routing::Origin, amount: Decimal },
+    #[error("nobody may approve the {role} step: no eligible approver and no admin")]
+    NoApprover { role: Role },
 }
 
 impl DomainError {
@@ -100,6 +110,10 @@ impl DomainError {
             DomainError::FundClosed => "fund_closed",
             DomainError::SponsoredByParticipant { .. } => "sponsored_by_participant",
             DomainError::LastAdmin => "last_admin",
+            DomainError::ThresholdsOverlap { .. } => "thresholds_overlap",
+            DomainError::ThresholdsGap { .. } => "thresholds_gap",
+            DomainError::NoThreshold { .. } => "no_threshold",
+            DomainError::NoApprover { .. } => "no_approver",
         }
     }
 
@@ -107,7 +121,9 @@ impl DomainError {
         match self {
             DomainError::Invalid { .. }
             | DomainError::Money { .. }
-            | DomainError::CurrencyMismatch { .. } => ErrorKind::Validation,
+            | DomainError::CurrencyMismatch { .. }
+            | DomainError::ThresholdsOverlap { .. }
+            | DomainError::ThresholdsGap { .. } => ErrorKind::Validation,
             DomainError::NotFound { .. } => ErrorKind::NotFound,
             DomainError::NotRequester { .. }
             | DomainError::SelfApproval
@@ -122,7 +138,9 @@ impl DomainError {
             | DomainError::NotApproved { .. }
             | DomainError::InsufficientFunds { .. }
             | DomainError::FundClosed
-            | DomainError::LastAdmin => ErrorKind::Conflict,
+            | DomainError::LastAdmin
+            | DomainError::NoThreshold { .. }
+            | DomainError::NoApprover { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -132,6 +150,7 @@ impl DomainError {
             DomainError::Invalid { field, .. } | DomainError::Money { field, .. } => Some(field),
             DomainError::CurrencyMismatch { .. } => Some("currency"),
             DomainError::InsufficientFunds { .. } => Some("amount"),
+            DomainError::ThresholdsOverlap { .. } | DomainError::ThresholdsGap { .. } => Some("thresholds"),
             _ => None,
         }
     }

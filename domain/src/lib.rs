@@ -13,6 +13,7 @@ pub mod money;
 pub mod policy;
 pub mod requisition;
 pub mod role;
+pub mod routing;
 #[cfg(feature = "sqlx")]
 mod sql;
 pub mod upcast;

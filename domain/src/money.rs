@@ -54,6 +54,10 @@ const CURRENCIES: &[(&str, u32)] = &[
     ("ZMW", 2),
 ];
 
+/// The most digits after the decimal point any currency above has (KWD, BHD, ...): amounts in
+/// an unknown currency are judged at this unit.
+pub const FINEST_MINOR_UNITS: u32 = 3;
+
 /// The largest amount accepted for any single float, requisition or payment.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0); // 1e9
 
