@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
         auth::login, auth::logout, auth::me,
         users::create_user, users::grant_role, users::revoke_role, users::list_users,
         funds::open_fund, funds::get_fund,
-        policy::get_policy, policy::put_policy,
+        policy::get_policy, policy::put_policy, policy::put_thresholds,
         requisitions::create, requisitions::get_one, requisitions::edit, requisitions::history,
         requisitions::submit, requisitions::approve, requisitions::reject, requisitions::request_changes,
         requisitions::cancel,

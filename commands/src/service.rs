@@ -16,6 +16,7 @@ use crate::views::{FundView, HistoryEntry, PaymentReceipt, PolicyView, Requisiti
 use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
 use pettycash_domain::requisition::{Changes, Requisition, RequisitionCommand};
+use pettycash_domain::routing::{Origin, Thresholds};
 use pettycash_domain::user::{Requester, User, UserCommand};
 use pettycash_domain::{Actor, Currency, DomainError, Id, Role};
 use rust_decimal::Decimal;
@@ -68,6 +69,18 @@ pub struct CommandService {
 }
 
 /// The actor of a user command; operator contexts may not run user commands.
+/// The chain a submission of `r` by `requester` needs under `policy`: the threshold its
+/// currency, origin and amount select, built for the requester. Until requisitions carry their
+/// organisation, every requisition is an `hq` one.
+fn submission_chain(
+    policy: &ApprovalPolicy,
+    r: &Requisition,
+    requester: &Actor,
+) -> Result<Vec<Role>, CommandError> {
+    let currency = r.currency.as_ref().ok_or(DomainError::NotFound { what: "requisition" })?;
+    Ok(policy.chain(currency, Origin::Hq, r.amount, &requester.roles)?)
+}
+
 fn actor(ctx: &CommandContext) -> Result<Actor, CommandError> {
     ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))
 }
@@ -361,14 +374,34 @@ impl CommandService {
         tiers: Tiers,
     ) -> Result<Outcome<PolicyView>, CommandError> {
         let actor = actor(ctx)?;
-        self.retrying(|_| async {
+        self.on_policy(ctx, || PolicyCommand::ChangePolicy { tiers: tiers.clone(), actor: actor.clone() })
+            .await
+    }
+
+    /// Replaces the policy with thresholds by currency, origin and amount.
+    pub async fn change_thresholds(
+        &self,
+        ctx: &CommandContext,
+        thresholds: Thresholds,
+    ) -> Result<Outcome<PolicyView>, CommandError> {
+        let actor = actor(ctx)?;
+        self.on_policy(ctx, || PolicyCommand::ChangeThresholds {
+            thresholds: thresholds.clone(),
+            actor: actor.clone(),
+        })
+        .await
+    }
+
+    async fn on_policy(
+        &self,
+        ctx: &CommandContext,
+        make: impl Fn() -> PolicyCommand,
+    ) -> Result<Outcome<PolicyView>, CommandError> {
+        let make = &make;
+        self.retrying(|_| async move {
             let loaded = self.policy().await?;
             let mut policy = loaded.state.clone();
-            let events = decide(
-                &mut policy,
-                PolicyCommand::ChangePolicy { tiers: tiers.clone(), actor: actor.clone() },
-            )
-            .await?;
+            let events = decide(&mut policy, make()).await?;
             let stream = StreamAppend::of(&loaded, &events, &policy)?;
             self.commit(ctx, &[stream], vec![], PolicyView::new(&policy, 0), |v, p| v.position = p).await
         })
@@ -416,7 +449,7 @@ impl CommandService {
         let mut events = decide(&mut requisition, command).await?;
         if input.submit {
             let policy = self.policy_for_submission().await?;
-            let chain = policy.tiers().chain_for(requisition.amount);
+            let chain = submission_chain(&policy, &requisition, &actor)?;
             let submit = RequisitionCommand::Submit { chain, policy_version: policy.version, actor };
             events.extend(decide(&mut requisition, submit).await?);
         }
@@ -456,12 +489,25 @@ impl CommandService {
     where
         F: Fn(Actor, &Requisition) -> RequisitionCommand,
     {
+        self.on_requisition_with(ctx, id, |actor, r| Ok(make(actor, r))).await
+    }
+
+    /// [`Self::on_requisition`] for a command whose making may fail (it looks something up).
+    async fn on_requisition_with<F>(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        make: F,
+    ) -> Result<Outcome<RequisitionView>, CommandError>
+    where
+        F: Fn(Actor, &Requisition) -> Result<RequisitionCommand, CommandError>,
+    {
         let actor = &actor(ctx)?;
         let make = &make;
         self.retrying(|source| async move {
             let loaded = self.visible_requisition(actor, id, source).await?;
             let mut requisition = loaded.state.clone();
-            let command = make(actor.clone(), &requisition);
+            let command = make(actor.clone(), &requisition)?;
             let events = decide(&mut requisition, command).await?;
             let stream = StreamAppend::of(&loaded, &events, &requisition)?;
             self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
@@ -489,10 +535,12 @@ impl CommandService {
         // The policy is read once, before the retries: a policy change racing a submission
         // may or may not apply to it, like any two concurrent requests.
         let policy = self.policy_for_submission().await?;
-        self.on_requisition(ctx, id, |actor, r| RequisitionCommand::Submit {
-            chain: policy.tiers().chain_for(r.amount),
-            policy_version: policy.version,
-            actor,
+        self.on_requisition_with(ctx, id, |actor, r| {
+            Ok(RequisitionCommand::Submit {
+                chain: submission_chain(&policy, r, &actor)?,
+                policy_version: policy.version,
+                actor,
+            })
         })
         .await
     }

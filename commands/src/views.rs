@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{Fund, PaymentMethod};
 use pettycash_domain::policy::{ApprovalPolicy, Tier};
 use pettycash_domain::requisition::{Approval, Requisition, Status};
+use pettycash_domain::routing::{Origin, Threshold};
+use pettycash_domain::Currency;
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -160,19 +162,70 @@ pub struct TierView {
     pub chain: Vec<Role>,
 }
 
+/// One threshold of the approval policy (see `PUT /api/approval-policy/thresholds`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ThresholdView {
+    pub name: String,
+    /// ISO 4217 code; `null`: any currency that has no thresholds of its own.
+    #[schema(value_type = Option<String>, example = "KES")]
+    pub currency: Option<Currency>,
+    /// `branch`, `hq` or `field`; `null`: any origin.
+    #[schema(value_type = Option<String>, example = "branch")]
+    pub origin: Option<Origin>,
+    /// Inclusive lower bound.
+    #[schema(value_type = String, example = "1000.01")]
+    pub min: Decimal,
+    /// Inclusive upper bound; `null`: none.
+    #[schema(value_type = Option<String>, example = "10000.00")]
+    pub max: Option<Decimal>,
+    /// Lower wins where an origin's own threshold and an any-origin one both match.
+    pub priority: u32,
+    #[schema(value_type = Vec<String>, example = json!(["branch_manager", "treasury"]))]
+    pub chain: Vec<Role>,
+    pub fast_track: bool,
+    pub requires_cfo: bool,
+    pub requires_ceo: bool,
+}
+
+impl From<&Threshold> for ThresholdView {
+    fn from(t: &Threshold) -> Self {
+        Self {
+            name: t.name.clone(),
+            currency: t.currency.clone(),
+            origin: t.origin,
+            min: t.min,
+            max: t.max,
+            priority: t.priority,
+            chain: t.chain.clone(),
+            fast_track: t.fast_track,
+            requires_cfo: t.requires_cfo,
+            requires_ceo: t.requires_ceo,
+        }
+    }
+}
+
 /// The approval policy in force.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PolicyView {
     /// 0 is the built-in default.
     pub version: u32,
+    /// The amount tiers, while the policy is given as tiers (the built-in default, or
+    /// `PUT /api/approval-policy`); empty once thresholds replaced them.
     pub tiers: Vec<TierView>,
+    /// The thresholds in force: the ones set, or the tiers read as thresholds (any currency,
+    /// any origin).
+    pub thresholds: Vec<ThresholdView>,
     pub position: i64,
 }
 
 impl PolicyView {
     pub fn new(p: &ApprovalPolicy, position: i64) -> Self {
-        let tiers = p.tiers().0.into_iter().map(|Tier { up_to, chain }| TierView { up_to, chain }).collect();
-        Self { version: p.version, tiers, position }
+        let tiers = p
+            .tiers()
+            .map(|t| t.0.into_iter().map(|Tier { up_to, chain }| TierView { up_to, chain }).collect())
+            .unwrap_or_default();
+        let thresholds = p.thresholds().0.iter().map(ThresholdView::from).collect();
+        Self { version: p.version, tiers, thresholds, position }
     }
 }
 

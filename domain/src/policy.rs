@@ -1,4 +1,5 @@
-//! Approval policy: amount tiers mapped to an ordered chain of approver roles.
+//! Approval policy: amount tiers mapped to an ordered chain of approver roles, or (since
+//! [workflow]) thresholds by currency, origin and amount (`crate::routing`).
 //!
 //! The policy is itself an event-sourced aggregate (one stream, id [`POLICY_ID`]); every change
 //! is an `ApprovalPolicyChanged` event. The chain that applies to a requisition is resolved
@@ -6,7 +7,9 @@
 //! depends on the policy in force today.
 
 use crate::error::DomainError;
+use crate::money::Currency;
 use crate::role::Role;
+use crate::routing::{chain_for, Origin, Threshold, Thresholds};
 use crate::{Actor, Id};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -103,33 +106,101 @@ impl Tiers {
     }
 }
 
-/// The approval policy aggregate. `version` 0 is the built-in default.
+impl Tiers {
+    /// The same policy as thresholds: one per tier, for any currency and origin, from just
+    /// above the previous tier's bound (by the finest minor unit of any currency, so that no
+    /// amount of any currency falls between two tiers) up to its own.
+    pub fn as_thresholds(&self) -> Thresholds {
+        let above = Decimal::new(1, crate::money::FINEST_MINOR_UNITS);
+        let mut min = Decimal::ZERO;
+        let thresholds = self
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, tier)| {
+                let threshold = Threshold {
+                    name: format!("Tier {}", i + 1),
+                    currency: None,
+                    origin: None,
+                    min,
+                    max: tier.up_to,
+                    priority: 10,
+                    chain: tier.chain.clone(),
+                    fast_track: false,
+                    requires_cfo: false,
+                    requires_ceo: false,
+                };
+                min = tier.up_to.map_or(min, |bound| bound + above);
+                threshold
+            })
+            .collect();
+        Thresholds(thresholds)
+    }
+}
+
+/// The approval policy aggregate. `version` 0 is the built-in default. It holds either amount
+/// tiers (the first form of the policy: any currency, any origin) or thresholds, whichever was
+/// set last.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalPolicy {
     pub version: u32,
     pub tiers: Option<Tiers>,
+    #[serde(default)]
+    pub thresholds: Option<Thresholds>,
 }
 
 impl ApprovalPolicy {
-    pub fn tiers(&self) -> Tiers {
-        self.tiers.clone().unwrap_or_else(Tiers::default_policy)
+    /// The tiers, when the policy is (still) given as tiers: the built-in default until an
+    /// admin sets tiers or thresholds; `None` once thresholds replaced them.
+    pub fn tiers(&self) -> Option<Tiers> {
+        match (&self.tiers, &self.thresholds) {
+            (_, Some(_)) => None,
+            (Some(tiers), None) => Some(tiers.clone()),
+            (None, None) => Some(Tiers::default_policy()),
+        }
+    }
+
+    /// The thresholds in force (tiers read as thresholds).
+    pub fn thresholds(&self) -> Thresholds {
+        match (&self.thresholds, self.tiers()) {
+            (Some(thresholds), _) => thresholds.clone(),
+            (None, Some(tiers)) => tiers.as_thresholds(),
+            (None, None) => Tiers::default_policy().as_thresholds(),
+        }
+    }
+
+    /// The chain of roles for a requisition: the threshold its currency, origin and amount
+    /// select, built for its requester ([`chain_for`]).
+    pub fn chain(
+        &self,
+        currency: &Currency,
+        origin: Origin,
+        amount: Decimal,
+        requester_roles: &[Role],
+    ) -> Result<Vec<Role>, DomainError> {
+        let thresholds = self.thresholds();
+        let threshold = thresholds.select(currency, origin, amount)?;
+        Ok(chain_for(threshold, requester_roles))
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicyCommand {
     ChangePolicy { tiers: Tiers, actor: Actor },
+    ChangeThresholds { thresholds: Thresholds, actor: Actor },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PolicyEvent {
     ApprovalPolicyChanged { version: u32, tiers: Tiers, changed_by: Id },
+    ThresholdsChanged { version: u32, thresholds: Thresholds, changed_by: Id },
 }
 
 impl DomainEvent for PolicyEvent {
     fn event_type(&self) -> String {
         match self {
             PolicyEvent::ApprovalPolicyChanged { .. } => "ApprovalPolicyChanged".into(),
+            PolicyEvent::ThresholdsChanged { .. } => "ThresholdsChanged".into(),
         }
     }
     fn event_version(&self) -> String {
@@ -164,6 +235,19 @@ impl Aggregate for ApprovalPolicy {
                 sink.write(event, self).await;
                 Ok(())
             }
+            PolicyCommand::ChangeThresholds { thresholds, actor } => {
+                if !actor.has(Role::Admin) {
+                    return Err(DomainError::MissingRole { required: Role::Admin });
+                }
+                thresholds.validate()?;
+                let event = PolicyEvent::ThresholdsChanged {
+                    version: self.version + 1,
+                    thresholds,
+                    changed_by: actor.user_id,
+                };
+                sink.write(event, self).await;
+                Ok(())
+            }
         }
     }
 
@@ -172,6 +256,12 @@ impl Aggregate for ApprovalPolicy {
             PolicyEvent::ApprovalPolicyChanged { version, tiers, .. } => {
                 self.version = version;
                 self.tiers = Some(tiers);
+                self.thresholds = None;
+            }
+            PolicyEvent::ThresholdsChanged { version, thresholds, .. } => {
+                self.version = version;
+                self.thresholds = Some(thresholds);
+                self.tiers = None;
             }
         }
     }
@@ -218,6 +308,60 @@ mod tests {
             .given_no_previous_events()
             .when(PolicyCommand::ChangePolicy { tiers, actor: Actor::new(Id::nil(), [Role::Cfo]) })
             .then_expect_error(DomainError::MissingRole { required: Role::Admin });
+    }
+
+    #[test]
+    fn tiers_read_as_thresholds_give_the_same_chains_for_every_currency() {
+        let policy = ApprovalPolicy::default();
+        let thresholds = policy.thresholds();
+        thresholds.validate().unwrap();
+        for code in ["KES", "JPY", "KWD"] {
+            let currency = Currency::parse(code).unwrap();
+            for amount in ["1", "1000", "1000.01", "10000", "10000.001", "10000.01", "5000000"] {
+                let amount: Decimal = amount.parse().unwrap();
+                assert_eq!(
+                    policy.chain(&currency, Origin::Branch, amount, &[Role::Staff]).unwrap(),
+                    Tiers::default_policy().chain_for(amount),
+                    "{amount} {code}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn admin_sets_thresholds_which_replace_the_tiers_and_are_validated() {
+        let thresholds = Tiers::default_policy().as_thresholds();
+        TestFramework::<ApprovalPolicy>::with(())
+            .given(vec![PolicyEvent::ApprovalPolicyChanged {
+                version: 1,
+                tiers: Tiers(vec![Tier { up_to: None, chain: vec![Role::Cfo] }]),
+                changed_by: Id::nil(),
+            }])
+            .when(PolicyCommand::ChangeThresholds { thresholds: thresholds.clone(), actor: admin() })
+            .then_expect_events(vec![PolicyEvent::ThresholdsChanged {
+                version: 2,
+                thresholds,
+                changed_by: Id::nil(),
+            }]);
+        let mut gap = Tiers::default_policy().as_thresholds();
+        gap.0.remove(1);
+        TestFramework::<ApprovalPolicy>::with(())
+            .given_no_previous_events()
+            .when(PolicyCommand::ChangeThresholds { thresholds: gap, actor: admin() })
+            .then_expect_error(DomainError::ThresholdsGap {
+                currency: None,
+                origin: Origin::Branch,
+                from: "1000.001".parse().unwrap(),
+            });
+        let mut policy = ApprovalPolicy::default();
+        policy.apply(PolicyEvent::ThresholdsChanged {
+            version: 1,
+            thresholds: Tiers(vec![Tier { up_to: None, chain: vec![Role::Fpa] }]).as_thresholds(),
+            changed_by: Id::nil(),
+        });
+        assert_eq!(policy.tiers(), None, "thresholds replaced the tiers");
+        let kes = Currency::parse("KES").unwrap();
+        assert_eq!(policy.chain(&kes, Origin::Hq, Decimal::ONE, &[Role::Staff]).unwrap(), vec![Role::Fpa]);
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl RequisitionScope {
             user_id: actor.user_id,
             everything: actor.has(Role::Auditor) || actor.has(Role::Admin),
             all_submitted: COMPANY_WIDE.iter().any(|r| actor.has(*r)),
-            chain_roles: actor.roles.iter().copied().filter(|r| r.is_approver()).collect(),
+            chain_roles: actor.roles.iter().copied().filter(|r| crate::routing::may_be_a_step(*r)).collect(),
         }
     }
 

@@ -136,8 +136,15 @@ pub async fn prepare(
     let pool = pettycash_api::database::pool(database_url, 4).await?;
     let events_before_setup = event_count(&pool).await?;
     let service = CommandService::new(EventStore::new(pool.clone(), opts.event_key.clone()));
-    let tiers =
-        service.policy().await.map_err(|e| anyhow!("reading the approval policy: {e}"))?.state.tiers();
+    let tiers = service
+        .policy()
+        .await
+        .map_err(|e| anyhow!("reading the approval policy: {e}"))?
+        .state
+        .tiers()
+        .ok_or_else(|| {
+            anyhow!("the load follows a policy given as amount tiers (PUT /api/approval-policy)")
+        })?;
 
     // Who to register: every approver role any chain names, plus staff, treasury, an
     // auditor and an admin.

@@ -12,6 +12,7 @@ mod integrity;
 mod login_throttle;
 mod outage;
 mod reads;
+mod routing;
 mod rules;
 mod snapshots;
 mod users;
