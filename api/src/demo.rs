@@ -39,7 +39,8 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
     let mut logins = Vec::new();
     let mut actors = std::collections::HashMap::new();
     for role in Role::ALL {
-        let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 16);
+        // Random, with what the default password policy asks for: upper, lower, digit.
+        let password = format!("Pc{}7", Alphanumeric.sample_string(&mut rand::thread_rng(), 14));
         let email = format!("{}@{DEMO_DOMAIN}", role.as_str().replace('_', "."));
         let name = format!("Demo {}", role.as_str().replace('_', " "));
         let user = service

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
-use crate::routes::{auth, funds, meta, payments, policy, reads, requisitions, users};
+use crate::routes::{auth, funds, meta, payments, policy, reads, requisitions, settings, users};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         users::create_user, users::grant_role, users::revoke_role, users::list_users,
         funds::open_fund, funds::get_fund,
         policy::get_policy, policy::put_policy, policy::put_thresholds,
+        settings::get_settings, settings::put_setting,
         requisitions::create, requisitions::get_one, requisitions::edit, requisitions::history,
         requisitions::submit, requisitions::approve, requisitions::reject, requisitions::request_changes,
         requisitions::cancel,

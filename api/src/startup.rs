@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::users::router())
         .merge(routes::funds::router())
         .merge(routes::policy::router())
+        .merge(routes::settings::router())
         .merge(routes::requisitions::router())
         .merge(routes::payments::router())
         .merge(routes::reads::router())

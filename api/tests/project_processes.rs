@@ -25,7 +25,7 @@ use uuid::Uuid;
 /// Bounds a hang, nothing more: convergence normally takes a lease retry (2 s) or less.
 const DEADLINE: Duration = Duration::from_secs(30);
 const NAMES: [&str; 2] = ["requisitions", "cash"];
-const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD: &str = "Correct horse battery staple 1";
 
 // ----- database ----------------------------------------------------------------------------
 

@@ -6,17 +6,20 @@
 //! is safe with several processes): a command on a requisition or fund this process handled
 //! recently is one round trip to the database, the append.
 
-use crate::auth::{check_password_policy, hash_password};
+use crate::auth::hash_password;
 use crate::cache::AggregateCache;
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::locks::KeyedLocks;
 use crate::store::{decide, AppendError, EventStore, Loaded, SideWrite, StreamAppend, SNAPSHOT_EVERY};
-use crate::views::{FundView, HistoryEntry, PaymentReceipt, PolicyView, RequisitionView, UserView};
+use crate::views::{
+    FundView, HistoryEntry, PaymentReceipt, PolicyView, RequisitionView, SettingsView, UserView,
+};
 use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
 use pettycash_domain::requisition::{Changes, Requisition, RequisitionCommand};
 use pettycash_domain::routing::{Origin, Thresholds};
+use pettycash_domain::settings::{RuntimeSettings, SettingKey, Settings, SettingsCommand, SETTINGS_ID};
 use pettycash_domain::user::{Requester, User, UserCommand};
 use pettycash_domain::{Actor, Currency, DomainError, Id, Role};
 use rust_decimal::Decimal;
@@ -27,6 +30,10 @@ use std::time::Duration;
 
 /// How many times a command is re-run after losing a race to a concurrent append.
 const MAX_ATTEMPTS: u32 = 6;
+
+/// How old cached settings may be when a rule reads them (a change made through another
+/// process takes effect here within this time).
+pub const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// How old a cached approval policy may be when a submission uses it. A policy changed through
 /// this process is cached at once; one changed through another process applies here within
@@ -259,7 +266,7 @@ impl CommandService {
         }
         let mut writes = vec![user_row(user_id, &user)];
         if let Some(password) = password {
-            check_password_policy(password)?;
+            self.settings().await?.password.check(password)?;
             let hash = hash_password(password.to_string()).await?;
             writes.push(SideWrite::SetPassword { user_id, hash });
         }
@@ -271,7 +278,7 @@ impl CommandService {
     /// Sets a user's password: the operator at the command line only (`pettycash user
     /// password`). Not an event: credentials never enter the event store.
     pub async fn set_password(&self, email: &str, password: &str) -> Result<Id, CommandError> {
-        check_password_policy(password)?;
+        self.settings().await?.password.check(password)?;
         let email = pettycash_domain::user::normalise_email(email)?;
         let user_id: Option<Id> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
             .bind(&email)
@@ -349,6 +356,47 @@ impl CommandService {
     pub async fn fund(&self, id: Id) -> Result<Option<FundView>, CommandError> {
         let loaded = self.load_fund(id, Source::Store).await?;
         Ok(loaded.state.id.map(|_| FundView::new(id, &loaded.state, 0)))
+    }
+
+    // ----- runtime settings -------------------------------------------------------------
+
+    /// The settings in force, read from the store at most [`SETTINGS_MAX_AGE`] ago (a change
+    /// made through this process is seen at once).
+    pub async fn settings(&self) -> Result<Settings, CommandError> {
+        Ok(self.runtime_settings().await?.values)
+    }
+
+    /// [`Self::settings`] with how many changes led to them.
+    pub async fn runtime_settings(&self) -> Result<RuntimeSettings, CommandError> {
+        if let Some(hit) = self.cache.get::<RuntimeSettings>(SETTINGS_ID, Some(SETTINGS_MAX_AGE)) {
+            return Ok(hit.state);
+        }
+        Ok(self.settings_loaded().await?.state)
+    }
+
+    async fn settings_loaded(&self) -> Result<Loaded<RuntimeSettings>, CommandError> {
+        let loaded = self.store.load::<RuntimeSettings>(SETTINGS_ID).await?;
+        self.remember(&loaded);
+        Ok(loaded)
+    }
+
+    /// Changes one setting (admin); an event.
+    pub async fn change_setting(
+        &self,
+        ctx: &CommandContext,
+        key: SettingKey,
+        value: serde_json::Value,
+    ) -> Result<Outcome<SettingsView>, CommandError> {
+        let actor = actor(ctx)?;
+        self.retrying(|_| async {
+            let loaded = self.settings_loaded().await?;
+            let mut settings = loaded.state.clone();
+            let command = SettingsCommand::Change { key, value: value.clone(), actor: actor.clone() };
+            let events = decide(&mut settings, command).await?;
+            let stream = StreamAppend::of(&loaded, &events, &settings)?;
+            self.commit(ctx, &[stream], vec![], SettingsView::new(&settings, 0), |v, p| v.position = p).await
+        })
+        .await
     }
 
     // ----- approval policy --------------------------------------------------------------

@@ -28,6 +28,7 @@ use crate::error::CommandError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use pettycash_domain::settings::Lockout;
 use rand::RngCore;
 use sha2::Sha256;
 use sqlx::PgPool;
@@ -65,6 +66,23 @@ impl ThrottlePolicy {
         // Longer than the maximum delay, so that waiting out a delay never resets a counter.
         idle_reset: Duration::from_secs(60 * 60),
     };
+}
+
+impl ThrottlePolicy {
+    /// This policy with the admins' settings: the account and device limits, and the longest
+    /// delay (the idle reset stays longer than it, so that waiting out a delay never resets a
+    /// counter).
+    pub fn with(&self, lockout: Lockout) -> Self {
+        let limit = i32::try_from(lockout.threshold).unwrap_or(i32::MAX);
+        let max_delay = Duration::from_secs(u64::from(lockout.minutes) * 60);
+        Self {
+            account_limit: limit,
+            device_limit: limit,
+            max_delay,
+            idle_reset: self.idle_reset.max(max_delay * 2),
+            ..*self
+        }
+    }
 }
 
 impl Default for ThrottlePolicy {
@@ -161,16 +179,18 @@ impl Throttle {
         std::iter::once(self.key(Kind::Account, email)).chain(client).collect()
     }
 
-    /// Takes a slot on every key, or on none and answers how long to wait.
-    pub(crate) async fn take(&self, keys: &[Key]) -> Result<(), CommandError> {
+    /// Takes a slot on every key, or on none and answers how long to wait. `lockout` (runtime
+    /// settings) gives the account and device limits and the longest delay.
+    pub(crate) async fn take(&self, keys: &[Key], lockout: Lockout) -> Result<(), CommandError> {
+        let policy = self.policy.with(lockout);
         let hashes: Vec<&[u8]> = keys.iter().map(|k| k.hash.as_slice()).collect();
-        let limits: Vec<i32> = keys.iter().map(|k| k.kind.limit(&self.policy)).collect();
+        let limits: Vec<i32> = keys.iter().map(|k| k.kind.limit(&policy)).collect();
         let wait: Option<f64> = sqlx::query_scalar("SELECT login_throttle_take($1, $2, $3, $4, $5)")
             .bind(hashes)
             .bind(limits)
-            .bind(self.policy.base_delay.as_secs_f64())
-            .bind(self.policy.max_delay.as_secs_f64())
-            .bind(self.policy.idle_reset.as_secs_f64())
+            .bind(policy.base_delay.as_secs_f64())
+            .bind(policy.max_delay.as_secs_f64())
+            .bind(policy.idle_reset.as_secs_f64())
             .fetch_one(&self.pool)
             .await?;
         match wait {

@@ -259,3 +259,31 @@ pub struct UserView {
     pub active: bool,
     pub position: i64,
 }
+
+/// One runtime setting.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SettingView {
+    #[schema(example = "password_min_length")]
+    pub key: String,
+    #[schema(value_type = Object, example = json!(12))]
+    pub value: serde_json::Value,
+}
+
+/// The runtime settings in force.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SettingsView {
+    /// How many changes led to these values (0: the defaults).
+    pub version: u32,
+    pub settings: Vec<SettingView>,
+    pub position: i64,
+}
+
+impl SettingsView {
+    pub fn new(s: &pettycash_domain::settings::RuntimeSettings, position: i64) -> Self {
+        let settings = pettycash_domain::settings::SettingKey::ALL
+            .iter()
+            .map(|k| SettingView { key: k.as_str().to_string(), value: s.values.get(*k) })
+            .collect();
+        Self { version: s.version, settings, position }
+    }
+}

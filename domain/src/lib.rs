@@ -14,6 +14,7 @@ pub mod policy;
 pub mod requisition;
 pub mod role;
 pub mod routing;
+pub mod settings;
 #[cfg(feature = "sqlx")]
 mod sql;
 pub mod upcast;

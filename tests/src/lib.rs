@@ -54,7 +54,7 @@ pub fn signed_metadata(
 }
 
 /// The password every test user gets.
-pub const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "Correct horse battery staple 1";
 
 static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
 static DB_COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -91,7 +91,8 @@ pub async fn login(
         return Err(ApiError::unprocessable("password", "password is required"));
     }
     let device = cookie(&headers, DEVICE_COOKIE);
-    let session = state.auth.login(&req.email, &req.password, device, &meta).await?;
+    let lockout = state.commands.settings().await?.lockout;
+    let session = state.auth.login(&req.email, &req.password, device, &meta, lockout).await?;
     let max_age = (session.expires_at - Utc::now()).num_seconds().max(0);
     let mut response = Json(LoginResponse {
         token: session.token.clone(),

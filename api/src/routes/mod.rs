@@ -7,6 +7,7 @@ pub mod payments;
 pub mod policy;
 pub mod reads;
 pub mod requisitions;
+pub mod settings;
 pub mod users;
 
 use crate::error::{ApiError, ApiResult};

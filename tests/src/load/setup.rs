@@ -157,7 +157,8 @@ pub async fn prepare(
         wanted.extend(std::iter::repeat_n(role, opts.per_role.max(1)));
     }
     let run = Uuid::new_v4().simple().to_string()[..8].to_string();
-    let password = format!("load-{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
+    // The default password policy: an upper-case letter, a lower-case letter and a digit.
+    let password = format!("Load-7{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
     let ctx = CommandContext::operator("load");
     let registered = try_join_all(wanted.iter().enumerate().map(|(i, role)| {
         let (service, ctx, password) = (&service, &ctx, &password);

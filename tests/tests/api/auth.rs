@@ -188,7 +188,7 @@ async fn me_shows_the_signed_in_users_email_and_roles() {
 async fn admin_registers_a_user_who_signs_in_once_they_have_a_password_of_their_own() {
     let app = TestApp::spawn().await;
     let admin = app.user(&[Role::Admin]).await;
-    let password = "a long enough password";
+    let password = "A long enough password 1";
 
     let r = app.post(&admin, "/api/users/", new_user("New.Person@Test.Example", &["staff"])).await;
 

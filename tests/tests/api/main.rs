@@ -14,6 +14,7 @@ mod outage;
 mod reads;
 mod routing;
 mod rules;
+mod settings;
 mod snapshots;
 mod users;
 mod visibility;

@@ -1,0 +1,324 @@
+//! Runtime settings: one typed aggregate (one stream, id [`SETTINGS_ID`]), changed by admins,
+//! each change a `SettingChanged` event naming the setting and its new value. Every setting
+//! here is read by the code it names (see [`SettingKey`]); a setting joins this list with the
+//! feature that reads it.
+
+use crate::error::DomainError;
+use crate::role::Role;
+use crate::{Actor, Id};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+
+/// The single settings stream's aggregate id.
+pub const SETTINGS_ID: &str = "settings";
+
+/// A setting's name: one text form, as in the API and the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingKey {
+    /// Shortest password a person may set (`check_password`), 8 to 128.
+    PasswordMinLength,
+    /// Passwords need an upper-case letter.
+    PasswordRequireUpper,
+    /// Passwords need a lower-case letter.
+    PasswordRequireLower,
+    /// Passwords need a digit.
+    PasswordRequireDigit,
+    /// Failed sign-ins on one account (or device) before sign-in is throttled, 1 to 100.
+    LockoutThreshold,
+    /// The longest a throttled account waits between attempts, in minutes, 1 to 1440.
+    LockoutMinutes,
+}
+
+impl SettingKey {
+    pub const ALL: [SettingKey; 6] = [
+        SettingKey::PasswordMinLength,
+        SettingKey::PasswordRequireUpper,
+        SettingKey::PasswordRequireLower,
+        SettingKey::PasswordRequireDigit,
+        SettingKey::LockoutThreshold,
+        SettingKey::LockoutMinutes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingKey::PasswordMinLength => "password_min_length",
+            SettingKey::PasswordRequireUpper => "password_require_upper",
+            SettingKey::PasswordRequireLower => "password_require_lower",
+            SettingKey::PasswordRequireDigit => "password_require_digit",
+            SettingKey::LockoutThreshold => "lockout_threshold",
+            SettingKey::LockoutMinutes => "lockout_minutes",
+        }
+    }
+}
+
+impl fmt::Display for SettingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not a setting's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown setting `{0}`")]
+pub struct UnknownSetting(pub String);
+
+impl FromStr for SettingKey {
+    type Err = UnknownSetting;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SettingKey::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownSetting(s.to_string()))
+    }
+}
+
+/// The password rules (issue [workflow]: length ≥ 12, an upper-case letter, a lower-case
+/// letter and a digit, unless an admin changes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordPolicy {
+    pub min_length: u32,
+    pub require_upper: bool,
+    pub require_lower: bool,
+    pub require_digit: bool,
+}
+
+impl PasswordPolicy {
+    /// Checks a new password; the error names what is missing.
+    pub fn check(&self, password: &str) -> Result<(), DomainError> {
+        let invalid = |message: String| Err(DomainError::invalid("password", message));
+        if password.chars().count() < self.min_length as usize {
+            return invalid(format!("must be at least {} characters", self.min_length));
+        }
+        if password.len() > 1024 {
+            return invalid("must be at most 1024 bytes".into());
+        }
+        if self.require_upper && !password.chars().any(char::is_uppercase) {
+            return invalid("must contain an upper-case letter".into());
+        }
+        if self.require_lower && !password.chars().any(char::is_lowercase) {
+            return invalid("must contain a lower-case letter".into());
+        }
+        if self.require_digit && !password.chars().any(|c| c.is_ascii_digit()) {
+            return invalid("must contain a digit".into());
+        }
+        Ok(())
+    }
+}
+
+/// Sign-in throttling as admins set it (the rest of the throttle is the service's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lockout {
+    pub threshold: u32,
+    pub minutes: u32,
+}
+
+/// Every setting with its value in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub password: PasswordPolicy,
+    pub lockout: Lockout,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            password: PasswordPolicy {
+                min_length: 12,
+                require_upper: true,
+                require_lower: true,
+                require_digit: true,
+            },
+            lockout: Lockout { threshold: 5, minutes: 15 },
+        }
+    }
+}
+
+impl Settings {
+    /// The value of one setting, as the API shows it.
+    pub fn get(&self, key: SettingKey) -> Value {
+        match key {
+            SettingKey::PasswordMinLength => self.password.min_length.into(),
+            SettingKey::PasswordRequireUpper => self.password.require_upper.into(),
+            SettingKey::PasswordRequireLower => self.password.require_lower.into(),
+            SettingKey::PasswordRequireDigit => self.password.require_digit.into(),
+            SettingKey::LockoutThreshold => self.lockout.threshold.into(),
+            SettingKey::LockoutMinutes => self.lockout.minutes.into(),
+        }
+    }
+
+    /// Sets one setting from its JSON value, if the value is of its type and in its range.
+    pub fn set(&mut self, key: SettingKey, value: &Value) -> Result<(), DomainError> {
+        let whole = |min: u32, max: u32| -> Result<u32, DomainError> {
+            value.as_u64().and_then(|v| u32::try_from(v).ok()).filter(|v| (min..=max).contains(v)).ok_or_else(
+                || DomainError::invalid("value", format!("{key} is a whole number from {min} to {max}")),
+            )
+        };
+        let flag = || {
+            value.as_bool().ok_or_else(|| DomainError::invalid("value", format!("{key} is true or false")))
+        };
+        match key {
+            SettingKey::PasswordMinLength => self.password.min_length = whole(8, 128)?,
+            SettingKey::PasswordRequireUpper => self.password.require_upper = flag()?,
+            SettingKey::PasswordRequireLower => self.password.require_lower = flag()?,
+            SettingKey::PasswordRequireDigit => self.password.require_digit = flag()?,
+            SettingKey::LockoutThreshold => self.lockout.threshold = whole(1, 100)?,
+            SettingKey::LockoutMinutes => self.lockout.minutes = whole(1, 1440)?,
+        }
+        Ok(())
+    }
+}
+
+/// The settings aggregate: the values, and how many changes led to them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeSettings {
+    pub version: u32,
+    pub values: Settings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettingsCommand {
+    Change { key: SettingKey, value: Value, actor: Actor },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SettingsEvent {
+    SettingChanged { key: SettingKey, value: Value, changed_by: Id },
+}
+
+impl DomainEvent for SettingsEvent {
+    fn event_type(&self) -> String {
+        match self {
+            SettingsEvent::SettingChanged { .. } => "SettingChanged".into(),
+        }
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+impl Aggregate for RuntimeSettings {
+    const TYPE: &'static str = "settings";
+    type Command = SettingsCommand;
+    type Event = SettingsEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        match command {
+            SettingsCommand::Change { key, value, actor } => {
+                if !actor.has(Role::Admin) {
+                    return Err(DomainError::MissingRole { required: Role::Admin });
+                }
+                let mut next = self.values.clone();
+                next.set(key, &value)?;
+                sink.write(SettingsEvent::SettingChanged { key, value, changed_by: actor.user_id }, self)
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            SettingsEvent::SettingChanged { key, value, .. } => {
+                // Checked when decided; a value that no longer fits (a range narrowed by a later
+                // release) keeps the previous one.
+                let _ = self.values.set(key, &value);
+                self.version += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+    use serde_json::json;
+
+    fn admin() -> Actor {
+        Actor::new(Id::nil(), [Role::Admin])
+    }
+
+    #[test]
+    fn the_default_password_policy_is_twelve_with_upper_lower_and_digit() {
+        let policy = Settings::default().password;
+        assert!(policy.check("Twelve chars1").is_ok());
+        for (bad, why) in [
+            ("Short1a", "at least 12"),
+            ("no upper case 1", "upper-case"),
+            ("NO LOWER CASE 1", "lower-case"),
+            ("No digits at all", "digit"),
+        ] {
+            let err = policy.check(bad).unwrap_err();
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_admin_changes_a_setting_within_its_range() {
+        TestFramework::<RuntimeSettings>::with(())
+            .given_no_previous_events()
+            .when(SettingsCommand::Change {
+                key: SettingKey::PasswordMinLength,
+                value: json!(16),
+                actor: admin(),
+            })
+            .then_expect_events(vec![SettingsEvent::SettingChanged {
+                key: SettingKey::PasswordMinLength,
+                value: json!(16),
+                changed_by: Id::nil(),
+            }]);
+        for (key, value) in [
+            (SettingKey::PasswordMinLength, json!(7)),
+            (SettingKey::PasswordMinLength, json!("16")),
+            (SettingKey::PasswordRequireDigit, json!(1)),
+            (SettingKey::LockoutThreshold, json!(0)),
+            (SettingKey::LockoutMinutes, json!(1441)),
+            (SettingKey::LockoutMinutes, json!(-5)),
+        ] {
+            let err = Settings::default().set(key, &value).unwrap_err();
+            assert!(
+                matches!(&err, DomainError::Invalid { field: "value", message } if message.starts_with(key.as_str())),
+                "{key} = {value}: {err}"
+            );
+        }
+        TestFramework::<RuntimeSettings>::with(())
+            .given_no_previous_events()
+            .when(SettingsCommand::Change {
+                key: SettingKey::LockoutThreshold,
+                value: json!(3),
+                actor: Actor::new(Id::nil(), [Role::Cfo]),
+            })
+            .then_expect_error(DomainError::MissingRole { required: Role::Admin });
+    }
+
+    #[test]
+    fn changes_fold_into_the_values() {
+        let mut s = RuntimeSettings::default();
+        s.apply(SettingsEvent::SettingChanged {
+            key: SettingKey::LockoutThreshold,
+            value: json!(3),
+            changed_by: Id::nil(),
+        });
+        s.apply(SettingsEvent::SettingChanged {
+            key: SettingKey::PasswordRequireUpper,
+            value: json!(false),
+            changed_by: Id::nil(),
+        });
+        assert_eq!(s.version, 2);
+        assert_eq!(s.values.lockout.threshold, 3);
+        assert!(s.values.password.check("all lower case 1").is_ok());
+        for key in SettingKey::ALL {
+            assert_eq!(key.as_str().parse::<SettingKey>().unwrap(), key);
+            assert_eq!(serde_json::to_value(key).unwrap(), key.as_str());
+        }
+    }
+}
