@@ -25,6 +25,13 @@
 //! - `unmatched_payment`, `payment_mismatch`: a `RequisitionPaid` without a `CashDisbursed`
 //!   of the same `payment_id` (or vice versa), or the two disagree on amount, fund or
 //!   requisition. Checked at the end.
+//! - `chain_not_from_policy`: a submission's recorded chain is not the one the approval policy
+//!   in force at that position gives for the requisition's currency, origin and amount and its
+//!   requester's roles then (thresholds, "requires CFO/CEO", a treasury requester's chain).
+//! - `submitted_amount_mismatch`: a submission records an amount other than the requisition's
+//!   (as created and edited so far).
+//! - `paid_amount_mismatch`: a payment of an amount other than the one approved (the latest
+//!   submission's).
 //! - `undecodable_event`: the payload does not decode as its aggregate's event type.
 //!
 //! Tamper evidence (see `projections/src/seal.rs`):
@@ -54,9 +61,12 @@ use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
+use pettycash_domain::policy::{ApprovalPolicy, PolicyEvent};
 use pettycash_domain::requisition::{RequisitionEvent, Status};
 use pettycash_domain::role::Role;
+use pettycash_domain::routing::Origin;
 use pettycash_domain::user::UserEvent;
+use pettycash_domain::Currency;
 use pettycash_projections::event::StoredDigest;
 use pettycash_projections::reader::{self, Filter, Selection};
 use pettycash_projections::seal::{Seal, SealKey, SEAL_COLUMNS};
@@ -158,6 +168,11 @@ struct FundV {
 #[derive(Default)]
 struct ReqV {
     requester: Option<Uuid>,
+    currency: Option<Currency>,
+    /// The amount as created and edited so far.
+    amount: Decimal,
+    /// The amount of the latest submission: what the approvals were given for.
+    submitted_amount: Option<Decimal>,
     /// The chain of the latest submission; `None` before any.
     chain: Option<Vec<Role>>,
     /// Approvals of the current round: (step, role, approver).
@@ -210,6 +225,8 @@ pub struct Verifier {
     authenticated: u64,
     unsigned: u64,
     requisitions: HashMap<Uuid, ReqV>,
+    /// The approval policy as its events left it so far.
+    policy: ApprovalPolicy,
     /// Requisition ids that have had a `CashDisbursed`.
     disbursed: HashSet<Uuid>,
     /// Payments seen on one side only so far (matched pairs are dropped).
@@ -376,6 +393,9 @@ impl Verifier {
             "fund" => e.decode::<FundEvent>().map(|ev| self.fund(e, ev)),
             "requisition" => e.decode::<RequisitionEvent>().map(|ev| self.requisition(e, ev)),
             "user" => e.decode::<UserEvent>().map(|ev| self.user(e, ev)),
+            "approval_policy" => {
+                e.decode::<PolicyEvent>().map(|ev| cqrs_es::Aggregate::apply(&mut self.policy, ev))
+            }
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -514,20 +534,66 @@ impl Verifier {
         use RequisitionEvent as E;
         let Some(id) = self.id(e) else { return };
         match ev {
-            E::RequisitionCreated { requester_id, .. } => {
+            E::RequisitionCreated { requester_id, currency, amount, .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.requester = Some(requester_id);
+                r.currency = Some(currency);
+                r.amount = amount;
                 r.status = Status::Draft;
             }
-            E::RequisitionEdited { .. } => {}
+            E::RequisitionEdited { amount, .. } => {
+                if let Some(amount) = amount {
+                    self.requisitions.entry(id).or_default().amount = amount;
+                }
+            }
             E::RequisitionCancelled { .. } => {
                 self.requisitions.entry(id).or_default().status = Status::Cancelled
             }
-            E::RequisitionSubmitted { chain, .. } => {
+            E::RequisitionSubmitted { chain, amount, .. } => {
                 let r = self.requisitions.entry(id).or_default();
+                let requester_roles: Vec<Role> = r
+                    .requester
+                    .and_then(|u| self.users.get(&u))
+                    .map(|roles| roles.iter().copied().collect())
+                    .unwrap_or_default();
+                // Requisitions are `hq` until they carry their organisation.
+                let expected =
+                    r.currency.as_ref().map(|c| self.policy.chain(c, Origin::Hq, amount, &requester_roles));
+                let created_amount = r.amount;
+                r.submitted_amount = Some(amount);
+                let recorded = chain.clone();
                 r.chain = Some(chain);
                 r.approvals.clear();
                 r.status = Status::PendingApproval;
+                if amount != created_amount {
+                    self.flag(
+                        e,
+                        "submitted_amount_mismatch",
+                        format!("submitted for {amount}; the requisition is for {created_amount}"),
+                    );
+                }
+                let names = |c: &[Role]| c.iter().map(Role::to_string).collect::<Vec<_>>().join(", ");
+                match expected {
+                    Some(Ok(want)) if want != recorded => self.flag(
+                        e,
+                        "chain_not_from_policy",
+                        format!(
+                            "chain [{}] recorded; the policy in force (version {}) gives [{}]",
+                            names(&recorded),
+                            self.policy.version,
+                            names(&want)
+                        ),
+                    ),
+                    Some(Err(err)) => self.flag(
+                        e,
+                        "chain_not_from_policy",
+                        format!(
+                            "chain [{}] recorded; the policy in force gives none: {err}",
+                            names(&recorded)
+                        ),
+                    ),
+                    _ => {}
+                }
             }
             E::RequisitionRejected { .. } | E::ChangesRequested { .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -601,6 +667,7 @@ impl Verifier {
             E::RequisitionPaid { payment_id, fund_id, amount, paid_by, .. } => {
                 let lacks_treasury = !self.holds(paid_by, Role::Treasury);
                 let r = self.requisitions.entry(id).or_default();
+                let approved_amount = r.submitted_amount;
                 let sponsored = Self::sponsored_by_participant(&self.sponsors, paid_by, r);
                 let closed_as =
                     matches!(r.status, Status::Rejected | Status::Cancelled | Status::ChangesRequested)
@@ -641,6 +708,9 @@ impl Verifier {
                             "paid by {paid_by}, registered or given a role by its requester or an approver"
                         ),
                     );
+                }
+                if let Some(approved) = approved_amount.filter(|a| *a != amount) {
+                    self.flag(e, "paid_amount_mismatch", format!("paid {amount}; approved for {approved}"));
                 }
                 if lacks_treasury {
                     self.flag(
@@ -872,7 +942,12 @@ mod tests {
             Feed { v: Verifier::new(), position: 0, sequences: HashMap::new() }
         }
 
-        fn push(&mut self, aggregate_type: &str, id: Uuid, payload: serde_json::Value) -> i64 {
+        fn push(
+            &mut self,
+            aggregate_type: &str,
+            id: impl std::fmt::Display,
+            payload: serde_json::Value,
+        ) -> i64 {
             self.position += 1;
             let seq = self.sequences.entry(format!("{aggregate_type}/{id}")).or_insert(0);
             *seq += 1;
@@ -943,6 +1018,12 @@ mod tests {
         f.user(head, &["department_head"]);
         f.user(gfm, &["group_finance_manager"]);
         f.user(treasury, &["treasury"]);
+        f.push(
+            "approval_policy",
+            "default",
+            json!({"ApprovalPolicyChanged": {"version": 1, "changed_by": head,
+                "tiers": [{"up_to": null, "chain": ["department_head", "group_finance_manager"]}]}}),
+        );
         f.push(
             "fund",
             fund,
@@ -1052,11 +1133,18 @@ mod tests {
             json!({"ChangesRequested": {"step": 1, "role": "group_finance_manager", "requested_by": w.gfm,
                 "reason": "r"}}),
         );
+        // Resubmitted under a changed policy: a shorter chain.
+        w.f.push(
+            "approval_policy",
+            "default",
+            json!({"ApprovalPolicyChanged": {"version": 2, "changed_by": w.head,
+                "tiers": [{"up_to": null, "chain": ["department_head"]}]}}),
+        );
         w.f.push(
             "requisition",
             w.req,
             json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head"],
-                "policy_version": 1, "submitted_by": w.staff}}),
+                "policy_version": 2, "submitted_by": w.staff}}),
         );
         w.f.push("requisition", w.req, approved(0, "department_head", w.head));
         // The gfm approved in the first round and now holds treasury too: still not the payer.
@@ -1111,5 +1199,82 @@ mod tests {
         let rules = w.f.rules();
         assert_eq!(rules[0], (bad, "undecodable_event"));
         assert!(rules.contains(&(a, "approved_by_requester")), "{rules:?}");
+    }
+
+    #[test]
+    fn a_chain_the_policy_does_not_give_is_reported() {
+        let mut w = world();
+        // Resubmitted (after changes) with a step missing, under the same policy.
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r"}}),
+        );
+        let short = w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["group_finance_manager"],
+                "policy_version": 1, "submitted_by": w.staff}}),
+        );
+        // Thresholds that require the CFO: a chain without that step is not the policy's.
+        w.f.push(
+            "approval_policy",
+            "default",
+            json!({"ThresholdsChanged": {"version": 2, "changed_by": w.head, "thresholds": [
+                {"name": "All", "currency": null, "origin": null, "min": "0", "max": null, "priority": 10,
+                 "chain": ["department_head"], "fast_track": false, "requires_cfo": true, "requires_ceo": false}]}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "group_finance_manager", "requested_by": w.gfm, "reason": "r"}}),
+        );
+        let no_cfo = w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head"],
+                "policy_version": 2, "submitted_by": w.staff}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r"}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head", "cfo"],
+                "policy_version": 2, "submitted_by": w.staff}}),
+        );
+        assert_eq!(w.f.rules(), [(short, "chain_not_from_policy"), (no_cfo, "chain_not_from_policy")]);
+    }
+
+    #[test]
+    fn amounts_submitted_or_paid_that_are_not_the_requisitions_are_reported() {
+        let mut w = world();
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r"}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionEdited": {"amount": "150.00", "purpose": null, "payee": null, "category": null}}),
+        );
+        // Submitted with the amount from before the edit: approvals would be for 100, not 150.
+        let stale = w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head", "group_finance_manager"],
+                "policy_version": 1, "submitted_by": w.staff}}),
+        );
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        // Paid 100 (what was approved) would be fine; 150 is not what the approvers saw.
+        let payment = Uuid::new_v4();
+        let p = w.f.push("requisition", w.req, paid(payment, w.fund, "150.00", w.treasury));
+        w.f.push("fund", w.fund, disbursed(payment, w.req, "150.00", "850.00", w.treasury));
+        assert_eq!(w.f.rules(), [(stale, "submitted_amount_mismatch"), (p, "paid_amount_mismatch")]);
     }
 }
