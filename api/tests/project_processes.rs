@@ -572,7 +572,8 @@ async fn workers_in_one_process_are_woken_by_commits_in_another() {
     listener.listen(wake::CHANNEL).await.expect("listen on the events channel");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let options = EngineOptions { poll_interval: Duration::from_secs(3600), ..EngineOptions::default() };
-    let engine = tokio::spawn(Engine::new(pool.clone(), pettycash_projections::all(), options).run(stop_rx));
+    let engine =
+        tokio::spawn(Engine::new(pool.clone(), pettycash_projections::replayable(), options).run(stop_rx));
     wait_at_end(&pool).await;
 
     let mut procs = Procs { db: db.clone(), url, list: Vec::new() };

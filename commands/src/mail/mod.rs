@@ -22,6 +22,7 @@ pub mod sender;
 pub mod templates;
 pub mod transport;
 
+pub use lettre::message::Mailbox;
 use pettycash_domain::Id;
 pub use pettycash_domain::MailCategory;
 use sqlx::PgConnection;
