@@ -43,8 +43,10 @@ pub async fn get_preferences(
     Ok(Json(MailPreferences { muted, position }))
 }
 
-/// Mute categories of mail (replacing the set before). Invitations, security mail and payment
-/// codes always come: muting one is refused (422, field `muted`). Mail already queued goes out.
+/// Mute categories of mail, replacing the set before.
+///
+/// Invitations, security mail and payment codes always come: muting one is refused (422,
+/// field `muted`). Mail already queued goes out.
 #[utoipa::path(put, path = "/api/me/mail-preferences", tag = "auth", request_body = MailPreferencesInput,
     responses((status = 200, body = MailPreferences), (status = 401, body = crate::error::ErrorBody),
               (status = 422, body = crate::error::ErrorBody)))]
