@@ -79,7 +79,7 @@ async fn submitting_mails_the_active_holders_of_the_first_steps_role_but_not_the
     let mails = delivered(&app, &smtp).await;
     assert_eq!(mails.len(), 1, "only the other department head: {mails:#?}");
     let mail = &mails[0];
-    assert_eq!(mail.to, [head.email.clone()]);
+    assert_eq!(mail.to, [head.email.as_str()]);
     assert_eq!(mail.subject, "Approval requested: 500.00 KES — Test purchase");
     assert_eq!(mail.from, "pettycash@localhost");
     assert!(mail.text.contains("Hello Test department_head,"), "{}", mail.text);
@@ -138,7 +138,7 @@ async fn each_approval_mails_the_next_step_and_the_last_mails_the_requester_and_
     assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
     let fourth = delivered(&app, &smtp).await;
     assert_eq!(fourth.len(), 1, "{fourth:#?}");
-    assert_eq!(fourth[0].to, [staff.email.clone()]);
+    assert_eq!(fourth[0].to, [staff.email.as_str()]);
     assert_eq!(fourth[0].subject, "Paid: 5000.00 KES — Test purchase");
     links_to(&fourth[0], id);
 }
@@ -302,7 +302,7 @@ async fn with_the_smtp_server_down_mail_waits_and_is_delivered_once_when_it_is_b
     smtp.listen().await;
     let mails = delivered(&app, &smtp).await;
     assert_eq!(mails.len(), 1, "delivered exactly once: {mails:#?}");
-    assert_eq!(mails[0].to, [head.email.clone()]);
+    assert_eq!(mails[0].to, [head.email.as_str()]);
     assert_eq!(Some(mails[0].message_id.clone()), message_id, "the Message-ID fixed at the first attempt");
     assert!(mails[0].message_id.starts_with("<outbox-") && mails[0].message_id.ends_with("@localhost>"));
     links_to(&mails[0], first);
