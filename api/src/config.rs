@@ -5,10 +5,10 @@
 //! replaced (`DATABASE_URL`, `SECRET_KEY`, `DEBUG`, `ALLOWED_HOSTS`, `CORS_ALLOWED_ORIGINS`)
 //! plus `BIND` and the rest; `docs/runbook.md#configuration` lists them all with their ranges.
 //!
-//! The argument structs ([`CommonArgs`], [`KeyArgs`], [`SealArgs`], [`HttpArgs`], [`MailArgs`]) are flattened
-//! into the commands that read them (`crate::cli`): `migrate` takes no secret at all. [`Config`]
-//! is what they resolve to, the one settings value the service passes around. Secrets are
-//! [`SecretString`]s, which `Debug` never shows.
+//! The argument structs ([`CommonArgs`], [`KeyArgs`], [`SealArgs`], [`HttpArgs`],
+//! [`MailArgs`]) are flattened into the commands that read them (`crate::cli`): `migrate` takes
+//! no secret at all. [`Config`] is what they resolve to, the one settings value the service
+//! passes around. Secrets are [`SecretString`]s, which `Debug` never shows.
 
 use clap::builder::{Resettable, TypedValueParser};
 use clap::error::ErrorKind;

@@ -13,6 +13,7 @@
 //! is the price of never losing a mail; mail programs recognise the duplicate.
 
 use super::transport::{MailTransport, SendError};
+use anyhow::Context;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 use sqlx::PgPool;
@@ -119,14 +120,19 @@ impl Sender {
     /// pass (each failed row waits its own backoff).
     pub async fn deliver_due(&self) -> anyhow::Result<Pass> {
         let mut pass = Pass::default();
-        while let Some(mail) = self.claim().await? {
+        while let Some(mail) = self.claim().await.context("claiming due mail")? {
             match self.send(&mail).await {
                 Ok(()) => {
-                    self.mark_sent(mail.id).await?;
+                    self.mark_sent(mail.id)
+                        .await
+                        .with_context(|| format!("marking mail {} sent", mail.id))?;
                     pass.sent += 1;
                 }
                 Err(e) => {
-                    let next = self.mark_failed(&mail, &e).await?;
+                    let next = self
+                        .mark_failed(&mail, &e)
+                        .await
+                        .with_context(|| format!("recording the failure of mail {}", mail.id))?;
                     pass.failed += 1;
                     tracing::warn!(
                         outbox_id = mail.id,

@@ -22,6 +22,7 @@
 
 use crate::event::EventRow;
 use crate::{reader, Kind, Phase, Projection};
+use anyhow::Context;
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use pettycash_commands::mail::templates::{self, Letter, RequisitionSummary};
@@ -30,7 +31,7 @@ use pettycash_domain::fund::{Fund, FundEvent};
 use pettycash_domain::requisition::{Requisition, RequisitionEvent};
 use pettycash_domain::{Id, Role};
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -260,28 +261,31 @@ impl Projection for Notifications {
         events: &[EventRow],
     ) -> anyhow::Result<()> {
         let batch: Vec<&EventRow> = events.iter().filter(|e| e.aggregate_type == Requisition::TYPE).collect();
-        // The requisitions that get mail, with the first sequence of each in the batch.
-        let mut first: BTreeMap<&str, i64> = BTreeMap::new();
-        for e in &batch {
-            first.entry(&e.aggregate_id).or_insert(e.sequence);
-        }
-        let mailed: Vec<(String, i64)> = first
+        // The requisitions that get mail, and the first sequence of each in the batch.
+        let mailing: HashSet<&str> = batch
             .iter()
-            .filter(|(id, _)| {
-                batch.iter().any(|e| e.aggregate_id == **id && MAILED.contains(&e.event_type.as_str()))
-            })
-            .map(|(id, sequence)| (id.to_string(), *sequence))
+            .filter(|e| MAILED.contains(&e.event_type.as_str()))
+            .map(|e| e.aggregate_id.as_str())
             .collect();
-        if mailed.is_empty() {
+        if mailing.is_empty() {
             return Ok(());
         }
+        let mut first: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in batch.iter().filter(|e| mailing.contains(e.aggregate_id.as_str())) {
+            first.entry(&e.aggregate_id).or_insert(e.sequence);
+        }
+        let before: Vec<(String, i64)> =
+            first.iter().map(|(id, sequence)| (id.to_string(), *sequence)).collect();
         // Each as it stood before the batch, then through the batch.
         let mut states: HashMap<String, Requisition> = HashMap::new();
-        for e in reader::stream_prefixes(&mut *tx, Requisition::TYPE, &mailed).await? {
+        let prefixes = reader::stream_prefixes(&mut *tx, Requisition::TYPE, &before)
+            .await
+            .context("reading the requisitions' earlier events")?;
+        for e in prefixes {
             states.entry(e.aggregate_id.clone()).or_default().apply(e.decode()?);
         }
         let mut notices = Vec::new();
-        for e in batch.iter().filter(|e| mailed.iter().any(|(id, _)| *id == e.aggregate_id)) {
+        for e in batch.iter().filter(|e| mailing.contains(e.aggregate_id.as_str())) {
             let event: RequisitionEvent = e.decode()?;
             let state = states.entry(e.aggregate_id.clone()).or_default();
             state.apply(event.clone());
@@ -292,8 +296,8 @@ impl Projection for Notifications {
         if notices.is_empty() {
             return Ok(());
         }
-        let names = names(tx, &notices).await?;
-        let funds = fund_names(tx, &notices).await?;
+        let names = names(tx, &notices).await.context("reading the names mail mentions")?;
+        let funds = fund_names(tx, &notices).await.context("reading the funds' names")?;
         for (position, req, notice) in &notices {
             let Some(id) = req.id else { continue };
             let summary = RequisitionSummary {
@@ -308,7 +312,11 @@ impl Projection for Notifications {
                 fund: req.fund_id.and_then(|f| funds.get(&f).cloned()),
                 payee: req.payee.clone(),
             };
-            for to in recipients(tx, notice.audience(), req).await? {
+            let audience = notice.audience();
+            let recipients = recipients(tx, audience, req)
+                .await
+                .with_context(|| format!("finding the recipients ({audience:?})"))?;
+            for to in recipients {
                 let letter = notice.letter(&to.name, &summary, req, &names, &self.links);
                 let rendered = letter.render();
                 let mail = Mail {
@@ -321,7 +329,7 @@ impl Projection for Notifications {
                     link: Some(self.links.requisition(id)),
                     source_position: Some(*position),
                 };
-                if enqueue(tx, &mail).await? {
+                if enqueue(tx, &mail).await.context("writing a mail into the outbox")? {
                     self.enqueued.store(true, Ordering::Relaxed);
                 }
             }
