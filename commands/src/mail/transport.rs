@@ -158,3 +158,31 @@ impl MailTransport for Folder {
         format!("the folder {}", self.dir.display())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_folder_keeps_one_file_per_message_id_whatever_the_attempts() {
+        let dir = std::env::temp_dir().join(format!("pettycash-mail-test-{}", std::process::id()));
+        let folder = Folder::new(&dir);
+        let message = Message::builder()
+            .from("cash@example.com".parse().unwrap())
+            .to("a@example.com".parse().unwrap())
+            .subject("Hello")
+            .message_id(Some("<outbox-7@example.com>".into()))
+            .body("text".to_string())
+            .unwrap();
+        folder.send("<outbox-7@example.com>", &message).await.unwrap();
+        folder.send("<outbox-7@example.com>", &message).await.unwrap();
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|f| f.unwrap().file_name()).collect();
+        assert_eq!(files, [std::ffi::OsString::from("outbox-7@example.com.eml")]);
+        let text = std::fs::read_to_string(dir.join("outbox-7@example.com.eml")).unwrap();
+        assert!(
+            text.contains("Message-ID: <outbox-7@example.com>") && text.contains("Subject: Hello"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
