@@ -2,7 +2,7 @@
 //! ([`crate::config`]) and nothing else: `migrate` and `projections status` take no key, and
 //! only `serve` needs `SECRET_KEY`.
 
-use crate::config::{with_env, CommonArgs, Config, ConfigError, KeyArgs, SealArgs, ServeArgs};
+use crate::config::{with_env, CommonArgs, Config, ConfigError, KeyArgs, MailArgs, SealArgs, ServeArgs};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use pettycash_domain::Role;
 use std::ffi::OsString;
@@ -18,8 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service (migrates first). Without DATABASE_URL: the embedded default.
     Serve(ServeArgs),
-    /// Run only the projection workers (no HTTP). Any number of processes may run: each
-    /// projection is worked on by exactly one of them at a time.
+    /// Run only the projection workers, the sealer and the mail sender (no HTTP). Any number of
+    /// processes may run: each projection is worked on by exactly one of them at a time.
     Project {
         #[command(flatten)]
         common: CommonArgs,
@@ -27,6 +27,8 @@ pub enum Command {
         keys: KeyArgs,
         #[command(flatten)]
         sealing: SealArgs,
+        #[command(flatten)]
+        mail: MailArgs,
     },
     /// Seal every event committed so far (the service also seals every SEAL_INTERVAL_SECS).
     /// Needs SEAL_KEY or SECRET_KEY: the key that authenticates the seals.
@@ -127,9 +129,10 @@ impl Command {
     pub fn config(&self) -> Result<Config, ConfigError> {
         match self {
             Command::Serve(args) => Config::for_serve(args.clone()),
-            Command::Project { common, keys, sealing } => {
-                Ok(Config::new(common.clone()).with_sealing(sealing.clone()).with_keys(keys.clone())?)
-            }
+            Command::Project { common, keys, sealing, mail } => Config::new(common.clone())
+                .with_sealing(sealing.clone())
+                .with_mail(mail.clone())?
+                .with_keys(keys.clone()),
             Command::Seal { common, keys }
             | Command::Demo { common, keys }
             | Command::User { command: UserCommand::Add { common, keys, .. } }

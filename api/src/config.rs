@@ -5,10 +5,10 @@
 //! replaced (`DATABASE_URL`, `SECRET_KEY`, `DEBUG`, `ALLOWED_HOSTS`, `CORS_ALLOWED_ORIGINS`)
 //! plus `BIND` and the rest; `docs/runbook.md#configuration` lists them all with their ranges.
 //!
-//! The argument structs ([`CommonArgs`], [`KeyArgs`], [`SealArgs`], [`HttpArgs`]) are flattened
-//! into the commands that read them (`crate::cli`): `migrate` takes no secret at all. [`Config`]
-//! is what they resolve to, the one settings value the service passes around. Secrets are
-//! [`SecretString`]s, which `Debug` never shows.
+//! The argument structs ([`CommonArgs`], [`KeyArgs`], [`SealArgs`], [`HttpArgs`],
+//! [`MailArgs`]) are flattened into the commands that read them (`crate::cli`): `migrate` takes
+//! no secret at all. [`Config`] is what they resolve to, the one settings value the service
+//! passes around. Secrets are [`SecretString`]s, which `Debug` never shows.
 
 use clap::builder::{Resettable, TypedValueParser};
 use clap::error::ErrorKind;
@@ -28,6 +28,10 @@ pub const DEV_SECRET_KEY: &str = "insecure-development-secret-key-do-not-use-in-
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 /// Port of the private PostgreSQL cluster of the embedded default (not 5432).
 pub const DEFAULT_EMBEDDED_PG_PORT: u16 = 54329;
+/// The sender of mail when `DEFAULT_FROM_EMAIL` is not set.
+pub const DEFAULT_FROM_EMAIL: &str = "pettycash@localhost";
+
+pub use pettycash_commands::mail::Mailbox;
 
 /// Settings every command reads: the database, the runtime, debug mode.
 #[derive(Debug, Clone, Args)]
@@ -129,6 +133,42 @@ pub struct HttpArgs {
     pub min_position_wait_ms: u64,
 }
 
+/// Mail, for the commands that run the mail sender and the `notifications` projection that
+/// writes the mail (`serve`, `project`). Named as in the Django system being replaced.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Mail")]
+pub struct MailArgs {
+    /// SMTP server that sends the mail. Unset: with DEBUG on, each mail is written to
+    /// PETTYCASH_DATA_DIR/mail as a .eml file; with DEBUG off, mail waits in the outbox until it
+    /// is set.
+    #[arg(long, env = "EMAIL_HOST", value_name = "HOST", value_parser = host("EMAIL_HOST"))]
+    pub email_host: Option<String>,
+    /// SMTP port, 1 to 65535 (587 for submission with STARTTLS).
+    #[arg(long, env = "EMAIL_PORT", value_name = "PORT", default_value_t = 25,
+          value_parser = number::<u16>("EMAIL_PORT", 1..=65535))]
+    pub email_port: u16,
+    /// True/False: upgrade every SMTP connection with STARTTLS, and send nothing without it.
+    /// Default: False.
+    #[arg(long, env = "EMAIL_USE_TLS", value_name = "BOOL", value_parser = boolean("EMAIL_USE_TLS"))]
+    pub email_use_tls: Option<bool>,
+    /// User to sign in to the SMTP server as. Unset: no sign-in.
+    #[arg(long, env = "EMAIL_HOST_USER", value_name = "USER", value_parser = text("EMAIL_HOST_USER"))]
+    pub email_host_user: Option<String>,
+    /// Password of EMAIL_HOST_USER. Set it in the environment.
+    #[arg(long, env = "EMAIL_HOST_PASSWORD", hide_env_values = true, value_name = "SECRET",
+          value_parser = secret("EMAIL_HOST_PASSWORD"))]
+    pub email_host_password: Option<SecretString>,
+    /// Sender of every mail: `cash@example.com` or `Petty Cash <cash@example.com>`. Its domain
+    /// names the messages (`Message-ID: <outbox-42@example.com>`).
+    #[arg(long, env = "DEFAULT_FROM_EMAIL", value_name = "ADDRESS", default_value = DEFAULT_FROM_EMAIL,
+          value_parser = mailbox("DEFAULT_FROM_EMAIL"))]
+    pub default_from_email: Mailbox,
+    /// Where the service's pages are, for the links in mail: `https://cash.example.com`.
+    /// Default: http://BIND in `serve`, http://127.0.0.1:8000 in `project`.
+    #[arg(long, env = "PUBLIC_URL", value_name = "URL", value_parser = public_url("PUBLIC_URL"))]
+    pub public_url: Option<String>,
+}
+
 /// Everything `serve` reads.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -143,6 +183,8 @@ pub struct ServeArgs {
     pub http: HttpArgs,
     #[command(flatten)]
     pub sealing: SealArgs,
+    #[command(flatten)]
+    pub mail: MailArgs,
 }
 
 /// The resolved settings of one command.
@@ -181,6 +223,77 @@ pub struct Config {
     pub aggregate_cache_size: usize,
     /// Sign-in throttling: the built-in policy (not read from the environment yet).
     pub login_throttle: pettycash_commands::throttle::ThrottlePolicy,
+    /// Where mail goes and what it links to (`serve`, `project`).
+    pub mail: MailConfig,
+}
+
+/// The mail settings, resolved.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub transport: MailTransportConfig,
+    /// `DEFAULT_FROM_EMAIL`.
+    pub from: Mailbox,
+    /// `PUBLIC_URL`, without a trailing slash.
+    pub public_url: String,
+    /// Polling, claims and backoff of the sender: the built-in values (not read from the
+    /// environment; tests shorten them).
+    pub sender: pettycash_commands::mail::sender::SenderOptions,
+}
+
+/// Where this process's mail sender delivers.
+#[derive(Debug, Clone)]
+pub enum MailTransportConfig {
+    /// `EMAIL_HOST` is set.
+    Smtp { host: String, port: u16, starttls: bool, user: Option<String>, password: Option<SecretString> },
+    /// No `EMAIL_HOST`, DEBUG on: `.eml` files in this folder (`PETTYCASH_DATA_DIR/mail`).
+    Folder(PathBuf),
+    /// No `EMAIL_HOST`, DEBUG off: no sender; mail waits in the outbox (and `/health/` counts
+    /// it) until `EMAIL_HOST` is set. Refusing to start instead would take a running service
+    /// down at an upgrade for want of a setting that nothing else depends on.
+    Queue,
+}
+
+impl MailConfig {
+    /// `args` resolved: SMTP when `EMAIL_HOST` is set, else the folder under `data_dir` with
+    /// `debug`, else the queue. `default_url`: `PUBLIC_URL` when unset.
+    fn resolve(
+        args: MailArgs,
+        debug: bool,
+        data_dir: &std::path::Path,
+        default_url: String,
+    ) -> Result<Self, ConfigError> {
+        let password = non_empty(args.email_host_password);
+        let user = args.email_host_user.filter(|u| !u.is_empty());
+        if password.is_some() && user.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "EMAIL_HOST_USER",
+                message: "must be set when EMAIL_HOST_PASSWORD is (the user the password is for)".into(),
+            });
+        }
+        // An empty variable (`EMAIL_HOST=` in an environment file) counts as unset.
+        let transport = match args.email_host.filter(|h| !h.is_empty()) {
+            Some(host) => MailTransportConfig::Smtp {
+                host,
+                port: args.email_port,
+                starttls: args.email_use_tls.unwrap_or(false),
+                user,
+                password,
+            },
+            None if debug => MailTransportConfig::Folder(data_dir.join("mail")),
+            None => MailTransportConfig::Queue,
+        };
+        Ok(Self {
+            transport,
+            from: args.default_from_email,
+            public_url: args.public_url.unwrap_or(default_url),
+            sender: Default::default(),
+        })
+    }
+
+    /// The links mail carries.
+    pub fn links(&self) -> pettycash_commands::mail::Links {
+        pettycash_commands::mail::Links::new(&self.public_url)
+    }
 }
 
 /// A configuration that parses but is refused as a whole (a value alone cannot say: the rules
@@ -199,7 +312,7 @@ pub enum ConfigError {
 
 impl Config {
     /// The configuration of a command that reads only [`CommonArgs`]: no secret, no key, the
-    /// HTTP and sealing settings at their defaults.
+    /// HTTP, sealing and mail settings at their defaults.
     pub fn new(common: CommonArgs) -> Self {
         Self::assemble(common, defaults(), defaults())
     }
@@ -209,7 +322,16 @@ impl Config {
         let mut config = Self::assemble(args.common, args.http, args.sealing);
         config.secret_key = Some(session_secret(args.keys.secret_key.clone(), config.debug)?);
         config.run_projections = !args.no_projections;
+        let default_url = format!("http://{}", config.bind);
+        config.mail = MailConfig::resolve(args.mail, config.debug, &config.data_dir, default_url)?;
         config.with_keys(args.keys)
+    }
+
+    /// Takes the mail settings from `mail` (`project`: its links default to the default `BIND`).
+    pub fn with_mail(mut self, mail: MailArgs) -> Result<Self, ConfigError> {
+        let default_url = format!("http://{DEFAULT_BIND}");
+        self.mail = MailConfig::resolve(mail, self.debug, &self.data_dir, default_url)?;
+        Ok(self)
     }
 
     /// Everything but the keys.
@@ -227,6 +349,8 @@ impl Config {
                 vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]
             };
         }
+        let mail = MailConfig::resolve(defaults(), debug, &common.data_dir, format!("http://{}", http.bind))
+            .expect("the default mail settings are valid");
         Self {
             database_url,
             secret_key: None,
@@ -246,6 +370,7 @@ impl Config {
             session_cache_ms: http.session_cache_ms,
             aggregate_cache_size: http.aggregate_cache_size,
             login_throttle: Default::default(),
+            mail,
         }
     }
 
@@ -495,6 +620,48 @@ pub fn path(name: &'static str) -> Setting<PathBuf> {
     })
 }
 
+/// A host name or address, without spaces, a scheme or a port (empty: unset).
+pub fn host(name: &'static str) -> Setting<String> {
+    Setting::new(name, |text| {
+        let host = text.trim();
+        if host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') || host.starts_with(':') {
+            Err("must be a host name or address, e.g. smtp.example.com (the port is EMAIL_PORT)".into())
+        } else {
+            Ok(host.to_string())
+        }
+    })
+}
+
+/// A mail address, optionally with a name: `cash@example.com`, `Petty Cash <cash@example.com>`.
+pub fn mailbox(name: &'static str) -> Setting<Mailbox> {
+    Setting::new(name, |text| {
+        text.trim().parse::<Mailbox>().map_err(|e| {
+            format!(
+                "must be a mail address such as cash@example.com or `Petty Cash <cash@example.com>` ({e})"
+            )
+        })
+    })
+}
+
+/// An `http://` or `https://` URL with a host and no query or fragment; a trailing slash is
+/// dropped.
+pub fn public_url(name: &'static str) -> Setting<String> {
+    Setting::new(name, |text| {
+        let url = text.trim().trim_end_matches('/');
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(rest)
+                if !rest.is_empty()
+                    && !rest.starts_with('/')
+                    && !rest.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') =>
+            {
+                Ok(url.to_string())
+            }
+            _ => Err("must be an http:// or https:// URL such as https://cash.example.com".into()),
+        }
+    })
+}
+
 /// A secret: kept in a [`SecretString`] and never repeated in an error.
 pub fn secret(name: &'static str) -> Setting<SecretString> {
     Setting { secret: true, ..Setting::new(name, |text| Ok(SecretString::from(text))) }
@@ -569,6 +736,13 @@ mod tests {
             ("TOKIO_WORKER_THREADS", "2"),
             ("PETTYCASH_EMBEDDED_PG_PORT", "65535"),
             ("PETTYCASH_DATA_DIR", "/var/lib/pettycash"),
+            ("EMAIL_HOST", "smtp.example.com"),
+            ("EMAIL_PORT", "587"),
+            ("EMAIL_USE_TLS", "True"),
+            ("EMAIL_HOST_USER", "cash"),
+            ("EMAIL_HOST_PASSWORD", "smtp-password"),
+            ("DEFAULT_FROM_EMAIL", "Petty Cash <cash@example.com>"),
+            ("PUBLIC_URL", "https://cash.example.com/"),
         ])
         .unwrap();
         assert!(!c.debug);
@@ -585,6 +759,64 @@ mod tests {
         assert_eq!((c.seal_interval_secs, c.session_cache_ms, c.aggregate_cache_size), (86400, 0, 0));
         assert_eq!((c.worker_threads, c.runtime_threads()), (Some(2), 2));
         assert_eq!((c.embedded_pg_port, c.data_dir.to_str()), (65535, Some("/var/lib/pettycash")));
+        match &c.mail.transport {
+            MailTransportConfig::Smtp { host, port, starttls, user, password } => {
+                assert_eq!(
+                    (host.as_str(), *port, *starttls, user.as_deref()),
+                    ("smtp.example.com", 587, true, Some("cash"))
+                );
+                assert_eq!(password.as_ref().map(|p| p.expose_secret()), Some("smtp-password"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.mail.from.to_string(), "Petty Cash <cash@example.com>");
+        assert_eq!(c.mail.public_url, "https://cash.example.com");
+    }
+
+    #[test]
+    fn without_email_host_mail_goes_to_a_folder_in_development_and_waits_in_production() {
+        let dev = serve(&[("PETTYCASH_DATA_DIR", "/tmp/pc"), ("BIND", "127.0.0.1:9000"), ("EMAIL_HOST", "")])
+            .unwrap();
+        assert!(
+            matches!(&dev.mail.transport, MailTransportConfig::Folder(dir) if dir.to_str() == Some("/tmp/pc/mail"))
+        );
+        assert_eq!(dev.mail.public_url, "http://127.0.0.1:9000", "links default to the bind address");
+        assert_eq!(dev.mail.from.email.to_string(), DEFAULT_FROM_EMAIL);
+        assert_eq!(crate::mail::sender_kind(&dev), "folder");
+
+        let production = serve(&[("DEBUG", "False"), ("SECRET_KEY", &"k".repeat(40))]).unwrap();
+        assert!(matches!(production.mail.transport, MailTransportConfig::Queue));
+        assert_eq!(crate::mail::sender_kind(&production), "off");
+        assert!(crate::mail::transport(&production).unwrap().is_none(), "no sender: mail waits");
+
+        let project = config_of(&["project"], &[("EMAIL_HOST", "mail.internal")]).unwrap();
+        assert!(matches!(
+            &project.mail.transport,
+            MailTransportConfig::Smtp { port: 25, starttls: false, user: None, .. }
+        ));
+        assert_eq!(project.mail.public_url, "http://127.0.0.1:8000");
+        let no_workers =
+            config_of(&["serve", "--no-projections"], &[("EMAIL_HOST", "mail.internal")]).unwrap();
+        assert_eq!(crate::mail::sender_kind(&no_workers), "off");
+    }
+
+    #[test]
+    fn mail_settings_are_checked_naming_the_variable() {
+        for (name, value, why) in [
+            ("PUBLIC_URL", "cash.example.com", "must be an http:// or https:// URL"),
+            ("PUBLIC_URL", "https://cash.example.com/?x=1", "must be an http:// or https:// URL"),
+            ("DEFAULT_FROM_EMAIL", "nobody", "must be a mail address"),
+            ("EMAIL_HOST", "smtp://mail.example.com", "must be a host name or address"),
+            ("EMAIL_USE_TLS", "sometimes", "must be True or False"),
+        ] {
+            let error = config_of(&["project"], &[(name, value)]).unwrap_err();
+            assert!(error.contains(&format!("invalid value '{value}' for {name}: {why}")), "{error}");
+        }
+        let error = serve(&[("EMAIL_HOST", "mail.internal"), ("EMAIL_HOST_PASSWORD", "pw")]).unwrap_err();
+        assert!(
+            error.contains("EMAIL_HOST_USER is not valid: must be set when EMAIL_HOST_PASSWORD is"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -618,7 +850,8 @@ mod tests {
     /// names the variable and the range.
     #[test]
     fn every_numeric_setting_is_checked_against_its_range() {
-        let settings: [(&str, i64, i64); 8] = [
+        let settings: [(&str, i64, i64); 9] = [
+            ("EMAIL_PORT", 1, 65535),
             ("DATABASE_POOL_SIZE", 1, 1000),
             ("TOKIO_WORKER_THREADS", 1, 1024),
             ("PETTYCASH_EMBEDDED_PG_PORT", 1, 65535),
@@ -670,8 +903,16 @@ mod tests {
                         assert!(error.contains(&format!(" for {name}: ")), "{args:?} {name}: {error}")
                     }
                     Ok(_) => assert!(
-                        ["DATABASE_URL", "SECRET_KEY", "SEAL_KEY", "ALLOWED_HOSTS", "CORS_ALLOWED_ORIGINS"]
-                            .contains(&name),
+                        [
+                            "DATABASE_URL",
+                            "SECRET_KEY",
+                            "SEAL_KEY",
+                            "ALLOWED_HOSTS",
+                            "CORS_ALLOWED_ORIGINS",
+                            "EMAIL_HOST_USER",
+                            "EMAIL_HOST_PASSWORD"
+                        ]
+                        .contains(&name),
                         "{args:?}: `{bad}` accepted for {name}"
                     ),
                 }
@@ -756,14 +997,21 @@ mod tests {
     fn debug_output_shows_no_secret() {
         let secret = "session-secret-0123456789abcdef-0123456789";
         let seal = "seal-secret-0123456789abcdef-0123456789abc";
+        let smtp = "smtp-password-0123456789";
         let c = serve(&[
             ("DATABASE_URL", "postgres://app:db-password-xyz@127.0.0.1/pettycash"),
             ("SECRET_KEY", secret),
             ("SEAL_KEY", seal),
+            ("EMAIL_HOST", "mail.internal"),
+            ("EMAIL_HOST_USER", "cash"),
+            ("EMAIL_HOST_PASSWORD", smtp),
         ])
         .unwrap();
-        let shown = format!("{c:?} {:?}", parse(&["serve"], &[("SECRET_KEY", secret)]).unwrap());
-        for hidden in [secret, seal, "db-password-xyz"] {
+        let shown = format!(
+            "{c:?} {:?}",
+            parse(&["serve"], &[("SECRET_KEY", secret), ("EMAIL_HOST_PASSWORD", smtp)]).unwrap()
+        );
+        for hidden in [secret, seal, "db-password-xyz", smtp] {
             assert!(!shown.contains(hidden), "{hidden} in {shown}");
         }
         assert!(shown.contains("REDACTED"), "{shown}");

@@ -11,6 +11,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod extract;
 pub mod input;
+pub mod mail;
 pub mod openapi;
 pub mod routes;
 pub mod startup;

@@ -77,8 +77,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let db = database::connect(&config).await?;
             database::migrate_if_needed(&db.pool).await?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let engine = Engine::new(db.pool.clone(), pettycash_projections::all(), EngineOptions::default());
+            let projections = pettycash_projections::all(&config.mail.links());
+            let engine = Engine::new(db.pool.clone(), projections, EngineOptions::default());
             let workers = tokio::spawn(engine.run(stop_rx.clone()));
+            let mail_sender = pettycash_api::mail::sender(&config, &db.pool)?
+                .map(|sender| tokio::spawn(sender.run(stop_rx.clone())));
             let sealer = match config.seal_key() {
                 Some(key) => Some(tokio::spawn(pettycash_projections::seal::run(
                     db.pool.clone(),
@@ -99,6 +102,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let _ = workers.await;
             if let Some(sealer) = sealer {
                 let _ = sealer.await;
+            }
+            if let Some(sender) = mail_sender {
+                let _ = sender.await;
             }
             Ok(())
         }

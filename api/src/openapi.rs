@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
-use crate::routes::{auth, funds, meta, payments, policy, reads, requisitions, settings, users};
+use crate::routes::{auth, funds, mail, meta, payments, policy, reads, requisitions, settings, users};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "Petty Cash API", description = "Event-sourced petty cash management. Amounts are decimal strings."),
     paths(
         meta::index, meta::health,
-        auth::login, auth::logout, auth::me,
+        auth::login, auth::logout, auth::me, mail::get_preferences, mail::put_preferences,
         users::create_user, users::grant_role, users::revoke_role, users::list_users,
         funds::open_fund, funds::get_fund,
         policy::get_policy, policy::put_policy, policy::put_thresholds,

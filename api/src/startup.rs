@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     let needs_database = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::mail::router())
         .merge(routes::funds::router())
         .merge(routes::policy::router())
         .merge(routes::settings::router())
@@ -117,6 +118,9 @@ async fn json_errors(req: Request, next: Next) -> Response {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Runs beside the projection workers (not with `--no-projections`, nor without a place
+    /// to send mail to).
+    mail_sender: Option<pettycash_commands::mail::sender::Sender>,
 }
 
 impl Application {
@@ -124,7 +128,11 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
-        Ok(Self { listener, state: AppState::new(config, pool)? })
+        let mail_sender = match config.run_projections {
+            true => crate::mail::sender(&config, &pool)?,
+            false => None,
+        };
+        Ok(Self { listener, state: AppState::new(config, pool)?, mail_sender })
     }
 
     pub fn port(&self) -> u16 {
@@ -146,10 +154,11 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = self.state.config.run_projections.then(|| {
-            let engine =
-                Engine::new(self.state.pool.clone(), pettycash_projections::all(), EngineOptions::default());
+            let projections = pettycash_projections::all(&self.state.config.mail.links());
+            let engine = Engine::new(self.state.pool.clone(), projections, EngineOptions::default());
             tokio::spawn(engine.run(stop_rx.clone()))
         });
+        let mail_sender = self.mail_sender.map(|sender| tokio::spawn(sender.run(stop_rx.clone())));
         let sealer = match (self.state.config.run_projections, self.state.config.seal_key()) {
             (true, Some(key)) => Some(tokio::spawn(pettycash_projections::seal::run(
                 self.state.pool.clone(),
@@ -173,6 +182,9 @@ impl Application {
         }
         if let Some(sealer) = sealer {
             let _ = sealer.await;
+        }
+        if let Some(sender) = mail_sender {
+            let _ = sender.await;
         }
         result
     }

@@ -13,7 +13,8 @@ use crate::error::CommandError;
 use crate::locks::KeyedLocks;
 use crate::store::{decide, AppendError, EventStore, Loaded, SideWrite, StreamAppend, SNAPSHOT_EVERY};
 use crate::views::{
-    FundView, HistoryEntry, PaymentReceipt, PolicyView, RequisitionView, SettingsView, UserView,
+    FundView, HistoryEntry, MailPreferences, PaymentReceipt, PolicyView, RequisitionView, SettingsView,
+    UserView,
 };
 use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
@@ -21,7 +22,7 @@ use pettycash_domain::requisition::{Changes, Requisition, RequisitionCommand};
 use pettycash_domain::routing::{Origin, Thresholds};
 use pettycash_domain::settings::{RuntimeSettings, SettingKey, Settings, SettingsCommand, SETTINGS_ID};
 use pettycash_domain::user::{Requester, User, UserCommand};
-use pettycash_domain::{Actor, Currency, DomainError, Id, Role};
+use pettycash_domain::{Actor, Currency, DomainError, Id, MailCategory, Role};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::future::Future;
@@ -316,6 +317,28 @@ impl CommandService {
                 writes.push(SideWrite::KeepAnAdmin);
             }
             self.commit(ctx, &[stream], writes, user_view(user_id, &user), |v, p| v.position = p).await
+        })
+        .await
+    }
+
+    /// The signed-in user mutes these categories of mail from now on (replacing the set
+    /// before; empty: every mail again). Invitations, security mail and payment codes cannot be
+    /// muted (422 naming `muted`). The `users` row carries the set, written with the event, so
+    /// that mail enqueued after the commit honours it.
+    pub async fn mute_mail(
+        &self,
+        ctx: &CommandContext,
+        categories: Vec<MailCategory>,
+    ) -> Result<Outcome<MailPreferences>, CommandError> {
+        let user_id = actor(ctx)?.user_id;
+        let categories = &categories;
+        self.retrying(|source| async move {
+            let loaded = self.load::<User>(user_id, source).await?;
+            let mut user = loaded.state.clone();
+            let events = decide(&mut user, UserCommand::MuteMail { categories: categories.clone() }).await?;
+            let stream = StreamAppend::of(&loaded, &events, &user)?;
+            let view = MailPreferences { muted: user.muted_mail.clone(), position: 0 };
+            self.commit(ctx, &[stream], vec![user_row(user_id, &user)], view, |v, p| v.position = p).await
         })
         .await
     }
@@ -775,6 +798,7 @@ fn user_row(id: Id, user: &User) -> SideWrite {
         roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
         active: user.active,
         sponsors: user.sponsors.clone(),
+        muted_mail: user.muted_mail.clone(),
     }
 }
 

@@ -419,12 +419,17 @@ impl EventStore {
             append_one(&mut *tx, &append).await?
         };
         let kind = append.kind();
+        let mut mailed = false;
         for write in side_writes {
+            mailed |= matches!(write, SideWrite::Mail(_));
             write.apply(&mut tx, position).await?;
         }
         tx.commit().await.map_err(|e| classify(e, kind))?;
         if wrote_events {
             self.notifier.committed();
+        }
+        if mailed {
+            crate::mail::enqueued();
         }
         Ok(position)
     }
@@ -474,6 +479,7 @@ pub enum SideWrite {
         roles: Vec<String>,
         active: bool,
         sponsors: Vec<uuid::Uuid>,
+        muted_mail: Vec<pettycash_domain::MailCategory>,
     },
     /// Refuses the command (`DomainError::LastAdmin`) when, after the writes before it, no
     /// active user holds `admin`. Concurrent commands serialise on a transaction lock here, so
@@ -481,6 +487,10 @@ pub enum SideWrite {
     KeepAnAdmin,
     /// A new password hash (never in the event store).
     SetPassword { user_id: uuid::Uuid, hash: String },
+    /// A mail into the outbox ([`crate::mail::enqueue`]), sent once the command commits: for
+    /// mail whose content must not be an event (an invitation's secret link). Mail about
+    /// events is written by the `notifications` projection instead.
+    Mail(Box<crate::mail::Mail>),
 }
 
 impl SideWrite {
@@ -506,12 +516,13 @@ impl SideWrite {
                 .execute(&mut **tx)
                 .await?;
             }
-            SideWrite::UpsertUser { id, email, name, roles, active, sponsors } => {
+            SideWrite::UpsertUser { id, email, name, roles, active, sponsors, muted_mail } => {
                 sqlx::query(
-                    "INSERT INTO users (id, email, name, roles, active, last_position, sponsors)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    "INSERT INTO users (id, email, name, roles, active, last_position, sponsors, muted_mail)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                      ON CONFLICT (id) DO UPDATE
-                     SET email = $2, name = $3, roles = $4, active = $5, last_position = $6, sponsors = $7",
+                     SET email = $2, name = $3, roles = $4, active = $5, last_position = $6, sponsors = $7,
+                         muted_mail = $8",
                 )
                 .bind(id)
                 .bind(email)
@@ -520,6 +531,7 @@ impl SideWrite {
                 .bind(active)
                 .bind(position)
                 .bind(sponsors)
+                .bind(muted_mail)
                 .execute(&mut **tx)
                 .await?;
             }
@@ -548,6 +560,9 @@ impl SideWrite {
                 .bind(hash)
                 .execute(&mut **tx)
                 .await?;
+            }
+            SideWrite::Mail(mail) => {
+                crate::mail::enqueue(tx, &mail).await?;
             }
         }
         Ok(())

@@ -13,6 +13,18 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// The categories of mail a user muted (`GET`/`PUT /api/me/mail-preferences`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MailPreferences {
+    /// Sorted. Mutable categories: `approval_requested`, `requisition_outcome`,
+    /// `ready_for_payment`, `paid`, `reminder`; `invitation`, `security` and `payment_code`
+    /// always come.
+    #[schema(value_type = Vec<String>, example = json!(["paid"]))]
+    pub muted: Vec<pettycash_domain::MailCategory>,
+    /// Global position of the command's event (or of the user's latest event).
+    pub position: i64,
+}
+
 /// A fund as of its latest event.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FundView {

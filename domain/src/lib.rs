@@ -9,6 +9,7 @@
 pub mod error;
 pub mod fund;
 pub mod integrity;
+pub mod mail;
 pub mod money;
 pub mod policy;
 pub mod requisition;
@@ -22,6 +23,7 @@ pub mod user;
 pub mod visibility;
 
 pub use error::DomainError;
+pub use mail::MailCategory;
 pub use money::{Currency, MoneyError};
 pub use role::Role;
 

@@ -51,5 +51,6 @@ stored_as_text!(
     crate::requisition::Status,
     crate::role::Role,
     crate::fund::PaymentMethod,
-    crate::fund::MovementKind
+    crate::fund::MovementKind,
+    crate::mail::MailCategory
 );

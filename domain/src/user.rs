@@ -3,9 +3,10 @@
 //! Passwords are not domain facts and never enter the event store (an event cannot be
 //! erased, a credential must be replaceable): the `commands` crate keeps password hashes in a
 //! separate credentials table. The events record only that a user exists and what roles they
-//! were granted or lost, by whom.
+//! were granted or lost, by whom, and which categories of mail they muted.
 
 use crate::error::{clean_text, DomainError};
+use crate::mail::MailCategory;
 use crate::role::Role;
 use crate::{Actor, Id};
 use cqrs_es::event_sink::EventSink;
@@ -25,6 +26,9 @@ pub struct User {
     /// (`Requisition`'s segregation of duties). A revoked role does not remove its granter.
     #[serde(default)]
     pub sponsors: Vec<Id>,
+    /// The categories of mail the user does not want, sorted; never one that cannot be muted.
+    #[serde(default)]
+    pub muted_mail: Vec<MailCategory>,
 }
 
 /// Who asked for a user change: an admin through the API, or the operator at the command line.
@@ -54,16 +58,51 @@ impl Requester {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserCommand {
-    Register { user_id: Id, email: String, name: String, roles: Vec<Role>, by: Requester },
-    GrantRole { role: Role, by: Requester },
-    RevokeRole { role: Role, by: Requester },
+    Register {
+        user_id: Id,
+        email: String,
+        name: String,
+        roles: Vec<Role>,
+        by: Requester,
+    },
+    GrantRole {
+        role: Role,
+        by: Requester,
+    },
+    RevokeRole {
+        role: Role,
+        by: Requester,
+    },
+    /// The user's own choice (the command service runs it on the signed-in user's stream
+    /// only): the categories they mute from now on, replacing the set before.
+    MuteMail {
+        categories: Vec<MailCategory>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserEvent {
-    UserRegistered { user_id: Id, email: String, name: String, roles: Vec<Role>, registered_by: Option<Id> },
-    RoleGranted { role: Role, granted_by: Option<Id> },
-    RoleRevoked { role: Role, revoked_by: Option<Id> },
+    UserRegistered {
+        user_id: Id,
+        email: String,
+        name: String,
+        roles: Vec<Role>,
+        registered_by: Option<Id>,
+    },
+    RoleGranted {
+        role: Role,
+        granted_by: Option<Id>,
+    },
+    RoleRevoked {
+        role: Role,
+        revoked_by: Option<Id>,
+    },
+    /// The categories of mail the user mutes from now on (sorted, none unmutable), replacing
+    /// the set before; empty: every mail again. The user's own choice, so no `by`: the
+    /// metadata's `actor_id` is the user.
+    MailMuted {
+        categories: Vec<MailCategory>,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -72,6 +111,7 @@ impl DomainEvent for UserEvent {
             UserEvent::UserRegistered { .. } => "UserRegistered",
             UserEvent::RoleGranted { .. } => "RoleGranted",
             UserEvent::RoleRevoked { .. } => "RoleRevoked",
+            UserEvent::MailMuted { .. } => "MailMuted",
         }
         .into()
     }
@@ -139,6 +179,17 @@ impl Aggregate for User {
                     sink.write(UserEvent::RoleRevoked { role, revoked_by: by.user_id() }, self).await;
                 }
             }
+            UserCommand::MuteMail { mut categories } => {
+                self.require_exists()?;
+                if let Some(c) = categories.iter().find(|c| !c.is_mutable()) {
+                    return Err(DomainError::invalid("muted", format!("`{c}` mail cannot be muted")));
+                }
+                categories.sort();
+                categories.dedup();
+                if categories != self.muted_mail {
+                    sink.write(UserEvent::MailMuted { categories }, self).await;
+                }
+            }
         }
         Ok(())
     }
@@ -159,6 +210,7 @@ impl Aggregate for User {
                 self.add_sponsor(granted_by);
             }
             UserEvent::RoleRevoked { role, .. } => self.roles.retain(|r| *r != role),
+            UserEvent::MailMuted { categories } => self.muted_mail = categories,
         }
     }
 }
@@ -257,6 +309,41 @@ mod tests {
         let mut expected = vec![a, b];
         expected.sort();
         assert_eq!(user.sponsors, expected);
+    }
+
+    #[test]
+    fn a_user_mutes_mail_categories_replacing_the_set_before() {
+        TestFramework::<User>::with(())
+            .given(vec![registered(), UserEvent::MailMuted { categories: vec![MailCategory::Paid] }])
+            .when(UserCommand::MuteMail {
+                categories: vec![
+                    MailCategory::Reminder,
+                    MailCategory::ApprovalRequested,
+                    MailCategory::Reminder,
+                ],
+            })
+            .then_expect_events(vec![UserEvent::MailMuted {
+                categories: vec![MailCategory::ApprovalRequested, MailCategory::Reminder],
+            }]);
+    }
+
+    #[test]
+    fn muting_the_set_already_muted_records_nothing() {
+        TestFramework::<User>::with(())
+            .given(vec![registered(), UserEvent::MailMuted { categories: vec![MailCategory::Paid] }])
+            .when(UserCommand::MuteMail { categories: vec![MailCategory::Paid, MailCategory::Paid] })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn invitations_security_mail_and_payment_codes_cannot_be_muted() {
+        for category in [MailCategory::Invitation, MailCategory::Security, MailCategory::PaymentCode] {
+            let result = TestFramework::<User>::with(())
+                .given(vec![registered()])
+                .when(UserCommand::MuteMail { categories: vec![MailCategory::Paid, category] })
+                .inspect_result();
+            assert!(matches!(result, Err(DomainError::Invalid { field: "muted", .. })), "{category}");
+        }
     }
 
     #[test]

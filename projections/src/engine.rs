@@ -452,14 +452,25 @@ pub async fn prepare(pool: &PgPool, p: &dyn Projection) -> anyhow::Result<Checkp
     for ddl in p.create_tables() {
         sqlx::query(&ddl).execute(&mut *tx).await.with_context(|| format!("creating tables of {name}"))?;
     }
+    // A new checkpoint starts at position zero, except a side-effecting projection's: it acts
+    // on what happens from now on, and starts after the last event visible now (a deployment
+    // must not mail about the whole history). Events still in flight sort after that one (their
+    // transaction ids are at least the horizon), so it acts on them.
     sqlx::query(
-        "INSERT INTO projection_checkpoints (name, version, generation, state) VALUES ($1, $2, $3, $4)
+        "INSERT INTO projection_checkpoints (name, version, generation, state, last_transaction_id, last_position)
+         SELECT $1, $2, $3, $4, coalesce(e.transaction_id, '0'::xid8), coalesce(e.global_position, 0)
+         FROM (VALUES (1)) AS one
+         LEFT JOIN LATERAL (
+             SELECT transaction_id, global_position FROM events
+             WHERE $5 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1) e ON true
          ON CONFLICT (name, version, generation) DO NOTHING",
     )
     .bind(name)
     .bind(version)
     .bind(generation)
     .bind(CheckpointState::Building)
+    .bind(p.kind() == Kind::SideEffecting)
     .execute(&mut *tx)
     .await?;
     for base in p.tables() {
@@ -702,6 +713,7 @@ async fn step_with(
     advance(&mut tx, p, position, phase, &events).await?;
     let applied = started.elapsed();
     tx.commit().await?;
+    p.after_commit();
     tracing::debug!(
         projection = p.name(),
         generation = p.generation(),
@@ -821,10 +833,14 @@ async fn swap(pool: &PgPool, p: &dyn Projection, batch_size: i64) -> anyhow::Res
     let applied = events.len() as u64;
     if events.len() as i64 >= batch_size {
         tx.commit().await?;
+        p.after_commit();
         return Ok(StepOutcome { applied, retired: false, pending: false, live: false });
     }
     go_live(&mut tx, p, events.last().map_or(*position, |e| e.global_position)).await?;
     tx.commit().await?;
+    if applied > 0 {
+        p.after_commit();
+    }
     tracing::info!(projection = name, version, generation, "projection build is live");
     Ok(StepOutcome { applied, retired: false, pending: false, live: true })
 }

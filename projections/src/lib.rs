@@ -72,7 +72,9 @@ use std::sync::Arc;
 pub enum Kind {
     /// Pure read-model writes: safe to run again from position zero.
     Replayable,
-    /// Has effects outside its tables (mail, alerts): never re-run by a rebuild.
+    /// Has effects outside its tables (mail, alerts): never re-run by a rebuild, and a new
+    /// checkpoint of it starts at the end of the store, not at position zero (see
+    /// [`engine::prepare`]): it acts on what happens from then on.
     SideEffecting,
 }
 
@@ -142,6 +144,10 @@ pub trait Projection: Send + Sync + 'static {
         phase: Phase,
         events: &[EventRow],
     ) -> anyhow::Result<()>;
+    /// Called after a transaction that applied a batch of events to it committed (never after
+    /// a rollback). A side-effecting projection tells whoever acts on what it wrote (the
+    /// mail sender) here, rather than waiting for their poll.
+    fn after_commit(&self) {}
     /// Completes a build in the transaction that makes it live, after its last batch and
     /// before its indexes are built: whatever `apply` left undone while building.
     /// `position` is the checkpoint position the tables are at.
@@ -166,8 +172,16 @@ pub fn table_name(base: &str, version: i32, generation: i32) -> String {
     }
 }
 
-/// The projections the service runs, at their current versions (generation 0; the engine
-/// resolves which generation of each version to run).
-pub fn all() -> Vec<Arc<dyn Projection>> {
+/// The projections the service runs (`serve`, `project`), at their current versions
+/// (generation 0; the engine resolves which generation of each version to run): the read
+/// models, and the side-effecting `notifications` (mail), whose links start with `links`.
+pub fn all(links: &pettycash_commands::mail::Links) -> Vec<Arc<dyn Projection>> {
+    let mut all = replayable();
+    all.push(Arc::new(models::notifications::Notifications::new(1, links.clone())));
+    all
+}
+
+/// The read models only: what `pettycash-replay rebuild` may build again from position zero.
+pub fn replayable() -> Vec<Arc<dyn Projection>> {
     vec![Arc::new(models::requisitions::Requisitions::new(2)), Arc::new(models::cash::Cash::new(1))]
 }

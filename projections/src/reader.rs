@@ -4,12 +4,15 @@
 //! and the one decoding of a row ([`crate::event::EventRow`], [`HashedRow`]; upcasting in
 //! `EventRow::decode`).
 //!
-//! Two kinds of read:
+//! Three kinds of read:
 //! - [`visible_after`]: the events after a cursor that no running transaction can still
 //!   precede (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), a batch at a time:
 //!   what a live reader may consume without ever skipping an event committed late.
 //! - [`in_order`]: everything a [`Filter`] selects, in the global order, streamed (the auditor's
 //!   tools read a store at rest, or a replica, and never consume past the horizon).
+//! - [`stream_prefixes`]: the events of some streams before given sequences, in stream order:
+//!   what a projection that keeps no state of its own folds to know an aggregate as it stood
+//!   before a batch (the `notifications` projection).
 //!
 //! Only the aggregate's own stream loads of the command side (`commands::store`) read events
 //! otherwise: by stream and sequence, not in global order.
@@ -181,6 +184,28 @@ impl InOrder {
             Filter::Aggregate { id } => q.bind(id).fetch_one(pool).await,
         }
     }
+}
+
+/// The events of the `aggregate_type` streams named in `before` (stream id, sequence) whose
+/// sequence is below the one given, by stream and then sequence. Every such event committed
+/// before the event at that sequence was written, so it is visible wherever that one is.
+pub async fn stream_prefixes<'c, E: PgExecutor<'c>>(
+    executor: E,
+    aggregate_type: &str,
+    before: &[(String, i64)],
+) -> sqlx::Result<Vec<crate::EventRow>> {
+    let (ids, sequences): (Vec<&str>, Vec<i64>) = before.iter().map(|(id, s)| (id.as_str(), *s)).unzip();
+    sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         JOIN unnest($2::text[], $3::bigint[]) AS b(stream, before) ON aggregate_id = b.stream
+         WHERE aggregate_type = $1 AND sequence < b.before
+         ORDER BY aggregate_id, sequence"
+    ))
+    .bind(aggregate_type)
+    .bind(ids)
+    .bind(sequences)
+    .fetch_all(executor)
+    .await
 }
 
 /// For the sealer: the hashed events after the last seal's cursor.

@@ -418,7 +418,7 @@ impl Verifier {
         let sponsor = match &ev {
             UserEvent::UserRegistered { registered_by, .. } => *registered_by,
             UserEvent::RoleGranted { granted_by, .. } => *granted_by,
-            UserEvent::RoleRevoked { .. } => None,
+            UserEvent::RoleRevoked { .. } | UserEvent::MailMuted { .. } => None,
         };
         if let Some(by) = sponsor {
             let s = self.sponsors.entry(id).or_default();
@@ -436,6 +436,7 @@ impl Verifier {
             UserEvent::RoleRevoked { role, .. } => {
                 self.users.entry(id).or_default().remove(&role);
             }
+            UserEvent::MailMuted { .. } => {}
         }
     }
 

@@ -93,7 +93,8 @@ async fn history(app: &TestApp, c: &Cast) -> usize {
     3 + flows.iter().sum::<usize>()
 }
 
-/// Both live projections have applied the last event of the store.
+/// Every live projection (the two read models and `notifications`) has applied the last event
+/// of the store.
 async fn caught_up(pool: &PgPool) -> bool {
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM projection_checkpoints c
@@ -105,7 +106,7 @@ async fn caught_up(pool: &PgPool) -> bool {
     .fetch_one(pool)
     .await
     .unwrap();
-    n == 2
+    n == 3
 }
 
 async fn wait_caught_up(pool: &PgPool) {
@@ -185,7 +186,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert!(before[3].len() >= 50, "payments: {}", before[3].len());
     assert_eq!(
         states(&checkpoints(&app.pool).await),
-        [row("cash", 1, 0, "live"), row("requisitions", 2, 0, "live")]
+        [row("cash", 1, 0, "live"), row("notifications", 1, 0, "live"), row("requisitions", 2, 0, "live")]
     );
     let events = event_count(&app.pool).await;
 
@@ -214,6 +215,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         [
             row("cash", 1, 0, "retired"),
             row("cash", 1, 1, "live"),
+            row("notifications", 1, 0, "live"),
             row("requisitions", 2, 0, "retired"),
             row("requisitions", 2, 1, "live"),
         ]
@@ -274,7 +276,8 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         .unwrap();
     assert_eq!(status, "pending_approval");
     let rows = checkpoints(&app.pool).await;
-    for r in &rows {
+    // `notifications` is not rebuilt: its generation 0 stays live and follows the store.
+    for r in rows.iter().filter(|r| r.0 != "notifications") {
         if r.2 == 0 {
             assert_eq!(
                 (r.3.as_str(), r.5),
@@ -374,6 +377,7 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
         [
             row("cash", 1, 0, "retired"),
             row("cash", 1, 1, "live"),
+            row("notifications", 1, 0, "live"),
             row("requisitions", 2, 0, "retired"),
             row("requisitions", 2, 1, "live"),
         ],
@@ -443,4 +447,34 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
         assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{out:?}");
     }
     assert_eq!(checkpoints(&pool).await, before);
+}
+
+#[tokio::test]
+async fn rebuild_all_sends_no_mail_again() {
+    let smtp = pettycash_tests::MailServer::start().await;
+    let app = TestApp::spawn_with(|c| {
+        c.seal_interval_secs = 3600;
+        smtp.configure(c);
+    })
+    .await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "100000").await;
+    let id = app.submitted(&c.staff, fund, "100").await;
+    app.approve_by(id, &[&c.head]).await;
+    wait_caught_up(&app.pool).await;
+    // Approval requested (head), approved (staff), ready for payment (treasury).
+    let mails = smtp.wait_for(3).await;
+    let outbox = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM mail_outbox").fetch_one(&pool).await.unwrap()
+    };
+    assert_eq!(outbox(app.pool.clone()).await, 3);
+
+    ok_stdout(&replay(&app.database_url, &["rebuild", "--all"]).await);
+    wait_caught_up(&app.pool).await;
+
+    assert_eq!(smtp.after(Duration::from_millis(1500)).await.len(), mails.len(), "nothing mailed again");
+    assert_eq!(outbox(app.pool.clone()).await, 3, "nothing enqueued again");
+    let notifications: Vec<_> =
+        states(&checkpoints(&app.pool).await).into_iter().filter(|r| r.0 == "notifications").collect();
+    assert_eq!(notifications, [row("notifications", 1, 0, "live")], "not rebuilt");
 }

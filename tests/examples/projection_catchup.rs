@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     };
     sqlx::query("VACUUM ANALYZE events").execute(&pool).await?;
 
-    for projection in pettycash_projections::all() {
+    for projection in pettycash_projections::replayable() {
         let name = projection.name();
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;

@@ -23,6 +23,9 @@ use uuid::Uuid;
 pub use serde_json;
 
 pub mod load;
+pub mod mail;
+
+pub use mail::{MailServer, ReceivedMail};
 
 /// The key the test applications authenticate events with (their secret is the development
 /// default).
@@ -184,6 +187,9 @@ impl TestApp {
         let mut config = Config::development();
         config.database_url = Some(database_url.clone().into());
         config.bind = "127.0.0.1:0".parse().unwrap();
+        // No mail leaves a test app (nor lands in a folder) unless the test points it at a
+        // `MailServer`: it waits in the outbox.
+        config.mail.transport = pettycash_api::config::MailTransportConfig::Queue;
         adjust(&mut config);
         let app = Application::build(config, pool.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -57,6 +57,21 @@ pub struct Health {
     /// `unsealed_events` or an old `last_sealed_at` means the sealer is not running or has
     /// stopped (it stops on a seal that does not authenticate: see the runbook).
     pub sealing: SealingHealth,
+    /// The mail outbox: what waits, what keeps failing, and this process's sender.
+    pub mail: MailHealth,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct MailHealth {
+    /// This process's sender: `smtp`, `folder` (development) or `off` (`--no-projections`, or
+    /// no `EMAIL_HOST` with DEBUG off: mail waits).
+    #[schema(example = "smtp")]
+    pub sender: &'static str,
+    /// Mail not sent yet (due, waiting for a retry, or claimed by a sender right now).
+    pub queued: i64,
+    /// Of those, mail whose last attempt failed (`last_error`): anything but 0 for long means
+    /// the SMTP server is unreachable or refuses (see the runbook).
+    pub failing: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -71,6 +86,8 @@ struct HealthRow {
     last_sealed_at: Option<chrono::DateTime<chrono::Utc>>,
     unsealed_events: i64,
     refused_events: i64,
+    mail_queued: i64,
+    mail_failing: i64,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -95,8 +112,8 @@ pub struct ProjectionHealth {
     pub lag_events: i64,
 }
 
-/// Liveness, database reachability and projection lag: 200, or 503 with `Retry-After` when
-/// the database is unreachable.
+/// Liveness, database reachability, projection lag, seals and the mail outbox: 200, or 503
+/// with `Retry-After` when the database is unreachable.
 #[utoipa::path(get, path = "/health/", tag = "meta",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Response {
@@ -107,6 +124,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             version: VERSION,
             projections: vec![],
             sealing: SealingHealth::default(),
+            mail: MailHealth { sender: crate::mail::sender_kind(&state.config), ..Default::default() },
         };
         (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "5")], Json(body)).into_response()
     };
@@ -124,7 +142,9 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 seal.seal_id AS last_seal, seal.last_position AS sealed_through, seal.sealed_at AS last_sealed_at,
                 greatest(last.position - coalesce(seal.last_position, 0), 0) AS unsealed_events,
                 (SELECT coalesce(sum(octet_length(refused) / 8), 0)::bigint FROM event_seals
-                 WHERE octet_length(refused) > 0) AS refused_events
+                 WHERE octet_length(refused) > 0) AS refused_events,
+                (SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL) AS mail_queued,
+                (SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL AND last_error IS NOT NULL) AS mail_failing
          FROM last
          LEFT JOIN projection_checkpoints c ON c.state <> $1
          LEFT JOIN seal ON true
@@ -141,6 +161,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 unsealed_events: r.unsealed_events,
                 refused_events: r.refused_events,
             });
+            let mail = MailHealth {
+                sender: crate::mail::sender_kind(&state.config),
+                queued: rows.first().map_or(0, |r| r.mail_queued),
+                failing: rows.first().map_or(0, |r| r.mail_failing),
+            };
             let projections = rows
                 .into_iter()
                 .filter_map(|r| {
@@ -153,7 +178,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
                     })
                 })
                 .collect();
-            Json(Health { status: "ok", database: "ok", version: VERSION, projections, sealing })
+            Json(Health { status: "ok", database: "ok", version: VERSION, projections, sealing, mail })
                 .into_response()
         }
         // Failed or too slow: have it probed, so that commands fail fast if it is down.

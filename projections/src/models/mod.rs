@@ -1,7 +1,8 @@
-//! Read models. Each folds a batch in memory on top of the rows it touches, then writes them
+//! Read models, and the side-effecting `notifications` (mail). Each folds a batch in memory on top of the rows it touches, then writes them
 //! back with one set-based statement per table (catch-up speed depends on it).
 
 pub mod cash;
+pub mod notifications;
 pub mod requisitions;
 
 /// Storage settings of a small table whose rows are updated all the time (running totals, a
