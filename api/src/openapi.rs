@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
-use crate::routes::{auth, funds, meta, payments, policy, reads, requisitions, users};
+use crate::routes::{auth, funds, meta, org, payments, policy, reads, requisitions, users};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -11,6 +11,8 @@ use utoipa::{Modify, OpenApi};
         meta::index, meta::health,
         auth::login, auth::logout, auth::me,
         users::create_user, users::grant_role, users::revoke_role, users::list_users,
+        users::assign_unit, users::deactivate, users::reactivate,
+        org::open_unit, org::list_units, org::rename_unit, org::close_unit,
         funds::open_fund, funds::get_fund,
         policy::get_policy, policy::put_policy,
         requisitions::create, requisitions::get_one, requisitions::edit, requisitions::history,

@@ -17,6 +17,7 @@ pub mod context;
 pub mod error;
 pub mod group;
 pub mod locks;
+pub mod org;
 pub mod service;
 pub mod store;
 pub mod throttle;

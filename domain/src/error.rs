@@ -63,6 +63,26 @@ pub enum DomainError {
     SponsoredByParticipant { action: &'static str },
     #[error("this would leave no active admin; grant the admin role to someone else first")]
     LastAdmin,
+    #[error(
+        "only an admin who belongs to no organisation unit may {action}: it concerns every company; \
+         an admin of a company manages that company"
+    )]
+    OrganisationAdminOnly { action: &'static str },
+    #[error("{}", wrong_parent(*kind, *expected, *got))]
+    WrongParent {
+        kind: crate::organisation::UnitKind,
+        expected: Option<crate::organisation::UnitKind>,
+        got: Option<crate::organisation::UnitKind>,
+    },
+    #[error("the unit is closed")]
+    UnitClosed,
+    #[error("the code is taken: codes are unique within a company, and company codes across companies")]
+    CodeTaken,
+    #[error(
+        "the unit still has {open_children} open unit(s) under it and {members} active member(s); \
+         close or move them first"
+    )]
+    UnitNotEmpty { open_children: u64, members: u64 },
 }
 
 impl DomainError {
@@ -100,6 +120,11 @@ impl DomainError {
             DomainError::FundClosed => "fund_closed",
             DomainError::SponsoredByParticipant { .. } => "sponsored_by_participant",
             DomainError::LastAdmin => "last_admin",
+            DomainError::OrganisationAdminOnly { .. } => "organisation_admin_only",
+            DomainError::WrongParent { .. } => "wrong_parent",
+            DomainError::UnitClosed => "unit_closed",
+            DomainError::CodeTaken => "code_taken",
+            DomainError::UnitNotEmpty { .. } => "unit_not_empty",
         }
     }
 
@@ -107,7 +132,8 @@ impl DomainError {
         match self {
             DomainError::Invalid { .. }
             | DomainError::Money { .. }
-            | DomainError::CurrencyMismatch { .. } => ErrorKind::Validation,
+            | DomainError::CurrencyMismatch { .. }
+            | DomainError::WrongParent { .. } => ErrorKind::Validation,
             DomainError::NotFound { .. } => ErrorKind::NotFound,
             DomainError::NotRequester { .. }
             | DomainError::SelfApproval
@@ -115,14 +141,18 @@ impl DomainError {
             | DomainError::MissingRole { .. }
             | DomainError::PayerIsRequester
             | DomainError::PayerIsApprover
-            | DomainError::SponsoredByParticipant { .. } => ErrorKind::Forbidden,
+            | DomainError::SponsoredByParticipant { .. }
+            | DomainError::OrganisationAdminOnly { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
             | DomainError::NotApproved { .. }
             | DomainError::InsufficientFunds { .. }
             | DomainError::FundClosed
-            | DomainError::LastAdmin => ErrorKind::Conflict,
+            | DomainError::LastAdmin
+            | DomainError::UnitClosed
+            | DomainError::CodeTaken
+            | DomainError::UnitNotEmpty { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -132,8 +162,22 @@ impl DomainError {
             DomainError::Invalid { field, .. } | DomainError::Money { field, .. } => Some(field),
             DomainError::CurrencyMismatch { .. } => Some("currency"),
             DomainError::InsufficientFunds { .. } => Some("amount"),
+            DomainError::WrongParent { .. } => Some("parent_id"),
+            DomainError::CodeTaken => Some("code"),
             _ => None,
         }
+    }
+}
+
+fn wrong_parent(
+    kind: crate::organisation::UnitKind,
+    expected: Option<crate::organisation::UnitKind>,
+    got: Option<crate::organisation::UnitKind>,
+) -> String {
+    match (expected, got) {
+        (None, _) => format!("a {kind} is a top-level unit: it has no parent"),
+        (Some(e), None) => format!("a {kind} goes under a {e}: give its parent"),
+        (Some(e), Some(g)) => format!("a {kind} goes under a {e}, not under a {g}"),
     }
 }
 

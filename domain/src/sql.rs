@@ -51,5 +51,7 @@ stored_as_text!(
     crate::requisition::Status,
     crate::role::Role,
     crate::fund::PaymentMethod,
-    crate::fund::MovementKind
+    crate::fund::MovementKind,
+    crate::organisation::UnitKind,
+    crate::organisation::Origin
 );

@@ -3,7 +3,8 @@
 //! Passwords are not domain facts and never enter the event store (an event cannot be
 //! erased, a credential must be replaceable): the `commands` crate keeps password hashes in a
 //! separate credentials table. The events record only that a user exists and what roles they
-//! were granted or lost, by whom.
+//! were granted or lost, by whom; which organisation unit they belong to; and when they were
+//! deactivated (their sessions end, their history stays) and reactivated.
 
 use crate::error::{clean_text, DomainError};
 use crate::role::Role;
@@ -25,6 +26,20 @@ pub struct User {
     /// (`Requisition`'s segregation of duties). A revoked role does not remove its granter.
     #[serde(default)]
     pub sponsors: Vec<Id>,
+    /// The organisation unit they belong to (the most specific one; its path is the unit's,
+    /// see `organisation::UnitPath`). `None`: unscoped.
+    #[serde(default)]
+    pub unit_id: Option<Id>,
+}
+
+/// The longest reason a deactivation may give.
+pub const REASON_MAX: usize = 2_000;
+
+/// A unit a user is being assigned to, as looked up by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedUnit {
+    pub path: crate::organisation::UnitPath,
+    pub closed: bool,
 }
 
 /// Who asked for a user change: an admin through the API, or the operator at the command line.
@@ -36,7 +51,7 @@ pub enum Requester {
 }
 
 impl Requester {
-    fn check_admin(&self) -> Result<(), DomainError> {
+    pub(crate) fn check_admin(&self) -> Result<(), DomainError> {
         match self {
             Requester::Operator => Ok(()),
             Requester::Admin(actor) if actor.has(Role::Admin) => Ok(()),
@@ -44,7 +59,7 @@ impl Requester {
         }
     }
 
-    fn user_id(&self) -> Option<Id> {
+    pub(crate) fn user_id(&self) -> Option<Id> {
         match self {
             Requester::Admin(a) => Some(a.user_id),
             Requester::Operator => None,
@@ -54,9 +69,38 @@ impl Requester {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserCommand {
-    Register { user_id: Id, email: String, name: String, roles: Vec<Role>, by: Requester },
-    GrantRole { role: Role, by: Requester },
-    RevokeRole { role: Role, by: Requester },
+    Register {
+        user_id: Id,
+        email: String,
+        name: String,
+        roles: Vec<Role>,
+        by: Requester,
+    },
+    GrantRole {
+        role: Role,
+        by: Requester,
+    },
+    RevokeRole {
+        role: Role,
+        by: Requester,
+    },
+    /// Put the user in `unit` (`None`: in no unit, unscoped).
+    AssignUnit {
+        unit: Option<AssignedUnit>,
+        by: Requester,
+    },
+    /// Their sessions end (the caller revokes them in the same transaction); their history
+    /// stays.
+    Deactivate {
+        reason: String,
+        by: Requester,
+    },
+    /// `unit_closed`: whether the unit they still belong to was closed meanwhile (then they
+    /// must be assigned an open one first).
+    Reactivate {
+        unit_closed: bool,
+        by: Requester,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +108,9 @@ pub enum UserEvent {
     UserRegistered { user_id: Id, email: String, name: String, roles: Vec<Role>, registered_by: Option<Id> },
     RoleGranted { role: Role, granted_by: Option<Id> },
     RoleRevoked { role: Role, revoked_by: Option<Id> },
+    UnitAssigned { unit_id: Option<Id>, assigned_by: Option<Id> },
+    UserDeactivated { by: Option<Id>, reason: String },
+    UserReactivated { by: Option<Id> },
 }
 
 impl DomainEvent for UserEvent {
@@ -72,6 +119,9 @@ impl DomainEvent for UserEvent {
             UserEvent::UserRegistered { .. } => "UserRegistered",
             UserEvent::RoleGranted { .. } => "RoleGranted",
             UserEvent::RoleRevoked { .. } => "RoleRevoked",
+            UserEvent::UnitAssigned { .. } => "UnitAssigned",
+            UserEvent::UserDeactivated { .. } => "UserDeactivated",
+            UserEvent::UserReactivated { .. } => "UserReactivated",
         }
         .into()
     }
@@ -139,6 +189,38 @@ impl Aggregate for User {
                     sink.write(UserEvent::RoleRevoked { role, revoked_by: by.user_id() }, self).await;
                 }
             }
+            UserCommand::AssignUnit { unit, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                if let Some(unit) = &unit {
+                    by.check_reaches(unit.path.company)?;
+                    if unit.closed {
+                        return Err(DomainError::UnitClosed);
+                    }
+                }
+                let unit_id = unit.map(|u| u.path.unit_id);
+                if unit_id != self.unit_id {
+                    sink.write(UserEvent::UnitAssigned { unit_id, assigned_by: by.user_id() }, self).await;
+                }
+            }
+            UserCommand::Deactivate { reason, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                if self.active {
+                    sink.write(UserEvent::UserDeactivated { by: by.user_id(), reason }, self).await;
+                }
+            }
+            UserCommand::Reactivate { unit_closed, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                if !self.active {
+                    if unit_closed && self.unit_id.is_some() {
+                        return Err(DomainError::UnitClosed);
+                    }
+                    sink.write(UserEvent::UserReactivated { by: by.user_id() }, self).await;
+                }
+            }
         }
         Ok(())
     }
@@ -159,6 +241,9 @@ impl Aggregate for User {
                 self.add_sponsor(granted_by);
             }
             UserEvent::RoleRevoked { role, .. } => self.roles.retain(|r| *r != role),
+            UserEvent::UnitAssigned { unit_id, .. } => self.unit_id = unit_id,
+            UserEvent::UserDeactivated { .. } => self.active = false,
+            UserEvent::UserReactivated { .. } => self.active = true,
         }
     }
 }

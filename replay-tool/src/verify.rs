@@ -201,6 +201,8 @@ pub struct Verifier {
     unhashed: u64,
     funds: BTreeMap<Uuid, FundV>,
     users: HashMap<Uuid, HashSet<Role>>,
+    /// Users deactivated (and not reactivated since): they act in no role.
+    deactivated: HashSet<Uuid>,
     /// Who registered each user or granted them a role (only users that have any).
     sponsors: HashMap<Uuid, Vec<Uuid>>,
     /// The key events are authenticated with (`None`: only missing MACs are found).
@@ -290,8 +292,9 @@ impl Verifier {
         });
     }
 
+    /// Whether `user` held `role` and was active, as of the events fed so far.
     fn holds(&self, user: Uuid, role: Role) -> bool {
-        self.users.get(&user).is_some_and(|r| r.contains(&role))
+        !self.deactivated.contains(&user) && self.users.get(&user).is_some_and(|r| r.contains(&role))
     }
 
     /// Checks and folds one event, with its stored hash.
@@ -376,6 +379,8 @@ impl Verifier {
             "fund" => e.decode::<FundEvent>().map(|ev| self.fund(e, ev)),
             "requisition" => e.decode::<RequisitionEvent>().map(|ev| self.requisition(e, ev)),
             "user" => e.decode::<UserEvent>().map(|ev| self.user(e, ev)),
+            // Organisation units carry no rule `verify` checks; they must still read.
+            "org_unit" => e.decode::<pettycash_domain::organisation::UnitEvent>().map(|_| ()),
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -398,7 +403,10 @@ impl Verifier {
         let sponsor = match &ev {
             UserEvent::UserRegistered { registered_by, .. } => *registered_by,
             UserEvent::RoleGranted { granted_by, .. } => *granted_by,
-            UserEvent::RoleRevoked { .. } => None,
+            UserEvent::RoleRevoked { .. }
+            | UserEvent::UnitAssigned { .. }
+            | UserEvent::UserDeactivated { .. }
+            | UserEvent::UserReactivated { .. } => None,
         };
         if let Some(by) = sponsor {
             let s = self.sponsors.entry(id).or_default();
@@ -415,6 +423,13 @@ impl Verifier {
             }
             UserEvent::RoleRevoked { role, .. } => {
                 self.users.entry(id).or_default().remove(&role);
+            }
+            UserEvent::UnitAssigned { .. } => {}
+            UserEvent::UserDeactivated { .. } => {
+                self.deactivated.insert(id);
+            }
+            UserEvent::UserReactivated { .. } => {
+                self.deactivated.remove(&id);
             }
         }
     }
@@ -594,7 +609,7 @@ impl Verifier {
                     self.flag(
                         e,
                         "approver_lacks_role",
-                        format!("approver {approver_id} did not hold {role} at this position"),
+                        format!("approver {approver_id} did not hold {role} at this position (or was deactivated)"),
                     );
                 }
             }
@@ -646,7 +661,9 @@ impl Verifier {
                     self.flag(
                         e,
                         "payer_lacks_role",
-                        format!("payer {paid_by} did not hold treasury at this position"),
+                        format!(
+                            "payer {paid_by} did not hold treasury at this position (or was deactivated)"
+                        ),
                     );
                 }
                 if !complete && !already_paid {
