@@ -10,6 +10,7 @@ mod idempotency;
 mod input;
 mod integrity;
 mod login_throttle;
+mod organisation;
 mod outage;
 mod reads;
 mod rules;
