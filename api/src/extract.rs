@@ -278,6 +278,42 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
     }
 }
 
+/// A command whose body is a file (the organisation import): the signed-in user, metadata,
+/// the body's media type (lower case, without parameters) and its bytes.
+pub struct Upload {
+    pub user: AuthUser,
+    pub meta: RequestMeta,
+    pub session: SessionGuard,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+impl Upload {
+    /// The command context (no Idempotency-Key: an import of the same file is idempotent by
+    /// itself).
+    pub fn context(&self) -> CommandContext {
+        CommandContext::user(self.user.actor(), self.meta.clone()).with_session(Some(self.session.clone()))
+    }
+}
+
+impl FromRequest<AppState> for Upload {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let (user, session, meta) = command_parts(&mut parts, state).await?;
+        let media_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| ct.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let bytes = body_bytes(Request::from_parts(parts, body), state).await?;
+        Ok(Upload { user, meta, session, media_type, bytes })
+    }
+}
+
 /// Parses JSON, turning serde's errors into 400 (malformed) or 422 naming the field. A string
 /// with U+0000 anywhere (value or key) is a 422 naming it ([`refuse_nul_in_json`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

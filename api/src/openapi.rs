@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
         auth::login, auth::logout, auth::me,
         users::create_user, users::grant_role, users::revoke_role, users::list_users,
         users::assign_unit, users::deactivate, users::reactivate,
-        org::open_unit, org::list_units, org::rename_unit, org::close_unit,
+        org::open_unit, org::list_units, org::rename_unit, org::close_unit, org::import,
         funds::open_fund, funds::get_fund,
         policy::get_policy, policy::put_policy,
         requisitions::create, requisitions::get_one, requisitions::edit, requisitions::history,

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod context;
 pub mod error;
 pub mod group;
+pub mod import;
 pub mod locks;
 pub mod org;
 pub mod service;

@@ -117,6 +117,11 @@ pub(crate) fn admin_requester(ctx: &CommandContext) -> Result<Requester, Command
     }
 }
 
+/// Refuses a signed-in user who is no admin (`MissingRole`), before anything is looked up.
+pub fn check_admin(ctx: &CommandContext) -> Result<(), CommandError> {
+    admin_requester(ctx).map(|_| ())
+}
+
 /// Whether the requester may see a unit of `company`.
 fn sees_unit(by: &Requester, company: Id) -> bool {
     match by {

@@ -90,7 +90,7 @@ fn parse_cursor(v: &Option<String>) -> ApiResult<Option<Cursor>> {
     Ok(cursor)
 }
 
-fn parse_bool(field: &str, v: &Option<String>) -> ApiResult<bool> {
+pub(crate) fn parse_bool(field: &str, v: &Option<String>) -> ApiResult<bool> {
     match present(v).map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") | Some("0") | Some("no") => Ok(false),
         Some("true") | Some("1") | Some("yes") => Ok(true),

@@ -7,6 +7,7 @@ mod edge;
 mod flow;
 mod group_commit;
 mod idempotency;
+mod import;
 mod input;
 mod integrity;
 mod login_throttle;
