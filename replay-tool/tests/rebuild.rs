@@ -186,7 +186,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert!(before[3].len() >= 50, "payments: {}", before[3].len());
     assert_eq!(
         states(&checkpoints(&app.pool).await),
-        [row("cash", 1, 0, "live"), row("requisitions", 2, 0, "live")]
+        [row("cash", CASH_VERSION, 0, "live"), row("requisitions", REQUISITIONS_VERSION, 0, "live")]
     );
     let events = event_count(&app.pool).await;
 
@@ -213,10 +213,10 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert_eq!(
         states(&rows),
         [
-            row("cash", 1, 0, "retired"),
-            row("cash", 1, 1, "live"),
-            row("requisitions", 2, 0, "retired"),
-            row("requisitions", 2, 1, "live"),
+            row("cash", CASH_VERSION, 0, "retired"),
+            row("cash", CASH_VERSION, 1, "live"),
+            row("requisitions", REQUISITIONS_VERSION, 0, "retired"),
+            row("requisitions", REQUISITIONS_VERSION, 1, "live"),
         ]
     );
     for r in rows.iter().filter(|r| r.2 == 1) {
@@ -312,8 +312,9 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     let interrupted_at = loop {
         let g1: Option<(String, i64)> = sqlx::query_as(
             "SELECT state, last_position FROM projection_checkpoints
-             WHERE name = 'requisitions' AND version = 2 AND generation = 1",
+             WHERE name = 'requisitions' AND version = $1 AND generation = 1",
         )
+        .bind(REQUISITIONS_VERSION)
         .fetch_optional(&app.pool)
         .await
         .unwrap();
@@ -334,8 +335,9 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert!(!status.success());
     let (state, position, applied): (String, i64, i64) = sqlx::query_as(
         "SELECT state, last_position, events_applied FROM projection_checkpoints
-         WHERE name = 'requisitions' AND version = 2 AND generation = 1",
+         WHERE name = 'requisitions' AND version = $1 AND generation = 1",
     )
+    .bind(REQUISITIONS_VERSION)
     .fetch_one(&app.pool)
     .await
     .unwrap();
@@ -373,10 +375,10 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert_eq!(
         states(&rows),
         [
-            row("cash", 1, 0, "retired"),
-            row("cash", 1, 1, "live"),
-            row("requisitions", 2, 0, "retired"),
-            row("requisitions", 2, 1, "live"),
+            row("cash", CASH_VERSION, 0, "retired"),
+            row("cash", CASH_VERSION, 1, "live"),
+            row("requisitions", REQUISITIONS_VERSION, 0, "retired"),
+            row("requisitions", REQUISITIONS_VERSION, 1, "live"),
         ],
         "no second generation was started"
     );
@@ -419,26 +421,31 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
     let text = ok_stdout(&replay(&url, &["rebuild", "--projection", "cash"]).await);
     assert!(text.contains("cash v2: building generation 0 (none live yet)"), "{text}");
     assert!(text.contains("cash v2: generation 0 is live"), "{text}");
-    assert_eq!(states(&checkpoints(&pool).await), [row("cash", 1, 0, "live")]);
+    assert_eq!(states(&checkpoints(&pool).await), [row("cash", CASH_VERSION, 0, "live")]);
     let definition = view_definition(&pool, "rm_funds").await;
     assert!(definition.contains("rm_funds_v2") && !definition.contains("_g"), "{definition}");
 
     // A tool whose version is not the deployed one refuses (exit 1) and touches nothing: here
-    // a newer version 2 of `cash` is live, and an older version 0 of `requisitions` is live
-    // while version 1 (this tool's) never ran.
-    sqlx::raw_sql(
-        "UPDATE projection_checkpoints SET state = 'retired';
-         INSERT INTO projection_checkpoints (name, version, generation, state)
-         VALUES ('cash', 2, 0, 'live'), ('requisitions', 0, 0, 'live')",
+    // a newer version of `cash` is live, and an older version 0 of `requisitions` is live
+    // while this tool's version never ran.
+    sqlx::raw_sql("UPDATE projection_checkpoints SET state = 'retired'").execute(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, version, generation, state)
+         VALUES ('cash', $1, 0, 'live'), ('requisitions', 0, 0, 'live')",
     )
+    .bind(CASH_VERSION + 1)
     .execute(&pool)
     .await
     .unwrap();
     let before = checkpoints(&pool).await;
-    for (name, message) in [
-        ("cash", "cash: version 2 is live and this pettycash-replay builds version 1"),
-        ("requisitions", "requisitions: version 0 is live and this pettycash-replay builds version 2"),
-    ] {
+    let newer_cash = format!(
+        "cash: version {} is live and this pettycash-replay builds version {CASH_VERSION}",
+        CASH_VERSION + 1
+    );
+    let older_requisitions = format!(
+        "requisitions: version 0 is live and this pettycash-replay builds version {REQUISITIONS_VERSION}"
+    );
+    for (name, message) in [("cash", newer_cash.as_str()), ("requisitions", older_requisitions.as_str())] {
         let out = replay(&url, &["rebuild", "--projection", name]).await;
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{out:?}");
