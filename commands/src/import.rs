@@ -408,14 +408,7 @@ impl CommandService {
 
     /// The units `by` may see.
     async fn organisation(&self, by: &Requester) -> Result<Organisation, CommandError> {
-        let units: Vec<UnitView> = match by {
-            Requester::Operator => {
-                // The operator sees every unit: as an admin of no unit.
-                let everyone = pettycash_domain::Actor::new(Id::nil(), [Role::Admin]);
-                self.units(&everyone).await?
-            }
-            Requester::Admin(actor) => self.units(actor).await?,
-        };
+        let units = self.units_seen_by(by).await?;
         let mut org = Organisation { companies: HashMap::new(), units: HashMap::new() };
         for unit in units {
             if unit.kind == UnitKind::Company {

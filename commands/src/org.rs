@@ -150,8 +150,16 @@ impl CommandService {
     /// The units `actor` may see (their company's; every unit for an admin of no unit), each
     /// company followed by its units, parents before children.
     pub async fn units(&self, actor: &pettycash_domain::Actor) -> Result<Vec<UnitView>, CommandError> {
-        let everything = actor.company().is_none() && actor.has(Role::Admin);
-        if actor.company().is_none() && !everything {
+        self.units_seen_by(&Requester::Admin(actor.clone())).await
+    }
+
+    /// The units `by` may see (the operator: every unit), in the order of [`Self::units`].
+    pub(crate) async fn units_seen_by(&self, by: &Requester) -> Result<Vec<UnitView>, CommandError> {
+        let (company, everything) = match by {
+            Requester::Operator => (None, true),
+            Requester::Admin(actor) => (actor.company(), actor.company().is_none() && actor.has(Role::Admin)),
+        };
+        if company.is_none() && !everything {
             return Ok(Vec::new());
         }
         // The codes along its path sort a unit right after its parent, before its parent's
@@ -169,14 +177,14 @@ impl CommandService {
                       u.kind"
         ))
         .bind(everything)
-        .bind(actor.company())
+        .bind(company)
         .fetch_all(self.store().pool())
         .await?;
         Ok(rows)
     }
 
-    /// A unit `by` may see; others are "not found" (`what` names the field that gave the id,
-    /// when it came in a body: then it is a 422 on that field).
+    /// A unit `by` may see; others are "not found" (`field` names the body field that gave the
+    /// id, if one did: then it is a 422 on that field, else a 404).
     pub(crate) async fn visible_unit(
         &self,
         by: &Requester,
