@@ -63,10 +63,10 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
     let admin = as_role(Role::Admin);
     let treasury_id = actors[&Role::Treasury].user_id;
     let hq = service
-        .open_fund(&admin, "Nairobi HQ float", "KES", Decimal::from(50_000), Some(treasury_id))
+        .open_fund(&admin, "Nairobi HQ float", "KES", Decimal::from(50_000), Some(treasury_id), None)
         .await?;
     service
-        .open_fund(&admin, "Mombasa branch float", "KES", Decimal::from(20_000), Some(treasury_id))
+        .open_fund(&admin, "Mombasa branch float", "KES", Decimal::from(20_000), Some(treasury_id), None)
         .await?;
     let fund_id = hq.value.id;
 
@@ -79,6 +79,7 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
         payee: Some(payee.into()),
         category: Some("office".into()),
         submit,
+        origin: None,
     };
     let head = as_role(Role::DepartmentHead);
     let gfm = as_role(Role::GroupFinanceManager);

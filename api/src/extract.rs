@@ -208,19 +208,37 @@ impl<T> Command<T> {
     }
 }
 
+/// The signed-in user of a command request, the session guard its append re-checks, and its
+/// metadata.
+async fn command_parts(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(AuthUser, SessionGuard, RequestMeta), ApiError> {
+    let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+    let token = session_token(&parts.headers).map(|(t, _)| t).unwrap_or_default();
+    let session = SessionGuard {
+        token_hash: state.auth.token_hash(&token),
+        roles: user.roles.clone(),
+        sponsors: user.sponsors.clone(),
+        unit_id: user.unit_id,
+    };
+    let Meta(meta) = Meta::from_request_parts(parts, state).await?;
+    Ok((user, session, meta))
+}
+
+/// The body's bytes; 413 past the body limit.
+async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        ApiError::new(e.status(), "payload_too_large", format!("request body refused: {}", e.body_text()))
+    })
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
-        let CurrentUser(user) = CurrentUser::from_request_parts(&mut parts, state).await?;
-        let token = session_token(&parts.headers).map(|(t, _)| t).unwrap_or_default();
-        let session = SessionGuard {
-            token_hash: state.auth.token_hash(&token),
-            roles: user.roles.clone(),
-            sponsors: user.sponsors.clone(),
-        };
-        let Meta(meta) = Meta::from_request_parts(&mut parts, state).await?;
+        let (user, session, meta) = command_parts(&mut parts, state).await?;
         let idempotency_key = match parts.headers.get(IDEMPOTENCY_HEADER) {
             None => None,
             Some(v) => {
@@ -241,9 +259,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
                 ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(e.status(), "payload_too_large", format!("request body refused: {}", e.body_text()))
-        })?;
+        let bytes = body_bytes(req, state).await?;
         if !bytes.is_empty() && !has_json_type {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -259,6 +275,42 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
         hasher.update(b"\n");
         hasher.update(&bytes);
         Ok(Command { user, meta, body, idempotency_key, request_hash: hasher.finalize().to_vec(), session })
+    }
+}
+
+/// A command whose body is a file (the organisation import): the signed-in user, metadata,
+/// the body's media type (lower case, without parameters) and its bytes.
+pub struct Upload {
+    pub user: AuthUser,
+    pub meta: RequestMeta,
+    pub session: SessionGuard,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+impl Upload {
+    /// The command context (no Idempotency-Key: an import of the same file is idempotent by
+    /// itself).
+    pub fn context(&self) -> CommandContext {
+        CommandContext::user(self.user.actor(), self.meta.clone()).with_session(Some(self.session.clone()))
+    }
+}
+
+impl FromRequest<AppState> for Upload {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let (user, session, meta) = command_parts(&mut parts, state).await?;
+        let media_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| ct.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let bytes = body_bytes(Request::from_parts(parts, body), state).await?;
+        Ok(Upload { user, meta, session, media_type, bytes })
     }
 }
 

@@ -279,7 +279,7 @@ async fn burst(service: &CommandService, people: &People, tag: &str, funds: usiz
         let name = format!("Burst {tag} fund {f}");
         async move {
             let fund = service
-                .open_fund(&ctx(&people.admin), &name, "KES", Decimal::new(100_000_000, 2), None)
+                .open_fund(&ctx(&people.admin), &name, "KES", Decimal::new(100_000_000, 2), None, None)
                 .await
                 .expect("open fund")
                 .value
@@ -296,6 +296,7 @@ async fn burst(service: &CommandService, people: &People, tag: &str, funds: usiz
                     payee: None,
                     category: None,
                     submit: true,
+                    origin: None,
                 };
                 let id =
                     service.create_requisition(&ctx(&people.staff), input).await.expect("create").value.id;
@@ -364,32 +365,36 @@ async fn assert_exact(pool: &PgPool, phase: &str) {
     let rows = checkpoints(pool).await;
     assert_eq!(rows.len(), NAMES.len(), "{phase}: one checkpoint per projection: {rows:?}");
     for (name, version, state, _, applied) in &rows {
-        let current = if name == "requisitions" { 2 } else { 1 };
+        let current = if name == "requisitions" {
+            pettycash_projections::REQUISITIONS_VERSION
+        } else {
+            pettycash_projections::CASH_VERSION
+        };
         assert_eq!((*version, state.as_str()), (current, "live"), "{phase}: {name}");
         assert_eq!(*applied, events, "{phase}: {name} events_applied vs events in the store: {rows:?}");
     }
     let fund_events = count(pool, "SELECT count(*) FROM events WHERE aggregate_type = 'fund'").await;
-    let ledger = count(pool, "SELECT count(*) FROM rm_ledger_v1").await;
+    let ledger = count(pool, "SELECT count(*) FROM rm_ledger_v2").await;
     assert_eq!(ledger, fund_events, "{phase}: one ledger row per fund event");
     let differ = count(
         pool,
         "SELECT count(*) FROM (
-            (SELECT global_position FROM events WHERE aggregate_type = 'fund' EXCEPT ALL SELECT position FROM rm_ledger_v1)
+            (SELECT global_position FROM events WHERE aggregate_type = 'fund' EXCEPT ALL SELECT position FROM rm_ledger_v2)
             UNION ALL
-            (SELECT position FROM rm_ledger_v1 EXCEPT ALL SELECT global_position FROM events WHERE aggregate_type = 'fund')) x",
+            (SELECT position FROM rm_ledger_v2 EXCEPT ALL SELECT global_position FROM events WHERE aggregate_type = 'fund')) x",
     )
     .await;
     assert_eq!(differ, 0, "{phase}: ledger positions differ from the fund events'");
-    let payments = count(pool, "SELECT count(*) FROM rm_payments_v1").await;
+    let payments = count(pool, "SELECT count(*) FROM rm_payments_v2").await;
     let disbursed = count(pool, "SELECT count(*) FROM events WHERE event_type = 'CashDisbursed'").await;
     assert_eq!(payments, disbursed, "{phase}: one payment row per CashDisbursed");
-    let requisitions = count(pool, "SELECT count(*) FROM rm_requisitions_v2").await;
+    let requisitions = count(pool, "SELECT count(*) FROM rm_requisitions_v3").await;
     let created = count(pool, "SELECT count(*) FROM events WHERE event_type = 'RequisitionCreated'").await;
     assert_eq!(requisitions, created, "{phase}: one requisition row per RequisitionCreated");
     // An approval applied twice would list its approver twice.
     let bad = count(
         pool,
-        "SELECT count(*) FROM rm_requisitions_v2 r
+        "SELECT count(*) FROM rm_requisitions_v3 r
          WHERE r.status <> 'paid' OR jsonb_array_length(r.approvers) <> (SELECT count(*) FROM events e
              WHERE e.aggregate_id = r.id::text AND e.event_type = 'RequisitionApproved')",
     )
@@ -397,7 +402,7 @@ async fn assert_exact(pool: &PgPool, phase: &str) {
     assert_eq!(bad, 0, "{phase}: requisitions not paid or with approvals applied other than once");
     let bad_funds = count(
         pool,
-        "SELECT count(*) FROM rm_funds_v1 f
+        "SELECT count(*) FROM rm_funds_v2 f
          WHERE f.disbursements <> (SELECT count(*) FROM events e
                                    WHERE e.aggregate_id = f.id::text AND e.event_type = 'CashDisbursed')
             OR f.balance <> f.float - f.disbursed_total",

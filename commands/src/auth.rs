@@ -4,10 +4,11 @@
 //! HMAC-SHA256(SECRET_KEY, token). Authenticating a request is one indexed lookup that
 //! also returns the user's current roles; no password hashing happens per request.
 //!
-//! Lookups are cached in the process for a short time (`SESSION_CACHE_SECS`, default 2 s).
-//! Signing out and role changes through this process take effect at once (their entries are
-//! dropped); through another process, within that time for reads. Commands do not depend on
-//! the cache being fresh: their append re-checks the session and the roles it decided with
+//! Lookups are cached in the process for a short time (`SESSION_CACHE_MS`, default 2 s).
+//! Signing out, role changes, unit changes and deactivation through this process take effect at
+//! once (their entries are dropped); through another process, within that time for reads.
+//! Commands do not depend on the cache being fresh: their append re-checks the session (ended
+//! sessions, a deactivated user) and the roles, sponsors and unit it decided with
 //! (`SessionGuard`).
 
 use crate::error::CommandError;
@@ -17,6 +18,7 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Pass
 use argon2::Argon2;
 use chrono::{DateTime, Duration, Utc};
 use hmac::Mac;
+use pettycash_domain::organisation::UnitPath;
 use pettycash_domain::settings::Lockout;
 use pettycash_domain::{Actor, Id, Role};
 use sqlx::PgPool;
@@ -38,13 +40,43 @@ pub struct AuthUser {
     #[serde(skip)]
     #[schema(ignore)]
     pub sponsors: Vec<uuid::Uuid>,
+    /// The organisation unit the user belongs to (`null`: none, unscoped).
+    pub unit_id: Option<uuid::Uuid>,
+    /// The company of that unit: what the user sees is this company's.
+    pub company_id: Option<uuid::Uuid>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub region_id: Option<uuid::Uuid>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub branch_id: Option<uuid::Uuid>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub department_id: Option<uuid::Uuid>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub cost_centre_id: Option<uuid::Uuid>,
 }
 
 impl AuthUser {
-    /// The user as a command actor. Unknown role names (none exist today) are ignored.
+    /// The user as a command actor, with their unit's path. Unknown role names (none exist
+    /// today) are ignored.
     pub fn actor(&self) -> Actor {
         Actor::new(self.id, self.roles.iter().filter_map(|r| r.parse::<Role>().ok()))
             .with_sponsors(self.sponsors.iter().copied())
+            .in_unit(self.unit())
+    }
+
+    /// The user's unit and its path, as the `users` row holds it.
+    pub fn unit(&self) -> Option<UnitPath> {
+        Some(UnitPath {
+            unit_id: self.unit_id?,
+            company: self.company_id?,
+            region: self.region_id,
+            branch: self.branch_id,
+            department: self.department_id,
+            cost_centre: self.cost_centre_id,
+        })
     }
 }
 
@@ -126,7 +158,8 @@ struct LoginRow {
     active: bool,
 }
 
-const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active, u.sponsors";
+const USER_COLUMNS: &str = "u.id, u.email, u.name, u.roles, u.active, u.sponsors, u.unit_id, u.company_id, \
+     u.region_id, u.branch_id, u.department_id, u.cost_centre_id";
 
 impl Authenticator {
     /// `session_cache`: how long a session lookup is reused (zero: not at all).
@@ -270,11 +303,15 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Every user, ordered by email.
-    pub async fn list_users(&self) -> Result<Vec<AuthUser>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.email"))
-            .fetch_all(&self.pool)
-            .await
+    /// The users of `company` (`None`: those of no company), ordered by email
+    /// (`visibility::may_see_user`).
+    pub async fn list_users(&self, company: Option<Id>) -> Result<Vec<AuthUser>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.company_id IS NOT DISTINCT FROM $1 ORDER BY u.email"
+        ))
+        .bind(company)
+        .fetch_all(&self.pool)
+        .await
     }
 
     pub async fn user(&self, id: Id) -> Result<Option<AuthUser>, sqlx::Error> {

@@ -24,8 +24,8 @@ pub struct IdempotencyRecord {
 
 /// The session a user command came with and the roles the command was decided with. The
 /// append re-checks both in the same statement that writes the events (see
-/// `EventStore::append`): a session that ended, a user deactivated or roles changed since the
-/// session was read (perhaps from the session cache) writes nothing.
+/// `EventStore::append`): a session that ended, a user deactivated, or roles, sponsors or unit
+/// changed since the session was read (perhaps from the session cache) writes nothing.
 #[derive(Debug, Clone)]
 pub struct SessionGuard {
     /// HMAC of the session token, as stored in `sessions.token_hash`.
@@ -34,6 +34,9 @@ pub struct SessionGuard {
     pub roles: Vec<String>,
     /// The user's sponsors as the command saw them (`users.sponsors`, sorted).
     pub sponsors: Vec<uuid::Uuid>,
+    /// The user's organisation unit as the command saw it (`users.unit_id`): what they may
+    /// see and where their requisitions belong follow from it.
+    pub unit_id: Option<uuid::Uuid>,
 }
 
 /// Everything a command needs besides its own arguments.

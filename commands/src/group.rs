@@ -261,19 +261,21 @@ pub(crate) fn classify(e: sqlx::Error, kind: &'static str) -> AppendError {
 }
 
 /// The statement that appends rows, each row guarded by its command's session (when it has a
-/// guard): the session is live, its user active, their roles and sponsors as the command saw
-/// them. Rows
+/// guard): the session is live, its user active, their roles, sponsors and unit as the command
+/// saw them. Rows
 /// are inserted in the order given (a stream's events follow each other, and the hash trigger
 /// reads each one's predecessor). Returns the position of each stream's last row written.
 const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
      SELECT x.t, x.i, x.s, x.e, x.v, x.p, x.m
      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
-                 $8::bytea[], $9::text[], $10::text[]) WITH ORDINALITY AS x(t, i, s, e, v, p, m, g, r, o, n)
+                 $8::bytea[], $9::text[], $10::text[], $11::uuid[])
+          WITH ORDINALITY AS x(t, i, s, e, v, p, m, g, r, o, u, n)
      WHERE x.g IS NULL OR EXISTS (
         SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = x.g AND s.expires_at > now() AND s.revoked_at IS NULL
           AND u.active AND u.roles = string_to_array(x.r, ',')
-          AND u.sponsors = string_to_array(x.o, ',')::uuid[])
+          AND u.sponsors = string_to_array(x.o, ',')::uuid[]
+          AND u.unit_id IS NOT DISTINCT FROM x.u)
      ORDER BY x.n
      RETURNING aggregate_type, aggregate_id, global_position";
 
@@ -294,6 +296,7 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
     let mut tokens = Vec::with_capacity(rows);
     let mut roles = Vec::with_capacity(rows);
     let mut sponsors = Vec::with_capacity(rows);
+    let mut units = Vec::with_capacity(rows);
     for append in appends {
         for row in &append.rows {
             types.push(row.aggregate_type);
@@ -311,6 +314,7 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
                     .as_ref()
                     .map(|g| g.sponsors.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")),
             );
+            units.push(append.guard.as_ref().and_then(|g| g.unit_id));
         }
     }
     let written: Vec<(String, String, i64)> = sqlx::query_as(INSERT)
@@ -324,6 +328,7 @@ async fn insert<'c, E: sqlx::PgExecutor<'c>>(
         .bind(&tokens)
         .bind(&roles)
         .bind(&sponsors)
+        .bind(&units)
         .fetch_all(executor)
         .await?;
     let mut positions: HashMap<(String, String), i64> = HashMap::new();

@@ -17,11 +17,13 @@ use crate::views::{
     UserView,
 };
 use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
+use pettycash_domain::organisation::{Origin, UnitKind, UnitPath};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
 use pettycash_domain::requisition::{Changes, Requisition, RequisitionCommand};
-use pettycash_domain::routing::{Origin, Thresholds};
+use pettycash_domain::routing::Thresholds;
 use pettycash_domain::settings::{RuntimeSettings, SettingKey, Settings, SettingsCommand, SETTINGS_ID};
 use pettycash_domain::user::{Requester, User, UserCommand};
+use pettycash_domain::visibility::{may_read_fund, may_see_user};
 use pettycash_domain::{Actor, Currency, DomainError, Id, MailCategory, Role};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -43,7 +45,7 @@ pub const POLICY_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Whether an attempt may decide on cached aggregates, or must load them from the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub(crate) enum Source {
     Cache,
     Store,
 }
@@ -67,6 +69,9 @@ pub struct NewRequisition {
     pub category: Option<String>,
     /// Submit for approval right away.
     pub submit: bool,
+    /// The origin the requester asks for (`None`: the one their unit gives;
+    /// `Origin::of`).
+    pub origin: Option<Origin>,
 }
 
 #[derive(Clone)]
@@ -77,16 +82,25 @@ pub struct CommandService {
 }
 
 /// The actor of a user command; operator contexts may not run user commands.
+/// The approval policy and the runtime settings are one stream for every company: an admin of
+/// one company does not change them for the others, only an admin of no unit may.
+fn organisation_admin(actor: &Actor, action: &'static str) -> Result<(), CommandError> {
+    if actor.has(Role::Admin) && actor.company().is_some() {
+        return Err(DomainError::OrganisationAdminOnly { action }.into());
+    }
+    Ok(())
+}
+
 /// The chain a submission of `r` by `requester` needs under `policy`: the threshold its
-/// currency, origin and amount select, built for the requester. Until requisitions carry their
-/// organisation, every requisition is an `hq` one.
+/// currency, origin and amount select, built for the requester. A requisition without an
+/// origin (unscoped: its requester belongs to no unit) is routed as an `hq` one.
 fn submission_chain(
     policy: &ApprovalPolicy,
     r: &Requisition,
     requester: &Actor,
 ) -> Result<Vec<Role>, CommandError> {
     let currency = r.currency.as_ref().ok_or(DomainError::NotFound { what: "requisition" })?;
-    Ok(policy.chain(currency, Origin::Hq, r.amount, &requester.roles)?)
+    Ok(policy.chain(currency, r.origin.unwrap_or(Origin::Hq), r.amount, &requester.roles)?)
 }
 
 fn actor(ctx: &CommandContext) -> Result<Actor, CommandError> {
@@ -120,7 +134,7 @@ impl CommandService {
     /// aggregates; after a lost race, or when it was refused (a business rule, "not found"),
     /// the command runs again on aggregates loaded from the store, so that a stale cache entry
     /// costs a round trip but never changes an answer.
-    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, CommandError>
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, CommandError>
     where
         F: FnMut(Source) -> Fut,
         Fut: Future<Output = Result<T, CommandError>>,
@@ -147,7 +161,7 @@ impl CommandService {
 
     /// Appends `streams` with the context's metadata, plus the idempotency record when the
     /// request carried a key. `respond` builds the response body from the final position.
-    async fn commit<T: Serialize + Clone + Send + 'static>(
+    pub(crate) async fn commit<T: Serialize + Clone + Send + 'static>(
         &self,
         ctx: &CommandContext,
         streams: &[StreamAppend],
@@ -192,6 +206,11 @@ impl CommandService {
             Err(AppendError::Unique(constraint)) if constraint == "users_email_key" => {
                 Err(DomainError::AlreadyExists { what: "a user with this email" }.into())
             }
+            Err(AppendError::Unique(constraint))
+                if constraint == "org_units_code_key" || constraint == "org_units_company_code_key" =>
+            {
+                Err(DomainError::CodeTaken.into())
+            }
             Err(AppendError::Unique(constraint)) => {
                 Err(anyhow::anyhow!("unexpected unique violation on {constraint}").into())
             }
@@ -201,7 +220,7 @@ impl CommandService {
 
     /// An aggregate from the cache (with `Source::Cache`, when cached) or folded from the
     /// store (and then cached, if it exists).
-    async fn load<A: cqrs_es::Aggregate + Clone + 'static>(
+    pub(crate) async fn load<A: cqrs_es::Aggregate + Clone + 'static>(
         &self,
         id: Id,
         source: Source,
@@ -252,12 +271,28 @@ impl CommandService {
         roles: Vec<Role>,
         password: Option<&str>,
     ) -> Result<Outcome<UserView>, CommandError> {
+        self.register_user_in(ctx, email, name, roles, password, None).await
+    }
+
+    /// Registers a user in a unit: `unit_id` when given (a unit the admin may see), else an
+    /// admin of a company registers into their company (at the company level); the operator
+    /// and an admin of no unit register users of no unit.
+    pub async fn register_user_in(
+        &self,
+        ctx: &CommandContext,
+        email: &str,
+        name: &str,
+        roles: Vec<Role>,
+        password: Option<&str>,
+        unit_id: Option<Id>,
+    ) -> Result<Outcome<UserView>, CommandError> {
         let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
         let through_api = matches!(by, Requester::Admin(_));
         let user_id = Id::now_v7();
         let mut user = User::default();
-        let command = UserCommand::Register { user_id, email: email.into(), name: name.into(), roles, by };
-        let events = decide(&mut user, command).await?;
+        let command =
+            UserCommand::Register { user_id, email: email.into(), name: name.into(), roles, by: by.clone() };
+        let mut events = decide(&mut user, command).await?;
         if password.is_some() && through_api {
             return Err(DomainError::invalid(
                 "password",
@@ -265,11 +300,18 @@ impl CommandService {
             )
             .into());
         }
+        let unit = self.unit_for_new_user(&by, unit_id).await?;
+        if unit.is_some() {
+            events.extend(decide(&mut user, UserCommand::AssignUnit { unit: unit.clone(), by }).await?);
+        }
         let mut writes = vec![user_row(user_id, &user)];
         if let Some(password) = password {
             self.settings().await?.password.check(password)?;
             let hash = hash_password(password.to_string()).await?;
             writes.push(SideWrite::SetPassword { user_id, hash });
+        }
+        if unit.is_some() {
+            writes.extend(crate::org::unit_writes(user_id, unit.as_ref()));
         }
         let loaded = Loaded { id: user_id.to_string(), state: User::default(), version: 0 };
         let stream = StreamAppend::of(&loaded, &events, &user)?;
@@ -288,7 +330,10 @@ impl CommandService {
         let user_id = user_id.ok_or(CommandError::not_found("user"))?;
         let hash = hash_password(password.to_string()).await?;
         let mut tx = self.store.pool().begin().await?;
-        SideWrite::SetPassword { user_id, hash }.write(&mut tx, 0).await?;
+        SideWrite::SetPassword { user_id, hash }.apply(&mut tx, 0).await.map_err(|e| match e {
+            AppendError::Database(e) => CommandError::Database(e),
+            other => CommandError::Other(other.into()),
+        })?;
         tx.commit().await?;
         Ok(user_id)
     }
@@ -301,8 +346,15 @@ impl CommandService {
         role: Role,
         grant: bool,
     ) -> Result<Outcome<UserView>, CommandError> {
+        let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
+        // Another company's users are not found by an admin (one who is no admin is told so
+        // by the aggregate, whoever the user is).
+        if matches!(&by, Requester::Admin(a) if a.has(Role::Admin)) {
+            self.check_user_visible(&by, user_id).await?;
+        }
+        let by = &by;
         self.retrying(|source| async move {
-            let by = ctx.actor.clone().map(Requester::Admin).unwrap_or(Requester::Operator);
+            let by = by.clone();
             let loaded = self.load::<User>(user_id, source).await?;
             let mut user = loaded.state.clone();
             let command = if grant {
@@ -352,13 +404,23 @@ impl CommandService {
         currency: &str,
         float: Decimal,
         custodian_id: Option<Id>,
+        unit_id: Option<Id>,
     ) -> Result<Outcome<FundView>, CommandError> {
         let actor = actor(ctx)?;
         if let Some(custodian) = custodian_id {
-            if self.load::<User>(custodian, Source::Store).await?.state.id.is_none() {
+            if !self.user_company(custodian).await?.is_some_and(|c| may_see_user(&actor, c)) {
                 return Err(DomainError::invalid("custodian_id", "no user has this id").into());
             }
         }
+        // The owning unit: the one given, else the admin's company (none for an admin of no
+        // unit).
+        let unit = match unit_id {
+            Some(id) => {
+                let by = Requester::Admin(actor.clone());
+                Some(self.visible_unit(&by, id, Some("unit_id")).await?.path())
+            }
+            None => actor.company().and_then(|c| UnitPath::child(c, UnitKind::Company, None)),
+        };
         let fund_id = Id::now_v7();
         let loaded = Loaded { id: fund_id.to_string(), state: Fund::default(), version: 0 };
         let mut fund = Fund::default();
@@ -368,6 +430,7 @@ impl CommandService {
             currency: currency.into(),
             float,
             custodian_id,
+            unit,
             actor,
         };
         let events = decide(&mut fund, command).await?;
@@ -375,10 +438,12 @@ impl CommandService {
         self.commit(ctx, &[stream], vec![], FundView::new(fund_id, &fund, 0), |v, p| v.position = p).await
     }
 
-    /// A fund folded from its events; `None` when there is no such fund.
-    pub async fn fund(&self, id: Id) -> Result<Option<FundView>, CommandError> {
+    /// A fund folded from its events; `None` when there is no such fund or `actor` may not
+    /// read it (another company's).
+    pub async fn fund(&self, actor: &Actor, id: Id) -> Result<Option<FundView>, CommandError> {
         let loaded = self.load_fund(id, Source::Store).await?;
-        Ok(loaded.state.id.map(|_| FundView::new(id, &loaded.state, 0)))
+        let readable = may_read_fund(actor, loaded.state.unit.map(|u| u.company));
+        Ok(loaded.state.id.filter(|_| readable).map(|_| FundView::new(id, &loaded.state, 0)))
     }
 
     // ----- runtime settings -------------------------------------------------------------
@@ -411,6 +476,7 @@ impl CommandService {
         value: serde_json::Value,
     ) -> Result<Outcome<SettingsView>, CommandError> {
         let actor = actor(ctx)?;
+        organisation_admin(&actor, "change a runtime setting")?;
         self.retrying(|_| async {
             let loaded = self.settings_loaded().await?;
             let mut settings = loaded.state.clone();
@@ -468,6 +534,7 @@ impl CommandService {
         ctx: &CommandContext,
         make: impl Fn() -> PolicyCommand,
     ) -> Result<Outcome<PolicyView>, CommandError> {
+        organisation_admin(&actor(ctx)?, "change the approval policy")?;
         let make = &make;
         self.retrying(|_| async move {
             let loaded = self.policy().await?;
@@ -491,7 +558,10 @@ impl CommandService {
         // A fund's currency never changes, so a cached fund answers as well as the store; a
         // fund not found in the cache is looked up in the store.
         let fund = self.load_fund(input.fund_id, Source::Cache).await?;
-        let Some(currency) = fund.state.currency.clone() else {
+        // A fund of another company is no fund to this requester.
+        let (Some(currency), true) =
+            (fund.state.currency.clone(), may_read_fund(&actor, fund.state.unit.map(|u| u.company)))
+        else {
             return Err(DomainError::invalid("fund_id", "no fund has this id").into());
         };
         if let Some(given) = &input.currency {
@@ -516,6 +586,7 @@ impl CommandService {
             payee: input.payee,
             category: input.category,
             requester: actor.clone(),
+            origin: input.origin,
         };
         let mut events = decide(&mut requisition, command).await?;
         if input.submit {
@@ -790,7 +861,7 @@ impl CommandService {
     }
 }
 
-fn user_row(id: Id, user: &User) -> SideWrite {
+pub(crate) fn user_row(id: Id, user: &User) -> SideWrite {
     SideWrite::UpsertUser {
         id,
         email: user.email.clone(),
@@ -802,13 +873,14 @@ fn user_row(id: Id, user: &User) -> SideWrite {
     }
 }
 
-fn user_view(id: Id, user: &User) -> UserView {
+pub(crate) fn user_view(id: Id, user: &User) -> UserView {
     UserView {
         id,
         email: user.email.clone(),
         name: user.name.clone(),
         roles: user.roles.clone(),
         active: user.active,
+        unit_id: user.unit_id,
         position: 0,
     }
 }

@@ -11,6 +11,8 @@ use cqrs_es::{Aggregate, DomainEvent};
 use pettycash_domain::integrity::{
     content_digest, jsonb_text, split_metadata, Authenticity, EventContent, EventKey, SnapshotContent,
 };
+use pettycash_domain::organisation::{UnitKind, UnitPath};
+use pettycash_domain::DomainError;
 use postgres_es::PostgresEventRepository;
 use serde_json::{Map, Value};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -37,7 +39,7 @@ pub trait Snapshotted: Aggregate {
 }
 
 impl Snapshotted for pettycash_domain::fund::Fund {
-    const SNAPSHOT_VERSION: i64 = 1;
+    const SNAPSHOT_VERSION: i64 = 2;
 }
 
 /// A row of [`EventStore::load_snapshotted`]'s query: the snapshot (with its MAC), or an event.
@@ -451,6 +453,21 @@ impl EventStore {
     }
 }
 
+/// How many open units are under `unit_id` and how many active users belong to it.
+pub async fn count_unit_contents<'c, E: sqlx::PgExecutor<'c>>(
+    executor: E,
+    unit_id: uuid::Uuid,
+) -> sqlx::Result<(u64, u64)> {
+    let (children, members): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM org_units WHERE parent_id = $1 AND NOT closed),
+                (SELECT count(*) FROM users WHERE unit_id = $1 AND active)",
+    )
+    .bind(unit_id)
+    .fetch_one(executor)
+    .await?;
+    Ok((children as u64, members as u64))
+}
+
 /// One event as stored.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct StoredEvent {
@@ -491,18 +508,78 @@ pub enum SideWrite {
     /// mail whose content must not be an event (an invitation's secret link). Mail about
     /// events is written by the `notifications` projection instead.
     Mail(Box<crate::mail::Mail>),
+    /// The user's unit and its path (`None`: unscoped), as of their `UnitAssigned` event.
+    SetUserUnit { user_id: uuid::Uuid, unit: Option<UnitPath> },
+    /// Ends every session of a user (deactivated): their next request is 401.
+    EndSessions { user_id: uuid::Uuid },
+    /// The `org_units` row, as of the unit's latest event. Its unique keys make codes unique
+    /// within a company (`org_units_code_key`) and company codes across companies
+    /// (`org_units_company_code_key`).
+    UpsertUnit(UnitRow),
+    /// Refuses the command (`DomainError::UnitClosed`) when the unit is closed, holding a
+    /// share lock on its row until the commit: a unit cannot be closed while a child is opened
+    /// under it or a member assigned to it.
+    UnitIsOpen { unit_id: uuid::Uuid },
+    /// Refuses the command (`DomainError::UnitNotEmpty`) when the unit has open children or
+    /// active members, after taking an exclusive lock on its row (which waits for the
+    /// commands holding [`SideWrite::UnitIsOpen`] on it, and makes later ones wait).
+    UnitIsEmpty { unit_id: uuid::Uuid },
+}
+
+/// A unit as the `org_units` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRow {
+    pub kind: UnitKind,
+    pub name: String,
+    pub code: String,
+    pub phone: Option<String>,
+    pub parent_id: Option<uuid::Uuid>,
+    /// Its path; `path.unit_id` is its id.
+    pub path: UnitPath,
+    pub closed: bool,
 }
 
 impl SideWrite {
-    async fn apply(self, tx: &mut Transaction<'static, Postgres>, position: i64) -> Result<(), AppendError> {
-        self.write(tx, position).await.map_err(|e| classify(e, "user"))
-    }
-
-    pub(crate) async fn write(
+    /// Writes this in `tx`, the transaction that appended the events ending at `position`.
+    pub(crate) async fn apply(
         self,
         tx: &mut Transaction<'static, Postgres>,
         position: i64,
-    ) -> sqlx::Result<()> {
+    ) -> Result<(), AppendError> {
+        match self {
+            SideWrite::UnitIsOpen { unit_id } => {
+                let closed: Option<bool> =
+                    sqlx::query_scalar("SELECT closed FROM org_units WHERE id = $1 FOR SHARE")
+                        .bind(unit_id)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(AppendError::Database)?;
+                match closed {
+                    Some(false) => Ok(()),
+                    Some(true) => Err(AppendError::Rule(DomainError::UnitClosed)),
+                    None => Err(AppendError::Rule(DomainError::NotFound { what: "unit" })),
+                }
+            }
+            SideWrite::UnitIsEmpty { unit_id } => {
+                sqlx::query("SELECT 1 FROM org_units WHERE id = $1 FOR UPDATE")
+                    .bind(unit_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(AppendError::Database)?;
+                // A statement of its own after the lock: it sees what the lock's previous
+                // holders committed.
+                let (open_children, members) =
+                    count_unit_contents(&mut **tx, unit_id).await.map_err(AppendError::Database)?;
+                if open_children > 0 || members > 0 {
+                    return Err(AppendError::Rule(DomainError::UnitNotEmpty { open_children, members }));
+                }
+                Ok(())
+            }
+            other => other.write(tx, position).await.map_err(|e| classify(e, "user")),
+        }
+    }
+
+    async fn write(self, tx: &mut Transaction<'static, Postgres>, position: i64) -> sqlx::Result<()> {
         match self {
             SideWrite::Idempotency { user_id, record, body } => {
                 sqlx::query(
@@ -550,6 +627,57 @@ impl SideWrite {
                 )
                 .execute(&mut **tx)
                 .await?;
+            }
+            SideWrite::SetUserUnit { user_id, unit } => {
+                sqlx::query(
+                    "UPDATE users SET unit_id = $2, company_id = $3, region_id = $4, branch_id = $5,
+                            department_id = $6, cost_centre_id = $7, last_position = $8
+                     WHERE id = $1",
+                )
+                .bind(user_id)
+                .bind(unit.map(|u| u.unit_id))
+                .bind(unit.map(|u| u.company))
+                .bind(unit.and_then(|u| u.region))
+                .bind(unit.and_then(|u| u.branch))
+                .bind(unit.and_then(|u| u.department))
+                .bind(unit.and_then(|u| u.cost_centre))
+                .bind(position)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::EndSessions { user_id } => {
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(user_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::UpsertUnit(u) => {
+                sqlx::query(
+                    "INSERT INTO org_units (id, kind, name, code, phone, parent_id, company_id, region_id, branch_id,
+                                            department_id, cost_centre_id, closed, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (id) DO UPDATE SET name = $3, phone = $5, closed = $12, last_position = $13",
+                )
+                .bind(u.path.unit_id)
+                .bind(u.kind)
+                .bind(&u.name)
+                .bind(&u.code)
+                .bind(&u.phone)
+                .bind(u.parent_id)
+                .bind(u.path.company)
+                .bind(u.path.region)
+                .bind(u.path.branch)
+                .bind(u.path.department)
+                .bind(u.path.cost_centre)
+                .bind(u.closed)
+                .bind(position)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::UnitIsOpen { .. } | SideWrite::UnitIsEmpty { .. } => {
+                unreachable!("checked by SideWrite::apply")
             }
             SideWrite::SetPassword { user_id, hash } => {
                 sqlx::query(

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{Fund, PaymentMethod};
+use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, Tier};
 use pettycash_domain::requisition::{Approval, Requisition, Status};
-use pettycash_domain::routing::{Origin, Threshold};
+use pettycash_domain::routing::Threshold;
 use pettycash_domain::Currency;
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
@@ -39,6 +40,9 @@ pub struct FundView {
     pub balance: Decimal,
     pub custodian_id: Option<Uuid>,
     pub disbursements: u64,
+    /// The unit that owns it and that unit's company (`null`: unscoped).
+    pub unit_id: Option<Uuid>,
+    pub company_id: Option<Uuid>,
     /// Global position of the fund's latest event (or of the command's last event).
     pub position: i64,
 }
@@ -53,6 +57,8 @@ impl FundView {
             balance: fund.balance,
             custodian_id: fund.custodian_id,
             disbursements: fund.disbursements,
+            unit_id: fund.unit.map(|u| u.unit_id),
+            company_id: fund.unit.map(|u| u.company),
             position,
         }
     }
@@ -111,6 +117,18 @@ pub struct RequisitionView {
     /// Reason given with the latest rejection, change request or cancellation.
     pub reason: Option<String>,
     pub payment: Option<PaymentSummary>,
+    /// The organisation it was created in (the requester's unit then), as in the lists:
+    /// `null` when unscoped.
+    pub company_id: Option<Uuid>,
+    pub region_id: Option<Uuid>,
+    pub branch_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
+    pub cost_centre_id: Option<Uuid>,
+    /// The requester's unit itself.
+    pub unit_id: Option<Uuid>,
+    /// `branch`, `hq` or `field`; `null` when unscoped.
+    #[schema(value_type = Option<String>, example = "branch")]
+    pub origin: Option<Origin>,
     pub position: i64,
 }
 
@@ -139,6 +157,13 @@ impl RequisitionView {
                 method: p.method,
                 reference: p.reference.clone(),
             }),
+            company_id: r.unit.map(|u| u.company),
+            region_id: r.unit.and_then(|u| u.region),
+            branch_id: r.unit.and_then(|u| u.branch),
+            department_id: r.unit.and_then(|u| u.department),
+            cost_centre_id: r.unit.and_then(|u| u.cost_centre),
+            unit_id: r.unit.map(|u| u.unit_id),
+            origin: r.origin,
             position,
         }
     }
@@ -269,6 +294,8 @@ pub struct UserView {
     #[schema(value_type = Vec<String>)]
     pub roles: Vec<Role>,
     pub active: bool,
+    /// The organisation unit they belong to (`null`: none, unscoped).
+    pub unit_id: Option<Uuid>,
     pub position: i64,
 }
 

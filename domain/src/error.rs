@@ -73,6 +73,26 @@ pub enum DomainError {
     NoThreshold { currency: String, origin: crate::routing::Origin, amount: Decimal },
     #[error("nobody may approve the {role} step: no eligible approver and no admin")]
     NoApprover { role: Role },
+    #[error(
+        "only an admin who belongs to no organisation unit may {action}: it concerns every company; \
+         an admin of a company manages that company"
+    )]
+    OrganisationAdminOnly { action: &'static str },
+    #[error("{}", wrong_parent(*kind, *expected, *got))]
+    WrongParent {
+        kind: crate::organisation::UnitKind,
+        expected: Option<crate::organisation::UnitKind>,
+        got: Option<crate::organisation::UnitKind>,
+    },
+    #[error("the unit is closed")]
+    UnitClosed,
+    #[error("the code is taken: codes are unique within a company, and company codes across companies")]
+    CodeTaken,
+    #[error(
+        "the unit still has {open_children} open unit(s) under it and {members} active member(s); \
+         close or move them first"
+    )]
+    UnitNotEmpty { open_children: u64, members: u64 },
 }
 
 impl DomainError {
@@ -114,6 +134,11 @@ impl DomainError {
             DomainError::ThresholdsGap { .. } => "thresholds_gap",
             DomainError::NoThreshold { .. } => "no_threshold",
             DomainError::NoApprover { .. } => "no_approver",
+            DomainError::OrganisationAdminOnly { .. } => "organisation_admin_only",
+            DomainError::WrongParent { .. } => "wrong_parent",
+            DomainError::UnitClosed => "unit_closed",
+            DomainError::CodeTaken => "code_taken",
+            DomainError::UnitNotEmpty { .. } => "unit_not_empty",
         }
     }
 
@@ -123,7 +148,8 @@ impl DomainError {
             | DomainError::Money { .. }
             | DomainError::CurrencyMismatch { .. }
             | DomainError::ThresholdsOverlap { .. }
-            | DomainError::ThresholdsGap { .. } => ErrorKind::Validation,
+            | DomainError::ThresholdsGap { .. }
+            | DomainError::WrongParent { .. } => ErrorKind::Validation,
             DomainError::NotFound { .. } => ErrorKind::NotFound,
             DomainError::NotRequester { .. }
             | DomainError::SelfApproval
@@ -131,7 +157,8 @@ impl DomainError {
             | DomainError::MissingRole { .. }
             | DomainError::PayerIsRequester
             | DomainError::PayerIsApprover
-            | DomainError::SponsoredByParticipant { .. } => ErrorKind::Forbidden,
+            | DomainError::SponsoredByParticipant { .. }
+            | DomainError::OrganisationAdminOnly { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
@@ -140,7 +167,10 @@ impl DomainError {
             | DomainError::FundClosed
             | DomainError::LastAdmin
             | DomainError::NoThreshold { .. }
-            | DomainError::NoApprover { .. } => ErrorKind::Conflict,
+            | DomainError::NoApprover { .. }
+            | DomainError::UnitClosed
+            | DomainError::CodeTaken
+            | DomainError::UnitNotEmpty { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -151,8 +181,22 @@ impl DomainError {
             DomainError::CurrencyMismatch { .. } => Some("currency"),
             DomainError::InsufficientFunds { .. } => Some("amount"),
             DomainError::ThresholdsOverlap { .. } | DomainError::ThresholdsGap { .. } => Some("thresholds"),
+            DomainError::WrongParent { .. } => Some("parent_id"),
+            DomainError::CodeTaken => Some("code"),
             _ => None,
         }
+    }
+}
+
+fn wrong_parent(
+    kind: crate::organisation::UnitKind,
+    expected: Option<crate::organisation::UnitKind>,
+    got: Option<crate::organisation::UnitKind>,
+) -> String {
+    match (expected, got) {
+        (None, _) => format!("a {kind} is a top-level unit: it has no parent"),
+        (Some(e), None) => format!("a {kind} goes under a {e}: give its parent"),
+        (Some(e), Some(g)) => format!("a {kind} goes under a {e}, not under a {g}"),
     }
 }
 

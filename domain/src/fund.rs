@@ -7,6 +7,7 @@
 
 use crate::error::{clean_text, DomainError};
 use crate::money::Currency;
+use crate::organisation::UnitPath;
 use crate::role::Role;
 use crate::{Actor, Id};
 use cqrs_es::event_sink::EventSink;
@@ -158,8 +159,14 @@ pub struct Fund {
     pub custodian_id: Option<Id>,
     /// Number of disbursements, for the read side and sanity checks.
     pub disbursements: u64,
+    /// The unit that owns the fund (`None`: unscoped). Its company's people see it.
+    #[serde(default)]
+    pub unit: Option<UnitPath>,
 }
 
+// A command lives for one decision: boxing the opener's actor to even out the variants would
+// buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum FundCommand {
     Open {
@@ -168,6 +175,9 @@ pub enum FundCommand {
         currency: String,
         float: Decimal,
         custodian_id: Option<Id>,
+        /// The owning unit as looked up by the caller; must be of the admin's company (`None`
+        /// for an admin of no unit).
+        unit: Option<UnitPath>,
         actor: Actor,
     },
     /// Cash leaves the fund for an approved requisition. The requisition side checks who may
@@ -193,6 +203,8 @@ pub enum FundEvent {
         float: Decimal,
         custodian_id: Option<Id>,
         opened_by: Id,
+        /// Version 2: the owning unit and its path (version 1 had none: unscoped).
+        unit: Option<UnitPath>,
     },
     CashDisbursed {
         payment_id: Id,
@@ -217,7 +229,11 @@ impl DomainEvent for FundEvent {
         .into()
     }
     fn event_version(&self) -> String {
-        "1".into()
+        match self {
+            FundEvent::FundOpened { .. } => "2",
+            FundEvent::CashDisbursed { .. } => "1",
+        }
+        .into()
     }
 }
 
@@ -235,9 +251,15 @@ impl Aggregate for Fund {
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
         match command {
-            FundCommand::Open { fund_id, name, currency, float, custodian_id, actor } => {
+            FundCommand::Open { fund_id, name, currency, float, custodian_id, unit, actor } => {
                 if !actor.has(Role::Admin) {
                     return Err(DomainError::MissingRole { required: Role::Admin });
+                }
+                if unit.map(|u| u.company) != actor.company() {
+                    return Err(DomainError::invalid(
+                        "unit_id",
+                        "a fund belongs to a unit of your own company (none, for an admin of no unit)",
+                    ));
                 }
                 if self.id.is_some() {
                     return Err(DomainError::AlreadyExists { what: "fund" });
@@ -252,6 +274,7 @@ impl Aggregate for Fund {
                     float,
                     custodian_id,
                     opened_by: actor.user_id,
+                    unit,
                 };
                 sink.write(event, self).await;
             }
@@ -296,8 +319,9 @@ impl Aggregate for Fund {
 
     fn apply(&mut self, event: FundEvent) {
         match event {
-            FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, .. } => {
+            FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, unit, .. } => {
                 self.id = Some(fund_id);
+                self.unit = unit;
                 self.name = name;
                 self.currency = Some(currency);
                 self.float = float;
@@ -342,6 +366,7 @@ mod tests {
             float: d("100.00"),
             custodian_id: None,
             opened_by: Id::nil(),
+            unit: None,
         };
         let m = book.record(&opened).unwrap();
         assert_eq!((m.kind, m.amount, m.balance_after), (MovementKind::Opening, d("100.00"), d("100.00")));
@@ -373,6 +398,7 @@ mod tests {
             float: d(float),
             custodian_id: None,
             opened_by: Id::nil(),
+            unit: None,
         }
     }
 
@@ -398,6 +424,7 @@ mod tests {
                 currency: "kes".into(),
                 float: d("5000"),
                 custodian_id: None,
+                unit: None,
                 actor: admin(),
             })
             .then_expect_events(vec![opened("5000.00")]);
@@ -413,6 +440,7 @@ mod tests {
                 currency: "KES".into(),
                 float: d("1"),
                 custodian_id: None,
+                unit: None,
                 actor: Actor::new(Id::nil(), [Role::Treasury, Role::Cfo]),
             })
             .then_expect_error(DomainError::MissingRole { required: Role::Admin });
@@ -428,6 +456,7 @@ mod tests {
                 currency: "JPY".into(),
                 float: d("100.5"),
                 custodian_id: None,
+                unit: None,
                 actor: admin(),
             })
             .inspect_result();

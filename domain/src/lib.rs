@@ -11,6 +11,7 @@ pub mod fund;
 pub mod integrity;
 pub mod mail;
 pub mod money;
+pub mod organisation;
 pub mod policy;
 pub mod requisition;
 pub mod role;
@@ -39,11 +40,27 @@ pub struct Actor {
     /// may not approve or pay what any of them requested or approved.
     #[serde(default)]
     pub sponsors: Vec<Id>,
+    /// The organisation unit the actor belongs to, with its path (`None`: unscoped, as in an
+    /// organisation that models no units). What they see follows from it
+    /// (`visibility`).
+    #[serde(default)]
+    pub unit: Option<organisation::UnitPath>,
 }
 
 impl Actor {
     pub fn new(user_id: Id, roles: impl IntoIterator<Item = Role>) -> Self {
-        Self { user_id, roles: roles.into_iter().collect(), sponsors: Vec::new() }
+        Self { user_id, roles: roles.into_iter().collect(), sponsors: Vec::new(), unit: None }
+    }
+
+    /// The actor in the unit with path `unit` (`None`: in none).
+    pub fn in_unit(mut self, unit: Option<organisation::UnitPath>) -> Self {
+        self.unit = unit;
+        self
+    }
+
+    /// The company the actor belongs to; `None` for an unscoped actor.
+    pub fn company(&self) -> Option<Id> {
+        self.unit.map(|u| u.company)
     }
 
     pub fn with_sponsors(mut self, sponsors: impl IntoIterator<Item = Id>) -> Self {

@@ -15,6 +15,7 @@
 use crate::error::{clean_optional, clean_text, DomainError};
 use crate::fund::PaymentMethod;
 use crate::money::Currency;
+use crate::organisation::{Origin, UnitPath};
 use crate::role::Role;
 use crate::{Actor, Id};
 use cqrs_es::event_sink::EventSink;
@@ -138,6 +139,13 @@ pub struct Requisition {
     /// Reason given with the latest rejection, change request or cancellation.
     pub last_reason: Option<String>,
     pub payment: Option<PaymentRecord>,
+    /// The requester's organisation unit (with its path) when it was created; `None`:
+    /// unscoped (no units, or created before units existed).
+    #[serde(default)]
+    pub unit: Option<UnitPath>,
+    /// Branch, head office or field; `None` when unscoped.
+    #[serde(default)]
+    pub origin: Option<Origin>,
 }
 
 impl Requisition {
@@ -255,7 +263,11 @@ pub enum RequisitionCommand {
         purpose: String,
         payee: Option<String>,
         category: Option<String>,
+        /// The requester, with their unit as it is now (`Actor::unit`): the requisition
+        /// belongs to it for good.
         requester: Actor,
+        /// The origin the requester asked for (`None`: the one their unit gives).
+        origin: Option<Origin>,
     },
     Edit {
         changes: Changes,
@@ -302,6 +314,11 @@ pub enum RequisitionEvent {
         payee: Option<String>,
         category: Option<String>,
         requester_id: Id,
+        /// Version 2: where it comes from (`None`: unscoped). Version 1 had neither this nor
+        /// `unit` (`upcast::RequisitionCreatedV2`).
+        origin: Option<Origin>,
+        /// Version 2: the requester's unit and its path when it was created.
+        unit: Option<UnitPath>,
     },
     /// Only the changed fields are set.
     RequisitionEdited {
@@ -368,7 +385,11 @@ impl DomainEvent for RequisitionEvent {
         .into()
     }
     fn event_version(&self) -> String {
-        "1".into()
+        match self {
+            RequisitionEvent::RequisitionCreated { .. } => "2",
+            _ => "1",
+        }
+        .into()
     }
 }
 
@@ -388,7 +409,17 @@ impl Aggregate for Requisition {
         use RequisitionCommand as C;
         use RequisitionEvent as E;
         match command {
-            C::Create { requisition_id, fund_id, currency, amount, purpose, payee, category, requester } => {
+            C::Create {
+                requisition_id,
+                fund_id,
+                currency,
+                amount,
+                purpose,
+                payee,
+                category,
+                requester,
+                origin,
+            } => {
                 if self.id.is_some() {
                     return Err(DomainError::AlreadyExists { what: "requisition" });
                 }
@@ -406,6 +437,8 @@ impl Aggregate for Requisition {
                     payee: clean_optional("payee", payee.as_deref(), PAYEE_MAX)?,
                     category: clean_optional("category", category.as_deref(), CATEGORY_MAX)?,
                     requester_id: requester.user_id,
+                    origin: Origin::of(requester.unit.as_ref(), origin)?,
+                    unit: requester.unit,
                 };
                 sink.write(event, self).await;
             }
@@ -524,8 +557,12 @@ impl Aggregate for Requisition {
                 payee,
                 category,
                 requester_id,
+                origin,
+                unit,
             } => {
                 self.id = Some(requisition_id);
+                self.origin = origin;
+                self.unit = unit;
                 self.fund_id = Some(fund_id);
                 self.currency = Some(currency);
                 self.amount = amount;

@@ -16,54 +16,11 @@
 
 use crate::error::DomainError;
 use crate::money::Currency;
+pub use crate::organisation::Origin;
 use crate::role::Role;
 use crate::Id;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-
-/// Where a requisition comes from, as the thresholds distinguish it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// A branch (or a unit below one).
-    Branch,
-    /// Head office: a company- or region-level unit, or an organisation without units.
-    Hq,
-    /// In the field (a region's staff away from any branch).
-    Field,
-}
-
-impl Origin {
-    pub const ALL: [Origin; 3] = [Origin::Branch, Origin::Hq, Origin::Field];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Branch => "branch",
-            Origin::Hq => "hq",
-            Origin::Field => "field",
-        }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The text was not an origin.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown origin `{0}` (branch, hq or field)")]
-pub struct UnknownOrigin(pub String);
-
-impl FromStr for Origin {
-    type Err = UnknownOrigin;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Origin::ALL.into_iter().find(|o| o.as_str() == s).ok_or_else(|| UnknownOrigin(s.to_string()))
-    }
-}
 
 /// Roles that may be a step of a chain: the approvers, and treasury as a validation step (as
 /// the old system's tiers had it; a treasury user who validated a requisition may not pay it).

@@ -52,5 +52,7 @@ stored_as_text!(
     crate::role::Role,
     crate::fund::PaymentMethod,
     crate::fund::MovementKind,
-    crate::mail::MailCategory
+    crate::mail::MailCategory,
+    crate::organisation::UnitKind,
+    crate::organisation::Origin
 );

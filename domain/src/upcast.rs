@@ -1,12 +1,26 @@
 //! Upcasters for superseded event versions. Applied on every read of stored events: by the
 //! command side when folding a stream and by the projection tailer. Stored rows are never
 //! edited; a shape change is a new `event_version` plus an entry here.
+//!
+//! | event | version | change | upcaster |
+//! |---|---|---|---|
+//! | `RequisitionCreated` | 2 | `origin` and `unit` (the requester's organisation) | [`AddFields`]: both `null` (unscoped) |
+//! | `FundOpened` | 2 | `unit` (the owning unit) | [`AddFields`]: `null` (unscoped) |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use serde_json::Value;
 
-/// All upcasters, in the order they apply. None yet: every event type is at version 1.
+/// All upcasters, in the order they apply.
 pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
-    Vec::new()
+    vec![
+        Box::new(AddFields {
+            event_type: "RequisitionCreated",
+            from: "1",
+            to: "2",
+            fields: &["origin", "unit"],
+        }),
+        Box::new(AddFields { event_type: "FundOpened", from: "1", to: "2", fields: &["unit"] }),
+    ]
 }
 
 /// Brings one stored event to its current version.
@@ -17,4 +31,73 @@ pub fn upcast(upcasters: &[Box<dyn EventUpcaster>], mut event: SerializedEvent) 
         }
     }
     event
+}
+
+/// Upcasts `event_type` from version `from` to `to` by adding `fields` as `null` (what the new
+/// version records when the fact did not exist). Payloads are externally tagged
+/// (`{"RequisitionCreated": {...}}`); a field already present is left as it is.
+pub struct AddFields {
+    pub event_type: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub fields: &'static [&'static str],
+}
+
+impl EventUpcaster for AddFields {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        event_type == self.event_type && event_version == self.from
+    }
+
+    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+        if let Some(Value::Object(fields)) = event.payload.get_mut(self.event_type) {
+            for field in self.fields {
+                fields.entry(*field).or_insert(Value::Null);
+            }
+        }
+        event.event_version = self.to.to_string();
+        event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fund::FundEvent;
+    use crate::requisition::RequisitionEvent;
+    use serde_json::json;
+
+    fn stored(event_type: &str, version: &str, payload: Value) -> SerializedEvent {
+        SerializedEvent::new("x".into(), 1, "t".into(), event_type.into(), version.into(), payload, json!({}))
+    }
+
+    #[test]
+    fn a_version_1_requisition_created_reads_as_an_unscoped_version_2() {
+        let v1 = json!({"RequisitionCreated": {"requisition_id": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b17",
+            "fund_id": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b18", "currency": "KES", "amount": "10.00",
+            "purpose": "p", "payee": null, "category": null,
+            "requester_id": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b19"}});
+        let event = upcast(&upcasters(), stored("RequisitionCreated", "1", v1));
+        assert_eq!(event.event_version, "2");
+        match serde_json::from_value::<RequisitionEvent>(event.payload).unwrap() {
+            RequisitionEvent::RequisitionCreated { origin, unit, .. } => {
+                assert_eq!((origin, unit), (None, None))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_version_1_fund_opened_reads_as_an_unscoped_version_2_and_current_versions_pass() {
+        let v1 = json!({"FundOpened": {"fund_id": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b18", "name": "F",
+            "currency": "KES", "float": "100.00", "custodian_id": null,
+            "opened_by": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b19"}});
+        let event = upcast(&upcasters(), stored("FundOpened", "1", v1));
+        assert_eq!(event.event_version, "2");
+        assert!(matches!(
+            serde_json::from_value(event.payload).unwrap(),
+            FundEvent::FundOpened { unit: None, .. }
+        ));
+        let v2 = stored("FundOpened", "2", json!({"FundOpened": {}}));
+        assert_eq!(upcast(&upcasters(), v2).payload, json!({"FundOpened": {}}));
+    }
 }

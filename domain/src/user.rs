@@ -3,7 +3,9 @@
 //! Passwords are not domain facts and never enter the event store (an event cannot be
 //! erased, a credential must be replaceable): the `commands` crate keeps password hashes in a
 //! separate credentials table. The events record only that a user exists and what roles they
-//! were granted or lost, by whom, and which categories of mail they muted.
+//! were granted or lost, by whom; which organisation unit they belong to; when they were
+//! deactivated (their sessions end, their history stays) and reactivated; and which categories
+//! of mail they muted.
 
 use crate::error::{clean_text, DomainError};
 use crate::mail::MailCategory;
@@ -29,6 +31,20 @@ pub struct User {
     /// The categories of mail the user does not want, sorted; never one that cannot be muted.
     #[serde(default)]
     pub muted_mail: Vec<MailCategory>,
+    /// The organisation unit they belong to (the most specific one; its path is the unit's,
+    /// see `organisation::UnitPath`). `None`: unscoped.
+    #[serde(default)]
+    pub unit_id: Option<Id>,
+}
+
+/// The longest reason a deactivation may give.
+pub const REASON_MAX: usize = 2_000;
+
+/// A unit a user is being assigned to, as looked up by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedUnit {
+    pub path: crate::organisation::UnitPath,
+    pub closed: bool,
 }
 
 /// Who asked for a user change: an admin through the API, or the operator at the command line.
@@ -40,7 +56,7 @@ pub enum Requester {
 }
 
 impl Requester {
-    fn check_admin(&self) -> Result<(), DomainError> {
+    pub(crate) fn check_admin(&self) -> Result<(), DomainError> {
         match self {
             Requester::Operator => Ok(()),
             Requester::Admin(actor) if actor.has(Role::Admin) => Ok(()),
@@ -48,7 +64,7 @@ impl Requester {
         }
     }
 
-    fn user_id(&self) -> Option<Id> {
+    pub(crate) fn user_id(&self) -> Option<Id> {
         match self {
             Requester::Admin(a) => Some(a.user_id),
             Requester::Operator => None,
@@ -78,6 +94,23 @@ pub enum UserCommand {
     MuteMail {
         categories: Vec<MailCategory>,
     },
+    /// Put the user in `unit` (`None`: in no unit, unscoped).
+    AssignUnit {
+        unit: Option<AssignedUnit>,
+        by: Requester,
+    },
+    /// Their sessions end (the caller revokes them in the same transaction); their history
+    /// stays.
+    Deactivate {
+        reason: String,
+        by: Requester,
+    },
+    /// `unit_closed`: whether the unit they still belong to was closed meanwhile (then they
+    /// must be assigned an open one first).
+    Reactivate {
+        unit_closed: bool,
+        by: Requester,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +130,17 @@ pub enum UserEvent {
         role: Role,
         revoked_by: Option<Id>,
     },
+    UnitAssigned {
+        unit_id: Option<Id>,
+        assigned_by: Option<Id>,
+    },
+    UserDeactivated {
+        by: Option<Id>,
+        reason: String,
+    },
+    UserReactivated {
+        by: Option<Id>,
+    },
     /// The categories of mail the user mutes from now on (sorted, none unmutable), replacing
     /// the set before; empty: every mail again. The user's own choice, so no `by`: the
     /// metadata's `actor_id` is the user.
@@ -112,6 +156,9 @@ impl DomainEvent for UserEvent {
             UserEvent::RoleGranted { .. } => "RoleGranted",
             UserEvent::RoleRevoked { .. } => "RoleRevoked",
             UserEvent::MailMuted { .. } => "MailMuted",
+            UserEvent::UnitAssigned { .. } => "UnitAssigned",
+            UserEvent::UserDeactivated { .. } => "UserDeactivated",
+            UserEvent::UserReactivated { .. } => "UserReactivated",
         }
         .into()
     }
@@ -190,6 +237,38 @@ impl Aggregate for User {
                     sink.write(UserEvent::MailMuted { categories }, self).await;
                 }
             }
+            UserCommand::AssignUnit { unit, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                if let Some(unit) = &unit {
+                    by.check_reaches(unit.path.company)?;
+                    if unit.closed {
+                        return Err(DomainError::UnitClosed);
+                    }
+                }
+                let unit_id = unit.map(|u| u.path.unit_id);
+                if unit_id != self.unit_id {
+                    sink.write(UserEvent::UnitAssigned { unit_id, assigned_by: by.user_id() }, self).await;
+                }
+            }
+            UserCommand::Deactivate { reason, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                if self.active {
+                    sink.write(UserEvent::UserDeactivated { by: by.user_id(), reason }, self).await;
+                }
+            }
+            UserCommand::Reactivate { unit_closed, by } => {
+                by.check_admin()?;
+                self.require_exists()?;
+                if !self.active {
+                    if unit_closed && self.unit_id.is_some() {
+                        return Err(DomainError::UnitClosed);
+                    }
+                    sink.write(UserEvent::UserReactivated { by: by.user_id() }, self).await;
+                }
+            }
         }
         Ok(())
     }
@@ -211,6 +290,9 @@ impl Aggregate for User {
             }
             UserEvent::RoleRevoked { role, .. } => self.roles.retain(|r| *r != role),
             UserEvent::MailMuted { categories } => self.muted_mail = categories,
+            UserEvent::UnitAssigned { unit_id, .. } => self.unit_id = unit_id,
+            UserEvent::UserDeactivated { .. } => self.active = false,
+            UserEvent::UserReactivated { .. } => self.active = true,
         }
     }
 }

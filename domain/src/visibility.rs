@@ -1,26 +1,42 @@
 //! Who may see what: the one rule every read path asks — a requisition's detail and history,
-//! the lists and the approvals inbox, payments, funds and the cash book, the dashboard, and
-//! (later) reports and pages. Lists do not re-implement it: [`RequisitionScope`] is the rule
-//! as data, which the read models' queries translate into a filter, and
-//! [`RequisitionScope::admits`] is the same rule on one requisition; a test checks that the
-//! two agree for every role and every state (`tests/tests/api/visibility.rs`).
+//! the lists and the approvals inbox, payments, funds and the cash book, the dashboard, users
+//! and organisation units, and (later) reports and pages. Lists do not re-implement it:
+//! [`RequisitionScope`] is the rule as data, which the read models' queries translate into a
+//! filter, and [`RequisitionScope::admits`] is the same rule on one requisition; tests check
+//! that the two agree for every role and every state, without units and with two companies
+//! (`tests/tests/api/visibility.rs`).
 //!
-//! Requisitions:
+//! **Companies first.** Every requisition, fund (with its cash book and payments) and user
+//! belongs to a company, or to none ("unscoped": created by someone who belongs to no
+//! organisation unit, or before units existed). An actor sees only what belongs to their own
+//! company; an actor who belongs to no unit sees only what belongs to no company. So an
+//! organisation that models no units works exactly as before (everything and everyone is
+//! unscoped), and nobody — no admin, no auditor — sees another company's data. The one
+//! exception is their own: a requester always sees their own requisitions.
+//!
+//! Requisitions, within the company:
 //! - its requester always sees it;
 //! - auditors and admins see every requisition;
 //! - the company-wide finance roles (treasury, fpa, group finance manager, cfo, ceo) see every
 //!   requisition that was ever submitted (a draft is its requester's business until it is
 //!   submitted);
-//! - the other approvers (department heads, branch and regional managers) see a submitted
-//!   requisition whose chain (the latest submission's) has one of their roles, and one whose
-//!   current round they approved. [workflow] narrows them, and the company-wide roles, to
-//!   their organisation unit and company here.
+//! - the other approvers see a submitted requisition whose chain (the latest submission's) has
+//!   one of their roles *in their part of the organisation*: a branch manager their branch's,
+//!   a department head their department's, a regional manager their region's
+//!   ([`crate::organisation::reach_level`]); and one whose current round they approved. An
+//!   approver of no unit reaches every unscoped requisition (as before units); one whose unit
+//!   is above the level of their role (a branch manager assigned to a region) reaches none by
+//!   that role.
 //!
 //! Payments (treasury's list): treasury, auditors, admins, and the finance leads (cfo, fpa,
-//! group finance manager). Funds and their cash books: every signed-in user (custodians and
-//! requesters need to know what is in the box). Dashboard numbers (totals, not items):
-//! everyone's for the roles that see requisitions beyond their own, their own for the rest.
+//! group finance manager), of their company. Funds and their cash books: every signed-in user
+//! of the fund's company (custodians and requesters need to know what is in the box).
+//! Dashboard numbers (totals, not items): their company's for the roles that see requisitions
+//! beyond their own, their own for the rest. Users: admins and auditors list their company's.
+//! Organisation units: everyone sees their company's; an admin of no unit sees every unit (they
+//! open companies and give each its first members).
 
+use crate::organisation::{reach_level, UnitKind, UnitPath};
 use crate::requisition::Requisition;
 use crate::role::Role;
 use crate::{Actor, Id};
@@ -35,12 +51,46 @@ pub struct RequisitionFacts<'a> {
     pub chain: &'a [Role],
     /// Who approved in the current round.
     pub approvers: &'a [Id],
+    /// The unit it was created in, with its path; `None`: unscoped.
+    pub unit: Option<UnitPath>,
 }
 
 impl<'a> From<&'a Requisition> for RequisitionFacts<'a> {
     fn from(r: &'a Requisition) -> Self {
-        Self { requester_id: r.requester_id, submitted: r.submissions > 0, chain: &r.chain, approvers: &[] }
+        Self {
+            requester_id: r.requester_id,
+            submitted: r.submissions > 0,
+            chain: &r.chain,
+            approvers: &[],
+            unit: r.unit,
+        }
     }
+}
+
+/// How far one approver role reaches within the actor's company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Within {
+    /// The whole company (for an actor of no unit: every unscoped requisition).
+    Company,
+    /// Requisitions whose path goes through unit `id` at `level` (a branch, a department, a
+    /// region).
+    Unit { level: UnitKind, id: Id },
+}
+
+impl Within {
+    fn admits(self, unit: Option<&UnitPath>) -> bool {
+        match self {
+            Within::Company => true,
+            Within::Unit { level, id } => unit.and_then(|u| u.at(level)) == Some(id),
+        }
+    }
+}
+
+/// One approver role the actor holds and how far it reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    pub role: Role,
+    pub within: Within,
 }
 
 /// Which requisitions an actor may see, as data: see the module documentation.
@@ -48,46 +98,73 @@ impl<'a> From<&'a Requisition> for RequisitionFacts<'a> {
 pub struct RequisitionScope {
     /// The actor: their own requisitions, and those they approved.
     pub user_id: Id,
-    /// Every requisition, drafts included.
+    /// Everything else is of this company only (`None`: of no company, unscoped).
+    pub company: Option<Id>,
+    /// Every requisition of the company, drafts included.
     pub everything: bool,
-    /// Every submitted requisition.
+    /// Every submitted requisition of the company.
     pub all_submitted: bool,
-    /// Submitted requisitions whose chain has one of these roles (the actor's approver
-    /// roles: also what their approvals inbox waits on).
+    /// The actor's approver roles: what their approvals inbox waits on.
     pub chain_roles: Vec<Role>,
+    /// Submitted requisitions whose chain has `role`, where it reaches. Roles that reach
+    /// nothing (a branch manager who is in no branch) are left out.
+    pub reaches: Vec<Reach>,
 }
 
 impl RequisitionScope {
     pub fn of(actor: &Actor) -> Self {
+        let chain_roles: Vec<Role> =
+            actor.roles.iter().copied().filter(|r| crate::routing::may_be_a_step(*r)).collect();
+        let reaches = chain_roles
+            .iter()
+            .filter_map(|&role| {
+                let within = match (&actor.unit, reach_level(role)) {
+                    (None, _) | (Some(_), None) => Within::Company,
+                    (Some(unit), Some(level)) => Within::Unit { level, id: unit.at(level)? },
+                };
+                Some(Reach { role, within })
+            })
+            .collect();
         Self {
             user_id: actor.user_id,
+            company: actor.company(),
             everything: actor.has(Role::Auditor) || actor.has(Role::Admin),
             all_submitted: COMPANY_WIDE.iter().any(|r| actor.has(*r)),
-            chain_roles: actor.roles.iter().copied().filter(|r| crate::routing::may_be_a_step(*r)).collect(),
+            chain_roles,
+            reaches,
         }
     }
 
     /// True when the actor may see this requisition.
     pub fn admits(&self, r: &RequisitionFacts<'_>) -> bool {
+        if r.requester_id == Some(self.user_id) {
+            return true;
+        }
+        if r.unit.map(|u| u.company) != self.company {
+            return false;
+        }
         self.everything
-            || r.requester_id == Some(self.user_id)
             || (r.submitted
                 && (self.all_submitted
-                    || r.chain.iter().any(|role| self.chain_roles.contains(role))
+                    || self
+                        .reaches
+                        .iter()
+                        .any(|reach| r.chain.contains(&reach.role) && reach.within.admits(r.unit.as_ref()))
                     || r.approvers.contains(&self.user_id)))
     }
 
     /// True when the actor sees only their own requisitions (and those they approved).
     pub fn own_only(&self) -> bool {
-        !self.everything && !self.all_submitted && self.chain_roles.is_empty()
+        !self.everything && !self.all_submitted && self.reaches.is_empty()
     }
 }
 
-/// Roles that see every submitted requisition (of their company, once there are companies).
+/// Roles that see every submitted requisition of their company.
 pub const COMPANY_WIDE: [Role; 5] =
     [Role::Treasury, Role::Fpa, Role::GroupFinanceManager, Role::Cfo, Role::Ceo];
 
-/// True when the actor may read treasury's list of payments.
+/// True when the actor may read treasury's list of payments (of their company:
+/// [`may_read_fund`] decides per fund, and the list is of the actor's company).
 pub fn may_read_payments(actor: &Actor) -> bool {
     PAYMENT_READERS.iter().any(|r| actor.has(*r))
 }
@@ -96,27 +173,50 @@ pub fn may_read_payments(actor: &Actor) -> bool {
 pub const PAYMENT_READERS: [Role; 6] =
     [Role::Treasury, Role::Auditor, Role::Admin, Role::Cfo, Role::Fpa, Role::GroupFinanceManager];
 
-/// True when the actor may read funds, their balances and cash books: any signed-in user.
+/// True when the actor may read funds at all, their balances and cash books: any signed-in
+/// user (of the fund's company: [`may_read_fund`]).
 pub fn may_read_funds(_actor: &Actor) -> bool {
     true
+}
+
+/// True when the actor may read a fund owned by a unit of `fund_company` (`None`: unscoped),
+/// its cash book and its payments: their own company's, or, for an actor of no unit, an
+/// unscoped fund's.
+pub fn may_read_fund(actor: &Actor, fund_company: Option<Id>) -> bool {
+    may_read_funds(actor) && actor.company() == fund_company
+}
+
+/// True when the actor may see (and, being an admin, manage) a user of `user_company`: the
+/// same company, or both of none.
+pub fn may_see_user(actor: &Actor, user_company: Option<Id>) -> bool {
+    actor.company() == user_company
+}
+
+/// True when the actor may see an organisation unit of `unit_company`: their own company's;
+/// an admin of no unit sees every unit.
+pub fn may_see_unit(actor: &Actor, unit_company: Id) -> bool {
+    match actor.company() {
+        Some(own) => own == unit_company,
+        None => actor.has(Role::Admin),
+    }
 }
 
 /// Whose numbers the dashboard sums for an actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DashboardScope {
-    /// Every requisition's.
-    Everyone,
+    /// Every requisition's of a company (`None`: every unscoped requisition's).
+    Company(Option<Id>),
     /// The actor's own requisitions'.
     Own,
 }
 
 impl DashboardScope {
-    /// Everyone's for those who see requisitions beyond their own, their own otherwise.
+    /// Their company's for those who see requisitions beyond their own, their own otherwise.
     pub fn of(actor: &Actor) -> Self {
         if RequisitionScope::of(actor).own_only() {
             DashboardScope::Own
         } else {
-            DashboardScope::Everyone
+            DashboardScope::Company(actor.company())
         }
     }
 }
@@ -131,7 +231,7 @@ mod tests {
         chain: &'a [Role],
         approvers: &'a [Id],
     ) -> RequisitionFacts<'a> {
-        RequisitionFacts { requester_id: Some(requester), submitted, chain, approvers }
+        RequisitionFacts { requester_id: Some(requester), submitted, chain, approvers, unit: None }
     }
 
     #[test]
@@ -166,6 +266,6 @@ mod tests {
         assert!(!cfo.admits(&facts(other, false, &[], &[])), "not a draft");
         assert!(RequisitionScope::of(&Actor::new(me, [Role::Staff])).own_only());
         assert_eq!(DashboardScope::of(&Actor::new(me, [Role::Staff])), DashboardScope::Own);
-        assert_eq!(DashboardScope::of(&Actor::new(me, [Role::Cfo])), DashboardScope::Everyone);
+        assert_eq!(DashboardScope::of(&Actor::new(me, [Role::Cfo])), DashboardScope::Company(None));
     }
 }

@@ -8,6 +8,7 @@ use cqrs_es::test::TestFramework;
 use cqrs_es::Aggregate;
 use pettycash_domain::fund::PaymentMethod;
 use pettycash_domain::money::{Currency, MoneyError, MAX_AMOUNT};
+use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::Tiers;
 use pettycash_domain::requisition::{
     Approval, Changes, PaymentRecord, Requisition, RequisitionCommand as Cmd, RequisitionEvent as Ev, Status,
@@ -85,6 +86,8 @@ struct NewRequisition {
     payee: Option<String>,
     category: Option<String>,
     requester: Actor,
+    /// The origin asked for.
+    origin: Option<Origin>,
 }
 
 impl Default for NewRequisition {
@@ -96,6 +99,7 @@ impl Default for NewRequisition {
             payee: Some("Office Mart".into()),
             category: Some("supplies".into()),
             requester: requester(),
+            origin: None,
         }
     }
 }
@@ -111,6 +115,7 @@ impl NewRequisition {
             payee: self.payee,
             category: self.category,
             requester: self.requester,
+            origin: self.origin,
         }
     }
 
@@ -124,6 +129,8 @@ impl NewRequisition {
             payee: self.payee,
             category: self.category,
             requester_id: self.requester.user_id,
+            origin: Origin::of(self.requester.unit.as_ref(), self.origin).unwrap(),
+            unit: self.requester.unit,
         }
     }
 }

@@ -172,6 +172,11 @@ pub fn table_name(base: &str, version: i32, generation: i32) -> String {
     }
 }
 
+/// The current version of the `requisitions` projection (3: the requisition's organisation).
+pub const REQUISITIONS_VERSION: i32 = 3;
+/// The current version of the `cash` projection (2: the fund's company).
+pub const CASH_VERSION: i32 = 2;
+
 /// The projections the service runs (`serve`, `project`), at their current versions
 /// (generation 0; the engine resolves which generation of each version to run): the read
 /// models, and the side-effecting `notifications` (mail), whose links start with `links`.
@@ -183,5 +188,8 @@ pub fn all(links: &pettycash_commands::mail::Links) -> Vec<Arc<dyn Projection>> 
 
 /// The read models only: what `pettycash-replay rebuild` may build again from position zero.
 pub fn replayable() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(models::requisitions::Requisitions::new(2)), Arc::new(models::cash::Cash::new(1))]
+    vec![
+        Arc::new(models::requisitions::Requisitions::new(REQUISITIONS_VERSION)),
+        Arc::new(models::cash::Cash::new(CASH_VERSION)),
+    ]
 }

@@ -15,8 +15,9 @@
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use pettycash_domain::fund::{MovementKind, PaymentMethod};
+use pettycash_domain::organisation::{Origin, UnitKind};
 use pettycash_domain::requisition::Status;
-use pettycash_domain::visibility::RequisitionScope;
+use pettycash_domain::visibility::{DashboardScope, RequisitionScope, Within};
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -176,13 +177,23 @@ pub struct RequisitionRow {
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// The organisation it was created in (the requester's unit then): `null` when unscoped.
+    pub company_id: Option<Uuid>,
+    pub region_id: Option<Uuid>,
+    pub branch_id: Option<Uuid>,
+    pub department_id: Option<Uuid>,
+    pub cost_centre_id: Option<Uuid>,
+    /// `branch`, `hq` or `field`; `null` when unscoped.
+    #[schema(value_type = Option<String>, example = "branch")]
+    pub origin: Option<Origin>,
 }
 
 const REQUISITION_SELECT: &str =
     "SELECT id, fund_id, requester_id, status, amount, currency, purpose, payee, \
      category, chain, current_step AS current_role, \
      (CASE WHEN jsonb_typeof(approvers) = 'array' THEN jsonb_array_length(approvers) ELSE 0 END)::bigint \
-     AS approvals_count, created_at, submitted_at, paid_at FROM rm_requisitions WHERE true";
+     AS approvals_count, created_at, submitted_at, paid_at, company_id, region_id, branch_id, department_id, \
+     cost_centre_id, origin FROM rm_requisitions WHERE true";
 
 /// Filters of the requisitions list; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]
@@ -222,24 +233,60 @@ fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionF
     }
 }
 
+/// `column` is `company`'s: `= company`, or `IS NULL` for no company (written so, not as `IS
+/// NOT DISTINCT FROM`, so that an index on the column serves it).
+fn push_company(qb: &mut QueryBuilder<'_, Postgres>, column: &str, company: Option<Uuid>) {
+    match company {
+        Some(company) => qb.push(format_args!(" {column} = ")).push_bind(company),
+        None => qb.push(format_args!(" {column} IS NULL")),
+    };
+}
+
+/// The column of `rm_requisitions` holding the unit at `level` of a requisition's path.
+fn level_column(level: UnitKind) -> &'static str {
+    match level {
+        UnitKind::Company => "company_id",
+        UnitKind::Region => "region_id",
+        UnitKind::Branch => "branch_id",
+        UnitKind::Department => "department_id",
+        UnitKind::CostCentre => "cost_centre_id",
+        // Not a level of a path: reaches nothing.
+        UnitKind::Position => "NULL::uuid",
+    }
+}
+
 /// The visibility rule (`pettycash_domain::visibility::RequisitionScope`) as a filter on
 /// `rm_requisitions`: the same conditions as `RequisitionScope::admits`, on the columns that
 /// hold its facts (`submitted_at` is set by the first submission, `chain` and `approvers` are
-/// the latest submission's).
+/// the latest submission's, the unit columns are the requisition's path).
 fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
+    qb.push(" AND (requester_id = ").push_bind(scope.user_id).push(" OR (");
+    push_company(qb, "company_id", scope.company);
+    qb.push(" AND ");
     if scope.everything {
-        return;
-    }
-    qb.push(" AND (requester_id = ").push_bind(scope.user_id).push(" OR (submitted_at IS NOT NULL AND (");
-    if scope.all_submitted {
         qb.push("true");
     } else {
-        qb.push("chain ?| ")
-            .push_bind(scope.chain_roles.clone())
-            .push(" OR approvers ? ")
-            .push_bind(scope.user_id.to_string());
+        qb.push("submitted_at IS NOT NULL AND (");
+        if scope.all_submitted {
+            qb.push("true");
+        } else {
+            let company_wide: Vec<Role> =
+                scope.reaches.iter().filter(|r| r.within == Within::Company).map(|r| r.role).collect();
+            qb.push("chain ?| ").push_bind(company_wide);
+            for reach in &scope.reaches {
+                if let Within::Unit { level, id } = reach.within {
+                    qb.push(" OR (chain ? ")
+                        .push_bind(reach.role.as_str())
+                        .push(format_args!(" AND {} = ", level_column(level)))
+                        .push_bind(id)
+                        .push(")");
+                }
+            }
+            qb.push(" OR approvers ? ").push_bind(scope.user_id.to_string());
+        }
+        qb.push(")");
     }
-    qb.push(")))");
+    qb.push("))");
 }
 
 /// Requisitions `scope` admits and `filter` matches, newest first (`created_at DESC, id DESC`).
@@ -336,6 +383,9 @@ pub struct PaymentRow {
 /// Filters of the payments list.
 #[derive(Debug, Clone, Default)]
 pub struct PaymentFilter {
+    /// The caller's company (`None`: of no company): payments from its funds only
+    /// (`visibility::may_read_fund`).
+    pub company: Option<Uuid>,
     pub fund_id: Option<Uuid>,
     /// On `paid_at`.
     pub paid: TimeRange,
@@ -350,8 +400,9 @@ pub async fn list_payments(
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(
         "SELECT payment_id AS id, requisition_id, fund_id, amount, currency, method, reference, paid_by, paid_at, \
-         balance_after AS fund_balance_after FROM rm_payments WHERE true",
+         balance_after AS fund_balance_after FROM rm_payments WHERE",
     );
+    push_company(&mut qb, "company_id", filter.company);
     if let Some(fund_id) = filter.fund_id {
         qb.push(" AND fund_id = ").push_bind(fund_id);
     }
@@ -397,6 +448,9 @@ pub struct FundRow {
     #[schema(value_type = String, example = "8749.50")]
     pub disbursed_total: Decimal,
     pub opened_at: DateTime<Utc>,
+    /// The unit that owns it and that unit's company (`null`: unscoped).
+    pub unit_id: Option<Uuid>,
+    pub company_id: Option<Uuid>,
 }
 
 impl FundRow {
@@ -422,17 +476,21 @@ pub fn percent(part: Decimal, whole: Decimal) -> String {
 }
 
 const FUND_SELECT: &str =
-    "SELECT id, name, currency, float, balance, custodian_id, disbursements, disbursed_total, opened_at \
-     FROM rm_funds";
+    "SELECT id, name, currency, float, balance, custodian_id, disbursements, disbursed_total, opened_at, \
+     unit_id, company_id FROM rm_funds";
 
-/// Every fund, in the order they were opened.
-pub async fn list_funds(pool: &PgPool) -> sqlx::Result<Vec<FundRow>> {
-    let rows: Vec<FundRow> =
-        sqlx::query_as(&format!("{FUND_SELECT} ORDER BY opened_at, id")).fetch_all(pool).await?;
+/// The funds of `company` (`None`: of no company; `visibility::may_read_fund`), in the order
+/// they were opened.
+pub async fn list_funds(pool: &PgPool, company: Option<Uuid>) -> sqlx::Result<Vec<FundRow>> {
+    let mut qb = QueryBuilder::new(format!("{FUND_SELECT} WHERE"));
+    push_company(&mut qb, "company_id", company);
+    qb.push(" ORDER BY opened_at, id");
+    let rows: Vec<FundRow> = qb.build_query_as().fetch_all(pool).await?;
     Ok(rows.into_iter().map(FundRow::with_percent).collect())
 }
 
-/// One fund, if the read model has it.
+/// One fund, if the read model has it (the caller asks `visibility::may_read_fund` with its
+/// `company_id`).
 pub async fn fund(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<FundRow>> {
     let row: Option<FundRow> =
         sqlx::query_as(&format!("{FUND_SELECT} WHERE id = $1")).bind(id).fetch_optional(pool).await?;
@@ -512,19 +570,23 @@ pub struct DashboardNumbers {
     pub average_seconds_to_payment: Option<f64>,
 }
 
-/// Dashboard numbers as of `now` (UTC days and months), over `requester_id`'s requisitions
-/// when given, else over all.
+/// Dashboard numbers as of `now` (UTC days and months), over `user_id`'s own requisitions or
+/// over a company's (every unscoped requisition's for `Company(None)`), as `scope` says.
 pub async fn dashboard(
     pool: &PgPool,
-    requester_id: Option<Uuid>,
+    scope: DashboardScope,
+    user_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<DashboardNumbers> {
     let day = now.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let month =
         now.date_naive().with_day(1).and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(day, |d| d.and_utc());
-    // The running totals of the requisitions read model: a few rows per requester (or for
-    // everyone), however many requisitions there are.
-    let who = requester_id.unwrap_or(crate::models::requisitions::EVERYONE);
+    // The running totals of the requisitions read model: a few rows per requester (or per
+    // company), however many requisitions there are.
+    let who = match scope {
+        DashboardScope::Own => user_id,
+        DashboardScope::Company(company) => company.unwrap_or(crate::models::requisitions::UNSCOPED),
+    };
     let rows: Vec<(String, Option<Status>, String, i64, Decimal)> = sqlx::query_as(
         "SELECT 'pending', NULL::text, currency, count, amount FROM rm_requisition_totals
            WHERE requester_id = $1 AND status = $4

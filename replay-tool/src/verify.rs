@@ -61,10 +61,10 @@ use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
+use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, PolicyEvent};
 use pettycash_domain::requisition::{RequisitionEvent, Status};
 use pettycash_domain::role::Role;
-use pettycash_domain::routing::Origin;
 use pettycash_domain::user::UserEvent;
 use pettycash_domain::Currency;
 use pettycash_projections::event::StoredDigest;
@@ -168,6 +168,7 @@ struct FundV {
 #[derive(Default)]
 struct ReqV {
     requester: Option<Uuid>,
+    origin: Option<Origin>,
     currency: Option<Currency>,
     /// The amount as created and edited so far.
     amount: Decimal,
@@ -216,6 +217,8 @@ pub struct Verifier {
     unhashed: u64,
     funds: BTreeMap<Uuid, FundV>,
     users: HashMap<Uuid, HashSet<Role>>,
+    /// Users deactivated (and not reactivated since): they act in no role.
+    deactivated: HashSet<Uuid>,
     /// Who registered each user or granted them a role (only users that have any).
     sponsors: HashMap<Uuid, Vec<Uuid>>,
     /// The key events are authenticated with (`None`: only missing MACs are found).
@@ -307,8 +310,9 @@ impl Verifier {
         });
     }
 
+    /// Whether `user` held `role` and was active, as of the events fed so far.
     fn holds(&self, user: Uuid, role: Role) -> bool {
-        self.users.get(&user).is_some_and(|r| r.contains(&role))
+        !self.deactivated.contains(&user) && self.users.get(&user).is_some_and(|r| r.contains(&role))
     }
 
     /// Checks and folds one event, with its stored hash.
@@ -396,6 +400,8 @@ impl Verifier {
             "approval_policy" => {
                 e.decode::<PolicyEvent>().map(|ev| cqrs_es::Aggregate::apply(&mut self.policy, ev))
             }
+            // Organisation units carry no rule `verify` checks; they must still read.
+            "org_unit" => e.decode::<pettycash_domain::organisation::UnitEvent>().map(|_| ()),
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -418,7 +424,11 @@ impl Verifier {
         let sponsor = match &ev {
             UserEvent::UserRegistered { registered_by, .. } => *registered_by,
             UserEvent::RoleGranted { granted_by, .. } => *granted_by,
-            UserEvent::RoleRevoked { .. } | UserEvent::MailMuted { .. } => None,
+            UserEvent::RoleRevoked { .. }
+            | UserEvent::MailMuted { .. }
+            | UserEvent::UnitAssigned { .. }
+            | UserEvent::UserDeactivated { .. }
+            | UserEvent::UserReactivated { .. } => None,
         };
         if let Some(by) = sponsor {
             let s = self.sponsors.entry(id).or_default();
@@ -437,6 +447,13 @@ impl Verifier {
                 self.users.entry(id).or_default().remove(&role);
             }
             UserEvent::MailMuted { .. } => {}
+            UserEvent::UnitAssigned { .. } => {}
+            UserEvent::UserDeactivated { .. } => {
+                self.deactivated.insert(id);
+            }
+            UserEvent::UserReactivated { .. } => {
+                self.deactivated.remove(&id);
+            }
         }
     }
 
@@ -535,9 +552,10 @@ impl Verifier {
         use RequisitionEvent as E;
         let Some(id) = self.id(e) else { return };
         match ev {
-            E::RequisitionCreated { requester_id, currency, amount, .. } => {
+            E::RequisitionCreated { requester_id, currency, amount, origin, .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.requester = Some(requester_id);
+                r.origin = origin;
                 r.currency = Some(currency);
                 r.amount = amount;
                 r.status = Status::Draft;
@@ -557,9 +575,10 @@ impl Verifier {
                     .and_then(|u| self.users.get(&u))
                     .map(|roles| roles.iter().copied().collect())
                     .unwrap_or_default();
-                // Requisitions are `hq` until they carry their organisation.
+                // Unscoped requisitions (no origin) are routed as `hq` ones.
+                let origin = r.origin.unwrap_or(Origin::Hq);
                 let expected =
-                    r.currency.as_ref().map(|c| self.policy.chain(c, Origin::Hq, amount, &requester_roles));
+                    r.currency.as_ref().map(|c| self.policy.chain(c, origin, amount, &requester_roles));
                 let created_amount = r.amount;
                 r.submitted_amount = Some(amount);
                 let recorded = chain.clone();
@@ -661,7 +680,7 @@ impl Verifier {
                     self.flag(
                         e,
                         "approver_lacks_role",
-                        format!("approver {approver_id} did not hold {role} at this position"),
+                        format!("approver {approver_id} did not hold {role} at this position (or was deactivated)"),
                     );
                 }
             }
@@ -717,7 +736,9 @@ impl Verifier {
                     self.flag(
                         e,
                         "payer_lacks_role",
-                        format!("payer {paid_by} did not hold treasury at this position"),
+                        format!(
+                            "payer {paid_by} did not hold treasury at this position (or was deactivated)"
+                        ),
                     );
                 }
                 if !complete && !already_paid {

@@ -3,6 +3,7 @@
 //! models beside the live ones and swaps them in.
 
 use futures::StreamExt;
+use pettycash_projections::{CASH_VERSION, REQUISITIONS_VERSION};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{Cast, TestApp};
 use reqwest::StatusCode;
@@ -16,12 +17,12 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// Every read-model view with a column list that orders its rows completely.
 /// Every read-model view: name, a total order of its rows, the version of its projection.
 const VIEWS: [(&str, &str, i32); 6] = [
-    ("rm_requisitions", "id", 2),
-    ("rm_funds", "id", 1),
-    ("rm_ledger", "fund_id, position", 1),
-    ("rm_payments", "payment_id", 1),
-    ("rm_requisition_totals", "requester_id, status, currency", 2),
-    ("rm_paid_daily", "requester_id, day, currency", 2),
+    ("rm_requisitions", "id", REQUISITIONS_VERSION),
+    ("rm_funds", "id", CASH_VERSION),
+    ("rm_ledger", "fund_id, position", CASH_VERSION),
+    ("rm_payments", "payment_id", CASH_VERSION),
+    ("rm_requisition_totals", "requester_id, status, currency", REQUISITIONS_VERSION),
+    ("rm_paid_daily", "requester_id, day, currency", REQUISITIONS_VERSION),
 ];
 
 const BIN: &str = env!("CARGO_BIN_EXE_pettycash-replay");
@@ -186,13 +187,17 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert!(before[3].len() >= 50, "payments: {}", before[3].len());
     assert_eq!(
         states(&checkpoints(&app.pool).await),
-        [row("cash", 1, 0, "live"), row("notifications", 1, 0, "live"), row("requisitions", 2, 0, "live")]
+        [
+            row("cash", CASH_VERSION, 0, "live"),
+            row("notifications", 1, 0, "live"),
+            row("requisitions", REQUISITIONS_VERSION, 0, "live"),
+        ]
     );
     let events = event_count(&app.pool).await;
 
     let out = replay(&app.database_url, &["rebuild", "--all"]).await;
     let text = ok_stdout(&out);
-    for name in ["requisitions v2", "cash v1"] {
+    for name in ["requisitions v3", "cash v2"] {
         assert!(
             text.contains(&format!("{name}: building generation 1 (serving from generation 0)")),
             "{text}"
@@ -202,22 +207,22 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     }
     assert!(
         text.contains(
-            "requisitions v2: dropped rm_requisitions_v2, rm_requisition_totals_v2, rm_paid_daily_v2\n"
+            "requisitions v3: dropped rm_requisitions_v3, rm_requisition_totals_v3, rm_paid_daily_v3\n"
         ),
         "{text}"
     );
-    assert!(text.contains("cash v1: dropped rm_funds_v1, rm_ledger_v1, rm_payments_v1\n"), "{text}");
+    assert!(text.contains("cash v2: dropped rm_funds_v2, rm_ledger_v2, rm_payments_v2\n"), "{text}");
 
     // Generation 1 is live, generation 0 retired, its tables gone; the views read generation 1.
     let rows = checkpoints(&app.pool).await;
     assert_eq!(
         states(&rows),
         [
-            row("cash", 1, 0, "retired"),
-            row("cash", 1, 1, "live"),
+            row("cash", CASH_VERSION, 0, "retired"),
+            row("cash", CASH_VERSION, 1, "live"),
             row("notifications", 1, 0, "live"),
-            row("requisitions", 2, 0, "retired"),
-            row("requisitions", 2, 1, "live"),
+            row("requisitions", REQUISITIONS_VERSION, 0, "retired"),
+            row("requisitions", REQUISITIONS_VERSION, 1, "live"),
         ]
     );
     for r in rows.iter().filter(|r| r.2 == 1) {
@@ -230,14 +235,14 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     }
     // The readers' indexes, built when the generation went live, as generation 0 had them.
     let indexes: Vec<String> = sqlx::query_scalar(
-        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v2_g1', 'rm_payments_v1_g1')
+        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v3_g1', 'rm_payments_v2_g1')
          ORDER BY 1",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
     for wanted in
-        ["rm_requisitions_v2_g1_status_idx", "rm_requisitions_v2_g1_inbox_idx", "rm_payments_v1_g1_paid_idx"]
+        ["rm_requisitions_v3_g1_status_idx", "rm_requisitions_v3_g1_inbox_idx", "rm_payments_v2_g1_paid_idx"]
     {
         assert!(indexes.iter().any(|i| i == wanted), "{wanted} missing: {indexes:?}");
     }
@@ -314,8 +319,9 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     let interrupted_at = loop {
         let g1: Option<(String, i64)> = sqlx::query_as(
             "SELECT state, last_position FROM projection_checkpoints
-             WHERE name = 'requisitions' AND version = 2 AND generation = 1",
+             WHERE name = 'requisitions' AND version = $1 AND generation = 1",
         )
+        .bind(REQUISITIONS_VERSION)
         .fetch_optional(&app.pool)
         .await
         .unwrap();
@@ -336,8 +342,9 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert!(!status.success());
     let (state, position, applied): (String, i64, i64) = sqlx::query_as(
         "SELECT state, last_position, events_applied FROM projection_checkpoints
-         WHERE name = 'requisitions' AND version = 2 AND generation = 1",
+         WHERE name = 'requisitions' AND version = $1 AND generation = 1",
     )
+    .bind(REQUISITIONS_VERSION)
     .fetch_one(&app.pool)
     .await
     .unwrap();
@@ -355,19 +362,19 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     let text = ok_stdout(&out);
     assert!(
         text.contains(&format!(
-            "requisitions v2: resuming generation 1 from position {position} ({applied} events applied so far; \
+            "requisitions v3: resuming generation 1 from position {position} ({applied} events applied so far; \
              serving from generation 0)"
         )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("requisitions v2: generation 1 is live; {} events applied", events - applied)),
+        text.contains(&format!("requisitions v3: generation 1 is live; {} events applied", events - applied)),
         "{text}"
     );
     // cash was rebuilt side by side: killed before it started, or resumed, never a new one.
     assert!(
-        text.contains("cash v1: building generation 1 (serving from generation 0)")
-            || text.contains("cash v1: resuming generation 1 from position"),
+        text.contains("cash v2: building generation 1 (serving from generation 0)")
+            || text.contains("cash v2: resuming generation 1 from position"),
         "{text}"
     );
 
@@ -375,11 +382,11 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert_eq!(
         states(&rows),
         [
-            row("cash", 1, 0, "retired"),
-            row("cash", 1, 1, "live"),
+            row("cash", CASH_VERSION, 0, "retired"),
+            row("cash", CASH_VERSION, 1, "live"),
             row("notifications", 1, 0, "live"),
-            row("requisitions", 2, 0, "retired"),
-            row("requisitions", 2, 1, "live"),
+            row("requisitions", REQUISITIONS_VERSION, 0, "retired"),
+            row("requisitions", REQUISITIONS_VERSION, 1, "live"),
         ],
         "no second generation was started"
     );
@@ -391,7 +398,7 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
         assert!(definition.contains(&format!("{view}_v{v}_g1")), "view {view}: {definition}");
         assert!(table_exists(&app.pool, &format!("{view}_v{v}")).await, "--keep-old dropped {view}_v{v}");
     }
-    assert!(text.contains("requisitions v2: kept the tables of retired generations (--keep-old)"), "{text}");
+    assert!(text.contains("requisitions v3: kept the tables of retired generations (--keep-old)"), "{text}");
     assert_eq!(snapshot(&app.pool).await, before);
 }
 
@@ -420,28 +427,33 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
 
     // A database no worker has run on yet: the first build is generation 0.
     let text = ok_stdout(&replay(&url, &["rebuild", "--projection", "cash"]).await);
-    assert!(text.contains("cash v1: building generation 0 (none live yet)"), "{text}");
-    assert!(text.contains("cash v1: generation 0 is live"), "{text}");
-    assert_eq!(states(&checkpoints(&pool).await), [row("cash", 1, 0, "live")]);
+    assert!(text.contains("cash v2: building generation 0 (none live yet)"), "{text}");
+    assert!(text.contains("cash v2: generation 0 is live"), "{text}");
+    assert_eq!(states(&checkpoints(&pool).await), [row("cash", CASH_VERSION, 0, "live")]);
     let definition = view_definition(&pool, "rm_funds").await;
-    assert!(definition.contains("rm_funds_v1") && !definition.contains("_g"), "{definition}");
+    assert!(definition.contains("rm_funds_v2") && !definition.contains("_g"), "{definition}");
 
     // A tool whose version is not the deployed one refuses (exit 1) and touches nothing: here
-    // a newer version 2 of `cash` is live, and an older version 0 of `requisitions` is live
-    // while version 1 (this tool's) never ran.
-    sqlx::raw_sql(
-        "UPDATE projection_checkpoints SET state = 'retired';
-         INSERT INTO projection_checkpoints (name, version, generation, state)
-         VALUES ('cash', 2, 0, 'live'), ('requisitions', 0, 0, 'live')",
+    // a newer version of `cash` is live, and an older version 0 of `requisitions` is live
+    // while this tool's version never ran.
+    sqlx::raw_sql("UPDATE projection_checkpoints SET state = 'retired'").execute(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, version, generation, state)
+         VALUES ('cash', $1, 0, 'live'), ('requisitions', 0, 0, 'live')",
     )
+    .bind(CASH_VERSION + 1)
     .execute(&pool)
     .await
     .unwrap();
     let before = checkpoints(&pool).await;
-    for (name, message) in [
-        ("cash", "cash: version 2 is live and this pettycash-replay builds version 1"),
-        ("requisitions", "requisitions: version 0 is live and this pettycash-replay builds version 2"),
-    ] {
+    let newer_cash = format!(
+        "cash: version {} is live and this pettycash-replay builds version {CASH_VERSION}",
+        CASH_VERSION + 1
+    );
+    let older_requisitions = format!(
+        "requisitions: version 0 is live and this pettycash-replay builds version {REQUISITIONS_VERSION}"
+    );
+    for (name, message) in [("cash", newer_cash.as_str()), ("requisitions", older_requisitions.as_str())] {
         let out = replay(&url, &["rebuild", "--projection", name]).await;
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{out:?}");

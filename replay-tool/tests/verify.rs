@@ -94,7 +94,7 @@ async fn history() -> History {
 /// Appends an event breaking a business rule at the end of its stream, signed with the
 /// service's key (as a faulty service, or one whose key leaked, would write it: the business
 /// rules are checked whoever wrote the event); returns its global position.
-async fn forge(h: &History, aggregate_type: &str, aggregate_id: Uuid, payload: Value) -> i64 {
+async fn forge(app: &TestApp, aggregate_type: &str, aggregate_id: Uuid, payload: Value) -> i64 {
     let event_type = payload.as_object().unwrap().keys().next().unwrap().clone();
     let id = aggregate_id.to_string();
     let sequence: i64 = sqlx::query_scalar(
@@ -102,7 +102,7 @@ async fn forge(h: &History, aggregate_type: &str, aggregate_id: Uuid, payload: V
     )
     .bind(aggregate_type)
     .bind(&id)
-    .fetch_one(&h.app.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     let metadata = json!({"actor_id": Uuid::nil().to_string(), "request_id": "forged"});
@@ -119,7 +119,7 @@ async fn forge(h: &History, aggregate_type: &str, aggregate_id: Uuid, payload: V
     .bind(event_type)
     .bind(payload)
     .bind(metadata)
-    .fetch_one(&h.app.pool)
+    .fetch_one(&app.pool)
     .await
     .unwrap()
 }
@@ -154,8 +154,8 @@ async fn recorded_balance(h: &History) -> Decimal {
 
 /// Runs `verify` in both formats, asserts exit 1 and that `rule` is reported at `position`
 /// for `aggregate`.
-async fn assert_violation(h: &History, position: i64, aggregate: &str, rule: &str) -> Value {
-    let url = &h.app.database_url;
+async fn assert_violation(app: &TestApp, position: i64, aggregate: &str, rule: &str) -> Value {
+    let url = &app.database_url;
     let out = replay(url, &["verify"]).await;
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -243,19 +243,24 @@ async fn a_second_payment_is_a_double_payment() {
     let req = format!("requisition/{}", h.paid);
     let after = recorded_balance(&h).await - Decimal::from_str("100.50").unwrap();
     let payment = Uuid::new_v4();
-    let p = forge(&h, "requisition", h.paid, paid(payment, h.fund, "100.50", h.c.treasury.id)).await;
-    let d =
-        forge(&h, "fund", h.fund, disbursed(payment, h.paid, "100.50", &after.to_string(), h.c.treasury.id))
-            .await;
-    assert_violation(&h, p, &req, "double_payment").await;
-    assert_violation(&h, d, &format!("fund/{}", h.fund), "double_payment").await;
+    let p = forge(&h.app, "requisition", h.paid, paid(payment, h.fund, "100.50", h.c.treasury.id)).await;
+    let d = forge(
+        &h.app,
+        "fund",
+        h.fund,
+        disbursed(payment, h.paid, "100.50", &after.to_string(), h.c.treasury.id),
+    )
+    .await;
+    assert_violation(&h.app, p, &req, "double_payment").await;
+    assert_violation(&h.app, d, &format!("fund/{}", h.fund), "double_payment").await;
 }
 
 #[tokio::test]
 async fn an_approval_by_the_requester_is_reported() {
     let h = history().await;
-    let pos = forge(&h, "requisition", h.pending, approved(0, "department_head", h.c.staff.id, true)).await;
-    assert_violation(&h, pos, &format!("requisition/{}", h.pending), "approved_by_requester").await;
+    let pos =
+        forge(&h.app, "requisition", h.pending, approved(0, "department_head", h.c.staff.id, true)).await;
+    assert_violation(&h.app, pos, &format!("requisition/{}", h.pending), "approved_by_requester").await;
 }
 
 #[tokio::test]
@@ -263,9 +268,11 @@ async fn a_payment_by_an_approver_is_reported() {
     let h = history().await;
     let payment = Uuid::new_v4();
     let after = recorded_balance(&h).await - Decimal::from(75);
-    let p = forge(&h, "requisition", h.approved, paid(payment, h.fund, "75.00", h.c.head.id)).await;
-    forge(&h, "fund", h.fund, disbursed(payment, h.approved, "75.00", &after.to_string(), h.c.head.id)).await;
-    let report = assert_violation(&h, p, &format!("requisition/{}", h.approved), "paid_by_approver").await;
+    let p = forge(&h.app, "requisition", h.approved, paid(payment, h.fund, "75.00", h.c.head.id)).await;
+    forge(&h.app, "fund", h.fund, disbursed(payment, h.approved, "75.00", &after.to_string(), h.c.head.id))
+        .await;
+    let report =
+        assert_violation(&h.app, p, &format!("requisition/{}", h.approved), "paid_by_approver").await;
     // The head does not hold treasury either; the payment itself matches its disbursement.
     let rules: Vec<&str> =
         report["violations"].as_array().unwrap().iter().map(|v| v["rule"].as_str().unwrap()).collect();
@@ -279,16 +286,17 @@ async fn a_disbursement_below_zero_is_reported() {
     let balance = recorded_balance(&h).await;
     let amount = balance + Decimal::ONE;
     let payment = Uuid::new_v4();
-    let p = forge(&h, "requisition", h.approved, paid(payment, h.fund, &amount.to_string(), h.c.treasury.id))
-        .await;
+    let p =
+        forge(&h.app, "requisition", h.approved, paid(payment, h.fund, &amount.to_string(), h.c.treasury.id))
+            .await;
     let d = forge(
-        &h,
+        &h.app,
         "fund",
         h.fund,
         disbursed(payment, h.approved, &amount.to_string(), "-1.00", h.c.treasury.id),
     )
     .await;
-    let report = assert_violation(&h, d, &format!("fund/{}", h.fund), "negative_balance").await;
+    let report = assert_violation(&h.app, d, &format!("fund/{}", h.fund), "negative_balance").await;
     assert!(p < d);
     assert!(report["summary"]["totals"]["KES"].as_str().unwrap().starts_with('-'), "{report:#}");
 }
@@ -297,9 +305,10 @@ async fn a_disbursement_below_zero_is_reported() {
 async fn an_approval_without_the_role_is_reported() {
     let h = history().await;
     // The auditor is neither the requester nor a department head.
-    let pos = forge(&h, "requisition", h.pending, approved(0, "department_head", h.c.auditor.id, true)).await;
+    let pos =
+        forge(&h.app, "requisition", h.pending, approved(0, "department_head", h.c.auditor.id, true)).await;
     let report =
-        assert_violation(&h, pos, &format!("requisition/{}", h.pending), "approver_lacks_role").await;
+        assert_violation(&h.app, pos, &format!("requisition/{}", h.pending), "approver_lacks_role").await;
     assert_eq!(report["violations"].as_array().unwrap().len(), 1, "{report:#}");
 }
 
@@ -332,7 +341,46 @@ async fn a_deleted_event_is_a_sequence_gap_at_the_next_event() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let report = assert_violation(&h, next, &format!("requisition/{id}"), "sequence_gap").await;
+    let report = assert_violation(&h.app, next, &format!("requisition/{id}"), "sequence_gap").await;
     let gap = report["violations"].as_array().unwrap().iter().find(|v| v["rule"] == "sequence_gap").unwrap();
     assert!(gap["detail"].as_str().unwrap().contains("3..=3"), "{gap}");
+}
+
+#[tokio::test]
+async fn an_organised_history_verifies_and_an_approval_by_a_deactivated_user_is_reported() {
+    use pettycash_domain::Role;
+    let app = TestApp::spawn().await;
+    let org_admin = app.user(&[Role::Admin]).await;
+    let company = app.unit(&org_admin, "company", "ACME", None).await;
+    let region = app.unit(&org_admin, "region", "EAST", Some(company)).await;
+    let branch = app.unit(&org_admin, "branch", "NBI", Some(region)).await;
+    let department = app.unit(&org_admin, "department", "OPS", Some(branch)).await;
+    let r = app.patch(&org_admin, &format!("/api/org/units/{branch}"), json!({"name": "Nairobi"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let admin = app.user_in(&[Role::Admin], Some(company)).await;
+    let staff = app.user_in(&[Role::Staff], Some(department)).await;
+    let head = app.user_in(&[Role::Staff, Role::DepartmentHead], Some(department)).await;
+    let treasury = app.user_in(&[Role::Treasury], Some(company)).await;
+    let fund = app.fund(&admin, "5000").await;
+    // Version 2 of `RequisitionCreated` (with the unit) and of `FundOpened`, unit events, a
+    // deactivation and a reactivation.
+    let paid = app.submitted(&staff, fund, "100").await;
+    app.approve_by(paid, &[&head]).await;
+    assert_eq!(app.pay(&treasury, paid).await.status, StatusCode::CREATED);
+    let pending = app.submitted(&staff, fund, "50").await;
+    for (action, body) in [("deactivate", json!({"reason": "leave"})), ("reactivate", json!({}))] {
+        let r = app.post(&admin, &format!("/api/users/{}/{action}", staff.id), body).await;
+        assert_eq!(r.status, StatusCode::OK, "{action}: {r:?}");
+    }
+    let out = replay(&app.database_url, &["verify", "--format", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["violations"], json!([]), "{report:#}");
+    assert_eq!(report["summary"]["aggregates"]["org_unit"], 4);
+
+    // A deactivated user acts in no role: an approval in their name is reported.
+    let r = app.post(&admin, &format!("/api/users/{}/deactivate", head.id), json!({"reason": "left"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let position = forge(&app, "requisition", pending, approved(0, "department_head", head.id, true)).await;
+    assert_violation(&app, position, &format!("requisition/{pending}"), "approver_lacks_role").await;
 }

@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
                 payee: None,
                 category: None,
                 submit: true,
+                origin: None,
             };
             match service.create_requisition(&ctx, input).await {
                 Ok(outcome) => {

@@ -201,11 +201,18 @@ impl TestApp {
 
     /// Registers a user with `roles` (as the operator would) and signs them in over HTTP.
     pub async fn user(&self, roles: &[Role]) -> TestUser {
+        self.user_in(roles, None).await
+    }
+
+    /// Registers a user with `roles` in organisation unit `unit` (as the operator would) and
+    /// signs them in over HTTP.
+    pub async fn user_in(&self, roles: &[Role], unit: Option<Uuid>) -> TestUser {
         let email = format!("{}@test.example", Uuid::new_v4().simple());
         let name = format!("Test {}", roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"));
+        let ctx = CommandContext::operator("test");
         let user = self
             .service
-            .register_user(&CommandContext::operator("test"), &email, &name, roles.to_vec(), Some(PASSWORD))
+            .register_user_in(&ctx, &email, &name, roles.to_vec(), Some(PASSWORD), unit)
             .await
             .expect("register test user");
         let reply = self
@@ -281,6 +288,18 @@ impl TestApp {
 
     pub async fn patch(&self, user: &TestUser, path: &str, body: Value) -> Reply {
         self.send(Some(user), Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, user: &TestUser, path: &str, body: Value) -> Reply {
+        self.send(Some(user), Method::PUT, path, Some(body)).await
+    }
+
+    /// Opens an organisation unit as `admin` (`parent`: none for a company); its id.
+    pub async fn unit(&self, admin: &TestUser, kind: &str, code: &str, parent: Option<Uuid>) -> Uuid {
+        let body = json!({"kind": kind, "name": format!("{kind} {code}"), "code": code, "parent_id": parent});
+        let r = self.post(admin, "/api/org/units/", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "open {kind} {code}: {r:?}");
+        r.id()
     }
 
     /// Opens a KES fund with `float` as `admin`.

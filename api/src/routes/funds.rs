@@ -31,6 +31,9 @@ pub struct OpenFundRequest {
     /// The float: the fund's starting balance.
     pub float: Amount,
     pub custodian_id: Option<Uuid>,
+    /// The unit that owns the fund, of the admin's company (default: the admin's company; an
+    /// admin of no unit opens unscoped funds). Only the owning company's people see it.
+    pub unit_id: Option<Uuid>,
 }
 
 /// Open a fund with its float (admin).
@@ -46,18 +49,18 @@ pub async fn open_fund(State(state): State<AppState>, cmd: Command<OpenFundReque
         &state,
         &cmd,
         StatusCode::CREATED,
-        state.commands.open_fund(&ctx, &b.name, &b.currency, b.float.0, b.custodian_id),
+        state.commands.open_fund(&ctx, &b.name, &b.currency, b.float.0, b.custodian_id, b.unit_id),
     )
     .await
 }
 
-/// A fund and its balance, folded from its events.
+/// A fund and its balance, folded from its events. 404 for another company's fund.
 #[utoipa::path(get, path = "/api/funds/{id}", tag = "funds", params(("id" = Uuid, Path)),
     responses((status = 200, body = FundView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_fund(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<FundView>> {
-    state.commands.fund(id).await?.map(Json).ok_or_else(|| ApiError::not_found("fund"))
+    state.commands.fund(&user.actor(), id).await?.map(Json).ok_or_else(|| ApiError::not_found("fund"))
 }

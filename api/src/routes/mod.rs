@@ -4,6 +4,7 @@ pub mod auth;
 pub mod funds;
 pub mod mail;
 pub mod meta;
+pub mod org;
 pub mod payments;
 pub mod policy;
 pub mod reads;

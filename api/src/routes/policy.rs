@@ -45,7 +45,9 @@ pub async fn get_policy(State(state): State<AppState>, _user: CurrentUser) -> Ap
     Ok(Json(PolicyView::new(&loaded.state, 0)))
 }
 
-/// Replace the approval policy (admin). Applies to requisitions submitted from now on.
+/// Replace the approval policy (admin; one policy for every company, so an admin of no unit:
+/// an admin of a company gets 403 `organisation_admin_only`). Applies to requisitions
+/// submitted from now on.
 #[utoipa::path(put, path = "/api/approval-policy", tag = "policy", request_body = PolicyInput,
     responses((status = 200, body = PolicyView), (status = 403, body = crate::error::ErrorBody),
               (status = 422, body = crate::error::ErrorBody)))]

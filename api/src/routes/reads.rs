@@ -90,7 +90,7 @@ fn parse_cursor(v: &Option<String>) -> ApiResult<Option<Cursor>> {
     Ok(cursor)
 }
 
-fn parse_bool(field: &str, v: &Option<String>) -> ApiResult<bool> {
+pub(crate) fn parse_bool(field: &str, v: &Option<String>) -> ApiResult<bool> {
     match present(v).map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") | Some("0") | Some("no") => Ok(false),
         Some("true") | Some("1") | Some("yes") => Ok(true),
@@ -220,10 +220,12 @@ pub struct RequisitionPage {
 
 /// List requisitions, newest first (`created_at`, then id), with filters and keyset paging.
 ///
-/// What the caller may see (`pettycash_domain::visibility`): their own; auditors and admins
-/// every requisition; treasury every submitted one; approvers submitted ones whose chain has
-/// one of their roles, and those they approved. Drafts are their requester's (and auditors'
-/// and admins'). Filters narrow further.
+/// What the caller may see (`pettycash_domain::visibility`): their own; and of their company
+/// (of no company, for a caller of no unit): auditors and admins every requisition; treasury
+/// and the finance leads every submitted one; approvers submitted ones whose chain has one of
+/// their roles in their part of the organisation (a branch manager their branch's, a
+/// department head their department's, a regional manager their region's), and those they
+/// approved. Drafts are their requester's (and auditors' and admins'). Filters narrow further.
 #[utoipa::path(get, path = "/api/requisitions/", tag = "requisitions",
     params(RequisitionListQuery,
            ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
@@ -318,8 +320,8 @@ pub struct PaymentPage {
     pub position: i64,
 }
 
-/// Payments, newest first (`paid_at`, then payment id). Treasury, auditors, admins, CFO, FP&A
-/// and group finance managers.
+/// Payments from the funds of the caller's company, newest first (`paid_at`, then payment id).
+/// Treasury, auditors, admins, CFO, FP&A and group finance managers.
 #[utoipa::path(get, path = "/api/treasury/payments/", tag = "treasury",
     params(PaymentListQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
     responses((status = 200, body = PaymentPage), (status = 400, body = Err), (status = 403, body = Err),
@@ -337,8 +339,11 @@ pub async fn list_payments(
             format!("reading payments needs one of the roles {}", readers.join(", ")),
         ));
     }
-    let filter =
-        PaymentFilter { fund_id: parse_uuid("fund_id", &q.fund_id)?, paid: parse_range(&q.from, &q.to)? };
+    let filter = PaymentFilter {
+        company: user.actor().company(),
+        fund_id: parse_uuid("fund_id", &q.fund_id)?,
+        paid: parse_range(&q.from, &q.to)?,
+    };
     let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
     let min = parse_min_position(&q.min_position)?;
     let position = consistent(&state, CASH, min, &headers).await?;
@@ -365,8 +370,8 @@ pub struct FundList {
     pub position: i64,
 }
 
-/// Every fund with its balance against its float, in the order they were opened (any
-/// signed-in user).
+/// Every fund of the caller's company (unscoped funds for a caller of no unit) with its balance
+/// against its float, in the order they were opened (any signed-in user).
 #[utoipa::path(get, path = "/api/funds/", tag = "funds",
     params(ConsistencyQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
     responses((status = 200, body = FundList), (status = 400, body = Err), (status = 503, body = Err)))]
@@ -381,7 +386,7 @@ pub async fn list_funds(
         return Err(ApiError::forbidden("missing_role", "reading funds needs a role that may read them"));
     }
     let position = consistent(&state, CASH, min, &headers).await?;
-    let items = queries::list_funds(&state.pool).await?;
+    let items = queries::list_funds(&state.pool, user.actor().company()).await?;
     Ok(query_response(position, FundList { items, position }))
 }
 
@@ -413,7 +418,8 @@ pub struct Ledger {
 }
 
 /// A fund's cash book: every movement (opening, disbursements) in order, with signed amounts
-/// and the running balance. Any signed-in user (as `GET /api/funds/{id}`).
+/// and the running balance. Any signed-in user of the fund's company (as `GET
+/// /api/funds/{id}`).
 #[utoipa::path(get, path = "/api/funds/{id}/ledger", tag = "funds",
     params(("id" = Uuid, Path), LedgerQuery,
            ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
@@ -434,11 +440,12 @@ pub async fn fund_ledger(
         .transpose()?;
     let limit = parse_limit(&q.limit)?;
     let min = parse_min_position(&q.min_position)?;
-    if !visibility::may_read_funds(&user.actor()) {
-        return Err(ApiError::not_found("fund"));
-    }
+    let actor = user.actor();
     let position = consistent(&state, CASH, min, &headers).await?;
-    let fund = queries::fund(&state.pool, id).await?.ok_or_else(|| ApiError::not_found("fund"))?;
+    let fund = queries::fund(&state.pool, id)
+        .await?
+        .filter(|f| visibility::may_read_fund(&actor, f.company_id))
+        .ok_or_else(|| ApiError::not_found("fund"))?;
     let page = queries::ledger(&state.pool, id, after, limit).await?;
     let items = page.items;
     let body = Ledger { fund_id: id, currency: fund.currency, items, next_after: page.next_after, position };
@@ -504,7 +511,8 @@ impl StatusCounts {
 /// The dashboard.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Dashboard {
-    /// `all` (every requisition) or `own` (staff: the caller's requisitions only).
+    /// `all` (every requisition of the caller's company; every unscoped one for a caller of no
+    /// unit) or `own` (staff: the caller's requisitions only).
     #[schema(example = "all")]
     pub scope: String,
     pub pending_approval: PendingTotals,
@@ -523,7 +531,7 @@ pub struct Dashboard {
 /// One view of the numbers: pending approvals (and how many wait on the caller), paid today
 /// and month to date (UTC), requisitions by status, fund balances against float and the
 /// average time from submission to payment. Staff see their own requisitions' numbers;
-/// treasury, auditors, admins and approvers everyone's. Amounts are per currency.
+/// treasury, auditors, admins and approvers their company's. Amounts are per currency.
 #[utoipa::path(get, path = "/api/dashboard/", tag = "dashboard",
     params(ConsistencyQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
     responses((status = 200, body = Dashboard), (status = 400, body = Err), (status = 503, body = Err)))]
@@ -536,11 +544,15 @@ pub async fn dashboard(
     let actor = user.actor();
     let min = parse_min_position(&q.min_position)?;
     let position = consistent(&state, BOTH, min, &headers).await?;
-    let all = DashboardScope::of(&actor) == DashboardScope::Everyone;
-    let numbers = queries::dashboard(&state.pool, (!all).then_some(user.id), Utc::now()).await?;
+    let scope = DashboardScope::of(&actor);
+    let all = scope != DashboardScope::Own;
+    let numbers = queries::dashboard(&state.pool, scope, user.id, Utc::now()).await?;
     let awaiting_me = queries::approval_inbox_count(&state.pool, &RequisitionScope::of(&actor)).await?;
-    let funds =
-        if visibility::may_read_funds(&actor) { queries::list_funds(&state.pool).await? } else { vec![] };
+    let funds = if visibility::may_read_funds(&actor) {
+        queries::list_funds(&state.pool, actor.company()).await?
+    } else {
+        vec![]
+    };
     let body = Dashboard {
         scope: if all { "all" } else { "own" }.into(),
         pending_approval: PendingTotals {

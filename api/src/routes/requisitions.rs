@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pettycash_commands::service::NewRequisition;
 use pettycash_commands::views::{HistoryEntry, RequisitionView};
+use pettycash_domain::organisation::Origin;
 use pettycash_domain::requisition::Changes;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -42,6 +43,11 @@ pub struct CreateRequisition {
     /// Submit for approval right away (default false: a draft).
     #[serde(default)]
     pub submit: bool,
+    /// Where it comes from. Default: `branch` for a requester whose unit is a branch or below
+    /// it, `hq` for one at a company or region; `field` may be chosen by a requester whose unit
+    /// is in a region. Unscoped requesters (no unit) give none.
+    #[schema(value_type = Option<String>, example = "field")]
+    pub origin: Option<Origin>,
 }
 
 /// Fields to change while the requisition is a draft or changes were requested. Omitted or
@@ -84,12 +90,14 @@ pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisitio
         payee: b.payee.clone(),
         category: b.category.clone(),
         submit: b.submit,
+        origin: b.origin,
     };
     let ctx = cmd.context(StatusCode::CREATED);
     run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition(&ctx, input)).await
 }
 
-/// A requisition folded from its events. 404 for ids the caller may not see.
+/// A requisition folded from its events. 404 for ids the caller may not see (another
+/// company's, another branch's for a branch manager, ...: `pettycash_domain::visibility`).
 #[utoipa::path(get, path = "/api/requisitions/{id}", tag = "requisitions", params(("id" = Uuid, Path)),
     responses((status = 200, body = RequisitionView), (status = 404, body = Err)))]
 pub async fn get_one(

@@ -1,5 +1,7 @@
-//! User administration: register users with roles (admin), grant and revoke roles (admin),
-//! list users (admin, auditor). Every change is an event of the user's stream.
+//! User administration: register users with roles (admin), grant and revoke roles (admin), put
+//! users in organisation units (admin), deactivate and reactivate them (admin), list users
+//! (admin, auditor). Every change is an event of the user's stream. Admins manage the users of
+//! their own company (an admin of no unit: the users of no unit); others are "not found".
 
 use super::run;
 use crate::error::{ApiError, ApiResult};
@@ -8,7 +10,7 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
+use axum::routing::{delete, post, put};
 use axum::{Json, Router};
 use pettycash_commands::views::UserView;
 use pettycash_domain::Role;
@@ -20,6 +22,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/users", post(create_user).get(list_users))
         .route("/api/users/{id}/roles", post(grant_role))
         .route("/api/users/{id}/roles/{role}", delete(revoke_role))
+        .route("/api/users/{id}/unit", put(assign_unit))
+        .route("/api/users/{id}/deactivate", post(deactivate))
+        .route("/api/users/{id}/reactivate", post(reactivate))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -35,6 +40,9 @@ pub struct CreateUser {
     #[serde(default)]
     #[schema(value_type = Option<String>, deprecated)]
     pub password: Option<String>,
+    /// The organisation unit they belong to. Default: an admin of a company registers into
+    /// their company (at the company level); an admin of no unit registers users of no unit.
+    pub unit_id: Option<uuid::Uuid>,
 }
 
 /// Register a user with roles (admin). The account has no password until its owner sets one
@@ -55,7 +63,7 @@ pub async fn create_user(State(state): State<AppState>, cmd: Command<CreateUser>
         &state,
         &cmd,
         StatusCode::CREATED,
-        state.commands.register_user(&ctx, &b.email, &b.name, roles, b.password.as_deref()),
+        state.commands.register_user_in(&ctx, &b.email, &b.name, roles, b.password.as_deref(), b.unit_id),
     )
     .await
 }
@@ -71,7 +79,7 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
     text.parse::<Role>().map_err(|e| ApiError::unprocessable("role", e.to_string()))
 }
 
-fn parse_user_id(text: &str) -> Result<uuid::Uuid, ApiError> {
+pub(crate) fn parse_user_id(text: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(text).map_err(|_| {
         ApiError::bad_request("invalid_id", format!("`{text}` is not a valid id")).with_field("id")
     })
@@ -115,7 +123,8 @@ pub async fn revoke_role(
     answer
 }
 
-/// Every user with their current roles (admin, auditor), ordered by email.
+/// The users of the caller's company (of no company, for a caller of no unit) with their
+/// current roles and unit (admin, auditor), ordered by email.
 #[utoipa::path(get, path = "/api/users/", tag = "users",
     responses((status = 200, body = Vec<pettycash_commands::auth::AuthUser>), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn list_users(
@@ -126,5 +135,80 @@ pub async fn list_users(
     if !(actor.has(Role::Admin) || actor.has(Role::Auditor)) {
         return Err(ApiError::forbidden("missing_role", "listing users needs the admin or auditor role"));
     }
-    Ok(Json(state.auth.list_users().await?))
+    Ok(Json(state.auth.list_users(actor.company()).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitInput {
+    /// The unit (the most specific one: a department, a position, ...); `null`: none.
+    pub unit_id: Option<uuid::Uuid>,
+}
+
+/// Put a user in an organisation unit (admin; a unit of the admin's company, any unit for an
+/// admin of no unit), or in none (`"unit_id": null`). What they see follows at once; a command
+/// of theirs decided on the old unit is refused (409 `session_changed`).
+#[utoipa::path(put, path = "/api/users/{id}/unit", tag = "users", params(("id" = uuid::Uuid, Path)),
+    request_body = UnitInput,
+    responses((status = 200, body = UserView), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+pub async fn assign_unit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    cmd: Command<UnitInput>,
+) -> ApiResult<Response> {
+    let id = parse_user_id(&id)?;
+    let ctx = cmd.context(StatusCode::OK);
+    let answer =
+        run(&state, &cmd, StatusCode::OK, state.commands.assign_unit(&ctx, id, cmd.body.unit_id)).await;
+    // Their cached sessions carry the old unit.
+    state.auth.forget_user(id);
+    answer
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateInput {
+    #[schema(example = "left the company")]
+    pub reason: String,
+}
+
+/// Deactivate a user (admin): every session of theirs ends at once (their next request is
+/// 401), they cannot sign in, their history stays. The last active admin cannot be
+/// deactivated (409 `last_admin`). Deactivating a deactivated user records nothing.
+#[utoipa::path(post, path = "/api/users/{id}/deactivate", tag = "users", params(("id" = uuid::Uuid, Path)),
+    request_body = DeactivateInput,
+    responses((status = 200, body = UserView), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+pub async fn deactivate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    cmd: Command<DeactivateInput>,
+) -> ApiResult<Response> {
+    let id = parse_user_id(&id)?;
+    let ctx = cmd.context(StatusCode::OK);
+    let answer =
+        run(&state, &cmd, StatusCode::OK, state.commands.deactivate_user(&ctx, id, &cmd.body.reason)).await;
+    // This process's cached sessions of theirs go at once; other processes stop serving them
+    // within SESSION_CACHE_MS (their commands are refused at once: the append checks the
+    // session).
+    state.auth.forget_user(id);
+    answer
+}
+
+/// Reactivate a user (admin), in the unit they were in (409 `unit_closed` if it was closed
+/// meanwhile: assign another first). They sign in again with their password.
+#[utoipa::path(post, path = "/api/users/{id}/reactivate", tag = "users", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = UserView), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn reactivate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    cmd: Command<super::NoBody>,
+) -> ApiResult<Response> {
+    let id = parse_user_id(&id)?;
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.reactivate_user(&ctx, id)).await
 }

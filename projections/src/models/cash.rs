@@ -1,6 +1,8 @@
 //! `rm_funds` (balances against float), `rm_ledger` (the cash book: every movement with its
 //! running balance) and `rm_payments` (treasury's payment list). One projection, because all
-//! three come from the fund's stream and a payment row needs its fund's currency.
+//! three come from the fund's stream and a payment row needs its fund's currency and company.
+//! Version 2: funds and payments carry the fund's owning unit's company (`company_id`, NULL
+//! when unscoped), which every reader filters on.
 
 use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
@@ -56,11 +58,13 @@ struct Fund {
     opened_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     last_position: i64,
+    unit_id: Option<Uuid>,
+    company_id: Option<Uuid>,
 }
 
 const FUND_COLUMNS: &str =
     "id, name, currency, float, balance, custodian_id, disbursed_total, disbursements, \
-     opened_at, updated_at, last_position";
+     opened_at, updated_at, last_position, unit_id, company_id";
 
 #[derive(Default)]
 struct Movements {
@@ -88,6 +92,7 @@ struct Payments {
     paid_at: Vec<DateTime<Utc>>,
     balance_after: Vec<Decimal>,
     position: Vec<i64>,
+    company_id: Vec<Option<Uuid>>,
 }
 
 #[async_trait]
@@ -122,7 +127,7 @@ impl Projection for Cash {
                     id uuid PRIMARY KEY, name text NOT NULL, currency text NOT NULL, float numeric NOT NULL,
                     balance numeric NOT NULL, custodian_id uuid, disbursed_total numeric NOT NULL,
                     disbursements bigint NOT NULL, opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
-                    last_position bigint NOT NULL)"
+                    last_position bigint NOT NULL, unit_id uuid, company_id uuid)"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {l} (
@@ -135,7 +140,7 @@ impl Projection for Cash {
                     payment_id uuid PRIMARY KEY, requisition_id uuid NOT NULL, fund_id uuid NOT NULL,
                     amount numeric NOT NULL, currency text NOT NULL, method text NOT NULL, reference text,
                     paid_by uuid NOT NULL, paid_at timestamptz NOT NULL, balance_after numeric NOT NULL,
-                    position bigint NOT NULL)"
+                    position bigint NOT NULL, company_id uuid)"
             ),
             // A fund's row is updated by every payment.
             format!("ALTER TABLE {f} SET ({})", super::HOT_TABLE),
@@ -147,6 +152,7 @@ impl Projection for Cash {
         vec![
             format!("CREATE INDEX IF NOT EXISTS {p}_paid_idx ON {p} (paid_at DESC, payment_id DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {p}_fund_idx ON {p} (fund_id, paid_at DESC)"),
+            format!("CREATE INDEX IF NOT EXISTS {p}_company_idx ON {p} (company_id, paid_at DESC, payment_id DESC)"),
         ]
     }
 
@@ -187,7 +193,7 @@ impl Projection for Cash {
                 anyhow::anyhow!("disbursement at {} from unknown fund {id}", e.global_position)
             })?;
             match event {
-                FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, .. } => {
+                FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, unit, .. } => {
                     funds.insert(
                         fund_id,
                         Fund {
@@ -202,6 +208,8 @@ impl Projection for Cash {
                             opened_at: e.recorded_at,
                             updated_at: e.recorded_at,
                             last_position: e.global_position,
+                            unit_id: unit.map(|u| u.unit_id),
+                            company_id: unit.map(|u| u.company),
                         },
                     );
                 }
@@ -225,6 +233,7 @@ impl Projection for Cash {
                     pays.paid_at.push(e.recorded_at);
                     pays.balance_after.push(movement.balance_after);
                     pays.position.push(e.global_position);
+                    pays.company_id.push(fund.company_id);
                 }
             }
             moves.push(id, e, movement);
@@ -250,9 +259,10 @@ impl Projection for Cash {
         if !pays.payment_id.is_empty() {
             sqlx::query(&format!(
                 "INSERT INTO {} (payment_id, requisition_id, fund_id, amount, currency, method, reference, paid_by,
-                                 paid_at, balance_after, position)
+                                 paid_at, balance_after, position, company_id)
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[], $6::text[],
-                                      $7::text[], $8::uuid[], $9::timestamptz[], $10::numeric[], $11::bigint[])",
+                                      $7::text[], $8::uuid[], $9::timestamptz[], $10::numeric[], $11::bigint[],
+                                      $12::uuid[])",
                 self.payments
             ))
             .bind(&pays.payment_id)
@@ -266,6 +276,7 @@ impl Projection for Cash {
             .bind(&pays.paid_at)
             .bind(&pays.balance_after)
             .bind(&pays.position)
+            .bind(&pays.company_id)
             .execute(&mut *tx)
             .await?;
         }
@@ -297,7 +308,8 @@ impl Cash {
         sqlx::query(&format!(
             "INSERT INTO {} ({FUND_COLUMNS})
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::uuid[],
-                                  $7::numeric[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[])
+                                  $7::numeric[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
+                                  $12::uuid[], $13::uuid[])
              ON CONFLICT (id) DO UPDATE SET balance = EXCLUDED.balance, disbursed_total = EXCLUDED.disbursed_total,
                  disbursements = EXCLUDED.disbursements, updated_at = EXCLUDED.updated_at,
                  last_position = EXCLUDED.last_position",
@@ -314,6 +326,8 @@ impl Cash {
         .bind(col!(opened_at))
         .bind(col!(updated_at))
         .bind(col!(last_position))
+        .bind(col!(unit_id))
+        .bind(col!(company_id))
         .execute(&mut *tx)
         .await?;
         Ok(())

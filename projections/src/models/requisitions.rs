@@ -6,8 +6,12 @@
 //! - `rm_paid_daily`: payments per (requester, UTC day of payment, currency), with the summed
 //!   seconds from (latest) submission to payment.
 //!
-//! Both hold each requester's rows and rows for everyone under [`EVERYONE`] (the nil uuid).
-//! Version 2: version 1 had no totals.
+//! Both hold each requester's rows and rows over a whole company, under the company's id, or
+//! over every unscoped requisition (of no company) under [`UNSCOPED`] (the nil uuid). Ids are
+//! UUIDs from one generator, so a requester's and a company's never collide.
+//! Version 3: the requisition's organisation (company, region, branch, department, cost
+//! centre, origin) and totals per company; version 2 summed everyone under one key; version 1
+//! had no totals.
 //!
 //! Catch-up speed: a requisition's events (5.3 on average) are spread over many batches, so
 //! most batches change rows that an earlier batch wrote. The projection keeps the rows of open
@@ -22,6 +26,7 @@ use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use pettycash_domain::organisation::Origin;
 use pettycash_domain::requisition::{apply_edit, RequisitionEvent, Status};
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
@@ -35,8 +40,9 @@ use uuid::Uuid;
 pub const TABLE: &str = "rm_requisitions";
 pub const TOTALS: &str = "rm_requisition_totals";
 pub const PAID_DAILY: &str = "rm_paid_daily";
-/// The requester id under which the totals over everyone are kept.
-pub const EVERYONE: Uuid = Uuid::nil();
+/// The key under which the totals over every unscoped requisition (of no company) are kept;
+/// a company's are kept under its id.
+pub const UNSCOPED: Uuid = Uuid::nil();
 
 /// At most this many rows stay in memory between batches (about 0.5 KB each). On the 1M-event
 /// store about 4,600 requisitions are touched per 20,000 events and ~15,000 are still open at
@@ -103,6 +109,27 @@ struct Row {
     paid_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
     last_position: i64,
+    /// Its organisation, as created (never changes).
+    org: Org,
+}
+
+/// A requisition's organisation: the path of the unit it was created in, and its origin.
+/// All `None`: unscoped.
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+struct Org {
+    company_id: Option<Uuid>,
+    region_id: Option<Uuid>,
+    branch_id: Option<Uuid>,
+    department_id: Option<Uuid>,
+    cost_centre_id: Option<Uuid>,
+    origin: Option<Origin>,
+}
+
+impl Org {
+    /// The key of its company's totals.
+    fn totals_key(&self) -> Uuid {
+        self.company_id.unwrap_or(UNSCOPED)
+    }
 }
 
 /// A row as the table holds it.
@@ -124,15 +151,19 @@ struct Stored {
     paid_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
     last_position: i64,
+    #[sqlx(flatten)]
+    org: Org,
 }
 
 const COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
-     approvers, current_step, created_at, submitted_at, paid_at, updated_at, last_position";
+     approvers, current_step, created_at, submitted_at, paid_at, updated_at, last_position, \
+     company_id, region_id, branch_id, department_id, cost_centre_id, origin";
 
 const STORED_COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
-     approvers, created_at, submitted_at, paid_at, updated_at, last_position";
+     approvers, created_at, submitted_at, paid_at, updated_at, last_position, \
+     company_id, region_id, branch_id, department_id, cost_centre_id, origin";
 
 impl TryFrom<Stored> for Row {
     type Error = anyhow::Error;
@@ -154,6 +185,7 @@ impl TryFrom<Stored> for Row {
             paid_at: s.paid_at,
             updated_at: s.updated_at,
             last_position: s.last_position,
+            org: s.org,
         })
     }
 }
@@ -294,7 +326,9 @@ impl Projection for Requisitions {
                     amount numeric NOT NULL, currency text NOT NULL, purpose text NOT NULL, payee text, category text,
                     chain jsonb NOT NULL, approvers jsonb NOT NULL, current_step text,
                     created_at timestamptz NOT NULL, submitted_at timestamptz, paid_at timestamptz,
-                    updated_at timestamptz NOT NULL, last_position bigint NOT NULL)"
+                    updated_at timestamptz NOT NULL, last_position bigint NOT NULL,
+                    company_id uuid, region_id uuid, branch_id uuid, department_id uuid, cost_centre_id uuid,
+                    origin text)"
             ),
             // Every change of a requisition updates the same few totals rows (its requester's
             // and everyone's): under a steady load they leave thousands of dead row versions a
@@ -316,6 +350,9 @@ impl Projection for Requisitions {
             format!("CREATE INDEX IF NOT EXISTS {t}_fund_idx ON {t} (fund_id, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_status_idx ON {t} (status, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_inbox_idx ON {t} (current_step) WHERE current_step IS NOT NULL"),
+            // The list of everyone who is scoped to a company reads its company's rows, newest
+            // first.
+            format!("CREATE INDEX IF NOT EXISTS {t}_company_idx ON {t} (company_id, created_at DESC, id DESC)"),
         ]
     }
 
@@ -424,6 +461,8 @@ fn fold(
             payee,
             category,
             requester_id,
+            origin,
+            unit,
         } = &event
         {
             rows.insert(
@@ -445,6 +484,14 @@ fn fold(
                     paid_at: None,
                     updated_at: e.recorded_at,
                     last_position: e.global_position,
+                    org: Org {
+                        company_id: unit.map(|u| u.company),
+                        region_id: unit.and_then(|u| u.region),
+                        branch_id: unit.and_then(|u| u.branch),
+                        department_id: unit.and_then(|u| u.department),
+                        cost_centre_id: unit.and_then(|u| u.cost_centre),
+                        origin: *origin,
+                    },
                 },
             );
         }
@@ -591,7 +638,7 @@ impl Requisitions {
     }
 
     /// Fills the (emptied) totals per status with what the rows add up to: per (requester, status,
-    /// currency) and over [`EVERYONE`]; the same rows the moves give, however the rows were
+    /// currency) and per company (or [`UNSCOPED`]); the same rows the moves give, however the rows were
     /// built.
     async fn sum_totals_from_rows(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
         let (rows, totals) = (&self.table, &self.totals);
@@ -600,20 +647,21 @@ impl Requisitions {
              SELECT requester_id, status, currency, count(*), sum(amount) FROM {rows}
              GROUP BY requester_id, status, currency
              UNION ALL
-             SELECT $1, status, currency, count(*), sum(amount) FROM {rows} GROUP BY status, currency"
+             SELECT coalesce(company_id, $1), status, currency, count(*), sum(amount) FROM {rows}
+             GROUP BY coalesce(company_id, $1), status, currency"
         ))
-        .bind(EVERYONE)
+        .bind(UNSCOPED)
         .execute(&mut *tx)
         .await?;
         Ok(())
     }
 }
 
-/// Count and amount per (requester, status, currency), for the requester and for
-/// [`EVERYONE`].
+/// Count and amount per (requester, status, currency), for the requester and for their
+/// requisition's company (or [`UNSCOPED`]).
 type Totals = HashMap<(Uuid, Status, Arc<str>), (i64, Decimal)>;
-/// Payments per (requester, UTC day of payment, currency), for the requester and for
-/// [`EVERYONE`].
+/// Payments per (requester, UTC day of payment, currency), for the requester and for their
+/// requisition's company (or [`UNSCOPED`]).
 type Daily = HashMap<(Uuid, NaiveDate, Arc<str>), PaidDay>;
 
 /// Adds what a batch changed (`touched`: the rows' state before it, `None` for rows it
@@ -631,7 +679,7 @@ fn add_moves(
             .as_ref()
             .is_none_or(|o| o.status != row.status || o.currency != row.currency || o.amount != row.amount);
         if changed {
-            for who in [row.requester_id, EVERYONE] {
+            for who in [row.requester_id, row.org.totals_key()] {
                 if let Some(o) = old {
                     let t = totals.entry((who, o.status, o.currency.clone())).or_default();
                     t.0 -= 1;
@@ -649,7 +697,7 @@ fn add_moves(
                 Some(s) => (1, Decimal::new((paid_at - s).num_microseconds().unwrap_or(0), 6)),
                 None => (0, Decimal::ZERO),
             };
-            for who in [row.requester_id, EVERYONE] {
+            for who in [row.requester_id, row.org.totals_key()] {
                 let d = daily.entry((who, paid_at.date_naive(), row.currency.clone())).or_default();
                 d.0 += 1;
                 d.1 += row.amount;
@@ -694,7 +742,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
         "INSERT INTO {table} ({COLUMNS})
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::text[], $7::text[],
                               $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], $12::text[], $13::timestamptz[],
-                              $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bigint[])
+                              $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bigint[],
+                              $18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[])
          {on_conflict}"
     ))
     .bind(col!(|r| r.id))
@@ -714,6 +763,12 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
     .bind(col!(|r| r.paid_at))
     .bind(col!(|r| r.updated_at))
     .bind(col!(|r| r.last_position))
+    .bind(col!(|r| r.org.company_id))
+    .bind(col!(|r| r.org.region_id))
+    .bind(col!(|r| r.org.branch_id))
+    .bind(col!(|r| r.org.department_id))
+    .bind(col!(|r| r.org.cost_centre_id))
+    .bind(col!(|r| r.org.origin))
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -152,11 +152,17 @@ async fn an_append_whose_session_changed_writes_nothing_and_its_group_is_written
         token_hash: token.to_vec(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         sponsors: vec![],
+        unit_id: None,
     };
     let cases = [
         ("live session, same roles", Some(guard(b"live", &["staff", "treasury"])), true),
         ("ended session", Some(guard(b"ended", &["staff", "treasury"])), false),
         ("roles changed since", Some(guard(b"live", &["staff"])), false),
+        (
+            "unit changed since",
+            Some(SessionGuard { unit_id: Some(Uuid::now_v7()), ..guard(b"live", &["staff", "treasury"]) }),
+            false,
+        ),
         ("unknown session", Some(guard(b"forged", &["staff", "treasury"])), false),
         ("no guard (operator)", None, true),
         ("live session again", Some(guard(b"live", &["staff", "treasury"])), true),

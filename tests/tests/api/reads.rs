@@ -3,6 +3,7 @@
 //! treasury's payments and the dashboard. The projection engine runs inside the server.
 
 use pettycash_domain::requisition::Status;
+use pettycash_domain::visibility::DashboardScope;
 use pettycash_domain::Role;
 use pettycash_tests::serde_json::{json, Value};
 use pettycash_tests::{Cast, Reply, TestApp, TestUser};
@@ -624,7 +625,11 @@ async fn dashboard_totals_equal_a_scan_of_every_requisition() {
 
     let now = chrono::Utc::now();
     for requester in [None, Some(c.staff.id), Some(staff2.id), Some(c.head.id)] {
-        let got = dashboard(&app.pool, requester, now).await.unwrap();
+        let scope = match requester {
+            None => DashboardScope::Company(None),
+            Some(_) => DashboardScope::Own,
+        };
+        let got = dashboard(&app.pool, scope, requester.unwrap_or_default(), now).await.unwrap();
         // The oracle: every requisition row, scanned.
         let rows: Vec<(Status, String, i64, Decimal)> = sqlx::query_as(
             "SELECT status, currency, count(*), sum(amount) FROM rm_requisitions

@@ -276,7 +276,7 @@ impl People {
 
 async fn open_fund(service: &CommandService, people: &People, name: &str) -> (Uuid, i64) {
     let fund = service
-        .open_fund(&ctx(&people.admin), name, "KES", Decimal::new(500_000_000, 2), None)
+        .open_fund(&ctx(&people.admin), name, "KES", Decimal::new(500_000_000, 2), None, None)
         .await
         .expect("open fund");
     (fund.value.id, fund.position)
@@ -297,6 +297,7 @@ async fn create(
         payee: Some("Stationers Ltd".into()),
         category: None,
         submit,
+        origin: None,
     };
     service.create_requisition(&ctx(&people.staff), input).await.expect("create requisition").value.id
 }
@@ -362,20 +363,23 @@ async fn mixed_history(service: &CommandService, people: &People, funds: usize, 
     }
 }
 
-/// Inserts a valid `FundOpened` for a new fund directly (as the store would), on `conn`, in
-/// whatever transaction it is in. Returns the fund id and the event's position.
+/// Inserts a valid `FundOpened` of version 1 (without a unit; read through its upcaster) for a
+/// new fund directly (as the store would), on `conn`, in whatever transaction it is in. Returns
+/// the fund id and the event's position.
 async fn insert_fund_opened(conn: &mut PgConnection, name: &str) -> (Uuid, i64) {
     let fund_id = Uuid::now_v7();
-    let payload = serde_json::to_value(FundEvent::FundOpened {
+    let mut payload = serde_json::to_value(FundEvent::FundOpened {
         fund_id,
         name: name.into(),
         currency: Currency::parse("KES").unwrap(),
         float: Decimal::new(2_500_000, 2),
         custodian_id: None,
         opened_by: Uuid::new_v4(),
+        unit: None,
     })
     .unwrap();
     assert!(payload.get("FundOpened").is_some(), "externally tagged: {payload}");
+    payload["FundOpened"].as_object_mut().unwrap().remove("unit");
     let metadata = pettycash_tests::signed_metadata(
         "fund",
         &fund_id.to_string(),
