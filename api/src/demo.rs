@@ -95,12 +95,12 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
     let approved = service
         .create_requisition(&staff, new(2_500, "Replacement office chair", "Furniture Hub", true))
         .await?;
-    service.approve_requisition(&head, approved.value.id).await?;
-    service.approve_requisition(&gfm, approved.value.id).await?;
+    service.approve_requisition(&head, approved.value.id, None).await?;
+    service.approve_requisition(&gfm, approved.value.id, None).await?;
 
     let paid =
         service.create_requisition(&staff, new(650, "Taxi to client site", "Little Cab", true)).await?;
-    service.approve_requisition(&head, paid.value.id).await?;
+    service.approve_requisition(&head, paid.value.id, None).await?;
     service.pay(&as_role(Role::Treasury), paid.value.id, PaymentMethod::Cash, Some("PV-0001".into())).await?;
 
     let rejected =

@@ -300,9 +300,9 @@ async fn burst(service: &CommandService, people: &People, tag: &str, funds: usiz
                 };
                 let id =
                     service.create_requisition(&ctx(&people.staff), input).await.expect("create").value.id;
-                service.approve_requisition(&ctx(&people.head), id).await.expect("approve");
+                service.approve_requisition(&ctx(&people.head), id, None).await.expect("approve");
                 if big {
-                    service.approve_requisition(&ctx(&people.gfm), id).await.expect("approve (gfm)");
+                    service.approve_requisition(&ctx(&people.gfm), id, None).await.expect("approve (gfm)");
                 }
                 service.pay(&ctx(&people.treasury), id, PaymentMethod::Cash, None).await.expect("pay");
             }

@@ -20,7 +20,7 @@ use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
 use pettycash_domain::organisation::{Origin, UnitKind, UnitPath};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
 use pettycash_domain::requisition::{Changes, Requisition, RequisitionCommand};
-use pettycash_domain::routing::Thresholds;
+use pettycash_domain::routing::{Directory, Holder, Thresholds};
 use pettycash_domain::settings::{RuntimeSettings, SettingKey, Settings, SettingsCommand, SETTINGS_ID};
 use pettycash_domain::user::{Requester, User, UserCommand};
 use pettycash_domain::visibility::{may_read_fund, may_see_user};
@@ -89,18 +89,6 @@ fn organisation_admin(actor: &Actor, action: &'static str) -> Result<(), Command
         return Err(DomainError::OrganisationAdminOnly { action }.into());
     }
     Ok(())
-}
-
-/// The chain a submission of `r` by `requester` needs under `policy`: the threshold its
-/// currency, origin and amount select, built for the requester. A requisition without an
-/// origin (unscoped: its requester belongs to no unit) is routed as an `hq` one.
-fn submission_chain(
-    policy: &ApprovalPolicy,
-    r: &Requisition,
-    requester: &Actor,
-) -> Result<Vec<Role>, CommandError> {
-    let currency = r.currency.as_ref().ok_or(DomainError::NotFound { what: "requisition" })?;
-    Ok(policy.chain(currency, r.origin.unwrap_or(Origin::Hq), r.amount, &requester.roles)?)
 }
 
 fn actor(ctx: &CommandContext) -> Result<Actor, CommandError> {
@@ -591,8 +579,8 @@ impl CommandService {
         let mut events = decide(&mut requisition, command).await?;
         if input.submit {
             let policy = self.policy_for_submission().await?;
-            let chain = submission_chain(&policy, &requisition, &actor)?;
-            let submit = RequisitionCommand::Submit { chain, policy_version: policy.version, actor };
+            let directory = self.directory(&policy, &requisition, &actor).await?;
+            let submit = RequisitionCommand::Submit { policy, directory, comment: None, actor };
             events.extend(decide(&mut requisition, submit).await?);
         }
         let stream = StreamAppend::of(&loaded, &events, &requisition)?;
@@ -668,31 +656,112 @@ impl CommandService {
             .await
     }
 
-    /// Submits with the chain the policy in force gives for the current amount.
+    /// Submits, routed by the policy in force for the current amount: the threshold, the chain
+    /// and who may act at each step.
     pub async fn submit_requisition(
         &self,
         ctx: &CommandContext,
         id: Id,
+        comment: Option<String>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
         // The policy is read once, before the retries: a policy change racing a submission
         // may or may not apply to it, like any two concurrent requests.
         let policy = self.policy_for_submission().await?;
-        self.on_requisition_with(ctx, id, |actor, r| {
-            Ok(RequisitionCommand::Submit {
-                chain: submission_chain(&policy, r, &actor)?,
-                policy_version: policy.version,
-                actor,
-            })
+        let actor = &actor(ctx)?;
+        let (policy, comment) = (&policy, &comment);
+        self.retrying(|source| async move {
+            let loaded = self.visible_requisition(actor, id, source).await?;
+            let mut requisition = loaded.state.clone();
+            let directory = self.directory(policy, &requisition, actor).await?;
+            let command = RequisitionCommand::Submit {
+                policy: policy.clone(),
+                directory,
+                comment: comment.clone(),
+                actor: actor.clone(),
+            };
+            let events = decide(&mut requisition, command).await?;
+            let stream = StreamAppend::of(&loaded, &events, &requisition)?;
+            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+                .await
         })
         .await
+    }
+
+    /// The people a submission of `r` by `requester` may be routed to: the active holders of
+    /// the roles of the chain the policy gives, in the requisition's company (unscoped: of no
+    /// company), and its active admins. One query on `users` by company and roles (indexed,
+    /// migration 0013), not a scan of every user; the domain narrows them to the
+    /// requisition's branch, department or region (`Directory::holders`).
+    async fn directory(
+        &self,
+        policy: &ApprovalPolicy,
+        r: &Requisition,
+        requester: &Actor,
+    ) -> Result<Directory, CommandError> {
+        let Some(currency) = r.currency.as_ref() else { return Ok(Directory::default()) };
+        let origin = r.origin.unwrap_or(Origin::Hq);
+        // A policy that gives no chain answers its error in the aggregate, in rule order.
+        let mut roles: Vec<Role> =
+            policy.chain(currency, origin, r.amount, &requester.roles).unwrap_or_default();
+        roles.push(Role::Admin);
+        #[derive(sqlx::FromRow)]
+        struct Person {
+            id: Id,
+            roles: Vec<Role>,
+            unit_id: Option<Id>,
+            company_id: Option<Id>,
+            region_id: Option<Id>,
+            branch_id: Option<Id>,
+            department_id: Option<Id>,
+            cost_centre_id: Option<Id>,
+            sponsors: Vec<Id>,
+        }
+        let company = r.unit.as_ref().map(|u| u.company);
+        let people: Vec<Person> = sqlx::query_as(
+            "SELECT id, roles, unit_id, company_id, region_id, branch_id, department_id, cost_centre_id, sponsors
+             FROM users
+             WHERE active AND roles && $2
+               AND (company_id = $1 OR ($1::uuid IS NULL AND company_id IS NULL))",
+        )
+        .bind(company)
+        .bind(&roles)
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut directory = Directory::default();
+        for p in people {
+            let unit = match (p.unit_id, p.company_id) {
+                (Some(unit_id), Some(company)) => Some(UnitPath {
+                    unit_id,
+                    company,
+                    region: p.region_id,
+                    branch: p.branch_id,
+                    department: p.department_id,
+                    cost_centre: p.cost_centre_id,
+                }),
+                _ => None,
+            };
+            let holder = Holder { user_id: p.id, roles: p.roles, unit, sponsors: p.sponsors };
+            if holder.roles.contains(&Role::Admin) {
+                directory.admins.push(holder.clone());
+            }
+            if holder.roles.iter().any(|r| *r != Role::Admin) {
+                directory.holders.push(holder);
+            }
+        }
+        Ok(directory)
     }
 
     pub async fn approve_requisition(
         &self,
         ctx: &CommandContext,
         id: Id,
+        comment: Option<String>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Approve { actor }).await
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Approve {
+            comment: comment.clone(),
+            actor,
+        })
+        .await
     }
 
     pub async fn reject_requisition(

@@ -73,6 +73,8 @@ pub enum DomainError {
     NoThreshold { currency: String, origin: crate::routing::Origin, amount: Decimal },
     #[error("nobody may approve the {role} step: no eligible approver and no admin")]
     NoApprover { role: Role },
+    #[error("this {role} step was routed to other people")]
+    NotEligible { role: Role },
     #[error(
         "only an admin who belongs to no organisation unit may {action}: it concerns every company; \
          an admin of a company manages that company"
@@ -134,6 +136,7 @@ impl DomainError {
             DomainError::ThresholdsGap { .. } => "thresholds_gap",
             DomainError::NoThreshold { .. } => "no_threshold",
             DomainError::NoApprover { .. } => "no_approver",
+            DomainError::NotEligible { .. } => "not_eligible",
             DomainError::OrganisationAdminOnly { .. } => "organisation_admin_only",
             DomainError::WrongParent { .. } => "wrong_parent",
             DomainError::UnitClosed => "unit_closed",
@@ -158,6 +161,7 @@ impl DomainError {
             | DomainError::PayerIsRequester
             | DomainError::PayerIsApprover
             | DomainError::SponsoredByParticipant { .. }
+            | DomainError::NotEligible { .. }
             | DomainError::OrganisationAdminOnly { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }

@@ -16,7 +16,9 @@ use crate::error::{clean_optional, clean_text, DomainError};
 use crate::fund::PaymentMethod;
 use crate::money::Currency;
 use crate::organisation::{Origin, UnitPath};
+use crate::policy::ApprovalPolicy;
 use crate::role::Role;
+use crate::routing::{Directory, EscalatedTo, EscalationReason};
 use crate::{Actor, Id};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -146,14 +148,41 @@ pub struct Requisition {
     /// Branch, head office or field; `None` when unscoped.
     #[serde(default)]
     pub origin: Option<Origin>,
+    /// The threshold the latest submission fell under (`None` before routing recorded it).
+    #[serde(default)]
+    pub threshold: Option<String>,
+    /// Who may act at each step of the chain, as resolved at the latest submission (an empty
+    /// list: a step escalated to the next one). `None`: submitted before routing recorded
+    /// people; any holder of a step's role may act on it.
+    #[serde(default)]
+    pub eligible: Option<Vec<Vec<Id>>>,
+    /// Steps of the current round that went to the admins (`ApprovalEscalated`).
+    #[serde(default)]
+    pub escalated_to_admin: Vec<usize>,
 }
 
 impl Requisition {
+    /// The index in the chain of the step the next decision is for, while pending approval:
+    /// the first after the last approval that someone may act on (escalated steps are
+    /// skipped, `routing::next_step`).
+    pub fn current_step(&self) -> Option<usize> {
+        if self.status != Status::PendingApproval {
+            return None;
+        }
+        let from = self.approvals.last().map_or(0, |a| a.step + 1);
+        crate::routing::next_step(self.chain.len(), self.eligible.as_deref(), from)
+    }
+
     /// The role the next approval needs, while pending.
     pub fn current_step_role(&self) -> Option<Role> {
-        (self.status == Status::PendingApproval)
-            .then(|| self.chain.get(self.approvals.len()).copied())
-            .flatten()
+        self.current_step().map(|step| self.chain[step])
+    }
+
+    /// Who may decide the current step (`None`: any holder of its role; before routing
+    /// recorded people).
+    pub fn current_eligible(&self) -> Option<&[Id]> {
+        let step = self.current_step()?;
+        self.eligible.as_ref().and_then(|lists| lists.get(step)).map(Vec::as_slice)
     }
 
     /// True when `actor` may read this requisition: the one rule of
@@ -191,12 +220,23 @@ impl Requisition {
         if self.approvals.iter().any(|a| a.approver_id == actor.user_id) {
             return Err(DomainError::DuplicateApprover);
         }
-        let step = self.approvals.len();
+        let step =
+            self.current_step().ok_or(DomainError::InvalidTransition { status: self.status, action })?;
         let role = self.chain[step];
-        if !actor.has(role) {
-            return Err(DomainError::MissingRole { required: role });
+        // A step escalated to the admins is theirs; any other needs its role.
+        let required = if self.escalated_to_admin.contains(&step) { Role::Admin } else { role };
+        if !actor.has(required) {
+            return Err(DomainError::MissingRole { required });
         }
         Ok((step, role))
+    }
+
+    /// The current step was routed to `actor` (when routing recorded people for it).
+    fn check_eligible(&self, actor: &Actor, role: Role) -> Result<(), DomainError> {
+        match self.current_eligible() {
+            Some(eligible) if !eligible.contains(&actor.user_id) => Err(DomainError::NotEligible { role }),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses an actor registered or given a role by someone who requested or approved this
@@ -273,13 +313,17 @@ pub enum RequisitionCommand {
         changes: Changes,
         actor: Actor,
     },
-    /// Submit for approval with the chain the policy gives for the amount now.
+    /// Submit for approval, routed by the policy in force for the amount now: the threshold,
+    /// the chain and who may act at each step among `directory` (looked up by the caller for
+    /// the requisition's company).
     Submit {
-        chain: Vec<Role>,
-        policy_version: u32,
+        policy: ApprovalPolicy,
+        directory: Directory,
+        comment: Option<String>,
         actor: Actor,
     },
     Approve {
+        comment: Option<String>,
         actor: Actor,
     },
     Reject {
@@ -335,6 +379,21 @@ pub enum RequisitionEvent {
         chain: Vec<Role>,
         policy_version: u32,
         submitted_by: Id,
+        /// Version 2: the threshold the amount fell under (`None` in version 1).
+        threshold: Option<String>,
+        /// Version 2: who may act at each step of `chain` (an empty list: escalated to the
+        /// next step). `None` in version 1: any holder of the step's role.
+        eligible: Option<Vec<Vec<Id>>>,
+        /// Version 2: the requester's comment.
+        comment: Option<String>,
+    },
+    /// A step of the route just submitted did not go to the holders of its role: to the next
+    /// step, or to the admins, and why. Recorded right after the submission.
+    ApprovalEscalated {
+        step: usize,
+        role: Role,
+        reason: EscalationReason,
+        to: EscalatedTo,
     },
     RequisitionApproved {
         step: usize,
@@ -342,6 +401,8 @@ pub enum RequisitionEvent {
         approver_id: Id,
         /// True when this approval completes the chain.
         completes_chain: bool,
+        /// Version 2: the approver's comment.
+        comment: Option<String>,
     },
     RequisitionRejected {
         step: usize,
@@ -376,6 +437,7 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::RequisitionCreated { .. } => "RequisitionCreated",
             RequisitionEvent::RequisitionEdited { .. } => "RequisitionEdited",
             RequisitionEvent::RequisitionSubmitted { .. } => "RequisitionSubmitted",
+            RequisitionEvent::ApprovalEscalated { .. } => "ApprovalEscalated",
             RequisitionEvent::RequisitionApproved { .. } => "RequisitionApproved",
             RequisitionEvent::RequisitionRejected { .. } => "RequisitionRejected",
             RequisitionEvent::ChangesRequested { .. } => "ChangesRequested",
@@ -386,7 +448,9 @@ impl DomainEvent for RequisitionEvent {
     }
     fn event_version(&self) -> String {
         match self {
-            RequisitionEvent::RequisitionCreated { .. } => "2",
+            RequisitionEvent::RequisitionCreated { .. }
+            | RequisitionEvent::RequisitionSubmitted { .. }
+            | RequisitionEvent::RequisitionApproved { .. } => "2",
             _ => "1",
         }
         .into()
@@ -461,39 +525,77 @@ impl Aggregate for Requisition {
                 }
                 sink.write(E::RequisitionEdited { amount, purpose, payee, category }, self).await;
             }
-            C::Submit { chain, policy_version, actor } => {
-                self.currency()?;
+            C::Submit { policy, directory, comment, actor } => {
+                let currency = self.currency()?.clone();
                 self.require_requester(&actor, "submit")?;
                 self.require_status(&[Status::Draft, Status::ChangesRequested], "submit")?;
-                if chain.is_empty() {
-                    return Err(DomainError::invalid("chain", "the approval policy gave no approvers"));
-                }
+                let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
+                let origin = self.origin.unwrap_or(Origin::Hq);
+                let route = crate::routing::route(
+                    &policy.thresholds(),
+                    &currency,
+                    origin,
+                    self.amount,
+                    self.unit.as_ref(),
+                    &actor,
+                    &directory,
+                )?;
+                let escalations: Vec<E> = route
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(step, s)| {
+                        s.escalation.as_ref().map(|e| E::ApprovalEscalated {
+                            step,
+                            role: s.role,
+                            reason: e.reason,
+                            to: e.to,
+                        })
+                    })
+                    .collect();
                 let event = E::RequisitionSubmitted {
                     amount: self.amount,
-                    chain,
-                    policy_version,
+                    chain: route.chain,
+                    policy_version: policy.version,
                     submitted_by: actor.user_id,
+                    threshold: Some(route.threshold),
+                    eligible: Some(route.steps.into_iter().map(|s| s.eligible).collect()),
+                    comment,
                 };
                 sink.write(event, self).await;
+                for escalation in escalations {
+                    sink.write(escalation, self).await;
+                }
             }
-            C::Approve { actor } => {
+            C::Approve { comment, actor } => {
                 let (step, role) = self.check_decider(&actor, "approve")?;
                 self.check_not_sponsored(&actor, "approve")?;
-                let completes_chain = step + 1 == self.chain.len();
+                self.check_eligible(&actor, role)?;
+                let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
+                let completes_chain =
+                    crate::routing::next_step(self.chain.len(), self.eligible.as_deref(), step + 1).is_none();
                 sink.write(
-                    E::RequisitionApproved { step, role, approver_id: actor.user_id, completes_chain },
+                    E::RequisitionApproved {
+                        step,
+                        role,
+                        approver_id: actor.user_id,
+                        completes_chain,
+                        comment,
+                    },
                     self,
                 )
                 .await;
             }
             C::Reject { reason, actor } => {
                 let (step, role) = self.check_decider(&actor, "reject")?;
+                self.check_eligible(&actor, role)?;
                 let reason = clean_text("reason", &reason, REASON_MAX, true)?;
                 sink.write(E::RequisitionRejected { step, role, rejected_by: actor.user_id, reason }, self)
                     .await;
             }
             C::RequestChanges { reason, actor } => {
                 let (step, role) = self.check_decider(&actor, "request changes to")?;
+                self.check_eligible(&actor, role)?;
                 let reason = clean_text("reason", &reason, REASON_MAX, true)?;
                 sink.write(E::ChangesRequested { step, role, requested_by: actor.user_id, reason }, self)
                     .await;
@@ -576,9 +678,12 @@ impl Aggregate for Requisition {
                 (&mut self.amount, &mut self.purpose, &mut self.payee, &mut self.category),
                 (amount, purpose, payee, category),
             ),
-            E::RequisitionSubmitted { chain, policy_version, .. } => {
+            E::RequisitionSubmitted { chain, policy_version, threshold, eligible, .. } => {
                 self.chain = chain;
                 self.policy_version = policy_version;
+                self.threshold = threshold;
+                self.eligible = eligible;
+                self.escalated_to_admin.clear();
                 for approval in self.approvals.drain(..) {
                     if !self.former_approvers.contains(&approval.approver_id) {
                         self.former_approvers.push(approval.approver_id);
@@ -588,7 +693,12 @@ impl Aggregate for Requisition {
                 self.last_reason = None;
                 self.status = Status::PendingApproval;
             }
-            E::RequisitionApproved { step, role, approver_id, completes_chain } => {
+            E::ApprovalEscalated { step, to, .. } => {
+                if to == EscalatedTo::Admin {
+                    self.escalated_to_admin.push(step);
+                }
+            }
+            E::RequisitionApproved { step, role, approver_id, completes_chain, .. } => {
                 self.approvals.push(Approval { step, role, approver_id });
                 if completes_chain {
                     self.status = Status::Approved;

@@ -17,6 +17,7 @@
 use crate::error::DomainError;
 use crate::money::Currency;
 pub use crate::organisation::Origin;
+use crate::organisation::{reach_level, UnitPath};
 use crate::role::Role;
 use crate::Id;
 use rust_decimal::Decimal;
@@ -321,6 +322,88 @@ pub fn resolve_steps(
     Ok(steps)
 }
 
+/// An active user who holds roles that may be steps, and where they sit: what resolution
+/// reads (the command side looks them up in an index kept with the users' events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub user_id: Id,
+    pub roles: Vec<Role>,
+    /// Their unit's path; `None`: unscoped.
+    pub unit: Option<UnitPath>,
+    /// Who registered them or granted them a role (`User::sponsors`).
+    pub sponsors: Vec<Id>,
+}
+
+/// Everyone a requisition's steps could go to: the active holders of step roles in its company
+/// (for an unscoped requisition: those of no company), and its company's active admins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    pub holders: Vec<Holder>,
+    pub admins: Vec<Holder>,
+}
+
+impl Directory {
+    /// The holders of `role` in the scope of a requisition created at `unit`, who may decide on
+    /// what `requester` asks: a branch manager of its branch, a department head of its
+    /// department, a regional manager of its region (`organisation::reach_level`), anyone of
+    /// the directory's company for the company-wide roles; for an unscoped requisition, the
+    /// unscoped holders. Never someone the requester registered or gave a role to.
+    pub fn holders(&self, role: Role, unit: Option<&UnitPath>, requester: Id) -> Vec<Id> {
+        self.holders
+            .iter()
+            .filter(|h| h.roles.contains(&role) && !h.sponsors.contains(&requester))
+            .filter(|h| match (unit, reach_level(role)) {
+                (None, _) => h.unit.is_none(),
+                (Some(_), None) => true,
+                (Some(u), Some(level)) => {
+                    u.at(level).is_some() && h.unit.as_ref().and_then(|hu| hu.at(level)) == u.at(level)
+                }
+            })
+            .map(|h| h.user_id)
+            .collect()
+    }
+}
+
+/// A submission's route: the threshold it fell under, its chain and who may act at each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub threshold: String,
+    pub chain: Vec<Role>,
+    pub steps: Vec<Step>,
+}
+
+/// Routes a requisition of `amount` in `currency`, from `origin` and `unit`, asked for by
+/// `requester`: the threshold, the chain ([`chain_for`]) and the steps ([`resolve_steps`])
+/// with the directory's people.
+pub fn route(
+    thresholds: &Thresholds,
+    currency: &Currency,
+    origin: Origin,
+    amount: Decimal,
+    unit: Option<&UnitPath>,
+    requester: &crate::Actor,
+    directory: &Directory,
+) -> Result<Route, DomainError> {
+    let threshold = thresholds.select(currency, origin, amount)?;
+    let chain = chain_for(threshold, &requester.roles);
+    if chain.is_empty() {
+        return Err(DomainError::invalid("chain", "the approval policy gave no approvers"));
+    }
+    let requester_id = requester.user_id;
+    let admins: Vec<Id> =
+        directory.admins.iter().filter(|a| !a.sponsors.contains(&requester_id)).map(|a| a.user_id).collect();
+    let steps =
+        resolve_steps(&chain, requester_id, |role| directory.holders(role, unit, requester_id), &admins)?;
+    Ok(Route { threshold: threshold.name.clone(), chain, steps })
+}
+
+/// The first step at or after `from` that someone may act on: every step of a chain recorded
+/// without eligible people (before routing recorded them), else the first whose list is not
+/// empty (an empty list is a step escalated to the next one). `None`: the chain is complete.
+pub fn next_step(chain_len: usize, eligible: Option<&[Vec<Id>]>, from: usize) -> Option<usize> {
+    (from..chain_len).find(|&i| eligible.is_none_or(|lists| lists.get(i).is_some_and(|l| !l.is_empty())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,6 +678,57 @@ mod tests {
         assert_eq!(steps[2].eligible, vec![ids(6)], "the step after the skipped one still follows person 4");
         let last = resolve_steps(&[DepartmentHead, Fpa], ids(1), holders, &[ids(4), ids(9)]).unwrap();
         assert_eq!(last[1].eligible, vec![ids(9)], "to an admin other than person 4");
+    }
+
+    fn path(company: u128, region: Option<u128>, branch: Option<u128>, department: Option<u128>) -> UnitPath {
+        let id = department.or(branch).or(region).unwrap_or(company);
+        UnitPath {
+            unit_id: ids(id),
+            company: ids(company),
+            region: region.map(ids),
+            branch: branch.map(ids),
+            department: department.map(ids),
+            cost_centre: None,
+        }
+    }
+
+    fn holder(user: u128, roles: &[Role], unit: Option<UnitPath>) -> Holder {
+        Holder { user_id: ids(user), roles: roles.to_vec(), unit, sponsors: vec![] }
+    }
+
+    #[test]
+    fn holders_are_those_whose_role_reaches_the_requisitions_unit() {
+        use Role::*;
+        // Company 1, region 10, branches 100 and 200, department 1001 under branch 100.
+        let dir = Directory {
+            holders: vec![
+                holder(1, &[BranchManager], Some(path(1, Some(10), Some(100), None))),
+                holder(2, &[BranchManager], Some(path(1, Some(10), Some(200), None))),
+                holder(3, &[DepartmentHead], Some(path(1, Some(10), Some(100), Some(1001)))),
+                holder(4, &[RegionalManager], Some(path(1, Some(10), None, None))),
+                holder(5, &[Cfo], Some(path(1, None, None, None))),
+                Holder { sponsors: vec![ids(99)], ..holder(6, &[Cfo], Some(path(1, None, None, None))) },
+            ],
+            admins: vec![],
+        };
+        let at = path(1, Some(10), Some(100), Some(1001));
+        assert_eq!(dir.holders(BranchManager, Some(&at), ids(99)), vec![ids(1)], "its branch's manager only");
+        assert_eq!(dir.holders(DepartmentHead, Some(&at), ids(99)), vec![ids(3)]);
+        assert_eq!(dir.holders(RegionalManager, Some(&at), ids(99)), vec![ids(4)]);
+        assert_eq!(dir.holders(Cfo, Some(&at), ids(99)), vec![ids(5)], "not one the requester sponsored");
+        let at_branch = path(1, Some(10), Some(200), None);
+        assert!(dir.holders(DepartmentHead, Some(&at_branch), ids(99)).is_empty(), "no department there");
+        assert!(dir.holders(Cfo, None, ids(99)).is_empty(), "unscoped requisitions go to unscoped holders");
+    }
+
+    #[test]
+    fn the_next_step_skips_escalated_ones() {
+        let lists = vec![vec![], vec![ids(1)], vec![], vec![ids(2)]];
+        assert_eq!(next_step(4, Some(&lists), 0), Some(1));
+        assert_eq!(next_step(4, Some(&lists), 2), Some(3));
+        assert_eq!(next_step(4, Some(&lists), 4), None);
+        assert_eq!(next_step(2, None, 1), Some(1), "no lists recorded: every step counts");
+        assert_eq!(next_step(2, None, 2), None);
     }
 
     #[test]

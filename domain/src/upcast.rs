@@ -6,6 +6,8 @@
 //! |---|---|---|---|
 //! | `RequisitionCreated` | 2 | `origin` and `unit` (the requester's organisation) | [`AddFields`]: both `null` (unscoped) |
 //! | `FundOpened` | 2 | `unit` (the owning unit) | [`AddFields`]: `null` (unscoped) |
+//! | `RequisitionSubmitted` | 2 | `threshold`, `eligible` (who may act at each step), `comment` | [`AddFields`]: `null` (any holder of a step's role) |
+//! | `RequisitionApproved` | 2 | `comment` | [`AddFields`]: `null` |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
@@ -20,6 +22,13 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
             fields: &["origin", "unit"],
         }),
         Box::new(AddFields { event_type: "FundOpened", from: "1", to: "2", fields: &["unit"] }),
+        Box::new(AddFields {
+            event_type: "RequisitionSubmitted",
+            from: "1",
+            to: "2",
+            fields: &["threshold", "eligible", "comment"],
+        }),
+        Box::new(AddFields { event_type: "RequisitionApproved", from: "1", to: "2", fields: &["comment"] }),
     ]
 }
 

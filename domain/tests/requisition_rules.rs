@@ -9,11 +9,12 @@ use cqrs_es::Aggregate;
 use pettycash_domain::fund::PaymentMethod;
 use pettycash_domain::money::{Currency, MoneyError, MAX_AMOUNT};
 use pettycash_domain::organisation::Origin;
-use pettycash_domain::policy::Tiers;
+use pettycash_domain::policy::{ApprovalPolicy, Tier, Tiers};
 use pettycash_domain::requisition::{
     Approval, Changes, PaymentRecord, Requisition, RequisitionCommand as Cmd, RequisitionEvent as Ev, Status,
     CATEGORY_MAX, PAYEE_MAX, PURPOSE_MAX, REASON_MAX, REFERENCE_MAX,
 };
+use pettycash_domain::routing::{Directory, Holder};
 use pettycash_domain::{Actor, DomainError, Id, Role};
 use rust_decimal::Decimal;
 
@@ -151,25 +152,52 @@ fn edited_amount(amount: &str) -> Ev {
     Ev::RequisitionEdited { amount: Some(d(amount)), purpose: None, payee: None, category: None }
 }
 
-fn submit(chain: &[Role], policy_version: u32) -> Cmd {
-    Cmd::Submit { chain: chain.to_vec(), policy_version, actor: requester() }
+/// A policy whose one tier gives `chain` for any amount.
+fn policy(chain: &[Role], version: u32) -> ApprovalPolicy {
+    ApprovalPolicy {
+        version,
+        tiers: Some(Tiers(vec![Tier { up_to: None, chain: chain.to_vec() }])),
+        thresholds: None,
+    }
 }
 
+/// The cast's approvers, all unscoped like the requester: who routing may give steps to.
+fn directory() -> Directory {
+    let holder = |a: Actor| Holder { user_id: a.user_id, roles: a.roles, unit: None, sponsors: vec![] };
+    Directory {
+        holders: [head(), finance_manager(), cfo(), treasurer()].map(holder).to_vec(),
+        admins: vec![],
+    }
+}
+
+fn submit(chain: &[Role], policy_version: u32) -> Cmd {
+    Cmd::Submit {
+        policy: policy(chain, policy_version),
+        directory: directory(),
+        comment: None,
+        actor: requester(),
+    }
+}
+
+/// The submission `submit` gives: each step to the cast's holders of its role.
 fn submitted(amount: &str, chain: &[Role], policy_version: u32) -> Ev {
     Ev::RequisitionSubmitted {
         amount: d(amount),
         chain: chain.to_vec(),
         policy_version,
         submitted_by: REQUESTER,
+        threshold: Some("Tier 1".into()),
+        eligible: Some(chain.iter().map(|r| directory().holders(*r, None, REQUESTER)).collect()),
+        comment: None,
     }
 }
 
 fn approve(by: &Actor) -> Cmd {
-    Cmd::Approve { actor: by.clone() }
+    Cmd::Approve { comment: None, actor: by.clone() }
 }
 
 fn approved(step: usize, role: Role, by: Id, completes_chain: bool) -> Ev {
-    Ev::RequisitionApproved { step, role, approver_id: by, completes_chain }
+    Ev::RequisitionApproved { step, role, approver_id: by, completes_chain, comment: None }
 }
 
 fn reject(by: &Actor, reason: &str) -> Cmd {
@@ -664,7 +692,12 @@ fn only_the_requester_may_submit() {
     for other in [head(), someone([Role::Staff, Role::Admin])] {
         TestFramework::<Requisition>::with(())
             .given(vec![created()])
-            .when(Cmd::Submit { chain: CHAIN.to_vec(), policy_version: 1, actor: other })
+            .when(Cmd::Submit {
+                policy: policy(&CHAIN, 1),
+                directory: directory(),
+                comment: None,
+                actor: other,
+            })
             .then_expect_error(DomainError::NotRequester { action: "submit" });
     }
 }

@@ -310,31 +310,32 @@ pub async fn list_requisitions(
 
 /// The inbox of `scope`'s actor: what the scope admits that is pending approval at a step
 /// needing one of the actor's approver roles, not requested and not yet approved by them.
+/// The inbox of `scope`'s actor: what the scope admits that is pending approval at a step they
+/// may decide — one routed to them by name (`current_eligible`, which also holds the admins of
+/// a step escalated to them), or, for a requisition submitted before routing recorded people,
+/// one needing an approver role they hold — not requested and not yet approved by them.
 fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
     push_scope(qb, scope);
     qb.push(" AND status = ")
         .push_bind(Status::PendingApproval)
-        .push(" AND current_step = ANY(")
+        .push(" AND (current_eligible ? ")
+        .push_bind(scope.user_id.to_string())
+        .push(" OR (current_eligible IS NULL AND current_step = ANY(")
         .push_bind(scope.chain_roles.clone())
-        .push(") AND requester_id <> ")
+        .push("))) AND requester_id <> ")
         .push_bind(scope.user_id)
         .push(" AND NOT (approvers ? ")
         .push_bind(scope.user_id.to_string())
         .push(")");
 }
 
-/// The approvals inbox of `scope`'s actor (see `RequisitionScope::chain_roles`): requisitions
-/// they may see that are pending approval at a step needing one of their approver roles, that
-/// they did not request and have not approved already. Oldest first (`created_at ASC, id
-/// ASC`): the longest-waiting come first. Empty for an actor without an approver role.
+/// The approvals inbox of `scope`'s actor (see [`push_inbox_filter`]). Oldest first
+/// (`created_at ASC, id ASC`): the longest-waiting come first.
 pub async fn approval_inbox(
     pool: &PgPool,
     scope: &RequisitionScope,
     page_req: PageRequest,
 ) -> Result<Page<RequisitionRow>, QueryError> {
-    if scope.chain_roles.is_empty() {
-        return Ok(Page { items: vec![], next_cursor: None });
-    }
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
     push_inbox_filter(&mut qb, scope);
@@ -348,9 +349,6 @@ pub async fn approval_inbox(
 
 /// How many requisitions wait on `scope`'s actor (the size of their inbox).
 pub async fn approval_inbox_count(pool: &PgPool, scope: &RequisitionScope) -> sqlx::Result<i64> {
-    if scope.chain_roles.is_empty() {
-        return Ok(0);
-    }
     let mut qb = QueryBuilder::new("SELECT count(*) FROM rm_requisitions WHERE true");
     push_inbox_filter(&mut qb, scope);
     qb.build_query_scalar().fetch_one(pool).await

@@ -28,6 +28,10 @@
 //! - `chain_not_from_policy`: a submission's recorded chain is not the one the approval policy
 //!   in force at that position gives for the requisition's currency, origin and amount and its
 //!   requester's roles then (thresholds, "requires CFO/CEO", a treasury requester's chain).
+//! - `route_mismatch`: a routed submission's threshold or the people recorded for its steps are
+//!   not those routing gives with the users (roles, units, sponsors, active) and the policy at
+//!   that position (`domain::routing::route`; compared as sets per step).
+//! - `approver_not_eligible`: an approval by someone the step was not routed to.
 //! - `submitted_amount_mismatch`: a submission records an amount other than the requisition's
 //!   (as created and edited so far).
 //! - `paid_amount_mismatch`: a payment of an amount other than the one approved (the latest
@@ -61,11 +65,13 @@ use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
-use pettycash_domain::organisation::Origin;
+use pettycash_domain::organisation::{Origin, UnitEvent, UnitPath};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyEvent};
 use pettycash_domain::requisition::{RequisitionEvent, Status};
 use pettycash_domain::role::Role;
+use pettycash_domain::routing::{next_step, Directory, EscalatedTo, Holder};
 use pettycash_domain::user::UserEvent;
+use pettycash_domain::Actor;
 use pettycash_domain::Currency;
 use pettycash_projections::event::StoredDigest;
 use pettycash_projections::reader::{self, Filter, Selection};
@@ -169,6 +175,13 @@ struct FundV {
 struct ReqV {
     requester: Option<Uuid>,
     origin: Option<Origin>,
+    unit: Option<UnitPath>,
+    /// Who may act at each step of the latest submission (`None`: not recorded).
+    eligible: Option<Vec<Vec<Uuid>>>,
+    /// The chain index after the last approval of the round.
+    step_from: usize,
+    /// Steps of the round escalated to the admins.
+    to_admin: Vec<usize>,
     currency: Option<Currency>,
     /// The amount as created and edited so far.
     amount: Decimal,
@@ -219,6 +232,12 @@ pub struct Verifier {
     users: HashMap<Uuid, HashSet<Role>>,
     /// Users deactivated (and not reactivated since): they act in no role.
     deactivated: HashSet<Uuid>,
+    /// Each user's unit, and each unit's path: what routing reads.
+    user_units: HashMap<Uuid, Uuid>,
+    units: HashMap<Uuid, UnitPath>,
+    /// Holders of each role (any company), to find a submission's directory without scanning
+    /// every user.
+    by_role: HashMap<Role, HashSet<Uuid>>,
     /// Who registered each user or granted them a role (only users that have any).
     sponsors: HashMap<Uuid, Vec<Uuid>>,
     /// The key events are authenticated with (`None`: only missing MACs are found).
@@ -311,6 +330,44 @@ impl Verifier {
     }
 
     /// Whether `user` held `role` and was active, as of the events fed so far.
+    /// The user as an actor at this position: their roles, sponsors and unit.
+    fn actor(&self, user: Uuid) -> Actor {
+        let mut roles: Vec<Role> =
+            self.users.get(&user).map(|r| r.iter().copied().collect()).unwrap_or_default();
+        roles.sort();
+        let mut actor =
+            Actor::new(user, roles).with_sponsors(self.sponsors.get(&user).cloned().unwrap_or_default());
+        actor.unit = self.unit_of(user);
+        actor
+    }
+
+    fn unit_of(&self, user: Uuid) -> Option<UnitPath> {
+        self.user_units.get(&user).and_then(|u| self.units.get(u)).copied()
+    }
+
+    /// What the command side looked up for a submission: the active holders of the chain's
+    /// roles and the active admins, of `company` (or of none).
+    fn directory(&self, chain: &[Role], company: Option<Uuid>) -> Directory {
+        let person = |user: Uuid| {
+            let unit = self.unit_of(user);
+            (!self.deactivated.contains(&user) && unit.map(|u| u.company) == company).then(|| Holder {
+                user_id: user,
+                roles: self.users.get(&user).map(|r| r.iter().copied().collect()).unwrap_or_default(),
+                unit,
+                sponsors: self.sponsors.get(&user).cloned().unwrap_or_default(),
+            })
+        };
+        let people = |role: Role| -> Vec<Holder> {
+            let mut ids: Vec<Uuid> =
+                self.by_role.get(&role).map(|s| s.iter().copied().collect()).unwrap_or_default();
+            ids.sort();
+            ids.into_iter().filter_map(person).collect()
+        };
+        let mut seen = HashSet::new();
+        let holders = chain.iter().flat_map(|r| people(*r)).filter(|h| seen.insert(h.user_id)).collect();
+        Directory { holders, admins: people(Role::Admin) }
+    }
+
     fn holds(&self, user: Uuid, role: Role) -> bool {
         !self.deactivated.contains(&user) && self.users.get(&user).is_some_and(|r| r.contains(&role))
     }
@@ -401,7 +458,11 @@ impl Verifier {
                 e.decode::<PolicyEvent>().map(|ev| cqrs_es::Aggregate::apply(&mut self.policy, ev))
             }
             // Organisation units carry no rule `verify` checks; they must still read.
-            "org_unit" => e.decode::<pettycash_domain::organisation::UnitEvent>().map(|_| ()),
+            "org_unit" => e.decode::<UnitEvent>().map(|ev| {
+                if let UnitEvent::UnitOpened { unit_id, path, .. } = ev {
+                    self.units.insert(unit_id, path);
+                }
+            }),
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -438,16 +499,30 @@ impl Verifier {
         }
         match ev {
             UserEvent::UserRegistered { roles, .. } => {
+                for role in &roles {
+                    self.by_role.entry(*role).or_default().insert(id);
+                }
                 self.users.insert(id, roles.into_iter().collect());
             }
             UserEvent::RoleGranted { role, .. } => {
+                self.by_role.entry(role).or_default().insert(id);
                 self.users.entry(id).or_default().insert(role);
             }
             UserEvent::RoleRevoked { role, .. } => {
+                if let Some(holders) = self.by_role.get_mut(&role) {
+                    holders.remove(&id);
+                }
                 self.users.entry(id).or_default().remove(&role);
             }
             UserEvent::MailMuted { .. } => {}
-            UserEvent::UnitAssigned { .. } => {}
+            UserEvent::UnitAssigned { unit_id, .. } => match unit_id {
+                Some(unit) => {
+                    self.user_units.insert(id, unit);
+                }
+                None => {
+                    self.user_units.remove(&id);
+                }
+            },
             UserEvent::UserDeactivated { .. } => {
                 self.deactivated.insert(id);
             }
@@ -552,10 +627,11 @@ impl Verifier {
         use RequisitionEvent as E;
         let Some(id) = self.id(e) else { return };
         match ev {
-            E::RequisitionCreated { requester_id, currency, amount, origin, .. } => {
+            E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.requester = Some(requester_id);
                 r.origin = origin;
+                r.unit = unit;
                 r.currency = Some(currency);
                 r.amount = amount;
                 r.status = Status::Draft;
@@ -568,23 +644,13 @@ impl Verifier {
             E::RequisitionCancelled { .. } => {
                 self.requisitions.entry(id).or_default().status = Status::Cancelled
             }
-            E::RequisitionSubmitted { chain, amount, .. } => {
-                let r = self.requisitions.entry(id).or_default();
-                let requester_roles: Vec<Role> = r
-                    .requester
-                    .and_then(|u| self.users.get(&u))
-                    .map(|roles| roles.iter().copied().collect())
-                    .unwrap_or_default();
-                // Unscoped requisitions (no origin) are routed as `hq` ones.
-                let origin = r.origin.unwrap_or(Origin::Hq);
-                let expected =
-                    r.currency.as_ref().map(|c| self.policy.chain(c, origin, amount, &requester_roles));
-                let created_amount = r.amount;
-                r.submitted_amount = Some(amount);
-                let recorded = chain.clone();
-                r.chain = Some(chain);
-                r.approvals.clear();
-                r.status = Status::PendingApproval;
+            E::RequisitionSubmitted { chain, amount, threshold, eligible, .. } => {
+                let (requester, unit, origin, currency, created_amount) = {
+                    let r = self.requisitions.entry(id).or_default();
+                    (r.requester, r.unit, r.origin.unwrap_or(Origin::Hq), r.currency.clone(), r.amount)
+                };
+                let requester_actor = requester.map(|u| self.actor(u));
+                let names = |c: &[Role]| c.iter().map(Role::to_string).collect::<Vec<_>>().join(", ");
                 if amount != created_amount {
                     self.flag(
                         e,
@@ -592,14 +658,14 @@ impl Verifier {
                         format!("submitted for {amount}; the requisition is for {created_amount}"),
                     );
                 }
-                let names = |c: &[Role]| c.iter().map(Role::to_string).collect::<Vec<_>>().join(", ");
-                match expected {
-                    Some(Ok(want)) if want != recorded => self.flag(
+                let roles = requester_actor.as_ref().map(|a| a.roles.clone()).unwrap_or_default();
+                match currency.as_ref().map(|c| self.policy.chain(c, origin, amount, &roles)) {
+                    Some(Ok(want)) if want != chain => self.flag(
                         e,
                         "chain_not_from_policy",
                         format!(
                             "chain [{}] recorded; the policy in force (version {}) gives [{}]",
-                            names(&recorded),
+                            names(&chain),
                             self.policy.version,
                             names(&want)
                         ),
@@ -607,12 +673,68 @@ impl Verifier {
                     Some(Err(err)) => self.flag(
                         e,
                         "chain_not_from_policy",
-                        format!(
-                            "chain [{}] recorded; the policy in force gives none: {err}",
-                            names(&recorded)
-                        ),
+                        format!("chain [{}] recorded; the policy in force gives none: {err}", names(&chain)),
                     ),
                     _ => {}
+                }
+                if let (Some(recorded), Some(currency), Some(requester)) =
+                    (&eligible, &currency, &requester_actor)
+                {
+                    let directory = self.directory(&chain, unit.map(|u| u.company));
+                    let routed = pettycash_domain::routing::route(
+                        &self.policy.thresholds(),
+                        currency,
+                        origin,
+                        amount,
+                        unit.as_ref(),
+                        requester,
+                        &directory,
+                    );
+                    let sorted = |lists: &[Vec<Uuid>]| -> Vec<Vec<Uuid>> {
+                        lists
+                            .iter()
+                            .map(|l| {
+                                let mut l = l.clone();
+                                l.sort();
+                                l
+                            })
+                            .collect()
+                    };
+                    match routed {
+                        Ok(route) => {
+                            let want: Vec<Vec<Uuid>> = route.steps.into_iter().map(|s| s.eligible).collect();
+                            if threshold.as_deref() != Some(route.threshold.as_str())
+                                || sorted(recorded) != sorted(&want)
+                            {
+                                self.flag(
+                                    e,
+                                    "route_mismatch",
+                                    format!(
+                                        "threshold {threshold:?} and people {recorded:?} recorded; routing gives `{}` and {want:?}",
+                                        route.threshold
+                                    ),
+                                );
+                            }
+                        }
+                        Err(err) => self.flag(
+                            e,
+                            "route_mismatch",
+                            format!("a route was recorded; routing gives none: {err}"),
+                        ),
+                    }
+                }
+                let r = self.requisitions.entry(id).or_default();
+                r.submitted_amount = Some(amount);
+                r.chain = Some(chain);
+                r.eligible = eligible;
+                r.step_from = 0;
+                r.to_admin.clear();
+                r.approvals.clear();
+                r.status = Status::PendingApproval;
+            }
+            E::ApprovalEscalated { step, to, .. } => {
+                if to == EscalatedTo::Admin {
+                    self.requisitions.entry(id).or_default().to_admin.push(step);
                 }
             }
             E::RequisitionRejected { .. } | E::ChangesRequested { .. } => {
@@ -625,8 +747,14 @@ impl Verifier {
                 };
             }
             E::RequisitionApproved { step, role, approver_id, .. } => {
-                let lacks_role = !self.holds(approver_id, role);
+                let to_admin = self.requisitions.get(&id).is_some_and(|r| r.to_admin.contains(&step));
+                let required = if to_admin { Role::Admin } else { role };
+                let lacks_role = !self.holds(approver_id, required);
                 let r = self.requisitions.entry(id).or_default();
+                let not_eligible = r
+                    .eligible
+                    .as_ref()
+                    .is_some_and(|lists| !lists.get(step).is_some_and(|l| l.contains(&approver_id)));
                 let sponsored = Self::sponsored_by_participant(&self.sponsors, approver_id, r);
                 let requester = r.requester;
                 let closed = matches!(
@@ -635,10 +763,17 @@ impl Verifier {
                 );
                 let status = r.status;
                 let twice = r.approvals.iter().any(|(_, _, who)| *who == approver_id);
-                let expected =
-                    r.chain.as_ref().map(|c| (r.approvals.len(), c.get(r.approvals.len()).copied()));
+                let expected = r.chain.as_ref().map(|c| {
+                    let next = next_step(c.len(), r.eligible.as_deref(), r.step_from);
+                    (next, next.map(|i| c[i]))
+                });
                 r.approvals.push((step, role, approver_id));
-                if r.chain.as_ref().is_some_and(|c| r.approvals.len() == c.len()) && !closed {
+                r.step_from = step + 1;
+                let complete = r
+                    .chain
+                    .as_ref()
+                    .is_some_and(|c| next_step(c.len(), r.eligible.as_deref(), r.step_from).is_none());
+                if complete && !closed {
                     r.status = Status::Approved;
                 }
                 if !r.approvers.contains(&approver_id) {
@@ -666,21 +801,31 @@ impl Verifier {
                 }
                 match expected {
                     None => self.flag(e, "approval_out_of_order", "approved without being submitted".into()),
-                    Some((next, want)) if step != next || want != Some(role) => self.flag(
+                    Some((next, want)) if next != Some(step) || want != Some(role) => self.flag(
                         e,
                         "approval_out_of_order",
                         format!(
-                            "approval of step {step} as {role}; the chain's next step is {next} ({})",
-                            want.map_or("none: the chain is complete".to_string(), |r| r.to_string())
+                            "approval of step {step} as {role}; the chain's next step is {}",
+                            match (next, want) {
+                                (Some(n), Some(w)) => format!("{n} ({w})"),
+                                _ => "none: the chain is complete".to_string(),
+                            }
                         ),
                     ),
                     Some(_) => {}
+                }
+                if not_eligible {
+                    self.flag(
+                        e,
+                        "approver_not_eligible",
+                        format!("approved by {approver_id}, whom step {step} was not routed to"),
+                    );
                 }
                 if lacks_role {
                     self.flag(
                         e,
                         "approver_lacks_role",
-                        format!("approver {approver_id} did not hold {role} at this position (or was deactivated)"),
+                        format!("approver {approver_id} did not hold {required} at this position (or was deactivated)"),
                     );
                 }
             }
@@ -698,11 +843,9 @@ impl Verifier {
                 let by_approver = r.approvers.contains(&paid_by);
                 let chain = r.chain.clone().unwrap_or_default();
                 let complete = r.chain.is_some()
-                    && r.approvals.len() == chain.len()
-                    && r.approvals
-                        .iter()
-                        .enumerate()
-                        .all(|(i, (step, role, _))| *step == i && *role == chain[i]);
+                    && next_step(chain.len(), r.eligible.as_deref(), r.step_from).is_none()
+                    && r.approvals.windows(2).all(|w| w[0].0 < w[1].0)
+                    && r.approvals.iter().all(|(step, role, _)| chain.get(*step) == Some(role));
                 let given: Vec<String> = r.approvals.iter().map(|(_, role, _)| role.to_string()).collect();
                 if let Some(status) = closed_as {
                     self.flag(e, "acted_on_closed", format!("paid while {status}"));

@@ -309,7 +309,9 @@ async fn an_approval_without_the_role_is_reported() {
         forge(&h.app, "requisition", h.pending, approved(0, "department_head", h.c.auditor.id, true)).await;
     let report =
         assert_violation(&h.app, pos, &format!("requisition/{}", h.pending), "approver_lacks_role").await;
-    assert_eq!(report["violations"].as_array().unwrap().len(), 1, "{report:#}");
+    // Nor is the step routed to them.
+    assert_violation(&h.app, pos, &format!("requisition/{}", h.pending), "approver_not_eligible").await;
+    assert_eq!(report["violations"].as_array().unwrap().len(), 2, "{report:#}");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Requisitions: create, edit, submit, approve, reject, request changes, cancel, read, history.
 
-use super::{run, NoBody};
+use super::run;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Amount, Command, CurrentUser, IdPath};
 use crate::state::AppState;
@@ -73,6 +73,14 @@ pub struct OptionalReason {
     pub reason: Option<String>,
 }
 
+/// An optional comment on a transition (an empty body is fine); it shows in the history.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptionalComment {
+    #[schema(example = "Receipt checked")]
+    pub comment: Option<String>,
+}
+
 type Err = crate::error::ErrorBody;
 
 /// Create a requisition (a draft, or submitted with `"submit": true`).
@@ -143,28 +151,38 @@ pub async fn edit(
     run(&state, &cmd, StatusCode::OK, state.commands.edit_requisition(&ctx, id, changes)).await
 }
 
-/// Submit for approval (requester only). The approval chain is resolved now and recorded.
+/// Submit for approval (requester only), with an optional comment. The route is resolved now
+/// and recorded: the threshold, the chain and who may act at each step (steps nobody in scope
+/// can take escalate, each an `ApprovalEscalated` event).
 #[utoipa::path(post, path = "/api/requisitions/{id}/submit", tag = "requisitions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
+    request_body = OptionalComment,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
 pub async fn submit(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    cmd: Command<NoBody>,
+    cmd: Command<OptionalComment>,
 ) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.submit_requisition(&ctx, id)).await
+    let comment = cmd.body.comment.clone();
+    run(&state, &cmd, StatusCode::OK, state.commands.submit_requisition(&ctx, id, comment)).await
 }
 
-/// Approve the current step (holder of its role; not the requester; not an earlier approver).
+/// Approve the current step, with an optional comment: someone the step was routed to
+/// (`current_eligible`), holding its role (an admin, for a step escalated to the admins); not
+/// the requester; not an earlier approver of this round.
 #[utoipa::path(post, path = "/api/requisitions/{id}/approve", tag = "requisitions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err)))]
+    request_body = OptionalComment,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
 pub async fn approve(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    cmd: Command<NoBody>,
+    cmd: Command<OptionalComment>,
 ) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.approve_requisition(&ctx, id)).await
+    let comment = cmd.body.comment.clone();
+    run(&state, &cmd, StatusCode::OK, state.commands.approve_requisition(&ctx, id, comment)).await
 }
 
 /// Reject at the current step, with a reason. Final.

@@ -105,9 +105,8 @@ impl Notice {
     fn of(event: &RequisitionEvent, after: &Requisition) -> Vec<Notice> {
         use RequisitionEvent as E;
         match event {
-            E::RequisitionSubmitted { .. } => vec![Notice::ApprovalRequested { step: 0 }],
-            E::RequisitionApproved { completes_chain: false, .. } => {
-                vec![Notice::ApprovalRequested { step: after.approvals.len() }]
+            E::RequisitionSubmitted { .. } | E::RequisitionApproved { completes_chain: false, .. } => {
+                after.current_step().map(|step| Notice::ApprovalRequested { step }).into_iter().collect()
             }
             E::RequisitionApproved { completes_chain: true, .. } => {
                 vec![Notice::Approved, Notice::ReadyForPayment]
@@ -119,9 +118,12 @@ impl Notice {
                 vec![Notice::ChangesRequested { by: *requested_by, reason: reason.clone() }]
             }
             E::RequisitionPaid { reference, .. } => vec![Notice::Paid { reference: reference.clone() }],
-            E::RequisitionCreated { .. } | E::RequisitionEdited { .. } | E::RequisitionCancelled { .. } => {
-                vec![]
-            }
+            // Escalated at submission: the submission's notice already went to the step's
+            // people, the admins included.
+            E::RequisitionCreated { .. }
+            | E::RequisitionEdited { .. }
+            | E::RequisitionCancelled { .. }
+            | E::ApprovalEscalated { .. } => vec![],
         }
     }
 
@@ -174,11 +176,11 @@ struct Recipient {
 /// that decides it, from `users` as it is now.
 ///
 /// - the requester, while active;
-/// - the approvers of a step: active holders of the step's role, never the requester, nobody
-///   who approved an earlier step of this round, nobody a participant (requester, approvers of
-///   any round) registered or gave a role to — exactly who `Requisition` would let decide it.
-///   [workflow] routing replaces "holders of the role" with the eligible approvers (and
-///   delegates) recorded in the submitted event, here;
+/// - the approvers of a step: the people routing recorded for it at submission (or, for a
+///   requisition submitted before routing recorded people, the active holders of the step's
+///   role), active, never the requester, nobody who approved an earlier step of this round,
+///   nobody a participant (requester, approvers of any round) registered or gave a role to —
+///   exactly who `Requisition` would let decide it;
 /// - the payers: active treasury holders who are neither requester nor approver (of any
 ///   round) nor sponsored by a participant — who `Requisition` would let pay it.
 async fn recipients(
@@ -190,6 +192,20 @@ async fn recipients(
     let approvers: Vec<Id> = req.approvals.iter().map(|a| a.approver_id).collect();
     let participants: Vec<Id> =
         requester.iter().chain(&approvers).chain(&req.former_approvers).copied().collect();
+    if let Audience::Approvers { step } = audience {
+        if let Some(eligible) = req.eligible.as_ref().and_then(|lists| lists.get(step)) {
+            return sqlx::query_as(
+                "SELECT id, email, name FROM users
+                 WHERE active AND id = ANY ($1) AND id <> ALL ($2) AND NOT (sponsors && $3)
+                 ORDER BY email",
+            )
+            .bind(eligible)
+            .bind([requester.as_slice(), &approvers].concat())
+            .bind(&participants)
+            .fetch_all(&mut *tx)
+            .await;
+        }
+    }
     let (role, excluded) = match audience {
         Audience::Requester => {
             return sqlx::query_as("SELECT id, email, name FROM users WHERE id = ANY ($1) AND active")
@@ -385,12 +401,13 @@ async fn fund_names(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pettycash_domain::requisition::Approval;
+    use pettycash_domain::requisition::{Approval, Status};
     use rust_decimal::Decimal;
 
     fn pending(chain: Vec<Role>, approved: usize) -> Requisition {
         Requisition {
             chain: chain.clone(),
+            status: if approved < chain.len() { Status::PendingApproval } else { Status::Approved },
             approvals: (0..approved)
                 .map(|step| Approval { step, role: chain[step], approver_id: Id::new_v4() })
                 .collect(),
@@ -406,12 +423,16 @@ mod tests {
             role: chain[step],
             approver_id: Id::new_v4(),
             completes_chain,
+            comment: None,
         };
         let submitted = RequisitionEvent::RequisitionSubmitted {
             amount: Decimal::ONE,
             chain: chain.clone(),
             policy_version: 1,
             submitted_by: Id::new_v4(),
+            threshold: None,
+            eligible: None,
+            comment: None,
         };
         assert_eq!(
             Notice::of(&submitted, &pending(chain.clone(), 0)),
@@ -425,6 +446,12 @@ mod tests {
             Notice::of(&approved(2, true), &pending(chain.clone(), 3)),
             [Notice::Approved, Notice::ReadyForPayment]
         );
+        // A step escalated to the next one at submission is skipped: the next step is asked.
+        let skipping = Requisition {
+            eligible: Some(vec![vec![], vec![Id::new_v4()], vec![]]),
+            ..pending(chain.clone(), 0)
+        };
+        assert_eq!(Notice::of(&submitted, &skipping), [Notice::ApprovalRequested { step: 1 }]);
         assert_eq!(Notice::ApprovalRequested { step: 1 }.audience(), Audience::Approvers { step: 1 });
         assert_eq!(Notice::ReadyForPayment.audience(), Audience::Payers);
         assert_eq!(Notice::Approved.audience(), Audience::Requester);

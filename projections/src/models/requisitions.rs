@@ -104,6 +104,11 @@ struct Row {
     chain: Vec<Role>,
     /// Approvals given since the latest submission (jsonb array of user ids).
     approvers: Vec<Uuid>,
+    /// Who may act at each step, as routed at the latest submission (jsonb; `None` for one
+    /// submitted before routing recorded people: any holder of the step's role).
+    eligible: Option<Vec<Vec<Uuid>>>,
+    /// The chain index after the last approval of this round (0 after a submission).
+    step_from: i32,
     created_at: DateTime<Utc>,
     submitted_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
@@ -146,6 +151,8 @@ struct Stored {
     category: Option<String>,
     chain: Json<Vec<Role>>,
     approvers: Json<Vec<Uuid>>,
+    eligible: Option<Json<Vec<Vec<Uuid>>>>,
+    step_from: i32,
     created_at: DateTime<Utc>,
     submitted_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
@@ -158,12 +165,13 @@ struct Stored {
 const COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
      approvers, current_step, created_at, submitted_at, paid_at, updated_at, last_position, \
-     company_id, region_id, branch_id, department_id, cost_centre_id, origin";
+     company_id, region_id, branch_id, department_id, cost_centre_id, origin, \
+     eligible, step_from, current_eligible";
 
 const STORED_COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
      approvers, created_at, submitted_at, paid_at, updated_at, last_position, \
-     company_id, region_id, branch_id, department_id, cost_centre_id, origin";
+     company_id, region_id, branch_id, department_id, cost_centre_id, origin, eligible, step_from";
 
 impl TryFrom<Stored> for Row {
     type Error = anyhow::Error;
@@ -180,6 +188,8 @@ impl TryFrom<Stored> for Row {
             category: s.category,
             chain: s.chain.0,
             approvers: s.approvers.0,
+            eligible: s.eligible.map(|e| e.0),
+            step_from: s.step_from,
             created_at: s.created_at,
             submitted_at: s.submitted_at,
             paid_at: s.paid_at,
@@ -191,12 +201,25 @@ impl TryFrom<Stored> for Row {
 }
 
 impl Row {
-    /// The role the next approval needs, while pending approval.
-    fn current_step(&self) -> Option<Role> {
+    /// The chain index the next decision is for, while pending approval: the domain's rule
+    /// (`routing::next_step`: escalated steps are skipped).
+    fn current_index(&self) -> Option<usize> {
         if self.status != Status::PendingApproval {
             return None;
         }
-        self.chain.get(self.approvers.len()).copied()
+        let from = usize::try_from(self.step_from).unwrap_or(0);
+        pettycash_domain::routing::next_step(self.chain.len(), self.eligible.as_deref(), from)
+    }
+
+    /// The role the next approval needs, while pending approval.
+    fn current_step(&self) -> Option<Role> {
+        self.current_index().map(|i| self.chain[i])
+    }
+
+    /// Who may decide the current step (`None`: any holder of its role).
+    fn current_eligible(&self) -> Option<&[Uuid]> {
+        let i = self.current_index()?;
+        self.eligible.as_ref().and_then(|lists| lists.get(i)).map(Vec::as_slice)
     }
 
     /// No more events follow (the row can leave memory).
@@ -212,15 +235,19 @@ impl Row {
                 (&mut self.amount, &mut self.purpose, &mut self.payee, &mut self.category),
                 (amount, purpose, payee, category),
             ),
-            E::RequisitionSubmitted { amount, chain, .. } => {
+            E::RequisitionSubmitted { amount, chain, eligible, .. } => {
                 self.amount = amount;
                 self.chain = chain;
+                self.eligible = eligible;
+                self.step_from = 0;
                 self.approvers.clear();
                 self.status = Status::PendingApproval;
                 self.submitted_at = Some(at);
             }
-            E::RequisitionApproved { approver_id, completes_chain, .. } => {
+            E::ApprovalEscalated { .. } => {}
+            E::RequisitionApproved { step, approver_id, completes_chain, .. } => {
                 self.approvers.push(approver_id);
+                self.step_from = i32::try_from(step + 1).unwrap_or(i32::MAX);
                 if completes_chain {
                     self.status = Status::Approved;
                 }
@@ -325,6 +352,7 @@ impl Projection for Requisitions {
                     id uuid PRIMARY KEY, fund_id uuid NOT NULL, requester_id uuid NOT NULL, status text NOT NULL,
                     amount numeric NOT NULL, currency text NOT NULL, purpose text NOT NULL, payee text, category text,
                     chain jsonb NOT NULL, approvers jsonb NOT NULL, current_step text,
+                    eligible jsonb, step_from integer NOT NULL, current_eligible jsonb,
                     created_at timestamptz NOT NULL, submitted_at timestamptz, paid_at timestamptz,
                     updated_at timestamptz NOT NULL, last_position bigint NOT NULL,
                     company_id uuid, region_id uuid, branch_id uuid, department_id uuid, cost_centre_id uuid,
@@ -350,6 +378,11 @@ impl Projection for Requisitions {
             format!("CREATE INDEX IF NOT EXISTS {t}_fund_idx ON {t} (fund_id, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_status_idx ON {t} (status, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_inbox_idx ON {t} (current_step) WHERE current_step IS NOT NULL"),
+            // The inbox of someone a step was routed to by name.
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_eligible_idx ON {t} USING gin (current_eligible)
+                 WHERE current_eligible IS NOT NULL"
+            ),
             // The list of everyone who is scoped to a company reads its company's rows, newest
             // first.
             format!("CREATE INDEX IF NOT EXISTS {t}_company_idx ON {t} (company_id, created_at DESC, id DESC)"),
@@ -479,6 +512,8 @@ fn fold(
                     category: category.clone(),
                     chain: Vec::new(),
                     approvers: Vec::new(),
+                    eligible: None,
+                    step_from: 0,
                     created_at: e.recorded_at,
                     submitted_at: None,
                     paid_at: None,
@@ -734,6 +769,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
                 status = EXCLUDED.status, amount = EXCLUDED.amount, purpose = EXCLUDED.purpose,
                 payee = EXCLUDED.payee, category = EXCLUDED.category, chain = EXCLUDED.chain,
                 approvers = EXCLUDED.approvers, current_step = EXCLUDED.current_step,
+                eligible = EXCLUDED.eligible, step_from = EXCLUDED.step_from,
+                current_eligible = EXCLUDED.current_eligible,
                 submitted_at = EXCLUDED.submitted_at, paid_at = EXCLUDED.paid_at,
                 updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
         }
@@ -743,7 +780,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::text[], $7::text[],
                               $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], $12::text[], $13::timestamptz[],
                               $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bigint[],
-                              $18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[])
+                              $18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[],
+                              $24::jsonb[], $25::integer[], $26::jsonb[])
          {on_conflict}"
     ))
     .bind(col!(|r| r.id))
@@ -769,6 +807,9 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
     .bind(col!(|r| r.org.department_id))
     .bind(col!(|r| r.org.cost_centre_id))
     .bind(col!(|r| r.org.origin))
+    .bind(col!(|r| r.eligible.as_ref().map(Json)))
+    .bind(col!(|r| r.step_from))
+    .bind(col!(|r| r.current_eligible().map(Json)))
     .execute(&mut *tx)
     .await?;
     Ok(())

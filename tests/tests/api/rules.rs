@@ -94,10 +94,12 @@ async fn one_person_cannot_approve_two_steps_of_the_same_chain() {
 #[tokio::test]
 async fn approving_needs_the_role_of_the_current_step_and_admin_does_not_grant_it() {
     let app = TestApp::spawn().await;
-    let (admin, staff, gfm) = tokio::join!(
+    // The chain's people exist when it is submitted: its first step is the department head's.
+    let (admin, staff, gfm, _head) = tokio::join!(
         app.user(&[Role::Admin]),
         app.user(&[Role::Staff]),
-        app.user(&[Role::GroupFinanceManager])
+        app.user(&[Role::GroupFinanceManager]),
+        app.user(&[Role::DepartmentHead])
     );
     let fund = app.fund(&admin, "10000").await;
     let id = app.submitted(&staff, fund, "5000").await;
@@ -400,8 +402,12 @@ async fn unknown_requisition_is_not_found_and_a_malformed_id_is_a_bad_request() 
 #[tokio::test]
 async fn resubmitting_after_changes_resolves_the_chain_again_from_the_new_amount() {
     let app = TestApp::spawn().await;
-    let (admin, staff, head) =
-        tokio::join!(app.user(&[Role::Admin]), app.user(&[Role::Staff]), app.user(&[Role::DepartmentHead]));
+    let (admin, staff, head, _gfm) = tokio::join!(
+        app.user(&[Role::Admin]),
+        app.user(&[Role::Staff]),
+        app.user(&[Role::DepartmentHead]),
+        app.user(&[Role::GroupFinanceManager])
+    );
     let fund = app.fund(&admin, "10000").await;
     let id = app.submitted(&staff, fund, "800").await;
     assert_eq!(app.get(&staff, &requisition(id)).await.body["chain"], json!(["department_head"]));

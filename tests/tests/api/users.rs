@@ -12,9 +12,10 @@ async fn admin_grants_a_role_that_takes_effect_at_once_and_revokes_it_again() {
     let admin = app.user(&[Role::Admin]).await;
     let staff = app.user(&[Role::Staff]).await;
     let clerk = app.user(&[Role::Staff]).await;
+    let head = app.user(&[Role::DepartmentHead]).await;
     let fund = app.fund(&admin, "1000").await;
     let id = app.submitted(&staff, fund, "100").await;
-    app.approve_by(id, &[&app.user(&[Role::DepartmentHead]).await]).await;
+    app.approve_by(id, &[&head]).await;
 
     // The clerk cannot pay until granted treasury...
     assert_eq!(app.pay(&clerk, id).await.status, StatusCode::NOT_FOUND);
@@ -93,16 +94,17 @@ async fn a_user_an_admin_registered_cannot_approve_or_pay_what_that_admin_reques
     // The admin also holds staff: they may request cash like anyone.
     let admin = app.user(&[Role::Admin, Role::Staff]).await;
     let fund = app.fund(&admin, "1000").await;
-    let own = app.submitted(&admin, fund, "300").await;
     let approver = registered_by(&app, &admin, &["department_head"]).await;
     let payer = registered_by(&app, &admin, &["treasury"]).await;
+    let independent_head = app.user(&[Role::DepartmentHead]).await;
+    let own = app.submitted(&admin, fund, "300").await;
     let before = app.event_count().await;
 
     assert_sponsored(&app.post(&approver, &format!("/api/requisitions/{own}/approve"), json!({})).await);
     assert_eq!(app.event_count().await, before);
 
     // Approved by someone else, the admin's puppet treasurer still cannot pay it.
-    app.approve_by(own, &[&app.user(&[Role::DepartmentHead]).await]).await;
+    app.approve_by(own, &[&independent_head]).await;
     let balance = app.balance(&admin, fund).await;
     assert_sponsored(&app.pay(&payer, own).await);
     assert_eq!(app.balance(&admin, fund).await, balance);

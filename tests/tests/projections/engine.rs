@@ -307,11 +307,11 @@ async fn create(
 async fn paid(service: &CommandService, people: &People, fund: Uuid, amount: Decimal, submit_apart: bool) {
     let id = create(service, people, fund, amount, !submit_apart).await;
     if submit_apart {
-        service.submit_requisition(&ctx(&people.staff), id).await.expect("submit");
+        service.submit_requisition(&ctx(&people.staff), id, None).await.expect("submit");
     }
-    service.approve_requisition(&ctx(&people.head), id).await.expect("approve (head)");
+    service.approve_requisition(&ctx(&people.head), id, None).await.expect("approve (head)");
     if amount > Decimal::from(1_000) {
-        service.approve_requisition(&ctx(&people.gfm), id).await.expect("approve (gfm)");
+        service.approve_requisition(&ctx(&people.gfm), id, None).await.expect("approve (gfm)");
     }
     service.pay(&ctx(&people.treasury), id, PaymentMethod::Cash, None).await.expect("pay");
 }
@@ -348,8 +348,8 @@ async fn mixed_history(service: &CommandService, people: &People, funds: usize, 
                         ..Changes::default()
                     };
                     service.edit_requisition(&ctx(&people.staff), id, changes).await.expect("edit");
-                    service.submit_requisition(&ctx(&people.staff), id).await.expect("resubmit");
-                    service.approve_requisition(&ctx(&people.head), id).await.expect("approve");
+                    service.submit_requisition(&ctx(&people.staff), id, None).await.expect("resubmit");
+                    service.approve_requisition(&ctx(&people.head), id, None).await.expect("approve");
                 }
                 _ => {
                     let id = create(service, people, *fund, small, false).await;
