@@ -87,6 +87,18 @@ pub struct PaymentSummary {
     pub reference: Option<String>,
 }
 
+/// One step of a requisition's route.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepView {
+    #[schema(value_type = String, example = "branch_manager")]
+    pub role: Role,
+    /// Who the step was routed to at submission; empty: escalated to the next step; `null`:
+    /// submitted before routing recorded people (any holder of the role).
+    pub eligible: Option<Vec<Uuid>>,
+    /// The step went to the admins (nobody in scope could take it).
+    pub escalated_to_admin: bool,
+}
+
 /// A requisition folded from its events.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RequisitionView {
@@ -113,6 +125,12 @@ pub struct RequisitionView {
     /// …and who gave them, for which step.
     pub approvals: Vec<ApprovalView>,
     pub policy_version: u32,
+    /// The threshold the latest submission fell under.
+    pub threshold: Option<String>,
+    /// The latest submission's route, step by step (the chain with who may act).
+    pub steps: Vec<StepView>,
+    /// Who may decide the current step (`null`: any holder of its role, or not pending).
+    pub current_eligible: Option<Vec<Uuid>>,
     pub submissions: u32,
     /// Reason given with the latest rejection, change request or cancellation.
     pub reason: Option<String>,
@@ -149,6 +167,18 @@ impl RequisitionView {
             approvals_count: r.approvals.len(),
             approvals: r.approvals.iter().map(ApprovalView::from).collect(),
             policy_version: r.policy_version,
+            threshold: r.threshold.clone(),
+            steps: r
+                .chain
+                .iter()
+                .enumerate()
+                .map(|(i, role)| StepView {
+                    role: *role,
+                    eligible: r.eligible.as_ref().and_then(|lists| lists.get(i).cloned()),
+                    escalated_to_admin: r.escalated_to_admin.contains(&i),
+                })
+                .collect(),
+            current_eligible: r.current_eligible().map(<[Uuid]>::to_vec),
             submissions: r.submissions,
             reason: r.last_reason.clone(),
             payment: r.payment.as_ref().map(|p| PaymentSummary {

@@ -14,7 +14,7 @@ use pettycash_domain::requisition::{
     Approval, Changes, PaymentRecord, Requisition, RequisitionCommand as Cmd, RequisitionEvent as Ev, Status,
     CATEGORY_MAX, PAYEE_MAX, PURPOSE_MAX, REASON_MAX, REFERENCE_MAX,
 };
-use pettycash_domain::routing::{Directory, Holder};
+use pettycash_domain::routing::{Directory, EscalatedTo, EscalationReason, Holder};
 use pettycash_domain::{Actor, DomainError, Id, Role};
 use rust_decimal::Decimal;
 
@@ -1308,4 +1308,97 @@ fn current_step_role_moves_along_the_chain() {
     for status in [Status::ChangesRequested, Status::Rejected, Status::Cancelled] {
         assert_eq!(state(history(status)).current_step_role(), None, "in status {status}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing: who each step goes to (domain::routing through the aggregate)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_holder_the_step_was_not_routed_to_may_not_decide_it() {
+    let other_head = someone([Role::DepartmentHead]);
+    let mut events = vec![created()];
+    play(&mut events, submit(&CHAIN, 1));
+    for command in [
+        approve(&other_head),
+        Cmd::Reject { reason: "no".into(), actor: other_head.clone() },
+        Cmd::RequestChanges { reason: "why".into(), actor: other_head.clone() },
+    ] {
+        TestFramework::<Requisition>::with(())
+            .given(events.clone())
+            .when(command)
+            .then_expect_error(DomainError::NotEligible { role: Role::DepartmentHead });
+    }
+    assert_eq!(state(events.clone()).current_eligible(), Some(&[HEAD][..]));
+    assert_eq!(play(&mut events, approve(&head())), vec![approved(0, Role::DepartmentHead, HEAD, false)]);
+}
+
+#[test]
+fn steps_nobody_holds_escalate_to_the_next_step_and_the_last_to_the_admins() {
+    let admin = Actor::new(Id::from_u128(9), [Role::Admin]);
+    let chain = [Role::BranchManager, Role::DepartmentHead, Role::RegionalManager];
+    let with_admin = || {
+        let mut d = directory();
+        d.admins.push(Holder {
+            user_id: admin.user_id,
+            roles: vec![Role::Admin],
+            unit: None,
+            sponsors: vec![],
+        });
+        d
+    };
+    let command =
+        Cmd::Submit { policy: policy(&chain, 1), directory: with_admin(), comment: None, actor: requester() };
+    let submitted = Ev::RequisitionSubmitted {
+        amount: d(AMOUNT),
+        chain: chain.to_vec(),
+        policy_version: 1,
+        submitted_by: REQUESTER,
+        threshold: Some("Tier 1".into()),
+        eligible: Some(vec![vec![], vec![HEAD], vec![admin.user_id]]),
+        comment: None,
+    };
+    let escalated = |step, role, to| Ev::ApprovalEscalated {
+        step,
+        role,
+        reason: EscalationReason::NoEligibleApprover,
+        to,
+    };
+    let expected = vec![
+        submitted,
+        escalated(0, Role::BranchManager, EscalatedTo::NextStep),
+        escalated(2, Role::RegionalManager, EscalatedTo::Admin),
+    ];
+    TestFramework::<Requisition>::with(())
+        .given(vec![created()])
+        .when(command.clone())
+        .then_expect_events(expected.clone());
+
+    let mut events = vec![created()];
+    events.extend(expected);
+    let pending = state(events.clone());
+    assert_eq!(pending.current_step(), Some(1), "the branch manager's step is skipped");
+    assert_eq!(play(&mut events, approve(&head())), vec![approved(1, Role::DepartmentHead, HEAD, false)]);
+    // The admins' step needs the admin role, not the regional manager's, and the admin.
+    TestFramework::<Requisition>::with(())
+        .given(events.clone())
+        .when(approve(&someone([Role::RegionalManager])))
+        .then_expect_error(DomainError::MissingRole { required: Role::Admin });
+    TestFramework::<Requisition>::with(())
+        .given(events.clone())
+        .when(approve(&someone([Role::Admin])))
+        .then_expect_error(DomainError::NotEligible { role: Role::RegionalManager });
+    assert_eq!(
+        play(&mut events, approve(&admin)),
+        vec![approved(2, Role::RegionalManager, admin.user_id, true)]
+    );
+    assert_eq!(state(events).status, Status::Approved);
+}
+
+#[test]
+fn a_route_nobody_could_decide_is_refused() {
+    TestFramework::<Requisition>::with(())
+        .given(vec![created()])
+        .when(submit(&[Role::Ceo], 1))
+        .then_expect_error(DomainError::NoApprover { role: Role::Ceo });
 }

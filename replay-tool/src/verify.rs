@@ -1442,4 +1442,31 @@ mod tests {
         w.f.push("fund", w.fund, disbursed(payment, w.req, "150.00", "850.00", w.treasury));
         assert_eq!(w.f.rules(), [(stale, "submitted_amount_mismatch"), (p, "paid_amount_mismatch")]);
     }
+
+    #[test]
+    fn a_route_other_than_routing_gives_and_an_approver_it_did_not_name_are_reported() {
+        let mut w = world();
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r"}}),
+        );
+        // Routed as the command side does: each step to the unscoped holders of its role.
+        let routed = |eligible: serde_json::Value| {
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head", "group_finance_manager"],
+                "policy_version": 1, "submitted_by": w.staff, "threshold": "Tier 1", "eligible": eligible,
+                "comment": null}})
+        };
+        w.f.push("requisition", w.req, routed(json!([[w.head], [w.gfm]])));
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r"}}),
+        );
+        // The head's step given to the treasurer instead.
+        let wrong = w.f.push("requisition", w.req, routed(json!([[w.treasury], [w.gfm]])));
+        // And approved by the head anyway, whom it was not routed to.
+        let by_head = w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        assert_eq!(w.f.rules(), [(wrong, "route_mismatch"), (by_head, "approver_not_eligible")]);
+    }
 }

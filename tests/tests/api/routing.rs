@@ -157,3 +157,134 @@ async fn a_set_with_a_gap_or_an_ambiguous_overlap_is_refused_naming_it_and_nothi
     let shown = app.get(&c.staff, "/api/approval-policy").await;
     assert_eq!(shown.body["version"], 1, "only the one valid set was recorded");
 }
+
+// ----- who the steps go to ------------------------------------------------------------------
+
+use crate::organisation::World;
+
+fn event_types(history: &pettycash_tests::Reply) -> Vec<String> {
+    history.body.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn steps_go_to_the_people_of_the_requisitions_unit_recorded_at_submission() {
+    let app = TestApp::spawn().await;
+    let w = World::build(&app).await;
+    // 5,000: the department head, then the branch manager (the world's policy).
+    let r = app
+        .post(
+            w.person("staff@NBI-OPS"),
+            "/api/requisitions/",
+            json!({"fund_id": w.acme.fund, "amount": "5000", "purpose": "Routed", "submit": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let id = r.id();
+    let (head, manager) = (w.person("head@NBI-OPS"), w.person("manager@NBI"));
+    assert_eq!(r.body["threshold"], "Tier 2");
+    assert_eq!(
+        r.body["steps"],
+        json!([
+            {"role": "department_head", "eligible": [head.id], "escalated_to_admin": false},
+            {"role": "branch_manager", "eligible": [manager.id], "escalated_to_admin": false},
+        ])
+    );
+    assert_eq!(r.body["current_eligible"], json!([head.id]));
+
+    // A department head placed in NBI-OPS after the submission sees it (their department's),
+    // but the step was routed to the people in place then.
+    let late = app.user_in(&[Role::Staff, Role::DepartmentHead], Some(w.unit("NBI-OPS"))).await;
+    assert_eq!(app.get(&late, &format!("/api/requisitions/{id}")).await.status, StatusCode::OK);
+    pettycash_tests::wait_for_projections(&app.pool, &["requisitions"]).await;
+    let inbox = app.get(&late, "/api/approvals/").await;
+    assert_eq!(inbox.body["items"], json!([]), "not in their inbox");
+    let refused = app.post(&late, &format!("/api/requisitions/{id}/approve"), json!({})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "not_eligible"), "{refused:?}");
+
+    // The people routed to decide it, with comments in the history.
+    let approved = app
+        .post(head, &format!("/api/requisitions/{id}/approve"), json!({"comment": "Quote attached"}))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{approved:?}");
+    assert_eq!(approved.body["current_eligible"], json!([manager.id]));
+    app.approve_by(id, &[manager]).await;
+    let history = app.get(head, &format!("/api/requisitions/{id}/history")).await;
+    let comment =
+        history.body.as_array().unwrap().iter().find(|e| e["event_type"] == "RequisitionApproved").unwrap();
+    assert_eq!(comment["data"]["comment"], "Quote attached", "{comment}");
+}
+
+#[tokio::test]
+async fn a_step_nobody_in_scope_holds_escalates_to_the_next_step_or_to_the_admins_as_an_event() {
+    let app = TestApp::spawn().await;
+    let w = World::build(&app).await;
+    // A requester at region level: no department and no branch above them, so neither the
+    // department head's step nor the branch manager's has anybody; the last goes to the admins.
+    let id = app.submitted(w.person("staff@EAST"), w.acme.fund, "5000").await;
+    let admin = &w.acme.admin;
+    let view = app.get(admin, &format!("/api/requisitions/{id}")).await;
+    assert_eq!(
+        view.body["steps"],
+        json!([
+            {"role": "department_head", "eligible": [], "escalated_to_admin": false},
+            {"role": "branch_manager", "eligible": [admin.id], "escalated_to_admin": true},
+        ]),
+        "{view:?}"
+    );
+    let history = app.get(admin, &format!("/api/requisitions/{id}/history")).await;
+    assert_eq!(
+        event_types(&history),
+        ["RequisitionCreated", "RequisitionSubmitted", "ApprovalEscalated", "ApprovalEscalated"]
+    );
+    let escalations: Vec<Value> =
+        history.body.as_array().unwrap()[2..].iter().map(|e| e["data"].clone()).collect();
+    assert_eq!(
+        escalations,
+        [
+            json!({"step": 0, "role": "department_head", "reason": "no_eligible_approver", "to": "next_step"}),
+            json!({"step": 1, "role": "branch_manager", "reason": "no_eligible_approver", "to": "admin"}),
+        ]
+    );
+    pettycash_tests::wait_for_projections(&app.pool, &["requisitions"]).await;
+    let inbox = app.get(admin, "/api/approvals/").await;
+    assert_eq!(inbox.body["items"][0]["id"], json!(id), "in the admin's inbox: {inbox:?}");
+    // The organisation's admin (of no unit) is not ACME's: the step is not theirs.
+    let r = app.post(&w.org_admin, &format!("/api/requisitions/{id}/approve"), json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    let done = app.post(admin, &format!("/api/requisitions/{id}/approve"), json!({})).await;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    assert_eq!(done.body["status"], "approved");
+}
+
+#[tokio::test]
+async fn nobody_is_asked_twice_in_a_row() {
+    let app = TestApp::spawn().await;
+    let w = World::build(&app).await;
+    // KSM's department head is made its branch manager too, and KSM's manager leaves.
+    let head = w.person("head@KSM-OPS");
+    let admin = &w.acme.admin;
+    let r =
+        app.post(admin, &format!("/api/users/{}/roles", head.id), json!({"role": "branch_manager"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let manager = w.person("manager@KSM");
+    let r = app
+        .post(admin, &format!("/api/users/{}/deactivate", manager.id), json!({"reason": "left the company"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    let id = app.submitted(w.person("staff@KSM-OPS"), w.acme.fund, "5000").await;
+    let view = app.get(admin, &format!("/api/requisitions/{id}")).await;
+    assert_eq!(view.body["steps"][0]["eligible"], json!([head.id]));
+    assert_eq!(
+        view.body["steps"][1],
+        json!({"role": "branch_manager", "eligible": [admin.id], "escalated_to_admin": true})
+    );
+    let history = app.get(admin, &format!("/api/requisitions/{id}/history")).await;
+    let escalated =
+        history.body.as_array().unwrap().iter().find(|e| e["event_type"] == "ApprovalEscalated").unwrap();
+    assert_eq!(escalated["data"]["reason"], "same_approver_twice");
+    app.approve_by(id, &[head]).await;
+    let again = app.post(head, &format!("/api/requisitions/{id}/approve"), json!({})).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "{again:?}");
+    app.approve_by(id, &[admin]).await;
+}
