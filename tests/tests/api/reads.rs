@@ -313,11 +313,13 @@ async fn staff_see_their_own_auditors_all_and_approvers_and_treasury_what_was_su
 async fn approvals_inbox_follows_the_chain_and_excludes_own_and_already_approved() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
+    // Everyone is in place before the submissions: steps go to who holds the role then.
+    let head_requester = app.user(&[Role::Staff, Role::DepartmentHead]).await;
+    let both = app.user(&[Role::DepartmentHead, Role::GroupFinanceManager]).await;
     let fund = app.fund(&c.admin, "50000").await;
     let small = app.submitted(&c.staff, fund, "500").await;
     let big = app.submitted(&c.staff, fund, "5000").await;
     // A requester who holds the head role too never sees their own.
-    let head_requester = app.user(&[Role::Staff, Role::DepartmentHead]).await;
     let (own, p) = create(
         &app,
         &head_requester,
@@ -349,7 +351,6 @@ async fn approvals_inbox_follows_the_chain_and_excludes_own_and_already_approved
     assert_eq!(find(&r, big).unwrap()["approvals_count"], 1);
 
     // Someone who approved an earlier step does not see the next one, even holding its role.
-    let both = app.user(&[Role::DepartmentHead, Role::GroupFinanceManager]).await;
     let other = app.submitted(&c.staff, fund, "6000").await;
     let p = act(&app, &both, other, "approve", json!({})).await;
     // `both` also holds the head role: `own` waits on its first step.
