@@ -131,6 +131,11 @@ pub struct HttpArgs {
     #[arg(long, env = "MIN_POSITION_WAIT_MS", value_name = "MS", default_value_t = 3000,
           value_parser = number::<u64>("MIN_POSITION_WAIT_MS", 0..=60_000))]
     pub min_position_wait_ms: u64,
+    /// Seconds between the scheduler's looks for what is due (changes past their deadline,
+    /// overdue approvals), 1 to 3600.
+    #[arg(long, env = "SCHEDULER_INTERVAL_SECS", value_name = "SECONDS", default_value_t = 30,
+          value_parser = number::<u64>("SCHEDULER_INTERVAL_SECS", 1..=3600))]
+    pub scheduler_interval_secs: u64,
 }
 
 /// Mail, for the commands that run the mail sender and the `notifications` projection that
@@ -212,6 +217,8 @@ pub struct Config {
     pub run_projections: bool,
     /// Longest a query waits for `min_position` before answering 503.
     pub min_position_wait_ms: u64,
+    /// Seconds between the scheduler's ticks (`SCHEDULER_INTERVAL_SECS`).
+    pub scheduler_interval_secs: u64,
     /// The secret events are authenticated and the event store sealed with: `SEAL_KEY`, else
     /// `SECRET_KEY` (`None` without either: such a process neither writes events nor seals).
     pub seal_secret: Option<SecretString>,
@@ -365,6 +372,7 @@ impl Config {
             db_pool_size: common.database_pool_size,
             run_projections: true,
             min_position_wait_ms: http.min_position_wait_ms,
+            scheduler_interval_secs: http.scheduler_interval_secs,
             seal_secret: None,
             seal_interval_secs: sealing.seal_interval_secs,
             session_cache_ms: http.session_cache_ms,

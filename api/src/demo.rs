@@ -90,7 +90,9 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
         .await?;
 
     let changes = service.create_requisition(&staff, new(1_200, "Team lunch", "Java House", true)).await?;
-    service.request_changes(&head, changes.value.id, "Attach the attendee list and split drinks").await?;
+    service
+        .request_changes(&head, changes.value.id, "Attach the attendee list and split drinks", None)
+        .await?;
 
     let approved = service
         .create_requisition(&staff, new(2_500, "Replacement office chair", "Furniture Hub", true))

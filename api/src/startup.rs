@@ -160,6 +160,12 @@ impl Application {
             tokio::spawn(engine.run(stop_rx.clone()))
         });
         let mail_sender = self.mail_sender.map(|sender| tokio::spawn(sender.run(stop_rx.clone())));
+        // Deadlines (expiry, overdue approvals) are acted on from inside the service.
+        let scheduler = tokio::spawn(pettycash_commands::scheduler::run(
+            self.state.commands.clone(),
+            std::time::Duration::from_secs(self.state.config.scheduler_interval_secs),
+            stop_rx.clone(),
+        ));
         let sealer = match (self.state.config.run_projections, self.state.config.seal_key()) {
             (true, Some(key)) => Some(tokio::spawn(pettycash_projections::seal::run(
                 self.state.pool.clone(),
@@ -184,6 +190,7 @@ impl Application {
         if let Some(sealer) = sealer {
             let _ = sealer.await;
         }
+        let _ = scheduler.await;
         if let Some(sender) = mail_sender {
             let _ = sender.await;
         }

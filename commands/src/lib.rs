@@ -20,6 +20,7 @@ pub mod import;
 pub mod locks;
 pub mod mail;
 pub mod org;
+pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod throttle;

@@ -16,10 +16,11 @@ use crate::views::{
     FundView, HistoryEntry, MailPreferences, PaymentReceipt, PolicyView, RequisitionView, SettingsView,
     UserView,
 };
+use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
 use pettycash_domain::organisation::{Origin, UnitKind, UnitPath};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
-use pettycash_domain::requisition::{Changes, Requisition, RequisitionCommand};
+use pettycash_domain::requisition::{Changes, Deadlines, Requisition, RequisitionCommand};
 use pettycash_domain::routing::{Directory, Holder, Thresholds};
 use pettycash_domain::settings::{RuntimeSettings, SettingKey, Settings, SettingsCommand, SETTINGS_ID};
 use pettycash_domain::user::{Requester, User, UserCommand};
@@ -79,9 +80,14 @@ pub struct CommandService {
     store: EventStore,
     locks: Arc<KeyedLocks>,
     cache: Arc<AggregateCache>,
+    /// What time it is for decisions that depend on it (deadlines); the system clock, or a
+    /// test's.
+    clock: Clock,
 }
 
-/// The actor of a user command; operator contexts may not run user commands.
+/// A source of the current time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 /// The approval policy and the runtime settings are one stream for every company: an admin of
 /// one company does not change them for the others, only an admin of no unit may.
 fn organisation_admin(actor: &Actor, action: &'static str) -> Result<(), CommandError> {
@@ -91,6 +97,7 @@ fn organisation_admin(actor: &Actor, action: &'static str) -> Result<(), Command
     Ok(())
 }
 
+/// The actor of a user command; operator contexts may not run user commands.
 fn actor(ctx: &CommandContext) -> Result<Actor, CommandError> {
     ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))
 }
@@ -106,7 +113,33 @@ impl CommandService {
 
     /// A service with the given aggregate cache (`AggregateCache::with_capacity(0)`: none).
     pub fn with_cache(store: EventStore, cache: AggregateCache) -> Self {
-        Self { store, locks: Arc::new(KeyedLocks::default()), cache: Arc::new(cache) }
+        Self {
+            store,
+            locks: Arc::new(KeyedLocks::default()),
+            cache: Arc::new(cache),
+            clock: Arc::new(Utc::now),
+        }
+    }
+
+    /// The same service deciding with `clock`'s time (tests move it to a deadline).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now, by this service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// The deadlines a step that becomes current now gets, from the settings.
+    async fn deadlines(&self) -> Result<Deadlines, CommandError> {
+        let waiting = self.settings().await?.waiting;
+        Ok(Deadlines {
+            now: self.now(),
+            remind_after_hours: waiting.approval_reminder_hours,
+            escalate_after_hours: waiting.approval_escalation_hours,
+        })
     }
 
     pub fn cache(&self) -> &AggregateCache {
@@ -580,7 +613,8 @@ impl CommandService {
         if input.submit {
             let policy = self.policy_for_submission().await?;
             let directory = self.directory(&policy, &requisition, &actor).await?;
-            let submit = RequisitionCommand::Submit { policy, directory, comment: None, actor };
+            let deadlines = self.deadlines().await?;
+            let submit = RequisitionCommand::Submit { policy, directory, comment: None, deadlines, actor };
             events.extend(decide(&mut requisition, submit).await?);
         }
         let stream = StreamAppend::of(&loaded, &events, &requisition)?;
@@ -677,6 +711,7 @@ impl CommandService {
                 policy: policy.clone(),
                 directory,
                 comment: comment.clone(),
+                deadlines: self.deadlines().await?,
                 actor: actor.clone(),
             };
             let events = decide(&mut requisition, command).await?;
@@ -757,8 +792,10 @@ impl CommandService {
         id: Id,
         comment: Option<String>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
+        let deadlines = self.deadlines().await?;
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Approve {
             comment: comment.clone(),
+            deadlines,
             actor,
         })
         .await
@@ -774,15 +811,86 @@ impl CommandService {
             .await
     }
 
+    /// Sends a requisition back for changes, to be made by `deadline` (default: now plus the
+    /// `change_request_hours` setting); past it the scheduler expires it.
     pub async fn request_changes(
         &self,
         ctx: &CommandContext,
         id: Id,
         reason: &str,
+        deadline: Option<DateTime<Utc>>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
+        let now = self.now();
+        let hours = self.settings().await?.waiting.change_request_hours;
+        let deadline = deadline.unwrap_or(now + chrono::Duration::hours(i64::from(hours)));
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::RequestChanges {
             reason: reason.into(),
+            deadline,
+            now,
             actor,
+        })
+        .await
+    }
+
+    // ----- the scheduler's commands -------------------------------------------------------
+
+    /// Expires a requisition whose requested changes were not made by their deadline.
+    pub async fn expire(&self, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
+        let now = self.now();
+        self.on_requisition_as_system(id, move |_| RequisitionCommand::Expire { now }).await
+    }
+
+    /// Reminds the current step's approvers of a requisition that waited past the reminder
+    /// time (the `notifications` projection mails them).
+    pub async fn remind_overdue(&self, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
+        let now = self.now();
+        self.on_requisition_as_system(id, move |_| RequisitionCommand::RemindOverdue { now }).await
+    }
+
+    /// Gives the current step of a requisition that waited past its escalation time to its
+    /// company's active admins.
+    pub async fn escalate_overdue(&self, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
+        let now = self.now();
+        let loaded = self.load::<Requisition>(id, Source::Store).await?;
+        let company = loaded.state.unit.as_ref().map(|u| u.company);
+        let admins: Vec<Id> = sqlx::query_scalar(
+            "SELECT id FROM users
+             WHERE active AND 'admin' = ANY (roles)
+               AND (company_id = $1 OR ($1::uuid IS NULL AND company_id IS NULL))
+             ORDER BY id",
+        )
+        .bind(company)
+        .fetch_all(self.store.pool())
+        .await?;
+        self.on_requisition_as_system(id, move |_| RequisitionCommand::EscalateOverdue {
+            now,
+            admins: admins.clone(),
+        })
+        .await
+    }
+
+    /// Runs a command of the service itself (no user) on one requisition.
+    async fn on_requisition_as_system<F>(
+        &self,
+        id: Id,
+        make: F,
+    ) -> Result<Outcome<RequisitionView>, CommandError>
+    where
+        F: Fn(&Requisition) -> RequisitionCommand,
+    {
+        let ctx = &CommandContext::operator("scheduler");
+        let make = &make;
+        self.retrying(|source| async move {
+            let loaded = self.load::<Requisition>(id, source).await?;
+            if loaded.state.id.is_none() {
+                return Err(CommandError::not_found("requisition"));
+            }
+            let mut requisition = loaded.state.clone();
+            let command = make(&requisition);
+            let events = decide(&mut requisition, command).await?;
+            let stream = StreamAppend::of(&loaded, &events, &requisition)?;
+            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+                .await
         })
         .await
     }

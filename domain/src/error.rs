@@ -75,6 +75,10 @@ pub enum DomainError {
     NoApprover { role: Role },
     #[error("this {role} step was routed to other people")]
     NotEligible { role: Role },
+    #[error("the deadline for the changes passed on {deadline}: the requisition has expired")]
+    ChangesExpired { deadline: chrono::DateTime<chrono::Utc> },
+    #[error("nothing is due yet")]
+    NotDueYet,
     #[error(
         "only an admin who belongs to no organisation unit may {action}: it concerns every company; \
          an admin of a company manages that company"
@@ -137,6 +141,8 @@ impl DomainError {
             DomainError::NoThreshold { .. } => "no_threshold",
             DomainError::NoApprover { .. } => "no_approver",
             DomainError::NotEligible { .. } => "not_eligible",
+            DomainError::ChangesExpired { .. } => "changes_expired",
+            DomainError::NotDueYet => "not_due_yet",
             DomainError::OrganisationAdminOnly { .. } => "organisation_admin_only",
             DomainError::WrongParent { .. } => "wrong_parent",
             DomainError::UnitClosed => "unit_closed",
@@ -172,6 +178,8 @@ impl DomainError {
             | DomainError::LastAdmin
             | DomainError::NoThreshold { .. }
             | DomainError::NoApprover { .. }
+            | DomainError::ChangesExpired { .. }
+            | DomainError::NotDueYet
             | DomainError::UnitClosed
             | DomainError::CodeTaken
             | DomainError::UnitNotEmpty { .. } => ErrorKind::Conflict,

@@ -20,6 +20,7 @@ use crate::policy::ApprovalPolicy;
 use crate::role::Role;
 use crate::routing::{Directory, EscalatedTo, EscalationReason};
 use crate::{Actor, Id};
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use rust_decimal::Decimal;
@@ -44,10 +45,12 @@ pub enum Status {
     Rejected,
     Cancelled,
     Paid,
+    /// Sent back for changes and not resubmitted by the deadline.
+    Expired,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Draft,
         Status::PendingApproval,
         Status::ChangesRequested,
@@ -55,6 +58,7 @@ impl Status {
         Status::Rejected,
         Status::Cancelled,
         Status::Paid,
+        Status::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Cancelled => "cancelled",
             Status::Paid => "paid",
+            Status::Expired => "expired",
         }
     }
 }
@@ -93,7 +98,7 @@ impl std::str::FromStr for Status {
 impl Status {
     /// True once nothing can happen to the requisition any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Rejected | Status::Cancelled | Status::Paid)
+        matches!(self, Status::Rejected | Status::Cancelled | Status::Paid | Status::Expired)
     }
 }
 
@@ -159,7 +164,48 @@ pub struct Requisition {
     /// Steps of the current round that went to the admins (`ApprovalEscalated`).
     #[serde(default)]
     pub escalated_to_admin: Vec<usize>,
+    /// While changes are requested: by when the requester must resubmit (`None` for a request
+    /// made before deadlines were recorded: no expiry).
+    #[serde(default)]
+    pub changes_deadline: Option<DateTime<Utc>>,
+    /// The current step's deadlines: when its approvers are reminded, when it goes to the
+    /// admins; and whether either happened.
+    #[serde(default)]
+    pub step_due: Option<StepDue>,
+    #[serde(default)]
+    pub step_reminded: bool,
+    #[serde(default)]
+    pub step_escalated: bool,
 }
+
+/// When a step that became current is overdue: its approvers are reminded at `remind_at`, and
+/// it goes to the admins at `escalate_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDue {
+    pub remind_at: DateTime<Utc>,
+    pub escalate_at: DateTime<Utc>,
+}
+
+/// How long a step may wait, from the runtime settings (`approval_reminder_hours`,
+/// `approval_escalation_hours`), and the time now: what [`StepDue`] the next step gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    pub now: DateTime<Utc>,
+    pub remind_after_hours: u32,
+    pub escalate_after_hours: u32,
+}
+
+impl Deadlines {
+    fn step_due(&self) -> StepDue {
+        StepDue {
+            remind_at: self.now + chrono::Duration::hours(i64::from(self.remind_after_hours)),
+            escalate_at: self.now + chrono::Duration::hours(i64::from(self.escalate_after_hours)),
+        }
+    }
+}
+
+/// The longest a change request may give the requester.
+pub const MAX_CHANGES_DAYS: i64 = 90;
 
 impl Requisition {
     /// The index in the chain of the step the next decision is for, while pending approval:
@@ -320,19 +366,38 @@ pub enum RequisitionCommand {
         policy: ApprovalPolicy,
         directory: Directory,
         comment: Option<String>,
+        deadlines: Deadlines,
         actor: Actor,
     },
     Approve {
         comment: Option<String>,
+        deadlines: Deadlines,
         actor: Actor,
     },
     Reject {
         reason: String,
         actor: Actor,
     },
+    /// Send back for changes, to be resubmitted by `deadline` (after `now`).
     RequestChanges {
         reason: String,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
         actor: Actor,
+    },
+    /// The service's scheduler: changes were requested and the deadline passed.
+    Expire {
+        now: DateTime<Utc>,
+    },
+    /// The service's scheduler: the current step waited past its reminder time.
+    RemindOverdue {
+        now: DateTime<Utc>,
+    },
+    /// The service's scheduler: the current step waited past its escalation time; it goes to
+    /// `admins` (the company's active admins, looked up by the caller).
+    EscalateOverdue {
+        now: DateTime<Utc>,
+        admins: Vec<Id>,
     },
     Cancel {
         reason: Option<String>,
@@ -386,14 +451,29 @@ pub enum RequisitionEvent {
         eligible: Option<Vec<Vec<Id>>>,
         /// Version 2: the requester's comment.
         comment: Option<String>,
+        /// Version 2: when the first step's approvers are reminded and the step escalated.
+        due: Option<StepDue>,
     },
-    /// A step of the route just submitted did not go to the holders of its role: to the next
-    /// step, or to the admins, and why. Recorded right after the submission.
+    /// A step did not go to, or no longer waits for, the holders of its role: at submission,
+    /// nobody in scope could take it (to the next step, or to the admins); or it waited past
+    /// its escalation time (`overdue`: to the admins, `people`). Never an approval.
     ApprovalEscalated {
         step: usize,
         role: Role,
         reason: EscalationReason,
         to: EscalatedTo,
+        /// Who the step goes to now, when the escalation names them (an overdue step).
+        #[serde(default)]
+        people: Option<Vec<Id>>,
+    },
+    /// The current step waited past its reminder time: its approvers were reminded.
+    ApprovalOverdue {
+        step: usize,
+        role: Role,
+    },
+    /// Changes were requested and not made by the deadline: final.
+    RequisitionExpired {
+        deadline: DateTime<Utc>,
     },
     RequisitionApproved {
         step: usize,
@@ -403,6 +483,9 @@ pub enum RequisitionEvent {
         completes_chain: bool,
         /// Version 2: the approver's comment.
         comment: Option<String>,
+        /// Version 2: the deadlines of the step that becomes current (none when this approval
+        /// completes the chain).
+        due: Option<StepDue>,
     },
     RequisitionRejected {
         step: usize,
@@ -415,6 +498,8 @@ pub enum RequisitionEvent {
         role: Role,
         requested_by: Id,
         reason: String,
+        /// Version 2: resubmit by then, or the requisition expires (`None` in version 1).
+        deadline: Option<DateTime<Utc>>,
     },
     RequisitionCancelled {
         cancelled_by: Id,
@@ -438,6 +523,8 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::RequisitionEdited { .. } => "RequisitionEdited",
             RequisitionEvent::RequisitionSubmitted { .. } => "RequisitionSubmitted",
             RequisitionEvent::ApprovalEscalated { .. } => "ApprovalEscalated",
+            RequisitionEvent::ApprovalOverdue { .. } => "ApprovalOverdue",
+            RequisitionEvent::RequisitionExpired { .. } => "RequisitionExpired",
             RequisitionEvent::RequisitionApproved { .. } => "RequisitionApproved",
             RequisitionEvent::RequisitionRejected { .. } => "RequisitionRejected",
             RequisitionEvent::ChangesRequested { .. } => "ChangesRequested",
@@ -450,7 +537,8 @@ impl DomainEvent for RequisitionEvent {
         match self {
             RequisitionEvent::RequisitionCreated { .. }
             | RequisitionEvent::RequisitionSubmitted { .. }
-            | RequisitionEvent::RequisitionApproved { .. } => "2",
+            | RequisitionEvent::RequisitionApproved { .. }
+            | RequisitionEvent::ChangesRequested { .. } => "2",
             _ => "1",
         }
         .into()
@@ -525,10 +613,13 @@ impl Aggregate for Requisition {
                 }
                 sink.write(E::RequisitionEdited { amount, purpose, payee, category }, self).await;
             }
-            C::Submit { policy, directory, comment, actor } => {
+            C::Submit { policy, directory, comment, deadlines, actor } => {
                 let currency = self.currency()?.clone();
                 self.require_requester(&actor, "submit")?;
                 self.require_status(&[Status::Draft, Status::ChangesRequested], "submit")?;
+                if let Some(deadline) = self.changes_deadline.filter(|d| *d < deadlines.now) {
+                    return Err(DomainError::ChangesExpired { deadline });
+                }
                 let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
                 let origin = self.origin.unwrap_or(Origin::Hq);
                 let route = crate::routing::route(
@@ -550,6 +641,7 @@ impl Aggregate for Requisition {
                             role: s.role,
                             reason: e.reason,
                             to: e.to,
+                            people: None,
                         })
                     })
                     .collect();
@@ -561,19 +653,21 @@ impl Aggregate for Requisition {
                     threshold: Some(route.threshold),
                     eligible: Some(route.steps.into_iter().map(|s| s.eligible).collect()),
                     comment,
+                    due: Some(deadlines.step_due()),
                 };
                 sink.write(event, self).await;
                 for escalation in escalations {
                     sink.write(escalation, self).await;
                 }
             }
-            C::Approve { comment, actor } => {
+            C::Approve { comment, deadlines, actor } => {
                 let (step, role) = self.check_decider(&actor, "approve")?;
                 self.check_not_sponsored(&actor, "approve")?;
                 self.check_eligible(&actor, role)?;
                 let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
                 let completes_chain =
                     crate::routing::next_step(self.chain.len(), self.eligible.as_deref(), step + 1).is_none();
+                let due = (!completes_chain).then(|| deadlines.step_due());
                 sink.write(
                     E::RequisitionApproved {
                         step,
@@ -581,6 +675,7 @@ impl Aggregate for Requisition {
                         approver_id: actor.user_id,
                         completes_chain,
                         comment,
+                        due,
                     },
                     self,
                 )
@@ -593,12 +688,71 @@ impl Aggregate for Requisition {
                 sink.write(E::RequisitionRejected { step, role, rejected_by: actor.user_id, reason }, self)
                     .await;
             }
-            C::RequestChanges { reason, actor } => {
+            C::RequestChanges { reason, deadline, now, actor } => {
                 let (step, role) = self.check_decider(&actor, "request changes to")?;
                 self.check_eligible(&actor, role)?;
                 let reason = clean_text("reason", &reason, REASON_MAX, true)?;
-                sink.write(E::ChangesRequested { step, role, requested_by: actor.user_id, reason }, self)
-                    .await;
+                if deadline <= now || deadline > now + chrono::Duration::days(MAX_CHANGES_DAYS) {
+                    return Err(DomainError::invalid(
+                        "deadline",
+                        format!("must be in the future and within {MAX_CHANGES_DAYS} days"),
+                    ));
+                }
+                let event = E::ChangesRequested {
+                    step,
+                    role,
+                    requested_by: actor.user_id,
+                    reason,
+                    deadline: Some(deadline),
+                };
+                sink.write(event, self).await;
+            }
+            C::Expire { now } => {
+                self.currency()?;
+                self.require_status(&[Status::ChangesRequested], "expire")?;
+                match self.changes_deadline {
+                    Some(deadline) if deadline < now => {
+                        sink.write(E::RequisitionExpired { deadline }, self).await;
+                    }
+                    _ => return Err(DomainError::NotDueYet),
+                }
+            }
+            C::RemindOverdue { now } => {
+                self.currency()?;
+                self.require_status(&[Status::PendingApproval], "remind the approvers of")?;
+                let step = self.current_step().ok_or(DomainError::NotDueYet)?;
+                match self.step_due {
+                    Some(due) if due.remind_at <= now && !self.step_reminded => {
+                        sink.write(E::ApprovalOverdue { step, role: self.chain[step] }, self).await;
+                    }
+                    _ => return Err(DomainError::NotDueYet),
+                }
+            }
+            C::EscalateOverdue { now, admins } => {
+                self.currency()?;
+                self.require_status(&[Status::PendingApproval], "escalate")?;
+                let step = self.current_step().ok_or(DomainError::NotDueYet)?;
+                if self.step_due.is_none_or(|d| d.escalate_at > now) || self.step_escalated {
+                    return Err(DomainError::NotDueYet);
+                }
+                // Never the requester, nor anyone who approved this round.
+                let people: Vec<Id> = admins
+                    .into_iter()
+                    .filter(|a| {
+                        Some(*a) != self.requester_id && !self.approvals.iter().any(|x| x.approver_id == *a)
+                    })
+                    .collect();
+                if people.is_empty() {
+                    return Err(DomainError::NoApprover { role: Role::Admin });
+                }
+                let event = E::ApprovalEscalated {
+                    step,
+                    role: self.chain[step],
+                    reason: EscalationReason::Overdue,
+                    to: EscalatedTo::Admin,
+                    people: Some(people),
+                };
+                sink.write(event, self).await;
             }
             C::Cancel { reason, actor } => {
                 self.currency()?;
@@ -678,12 +832,16 @@ impl Aggregate for Requisition {
                 (&mut self.amount, &mut self.purpose, &mut self.payee, &mut self.category),
                 (amount, purpose, payee, category),
             ),
-            E::RequisitionSubmitted { chain, policy_version, threshold, eligible, .. } => {
+            E::RequisitionSubmitted { chain, policy_version, threshold, eligible, due, .. } => {
                 self.chain = chain;
                 self.policy_version = policy_version;
                 self.threshold = threshold;
                 self.eligible = eligible;
                 self.escalated_to_admin.clear();
+                self.changes_deadline = None;
+                self.step_due = due;
+                self.step_reminded = false;
+                self.step_escalated = false;
                 for approval in self.approvals.drain(..) {
                     if !self.former_approvers.contains(&approval.approver_id) {
                         self.former_approvers.push(approval.approver_id);
@@ -693,12 +851,28 @@ impl Aggregate for Requisition {
                 self.last_reason = None;
                 self.status = Status::PendingApproval;
             }
-            E::ApprovalEscalated { step, to, .. } => {
+            E::ApprovalEscalated { step, to, people, reason, .. } => {
                 if to == EscalatedTo::Admin {
                     self.escalated_to_admin.push(step);
                 }
+                if let (Some(people), Some(lists)) = (people, self.eligible.as_mut()) {
+                    if let Some(list) = lists.get_mut(step) {
+                        *list = people;
+                    }
+                }
+                if reason == EscalationReason::Overdue {
+                    self.step_escalated = true;
+                }
             }
-            E::RequisitionApproved { step, role, approver_id, completes_chain, .. } => {
+            E::ApprovalOverdue { .. } => self.step_reminded = true,
+            E::RequisitionExpired { .. } => {
+                self.changes_deadline = None;
+                self.status = Status::Expired;
+            }
+            E::RequisitionApproved { step, role, approver_id, completes_chain, due, .. } => {
+                self.step_due = due;
+                self.step_reminded = false;
+                self.step_escalated = false;
                 self.approvals.push(Approval { step, role, approver_id });
                 if completes_chain {
                     self.status = Status::Approved;
@@ -708,8 +882,10 @@ impl Aggregate for Requisition {
                 self.last_reason = Some(reason);
                 self.status = Status::Rejected;
             }
-            E::ChangesRequested { reason, .. } => {
+            E::ChangesRequested { reason, deadline, .. } => {
                 self.last_reason = Some(reason);
+                self.changes_deadline = deadline;
+                self.step_due = None;
                 self.status = Status::ChangesRequested;
             }
             E::RequisitionCancelled { reason, .. } => {

@@ -232,6 +232,8 @@ pub enum EscalationReason {
     /// The only person who could act is the one the step before can only go to: nobody is
     /// asked twice in a row.
     SameApproverTwice,
+    /// The step waited past its escalation time (`approval_escalation_hours`).
+    Overdue,
 }
 
 impl EscalationReason {
@@ -239,6 +241,7 @@ impl EscalationReason {
         match self {
             EscalationReason::NoEligibleApprover => "no_eligible_approver",
             EscalationReason::SameApproverTwice => "same_approver_twice",
+            EscalationReason::Overdue => "overdue",
         }
     }
 }

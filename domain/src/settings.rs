@@ -32,16 +32,26 @@ pub enum SettingKey {
     LockoutThreshold,
     /// The longest a throttled account waits between attempts, in minutes, 1 to 1440.
     LockoutMinutes,
+    /// How long a requester has to make the changes an approver asked for (unless the approver
+    /// gives a deadline), in hours, 1 to 720. Past it the requisition expires.
+    ChangeRequestHours,
+    /// How long a step may wait before its approvers are reminded, in hours, 1 to 720.
+    ApprovalReminderHours,
+    /// How long a step may wait before it goes to the admins, in hours, 1 to 2160.
+    ApprovalEscalationHours,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 6] = [
+    pub const ALL: [SettingKey; 9] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
         SettingKey::PasswordRequireDigit,
         SettingKey::LockoutThreshold,
         SettingKey::LockoutMinutes,
+        SettingKey::ChangeRequestHours,
+        SettingKey::ApprovalReminderHours,
+        SettingKey::ApprovalEscalationHours,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +62,9 @@ impl SettingKey {
             SettingKey::PasswordRequireDigit => "password_require_digit",
             SettingKey::LockoutThreshold => "lockout_threshold",
             SettingKey::LockoutMinutes => "lockout_minutes",
+            SettingKey::ChangeRequestHours => "change_request_hours",
+            SettingKey::ApprovalReminderHours => "approval_reminder_hours",
+            SettingKey::ApprovalEscalationHours => "approval_escalation_hours",
         }
     }
 }
@@ -114,11 +127,30 @@ pub struct Lockout {
     pub minutes: u32,
 }
 
+/// How long requisitions may wait, in hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// For the requester's changes (default 48).
+    pub change_request_hours: u32,
+    /// For a step, before its approvers are reminded (default 24).
+    pub approval_reminder_hours: u32,
+    /// For a step, before it goes to the admins (default 72).
+    pub approval_escalation_hours: u32,
+}
+
 /// Every setting with its value in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub password: PasswordPolicy,
     pub lockout: Lockout,
+    #[serde(default)]
+    pub waiting: Waiting,
+}
+
+impl Default for Waiting {
+    fn default() -> Self {
+        Self { change_request_hours: 48, approval_reminder_hours: 24, approval_escalation_hours: 72 }
+    }
 }
 
 impl Default for Settings {
@@ -131,6 +163,7 @@ impl Default for Settings {
                 require_digit: true,
             },
             lockout: Lockout { threshold: 5, minutes: 15 },
+            waiting: Waiting::default(),
         }
     }
 }
@@ -145,6 +178,9 @@ impl Settings {
             SettingKey::PasswordRequireDigit => self.password.require_digit.into(),
             SettingKey::LockoutThreshold => self.lockout.threshold.into(),
             SettingKey::LockoutMinutes => self.lockout.minutes.into(),
+            SettingKey::ChangeRequestHours => self.waiting.change_request_hours.into(),
+            SettingKey::ApprovalReminderHours => self.waiting.approval_reminder_hours.into(),
+            SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours.into(),
         }
     }
 
@@ -165,6 +201,9 @@ impl Settings {
             SettingKey::PasswordRequireDigit => self.password.require_digit = flag()?,
             SettingKey::LockoutThreshold => self.lockout.threshold = whole(1, 100)?,
             SettingKey::LockoutMinutes => self.lockout.minutes = whole(1, 1440)?,
+            SettingKey::ChangeRequestHours => self.waiting.change_request_hours = whole(1, 720)?,
+            SettingKey::ApprovalReminderHours => self.waiting.approval_reminder_hours = whole(1, 720)?,
+            SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
         }
         Ok(())
     }

@@ -6,8 +6,9 @@
 //! |---|---|---|---|
 //! | `RequisitionCreated` | 2 | `origin` and `unit` (the requester's organisation) | [`AddFields`]: both `null` (unscoped) |
 //! | `FundOpened` | 2 | `unit` (the owning unit) | [`AddFields`]: `null` (unscoped) |
-//! | `RequisitionSubmitted` | 2 | `threshold`, `eligible` (who may act at each step), `comment` | [`AddFields`]: `null` (any holder of a step's role) |
-//! | `RequisitionApproved` | 2 | `comment` | [`AddFields`]: `null` |
+//! | `RequisitionSubmitted` | 2 | `threshold`, `eligible` (who may act at each step), `comment`, `due` | [`AddFields`]: `null` (any holder of a step's role; no deadlines) |
+//! | `RequisitionApproved` | 2 | `comment`, `due` | [`AddFields`]: `null` |
+//! | `ChangesRequested` | 2 | `deadline` | [`AddFields`]: `null` (no expiry) |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
@@ -26,9 +27,15 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
             event_type: "RequisitionSubmitted",
             from: "1",
             to: "2",
-            fields: &["threshold", "eligible", "comment"],
+            fields: &["threshold", "eligible", "comment", "due"],
         }),
-        Box::new(AddFields { event_type: "RequisitionApproved", from: "1", to: "2", fields: &["comment"] }),
+        Box::new(AddFields {
+            event_type: "RequisitionApproved",
+            from: "1",
+            to: "2",
+            fields: &["comment", "due"],
+        }),
+        Box::new(AddFields { event_type: "ChangesRequested", from: "1", to: "2", fields: &["deadline"] }),
     ]
 }
 

@@ -4,6 +4,7 @@
 //! policy's chain for 2,500 USD), a CFO and a treasurer, each with a fixed id so the expected
 //! events can name them. Anyone else is `someone(...)` with a fresh random id.
 
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use cqrs_es::Aggregate;
 use pettycash_domain::fund::PaymentMethod;
@@ -11,8 +12,8 @@ use pettycash_domain::money::{Currency, MoneyError, MAX_AMOUNT};
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, Tier, Tiers};
 use pettycash_domain::requisition::{
-    Approval, Changes, PaymentRecord, Requisition, RequisitionCommand as Cmd, RequisitionEvent as Ev, Status,
-    CATEGORY_MAX, PAYEE_MAX, PURPOSE_MAX, REASON_MAX, REFERENCE_MAX,
+    Approval, Changes, Deadlines, PaymentRecord, Requisition, RequisitionCommand as Cmd,
+    RequisitionEvent as Ev, Status, StepDue, CATEGORY_MAX, PAYEE_MAX, PURPOSE_MAX, REASON_MAX, REFERENCE_MAX,
 };
 use pettycash_domain::routing::{Directory, EscalatedTo, EscalationReason, Holder};
 use pettycash_domain::{Actor, DomainError, Id, Role};
@@ -170,11 +171,32 @@ fn directory() -> Directory {
     }
 }
 
+/// The time every command of these tests runs at, unless a test moves it.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+}
+
+/// The default settings: approvers reminded after 24 hours, the step escalated after 72.
+fn deadlines() -> Deadlines {
+    Deadlines { now: now(), remind_after_hours: 24, escalate_after_hours: 72 }
+}
+
+/// What a step that becomes current `now()` is due with, under `deadlines()`.
+fn step_due() -> StepDue {
+    StepDue { remind_at: now() + Duration::hours(24), escalate_at: now() + Duration::hours(72) }
+}
+
+/// The deadline `request_changes` gives the requester: two days.
+fn changes_deadline() -> DateTime<Utc> {
+    now() + Duration::hours(48)
+}
+
 fn submit(chain: &[Role], policy_version: u32) -> Cmd {
     Cmd::Submit {
         policy: policy(chain, policy_version),
         directory: directory(),
         comment: None,
+        deadlines: deadlines(),
         actor: requester(),
     }
 }
@@ -189,15 +211,17 @@ fn submitted(amount: &str, chain: &[Role], policy_version: u32) -> Ev {
         threshold: Some("Tier 1".into()),
         eligible: Some(chain.iter().map(|r| directory().holders(*r, None, REQUESTER)).collect()),
         comment: None,
+        due: Some(step_due()),
     }
 }
 
 fn approve(by: &Actor) -> Cmd {
-    Cmd::Approve { comment: None, actor: by.clone() }
+    Cmd::Approve { comment: None, deadlines: deadlines(), actor: by.clone() }
 }
 
 fn approved(step: usize, role: Role, by: Id, completes_chain: bool) -> Ev {
-    Ev::RequisitionApproved { step, role, approver_id: by, completes_chain, comment: None }
+    let due = (!completes_chain).then(step_due);
+    Ev::RequisitionApproved { step, role, approver_id: by, completes_chain, comment: None, due }
 }
 
 fn reject(by: &Actor, reason: &str) -> Cmd {
@@ -209,11 +233,17 @@ fn rejected(step: usize, role: Role, by: Id, reason: &str) -> Ev {
 }
 
 fn request_changes(by: &Actor, reason: &str) -> Cmd {
-    Cmd::RequestChanges { reason: reason.into(), actor: by.clone() }
+    Cmd::RequestChanges { reason: reason.into(), deadline: changes_deadline(), now: now(), actor: by.clone() }
 }
 
 fn changes_requested(step: usize, role: Role, by: Id, reason: &str) -> Ev {
-    Ev::ChangesRequested { step, role, requested_by: by, reason: reason.into() }
+    Ev::ChangesRequested {
+        step,
+        role,
+        requested_by: by,
+        reason: reason.into(),
+        deadline: Some(changes_deadline()),
+    }
 }
 
 fn cancel(by: &Actor, reason: Option<&str>) -> Cmd {
@@ -257,10 +287,15 @@ fn history(status: Status) -> Vec<Ev> {
     events.push(submitted(AMOUNT, &CHAIN, 1));
     match status {
         Status::Draft | Status::PendingApproval => {}
-        Status::ChangesRequested => events.extend([
-            approved(0, Role::DepartmentHead, HEAD, false),
-            changes_requested(1, Role::GroupFinanceManager, FINANCE_MANAGER, "Attach the quote"),
-        ]),
+        Status::ChangesRequested | Status::Expired => {
+            events.extend([
+                approved(0, Role::DepartmentHead, HEAD, false),
+                changes_requested(1, Role::GroupFinanceManager, FINANCE_MANAGER, "Attach the quote"),
+            ]);
+            if status == Status::Expired {
+                events.push(Ev::RequisitionExpired { deadline: changes_deadline() });
+            }
+        }
         Status::Rejected => events.push(rejected(0, Role::DepartmentHead, HEAD, "Not in budget")),
         Status::Cancelled => events.push(cancelled(None)),
         Status::Approved | Status::Paid => {
@@ -589,7 +624,14 @@ fn requester_may_edit_after_changes_were_requested() {
 #[test]
 fn edit_is_refused_once_submitted_decided_paid_or_cancelled() {
     assert_refused_in(
-        &[Status::PendingApproval, Status::Approved, Status::Paid, Status::Rejected, Status::Cancelled],
+        &[
+            Status::PendingApproval,
+            Status::Approved,
+            Status::Paid,
+            Status::Rejected,
+            Status::Cancelled,
+            Status::Expired,
+        ],
         || edit(new_amount("10")),
         invalid_transition("edit"),
     );
@@ -696,6 +738,7 @@ fn only_the_requester_may_submit() {
                 policy: policy(&CHAIN, 1),
                 directory: directory(),
                 comment: None,
+                deadlines: deadlines(),
                 actor: other,
             })
             .then_expect_error(DomainError::NotRequester { action: "submit" });
@@ -705,7 +748,14 @@ fn only_the_requester_may_submit() {
 #[test]
 fn submit_is_refused_unless_draft_or_changes_requested() {
     assert_refused_in(
-        &[Status::PendingApproval, Status::Approved, Status::Paid, Status::Rejected, Status::Cancelled],
+        &[
+            Status::PendingApproval,
+            Status::Approved,
+            Status::Paid,
+            Status::Rejected,
+            Status::Cancelled,
+            Status::Expired,
+        ],
         || submit(&CHAIN, 1),
         invalid_transition("submit"),
     );
@@ -1103,7 +1153,7 @@ fn paid_requisition_cannot_be_cancelled() {
 #[test]
 fn rejected_or_cancelled_requisition_cannot_be_cancelled() {
     assert_refused_in(
-        &[Status::Rejected, Status::Cancelled],
+        &[Status::Rejected, Status::Cancelled, Status::Expired],
         || cancel(&requester(), None),
         invalid_transition("cancel"),
     );
@@ -1322,7 +1372,7 @@ fn a_holder_the_step_was_not_routed_to_may_not_decide_it() {
     for command in [
         approve(&other_head),
         Cmd::Reject { reason: "no".into(), actor: other_head.clone() },
-        Cmd::RequestChanges { reason: "why".into(), actor: other_head.clone() },
+        request_changes(&other_head, "why"),
     ] {
         TestFramework::<Requisition>::with(())
             .given(events.clone())
@@ -1347,8 +1397,13 @@ fn steps_nobody_holds_escalate_to_the_next_step_and_the_last_to_the_admins() {
         });
         d
     };
-    let command =
-        Cmd::Submit { policy: policy(&chain, 1), directory: with_admin(), comment: None, actor: requester() };
+    let command = Cmd::Submit {
+        policy: policy(&chain, 1),
+        directory: with_admin(),
+        comment: None,
+        deadlines: deadlines(),
+        actor: requester(),
+    };
     let submitted = Ev::RequisitionSubmitted {
         amount: d(AMOUNT),
         chain: chain.to_vec(),
@@ -1357,12 +1412,14 @@ fn steps_nobody_holds_escalate_to_the_next_step_and_the_last_to_the_admins() {
         threshold: Some("Tier 1".into()),
         eligible: Some(vec![vec![], vec![HEAD], vec![admin.user_id]]),
         comment: None,
+        due: Some(step_due()),
     };
     let escalated = |step, role, to| Ev::ApprovalEscalated {
         step,
         role,
         reason: EscalationReason::NoEligibleApprover,
         to,
+        people: None,
     };
     let expected = vec![
         submitted,
@@ -1401,4 +1458,165 @@ fn a_route_nobody_could_decide_is_refused() {
         .given(vec![created()])
         .when(submit(&[Role::Ceo], 1))
         .then_expect_error(DomainError::NoApprover { role: Role::Ceo });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines: changes not made in time expire; steps that wait are reminded, then escalated
+// ---------------------------------------------------------------------------------------------
+
+fn at(hours: i64) -> DateTime<Utc> {
+    now() + Duration::hours(hours)
+}
+
+#[test]
+fn a_change_request_names_a_deadline_in_the_future_and_within_ninety_days() {
+    let events = history(Status::PendingApproval);
+    let with_deadline = |deadline| Cmd::RequestChanges {
+        reason: "Attach the quote".into(),
+        deadline,
+        now: now(),
+        actor: head(),
+    };
+    let refused = DomainError::invalid("deadline", "must be in the future and within 90 days");
+    for deadline in [now(), at(-1), at(24 * 90 + 1)] {
+        assert_eq!(outcome(events.clone(), with_deadline(deadline)), Err(refused.clone()), "{deadline}");
+    }
+    assert_eq!(
+        outcome(events, with_deadline(at(24 * 90))),
+        Ok(vec![Ev::ChangesRequested {
+            step: 0,
+            role: Role::DepartmentHead,
+            requested_by: HEAD,
+            reason: "Attach the quote".into(),
+            deadline: Some(at(24 * 90)),
+        }])
+    );
+}
+
+#[test]
+fn changes_not_made_by_the_deadline_expire_and_nothing_more_can_happen() {
+    let events = history(Status::ChangesRequested);
+    TestFramework::<Requisition>::with(())
+        .given(events.clone())
+        .when(Cmd::Expire { now: changes_deadline() })
+        .then_expect_error(DomainError::NotDueYet);
+    TestFramework::<Requisition>::with(())
+        .given(events.clone())
+        .when(Cmd::Expire { now: changes_deadline() + Duration::seconds(1) })
+        .then_expect_events(vec![Ev::RequisitionExpired { deadline: changes_deadline() }]);
+    let expired = history(Status::Expired);
+    assert_eq!(state(expired.clone()).status, Status::Expired);
+    assert!(Status::Expired.is_final());
+    assert_eq!(
+        outcome(expired, Cmd::Expire { now: at(1000) }),
+        Err(DomainError::InvalidTransition { status: Status::Expired, action: "expire" })
+    );
+}
+
+#[test]
+fn a_resubmission_after_the_deadline_is_refused_and_one_before_it_clears_the_deadline() {
+    let events = history(Status::ChangesRequested);
+    let resubmit_at = |when: DateTime<Utc>| Cmd::Submit {
+        policy: policy(&CHAIN, 1),
+        directory: directory(),
+        comment: None,
+        deadlines: Deadlines { now: when, ..deadlines() },
+        actor: requester(),
+    };
+    assert_eq!(
+        outcome(events.clone(), resubmit_at(at(49))),
+        Err(DomainError::ChangesExpired { deadline: changes_deadline() })
+    );
+    let mut resubmitted = events;
+    play(&mut resubmitted, resubmit_at(at(47)));
+    let state = state(resubmitted.clone());
+    assert_eq!(state.status, Status::PendingApproval);
+    assert_eq!(state.changes_deadline, None);
+    assert_eq!(
+        outcome(resubmitted, Cmd::Expire { now: at(1000) }),
+        Err(DomainError::InvalidTransition { status: Status::PendingApproval, action: "expire" })
+    );
+}
+
+#[test]
+fn a_change_request_recorded_without_a_deadline_never_expires() {
+    let mut events = history(Status::PendingApproval);
+    events.push(Ev::ChangesRequested {
+        step: 0,
+        role: Role::DepartmentHead,
+        requested_by: HEAD,
+        reason: "Attach the quote".into(),
+        deadline: None,
+    });
+    assert_eq!(outcome(events, Cmd::Expire { now: at(24 * 365) }), Err(DomainError::NotDueYet));
+}
+
+#[test]
+fn a_waiting_step_is_reminded_once_after_its_reminder_time() {
+    let mut events = history(Status::PendingApproval);
+    assert_eq!(outcome(events.clone(), Cmd::RemindOverdue { now: at(23) }), Err(DomainError::NotDueYet));
+    assert_eq!(
+        play(&mut events, Cmd::RemindOverdue { now: at(24) }),
+        vec![Ev::ApprovalOverdue { step: 0, role: Role::DepartmentHead }]
+    );
+    assert_eq!(outcome(events.clone(), Cmd::RemindOverdue { now: at(30) }), Err(DomainError::NotDueYet));
+
+    // The approval makes the next step current with fresh deadlines, from the approval's time.
+    let later = Deadlines { now: at(30), ..deadlines() };
+    play(&mut events, Cmd::Approve { comment: None, deadlines: later, actor: head() });
+    assert_eq!(outcome(events.clone(), Cmd::RemindOverdue { now: at(53) }), Err(DomainError::NotDueYet));
+    assert_eq!(
+        outcome(events, Cmd::RemindOverdue { now: at(54) }),
+        Ok(vec![Ev::ApprovalOverdue { step: 1, role: Role::GroupFinanceManager }])
+    );
+}
+
+#[test]
+fn a_step_waiting_past_its_escalation_time_goes_to_the_admins_who_then_decide_it() {
+    let admin = Actor::new(Id::from_u128(9), [Role::Admin]);
+    let mut events = history(Status::PendingApproval);
+    let escalate = |hours, admins: Vec<Id>| Cmd::EscalateOverdue { now: at(hours), admins };
+    assert_eq!(outcome(events.clone(), escalate(71, vec![admin.user_id])), Err(DomainError::NotDueYet));
+    // The requester is never one of the people, even when an admin; nobody left is refused.
+    assert_eq!(
+        outcome(events.clone(), escalate(72, vec![REQUESTER])),
+        Err(DomainError::NoApprover { role: Role::Admin })
+    );
+    assert_eq!(
+        play(&mut events, escalate(72, vec![REQUESTER, admin.user_id])),
+        vec![Ev::ApprovalEscalated {
+            step: 0,
+            role: Role::DepartmentHead,
+            reason: EscalationReason::Overdue,
+            to: EscalatedTo::Admin,
+            people: Some(vec![admin.user_id]),
+        }]
+    );
+    assert_eq!(outcome(events.clone(), escalate(80, vec![admin.user_id])), Err(DomainError::NotDueYet));
+    assert_eq!(state(events.clone()).current_eligible(), Some(&[admin.user_id][..]));
+    // The head it was routed to no longer decides it; the admin does.
+    TestFramework::<Requisition>::with(())
+        .given(events.clone())
+        .when(approve(&head()))
+        .then_expect_error(DomainError::MissingRole { required: Role::Admin });
+    assert_eq!(
+        play(&mut events, approve(&admin)),
+        vec![approved(0, Role::DepartmentHead, admin.user_id, false)]
+    );
+    assert_eq!(state(events).current_step(), Some(1));
+}
+
+#[test]
+fn reminders_and_escalations_are_only_for_requisitions_waiting_for_approval() {
+    for status in [Status::Draft, Status::ChangesRequested, Status::Approved, Status::Paid, Status::Expired] {
+        let events = history(status);
+        assert!(matches!(
+            outcome(events.clone(), Cmd::RemindOverdue { now: at(1000) }),
+            Err(DomainError::InvalidTransition { .. })
+        ));
+        assert!(matches!(
+            outcome(events, Cmd::EscalateOverdue { now: at(1000), admins: vec![Id::from_u128(9)] }),
+            Err(DomainError::InvalidTransition { .. })
+        ));
+    }
 }

@@ -32,6 +32,9 @@
 //!   not those routing gives with the users (roles, units, sponsors, active) and the policy at
 //!   that position (`domain::routing::route`; compared as sets per step).
 //! - `approver_not_eligible`: an approval by someone the step was not routed to.
+//! - `expired_early`, `reminded_early`, `escalated_early`: the scheduler's events recorded
+//!   before the deadline they act on (changes requested, a step's reminder or escalation time),
+//!   or an expiry that is not of the recorded deadline.
 //! - `submitted_amount_mismatch`: a submission records an amount other than the requisition's
 //!   (as created and edited so far).
 //! - `paid_amount_mismatch`: a payment of an amount other than the one approved (the latest
@@ -67,9 +70,10 @@ use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
 use pettycash_domain::organisation::{Origin, UnitEvent, UnitPath};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyEvent};
+use pettycash_domain::requisition::StepDue;
 use pettycash_domain::requisition::{RequisitionEvent, Status};
 use pettycash_domain::role::Role;
-use pettycash_domain::routing::{next_step, Directory, EscalatedTo, Holder};
+use pettycash_domain::routing::{next_step, Directory, EscalatedTo, EscalationReason, Holder};
 use pettycash_domain::user::UserEvent;
 use pettycash_domain::Actor;
 use pettycash_domain::Currency;
@@ -182,6 +186,10 @@ struct ReqV {
     step_from: usize,
     /// Steps of the round escalated to the admins.
     to_admin: Vec<usize>,
+    /// The deadline of the changes requested (while they are).
+    changes_deadline: Option<chrono::DateTime<chrono::Utc>>,
+    /// The current step's deadlines.
+    due: Option<StepDue>,
     currency: Option<Currency>,
     /// The amount as created and edited so far.
     amount: Decimal,
@@ -644,7 +652,7 @@ impl Verifier {
             E::RequisitionCancelled { .. } => {
                 self.requisitions.entry(id).or_default().status = Status::Cancelled
             }
-            E::RequisitionSubmitted { chain, amount, threshold, eligible, .. } => {
+            E::RequisitionSubmitted { chain, amount, threshold, eligible, due, .. } => {
                 let (requester, unit, origin, currency, created_amount) = {
                     let r = self.requisitions.entry(id).or_default();
                     (r.requester, r.unit, r.origin.unwrap_or(Origin::Hq), r.currency.clone(), r.amount)
@@ -729,24 +737,64 @@ impl Verifier {
                 r.eligible = eligible;
                 r.step_from = 0;
                 r.to_admin.clear();
+                r.changes_deadline = None;
+                r.due = due;
                 r.approvals.clear();
                 r.status = Status::PendingApproval;
             }
-            E::ApprovalEscalated { step, to, .. } => {
+            E::ApprovalEscalated { step, to, reason, people, .. } => {
+                let r = self.requisitions.entry(id).or_default();
                 if to == EscalatedTo::Admin {
-                    self.requisitions.entry(id).or_default().to_admin.push(step);
+                    r.to_admin.push(step);
+                }
+                if let (Some(people), Some(lists)) = (people, r.eligible.as_mut()) {
+                    if let Some(list) = lists.get_mut(step) {
+                        *list = people;
+                    }
+                }
+                if reason == EscalationReason::Overdue {
+                    let due = r.due.map(|d| d.escalate_at);
+                    if due.is_none_or(|at| e.recorded_at < at) {
+                        self.flag(e, "escalated_early", format!("escalated as overdue; due at {due:?}"));
+                    }
+                }
+            }
+            E::ApprovalOverdue { .. } => {
+                let due = self.requisitions.get(&id).and_then(|r| r.due).map(|d| d.remind_at);
+                if due.is_none_or(|at| e.recorded_at < at) {
+                    self.flag(e, "reminded_early", format!("reminded as overdue; due at {due:?}"));
+                }
+            }
+            E::RequisitionExpired { deadline } => {
+                let r = self.requisitions.entry(id).or_default();
+                let recorded = r.changes_deadline;
+                let status = r.status;
+                r.status = Status::Expired;
+                if status != Status::ChangesRequested
+                    || recorded != Some(deadline)
+                    || e.recorded_at <= deadline
+                {
+                    self.flag(
+                        e,
+                        "expired_early",
+                        format!("expired at {} as of deadline {deadline} while {status}; the changes were due {recorded:?}", e.recorded_at),
+                    );
                 }
             }
             E::RequisitionRejected { .. } | E::ChangesRequested { .. } => {
                 let r = self.requisitions.entry(id).or_default();
                 r.approvals.clear();
+                r.due = None;
+                if let E::ChangesRequested { deadline, .. } = &ev {
+                    r.changes_deadline = *deadline;
+                }
                 r.status = if matches!(ev, E::RequisitionRejected { .. }) {
                     Status::Rejected
                 } else {
                     Status::ChangesRequested
                 };
             }
-            E::RequisitionApproved { step, role, approver_id, .. } => {
+            E::RequisitionApproved { step, role, approver_id, due, .. } => {
                 let to_admin = self.requisitions.get(&id).is_some_and(|r| r.to_admin.contains(&step));
                 let required = if to_admin { Role::Admin } else { role };
                 let lacks_role = !self.holds(approver_id, required);
@@ -759,7 +807,11 @@ impl Verifier {
                 let requester = r.requester;
                 let closed = matches!(
                     r.status,
-                    Status::Rejected | Status::Cancelled | Status::ChangesRequested | Status::Paid
+                    Status::Rejected
+                        | Status::Cancelled
+                        | Status::ChangesRequested
+                        | Status::Paid
+                        | Status::Expired
                 );
                 let status = r.status;
                 let twice = r.approvals.iter().any(|(_, _, who)| *who == approver_id);
@@ -769,6 +821,7 @@ impl Verifier {
                 });
                 r.approvals.push((step, role, approver_id));
                 r.step_from = step + 1;
+                r.due = due;
                 let complete = r
                     .chain
                     .as_ref()
@@ -834,9 +887,11 @@ impl Verifier {
                 let r = self.requisitions.entry(id).or_default();
                 let approved_amount = r.submitted_amount;
                 let sponsored = Self::sponsored_by_participant(&self.sponsors, paid_by, r);
-                let closed_as =
-                    matches!(r.status, Status::Rejected | Status::Cancelled | Status::ChangesRequested)
-                        .then_some(r.status);
+                let closed_as = matches!(
+                    r.status,
+                    Status::Rejected | Status::Cancelled | Status::ChangesRequested | Status::Expired
+                )
+                .then_some(r.status);
                 r.status = Status::Paid;
                 let already_paid = std::mem::replace(&mut r.paid, true);
                 let by_requester = r.requester == Some(paid_by);

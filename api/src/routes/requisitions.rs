@@ -67,6 +67,17 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// What to change, and by when.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesRequest {
+    pub reason: String,
+    /// RFC 3339, in the future and within 90 days; default: now plus the
+    /// `change_request_hours` setting (48 h). Past it, the requisition expires.
+    #[schema(example = "2026-12-08T17:00:00Z")]
+    pub deadline: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptionalReason {
@@ -199,18 +210,32 @@ pub async fn reject(
     run(&state, &cmd, StatusCode::OK, state.commands.reject_requisition(&ctx, id, &cmd.body.reason)).await
 }
 
-/// Send back to the requester for changes, with a reason.
+/// Send back to the requester for changes, with a reason and a deadline (default 48 h, the
+/// `change_request_hours` setting). If they do not resubmit by then, the service's scheduler
+/// expires the requisition (`RequisitionExpired`); a resubmission after it is 409
+/// `changes_expired`.
 #[utoipa::path(post, path = "/api/requisitions/{id}/request-changes", tag = "requisitions",
-    params(("id" = Uuid, Path)), request_body = Reason,
+    params(("id" = Uuid, Path)), request_body = ChangesRequest,
     responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
               (status = 422, body = Err)))]
 pub async fn request_changes(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    cmd: Command<Reason>,
+    cmd: Command<ChangesRequest>,
 ) -> ApiResult<Response> {
+    let deadline = cmd
+        .body
+        .deadline
+        .as_deref()
+        .map(|d| {
+            chrono::DateTime::parse_from_rfc3339(d.trim())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| ApiError::unprocessable("deadline", "`deadline` must be an RFC 3339 time"))
+        })
+        .transpose()?;
     let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.request_changes(&ctx, id, &cmd.body.reason)).await
+    run(&state, &cmd, StatusCode::OK, state.commands.request_changes(&ctx, id, &cmd.body.reason, deadline))
+        .await
 }
 
 /// Cancel (requester only, any time before payment).

@@ -282,6 +282,51 @@ pub fn changes_requested(to: &str, r: &RequisitionSummary, by: &str, reason: &st
     letter
 }
 
+/// To the approvers of a step: it has waited past the reminder time.
+pub fn reminder(
+    to: &str,
+    r: &RequisitionSummary,
+    role: Role,
+    step: usize,
+    steps: usize,
+    links: &Links,
+) -> Letter {
+    about(
+        MailCategory::Reminder,
+        format!("Waiting for you: {}", r.headline()),
+        to,
+        vec![
+            format!(
+                "{}'s requisition for {} still waits for approval by a {} (step {} of {}).",
+                r.requester,
+                r.amount,
+                role_words(role),
+                step + 1,
+                steps
+            ),
+            "If it waits much longer it goes to the administrators.".into(),
+        ],
+        r,
+        links,
+    )
+}
+
+/// To the requester: the changes asked for were not made by the deadline.
+pub fn expired(to: &str, r: &RequisitionSummary, deadline: &str, links: &Links) -> Letter {
+    about(
+        MailCategory::RequisitionOutcome,
+        format!("Expired: {}", r.headline()),
+        to,
+        vec![format!(
+            "Your requisition for {} was sent back for changes, which were due by {deadline}. It has expired; \
+             raise a new one if you still need the cash.",
+            r.amount
+        )],
+        r,
+        links,
+    )
+}
+
 /// To the requester: treasury paid their requisition.
 pub fn paid(to: &str, r: &RequisitionSummary, reference: Option<&str>, links: &Links) -> Letter {
     let mut letter = about(

@@ -29,6 +29,7 @@ use pettycash_commands::mail::templates::{self, Letter, RequisitionSummary};
 use pettycash_commands::mail::{enqueue, Links, Mail};
 use pettycash_domain::fund::{Fund, FundEvent};
 use pettycash_domain::requisition::{Requisition, RequisitionEvent};
+use pettycash_domain::routing::EscalationReason;
 use pettycash_domain::{Id, Role};
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,12 +39,15 @@ use std::sync::Arc;
 pub const NAME: &str = "notifications";
 
 /// The requisition events that may cause mail (the others only matter to the fold).
-const MAILED: [&str; 5] = [
+const MAILED: [&str; 8] = [
     "RequisitionSubmitted",
     "RequisitionApproved",
     "RequisitionRejected",
     "ChangesRequested",
     "RequisitionPaid",
+    "ApprovalOverdue",
+    "ApprovalEscalated",
+    "RequisitionExpired",
 ];
 
 pub struct Notifications {
@@ -86,6 +90,14 @@ enum Notice {
     Paid {
         reference: Option<String>,
     },
+    /// Step `step` waited past its reminder time.
+    Reminder {
+        step: usize,
+    },
+    /// The changes were not made by `deadline`.
+    Expired {
+        deadline: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// Who a notice is for, resolved by [`recipients`].
@@ -118,6 +130,12 @@ impl Notice {
                 vec![Notice::ChangesRequested { by: *requested_by, reason: reason.clone() }]
             }
             E::RequisitionPaid { reference, .. } => vec![Notice::Paid { reference: reference.clone() }],
+            E::ApprovalOverdue { step, .. } => vec![Notice::Reminder { step: *step }],
+            E::RequisitionExpired { deadline } => vec![Notice::Expired { deadline: *deadline }],
+            // An overdue step goes to new people: they are asked.
+            E::ApprovalEscalated { step, reason: EscalationReason::Overdue, .. } => {
+                vec![Notice::ApprovalRequested { step: *step }]
+            }
             // Escalated at submission: the submission's notice already went to the step's
             // people, the admins included.
             E::RequisitionCreated { .. }
@@ -129,12 +147,15 @@ impl Notice {
 
     fn audience(&self) -> Audience {
         match self {
-            Notice::ApprovalRequested { step } => Audience::Approvers { step: *step },
+            Notice::ApprovalRequested { step } | Notice::Reminder { step } => {
+                Audience::Approvers { step: *step }
+            }
             Notice::ReadyForPayment => Audience::Payers,
             Notice::Approved
             | Notice::Rejected { .. }
             | Notice::ChangesRequested { .. }
-            | Notice::Paid { .. } => Audience::Requester,
+            | Notice::Paid { .. }
+            | Notice::Expired { .. } => Audience::Requester,
         }
     }
 
@@ -160,6 +181,13 @@ impl Notice {
                 templates::changes_requested(to, r, &name(by), reason, links)
             }
             Notice::Paid { reference } => templates::paid(to, r, reference.as_deref(), links),
+            Notice::Reminder { step } => {
+                let role = req.chain.get(*step).copied().unwrap_or(Role::Staff);
+                templates::reminder(to, r, role, *step, req.chain.len(), links)
+            }
+            Notice::Expired { deadline } => {
+                templates::expired(to, r, &deadline.format("%Y-%m-%d %H:%M UTC").to_string(), links)
+            }
         }
     }
 }
@@ -424,6 +452,7 @@ mod tests {
             approver_id: Id::new_v4(),
             completes_chain,
             comment: None,
+            due: None,
         };
         let submitted = RequisitionEvent::RequisitionSubmitted {
             amount: Decimal::ONE,
@@ -433,6 +462,7 @@ mod tests {
             threshold: None,
             eligible: None,
             comment: None,
+            due: None,
         };
         assert_eq!(
             Notice::of(&submitted, &pending(chain.clone(), 0)),

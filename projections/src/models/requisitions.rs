@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::requisition::{apply_edit, RequisitionEvent, Status};
+use pettycash_domain::routing::EscalationReason;
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
 use sqlx::types::Json;
@@ -109,6 +110,10 @@ struct Row {
     eligible: Option<Vec<Vec<Uuid>>>,
     /// The chain index after the last approval of this round (0 after a submission).
     step_from: i32,
+    /// What the service's scheduler acts on: by when requested changes are due, when the
+    /// current step's approvers are reminded and when it goes to the admins, and whether those
+    /// happened.
+    due: Due,
     created_at: DateTime<Utc>,
     submitted_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
@@ -116,6 +121,16 @@ struct Row {
     last_position: i64,
     /// Its organisation, as created (never changes).
     org: Org,
+}
+
+/// A requisition's deadlines, as its events set them.
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+struct Due {
+    changes_deadline: Option<DateTime<Utc>>,
+    remind_at: Option<DateTime<Utc>>,
+    escalate_at: Option<DateTime<Utc>>,
+    reminded: bool,
+    escalated: bool,
 }
 
 /// A requisition's organisation: the path of the unit it was created in, and its origin.
@@ -153,6 +168,8 @@ struct Stored {
     approvers: Json<Vec<Uuid>>,
     eligible: Option<Json<Vec<Vec<Uuid>>>>,
     step_from: i32,
+    #[sqlx(flatten)]
+    due: Due,
     created_at: DateTime<Utc>,
     submitted_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
@@ -166,12 +183,14 @@ const COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
      approvers, current_step, created_at, submitted_at, paid_at, updated_at, last_position, \
      company_id, region_id, branch_id, department_id, cost_centre_id, origin, \
-     eligible, step_from, current_eligible";
+     eligible, step_from, current_eligible, \
+     changes_deadline, remind_at, escalate_at, reminded, escalated";
 
 const STORED_COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
      approvers, created_at, submitted_at, paid_at, updated_at, last_position, \
-     company_id, region_id, branch_id, department_id, cost_centre_id, origin, eligible, step_from";
+     company_id, region_id, branch_id, department_id, cost_centre_id, origin, eligible, step_from, \
+     changes_deadline, remind_at, escalate_at, reminded, escalated";
 
 impl TryFrom<Stored> for Row {
     type Error = anyhow::Error;
@@ -190,6 +209,7 @@ impl TryFrom<Stored> for Row {
             approvers: s.approvers.0,
             eligible: s.eligible.map(|e| e.0),
             step_from: s.step_from,
+            due: s.due,
             created_at: s.created_at,
             submitted_at: s.submitted_at,
             paid_at: s.paid_at,
@@ -235,25 +255,52 @@ impl Row {
                 (&mut self.amount, &mut self.purpose, &mut self.payee, &mut self.category),
                 (amount, purpose, payee, category),
             ),
-            E::RequisitionSubmitted { amount, chain, eligible, .. } => {
+            E::RequisitionSubmitted { amount, chain, eligible, due, .. } => {
                 self.amount = amount;
                 self.chain = chain;
                 self.eligible = eligible;
                 self.step_from = 0;
+                self.due = Due {
+                    remind_at: due.map(|d| d.remind_at),
+                    escalate_at: due.map(|d| d.escalate_at),
+                    ..Due::default()
+                };
                 self.approvers.clear();
                 self.status = Status::PendingApproval;
                 self.submitted_at = Some(at);
             }
-            E::ApprovalEscalated { .. } => {}
-            E::RequisitionApproved { step, approver_id, completes_chain, .. } => {
+            E::ApprovalEscalated { step, people, reason, .. } => {
+                if let (Some(people), Some(lists)) = (people, self.eligible.as_mut()) {
+                    if let Some(list) = lists.get_mut(step) {
+                        *list = people;
+                    }
+                }
+                if reason == EscalationReason::Overdue {
+                    self.due.escalated = true;
+                }
+            }
+            E::ApprovalOverdue { .. } => self.due.reminded = true,
+            E::RequisitionExpired { .. } => {
+                self.due = Due::default();
+                self.status = Status::Expired;
+            }
+            E::RequisitionApproved { step, approver_id, completes_chain, due, .. } => {
                 self.approvers.push(approver_id);
                 self.step_from = i32::try_from(step + 1).unwrap_or(i32::MAX);
+                self.due = Due {
+                    remind_at: due.map(|d| d.remind_at),
+                    escalate_at: due.map(|d| d.escalate_at),
+                    ..Due::default()
+                };
                 if completes_chain {
                     self.status = Status::Approved;
                 }
             }
             E::RequisitionRejected { .. } => self.status = Status::Rejected,
-            E::ChangesRequested { .. } => self.status = Status::ChangesRequested,
+            E::ChangesRequested { deadline, .. } => {
+                self.due = Due { changes_deadline: deadline, ..Due::default() };
+                self.status = Status::ChangesRequested;
+            }
             E::RequisitionCancelled { .. } => self.status = Status::Cancelled,
             E::RequisitionPaid { .. } => {
                 self.status = Status::Paid;
@@ -353,6 +400,8 @@ impl Projection for Requisitions {
                     amount numeric NOT NULL, currency text NOT NULL, purpose text NOT NULL, payee text, category text,
                     chain jsonb NOT NULL, approvers jsonb NOT NULL, current_step text,
                     eligible jsonb, step_from integer NOT NULL, current_eligible jsonb,
+                    changes_deadline timestamptz, remind_at timestamptz, escalate_at timestamptz,
+                    reminded boolean NOT NULL, escalated boolean NOT NULL,
                     created_at timestamptz NOT NULL, submitted_at timestamptz, paid_at timestamptz,
                     updated_at timestamptz NOT NULL, last_position bigint NOT NULL,
                     company_id uuid, region_id uuid, branch_id uuid, department_id uuid, cost_centre_id uuid,
@@ -378,6 +427,15 @@ impl Projection for Requisitions {
             format!("CREATE INDEX IF NOT EXISTS {t}_fund_idx ON {t} (fund_id, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_status_idx ON {t} (status, created_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_inbox_idx ON {t} (current_step) WHERE current_step IS NOT NULL"),
+            // What the service's scheduler looks for.
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_changes_due_idx ON {t} (changes_deadline)
+                 WHERE changes_deadline IS NOT NULL"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_step_due_idx ON {t} (remind_at)
+                 WHERE remind_at IS NOT NULL AND NOT (reminded AND escalated)"
+            ),
             // The inbox of someone a step was routed to by name.
             format!(
                 "CREATE INDEX IF NOT EXISTS {t}_eligible_idx ON {t} USING gin (current_eligible)
@@ -514,6 +572,7 @@ fn fold(
                     approvers: Vec::new(),
                     eligible: None,
                     step_from: 0,
+                    due: Due::default(),
                     created_at: e.recorded_at,
                     submitted_at: None,
                     paid_at: None,
@@ -770,7 +829,9 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
                 payee = EXCLUDED.payee, category = EXCLUDED.category, chain = EXCLUDED.chain,
                 approvers = EXCLUDED.approvers, current_step = EXCLUDED.current_step,
                 eligible = EXCLUDED.eligible, step_from = EXCLUDED.step_from,
-                current_eligible = EXCLUDED.current_eligible,
+                current_eligible = EXCLUDED.current_eligible, changes_deadline = EXCLUDED.changes_deadline,
+                remind_at = EXCLUDED.remind_at, escalate_at = EXCLUDED.escalate_at,
+                reminded = EXCLUDED.reminded, escalated = EXCLUDED.escalated,
                 submitted_at = EXCLUDED.submitted_at, paid_at = EXCLUDED.paid_at,
                 updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
         }
@@ -781,7 +842,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
                               $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], $12::text[], $13::timestamptz[],
                               $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bigint[],
                               $18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[],
-                              $24::jsonb[], $25::integer[], $26::jsonb[])
+                              $24::jsonb[], $25::integer[], $26::jsonb[], $27::timestamptz[],
+                              $28::timestamptz[], $29::timestamptz[], $30::boolean[], $31::boolean[])
          {on_conflict}"
     ))
     .bind(col!(|r| r.id))
@@ -810,6 +872,11 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
     .bind(col!(|r| r.eligible.as_ref().map(Json)))
     .bind(col!(|r| r.step_from))
     .bind(col!(|r| r.current_eligible().map(Json)))
+    .bind(col!(|r| r.due.changes_deadline))
+    .bind(col!(|r| r.due.remind_at))
+    .bind(col!(|r| r.due.escalate_at))
+    .bind(col!(|r| r.due.reminded))
+    .bind(col!(|r| r.due.escalated))
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -339,7 +339,7 @@ async fn mixed_history(service: &CommandService, people: &People, funds: usize, 
                 3 => {
                     let id = create(service, people, *fund, small, true).await;
                     service
-                        .request_changes(&ctx(&people.head), id, "receipt missing")
+                        .request_changes(&ctx(&people.head), id, "receipt missing", None)
                         .await
                         .expect("changes");
                     let changes = Changes {
