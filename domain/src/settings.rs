@@ -32,16 +32,19 @@ pub enum SettingKey {
     LockoutThreshold,
     /// The longest a throttled account waits between attempts, in minutes, 1 to 1440.
     LockoutMinutes,
+    /// How many days an invitation's link works (from issuing or resending it), 1 to 90.
+    InvitationExpiryDays,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 6] = [
+    pub const ALL: [SettingKey; 7] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
         SettingKey::PasswordRequireDigit,
         SettingKey::LockoutThreshold,
         SettingKey::LockoutMinutes,
+        SettingKey::InvitationExpiryDays,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl SettingKey {
             SettingKey::PasswordRequireDigit => "password_require_digit",
             SettingKey::LockoutThreshold => "lockout_threshold",
             SettingKey::LockoutMinutes => "lockout_minutes",
+            SettingKey::InvitationExpiryDays => "invitation_expiry_days",
         }
     }
 }
@@ -114,11 +118,19 @@ pub struct Lockout {
     pub minutes: u32,
 }
 
+/// Invitations as admins set them (read where invitations are issued and resent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationSettings {
+    /// How many days a link works.
+    pub expiry_days: u32,
+}
+
 /// Every setting with its value in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub password: PasswordPolicy,
     pub lockout: Lockout,
+    pub invitations: InvitationSettings,
 }
 
 impl Default for Settings {
@@ -131,6 +143,7 @@ impl Default for Settings {
                 require_digit: true,
             },
             lockout: Lockout { threshold: 5, minutes: 15 },
+            invitations: InvitationSettings { expiry_days: 7 },
         }
     }
 }
@@ -145,6 +158,7 @@ impl Settings {
             SettingKey::PasswordRequireDigit => self.password.require_digit.into(),
             SettingKey::LockoutThreshold => self.lockout.threshold.into(),
             SettingKey::LockoutMinutes => self.lockout.minutes.into(),
+            SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
         }
     }
 
@@ -165,6 +179,7 @@ impl Settings {
             SettingKey::PasswordRequireDigit => self.password.require_digit = flag()?,
             SettingKey::LockoutThreshold => self.lockout.threshold = whole(1, 100)?,
             SettingKey::LockoutMinutes => self.lockout.minutes = whole(1, 1440)?,
+            SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
         }
         Ok(())
     }
@@ -283,6 +298,8 @@ mod tests {
             (SettingKey::LockoutThreshold, json!(0)),
             (SettingKey::LockoutMinutes, json!(1441)),
             (SettingKey::LockoutMinutes, json!(-5)),
+            (SettingKey::InvitationExpiryDays, json!(0)),
+            (SettingKey::InvitationExpiryDays, json!(91)),
         ] {
             let err = Settings::default().set(key, &value).unwrap_err();
             assert!(
