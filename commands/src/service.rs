@@ -8,8 +8,10 @@
 
 use crate::auth::hash_password;
 use crate::cache::AggregateCache;
+use crate::clock::Clock;
 use crate::context::CommandContext;
 use crate::error::CommandError;
+use crate::invitations::InvitationSetup;
 use crate::locks::KeyedLocks;
 use crate::store::{decide, AppendError, EventStore, Loaded, SideWrite, StreamAppend, SNAPSHOT_EVERY};
 use crate::views::{
@@ -79,6 +81,11 @@ pub struct CommandService {
     store: EventStore,
     locks: Arc<KeyedLocks>,
     cache: Arc<AggregateCache>,
+    /// The time decisions are made with (`Clock::now`; tests move it).
+    clock: Clock,
+    /// What issuing invitations needs (their tokens' key, their links); `None` in services
+    /// that issue none (the command line).
+    invitations: Option<Arc<InvitationSetup>>,
 }
 
 /// The actor of a user command; operator contexts may not run user commands.
@@ -118,7 +125,31 @@ impl CommandService {
 
     /// A service with the given aggregate cache (`AggregateCache::with_capacity(0)`: none).
     pub fn with_cache(store: EventStore, cache: AggregateCache) -> Self {
-        Self { store, locks: Arc::new(KeyedLocks::default()), cache: Arc::new(cache) }
+        Self {
+            store,
+            locks: Arc::new(KeyedLocks::default()),
+            cache: Arc::new(cache),
+            clock: Clock::default(),
+            invitations: None,
+        }
+    }
+
+    /// This service issuing invitations with `setup` (the API's service).
+    pub fn with_invitations(mut self, setup: InvitationSetup) -> Self {
+        self.invitations = Some(Arc::new(setup));
+        self
+    }
+
+    /// What issuing invitations needs; an error in a service set up without it.
+    pub(crate) fn invitation_setup(&self) -> Result<Arc<InvitationSetup>, CommandError> {
+        self.invitations
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("this command service was not set up to issue invitations").into())
+    }
+
+    /// The clock decisions are made with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn cache(&self) -> &AggregateCache {
@@ -205,6 +236,9 @@ impl CommandService {
             }
             Err(AppendError::Unique(constraint)) if constraint == "users_email_key" => {
                 Err(DomainError::AlreadyExists { what: "a user with this email" }.into())
+            }
+            Err(AppendError::Unique(constraint)) if constraint == "invitations_open_email_key" => {
+                Err(DomainError::AlreadyExists { what: pettycash_domain::invitation::OPEN_INVITATION }.into())
             }
             Err(AppendError::Unique(constraint))
                 if constraint == "org_units_code_key" || constraint == "org_units_company_code_key" =>

@@ -116,6 +116,9 @@ impl NewLink {
     }
 }
 
+/// What `already_exists` names when an email has an open invitation.
+pub const OPEN_INVITATION: &str = "an open invitation to this email (resend or revoke it)";
+
 /// What the caller found holding the email already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailTaken {
@@ -253,9 +256,7 @@ impl Aggregate for Invitation {
                         return Err(DomainError::AlreadyExists { what: "a user with this email" })
                     }
                     Some(EmailTaken::OpenInvitation) => {
-                        return Err(DomainError::AlreadyExists {
-                            what: "an open invitation to this email (resend or revoke it)",
-                        })
+                        return Err(DomainError::AlreadyExists { what: OPEN_INVITATION })
                     }
                     None => {}
                 }
