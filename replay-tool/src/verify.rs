@@ -400,8 +400,10 @@ impl Verifier {
             "approval_policy" => {
                 e.decode::<PolicyEvent>().map(|ev| cqrs_es::Aggregate::apply(&mut self.policy, ev))
             }
-            // Organisation units carry no rule `verify` checks; they must still read.
+            // Organisation units and invitations carry no rule `verify` checks; they must still
+            // read. (An accepted invitation's user is checked by its own `user` events.)
             "org_unit" => e.decode::<pettycash_domain::organisation::UnitEvent>().map(|_| ()),
+            "invitation" => e.decode::<pettycash_domain::invitation::InvitationEvent>().map(|_| ()),
             _ => Ok(()),
         };
         if let Err(err) = result {
