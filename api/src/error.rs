@@ -125,6 +125,7 @@ impl From<CommandError> for ApiError {
                     ErrorKind::Forbidden => StatusCode::FORBIDDEN,
                     ErrorKind::Conflict => StatusCode::CONFLICT,
                     ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                    ErrorKind::Gone => StatusCode::GONE,
                 };
                 let mut api = ApiError::new(status, e.code(), e.to_string());
                 api.field = e.field().map(String::from);

@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
-use crate::routes::{auth, funds, mail, meta, org, payments, policy, reads, requisitions, settings, users};
+use crate::routes::{
+    auth, funds, invitations, mail, meta, org, payments, policy, reads, requisitions, settings, users,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -12,6 +14,8 @@ use utoipa::{Modify, OpenApi};
         auth::login, auth::logout, auth::me, mail::get_preferences, mail::put_preferences,
         users::create_user, users::grant_role, users::revoke_role, users::list_users,
         users::assign_unit, users::deactivate, users::reactivate,
+        invitations::invite, invitations::list, invitations::resend, invitations::revoke,
+        invitations::lookup, invitations::accept,
         org::open_unit, org::list_units, org::rename_unit, org::close_unit, org::import,
         funds::open_fund, funds::get_fund,
         policy::get_policy, policy::put_policy, policy::put_thresholds,

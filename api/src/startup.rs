@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     let needs_database = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::invitations::router())
         .merge(routes::mail::router())
         .merge(routes::org::router())
         .merge(routes::funds::router())

@@ -5,6 +5,7 @@ use crate::db_health::DbHealth;
 use anyhow::Context;
 use pettycash_commands::auth::Authenticator;
 use pettycash_commands::cache::AggregateCache;
+use pettycash_commands::invitations::InvitationSetup;
 use pettycash_commands::{CommandService, EventStore};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -35,10 +36,13 @@ impl AppState {
             std::time::Duration::from_millis(config.session_cache_ms),
             config.login_throttle,
         );
+        // Invitation tokens are hashed under SECRET_KEY, like session tokens.
+        let invitations = InvitationSetup::new(secret.expose_secret().as_bytes(), config.mail.links());
         let commands = CommandService::with_cache(
             EventStore::new(pool.clone(), key),
             AggregateCache::with_capacity(config.aggregate_cache_size),
-        );
+        )
+        .with_invitations(invitations);
         let db = DbHealth::new(&pool);
         Ok(Self { config: Arc::new(config), pool, commands, auth, db })
     }

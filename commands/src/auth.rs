@@ -225,6 +225,18 @@ impl Authenticator {
             return Err(CommandError::Unauthenticated("this account is deactivated"));
         }
         self.throttle.succeeded(&keys).await?;
+        self.open_session(user_id, device.as_ref(), meta).await?.ok_or(BAD)
+    }
+
+    /// Opens a session for `user_id`, who has just proved who they are (a password checked,
+    /// an invitation accepted), with the device cookie to hand out (that of `device`, else a
+    /// new one). `None` when the user does not exist.
+    async fn open_session(
+        &self,
+        user_id: Id,
+        device: Option<&crate::throttle::Device>,
+        meta: &RequestMeta,
+    ) -> Result<Option<Session>, CommandError> {
         let token = random_base64::<32>();
         let expires_at = Utc::now() + self.session_ttl;
         sqlx::query(
@@ -237,9 +249,15 @@ impl Authenticator {
         .bind(meta.user_agent.as_deref().map(|ua| ua.chars().take(500).collect::<String>()))
         .execute(&self.pool)
         .await?;
-        let user = self.user(user_id).await?.ok_or(BAD)?;
-        let device_cookie = self.throttle.device_cookie(device.as_ref(), user_id);
-        Ok(Session { token, expires_at, user, device_cookie })
+        let Some(user) = self.user(user_id).await? else { return Ok(None) };
+        let device_cookie = self.throttle.device_cookie(device, user_id);
+        Ok(Some(Session { token, expires_at, user, device_cookie }))
+    }
+
+    /// Signs in a user who has just accepted their invitation (they chose their password a
+    /// moment ago, in the acceptance's transaction): their first session and device cookie.
+    pub async fn sign_in_invited(&self, user_id: Id, meta: &RequestMeta) -> Result<Session, CommandError> {
+        self.open_session(user_id, None, meta).await?.ok_or(CommandError::not_found("user"))
     }
 
     /// The user a session token belongs to, if the session is live and the user active:

@@ -2,30 +2,32 @@
 //! companies, regions, branches, departments, cost centres, users — with the old system's
 //! columns.
 //!
-//! Every row is decided like the command it stands for (opening a unit, registering a user in
-//! a unit), against the organisation as it is plus nothing else: a file holds one kind, whose
+//! Every row is decided like the command it stands for (opening a unit, inviting a user into a
+//! unit), against the organisation as it is plus nothing else: a file holds one kind, whose
 //! parents must exist already (import companies, then regions, ...). Each row gets a verdict:
 //!
-//! - `created`: it will be (or was) recorded, with its new id;
-//! - `unchanged`: the same unit (code, kind, name, parent) or user (email, name, roles, unit)
-//!   exists already: nothing is recorded, so importing a file twice changes nothing;
+//! - `created`: it will be (or was) recorded, with its new id (a user row's: its invitation's);
+//! - `unchanged`: the same unit (code, kind, name, parent), or user or open invitation (email,
+//!   name, roles, unit) exists already: nothing is recorded, so importing a file twice changes
+//!   nothing (and mails nobody again);
 //! - `rejected`: with one error per field (`{field, message}`, the field being the file's
 //!   column, or `row` for what concerns the whole row).
 //!
 //! With any rejected row nothing is recorded, unless the caller asked to skip bad rows. What is
-//! recorded is recorded in one transaction (all the events, their `org_units` and `users` rows),
-//! so an import is never half done. Users are registered without a password (an operator sets
-//! one, `pettycash user password`); the report lists them with their ids — the hook where
-//! invitations will attach.
+//! recorded is recorded in one transaction (all the events, their `org_units` and
+//! `invitations` rows, the invitation mails), so an import is never half done. Users are
+//! invited, as the old system's import did: each gets a mail with a link and chooses their own
+//! password ([`crate::invitations`]); nobody's password passes through the importer.
 
 use crate::context::CommandContext;
 use crate::error::CommandError;
+use crate::invitations::{plan as plan_invitation, Facts, NewInvitation};
 use crate::org::{admin_requester, decide_open, unit_row, NewUnit, UnitView};
-use crate::service::{user_row, CommandService};
-use crate::store::{decide, Loaded, SideWrite, StreamAppend};
+use crate::service::CommandService;
+use crate::store::{Loaded, SideWrite, StreamAppend};
 use crate::Outcome;
 use pettycash_domain::organisation::{clean_code, OrgUnit, ParentUnit, UnitKind};
-use pettycash_domain::user::{normalise_email, AssignedUnit, Requester, User, UserCommand};
+use pettycash_domain::user::{normalise_email, Requester};
 use pettycash_domain::visibility::{may_see_unit, may_see_user};
 use pettycash_domain::{DomainError, Id, Role};
 use serde::Serialize;
@@ -443,6 +445,10 @@ impl CommandService {
         plans
     }
 
+    /// Users: each new one is invited (an invitation and its mail, as `POST /api/invitations`
+    /// would), not registered: they choose their own password. A row whose email a user or an
+    /// open invitation has already is `unchanged` when it says the same (name, roles, unit),
+    /// else rejected.
     async fn plan_users(
         &self,
         by: &Requester,
@@ -450,6 +456,7 @@ impl CommandService {
         index: &HashMap<&'static str, usize>,
         org: &Organisation,
     ) -> Result<Vec<Plan>, CommandError> {
+        /// A user, or an open invitation, holding an email.
         #[derive(sqlx::FromRow)]
         struct Existing {
             id: Id,
@@ -458,14 +465,24 @@ impl CommandService {
             roles: Vec<String>,
             unit_id: Option<Id>,
             company_id: Option<Id>,
+            /// Invitations only: who sent it.
+            invited_by: Option<Id>,
+            invitation: bool,
         }
+        let setup = self.invitation_setup()?;
         let emails: Vec<String> = table
             .rows
             .iter()
             .filter_map(|row| normalise_email(Cells { index, row }.get("email")).ok())
             .collect();
+        // A user comes first: an accepted invitation's email is its user's.
         let existing: HashMap<String, Existing> = sqlx::query_as::<_, Existing>(
-            "SELECT id, email, name, roles, unit_id, company_id FROM users WHERE email = ANY($1)",
+            "SELECT id, email, name, roles, unit_id, company_id, NULL::uuid AS invited_by, false AS invitation
+             FROM users WHERE email = ANY($1)
+             UNION ALL
+             SELECT id, email, name, roles, unit_id, company_id, invited_by, true
+             FROM invitations WHERE email = ANY($1) AND status = 'pending'
+             ORDER BY invitation DESC",
         )
         .bind(&emails)
         .fetch_all(self.store().pool())
@@ -473,6 +490,9 @@ impl CommandService {
         .into_iter()
         .map(|u| (u.email.clone(), u))
         .collect();
+        let inviter = self.user_name(crate::invitations::by_id(by)).await?;
+        let valid_days = self.settings().await?.invitations.expiry_days;
+        let now = self.clock().now();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut plans = Vec::with_capacity(table.rows.len());
         for row in &table.rows {
@@ -490,49 +510,52 @@ impl CommandService {
                     return Err(errors);
                 };
                 let name = cells.get("name").to_string();
-                if let Some(user) = existing.get(&email) {
-                    let visible = match by {
-                        Requester::Operator => true,
-                        Requester::Admin(actor) => may_see_user(actor, user.company_id),
+                if let Some(found) = existing.get(&email) {
+                    let visible = match (by, found.invitation) {
+                        (Requester::Operator, _) => true,
+                        (Requester::Admin(actor), false) => may_see_user(actor, found.company_id),
+                        (by, true) => crate::invitations::manages(by, found.company_id, found.invited_by),
                     };
-                    let mut held: Vec<Role> = user.roles.iter().filter_map(|r| r.parse().ok()).collect();
+                    let mut held: Vec<Role> = found.roles.iter().filter_map(|r| r.parse().ok()).collect();
                     held.sort();
-                    // The same user as the row: unchanged, even if the importer no longer sees
-                    // them (the organisation's admin who put them in a company): the row names
-                    // a unit the importer sees, so it tells them nothing new.
-                    let same = user.name == name
-                        && held == roles
-                        && user.unit_id == unit.as_ref().map(|u| u.path.unit_id);
+                    // The same user (or invitation) as the row: unchanged, even if the importer
+                    // no longer sees them (the organisation's admin who put them in a company):
+                    // the row names a unit the importer sees, so it tells them nothing new.
+                    let same = found.name == name && held == roles && found.unit_id == unit.map(|u| u.id);
+                    let what = if found.invitation {
+                        "an open invitation to this email"
+                    } else {
+                        "a user with this email"
+                    };
                     return match (visible, same) {
-                        (_, true) => Ok(Plan::Unchanged(user.id)),
+                        (_, true) => Ok(Plan::Unchanged(found.id)),
                         (true, false) => Err(vec![error(
                             "email",
-                            "a user with this email exists with another name, roles or unit; change them \
-                             over the API",
+                            format!(
+                                "{what} exists with another name, roles or unit; change them over the API{}",
+                                if found.invitation {
+                                    " (revoke the invitation and invite again)"
+                                } else {
+                                    ""
+                                }
+                            ),
                         )]),
-                        (false, false) => Err(vec![error("email", "a user with this email exists")]),
+                        (false, false) => Err(vec![error("email", format!("{what} exists"))]),
                     };
                 }
-                let user_id = Id::now_v7();
-                let mut user = User::default();
-                let register = UserCommand::Register { user_id, email, name, roles, by: by.clone() };
-                let mut events =
-                    decide(&mut user, register).await.map_err(|e| vec![domain_error(&e, "row")])?;
-                if unit.is_some() {
-                    let assign = UserCommand::AssignUnit { unit: unit.clone(), by: by.clone() };
-                    events.extend(
-                        decide(&mut user, assign).await.map_err(|e| vec![domain_error(&e, "unit_code")])?,
-                    );
-                }
-                let loaded = Loaded { id: user_id.to_string(), state: User::default(), version: 0 };
-                let stream = StreamAppend::of(&loaded, &events, &user)
-                    .map_err(|e| vec![error("row", e.to_string())])?;
-                let mut writes = vec![user_row(user_id, &user)];
-                if let Some(u) = &unit {
-                    writes.push(SideWrite::SetUserUnit { user_id, unit: Some(u.path) });
-                }
-                let locks = unit.iter().map(|u| u.path.unit_id).collect();
-                Ok(Plan::Created { id: user_id, stream, writes, locks })
+                let input = NewInvitation { email, name, roles, unit_id: unit.map(|u| u.id) };
+                let facts = Facts { by, unit, email_taken: None, inviter: inviter.clone(), valid_days, now };
+                let planned = plan_invitation(&setup, input, facts).await.map_err(|e| match e {
+                    CommandError::Domain(e) => vec![domain_error(&e, "unit_code")],
+                    other => vec![error("row", other.to_string())],
+                })?;
+                let locks = unit.iter().map(|u| u.id).collect();
+                Ok(Plan::Created {
+                    id: planned.view.id,
+                    stream: planned.stream,
+                    writes: planned.writes,
+                    locks,
+                })
             }
             .await;
             plans.push(plan.unwrap_or_else(Plan::Rejected));
@@ -672,11 +695,11 @@ fn parse_roles(cell: &str) -> Result<Vec<Role>, FieldError> {
 /// The unit a user row puts its user in: `unit_code` in `company_code`'s company; the company
 /// itself without a unit code; without a company code, an admin's own company (none for an
 /// admin of no unit or the operator).
-fn user_unit(
+fn user_unit<'o>(
     by: &Requester,
     cells: &Cells<'_>,
-    org: &Organisation,
-) -> Result<Option<AssignedUnit>, FieldError> {
+    org: &'o Organisation,
+) -> Result<Option<&'o UnitView>, FieldError> {
     let (company_cell, unit_cell) = (cells.get("company_code"), cells.get("unit_code"));
     let company = if company_cell.is_empty() {
         let own = match by {
@@ -710,7 +733,7 @@ fn user_unit(
     if unit.closed {
         return Err(error("unit_code", DomainError::UnitClosed.to_string()));
     }
-    Ok(Some(AssignedUnit { path: unit.path(), closed: unit.closed }))
+    Ok(Some(unit))
 }
 
 #[cfg(test)]

@@ -13,10 +13,12 @@
 
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod context;
 pub mod error;
 pub mod group;
 pub mod import;
+pub mod invitations;
 pub mod locks;
 pub mod mail;
 pub mod org;

@@ -398,9 +398,18 @@ impl CommandService {
         by: &Requester,
         unit_id: Option<Id>,
     ) -> Result<Option<AssignedUnit>, CommandError> {
+        let row = self.unit_row_for_new_user(by, unit_id).await?;
+        Ok(row.map(|row| AssignedUnit { path: row.path(), closed: row.closed }))
+    }
+
+    /// [`Self::unit_for_new_user`], as the `org_units` table holds it (with its name).
+    pub(crate) async fn unit_row_for_new_user(
+        &self,
+        by: &Requester,
+        unit_id: Option<Id>,
+    ) -> Result<Option<UnitView>, CommandError> {
         if let Some(id) = unit_id {
-            let row = self.visible_unit(by, id, Some("unit_id")).await?;
-            return Ok(Some(AssignedUnit { path: row.path(), closed: row.closed }));
+            return Ok(Some(self.visible_unit(by, id, Some("unit_id")).await?));
         }
         let company = match by {
             Requester::Admin(actor) => actor.company(),
@@ -408,10 +417,7 @@ impl CommandService {
         };
         match company {
             None => Ok(None),
-            Some(company) => {
-                let row = self.unit(company).await?.ok_or(CommandError::not_found("unit"))?;
-                Ok(Some(AssignedUnit { path: row.path(), closed: row.closed }))
-            }
+            Some(company) => Ok(Some(self.unit(company).await?.ok_or(CommandError::not_found("unit"))?)),
         }
     }
 }

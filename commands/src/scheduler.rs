@@ -69,7 +69,7 @@ fn moved_on(e: &CommandError) -> bool {
 
 /// Acts on everything due by the service's clock now.
 pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
-    let now = service.now();
+    let now = service.clock().now();
     let (expire, remind, escalate) = due(service, now).await?;
     let mut done = Tick::default();
     for id in expire {

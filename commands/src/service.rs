@@ -8,8 +8,10 @@
 
 use crate::auth::hash_password;
 use crate::cache::AggregateCache;
+use crate::clock::Clock;
 use crate::context::CommandContext;
 use crate::error::CommandError;
+use crate::invitations::InvitationSetup;
 use crate::locks::KeyedLocks;
 use crate::store::{decide, AppendError, EventStore, Loaded, SideWrite, StreamAppend, SNAPSHOT_EVERY};
 use crate::views::{
@@ -80,13 +82,12 @@ pub struct CommandService {
     store: EventStore,
     locks: Arc<KeyedLocks>,
     cache: Arc<AggregateCache>,
-    /// What time it is for decisions that depend on it (deadlines); the system clock, or a
-    /// test's.
+    /// The time decisions are made with (`Clock::now`; tests move it).
     clock: Clock,
+    /// What issuing invitations needs (their tokens' key, their links); `None` in services
+    /// that issue none (the command line).
+    invitations: Option<Arc<InvitationSetup>>,
 }
-
-/// A source of the current time.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// The approval policy and the runtime settings are one stream for every company: an admin of
 /// one company does not change them for the others, only an admin of no unit may.
@@ -117,26 +118,34 @@ impl CommandService {
             store,
             locks: Arc::new(KeyedLocks::default()),
             cache: Arc::new(cache),
-            clock: Arc::new(Utc::now),
+            clock: Clock::default(),
+            invitations: None,
         }
     }
 
-    /// The same service deciding with `clock`'s time (tests move it to a deadline).
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+    /// This service issuing invitations with `setup` (the API's service).
+    pub fn with_invitations(mut self, setup: InvitationSetup) -> Self {
+        self.invitations = Some(Arc::new(setup));
         self
     }
 
-    /// The time now, by this service's clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+    /// What issuing invitations needs; an error in a service set up without it.
+    pub(crate) fn invitation_setup(&self) -> Result<Arc<InvitationSetup>, CommandError> {
+        self.invitations
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("this command service was not set up to issue invitations").into())
+    }
+
+    /// The clock decisions are made with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The deadlines a step that becomes current now gets, from the settings.
     async fn deadlines(&self) -> Result<Deadlines, CommandError> {
         let waiting = self.settings().await?.waiting;
         Ok(Deadlines {
-            now: self.now(),
+            now: self.clock.now(),
             remind_after_hours: waiting.approval_reminder_hours,
             escalate_after_hours: waiting.approval_escalation_hours,
         })
@@ -226,6 +235,9 @@ impl CommandService {
             }
             Err(AppendError::Unique(constraint)) if constraint == "users_email_key" => {
                 Err(DomainError::AlreadyExists { what: "a user with this email" }.into())
+            }
+            Err(AppendError::Unique(constraint)) if constraint == "invitations_open_email_key" => {
+                Err(DomainError::AlreadyExists { what: pettycash_domain::invitation::OPEN_INVITATION }.into())
             }
             Err(AppendError::Unique(constraint))
                 if constraint == "org_units_code_key" || constraint == "org_units_company_code_key" =>
@@ -820,7 +832,7 @@ impl CommandService {
         reason: &str,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        let now = self.now();
+        let now = self.clock.now();
         let hours = self.settings().await?.waiting.change_request_hours;
         let deadline = deadline.unwrap_or(now + chrono::Duration::hours(i64::from(hours)));
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::RequestChanges {
@@ -836,21 +848,21 @@ impl CommandService {
 
     /// Expires a requisition whose requested changes were not made by their deadline.
     pub async fn expire(&self, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
-        let now = self.now();
+        let now = self.clock.now();
         self.on_requisition_as_system(id, move |_| RequisitionCommand::Expire { now }).await
     }
 
     /// Reminds the current step's approvers of a requisition that waited past the reminder
     /// time (the `notifications` projection mails them).
     pub async fn remind_overdue(&self, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
-        let now = self.now();
+        let now = self.clock.now();
         self.on_requisition_as_system(id, move |_| RequisitionCommand::RemindOverdue { now }).await
     }
 
     /// Gives the current step of a requisition that waited past its escalation time to its
     /// company's active admins.
     pub async fn escalate_overdue(&self, id: Id) -> Result<Outcome<RequisitionView>, CommandError> {
-        let now = self.now();
+        let now = self.clock.now();
         let loaded = self.load::<Requisition>(id, Source::Store).await?;
         let company = loaded.state.unit.as_ref().map(|u| u.company);
         let admins: Vec<Id> = sqlx::query_scalar(

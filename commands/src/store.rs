@@ -524,6 +524,30 @@ pub enum SideWrite {
     /// active members, after taking an exclusive lock on its row (which waits for the
     /// commands holding [`SideWrite::UnitIsOpen`] on it, and makes later ones wait).
     UnitIsEmpty { unit_id: uuid::Uuid },
+    /// The `invitations` row, as of the invitation's latest event (issued, resent, revoked).
+    /// `invitations_open_email_key` keeps one open invitation per email.
+    UpsertInvitation(InvitationRow),
+    /// Marks the invitation accepted by `user_id` if it is still pending with the link
+    /// `token_hash`; otherwise refuses the command (`DomainError::InvitationInvalid`). A link
+    /// is used once whatever raced it: the invitation stream's next sequence is the first
+    /// guard, this conditional update the second.
+    ClaimInvitation { id: uuid::Uuid, token_hash: String, user_id: uuid::Uuid },
+}
+
+/// An invitation as the `invitations` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRow {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub name: String,
+    pub roles: Vec<pettycash_domain::Role>,
+    pub unit_id: Option<uuid::Uuid>,
+    pub company_id: Option<uuid::Uuid>,
+    pub token_hash: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// As recorded: pending, accepted or revoked.
+    pub status: pettycash_domain::invitation::InvitationStatus,
+    pub invited_by: Option<uuid::Uuid>,
 }
 
 /// A unit as the `org_units` table holds it.
@@ -572,6 +596,25 @@ impl SideWrite {
                     count_unit_contents(&mut **tx, unit_id).await.map_err(AppendError::Database)?;
                 if open_children > 0 || members > 0 {
                     return Err(AppendError::Rule(DomainError::UnitNotEmpty { open_children, members }));
+                }
+                Ok(())
+            }
+            SideWrite::ClaimInvitation { id, token_hash, user_id } => {
+                let claimed = sqlx::query(
+                    "UPDATE invitations SET status = 'accepted', user_id = $3, last_position = $4
+                     WHERE id = $1 AND token_hash = $2 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(token_hash)
+                .bind(user_id)
+                .bind(position)
+                .execute(&mut **tx)
+                .await
+                .map_err(AppendError::Database)?;
+                if claimed.rows_affected() == 0 {
+                    return Err(AppendError::Rule(DomainError::InvitationInvalid {
+                        reason: "claimed meanwhile",
+                    }));
                 }
                 Ok(())
             }
@@ -676,7 +719,31 @@ impl SideWrite {
                 .execute(&mut **tx)
                 .await?;
             }
-            SideWrite::UnitIsOpen { .. } | SideWrite::UnitIsEmpty { .. } => {
+            SideWrite::UpsertInvitation(i) => {
+                sqlx::query(
+                    "INSERT INTO invitations (id, email, name, roles, unit_id, company_id, token_hash, expires_at,
+                                              status, invited_by, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT (id) DO UPDATE
+                     SET token_hash = $7, expires_at = $8, status = $9, last_position = $11",
+                )
+                .bind(i.id)
+                .bind(&i.email)
+                .bind(&i.name)
+                .bind(&i.roles)
+                .bind(i.unit_id)
+                .bind(i.company_id)
+                .bind(&i.token_hash)
+                .bind(i.expires_at)
+                .bind(i.status)
+                .bind(i.invited_by)
+                .bind(position)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::UnitIsOpen { .. }
+            | SideWrite::UnitIsEmpty { .. }
+            | SideWrite::ClaimInvitation { .. } => {
                 unreachable!("checked by SideWrite::apply")
             }
             SideWrite::SetPassword { user_id, hash } => {

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Conflict,
     /// The thing does not exist (404).
     NotFound,
+    /// It existed for a while and is no longer usable: an invitation link (410).
+    Gone,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +101,16 @@ pub enum DomainError {
          close or move them first"
     )]
     UnitNotEmpty { open_children: u64, members: u64 },
+    /// An invitation link that does not work, whatever the reason (unknown, used, revoked,
+    /// replaced by a newer link, expired): one message for all, so that the answer tells nothing
+    /// about the link. `reason` is for the log only.
+    #[error(
+        "this invitation link is not valid: it may have expired, been used or been withdrawn; \
+         ask an administrator to send you a new one"
+    )]
+    InvitationInvalid { reason: &'static str },
+    #[error("the invitation is {status}: only a pending or expired invitation can be resent or revoked")]
+    InvitationNotPending { status: crate::invitation::InvitationStatus },
 }
 
 impl DomainError {
@@ -148,6 +160,8 @@ impl DomainError {
             DomainError::UnitClosed => "unit_closed",
             DomainError::CodeTaken => "code_taken",
             DomainError::UnitNotEmpty { .. } => "unit_not_empty",
+            DomainError::InvitationInvalid { .. } => "invitation_invalid",
+            DomainError::InvitationNotPending { .. } => "invitation_not_pending",
         }
     }
 
@@ -182,7 +196,9 @@ impl DomainError {
             | DomainError::NotDueYet
             | DomainError::UnitClosed
             | DomainError::CodeTaken
-            | DomainError::UnitNotEmpty { .. } => ErrorKind::Conflict,
+            | DomainError::UnitNotEmpty { .. }
+            | DomainError::InvitationNotPending { .. } => ErrorKind::Conflict,
+            DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
         }
     }
 

@@ -1,7 +1,9 @@
-//! Petty Cash domain model: the aggregates (user, fund, requisition, approval policy), their
-//! commands and events, money and currencies, roles, and the business rules as typed errors.
+//! Petty Cash domain model: the aggregates (user, invitation, fund, requisition, approval
+//! policy, organisation unit, settings), their commands and events, money and currencies,
+//! roles, and the business rules as typed errors.
 //!
-//! This crate is pure: no I/O, no clock, no database. Everything a decision needs (the actor
+//! This crate is pure: no I/O, no clock (times such as "now" come in the command), no
+//! database. Everything a decision needs (the actor
 //! and their roles, the approval chain in force, the fund's currency) is looked up by the
 //! `commands` crate and put into the command, so that replaying events never depends on
 //! today's configuration and every rule can be tested with given/when/then.
@@ -9,6 +11,7 @@
 pub mod error;
 pub mod fund;
 pub mod integrity;
+pub mod invitation;
 pub mod mail;
 pub mod money;
 pub mod organisation;

@@ -60,6 +60,12 @@ impl MailCategory {
     pub fn is_mutable(self) -> bool {
         !matches!(self, MailCategory::Invitation | MailCategory::Security | MailCategory::PaymentCode)
     }
+
+    /// Whether its mail carries a secret (an invitation's link, a payment code): its body waits
+    /// in the outbox only until it is sent, then the sender removes it.
+    pub fn carries_secret(self) -> bool {
+        matches!(self, MailCategory::Invitation | MailCategory::PaymentCode)
+    }
 }
 
 impl fmt::Display for MailCategory {

@@ -39,10 +39,12 @@ pub enum SettingKey {
     ApprovalReminderHours,
     /// How long a step may wait before it goes to the admins, in hours, 1 to 2160.
     ApprovalEscalationHours,
+    /// How many days an invitation's link works (from issuing or resending it), 1 to 90.
+    InvitationExpiryDays,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 9] = [
+    pub const ALL: [SettingKey; 10] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -52,6 +54,7 @@ impl SettingKey {
         SettingKey::ChangeRequestHours,
         SettingKey::ApprovalReminderHours,
         SettingKey::ApprovalEscalationHours,
+        SettingKey::InvitationExpiryDays,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl SettingKey {
             SettingKey::ChangeRequestHours => "change_request_hours",
             SettingKey::ApprovalReminderHours => "approval_reminder_hours",
             SettingKey::ApprovalEscalationHours => "approval_escalation_hours",
+            SettingKey::InvitationExpiryDays => "invitation_expiry_days",
         }
     }
 }
@@ -138,6 +142,13 @@ pub struct Waiting {
     pub approval_escalation_hours: u32,
 }
 
+/// Invitations as admins set them (read where invitations are issued and resent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationSettings {
+    /// How many days a link works.
+    pub expiry_days: u32,
+}
+
 /// Every setting with its value in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -145,11 +156,19 @@ pub struct Settings {
     pub lockout: Lockout,
     #[serde(default)]
     pub waiting: Waiting,
+    #[serde(default)]
+    pub invitations: InvitationSettings,
 }
 
 impl Default for Waiting {
     fn default() -> Self {
         Self { change_request_hours: 48, approval_reminder_hours: 24, approval_escalation_hours: 72 }
+    }
+}
+
+impl Default for InvitationSettings {
+    fn default() -> Self {
+        Self { expiry_days: 7 }
     }
 }
 
@@ -164,6 +183,7 @@ impl Default for Settings {
             },
             lockout: Lockout { threshold: 5, minutes: 15 },
             waiting: Waiting::default(),
+            invitations: InvitationSettings::default(),
         }
     }
 }
@@ -181,6 +201,7 @@ impl Settings {
             SettingKey::ChangeRequestHours => self.waiting.change_request_hours.into(),
             SettingKey::ApprovalReminderHours => self.waiting.approval_reminder_hours.into(),
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours.into(),
+            SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
         }
     }
 
@@ -204,6 +225,7 @@ impl Settings {
             SettingKey::ChangeRequestHours => self.waiting.change_request_hours = whole(1, 720)?,
             SettingKey::ApprovalReminderHours => self.waiting.approval_reminder_hours = whole(1, 720)?,
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
+            SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
         }
         Ok(())
     }
@@ -322,6 +344,8 @@ mod tests {
             (SettingKey::LockoutThreshold, json!(0)),
             (SettingKey::LockoutMinutes, json!(1441)),
             (SettingKey::LockoutMinutes, json!(-5)),
+            (SettingKey::InvitationExpiryDays, json!(0)),
+            (SettingKey::InvitationExpiryDays, json!(91)),
         ] {
             let err = Settings::default().set(key, &value).unwrap_err();
             assert!(

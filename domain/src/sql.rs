@@ -54,5 +54,6 @@ stored_as_text!(
     crate::fund::MovementKind,
     crate::mail::MailCategory,
     crate::organisation::UnitKind,
-    crate::organisation::Origin
+    crate::organisation::Origin,
+    crate::invitation::InvitationStatus
 );

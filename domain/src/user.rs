@@ -111,6 +111,15 @@ pub enum UserCommand {
         unit_closed: bool,
         by: Requester,
     },
+    /// The invitee of `invitation` (as it stands once accepted by `user_id`) becomes a user:
+    /// registered with the invited roles by the admin who invited them (their sponsor), and put
+    /// in the invited unit (`unit`: that unit as looked up now). No admin acts here; the
+    /// invitation is the admin's decision, checked when it was issued.
+    AcceptInvitation {
+        user_id: Id,
+        invitation: Box<crate::invitation::Invitation>,
+        unit: Option<AssignedUnit>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,6 +191,27 @@ pub fn normalise_email(email: &str) -> Result<String, DomainError> {
     Ok(email)
 }
 
+/// Checks what registering a user (or inviting one) says: `by` is an admin (or the operator),
+/// the email valid (lower-cased), the name not blank, at least one role (sorted, without
+/// repeats). One rule for both ways in, so that an invitation can never grant what a
+/// registration could not.
+pub(crate) fn check_new_user(
+    by: &Requester,
+    email: &str,
+    name: &str,
+    mut roles: Vec<Role>,
+) -> Result<(String, String, Vec<Role>), DomainError> {
+    by.check_admin()?;
+    let email = normalise_email(email)?;
+    let name = clean_text("name", name, 200, true)?;
+    if roles.is_empty() {
+        return Err(DomainError::invalid("roles", "at least one role is required"));
+    }
+    roles.sort();
+    roles.dedup();
+    Ok((email, name, roles))
+}
+
 impl Aggregate for User {
     const TYPE: &'static str = "user";
     type Command = UserCommand;
@@ -196,21 +226,42 @@ impl Aggregate for User {
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
         match command {
-            UserCommand::Register { user_id, email, name, mut roles, by } => {
-                by.check_admin()?;
+            UserCommand::Register { user_id, email, name, roles, by } => {
+                let (email, name, roles) = check_new_user(&by, &email, &name, roles)?;
                 if self.id.is_some() {
                     return Err(DomainError::AlreadyExists { what: "user" });
                 }
-                let email = normalise_email(&email)?;
-                let name = clean_text("name", &name, 200, true)?;
-                if roles.is_empty() {
-                    return Err(DomainError::invalid("roles", "at least one role is required"));
-                }
-                roles.sort();
-                roles.dedup();
                 let event =
                     UserEvent::UserRegistered { user_id, email, name, roles, registered_by: by.user_id() };
                 sink.write(event, self).await;
+            }
+            UserCommand::AcceptInvitation { user_id, invitation, unit } => {
+                if self.id.is_some() {
+                    return Err(DomainError::AlreadyExists { what: "user" });
+                }
+                // Only an invitation accepted by this very user registers them.
+                if invitation.accepted_user != Some(user_id) {
+                    return Err(DomainError::InvitationInvalid { reason: "not accepted by this user" });
+                }
+                if unit.as_ref().map(|u| u.path.unit_id) != invitation.unit_id {
+                    return Err(DomainError::invalid("unit_id", "the unit is not the invitation's"));
+                }
+                if unit.as_ref().is_some_and(|u| u.closed) {
+                    return Err(DomainError::UnitClosed);
+                }
+                let by = invitation.invited_by;
+                let event = UserEvent::UserRegistered {
+                    user_id,
+                    email: invitation.email.clone(),
+                    name: invitation.name.clone(),
+                    roles: invitation.roles.clone(),
+                    registered_by: by,
+                };
+                sink.write(event, self).await;
+                if let Some(unit_id) = invitation.unit_id {
+                    sink.write(UserEvent::UnitAssigned { unit_id: Some(unit_id), assigned_by: by }, self)
+                        .await;
+                }
             }
             UserCommand::GrantRole { role, by } => {
                 by.check_admin()?;

@@ -465,12 +465,14 @@ impl Verifier {
             "approval_policy" => {
                 e.decode::<PolicyEvent>().map(|ev| cqrs_es::Aggregate::apply(&mut self.policy, ev))
             }
-            // Organisation units carry no rule `verify` checks; they must still read.
+            // Organisation units and invitations carry no rule `verify` checks; they must still
+            // read (an accepted invitation's user is checked by its own `user` events).
             "org_unit" => e.decode::<UnitEvent>().map(|ev| {
                 if let UnitEvent::UnitOpened { unit_id, path, .. } = ev {
                     self.units.insert(unit_id, path);
                 }
             }),
+            "invitation" => e.decode::<pettycash_domain::invitation::InvitationEvent>().map(|_| ()),
             _ => Ok(()),
         };
         if let Err(err) = result {

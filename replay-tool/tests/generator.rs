@@ -247,6 +247,8 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     config.database_url = Some(url.clone().into());
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.seal_interval_secs = 3600;
+    // Mail waits in the outbox: nothing is written into the crate's folder.
+    config.mail.transport = pettycash_api::config::MailTransportConfig::Queue;
     let app = Application::build(config, pool.clone()).await.expect("build app");
     let api = Api {
         client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap(),

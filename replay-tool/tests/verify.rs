@@ -386,3 +386,30 @@ async fn an_organised_history_verifies_and_an_approval_by_a_deactivated_user_is_
     let position = forge(&app, "requisition", pending, approved(0, "department_head", head.id, true)).await;
     assert_violation(&app, position, &format!("requisition/{pending}"), "approver_lacks_role").await;
 }
+
+#[tokio::test]
+async fn a_history_with_invitations_verifies() {
+    use pettycash_domain::Role;
+    let app = TestApp::spawn().await;
+    let admin = app.user(&[Role::Admin]).await;
+    let mut ids = Vec::new();
+    for who in ["accepted", "resent", "revoked"] {
+        let body = json!({"email": format!("{who}@example.com"), "name": who, "roles": ["staff"]});
+        let r = app.post(&admin, "/api/invitations/", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        ids.push(r.id());
+    }
+    post_ok(&app, &admin, &format!("/api/invitations/{}/resend", ids[1]), json!({})).await;
+    post_ok(&app, &admin, &format!("/api/invitations/{}/revoke", ids[2]), json!({"reason": "no"})).await;
+    for who in ["accepted", "resent"] {
+        let token = app.invitation_token(&format!("{who}@example.com")).await;
+        let r = app.accept_invitation(&token, pettycash_tests::PASSWORD).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    }
+    let out = replay(&app.database_url, &["verify", "--format", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["violations"], json!([]), "{report:#}");
+    assert_eq!(report["summary"]["aggregates"]["invitation"], 3);
+    assert_eq!(report["summary"]["aggregates"]["user"], 3, "the admin and two who accepted");
+}

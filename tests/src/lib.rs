@@ -144,6 +144,9 @@ pub struct TestApp {
     pub database_url: String,
     pub service: CommandService,
     pub client: reqwest::Client,
+    /// The clock the server's commands decide with: a test moves it forward
+    /// (`clock.advance(chrono::Duration::days(8))`) instead of waiting.
+    pub clock: pettycash_commands::clock::Clock,
 }
 
 /// A response: status, headers and the JSON body (`Value::Null` when empty or not JSON).
@@ -193,10 +196,11 @@ impl TestApp {
         adjust(&mut config);
         let app = Application::build(config, pool.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let clock = app.state().commands.clock().clone();
         tokio::spawn(app.run_until_stopped(std::future::pending()));
         let service = CommandService::new(EventStore::new(pool.clone(), crate::event_key()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        TestApp { address, pool, database_url, service, client }
+        TestApp { address, pool, database_url, service, client, clock }
     }
 
     /// Registers a user with `roles` (as the operator would) and signs them in over HTTP.
@@ -341,6 +345,26 @@ impl TestApp {
         self.post(treasurer, "/api/treasury/payments/", json!({"requisition_id": id, "method": "cash"})).await
     }
 
+    /// The token of the latest invitation mail to `email`, from the outbox (a test app without
+    /// a `MailServer` sends nothing, so the mail waits there with its body).
+    pub async fn invitation_token(&self, email: &str) -> String {
+        let body: String = sqlx::query_scalar(
+            "SELECT body_text FROM mail_outbox WHERE recipient_email = $1 AND category = 'invitation'
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(email)
+        .fetch_one(&self.pool)
+        .await
+        .expect("an invitation mail in the outbox");
+        invitation_token_in(&body).unwrap_or_else(|| panic!("no invitation link in {body}"))
+    }
+
+    /// Accepts an invitation over HTTP, without a session.
+    pub async fn accept_invitation(&self, token: &str, password: &str) -> Reply {
+        let body = json!({"token": token, "password": password});
+        self.send(None, Method::POST, "/api/invitations/accept", Some(body)).await
+    }
+
     /// Number of events in the store.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
@@ -352,6 +376,14 @@ impl TestApp {
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         r.body["balance"].as_str().unwrap().parse().unwrap()
     }
+}
+
+/// The token of the first invitation link (`…/invitations/{token}`) in a mail's text.
+pub fn invitation_token_in(text: &str) -> Option<String> {
+    let (_, after) = text.split_once("/invitations/")?;
+    let token: String =
+        after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    (!token.is_empty()).then_some(token)
 }
 
 /// The standard cast for most tests.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use pettycash_commands::auth::AuthUser;
+use pettycash_commands::auth::{AuthUser, Session};
 use pettycash_commands::throttle::DEVICE_COOKIE_DAYS;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -93,19 +93,28 @@ pub async fn login(
     let device = cookie(&headers, DEVICE_COOKIE);
     let lockout = state.commands.settings().await?.lockout;
     let session = state.auth.login(&req.email, &req.password, device, &meta, lockout).await?;
+    Ok(signed_in(&state, StatusCode::OK, session))
+}
+
+/// The answer that signs someone in (a sign-in, an accepted invitation): the token in the body
+/// and in the session cookie, and the device cookie.
+pub(crate) fn signed_in(state: &AppState, status: StatusCode, session: Session) -> Response {
     let max_age = (session.expires_at - Utc::now()).num_seconds().max(0);
-    let mut response = Json(LoginResponse {
-        token: session.token.clone(),
-        expires_at: session.expires_at,
-        user: session.user,
-    })
-    .into_response();
+    let mut response = (
+        status,
+        Json(LoginResponse {
+            token: session.token.clone(),
+            expires_at: session.expires_at,
+            user: session.user,
+        }),
+    )
+        .into_response();
     let cookies = response.headers_mut();
-    cookies.insert(header::SET_COOKIE, session_cookie(&state, &session.token, max_age));
+    cookies.insert(header::SET_COOKIE, session_cookie(state, &session.token, max_age));
     let device_max_age = DEVICE_COOKIE_DAYS * 24 * 60 * 60;
-    let device = set_cookie(&state, DEVICE_COOKIE, &session.device_cookie, "/api/auth/login", device_max_age);
+    let device = set_cookie(state, DEVICE_COOKIE, &session.device_cookie, "/api/auth/login", device_max_age);
     cookies.append(header::SET_COOKIE, device);
-    Ok(response)
+    response
 }
 
 /// End the current session (the bearer token or cookie stops working).

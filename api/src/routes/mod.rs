@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod funds;
+pub mod invitations;
 pub mod mail;
 pub mod meta;
 pub mod org;

@@ -58,7 +58,7 @@ fn parse_uuid(field: &str, v: &Option<String>) -> ApiResult<Option<Uuid>> {
         .transpose()
 }
 
-fn parse_limit(v: &Option<String>) -> ApiResult<Option<i64>> {
+pub(crate) fn parse_limit(v: &Option<String>) -> ApiResult<Option<i64>> {
     present(v)
         .map(|s| match s.parse::<i64>() {
             Ok(n) if n >= 1 => Ok(n.min(queries::MAX_LIMIT)),

@@ -14,6 +14,10 @@
 //! Either way a recipient's muted categories are honoured by [`enqueue`] itself, from
 //! `users.muted_mail` as of that transaction (unmutable categories always go).
 //!
+//! Mail of a category that carries a secret (`MailCategory::carries_secret`: an invitation's
+//! link) keeps its body in the outbox only until it is sent: the sender replaces it when it
+//! marks the row sent, so that the outbox (and its backups) do not keep usable links.
+//!
 //! The [`sender`] claims due rows, sends them through a [`transport::MailTransport`] (SMTP, or
 //! a folder in development) outside any transaction, and marks them sent; failures are retried
 //! with backoff. See `docs/architecture.md` ("Mail: outbox, sender, templates").
@@ -109,6 +113,14 @@ impl Links {
     /// The requisition's page.
     pub fn requisition(&self, id: Id) -> String {
         format!("{}/requisitions/{id}", self.base)
+    }
+
+    /// The page where an invitee chooses their password: it carries the invitation's secret
+    /// token, so only the invitation mail holds it (never an event, never a log line of ours).
+    /// The page reads the token from its path and calls `POST /api/invitations/lookup` and
+    /// `POST /api/invitations/accept`.
+    pub fn invitation(&self, token: &str) -> String {
+        format!("{}/invitations/{token}", self.base)
     }
 
     /// Where a user changes which mail they receive.

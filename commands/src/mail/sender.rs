@@ -13,6 +13,7 @@
 //! is the price of never losing a mail; mail programs recognise the duplicate.
 
 use super::transport::{MailTransport, SendError};
+use super::MailCategory;
 use anyhow::Context;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
@@ -20,6 +21,9 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// What a sent mail that carried a secret keeps of its body.
+pub const REMOVED: &str = "(removed once sent: this mail carried a secret link)";
 
 #[derive(Debug, Clone)]
 pub struct SenderOptions {
@@ -192,11 +196,26 @@ impl Sender {
         self.transport.send(&mail.message_id, &message).await
     }
 
+    /// Marks a row sent. A mail carrying a secret (an invitation's link) loses its body and
+    /// link here: once delivered, the outbox has no reason to keep a usable link, and every
+    /// reader of the database (the auditor role, backups) could otherwise use it.
     pub async fn mark_sent(&self, id: i64) -> sqlx::Result<()> {
-        sqlx::query("UPDATE mail_outbox SET sent_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let secret: Vec<MailCategory> =
+            MailCategory::ALL.into_iter().filter(|c| c.carries_secret()).collect();
+        sqlx::query(
+            "UPDATE mail_outbox
+             SET sent_at = now(),
+                 body_text = CASE WHEN category = ANY ($2) THEN $3 ELSE body_text END,
+                 body_html = CASE WHEN category = ANY ($2) THEN $4 ELSE body_html END,
+                 link = CASE WHEN category = ANY ($2) THEN NULL ELSE link END
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(secret)
+        .bind(REMOVED)
+        .bind(format!("<p>{REMOVED}</p>"))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! with one escaping rule in one place.
 
 use super::{Links, MailCategory};
+use chrono::{DateTime, Utc};
 use pettycash_domain::{Id, Role};
 
 /// A mail's subject and its two bodies.
@@ -343,6 +344,53 @@ pub fn paid(to: &str, r: &RequisitionSummary, reference: Option<&str>, links: &L
     letter
 }
 
+/// An invitation as mail describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationSummary {
+    /// The invitee's name and email, as the admin typed them.
+    pub name: String,
+    pub email: String,
+    pub roles: Vec<Role>,
+    /// The name of the unit they will belong to.
+    pub unit: Option<String>,
+    /// Who invited them (`None`: the operator).
+    pub inviter: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// To someone invited: the link where they choose a password (`url`, carrying the secret
+/// token), and until when it works.
+pub fn invitation(i: &InvitationSummary, url: &str, links: &Links) -> Letter {
+    let inviter = i.inviter.clone().unwrap_or_else(|| "An administrator".to_string());
+    let until = i.expires_at.format("%-d %B %Y, %H:%M UTC").to_string();
+    let roles: Vec<&str> = i.roles.iter().map(|r| role_words(*r)).collect();
+    let mut details = vec![("Email", i.email.clone()), ("Roles", roles.join(", "))];
+    if let Some(unit) = &i.unit {
+        details.push(("Unit", unit.clone()));
+    }
+    details.push(("Link valid until", until.clone()));
+    Letter {
+        category: MailCategory::Invitation,
+        subject: format!("{inviter} invites you to Petty Cash"),
+        greeting: format!("Hello {},", i.name),
+        paragraphs: vec![
+            format!(
+                "{inviter} invites you to Petty Cash, where petty cash is requested, approved and paid out."
+            ),
+            format!(
+                "Follow the link to choose your password; you are then signed in. The link works once, \
+                 until {until}. If it has expired, ask an administrator to send you a new one."
+            ),
+            "If you did not expect this invitation, ignore this mail: nothing happens unless the link is \
+             used."
+                .into(),
+        ],
+        details,
+        action: Some(Action { label: "Choose your password".into(), url: url.to_string() }),
+        preferences: links.mail_preferences(),
+    }
+}
+
 fn role_words(role: Role) -> &'static str {
     match role {
         Role::Staff => "staff member",
@@ -416,6 +464,30 @@ mod tests {
         assert!(!mail.subject.contains('\n') && !mail.subject.contains('\r'), "{}", mail.subject);
         assert!(mail.subject.chars().count() <= 150);
         assert!(mail.subject.starts_with("Approved: 1500.00 KES — Line one Bcc:"), "{}", mail.subject);
+    }
+
+    #[test]
+    fn an_invitation_carries_its_link_and_expiry_and_escapes_what_admins_typed() {
+        let links = Links::new("https://cash.example.com/");
+        let summary = InvitationSummary {
+            name: "Ann <b>".into(),
+            email: "ann@example.com".into(),
+            roles: vec![Role::Staff, Role::Treasury],
+            unit: Some("Ops & Fleet".into()),
+            inviter: Some("Bob \"Admin\"".into()),
+            expires_at: "2026-03-08T09:05:00Z".parse().unwrap(),
+        };
+        let url = links.invitation("tok-EN_1");
+        assert_eq!(url, "https://cash.example.com/invitations/tok-EN_1");
+        let mail = invitation(&summary, &url, &links).render();
+        assert_eq!(mail.subject, "Bob \"Admin\" invites you to Petty Cash");
+        assert!(mail.text.contains("Hello Ann <b>,") && mail.text.contains(&url), "{}", mail.text);
+        assert!(
+            mail.text.contains("8 March 2026, 09:05 UTC") && mail.text.contains("staff member, treasurer")
+        );
+        assert!(mail.html.contains(&format!("<a href=\"{url}\">Choose your password</a>")), "{}", mail.html);
+        assert!(mail.html.contains("Hello Ann &lt;b&gt;,") && mail.html.contains("Ops &amp; Fleet"));
+        assert!(!mail.text.contains("mute"), "an invitation cannot be muted");
     }
 
     #[test]

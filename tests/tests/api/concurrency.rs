@@ -58,6 +58,8 @@ pub(crate) async fn second_server_with(app: &TestApp, adjust: impl FnOnce(&mut C
     let mut config = Config::development();
     config.database_url = Some(app.database_url.clone().into());
     config.bind = "127.0.0.1:0".parse().unwrap();
+    // As the first server: mail waits in the outbox, no folder is written.
+    config.mail.transport = pettycash_api::config::MailTransportConfig::Queue;
     adjust(&mut config);
     let server = Application::build(config, pool).await.expect("build second server");
     let address = format!("http://127.0.0.1:{}", server.port());

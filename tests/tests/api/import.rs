@@ -1,6 +1,6 @@
 //! The organisation import over HTTP (`POST /api/org/import/{what}`): CSV and XLSX files with
 //! good and bad rows, all-or-nothing unless bad rows are skipped, dry runs, idempotent
-//! re-imports, users registered in units without a password, and malformed files answered
+//! re-imports, users invited into units (they choose their password), and malformed files answered
 //! with a 4xx naming what is wrong.
 
 use pettycash_domain::Role;
@@ -246,23 +246,36 @@ async fn an_xlsx_of_branches_and_a_csv_of_users_import_into_the_right_units() {
             v(9, "rejected", &["company_code"]),
         ]
     );
-    let ada: Uuid = r.body["rows"][0]["id"].as_str().unwrap().parse().unwrap();
-    // Registered without a password: the operator sets one (`pettycash user password`).
+    // Invited, not registered: each gets a mail with a link, and chooses a password there.
+    let ada_invitation = r.body["rows"][0]["id"].clone();
+    let invitations = app.get(&admin, "/api/invitations/").await;
+    let invited: Vec<&str> =
+        invitations.body["items"].as_array().unwrap().iter().map(|i| i["email"].as_str().unwrap()).collect();
+    assert_eq!(invited, ["cy@example.example", "bo@acme.example", "ada@acme.example"], "{invitations:?}");
+    assert_eq!(invitations.body["items"][2]["id"], ada_invitation);
+    let mails: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE category = 'invitation'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(mails, 3);
     let login = json!({"email": "ada@acme.example", "password": PASSWORD});
     let r = app.send(None, Method::POST, "/api/auth/login", Some(login.clone())).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    app.service.set_password("ada@acme.example", PASSWORD).await.unwrap();
-    let r = app.send(None, Method::POST, "/api/auth/login", Some(login)).await;
-    assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    assert_eq!(r.body["user"]["id"], json!(ada));
-    let nbi_ops = units_by_code(&app, &admin).await["NBI-OPS"];
-    assert_eq!(r.body["user"]["unit_id"], json!(nbi_ops));
-    // Again: unchanged, no new events.
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "no user before the invitation is accepted");
+    // Again: unchanged (open invitations), no new events, no new mail.
     let before = app.event_count().await;
     let r = import(&app, &admin, "users", "?skip_invalid=true", CSV, users.as_bytes()).await;
     assert_eq!(r.body["totals"], json!({"created": 0, "unchanged": 3, "rejected": 5}), "{r:?}");
+    assert_eq!(r.body["rows"][0]["id"], ada_invitation);
     assert_eq!(app.event_count().await, before);
-    // Who imported them is their sponsor, as for any registration.
+    // Ada accepts: a user in NBI-OPS with her roles, sponsored by whoever imported her.
+    let token = app.invitation_token("ada@acme.example").await;
+    let r = app.accept_invitation(&token, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let ada: Uuid = r.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    let nbi_ops = units_by_code(&app, &admin).await["NBI-OPS"];
+    assert_eq!(r.body["user"]["unit_id"], json!(nbi_ops));
+    let r = app.send(None, Method::POST, "/api/auth/login", Some(login)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let registered_by: Option<String> = sqlx::query_scalar(
         "SELECT payload->'UserRegistered'->>'registered_by' FROM events WHERE aggregate_id = $1 AND sequence = 1",
     )
@@ -271,6 +284,23 @@ async fn an_xlsx_of_branches_and_a_csv_of_users_import_into_the_right_units() {
     .await
     .unwrap();
     assert_eq!(registered_by, Some(admin.id.to_string()));
+    // Again once she is a user: still unchanged (now her user's id), nothing recorded.
+    let before = app.event_count().await;
+    let r = import(&app, &admin, "users", "?skip_invalid=true", CSV, users.as_bytes()).await;
+    assert_eq!(r.body["totals"], json!({"created": 0, "unchanged": 3, "rejected": 5}), "{r:?}");
+    assert_eq!(r.body["rows"][0]["id"], json!(ada));
+    assert_eq!(app.event_count().await, before);
+    // A row for an open invitation with other roles is rejected, not changed behind the admin.
+    let r = import(
+        &app,
+        &admin,
+        "users",
+        "",
+        CSV,
+        b"email,name,roles,unit_code,company_code\nbo@acme.example,Bo,staff,,ACME\n",
+    )
+    .await;
+    assert_eq!(verdicts(&r.body["report"]), [v(2, "rejected", &["email"])], "{r:?}");
 }
 
 async fn units_by_code(app: &TestApp, user: &TestUser) -> std::collections::HashMap<String, Uuid> {
@@ -362,8 +392,13 @@ async fn malformed_files_and_callers_get_a_4xx_naming_what_is_wrong() {
     let r =
         import(&app, &acme_admin, "users", "", CSV, b"email,name,roles\nhq@acme.example,HQ,staff\n").await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    let users = app.get(&acme_admin, "/api/users/").await;
-    let hq =
-        users.body.as_array().unwrap().iter().find(|u| u["email"] == "hq@acme.example").cloned().unwrap();
-    assert_eq!(hq["unit_id"], json!(acme), "registered into the importing admin's company");
+    let invitations = app.get(&acme_admin, "/api/invitations/").await;
+    let hq = invitations.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "hq@acme.example")
+        .cloned()
+        .unwrap();
+    assert_eq!(hq["unit_id"], json!(acme), "invited into the importing admin's company");
 }

@@ -10,6 +10,7 @@ mod idempotency;
 mod import;
 mod input;
 mod integrity;
+mod invitations;
 mod login_throttle;
 mod mail;
 mod organisation;

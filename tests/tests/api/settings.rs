@@ -56,7 +56,8 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "password_require_lower",
             "password_require_digit",
             "lockout_threshold",
-            "lockout_minutes"
+            "lockout_minutes",
+            "invitation_expiry_days"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);
@@ -65,6 +66,7 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
         ("lockout_threshold", json!("3"), "value"),
         ("password_require_digit", json!("no"), "value"),
         ("password_min_length", json!(4), "value"),
+        ("invitation_expiry_days", json!(91), "value"),
         ("no_such_setting", json!(1), "key"),
     ] {
         let r = put(&app, &admin, key, value).await;
@@ -169,4 +171,44 @@ async fn the_lockout_threshold_and_minutes_follow_the_settings() {
         )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn invitation_expiry_days_is_how_long_a_new_link_works() {
+    use chrono::{DateTime, Duration, Utc};
+    let app = TestApp::spawn().await;
+    let admin = app.user(&[Role::Admin]).await;
+    let invite = |email: &'static str| {
+        let body = json!({"email": email, "name": "Invitee", "roles": ["staff"]});
+        app.post(&admin, "/api/invitations/", body)
+    };
+    let expiry =
+        |r: &pettycash_tests::Reply| r.body["expires_at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    let close_to = |at: DateTime<Utc>, days: i64| {
+        let wanted = Utc::now() + Duration::days(days);
+        (at - wanted).num_seconds().abs() < 60
+    };
+    // The default: a week.
+    let r = invite("week@settings.test").await;
+    assert!(close_to(expiry(&r), 7), "{r:?}");
+
+    // One day: the link of an invitation sent now works for a day, not longer.
+    set(&app, &admin, "invitation_expiry_days", json!(1)).await;
+    let r = invite("day@settings.test").await;
+    assert!(close_to(expiry(&r), 1), "{r:?}");
+    let day = r.id();
+    let token = app.invitation_token("day@settings.test").await;
+    app.clock.advance(Duration::hours(25));
+    let r = app.accept_invitation(&token, PASSWORD).await;
+    assert_eq!((r.status, r.code()), (StatusCode::GONE, "invitation_invalid"), "{r:?}");
+
+    // Thirty days: a resent link works for thirty days from the resend.
+    set(&app, &admin, "invitation_expiry_days", json!(30)).await;
+    let r = app.post(&admin, &format!("/api/invitations/{day}/resend"), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(close_to(expiry(&r) - Duration::hours(25), 30), "{r:?}");
+    let token = app.invitation_token("day@settings.test").await;
+    app.clock.advance(Duration::days(29));
+    let r = app.accept_invitation(&token, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
 }
