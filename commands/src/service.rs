@@ -136,6 +136,12 @@ impl CommandService {
             .ok_or_else(|| anyhow::anyhow!("this command service was not set up to issue invitations").into())
     }
 
+    /// The same service deciding with `clock` (a test's, shared with a server it runs).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The clock decisions are made with.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -751,6 +757,13 @@ impl CommandService {
         let mut roles: Vec<Role> =
             policy.chain(currency, origin, r.amount, &requester.roles).unwrap_or_default();
         roles.push(Role::Admin);
+        self.people_in(r.unit.as_ref().map(|u| u.company), &roles).await
+    }
+
+    /// The active holders of any of `roles` in `company` (`None`: of no company), as a
+    /// [`Directory`]: admins among `admins`, other roles among `holders`. Routing reads it at
+    /// submission, the scheduler when it gives an overdue step to the admins.
+    async fn people_in(&self, company: Option<Id>, roles: &[Role]) -> Result<Directory, CommandError> {
         #[derive(sqlx::FromRow)]
         struct Person {
             id: Id,
@@ -763,7 +776,6 @@ impl CommandService {
             cost_centre_id: Option<Id>,
             sponsors: Vec<Id>,
         }
-        let company = r.unit.as_ref().map(|u| u.company);
         let people: Vec<Person> = sqlx::query_as(
             "SELECT id, roles, unit_id, company_id, region_id, branch_id, department_id, cost_centre_id, sponsors
              FROM users
@@ -771,7 +783,7 @@ impl CommandService {
                AND (company_id = $1 OR ($1::uuid IS NULL AND company_id IS NULL))",
         )
         .bind(company)
-        .bind(&roles)
+        .bind(roles)
         .fetch_all(self.store.pool())
         .await?;
         let mut directory = Directory::default();
@@ -865,15 +877,7 @@ impl CommandService {
         let now = self.clock.now();
         let loaded = self.load::<Requisition>(id, Source::Store).await?;
         let company = loaded.state.unit.as_ref().map(|u| u.company);
-        let admins: Vec<Id> = sqlx::query_scalar(
-            "SELECT id FROM users
-             WHERE active AND 'admin' = ANY (roles)
-               AND (company_id = $1 OR ($1::uuid IS NULL AND company_id IS NULL))
-             ORDER BY id",
-        )
-        .bind(company)
-        .fetch_all(self.store.pool())
-        .await?;
+        let admins = self.people_in(company, &[Role::Admin]).await?.admins;
         self.on_requisition_as_system(id, move |_| RequisitionCommand::EscalateOverdue {
             now,
             admins: admins.clone(),

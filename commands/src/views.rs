@@ -131,6 +131,14 @@ pub struct RequisitionView {
     pub steps: Vec<StepView>,
     /// Who may decide the current step (`null`: any holder of its role, or not pending).
     pub current_eligible: Option<Vec<Uuid>>,
+    /// While changes are requested: resubmit by then, or the requisition expires (`null`: no
+    /// deadline, or none pending).
+    pub changes_deadline: Option<DateTime<Utc>>,
+    /// While pending approval: when the current step's approvers are reminded, and when it
+    /// goes to the admins if nobody decided it (`null` when not pending, or submitted before
+    /// deadlines were recorded).
+    pub remind_at: Option<DateTime<Utc>>,
+    pub escalate_at: Option<DateTime<Utc>>,
     pub submissions: u32,
     /// Reason given with the latest rejection, change request or cancellation.
     pub reason: Option<String>,
@@ -179,6 +187,9 @@ impl RequisitionView {
                 })
                 .collect(),
             current_eligible: r.current_eligible().map(<[Uuid]>::to_vec),
+            changes_deadline: r.changes_deadline.filter(|_| r.status == Status::ChangesRequested),
+            remind_at: r.step_due.filter(|_| r.status == Status::PendingApproval).map(|d| d.remind_at),
+            escalate_at: r.step_due.filter(|_| r.status == Status::PendingApproval).map(|d| d.escalate_at),
             submissions: r.submissions,
             reason: r.last_reason.clone(),
             payment: r.payment.as_ref().map(|p| PaymentSummary {

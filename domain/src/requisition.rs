@@ -18,7 +18,7 @@ use crate::money::Currency;
 use crate::organisation::{Origin, UnitPath};
 use crate::policy::ApprovalPolicy;
 use crate::role::Role;
-use crate::routing::{Directory, EscalatedTo, EscalationReason};
+use crate::routing::{Directory, EscalatedTo, EscalationReason, Holder};
 use crate::{Actor, Id};
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -394,10 +394,11 @@ pub enum RequisitionCommand {
         now: DateTime<Utc>,
     },
     /// The service's scheduler: the current step waited past its escalation time; it goes to
-    /// `admins` (the company's active admins, looked up by the caller).
+    /// `admins` (the company's active admins, looked up by the caller) but never to the
+    /// requester, anyone who approved this round, or anyone they sponsored.
     EscalateOverdue {
         now: DateTime<Utc>,
-        admins: Vec<Id>,
+        admins: Vec<Holder>,
     },
     Cancel {
         reason: Option<String>,
@@ -462,8 +463,9 @@ pub enum RequisitionEvent {
         role: Role,
         reason: EscalationReason,
         to: EscalatedTo,
-        /// Who the step goes to now, when the escalation names them (an overdue step).
-        #[serde(default)]
+        /// Who the step goes to now, when the escalation names them (an overdue step); absent
+        /// otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         people: Option<Vec<Id>>,
     },
     /// The current step waited past its reminder time: its approvers were reminded.
@@ -735,12 +737,19 @@ impl Aggregate for Requisition {
                 if self.step_due.is_none_or(|d| d.escalate_at > now) || self.step_escalated {
                     return Err(DomainError::NotDueYet);
                 }
-                // Never the requester, nor anyone who approved this round.
+                // Never the requester, anyone who approved this round, or their puppets.
+                let participants: Vec<Id> = self
+                    .requester_id
+                    .into_iter()
+                    .chain(self.approvals.iter().map(|x| x.approver_id))
+                    .collect();
                 let people: Vec<Id> = admins
                     .into_iter()
                     .filter(|a| {
-                        Some(*a) != self.requester_id && !self.approvals.iter().any(|x| x.approver_id == *a)
+                        !participants.contains(&a.user_id)
+                            && !a.sponsors.iter().any(|s| participants.contains(s))
                     })
+                    .map(|a| a.user_id)
                     .collect();
                 if people.is_empty() {
                     return Err(DomainError::NoApprover { role: Role::Admin });

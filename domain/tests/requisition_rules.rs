@@ -1575,15 +1575,25 @@ fn a_waiting_step_is_reminded_once_after_its_reminder_time() {
 fn a_step_waiting_past_its_escalation_time_goes_to_the_admins_who_then_decide_it() {
     let admin = Actor::new(Id::from_u128(9), [Role::Admin]);
     let mut events = history(Status::PendingApproval);
-    let escalate = |hours, admins: Vec<Id>| Cmd::EscalateOverdue { now: at(hours), admins };
-    assert_eq!(outcome(events.clone(), escalate(71, vec![admin.user_id])), Err(DomainError::NotDueYet));
-    // The requester is never one of the people, even when an admin; nobody left is refused.
+    let holder =
+        |id: Id, sponsors: Vec<Id>| Holder { user_id: id, roles: vec![Role::Admin], unit: None, sponsors };
+    let escalate = |hours, admins: Vec<Holder>| Cmd::EscalateOverdue { now: at(hours), admins };
     assert_eq!(
-        outcome(events.clone(), escalate(72, vec![REQUESTER])),
+        outcome(events.clone(), escalate(71, vec![holder(admin.user_id, vec![])])),
+        Err(DomainError::NotDueYet)
+    );
+    // Neither the requester (even when an admin) nor an admin the requester registered; nobody
+    // left is refused.
+    let puppet = holder(Id::from_u128(10), vec![REQUESTER]);
+    assert_eq!(
+        outcome(events.clone(), escalate(72, vec![holder(REQUESTER, vec![]), puppet.clone()])),
         Err(DomainError::NoApprover { role: Role::Admin })
     );
     assert_eq!(
-        play(&mut events, escalate(72, vec![REQUESTER, admin.user_id])),
+        play(
+            &mut events,
+            escalate(72, vec![holder(REQUESTER, vec![]), puppet, holder(admin.user_id, vec![])])
+        ),
         vec![Ev::ApprovalEscalated {
             step: 0,
             role: Role::DepartmentHead,
@@ -1592,7 +1602,10 @@ fn a_step_waiting_past_its_escalation_time_goes_to_the_admins_who_then_decide_it
             people: Some(vec![admin.user_id]),
         }]
     );
-    assert_eq!(outcome(events.clone(), escalate(80, vec![admin.user_id])), Err(DomainError::NotDueYet));
+    assert_eq!(
+        outcome(events.clone(), escalate(80, vec![holder(admin.user_id, vec![])])),
+        Err(DomainError::NotDueYet)
+    );
     assert_eq!(state(events.clone()).current_eligible(), Some(&[admin.user_id][..]));
     // The head it was routed to no longer decides it; the admin does.
     TestFramework::<Requisition>::with(())
@@ -1615,7 +1628,7 @@ fn reminders_and_escalations_are_only_for_requisitions_waiting_for_approval() {
             Err(DomainError::InvalidTransition { .. })
         ));
         assert!(matches!(
-            outcome(events, Cmd::EscalateOverdue { now: at(1000), admins: vec![Id::from_u128(9)] }),
+            outcome(events, Cmd::EscalateOverdue { now: at(1000), admins: vec![] }),
             Err(DomainError::InvalidTransition { .. })
         ));
     }

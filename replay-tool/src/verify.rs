@@ -1170,6 +1170,17 @@ mod tests {
             id: impl std::fmt::Display,
             payload: serde_json::Value,
         ) -> i64 {
+            self.push_at(aggregate_type, id, payload, chrono::Utc::now())
+        }
+
+        /// `push`, recorded at `at`.
+        fn push_at(
+            &mut self,
+            aggregate_type: &str,
+            id: impl std::fmt::Display,
+            payload: serde_json::Value,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> i64 {
             self.position += 1;
             let seq = self.sequences.entry(format!("{aggregate_type}/{id}")).or_insert(0);
             *seq += 1;
@@ -1182,7 +1193,7 @@ mod tests {
                 event_version: "1".into(),
                 payload: serde_json::value::to_raw_value(&payload).unwrap().into(),
                 metadata: serde_json::value::to_raw_value(&json!({})).unwrap().into(),
-                recorded_at: chrono::Utc::now(),
+                recorded_at: at,
             };
             self.v.feed(&e, None);
             self.position
@@ -1525,5 +1536,102 @@ mod tests {
         // And approved by the head anyway, whom it was not routed to.
         let by_head = w.f.push("requisition", w.req, approved(0, "department_head", w.head));
         assert_eq!(w.f.rules(), [(wrong, "route_mismatch"), (by_head, "approver_not_eligible")]);
+    }
+
+    /// The world's requisition sent back at `t0` with changes due at `deadline`, then
+    /// resubmitted at `t0` with its first step reminded at +24 h and escalated at +72 h.
+    fn with_deadlines(
+        w: &mut World,
+        t0: chrono::DateTime<chrono::Utc>,
+        deadline: chrono::DateTime<chrono::Utc>,
+    ) {
+        let h = |n| t0 + chrono::Duration::hours(n);
+        w.f.push_at(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r",
+                "deadline": deadline}}),
+            t0,
+        );
+        w.f.push_at(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head", "group_finance_manager"],
+                "policy_version": 1, "submitted_by": w.staff, "due": {"remind_at": h(24), "escalate_at": h(72)}}}),
+            t0,
+        );
+    }
+
+    fn overdue_escalation(to: Uuid) -> serde_json::Value {
+        json!({"ApprovalEscalated": {"step": 0, "role": "department_head", "reason": "overdue", "to": "admin",
+            "people": [to]}})
+    }
+
+    #[test]
+    fn the_schedulers_events_recorded_before_their_times_are_reported() {
+        let mut w = world();
+        let t0 = chrono::Utc::now() - chrono::Duration::days(30);
+        let h = |n| t0 + chrono::Duration::hours(n);
+        with_deadlines(&mut w, t0, h(48));
+        let reminded = w.f.push_at(
+            "requisition",
+            w.req,
+            json!({"ApprovalOverdue": {"step": 0, "role": "department_head"}}),
+            h(23),
+        );
+        let escalated = w.f.push_at("requisition", w.req, overdue_escalation(w.treasury), h(71));
+        // Sent back again with a deadline, expired an hour before it.
+        w.f.push_at(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r",
+                "deadline": h(200)}}),
+            h(100),
+        );
+        let expired =
+            w.f.push_at("requisition", w.req, json!({"RequisitionExpired": {"deadline": h(200)}}), h(199));
+        assert_eq!(
+            w.f.rules(),
+            [(reminded, "reminded_early"), (escalated, "escalated_early"), (expired, "expired_early")]
+        );
+
+        // An expiry naming another deadline than the one recorded.
+        let mut w = world();
+        with_deadlines(&mut w, t0, h(48));
+        w.f.push_at(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r",
+                "deadline": h(200)}}),
+            h(1),
+        );
+        let other =
+            w.f.push_at("requisition", w.req, json!({"RequisitionExpired": {"deadline": h(2)}}), h(3));
+        assert_eq!(w.f.rules(), [(other, "expired_early")]);
+    }
+
+    #[test]
+    fn the_schedulers_events_at_or_after_their_times_are_clean() {
+        let mut w = world();
+        let t0 = chrono::Utc::now() - chrono::Duration::days(30);
+        let h = |n| t0 + chrono::Duration::hours(n);
+        with_deadlines(&mut w, t0, h(48));
+        w.f.push_at(
+            "requisition",
+            w.req,
+            json!({"ApprovalOverdue": {"step": 0, "role": "department_head"}}),
+            h(24),
+        );
+        w.f.push_at("requisition", w.req, overdue_escalation(w.treasury), h(72));
+        w.f.push_at(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.treasury,
+                "reason": "r", "deadline": h(200)}}),
+            h(100),
+        );
+        w.f.push_at("requisition", w.req, json!({"RequisitionExpired": {"deadline": h(200)}}), h(201));
+        let report = w.f.v.finish(SealTracker::new(None), None);
+        assert!(report.violations.is_empty(), "{:?}", report.violations);
     }
 }

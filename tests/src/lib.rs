@@ -198,7 +198,9 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let clock = app.state().commands.clock().clone();
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        let service = CommandService::new(EventStore::new(pool.clone(), crate::event_key()));
+        // The test's own service decides with the server's clock.
+        let service =
+            CommandService::new(EventStore::new(pool.clone(), crate::event_key())).with_clock(clock.clone());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         TestApp { address, pool, database_url, service, client, clock }
     }

@@ -3,6 +3,7 @@
 mod auth;
 mod caches;
 mod concurrency;
+mod deadlines;
 mod edge;
 mod flow;
 mod group_commit;

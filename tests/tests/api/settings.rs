@@ -57,6 +57,9 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "password_require_digit",
             "lockout_threshold",
             "lockout_minutes",
+            "change_request_hours",
+            "approval_reminder_hours",
+            "approval_escalation_hours",
             "invitation_expiry_days"
         ]
     );
