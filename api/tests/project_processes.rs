@@ -297,6 +297,7 @@ async fn burst(service: &CommandService, people: &People, tag: &str, funds: usiz
                     category: None,
                     submit: true,
                     origin: None,
+                    urgent_reason: None,
                 };
                 let id =
                     service.create_requisition(&ctx(&people.staff), input).await.expect("create").value.id;

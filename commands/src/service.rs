@@ -72,6 +72,8 @@ pub struct NewRequisition {
     pub category: Option<String>,
     /// Submit for approval right away.
     pub submit: bool,
+    /// With `submit`: the requester marks it urgent, for this reason.
+    pub urgent_reason: Option<String>,
     /// The origin the requester asks for (`None`: the one their unit gives;
     /// `Origin::of`).
     pub origin: Option<Origin>,
@@ -632,7 +634,14 @@ impl CommandService {
             let policy = self.policy_for_submission().await?;
             let directory = self.directory(&policy, &requisition, &actor).await?;
             let deadlines = self.deadlines().await?;
-            let submit = RequisitionCommand::Submit { policy, directory, comment: None, deadlines, actor };
+            let submit = RequisitionCommand::Submit {
+                policy,
+                directory,
+                comment: None,
+                urgency: input.urgent_reason,
+                deadlines,
+                actor,
+            };
             events.extend(decide(&mut requisition, submit).await?);
         }
         let stream = StreamAppend::of(&loaded, &events, &requisition)?;
@@ -715,12 +724,13 @@ impl CommandService {
         ctx: &CommandContext,
         id: Id,
         comment: Option<String>,
+        urgent_reason: Option<String>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
         // The policy is read once, before the retries: a policy change racing a submission
         // may or may not apply to it, like any two concurrent requests.
         let policy = self.policy_for_submission().await?;
         let actor = &actor(ctx)?;
-        let (policy, comment) = (&policy, &comment);
+        let (policy, comment, urgent_reason) = (&policy, &comment, &urgent_reason);
         self.retrying(|source| async move {
             let loaded = self.visible_requisition(actor, id, source).await?;
             let mut requisition = loaded.state.clone();
@@ -729,6 +739,7 @@ impl CommandService {
                 policy: policy.clone(),
                 directory,
                 comment: comment.clone(),
+                urgency: urgent_reason.clone(),
                 deadlines: self.deadlines().await?,
                 actor: actor.clone(),
             };
@@ -820,6 +831,67 @@ impl CommandService {
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Approve {
             comment: comment.clone(),
             deadlines,
+            actor,
+        })
+        .await
+    }
+
+    /// The first step's approver confirms that an urgent requisition is urgent (fast-tracked
+    /// when its threshold allows).
+    pub async fn confirm_urgency(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        comment: Option<String>,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        let deadlines = self.deadlines().await?;
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::ConfirmUrgency {
+            comment: comment.clone(),
+            deadlines,
+            actor,
+        })
+        .await
+    }
+
+    /// The first step's approver denies the urgency: the normal chain goes on.
+    pub async fn deny_urgency(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        reason: &str,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::DenyUrgency {
+            reason: reason.into(),
+            actor,
+        })
+        .await
+    }
+
+    /// Undoes a fast-track: the full recorded chain applies again.
+    pub async fn revert_fast_track(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        reason: &str,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        let deadlines = self.deadlines().await?;
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::RevertFastTrack {
+            reason: reason.into(),
+            deadlines,
+            actor,
+        })
+        .await
+    }
+
+    /// An admin approves in an emergency, with a justification.
+    pub async fn override_approval(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        justification: &str,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Override {
+            justification: justification.into(),
             actor,
         })
         .await

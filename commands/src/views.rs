@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{Fund, PaymentMethod};
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, Tier};
-use pettycash_domain::requisition::{Approval, Requisition, Status};
+use pettycash_domain::requisition::{Approval, Requisition, Status, Urgency};
 use pettycash_domain::routing::Threshold;
 use pettycash_domain::Currency;
 use pettycash_domain::Role;
@@ -155,7 +155,39 @@ pub struct RequisitionView {
     /// `branch`, `hq` or `field`; `null` when unscoped.
     #[schema(value_type = Option<String>, example = "branch")]
     pub origin: Option<Origin>,
+    /// The latest submission was marked urgent (`null`: it was not).
+    pub urgency: Option<UrgencyView>,
+    /// Confirmed urgency shortened the chain to its final step (`steps` still shows the
+    /// whole recorded chain; an approver can revert the fast-track).
+    pub fast_tracked: bool,
+    /// The admin who approved it by emergency override (`null`: none).
+    pub overridden_by: Option<Uuid>,
     pub position: i64,
+}
+
+/// An urgent submission and what the first approver decided.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UrgencyView {
+    /// The requester's reason.
+    pub reason: String,
+    /// Whether the threshold allows a fast-track.
+    pub fast_track_allowed: bool,
+    /// `pending`, `confirmed` or `denied`.
+    #[schema(example = "confirmed")]
+    pub decision: String,
+    /// Who confirmed or denied it (`null` while pending).
+    pub decided_by: Option<Uuid>,
+}
+
+impl From<&Urgency> for UrgencyView {
+    fn from(u: &Urgency) -> Self {
+        Self {
+            reason: u.reason.clone(),
+            fast_track_allowed: u.fast_track_allowed,
+            decision: u.decision.as_str().to_string(),
+            decided_by: u.decision.by(),
+        }
+    }
 }
 
 impl RequisitionView {
@@ -205,6 +237,9 @@ impl RequisitionView {
             cost_centre_id: r.unit.and_then(|u| u.cost_centre),
             unit_id: r.unit.map(|u| u.unit_id),
             origin: r.origin,
+            urgency: r.urgency.as_ref().map(UrgencyView::from),
+            fast_tracked: r.fast_tracked,
+            overridden_by: r.overridden_by,
             position,
         }
     }

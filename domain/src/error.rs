@@ -81,6 +81,10 @@ pub enum DomainError {
     ChangesExpired { deadline: chrono::DateTime<chrono::Utc> },
     #[error("nothing is due yet")]
     NotDueYet,
+    #[error("the requester marked this requisition urgent: confirm or deny the urgency first")]
+    UrgencyUndecided,
+    #[error("{0}")]
+    Urgency(&'static str),
     #[error(
         "only an admin who belongs to no organisation unit may {action}: it concerns every company; \
          an admin of a company manages that company"
@@ -155,6 +159,8 @@ impl DomainError {
             DomainError::NotEligible { .. } => "not_eligible",
             DomainError::ChangesExpired { .. } => "changes_expired",
             DomainError::NotDueYet => "not_due_yet",
+            DomainError::UrgencyUndecided => "urgency_undecided",
+            DomainError::Urgency(_) => "urgency_state",
             DomainError::OrganisationAdminOnly { .. } => "organisation_admin_only",
             DomainError::WrongParent { .. } => "wrong_parent",
             DomainError::UnitClosed => "unit_closed",
@@ -194,6 +200,8 @@ impl DomainError {
             | DomainError::NoApprover { .. }
             | DomainError::ChangesExpired { .. }
             | DomainError::NotDueYet
+            | DomainError::UrgencyUndecided
+            | DomainError::Urgency(_)
             | DomainError::UnitClosed
             | DomainError::CodeTaken
             | DomainError::UnitNotEmpty { .. }

@@ -4,8 +4,13 @@
 //! draft ──submit──▶ pending_approval ──approve (last step)──▶ approved ──pay──▶ paid
 //!   ▲                 │  │  └─reject──▶ rejected
 //!   │                 │  └─request changes──▶ changes_requested ──edit / submit──▶ pending_approval
-//!   └──(create)       └─cancel (requester, any time before payment)──▶ cancelled
+//!   └──(create)       ├─cancel (requester, any time before payment)──▶ cancelled
+//!                     └─override (an admin, emergency, justified)──▶ approved
 //! ```
+//!
+//! A submission may be marked urgent with a reason: the first step's approver confirms or
+//! denies the urgency before anyone approves; confirmed on a threshold that allows it, the
+//! chain waits for its final step only (`fast_tracked`), and an approver can revert that.
 //!
 //! Each submission resolves its approval chain afresh from the amount being submitted and
 //! records it, and clears earlier approvals: an edit after changes were requested can never
@@ -176,6 +181,59 @@ pub struct Requisition {
     pub step_reminded: bool,
     #[serde(default)]
     pub step_escalated: bool,
+    /// The latest submission was marked urgent by the requester: why, and what the first
+    /// approver decided (`None`: not urgent).
+    #[serde(default)]
+    pub urgency: Option<Urgency>,
+    /// Confirmed urgency shortened the chain to its final step (the recorded chain is kept;
+    /// an approver can revert the fast-track).
+    #[serde(default)]
+    pub fast_tracked: bool,
+    /// The admin who approved it by emergency override (`ApprovalOverridden`).
+    #[serde(default)]
+    pub overridden_by: Option<Id>,
+}
+
+/// An urgent submission: the requester's reason, whether its threshold allows a fast-track,
+/// and the first approver's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Urgency {
+    pub reason: String,
+    pub fast_track_allowed: bool,
+    pub decision: UrgencyDecision,
+}
+
+/// What the first approver decided about an urgency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum UrgencyDecision {
+    /// Nobody decided yet: the first step may not approve until someone does.
+    Pending,
+    Confirmed {
+        by: Id,
+    },
+    Denied {
+        by: Id,
+    },
+}
+
+impl UrgencyDecision {
+    /// Its one text form: `pending`, `confirmed`, `denied`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UrgencyDecision::Pending => "pending",
+            UrgencyDecision::Confirmed { .. } => "confirmed",
+            UrgencyDecision::Denied { .. } => "denied",
+        }
+    }
+
+    /// Who decided (`None` while pending).
+    pub fn by(&self) -> Option<Id> {
+        match self {
+            UrgencyDecision::Pending => None,
+            UrgencyDecision::Confirmed { by } | UrgencyDecision::Denied { by } => Some(*by),
+        }
+    }
 }
 
 /// When a step that became current is overdue: its approvers are reminded at `remind_at`, and
@@ -215,7 +273,10 @@ impl Requisition {
         if self.status != Status::PendingApproval {
             return None;
         }
-        let from = self.approvals.last().map_or(0, |a| a.step + 1);
+        let mut from = self.approvals.last().map_or(0, |a| a.step + 1);
+        if self.fast_tracked {
+            from = from.max(self.chain.len().saturating_sub(1));
+        }
         crate::routing::next_step(self.chain.len(), self.eligible.as_deref(), from)
     }
 
@@ -285,6 +346,20 @@ impl Requisition {
         }
     }
 
+    /// Confirm or deny an urgency: an approver of the current (first) step, while the urgency
+    /// waits for a decision.
+    fn check_urgency_decider(&self, actor: &Actor, action: &'static str) -> Result<(), DomainError> {
+        self.currency()?;
+        self.require_status(&[Status::PendingApproval], action)?;
+        match self.urgency.as_ref().map(|u| u.decision) {
+            Some(UrgencyDecision::Pending) => {}
+            None => return Err(DomainError::Urgency("this requisition was not submitted as urgent")),
+            Some(_) => return Err(DomainError::Urgency("the urgency was already decided")),
+        }
+        let (_, role) = self.check_decider(actor, action)?;
+        self.check_eligible(actor, role)
+    }
+
     /// Refuses an actor registered or given a role by someone who requested or approved this
     /// requisition (in any round): an admin could otherwise create a puppet account and pay
     /// or approve their own request through it.
@@ -293,7 +368,8 @@ impl Requisition {
             .requester_id
             .into_iter()
             .chain(self.approvals.iter().map(|a| a.approver_id))
-            .chain(self.former_approvers.iter().copied());
+            .chain(self.former_approvers.iter().copied())
+            .chain(self.overridden_by);
         if participants.any(|p| actor.sponsors.contains(&p)) {
             return Err(DomainError::SponsoredByParticipant { action });
         }
@@ -366,7 +442,34 @@ pub enum RequisitionCommand {
         policy: ApprovalPolicy,
         directory: Directory,
         comment: Option<String>,
+        /// The requester's reason when they mark it urgent (`None`: not urgent).
+        urgency: Option<String>,
         deadlines: Deadlines,
+        actor: Actor,
+    },
+    /// The first step's approver agrees it is urgent: on a threshold that allows it, the
+    /// chain is shortened to its final step (which gets fresh deadlines).
+    ConfirmUrgency {
+        comment: Option<String>,
+        deadlines: Deadlines,
+        actor: Actor,
+    },
+    /// The first step's approver does not agree it is urgent: the normal chain goes on.
+    DenyUrgency {
+        reason: String,
+        actor: Actor,
+    },
+    /// Back to the full recorded chain after a fast-track: by whoever confirmed the urgency or
+    /// an approver of the step it waits for.
+    RevertFastTrack {
+        reason: String,
+        deadlines: Deadlines,
+        actor: Actor,
+    },
+    /// Emergency approval by an admin, skipping the steps not yet approved: justification
+    /// required, never on one's own requisition nor by someone who approved it.
+    Override {
+        justification: String,
         actor: Actor,
     },
     Approve {
@@ -455,6 +558,39 @@ pub enum RequisitionEvent {
         /// Version 2: when the first step's approvers are reminded and the step escalated.
         due: Option<StepDue>,
     },
+    /// The requester marked the submission urgent (follows `RequisitionSubmitted`).
+    UrgencyDeclared {
+        reason: String,
+        /// Whether the threshold it fell under allows a fast-track.
+        fast_track_allowed: bool,
+    },
+    /// The first step's approver agreed it is urgent. `fast_tracked`: the chain now waits for
+    /// its final step only, due as `due` says.
+    UrgencyConfirmed {
+        confirmed_by: Id,
+        fast_tracked: bool,
+        comment: Option<String>,
+        due: Option<StepDue>,
+    },
+    /// The first step's approver did not agree it is urgent: the normal chain goes on.
+    UrgencyDenied {
+        denied_by: Id,
+        reason: String,
+    },
+    /// A fast-track was undone: the full recorded chain applies again from its first step not
+    /// yet approved, due as `due` says.
+    FastTrackReverted {
+        reverted_by: Id,
+        reason: String,
+        due: Option<StepDue>,
+    },
+    /// An admin approved it in an emergency, skipping `skipped` (the steps not yet approved).
+    /// Recorded as itself, never as approvals of those steps.
+    ApprovalOverridden {
+        overridden_by: Id,
+        justification: String,
+        skipped: Vec<usize>,
+    },
     /// A step did not go to, or no longer waits for, the holders of its role: at submission,
     /// nobody in scope could take it (to the next step, or to the admins); or it waited past
     /// its escalation time (`overdue`: to the admins, `people`). Never an approval.
@@ -524,6 +660,11 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::RequisitionCreated { .. } => "RequisitionCreated",
             RequisitionEvent::RequisitionEdited { .. } => "RequisitionEdited",
             RequisitionEvent::RequisitionSubmitted { .. } => "RequisitionSubmitted",
+            RequisitionEvent::UrgencyDeclared { .. } => "UrgencyDeclared",
+            RequisitionEvent::UrgencyConfirmed { .. } => "UrgencyConfirmed",
+            RequisitionEvent::UrgencyDenied { .. } => "UrgencyDenied",
+            RequisitionEvent::FastTrackReverted { .. } => "FastTrackReverted",
+            RequisitionEvent::ApprovalOverridden { .. } => "ApprovalOverridden",
             RequisitionEvent::ApprovalEscalated { .. } => "ApprovalEscalated",
             RequisitionEvent::ApprovalOverdue { .. } => "ApprovalOverdue",
             RequisitionEvent::RequisitionExpired { .. } => "RequisitionExpired",
@@ -615,7 +756,7 @@ impl Aggregate for Requisition {
                 }
                 sink.write(E::RequisitionEdited { amount, purpose, payee, category }, self).await;
             }
-            C::Submit { policy, directory, comment, deadlines, actor } => {
+            C::Submit { policy, directory, comment, urgency, deadlines, actor } => {
                 let currency = self.currency()?.clone();
                 self.require_requester(&actor, "submit")?;
                 self.require_status(&[Status::Draft, Status::ChangesRequested], "submit")?;
@@ -623,6 +764,8 @@ impl Aggregate for Requisition {
                     return Err(DomainError::ChangesExpired { deadline });
                 }
                 let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
+                let urgency =
+                    urgency.map(|r| clean_text("urgent_reason", &r, REASON_MAX, true)).transpose()?;
                 let origin = self.origin.unwrap_or(Origin::Hq);
                 let route = crate::routing::route(
                     &policy.thresholds(),
@@ -647,6 +790,7 @@ impl Aggregate for Requisition {
                         })
                     })
                     .collect();
+                let fast_track_allowed = route.fast_track;
                 let event = E::RequisitionSubmitted {
                     amount: self.amount,
                     chain: route.chain,
@@ -661,9 +805,77 @@ impl Aggregate for Requisition {
                 for escalation in escalations {
                     sink.write(escalation, self).await;
                 }
+                if let Some(reason) = urgency {
+                    sink.write(E::UrgencyDeclared { reason, fast_track_allowed }, self).await;
+                }
+            }
+            C::ConfirmUrgency { comment, deadlines, actor } => {
+                self.check_urgency_decider(&actor, "confirm the urgency of")?;
+                let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
+                let urgency = self.urgency.as_ref().expect("checked: pending urgency");
+                // Only a chain with steps after the current one can be shortened.
+                let last = self.chain.len().saturating_sub(1);
+                let fast_tracked =
+                    urgency.fast_track_allowed && self.current_step().is_some_and(|step| step < last);
+                let due = fast_tracked.then(|| deadlines.step_due());
+                sink.write(
+                    E::UrgencyConfirmed { confirmed_by: actor.user_id, fast_tracked, comment, due },
+                    self,
+                )
+                .await;
+            }
+            C::DenyUrgency { reason, actor } => {
+                self.check_urgency_decider(&actor, "deny the urgency of")?;
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                sink.write(E::UrgencyDenied { denied_by: actor.user_id, reason }, self).await;
+            }
+            C::RevertFastTrack { reason, deadlines, actor } => {
+                self.currency()?;
+                self.require_status(&[Status::PendingApproval], "revert the fast-track of")?;
+                if !self.fast_tracked {
+                    return Err(DomainError::Urgency("this requisition is not fast-tracked"));
+                }
+                let confirmer = matches!(
+                    self.urgency.as_ref().map(|u| u.decision),
+                    Some(UrgencyDecision::Confirmed { by }) if by == actor.user_id
+                );
+                if !confirmer {
+                    let (_, role) = self.check_decider(&actor, "revert the fast-track of")?;
+                    self.check_eligible(&actor, role)?;
+                }
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                let due = Some(deadlines.step_due());
+                sink.write(E::FastTrackReverted { reverted_by: actor.user_id, reason, due }, self).await;
+            }
+            C::Override { justification, actor } => {
+                self.currency()?;
+                if !actor.has(Role::Admin) {
+                    return Err(DomainError::MissingRole { required: Role::Admin });
+                }
+                if self.requester_id == Some(actor.user_id) {
+                    return Err(DomainError::SelfApproval);
+                }
+                self.require_status(&[Status::PendingApproval], "override the approval of")?;
+                if self.approvals.iter().any(|a| a.approver_id == actor.user_id)
+                    || self.former_approvers.contains(&actor.user_id)
+                {
+                    return Err(DomainError::DuplicateApprover);
+                }
+                self.check_not_sponsored(&actor, "override the approval of")?;
+                let justification = clean_text("justification", &justification, REASON_MAX, true)?;
+                let from = self.current_step().unwrap_or(self.chain.len());
+                let skipped = (from..self.chain.len()).collect();
+                sink.write(
+                    E::ApprovalOverridden { overridden_by: actor.user_id, justification, skipped },
+                    self,
+                )
+                .await;
             }
             C::Approve { comment, deadlines, actor } => {
                 let (step, role) = self.check_decider(&actor, "approve")?;
+                if self.urgency.as_ref().is_some_and(|u| u.decision == UrgencyDecision::Pending) {
+                    return Err(DomainError::UrgencyUndecided);
+                }
                 self.check_not_sponsored(&actor, "approve")?;
                 self.check_eligible(&actor, role)?;
                 let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
@@ -786,6 +998,7 @@ impl Aggregate for Requisition {
                 }
                 if self.approvals.iter().any(|a| a.approver_id == payer.user_id)
                     || self.former_approvers.contains(&payer.user_id)
+                    || self.overridden_by == Some(payer.user_id)
                 {
                     return Err(DomainError::PayerIsApprover);
                 }
@@ -858,7 +1071,40 @@ impl Aggregate for Requisition {
                 }
                 self.submissions += 1;
                 self.last_reason = None;
+                self.urgency = None;
+                self.fast_tracked = false;
                 self.status = Status::PendingApproval;
+            }
+            E::UrgencyDeclared { reason, fast_track_allowed } => {
+                self.urgency =
+                    Some(Urgency { reason, fast_track_allowed, decision: UrgencyDecision::Pending });
+            }
+            E::UrgencyConfirmed { confirmed_by, fast_tracked, due, .. } => {
+                if let Some(u) = self.urgency.as_mut() {
+                    u.decision = UrgencyDecision::Confirmed { by: confirmed_by };
+                }
+                if fast_tracked {
+                    self.fast_tracked = true;
+                    self.step_due = due;
+                    self.step_reminded = false;
+                    self.step_escalated = false;
+                }
+            }
+            E::UrgencyDenied { denied_by, .. } => {
+                if let Some(u) = self.urgency.as_mut() {
+                    u.decision = UrgencyDecision::Denied { by: denied_by };
+                }
+            }
+            E::FastTrackReverted { due, .. } => {
+                self.fast_tracked = false;
+                self.step_due = due;
+                self.step_reminded = false;
+                self.step_escalated = false;
+            }
+            E::ApprovalOverridden { overridden_by, .. } => {
+                self.overridden_by = Some(overridden_by);
+                self.step_due = None;
+                self.status = Status::Approved;
             }
             E::ApprovalEscalated { step, to, people, reason, .. } => {
                 if to == EscalatedTo::Admin {

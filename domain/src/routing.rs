@@ -371,6 +371,8 @@ impl Directory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub threshold: String,
+    /// Whether the threshold allows an urgent requisition to be fast-tracked.
+    pub fast_track: bool,
     pub chain: Vec<Role>,
     pub steps: Vec<Step>,
 }
@@ -397,7 +399,7 @@ pub fn route(
         directory.admins.iter().filter(|a| !a.sponsors.contains(&requester_id)).map(|a| a.user_id).collect();
     let steps =
         resolve_steps(&chain, requester_id, |role| directory.holders(role, unit, requester_id), &admins)?;
-    Ok(Route { threshold: threshold.name.clone(), chain, steps })
+    Ok(Route { threshold: threshold.name.clone(), fast_track: threshold.fast_track, chain, steps })
 }
 
 /// The first step at or after `from` that someone may act on: every step of a chain recorded

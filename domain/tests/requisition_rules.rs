@@ -15,7 +15,7 @@ use pettycash_domain::requisition::{
     Approval, Changes, Deadlines, PaymentRecord, Requisition, RequisitionCommand as Cmd,
     RequisitionEvent as Ev, Status, StepDue, CATEGORY_MAX, PAYEE_MAX, PURPOSE_MAX, REASON_MAX, REFERENCE_MAX,
 };
-use pettycash_domain::routing::{Directory, EscalatedTo, EscalationReason, Holder};
+use pettycash_domain::routing::{Directory, EscalatedTo, EscalationReason, Holder, Threshold, Thresholds};
 use pettycash_domain::{Actor, DomainError, Id, Role};
 use rust_decimal::Decimal;
 
@@ -196,6 +196,7 @@ fn submit(chain: &[Role], policy_version: u32) -> Cmd {
         policy: policy(chain, policy_version),
         directory: directory(),
         comment: None,
+        urgency: None,
         deadlines: deadlines(),
         actor: requester(),
     }
@@ -738,6 +739,7 @@ fn only_the_requester_may_submit() {
                 policy: policy(&CHAIN, 1),
                 directory: directory(),
                 comment: None,
+                urgency: None,
                 deadlines: deadlines(),
                 actor: other,
             })
@@ -1401,6 +1403,7 @@ fn steps_nobody_holds_escalate_to_the_next_step_and_the_last_to_the_admins() {
         policy: policy(&chain, 1),
         directory: with_admin(),
         comment: None,
+        urgency: None,
         deadlines: deadlines(),
         actor: requester(),
     };
@@ -1520,6 +1523,7 @@ fn a_resubmission_after_the_deadline_is_refused_and_one_before_it_clears_the_dea
         policy: policy(&CHAIN, 1),
         directory: directory(),
         comment: None,
+        urgency: None,
         deadlines: Deadlines { now: when, ..deadlines() },
         actor: requester(),
     };
@@ -1632,4 +1636,276 @@ fn reminders_and_escalations_are_only_for_requisitions_waiting_for_approval() {
             Err(DomainError::InvalidTransition { .. })
         ));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Urgent requisitions: fast-track and revert
+// ---------------------------------------------------------------------------------------------
+
+/// Three steps, so a fast-track visibly skips two.
+const LONG_CHAIN: [Role; 3] = [Role::DepartmentHead, Role::GroupFinanceManager, Role::Cfo];
+
+/// One threshold for every amount giving `LONG_CHAIN`, allowing a fast-track or not.
+fn threshold_policy(fast_track: bool) -> ApprovalPolicy {
+    ApprovalPolicy {
+        version: 3,
+        tiers: None,
+        thresholds: Some(Thresholds(vec![Threshold {
+            name: "Everything".into(),
+            currency: None,
+            origin: None,
+            min: d("0"),
+            max: None,
+            priority: 0,
+            chain: LONG_CHAIN.to_vec(),
+            fast_track,
+            requires_cfo: false,
+            requires_ceo: false,
+        }])),
+    }
+}
+
+fn submit_urgent(fast_track: bool, reason: &str) -> Cmd {
+    Cmd::Submit {
+        policy: threshold_policy(fast_track),
+        directory: directory(),
+        comment: None,
+        urgency: Some(reason.into()),
+        deadlines: deadlines(),
+        actor: requester(),
+    }
+}
+
+/// Created and submitted urgent ("Generator fuel") under `threshold_policy(fast_track)`.
+fn urgent(fast_track: bool) -> Vec<Ev> {
+    let mut events = vec![created()];
+    play(&mut events, submit_urgent(fast_track, "Generator fuel"));
+    events
+}
+
+fn confirm(by: &Actor) -> Cmd {
+    Cmd::ConfirmUrgency { comment: None, deadlines: deadlines(), actor: by.clone() }
+}
+
+#[test]
+fn an_urgent_submission_records_the_reason_and_whether_its_threshold_allows_a_fast_track() {
+    let emitted = outcome(vec![created()], submit_urgent(true, "  Generator fuel  ")).unwrap();
+    assert_eq!(
+        emitted.last(),
+        Some(&Ev::UrgencyDeclared { reason: "Generator fuel".into(), fast_track_allowed: true })
+    );
+    let emitted = outcome(vec![created()], submit_urgent(false, "Generator fuel")).unwrap();
+    assert_eq!(
+        emitted.last(),
+        Some(&Ev::UrgencyDeclared { reason: "Generator fuel".into(), fast_track_allowed: false })
+    );
+    assert_eq!(outcome(vec![created()], submit_urgent(true, "   ")), Err(blank("urgent_reason")));
+}
+
+#[test]
+fn nobody_approves_an_urgent_requisition_before_its_urgency_is_decided() {
+    assert_eq!(outcome(urgent(true), approve(&head())), Err(DomainError::UrgencyUndecided));
+}
+
+#[test]
+fn confirmed_urgency_on_a_threshold_that_allows_it_leaves_only_the_final_step() {
+    let mut events = urgent(true);
+    let emitted = play(&mut events, confirm(&head()));
+    assert_eq!(
+        emitted,
+        vec![Ev::UrgencyConfirmed {
+            confirmed_by: HEAD,
+            fast_tracked: true,
+            comment: None,
+            due: Some(step_due())
+        }]
+    );
+    let r = state(events.clone());
+    assert!(r.fast_tracked);
+    assert_eq!(r.chain, LONG_CHAIN, "the recorded chain is kept");
+    assert_eq!(r.current_step_role(), Some(Role::Cfo));
+    // The skipped steps' people may not act on it; the final step's may, and that completes it.
+    assert_eq!(
+        outcome(events.clone(), approve(&finance_manager())),
+        Err(DomainError::MissingRole { required: Role::Cfo })
+    );
+    assert_eq!(play(&mut events, approve(&cfo())), vec![approved(2, Role::Cfo, CFO, true)]);
+    assert_eq!(state(events.clone()).status, Status::Approved);
+    play(&mut events, pay(&treasurer(), None));
+}
+
+#[test]
+fn confirmed_urgency_on_a_threshold_that_does_not_allow_it_keeps_the_whole_chain() {
+    let mut events = urgent(false);
+    let emitted = play(&mut events, confirm(&head()));
+    assert_eq!(
+        emitted,
+        vec![Ev::UrgencyConfirmed { confirmed_by: HEAD, fast_tracked: false, comment: None, due: None }]
+    );
+    assert_eq!(state(events.clone()).current_step_role(), Some(Role::DepartmentHead));
+    assert_eq!(play(&mut events, approve(&head())), vec![approved(0, Role::DepartmentHead, HEAD, false)]);
+}
+
+#[test]
+fn denied_urgency_goes_through_the_whole_chain() {
+    let mut events = urgent(true);
+    let deny = |reason: &str| Cmd::DenyUrgency { reason: reason.into(), actor: head() };
+    assert_eq!(outcome(events.clone(), deny(" ")), Err(blank("reason")));
+    assert_eq!(
+        play(&mut events, deny("It can wait for Monday")),
+        vec![Ev::UrgencyDenied { denied_by: HEAD, reason: "It can wait for Monday".into() }]
+    );
+    assert!(!state(events.clone()).fast_tracked);
+    assert_eq!(
+        outcome(events.clone(), confirm(&head())),
+        Err(DomainError::Urgency("the urgency was already decided"))
+    );
+    play(&mut events, approve(&head()));
+    assert_eq!(state(events).current_step_role(), Some(Role::GroupFinanceManager));
+}
+
+#[test]
+fn only_an_approver_of_the_first_step_decides_an_urgency_and_only_a_declared_one() {
+    let events = urgent(true);
+    assert_eq!(
+        outcome(events.clone(), confirm(&requester_also([Role::DepartmentHead]))),
+        Err(DomainError::SelfApproval)
+    );
+    assert_eq!(
+        outcome(events.clone(), confirm(&finance_manager())),
+        Err(DomainError::MissingRole { required: Role::DepartmentHead })
+    );
+    // Holds the role but the step was not routed to them.
+    assert_eq!(
+        outcome(events, confirm(&someone([Role::DepartmentHead]))),
+        Err(DomainError::NotEligible { role: Role::DepartmentHead })
+    );
+    assert_eq!(
+        outcome(history(Status::PendingApproval), confirm(&head())),
+        Err(DomainError::Urgency("this requisition was not submitted as urgent"))
+    );
+    assert_eq!(
+        outcome(history(Status::Draft), confirm(&head())),
+        Err(DomainError::InvalidTransition { status: Status::Draft, action: "confirm the urgency of" })
+    );
+}
+
+#[test]
+fn an_approver_reverts_a_fast_track_and_the_whole_chain_applies_again() {
+    let mut events = urgent(true);
+    play(&mut events, confirm(&head()));
+    let revert = |by: &Actor, reason: &str| Cmd::RevertFastTrack {
+        reason: reason.into(),
+        deadlines: deadlines(),
+        actor: by.clone(),
+    };
+    // Not by the requester nor someone the waiting step is not for.
+    assert_eq!(outcome(events.clone(), revert(&requester(), "x")), Err(DomainError::SelfApproval));
+    assert_eq!(
+        outcome(events.clone(), revert(&finance_manager(), "x")),
+        Err(DomainError::MissingRole { required: Role::Cfo })
+    );
+    assert_eq!(outcome(events.clone(), revert(&cfo(), "")), Err(blank("reason")));
+    assert_eq!(
+        play(&mut events, revert(&cfo(), "Not that urgent at this amount")),
+        vec![Ev::FastTrackReverted {
+            reverted_by: CFO,
+            reason: "Not that urgent at this amount".into(),
+            due: Some(step_due())
+        }]
+    );
+    let r = state(events.clone());
+    assert!(!r.fast_tracked);
+    assert_eq!(r.current_step_role(), Some(Role::DepartmentHead));
+    assert_eq!(
+        outcome(events.clone(), revert(&cfo(), "again")),
+        Err(DomainError::Urgency("this requisition is not fast-tracked"))
+    );
+    for by in [head(), finance_manager()] {
+        play(&mut events, approve(&by));
+    }
+    assert_eq!(play(&mut events, approve(&cfo())), vec![approved(2, Role::Cfo, CFO, true)]);
+}
+
+#[test]
+fn whoever_confirmed_the_urgency_may_revert_the_fast_track() {
+    let mut events = urgent(true);
+    play(&mut events, confirm(&head()));
+    let revert = Cmd::RevertFastTrack { reason: "Mistake".into(), deadlines: deadlines(), actor: head() };
+    assert!(matches!(play(&mut events, revert)[..], [Ev::FastTrackReverted { reverted_by: HEAD, .. }]));
+}
+
+#[test]
+fn a_resubmission_is_not_urgent_unless_marked_again() {
+    let mut events = urgent(true);
+    play(&mut events, confirm(&head()));
+    play(&mut events, request_changes(&cfo(), "Attach the quote"));
+    let mut resubmit = submit_urgent(true, "x");
+    if let Cmd::Submit { urgency, .. } = &mut resubmit {
+        *urgency = None;
+    }
+    play(&mut events, resubmit);
+    let r = state(events);
+    assert_eq!((r.urgency.clone(), r.fast_tracked), (None, false));
+    assert_eq!(r.current_step_role(), Some(Role::DepartmentHead));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin override
+// ---------------------------------------------------------------------------------------------
+
+fn admin() -> Actor {
+    Actor::new(Id::from_u128(6), [Role::Admin])
+}
+
+fn override_by(by: &Actor, justification: &str) -> Cmd {
+    Cmd::Override { justification: justification.into(), actor: by.clone() }
+}
+
+#[test]
+fn an_admin_overrides_the_approval_with_a_justification_recorded_as_an_override() {
+    let mut events = history(Status::PendingApproval);
+    play(&mut events, approve(&head()));
+    assert_eq!(outcome(events.clone(), override_by(&admin(), "  ")), Err(blank("justification")));
+    assert_eq!(
+        play(&mut events, override_by(&admin(), "Flood at the branch")),
+        vec![Ev::ApprovalOverridden {
+            overridden_by: admin().user_id,
+            justification: "Flood at the branch".into(),
+            skipped: vec![1]
+        }]
+    );
+    let r = state(events.clone());
+    assert_eq!((r.status, r.overridden_by), (Status::Approved, Some(admin().user_id)));
+    assert_eq!(r.approvals.len(), 1, "an override is not an approval of the skipped steps");
+    // The overriding admin may not pay it too; a treasurer may.
+    let both = Actor::new(admin().user_id, [Role::Admin, Role::Treasury]);
+    assert_eq!(outcome(events.clone(), pay(&both, None)), Err(DomainError::PayerIsApprover));
+    play(&mut events, pay(&treasurer(), None));
+}
+
+#[test]
+fn no_override_of_ones_own_requisition_nor_by_an_approver_nor_by_a_non_admin() {
+    let mut events = history(Status::PendingApproval);
+    assert_eq!(
+        outcome(events.clone(), override_by(&requester_also([Role::Admin]), "mine")),
+        Err(DomainError::SelfApproval)
+    );
+    assert_eq!(
+        outcome(events.clone(), override_by(&head(), "urgent")),
+        Err(DomainError::MissingRole { required: Role::Admin })
+    );
+    let admin_head = Actor::new(HEAD, [Role::DepartmentHead, Role::Admin]);
+    play(&mut events, approve(&admin_head));
+    assert_eq!(outcome(events, override_by(&admin_head, "urgent")), Err(DomainError::DuplicateApprover));
+    let puppet = admin().with_sponsors(vec![REQUESTER]);
+    assert_eq!(
+        outcome(history(Status::PendingApproval), override_by(&puppet, "urgent")),
+        Err(DomainError::SponsoredByParticipant { action: "override the approval of" })
+    );
+    assert_refused_in(
+        &[Status::Draft, Status::ChangesRequested, Status::Approved, Status::Rejected, Status::Cancelled],
+        || override_by(&admin(), "urgent"),
+        invalid_transition("override the approval of"),
+    );
 }

@@ -39,6 +39,15 @@
 //!   (as created and edited so far).
 //! - `paid_amount_mismatch`: a payment of an amount other than the one approved (the latest
 //!   submission's).
+//! - `decision_not_allowed`: a rejection, change request or urgency decision by someone the
+//!   step it waits for was not routed to, who lacked its role, or its requester (or an urgency
+//!   decided that was not declared or already decided; a fast-track reverted that was not).
+//! - `fast_track_not_allowed`: an urgency recorded as fast-trackable, or fast-tracked, on a
+//!   threshold that does not allow it.
+//! - `override_not_allowed`: an emergency override by someone not an active admin, by the
+//!   requester, by someone who approved it or was sponsored by a participant, or of a
+//!   requisition not pending approval. The overriding admin counts as an approver for
+//!   `paid_by_approver`; an overridden requisition is not `incomplete_approval`.
 //! - `undecodable_event`: the payload does not decode as its aggregate's event type.
 //!
 //! Tamper evidence (see `projections/src/seal.rs`):
@@ -201,9 +210,39 @@ struct ReqV {
     approvals: Vec<(usize, Role, Uuid)>,
     /// Status as the events left it.
     status: Status,
-    /// Everyone who ever approved it, any round.
+    /// Everyone who ever approved it, any round (and the admin who overrode its approval).
     approvers: Vec<Uuid>,
     paid: bool,
+    /// The threshold the latest submission fell under.
+    threshold: Option<String>,
+    /// The latest submission was marked urgent: whether a fast-track was allowed, and whether
+    /// the urgency still waits for a decision.
+    urgency: Option<(bool, bool)>,
+    /// Confirmed urgency shortened the chain to its final step.
+    fast_tracked: bool,
+    /// Approved by an admin's emergency override.
+    overridden: bool,
+}
+
+impl ReqV {
+    /// Where the next decision's step is looked for: after the last approval of the round, or
+    /// the final step while fast-tracked.
+    fn from(&self) -> usize {
+        let len = self.chain.as_ref().map_or(0, Vec::len);
+        if self.fast_tracked {
+            self.step_from.max(len.saturating_sub(1))
+        } else {
+            self.step_from
+        }
+    }
+
+    /// The step the requisition waits for, while pending approval.
+    fn current(&self) -> Option<usize> {
+        let chain = self.chain.as_ref()?;
+        (self.status == Status::PendingApproval)
+            .then(|| next_step(chain.len(), self.eligible.as_deref(), self.from()))
+            .flatten()
+    }
 }
 
 /// Where one side of a payment was seen.
@@ -325,6 +364,33 @@ impl Verifier {
         sponsors
             .get(&user)
             .is_some_and(|s| s.iter().any(|sp| r.requester == Some(*sp) || r.approvers.contains(sp)))
+    }
+
+    /// A decision on the step a requisition waits for (reject, request changes, confirm or
+    /// deny its urgency) by someone the domain would let decide it: not the requester, pending,
+    /// routed to them (when routing recorded people) and holding the step's role (admin for a
+    /// step escalated to the admins). Flags `decision_not_allowed`.
+    fn check_decider(&mut self, e: &EventRow, id: Uuid, by: Uuid, what: &str) {
+        let Some(r) = self.requisitions.get(&id) else { return };
+        let problem = match (r.current(), r.chain.as_ref()) {
+            _ if r.requester == Some(by) => Some("its requester".to_string()),
+            (Some(step), Some(chain)) => {
+                let role = if r.to_admin.contains(&step) { Role::Admin } else { chain[step] };
+                let routed =
+                    r.eligible.as_ref().is_none_or(|lists| lists.get(step).is_some_and(|l| l.contains(&by)));
+                if !routed {
+                    Some(format!("whom step {step} was not routed to"))
+                } else if !self.holds(by, role) {
+                    Some(format!("who did not hold {role}"))
+                } else {
+                    None
+                }
+            }
+            _ => Some(format!("while it was {}", r.status)),
+        };
+        if let Some(problem) = problem {
+            self.flag(e, "decision_not_allowed", format!("{what} by {by}, {problem}"));
+        }
     }
 
     fn flag(&mut self, e: &EventRow, rule: &'static str, detail: String) {
@@ -735,6 +801,9 @@ impl Verifier {
                 }
                 let r = self.requisitions.entry(id).or_default();
                 r.submitted_amount = Some(amount);
+                r.threshold = threshold;
+                r.urgency = None;
+                r.fast_tracked = false;
                 r.chain = Some(chain);
                 r.eligible = eligible;
                 r.step_from = 0;
@@ -783,7 +852,105 @@ impl Verifier {
                     );
                 }
             }
+            E::UrgencyDeclared { fast_track_allowed, .. } => {
+                let threshold = self.requisitions.get(&id).and_then(|r| r.threshold.clone());
+                let allows = self
+                    .policy
+                    .thresholds()
+                    .0
+                    .iter()
+                    .any(|t| Some(&t.name) == threshold.as_ref() && t.fast_track);
+                if fast_track_allowed && !allows {
+                    self.flag(
+                        e,
+                        "fast_track_not_allowed",
+                        format!("urgency recorded as fast-trackable; threshold {threshold:?} in force does not allow it"),
+                    );
+                }
+                self.requisitions.entry(id).or_default().urgency = Some((fast_track_allowed, true));
+            }
+            E::UrgencyConfirmed { .. } | E::UrgencyDenied { .. } => {
+                let (by, confirmed, fast_tracked) = match &ev {
+                    E::UrgencyConfirmed { confirmed_by, fast_tracked, .. } => {
+                        (*confirmed_by, true, *fast_tracked)
+                    }
+                    E::UrgencyDenied { denied_by, .. } => (*denied_by, false, false),
+                    _ => unreachable!("matched above"),
+                };
+                self.check_decider(e, id, by, "decided the urgency");
+                let r = self.requisitions.entry(id).or_default();
+                let urgency = r.urgency;
+                if let Some(u) = r.urgency.as_mut() {
+                    u.1 = false;
+                }
+                if confirmed && fast_tracked {
+                    r.fast_tracked = true;
+                }
+                match urgency {
+                    Some((_, false)) | None => self.flag(
+                        e,
+                        "decision_not_allowed",
+                        "an urgency decided that was not declared, or was already decided".into(),
+                    ),
+                    Some((false, true)) if confirmed && fast_tracked => self.flag(
+                        e,
+                        "fast_track_not_allowed",
+                        "fast-tracked on a threshold that does not allow it".into(),
+                    ),
+                    _ => {}
+                }
+            }
+            E::FastTrackReverted { reverted_by, .. } => {
+                let r = self.requisitions.entry(id).or_default();
+                let was = std::mem::replace(&mut r.fast_tracked, false);
+                let open = r.status == Status::PendingApproval;
+                r.due = None;
+                if !was || !open || r.requester == Some(reverted_by) {
+                    self.flag(
+                        e,
+                        "decision_not_allowed",
+                        format!("fast-track reverted by {reverted_by} while not fast-tracked, not pending, or by its requester"),
+                    );
+                }
+            }
+            E::ApprovalOverridden { overridden_by, .. } => {
+                let lacks_admin = !self.holds(overridden_by, Role::Admin);
+                let r = self.requisitions.entry(id).or_default();
+                let sponsored = Self::sponsored_by_participant(&self.sponsors, overridden_by, r);
+                let problem = if lacks_admin {
+                    Some("who is not an active admin")
+                } else if r.requester == Some(overridden_by) {
+                    Some("its requester")
+                } else if r.approvers.contains(&overridden_by) {
+                    Some("someone who approved it")
+                } else if sponsored {
+                    Some("someone its requester or an approver registered or gave a role")
+                } else if r.status != Status::PendingApproval {
+                    Some("while it was not pending approval")
+                } else {
+                    None
+                };
+                r.status = Status::Approved;
+                r.overridden = true;
+                r.due = None;
+                if !r.approvers.contains(&overridden_by) {
+                    r.approvers.push(overridden_by);
+                }
+                if let Some(problem) = problem {
+                    self.flag(
+                        e,
+                        "override_not_allowed",
+                        format!("approval overridden by {overridden_by}, {problem}"),
+                    );
+                }
+            }
             E::RequisitionRejected { .. } | E::ChangesRequested { .. } => {
+                let by = match &ev {
+                    E::RequisitionRejected { rejected_by, .. } => *rejected_by,
+                    E::ChangesRequested { requested_by, .. } => *requested_by,
+                    _ => unreachable!("matched above"),
+                };
+                self.check_decider(e, id, by, "decided");
                 let r = self.requisitions.entry(id).or_default();
                 r.approvals.clear();
                 r.due = None;
@@ -817,8 +984,9 @@ impl Verifier {
                 );
                 let status = r.status;
                 let twice = r.approvals.iter().any(|(_, _, who)| *who == approver_id);
+                let from = r.from();
                 let expected = r.chain.as_ref().map(|c| {
-                    let next = next_step(c.len(), r.eligible.as_deref(), r.step_from);
+                    let next = next_step(c.len(), r.eligible.as_deref(), from);
                     (next, next.map(|i| c[i]))
                 });
                 r.approvals.push((step, role, approver_id));
@@ -899,10 +1067,11 @@ impl Verifier {
                 let by_requester = r.requester == Some(paid_by);
                 let by_approver = r.approvers.contains(&paid_by);
                 let chain = r.chain.clone().unwrap_or_default();
-                let complete = r.chain.is_some()
-                    && next_step(chain.len(), r.eligible.as_deref(), r.step_from).is_none()
-                    && r.approvals.windows(2).all(|w| w[0].0 < w[1].0)
-                    && r.approvals.iter().all(|(step, role, _)| chain.get(*step) == Some(role));
+                let complete = r.overridden
+                    || (r.chain.is_some()
+                        && next_step(chain.len(), r.eligible.as_deref(), r.step_from).is_none()
+                        && r.approvals.windows(2).all(|w| w[0].0 < w[1].0)
+                        && r.approvals.iter().all(|(step, role, _)| chain.get(*step) == Some(role)));
                 let given: Vec<String> = r.approvals.iter().map(|(_, role, _)| role.to_string()).collect();
                 if let Some(status) = closed_as {
                     self.flag(e, "acted_on_closed", format!("paid while {status}"));
@@ -918,7 +1087,11 @@ impl Verifier {
                     self.flag(e, "paid_by_requester", format!("paid by its requester {paid_by}"));
                 }
                 if by_approver {
-                    self.flag(e, "paid_by_approver", format!("paid by {paid_by}, who approved it"));
+                    self.flag(
+                        e,
+                        "paid_by_approver",
+                        format!("paid by {paid_by}, who approved it (or overrode its approval)"),
+                    );
                 }
                 if sponsored {
                     self.flag(
@@ -1386,7 +1559,11 @@ mod tests {
             let by = w.gfm;
             pay(&mut w, by)
         };
-        assert_eq!(w.f.rules(), [(a, "approval_out_of_order"), (p, "paid_by_approver")]);
+        // Changes requested once the out-of-order approval completed the chain: no step waited.
+        assert_eq!(
+            w.f.rules(),
+            [(a, "approval_out_of_order"), (a + 1, "decision_not_allowed"), (p, "paid_by_approver")]
+        );
     }
 
     #[test]
@@ -1579,12 +1756,14 @@ mod tests {
             json!({"ApprovalOverdue": {"step": 0, "role": "department_head"}}),
             h(23),
         );
+        w.f.push("user", w.treasury, json!({"RoleGranted": {"role": "admin", "granted_by": null}}));
         let escalated = w.f.push_at("requisition", w.req, overdue_escalation(w.treasury), h(71));
-        // Sent back again with a deadline, expired an hour before it.
+        // Sent back again (by the admin the step went to) with a deadline, expired an hour
+        // before it.
         w.f.push_at(
             "requisition",
             w.req,
-            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r",
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.treasury, "reason": "r",
                 "deadline": h(200)}}),
             h(100),
         );
@@ -1622,6 +1801,7 @@ mod tests {
             json!({"ApprovalOverdue": {"step": 0, "role": "department_head"}}),
             h(24),
         );
+        w.f.push("user", w.treasury, json!({"RoleGranted": {"role": "admin", "granted_by": null}}));
         w.f.push_at("requisition", w.req, overdue_escalation(w.treasury), h(72));
         w.f.push_at(
             "requisition",
@@ -1633,5 +1813,129 @@ mod tests {
         w.f.push_at("requisition", w.req, json!({"RequisitionExpired": {"deadline": h(200)}}), h(201));
         let report = w.f.v.finish(SealTracker::new(None), None);
         assert!(report.violations.is_empty(), "{:?}", report.violations);
+    }
+
+    #[test]
+    fn urgency_and_override_within_the_rules_are_clean() {
+        // Confirmed urgency on the tiers (which allow no fast-track): the chain goes on.
+        let mut w = world();
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"UrgencyDeclared": {"reason": "r", "fast_track_allowed": false}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"UrgencyConfirmed": {"confirmed_by": w.head, "fast_tracked": false, "comment": null, "due": null}}),
+        );
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        // An admin overrides the last step; a treasurer pays.
+        let admin = Uuid::new_v4();
+        w.f.user(admin, &["admin"]);
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ApprovalOverridden": {"overridden_by": admin, "justification": "flood", "skipped": [1]}}),
+        );
+        let by = w.treasury;
+        pay(&mut w, by);
+        let report = w.f.v.finish(SealTracker::new(None), None);
+        assert!(report.violations.is_empty(), "{:?}", report.violations);
+    }
+
+    #[test]
+    fn a_fast_track_the_threshold_does_not_allow_is_reported() {
+        let mut w = world();
+        // The tiers in force allow no fast-track: claimed allowed, then fast-tracked anyway.
+        let declared = w.f.push(
+            "requisition",
+            w.req,
+            json!({"UrgencyDeclared": {"reason": "r", "fast_track_allowed": true}}),
+        );
+        let mut w2 = world();
+        w2.f.push(
+            "requisition",
+            w2.req,
+            json!({"UrgencyDeclared": {"reason": "r", "fast_track_allowed": false}}),
+        );
+        let confirmed = w2.f.push(
+            "requisition",
+            w2.req,
+            json!({"UrgencyConfirmed": {"confirmed_by": w2.head, "fast_tracked": true, "comment": null, "due": null}}),
+        );
+        // The final step approves straight away, as a fast-track would let it.
+        w2.f.push(
+            "requisition",
+            w2.req,
+            json!({"RequisitionApproved": {"step": 1, "role": "group_finance_manager",
+            "approver_id": w2.gfm, "completes_chain": true}}),
+        );
+        assert_eq!(w.f.rules(), [(declared, "fast_track_not_allowed")]);
+        assert_eq!(w2.f.rules(), [(confirmed, "fast_track_not_allowed")]);
+    }
+
+    #[test]
+    fn decisions_by_people_the_step_was_not_for_are_reported() {
+        // Urgency confirmed by the gfm (the first step is the head's), and changes requested
+        // by the requester.
+        let mut w = world();
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"UrgencyDeclared": {"reason": "r", "fast_track_allowed": false}}),
+        );
+        let confirmed = w.f.push(
+            "requisition",
+            w.req,
+            json!({"UrgencyConfirmed": {"confirmed_by": w.gfm, "fast_tracked": false, "comment": null, "due": null}}),
+        );
+        let twice =
+            w.f.push("requisition", w.req, json!({"UrgencyDenied": {"denied_by": w.head, "reason": "no"}}));
+        let by_requester = w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.staff, "reason": "r"}}),
+        );
+        assert_eq!(
+            w.f.rules(),
+            [
+                (confirmed, "decision_not_allowed"),
+                (twice, "decision_not_allowed"),
+                (by_requester, "decision_not_allowed")
+            ]
+        );
+        // Rejected by a treasurer at the head's step.
+        let mut w = world();
+        let rejected = w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionRejected": {"step": 0, "role": "department_head", "rejected_by": w.treasury, "reason": "no"}}),
+        );
+        assert_eq!(w.f.rules(), [(rejected, "decision_not_allowed")]);
+    }
+
+    #[test]
+    fn overrides_by_the_requester_an_approver_or_a_non_admin_are_reported_and_the_overrider_may_not_pay() {
+        let overridden = |by: Uuid| json!({"ApprovalOverridden": {"overridden_by": by, "justification": "j", "skipped": [0, 1]}});
+        // The requester, made admin.
+        let mut w = world();
+        w.f.push("user", w.staff, json!({"RoleGranted": {"role": "admin", "granted_by": null}}));
+        let own = w.f.push("requisition", w.req, overridden(w.staff));
+        assert_eq!(w.f.rules(), [(own, "override_not_allowed")]);
+        // A non-admin.
+        let mut w = world();
+        let not_admin = w.f.push("requisition", w.req, overridden(w.gfm));
+        assert_eq!(w.f.rules(), [(not_admin, "override_not_allowed")]);
+        // The head approved step 0, then overrode as an admin, then paid as a treasurer.
+        let mut w = world();
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        for role in ["admin", "treasury"] {
+            w.f.push("user", w.head, json!({"RoleGranted": {"role": role, "granted_by": null}}));
+        }
+        let by_approver = w.f.push("requisition", w.req, overridden(w.head));
+        let by = w.head;
+        let (p, _) = pay(&mut w, by);
+        assert_eq!(w.f.rules(), [(by_approver, "override_not_allowed"), (p, "paid_by_approver")]);
     }
 }

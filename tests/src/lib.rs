@@ -436,6 +436,26 @@ pub async fn seal_everything(pool: &PgPool, key: &pettycash_projections::seal::S
     }
 }
 
+impl TestApp {
+    /// Waits until the `notifications` projection has applied every event and the sender has
+    /// sent every mail it wrote (up to 20 s); returns what `smtp` received.
+    pub async fn delivered(&self, smtp: &MailServer) -> Vec<ReceivedMail> {
+        wait_for_projections(&self.pool, &["notifications"]).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+            if unsent == 0 {
+                return smtp.received();
+            }
+            assert!(std::time::Instant::now() < deadline, "{unsent} mails still unsent");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Asserts that the live builds of `projections` apply every event within 30 s: the last
 /// event in their order, `(transaction_id, global_position)`, once applied, means all are.
 pub async fn wait_for_projections(pool: &PgPool, projections: &[&str]) {

@@ -1,4 +1,5 @@
-//! Requisitions: create, edit, submit, approve, reject, request changes, cancel, read, history.
+//! Requisitions: create, edit, submit, approve, reject, request changes, cancel, read, history;
+//! urgency (confirm, deny, revert a fast-track) and an admin's emergency override.
 
 use super::run;
 use crate::error::{ApiError, ApiResult};
@@ -27,6 +28,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/requisitions/{id}/reject", post(reject))
         .route("/api/requisitions/{id}/request-changes", post(request_changes))
         .route("/api/requisitions/{id}/cancel", post(cancel))
+        .route("/api/requisitions/{id}/confirm-urgency", post(confirm_urgency))
+        .route("/api/requisitions/{id}/deny-urgency", post(deny_urgency))
+        .route("/api/requisitions/{id}/revert-fast-track", post(revert_fast_track))
+        .route("/api/requisitions/{id}/override", post(override_approval))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -48,6 +53,31 @@ pub struct CreateRequisition {
     /// is in a region. Unscoped requesters (no unit) give none.
     #[schema(value_type = Option<String>, example = "field")]
     pub origin: Option<Origin>,
+    /// With `submit`: mark it urgent, for this reason. The first approver confirms or denies
+    /// the urgency before anyone approves.
+    #[schema(example = "Generator fuel for tonight's outage")]
+    pub urgent_reason: Option<String>,
+}
+
+/// Submit, with an optional comment, optionally marked urgent with a reason.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    #[schema(example = "Quote attached")]
+    pub comment: Option<String>,
+    /// Mark it urgent, for this reason: the first approver confirms (on a threshold that
+    /// allows it the chain shortens to its final step) or denies the urgency before anyone
+    /// approves.
+    #[schema(example = "Generator fuel for tonight's outage")]
+    pub urgent_reason: Option<String>,
+}
+
+/// Why the approval is overridden.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Justification {
+    #[schema(example = "Flood at the branch; the approvers cannot be reached")]
+    pub justification: String,
 }
 
 /// Fields to change while the requisition is a draft or changes were requested. Omitted or
@@ -101,6 +131,12 @@ type Err = crate::error::ErrorBody;
 #[tracing::instrument(skip_all)]
 pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisition>) -> ApiResult<Response> {
     let b = &cmd.body;
+    if b.urgent_reason.is_some() && !b.submit {
+        return Err(ApiError::unprocessable(
+            "urgent_reason",
+            "`urgent_reason` marks a submission urgent: give it with `\"submit\": true`, or when submitting",
+        ));
+    }
     let input = NewRequisition {
         fund_id: b.fund_id,
         amount: b.amount.0,
@@ -110,6 +146,7 @@ pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisitio
         category: b.category.clone(),
         submit: b.submit,
         origin: b.origin,
+        urgent_reason: b.urgent_reason.clone(),
     };
     let ctx = cmd.context(StatusCode::CREATED);
     run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition(&ctx, input)).await
@@ -162,21 +199,22 @@ pub async fn edit(
     run(&state, &cmd, StatusCode::OK, state.commands.edit_requisition(&ctx, id, changes)).await
 }
 
-/// Submit for approval (requester only), with an optional comment. The route is resolved now
-/// and recorded: the threshold, the chain and who may act at each step (steps nobody in scope
-/// can take escalate, each an `ApprovalEscalated` event).
+/// Submit for approval (requester only), with an optional comment, optionally marked urgent
+/// (`urgent_reason`). The route is resolved now and recorded: the threshold, the chain and who
+/// may act at each step (steps nobody in scope can take escalate, each an `ApprovalEscalated`
+/// event).
 #[utoipa::path(post, path = "/api/requisitions/{id}/submit", tag = "requisitions", params(("id" = Uuid, Path)),
-    request_body = OptionalComment,
+    request_body = Submission,
     responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
               (status = 422, body = Err)))]
 pub async fn submit(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    cmd: Command<OptionalComment>,
+    cmd: Command<Submission>,
 ) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
-    let comment = cmd.body.comment.clone();
-    run(&state, &cmd, StatusCode::OK, state.commands.submit_requisition(&ctx, id, comment)).await
+    let (comment, urgent) = (cmd.body.comment.clone(), cmd.body.urgent_reason.clone());
+    run(&state, &cmd, StatusCode::OK, state.commands.submit_requisition(&ctx, id, comment, urgent)).await
 }
 
 /// Approve the current step, with an optional comment: someone the step was routed to
@@ -249,5 +287,69 @@ pub async fn cancel(
 ) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
     run(&state, &cmd, StatusCode::OK, state.commands.cancel_requisition(&ctx, id, cmd.body.reason.as_deref()))
+        .await
+}
+
+/// Confirm that an urgent requisition is urgent, with an optional comment: an approver of the
+/// first step, before anyone approves. On a threshold that allows a fast-track the chain then
+/// waits for its final step only (`fast_tracked`); the recorded chain is kept.
+#[utoipa::path(post, path = "/api/requisitions/{id}/confirm-urgency", tag = "requisitions",
+    params(("id" = Uuid, Path)), request_body = OptionalComment,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
+pub async fn confirm_urgency(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<OptionalComment>,
+) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    let comment = cmd.body.comment.clone();
+    run(&state, &cmd, StatusCode::OK, state.commands.confirm_urgency(&ctx, id, comment)).await
+}
+
+/// Deny the urgency, with a reason: an approver of the first step. The normal chain goes on.
+#[utoipa::path(post, path = "/api/requisitions/{id}/deny-urgency", tag = "requisitions",
+    params(("id" = Uuid, Path)), request_body = Reason,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
+pub async fn deny_urgency(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<Reason>,
+) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.deny_urgency(&ctx, id, &cmd.body.reason)).await
+}
+
+/// Undo a fast-track, with a reason: whoever confirmed the urgency, or an approver of the step
+/// it waits for. The full recorded chain applies again from its first step.
+#[utoipa::path(post, path = "/api/requisitions/{id}/revert-fast-track", tag = "requisitions",
+    params(("id" = Uuid, Path)), request_body = Reason,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
+pub async fn revert_fast_track(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<Reason>,
+) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.revert_fast_track(&ctx, id, &cmd.body.reason)).await
+}
+
+/// Emergency approval by an admin, with a justification: recorded as an override
+/// (`ApprovalOverridden`, naming the skipped steps), never as approvals. Refused on one's own
+/// requisition (403 `self_approval`), to anyone who approved it, and to anyone a participant
+/// registered. The overriding admin may not pay it.
+#[utoipa::path(post, path = "/api/requisitions/{id}/override", tag = "requisitions",
+    params(("id" = Uuid, Path)), request_body = Justification,
+    responses((status = 200, body = RequisitionView), (status = 403, body = Err), (status = 409, body = Err),
+              (status = 422, body = Err)))]
+pub async fn override_approval(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<Justification>,
+) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.override_approval(&ctx, id, &cmd.body.justification))
         .await
 }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 pub const NAME: &str = "notifications";
 
 /// The requisition events that may cause mail (the others only matter to the fold).
-const MAILED: [&str; 8] = [
+const MAILED: [&str; 11] = [
     "RequisitionSubmitted",
     "RequisitionApproved",
     "RequisitionRejected",
@@ -48,6 +48,9 @@ const MAILED: [&str; 8] = [
     "ApprovalOverdue",
     "ApprovalEscalated",
     "RequisitionExpired",
+    "UrgencyConfirmed",
+    "FastTrackReverted",
+    "ApprovalOverridden",
 ];
 
 pub struct Notifications {
@@ -120,8 +123,12 @@ impl Notice {
             E::RequisitionSubmitted { .. } | E::RequisitionApproved { completes_chain: false, .. } => {
                 after.current_step().map(|step| Notice::ApprovalRequested { step }).into_iter().collect()
             }
-            E::RequisitionApproved { completes_chain: true, .. } => {
+            E::RequisitionApproved { completes_chain: true, .. } | E::ApprovalOverridden { .. } => {
                 vec![Notice::Approved, Notice::ReadyForPayment]
+            }
+            // The step the requisition waits for changed: its people are asked.
+            E::UrgencyConfirmed { fast_tracked: true, .. } | E::FastTrackReverted { .. } => {
+                after.current_step().map(|step| Notice::ApprovalRequested { step }).into_iter().collect()
             }
             E::RequisitionRejected { rejected_by, reason, .. } => {
                 vec![Notice::Rejected { by: *rejected_by, reason: reason.clone() }]
@@ -141,6 +148,9 @@ impl Notice {
             E::RequisitionCreated { .. }
             | E::RequisitionEdited { .. }
             | E::RequisitionCancelled { .. }
+            | E::UrgencyDeclared { .. }
+            | E::UrgencyConfirmed { .. }
+            | E::UrgencyDenied { .. }
             | E::ApprovalEscalated { .. } => vec![],
         }
     }
@@ -210,7 +220,7 @@ struct Recipient {
 ///   nobody a participant (requester, approvers of any round) registered or gave a role to —
 ///   exactly who `Requisition` would let decide it;
 /// - the payers: active treasury holders who are neither requester nor approver (of any
-///   round) nor sponsored by a participant — who `Requisition` would let pay it.
+///   round) nor the admin who overrode its approval, nor sponsored by a participant — who `Requisition` would let pay it.
 async fn recipients(
     tx: &mut PgConnection,
     audience: Audience,
@@ -218,8 +228,13 @@ async fn recipients(
 ) -> sqlx::Result<Vec<Recipient>> {
     let requester: Vec<Id> = req.requester_id.into_iter().collect();
     let approvers: Vec<Id> = req.approvals.iter().map(|a| a.approver_id).collect();
-    let participants: Vec<Id> =
-        requester.iter().chain(&approvers).chain(&req.former_approvers).copied().collect();
+    let participants: Vec<Id> = requester
+        .iter()
+        .chain(&approvers)
+        .chain(&req.former_approvers)
+        .chain(&req.overridden_by)
+        .copied()
+        .collect();
     if let Audience::Approvers { step } = audience {
         if let Some(eligible) = req.eligible.as_ref().and_then(|lists| lists.get(step)) {
             return sqlx::query_as(

@@ -296,6 +296,30 @@ impl Row {
                     self.status = Status::Approved;
                 }
             }
+            // Confirmed urgency on a threshold that allows it: the final step is next.
+            E::UrgencyConfirmed { fast_tracked: true, due, .. } => {
+                self.step_from = i32::try_from(self.chain.len().saturating_sub(1)).unwrap_or(i32::MAX);
+                self.due = Due {
+                    remind_at: due.map(|d| d.remind_at),
+                    escalate_at: due.map(|d| d.escalate_at),
+                    ..Due::default()
+                };
+            }
+            // Back to the full chain: nothing was approved while fast-tracked (the final step's
+            // approval completes it).
+            E::FastTrackReverted { due, .. } => {
+                self.step_from = 0;
+                self.due = Due {
+                    remind_at: due.map(|d| d.remind_at),
+                    escalate_at: due.map(|d| d.escalate_at),
+                    ..Due::default()
+                };
+            }
+            E::ApprovalOverridden { .. } => {
+                self.due = Due::default();
+                self.status = Status::Approved;
+            }
+            E::UrgencyDeclared { .. } | E::UrgencyConfirmed { .. } | E::UrgencyDenied { .. } => {}
             E::RequisitionRejected { .. } => self.status = Status::Rejected,
             E::ChangesRequested { deadline, .. } => {
                 self.due = Due { changes_deadline: deadline, ..Due::default() };

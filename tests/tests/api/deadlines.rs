@@ -63,23 +63,6 @@ async fn still_not(app: &TestApp, user: &TestUser, id: Uuid, event_type: &str) {
     assert!(!events.iter().any(|e| e == event_type), "{event_type} too early: {events:?}");
 }
 
-/// Waits until the mails written so far are sent; what the server received.
-async fn delivered(app: &TestApp, smtp: &MailServer) -> Vec<ReceivedMail> {
-    wait_for_projections(&app.pool, &["notifications"]).await;
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        if unsent == 0 {
-            return smtp.received();
-        }
-        assert!(Instant::now() < deadline, "{unsent} mails still unsent");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 fn subjects_to(mails: &[ReceivedMail], user: &TestUser) -> Vec<String> {
     mails.iter().filter(|m| m.to == [user.email.clone()]).map(|m| m.subject.clone()).collect()
 }
@@ -132,7 +115,7 @@ async fn changes_not_made_by_the_deadline_expire_the_requisition_and_the_request
     let r = app.post(&c.staff, &format!("/api/requisitions/{id}/cancel"), json!({})).await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "invalid_state"), "{r:?}");
 
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     let to_staff = subjects_to(&mails, &c.staff);
     assert!(to_staff.iter().any(|s| s.starts_with("Changes requested")), "{to_staff:?}");
     assert!(to_staff.iter().any(|s| s.starts_with("Expired")), "{to_staff:?}");
@@ -213,7 +196,7 @@ async fn a_waiting_step_is_reminded_after_the_reminder_hours_then_goes_to_the_ad
     assert_eq!(r.body["current_role"], "group_finance_manager");
     assert!(in_hours(&app, time(&r, "remind_at"), 2), "{r:?}");
 
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     let to_head = subjects_to(&mails, &c.head);
     assert_eq!(to_head.iter().filter(|s| s.starts_with("Waiting for you")).count(), 1, "{to_head:?}");
     let to_admin = subjects_to(&mails, &c.admin);

@@ -17,24 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Waits until the projection has applied every event and the sender has sent every mail it
-/// wrote; returns what the server received.
-async fn delivered(app: &TestApp, smtp: &MailServer) -> Vec<ReceivedMail> {
-    wait_for_projections(&app.pool, &["notifications"]).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        if unsent == 0 {
-            return smtp.received();
-        }
-        assert!(Instant::now() < deadline, "{unsent} mails still unsent");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The mails to `user`.
 fn to<'a>(mails: &'a [ReceivedMail], user: &TestUser) -> Vec<&'a ReceivedMail> {
     mails.iter().filter(|m| m.to == [user.email.clone()]).collect()
@@ -76,7 +58,7 @@ async fn submitting_mails_the_active_holders_of_the_first_steps_role_but_not_the
 
     let id = app.submitted(&requester, fund, "500").await;
 
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     assert_eq!(mails.len(), 1, "only the other department head: {mails:#?}");
     let mail = &mails[0];
     assert_eq!(mail.to, [head.email.as_str()]);
@@ -103,12 +85,12 @@ async fn each_approval_mails_the_next_step_and_the_last_mails_the_requester_and_
     let admin = app.user(&[Role::Admin]).await;
     let fund = app.fund(&admin, "100000").await;
     let id = app.submitted(&staff, fund, "5000").await;
-    let first = delivered(&app, &smtp).await;
+    let first = app.delivered(&smtp).await;
     assert_eq!(to(&first, &head).len(), 1);
     smtp.clear();
 
     app.approve_by(id, &[&head]).await;
-    let second = delivered(&app, &smtp).await;
+    let second = app.delivered(&smtp).await;
     let mut recipients: Vec<String> = second.iter().flat_map(|m| m.to.clone()).collect();
     recipients.sort();
     let mut expected = vec![gfm.email.clone(), treasurer_approver.email.clone()];
@@ -121,7 +103,7 @@ async fn each_approval_mails_the_next_step_and_the_last_mails_the_requester_and_
     smtp.clear();
 
     app.approve_by(id, &[&treasurer_approver]).await;
-    let third = delivered(&app, &smtp).await;
+    let third = app.delivered(&smtp).await;
     assert_eq!(third.len(), 2, "{third:#?}");
     let approved = to(&third, &staff);
     assert_eq!(approved.len(), 1);
@@ -136,7 +118,7 @@ async fn each_approval_mails_the_next_step_and_the_last_mails_the_requester_and_
 
     let paid = app.pay(&treasury, id).await;
     assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
-    let fourth = delivered(&app, &smtp).await;
+    let fourth = app.delivered(&smtp).await;
     assert_eq!(fourth.len(), 1, "{fourth:#?}");
     assert_eq!(fourth[0].to, [staff.email.as_str()]);
     assert_eq!(fourth[0].subject, "Paid: 5000.00 KES — Test purchase");
@@ -152,7 +134,7 @@ async fn rejections_and_change_requests_mail_the_requester_the_reason() {
     let fund = app.fund(&admin, "10000").await;
     let rejected = app.submitted(&staff, fund, "100").await;
     let returned = app.submitted(&staff, fund, "200").await;
-    delivered(&app, &smtp).await;
+    app.delivered(&smtp).await;
     smtp.clear();
 
     let r = app
@@ -172,7 +154,7 @@ async fn rejections_and_change_requests_mail_the_requester_the_reason() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
 
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     assert_eq!(mails.len(), 2, "{mails:#?}");
     assert!(mails.iter().all(|m| m.to == [staff.email.clone()]));
     let no = mails.iter().find(|m| m.subject.starts_with("Rejected:")).expect("a rejection");
@@ -235,7 +217,7 @@ async fn a_muted_category_is_not_mailed_but_an_unmutable_one_still_is() {
     let id = app.submitted(&staff, fund, "100").await;
     let r = app.post(&head, &format!("/api/requisitions/{id}/reject"), json!({"reason": "no"})).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     assert_eq!(mails.len(), 1, "the approver's mail only: {mails:#?}");
     assert!(to(&mails, &staff).is_empty());
 
@@ -260,7 +242,7 @@ async fn a_muted_category_is_not_mailed_but_an_unmutable_one_still_is() {
     let muted = Mail { category: MailCategory::Paid, subject: "Muted".into(), ..mail.clone() };
     let writes = vec![SideWrite::Mail(Box::new(mail)), SideWrite::Mail(Box::new(muted))];
     app.service.store().append(&[], &json!({}), writes, None).await.expect("append the side writes");
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     let security = to(&mails, &staff);
     assert_eq!(security.len(), 1, "{mails:#?}");
     assert_eq!(security[0].subject, "Your password was changed");
@@ -300,7 +282,7 @@ async fn with_the_smtp_server_down_mail_waits_and_is_delivered_once_when_it_is_b
     );
 
     smtp.listen().await;
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     assert_eq!(mails.len(), 1, "delivered exactly once: {mails:#?}");
     assert_eq!(mails[0].to, [head.email.as_str()]);
     assert_eq!(Some(mails[0].message_id.clone()), message_id, "the Message-ID fixed at the first attempt");
@@ -323,7 +305,7 @@ async fn with_the_smtp_server_down_mail_waits_and_is_delivered_once_when_it_is_b
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     smtp.listen().await;
-    let mails = delivered(&app, &smtp).await;
+    let mails = app.delivered(&smtp).await;
     assert_eq!(mails.len(), 2, "{mails:#?}");
     links_to(&mails[1], second);
     let mut ids: Vec<&str> = mails.iter().map(|m| m.message_id.as_str()).collect();

@@ -21,5 +21,6 @@ mod routing;
 mod rules;
 mod settings;
 mod snapshots;
+mod urgency;
 mod users;
 mod visibility;

@@ -298,6 +298,7 @@ async fn create(
         category: None,
         submit,
         origin: None,
+        urgent_reason: None,
     };
     service.create_requisition(&ctx(&people.staff), input).await.expect("create requisition").value.id
 }
@@ -307,7 +308,7 @@ async fn create(
 async fn paid(service: &CommandService, people: &People, fund: Uuid, amount: Decimal, submit_apart: bool) {
     let id = create(service, people, fund, amount, !submit_apart).await;
     if submit_apart {
-        service.submit_requisition(&ctx(&people.staff), id, None).await.expect("submit");
+        service.submit_requisition(&ctx(&people.staff), id, None, None).await.expect("submit");
     }
     service.approve_requisition(&ctx(&people.head), id, None).await.expect("approve (head)");
     if amount > Decimal::from(1_000) {
@@ -348,7 +349,7 @@ async fn mixed_history(service: &CommandService, people: &People, funds: usize, 
                         ..Changes::default()
                     };
                     service.edit_requisition(&ctx(&people.staff), id, changes).await.expect("edit");
-                    service.submit_requisition(&ctx(&people.staff), id, None).await.expect("resubmit");
+                    service.submit_requisition(&ctx(&people.staff), id, None, None).await.expect("resubmit");
                     service.approve_requisition(&ctx(&people.head), id, None).await.expect("approve");
                 }
                 _ => {
