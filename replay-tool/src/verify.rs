@@ -39,6 +39,9 @@
 //!   (as created and edited so far).
 //! - `paid_amount_mismatch`: a payment of an amount other than the one approved (the latest
 //!   submission's).
+//! - `not_by_requester`: an edit (its metadata's acting user) or a cancellation by someone other
+//!   than the requester; `acted_on_closed` also covers an edit outside draft and changes
+//!   requested, and a cancellation of a requisition already final.
 //! - `decision_not_allowed`: a rejection, change request or urgency decision by someone the
 //!   step it waits for was not routed to, who lacked its role, or its requester (or an urgency
 //!   decided that was not declared or already decided; a fast-track reverted that was not).
@@ -713,12 +716,33 @@ impl Verifier {
                 r.status = Status::Draft;
             }
             E::RequisitionEdited { amount, .. } => {
+                let r = self.requisitions.entry(id).or_default();
                 if let Some(amount) = amount {
-                    self.requisitions.entry(id).or_default().amount = amount;
+                    r.amount = amount;
+                }
+                let (requester, status) = (r.requester, r.status);
+                // The acting user is in the metadata (an edit names nobody in its payload).
+                if let Some(actor) = e.actor_id().filter(|a| Some(*a) != requester) {
+                    self.flag(e, "not_by_requester", format!("edited by {actor}, not its requester"));
+                }
+                if !matches!(status, Status::Draft | Status::ChangesRequested) {
+                    self.flag(e, "acted_on_closed", format!("edited while {status}"));
                 }
             }
-            E::RequisitionCancelled { .. } => {
-                self.requisitions.entry(id).or_default().status = Status::Cancelled
+            E::RequisitionCancelled { cancelled_by, .. } => {
+                let r = self.requisitions.entry(id).or_default();
+                let (requester, status) = (r.requester, r.status);
+                r.status = Status::Cancelled;
+                if requester != Some(cancelled_by) {
+                    self.flag(
+                        e,
+                        "not_by_requester",
+                        format!("cancelled by {cancelled_by}, not its requester"),
+                    );
+                }
+                if status.is_final() {
+                    self.flag(e, "acted_on_closed", format!("cancelled while {status}"));
+                }
             }
             E::RequisitionSubmitted { chain, amount, threshold, eligible, due, .. } => {
                 let (requester, unit, origin, currency, created_amount) = {
@@ -1937,5 +1961,30 @@ mod tests {
         let by = w.head;
         let (p, _) = pay(&mut w, by);
         assert_eq!(w.f.rules(), [(by_approver, "override_not_allowed"), (p, "paid_by_approver")]);
+    }
+
+    #[test]
+    fn edits_and_cancellations_by_someone_else_or_too_late_are_reported() {
+        let mut w = world();
+        // A cancellation by the head, then a payment-less edit after it.
+        let cancelled = w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionCancelled": {"cancelled_by": w.head, "reason": null}}),
+        );
+        let edited = w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionEdited": {"amount": "1.00", "purpose": null, "payee": null, "category": null}}),
+        );
+        assert_eq!(w.f.rules(), [(cancelled, "not_by_requester"), (edited, "acted_on_closed")]);
+        // Cancelled by its requester while pending: clean.
+        let mut w = world();
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionCancelled": {"cancelled_by": w.staff, "reason": null}}),
+        );
+        assert!(w.f.rules().is_empty());
     }
 }
