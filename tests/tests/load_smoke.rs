@@ -81,3 +81,32 @@ async fn open_loop_mixed_and_closed_loop_commands() {
     check(&closed, &MIXED[6..]);
     assert!(closed["total"]["commands"].as_u64().unwrap() > 0);
 }
+
+/// `--org`: the company is built over the API, the load's requisitions are routed through it
+/// and every approval is sent by someone the step was routed to (an approval by anyone else
+/// would be a 403, counted as an error by `check`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_mixed_through_an_organisation() {
+    let app = TestApp::spawn().await;
+    let org = ["--org", "2x2x2", "--org-users", "40", "--active-departments", "3"];
+    let report = run_load(
+        &app,
+        "org",
+        &[&["--rate", "30", "--duration", "2", "--mix", "mixed"][..], &org[..]].concat(),
+    )
+    .await;
+    check(&report, &MIXED);
+    let units: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UnitOpened'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(units, 1 + 2 + 4 + 8, "company, regions, branches, departments");
+    let routed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'RequisitionSubmitted'
+           AND jsonb_array_length(payload->'RequisitionSubmitted'->'eligible'->0) = 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(routed > 0, "first steps routed to their department's one head");
+}

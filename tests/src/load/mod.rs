@@ -86,6 +86,18 @@ pub struct Args {
     /// Requisitions seeded in each state before the run.
     #[arg(long, default_value_t = 2)]
     pub seed_per_state: usize,
+    /// Build a company of REGIONSxBRANCHESxDEPARTMENTS (e.g. `5x20x5`) over the API and route
+    /// through it: staff in departments, a department head each, branch and regional managers,
+    /// the company-wide roles at the company. Without it the load's users belong to no unit.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// With `--org`: users in all (most only fill the directory routing reads).
+    #[arg(long, default_value_t = 2000)]
+    pub org_users: usize,
+    /// With `--org`: departments whose people the load signs in and acts as (spread over the
+    /// branches), besides the company-wide roles and the regional managers.
+    #[arg(long, default_value_t = 10)]
+    pub active_departments: usize,
     /// Per-request timeout, seconds (a timeout counts as an error).
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
@@ -170,6 +182,11 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         per_role: args.per_role,
         funds: args.funds,
         seed_per_state: args.seed_per_state,
+        org: args
+            .org
+            .as_deref()
+            .map(|shape| setup::OrgShape::parse(shape, args.org_users, args.active_departments))
+            .transpose()?,
     };
     let prepared = setup::prepare(client.clone(), &base, &args.database_url, &opts).await?;
     let lag = setup::wait_for_projections(&client, &base, Duration::from_secs(30)).await?;

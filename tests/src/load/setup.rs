@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use uuid::Uuid;
 /// A signed-in load user.
 #[derive(Debug)]
 pub struct User {
+    pub id: Uuid,
     pub role: Role,
     pub token: String,
 }
@@ -40,6 +41,28 @@ pub struct Users {
     /// Who may read treasury's payment list (treasury, auditor, admin, cfo, fpa, gfm).
     pub payment_readers: Vec<Arc<User>>,
     pub all: Vec<Arc<User>>,
+    /// Every signed-in user by id: routing names who may approve a step.
+    pub by_id: HashMap<Uuid, Arc<User>>,
+}
+
+impl Users {
+    /// Who approves the step `reply` (a requisition) waits for: a signed-in user it was routed
+    /// to (`current_eligible`), else a holder of its role (unrouted, or nobody signed in).
+    pub fn approver_for(&self, role: Role, eligible: &[Uuid], turn: usize) -> Option<Arc<User>> {
+        let routed: Vec<&Arc<User>> = eligible.iter().filter_map(|id| self.by_id.get(id)).collect();
+        if !routed.is_empty() {
+            return Some(routed[turn % routed.len()].clone());
+        }
+        self.approvers.get(&role).filter(|h| !h.is_empty()).map(|h| h[turn % h.len()].clone())
+    }
+}
+
+/// The ids of a requisition's `current_eligible` (empty when not routed by name).
+pub fn eligible_of(reply: &Value) -> Vec<Uuid> {
+    reply["current_eligible"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|i| i.as_str().and_then(|s| s.parse().ok())).collect())
+        .unwrap_or_default()
 }
 
 /// The label of requisitions seeded pending approval at a later step of their chain.
@@ -53,6 +76,43 @@ pub struct SetupOptions {
     pub per_role: usize,
     pub funds: usize,
     pub seed_per_state: usize,
+    /// An organisation to build and route through (`None`: unscoped users, as before units).
+    pub org: Option<OrgShape>,
+}
+
+/// A company of `regions` regions × `branches` branches each × `departments` departments each,
+/// with `users` users in all; the load signs in the people of `active` departments (spread
+/// over the branches) and the company-wide roles, and its staff are those departments' staff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrgShape {
+    pub regions: usize,
+    pub branches: usize,
+    pub departments: usize,
+    pub users: usize,
+    pub active: usize,
+}
+
+impl OrgShape {
+    /// Parses `RxBxD` (e.g. `5x20x5`).
+    pub fn parse(shape: &str, users: usize, active: usize) -> anyhow::Result<Self> {
+        let parts: Vec<usize> = shape
+            .split('x')
+            .map(|p| p.trim().parse::<usize>().ok().filter(|n| *n > 0))
+            .collect::<Option<_>>()
+            .filter(|p: &Vec<usize>| p.len() == 3)
+            .with_context(|| format!("--org {shape:?}: give REGIONSxBRANCHESxDEPARTMENTS, e.g. 5x20x5"))?;
+        let departments = parts[0] * parts[1] * parts[2];
+        if users < departments * 2 {
+            bail!("--org-users {users}: at least two per department ({departments} departments)");
+        }
+        Ok(OrgShape {
+            regions: parts[0],
+            branches: parts[1],
+            departments: parts[2],
+            users,
+            active: active.clamp(1, departments),
+        })
+    }
 }
 
 /// Requisition amounts in a fixed cycle of 20 over the policy's tiers: 16 in the first tier,
@@ -146,54 +206,43 @@ pub async fn prepare(
             anyhow!("the load follows a policy given as amount tiers (PUT /api/approval-policy)")
         })?;
 
-    // Who to register: every approver role any chain names, plus staff, treasury, an
-    // auditor and an admin.
+    // Every approver role any chain names.
     let mut chain_roles: Vec<Role> = tiers.0.iter().flat_map(|t| t.chain.iter().copied()).collect();
     chain_roles.sort();
     chain_roles.dedup();
-    let mut wanted: Vec<Role> = vec![Role::Admin, Role::Auditor];
-    wanted.extend(std::iter::repeat_n(Role::Staff, opts.staff.max(1)));
-    for role in chain_roles.iter().copied().chain([Role::Treasury]) {
-        wanted.extend(std::iter::repeat_n(role, opts.per_role.max(1)));
-    }
     let run = Uuid::new_v4().simple().to_string()[..8].to_string();
     // The default password policy: an upper-case letter, a lower-case letter and a digit.
     let password = format!("Load-7{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
     let ctx = CommandContext::operator("load");
-    let registered = try_join_all(wanted.iter().enumerate().map(|(i, role)| {
-        let (service, ctx, password) = (&service, &ctx, &password);
-        let email = format!("load-{run}-{}-{i}@load.pettycash.local", role.as_str().replace('_', "."));
-        async move {
-            let name = format!("Load {} {i}", role.as_str().replace('_', " "));
-            service
-                .register_user(ctx, &email, &name, vec![*role], Some(password))
-                .await
-                .map_err(|e| anyhow!("registering {email}: {e}"))?;
-            anyhow::Ok((email, *role))
+    let people = People { service: &service, ctx: &ctx, run: &run, password: &password };
+    let (logins, fund_unit) = match &opts.org {
+        None => {
+            // Staff, the chains' approver roles, treasury, an auditor and an admin.
+            let mut wanted: Vec<Role> = vec![Role::Admin, Role::Auditor];
+            wanted.extend(std::iter::repeat_n(Role::Staff, opts.staff.max(1)));
+            for role in chain_roles.iter().copied().chain([Role::Treasury]) {
+                wanted.extend(std::iter::repeat_n(role, opts.per_role.max(1)));
+            }
+            let registered = try_join_all(
+                wanted.iter().enumerate().map(|(i, role)| people.register(i, *role, None, true)),
+            )
+            .await?;
+            let mut logins = Vec::new();
+            for person in registered.into_iter().flatten() {
+                logins.push(sign_in(&client, base, person, &password).await?);
+            }
+            (logins, None)
         }
-    }))
-    .await?;
-
-    // One sign-in at a time: each costs the server an argon2 verification, whose memory
-    // (19 MiB with the default parameters) the server would otherwise hold for every
-    // concurrent sign-in, and which the load is not about.
-    let mut logins = Vec::new();
-    for (email, role) in registered {
-        let body = json!({"email": email, "password": password});
-        let (status, body) = call(&client, base, None, Method::POST, "/api/auth/login", Some(body)).await?;
-        if status != StatusCode::OK {
-            bail!("signing in {email}: {status} {body}");
-        }
-        let token = body["token"].as_str().context("no token in the login response")?.to_string();
-        logins.push(Arc::new(User { role, token }));
-    }
+        Some(shape) => organise(&client, base, &people, shape, &chain_roles, opts.per_role).await?,
+    };
     let users = group(logins);
 
     // Funds with the largest float the service accepts: a run pays out far less.
     let fund_float = MAX_AMOUNT;
     let mut funds = Vec::new();
     for i in 0..opts.funds.max(1) {
-        let body = json!({"name": format!("Load fund {i} ({run})"), "currency": "KES", "float": fund_float.to_string()});
+        let body = json!({"name": format!("Load fund {i} ({run})"), "currency": "KES",
+                          "float": fund_float.to_string(), "unit_id": fund_unit});
         let (status, reply) =
             call(&client, base, Some(&users.admin), Method::POST, "/api/funds/", Some(body)).await?;
         if status != StatusCode::CREATED {
@@ -224,8 +273,161 @@ fn group(users: Vec<Arc<User>>) -> Users {
         approvers,
         treasury: of(&|r| r == Role::Treasury),
         payment_readers: of(&|r| PAYMENT_READERS.contains(&r)),
+        by_id: users.iter().map(|u| (u.id, u.clone())).collect(),
         all: users,
     }
+}
+
+/// Registers the load's people through the command service, as the operator would.
+struct People<'a> {
+    service: &'a CommandService,
+    ctx: &'a CommandContext,
+    run: &'a str,
+    password: &'a str,
+}
+
+/// Someone registered: who to sign in as.
+struct Registered {
+    email: String,
+    role: Role,
+    id: Uuid,
+}
+
+impl People<'_> {
+    /// Registers the `i`-th person with `role` in `unit`; with a password (and returned, to be
+    /// signed in) when `signs_in`, else without one (they only fill the directory routing
+    /// reads: hashing 2,000 passwords would cost the set-up minutes of argon2).
+    async fn register(
+        &self,
+        i: usize,
+        role: Role,
+        unit: Option<Uuid>,
+        signs_in: bool,
+    ) -> anyhow::Result<Option<Registered>> {
+        let email = format!("load-{}-{}-{i}@load.pettycash.local", self.run, role.as_str().replace('_', "."));
+        let name = format!("Load {} {i}", role.as_str().replace('_', " "));
+        let password = signs_in.then_some(self.password);
+        let out = self
+            .service
+            .register_user_in(self.ctx, &email, &name, vec![role], password, unit)
+            .await
+            .map_err(|e| anyhow!("registering {email}: {e}"))?;
+        Ok(signs_in.then_some(Registered { email, role, id: out.value.id }))
+    }
+}
+
+/// Signs one person in over HTTP. One sign-in at a time: each costs the server an argon2
+/// verification, whose memory (19 MiB with the default parameters) the server would otherwise
+/// hold for every concurrent sign-in, and which the load is not about.
+async fn sign_in(
+    client: &reqwest::Client,
+    base: &str,
+    person: Registered,
+    password: &str,
+) -> anyhow::Result<Arc<User>> {
+    let body = json!({"email": person.email, "password": password});
+    let (status, body) = call(client, base, None, Method::POST, "/api/auth/login", Some(body)).await?;
+    if status != StatusCode::OK {
+        bail!("signing in {}: {status} {body}", person.email);
+    }
+    let token = body["token"].as_str().context("no token in the login response")?.to_string();
+    Ok(Arc::new(User { id: person.id, role: person.role, token }))
+}
+
+/// Builds the organisation over the API (company, regions, branches, departments, as an admin
+/// of no unit) and registers its people: in every department a department head and staff, a
+/// branch manager per branch, a regional manager per region, and at the company `per_role`
+/// holders of each company-wide chain role and of treasury, an auditor and an admin — `users`
+/// in all (and the admin of no unit who built it). Signs in the company-wide people and everyone of `active` departments spread over
+/// the branches. Returns them and the company (the funds' unit).
+async fn organise(
+    client: &reqwest::Client,
+    base: &str,
+    people: &People<'_>,
+    shape: &OrgShape,
+    chain_roles: &[Role],
+    per_role: usize,
+) -> anyhow::Result<(Vec<Arc<User>>, Option<Uuid>)> {
+    let password = people.password;
+    let admin = people.register(0, Role::Admin, None, true).await?.context("the admin")?;
+    let admin = sign_in(client, base, admin, password).await?;
+    let mut code = 0usize;
+    let mut unit = |kind: &'static str, name: String, parent: Option<Uuid>| {
+        code += 1;
+        let body = json!({"kind": kind, "name": name, "code": format!("L{}-{code}", people.run), "parent_id": parent});
+        let admin = admin.clone();
+        async move {
+            let (status, reply) =
+                call(client, base, Some(&admin), Method::POST, "/api/org/units/", Some(body)).await?;
+            if status != StatusCode::CREATED {
+                bail!("opening a {kind}: {status} {reply}");
+            }
+            id_of(&reply)
+        }
+    };
+    let company = unit("company", format!("Load company {}", people.run), None).await?;
+    let mut departments = Vec::new();
+    let mut branches = Vec::new();
+    let mut regions = Vec::new();
+    for r in 0..shape.regions {
+        let region = unit("region", format!("Region {r}"), Some(company)).await?;
+        regions.push(region);
+        for b in 0..shape.branches {
+            let branch = unit("branch", format!("Branch {r}.{b}"), Some(region)).await?;
+            branches.push(branch);
+            for d in 0..shape.departments {
+                departments.push(unit("department", format!("Department {r}.{b}.{d}"), Some(branch)).await?);
+            }
+        }
+    }
+
+    // Who: (role, unit, signs in).
+    // The company's own admin opens its funds (an admin of no unit opens none in a company).
+    let mut wanted: Vec<(Role, Uuid, bool)> = vec![(Role::Admin, company, true), (Role::Auditor, company, true)];
+    let company_wide = chain_roles
+        .iter()
+        .copied()
+        .filter(|r| !matches!(r, Role::DepartmentHead | Role::BranchManager | Role::RegionalManager));
+    for role in company_wide.chain([Role::Treasury]) {
+        wanted.extend(std::iter::repeat_n((role, company, true), per_role.max(1)));
+    }
+    let active_every = (departments.len() / shape.active).max(1);
+    let active = |i: usize| i.is_multiple_of(active_every) && i / active_every < shape.active;
+    for (i, branch) in branches.iter().enumerate() {
+        wanted.push((Role::BranchManager, *branch, active(i * shape.departments)));
+    }
+    for region in &regions {
+        wanted.push((Role::RegionalManager, *region, true));
+    }
+    let rest = shape.users.saturating_sub(wanted.len() + 1);
+    let per_department = (rest + departments.len() / 2) / departments.len();
+    for (i, department) in departments.iter().enumerate() {
+        wanted.push((Role::DepartmentHead, *department, active(i)));
+        wanted.extend(std::iter::repeat_n((Role::Staff, *department, active(i)), per_department.max(2) - 1));
+    }
+    let mut registered = Vec::new();
+    for chunk in wanted.chunks(64) {
+        let base_i = registered.len() + 1;
+        let batch =
+            try_join_all(chunk.iter().enumerate().map(|(j, (role, unit, signs_in))| {
+                people.register(base_i + j, *role, Some(*unit), *signs_in)
+            }))
+            .await?;
+        registered.extend(batch);
+    }
+    eprintln!(
+        "set-up: {} units, {} users registered ({} to sign in)",
+        1 + regions.len() + branches.len() + departments.len(),
+        registered.len() + 1,
+        registered.iter().flatten().count()
+    );
+    // The admin of no unit only built the organisation.
+    drop(admin);
+    let mut logins = Vec::new();
+    for person in registered.into_iter().flatten() {
+        logins.push(sign_in(client, base, person, password).await?);
+    }
+    Ok((logins, Some(company)))
 }
 
 /// One request with a JSON answer, for the set-up (which stops at the first failure).
@@ -288,23 +490,22 @@ async fn seed(
                               "payee": "Seed Stationers", "category": "load", "submit": submit});
             post(staff, "/api/requisitions/".into(), body, StatusCode::CREATED)
         };
+        let first_approver = |reply: &Value| -> anyhow::Result<Arc<User>> {
+            let role: Role =
+                reply["current_role"].as_str().and_then(|s| s.parse().ok()).context("no step")?;
+            u.approver_for(role, &eligible_of(reply), 0)
+                .with_context(|| format!("nobody signed in may approve {reply}"))
+        };
         // Approves the current step until the requisition has `steps` approvals or is approved.
         let approve = |reply: Value, steps: usize| async move {
             let mut reply = reply;
             for _ in 0..steps {
-                let role: Role =
-                    reply["current_role"].as_str().and_then(|s| s.parse().ok()).context("no step")?;
-                let approver = &u.approvers[&role][0];
+                let approver = first_approver(&reply)?;
                 let id = id_of(&reply)?;
-                reply = post(approver, format!("/api/requisitions/{id}/approve"), json!({}), StatusCode::OK)
+                reply = post(&approver, format!("/api/requisitions/{id}/approve"), json!({}), StatusCode::OK)
                     .await?;
             }
             anyhow::Ok(reply)
-        };
-        let first_approver = |reply: &Value| -> anyhow::Result<Arc<User>> {
-            let role: Role =
-                reply["current_role"].as_str().and_then(|s| s.parse().ok()).context("no step")?;
-            Ok(u.approvers[&role][0].clone())
         };
 
         create(next(0), false).await?;

@@ -182,16 +182,17 @@ pub enum Class {
 }
 
 /// The next command step for the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
     Create,
-    Approve(Role, Uuid),
+    /// The step's role, the requisition, and who it was routed to (`current_eligible`).
+    Approve(Role, Uuid, Vec<Uuid>),
     Pay(Uuid),
 }
 
 #[derive(Default)]
 struct Queues {
-    approve: BTreeMap<Role, VecDeque<Uuid>>,
+    approve: BTreeMap<Role, VecDeque<(Uuid, Vec<Uuid>)>>,
     pay: VecDeque<Uuid>,
 }
 
@@ -230,8 +231,8 @@ impl Pipeline {
             return Step::Pay(id);
         }
         for role in &self.downstream_first {
-            if let Some(id) = q.approve.get_mut(role).and_then(VecDeque::pop_front) {
-                return Step::Approve(*role, id);
+            if let Some((id, eligible)) = q.approve.get_mut(role).and_then(VecDeque::pop_front) {
+                return Step::Approve(*role, id, eligible);
             }
         }
         Step::Create
@@ -247,7 +248,8 @@ impl Pipeline {
                     .as_str()
                     .and_then(|s| s.parse().ok())
                     .ok_or("pending_approval without a current_role")?;
-                self.lock().approve.entry(role).or_default().push_back(id);
+                let eligible = super::setup::eligible_of(body);
+                self.lock().approve.entry(role).or_default().push_back((id, eligible));
                 Ok(())
             }
             Some(Status::Approved) => {
@@ -347,11 +349,11 @@ impl Workload {
                     pick(&self.funds, t / 3),
                     self.amounts.next().to_string(),
                 ),
-                Step::Approve(role, id) => match u.approvers.get(&role) {
-                    Some(holders) if !holders.is_empty() => Planned::Approve(pick(holders, t), id),
+                Step::Approve(role, id, eligible) => match u.approver_for(role, &eligible, t) {
+                    Some(approver) => Planned::Approve(approver, id),
                     // No user of this role (the policy changed during the run): the approve is
                     // sent by an approver without it and counted as the error it gets.
-                    _ => Planned::Approve(pick(&u.all_approvers, t), id),
+                    None => Planned::Approve(pick(&u.all_approvers, t), id),
                 },
                 Step::Pay(id) => Planned::Pay(pick(&u.treasury, t), id),
             },
@@ -517,8 +519,8 @@ mod tests {
             .unwrap();
         let other = Uuid::new_v4();
         p.advance(&json!({"id": other, "status": "pending_approval", "current_role": "cfo"})).unwrap();
-        assert_eq!(p.next(), Step::Approve(Role::Cfo, other));
-        assert_eq!(p.next(), Step::Approve(Role::DepartmentHead, id));
+        assert_eq!(p.next(), Step::Approve(Role::Cfo, other, vec![]));
+        assert_eq!(p.next(), Step::Approve(Role::DepartmentHead, id, vec![]));
         p.advance(&json!({"id": id, "status": "approved", "current_role": null})).unwrap();
         assert_eq!(p.next(), Step::Pay(id));
         assert_eq!(p.next(), Step::Create);
