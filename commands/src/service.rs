@@ -632,7 +632,9 @@ impl CommandService {
             let policy = self.policy_for_submission().await?;
             let directory = self.directory(&policy, &requisition, &actor).await?;
             let deadlines = self.deadlines().await?;
-            let submit = RequisitionCommand::Submit { policy, directory, comment: None, deadlines, actor };
+            let duplicates = self.duplicate_check(&requisition).await?;
+            let submit =
+                RequisitionCommand::Submit { policy, directory, comment: None, deadlines, duplicates, actor };
             events.extend(decide(&mut requisition, submit).await?);
         }
         let stream = StreamAppend::of(&loaded, &events, &requisition)?;
@@ -662,7 +664,7 @@ impl CommandService {
 
     /// Runs one command on one requisition. `make` builds the command from the actor and the
     /// current state.
-    async fn on_requisition<F>(
+    pub(crate) async fn on_requisition<F>(
         &self,
         ctx: &CommandContext,
         id: Id,
@@ -730,6 +732,7 @@ impl CommandService {
                 directory,
                 comment: comment.clone(),
                 deadlines: self.deadlines().await?,
+                duplicates: self.duplicate_check(&requisition).await?,
                 actor: actor.clone(),
             };
             let events = decide(&mut requisition, command).await?;

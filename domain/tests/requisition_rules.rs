@@ -12,7 +12,7 @@ use pettycash_domain::money::{Currency, MoneyError, MAX_AMOUNT};
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, Tier, Tiers};
 use pettycash_domain::requisition::{
-    Approval, Changes, Deadlines, PaymentRecord, Requisition, RequisitionCommand as Cmd,
+    Approval, Changes, Deadlines, DuplicateCheck, PaymentRecord, Requisition, RequisitionCommand as Cmd,
     RequisitionEvent as Ev, Status, StepDue, CATEGORY_MAX, PAYEE_MAX, PURPOSE_MAX, REASON_MAX, REFERENCE_MAX,
 };
 use pettycash_domain::routing::{Directory, EscalatedTo, EscalationReason, Holder};
@@ -196,6 +196,7 @@ fn submit(chain: &[Role], policy_version: u32) -> Cmd {
         policy: policy(chain, policy_version),
         directory: directory(),
         comment: None,
+        duplicates: DuplicateCheck::default(),
         deadlines: deadlines(),
         actor: requester(),
     }
@@ -738,6 +739,7 @@ fn only_the_requester_may_submit() {
                 policy: policy(&CHAIN, 1),
                 directory: directory(),
                 comment: None,
+                duplicates: DuplicateCheck::default(),
                 deadlines: deadlines(),
                 actor: other,
             })
@@ -1401,6 +1403,7 @@ fn steps_nobody_holds_escalate_to_the_next_step_and_the_last_to_the_admins() {
         policy: policy(&chain, 1),
         directory: with_admin(),
         comment: None,
+        duplicates: DuplicateCheck::default(),
         deadlines: deadlines(),
         actor: requester(),
     };
@@ -1520,6 +1523,7 @@ fn a_resubmission_after_the_deadline_is_refused_and_one_before_it_clears_the_dea
         policy: policy(&CHAIN, 1),
         directory: directory(),
         comment: None,
+        duplicates: DuplicateCheck::default(),
         deadlines: Deadlines { now: when, ..deadlines() },
         actor: requester(),
     };
