@@ -13,6 +13,9 @@ use pettycash_domain::Id;
 /// At most this many other requisitions are named in one flag (the newest).
 const MAX_DUPLICATES: i64 = 20;
 
+/// PostgreSQL's `undefined_table`.
+const UNDEFINED_TABLE: &str = "42P01";
+
 impl CommandService {
     /// The requester's other requisitions that `r` may duplicate: same payee (trimmed,
     /// case-insensitive), amount and currency, submitted within the `duplicate_window_days`
@@ -32,7 +35,7 @@ impl CommandService {
             return Ok(DuplicateCheck::default());
         }
         let since = self.clock().now() - Duration::days(i64::from(window_days));
-        let others: Vec<Id> = sqlx::query_scalar(
+        let found = sqlx::query_scalar(
             "SELECT id FROM rm_requisitions
              WHERE requester_id = $1 AND id <> $2 AND currency = $3 AND amount = $4
                AND lower(btrim(payee)) = lower(btrim($5)) AND status <> $6
@@ -48,7 +51,18 @@ impl CommandService {
         .bind(since)
         .bind(MAX_DUPLICATES)
         .fetch_all(self.store().pool())
-        .await?;
+        .await;
+        let others: Vec<Id> = match found {
+            Ok(others) => others,
+            // The read model is not there yet (a new store before the projection engine first
+            // ran, or a tool without it): nothing to compare with, and no reason to refuse the
+            // submission.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_TABLE) => {
+                tracing::warn!("no requisitions read model yet: submission not checked for duplicates");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(DuplicateCheck { others, window_days })
     }
 
