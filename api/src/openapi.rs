@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    auth, funds, invitations, mail, meta, org, payments, policy, reads, requisitions, settings, users,
+    auth, funds, invitations, mail, meta, org, payments, policy, reads, requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         requisitions::submit, requisitions::approve, requisitions::reject, requisitions::request_changes,
         requisitions::cancel, requisitions::confirm_urgency, requisitions::deny_urgency,
         requisitions::revert_fast_track, requisitions::override_approval,
+        review::dismiss_duplicate, review::review, review::flag,
         payments::pay,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,
         reads::fund_ledger, reads::dashboard,

@@ -22,6 +22,7 @@ pub mod invitations;
 pub mod locks;
 pub mod mail;
 pub mod org;
+pub mod review;
 pub mod scheduler;
 pub mod service;
 pub mod store;

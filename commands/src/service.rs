@@ -634,12 +634,14 @@ impl CommandService {
             let policy = self.policy_for_submission().await?;
             let directory = self.directory(&policy, &requisition, &actor).await?;
             let deadlines = self.deadlines().await?;
+            let duplicates = self.duplicate_check(&requisition).await?;
             let submit = RequisitionCommand::Submit {
                 policy,
                 directory,
                 comment: None,
                 urgency: input.urgent_reason,
                 deadlines,
+                duplicates,
                 actor,
             };
             events.extend(decide(&mut requisition, submit).await?);
@@ -671,7 +673,7 @@ impl CommandService {
 
     /// Runs one command on one requisition. `make` builds the command from the actor and the
     /// current state.
-    async fn on_requisition<F>(
+    pub(crate) async fn on_requisition<F>(
         &self,
         ctx: &CommandContext,
         id: Id,
@@ -741,6 +743,7 @@ impl CommandService {
                 comment: comment.clone(),
                 urgency: urgent_reason.clone(),
                 deadlines: self.deadlines().await?,
+                duplicates: self.duplicate_check(&requisition).await?,
                 actor: actor.clone(),
             };
             let events = decide(&mut requisition, command).await?;

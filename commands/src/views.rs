@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{Fund, PaymentMethod};
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, Tier};
-use pettycash_domain::requisition::{Approval, Requisition, Status, Urgency};
+use pettycash_domain::requisition::{Approval, PaymentReview, Requisition, ReviewStatus, Status, Urgency};
 use pettycash_domain::routing::Threshold;
 use pettycash_domain::Currency;
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -162,6 +162,14 @@ pub struct RequisitionView {
     pub fast_tracked: bool,
     /// The admin who approved it by emergency override (`null`: none).
     pub overridden_by: Option<Uuid>,
+    /// The requester's other requisitions this one may duplicate (same payee, amount and
+    /// currency within the `duplicate_window_days` setting), flagged at the latest submission;
+    /// empty when none.
+    pub possible_duplicates: DuplicateLinks,
+    /// Set once an approver dismissed the flag.
+    pub duplicate_dismissed: Option<DismissalView>,
+    /// FP&A's review after payment (`null`: not reviewed).
+    pub review: Option<ReviewView>,
     pub position: i64,
 }
 
@@ -187,6 +195,61 @@ impl From<&Urgency> for UrgencyView {
             decision: u.decision.as_str().to_string(),
             decided_by: u.decision.by(),
         }
+    }
+}
+
+/// Another requisition a submission may duplicate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DuplicateLink {
+    pub id: Uuid,
+    /// Where to read it: `/api/requisitions/{id}`.
+    #[schema(example = "/api/requisitions/0190c2a4-7d1e-7c53-9a55-3b1f7f0f1a2b")]
+    pub link: String,
+}
+
+impl DuplicateLink {
+    pub fn to(id: Uuid) -> Self {
+        Self { id, link: format!("/api/requisitions/{id}") }
+    }
+}
+
+/// The other requisitions a submission may duplicate, each with its link; read from a list of
+/// ids (the requisitions read model keeps the ids).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(from = "Vec<Uuid>")]
+pub struct DuplicateLinks(pub Vec<DuplicateLink>);
+
+impl From<Vec<Uuid>> for DuplicateLinks {
+    fn from(ids: Vec<Uuid>) -> Self {
+        Self(ids.into_iter().map(DuplicateLink::to).collect())
+    }
+}
+
+/// Who dismissed a possible-duplicate flag, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DismissalView {
+    pub by: Uuid,
+    pub reason: String,
+}
+
+/// FP&A's review of a paid requisition: the latest outcome (a flag may follow a review; the
+/// history has both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewView {
+    /// `reviewed` or `flagged`.
+    #[schema(value_type = String, example = "flagged")]
+    pub status: ReviewStatus,
+    pub by: Uuid,
+    pub at: DateTime<Utc>,
+    /// The reviewer's comment (reviewed).
+    pub comment: Option<String>,
+    /// Why it was flagged (flagged).
+    pub reason: Option<String>,
+}
+
+impl From<&PaymentReview> for ReviewView {
+    fn from(r: &PaymentReview) -> Self {
+        Self { status: r.status, by: r.by, at: r.at, comment: r.comment.clone(), reason: r.reason.clone() }
     }
 }
 
@@ -240,6 +303,13 @@ impl RequisitionView {
             urgency: r.urgency.as_ref().map(UrgencyView::from),
             fast_tracked: r.fast_tracked,
             overridden_by: r.overridden_by,
+            possible_duplicates: r.duplicates.as_ref().map(|d| d.others.clone()).unwrap_or_default().into(),
+            duplicate_dismissed: r
+                .duplicates
+                .as_ref()
+                .and_then(|d| d.dismissed.as_ref())
+                .map(|d| DismissalView { by: d.by, reason: d.reason.clone() }),
+            review: r.review.as_ref().map(ReviewView::from),
             position,
         }
     }

@@ -115,6 +115,13 @@ pub enum DomainError {
     InvitationInvalid { reason: &'static str },
     #[error("the invitation is {status}: only a pending or expired invitation can be resent or revoked")]
     InvitationNotPending { status: crate::invitation::InvitationStatus },
+    // ----- possible duplicates and FP&A review -----
+    #[error("you took part in this requisition as its {part}; its review needs someone who took no part")]
+    ReviewerTookPart { part: &'static str },
+    #[error("the requisition was already {status} after payment")]
+    AlreadyReviewed { status: &'static str },
+    #[error("the requisition is not flagged as a possible duplicate, or the flag was dismissed already")]
+    NoDuplicateFlag,
 }
 
 impl DomainError {
@@ -168,6 +175,9 @@ impl DomainError {
             DomainError::UnitNotEmpty { .. } => "unit_not_empty",
             DomainError::InvitationInvalid { .. } => "invitation_invalid",
             DomainError::InvitationNotPending { .. } => "invitation_not_pending",
+            DomainError::ReviewerTookPart { .. } => "reviewer_took_part",
+            DomainError::AlreadyReviewed { .. } => "already_reviewed",
+            DomainError::NoDuplicateFlag => "no_duplicate_flag",
         }
     }
 
@@ -188,7 +198,8 @@ impl DomainError {
             | DomainError::PayerIsApprover
             | DomainError::SponsoredByParticipant { .. }
             | DomainError::NotEligible { .. }
-            | DomainError::OrganisationAdminOnly { .. } => ErrorKind::Forbidden,
+            | DomainError::OrganisationAdminOnly { .. }
+            | DomainError::ReviewerTookPart { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
@@ -205,7 +216,9 @@ impl DomainError {
             | DomainError::UnitClosed
             | DomainError::CodeTaken
             | DomainError::UnitNotEmpty { .. }
-            | DomainError::InvitationNotPending { .. } => ErrorKind::Conflict,
+            | DomainError::InvitationNotPending { .. }
+            | DomainError::AlreadyReviewed { .. }
+            | DomainError::NoDuplicateFlag => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
         }
     }

@@ -128,6 +128,89 @@ impl fmt::Display for Currency {
     }
 }
 
+/// How amounts are written for people (mail; the runtime setting `currency_display`). JSON
+/// amounts are never affected: they stay decimal strings beside a separate currency code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurrencyDisplay {
+    /// `1500.00 KES`: the amount as stored, then the ISO code (what mail always showed).
+    #[default]
+    Code,
+    /// `KSh 1,500.00`: the local symbol first (the code when there is none), thousands grouped.
+    Symbol,
+}
+
+impl CurrencyDisplay {
+    pub const ALL: [CurrencyDisplay; 2] = [CurrencyDisplay::Code, CurrencyDisplay::Symbol];
+    /// The text forms, for error messages.
+    pub const NAMES: &'static str = "`code`, `symbol`";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CurrencyDisplay::Code => "code",
+            CurrencyDisplay::Symbol => "symbol",
+        }
+    }
+
+    /// `amount` of `currency` written this way, with the currency's decimals.
+    pub fn format(self, amount: Decimal, currency: &Currency) -> String {
+        let amount = currency.rescale(amount);
+        match self {
+            CurrencyDisplay::Code => format!("{amount} {currency}"),
+            CurrencyDisplay::Symbol => {
+                let symbol =
+                    SYMBOLS.iter().find(|(c, _)| *c == currency.code()).map_or(currency.code(), |(_, s)| s);
+                format!("{symbol} {}", grouped(amount))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for CurrencyDisplay {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        CurrencyDisplay::ALL.into_iter().find(|d| d.as_str() == s).ok_or(())
+    }
+}
+
+/// Local symbols of the currencies that have a well-known one; the others show their code.
+const SYMBOLS: &[(&str, &str)] = &[
+    ("EUR", "€"),
+    ("GBP", "£"),
+    ("GHS", "GH₵"),
+    ("INR", "₹"),
+    ("JPY", "¥"),
+    ("KES", "KSh"),
+    ("KWD", "KD"),
+    ("NGN", "₦"),
+    ("RWF", "FRw"),
+    ("TZS", "TSh"),
+    ("UGX", "USh"),
+    ("USD", "$"),
+    ("ZAR", "R"),
+];
+
+/// `1234567.50` as `1,234,567.50`.
+fn grouped(amount: Decimal) -> String {
+    let text = amount.abs().to_string();
+    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+    let mut out = String::with_capacity(text.len() + whole.len() / 3 + 1);
+    if amount.is_sign_negative() && !amount.is_zero() {
+        out.push('-');
+    }
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if let Some(f) = fraction {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
 /// Why an amount or currency was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
@@ -171,6 +254,22 @@ mod tests {
         assert_eq!(kes.validate_positive(Decimal::ZERO), Err(MoneyError::NotPositive));
         assert_eq!(kes.validate_positive(d("-1")), Err(MoneyError::NotPositive));
         assert!(matches!(kes.validate_positive(d("1000000000.01")), Err(MoneyError::TooLarge(_))));
+    }
+
+    #[test]
+    fn amounts_are_written_by_code_or_by_symbol_with_thousands_grouped() {
+        let kes = Currency::parse("KES").unwrap();
+        assert_eq!(CurrencyDisplay::Code.format(d("1500"), &kes), "1500.00 KES");
+        assert_eq!(CurrencyDisplay::Symbol.format(d("1500"), &kes), "KSh 1,500.00");
+        assert_eq!(CurrencyDisplay::Symbol.format(d("1234567.5"), &kes), "KSh 1,234,567.50");
+        assert_eq!(CurrencyDisplay::Symbol.format(d("999.99"), &kes), "KSh 999.99");
+        let jpy = Currency::parse("JPY").unwrap();
+        assert_eq!(CurrencyDisplay::Symbol.format(d("100000"), &jpy), "¥ 100,000");
+        let kwd = Currency::parse("KWD").unwrap();
+        assert_eq!(CurrencyDisplay::Symbol.format(d("1000"), &kwd), "KD 1,000.000");
+        // No well-known symbol: the code.
+        let mwk = Currency::parse("MWK").unwrap();
+        assert_eq!(CurrencyDisplay::Symbol.format(d("25000"), &mwk), "MWK 25,000.00");
     }
 
     #[test]

@@ -32,6 +32,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod review;
+pub use review::{Dismissal, DuplicateCheck, DuplicateFlag, PaymentReview, ReviewStatus};
+
 pub const PURPOSE_MAX: usize = 1_000;
 pub const PAYEE_MAX: usize = 200;
 pub const CATEGORY_MAX: usize = 100;
@@ -192,6 +195,19 @@ pub struct Requisition {
     /// The admin who approved it by emergency override (`ApprovalOverridden`).
     #[serde(default)]
     pub overridden_by: Option<Id>,
+    // ----- possible duplicates and FP&A review (`review`) -----
+    /// Everyone who sent it back for changes, in any round.
+    #[serde(default)]
+    pub sent_back_by: Vec<Id>,
+    /// The latest submission's possible-duplicate flag.
+    #[serde(default)]
+    pub duplicates: Option<DuplicateFlag>,
+    /// A `DuplicateSuspected` waiting for the `RequisitionSubmitted` that follows it.
+    #[serde(default)]
+    pub next_duplicates: Option<DuplicateFlag>,
+    /// FP&A's review after payment.
+    #[serde(default)]
+    pub review: Option<PaymentReview>,
 }
 
 /// An urgent submission: the requester's reason, whether its threshold allows a fast-track,
@@ -445,6 +461,8 @@ pub enum RequisitionCommand {
         /// The requester's reason when they mark it urgent (`None`: not urgent).
         urgency: Option<String>,
         deadlines: Deadlines,
+        /// The requester's other requisitions that look like this one (`review`).
+        duplicates: DuplicateCheck,
         actor: Actor,
     },
     /// The first step's approver agrees it is urgent: on a threshold that allows it, the
@@ -512,6 +530,23 @@ pub enum RequisitionCommand {
         method: PaymentMethod,
         reference: Option<String>,
         payer: Actor,
+    },
+    /// An approver who may decide the current step dismisses the possible-duplicate flag.
+    DismissDuplicate {
+        reason: String,
+        actor: Actor,
+    },
+    /// FP&A: the paid requisition was reviewed.
+    MarkReviewed {
+        comment: Option<String>,
+        now: DateTime<Utc>,
+        actor: Actor,
+    },
+    /// FP&A: the paid requisition needs a closer look.
+    FlagAfterPayment {
+        reason: String,
+        now: DateTime<Utc>,
+        actor: Actor,
     },
 }
 
@@ -652,6 +687,27 @@ pub enum RequisitionEvent {
         reference: Option<String>,
         paid_by: Id,
     },
+    /// Recorded just before the `RequisitionSubmitted` it concerns, in its transaction: the
+    /// requester has other requisitions with the same payee, amount and currency submitted
+    /// within `window_days`.
+    DuplicateSuspected {
+        others: Vec<Id>,
+        window_days: u32,
+    },
+    DuplicateDismissed {
+        dismissed_by: Id,
+        reason: String,
+    },
+    PaymentReviewed {
+        reviewed_by: Id,
+        comment: Option<String>,
+        at: DateTime<Utc>,
+    },
+    PaymentFlagged {
+        flagged_by: Id,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for RequisitionEvent {
@@ -673,6 +729,10 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::ChangesRequested { .. } => "ChangesRequested",
             RequisitionEvent::RequisitionCancelled { .. } => "RequisitionCancelled",
             RequisitionEvent::RequisitionPaid { .. } => "RequisitionPaid",
+            RequisitionEvent::DuplicateSuspected { .. } => "DuplicateSuspected",
+            RequisitionEvent::DuplicateDismissed { .. } => "DuplicateDismissed",
+            RequisitionEvent::PaymentReviewed { .. } => "PaymentReviewed",
+            RequisitionEvent::PaymentFlagged { .. } => "PaymentFlagged",
         }
         .into()
     }
@@ -756,7 +816,7 @@ impl Aggregate for Requisition {
                 }
                 sink.write(E::RequisitionEdited { amount, purpose, payee, category }, self).await;
             }
-            C::Submit { policy, directory, comment, urgency, deadlines, actor } => {
+            C::Submit { policy, directory, comment, urgency, deadlines, duplicates, actor } => {
                 let currency = self.currency()?.clone();
                 self.require_requester(&actor, "submit")?;
                 self.require_status(&[Status::Draft, Status::ChangesRequested], "submit")?;
@@ -791,6 +851,9 @@ impl Aggregate for Requisition {
                     })
                     .collect();
                 let fast_track_allowed = route.fast_track;
+                if let Some(suspected) = self.duplicate_event(duplicates) {
+                    sink.write(suspected, self).await;
+                }
                 let event = E::RequisitionSubmitted {
                     amount: self.amount,
                     chain: route.chain,
@@ -1019,6 +1082,18 @@ impl Aggregate for Requisition {
                 };
                 sink.write(event, self).await;
             }
+            C::DismissDuplicate { reason, actor } => {
+                let event = self.decide_dismiss_duplicate(&reason, &actor)?;
+                sink.write(event, self).await;
+            }
+            C::MarkReviewed { comment, now, actor } => {
+                let event = self.decide_review(comment, now, &actor)?;
+                sink.write(event, self).await;
+            }
+            C::FlagAfterPayment { reason, now, actor } => {
+                let event = self.decide_flag(&reason, now, &actor)?;
+                sink.write(event, self).await;
+            }
         }
         Ok(())
     }
@@ -1064,6 +1139,7 @@ impl Aggregate for Requisition {
                 self.step_due = due;
                 self.step_reminded = false;
                 self.step_escalated = false;
+                self.duplicates = self.next_duplicates.take();
                 for approval in self.approvals.drain(..) {
                     if !self.former_approvers.contains(&approval.approver_id) {
                         self.former_approvers.push(approval.approver_id);
@@ -1137,7 +1213,10 @@ impl Aggregate for Requisition {
                 self.last_reason = Some(reason);
                 self.status = Status::Rejected;
             }
-            E::ChangesRequested { reason, deadline, .. } => {
+            E::ChangesRequested { reason, deadline, requested_by, .. } => {
+                if !self.sent_back_by.contains(&requested_by) {
+                    self.sent_back_by.push(requested_by);
+                }
                 self.last_reason = Some(reason);
                 self.changes_deadline = deadline;
                 self.step_due = None;
@@ -1151,6 +1230,10 @@ impl Aggregate for Requisition {
                 self.payment = Some(PaymentRecord { payment_id, paid_by, method, reference });
                 self.status = Status::Paid;
             }
+            event @ (E::DuplicateSuspected { .. }
+            | E::DuplicateDismissed { .. }
+            | E::PaymentReviewed { .. }
+            | E::PaymentFlagged { .. }) => self.apply_review(event),
         }
     }
 }

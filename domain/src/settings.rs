@@ -4,6 +4,7 @@
 //! feature that reads it.
 
 use crate::error::DomainError;
+pub use crate::money::CurrencyDisplay;
 use crate::role::Role;
 use crate::{Actor, Id};
 use cqrs_es::event_sink::EventSink;
@@ -41,10 +42,16 @@ pub enum SettingKey {
     ApprovalEscalationHours,
     /// How many days an invitation's link works (from issuing or resending it), 1 to 90.
     InvitationExpiryDays,
+    /// A submission is flagged as a possible duplicate of the requester's other requisitions
+    /// with the same payee and amount submitted within this many days, 0 (off) to 365.
+    DuplicateWindowDays,
+    /// How amounts are written for people (mail): `code` (`1500.00 KES`) or `symbol`
+    /// (`KSh 1,500.00`).
+    CurrencyDisplay,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 10] = [
+    pub const ALL: [SettingKey; 12] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -55,6 +62,8 @@ impl SettingKey {
         SettingKey::ApprovalReminderHours,
         SettingKey::ApprovalEscalationHours,
         SettingKey::InvitationExpiryDays,
+        SettingKey::DuplicateWindowDays,
+        SettingKey::CurrencyDisplay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +78,8 @@ impl SettingKey {
             SettingKey::ApprovalReminderHours => "approval_reminder_hours",
             SettingKey::ApprovalEscalationHours => "approval_escalation_hours",
             SettingKey::InvitationExpiryDays => "invitation_expiry_days",
+            SettingKey::DuplicateWindowDays => "duplicate_window_days",
+            SettingKey::CurrencyDisplay => "currency_display",
         }
     }
 }
@@ -158,6 +169,16 @@ pub struct Settings {
     pub waiting: Waiting,
     #[serde(default)]
     pub invitations: InvitationSettings,
+    /// Days within which a submission with the same payee and amount as another of the same
+    /// requester is flagged (0: never).
+    #[serde(default = "default_duplicate_window_days")]
+    pub duplicate_window_days: u32,
+    #[serde(default)]
+    pub currency_display: CurrencyDisplay,
+}
+
+fn default_duplicate_window_days() -> u32 {
+    30
 }
 
 impl Default for Waiting {
@@ -184,6 +205,8 @@ impl Default for Settings {
             lockout: Lockout { threshold: 5, minutes: 15 },
             waiting: Waiting::default(),
             invitations: InvitationSettings::default(),
+            duplicate_window_days: default_duplicate_window_days(),
+            currency_display: CurrencyDisplay::default(),
         }
     }
 }
@@ -202,6 +225,8 @@ impl Settings {
             SettingKey::ApprovalReminderHours => self.waiting.approval_reminder_hours.into(),
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours.into(),
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
+            SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
+            SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
         }
     }
 
@@ -226,6 +251,12 @@ impl Settings {
             SettingKey::ApprovalReminderHours => self.waiting.approval_reminder_hours = whole(1, 720)?,
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
+            SettingKey::DuplicateWindowDays => self.duplicate_window_days = whole(0, 365)?,
+            SettingKey::CurrencyDisplay => {
+                self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))
+                })?
+            }
         }
         Ok(())
     }
@@ -346,6 +377,10 @@ mod tests {
             (SettingKey::LockoutMinutes, json!(-5)),
             (SettingKey::InvitationExpiryDays, json!(0)),
             (SettingKey::InvitationExpiryDays, json!(91)),
+            (SettingKey::DuplicateWindowDays, json!(366)),
+            (SettingKey::DuplicateWindowDays, json!(-1)),
+            (SettingKey::CurrencyDisplay, json!("dollars")),
+            (SettingKey::CurrencyDisplay, json!(1)),
         ] {
             let err = Settings::default().set(key, &value).unwrap_err();
             assert!(

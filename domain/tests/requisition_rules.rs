@@ -12,7 +12,7 @@ use pettycash_domain::money::{Currency, MoneyError, MAX_AMOUNT};
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, Tier, Tiers};
 use pettycash_domain::requisition::{
-    Approval, Changes, Deadlines, PaymentRecord, Requisition, RequisitionCommand as Cmd,
+    Approval, Changes, Deadlines, DuplicateCheck, PaymentRecord, Requisition, RequisitionCommand as Cmd,
     RequisitionEvent as Ev, Status, StepDue, CATEGORY_MAX, PAYEE_MAX, PURPOSE_MAX, REASON_MAX, REFERENCE_MAX,
 };
 use pettycash_domain::routing::{Directory, EscalatedTo, EscalationReason, Holder, Threshold, Thresholds};
@@ -197,6 +197,7 @@ fn submit(chain: &[Role], policy_version: u32) -> Cmd {
         directory: directory(),
         comment: None,
         urgency: None,
+        duplicates: DuplicateCheck::default(),
         deadlines: deadlines(),
         actor: requester(),
     }
@@ -740,6 +741,7 @@ fn only_the_requester_may_submit() {
                 directory: directory(),
                 comment: None,
                 urgency: None,
+                duplicates: DuplicateCheck::default(),
                 deadlines: deadlines(),
                 actor: other,
             })
@@ -1404,6 +1406,7 @@ fn steps_nobody_holds_escalate_to_the_next_step_and_the_last_to_the_admins() {
         directory: with_admin(),
         comment: None,
         urgency: None,
+        duplicates: DuplicateCheck::default(),
         deadlines: deadlines(),
         actor: requester(),
     };
@@ -1524,6 +1527,7 @@ fn a_resubmission_after_the_deadline_is_refused_and_one_before_it_clears_the_dea
         directory: directory(),
         comment: None,
         urgency: None,
+        duplicates: DuplicateCheck::default(),
         deadlines: Deadlines { now: when, ..deadlines() },
         actor: requester(),
     };
@@ -1671,6 +1675,7 @@ fn submit_urgent(fast_track: bool, reason: &str) -> Cmd {
         directory: directory(),
         comment: None,
         urgency: Some(reason.into()),
+        duplicates: DuplicateCheck::default(),
         deadlines: deadlines(),
         actor: requester(),
     }
@@ -1882,6 +1887,12 @@ fn an_admin_overrides_the_approval_with_a_justification_recorded_as_an_override(
     let both = Actor::new(admin().user_id, [Role::Admin, Role::Treasury]);
     assert_eq!(outcome(events.clone(), pay(&both, None)), Err(DomainError::PayerIsApprover));
     play(&mut events, pay(&treasurer(), None));
+    // Nor review it afterwards as FP&A: they took part.
+    let reviewer = Actor::new(admin().user_id, [Role::Admin, Role::Fpa]);
+    assert_eq!(
+        outcome(events, Cmd::MarkReviewed { comment: None, now: now(), actor: reviewer }),
+        Err(DomainError::ReviewerTookPart { part: "admin who overrode its approval" })
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! `CURRENT_ROLE`); rows and responses call it `current_role`.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
+use pettycash_commands::views::{DismissalView, DuplicateLinks, ReviewView};
 use pettycash_domain::fund::{MovementKind, PaymentMethod};
 use pettycash_domain::organisation::{Origin, UnitKind};
 use pettycash_domain::requisition::Status;
@@ -186,6 +187,16 @@ pub struct RequisitionRow {
     /// `branch`, `hq` or `field`; `null` when unscoped.
     #[schema(value_type = Option<String>, example = "branch")]
     pub origin: Option<Origin>,
+    /// The requester's other requisitions this one may duplicate (flagged at the latest
+    /// submission), each with its link; empty when none.
+    #[sqlx(json)]
+    pub possible_duplicates: DuplicateLinks,
+    /// Set once an approver dismissed the flag.
+    #[sqlx(json(nullable))]
+    pub duplicate_dismissed: Option<DismissalView>,
+    /// FP&A's review after payment (`null`: not reviewed).
+    #[sqlx(json(nullable))]
+    pub review: Option<ReviewView>,
 }
 
 const REQUISITION_SELECT: &str =
@@ -193,7 +204,8 @@ const REQUISITION_SELECT: &str =
      category, chain, current_step AS current_role, \
      (CASE WHEN jsonb_typeof(approvers) = 'array' THEN jsonb_array_length(approvers) ELSE 0 END)::bigint \
      AS approvals_count, created_at, submitted_at, paid_at, company_id, region_id, branch_id, department_id, \
-     cost_centre_id, origin FROM rm_requisitions WHERE true";
+     cost_centre_id, origin, coalesce(possible_duplicates, '[]') AS possible_duplicates, duplicate_dismissed, \
+     review FROM rm_requisitions WHERE true";
 
 /// Filters of the requisitions list; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]
@@ -205,6 +217,30 @@ pub struct RequisitionFilter {
     pub created: TimeRange,
     /// Case-insensitive text in the purpose or the payee.
     pub text: Option<String>,
+    /// FP&A's review after payment.
+    pub review: Option<ReviewFilter>,
+}
+
+/// Paid requisitions by FP&A's review (`review=` on the list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewFilter {
+    /// Paid and not reviewed yet: FP&A's work list.
+    Unreviewed,
+    Reviewed,
+    Flagged,
+}
+
+impl ReviewFilter {
+    pub const NAMES: &'static str = "unreviewed, reviewed, flagged";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "unreviewed" => Some(ReviewFilter::Unreviewed),
+            "reviewed" => Some(ReviewFilter::Reviewed),
+            "flagged" => Some(ReviewFilter::Flagged),
+            _ => None,
+        }
+    }
 }
 
 fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionFilter) {
@@ -222,6 +258,18 @@ fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionF
     }
     if let Some(before) = f.created.before {
         qb.push(" AND created_at < ").push_bind(before);
+    }
+    match f.review {
+        Some(ReviewFilter::Unreviewed) => {
+            qb.push(" AND status = ").push_bind(Status::Paid).push(" AND review IS NULL");
+        }
+        Some(ReviewFilter::Reviewed) => {
+            qb.push(" AND review->>'status' = 'reviewed'");
+        }
+        Some(ReviewFilter::Flagged) => {
+            qb.push(" AND review->>'status' = 'flagged'");
+        }
+        None => {}
     }
     if let Some(text) = f.text.as_deref().filter(|t| !t.is_empty()) {
         let pattern = contains_pattern(text);

@@ -75,6 +75,8 @@
 //! - `approved_by_sponsored`, `paid_by_sponsored`: approved or paid by a user whom the
 //!   requester or an approver of the requisition had registered or granted a role.
 
+mod review;
+
 use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
@@ -225,6 +227,8 @@ struct ReqV {
     fast_tracked: bool,
     /// Approved by an admin's emergency override.
     overridden: bool,
+    /// Possible duplicates and FP&A's review (`review`).
+    checks: review::ChecksV,
 }
 
 impl ReqV {
@@ -705,6 +709,7 @@ impl Verifier {
     fn requisition(&mut self, e: &EventRow, ev: RequisitionEvent) {
         use RequisitionEvent as E;
         let Some(id) = self.id(e) else { return };
+        self.note_participants(id, &ev);
         match ev {
             E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -1163,6 +1168,10 @@ impl Verifier {
                     r.approvers.shrink_to_fit();
                 }
             }
+            ev @ (E::DuplicateSuspected { .. }
+            | E::DuplicateDismissed { .. }
+            | E::PaymentReviewed { .. }
+            | E::PaymentFlagged { .. }) => self.review_event(e, id, ev),
         }
     }
 
@@ -1986,5 +1995,150 @@ mod tests {
             json!({"RequisitionCancelled": {"cancelled_by": w.staff, "reason": null}}),
         );
         assert!(w.f.rules().is_empty());
+    }
+
+    // ----- possible duplicates and FP&A review (`review`) ---------------------------------
+
+    /// The world's requisition approved by head and finance manager, paid by treasury.
+    fn paid_world() -> World {
+        let mut w = world();
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        let by = w.treasury;
+        pay(&mut w, by);
+        w
+    }
+
+    fn reviewed(by: Uuid) -> serde_json::Value {
+        json!({"PaymentReviewed": {"reviewed_by": by, "comment": null, "at": chrono::Utc::now()}})
+    }
+
+    fn flagged(by: Uuid) -> serde_json::Value {
+        json!({"PaymentFlagged": {"flagged_by": by, "reason": "r", "at": chrono::Utc::now()}})
+    }
+
+    #[test]
+    fn a_review_then_a_flag_by_analysts_who_took_no_part_is_clean() {
+        let mut w = paid_world();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        w.f.user(a, &["fpa"]);
+        w.f.user(b, &["fpa"]);
+        w.f.push("requisition", w.req, reviewed(a));
+        w.f.push("requisition", w.req, flagged(b));
+        assert_eq!(w.f.rules(), []);
+    }
+
+    #[test]
+    fn a_review_by_someone_who_took_part_is_reported() {
+        for part in ["staff", "head", "gfm", "treasury"] {
+            let mut w = paid_world();
+            let who = match part {
+                "staff" => w.staff,
+                "head" => w.head,
+                "gfm" => w.gfm,
+                _ => w.treasury,
+            };
+            w.f.push("user", who, json!({"RoleGranted": {"role": "fpa", "granted_by": Uuid::new_v4()}}));
+            let p = w.f.push("requisition", w.req, reviewed(who));
+            assert_eq!(w.f.rules(), [(p, "reviewed_by_participant")], "{part}");
+        }
+    }
+
+    #[test]
+    fn a_review_by_someone_who_asked_for_changes_is_reported() {
+        let mut w = world();
+        let analyst = Uuid::new_v4();
+        w.f.user(analyst, &["fpa", "department_head"]);
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": analyst,
+                "reason": "r", "deadline": null}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head", "group_finance_manager"],
+                "policy_version": 1, "submitted_by": w.staff}}),
+        );
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        let by = w.treasury;
+        pay(&mut w, by);
+        let p = w.f.push("requisition", w.req, flagged(analyst));
+        assert_eq!(w.f.rules(), [(p, "reviewed_by_participant")]);
+    }
+
+    #[test]
+    fn a_review_by_someone_without_fpa_or_sponsored_by_a_participant_is_reported() {
+        let mut w = paid_world();
+        let auditor = Uuid::new_v4();
+        w.f.user(auditor, &["auditor"]);
+        let lacking = w.f.push("requisition", w.req, reviewed(auditor));
+        let mut w2 = paid_world();
+        let puppet = Uuid::new_v4();
+        w2.f.push(
+            "user",
+            puppet,
+            json!({"UserRegistered": {"user_id": puppet, "email": "p", "name": "p", "roles": ["fpa"],
+                "registered_by": w2.treasury}}),
+        );
+        let sponsored = w2.f.push("requisition", w2.req, reviewed(puppet));
+        assert_eq!(w.f.rules(), [(lacking, "reviewer_lacks_role")]);
+        assert_eq!(w2.f.rules(), [(sponsored, "reviewed_by_sponsored")]);
+    }
+
+    #[test]
+    fn a_review_before_payment_or_a_second_one_is_reported() {
+        let mut w = world();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        w.f.user(a, &["fpa"]);
+        w.f.user(b, &["fpa"]);
+        let early = w.f.push("requisition", w.req, reviewed(a));
+        assert_eq!(w.f.rules(), [(early, "reviewed_before_payment")]);
+
+        let mut w = paid_world();
+        w.f.user(a, &["fpa"]);
+        w.f.user(b, &["fpa"]);
+        w.f.push("requisition", w.req, flagged(a));
+        let again = w.f.push("requisition", w.req, reviewed(b));
+        assert_eq!(w.f.rules(), [(again, "reviewed_twice")]);
+    }
+
+    #[test]
+    fn a_duplicate_flag_dismissed_by_the_requester_or_when_none_stands_is_reported() {
+        let suspected = json!({"DuplicateSuspected": {"others": [Uuid::new_v4()], "window_days": 30}});
+        let resubmitted = json!({"RequisitionSubmitted": {"amount": "100.00",
+            "chain": ["department_head", "group_finance_manager"], "policy_version": 1}});
+        let dismissed = |by: Uuid| json!({"DuplicateDismissed": {"dismissed_by": by, "reason": "r"}});
+        // The world's submission had no flag.
+        let mut w = world();
+        let none = w.f.push("requisition", w.req, dismissed(w.head));
+        assert_eq!(w.f.rules(), [(none, "duplicate_dismissed_without_flag")]);
+
+        let mut w = world();
+        w.f.push("requisition", w.req, suspected.clone());
+        let mut resubmitted = resubmitted.clone();
+        resubmitted["RequisitionSubmitted"]["submitted_by"] = json!(w.staff);
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head,
+                "reason": "r", "deadline": null}}),
+        );
+        w.f.push("requisition", w.req, suspected);
+        w.f.push("requisition", w.req, resubmitted);
+        w.f.push("requisition", w.req, dismissed(w.head));
+        let by_requester = {
+            let staff = w.staff;
+            w.f.push("requisition", w.req, dismissed(staff))
+        };
+        assert_eq!(
+            w.f.rules(),
+            [
+                (by_requester, "duplicate_dismissed_by_requester"),
+                (by_requester, "duplicate_dismissed_without_flag")
+            ]
+        );
     }
 }

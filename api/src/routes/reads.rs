@@ -19,7 +19,7 @@ use pettycash_domain::requisition::Status;
 use pettycash_domain::visibility::{self, DashboardScope, RequisitionScope};
 use pettycash_projections::queries::{
     self, Cursor, FundRow, LedgerRow, PageRequest, PaymentFilter, PaymentRow, QueryError, RequisitionFilter,
-    RequisitionRow, TimeRange,
+    RequisitionRow, ReviewFilter, TimeRange,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -183,6 +183,10 @@ pub struct RequisitionListQuery {
     /// Only the caller's own requisitions.
     #[param(value_type = Option<bool>)]
     pub mine: Option<String>,
+    /// FP&A's review after payment: `unreviewed` (paid, not reviewed yet), `reviewed` or
+    /// `flagged`.
+    #[param(example = "unreviewed")]
+    pub review: Option<String>,
     /// Items per page: 1 to 200 (larger values are capped), default 50.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
@@ -255,8 +259,21 @@ pub async fn list_requisitions(
     if mine {
         requester_id = Some(user.id);
     }
-    let filter =
-        RequisitionFilter { status, fund_id, requester_id, created, text: present(&q.q).map(String::from) };
+    let review = present(&q.review)
+        .map(|r| {
+            ReviewFilter::parse(r).ok_or_else(|| {
+                ApiError::unprocessable("review", format!("`review` must be one of {}", ReviewFilter::NAMES))
+            })
+        })
+        .transpose()?;
+    let filter = RequisitionFilter {
+        status,
+        fund_id,
+        requester_id,
+        created,
+        text: present(&q.q).map(String::from),
+        review,
+    };
 
     let position = consistent(&state, REQUISITIONS, min, &headers).await?;
     let scope = RequisitionScope::of(&actor);

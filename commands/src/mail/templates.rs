@@ -155,11 +155,16 @@ fn category_words(category: MailCategory) -> &'static str {
 pub struct RequisitionSummary {
     pub id: Id,
     pub purpose: String,
-    /// With its currency: `1500.00 KES`.
+    /// With its currency, as the `currency_display` setting writes it (`1500.00 KES`,
+    /// `KSh 1,500.00`: `CurrencyDisplay::format`).
     pub amount: String,
     pub requester: String,
     pub fund: Option<String>,
     pub payee: Option<String>,
+    /// The requester's other requisitions it may duplicate, while the flag stands (empty:
+    /// none, or dismissed), and the window they were found in.
+    pub possible_duplicates: Vec<Id>,
+    pub duplicate_window_days: u32,
 }
 
 impl RequisitionSummary {
@@ -218,14 +223,34 @@ pub fn approval_requested(
         step + 1,
         steps
     );
-    about(
+    let mut paragraphs = vec![waits, "Approve it, reject it or send it back for changes.".into()];
+    if !r.possible_duplicates.is_empty() {
+        paragraphs.insert(
+            1,
+            format!(
+                "Possible duplicate: {} submitted {} with the same payee and amount in the last {} days. \
+                 Compare before deciding; you may dismiss this flag with a reason.",
+                r.requester,
+                match r.possible_duplicates.len() {
+                    1 => "another requisition".to_string(),
+                    n => format!("{n} other requisitions"),
+                },
+                r.duplicate_window_days
+            ),
+        );
+    }
+    let mut letter = about(
         MailCategory::ApprovalRequested,
         format!("Approval requested: {}", r.headline()),
         to,
-        vec![waits, "Approve it, reject it or send it back for changes.".into()],
+        paragraphs,
         r,
         links,
-    )
+    );
+    for other in &r.possible_duplicates {
+        letter.details.push(("Possible duplicate of", links.requisition(*other)));
+    }
+    letter
 }
 
 /// To the requester: the last step approved their requisition.
@@ -419,6 +444,8 @@ mod tests {
             requester: "Jane <Doe>".into(),
             fund: Some("Nairobi & Co".into()),
             payee: None,
+            possible_duplicates: vec![],
+            duplicate_window_days: 30,
         }
     }
 
@@ -488,6 +515,24 @@ mod tests {
         assert!(mail.html.contains(&format!("<a href=\"{url}\">Choose your password</a>")), "{}", mail.html);
         assert!(mail.html.contains("Hello Ann &lt;b&gt;,") && mail.html.contains("Ops &amp; Fleet"));
         assert!(!mail.text.contains("mute"), "an invitation cannot be muted");
+    }
+
+    #[test]
+    fn an_approval_request_for_a_possible_duplicate_says_so_and_links_to_the_other() {
+        let links = Links::new("https://cash.example.com");
+        let other = Id::from_u128(7);
+        let plain = approval_requested("A", &summary("Toner"), Role::DepartmentHead, 0, 1, &links).render();
+        assert!(!plain.text.contains("Possible duplicate"), "{}", plain.text);
+        let r = RequisitionSummary { possible_duplicates: vec![other], ..summary("Toner") };
+        let mail = approval_requested("A", &r, Role::DepartmentHead, 0, 1, &links).render();
+        let url = format!("https://cash.example.com/requisitions/{other}");
+        assert!(
+            mail.text.contains("Possible duplicate: Jane <Doe> submitted another requisition"),
+            "{}",
+            mail.text
+        );
+        assert!(mail.text.contains(&format!("Possible duplicate of: {url}")), "{}", mail.text);
+        assert!(mail.html.contains(&url), "{}", mail.html);
     }
 
     #[test]

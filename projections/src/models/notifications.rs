@@ -30,6 +30,7 @@ use pettycash_commands::mail::{enqueue, Links, Mail};
 use pettycash_domain::fund::{Fund, FundEvent};
 use pettycash_domain::requisition::{Requisition, RequisitionEvent};
 use pettycash_domain::routing::EscalationReason;
+use pettycash_domain::settings::{RuntimeSettings, Settings, SETTINGS_ID};
 use pettycash_domain::{Id, Role};
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -145,13 +146,18 @@ impl Notice {
             }
             // Escalated at submission: the submission's notice already went to the step's
             // people, the admins included.
+            // A possible duplicate is told in the submission's mail (the flag comes first).
             E::RequisitionCreated { .. }
             | E::RequisitionEdited { .. }
             | E::RequisitionCancelled { .. }
             | E::UrgencyDeclared { .. }
             | E::UrgencyConfirmed { .. }
             | E::UrgencyDenied { .. }
-            | E::ApprovalEscalated { .. } => vec![],
+            | E::ApprovalEscalated { .. }
+            | E::DuplicateSuspected { .. }
+            | E::DuplicateDismissed { .. }
+            | E::PaymentReviewed { .. }
+            | E::PaymentFlagged { .. } => vec![],
         }
     }
 
@@ -357,19 +363,23 @@ impl Projection for Notifications {
         }
         let names = names(tx, &notices).await.context("reading the names mail mentions")?;
         let funds = fund_names(tx, &notices).await.context("reading the funds' names")?;
+        let display = settings(tx).await.context("reading the runtime settings")?.currency_display;
         for (position, req, notice) in &notices {
             let Some(id) = req.id else { continue };
             let summary = RequisitionSummary {
                 id,
                 purpose: req.purpose.clone(),
-                amount: format!(
-                    "{} {}",
-                    req.amount,
-                    req.currency.as_ref().map(|c| c.to_string()).unwrap_or_default()
-                ),
+                amount: req.currency.as_ref().map(|c| display.format(req.amount, c)).unwrap_or_default(),
                 requester: req.requester_id.and_then(|r| names.get(&r).cloned()).unwrap_or_default(),
                 fund: req.fund_id.and_then(|f| funds.get(&f).cloned()),
                 payee: req.payee.clone(),
+                possible_duplicates: req
+                    .duplicates
+                    .iter()
+                    .filter(|d| d.dismissed.is_none())
+                    .flat_map(|d| d.others.clone())
+                    .collect(),
+                duplicate_window_days: req.duplicates.as_ref().map_or(0, |d| d.window_days),
             };
             let audience = notice.audience();
             let recipients = recipients(tx, audience, req)
@@ -420,6 +430,19 @@ async fn names(
         .fetch_all(&mut *tx)
         .await?;
     Ok(rows.into_iter().collect())
+}
+
+/// The runtime settings as they are now (like `users`, read when the batch is applied): how
+/// amounts are written (`currency_display`). The settings stream is short (one event per
+/// change), and read only for batches that mail.
+async fn settings(tx: &mut PgConnection) -> anyhow::Result<Settings> {
+    let mut settings = RuntimeSettings::default();
+    for e in reader::stream_prefixes(&mut *tx, RuntimeSettings::TYPE, &[(SETTINGS_ID.to_string(), i64::MAX)])
+        .await?
+    {
+        settings.apply(e.decode()?);
+    }
+    Ok(settings.values)
 }
 
 /// The names of the notices' funds, from each fund's first event (`FundOpened`; a fund's name

@@ -27,7 +27,9 @@ use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use pettycash_domain::organisation::Origin;
-use pettycash_domain::requisition::{apply_edit, RequisitionEvent, Status};
+use pettycash_domain::requisition::{
+    apply_edit, Dismissal, PaymentReview, RequisitionEvent, ReviewStatus, Status,
+};
 use pettycash_domain::routing::EscalationReason;
 use pettycash_domain::Role;
 use rust_decimal::Decimal;
@@ -121,6 +123,66 @@ struct Row {
     last_position: i64,
     /// Its organisation, as created (never changes).
     org: Org,
+    /// Possible duplicates and FP&A's review.
+    checks: Checks,
+}
+
+/// A requisition's possible-duplicate flag and FP&A review (`requisition::review`), as the
+/// events set them (jsonb columns; `null`: none).
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+struct Checks {
+    /// The ids the latest submission's flag names.
+    possible_duplicates: Option<Json<Vec<Uuid>>>,
+    /// A `DuplicateSuspected` waits for the `RequisitionSubmitted` after it (which keeps the
+    /// flag; a submission without one clears it).
+    duplicates_pending: bool,
+    duplicate_dismissed: Option<Json<Dismissal>>,
+    review: Option<Json<PaymentReview>>,
+}
+
+impl Checks {
+    fn apply(&mut self, event: &RequisitionEvent) {
+        use RequisitionEvent as E;
+        match event {
+            E::DuplicateSuspected { others, .. } => {
+                self.possible_duplicates = Some(Json(others.clone()));
+                self.duplicate_dismissed = None;
+                self.duplicates_pending = true;
+            }
+            E::RequisitionSubmitted { .. } => {
+                let flagged = std::mem::take(&mut self.duplicates_pending);
+                if !flagged {
+                    self.possible_duplicates = None;
+                    self.duplicate_dismissed = None;
+                }
+            }
+            E::DuplicateDismissed { dismissed_by, reason } => {
+                self.duplicate_dismissed =
+                    Some(Json(Dismissal { by: *dismissed_by, reason: reason.clone() }));
+            }
+            E::PaymentReviewed { reviewed_by, comment, at } => {
+                let review = PaymentReview {
+                    status: ReviewStatus::Reviewed,
+                    by: *reviewed_by,
+                    at: *at,
+                    comment: comment.clone(),
+                    reason: None,
+                };
+                self.review = Some(Json(review));
+            }
+            E::PaymentFlagged { flagged_by, reason, at } => {
+                let review = PaymentReview {
+                    status: ReviewStatus::Flagged,
+                    by: *flagged_by,
+                    at: *at,
+                    comment: None,
+                    reason: Some(reason.clone()),
+                };
+                self.review = Some(Json(review));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A requisition's deadlines, as its events set them.
@@ -177,6 +239,8 @@ struct Stored {
     last_position: i64,
     #[sqlx(flatten)]
     org: Org,
+    #[sqlx(flatten)]
+    checks: Checks,
 }
 
 const COLUMNS: &str =
@@ -184,13 +248,15 @@ const COLUMNS: &str =
      approvers, current_step, created_at, submitted_at, paid_at, updated_at, last_position, \
      company_id, region_id, branch_id, department_id, cost_centre_id, origin, \
      eligible, step_from, current_eligible, \
-     changes_deadline, remind_at, escalate_at, reminded, escalated";
+     changes_deadline, remind_at, escalate_at, reminded, escalated, \
+     possible_duplicates, duplicates_pending, duplicate_dismissed, review";
 
 const STORED_COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
      approvers, created_at, submitted_at, paid_at, updated_at, last_position, \
      company_id, region_id, branch_id, department_id, cost_centre_id, origin, eligible, step_from, \
-     changes_deadline, remind_at, escalate_at, reminded, escalated";
+     changes_deadline, remind_at, escalate_at, reminded, escalated, \
+     possible_duplicates, duplicates_pending, duplicate_dismissed, review";
 
 impl TryFrom<Stored> for Row {
     type Error = anyhow::Error;
@@ -216,6 +282,7 @@ impl TryFrom<Stored> for Row {
             updated_at: s.updated_at,
             last_position: s.last_position,
             org: s.org,
+            checks: s.checks,
         })
     }
 }
@@ -249,6 +316,7 @@ impl Row {
 
     fn apply(&mut self, event: RequisitionEvent, at: DateTime<Utc>) {
         use RequisitionEvent as E;
+        self.checks.apply(&event);
         match event {
             E::RequisitionCreated { .. } => {}
             E::RequisitionEdited { amount, purpose, payee, category } => apply_edit(
@@ -330,6 +398,10 @@ impl Row {
                 self.status = Status::Paid;
                 self.paid_at = Some(at);
             }
+            E::DuplicateSuspected { .. }
+            | E::DuplicateDismissed { .. }
+            | E::PaymentReviewed { .. }
+            | E::PaymentFlagged { .. } => {}
         }
     }
 }
@@ -429,7 +501,9 @@ impl Projection for Requisitions {
                     created_at timestamptz NOT NULL, submitted_at timestamptz, paid_at timestamptz,
                     updated_at timestamptz NOT NULL, last_position bigint NOT NULL,
                     company_id uuid, region_id uuid, branch_id uuid, department_id uuid, cost_centre_id uuid,
-                    origin text)"
+                    origin text,
+                    possible_duplicates jsonb, duplicates_pending boolean NOT NULL, duplicate_dismissed jsonb,
+                    review jsonb)"
             ),
             // Every change of a requisition updates the same few totals rows (its requester's
             // and everyone's): under a steady load they leave thousands of dead row versions a
@@ -610,6 +684,7 @@ fn fold(
                         cost_centre_id: unit.and_then(|u| u.cost_centre),
                         origin: *origin,
                     },
+                    checks: Checks::default(),
                 },
             );
         }
@@ -857,7 +932,10 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
                 remind_at = EXCLUDED.remind_at, escalate_at = EXCLUDED.escalate_at,
                 reminded = EXCLUDED.reminded, escalated = EXCLUDED.escalated,
                 submitted_at = EXCLUDED.submitted_at, paid_at = EXCLUDED.paid_at,
-                updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
+                updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position,
+                possible_duplicates = EXCLUDED.possible_duplicates,
+                duplicates_pending = EXCLUDED.duplicates_pending,
+                duplicate_dismissed = EXCLUDED.duplicate_dismissed, review = EXCLUDED.review"
         }
     };
     sqlx::query(&format!(
@@ -867,7 +945,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
                               $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bigint[],
                               $18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[],
                               $24::jsonb[], $25::integer[], $26::jsonb[], $27::timestamptz[],
-                              $28::timestamptz[], $29::timestamptz[], $30::boolean[], $31::boolean[])
+                              $28::timestamptz[], $29::timestamptz[], $30::boolean[], $31::boolean[],
+                              $32::jsonb[], $33::boolean[], $34::jsonb[], $35::jsonb[])
          {on_conflict}"
     ))
     .bind(col!(|r| r.id))
@@ -901,6 +980,10 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
     .bind(col!(|r| r.due.escalate_at))
     .bind(col!(|r| r.due.reminded))
     .bind(col!(|r| r.due.escalated))
+    .bind(col!(|r| r.checks.possible_duplicates.as_ref().map(|d| Json(&d.0))))
+    .bind(col!(|r| r.checks.duplicates_pending))
+    .bind(col!(|r| r.checks.duplicate_dismissed.as_ref().map(|d| Json(&d.0))))
+    .bind(col!(|r| r.checks.review.as_ref().map(|d| Json(&d.0))))
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -383,7 +383,8 @@ async fn organise(
 
     // Who: (role, unit, signs in).
     // The company's own admin opens its funds (an admin of no unit opens none in a company).
-    let mut wanted: Vec<(Role, Uuid, bool)> = vec![(Role::Admin, company, true), (Role::Auditor, company, true)];
+    let mut wanted: Vec<(Role, Uuid, bool)> =
+        vec![(Role::Admin, company, true), (Role::Auditor, company, true)];
     let company_wide = chain_roles
         .iter()
         .copied()

@@ -17,6 +17,7 @@ mod mail;
 mod organisation;
 mod outage;
 mod reads;
+mod review;
 mod routing;
 mod rules;
 mod settings;

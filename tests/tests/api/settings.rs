@@ -60,7 +60,9 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "change_request_hours",
             "approval_reminder_hours",
             "approval_escalation_hours",
-            "invitation_expiry_days"
+            "invitation_expiry_days",
+            "duplicate_window_days",
+            "currency_display"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);
@@ -70,6 +72,8 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
         ("password_require_digit", json!("no"), "value"),
         ("password_min_length", json!(4), "value"),
         ("invitation_expiry_days", json!(91), "value"),
+        ("duplicate_window_days", json!(366), "value"),
+        ("currency_display", json!("dollars"), "value"),
         ("no_such_setting", json!(1), "key"),
     ] {
         let r = put(&app, &admin, key, value).await;
