@@ -111,6 +111,19 @@ pub enum DomainError {
     InvitationInvalid { reason: &'static str },
     #[error("the invitation is {status}: only a pending or expired invitation can be resent or revoked")]
     InvitationNotPending { status: crate::invitation::InvitationStatus },
+    // ----- delegation (issue #13 [workflow]) -----
+    #[error("only the delegator or an admin of their company may {action} a delegation")]
+    DelegationNotYours { action: &'static str },
+    #[error("cannot delegate `{role}` to this person: {reason}")]
+    DelegateNotEligible { role: Role, reason: &'static str },
+    #[error("you approved this requisition before: you may not decide it as a delegate")]
+    DelegateAlreadyActed,
+    #[error("your delegation from the people of this step is {status}: you may not act on their behalf")]
+    DelegationInactive { status: crate::delegation::DelegationStatus },
+    #[error(
+        "your delegation from the people of this step is for `{delegated}`; this step needs `{required}`"
+    )]
+    DelegationWrongRole { delegated: Role, required: Role },
 }
 
 impl DomainError {
@@ -162,6 +175,11 @@ impl DomainError {
             DomainError::UnitNotEmpty { .. } => "unit_not_empty",
             DomainError::InvitationInvalid { .. } => "invitation_invalid",
             DomainError::InvitationNotPending { .. } => "invitation_not_pending",
+            DomainError::DelegationNotYours { .. } => "delegation_not_yours",
+            DomainError::DelegateNotEligible { .. } => "delegate_not_eligible",
+            DomainError::DelegateAlreadyActed => "delegate_already_acted",
+            DomainError::DelegationInactive { .. } => "delegation_inactive",
+            DomainError::DelegationWrongRole { .. } => "delegation_wrong_role",
         }
     }
 
@@ -172,7 +190,8 @@ impl DomainError {
             | DomainError::CurrencyMismatch { .. }
             | DomainError::ThresholdsOverlap { .. }
             | DomainError::ThresholdsGap { .. }
-            | DomainError::WrongParent { .. } => ErrorKind::Validation,
+            | DomainError::WrongParent { .. }
+            | DomainError::DelegateNotEligible { .. } => ErrorKind::Validation,
             DomainError::NotFound { .. } => ErrorKind::NotFound,
             DomainError::NotRequester { .. }
             | DomainError::SelfApproval
@@ -182,7 +201,11 @@ impl DomainError {
             | DomainError::PayerIsApprover
             | DomainError::SponsoredByParticipant { .. }
             | DomainError::NotEligible { .. }
-            | DomainError::OrganisationAdminOnly { .. } => ErrorKind::Forbidden,
+            | DomainError::OrganisationAdminOnly { .. }
+            | DomainError::DelegationNotYours { .. }
+            | DomainError::DelegateAlreadyActed
+            | DomainError::DelegationInactive { .. }
+            | DomainError::DelegationWrongRole { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
@@ -211,6 +234,7 @@ impl DomainError {
             DomainError::ThresholdsOverlap { .. } | DomainError::ThresholdsGap { .. } => Some("thresholds"),
             DomainError::WrongParent { .. } => Some("parent_id"),
             DomainError::CodeTaken => Some("code"),
+            DomainError::DelegateNotEligible { .. } => Some("delegate_id"),
             _ => None,
         }
     }
