@@ -817,9 +817,11 @@ impl CommandService {
         comment: Option<String>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
         let deadlines = self.deadlines().await?;
+        let delegations = self.received_delegations(ctx).await?;
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Approve {
             comment: comment.clone(),
             deadlines,
+            delegations: delegations.clone(),
             actor,
         })
         .await
@@ -831,8 +833,13 @@ impl CommandService {
         id: Id,
         reason: &str,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Reject { reason: reason.into(), actor })
-            .await
+        let delegations = self.received_delegations(ctx).await?;
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Reject {
+            reason: reason.into(),
+            delegations: delegations.clone(),
+            actor,
+        })
+        .await
     }
 
     /// Sends a requisition back for changes, to be made by `deadline` (default: now plus the
@@ -847,10 +854,12 @@ impl CommandService {
         let now = self.clock.now();
         let hours = self.settings().await?.waiting.change_request_hours;
         let deadline = deadline.unwrap_or(now + chrono::Duration::hours(i64::from(hours)));
+        let delegations = self.received_delegations(ctx).await?;
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::RequestChanges {
             reason: reason.into(),
             deadline,
             now,
+            delegations: delegations.clone(),
             actor,
         })
         .await

@@ -532,6 +532,16 @@ pub enum SideWrite {
     /// is used once whatever raced it: the invitation stream's next sequence is the first
     /// guard, this conditional update the second.
     ClaimInvitation { id: uuid::Uuid, token_hash: String, user_id: uuid::Uuid },
+    /// The `delegations` row, as of the delegation's latest event (granted, revoked).
+    UpsertDelegation(DelegationRow),
+}
+
+/// A delegation as the `delegations` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationRow {
+    pub grant: pettycash_domain::delegation::Grant,
+    /// When it was revoked (the clock of the command that revoked it), and by whom.
+    pub revoked: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
 }
 
 /// An invitation as the `invitations` table holds it.
@@ -737,6 +747,28 @@ impl SideWrite {
                 .bind(i.expires_at)
                 .bind(i.status)
                 .bind(i.invited_by)
+                .bind(position)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::UpsertDelegation(d) => {
+                let g = &d.grant;
+                sqlx::query(
+                    "INSERT INTO delegations (id, delegator_id, delegate_id, role, starts_at, ends_at, company_id,
+                                              granted_by, revoked_at, revoked_by, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT (id) DO UPDATE SET revoked_at = $9, revoked_by = $10, last_position = $11",
+                )
+                .bind(g.delegation_id)
+                .bind(g.delegator_id)
+                .bind(g.delegate_id)
+                .bind(g.role)
+                .bind(g.starts_at)
+                .bind(g.ends_at)
+                .bind(g.company_id)
+                .bind(g.granted_by)
+                .bind(d.revoked.map(|r| r.0))
+                .bind(d.revoked.map(|r| r.1))
                 .bind(position)
                 .execute(&mut **tx)
                 .await?;
