@@ -167,6 +167,8 @@ fn check_manages(
     }
 }
 
+/// A command lives for one decision: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum DelegationCommand {
     /// Delegate `delegator`'s approvals in `role` to `delegate` from `starts_at` until
