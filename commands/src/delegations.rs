@@ -15,6 +15,7 @@ use crate::store::{decide, DelegationRow, Loaded, SideWrite, StreamAppend};
 use chrono::{DateTime, Utc};
 use pettycash_domain::delegation::{Delegation, DelegationCommand, DelegationStatus, Grant, Party, Received};
 use pettycash_domain::organisation::UnitPath;
+use pettycash_domain::requisition::RequisitionEvent;
 use pettycash_domain::visibility::may_see_user;
 use pettycash_domain::{Actor, DomainError, Id, Role};
 use serde::Serialize;
@@ -276,6 +277,22 @@ impl CommandService {
         };
         Ok(Party { user_id: id, active: p.active, roles: p.roles, unit })
     }
+}
+
+/// For each decision among `events` taken on someone's behalf, the check that its delegation is
+/// still active at `at` when it commits ([`SideWrite::DelegationInForce`]).
+pub(crate) fn in_force(events: &[RequisitionEvent], at: DateTime<Utc>) -> Vec<SideWrite> {
+    use RequisitionEvent as E;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            E::RequisitionApproved { delegation_id, .. }
+            | E::RequisitionRejected { delegation_id, .. }
+            | E::ChangesRequested { delegation_id, .. } => *delegation_id,
+            _ => None,
+        })
+        .map(|id| SideWrite::DelegationInForce { id, at })
+        .collect()
 }
 
 /// The `delegations` row of `d`, revoked at `revoked_at` (when it is).

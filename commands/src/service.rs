@@ -692,7 +692,9 @@ impl CommandService {
             let command = make(actor.clone(), &requisition)?;
             let events = decide(&mut requisition, command).await?;
             let stream = StreamAppend::of(&loaded, &events, &requisition)?;
-            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+            // A decision on someone's behalf commits only while its delegation is in force.
+            let writes = crate::delegations::in_force(&events, self.clock.now());
+            self.commit(ctx, &[stream], writes, RequisitionView::new(&requisition, 0), |v, p| v.position = p)
                 .await
         })
         .await

@@ -534,6 +534,11 @@ pub enum SideWrite {
     ClaimInvitation { id: uuid::Uuid, token_hash: String, user_id: uuid::Uuid },
     /// The `delegations` row, as of the delegation's latest event (granted, revoked).
     UpsertDelegation(DelegationRow),
+    /// Refuses the command (`DomainError::DelegationInactive`) unless delegation `id` is active
+    /// at `at`, holding a share lock on its row until the commit: a decision on someone's
+    /// behalf never commits after the revocation of the delegation it used (a revocation
+    /// waits for it, or it sees the revocation).
+    DelegationInForce { id: uuid::Uuid, at: chrono::DateTime<chrono::Utc> },
 }
 
 /// A delegation as the `delegations` table holds it.
@@ -627,6 +632,23 @@ impl SideWrite {
                     }));
                 }
                 Ok(())
+            }
+            SideWrite::DelegationInForce { id, at } => {
+                let status: Option<pettycash_domain::delegation::DelegationStatus> = sqlx::query_scalar(
+                    "SELECT CASE WHEN revoked_at IS NOT NULL THEN 'revoked' WHEN $2 < starts_at THEN 'scheduled'
+                                 WHEN $2 < ends_at THEN 'active' ELSE 'ended' END
+                     FROM delegations WHERE id = $1 FOR SHARE",
+                )
+                .bind(id)
+                .bind(at)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(AppendError::Database)?;
+                match status {
+                    Some(pettycash_domain::delegation::DelegationStatus::Active) => Ok(()),
+                    Some(status) => Err(AppendError::Rule(DomainError::DelegationInactive { status })),
+                    None => Err(AppendError::Rule(DomainError::NotFound { what: "delegation" })),
+                }
             }
             other => other.write(tx, position).await.map_err(|e| classify(e, "user")),
         }
@@ -775,7 +797,8 @@ impl SideWrite {
             }
             SideWrite::UnitIsOpen { .. }
             | SideWrite::UnitIsEmpty { .. }
-            | SideWrite::ClaimInvitation { .. } => {
+            | SideWrite::ClaimInvitation { .. }
+            | SideWrite::DelegationInForce { .. } => {
                 unreachable!("checked by SideWrite::apply")
             }
             SideWrite::SetPassword { user_id, hash } => {

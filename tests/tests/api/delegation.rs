@@ -246,3 +246,77 @@ async fn delivered(app: &TestApp) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Sessions of this test's database waiting for a lock.
+async fn waiting(app: &TestApp, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{waiting} waiting, not {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_approval_decided_while_its_delegation_is_being_revoked_does_not_commit_after_the_revocation() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "10000").await;
+    let id = app.submitted(&c.staff, fund, "500").await;
+    let deputy = app.user(&[Role::DepartmentHead]).await;
+    let delegation = delegate(&app, &c.head, &deputy, "department_head", 7).await;
+
+    // Hold the delegation's row so that the revocation is in flight (its event appended, its
+    // row not yet written) while the deputy's approval is decided on the delegation as it was.
+    let mut hold = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM delegations WHERE id = $1 FOR UPDATE")
+        .bind(delegation)
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let revoke = {
+        let (app_address, head) = (app.address.clone(), c.head.clone());
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            client
+                .post(format!("{app_address}/api/delegations/{delegation}/revoke"))
+                .bearer_auth(&head.token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    waiting(&app, 1).await;
+    let approval = {
+        let (app_address, deputy) = (app.address.clone(), deputy.clone());
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            let r = client
+                .post(format!("{app_address}/api/requisitions/{id}/approve"))
+                .bearer_auth(&deputy.token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            TestApp::reply(r).await
+        })
+    };
+    waiting(&app, 2).await;
+    hold.commit().await.unwrap();
+
+    assert_eq!(revoke.await.unwrap(), StatusCode::OK);
+    let r = approval.await.unwrap();
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "delegation_inactive"), "{r:?}");
+    let detail = app.get(&c.head, &format!("/api/requisitions/{id}")).await;
+    assert_eq!(detail.body["approvals"], json!([]), "nothing recorded on the revoked delegation's behalf");
+}
