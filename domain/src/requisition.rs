@@ -319,7 +319,12 @@ impl Requisition {
             .iter()
             .filter_map(|d| d.grant.as_ref().map(|g| (d, g)))
             .filter(|(_, g)| g.delegate_id == actor.user_id && eligible.contains(&g.delegator_id))
-            .filter(|(_, g)| !self.approvals.iter().any(|a| a.approver_id == g.delegator_id))
+            .filter(|(_, g)| {
+                !self
+                    .approvals
+                    .iter()
+                    .any(|a| a.approver_id == g.delegator_id || a.on_behalf_of == Some(g.delegator_id))
+            })
             .collect();
         if from_step.is_empty() {
             return Err(not_eligible);
