@@ -33,9 +33,9 @@
 --                      The event store is append-only by grant as well as by trigger (the
 --                      trigger in migration 0001 also stops the owner). It has SELECT, INSERT,
 --                      UPDATE and DELETE on users, credentials, sessions, idempotency_keys,
---                      snapshots, login_throttle, org_units, mail_outbox and invitations, and
---                      USAGE on sequences. It cannot create, alter or drop anything in schema
---                      public.
+--                      snapshots, login_throttle, org_units, mail_outbox, invitations and
+--                      delegations, and USAGE on sequences. It cannot create, alter or drop
+--                      anything in schema public.
 --   pettycash_auditor  SELECT only, read-only transactions by default. For auditors,
 --                      reporting, and backups (deploy/backup.sh can run as this role). On a
 --                      physical streaming replica the roles and grants are those of the primary.
@@ -218,7 +218,7 @@ SELECT format('GRANT SELECT, INSERT ON public.event_seals TO %I', :'app_role')
 SELECT format('GRANT SELECT, INSERT, UPDATE, DELETE ON public.%I TO %I', t, :'app_role')
   FROM unnest(ARRAY['users', 'credentials', 'sessions', 'idempotency_keys', 'snapshots',
                     'projection_checkpoints', 'login_throttle', 'org_units', 'mail_outbox',
-                    'invitations']) AS t
+                    'invitations', 'delegations']) AS t
  WHERE to_regclass('public.' || quote_ident(t)) IS NOT NULL \gexec
 
 -- Schema `app` (see the top).

@@ -1,7 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    auth, funds, invitations, mail, meta, org, payments, policy, reads, requisitions, review, settings, users,
+    auth, delegations, funds, invitations, mail, meta, org, payments, policy, reads, requisitions, review,
+    settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -16,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         users::assign_unit, users::deactivate, users::reactivate,
         invitations::invite, invitations::list, invitations::resend, invitations::revoke,
         invitations::lookup, invitations::accept,
+        delegations::grant, delegations::list, delegations::revoke,
         org::open_unit, org::list_units, org::rename_unit, org::close_unit, org::import,
         funds::open_fund, funds::get_fund,
         policy::get_policy, policy::put_policy, policy::put_thresholds,

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod context;
+pub mod delegations;
 pub mod error;
 pub mod group;
 pub mod import;

@@ -703,7 +703,9 @@ impl CommandService {
             let command = make(actor.clone(), &requisition)?;
             let events = decide(&mut requisition, command).await?;
             let stream = StreamAppend::of(&loaded, &events, &requisition)?;
-            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+            // A decision on someone's behalf commits only while its delegation is in force.
+            let writes = crate::delegations::in_force(&events, self.clock.now());
+            self.commit(ctx, &[stream], writes, RequisitionView::new(&requisition, 0), |v, p| v.position = p)
                 .await
         })
         .await
@@ -831,9 +833,11 @@ impl CommandService {
         comment: Option<String>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
         let deadlines = self.deadlines().await?;
+        let delegations = self.received_delegations(ctx).await?;
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Approve {
             comment: comment.clone(),
             deadlines,
+            delegations: delegations.clone(),
             actor,
         })
         .await
@@ -906,8 +910,13 @@ impl CommandService {
         id: Id,
         reason: &str,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Reject { reason: reason.into(), actor })
-            .await
+        let delegations = self.received_delegations(ctx).await?;
+        self.on_requisition(ctx, id, |actor, _| RequisitionCommand::Reject {
+            reason: reason.into(),
+            delegations: delegations.clone(),
+            actor,
+        })
+        .await
     }
 
     /// Sends a requisition back for changes, to be made by `deadline` (default: now plus the
@@ -922,10 +931,12 @@ impl CommandService {
         let now = self.clock.now();
         let hours = self.settings().await?.waiting.change_request_hours;
         let deadline = deadline.unwrap_or(now + chrono::Duration::hours(i64::from(hours)));
+        let delegations = self.received_delegations(ctx).await?;
         self.on_requisition(ctx, id, |actor, _| RequisitionCommand::RequestChanges {
             reason: reason.into(),
             deadline,
             now,
+            delegations: delegations.clone(),
             actor,
         })
         .await

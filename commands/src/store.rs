@@ -532,6 +532,21 @@ pub enum SideWrite {
     /// is used once whatever raced it: the invitation stream's next sequence is the first
     /// guard, this conditional update the second.
     ClaimInvitation { id: uuid::Uuid, token_hash: String, user_id: uuid::Uuid },
+    /// The `delegations` row, as of the delegation's latest event (granted, revoked).
+    UpsertDelegation(DelegationRow),
+    /// Refuses the command (`DomainError::DelegationInactive`) unless delegation `id` is active
+    /// at `at`, holding a share lock on its row until the commit: a decision on someone's
+    /// behalf never commits after the revocation of the delegation it used (a revocation
+    /// waits for it, or it sees the revocation).
+    DelegationInForce { id: uuid::Uuid, at: chrono::DateTime<chrono::Utc> },
+}
+
+/// A delegation as the `delegations` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationRow {
+    pub grant: pettycash_domain::delegation::Grant,
+    /// When it was revoked (the clock of the command that revoked it), and by whom.
+    pub revoked: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
 }
 
 /// An invitation as the `invitations` table holds it.
@@ -617,6 +632,23 @@ impl SideWrite {
                     }));
                 }
                 Ok(())
+            }
+            SideWrite::DelegationInForce { id, at } => {
+                let status: Option<pettycash_domain::delegation::DelegationStatus> = sqlx::query_scalar(
+                    "SELECT CASE WHEN revoked_at IS NOT NULL THEN 'revoked' WHEN $2 < starts_at THEN 'scheduled'
+                                 WHEN $2 < ends_at THEN 'active' ELSE 'ended' END
+                     FROM delegations WHERE id = $1 FOR SHARE",
+                )
+                .bind(id)
+                .bind(at)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(AppendError::Database)?;
+                match status {
+                    Some(pettycash_domain::delegation::DelegationStatus::Active) => Ok(()),
+                    Some(status) => Err(AppendError::Rule(DomainError::DelegationInactive { status })),
+                    None => Err(AppendError::Rule(DomainError::NotFound { what: "delegation" })),
+                }
             }
             other => other.write(tx, position).await.map_err(|e| classify(e, "user")),
         }
@@ -741,9 +773,32 @@ impl SideWrite {
                 .execute(&mut **tx)
                 .await?;
             }
+            SideWrite::UpsertDelegation(d) => {
+                let g = &d.grant;
+                sqlx::query(
+                    "INSERT INTO delegations (id, delegator_id, delegate_id, role, starts_at, ends_at, company_id,
+                                              granted_by, revoked_at, revoked_by, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT (id) DO UPDATE SET revoked_at = $9, revoked_by = $10, last_position = $11",
+                )
+                .bind(g.delegation_id)
+                .bind(g.delegator_id)
+                .bind(g.delegate_id)
+                .bind(g.role)
+                .bind(g.starts_at)
+                .bind(g.ends_at)
+                .bind(g.company_id)
+                .bind(g.granted_by)
+                .bind(d.revoked.map(|r| r.0))
+                .bind(d.revoked.map(|r| r.1))
+                .bind(position)
+                .execute(&mut **tx)
+                .await?;
+            }
             SideWrite::UnitIsOpen { .. }
             | SideWrite::UnitIsEmpty { .. }
-            | SideWrite::ClaimInvitation { .. } => {
+            | SideWrite::ClaimInvitation { .. }
+            | SideWrite::DelegationInForce { .. } => {
                 unreachable!("checked by SideWrite::apply")
             }
             SideWrite::SetPassword { user_id, hash } => {

@@ -70,11 +70,13 @@ pub struct ApprovalView {
     #[schema(value_type = String, example = "department_head")]
     pub role: Role,
     pub approver_id: Uuid,
+    /// The person the approver decided for, as their delegate (`null`: in their own name).
+    pub on_behalf_of: Option<Uuid>,
 }
 
 impl From<&Approval> for ApprovalView {
     fn from(a: &Approval) -> Self {
-        Self { step: a.step, role: a.role, approver_id: a.approver_id }
+        Self { step: a.step, role: a.role, approver_id: a.approver_id, on_behalf_of: a.on_behalf_of }
     }
 }
 

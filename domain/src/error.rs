@@ -122,6 +122,19 @@ pub enum DomainError {
     AlreadyReviewed { status: &'static str },
     #[error("the requisition is not flagged as a possible duplicate, or the flag was dismissed already")]
     NoDuplicateFlag,
+    // ----- delegation (issue #13 [workflow]) -----
+    #[error("only the delegator or an admin of their company may {action} a delegation")]
+    DelegationNotYours { action: &'static str },
+    #[error("cannot delegate `{role}` to this person: {reason}")]
+    DelegateNotEligible { role: Role, reason: &'static str },
+    #[error("you approved this requisition before: you may not decide it as a delegate")]
+    DelegateAlreadyActed,
+    #[error("your delegation from the people of this step is {status}: you may not act on their behalf")]
+    DelegationInactive { status: crate::delegation::DelegationStatus },
+    #[error(
+        "your delegation from the people of this step is for `{delegated}`; this step needs `{required}`"
+    )]
+    DelegationWrongRole { delegated: Role, required: Role },
 }
 
 impl DomainError {
@@ -178,6 +191,11 @@ impl DomainError {
             DomainError::ReviewerTookPart { .. } => "reviewer_took_part",
             DomainError::AlreadyReviewed { .. } => "already_reviewed",
             DomainError::NoDuplicateFlag => "no_duplicate_flag",
+            DomainError::DelegationNotYours { .. } => "delegation_not_yours",
+            DomainError::DelegateNotEligible { .. } => "delegate_not_eligible",
+            DomainError::DelegateAlreadyActed => "delegate_already_acted",
+            DomainError::DelegationInactive { .. } => "delegation_inactive",
+            DomainError::DelegationWrongRole { .. } => "delegation_wrong_role",
         }
     }
 
@@ -188,7 +206,8 @@ impl DomainError {
             | DomainError::CurrencyMismatch { .. }
             | DomainError::ThresholdsOverlap { .. }
             | DomainError::ThresholdsGap { .. }
-            | DomainError::WrongParent { .. } => ErrorKind::Validation,
+            | DomainError::WrongParent { .. }
+            | DomainError::DelegateNotEligible { .. } => ErrorKind::Validation,
             DomainError::NotFound { .. } => ErrorKind::NotFound,
             DomainError::NotRequester { .. }
             | DomainError::SelfApproval
@@ -199,7 +218,11 @@ impl DomainError {
             | DomainError::SponsoredByParticipant { .. }
             | DomainError::NotEligible { .. }
             | DomainError::OrganisationAdminOnly { .. }
-            | DomainError::ReviewerTookPart { .. } => ErrorKind::Forbidden,
+            | DomainError::ReviewerTookPart { .. }
+            | DomainError::DelegationNotYours { .. }
+            | DomainError::DelegateAlreadyActed
+            | DomainError::DelegationInactive { .. }
+            | DomainError::DelegationWrongRole { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
@@ -232,6 +255,7 @@ impl DomainError {
             DomainError::ThresholdsOverlap { .. } | DomainError::ThresholdsGap { .. } => Some("thresholds"),
             DomainError::WrongParent { .. } => Some("parent_id"),
             DomainError::CodeTaken => Some("code"),
+            DomainError::DelegateNotEligible { .. } => Some("delegate_id"),
             _ => None,
         }
     }

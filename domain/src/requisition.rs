@@ -17,6 +17,7 @@
 //! keep approvals given to a different amount ("self-approval through edits" in the old
 //! system).
 
+use crate::delegation::{DelegationStatus, OnBehalf, Received};
 use crate::error::{clean_optional, clean_text, DomainError};
 use crate::fund::PaymentMethod;
 use crate::money::Currency;
@@ -116,6 +117,9 @@ pub struct Approval {
     pub step: usize,
     pub role: Role,
     pub approver_id: Id,
+    /// The person the approver decided for, as their delegate (`None`: in their own name).
+    #[serde(default)]
+    pub on_behalf_of: Option<Id>,
 }
 
 /// The payment that settled a requisition.
@@ -340,7 +344,12 @@ impl Requisition {
         if self.requester_id == Some(actor.user_id) {
             return Err(DomainError::SelfApproval);
         }
-        if self.approvals.iter().any(|a| a.approver_id == actor.user_id) {
+        // Approving through a delegate counts as the delegator's approval.
+        if self
+            .approvals
+            .iter()
+            .any(|a| a.approver_id == actor.user_id || a.on_behalf_of == Some(actor.user_id))
+        {
             return Err(DomainError::DuplicateApprover);
         }
         let step =
@@ -374,6 +383,57 @@ impl Requisition {
         }
         let (_, role) = self.check_decider(actor, action)?;
         self.check_eligible(actor, role)
+    }
+
+    /// The current step was routed to `actor`, or to someone who delegated `role` to them (see
+    /// `crate::delegation`): then the decision is on that person's behalf (`Some`). A delegate
+    /// never decides a requisition they approved before (any round), nor for someone who
+    /// approved a step of this round, nor a step escalated to the admins; their delegation must
+    /// be for the step's role and active at `received.now`.
+    fn check_eligible_or_delegated(
+        &self,
+        actor: &Actor,
+        step: usize,
+        role: Role,
+        received: &Received,
+    ) -> Result<Option<OnBehalf>, DomainError> {
+        let not_eligible = match self.check_eligible(actor, role) {
+            Ok(()) => return Ok(None),
+            Err(e) => e,
+        };
+        let eligible = self.current_eligible().unwrap_or_default();
+        if self.escalated_to_admin.contains(&step) {
+            return Err(not_eligible);
+        }
+        let from_step: Vec<_> = received
+            .delegations
+            .iter()
+            .filter_map(|d| d.grant.as_ref().map(|g| (d, g)))
+            .filter(|(_, g)| g.delegate_id == actor.user_id && eligible.contains(&g.delegator_id))
+            .filter(|(_, g)| {
+                !self
+                    .approvals
+                    .iter()
+                    .any(|a| a.approver_id == g.delegator_id || a.on_behalf_of == Some(g.delegator_id))
+            })
+            .collect();
+        if from_step.is_empty() {
+            return Err(not_eligible);
+        }
+        if self.former_approvers.contains(&actor.user_id) {
+            return Err(DomainError::DelegateAlreadyActed);
+        }
+        let usable = from_step
+            .iter()
+            .find(|(d, g)| g.role == role && d.status_at(received.now) == DelegationStatus::Active);
+        if let Some((_, g)) = usable {
+            return Ok(Some(OnBehalf { delegator_id: g.delegator_id, delegation_id: g.delegation_id }));
+        }
+        // Say why the closest one does not serve: its role, else its status.
+        match from_step.iter().find(|(_, g)| g.role == role) {
+            Some((d, _)) => Err(DomainError::DelegationInactive { status: d.status_at(received.now) }),
+            None => Err(DomainError::DelegationWrongRole { delegated: from_step[0].1.role, required: role }),
+        }
     }
 
     /// Refuses an actor registered or given a role by someone who requested or approved this
@@ -490,13 +550,18 @@ pub enum RequisitionCommand {
         justification: String,
         actor: Actor,
     },
+    /// Approve the current step: in the actor's name when it was routed to them, else on the
+    /// behalf of one of its people who delegated the step's role to the actor (`delegations`:
+    /// what the actor received from them, looked up by the caller).
     Approve {
         comment: Option<String>,
         deadlines: Deadlines,
+        delegations: Received,
         actor: Actor,
     },
     Reject {
         reason: String,
+        delegations: Received,
         actor: Actor,
     },
     /// Send back for changes, to be resubmitted by `deadline` (after `now`).
@@ -504,6 +569,7 @@ pub enum RequisitionCommand {
         reason: String,
         deadline: DateTime<Utc>,
         now: DateTime<Utc>,
+        delegations: Received,
         actor: Actor,
     },
     /// The service's scheduler: changes were requested and the deadline passed.
@@ -659,12 +725,20 @@ pub enum RequisitionEvent {
         /// Version 2: the deadlines of the step that becomes current (none when this approval
         /// completes the chain).
         due: Option<StepDue>,
+        /// Version 3: the person the approver decided for, as their delegate (`None`: in their
+        /// own name; and in versions 1 and 2).
+        on_behalf_of: Option<Id>,
+        /// Version 3: the delegation the approver acted by (with `on_behalf_of`).
+        delegation_id: Option<Id>,
     },
     RequisitionRejected {
         step: usize,
         role: Role,
         rejected_by: Id,
         reason: String,
+        /// Version 2: as in `RequisitionApproved` (version 3).
+        on_behalf_of: Option<Id>,
+        delegation_id: Option<Id>,
     },
     ChangesRequested {
         step: usize,
@@ -673,6 +747,9 @@ pub enum RequisitionEvent {
         reason: String,
         /// Version 2: resubmit by then, or the requisition expires (`None` in version 1).
         deadline: Option<DateTime<Utc>>,
+        /// Version 3: as in `RequisitionApproved` (version 3).
+        on_behalf_of: Option<Id>,
+        delegation_id: Option<Id>,
     },
     RequisitionCancelled {
         cancelled_by: Id,
@@ -738,10 +815,10 @@ impl DomainEvent for RequisitionEvent {
     }
     fn event_version(&self) -> String {
         match self {
+            RequisitionEvent::RequisitionApproved { .. } | RequisitionEvent::ChangesRequested { .. } => "3",
             RequisitionEvent::RequisitionCreated { .. }
             | RequisitionEvent::RequisitionSubmitted { .. }
-            | RequisitionEvent::RequisitionApproved { .. }
-            | RequisitionEvent::ChangesRequested { .. } => "2",
+            | RequisitionEvent::RequisitionRejected { .. } => "2",
             _ => "1",
         }
         .into()
@@ -934,13 +1011,13 @@ impl Aggregate for Requisition {
                 )
                 .await;
             }
-            C::Approve { comment, deadlines, actor } => {
+            C::Approve { comment, deadlines, delegations, actor } => {
                 let (step, role) = self.check_decider(&actor, "approve")?;
                 if self.urgency.as_ref().is_some_and(|u| u.decision == UrgencyDecision::Pending) {
                     return Err(DomainError::UrgencyUndecided);
                 }
                 self.check_not_sponsored(&actor, "approve")?;
-                self.check_eligible(&actor, role)?;
+                let on_behalf = self.check_eligible_or_delegated(&actor, step, role, &delegations)?;
                 let comment = clean_optional("comment", comment.as_deref(), REASON_MAX)?;
                 let completes_chain =
                     crate::routing::next_step(self.chain.len(), self.eligible.as_deref(), step + 1).is_none();
@@ -953,21 +1030,30 @@ impl Aggregate for Requisition {
                         completes_chain,
                         comment,
                         due,
+                        on_behalf_of: on_behalf.map(|o| o.delegator_id),
+                        delegation_id: on_behalf.map(|o| o.delegation_id),
                     },
                     self,
                 )
                 .await;
             }
-            C::Reject { reason, actor } => {
+            C::Reject { reason, delegations, actor } => {
                 let (step, role) = self.check_decider(&actor, "reject")?;
-                self.check_eligible(&actor, role)?;
+                let on_behalf = self.check_eligible_or_delegated(&actor, step, role, &delegations)?;
                 let reason = clean_text("reason", &reason, REASON_MAX, true)?;
-                sink.write(E::RequisitionRejected { step, role, rejected_by: actor.user_id, reason }, self)
-                    .await;
+                let event = E::RequisitionRejected {
+                    step,
+                    role,
+                    rejected_by: actor.user_id,
+                    reason,
+                    on_behalf_of: on_behalf.map(|o| o.delegator_id),
+                    delegation_id: on_behalf.map(|o| o.delegation_id),
+                };
+                sink.write(event, self).await;
             }
-            C::RequestChanges { reason, deadline, now, actor } => {
+            C::RequestChanges { reason, deadline, now, delegations, actor } => {
                 let (step, role) = self.check_decider(&actor, "request changes to")?;
-                self.check_eligible(&actor, role)?;
+                let on_behalf = self.check_eligible_or_delegated(&actor, step, role, &delegations)?;
                 let reason = clean_text("reason", &reason, REASON_MAX, true)?;
                 if deadline <= now || deadline > now + chrono::Duration::days(MAX_CHANGES_DAYS) {
                     return Err(DomainError::invalid(
@@ -981,6 +1067,8 @@ impl Aggregate for Requisition {
                     requested_by: actor.user_id,
                     reason,
                     deadline: Some(deadline),
+                    on_behalf_of: on_behalf.map(|o| o.delegator_id),
+                    delegation_id: on_behalf.map(|o| o.delegation_id),
                 };
                 sink.write(event, self).await;
             }
@@ -1200,11 +1288,13 @@ impl Aggregate for Requisition {
                 self.changes_deadline = None;
                 self.status = Status::Expired;
             }
-            E::RequisitionApproved { step, role, approver_id, completes_chain, due, .. } => {
+            E::RequisitionApproved {
+                step, role, approver_id, completes_chain, due, on_behalf_of, ..
+            } => {
                 self.step_due = due;
                 self.step_reminded = false;
                 self.step_escalated = false;
-                self.approvals.push(Approval { step, role, approver_id });
+                self.approvals.push(Approval { step, role, approver_id, on_behalf_of });
                 if completes_chain {
                     self.status = Status::Approved;
                 }

@@ -55,5 +55,6 @@ stored_as_text!(
     crate::mail::MailCategory,
     crate::organisation::UnitKind,
     crate::organisation::Origin,
-    crate::invitation::InvitationStatus
+    crate::invitation::InvitationStatus,
+    crate::delegation::DelegationStatus
 );

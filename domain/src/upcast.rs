@@ -9,6 +9,9 @@
 //! | `RequisitionSubmitted` | 2 | `threshold`, `eligible` (who may act at each step), `comment`, `due` | [`AddFields`]: `null` (any holder of a step's role; no deadlines) |
 //! | `RequisitionApproved` | 2 | `comment`, `due` | [`AddFields`]: `null` |
 //! | `ChangesRequested` | 2 | `deadline` | [`AddFields`]: `null` (no expiry) |
+//! | `RequisitionApproved` | 3 | `on_behalf_of`, `delegation_id` (a delegate's decision) | [`AddFields`]: `null` (in the approver's own name) |
+//! | `RequisitionRejected` | 2 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
+//! | `ChangesRequested` | 3 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
@@ -36,6 +39,25 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
             fields: &["comment", "due"],
         }),
         Box::new(AddFields { event_type: "ChangesRequested", from: "1", to: "2", fields: &["deadline"] }),
+        // Delegation (issue #13 [workflow]): decisions in one's own name.
+        Box::new(AddFields {
+            event_type: "RequisitionApproved",
+            from: "2",
+            to: "3",
+            fields: &["on_behalf_of", "delegation_id"],
+        }),
+        Box::new(AddFields {
+            event_type: "RequisitionRejected",
+            from: "1",
+            to: "2",
+            fields: &["on_behalf_of", "delegation_id"],
+        }),
+        Box::new(AddFields {
+            event_type: "ChangesRequested",
+            from: "2",
+            to: "3",
+            fields: &["on_behalf_of", "delegation_id"],
+        }),
     ]
 }
 
@@ -115,5 +137,35 @@ mod tests {
         ));
         let v2 = stored("FundOpened", "2", json!({"FundOpened": {}}));
         assert_eq!(upcast(&upcasters(), v2).payload, json!({"FundOpened": {}}));
+    }
+
+    #[test]
+    fn decisions_recorded_before_delegation_read_as_in_the_deciders_own_name() {
+        let id = "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b19";
+        let v1 = json!({"RequisitionApproved": {"step": 0, "role": "department_head", "approver_id": id,
+            "completes_chain": false}});
+        let event = upcast(&upcasters(), stored("RequisitionApproved", "1", v1));
+        assert_eq!(event.event_version, "3", "1 → 2 → 3 in turn");
+        match serde_json::from_value::<RequisitionEvent>(event.payload).unwrap() {
+            RequisitionEvent::RequisitionApproved { on_behalf_of, delegation_id, comment, due, .. } => {
+                assert_eq!((on_behalf_of, delegation_id, comment, due), (None, None, None, None))
+            }
+            other => panic!("{other:?}"),
+        }
+        let v1 =
+            json!({"RequisitionRejected": {"step": 0, "role": "cfo", "rejected_by": id, "reason": "no"}});
+        let event = upcast(&upcasters(), stored("RequisitionRejected", "1", v1));
+        assert_eq!(event.event_version, "2");
+        assert!(matches!(
+            serde_json::from_value(event.payload).unwrap(),
+            RequisitionEvent::RequisitionRejected { on_behalf_of: None, delegation_id: None, .. }
+        ));
+        let v1 = json!({"ChangesRequested": {"step": 0, "role": "cfo", "requested_by": id, "reason": "why"}});
+        let event = upcast(&upcasters(), stored("ChangesRequested", "1", v1));
+        assert_eq!(event.event_version, "3");
+        assert!(matches!(
+            serde_json::from_value(event.payload).unwrap(),
+            RequisitionEvent::ChangesRequested { deadline: None, on_behalf_of: None, .. }
+        ));
     }
 }

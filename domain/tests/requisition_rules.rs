@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use cqrs_es::Aggregate;
+use pettycash_domain::delegation::{Delegation, DelegationStatus, Received};
 use pettycash_domain::fund::PaymentMethod;
 use pettycash_domain::money::{Currency, MoneyError, MAX_AMOUNT};
 use pettycash_domain::organisation::Origin;
@@ -218,24 +219,51 @@ fn submitted(amount: &str, chain: &[Role], policy_version: u32) -> Ev {
 }
 
 fn approve(by: &Actor) -> Cmd {
-    Cmd::Approve { comment: None, deadlines: deadlines(), actor: by.clone() }
+    Cmd::Approve {
+        comment: None,
+        deadlines: deadlines(),
+        delegations: Received::none(now()),
+        actor: by.clone(),
+    }
 }
 
 fn approved(step: usize, role: Role, by: Id, completes_chain: bool) -> Ev {
     let due = (!completes_chain).then(step_due);
-    Ev::RequisitionApproved { step, role, approver_id: by, completes_chain, comment: None, due }
+    Ev::RequisitionApproved {
+        step,
+        role,
+        approver_id: by,
+        completes_chain,
+        comment: None,
+        due,
+        on_behalf_of: None,
+        delegation_id: None,
+    }
 }
 
 fn reject(by: &Actor, reason: &str) -> Cmd {
-    Cmd::Reject { reason: reason.into(), actor: by.clone() }
+    Cmd::Reject { reason: reason.into(), delegations: Received::none(now()), actor: by.clone() }
 }
 
 fn rejected(step: usize, role: Role, by: Id, reason: &str) -> Ev {
-    Ev::RequisitionRejected { step, role, rejected_by: by, reason: reason.into() }
+    Ev::RequisitionRejected {
+        step,
+        role,
+        rejected_by: by,
+        reason: reason.into(),
+        on_behalf_of: None,
+        delegation_id: None,
+    }
 }
 
 fn request_changes(by: &Actor, reason: &str) -> Cmd {
-    Cmd::RequestChanges { reason: reason.into(), deadline: changes_deadline(), now: now(), actor: by.clone() }
+    Cmd::RequestChanges {
+        reason: reason.into(),
+        deadline: changes_deadline(),
+        now: now(),
+        delegations: Received::none(now()),
+        actor: by.clone(),
+    }
 }
 
 fn changes_requested(step: usize, role: Role, by: Id, reason: &str) -> Ev {
@@ -245,6 +273,8 @@ fn changes_requested(step: usize, role: Role, by: Id, reason: &str) -> Ev {
         requested_by: by,
         reason: reason.into(),
         deadline: Some(changes_deadline()),
+        on_behalf_of: None,
+        delegation_id: None,
     }
 }
 
@@ -796,7 +826,10 @@ fn chain_for(amount: &str) -> Vec<Role> {
 fn resubmission_after_changes_were_requested_clears_earlier_approvals() {
     let before = state(sent_back_and_raised());
     assert_eq!(before.status, Status::ChangesRequested);
-    assert_eq!(before.approvals, vec![Approval { step: 0, role: Role::DepartmentHead, approver_id: HEAD }]);
+    assert_eq!(
+        before.approvals,
+        vec![Approval { step: 0, role: Role::DepartmentHead, approver_id: HEAD, on_behalf_of: None }]
+    );
 
     let longer = chain_for("20000.00");
     assert_eq!(longer, vec![Role::DepartmentHead, Role::GroupFinanceManager, Role::Cfo]);
@@ -913,7 +946,10 @@ fn approving_an_intermediate_step_keeps_the_requisition_pending() {
         false,
     )]));
     assert_eq!(after.status, Status::PendingApproval);
-    assert_eq!(after.approvals, vec![Approval { step: 0, role: Role::DepartmentHead, approver_id: HEAD }]);
+    assert_eq!(
+        after.approvals,
+        vec![Approval { step: 0, role: Role::DepartmentHead, approver_id: HEAD, on_behalf_of: None }]
+    );
 }
 
 #[test]
@@ -1375,7 +1411,7 @@ fn a_holder_the_step_was_not_routed_to_may_not_decide_it() {
     play(&mut events, submit(&CHAIN, 1));
     for command in [
         approve(&other_head),
-        Cmd::Reject { reason: "no".into(), actor: other_head.clone() },
+        Cmd::Reject { reason: "no".into(), delegations: Received::none(now()), actor: other_head.clone() },
         request_changes(&other_head, "why"),
     ] {
         TestFramework::<Requisition>::with(())
@@ -1481,6 +1517,7 @@ fn a_change_request_names_a_deadline_in_the_future_and_within_ninety_days() {
         reason: "Attach the quote".into(),
         deadline,
         now: now(),
+        delegations: Received::none(now()),
         actor: head(),
     };
     let refused = DomainError::invalid("deadline", "must be in the future and within 90 days");
@@ -1495,6 +1532,8 @@ fn a_change_request_names_a_deadline_in_the_future_and_within_ninety_days() {
             requested_by: HEAD,
             reason: "Attach the quote".into(),
             deadline: Some(at(24 * 90)),
+            on_behalf_of: None,
+            delegation_id: None,
         }])
     );
 }
@@ -1555,6 +1594,8 @@ fn a_change_request_recorded_without_a_deadline_never_expires() {
         requested_by: HEAD,
         reason: "Attach the quote".into(),
         deadline: None,
+        on_behalf_of: None,
+        delegation_id: None,
     });
     assert_eq!(outcome(events, Cmd::Expire { now: at(24 * 365) }), Err(DomainError::NotDueYet));
 }
@@ -1571,7 +1612,10 @@ fn a_waiting_step_is_reminded_once_after_its_reminder_time() {
 
     // The approval makes the next step current with fresh deadlines, from the approval's time.
     let later = Deadlines { now: at(30), ..deadlines() };
-    play(&mut events, Cmd::Approve { comment: None, deadlines: later, actor: head() });
+    play(
+        &mut events,
+        Cmd::Approve { comment: None, deadlines: later, delegations: Received::none(now()), actor: head() },
+    );
     assert_eq!(outcome(events.clone(), Cmd::RemindOverdue { now: at(53) }), Err(DomainError::NotDueYet));
     assert_eq!(
         outcome(events, Cmd::RemindOverdue { now: at(54) }),
@@ -1860,7 +1904,7 @@ fn a_resubmission_is_not_urgent_unless_marked_again() {
 // ---------------------------------------------------------------------------------------------
 
 fn admin() -> Actor {
-    Actor::new(Id::from_u128(6), [Role::Admin])
+    Actor::new(Id::from_u128(7), [Role::Admin])
 }
 
 fn override_by(by: &Actor, justification: &str) -> Cmd {
@@ -1918,5 +1962,162 @@ fn no_override_of_ones_own_requisition_nor_by_an_approver_nor_by_a_non_admin() {
         &[Status::Draft, Status::ChangesRequested, Status::Approved, Status::Rejected, Status::Cancelled],
         || override_by(&admin(), "urgent"),
         invalid_transition("override the approval of"),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delegation: a delegate decides on the behalf of someone the step was routed to
+// ---------------------------------------------------------------------------------------------
+
+const DEPUTY: Id = Id::from_u128(6);
+const DELEGATION: Id = Id::from_u128(0xde1);
+
+/// Another department head, whom the step was not routed to.
+fn deputy() -> Actor {
+    Actor::new(DEPUTY, [Role::Staff, Role::DepartmentHead])
+}
+
+/// HEAD's delegation of `role` to `to`, for the day from `now()`; revoked when `revoked`.
+fn delegation(to: Id, role: Role, revoked: bool) -> Delegation {
+    use pettycash_domain::delegation::DelegationEvent;
+    let mut d = Delegation::default();
+    d.apply(DelegationEvent::DelegationGranted {
+        delegation_id: DELEGATION,
+        delegator_id: HEAD,
+        delegate_id: to,
+        role,
+        starts_at: now(),
+        ends_at: now() + Duration::days(1),
+        company_id: None,
+        granted_by: HEAD,
+    });
+    if revoked {
+        d.apply(DelegationEvent::DelegationRevoked { revoked_by: HEAD, reason: None });
+    }
+    d
+}
+
+fn received(at: DateTime<Utc>, delegations: Vec<Delegation>) -> Received {
+    Received { now: at, delegations }
+}
+
+fn approve_as_delegate(by: &Actor, delegations: Received) -> Cmd {
+    Cmd::Approve { comment: None, deadlines: deadlines(), delegations, actor: by.clone() }
+}
+
+#[test]
+fn a_delegate_approves_rejects_or_sends_back_on_behalf_of_the_person_the_step_was_routed_to() {
+    let active = || received(now(), vec![delegation(DEPUTY, Role::DepartmentHead, false)]);
+    assert_eq!(
+        outcome(history(Status::PendingApproval), approve_as_delegate(&deputy(), active())),
+        Ok(vec![Ev::RequisitionApproved {
+            step: 0,
+            role: Role::DepartmentHead,
+            approver_id: DEPUTY,
+            completes_chain: false,
+            comment: None,
+            due: Some(step_due()),
+            on_behalf_of: Some(HEAD),
+            delegation_id: Some(DELEGATION),
+        }])
+    );
+    let reject = Cmd::Reject { reason: "No".into(), delegations: active(), actor: deputy() };
+    assert!(matches!(
+        outcome(history(Status::PendingApproval), reject).as_deref(),
+        Ok([Ev::RequisitionRejected {
+            rejected_by: DEPUTY,
+            on_behalf_of: Some(HEAD),
+            delegation_id: Some(DELEGATION),
+            ..
+        }])
+    ));
+    let send_back = Cmd::RequestChanges {
+        reason: "Quote".into(),
+        deadline: changes_deadline(),
+        now: now(),
+        delegations: active(),
+        actor: deputy(),
+    };
+    assert!(matches!(
+        outcome(history(Status::PendingApproval), send_back).as_deref(),
+        Ok([Ev::ChangesRequested { requested_by: DEPUTY, on_behalf_of: Some(HEAD), .. }])
+    ));
+    // Approving for HEAD counts as HEAD's approval of this round.
+    let mut events = history(Status::PendingApproval);
+    play(&mut events, approve_as_delegate(&deputy(), active()));
+    assert_eq!(state(events.clone()).approvals[0].on_behalf_of, Some(HEAD));
+}
+
+#[test]
+fn without_a_delegation_from_the_steps_people_a_holder_of_the_role_may_not_decide() {
+    TestFramework::<Requisition>::with(())
+        .given(history(Status::PendingApproval))
+        .when(approve_as_delegate(&deputy(), received(now(), vec![])))
+        .then_expect_error(DomainError::NotEligible { role: Role::DepartmentHead });
+    // A delegation to someone else serves nobody but them.
+    let to_another = received(now(), vec![delegation(Id::from_u128(0x77), Role::DepartmentHead, false)]);
+    TestFramework::<Requisition>::with(())
+        .given(history(Status::PendingApproval))
+        .when(approve_as_delegate(&deputy(), to_another))
+        .then_expect_error(DomainError::NotEligible { role: Role::DepartmentHead });
+}
+
+#[test]
+fn a_delegate_never_decides_their_own_requisition() {
+    let requester_head = requester_also([Role::DepartmentHead]);
+    let delegations = received(now(), vec![delegation(REQUESTER, Role::DepartmentHead, false)]);
+    TestFramework::<Requisition>::with(())
+        .given(history(Status::PendingApproval))
+        .when(approve_as_delegate(&requester_head, delegations))
+        .then_expect_error(DomainError::SelfApproval);
+}
+
+#[test]
+fn a_delegate_never_decides_a_requisition_they_approved_in_an_earlier_round() {
+    let active = || received(now(), vec![delegation(DEPUTY, Role::DepartmentHead, false)]);
+    let mut events = history(Status::PendingApproval);
+    play(&mut events, approve_as_delegate(&deputy(), active()));
+    play(&mut events, request_changes(&finance_manager(), "Attach the quote"));
+    play(&mut events, submit(&CHAIN, 1));
+    TestFramework::<Requisition>::with(())
+        .given(events)
+        .when(approve_as_delegate(&deputy(), active()))
+        .then_expect_error(DomainError::DelegateAlreadyActed);
+}
+
+#[test]
+fn an_ended_not_yet_started_or_revoked_delegation_or_one_for_another_role_serves_nothing() {
+    let refused = |delegations: Received| {
+        outcome(history(Status::PendingApproval), approve_as_delegate(&deputy(), delegations))
+    };
+    let head_role = || vec![delegation(DEPUTY, Role::DepartmentHead, false)];
+    assert_eq!(
+        refused(received(now() + Duration::days(1), head_role())),
+        Err(DomainError::DelegationInactive { status: DelegationStatus::Ended }),
+        "ends at its end date"
+    );
+    assert_eq!(
+        refused(received(now() - Duration::seconds(1), head_role())),
+        Err(DomainError::DelegationInactive { status: DelegationStatus::Scheduled })
+    );
+    assert_eq!(
+        refused(received(now(), vec![delegation(DEPUTY, Role::DepartmentHead, true)])),
+        Err(DomainError::DelegationInactive { status: DelegationStatus::Revoked })
+    );
+    assert_eq!(
+        refused(received(now(), vec![delegation(DEPUTY, Role::GroupFinanceManager, false)])),
+        Err(DomainError::DelegationWrongRole {
+            delegated: Role::GroupFinanceManager,
+            required: Role::DepartmentHead
+        })
+    );
+    // The delegate must still hold the role themselves.
+    let staff_only = Actor::new(DEPUTY, [Role::Staff]);
+    assert_eq!(
+        outcome(
+            history(Status::PendingApproval),
+            approve_as_delegate(&staff_only, received(now(), head_role()))
+        ),
+        Err(DomainError::MissingRole { required: Role::DepartmentHead })
     );
 }

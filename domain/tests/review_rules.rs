@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
+use pettycash_domain::delegation::Received;
 use pettycash_domain::fund::PaymentMethod;
 use pettycash_domain::money::Currency;
 use pettycash_domain::policy::{ApprovalPolicy, Tier, Tiers};
@@ -91,6 +92,7 @@ fn approve(by: Actor) -> Cmd {
     Cmd::Approve {
         comment: None,
         deadlines: Deadlines { now: now(), remind_after_hours: 24, escalate_after_hours: 72 },
+        delegations: Received::none(now()),
         actor: by,
     }
 }
@@ -188,6 +190,7 @@ fn a_resubmission_without_duplicates_clears_the_flag_of_the_earlier_round() {
             reason: "Other payee?".into(),
             deadline: now() + chrono::Duration::hours(48),
             now: now(),
+            delegations: Received::none(now()),
             actor: head(),
         },
     ]);
@@ -380,6 +383,7 @@ fn an_approver_of_an_earlier_round_or_who_asked_for_changes_took_part() {
             reason: "Quote".into(),
             deadline: now() + chrono::Duration::hours(48),
             now: now(),
+            delegations: Received::none(now()),
             actor: finance_manager(),
         },
         resubmit,

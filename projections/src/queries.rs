@@ -361,8 +361,10 @@ pub async fn list_requisitions(
 /// The inbox of `scope`'s actor: what the scope admits that is pending approval at a step they
 /// may decide — one routed to them by name (`current_eligible`, which also holds the admins of
 /// a step escalated to them), or, for a requisition submitted before routing recorded people,
-/// one needing an approver role they hold — not requested and not yet approved by them.
-fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
+/// one needing an approver role they hold, or one routed to someone who delegated its role to
+/// them (a delegation active at `now`, from someone who has not approved in this round; table
+/// `delegations`) — not requested and not yet approved by them.
+fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope, now: DateTime<Utc>) {
     push_scope(qb, scope);
     qb.push(" AND status = ")
         .push_bind(Status::PendingApproval)
@@ -370,7 +372,16 @@ fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionSco
         .push_bind(scope.user_id.to_string())
         .push(" OR (current_eligible IS NULL AND current_step = ANY(")
         .push_bind(scope.chain_roles.clone())
-        .push("))) AND requester_id <> ")
+        .push(")) OR EXISTS (SELECT 1 FROM delegations d WHERE d.delegate_id = ")
+        .push_bind(scope.user_id)
+        .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
+        .push_bind(now)
+        .push(" AND d.ends_at > ")
+        .push_bind(now)
+        .push(
+            " AND d.role = current_step AND current_eligible ? d.delegator_id::text \
+             AND NOT (approvers ? d.delegator_id::text))) AND requester_id <> ",
+        )
         .push_bind(scope.user_id)
         .push(" AND NOT (approvers ? ")
         .push_bind(scope.user_id.to_string())
@@ -382,11 +393,12 @@ fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionSco
 pub async fn approval_inbox(
     pool: &PgPool,
     scope: &RequisitionScope,
+    now: DateTime<Utc>,
     page_req: PageRequest,
 ) -> Result<Page<RequisitionRow>, QueryError> {
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
-    push_inbox_filter(&mut qb, scope);
+    push_inbox_filter(&mut qb, scope, now);
     if let Some(after) = page_req.after {
         qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
     }
@@ -395,10 +407,14 @@ pub async fn approval_inbox(
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
 
-/// How many requisitions wait on `scope`'s actor (the size of their inbox).
-pub async fn approval_inbox_count(pool: &PgPool, scope: &RequisitionScope) -> sqlx::Result<i64> {
+/// How many requisitions wait on `scope`'s actor (the size of their inbox) at `now`.
+pub async fn approval_inbox_count(
+    pool: &PgPool,
+    scope: &RequisitionScope,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
     let mut qb = QueryBuilder::new("SELECT count(*) FROM rm_requisitions WHERE true");
-    push_inbox_filter(&mut qb, scope);
+    push_inbox_filter(&mut qb, scope, now);
     qb.build_query_scalar().fetch_one(pool).await
 }
 

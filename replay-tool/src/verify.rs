@@ -52,6 +52,16 @@
 //!   requisition not pending approval. The overriding admin counts as an approver for
 //!   `paid_by_approver`; an overridden requisition is not `incomplete_approval`.
 //! - `undecodable_event`: the payload does not decode as its aggregate's event type.
+//! - `delegation_not_allowed`: a delegation granted to someone who was not an active holder of
+//!   its role in the delegator's scope (same branch, department or region for the roles that
+//!   reach one, same company otherwise), or by a delegator who did not hold it, or to themselves.
+//! - `delegation_not_held`: an approval, rejection or change request recorded on someone's
+//!   behalf (`on_behalf_of`) without a delegation from that person to the decider, for the
+//!   step's role, unrevoked and covering the time it was recorded. For an approval, the person
+//!   it was on behalf of must be the one the step was routed to (`approver_not_eligible`
+//!   otherwise).
+//! - `delegate_already_approved`: a decision on someone's behalf by a delegate who approved the
+//!   requisition before (any round).
 //!
 //! Tamper evidence (see `projections/src/seal.rs`):
 //!
@@ -80,6 +90,7 @@ mod review;
 use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
+use pettycash_domain::delegation::{same_scope, Delegation, DelegationEvent};
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
 use pettycash_domain::organisation::{Origin, UnitEvent, UnitPath};
@@ -307,6 +318,8 @@ pub struct Verifier {
     disbursed: HashSet<Uuid>,
     /// Payments seen on one side only so far (matched pairs are dropped).
     payments: HashMap<Uuid, PaymentV>,
+    /// Delegations as their events left them so far.
+    delegations: HashMap<Uuid, Delegation>,
     violations: Vec<Violation>,
 }
 
@@ -375,16 +388,19 @@ impl Verifier {
 
     /// A decision on the step a requisition waits for (reject, request changes, confirm or
     /// deny its urgency) by someone the domain would let decide it: not the requester, pending,
-    /// routed to them (when routing recorded people) and holding the step's role (admin for a
-    /// step escalated to the admins). Flags `decision_not_allowed`.
-    fn check_decider(&mut self, e: &EventRow, id: Uuid, by: Uuid, what: &str) {
+    /// routed to them (`routed_as`: the delegator, for a decision on someone's behalf, whose
+    /// delegation `delegated` checks) and holding the step's role (admin for a step escalated
+    /// to the admins). Flags `decision_not_allowed`.
+    fn check_decider(&mut self, e: &EventRow, id: Uuid, routed_as: Uuid, by: Uuid, what: &str) {
         let Some(r) = self.requisitions.get(&id) else { return };
         let problem = match (r.current(), r.chain.as_ref()) {
             _ if r.requester == Some(by) => Some("its requester".to_string()),
             (Some(step), Some(chain)) => {
                 let role = if r.to_admin.contains(&step) { Role::Admin } else { chain[step] };
-                let routed =
-                    r.eligible.as_ref().is_none_or(|lists| lists.get(step).is_some_and(|l| l.contains(&by)));
+                let routed = r
+                    .eligible
+                    .as_ref()
+                    .is_none_or(|lists| lists.get(step).is_some_and(|l| l.contains(&routed_as)));
                 if !routed {
                     Some(format!("whom step {step} was not routed to"))
                 } else if !self.holds(by, role) {
@@ -546,10 +562,82 @@ impl Verifier {
                 }
             }),
             "invitation" => e.decode::<pettycash_domain::invitation::InvitationEvent>().map(|_| ()),
+            "delegation" => e.decode::<DelegationEvent>().map(|ev| self.delegation(e, ev)),
             _ => Ok(()),
         };
         if let Err(err) = result {
             self.flag(e, "undecodable_event", format!("{err:#}"));
+        }
+    }
+
+    /// Folds a delegation's event; checks a grant against the users at this position.
+    fn delegation(&mut self, e: &EventRow, ev: DelegationEvent) {
+        let Some(id) = self.id(e) else { return };
+        if let DelegationEvent::DelegationGranted { delegator_id, delegate_id, role, .. } = &ev {
+            let why = if delegator_id == delegate_id {
+                Some("to the delegator themselves")
+            } else if !self.holds(*delegator_id, *role) {
+                Some("by a delegator who did not hold the role (or was deactivated)")
+            } else if !self.holds(*delegate_id, *role) {
+                Some("to someone who did not hold the role (or was deactivated)")
+            } else if !same_scope(
+                *role,
+                self.unit_of(*delegator_id).as_ref(),
+                self.unit_of(*delegate_id).as_ref(),
+            ) {
+                Some("to someone in another part of the organisation")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.flag(
+                    e,
+                    "delegation_not_allowed",
+                    format!("{role} delegated by {delegator_id} to {delegate_id}: {why}"),
+                );
+            }
+        }
+        cqrs_es::Aggregate::apply(self.delegations.entry(id).or_default(), ev);
+    }
+
+    /// Checks a decision by `by` recorded on `on_behalf_of`'s behalf with `delegation_id`, for
+    /// `role`, on requisition `id` (before the decision is folded).
+    #[allow(clippy::too_many_arguments)]
+    fn delegated(
+        &mut self,
+        e: &EventRow,
+        id: Uuid,
+        role: Role,
+        by: Uuid,
+        on_behalf_of: Option<Uuid>,
+        delegation_id: Option<Uuid>,
+    ) {
+        let Some(delegator) = on_behalf_of else { return };
+        let held = delegation_id.and_then(|d| self.delegations.get(&d)).is_some_and(|d| {
+            d.revoked_by.is_none()
+                && d.grant.as_ref().is_some_and(|g| {
+                    g.delegator_id == delegator
+                        && g.delegate_id == by
+                        && g.role == role
+                        && g.covers(e.recorded_at)
+                })
+        });
+        if !held {
+            self.flag(
+                e,
+                "delegation_not_held",
+                format!(
+                    "decided by {by} on behalf of {delegator} as {role}; delegation {delegation_id:?} does not give \
+                     that at this time (missing, another person or role, revoked, or outside its period)"
+                ),
+            );
+        }
+        if self.requisitions.get(&id).is_some_and(|r| r.approvers.contains(&by)) {
+            self.flag(
+                e,
+                "delegate_already_approved",
+                format!("{by} decided on behalf of {delegator} a requisition they had approved"),
+            );
         }
     }
 
@@ -906,7 +994,7 @@ impl Verifier {
                     E::UrgencyDenied { denied_by, .. } => (*denied_by, false, false),
                     _ => unreachable!("matched above"),
                 };
-                self.check_decider(e, id, by, "decided the urgency");
+                self.check_decider(e, id, by, by, "decided the urgency");
                 let r = self.requisitions.entry(id).or_default();
                 let urgency = r.urgency;
                 if let Some(u) = r.urgency.as_mut() {
@@ -974,12 +1062,19 @@ impl Verifier {
                 }
             }
             E::RequisitionRejected { .. } | E::ChangesRequested { .. } => {
-                let by = match &ev {
-                    E::RequisitionRejected { rejected_by, .. } => *rejected_by,
-                    E::ChangesRequested { requested_by, .. } => *requested_by,
+                let (by, role, on_behalf_of, delegation_id) = match &ev {
+                    E::RequisitionRejected { role, rejected_by, on_behalf_of, delegation_id, .. }
+                    | E::ChangesRequested {
+                        role,
+                        requested_by: rejected_by,
+                        on_behalf_of,
+                        delegation_id,
+                        ..
+                    } => (*rejected_by, *role, *on_behalf_of, *delegation_id),
                     _ => unreachable!("matched above"),
                 };
-                self.check_decider(e, id, by, "decided");
+                self.delegated(e, id, role, by, on_behalf_of, delegation_id);
+                self.check_decider(e, id, on_behalf_of.unwrap_or(by), by, "decided");
                 let r = self.requisitions.entry(id).or_default();
                 r.approvals.clear();
                 r.due = None;
@@ -992,15 +1087,18 @@ impl Verifier {
                     Status::ChangesRequested
                 };
             }
-            E::RequisitionApproved { step, role, approver_id, due, .. } => {
+            E::RequisitionApproved { step, role, approver_id, due, on_behalf_of, delegation_id, .. } => {
+                self.delegated(e, id, role, approver_id, on_behalf_of, delegation_id);
                 let to_admin = self.requisitions.get(&id).is_some_and(|r| r.to_admin.contains(&step));
                 let required = if to_admin { Role::Admin } else { role };
                 let lacks_role = !self.holds(approver_id, required);
                 let r = self.requisitions.entry(id).or_default();
+                // A delegate's approval is the delegator's: the step must have been routed to them.
+                let routed_to = on_behalf_of.unwrap_or(approver_id);
                 let not_eligible = r
                     .eligible
                     .as_ref()
-                    .is_some_and(|lists| !lists.get(step).is_some_and(|l| l.contains(&approver_id)));
+                    .is_some_and(|lists| !lists.get(step).is_some_and(|l| l.contains(&routed_to)));
                 let sponsored = Self::sponsored_by_participant(&self.sponsors, approver_id, r);
                 let requester = r.requester;
                 let closed = matches!(
@@ -1070,7 +1168,12 @@ impl Verifier {
                     self.flag(
                         e,
                         "approver_not_eligible",
-                        format!("approved by {approver_id}, whom step {step} was not routed to"),
+                        match on_behalf_of {
+                            Some(d) => format!(
+                                "approved by {approver_id} on behalf of {d}, whom step {step} was not routed to"
+                            ),
+                            None => format!("approved by {approver_id}, whom step {step} was not routed to"),
+                        },
                     );
                 }
                 if lacks_role {
@@ -2140,5 +2243,144 @@ mod tests {
                 (by_requester, "duplicate_dismissed_without_flag")
             ]
         );
+    }
+
+    // ----- delegation -----
+
+    /// The world's requisition routed (first step to the head), a deputy department head who
+    /// joined after, and the head's delegation to them from `t0` for a week: its id.
+    fn delegated_world(t0: chrono::DateTime<chrono::Utc>) -> (World, Uuid, Uuid) {
+        let mut w = world();
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.head, "reason": "r"}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head", "group_finance_manager"],
+                "policy_version": 1, "submitted_by": w.staff, "threshold": "Tier 1",
+                "eligible": [[w.head], [w.gfm]], "comment": null}}),
+        );
+        let deputy = Uuid::new_v4();
+        w.f.user(deputy, &["department_head"]);
+        let delegation = Uuid::new_v4();
+        w.f.push_at("delegation", delegation, granted(delegation, w.head, deputy, "department_head", t0), t0);
+        (w, deputy, delegation)
+    }
+
+    fn granted(
+        id: Uuid,
+        from: Uuid,
+        to: Uuid,
+        role: &str,
+        t0: chrono::DateTime<chrono::Utc>,
+    ) -> serde_json::Value {
+        json!({"DelegationGranted": {"delegation_id": id, "delegator_id": from, "delegate_id": to, "role": role,
+            "starts_at": t0, "ends_at": t0 + chrono::Duration::days(7), "company_id": null, "granted_by": from}})
+    }
+
+    fn approved_for(
+        step: usize,
+        role: &str,
+        by: Uuid,
+        on_behalf_of: Uuid,
+        delegation: Uuid,
+    ) -> serde_json::Value {
+        json!({"RequisitionApproved": {"step": step, "role": role, "approver_id": by, "completes_chain": false,
+            "on_behalf_of": on_behalf_of, "delegation_id": delegation}})
+    }
+
+    #[test]
+    fn an_approval_on_behalf_of_the_steps_approver_by_their_active_delegation_is_clean() {
+        let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+        let (mut w, deputy, delegation) = delegated_world(t0);
+        w.f.push("requisition", w.req, approved_for(0, "department_head", deputy, w.head, delegation));
+        let rejected = json!({"RequisitionRejected": {"step": 1, "role": "group_finance_manager",
+            "rejected_by": w.gfm, "reason": "no"}});
+        w.f.push("requisition", w.req, rejected);
+        assert_eq!(w.f.rules(), []);
+    }
+
+    #[test]
+    fn a_decision_on_behalf_of_someone_without_their_delegation_in_force_is_reported() {
+        let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+        // A made-up delegation id.
+        let (mut w, deputy, _) = delegated_world(t0);
+        let forged = w.f.push(
+            "requisition",
+            w.req,
+            approved_for(0, "department_head", deputy, w.head, Uuid::new_v4()),
+        );
+        assert_eq!(w.f.rules(), [(forged, "delegation_not_held")]);
+        // Recorded after the delegation ended.
+        let (mut w, deputy, delegation) = delegated_world(t0 - chrono::Duration::days(30));
+        let late =
+            w.f.push("requisition", w.req, approved_for(0, "department_head", deputy, w.head, delegation));
+        assert_eq!(w.f.rules(), [(late, "delegation_not_held")]);
+        // After it was revoked.
+        let (mut w, deputy, delegation) = delegated_world(t0);
+        w.f.push(
+            "delegation",
+            delegation,
+            json!({"DelegationRevoked": {"revoked_by": w.head, "reason": null}}),
+        );
+        let revoked =
+            w.f.push("requisition", w.req, approved_for(0, "department_head", deputy, w.head, delegation));
+        assert_eq!(w.f.rules(), [(revoked, "delegation_not_held")]);
+        // On behalf of someone the step was not routed to (the other step's approver).
+        let (mut w, deputy, delegation) = delegated_world(t0);
+        let other =
+            w.f.push("requisition", w.req, approved_for(0, "department_head", deputy, w.gfm, delegation));
+        assert_eq!(w.f.rules(), [(other, "delegation_not_held"), (other, "approver_not_eligible")]);
+        // A change request on the head's behalf by someone else than the delegate.
+        let (mut w, _, delegation) = delegated_world(t0);
+        let sent_back = w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 0, "role": "department_head", "requested_by": w.treasury,
+                "reason": "r", "on_behalf_of": w.head, "delegation_id": delegation}}),
+        );
+        // (and treasury does not hold the step's role either)
+        assert_eq!(w.f.rules(), [(sent_back, "delegation_not_held"), (sent_back, "decision_not_allowed")]);
+    }
+
+    #[test]
+    fn a_delegation_outside_the_role_or_scope_and_a_delegate_deciding_again_are_reported() {
+        let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+        let mut w = world();
+        let (to_treasury, from_staff) = (Uuid::new_v4(), Uuid::new_v4());
+        let bad = w.f.push_at(
+            "delegation",
+            to_treasury,
+            granted(to_treasury, w.head, w.treasury, "department_head", t0),
+            t0,
+        );
+        let not_held = w.f.push_at(
+            "delegation",
+            from_staff,
+            granted(from_staff, w.staff, w.head, "department_head", t0),
+            t0,
+        );
+        assert_eq!(w.f.rules(), [(bad, "delegation_not_allowed"), (not_held, "delegation_not_allowed")]);
+
+        // The deputy approves for the head, the requisition comes back, the deputy again.
+        let (mut w, deputy, delegation) = delegated_world(t0);
+        w.f.push("requisition", w.req, approved_for(0, "department_head", deputy, w.head, delegation));
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"ChangesRequested": {"step": 1, "role": "group_finance_manager", "requested_by": w.gfm, "reason": "r"}}),
+        );
+        w.f.push(
+            "requisition",
+            w.req,
+            json!({"RequisitionSubmitted": {"amount": "100.00", "chain": ["department_head", "group_finance_manager"],
+                "policy_version": 1, "submitted_by": w.staff}}),
+        );
+        let again =
+            w.f.push("requisition", w.req, approved_for(0, "department_head", deputy, w.head, delegation));
+        assert_eq!(w.f.rules(), [(again, "delegate_already_approved")]);
     }
 }

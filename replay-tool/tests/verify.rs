@@ -413,3 +413,32 @@ async fn a_history_with_invitations_verifies() {
     assert_eq!(report["summary"]["aggregates"]["invitation"], 3);
     assert_eq!(report["summary"]["aggregates"]["user"], 3, "the admin and two who accepted");
 }
+
+#[tokio::test]
+async fn a_history_with_delegations_verifies() {
+    use pettycash_domain::Role;
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "10000").await;
+    let id = app.submitted(&c.staff, fund, "500").await;
+    // A stand-in who joined after the submission decides the head's step for them.
+    let deputy = app.user(&[Role::DepartmentHead]).await;
+    let ends_at = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    let r = app
+        .post(
+            &c.head,
+            "/api/delegations/",
+            json!({"delegate_id": deputy.id, "role": "department_head", "ends_at": ends_at}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let delegation = r.id();
+    post_ok(&app, &deputy, &format!("/api/requisitions/{id}/approve"), json!({})).await;
+    post_ok(&app, &c.head, &format!("/api/delegations/{delegation}/revoke"), json!({})).await;
+    pay_ok(&app, &c, id).await;
+    let out = replay(&app.database_url, &["verify", "--format", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["violations"], json!([]), "{report:#}");
+    assert_eq!(report["summary"]["aggregates"]["delegation"], 1);
+}

@@ -283,7 +283,8 @@ pub async fn list_requisitions(
 }
 
 /// The caller's approvals inbox: requisitions pending approval whose current step needs a
-/// role the caller holds, which they did not request and have not approved. Oldest first
+/// role the caller holds (routed to them, or to someone who delegated the role to them and has
+/// not approved in this round), which they did not request and have not approved. Oldest first
 /// (the longest-waiting on top), keyset paging like the list. Empty for callers without an
 /// approver role.
 #[utoipa::path(get, path = "/api/approvals/", tag = "requisitions",
@@ -300,7 +301,8 @@ pub async fn approvals(
     let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
     let min = parse_min_position(&q.min_position)?;
     let position = consistent(&state, REQUISITIONS, min, &headers).await?;
-    let found = queries::approval_inbox(&state.pool, &scope, page).await.map_err(query_error)?;
+    let now = state.commands.clock().now();
+    let found = queries::approval_inbox(&state.pool, &scope, now, page).await.map_err(query_error)?;
     let body = RequisitionPage { items: found.items, next_cursor: found.next_cursor, position };
     Ok(query_response(position, body))
 }
@@ -564,7 +566,8 @@ pub async fn dashboard(
     let scope = DashboardScope::of(&actor);
     let all = scope != DashboardScope::Own;
     let numbers = queries::dashboard(&state.pool, scope, user.id, Utc::now()).await?;
-    let awaiting_me = queries::approval_inbox_count(&state.pool, &RequisitionScope::of(&actor)).await?;
+    let now = state.commands.clock().now();
+    let awaiting_me = queries::approval_inbox_count(&state.pool, &RequisitionScope::of(&actor), now).await?;
     let funds = if visibility::may_read_funds(&actor) {
         queries::list_funds(&state.pool, actor.company()).await?
     } else {

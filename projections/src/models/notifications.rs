@@ -224,7 +224,9 @@ struct Recipient {
 ///   requisition submitted before routing recorded people, the active holders of the step's
 ///   role), active, never the requester, nobody who approved an earlier step of this round,
 ///   nobody a participant (requester, approvers of any round) registered or gave a role to —
-///   exactly who `Requisition` would let decide it;
+///   exactly who `Requisition` would let decide it; and the delegates of those people for the
+///   step's role (table `delegations`, active now, unless the step went to the admins), who
+///   hold the role and took no part in it (delegation, issue #13);
 /// - the payers: active treasury holders who are neither requester nor approver (of any
 ///   round) nor the admin who overrode its approval, nor sponsored by a participant — who `Requisition` would let pay it.
 async fn recipients(
@@ -243,14 +245,29 @@ async fn recipients(
         .collect();
     if let Audience::Approvers { step } = audience {
         if let Some(eligible) = req.eligible.as_ref().and_then(|lists| lists.get(step)) {
+            // Delegates act for people who have not approved in this round; never on a step
+            // that went to the admins.
+            let delegators: Vec<Id> = if req.escalated_to_admin.contains(&step) {
+                Vec::new()
+            } else {
+                eligible.iter().copied().filter(|id| !approvers.contains(id)).collect()
+            };
+            let role = req.chain.get(step).copied();
             return sqlx::query_as(
                 "SELECT id, email, name FROM users
-                 WHERE active AND id = ANY ($1) AND id <> ALL ($2) AND NOT (sponsors && $3)
+                 WHERE active AND NOT (sponsors && $3)
+                   AND ((id = ANY ($1) AND id <> ALL ($2))
+                        OR (id <> ALL ($3) AND $5 = ANY (roles) AND id IN (
+                              SELECT delegate_id FROM delegations
+                              WHERE delegator_id = ANY ($4) AND role = $5 AND revoked_at IS NULL
+                                AND starts_at <= now() AND ends_at > now())))
                  ORDER BY email",
             )
             .bind(eligible)
             .bind([requester.as_slice(), &approvers].concat())
             .bind(&participants)
+            .bind(&delegators)
+            .bind(role)
             .fetch_all(&mut *tx)
             .await;
         }
@@ -475,7 +492,12 @@ mod tests {
             chain: chain.clone(),
             status: if approved < chain.len() { Status::PendingApproval } else { Status::Approved },
             approvals: (0..approved)
-                .map(|step| Approval { step, role: chain[step], approver_id: Id::new_v4() })
+                .map(|step| Approval {
+                    step,
+                    role: chain[step],
+                    approver_id: Id::new_v4(),
+                    on_behalf_of: None,
+                })
                 .collect(),
             ..Default::default()
         }
@@ -491,6 +513,8 @@ mod tests {
             completes_chain,
             comment: None,
             due: None,
+            on_behalf_of: None,
+            delegation_id: None,
         };
         let submitted = RequisitionEvent::RequisitionSubmitted {
             amount: Decimal::ONE,

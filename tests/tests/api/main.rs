@@ -4,6 +4,7 @@ mod auth;
 mod caches;
 mod concurrency;
 mod deadlines;
+mod delegation;
 mod edge;
 mod flow;
 mod group_commit;
