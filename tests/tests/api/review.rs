@@ -355,6 +355,7 @@ async fn the_currency_display_setting_changes_how_mail_writes_amounts() {
     assert!(mails[1].contains("asks for KSh 2,500.50."), "{}", mails[1]);
     assert!(mails[1].contains("Amount: KSh 2,500.50"), "{}", mails[1]);
     // The API's amounts are untouched.
+    wait_for_projections(&app.pool, &["requisitions"]).await;
     let list = app.get(&c.head, "/api/approvals/").await;
     assert!(list.body["items"]
         .as_array()
