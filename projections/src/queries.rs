@@ -318,19 +318,24 @@ fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
         if scope.all_submitted {
             qb.push("true");
         } else {
+            // Only the conditions this scope has: for someone who reaches nothing (staff), the
+            // whole filter is "theirs, or approved by them", which two indexes answer
+            // (requester, and the GIN index on `approvers`) instead of a walk of every row.
             let company_wide: Vec<Role> =
                 scope.reaches.iter().filter(|r| r.within == Within::Company).map(|r| r.role).collect();
-            qb.push("chain ?| ").push_bind(company_wide);
+            if !company_wide.is_empty() {
+                qb.push("chain ?| ").push_bind(company_wide).push(" OR ");
+            }
             for reach in &scope.reaches {
                 if let Within::Unit { level, id } = reach.within {
-                    qb.push(" OR (chain ? ")
+                    qb.push("(chain ? ")
                         .push_bind(reach.role.as_str())
                         .push(format_args!(" AND {} = ", level_column(level)))
                         .push_bind(id)
-                        .push(")");
+                        .push(") OR ");
                 }
             }
-            qb.push(" OR approvers ? ").push_bind(scope.user_id.to_string());
+            qb.push("approvers ? ").push_bind(scope.user_id.to_string());
         }
         qb.push(")");
     }

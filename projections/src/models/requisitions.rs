@@ -539,6 +539,9 @@ impl Projection for Requisitions {
                 "CREATE INDEX IF NOT EXISTS {t}_eligible_idx ON {t} USING gin (current_eligible)
                  WHERE current_eligible IS NOT NULL"
             ),
+            // Lists of what someone approved (the visibility rule's "approved by them"): for a
+            // user who reaches nothing else, with the requester index, the whole list.
+            format!("CREATE INDEX IF NOT EXISTS {t}_approvers_idx ON {t} USING gin (approvers)"),
             // The list of everyone who is scoped to a company reads its company's rows, newest
             // first.
             format!("CREATE INDEX IF NOT EXISTS {t}_company_idx ON {t} (company_id, created_at DESC, id DESC)"),
