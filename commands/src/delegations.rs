@@ -14,7 +14,6 @@ use crate::service::{CommandService, Outcome};
 use crate::store::{decide, DelegationRow, Loaded, SideWrite, StreamAppend};
 use chrono::{DateTime, Utc};
 use pettycash_domain::delegation::{Delegation, DelegationCommand, DelegationStatus, Grant, Party, Received};
-use pettycash_domain::organisation::UnitPath;
 use pettycash_domain::requisition::RequisitionEvent;
 use pettycash_domain::visibility::may_see_user;
 use pettycash_domain::{Actor, DomainError, Id, Role};
@@ -246,12 +245,8 @@ impl CommandService {
         struct Person {
             active: bool,
             roles: Vec<Role>,
-            unit_id: Option<Id>,
-            company_id: Option<Id>,
-            region_id: Option<Id>,
-            branch_id: Option<Id>,
-            department_id: Option<Id>,
-            cost_centre_id: Option<Id>,
+            #[sqlx(flatten)]
+            unit: crate::org::UnitColumns,
         }
         let found: Option<Person> = sqlx::query_as(
             "SELECT active, roles, unit_id, company_id, region_id, branch_id, department_id, cost_centre_id
@@ -261,21 +256,10 @@ impl CommandService {
         .fetch_optional(self.store().pool())
         .await?;
         let p = match found {
-            Some(p) if may_see_user(by, p.company_id) => p,
+            Some(p) if may_see_user(by, p.unit.company_id) => p,
             _ => return Err(DomainError::invalid(field, "no user has this id").into()),
         };
-        let unit = match (p.unit_id, p.company_id) {
-            (Some(unit_id), Some(company)) => Some(UnitPath {
-                unit_id,
-                company,
-                region: p.region_id,
-                branch: p.branch_id,
-                department: p.department_id,
-                cost_centre: p.cost_centre_id,
-            }),
-            _ => None,
-        };
-        Ok(Party { user_id: id, active: p.active, roles: p.roles, unit })
+        Ok(Party { user_id: id, active: p.active, roles: p.roles, unit: p.unit.path() })
     }
 }
 

@@ -442,6 +442,35 @@ pub(crate) async fn decide_open(
     Ok((events, unit))
 }
 
+/// A user's unit as the `users` table holds it (the columns of its path), read with
+/// `#[sqlx(flatten)]` beside the user's other columns.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct UnitColumns {
+    pub unit_id: Option<Id>,
+    pub company_id: Option<Id>,
+    pub region_id: Option<Id>,
+    pub branch_id: Option<Id>,
+    pub department_id: Option<Id>,
+    pub cost_centre_id: Option<Id>,
+}
+
+impl UnitColumns {
+    /// The path (`None`: a user of no unit).
+    pub(crate) fn path(&self) -> Option<UnitPath> {
+        match (self.unit_id, self.company_id) {
+            (Some(unit_id), Some(company)) => Some(UnitPath {
+                unit_id,
+                company,
+                region: self.region_id,
+                branch: self.branch_id,
+                department: self.department_id,
+                cost_centre: self.cost_centre_id,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The rows written when a user is put in `unit`: its row is checked open (and share-locked
 /// against closing) and the user's unit and path are set.
 pub(crate) fn unit_writes(user_id: Id, unit: Option<&AssignedUnit>) -> Vec<SideWrite> {

@@ -784,12 +784,8 @@ impl CommandService {
         struct Person {
             id: Id,
             roles: Vec<Role>,
-            unit_id: Option<Id>,
-            company_id: Option<Id>,
-            region_id: Option<Id>,
-            branch_id: Option<Id>,
-            department_id: Option<Id>,
-            cost_centre_id: Option<Id>,
+            #[sqlx(flatten)]
+            unit: crate::org::UnitColumns,
             sponsors: Vec<Id>,
         }
         let people: Vec<Person> = sqlx::query_as(
@@ -804,18 +800,7 @@ impl CommandService {
         .await?;
         let mut directory = Directory::default();
         for p in people {
-            let unit = match (p.unit_id, p.company_id) {
-                (Some(unit_id), Some(company)) => Some(UnitPath {
-                    unit_id,
-                    company,
-                    region: p.region_id,
-                    branch: p.branch_id,
-                    department: p.department_id,
-                    cost_centre: p.cost_centre_id,
-                }),
-                _ => None,
-            };
-            let holder = Holder { user_id: p.id, roles: p.roles, unit, sponsors: p.sponsors };
+            let holder = Holder { user_id: p.id, roles: p.roles, unit: p.unit.path(), sponsors: p.sponsors };
             if holder.roles.contains(&Role::Admin) {
                 directory.admins.push(holder.clone());
             }
