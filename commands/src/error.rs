@@ -60,6 +60,12 @@ impl CommandError {
 
 /// postgres-es's `PersistenceError` prints the error it wraps but does not give it as its
 /// `source()`: this takes it out, so that a `sqlx::Error` inside is found in the cause chain.
+/// True when PostgreSQL answered `undefined_table` (42P01): a read model queried before the
+/// projection engine first created it (a new store, or a tool that runs no engine).
+pub(crate) fn is_undefined_table(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01"))
+}
+
 pub(crate) fn persistence_cause(e: PersistenceError) -> anyhow::Error {
     match e {
         PersistenceError::ConnectionError(inner)

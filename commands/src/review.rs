@@ -13,9 +13,6 @@ use pettycash_domain::Id;
 /// At most this many other requisitions are named in one flag (the newest).
 const MAX_DUPLICATES: i64 = 20;
 
-/// PostgreSQL's `undefined_table`.
-const UNDEFINED_TABLE: &str = "42P01";
-
 impl CommandService {
     /// The requester's other requisitions that `r` may duplicate: same payee (trimmed,
     /// case-insensitive), amount and currency, submitted within the `duplicate_window_days`
@@ -57,7 +54,7 @@ impl CommandService {
             // The read model is not there yet (a new store before the projection engine first
             // ran, or a tool without it): nothing to compare with, and no reason to refuse the
             // submission.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_TABLE) => {
+            Err(e) if crate::error::is_undefined_table(&e) => {
                 tracing::warn!("no requisitions read model yet: submission not checked for duplicates");
                 Vec::new()
             }

@@ -70,7 +70,11 @@ fn moved_on(e: &CommandError) -> bool {
 /// Acts on everything due by the service's clock now.
 pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
     let now = service.clock().now();
-    let (expire, remind, escalate) = due(service, now).await?;
+    let (expire, remind, escalate) = match due(service, now).await {
+        // A new store whose read model the engine has not created yet: nothing can be due.
+        Err(e) if crate::error::is_undefined_table(&e) => return Ok(Tick::default()),
+        other => other?,
+    };
     let mut done = Tick::default();
     for id in expire {
         match service.expire(id).await {
