@@ -10,6 +10,10 @@
 --   staff         users holding only `staff` (default 400; more requesters hold staff besides)
 --   start         the first requisition's day (default 2025-01-01 00:00:00+00)
 --   days          how long the history runs (default 365)
+--   regions, branches, departments
+--                 an organisation: that many regions, branches per region and departments per
+--                 branch (default 0 each: none, every user, fund and requisition unscoped, as
+--                 before; all three 0 or all three >= 1). See "With an organisation" below.
 --   secret        the SEAL_KEY (else SECRET_KEY) of the service that will use the store
 --                 (default: the development SECRET_KEY). Every event carries the MAC the
 --                 service would give it (domain/src/integrity.rs), computed here in SQL, so the
@@ -53,6 +57,36 @@
 --     to a day between a requisition's steps; the events of all streams interleave in time.
 --     A payment's RequisitionPaid and CashDisbursed are adjacent (one command, one time).
 --     Metadata as the API writes it: actor_id, request_id, client_ip, user_agent, time.
+--
+-- With an organisation (regions > 0), e.g. 5 × 20 × 5 and 2,000 users for the 1M history:
+--
+--   psql "$URL" -v funds=100 -v requisitions=190000 -v regions=5 -v branches=20 -v departments=5 \
+--        -v staff=1351 -f bench/generate_events.sql
+--
+--   * One company (BENCH), the regions (R1...), branches (R1-B01...) and departments
+--     (R1-B01-D1...) as `org_unit` streams (`UnitOpened` with the unit's path), opened by
+--     admin.1 after every user is registered, and their `org_units` rows; then a `UnitAssigned`
+--     by admin.1 for every user but admin.1 (who stays in no unit), and the users' unit columns.
+--   * Branch managers: one per branch (nb of them), sitting in their branch's first department
+--     (they request too). Regional managers: one per region, in it. Department heads: nd + 15,
+--     head k in department (k - 1) mod nd, so that every department has one and the first 15
+--     a second (heads 1-5 request, department_head.15 loses the role halfway: their department
+--     always keeps a head other than the requester). Staff spread over the departments
+--     (staff k in department (k - 1) mod nd). Everyone else, admins 2-3 included, at the
+--     company.
+--   * Funds are version-2 `FundOpened`s owned by branch f mod nb (custodian: its manager),
+--     opened by admin.2 (a fund belongs to a unit of its opener's company). A requester uses a
+--     fund of their branch (with fewer funds than branches, fund (branch mod funds)).
+--   * Requisitions are version-2 `RequisitionCreated`s with the requester's unit (their
+--     department) and origin `branch`; submissions are version-2 `RequisitionSubmitted`s with
+--     `threshold` (the default policy's `Tier 1`..`Tier 3`) and `eligible`: per step, the
+--     active holders of its role in the requisition's scope at that time, as
+--     `domain::routing::route` gives them (department head: the requester's department;
+--     group finance manager, cfo: the company), never the requester. No step is ever without
+--     someone eligible, so nothing escalates. Approvers, rejecters and those who request
+--     changes are picked from those lists (a department head who held the role all along).
+--   * Everything else as above. Without an organisation the events are exactly those of
+--     earlier versions of this script (same variables, same hashes).
 --
 -- Set-based: a few statements build the plan in temporary tables (one row per event), then one
 -- INSERT ... SELECT appends the events in time order (per-stream sequences in order). All in
@@ -756,8 +790,8 @@ DROP TRIGGER a_generate_events_sign ON events;
 
 -- ---- the users table and sign-in -----------------------------------------------------------
 -- As the service keeps them (a transactional projection of the user events): roles sorted,
--- last_position the user's latest event, sponsors (who registered them or granted them a role)
--- sorted.
+-- last_position the user's latest event, sponsors (who registered them or granted them a role:
+-- admin.2 made every grant) sorted.
 INSERT INTO users (id, email, name, roles, active, created_at, last_position, sponsors,
                    unit_id, company_id, region_id, branch_id, department_id)
 SELECT u.id, u.email, u.name,
@@ -768,7 +802,7 @@ SELECT u.id, u.email, u.name,
        coalesce((SELECT array_agg(DISTINCT s.by ORDER BY s.by)
                  FROM (SELECT CASE WHEN u.u = 1 THEN NULL ELSE :'admin1'::uuid END AS by
                        UNION ALL
-                       SELECT e.actor FROM gen_ev e WHERE e.kind = 2 AND e.agg = u.id) s
+                       SELECT :'admin2'::uuid FROM gen_role_events x WHERE x.kind = 2 AND x.user_id = u.id) s
                  WHERE s.by IS NOT NULL), '{}'),
        uu.unit_id, uu.company_id, uu.region_id, uu.branch_id, uu.department_id
 FROM gen_users u LEFT JOIN gen_user_unit uu USING (id);

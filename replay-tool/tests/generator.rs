@@ -28,10 +28,7 @@ async fn generate_with(url: &str, vars: &[(&str, u32)]) {
     for (name, value) in vars {
         command.arg("-v").arg(format!("{name}={value}"));
     }
-    let out = command
-        .args(["-f", GENERATOR, url])
-        .output()
-        .await;
+    let out = command.args(["-f", GENERATOR, url]).output().await;
     let out = match out {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
@@ -431,7 +428,8 @@ async fn generated_organisation_routes_to_the_requesters_department_and_verifies
          FROM events s JOIN events c ON c.aggregate_id = s.aggregate_id AND c.event_type = 'RequisitionCreated'
          WHERE s.event_type = 'RequisitionSubmitted'";
     let late: i64 =
-        scalar(&pool, &format!("SELECT count(*) FROM ({SUBMISSIONS}) x WHERE recorded_at > '2025-07-03'")).await;
+        scalar(&pool, &format!("SELECT count(*) FROM ({SUBMISSIONS}) x WHERE recorded_at > '2025-07-03'"))
+            .await;
     assert!(late > 50, "{late} submissions in the second half");
     let wrong_heads: i64 = scalar(
         &pool,
