@@ -10,6 +10,10 @@
 --   staff         users holding only `staff` (default 400; more requesters hold staff besides)
 --   start         the first requisition's day (default 2025-01-01 00:00:00+00)
 --   days          how long the history runs (default 365)
+--   regions, branches, departments
+--                 an organisation: that many regions, branches per region and departments per
+--                 branch (default 0 each: none, every user, fund and requisition unscoped, as
+--                 before; all three 0 or all three >= 1). See "With an organisation" below.
 --   secret        the SEAL_KEY (else SECRET_KEY) of the service that will use the store
 --                 (default: the development SECRET_KEY). Every event carries the MAC the
 --                 service would give it (domain/src/integrity.rs), computed here in SQL, so the
@@ -54,6 +58,36 @@
 --     A payment's RequisitionPaid and CashDisbursed are adjacent (one command, one time).
 --     Metadata as the API writes it: actor_id, request_id, client_ip, user_agent, time.
 --
+-- With an organisation (regions > 0), e.g. 5 × 20 × 5 and 2,000 users for the 1M history:
+--
+--   psql "$URL" -v funds=100 -v requisitions=190000 -v regions=5 -v branches=20 -v departments=5 \
+--        -v staff=1351 -f bench/generate_events.sql
+--
+--   * One company (BENCH), the regions (R1...), branches (R1-B01...) and departments
+--     (R1-B01-D1...) as `org_unit` streams (`UnitOpened` with the unit's path), opened by
+--     admin.1 after every user is registered, and their `org_units` rows; then a `UnitAssigned`
+--     by admin.1 for every user but admin.1 (who stays in no unit), and the users' unit columns.
+--   * Branch managers: one per branch (nb of them), sitting in their branch's first department
+--     (they request too). Regional managers: one per region, in it. Department heads: nd + 15,
+--     head k in department (k - 1) mod nd, so that every department has one and the first 15
+--     a second (heads 1-5 request, department_head.15 loses the role halfway: their department
+--     always keeps a head other than the requester). Staff spread over the departments
+--     (staff k in department (k - 1) mod nd). Everyone else, admins 2-3 included, at the
+--     company.
+--   * Funds are version-2 `FundOpened`s owned by branch f mod nb (custodian: its manager),
+--     opened by admin.2 (a fund belongs to a unit of its opener's company). A requester uses a
+--     fund of their branch (with fewer funds than branches, fund (branch mod funds)).
+--   * Requisitions are version-2 `RequisitionCreated`s with the requester's unit (their
+--     department) and origin `branch`; submissions are version-2 `RequisitionSubmitted`s with
+--     `threshold` (the default policy's `Tier 1`..`Tier 3`) and `eligible`: per step, the
+--     active holders of its role in the requisition's scope at that time, as
+--     `domain::routing::route` gives them (department head: the requester's department;
+--     group finance manager, cfo: the company), never the requester. No step is ever without
+--     someone eligible, so nothing escalates. Approvers, rejecters and those who request
+--     changes are picked from those lists (a department head who held the role all along).
+--   * Everything else as above. Without an organisation the events are exactly those of
+--     earlier versions of this script (same variables, same hashes).
+--
 -- Set-based: a few statements build the plan in temporary tables (one row per event), then one
 -- INSERT ... SELECT appends the events in time order (per-stream sequences in order). All in
 -- one transaction (~33 s for the default on 2 vCPU, see docs/performance.md): while it runs,
@@ -79,6 +113,18 @@
 \else
 \set days 365
 \endif
+\if :{?regions}
+\else
+\set regions 0
+\endif
+\if :{?branches}
+\else
+\set branches 0
+\endif
+\if :{?departments}
+\else
+\set departments 0
+\endif
 \if :{?secret}
 \else
 \set secret 'insecure-development-secret-key-do-not-use-in-production'
@@ -86,11 +132,15 @@
 -- argon2id of `bench password 2026`, made by the service's own code (`pettycash user add`).
 \set password_hash '$argon2id$v=19$m=19456,t=2,p=1$kye0pRPPqi3btIRk+ERK2Q$HDtZveBqhftef2/4nOgyXR5WWcBugwcj/H0TdLED2x4'
 
-SELECT (:funds >= 1 AND :requisitions >= 0 AND :staff >= 10 AND :days >= 1) AS gen_args_ok \gset
+SELECT (:funds >= 1 AND :requisitions >= 0 AND :staff >= 10 AND :days >= 1
+        AND ((:regions = 0 AND :branches = 0 AND :departments = 0)
+             OR (:regions >= 1 AND :branches >= 1 AND :departments >= 1))) AS gen_args_ok \gset
 \if :gen_args_ok
 \else
-DO $$ BEGIN RAISE EXCEPTION 'generate_events.sql: needs funds >= 1, requisitions >= 0, staff >= 10, days >= 1'; END $$;
+DO $$ BEGIN RAISE EXCEPTION 'generate_events.sql: needs funds >= 1, requisitions >= 0, staff >= 10, days >= 1, and regions, branches, departments all 0 or all >= 1'; END $$;
 \endif
+-- The organisation: org 1 when it is on; nb branches and nd departments in all.
+SELECT (:regions > 0)::int AS org, :regions * :branches AS nb, :regions * :branches * :departments AS nd \gset
 
 BEGIN;
 SET LOCAL work_mem = '256MB';
@@ -124,8 +174,12 @@ SELECT role, ord::int FROM unnest(ARRAY['staff', 'branch_manager', 'department_h
 
 CREATE TEMP TABLE gen_users ON COMMIT DROP AS
 WITH counts(role, n) AS (
-    VALUES ('admin', 3), ('staff', :staff), ('branch_manager', 12), ('department_head', 15),
-           ('regional_manager', 5), ('group_finance_manager', 6), ('fpa', 4), ('cfo', 3), ('ceo', 2),
+    VALUES ('admin', 3), ('staff', :staff),
+           -- With an organisation: a branch manager per branch, a regional manager per region,
+           -- and 15 department heads more than departments (see gen_user_unit below).
+           ('branch_manager', CASE WHEN :org = 1 THEN :nb ELSE 12 END),
+           ('department_head', CASE WHEN :org = 1 THEN :nd + 15 ELSE 15 END),
+           ('regional_manager', CASE WHEN :org = 1 THEN :regions ELSE 5 END), ('group_finance_manager', 6), ('fpa', 4), ('cfo', 3), ('ceo', 2),
            ('treasury', 8), ('auditor', 3)
 ), people AS (
     SELECT c.role, k, o.ord
@@ -149,13 +203,23 @@ SELECT u, role, k,
            WHEN role = 'treasury' AND k = 1 THEN ARRAY['treasury', 'auditor']
            ELSE ARRAY[role]
        END AS roles,
-       :'start'::timestamptz - interval '60 days' + u * interval '7 minutes' AS registered_at
+       :'start'::timestamptz - interval '60 days' + u * interval '7 minutes' AS registered_at,
+       -- Where the user sits, with an organisation (NULL: unscoped): the level and the unit's
+       -- number at that level.
+       CASE WHEN :org = 0 OR (role = 'admin' AND k = 1) THEN NULL
+            WHEN role IN ('staff', 'department_head', 'branch_manager') THEN 'department'
+            WHEN role = 'regional_manager' THEN 'region'
+            ELSE 'company' END AS ulevel,
+       CASE WHEN role IN ('staff', 'department_head') THEN (k - 1) % greatest(:nd, 1)
+            WHEN role = 'branch_manager' THEN ((k - 1) % greatest(:nb, 1)) * :departments
+            WHEN role = 'regional_manager' THEN (k - 1) % greatest(:regions, 1)
+            ELSE 0 END AS uno
 FROM numbered;
 
 -- Role changes halfway through, by admin.2. At t_mid exactly: requisition events fall on whole
 -- seconds and t_mid does not, so every event is clearly before or after them.
 CREATE TEMP TABLE gen_role_events ON COMMIT DROP AS
-SELECT u.id AS user_id, c.seq, c.kind, c.role
+SELECT u.id AS user_id, c.seq + :org AS seq, c.kind, c.role
 FROM (VALUES ('staff.1@bench.example', 2, 2, 'department_head'),
              ('department_head.15@bench.example', 2, 2, 'regional_manager'),
              ('department_head.15@bench.example', 3, 3, 'department_head'),
@@ -176,8 +240,83 @@ SELECT role, era, (row_number() OVER (PARTITION BY role, era ORDER BY u) - 1)::i
 FROM gen_holds;
 CREATE TEMP TABLE gen_pool_n ON COMMIT DROP AS SELECT role, era, count(*)::int AS n FROM gen_pool GROUP BY role, era;
 
--- Requesters: everyone holding staff (nobody gains or loses it).
-CREATE TEMP TABLE gen_requesters ON COMMIT DROP AS SELECT idx, id FROM gen_pool WHERE role = 'staff' AND era = 0;
+-- ---- the organisation (regions > 0) --------------------------------------------------------
+-- One company, :regions regions, :branches branches per region, :departments departments per
+-- branch, opened by admin.1 (an admin of no unit) after every user is registered; each unit's
+-- path as `UnitPath` records it (domain/src/organisation.rs). Empty without an organisation.
+SELECT :'start'::timestamptz - interval '60 days' + ((SELECT count(*) FROM gen_users) + 1) * interval '7 minutes'
+       AS t_org \gset
+CREATE TEMP TABLE gen_units ON COMMIT DROP AS
+WITH lv AS (
+    SELECT 'company' AS kind, 0 AS lvl, 0 AS no, NULL::int AS region_no, NULL::int AS branch_no, NULL::int AS dept_no
+    WHERE :org = 1
+    UNION ALL
+    SELECT 'region', 1, r, r, NULL, NULL FROM generate_series(0, :regions - 1) AS r
+    UNION ALL
+    SELECT 'branch', 2, b, b / :branches, b, NULL FROM generate_series(0, :nb - 1) AS b
+    UNION ALL
+    SELECT 'department', 3, d, d / :departments / :branches, d / :departments, d FROM generate_series(0, :nd - 1) AS d
+), ids AS (
+    SELECT lv.*, :'t_org'::timestamptz + row_number() OVER (ORDER BY lvl, no) * interval '1 second' AS opened_at,
+           row_number() OVER (ORDER BY lvl, no)::int AS n
+    FROM lv
+), ids2 AS (
+    SELECT ids.*, pg_temp.uuid7(opened_at, 'bench-unit:' || kind || ':' || no) AS id FROM ids
+)
+SELECT i.n, i.kind, i.no, i.opened_at, i.id,
+       CASE i.kind WHEN 'region' THEN c.id WHEN 'branch' THEN r.id WHEN 'department' THEN b.id END AS parent_id,
+       c.id AS company_id, r.id AS region_id, b.id AS branch_id, d.id AS department_id,
+       jsonb_build_object('unit_id', i.id, 'company', c.id, 'region', r.id, 'branch', b.id,
+                          'department', d.id, 'cost_centre', NULL) AS path,
+       CASE i.kind
+           WHEN 'company' THEN 'BENCH'
+           WHEN 'region' THEN 'R' || (i.no + 1)
+           WHEN 'branch' THEN 'R' || (i.region_no + 1) || '-B' || lpad((i.no % :branches + 1)::text, 2, '0')
+           ELSE 'R' || (i.region_no + 1) || '-B' || lpad((i.branch_no % :branches + 1)::text, 2, '0')
+                || '-D' || (i.no % :departments + 1)
+       END AS code,
+       CASE i.kind
+           WHEN 'company' THEN 'Bench Holdings'
+           WHEN 'region' THEN (ARRAY['Nairobi', 'Central', 'Coast', 'Western', 'Rift Valley', 'Lake', 'Northern',
+                                     'Eastern'])[i.no % 8 + 1] || ' region'
+                              || CASE WHEN i.no >= 8 THEN ' ' || (i.no / 8 + 1) ELSE '' END
+           WHEN 'branch' THEN (ARRAY['Nairobi', 'Kampala', 'Mombasa', 'Kuwait City', 'Kisumu', 'Dar es Salaam',
+                                     'Nakuru', 'Eldoret', 'Kigali', 'Thika', 'Entebbe', 'Malindi', 'Arusha', 'Nyeri',
+                                     'Gulu', 'Machakos', 'Mwanza', 'Garissa', 'Jinja', 'Kitale'])[i.no % 20 + 1]
+                              || ' branch' || CASE WHEN i.no >= 20 THEN ' ' || (i.no / 20 + 1) ELSE '' END
+           ELSE (ARRAY['Operations', 'Finance', 'Sales', 'Customer service', 'Logistics', 'Human resources', 'IT',
+                       'Procurement'])[i.no % :departments % 8 + 1]
+                || CASE WHEN i.no % :departments >= 8 THEN ' ' || (i.no % :departments / 8 + 1) ELSE '' END
+       END AS name
+FROM ids2 i
+JOIN ids2 c ON c.kind = 'company'
+LEFT JOIN ids2 r ON r.kind = 'region' AND r.no = i.region_no
+LEFT JOIN ids2 b ON b.kind = 'branch' AND b.no = i.branch_no
+LEFT JOIN ids2 d ON d.kind = 'department' AND d.no = i.dept_no;
+
+-- Each placed user's unit: staff spread over the departments; department head k in department
+-- (k - 1) mod nd, so every department has one, and the first 15 departments (mod nd) a second
+-- one: the requesting heads (1-5) and department_head.15 (no longer one after t_mid) leave
+-- their department a head who held the role all along. A branch manager sits in the first
+-- department of their branch (they request too), a regional manager in their region; admin.1
+-- in no unit (it opens the units); everyone else at the company.
+CREATE TEMP TABLE gen_user_unit ON COMMIT DROP AS
+SELECT u.id, u.u, g.id AS unit_id, g.path, g.company_id, g.region_id, g.branch_id, g.department_id,
+       CASE WHEN g.kind = 'department' THEN g.no END AS dept
+FROM gen_users u JOIN gen_units g ON g.kind = u.ulevel AND g.no = u.uno;
+CREATE UNIQUE INDEX ON gen_user_unit (id);
+
+-- Requesters: everyone holding staff (nobody gains or loses it). Their fund: without an
+-- organisation, idx mod funds; with one, a fund of their branch (fund f belongs to branch
+-- f mod nb; with fewer funds than branches, fund (branch mod funds)).
+CREATE TEMP TABLE gen_requesters ON COMMIT DROP AS
+SELECT p.idx, p.id, uu.dept,
+       CASE WHEN :org = 0 THEN p.idx % :funds
+            WHEN :funds >= :nb THEN uu.dept / :departments
+                 + :nb * (p.idx % ((:funds - uu.dept / :departments + :nb - 1) / :nb))
+            ELSE (uu.dept / :departments) % :funds END AS fundf
+FROM gen_pool p LEFT JOIN gen_user_unit uu USING (id)
+WHERE p.role = 'staff' AND p.era = 0;
 ANALYZE gen_pool, gen_pool_n, gen_requesters;
 SELECT count(*) AS n_req FROM gen_requesters \gset
 SELECT id AS admin1 FROM gen_users WHERE email = 'admin.1@bench.example' \gset
@@ -196,7 +335,9 @@ SELECT f, pg_temp.uuid7(:'start'::timestamptz - interval '7 days' + f * interval
        (SELECT id FROM gen_pool p WHERE p.role = 'branch_manager' AND p.era = 0
           AND p.idx = f % (SELECT n FROM gen_pool_n WHERE role = 'branch_manager' AND era = 0)) AS custodian,
        :'start'::timestamptz - interval '7 days' + f * interval '3 minutes' AS opened_at,
-       NULL::numeric AS float
+       NULL::numeric AS float,
+       -- With an organisation: owned by branch f mod nb (its manager is the custodian).
+       (SELECT g.path FROM gen_units g WHERE g.kind = 'branch' AND g.no = f % greatest(:nb, 1)) AS unit
 FROM generate_series(0, :funds - 1) AS f;
 ANALYZE gen_funds;
 
@@ -222,7 +363,7 @@ WITH b AS MATERIALIZED (
            END AS path
     FROM generate_series(0, :requisitions - 1) AS i
 ), r AS MATERIALIZED (
-    SELECT b.*, q.id AS requester, q.idx AS ridx, f.f, f.id AS fund_id, f.currency, f.minor,
+    SELECT b.*, q.id AS requester, q.idx AS ridx, q.dept, f.f, f.id AS fund_id, f.currency, f.minor,
            round(CASE h % 1000
                      WHEN 0 THEN 1000 WHEN 1 THEN 10000 WHEN 2 THEN 1000.01 WHEN 3 THEN 10000.01
                      ELSE CASE WHEN h % 1000 < 700 THEN 50 + ((h / 1000) % 95000) / 100.0
@@ -237,7 +378,7 @@ WITH b AS MATERIALIZED (
            (1200 + (h2 / 1000000) % 86400)::int AS gap_s
     FROM b
     JOIN gen_requesters q ON q.idx = (b.i::bigint * 7919) % :n_req
-    JOIN gen_funds f ON f.f = q.idx % :funds
+    JOIN gen_funds f ON f.f = q.fundf
 ), a AS MATERIALIZED (
     SELECT r.*,
            CASE WHEN de AND de_kind = 2 THEN round(amount1 * 1.2, minor) ELSE amount1 END AS amount0,
@@ -306,24 +447,41 @@ UPDATE gen_reqs r SET pay = 0 WHERE pay = 1 AND NOT EXISTS (SELECT 1 FROM gen_pa
 ANALYZE gen_paid;
 
 -- ---- approvals and decisions: who ----------------------------------------------------------
+-- Who may decide a step: the holders of its role at that time (scope -1). With an
+-- organisation, a department head step goes to the requester's department (scope: its number):
+-- its heads who hold the role before and after t_mid, so that whoever decides was among the
+-- people the submission was routed to and still holds the role.
+CREATE TEMP TABLE gen_apool ON COMMIT DROP AS
+SELECT role, era, -1 AS scope, idx, id FROM gen_pool WHERE NOT (:org = 1 AND role = 'department_head')
+UNION ALL
+SELECT 'department_head', e.era, s.dept, (row_number() OVER (PARTITION BY e.era, s.dept ORDER BY s.u) - 1)::int, s.id
+FROM (SELECT h.id, min(h.u) AS u, min(uu.dept) AS dept FROM gen_holds h JOIN gen_user_unit uu USING (id)
+      WHERE h.role = 'department_head' GROUP BY h.id HAVING count(*) = 2) s
+CROSS JOIN (VALUES (0), (1)) AS e(era)
+WHERE :org = 1;
+CREATE TEMP TABLE gen_apool_n ON COMMIT DROP AS
+SELECT role, era, scope, count(*)::int AS n FROM gen_apool GROUP BY role, era, scope;
+ANALYZE gen_apool, gen_apool_n;
+
 -- One row per approval, rejection or change request, with the role of its step and the era.
 CREATE TEMP TABLE gen_dec ON COMMIT DROP AS
 WITH d AS (
-    SELECT r.i, r.requester, r.h3, 1 AS round, j AS step, 23 AS kind, r.c2 + 1 + j AS seq, r.l1 AS len,
+    SELECT r.i, r.requester, r.dept, r.h3, 1 AS round, j AS step, 23 AS kind, r.c2 + 1 + j AS seq, r.l1 AS len,
            r.t0, r.gap_s
     FROM gen_reqs r CROSS JOIN LATERAL generate_series(0, r.a1 - 1) AS j
     UNION ALL
-    SELECT r.i, r.requester, r.h3, 1, r.a1, CASE r.d1 WHEN 1 THEN 25 ELSE 24 END, r.c4, r.l1, r.t0, r.gap_s
+    SELECT r.i, r.requester, r.dept, r.h3, 1, r.a1, CASE r.d1 WHEN 1 THEN 25 ELSE 24 END, r.c4, r.l1, r.t0, r.gap_s
     FROM gen_reqs r WHERE r.d1 > 0
     UNION ALL
-    SELECT r.i, r.requester, r.h3, 2, j, 23, r.c6 + 1 + j, r.l2, r.t0, r.gap_s
+    SELECT r.i, r.requester, r.dept, r.h3, 2, j, 23, r.c6 + 1 + j, r.l2, r.t0, r.gap_s
     FROM gen_reqs r CROSS JOIN LATERAL generate_series(0, r.a2 - 1) AS j
     UNION ALL
-    SELECT r.i, r.requester, r.h3, 2, r.a2, 24, r.c8, r.l2, r.t0, r.gap_s
+    SELECT r.i, r.requester, r.dept, r.h3, 2, r.a2, 24, r.c8, r.l2, r.t0, r.gap_s
     FROM gen_reqs r WHERE r.d2 > 0
 ), e AS MATERIALIZED (
     SELECT d.i, d.requester, d.round, d.step, d.kind, d.seq, d.len,
            (ARRAY['department_head', 'group_finance_manager', 'cfo'])[d.step + 1] AS role,
+           CASE WHEN :org = 1 AND d.step = 0 THEN d.dept ELSE -1 END AS scope,
            d.t0 + (d.seq - 1) * d.gap_s * interval '1 second' AS ts,
            ((d.t0 + (d.seq - 1) * d.gap_s * interval '1 second') > :'t_mid'::timestamptz)::int AS era,
            (d.h3 / 16 + d.round * 1000003 + d.step * 7919) AS hs
@@ -333,11 +491,17 @@ WITH d AS (
     SELECT e.*, CASE WHEN rx.idx IS NULL THEN (e.hs % n.n)::int
                      ELSE (e.hs % (n.n - 1))::int + ((e.hs % (n.n - 1))::int >= rx.idx)::int END AS pick
     FROM e
-    JOIN gen_pool_n n ON n.role = e.role AND n.era = e.era
-    LEFT JOIN gen_pool rx ON rx.role = e.role AND rx.era = e.era AND rx.id = e.requester
+    JOIN gen_apool_n n ON n.role = e.role AND n.era = e.era AND n.scope = e.scope
+    LEFT JOIN gen_apool rx ON rx.role = e.role AND rx.era = e.era AND rx.scope = e.scope AND rx.id = e.requester
 )
 SELECT k.i, k.round, k.step, k.kind, k.seq, k.ts, k.role, k.len, p.id AS actor
-FROM k JOIN gen_pool p ON p.role = k.role AND p.era = k.era AND p.idx = k.pick;
+FROM k JOIN gen_apool p ON p.role = k.role AND p.era = k.era AND p.scope = k.scope AND p.idx = k.pick;
+DO $$
+BEGIN
+    IF (SELECT count(*) FROM gen_dec) <> (SELECT coalesce(sum(a1 + (d1 > 0)::int + a2 + (d2 > 0)::int), 0) FROM gen_reqs) THEN
+        RAISE EXCEPTION 'generate_events.sql: a step found nobody to decide it';
+    END IF;
+END $$;
 
 -- ---- the events, in time order -------------------------------------------------------------
 -- kinds: 2 RoleGranted, 3 RoleRevoked, 11 CashDisbursed, 20 RequisitionCreated, 21 Edited,
@@ -403,6 +567,21 @@ SELECT row_number() OVER (ORDER BY ts, i, tb, seq, agg) AS o, x.* FROM x ORDER B
 CREATE UNIQUE INDEX ON gen_ev (o);
 ANALYZE gen_ev;
 
+-- With an organisation, who each step of a submission is routed to (`eligible`), as
+-- `domain::routing::route` gives it: the active holders of the step's role in the
+-- requisition's scope (its department for a department head, the company otherwise) at that
+-- time, never the requester (nobody the requester sponsored holds a step role: only admins
+-- register users or grant roles). Per role, era and scope; the requester is taken out per
+-- submission.
+CREATE TEMP TABLE gen_elig ON COMMIT DROP AS
+SELECT h.role, h.era, CASE WHEN h.role = 'department_head' THEN uu.dept ELSE -1 END AS scope,
+       jsonb_agg(h.id ORDER BY h.u) AS ids
+FROM gen_holds h JOIN gen_user_unit uu USING (id)
+WHERE :org = 1 AND h.role IN ('department_head', 'group_finance_manager', 'cfo')
+GROUP BY 1, 2, 3;
+CREATE UNIQUE INDEX ON gen_elig (role, era, scope);
+ANALYZE gen_elig;
+
 -- ---- sign ----------------------------------------------------------------------------------
 -- The service signs each event it appends: metadata.mac = hex(HMAC-SHA256(event key,
 -- 'pettycash-event-mac-v1' || event_content_digest(...))) (migration 0006), the event key being
@@ -460,12 +639,47 @@ SELECT 'user', u.id::text, 1, 'UserRegistered', '1',
        u.registered_at
 FROM gen_users u ORDER BY u.u;
 
+-- The organisation's units, then every placed user's UnitAssigned (by admin.1), before the funds.
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
-SELECT 'fund', f.id::text, 1, 'FundOpened', '1',
+SELECT 'org_unit', g.id::text, 1, 'UnitOpened', '1',
+       jsonb_build_object('UnitOpened', jsonb_build_object(
+           'unit_id', g.id, 'kind', g.kind, 'name', g.name, 'code', g.code, 'phone', NULL,
+           'parent_id', g.parent_id, 'path', g.path, 'opened_by', :'admin1'::uuid)),
+       jsonb_build_object('actor_id', :'admin1', 'request_id', md5('bench-rq:unit:' || g.n)::uuid,
+           'client_ip', '10.0.0.10',
+           'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
+           'time', to_char(g.opened_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+       g.opened_at
+FROM gen_units g ORDER BY g.n;
+
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
+SELECT 'user', uu.id::text, 2, 'UnitAssigned', '1',
+       jsonb_build_object('UnitAssigned', jsonb_build_object('unit_id', uu.unit_id, 'assigned_by', :'admin1'::uuid)),
+       jsonb_build_object('actor_id', :'admin1', 'request_id', md5('bench-rq:assign:' || uu.u)::uuid,
+           'client_ip', '10.0.0.10',
+           'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
+           'time', to_char((:'t_org'::timestamptz + interval '1 hour' + uu.u * interval '1 second') AT TIME ZONE 'UTC',
+                           'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+       :'t_org'::timestamptz + interval '1 hour' + uu.u * interval '1 second'
+FROM gen_user_unit uu ORDER BY uu.u;
+
+-- The org_units table, as the service keeps it with the unit events (migration 0011).
+INSERT INTO org_units (id, kind, name, code, phone, parent_id, company_id, region_id, branch_id, department_id,
+                       cost_centre_id, closed, last_position)
+SELECT g.id, g.kind, g.name, g.code, NULL, g.parent_id, g.company_id, g.region_id, g.branch_id, g.department_id,
+       NULL, false,
+       (SELECT max(global_position) FROM events WHERE aggregate_type = 'org_unit' AND aggregate_id = g.id::text)
+FROM gen_units g ORDER BY g.n;
+
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
+SELECT 'fund', f.id::text, 1, 'FundOpened', CASE WHEN :org = 1 THEN '2' ELSE '1' END,
+       -- With an organisation: version 2, owned by a branch and so opened by admin.2, an admin
+       -- of the company (a fund belongs to a unit of its opener's company).
        jsonb_build_object('FundOpened', jsonb_build_object(
            'fund_id', f.id, 'name', f.name, 'currency', f.currency, 'float', f.float::text,
-           'custodian_id', f.custodian, 'opened_by', :'admin1'::uuid)),
-       jsonb_build_object('actor_id', :'admin1', 'request_id', md5('bench-rq:fund:' || f.f)::uuid,
+           'custodian_id', f.custodian, 'opened_by', CASE WHEN :org = 1 THEN :'admin2' ELSE :'admin1' END::uuid)
+           || CASE WHEN :org = 1 THEN jsonb_build_object('unit', f.unit) ELSE '{}' END),
+       jsonb_build_object('actor_id', CASE WHEN :org = 1 THEN :'admin2' ELSE :'admin1' END, 'request_id', md5('bench-rq:fund:' || f.f)::uuid,
            'client_ip', '10.0.0.10',
            'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
            'time', to_char(f.opened_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
@@ -479,7 +693,7 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
        (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', '', '', '', '', '', '', '',
               '', 'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted', 'RequisitionApproved',
               'RequisitionRejected', 'ChangesRequested', 'RequisitionCancelled', 'RequisitionPaid'])[e.kind],
-       '1',
+       CASE WHEN :org = 1 AND e.kind IN (20, 22) THEN '2' ELSE '1' END,
        CASE e.kind
        WHEN 2 THEN jsonb_build_object('RoleGranted', jsonb_build_object('role', e.role, 'granted_by', e.actor))
        WHEN 3 THEN jsonb_build_object('RoleRevoked', jsonb_build_object('role', e.role, 'revoked_by', e.actor))
@@ -512,7 +726,10 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
                              'cleaning', 'transport', 'meals', 'repairs', 'office', 'transport', 'postage',
                              'welfare', 'repairs', 'transport', 'welfare', 'office', 'utilities', 'meals',
                              'bank charges', 'repairs', 'communication', 'welfare'])[(e.var % 24)::int + 1] END,
-           'requester_id', e.actor))
+           'requester_id', e.actor)
+           -- Version 2 with an organisation: the requester's unit (a department: origin `branch`).
+           || CASE WHEN :org = 1 THEN jsonb_build_object('origin', 'branch',
+                  'unit', (SELECT uu.path FROM gen_user_unit uu WHERE uu.id = e.actor)) ELSE '{}' END)
        WHEN 21 THEN jsonb_build_object('RequisitionEdited', jsonb_build_object(
            'amount', CASE WHEN e.var IN (2, 4, 5) THEN e.amount::text END,
            'purpose', CASE WHEN e.var IN (3, 5) THEN 'Revised as asked: ' || (ARRAY['split across two receipts',
@@ -523,7 +740,18 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
        WHEN 22 THEN jsonb_build_object('RequisitionSubmitted', jsonb_build_object(
            'amount', e.amount::text,
            'chain', to_jsonb((ARRAY['department_head', 'group_finance_manager', 'cfo'])[1:e.len]),
-           'policy_version', 0, 'submitted_by', e.actor))
+           'policy_version', 0, 'submitted_by', e.actor)
+           -- Version 2 with an organisation: the default policy's threshold (`Tier n`, one per
+           -- tier: the chain's length here) and who each step is routed to.
+           || CASE WHEN :org = 1 THEN jsonb_build_object('threshold', 'Tier ' || e.len,
+                  'eligible', (SELECT jsonb_agg(l.ids - e.actor::text ORDER BY s.n)
+                               FROM unnest((ARRAY['department_head', 'group_finance_manager', 'cfo'])[1:e.len])
+                                    WITH ORDINALITY AS s(role, n)
+                               JOIN gen_elig l ON l.role = s.role AND l.era = (e.ts > :'t_mid'::timestamptz)::int
+                                AND l.scope = CASE WHEN s.role = 'department_head'
+                                                   THEN (SELECT uu.dept FROM gen_user_unit uu WHERE uu.id = e.actor)
+                                                   ELSE -1 END),
+                  'comment', NULL, 'due', NULL) ELSE '{}' END)
        WHEN 23 THEN jsonb_build_object('RequisitionApproved', jsonb_build_object(
            'step', e.step, 'role', e.role, 'approver_id', e.actor, 'completes_chain', e.completes))
        WHEN 24 THEN jsonb_build_object('RequisitionRejected', jsonb_build_object(
@@ -562,9 +790,10 @@ DROP TRIGGER a_generate_events_sign ON events;
 
 -- ---- the users table and sign-in -----------------------------------------------------------
 -- As the service keeps them (a transactional projection of the user events): roles sorted,
--- last_position the user's latest event, sponsors (who registered them or granted them a role)
--- sorted.
-INSERT INTO users (id, email, name, roles, active, created_at, last_position, sponsors)
+-- last_position the user's latest event, sponsors (who registered them or granted them a role:
+-- admin.2 made every grant) sorted.
+INSERT INTO users (id, email, name, roles, active, created_at, last_position, sponsors,
+                   unit_id, company_id, region_id, branch_id, department_id)
 SELECT u.id, u.email, u.name,
        ARRAY(SELECT h.role FROM gen_holds h JOIN gen_role_order o USING (role)
              WHERE h.id = u.id AND h.era = 1 ORDER BY o.ord),
@@ -573,13 +802,15 @@ SELECT u.id, u.email, u.name,
        coalesce((SELECT array_agg(DISTINCT s.by ORDER BY s.by)
                  FROM (SELECT CASE WHEN u.u = 1 THEN NULL ELSE :'admin1'::uuid END AS by
                        UNION ALL
-                       SELECT e.actor FROM gen_ev e WHERE e.kind = 2 AND e.agg = u.id) s
-                 WHERE s.by IS NOT NULL), '{}')
-FROM gen_users u;
+                       SELECT :'admin2'::uuid FROM gen_role_events x WHERE x.kind = 2 AND x.user_id = u.id) s
+                 WHERE s.by IS NOT NULL), '{}'),
+       uu.unit_id, uu.company_id, uu.region_id, uu.branch_id, uu.department_id
+FROM gen_users u LEFT JOIN gen_user_unit uu USING (id);
 INSERT INTO credentials (user_id, password_hash, updated_at)
 SELECT id, :'password_hash', registered_at FROM gen_users;
 
 SELECT (SELECT count(*) FROM gen_users) AS n_users, (SELECT count(*) FROM gen_ev) + (SELECT count(*) FROM gen_users)
-       + :funds AS n_events \gset
+       + :funds + (SELECT count(*) FROM gen_units) + (SELECT count(*) FROM gen_user_unit) AS n_events,
+       (SELECT count(*) FROM gen_units) AS n_units \gset
 COMMIT;
-\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions
+\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions, :n_units units

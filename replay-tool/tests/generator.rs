@@ -18,15 +18,17 @@ const BENCH_PASSWORD: &str = "bench password 2026";
 
 /// Runs the generator through psql, as the benchmarks do.
 async fn generate(url: &str, funds: u32, requisitions: u32) {
-    let out = tokio::process::Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .arg("-v")
-        .arg(format!("funds={funds}"))
-        .arg("-v")
-        .arg(format!("requisitions={requisitions}"))
-        .args(["-f", GENERATOR, url])
-        .output()
-        .await;
+    generate_with(url, &[("funds", funds), ("requisitions", requisitions)]).await
+}
+
+/// Runs the generator with these psql variables.
+async fn generate_with(url: &str, vars: &[(&str, u32)]) {
+    let mut command = tokio::process::Command::new("psql");
+    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
+    for (name, value) in vars {
+        command.arg("-v").arg(format!("{name}={value}"));
+    }
+    let out = command.args(["-f", GENERATOR, url]).output().await;
     let out = match out {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
@@ -322,4 +324,166 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     // The commands appended after the generated history, and it all still verifies.
     let summary = verify_clean(&url).await;
     assert_eq!(summary["events"], events + 3, "one approval, one payment (two events)");
+}
+
+/// The generator with an organisation (2 regions × 2 branches × 2 departments): units opened
+/// and kept in `org_units`, users placed in them, funds owned by branches, requisitions
+/// scoped to their requester's department and routed to its heads (version 2 submissions with
+/// threshold and eligible people), all verifying clean, and a routed head can approve over
+/// HTTP.
+#[tokio::test]
+async fn generated_organisation_routes_to_the_requesters_department_and_verifies_clean() {
+    let (url, pool) = pettycash_tests::fresh_database().await;
+    generate_with(
+        &url,
+        &[("funds", 6), ("requisitions", 300), ("regions", 2), ("branches", 2), ("departments", 2)],
+    )
+    .await;
+
+    // verify recomputes every route (`route_mismatch`) and checks every decider against it.
+    let summary = verify_clean(&url).await;
+    let events: i64 = scalar(&pool, "SELECT count(*) FROM events").await;
+    assert_eq!(summary["events"], events);
+    assert_eq!(summary["authenticated_events"], events, "every event signed as the service would");
+    assert_eq!(summary["aggregates"]["org_unit"], 1 + 2 + 4 + 8);
+    assert_eq!(summary["aggregates"]["requisition"], 300);
+
+    // The units, as events and as the service's table.
+    let kinds: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload->'UnitOpened'->>'kind', count(*) FROM events WHERE event_type = 'UnitOpened'
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let want = [("branch", 4), ("company", 1), ("department", 8), ("region", 2)];
+    assert_eq!(kinds, want.map(|(k, n)| (k.to_string(), n)));
+    let table: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, count(*) FROM org_units WHERE NOT closed GROUP BY 1 ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(table, kinds);
+
+    // Every user but admin.1 (who opened the units) is placed, by a UnitAssigned event and in
+    // the users table; every department has a department head.
+    let users: i64 = scalar(&pool, "SELECT count(*) FROM users").await;
+    let unplaced: Vec<String> =
+        sqlx::query_scalar("SELECT email FROM users WHERE unit_id IS NULL").fetch_all(&pool).await.unwrap();
+    assert_eq!(unplaced, ["admin.1@bench.example"]);
+    let assigned: i64 = scalar(&pool, "SELECT count(*) FROM events WHERE event_type = 'UnitAssigned'").await;
+    assert_eq!(assigned, users - 1);
+    let headless: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM org_units d WHERE d.kind = 'department' AND NOT EXISTS
+           (SELECT 1 FROM users u WHERE u.department_id = d.id AND 'department_head' = ANY (u.roles))",
+    )
+    .await;
+    assert_eq!(headless, 0, "every department has a head");
+
+    // Funds belong to branches (version 2).
+    let unowned: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events e WHERE e.event_type = 'FundOpened' AND (e.event_version <> '2'
+           OR NOT EXISTS (SELECT 1 FROM org_units b WHERE b.kind = 'branch'
+                          AND b.id = (e.payload->'FundOpened'->'unit'->>'unit_id')::uuid))",
+    )
+    .await;
+    assert_eq!(unowned, 0, "every fund is owned by a branch");
+
+    // Requisitions carry their requester's unit (a department) and origin; submissions are
+    // version 2 with the default policy's threshold and one non-empty list per step.
+    let unscoped: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events e JOIN users u ON u.id = (e.payload->'RequisitionCreated'->>'requester_id')::uuid
+         WHERE e.event_type = 'RequisitionCreated' AND (e.event_version <> '2'
+           OR e.payload->'RequisitionCreated'->>'origin' IS DISTINCT FROM 'branch'
+           OR (e.payload->'RequisitionCreated'->'unit'->>'department')::uuid IS DISTINCT FROM u.department_id)",
+    )
+    .await;
+    assert_eq!(unscoped, 0);
+    let badly_routed: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events e, LATERAL (SELECT e.payload->'RequisitionSubmitted' AS p) s
+         WHERE e.event_type = 'RequisitionSubmitted' AND (e.event_version <> '2'
+           OR s.p->>'threshold' IS DISTINCT FROM 'Tier ' || jsonb_array_length(s.p->'chain')
+           OR jsonb_array_length(s.p->'eligible') <> jsonb_array_length(s.p->'chain')
+           OR EXISTS (SELECT 1 FROM jsonb_array_elements(s.p->'eligible') l WHERE jsonb_array_length(l) = 0))",
+    )
+    .await;
+    assert_eq!(badly_routed, 0);
+    let tiers: i64 = scalar(
+        &pool,
+        "SELECT count(DISTINCT payload->'RequisitionSubmitted'->>'threshold') FROM events
+         WHERE event_type = 'RequisitionSubmitted'",
+    )
+    .await;
+    assert_eq!(tiers, 3, "Tier 1, 2 and 3");
+
+    // The first step goes to the heads of the requester's department, but never the requester:
+    // after the role changes halfway (2025-07-02) the users table holds the roles then.
+    const SUBMISSIONS: &str = "SELECT s.payload->'RequisitionSubmitted'->'eligible'->0 AS heads, s.recorded_at,
+                (c.payload->'RequisitionCreated'->'unit'->>'department')::uuid AS dept,
+                (c.payload->'RequisitionCreated'->>'requester_id')::uuid AS requester
+         FROM events s JOIN events c ON c.aggregate_id = s.aggregate_id AND c.event_type = 'RequisitionCreated'
+         WHERE s.event_type = 'RequisitionSubmitted'";
+    let late: i64 =
+        scalar(&pool, &format!("SELECT count(*) FROM ({SUBMISSIONS}) x WHERE recorded_at > '2025-07-03'"))
+            .await;
+    assert!(late > 50, "{late} submissions in the second half");
+    let wrong_heads: i64 = scalar(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM ({SUBMISSIONS}) x WHERE recorded_at > '2025-07-03'
+               AND ARRAY(SELECT h::uuid FROM jsonb_array_elements_text(x.heads) h ORDER BY 1)
+                   <> ARRAY(SELECT id FROM users WHERE 'department_head' = ANY (roles) AND department_id = x.dept
+                            AND id <> x.requester ORDER BY 1)"
+        ),
+    )
+    .await;
+    assert_eq!(wrong_heads, 0, "second-half submissions routed to exactly their department's heads");
+    let outsiders: i64 = scalar(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM ({SUBMISSIONS}) x, jsonb_array_elements_text(x.heads) h
+             JOIN users u ON u.id = h::uuid WHERE u.department_id <> x.dept OR u.id = x.requester"
+        ),
+    )
+    .await;
+    assert_eq!(outsiders, 0, "never a head of another department, never the requester");
+
+    // --- over HTTP: a head approves a requisition routed to them -------------------------------
+    let mut config = Config::development();
+    config.database_url = Some(url.clone().into());
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.seal_interval_secs = 3600;
+    config.mail.transport = pettycash_api::config::MailTransportConfig::Queue;
+    let app = Application::build(config, pool.clone()).await.expect("build app");
+    let api = Api {
+        client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap(),
+        address: format!("http://127.0.0.1:{}", app.port()),
+    };
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let (pending, email): (String, String) = sqlx::query_as(&format!(
+        "SELECT l.aggregate_id, u.email FROM ({LAST_EVENTS}) l
+         JOIN users u ON u.id = (l.payload->'RequisitionSubmitted'->'eligible'->0->>0)::uuid
+         WHERE l.event_type = 'RequisitionSubmitted' ORDER BY l.aggregate_id LIMIT 1"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (head, _) = api.login(&email).await;
+    let (status, body) = api
+        .send(
+            Some(&head),
+            reqwest::Method::POST,
+            &format!("/api/requisitions/{pending}/approve"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "approve {pending} as {email}: {body}");
+
+    let summary = verify_clean(&url).await;
+    assert_eq!(summary["events"], events + 1);
 }
