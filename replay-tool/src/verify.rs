@@ -93,7 +93,7 @@ use futures::TryStreamExt;
 use pettycash_domain::delegation::{same_scope, Delegation, DelegationEvent};
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
-use pettycash_domain::organisation::{Origin, UnitEvent, UnitPath};
+use pettycash_domain::organisation::{reach_level, Origin, UnitEvent, UnitPath};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyEvent};
 use pettycash_domain::requisition::StepDue;
 use pettycash_domain::requisition::{RequisitionEvent, Status};
@@ -303,6 +303,10 @@ pub struct Verifier {
     /// Holders of each role (any company), to find a submission's directory without scanning
     /// every user.
     by_role: HashMap<Role, HashSet<Uuid>>,
+    /// Holders of a role in a company and (for roles that reach a unit) that unit, as
+    /// `directory` gives them: built once per key, emptied by every user or unit event (rare
+    /// beside submissions), so a submission does not rebuild hundreds of holders.
+    directory_cache: HashMap<(Role, Option<Uuid>, Option<Uuid>), Vec<Holder>>,
     /// Who registered each user or granted them a role (only users that have any).
     sponsors: HashMap<Uuid, Vec<Uuid>>,
     /// The key events are authenticated with (`None`: only missing MACs are found).
@@ -444,25 +448,56 @@ impl Verifier {
 
     /// What the command side looked up for a submission: the active holders of the chain's
     /// roles and the active admins, of `company` (or of none).
-    fn directory(&self, chain: &[Role], company: Option<Uuid>) -> Directory {
-        let person = |user: Uuid| {
-            let unit = self.unit_of(user);
-            (!self.deactivated.contains(&user) && unit.map(|u| u.company) == company).then(|| Holder {
-                user_id: user,
-                roles: self.users.get(&user).map(|r| r.iter().copied().collect()).unwrap_or_default(),
-                unit,
-                sponsors: self.sponsors.get(&user).cloned().unwrap_or_default(),
-            })
-        };
-        let people = |role: Role| -> Vec<Holder> {
-            let mut ids: Vec<Uuid> =
-                self.by_role.get(&role).map(|s| s.iter().copied().collect()).unwrap_or_default();
-            ids.sort();
-            ids.into_iter().filter_map(person).collect()
-        };
+    /// The directory routing reads for a requisition of `unit` (`None`: unscoped): the active
+    /// holders of `chain`'s roles in its company — for a role that reaches a unit, only those
+    /// of the requisition's unit at that level, which is all `Directory::holders` keeps anyway —
+    /// and the company's admins.
+    fn directory(&mut self, chain: &[Role], unit: Option<&UnitPath>) -> Directory {
+        let company = unit.map(|u| u.company);
         let mut seen = HashSet::new();
-        let holders = chain.iter().flat_map(|r| people(*r)).filter(|h| seen.insert(h.user_id)).collect();
-        Directory { holders, admins: people(Role::Admin) }
+        let mut holders = Vec::new();
+        for role in chain {
+            let scope = reach_level(*role).and_then(|level| unit.and_then(|u| u.at(level)));
+            for h in self.people(*role, company, scope) {
+                if seen.insert(h.user_id) {
+                    holders.push(h);
+                }
+            }
+        }
+        let admins = self.people(Role::Admin, company, None);
+        Directory { holders, admins }
+    }
+
+    /// The active holders of `role` in `company` and, when given, whose unit is `scope` or
+    /// under it (cached, see `directory_cache`).
+    fn people(&mut self, role: Role, company: Option<Uuid>, scope: Option<Uuid>) -> Vec<Holder> {
+        if let Some(found) = self.directory_cache.get(&(role, company, scope)) {
+            return found.clone();
+        }
+        let level = reach_level(role);
+        let mut ids: Vec<Uuid> =
+            self.by_role.get(&role).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        ids.sort();
+        let found: Vec<Holder> = ids
+            .into_iter()
+            .filter_map(|user| {
+                let unit = self.unit_of(user);
+                let in_scope = match (scope, level) {
+                    (Some(scope), Some(level)) => unit.and_then(|u| u.at(level)) == Some(scope),
+                    _ => true,
+                };
+                (!self.deactivated.contains(&user) && unit.map(|u| u.company) == company && in_scope).then(
+                    || Holder {
+                        user_id: user,
+                        roles: self.users.get(&user).map(|r| r.iter().copied().collect()).unwrap_or_default(),
+                        unit,
+                        sponsors: self.sponsors.get(&user).cloned().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        self.directory_cache.insert((role, company, scope), found.clone());
+        found
     }
 
     fn holds(&self, user: Uuid, role: Role) -> bool {
@@ -550,13 +585,17 @@ impl Verifier {
         let result = match e.aggregate_type.as_str() {
             "fund" => e.decode::<FundEvent>().map(|ev| self.fund(e, ev)),
             "requisition" => e.decode::<RequisitionEvent>().map(|ev| self.requisition(e, ev)),
-            "user" => e.decode::<UserEvent>().map(|ev| self.user(e, ev)),
+            "user" => e.decode::<UserEvent>().map(|ev| {
+                self.directory_cache.clear();
+                self.user(e, ev)
+            }),
             "approval_policy" => {
                 e.decode::<PolicyEvent>().map(|ev| cqrs_es::Aggregate::apply(&mut self.policy, ev))
             }
             // Organisation units and invitations carry no rule `verify` checks; they must still
             // read (an accepted invitation's user is checked by its own `user` events).
             "org_unit" => e.decode::<UnitEvent>().map(|ev| {
+                self.directory_cache.clear();
                 if let UnitEvent::UnitOpened { unit_id, path, .. } = ev {
                     self.units.insert(unit_id, path);
                 }
@@ -873,7 +912,7 @@ impl Verifier {
                 if let (Some(recorded), Some(currency), Some(requester)) =
                     (&eligible, &currency, &requester_actor)
                 {
-                    let directory = self.directory(&chain, unit.map(|u| u.company));
+                    let directory = self.directory(&chain, unit.as_ref());
                     let routed = pettycash_domain::routing::route(
                         &self.policy.thresholds(),
                         currency,
