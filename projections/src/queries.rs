@@ -309,6 +309,13 @@ fn level_column(level: UnitKind) -> &'static str {
 /// the latest submission's, the unit columns are the requisition's path).
 fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
     qb.push(" AND (requester_id = ").push_bind(scope.user_id).push(" OR (");
+    push_others(qb, scope);
+    qb.push("))");
+}
+
+/// The part of [`push_scope`] that admits other people's requisitions (everything but "their
+/// own"), without the leading `AND`.
+fn push_others(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
     push_company(qb, "company_id", scope.company);
     qb.push(" AND ");
     if scope.everything {
@@ -339,7 +346,6 @@ fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
         }
         qb.push(")");
     }
-    qb.push("))");
 }
 
 /// Requisitions `scope` admits and `filter` matches, newest first (`created_at DESC, id DESC`).
@@ -350,13 +356,30 @@ pub async fn list_requisitions(
     page_req: PageRequest,
 ) -> Result<Page<RequisitionRow>, QueryError> {
     let limit = page_req.limit();
+    // The scope is "their own, or others' the rule admits": each half is its own newest-first
+    // page through its own index (requester; company), then the two pages are merged. One
+    // `WHERE a OR b ORDER BY created_at LIMIT n` lets PostgreSQL walk every row newest first
+    // when it misjudges how rare the matches are (a small company in a table another company
+    // fills: 186 ms for 23 rows of 191,000).
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
-    push_scope(&mut qb, scope);
-    push_requisition_filter(&mut qb, filter);
-    if let Some(after) = page_req.after {
-        qb.push(" AND (created_at, id) < (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
+    qb.push(" AND id IN (");
+    for half in 0..2 {
+        if half == 1 {
+            qb.push(" UNION ALL ");
+        }
+        qb.push("(SELECT id FROM rm_requisitions WHERE ");
+        if half == 0 {
+            qb.push("requester_id = ").push_bind(scope.user_id);
+        } else {
+            push_others(&mut qb, scope);
+        }
+        push_requisition_filter(&mut qb, filter);
+        if let Some(after) = page_req.after {
+            qb.push(" AND (created_at, id) < (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit + 1).push(")");
     }
-    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit + 1);
+    qb.push(") ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit + 1);
     let rows: Vec<RequisitionRow> = qb.build_query_as().fetch_all(pool).await?;
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
