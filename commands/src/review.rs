@@ -55,7 +55,11 @@ impl CommandService {
             // ran, or a tool without it): nothing to compare with, and no reason to refuse the
             // submission.
             Err(e) if crate::error::is_undefined_table(&e) => {
-                tracing::warn!("no requisitions read model yet: submission not checked for duplicates");
+                // A new store (its first submissions, e.g. the demo's, before the engine ran)
+                // has nothing to be a duplicate of: not a warning.
+                tracing::info!(
+                    "no requisitions read model yet (a new store): submission not checked for duplicates"
+                );
                 Vec::new()
             }
             Err(e) => return Err(e.into()),
