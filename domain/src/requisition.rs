@@ -293,11 +293,8 @@ impl Requisition {
         if self.status != Status::PendingApproval {
             return None;
         }
-        let mut from = self.approvals.last().map_or(0, |a| a.step + 1);
-        if self.fast_tracked {
-            from = from.max(self.chain.len().saturating_sub(1));
-        }
-        crate::routing::next_step(self.chain.len(), self.eligible.as_deref(), from)
+        let after = self.approvals.last().map_or(0, |a| a.step + 1);
+        crate::routing::waiting_step(self.chain.len(), self.eligible.as_deref(), after, self.fast_tracked)
     }
 
     /// The role the next approval needs, while pending.

@@ -409,6 +409,19 @@ pub fn next_step(chain_len: usize, eligible: Option<&[Vec<Id>]>, from: usize) ->
     (from..chain_len).find(|&i| eligible.is_none_or(|lists| lists.get(i).is_some_and(|l| !l.is_empty())))
 }
 
+/// The step a pending requisition waits for: [`next_step`] from `after` (the step after the
+/// last approval of the round), or from the chain's final step while confirmed urgency
+/// `fast_tracked` it. The one rule, used by the aggregate and by `verify`.
+pub fn waiting_step(
+    chain_len: usize,
+    eligible: Option<&[Vec<Id>]>,
+    after: usize,
+    fast_tracked: bool,
+) -> Option<usize> {
+    let from = if fast_tracked { after.max(chain_len.saturating_sub(1)) } else { after };
+    next_step(chain_len, eligible, from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,7 +98,7 @@ use pettycash_domain::policy::{ApprovalPolicy, PolicyEvent};
 use pettycash_domain::requisition::StepDue;
 use pettycash_domain::requisition::{RequisitionEvent, Status};
 use pettycash_domain::role::Role;
-use pettycash_domain::routing::{next_step, Directory, EscalatedTo, EscalationReason, Holder};
+use pettycash_domain::routing::{next_step, waiting_step, Directory, EscalatedTo, EscalationReason, Holder};
 use pettycash_domain::user::UserEvent;
 use pettycash_domain::Actor;
 use pettycash_domain::Currency;
@@ -243,23 +243,15 @@ struct ReqV {
 }
 
 impl ReqV {
-    /// Where the next decision's step is looked for: after the last approval of the round, or
-    /// the final step while fast-tracked.
-    fn from(&self) -> usize {
-        let len = self.chain.as_ref().map_or(0, Vec::len);
-        if self.fast_tracked {
-            self.step_from.max(len.saturating_sub(1))
-        } else {
-            self.step_from
-        }
+    /// The step the chain waits for next (`routing::waiting_step`), whatever the status.
+    fn next(&self) -> Option<usize> {
+        let chain = self.chain.as_ref()?;
+        waiting_step(chain.len(), self.eligible.as_deref(), self.step_from, self.fast_tracked)
     }
 
     /// The step the requisition waits for, while pending approval.
     fn current(&self) -> Option<usize> {
-        let chain = self.chain.as_ref()?;
-        (self.status == Status::PendingApproval)
-            .then(|| next_step(chain.len(), self.eligible.as_deref(), self.from()))
-            .flatten()
+        self.next().filter(|_| self.status == Status::PendingApproval)
     }
 }
 
@@ -1150,9 +1142,8 @@ impl Verifier {
                 );
                 let status = r.status;
                 let twice = r.approvals.iter().any(|(_, _, who)| *who == approver_id);
-                let from = r.from();
                 let expected = r.chain.as_ref().map(|c| {
-                    let next = next_step(c.len(), r.eligible.as_deref(), from);
+                    let next = r.next();
                     (next, next.map(|i| c[i]))
                 });
                 r.approvals.push((step, role, approver_id));
