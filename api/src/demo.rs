@@ -80,6 +80,7 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
         category: Some("office".into()),
         submit,
         origin: None,
+        advance: false,
         urgent_reason: None,
     };
     let head = as_role(Role::DepartmentHead);

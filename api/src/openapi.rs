@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    auth, delegations, funds, invitations, mail, meta, org, payments, policy, reads, requisitions, review,
-    settings, users,
+    advances, auth, delegations, funds, invitations, mail, meta, org, payments, policy, reads, requisitions,
+    review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         requisitions::revert_fast_track, requisitions::override_approval,
         review::dismiss_duplicate, review::review, review::flag,
         payments::pay,
+        advances::settle, advances::get_one, advances::list,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,
         reads::fund_ledger, reads::dashboard,
     ),

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::users::router())
         .merge(routes::invitations::router())
         .merge(routes::delegations::router())
+        .merge(routes::advances::router())
         .merge(routes::mail::router())
         .merge(routes::org::router())
         .merge(routes::funds::router())

@@ -297,6 +297,7 @@ async fn burst(service: &CommandService, people: &People, tag: &str, funds: usiz
                     category: None,
                     submit: true,
                     origin: None,
+                    advance: false,
                     urgent_reason: None,
                 };
                 let id =

@@ -11,6 +11,7 @@
 //! none of these, so this crate uses the cqrs-es `Aggregate`/`EventSink` contract and
 //! postgres-es's repository for reading, and appends itself (see `docs/architecture.md`).
 
+pub mod advances;
 pub mod auth;
 pub mod cache;
 pub mod clock;

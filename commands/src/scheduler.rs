@@ -5,6 +5,7 @@
 //! - A step waiting past its reminder time → `ApprovalOverdue` (its approvers are mailed).
 //! - A step waiting past its escalation time → `ApprovalEscalated { reason: overdue }` to the
 //!   company's admins (never an approval).
+//! - An advance unsettled past its due date → `AdvanceOverdue` (its holder is mailed), once.
 //!
 //! What is due is read from the requisitions read model (`changes_deadline`, `remind_at`,
 //! `escalate_at`, which the events set), so it survives restarts: a deadline that passed while
@@ -29,6 +30,7 @@ pub struct Tick {
     pub expired: usize,
     pub reminded: usize,
     pub escalated: usize,
+    pub advances_overdue: usize,
 }
 
 /// The requisitions with something due at `now`, by what is due.
@@ -97,11 +99,25 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
             Err(e) => tracing::warn!(requisition = %id, error = %e, "could not escalate an overdue step"),
         }
     }
+    let overdue = match service.overdue_advances(now).await {
+        Err(e) if crate::error::is_undefined_table(&e) => Vec::new(),
+        other => other?,
+    };
+    for (holder, requisition) in overdue {
+        match service.record_advance_overdue(holder, requisition).await {
+            Ok(()) => done.advances_overdue += 1,
+            Err(e) if moved_on(&e) => {}
+            Err(e) => {
+                tracing::warn!(requisition = %requisition, error = %e, "could not record an overdue advance")
+            }
+        }
+    }
     if done != Tick::default() {
         tracing::info!(
             expired = done.expired,
             reminded = done.reminded,
             escalated = done.escalated,
+            advances_overdue = done.advances_overdue,
             "scheduler"
         );
     }

@@ -77,12 +77,15 @@ pub struct NewRequisition {
     /// The origin the requester asks for (`None`: the one their unit gives;
     /// `Origin::of`).
     pub origin: Option<Origin>,
+    /// An advance: paid before the spend, then settled by the requester
+    /// (`CommandService::settle_advance`).
+    pub advance: bool,
 }
 
 #[derive(Clone)]
 pub struct CommandService {
     store: EventStore,
-    locks: Arc<KeyedLocks>,
+    pub(crate) locks: Arc<KeyedLocks>,
     cache: Arc<AggregateCache>,
     /// The time decisions are made with (`Clock::now`; tests move it).
     clock: Clock,
@@ -288,7 +291,7 @@ impl CommandService {
 
     /// A fund, from the cache or from its snapshot and the events after it (its stream grows
     /// with every payment).
-    async fn load_fund(&self, id: Id, source: Source) -> Result<Loaded<Fund>, CommandError> {
+    pub(crate) async fn load_fund(&self, id: Id, source: Source) -> Result<Loaded<Fund>, CommandError> {
         let id = id.to_string();
         if let Some(hit) = self.cached::<Fund>(&id, source) {
             return Ok(hit);
@@ -589,20 +592,44 @@ impl CommandService {
 
     // ----- requisitions -----------------------------------------------------------------
 
-    /// Creates a draft, and submits it in the same transaction when `submit` is set.
+    /// Creates a draft, and submits it in the same transaction when `submit` is set. An
+    /// advance is recorded on the requester's advance account in the same transaction.
     pub async fn create_requisition(
         &self,
         ctx: &CommandContext,
         input: NewRequisition,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
-        let actor = actor(ctx)?;
+        let actor = &actor(ctx)?;
+        let input = &input;
+        self.retrying(|source| async move {
+            let (stream, requisition, fund_company) =
+                self.new_requisition_streams(actor, input.clone()).await?;
+            let mut streams = vec![stream];
+            let mut writes = Vec::new();
+            if input.advance {
+                let (account, row) = self.request_advance(&requisition, actor, fund_company, source).await?;
+                streams.push(account);
+                writes.push(row);
+            }
+            self.commit(ctx, &streams, writes, RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+                .await
+        })
+        .await
+    }
+
+    /// The new stream of a requisition created (and, with `submit`, submitted) by `actor`, the
+    /// requisition, and its fund's company.
+    pub(crate) async fn new_requisition_streams(
+        &self,
+        actor: &Actor,
+        input: NewRequisition,
+    ) -> Result<(StreamAppend, Requisition, Option<Id>), CommandError> {
         // A fund's currency never changes, so a cached fund answers as well as the store; a
         // fund not found in the cache is looked up in the store.
         let fund = self.load_fund(input.fund_id, Source::Cache).await?;
+        let fund_company = fund.state.unit.map(|u| u.company);
         // A fund of another company is no fund to this requester.
-        let (Some(currency), true) =
-            (fund.state.currency.clone(), may_read_fund(&actor, fund.state.unit.map(|u| u.company)))
-        else {
+        let (Some(currency), true) = (fund.state.currency.clone(), may_read_fund(actor, fund_company)) else {
             return Err(DomainError::invalid("fund_id", "no fund has this id").into());
         };
         if let Some(given) = &input.currency {
@@ -632,7 +659,7 @@ impl CommandService {
         let mut events = decide(&mut requisition, command).await?;
         if input.submit {
             let policy = self.policy_for_submission().await?;
-            let directory = self.directory(&policy, &requisition, &actor).await?;
+            let directory = self.directory(&policy, &requisition, actor).await?;
             let deadlines = self.deadlines().await?;
             let duplicates = self.duplicate_check(&requisition).await?;
             let submit = RequisitionCommand::Submit {
@@ -642,13 +669,12 @@ impl CommandService {
                 urgency: input.urgent_reason,
                 deadlines,
                 duplicates,
-                actor,
+                actor: actor.clone(),
             };
             events.extend(decide(&mut requisition, submit).await?);
         }
         let stream = StreamAppend::of(&loaded, &events, &requisition)?;
-        self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
-            .await
+        Ok((stream, requisition, fund_company))
     }
 
     /// Loads a requisition the actor may see; others get "not found", as if it did not exist.
@@ -1041,10 +1067,20 @@ impl CommandService {
                 paid_by: payer.user_id,
             };
             let fund_events = decide(&mut fund_state, disburse).await?;
-            let streams = [
+            let mut streams = vec![
                 StreamAppend::of(&req, &req_events, &requisition)?,
                 StreamAppend::of(&fund, &fund_events, &fund_state)?,
             ];
+            // An advance is issued by its payment, in the same commit.
+            let requester_id = ensure_exists(requisition.requester_id, "requisition")?;
+            let fund_company = fund_state.unit.map(|u| u.company);
+            let mut writes = Vec::new();
+            if let Some((account, row)) =
+                self.issue_advance(requester_id, requisition_id, payment_id, fund_company, source).await?
+            {
+                streams.push(account);
+                writes.push(row);
+            }
             let receipt = PaymentReceipt {
                 id: payment_id,
                 requisition_id,
@@ -1057,7 +1093,7 @@ impl CommandService {
                 paid_by: payer.user_id,
                 position: 0,
             };
-            let outcome = self.commit(ctx, &streams, vec![], receipt, |v, p| v.position = p).await?;
+            let outcome = self.commit(ctx, &streams, writes, receipt, |v, p| v.position = p).await?;
             self.snapshot_if_due(&fund, &fund_state, fund_events.len()).await;
             Ok(outcome)
         })

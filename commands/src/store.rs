@@ -539,6 +539,18 @@ pub enum SideWrite {
     /// behalf never commits after the revocation of the delegation it used (a revocation
     /// waits for it, or it sees the revocation).
     DelegationInForce { id: uuid::Uuid, at: chrono::DateTime<chrono::Utc> },
+    /// The `advances` row, as of the advance's latest event (requested, issued, settled,
+    /// overdue).
+    UpsertAdvance(AdvanceRow),
+}
+
+/// An advance as the `advances` table holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdvanceRow {
+    pub holder_id: uuid::Uuid,
+    /// The fund's company (`None`: unscoped): whose treasury reads it.
+    pub company_id: Option<uuid::Uuid>,
+    pub advance: pettycash_domain::advance::Advance,
 }
 
 /// A delegation as the `delegations` table holds it.
@@ -791,6 +803,35 @@ impl SideWrite {
                 .bind(g.granted_by)
                 .bind(d.revoked.map(|r| r.0))
                 .bind(d.revoked.map(|r| r.1))
+                .bind(position)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SideWrite::UpsertAdvance(row) => {
+                let a = &row.advance;
+                sqlx::query(
+                    "INSERT INTO advances (requisition_id, holder_id, fund_id, company_id, currency, amount, spent,
+                                           returned, outstanding, payment_id, paid_at, due_at, settlements,
+                                           overdue_recorded, last_position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                     ON CONFLICT (requisition_id) DO UPDATE SET spent = $7, returned = $8, outstanding = $9,
+                         payment_id = $10, paid_at = $11, due_at = $12, settlements = $13,
+                         overdue_recorded = $14, last_position = $15",
+                )
+                .bind(a.requisition_id)
+                .bind(row.holder_id)
+                .bind(a.fund_id)
+                .bind(row.company_id)
+                .bind(a.currency.to_string())
+                .bind(a.amount)
+                .bind(a.spent)
+                .bind(a.returned)
+                .bind(a.outstanding())
+                .bind(a.issued.map(|i| i.payment_id))
+                .bind(a.issued.map(|i| i.paid_at))
+                .bind(a.issued.map(|i| i.due_at))
+                .bind(i32::try_from(a.settlements).unwrap_or(i32::MAX))
+                .bind(a.overdue_recorded)
                 .bind(position)
                 .execute(&mut **tx)
                 .await?;

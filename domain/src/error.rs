@@ -135,6 +135,13 @@ pub enum DomainError {
         "your delegation from the people of this step is for `{delegated}`; this step needs `{required}`"
     )]
     DelegationWrongRole { delegated: Role, required: Role },
+    // ----- advances (issue #14 [treasury]) -----
+    #[error("you hold an advance that is not settled yet (requisition {requisition_id}): settle it first")]
+    AdvanceOutstanding { requisition_id: uuid::Uuid },
+    #[error("the advance has not been paid: there is nothing to settle yet")]
+    AdvanceNotIssued,
+    #[error("{field}: the settlement exceeds what remains to settle ({outstanding})")]
+    SettlementTooLarge { field: &'static str, outstanding: Decimal },
 }
 
 impl DomainError {
@@ -196,6 +203,9 @@ impl DomainError {
             DomainError::DelegateAlreadyActed => "delegate_already_acted",
             DomainError::DelegationInactive { .. } => "delegation_inactive",
             DomainError::DelegationWrongRole { .. } => "delegation_wrong_role",
+            DomainError::AdvanceOutstanding { .. } => "advance_outstanding",
+            DomainError::AdvanceNotIssued => "advance_not_issued",
+            DomainError::SettlementTooLarge { .. } => "settlement_exceeds_advance",
         }
     }
 
@@ -241,7 +251,10 @@ impl DomainError {
             | DomainError::UnitNotEmpty { .. }
             | DomainError::InvitationNotPending { .. }
             | DomainError::AlreadyReviewed { .. }
-            | DomainError::NoDuplicateFlag => ErrorKind::Conflict,
+            | DomainError::NoDuplicateFlag
+            | DomainError::AdvanceOutstanding { .. }
+            | DomainError::AdvanceNotIssued
+            | DomainError::SettlementTooLarge { .. } => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
         }
     }
@@ -256,6 +269,7 @@ impl DomainError {
             DomainError::WrongParent { .. } => Some("parent_id"),
             DomainError::CodeTaken => Some("code"),
             DomainError::DelegateNotEligible { .. } => Some("delegate_id"),
+            DomainError::SettlementTooLarge { field, .. } => Some(field),
             _ => None,
         }
     }

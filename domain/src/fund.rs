@@ -59,15 +59,19 @@ pub enum MovementKind {
     Opening,
     /// Cash paid out for a requisition.
     Disbursement,
+    /// Change an advance's holder gave back when settling it.
+    AdvanceReturn,
 }
 
 impl MovementKind {
-    pub const ALL: [MovementKind; 2] = [MovementKind::Opening, MovementKind::Disbursement];
+    pub const ALL: [MovementKind; 3] =
+        [MovementKind::Opening, MovementKind::Disbursement, MovementKind::AdvanceReturn];
 
     pub fn as_str(self) -> &'static str {
         match self {
             MovementKind::Opening => "opening",
             MovementKind::Disbursement => "disbursement",
+            MovementKind::AdvanceReturn => "advance_return",
         }
     }
 }
@@ -145,6 +149,21 @@ impl CashBook {
                     reference: reference.clone(),
                 }
             }
+            FundEvent::AdvanceCashReturned { requisition_id, amount, balance_after, .. } => {
+                if !self.opened {
+                    return None;
+                }
+                self.computed += *amount;
+                self.balance = *balance_after;
+                Movement {
+                    kind: MovementKind::AdvanceReturn,
+                    amount: *amount,
+                    balance_after: *balance_after,
+                    requisition_id: Some(*requisition_id),
+                    payment_id: None,
+                    reference: None,
+                }
+            }
         })
     }
 }
@@ -191,6 +210,15 @@ pub enum FundCommand {
         reference: Option<String>,
         paid_by: Id,
     },
+    /// Change from an advance comes back into the fund (its holder settles it; the advance
+    /// account decides how much may be returned).
+    ReceiveAdvanceReturn {
+        requisition_id: Id,
+        settlement_id: Id,
+        amount: Decimal,
+        currency: Currency,
+        returned_by: Id,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +246,16 @@ pub enum FundEvent {
         reference: Option<String>,
         paid_by: Id,
     },
+    /// Cash an advance's holder returned when settling it (`AdvanceSettled` in the same commit).
+    AdvanceCashReturned {
+        requisition_id: Id,
+        settlement_id: Id,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        balance_after: Decimal,
+        returned_by: Id,
+    },
 }
 
 impl DomainEvent for FundEvent {
@@ -225,13 +263,14 @@ impl DomainEvent for FundEvent {
         match self {
             FundEvent::FundOpened { .. } => "FundOpened",
             FundEvent::CashDisbursed { .. } => "CashDisbursed",
+            FundEvent::AdvanceCashReturned { .. } => "AdvanceCashReturned",
         }
         .into()
     }
     fn event_version(&self) -> String {
         match self {
             FundEvent::FundOpened { .. } => "2",
-            FundEvent::CashDisbursed { .. } => "1",
+            FundEvent::CashDisbursed { .. } | FundEvent::AdvanceCashReturned { .. } => "1",
         }
         .into()
     }
@@ -313,6 +352,34 @@ impl Aggregate for Fund {
                 };
                 sink.write(event, self).await;
             }
+            FundCommand::ReceiveAdvanceReturn {
+                requisition_id,
+                settlement_id,
+                amount,
+                currency,
+                returned_by,
+            } => {
+                let Some(fund_currency) = &self.currency else {
+                    return Err(DomainError::NotFound { what: "fund" });
+                };
+                if *fund_currency != currency {
+                    return Err(DomainError::CurrencyMismatch {
+                        expected: fund_currency.to_string(),
+                        got: currency.to_string(),
+                    });
+                }
+                let amount =
+                    fund_currency.validate_positive(amount).map_err(|e| DomainError::money("returned", e))?;
+                let balance_after = fund_currency.rescale(self.balance + amount);
+                let event = FundEvent::AdvanceCashReturned {
+                    requisition_id,
+                    settlement_id,
+                    amount,
+                    balance_after,
+                    returned_by,
+                };
+                sink.write(event, self).await;
+            }
         }
         Ok(())
     }
@@ -331,6 +398,9 @@ impl Aggregate for Fund {
             FundEvent::CashDisbursed { balance_after, .. } => {
                 self.balance = balance_after;
                 self.disbursements += 1;
+            }
+            FundEvent::AdvanceCashReturned { balance_after, .. } => {
+                self.balance = balance_after;
             }
         }
     }

@@ -48,10 +48,16 @@ pub enum SettingKey {
     /// How amounts are written for people (mail): `code` (`1500.00 KES`) or `symbol`
     /// (`KSh 1,500.00`).
     CurrencyDisplay,
+    /// Days after its payment by which an advance is to be settled, 1 to 90; past it the
+    /// advance is overdue and its holder is reminded.
+    AdvanceDueDays,
+    /// An unsettled advance blocks a new advance for the same person (asking for it, and paying
+    /// it).
+    AdvanceBlockWhileUnsettled,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 12] = [
+    pub const ALL: [SettingKey; 14] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -64,6 +70,8 @@ impl SettingKey {
         SettingKey::InvitationExpiryDays,
         SettingKey::DuplicateWindowDays,
         SettingKey::CurrencyDisplay,
+        SettingKey::AdvanceDueDays,
+        SettingKey::AdvanceBlockWhileUnsettled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +88,8 @@ impl SettingKey {
             SettingKey::InvitationExpiryDays => "invitation_expiry_days",
             SettingKey::DuplicateWindowDays => "duplicate_window_days",
             SettingKey::CurrencyDisplay => "currency_display",
+            SettingKey::AdvanceDueDays => "advance_due_days",
+            SettingKey::AdvanceBlockWhileUnsettled => "advance_block_while_unsettled",
         }
     }
 }
@@ -175,6 +185,23 @@ pub struct Settings {
     pub duplicate_window_days: u32,
     #[serde(default)]
     pub currency_display: CurrencyDisplay,
+    #[serde(default)]
+    pub advances: AdvanceSettings,
+}
+
+/// Advances as admins set them (read where advances are asked for, paid and found overdue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvanceSettings {
+    /// Days after payment by which an advance is due (default 7).
+    pub due_days: u32,
+    /// An unsettled advance blocks another for the same person (default true).
+    pub block_while_unsettled: bool,
+}
+
+impl Default for AdvanceSettings {
+    fn default() -> Self {
+        Self { due_days: 7, block_while_unsettled: true }
+    }
 }
 
 fn default_duplicate_window_days() -> u32 {
@@ -207,6 +234,7 @@ impl Default for Settings {
             invitations: InvitationSettings::default(),
             duplicate_window_days: default_duplicate_window_days(),
             currency_display: CurrencyDisplay::default(),
+            advances: AdvanceSettings::default(),
         }
     }
 }
@@ -227,6 +255,8 @@ impl Settings {
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
             SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
             SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
+            SettingKey::AdvanceDueDays => self.advances.due_days.into(),
+            SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled.into(),
         }
     }
 
@@ -252,6 +282,8 @@ impl Settings {
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
             SettingKey::DuplicateWindowDays => self.duplicate_window_days = whole(0, 365)?,
+            SettingKey::AdvanceDueDays => self.advances.due_days = whole(1, 90)?,
+            SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled = flag()?,
             SettingKey::CurrencyDisplay => {
                 self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))

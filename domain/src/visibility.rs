@@ -186,6 +186,39 @@ pub fn may_read_fund(actor: &Actor, fund_company: Option<Id>) -> bool {
     may_read_funds(actor) && actor.company() == fund_company
 }
 
+/// True when the actor may read an advance held by `holder_id` from a fund of `fund_company`:
+/// its holder, or someone who reads the payments of that fund.
+pub fn may_read_advance(actor: &Actor, holder_id: Id, fund_company: Option<Id>) -> bool {
+    actor.user_id == holder_id || (may_read_payments(actor) && may_read_fund(actor, fund_company))
+}
+
+/// Which advances a list shows the actor: their company's (its fund's company; unscoped ones
+/// for an actor of no unit) to those who read payments, their own to everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdvanceScope {
+    Company(Option<Id>),
+    Own(Id),
+}
+
+impl AdvanceScope {
+    pub fn of(actor: &Actor) -> Self {
+        if may_read_payments(actor) {
+            AdvanceScope::Company(actor.company())
+        } else {
+            AdvanceScope::Own(actor.user_id)
+        }
+    }
+
+    /// Admits an advance of `holder_id` from a fund of `fund_company`: the same rule as
+    /// [`may_read_advance`].
+    pub fn admits(&self, holder_id: Id, fund_company: Option<Id>) -> bool {
+        match self {
+            AdvanceScope::Company(company) => *company == fund_company,
+            AdvanceScope::Own(user) => *user == holder_id,
+        }
+    }
+}
+
 /// True when the actor may see (and, being an admin, manage) a user of `user_company`: the
 /// same company, or both of none.
 pub fn may_see_user(actor: &Actor, user_company: Option<Id>) -> bool {

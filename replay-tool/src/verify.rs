@@ -90,6 +90,7 @@ mod review;
 use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
+use pettycash_domain::advance::AdvanceEvent;
 use pettycash_domain::delegation::{same_scope, Delegation, DelegationEvent};
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
@@ -316,7 +317,27 @@ pub struct Verifier {
     payments: HashMap<Uuid, PaymentV>,
     /// Delegations as their events left them so far.
     delegations: HashMap<Uuid, Delegation>,
+    /// Advances by requisition: what was advanced, whether it was paid, what was settled.
+    advances: HashMap<Uuid, AdvanceV>,
+    /// Cash returned by a settlement, as the advance account and the fund record it, until
+    /// both sides are seen (keyed by settlement id).
+    advance_returns: HashMap<Uuid, (Option<ReturnSide>, Option<ReturnSide>)>,
     violations: Vec<Violation>,
+}
+
+#[derive(Default)]
+struct AdvanceV {
+    amount: Decimal,
+    issued: bool,
+    settled: Decimal,
+}
+
+/// One side of an advance's returned cash: the amount, and where it was seen.
+struct ReturnSide {
+    amount: Decimal,
+    position: i64,
+    aggregate_type: &'static str,
+    aggregate_id: String,
 }
 
 impl Verifier {
@@ -594,6 +615,7 @@ impl Verifier {
             }),
             "invitation" => e.decode::<pettycash_domain::invitation::InvitationEvent>().map(|_| ()),
             "delegation" => e.decode::<DelegationEvent>().map(|ev| self.delegation(e, ev)),
+            "advance_account" => e.decode::<AdvanceEvent>().map(|ev| self.advance(e, ev)),
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -790,6 +812,126 @@ impl Verifier {
                     requisition_id,
                 };
                 self.payment_side(e, payment_id, side, false);
+            }
+            FundEvent::AdvanceCashReturned { settlement_id, amount, balance_after, .. } => {
+                let balance = self.funds.get_mut(&id).map(|f| {
+                    f.balance += amount;
+                    f.balance
+                });
+                match balance {
+                    None => self.flag(
+                        e,
+                        "balance_mismatch",
+                        "advance cash returned into a fund never opened".into(),
+                    ),
+                    Some(b) if b != balance_after => self.flag(
+                        e,
+                        "balance_mismatch",
+                        format!("balance_after {balance_after} recorded, {b} computed from the amounts"),
+                    ),
+                    Some(_) => {}
+                }
+                let side = ReturnSide {
+                    amount,
+                    position: e.global_position,
+                    aggregate_type: "fund",
+                    aggregate_id: e.aggregate_id.clone(),
+                };
+                self.return_side(e, settlement_id, side, false);
+            }
+        }
+    }
+
+    /// Folds an advance account's event: settlements only of a paid advance, never beyond
+    /// what was advanced, their returned cash matched by the fund's.
+    fn advance(&mut self, e: &EventRow, ev: AdvanceEvent) {
+        match ev {
+            AdvanceEvent::AdvanceRequested { requisition_id, amount, .. } => {
+                self.advances.insert(requisition_id, AdvanceV { amount, ..AdvanceV::default() });
+            }
+            AdvanceEvent::AdvanceIssued { requisition_id, .. } => {
+                match self.advances.get_mut(&requisition_id) {
+                    Some(a) => a.issued = true,
+                    None => self.flag(
+                        e,
+                        "advance_unknown",
+                        format!("issuing advance {requisition_id} never requested"),
+                    ),
+                }
+            }
+            AdvanceEvent::AdvanceSettled {
+                requisition_id,
+                settlement_id,
+                spent,
+                returned,
+                outstanding_after,
+                ..
+            } => {
+                let Some(a) = self.advances.get_mut(&requisition_id) else {
+                    self.flag(
+                        e,
+                        "advance_unknown",
+                        format!("settling advance {requisition_id} never requested"),
+                    );
+                    return;
+                };
+                a.settled += spent + returned;
+                let (issued, amount, settled) = (a.issued, a.amount, a.settled);
+                if !issued {
+                    self.flag(
+                        e,
+                        "settlement_before_payment",
+                        format!("advance {requisition_id} settled before it was paid"),
+                    );
+                }
+                if settled > amount {
+                    self.flag(
+                        e,
+                        "settlement_exceeds_advance",
+                        format!("advance {requisition_id} of {amount} settled for {settled} in all"),
+                    );
+                } else if outstanding_after != amount - settled {
+                    self.flag(
+                        e,
+                        "settlement_exceeds_advance",
+                        format!(
+                            "outstanding_after {outstanding_after} recorded, {} computed",
+                            amount - settled
+                        ),
+                    );
+                }
+                if !returned.is_zero() {
+                    let side = ReturnSide {
+                        amount: returned,
+                        position: e.global_position,
+                        aggregate_type: "advance_account",
+                        aggregate_id: e.aggregate_id.clone(),
+                    };
+                    self.return_side(e, settlement_id, side, true);
+                }
+            }
+            AdvanceEvent::AdvanceOverdue { .. } => {}
+        }
+    }
+
+    /// Records one side of an advance's returned cash; compares and drops the pair once both
+    /// are seen.
+    fn return_side(&mut self, e: &EventRow, settlement_id: Uuid, side: ReturnSide, settled: bool) {
+        let entry = self.advance_returns.entry(settlement_id).or_default();
+        if settled {
+            entry.0 = Some(side);
+        } else {
+            entry.1 = Some(side);
+        }
+        if let (Some(a), Some(f)) = (&entry.0, &entry.1) {
+            let (a, f) = (a.amount, f.amount);
+            self.advance_returns.remove(&settlement_id);
+            if a != f {
+                self.flag(
+                    e,
+                    "unmatched_advance_return",
+                    format!("settlement {settlement_id} returns {a}, the fund received {f}"),
+                );
             }
         }
     }
@@ -1327,6 +1469,20 @@ impl Verifier {
                 _ => {}
             }
         }
+        for (settlement_id, (settled, received)) in self.advance_returns.drain() {
+            let (side, what) = match (settled, received) {
+                (Some(s), None) => (s, "a settlement returning cash without the fund's AdvanceCashReturned"),
+                (None, Some(s)) => (s, "AdvanceCashReturned without a settlement returning it"),
+                _ => continue,
+            };
+            self.violations.push(Violation {
+                position: side.position,
+                aggregate_type: side.aggregate_type.to_string(),
+                aggregate_id: side.aggregate_id,
+                rule: "unmatched_advance_return",
+                detail: format!("settlement {settlement_id}: {what}"),
+            });
+        }
         for (payment_id, s, what) in unmatched {
             self.violations.push(Violation {
                 position: s.position,
@@ -1622,6 +1778,65 @@ mod tests {
         let p = w.f.push("requisition", w.req, paid(payment, w.fund, "100.00", by));
         let d = w.f.push("fund", w.fund, disbursed(payment, w.req, "100.00", "900.00", by));
         (p, d)
+    }
+
+    fn settled(
+        req: Uuid,
+        settlement: Uuid,
+        spent: &str,
+        returned: &str,
+        after: &str,
+        by: Uuid,
+    ) -> serde_json::Value {
+        json!({"AdvanceSettled": {"requisition_id": req, "settlement_id": settlement, "spent": spent,
+            "returned": returned, "outstanding_after": after, "receipt_ids": [], "note": null,
+            "reimbursement_requisition_id": null, "extra_owed": null, "settled_by": by, "at": chrono::Utc::now()}})
+    }
+
+    fn returned(req: Uuid, settlement: Uuid, amount: &str, after: &str, by: Uuid) -> serde_json::Value {
+        json!({"AdvanceCashReturned": {"requisition_id": req, "settlement_id": settlement, "amount": amount,
+            "balance_after": after, "returned_by": by}})
+    }
+
+    #[test]
+    fn advances_settled_within_what_was_paid_with_their_cash_returned_are_clean_and_tampering_is_reported() {
+        let mut w = world();
+        let (req, staff, fund) = (w.req, w.staff, w.fund);
+        w.f.push(
+            "advance_account",
+            staff,
+            json!({"AdvanceRequested": {"holder_id": staff, "requisition_id": req, "fund_id": fund,
+                "currency": "KES", "amount": "100.00"}}),
+        );
+        let early =
+            w.f.push("advance_account", staff, settled(req, Uuid::new_v4(), "10.00", "0.00", "90.00", staff));
+        w.f.push(
+            "advance_account",
+            staff,
+            json!({"AdvanceIssued": {"requisition_id": req, "payment_id": Uuid::new_v4(),
+                "paid_at": chrono::Utc::now(), "due_at": chrono::Utc::now()}}),
+        );
+        let (s1, s2, s3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        // 30 spent and 20 returned: clean, the fund received the 20.
+        w.f.push("advance_account", staff, settled(req, s1, "30.00", "20.00", "40.00", staff));
+        w.f.push("fund", fund, returned(req, s1, "20.00", "1020.00", staff));
+        // The fund received more than the settlement returned.
+        w.f.push("advance_account", staff, settled(req, s2, "0.00", "10.00", "30.00", staff));
+        let more = w.f.push("fund", fund, returned(req, s2, "15.00", "1035.00", staff));
+        // Settled beyond the advance (60 more of the 30 left); and a return no settlement made.
+        let beyond = w.f.push("advance_account", staff, settled(req, s3, "60.00", "0.00", "0.00", staff));
+        let orphan = w.f.push("fund", fund, returned(req, Uuid::new_v4(), "5.00", "1040.00", staff));
+        let mut rules = w.f.rules();
+        rules.sort();
+        assert_eq!(
+            rules,
+            vec![
+                (early, "settlement_before_payment"),
+                (more, "unmatched_advance_return"),
+                (beyond, "settlement_exceeds_advance"),
+                (orphan, "unmatched_advance_return"),
+            ]
+        );
     }
 
     #[test]

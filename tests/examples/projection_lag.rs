@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 category: None,
                 submit: true,
                 origin: None,
+                advance: false,
                 urgent_reason: None,
             };
             match service.create_requisition(&ctx, input).await {

@@ -1,5 +1,6 @@
 //! HTTP routes, one module per area, merged by [`crate::startup::router`].
 
+pub mod advances;
 pub mod auth;
 pub mod delegations;
 pub mod funds;

@@ -57,6 +57,10 @@ pub struct CreateRequisition {
     /// the urgency before anyone approves.
     #[schema(example = "Generator fuel for tonight's outage")]
     pub urgent_reason: Option<String>,
+    /// An advance: cash paid before the spend, settled afterwards by the requester with what
+    /// they spent and the change they return (`/api/advances/{id}/settlements`). Default false.
+    #[serde(default)]
+    pub advance: bool,
 }
 
 /// Submit, with an optional comment, optionally marked urgent with a reason.
@@ -147,6 +151,7 @@ pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisitio
         submit: b.submit,
         origin: b.origin,
         urgent_reason: b.urgent_reason.clone(),
+        advance: b.advance,
     };
     let ctx = cmd.context(StatusCode::CREATED);
     run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition(&ctx, input)).await

@@ -353,6 +353,25 @@ pub fn expired(to: &str, r: &RequisitionSummary, deadline: &str, links: &Links) 
     )
 }
 
+/// To an advance's holder: it is past its due date with `outstanding` (written with its
+/// currency) still to settle.
+pub fn advance_overdue(to: &str, requisition_id: Id, outstanding: &str, due: &str, links: &Links) -> Letter {
+    Letter {
+        category: MailCategory::Reminder,
+        subject: format!("Advance overdue: {outstanding} to settle"),
+        greeting: format!("Hello {to},"),
+        paragraphs: vec![
+            format!("Your advance was due to be settled by {due}; {outstanding} of it is not settled yet."),
+            "Settle it with your receipts and return the change to the fund's custodian. While it is \
+             unsettled you may not receive another advance."
+                .into(),
+        ],
+        details: vec![("Outstanding", outstanding.to_string()), ("Due", due.to_string())],
+        action: Some(Action { label: "Open the requisition".into(), url: links.requisition(requisition_id) }),
+        preferences: links.mail_preferences(),
+    }
+}
+
 /// To the requester: treasury paid their requisition.
 pub fn paid(to: &str, r: &RequisitionSummary, reference: Option<&str>, links: &Links) -> Letter {
     let mut letter = about(

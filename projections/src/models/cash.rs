@@ -235,6 +235,14 @@ impl Projection for Cash {
                     pays.position.push(e.global_position);
                     pays.company_id.push(fund.company_id);
                 }
+                FundEvent::AdvanceCashReturned { .. } => {
+                    let fund = funds.get_mut(&id).ok_or_else(|| {
+                        anyhow::anyhow!("advance return at {} into unknown fund {id}", e.global_position)
+                    })?;
+                    fund.balance = movement.balance_after;
+                    fund.updated_at = e.recorded_at;
+                    fund.last_position = e.global_position;
+                }
             }
             moves.push(id, e, movement);
         }

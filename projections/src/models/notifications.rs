@@ -27,10 +27,12 @@ use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use pettycash_commands::mail::templates::{self, Letter, RequisitionSummary};
 use pettycash_commands::mail::{enqueue, Links, Mail};
+use pettycash_domain::advance::{AdvanceAccount, AdvanceEvent};
 use pettycash_domain::fund::{Fund, FundEvent};
 use pettycash_domain::requisition::{Requisition, RequisitionEvent};
 use pettycash_domain::routing::EscalationReason;
 use pettycash_domain::settings::{RuntimeSettings, Settings, SETTINGS_ID};
+use pettycash_domain::Currency;
 use pettycash_domain::{Id, Role};
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -320,7 +322,7 @@ impl Projection for Notifications {
     }
 
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        Some(&[Requisition::TYPE])
+        Some(&[Requisition::TYPE, AdvanceAccount::TYPE])
     }
 
     fn uses_metadata(&self) -> bool {
@@ -342,6 +344,7 @@ impl Projection for Notifications {
         _phase: Phase,
         events: &[EventRow],
     ) -> anyhow::Result<()> {
+        self.advances(tx, events).await.context("mailing about advances")?;
         let batch: Vec<&EventRow> = events.iter().filter(|e| e.aggregate_type == Requisition::TYPE).collect();
         // The requisitions that get mail, and the first sequence of each in the batch.
         let mailing: HashSet<&str> = batch
@@ -427,6 +430,64 @@ impl Projection for Notifications {
         if self.enqueued.swap(false, Ordering::Relaxed) {
             pettycash_commands::mail::enqueued();
         }
+    }
+}
+
+impl Notifications {
+    /// Mail about advances: an overdue one reminds its holder (the account stream's id).
+    async fn advances(&self, tx: &mut PgConnection, events: &[EventRow]) -> anyhow::Result<()> {
+        let overdue: Vec<(&EventRow, AdvanceEvent)> = events
+            .iter()
+            .filter(|e| e.aggregate_type == AdvanceAccount::TYPE && e.event_type == "AdvanceOverdue")
+            .map(|e| Ok((e, e.decode::<AdvanceEvent>()?)))
+            .collect::<anyhow::Result<_>>()?;
+        if overdue.is_empty() {
+            return Ok(());
+        }
+        let display = settings(tx).await.context("reading the runtime settings")?.currency_display;
+        for (e, event) in overdue {
+            let AdvanceEvent::AdvanceOverdue { requisition_id, due_at, outstanding, .. } = event else {
+                continue;
+            };
+            let Ok(holder) = e.aggregate_id.parse::<Id>() else { continue };
+            let currency: Option<(String,)> =
+                sqlx::query_as("SELECT currency FROM advances WHERE requisition_id = $1")
+                    .bind(requisition_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let amount = match currency.and_then(|(c,)| Currency::parse(&c).ok()) {
+                Some(c) => display.format(outstanding, &c),
+                None => outstanding.to_string(),
+            };
+            let to: Option<(String, String)> =
+                sqlx::query_as("SELECT name, email FROM users WHERE id = $1 AND active")
+                    .bind(holder)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((name, email)) = to else { continue };
+            let letter = templates::advance_overdue(
+                &name,
+                requisition_id,
+                &amount,
+                &due_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                &self.links,
+            );
+            let rendered = letter.render();
+            let mail = Mail {
+                category: letter.category,
+                recipient_user_id: Some(holder),
+                recipient_email: email,
+                subject: rendered.subject,
+                body_text: rendered.text,
+                body_html: rendered.html,
+                link: Some(self.links.requisition(requisition_id)),
+                source_position: Some(e.global_position),
+            };
+            if enqueue(tx, &mail).await.context("writing a mail into the outbox")? {
+                self.enqueued.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     }
 }
 

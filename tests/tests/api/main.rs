@@ -1,5 +1,6 @@
 //! End-to-end HTTP tests: one binary, one module per area.
 
+mod advances;
 mod auth;
 mod caches;
 mod concurrency;

@@ -62,7 +62,9 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "approval_escalation_hours",
             "invitation_expiry_days",
             "duplicate_window_days",
-            "currency_display"
+            "currency_display",
+            "advance_due_days",
+            "advance_block_while_unsettled"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);
@@ -74,6 +76,8 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
         ("invitation_expiry_days", json!(91), "value"),
         ("duplicate_window_days", json!(366), "value"),
         ("currency_display", json!("dollars"), "value"),
+        ("advance_due_days", json!(0), "value"),
+        ("advance_block_while_unsettled", json!("yes"), "value"),
         ("no_such_setting", json!(1), "key"),
     ] {
         let r = put(&app, &admin, key, value).await;

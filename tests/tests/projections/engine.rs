@@ -298,6 +298,7 @@ async fn create(
         category: None,
         submit,
         origin: None,
+        advance: false,
         urgent_reason: None,
     };
     service.create_requisition(&ctx(&people.staff), input).await.expect("create requisition").value.id
