@@ -135,6 +135,21 @@ pub enum DomainError {
         "your delegation from the people of this step is for `{delegated}`; this step needs `{required}`"
     )]
     DelegationWrongRole { delegated: Role, required: Role },
+    // ----- fund operations (issue #14 [treasury]) -----
+    #[error("someone other than the person who {action} must decide it")]
+    FourEyes { action: &'static str },
+    #[error("the fund's period {period} is closed: no movement can be recorded into it")]
+    PeriodClosed { period: String },
+    #[error("the fund already has an open replenishment request")]
+    ReplenishmentOpen,
+    #[error("cannot {action} a replenishment that is {status}")]
+    ReplenishmentState { status: &'static str, action: &'static str },
+    #[error("the fund holds its float or more: there is nothing to replenish")]
+    NothingToReplenish,
+    #[error("this count's variance was already adjusted or rejected")]
+    VarianceSettled,
+    #[error("the fund still has {what}: settle it first")]
+    FundHasOpenItems { what: &'static str },
 }
 
 impl DomainError {
@@ -196,6 +211,13 @@ impl DomainError {
             DomainError::DelegateAlreadyActed => "delegate_already_acted",
             DomainError::DelegationInactive { .. } => "delegation_inactive",
             DomainError::DelegationWrongRole { .. } => "delegation_wrong_role",
+            DomainError::FourEyes { .. } => "four_eyes",
+            DomainError::PeriodClosed { .. } => "period_closed",
+            DomainError::ReplenishmentOpen => "replenishment_open",
+            DomainError::ReplenishmentState { .. } => "replenishment_state",
+            DomainError::NothingToReplenish => "nothing_to_replenish",
+            DomainError::VarianceSettled => "variance_settled",
+            DomainError::FundHasOpenItems { .. } => "fund_has_open_items",
         }
     }
 
@@ -222,7 +244,8 @@ impl DomainError {
             | DomainError::DelegationNotYours { .. }
             | DomainError::DelegateAlreadyActed
             | DomainError::DelegationInactive { .. }
-            | DomainError::DelegationWrongRole { .. } => ErrorKind::Forbidden,
+            | DomainError::DelegationWrongRole { .. }
+            | DomainError::FourEyes { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
@@ -241,7 +264,13 @@ impl DomainError {
             | DomainError::UnitNotEmpty { .. }
             | DomainError::InvitationNotPending { .. }
             | DomainError::AlreadyReviewed { .. }
-            | DomainError::NoDuplicateFlag => ErrorKind::Conflict,
+            | DomainError::NoDuplicateFlag
+            | DomainError::PeriodClosed { .. }
+            | DomainError::ReplenishmentOpen
+            | DomainError::ReplenishmentState { .. }
+            | DomainError::NothingToReplenish
+            | DomainError::VarianceSettled
+            | DomainError::FundHasOpenItems { .. } => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
         }
     }
@@ -256,6 +285,7 @@ impl DomainError {
             DomainError::WrongParent { .. } => Some("parent_id"),
             DomainError::CodeTaken => Some("code"),
             DomainError::DelegateNotEligible { .. } => Some("delegate_id"),
+            DomainError::PeriodClosed { .. } => Some("period"),
             _ => None,
         }
     }

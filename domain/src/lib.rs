@@ -9,6 +9,7 @@
 //! today's configuration and every rule can be tested with given/when/then.
 
 pub mod delegation;
+pub mod denomination;
 pub mod error;
 pub mod fund;
 pub mod integrity;

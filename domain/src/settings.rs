@@ -48,10 +48,16 @@ pub enum SettingKey {
     /// How amounts are written for people (mail): `code` (`1500.00 KES`) or `symbol`
     /// (`KSh 1,500.00`).
     CurrencyDisplay,
+    /// A cash count's variance up to this many basis points (1/100 %) of the fund's float is
+    /// adjusted without an approver, 0 (every variance needs one) to 1000 (10 %).
+    VarianceToleranceBasisPoints,
+    /// Who approves a count's variance besides an admin (never the counter): a role name,
+    /// default `cfo`.
+    VarianceApproverRole,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 12] = [
+    pub const ALL: [SettingKey; 14] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -64,6 +70,8 @@ impl SettingKey {
         SettingKey::InvitationExpiryDays,
         SettingKey::DuplicateWindowDays,
         SettingKey::CurrencyDisplay,
+        SettingKey::VarianceToleranceBasisPoints,
+        SettingKey::VarianceApproverRole,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +88,8 @@ impl SettingKey {
             SettingKey::InvitationExpiryDays => "invitation_expiry_days",
             SettingKey::DuplicateWindowDays => "duplicate_window_days",
             SettingKey::CurrencyDisplay => "currency_display",
+            SettingKey::VarianceToleranceBasisPoints => "variance_tolerance_basis_points",
+            SettingKey::VarianceApproverRole => "variance_approver_role",
         }
     }
 }
@@ -160,6 +170,29 @@ pub struct InvitationSettings {
     pub expiry_days: u32,
 }
 
+/// Cash counts as admins set them (read where counts and their variances are decided).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CashCountSettings {
+    /// Tolerance in basis points of the fund's float (default 0: every variance is approved
+    /// by someone).
+    pub tolerance_basis_points: u32,
+    /// Who approves a variance besides an admin (default `cfo`).
+    pub approver_role: Role,
+}
+
+impl Default for CashCountSettings {
+    fn default() -> Self {
+        Self { tolerance_basis_points: 0, approver_role: Role::Cfo }
+    }
+}
+
+impl CashCountSettings {
+    /// The tolerance for a fund of `float`, as an amount.
+    pub fn tolerance(&self, float: rust_decimal::Decimal) -> rust_decimal::Decimal {
+        float * rust_decimal::Decimal::from(self.tolerance_basis_points) / rust_decimal::Decimal::from(10_000)
+    }
+}
+
 /// Every setting with its value in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -175,6 +208,8 @@ pub struct Settings {
     pub duplicate_window_days: u32,
     #[serde(default)]
     pub currency_display: CurrencyDisplay,
+    #[serde(default)]
+    pub cash_counts: CashCountSettings,
 }
 
 fn default_duplicate_window_days() -> u32 {
@@ -207,6 +242,7 @@ impl Default for Settings {
             invitations: InvitationSettings::default(),
             duplicate_window_days: default_duplicate_window_days(),
             currency_display: CurrencyDisplay::default(),
+            cash_counts: CashCountSettings::default(),
         }
     }
 }
@@ -227,6 +263,8 @@ impl Settings {
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
             SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
             SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
+            SettingKey::VarianceToleranceBasisPoints => self.cash_counts.tolerance_basis_points.into(),
+            SettingKey::VarianceApproverRole => self.cash_counts.approver_role.as_str().into(),
         }
     }
 
@@ -256,6 +294,13 @@ impl Settings {
                 self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))
                 })?
+            }
+            SettingKey::VarianceToleranceBasisPoints => self.cash_counts.tolerance_basis_points = whole(0, 1000)?,
+            SettingKey::VarianceApproverRole => {
+                self.cash_counts.approver_role = value
+                    .as_str()
+                    .and_then(|v| v.parse::<Role>().ok())
+                    .ok_or_else(|| DomainError::invalid("value", format!("{key} is a role name, e.g. `cfo`")))?
             }
         }
         Ok(())
@@ -381,6 +426,8 @@ mod tests {
             (SettingKey::DuplicateWindowDays, json!(-1)),
             (SettingKey::CurrencyDisplay, json!("dollars")),
             (SettingKey::CurrencyDisplay, json!(1)),
+            (SettingKey::VarianceToleranceBasisPoints, json!(1001)),
+            (SettingKey::VarianceApproverRole, json!("banker")),
         ] {
             let err = Settings::default().set(key, &value).unwrap_err();
             assert!(

@@ -84,7 +84,11 @@
 //!   boundary was raised to pass unsigned events off as old ones.
 //! - `approved_by_sponsored`, `paid_by_sponsored`: approved or paid by a user whom the
 //!   requester or an approver of the requisition had registered or granted a role.
+//! - Fund operations (replenishment, counts and variances, period close, closing): module
+//!   `fund_ops` (`variance_mismatch`, `variance_adjusted_twice`, `variance_approved_by_counter`,
+//!   `movement_in_closed_period`, `replenishment_funded_twice`, `replenishment_not_approved`).
 
+mod fund_ops;
 mod review;
 
 use crate::integrity::{hex, SealTracker};
@@ -316,6 +320,8 @@ pub struct Verifier {
     payments: HashMap<Uuid, PaymentV>,
     /// Delegations as their events left them so far.
     delegations: HashMap<Uuid, Delegation>,
+    /// Fund operations per fund (`fund_ops`).
+    fund_ops: HashMap<Uuid, fund_ops::FundOpsV>,
     violations: Vec<Violation>,
 }
 
@@ -744,6 +750,7 @@ impl Verifier {
                 }
             }
             FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, .. } => {
+                self.fund_moved_at(e, id, e.recorded_at);
                 let balance = match self.funds.get_mut(&id) {
                     Some(f) => {
                         f.balance -= amount;
@@ -791,6 +798,7 @@ impl Verifier {
                 };
                 self.payment_side(e, payment_id, side, false);
             }
+            other => self.fund_op(e, id, other),
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod delegations;
+pub mod fund_ops;
 pub mod funds;
 pub mod invitations;
 pub mod mail;
