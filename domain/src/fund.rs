@@ -140,11 +140,23 @@ impl CashBook {
             }
             self.computed += amount;
             self.balance = balance_after;
-            Ok(Some(Movement { kind, amount, balance_after, requisition_id: None, payment_id: None, reference }))
+            Ok(Some(Movement {
+                kind,
+                amount,
+                balance_after,
+                requisition_id: None,
+                payment_id: None,
+                reference,
+            }))
         };
         let movement = match event {
             FundEvent::ReplenishmentFunded { amount, balance_after, bank_reference, .. } => {
-                return moved(MovementKind::Replenishment, *amount, *balance_after, Some(bank_reference.clone()))
+                return moved(
+                    MovementKind::Replenishment,
+                    *amount,
+                    *balance_after,
+                    Some(bank_reference.clone()),
+                )
             }
             FundEvent::VarianceAdjusted { amount, balance_after, .. } => {
                 return moved(MovementKind::Adjustment, *amount, *balance_after, None)
@@ -478,8 +490,15 @@ pub enum FundEvent {
         balance: Decimal,
         requested_by: Option<Id>,
     },
-    ReplenishmentApproved { replenishment_id: Id, approved_by: Id },
-    ReplenishmentRejected { replenishment_id: Id, rejected_by: Id, reason: Option<String> },
+    ReplenishmentApproved {
+        replenishment_id: Id,
+        approved_by: Id,
+    },
+    ReplenishmentRejected {
+        replenishment_id: Id,
+        rejected_by: Id,
+        reason: Option<String>,
+    },
     /// The cash of an approved replenishment received: a movement into the fund.
     ReplenishmentFunded {
         replenishment_id: Id,
@@ -518,7 +537,11 @@ pub enum FundEvent {
         approved_by: Option<Id>,
         at: DateTime<Utc>,
     },
-    VarianceRejected { count_id: Id, rejected_by: Id, reason: Option<String> },
+    VarianceRejected {
+        count_id: Id,
+        rejected_by: Id,
+        reason: Option<String>,
+    },
     /// The month is final: its closing balance opens the next one; nothing moves into it.
     PeriodClosed {
         period: Period,
@@ -538,7 +561,10 @@ pub enum FundEvent {
         returned_by: Id,
         at: DateTime<Utc>,
     },
-    FundClosed { closed_by: Id, at: DateTime<Utc> },
+    FundClosed {
+        closed_by: Id,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for FundEvent {
@@ -608,20 +634,27 @@ impl Fund {
     }
 
     fn open_replenishment(&self, id: Id) -> Result<&OpenReplenishment, DomainError> {
-        self.replenishment.as_ref().filter(|r| r.id == id).ok_or(DomainError::NotFound { what: "replenishment" })
+        self.replenishment
+            .as_ref()
+            .filter(|r| r.id == id)
+            .ok_or(DomainError::NotFound { what: "replenishment" })
     }
 
     /// Checks and rescales an admin's settings against the fund's currency and float.
     fn checked_settings(&self, s: FundSettings) -> Result<FundSettings, DomainError> {
         let currency = self.currency()?;
         let reorder_level = match s.reorder_level {
-            Some(r) => Some(currency.validate_positive(r).map_err(|e| DomainError::money("reorder_level", e))?),
+            Some(r) => {
+                Some(currency.validate_positive(r).map_err(|e| DomainError::money("reorder_level", e))?)
+            }
             None => None,
         };
         let minimum_balance = if s.minimum_balance.is_zero() {
             currency.rescale(Decimal::ZERO)
         } else {
-            currency.validate_positive(s.minimum_balance).map_err(|e| DomainError::money("minimum_balance", e))?
+            currency
+                .validate_positive(s.minimum_balance)
+                .map_err(|e| DomainError::money("minimum_balance", e))?
         };
         if reorder_level.is_some_and(|r| r > self.float) {
             return Err(DomainError::invalid("reorder_level", "must not exceed the fund's float"));
@@ -760,7 +793,11 @@ impl Aggregate for Fund {
                 self.disbursements += 1;
             }
             FundEvent::FundSettingsChanged {
-                reorder_level, minimum_balance, auto_replenish, custodian_id, ..
+                reorder_level,
+                minimum_balance,
+                auto_replenish,
+                custodian_id,
+                ..
             } => {
                 self.settings = FundSettings { reorder_level, minimum_balance, auto_replenish, custodian_id };
                 self.custodian_id = custodian_id;
@@ -801,7 +838,11 @@ impl Aggregate for Fund {
 impl Fund {
     /// The fund operations' arms of `handle` (settings, replenishment, counts, period close,
     /// closing).
-    async fn handle_operation(&mut self, command: FundCommand, sink: &EventSink<Self>) -> Result<(), DomainError> {
+    async fn handle_operation(
+        &mut self,
+        command: FundCommand,
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
         let currency = self.currency()?.clone();
         match command {
             FundCommand::Open { .. } | FundCommand::Disburse { .. } => {
@@ -903,7 +944,10 @@ impl Fund {
                     at: now,
                 };
                 sink.write(event, self).await;
-                if !variance.is_zero() && variance.abs() <= tolerance && self.balance + variance >= Decimal::ZERO {
+                if !variance.is_zero()
+                    && variance.abs() <= tolerance
+                    && self.balance + variance >= Decimal::ZERO
+                {
                     let event = FundEvent::VarianceAdjusted {
                         count_id,
                         amount: variance,
@@ -925,7 +969,8 @@ impl Fund {
                 }
             }
             FundCommand::DecideVariance { count_id, approve, reason, approver_role, actor, now } => {
-                let Some(pending) = self.pending_variances.iter().find(|p| p.count_id == count_id).cloned() else {
+                let Some(pending) = self.pending_variances.iter().find(|p| p.count_id == count_id).cloned()
+                else {
                     return Err(DomainError::VarianceSettled);
                 };
                 if !actor.has(Role::Admin) && !actor.has(approver_role) {
@@ -936,8 +981,11 @@ impl Fund {
                 }
                 if !approve {
                     let reason = crate::error::clean_optional("reason", reason.as_deref(), 500)?;
-                    sink.write(FundEvent::VarianceRejected { count_id, rejected_by: actor.user_id, reason }, self)
-                        .await;
+                    sink.write(
+                        FundEvent::VarianceRejected { count_id, rejected_by: actor.user_id, reason },
+                        self,
+                    )
+                    .await;
                     return Ok(());
                 }
                 self.may_move_cash(now)?;
@@ -1280,7 +1328,10 @@ mod tests {
         assert!(matches!(result, Err(DomainError::Invalid { field: "minimum_balance", .. })), "{result:?}");
         TestFramework::<Fund>::with(())
             .given(vec![opened("1000.00")])
-            .when(FundCommand::ChangeSettings { settings: FundSettings::default(), actor: user(1, &[Role::Cfo]) })
+            .when(FundCommand::ChangeSettings {
+                settings: FundSettings::default(),
+                actor: user(1, &[Role::Cfo]),
+            })
             .then_expect_error(DomainError::MissingRole { required: Role::Admin });
         let mut fund = Fund::default();
         fund.apply(opened("1000.00"));
@@ -1324,11 +1375,18 @@ mod tests {
             ]);
         // Once while one is open; never with auto-replenish off.
         for given in [
-            vec![opened("1000.00"), settings_changed("300.00", "0.00", true, None), requested(None, "750", "250")],
+            vec![
+                opened("1000.00"),
+                settings_changed("300.00", "0.00", true, None),
+                requested(None, "750", "250"),
+            ],
             vec![opened("1000.00"), settings_changed("300.00", "0.00", false, None)],
         ] {
-            let events =
-                TestFramework::<Fund>::with(()).given(given).when(disburse("100", "KES")).inspect_result().unwrap();
+            let events = TestFramework::<Fund>::with(())
+                .given(given)
+                .when(disburse("100", "KES"))
+                .inspect_result()
+                .unwrap();
             assert_eq!(events.len(), 1, "{events:?}");
         }
     }
@@ -1386,8 +1444,10 @@ mod tests {
 
     #[test]
     fn an_approved_replenishment_is_funded_once_as_a_movement_into_the_fund() {
-        let approved =
-            FundEvent::ReplenishmentApproved { replenishment_id: Id::from_u128(7), approved_by: Id::from_u128(2) };
+        let approved = FundEvent::ReplenishmentApproved {
+            replenishment_id: Id::from_u128(7),
+            approved_by: Id::from_u128(2),
+        };
         let fund = |actor: Actor| FundCommand::FundReplenishment {
             replenishment_id: Id::from_u128(7),
             bank_reference: " BNK-1 ".into(),
@@ -1422,14 +1482,18 @@ mod tests {
             .then_expect_error(DomainError::NotFound { what: "replenishment" });
         let mut book = CashBook::at(d("200.00"));
         let m = book.record(&funded).unwrap().unwrap();
-        assert_eq!((m.kind, m.amount, m.reference.as_deref()), (MovementKind::Replenishment, d("750.00"), Some("BNK-1")));
+        assert_eq!(
+            (m.kind, m.amount, m.reference.as_deref()),
+            (MovementKind::Replenishment, d("750.00"), Some("BNK-1"))
+        );
         assert_eq!(book.record(&approved), Ok(None), "a decision moves no cash");
     }
 
     #[test]
     fn a_count_records_the_variance_against_the_book_and_a_tolerated_one_is_adjusted_at_once() {
         let custodian = user(3, &[Role::Staff]);
-        let given = || vec![opened("1000.00"), settings_changed("100.00", "0.00", true, Some(Id::from_u128(3)))];
+        let given =
+            || vec![opened("1000.00"), settings_changed("100.00", "0.00", true, Some(Id::from_u128(3)))];
         let events = TestFramework::<Fund>::with(())
             .given(given())
             .when(count(custodian.clone(), &[("500", 1), ("200", 2), ("50", 1), ("20", 2)], false, "0"))
@@ -1443,8 +1507,10 @@ mod tests {
             .when(count(custodian.clone(), &[("1000", 1), ("0.50", 1)], false, "1"))
             .inspect_result()
             .unwrap();
-        assert!(matches!(&events[1], FundEvent::VarianceAdjusted { amount, balance_after, approved_by: None, .. }
-            if (*amount, *balance_after) == (d("0.50"), d("1000.50"))));
+        assert!(
+            matches!(&events[1], FundEvent::VarianceAdjusted { amount, balance_after, approved_by: None, .. }
+            if (*amount, *balance_after) == (d("0.50"), d("1000.50")))
+        );
         let result = TestFramework::<Fund>::with(())
             .given(given())
             .when(count(custodian.clone(), &[("3", 1)], false, "0"))
@@ -1459,7 +1525,8 @@ mod tests {
     #[test]
     fn a_variance_is_approved_by_someone_other_than_the_counter_as_the_difference_applied_once() {
         // Counted 990 against a book of 1000; 300 paid since: the adjustment is −10 on 700.
-        let given = || vec![opened("1000.00"), counted(1, "990.00", "1000.00", "-10.00"), paid("300", "700.00")];
+        let given =
+            || vec![opened("1000.00"), counted(1, "990.00", "1000.00", "-10.00"), paid("300", "700.00")];
         TestFramework::<Fund>::with(())
             .given(given())
             .when(decide_variance(user(1, &[Role::Treasury, Role::Cfo]), true))
@@ -1496,7 +1563,8 @@ mod tests {
     #[test]
     fn a_period_close_counts_fixes_the_closing_balance_and_nothing_moves_into_the_closed_month() {
         let custodian = user(3, &[Role::Staff]);
-        let given = || vec![opened("1000.00"), settings_changed("100.00", "0.00", true, Some(Id::from_u128(3)))];
+        let given =
+            || vec![opened("1000.00"), settings_changed("100.00", "0.00", true, Some(Id::from_u128(3)))];
         let events = TestFramework::<Fund>::with(())
             .given(given())
             .when(count(custodian.clone(), &[("1000", 1)], true, "0"))

@@ -295,12 +295,14 @@ impl Settings {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))
                 })?
             }
-            SettingKey::VarianceToleranceBasisPoints => self.cash_counts.tolerance_basis_points = whole(0, 1000)?,
+            SettingKey::VarianceToleranceBasisPoints => {
+                self.cash_counts.tolerance_basis_points = whole(0, 1000)?
+            }
             SettingKey::VarianceApproverRole => {
-                self.cash_counts.approver_role = value
-                    .as_str()
-                    .and_then(|v| v.parse::<Role>().ok())
-                    .ok_or_else(|| DomainError::invalid("value", format!("{key} is a role name, e.g. `cfo`")))?
+                self.cash_counts.approver_role =
+                    value.as_str().and_then(|v| v.parse::<Role>().ok()).ok_or_else(|| {
+                        DomainError::invalid("value", format!("{key} is a role name, e.g. `cfo`"))
+                    })?
             }
         }
         Ok(())

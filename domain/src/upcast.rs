@@ -141,7 +141,13 @@ mod tests {
         assert_eq!(event.event_version, "3", "1 → 2 → 3 in turn");
         assert!(matches!(
             serde_json::from_value(event.payload).unwrap(),
-            FundEvent::FundOpened { unit: None, reorder_level: None, minimum_balance: None, auto_replenish: None, .. }
+            FundEvent::FundOpened {
+                unit: None,
+                reorder_level: None,
+                minimum_balance: None,
+                auto_replenish: None,
+                ..
+            }
         ));
         let v3 = stored("FundOpened", "3", json!({"FundOpened": {}}));
         assert_eq!(upcast(&upcasters(), v3).payload, json!({"FundOpened": {}}));

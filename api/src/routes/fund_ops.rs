@@ -9,10 +9,10 @@
 //! who counted; within `variance_tolerance_basis_points` of the float it is adjusted at once.
 
 use super::run;
+use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::extract::{Amount, Command, IdPath};
 use crate::state::AppState;
-use crate::error::ApiError;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;

@@ -127,7 +127,12 @@ impl CommandService {
             ctx,
             fund_id,
             |actor, _| {
-                Ok(FundCommand::DecideReplenishment { replenishment_id, approve, reason: reason.clone(), actor })
+                Ok(FundCommand::DecideReplenishment {
+                    replenishment_id,
+                    approve,
+                    reason: reason.clone(),
+                    actor,
+                })
             },
             |fund, events| replenishment_view(fund_id, fund, events),
             |v, p| v.position = p,
@@ -257,7 +262,8 @@ fn replenishment_view(fund_id: Id, fund: &Fund, events: &[FundEvent]) -> Repleni
         position: 0,
     };
     if let Some(open) = &fund.replenishment {
-        (v.id, v.amount, v.requested_by, v.decided_by) = (open.id, open.amount, open.requested_by, open.approved_by);
+        (v.id, v.amount, v.requested_by, v.decided_by) =
+            (open.id, open.amount, open.requested_by, open.approved_by);
         v.status = open.status().into();
     }
     for e in events {
@@ -294,7 +300,9 @@ fn count_view(fund_id: Id, count_id: Id, fund: &Fund, events: &[FundEvent]) -> C
             FundEvent::CashCounted { counted, book_balance, variance, .. } => {
                 (v.counted, v.book_balance, v.variance) = (Some(*counted), Some(*book_balance), *variance);
             }
-            FundEvent::VarianceAdjusted { amount, .. } => (v.variance, v.status) = (*amount, "adjusted".into()),
+            FundEvent::VarianceAdjusted { amount, .. } => {
+                (v.variance, v.status) = (*amount, "adjusted".into())
+            }
             FundEvent::VarianceRejected { .. } => v.status = "rejected".into(),
             FundEvent::PeriodClosed { period, .. } => v.period_closed = Some(period.to_string()),
             _ => {}

@@ -207,9 +207,9 @@ impl Projection for Cash {
             let book = books.entry(id).or_insert_with(|| {
                 funds.get(&id).map_or_else(CashBook::default, |f| CashBook::at(f.balance))
             });
-            let movement = book.record(&event).map_err(|_| {
-                anyhow::anyhow!("movement at {} of unknown fund {id}", e.global_position)
-            })?;
+            let movement = book
+                .record(&event)
+                .map_err(|_| anyhow::anyhow!("movement at {} of unknown fund {id}", e.global_position))?;
             let balance_after = movement.as_ref().map(|m| m.balance_after);
             if !matches!(event, FundEvent::FundOpened { .. }) {
                 let fund = funds.get_mut(&id).ok_or_else(|| {
@@ -309,7 +309,9 @@ impl Projection for Cash {
                             fund.open_replenishment_amount = None;
                             fund.open_replenishment_status = None;
                         }
-                        FundEvent::PeriodClosed { period, .. } => fund.closed_through = Some(period.to_string()),
+                        FundEvent::PeriodClosed { period, .. } => {
+                            fund.closed_through = Some(period.to_string())
+                        }
                         FundEvent::FundClosed { .. } => fund.closed = true,
                         _ => {}
                     }

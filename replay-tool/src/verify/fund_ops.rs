@@ -43,12 +43,23 @@ impl Verifier {
         if closed {
             self.flag(e, "movement_in_closed_period", "a movement after the fund was closed".into());
         } else if let Some(p) = through.filter(|p| Period::of(at) <= *p) {
-            self.flag(e, "movement_in_closed_period", format!("a movement at {at}, inside the closed period {p}"));
+            self.flag(
+                e,
+                "movement_in_closed_period",
+                format!("a movement at {at}, inside the closed period {p}"),
+            );
         }
     }
 
     /// A movement of `amount` (signed) with its recorded `balance_after`.
-    fn fund_movement(&mut self, e: &EventRow, id: Uuid, amount: Decimal, balance_after: Decimal, at: DateTime<Utc>) {
+    fn fund_movement(
+        &mut self,
+        e: &EventRow,
+        id: Uuid,
+        amount: Decimal,
+        balance_after: Decimal,
+        at: DateTime<Utc>,
+    ) {
         self.fund_moved_at(e, id, at);
         let Some(f) = self.funds.get_mut(&id) else {
             self.flag(e, "negative_balance", "a movement of a fund never opened".into());
@@ -60,16 +71,26 @@ impl Verifier {
             self.flag(e, "negative_balance", format!("moving {amount} leaves the fund at {b}"));
         }
         if b != balance_after {
-            self.flag(e, "balance_mismatch", format!("balance_after {balance_after} recorded, {b} computed from the amounts"));
+            self.flag(
+                e,
+                "balance_mismatch",
+                format!("balance_after {balance_after} recorded, {b} computed from the amounts"),
+            );
         }
     }
 
     /// The fund events other than the opening and disbursements.
     pub(super) fn fund_op(&mut self, e: &EventRow, id: Uuid, ev: FundEvent) {
         match ev {
-            FundEvent::FundOpened { .. } | FundEvent::CashDisbursed { .. } | FundEvent::FundSettingsChanged { .. } => {}
+            FundEvent::FundOpened { .. }
+            | FundEvent::CashDisbursed { .. }
+            | FundEvent::FundSettingsChanged { .. } => {}
             FundEvent::ReplenishmentRequested { replenishment_id, amount, requested_by, .. } => {
-                self.fund_ops.entry(id).or_default().requests.insert(replenishment_id, (amount, requested_by, false));
+                self.fund_ops
+                    .entry(id)
+                    .or_default()
+                    .requests
+                    .insert(replenishment_id, (amount, requested_by, false));
             }
             FundEvent::ReplenishmentApproved { replenishment_id, approved_by } => {
                 let ops = self.fund_ops.entry(id).or_default();
@@ -95,7 +116,11 @@ impl Verifier {
                 let twice = !ops.funded.insert(replenishment_id);
                 let request = ops.requests.get(&replenishment_id).copied();
                 if twice {
-                    self.flag(e, "replenishment_funded_twice", format!("request {replenishment_id} funded again"));
+                    self.flag(
+                        e,
+                        "replenishment_funded_twice",
+                        format!("request {replenishment_id} funded again"),
+                    );
                 } else {
                     match request {
                         Some((requested, _, true)) if requested == amount => {}
@@ -104,7 +129,11 @@ impl Verifier {
                             "replenishment_not_approved",
                             format!("funded {amount}, {requested} was requested"),
                         ),
-                        _ => self.flag(e, "replenishment_not_approved", "funded without an approved request".into()),
+                        _ => self.flag(
+                            e,
+                            "replenishment_not_approved",
+                            "funded without an approved request".into(),
+                        ),
                     }
                 }
                 self.fund_movement(e, id, amount, balance_after, at);
@@ -130,7 +159,9 @@ impl Verifier {
                     before
                 });
                 match count {
-                    None => self.flag(e, "variance_mismatch", format!("an adjustment of no count ({count_id})")),
+                    None => {
+                        self.flag(e, "variance_mismatch", format!("an adjustment of no count ({count_id})"))
+                    }
                     Some((_, _, true)) => {
                         self.flag(e, "variance_adjusted_twice", format!("count {count_id} adjusted again"))
                     }
@@ -143,7 +174,11 @@ impl Verifier {
                             );
                         }
                         if approved_by == Some(counter) {
-                            self.flag(e, "variance_approved_by_counter", format!("{counter} counted and approved"));
+                            self.flag(
+                                e,
+                                "variance_approved_by_counter",
+                                format!("{counter} counted and approved"),
+                            );
                         }
                     }
                 }
@@ -156,7 +191,11 @@ impl Verifier {
                     was
                 });
                 if settled == Some(true) {
-                    self.flag(e, "variance_adjusted_twice", format!("count {count_id} rejected after it was settled"));
+                    self.flag(
+                        e,
+                        "variance_adjusted_twice",
+                        format!("count {count_id} rejected after it was settled"),
+                    );
                 }
             }
             FundEvent::PeriodClosed { period, .. } => {
