@@ -209,3 +209,181 @@ impl Verifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrity::SealTracker;
+    use serde_json::{json, Value};
+
+    /// Feeds one fund's events, each at the next position and sequence, recorded at `at`.
+    struct Feed {
+        v: Verifier,
+        position: i64,
+        fund: Uuid,
+    }
+
+    impl Feed {
+        fn new() -> Self {
+            let mut f = Feed { v: Verifier::new(), position: 0, fund: Uuid::new_v4() };
+            let fund = f.fund;
+            f.push(
+                json!({"FundOpened": {"fund_id": fund, "name": "F", "currency": "KES", "float": "1000.00",
+                "custodian_id": null, "opened_by": Uuid::nil()}}),
+            );
+            f
+        }
+
+        fn push(&mut self, payload: Value) -> i64 {
+            self.push_at(payload, "2026-12-06T10:00:00Z".parse().unwrap())
+        }
+
+        fn push_at(&mut self, payload: Value, at: DateTime<Utc>) -> i64 {
+            self.position += 1;
+            let event_type = payload.as_object().unwrap().keys().next().unwrap().clone();
+            let e = EventRow {
+                global_position: self.position,
+                aggregate_type: "fund".into(),
+                aggregate_id: self.fund.to_string(),
+                sequence: self.position,
+                event_version: if event_type == "FundOpened" { "2" } else { "1" }.into(),
+                event_type,
+                payload: serde_json::value::to_raw_value(&payload).unwrap().into(),
+                metadata: serde_json::value::to_raw_value(&json!({})).unwrap().into(),
+                recorded_at: at,
+            };
+            self.v.feed(&e, None);
+            self.position
+        }
+
+        /// The fund-operation rules reported, with their positions.
+        fn rules(self) -> Vec<(i64, &'static str)> {
+            self.v
+                .finish(SealTracker::new(None), None)
+                .violations
+                .into_iter()
+                .filter(|v| v.aggregate_type == "fund")
+                .map(|v| (v.position, v.rule))
+                .collect()
+        }
+    }
+
+    const AT: &str = "2026-12-06T10:00:00Z";
+    const COUNTER: Uuid = Uuid::from_u128(1);
+    const APPROVER: Uuid = Uuid::from_u128(2);
+
+    fn counted(count: Uuid, counted: &str, book: &str, variance: &str) -> Value {
+        json!({"CashCounted": {"count_id": count, "counted_by": COUNTER, "pieces": [], "counted": counted,
+            "book_balance": book, "variance": variance, "period": null, "at": AT}})
+    }
+
+    fn adjusted(count: Uuid, amount: &str, after: &str, by: Option<Uuid>) -> Value {
+        json!({"VarianceAdjusted": {"count_id": count, "amount": amount, "balance_after": after,
+            "approved_by": by, "at": AT}})
+    }
+
+    fn disbursed(amount: &str, after: &str) -> Value {
+        json!({"CashDisbursed": {"payment_id": Uuid::new_v4(), "requisition_id": Uuid::new_v4(), "amount": amount,
+            "balance_after": after, "method": "cash", "reference": null, "paid_by": APPROVER}})
+    }
+
+    fn requested(id: Uuid, amount: &str, by: Option<Uuid>) -> Value {
+        json!({"ReplenishmentRequested": {"replenishment_id": id, "amount": amount, "balance": "0",
+            "requested_by": by}})
+    }
+
+    fn funded(id: Uuid, amount: &str, after: &str) -> Value {
+        json!({"ReplenishmentFunded": {"replenishment_id": id, "amount": amount, "balance_after": after,
+            "bank_reference": "FT", "funded_by": APPROVER, "at": AT}})
+    }
+
+    /// Only fund-operation rules (a disbursement without its requisition side is
+    /// `unmatched_payment`, which these tests do not look at).
+    fn ops(rules: Vec<(i64, &'static str)>) -> Vec<(i64, &'static str)> {
+        rules.into_iter().filter(|(_, r)| *r != "unmatched_payment").collect()
+    }
+
+    #[test]
+    fn counts_adjustments_replenishment_period_close_and_closing_as_the_service_records_them_are_clean() {
+        let mut f = Feed::new();
+        let (count, rid) = (Uuid::new_v4(), Uuid::new_v4());
+        f.push(counted(count, "900.00", "1000.00", "-100.00"));
+        f.push(disbursed("300.00", "700.00"));
+        f.push(adjusted(count, "-100.00", "600.00", Some(APPROVER)));
+        f.push(requested(rid, "400.00", None));
+        f.push(json!({"ReplenishmentApproved": {"replenishment_id": rid, "approved_by": APPROVER}}));
+        f.push(funded(rid, "400.00", "1000.00"));
+        f.push(json!({"PeriodClosed": {"period": "2026-12", "count_id": count, "closing_balance": "1000.00",
+            "closed_by": COUNTER, "at": AT}}));
+        f.push_at(disbursed("100.00", "900.00"), "2027-01-02T00:00:00Z".parse().unwrap());
+        f.push(json!({"CashReturned": {"amount": "900.00", "balance_after": "0.00", "bank_reference": "DEP",
+            "returned_by": APPROVER, "at": "2027-01-03T00:00:00Z"}}));
+        f.push(json!({"FundClosed": {"closed_by": APPROVER, "at": "2027-01-03T00:00:00Z"}}));
+        assert_eq!(ops(f.rules()), []);
+    }
+
+    #[test]
+    fn a_tampered_adjustment_is_reported() {
+        // Not the count's variance (an overwrite to the counted amount would look like this).
+        let mut f = Feed::new();
+        let count = Uuid::new_v4();
+        f.push(counted(count, "900.00", "1000.00", "-100.00"));
+        f.push(disbursed("300.00", "700.00"));
+        let bad = f.push(adjusted(count, "200.00", "900.00", Some(APPROVER)));
+        assert_eq!(ops(f.rules()), [(bad, "variance_mismatch")]);
+
+        // Approved by the counter; then adjusted a second time.
+        let mut f = Feed::new();
+        let count = Uuid::new_v4();
+        f.push(counted(count, "900.00", "1000.00", "-100.00"));
+        let own = f.push(adjusted(count, "-100.00", "900.00", Some(COUNTER)));
+        let twice = f.push(adjusted(count, "-100.00", "800.00", Some(APPROVER)));
+        assert_eq!(
+            ops(f.rules()),
+            [(own, "variance_approved_by_counter"), (twice, "variance_adjusted_twice")]
+        );
+
+        // A count whose book balance is not the running balance, or whose variance does not add up.
+        let mut f = Feed::new();
+        let wrong_book = f.push(counted(Uuid::new_v4(), "900.00", "950.00", "-50.00"));
+        let wrong_sum = f.push(counted(Uuid::new_v4(), "900.00", "1000.00", "-90.00"));
+        assert_eq!(ops(f.rules()), [(wrong_book, "variance_mismatch"), (wrong_sum, "variance_mismatch")]);
+    }
+
+    #[test]
+    fn a_replenishment_funded_twice_or_unapproved_is_reported() {
+        let mut f = Feed::new();
+        let rid = Uuid::new_v4();
+        f.push(disbursed("400.00", "600.00"));
+        f.push(requested(rid, "400.00", Some(APPROVER)));
+        let own =
+            f.push(json!({"ReplenishmentApproved": {"replenishment_id": rid, "approved_by": APPROVER}}));
+        f.push(funded(rid, "400.00", "1000.00"));
+        let twice = f.push(funded(rid, "400.00", "1400.00"));
+        let unrequested = f.push(funded(Uuid::new_v4(), "10.00", "1410.00"));
+        assert_eq!(
+            ops(f.rules()),
+            [
+                (own, "replenishment_not_approved"),
+                (twice, "replenishment_funded_twice"),
+                (unrequested, "replenishment_not_approved")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_movement_inside_a_closed_period_or_after_closing_is_reported() {
+        let mut f = Feed::new();
+        f.push(json!({"PeriodClosed": {"period": "2026-12", "count_id": Uuid::nil(), "closing_balance": "1000.00",
+            "closed_by": COUNTER, "at": AT}}));
+        let inside = f.push_at(disbursed("100.00", "900.00"), "2026-12-31T23:59:59Z".parse().unwrap());
+        let earlier = f.push(json!({"CashReturned": {"amount": "900.00", "balance_after": "0.00",
+            "bank_reference": "DEP", "returned_by": APPROVER, "at": "2026-11-30T00:00:00Z"}}));
+        f.push(json!({"FundClosed": {"closed_by": APPROVER, "at": "2027-01-03T00:00:00Z"}}));
+        let after = f.push_at(disbursed("0.01", "-0.01"), "2027-01-04T00:00:00Z".parse().unwrap());
+        let rules = ops(f.rules());
+        assert!(rules.contains(&(inside, "movement_in_closed_period")), "{rules:?}");
+        assert!(rules.contains(&(earlier, "movement_in_closed_period")), "{rules:?}");
+        assert!(rules.contains(&(after, "movement_in_closed_period")), "{rules:?}");
+    }
+}
