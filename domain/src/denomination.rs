@@ -186,7 +186,7 @@ pub fn total(currency: &Currency, counts: &[(String, u64)]) -> Result<(Vec<Piece
         }
     }
     lines.retain(|l| l.count > 0);
-    lines.sort_by(|a, b| b.denomination.cmp(&a.denomination));
+    lines.sort_by_key(|l| std::cmp::Reverse(l.denomination));
     let sum: Decimal = lines.iter().map(|l| l.denomination * Decimal::from(l.count)).sum();
     Ok((lines, currency.rescale(sum)))
 }

@@ -621,7 +621,7 @@ impl Fund {
             return None;
         }
         let amount = self.float - self.balance;
-        (amount > Decimal::ZERO).then(|| FundEvent::ReplenishmentRequested {
+        (amount > Decimal::ZERO).then_some(FundEvent::ReplenishmentRequested {
             replenishment_id: trigger_id,
             amount,
             balance: self.balance,
