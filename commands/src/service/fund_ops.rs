@@ -57,7 +57,16 @@ impl CommandService {
             let stream = StreamAppend::of(&loaded, &events, &fund)?;
             let value = view(&fund, &events);
             let outcome = self.commit(ctx, &[stream], vec![], value, with_position).await?;
-            self.snapshot_if_due(&loaded, &fund, events.len()).await;
+            if events.iter().any(|e| matches!(e, FundEvent::PeriodClosed { .. })) {
+                // A closed period is final: a snapshot at its close bounds later folds (best
+                // effort, like every snapshot).
+                let version = loaded.version + events.len();
+                if let Err(e) = self.store.save_snapshot(&loaded.id, &fund, version).await {
+                    tracing::warn!(fund = %loaded.id, error = %e, "could not save a snapshot at a period close");
+                }
+            } else {
+                self.snapshot_if_due(&loaded, &fund, events.len()).await;
+            }
             Ok(outcome)
         })
         .await
