@@ -53,6 +53,15 @@ async fn ledger_after(app: &TestApp, user: &TestUser, fund: Uuid, reply: &Reply)
     r.body["items"].as_array().unwrap().clone()
 }
 
+/// The fund's row in the funds list (`rm_funds`) once it caught up with `reply`'s event.
+async fn listed_after(app: &TestApp, user: &TestUser, fund: Uuid, reply: &Reply) -> Value {
+    let position = reply.headers["x-event-position"].to_str().unwrap();
+    let r = app.get(user, &format!("/api/funds/?min_position={position}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let items = r.body["items"].as_array().unwrap();
+    items.iter().find(|f| f["id"] == json!(fund)).cloned().expect("the fund is listed")
+}
+
 #[tokio::test]
 async fn a_replenishment_is_raised_once_under_20_concurrent_payments_and_funding_adds_it() {
     let app = TestApp::spawn().await;
@@ -92,11 +101,24 @@ async fn a_replenishment_is_raised_once_under_20_concurrent_payments_and_funding
     assert_eq!(by_staff.status, StatusCode::FORBIDDEN, "{by_staff:?}");
     let ok = app.post(&c.cfo, &format!("{path}/approve"), json!({})).await;
     assert_eq!((ok.status, ok.body["status"].as_str()), (StatusCode::OK, Some("approved")), "{ok:?}");
+    let row = listed_after(&app, &c.admin, fund, &ok).await;
+    assert_eq!(
+        (&row["open_replenishment_id"], &row["open_replenishment_status"]),
+        (&json!(rid), &json!("approved"))
+    );
+    assert_eq!(
+        (&row["open_replenishment_amount"], &row["status"]),
+        (&json!("600.00"), &f["status"]),
+        "{row}"
+    );
     let funded = app.post(&c.treasury, &format!("{path}/fund"), json!({"bank_reference": "FT-1"})).await;
     assert_eq!(funded.status, StatusCode::OK, "{funded:?}");
     assert_eq!(funded.body["status"], "funded");
     assert_eq!(dec(&funded.body["fund_balance"]), balance + Decimal::from(600));
     assert_eq!(app.balance(&c.admin, fund).await, balance + Decimal::from(600));
+    let row = listed_after(&app, &c.admin, fund, &funded).await;
+    assert!(row["open_replenishment_id"].is_null(), "{row}");
+    assert_eq!(dec(&row["balance"]), balance + Decimal::from(600));
     let again = app.post(&c.treasury, &format!("{path}/fund"), json!({"bank_reference": "FT-1"})).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "funded once: {again:?}");
 
@@ -176,6 +198,11 @@ async fn an_admin_changes_fund_settings_by_an_event_never_its_balance() {
         (&json!("800.00"), &json!("100.00"), &json!(c.staff.id), &json!("750.00"))
     );
     assert_eq!(r.body["status"], "warning", "750 is below 800, above 80 % of it");
+    let row = listed_after(&app, &c.admin, fund, &r).await;
+    assert_eq!(
+        (&row["reorder_level"], &row["minimum_balance"], &row["status"], &row["custodian_id"]),
+        (&json!("800.00"), &json!("100.00"), &json!("warning"), &json!(c.staff.id))
+    );
     let r = app.patch(&c.admin, &path, json!({"balance": "5000"})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "the balance is not a setting: {r:?}");
     let r = app.patch(&c.admin, &path, json!({"reorder_level": "1000.01"})).await;
