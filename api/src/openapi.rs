@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    advances, auth, delegations, funds, invitations, mail, meta, org, payments, policy, reads, requisitions,
-    review, settings, users,
+    advances, auth, delegations, fund_ops, funds, invitations, mail, meta, org, payments, policy, reads,
+    requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -20,6 +20,9 @@ use utoipa::{Modify, OpenApi};
         delegations::grant, delegations::list, delegations::revoke,
         org::open_unit, org::list_units, org::rename_unit, org::close_unit, org::import,
         funds::open_fund, funds::get_fund,
+        fund_ops::change_settings, fund_ops::request_replenishment, fund_ops::approve_replenishment,
+        fund_ops::reject_replenishment, fund_ops::fund_replenishment, fund_ops::record_count,
+        fund_ops::close_period, fund_ops::approve_variance, fund_ops::reject_variance, fund_ops::close_fund,
         policy::get_policy, policy::put_policy, policy::put_thresholds,
         settings::get_settings, settings::put_setting,
         requisitions::create, requisitions::get_one, requisitions::edit, requisitions::history,

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::mail::router())
         .merge(routes::org::router())
         .merge(routes::funds::router())
+        .merge(routes::fund_ops::router())
         .merge(routes::policy::router())
         .merge(routes::settings::router())
         .merge(routes::requisitions::router())

@@ -266,6 +266,7 @@ impl CommandService {
                         amount: returned,
                         currency: settled.currency.clone(),
                         returned_by: actor.user_id,
+                        now,
                     },
                 )
                 .await?;

@@ -37,6 +37,11 @@ use std::time::Duration;
 /// How many times a command is re-run after losing a race to a concurrent append.
 const MAX_ATTEMPTS: u32 = 6;
 
+// Fund operations (issue #14 [treasury]): settings, replenishment, counts, period close,
+// closing.
+mod fund_ops;
+pub use fund_ops::FundSettingsPatch;
+
 /// How old cached settings may be when a rule reads them (a change made through another
 /// process takes effect here within this time).
 pub const SETTINGS_MAX_AGE: Duration = Duration::from_secs(1);
@@ -450,6 +455,23 @@ impl CommandService {
         custodian_id: Option<Id>,
         unit_id: Option<Id>,
     ) -> Result<Outcome<FundView>, CommandError> {
+        let settings = pettycash_domain::fund::FundSettings { auto_replenish: true, ..Default::default() };
+        self.open_fund_with(ctx, name, currency, float, custodian_id, unit_id, settings).await
+    }
+
+    /// [`Self::open_fund`] with reorder level, minimum balance and auto-replenish (defaults:
+    /// none, zero, on).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open_fund_with(
+        &self,
+        ctx: &CommandContext,
+        name: &str,
+        currency: &str,
+        float: Decimal,
+        custodian_id: Option<Id>,
+        unit_id: Option<Id>,
+        settings: pettycash_domain::fund::FundSettings,
+    ) -> Result<Outcome<FundView>, CommandError> {
         let actor = actor(ctx)?;
         if let Some(custodian) = custodian_id {
             if !self.user_company(custodian).await?.is_some_and(|c| may_see_user(&actor, c)) {
@@ -475,6 +497,7 @@ impl CommandService {
             float,
             custodian_id,
             unit,
+            settings,
             actor,
         };
         let events = decide(&mut fund, command).await?;
@@ -1065,6 +1088,7 @@ impl CommandService {
                 method,
                 reference: requisition.payment.as_ref().and_then(|p| p.reference.clone()),
                 paid_by: payer.user_id,
+                now: self.clock.now(),
             };
             let fund_events = decide(&mut fund_state, disburse).await?;
             let mut streams = vec![

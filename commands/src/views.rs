@@ -2,7 +2,7 @@
 //! with its Idempotency-Key, so these are built on the command side.
 
 use chrono::{DateTime, Utc};
-use pettycash_domain::fund::{Fund, PaymentMethod};
+use pettycash_domain::fund::{Fund, FundStatus, PaymentMethod};
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::policy::{ApprovalPolicy, Tier};
 use pettycash_domain::requisition::{Approval, PaymentReview, Requisition, ReviewStatus, Status, Urgency};
@@ -43,7 +43,91 @@ pub struct FundView {
     /// The unit that owns it and that unit's company (`null`: unscoped).
     pub unit_id: Option<Uuid>,
     pub company_id: Option<Uuid>,
+    /// Below it a replenishment is due (`null`: none).
+    #[schema(value_type = Option<String>, example = "12500.00")]
+    pub reorder_level: Option<Decimal>,
+    /// Below it the fund is critical.
+    #[schema(value_type = String, example = "5000.00")]
+    pub minimum_balance: Decimal,
+    /// A replenishment request is raised by itself when a payment takes the balance below
+    /// the reorder level.
+    pub auto_replenish: bool,
+    /// `ok`, `warning` (below the reorder level) or `critical` (below 80 % of it, or below the
+    /// minimum balance).
+    #[schema(example = "ok")]
+    pub status: String,
+    /// The open replenishment request (`null`: none).
+    pub replenishment: Option<OpenReplenishmentView>,
+    /// Counts whose variance waits for an approver.
+    pub pending_variances: Vec<PendingVarianceView>,
+    /// The latest closed period (`YYYY-MM`, UTC months): nothing moves into it or before.
+    #[schema(example = "2026-11")]
+    pub closed_through: Option<String>,
+    /// Closed for good: its cash was returned.
+    pub closed: bool,
     /// Global position of the fund's latest event (or of the command's last event).
+    pub position: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OpenReplenishmentView {
+    pub id: Uuid,
+    #[schema(value_type = String, example = "37500.00")]
+    pub amount: Decimal,
+    /// `requested` or `approved`.
+    pub status: String,
+    /// `null`: raised automatically.
+    pub requested_by: Option<Uuid>,
+    pub approved_by: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingVarianceView {
+    pub count_id: Uuid,
+    /// Counted − book at the count's instant.
+    #[schema(value_type = String, example = "-150.00")]
+    pub variance: Decimal,
+    pub counted_by: Uuid,
+}
+
+/// A replenishment request after a command on it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplenishmentView {
+    pub id: Uuid,
+    pub fund_id: Uuid,
+    #[schema(value_type = String, example = "37500.00")]
+    pub amount: Decimal,
+    /// `requested`, `approved`, `funded` or `rejected`.
+    pub status: String,
+    pub requested_by: Option<Uuid>,
+    pub decided_by: Option<Uuid>,
+    pub bank_reference: Option<String>,
+    #[schema(value_type = String, example = "50000.00")]
+    pub fund_balance: Decimal,
+    pub position: i64,
+}
+
+/// A cash count (or a decision on its variance).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CountView {
+    pub id: Uuid,
+    pub fund_id: Uuid,
+    /// What was counted (`null` in the answer to a decision on the variance).
+    #[schema(value_type = Option<String>, example = "12350.00")]
+    pub counted: Option<Decimal>,
+    /// The book balance at the count's instant.
+    #[schema(value_type = Option<String>, example = "12500.00")]
+    pub book_balance: Option<Decimal>,
+    /// Counted − book.
+    #[schema(value_type = String, example = "-150.00")]
+    pub variance: Decimal,
+    /// `matched` (no variance), `adjusted` (applied: within the tolerance or approved),
+    /// `pending` (waits for an approver) or `rejected`.
+    pub status: String,
+    /// The period this count closed (`YYYY-MM`).
+    pub period_closed: Option<String>,
+    #[schema(value_type = String, example = "12350.00")]
+    pub fund_balance: Decimal,
     pub position: i64,
 }
 
@@ -59,6 +143,30 @@ impl FundView {
             disbursements: fund.disbursements,
             unit_id: fund.unit.map(|u| u.unit_id),
             company_id: fund.unit.map(|u| u.company),
+            reorder_level: fund.settings.reorder_level,
+            minimum_balance: fund.settings.minimum_balance,
+            auto_replenish: fund.settings.auto_replenish,
+            status: FundStatus::of(fund.balance, fund.settings.reorder_level, fund.settings.minimum_balance)
+                .as_str()
+                .to_string(),
+            replenishment: fund.replenishment.as_ref().map(|r| OpenReplenishmentView {
+                id: r.id,
+                amount: r.amount,
+                status: r.status().to_string(),
+                requested_by: r.requested_by,
+                approved_by: r.approved_by,
+            }),
+            pending_variances: fund
+                .pending_variances
+                .iter()
+                .map(|p| PendingVarianceView {
+                    count_id: p.count_id,
+                    variance: p.variance,
+                    counted_by: p.counted_by,
+                })
+                .collect(),
+            closed_through: fund.closed_through.map(|p| p.to_string()),
+            closed: fund.closed,
             position,
         }
     }

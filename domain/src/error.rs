@@ -142,6 +142,21 @@ pub enum DomainError {
     AdvanceNotIssued,
     #[error("{field}: the settlement exceeds what remains to settle ({outstanding})")]
     SettlementTooLarge { field: &'static str, outstanding: Decimal },
+    // ----- fund operations (issue #14 [treasury]) -----
+    #[error("someone other than the person who {action} must decide it")]
+    FourEyes { action: &'static str },
+    #[error("the fund's period {period} is closed: no movement can be recorded into it")]
+    PeriodClosed { period: String },
+    #[error("the fund already has an open replenishment request")]
+    ReplenishmentOpen,
+    #[error("cannot {action} a replenishment that is {status}")]
+    ReplenishmentState { status: &'static str, action: &'static str },
+    #[error("the fund holds its float or more: there is nothing to replenish")]
+    NothingToReplenish,
+    #[error("this count's variance was already adjusted or rejected")]
+    VarianceSettled,
+    #[error("the fund still has {what}: settle it first")]
+    FundHasOpenItems { what: &'static str },
 }
 
 impl DomainError {
@@ -206,6 +221,13 @@ impl DomainError {
             DomainError::AdvanceOutstanding { .. } => "advance_outstanding",
             DomainError::AdvanceNotIssued => "advance_not_issued",
             DomainError::SettlementTooLarge { .. } => "settlement_exceeds_advance",
+            DomainError::FourEyes { .. } => "four_eyes",
+            DomainError::PeriodClosed { .. } => "period_closed",
+            DomainError::ReplenishmentOpen => "replenishment_open",
+            DomainError::ReplenishmentState { .. } => "replenishment_state",
+            DomainError::NothingToReplenish => "nothing_to_replenish",
+            DomainError::VarianceSettled => "variance_settled",
+            DomainError::FundHasOpenItems { .. } => "fund_has_open_items",
         }
     }
 
@@ -232,7 +254,8 @@ impl DomainError {
             | DomainError::DelegationNotYours { .. }
             | DomainError::DelegateAlreadyActed
             | DomainError::DelegationInactive { .. }
-            | DomainError::DelegationWrongRole { .. } => ErrorKind::Forbidden,
+            | DomainError::DelegationWrongRole { .. }
+            | DomainError::FourEyes { .. } => ErrorKind::Forbidden,
             DomainError::AlreadyExists { .. }
             | DomainError::InvalidTransition { .. }
             | DomainError::AlreadyPaid
@@ -254,7 +277,13 @@ impl DomainError {
             | DomainError::NoDuplicateFlag
             | DomainError::AdvanceOutstanding { .. }
             | DomainError::AdvanceNotIssued
-            | DomainError::SettlementTooLarge { .. } => ErrorKind::Conflict,
+            | DomainError::SettlementTooLarge { .. }
+            | DomainError::PeriodClosed { .. }
+            | DomainError::ReplenishmentOpen
+            | DomainError::ReplenishmentState { .. }
+            | DomainError::NothingToReplenish
+            | DomainError::VarianceSettled
+            | DomainError::FundHasOpenItems { .. } => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
         }
     }
@@ -270,6 +299,7 @@ impl DomainError {
             DomainError::CodeTaken => Some("code"),
             DomainError::DelegateNotEligible { .. } => Some("delegate_id"),
             DomainError::SettlementTooLarge { field, .. } => Some(field),
+            DomainError::PeriodClosed { .. } => Some("period"),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod advance;
 pub mod delegation;
+pub mod denomination;
 pub mod error;
 pub mod fund;
 pub mod integrity;

@@ -48,6 +48,12 @@ pub enum SettingKey {
     /// How amounts are written for people (mail): `code` (`1500.00 KES`) or `symbol`
     /// (`KSh 1,500.00`).
     CurrencyDisplay,
+    /// A cash count's variance up to this many basis points (1/100 %) of the fund's float is
+    /// adjusted without an approver, 0 (every variance needs one) to 1000 (10 %).
+    VarianceToleranceBasisPoints,
+    /// Who approves a count's variance besides an admin (never the counter): a role name,
+    /// default `cfo`.
+    VarianceApproverRole,
     /// Days after its payment by which an advance is to be settled, 1 to 90; past it the
     /// advance is overdue and its holder is reminded.
     AdvanceDueDays,
@@ -57,7 +63,7 @@ pub enum SettingKey {
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 14] = [
+    pub const ALL: [SettingKey; 16] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -70,6 +76,8 @@ impl SettingKey {
         SettingKey::InvitationExpiryDays,
         SettingKey::DuplicateWindowDays,
         SettingKey::CurrencyDisplay,
+        SettingKey::VarianceToleranceBasisPoints,
+        SettingKey::VarianceApproverRole,
         SettingKey::AdvanceDueDays,
         SettingKey::AdvanceBlockWhileUnsettled,
     ];
@@ -88,6 +96,8 @@ impl SettingKey {
             SettingKey::InvitationExpiryDays => "invitation_expiry_days",
             SettingKey::DuplicateWindowDays => "duplicate_window_days",
             SettingKey::CurrencyDisplay => "currency_display",
+            SettingKey::VarianceToleranceBasisPoints => "variance_tolerance_basis_points",
+            SettingKey::VarianceApproverRole => "variance_approver_role",
             SettingKey::AdvanceDueDays => "advance_due_days",
             SettingKey::AdvanceBlockWhileUnsettled => "advance_block_while_unsettled",
         }
@@ -170,6 +180,44 @@ pub struct InvitationSettings {
     pub expiry_days: u32,
 }
 
+/// Cash counts as admins set them (read where counts and their variances are decided).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CashCountSettings {
+    /// Tolerance in basis points of the fund's float (default 0: every variance is approved
+    /// by someone).
+    pub tolerance_basis_points: u32,
+    /// Who approves a variance besides an admin (default `cfo`).
+    pub approver_role: Role,
+}
+
+impl Default for CashCountSettings {
+    fn default() -> Self {
+        Self { tolerance_basis_points: 0, approver_role: Role::Cfo }
+    }
+}
+
+impl CashCountSettings {
+    /// The tolerance for a fund of `float`, as an amount.
+    pub fn tolerance(&self, float: rust_decimal::Decimal) -> rust_decimal::Decimal {
+        float * rust_decimal::Decimal::from(self.tolerance_basis_points) / rust_decimal::Decimal::from(10_000)
+    }
+}
+
+/// Advances as admins set them (read where advances are asked for, paid and found overdue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvanceSettings {
+    /// Days after payment by which an advance is due (default 7).
+    pub due_days: u32,
+    /// An unsettled advance blocks another for the same person (default true).
+    pub block_while_unsettled: bool,
+}
+
+impl Default for AdvanceSettings {
+    fn default() -> Self {
+        Self { due_days: 7, block_while_unsettled: true }
+    }
+}
+
 /// Every setting with its value in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -186,22 +234,9 @@ pub struct Settings {
     #[serde(default)]
     pub currency_display: CurrencyDisplay,
     #[serde(default)]
+    pub cash_counts: CashCountSettings,
+    #[serde(default)]
     pub advances: AdvanceSettings,
-}
-
-/// Advances as admins set them (read where advances are asked for, paid and found overdue).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdvanceSettings {
-    /// Days after payment by which an advance is due (default 7).
-    pub due_days: u32,
-    /// An unsettled advance blocks another for the same person (default true).
-    pub block_while_unsettled: bool,
-}
-
-impl Default for AdvanceSettings {
-    fn default() -> Self {
-        Self { due_days: 7, block_while_unsettled: true }
-    }
 }
 
 fn default_duplicate_window_days() -> u32 {
@@ -234,6 +269,7 @@ impl Default for Settings {
             invitations: InvitationSettings::default(),
             duplicate_window_days: default_duplicate_window_days(),
             currency_display: CurrencyDisplay::default(),
+            cash_counts: CashCountSettings::default(),
             advances: AdvanceSettings::default(),
         }
     }
@@ -255,6 +291,8 @@ impl Settings {
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
             SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
             SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
+            SettingKey::VarianceToleranceBasisPoints => self.cash_counts.tolerance_basis_points.into(),
+            SettingKey::VarianceApproverRole => self.cash_counts.approver_role.as_str().into(),
             SettingKey::AdvanceDueDays => self.advances.due_days.into(),
             SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled.into(),
         }
@@ -282,12 +320,21 @@ impl Settings {
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
             SettingKey::DuplicateWindowDays => self.duplicate_window_days = whole(0, 365)?,
-            SettingKey::AdvanceDueDays => self.advances.due_days = whole(1, 90)?,
-            SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled = flag()?,
             SettingKey::CurrencyDisplay => {
                 self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))
                 })?
+            }
+            SettingKey::VarianceToleranceBasisPoints => {
+                self.cash_counts.tolerance_basis_points = whole(0, 1000)?
+            }
+            SettingKey::AdvanceDueDays => self.advances.due_days = whole(1, 90)?,
+            SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled = flag()?,
+            SettingKey::VarianceApproverRole => {
+                self.cash_counts.approver_role =
+                    value.as_str().and_then(|v| v.parse::<Role>().ok()).ok_or_else(|| {
+                        DomainError::invalid("value", format!("{key} is a role name, e.g. `cfo`"))
+                    })?
             }
         }
         Ok(())
@@ -413,6 +460,8 @@ mod tests {
             (SettingKey::DuplicateWindowDays, json!(-1)),
             (SettingKey::CurrencyDisplay, json!("dollars")),
             (SettingKey::CurrencyDisplay, json!(1)),
+            (SettingKey::VarianceToleranceBasisPoints, json!(1001)),
+            (SettingKey::VarianceApproverRole, json!("banker")),
         ] {
             let err = Settings::default().set(key, &value).unwrap_err();
             assert!(

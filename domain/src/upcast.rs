@@ -12,6 +12,7 @@
 //! | `RequisitionApproved` | 3 | `on_behalf_of`, `delegation_id` (a delegate's decision) | [`AddFields`]: `null` (in the approver's own name) |
 //! | `RequisitionRejected` | 2 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
 //! | `ChangesRequested` | 3 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
+//! | `FundOpened` | 3 | `reorder_level`, `minimum_balance`, `auto_replenish` | [`AddFields`]: `null` (no reorder level, minimum zero, auto-replenish off) |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
@@ -57,6 +58,13 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
             from: "2",
             to: "3",
             fields: &["on_behalf_of", "delegation_id"],
+        }),
+        // Fund operations (issue #14 [treasury]): reorder level, minimum, auto-replenish.
+        Box::new(AddFields {
+            event_type: "FundOpened",
+            from: "2",
+            to: "3",
+            fields: &["reorder_level", "minimum_balance", "auto_replenish"],
         }),
     ]
 }
@@ -130,13 +138,19 @@ mod tests {
             "currency": "KES", "float": "100.00", "custodian_id": null,
             "opened_by": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b19"}});
         let event = upcast(&upcasters(), stored("FundOpened", "1", v1));
-        assert_eq!(event.event_version, "2");
+        assert_eq!(event.event_version, "3", "1 → 2 → 3 in turn");
         assert!(matches!(
             serde_json::from_value(event.payload).unwrap(),
-            FundEvent::FundOpened { unit: None, .. }
+            FundEvent::FundOpened {
+                unit: None,
+                reorder_level: None,
+                minimum_balance: None,
+                auto_replenish: None,
+                ..
+            }
         ));
-        let v2 = stored("FundOpened", "2", json!({"FundOpened": {}}));
-        assert_eq!(upcast(&upcasters(), v2).payload, json!({"FundOpened": {}}));
+        let v3 = stored("FundOpened", "3", json!({"FundOpened": {}}));
+        assert_eq!(upcast(&upcasters(), v3).payload, json!({"FundOpened": {}}));
     }
 
     #[test]

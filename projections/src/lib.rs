@@ -174,8 +174,9 @@ pub fn table_name(base: &str, version: i32, generation: i32) -> String {
 
 /// The current version of the `requisitions` projection (3: the requisition's organisation).
 pub const REQUISITIONS_VERSION: i32 = 3;
-/// The current version of the `cash` projection (2: the fund's company).
-pub const CASH_VERSION: i32 = 2;
+/// The current version of the `cash` projection (2: the fund's company; 3: fund operations'
+/// columns and movements).
+pub const CASH_VERSION: i32 = 3;
 
 /// The projections the service runs (`serve`, `project`), at their current versions
 /// (generation 0; the engine resolves which generation of each version to run): the read

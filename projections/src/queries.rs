@@ -541,6 +541,24 @@ pub struct FundRow {
     /// The unit that owns it and that unit's company (`null`: unscoped).
     pub unit_id: Option<Uuid>,
     pub company_id: Option<Uuid>,
+    /// Below it a replenishment is due (`null`: none).
+    #[schema(value_type = Option<String>, example = "12500.00")]
+    pub reorder_level: Option<Decimal>,
+    #[schema(value_type = String, example = "5000.00")]
+    pub minimum_balance: Decimal,
+    pub auto_replenish: bool,
+    /// `ok`, `warning` (below the reorder level) or `critical` (below 80 % of it, or below the
+    /// minimum balance).
+    #[schema(example = "ok")]
+    pub status: String,
+    /// The open replenishment request: id, amount and `requested` or `approved`.
+    pub open_replenishment_id: Option<Uuid>,
+    #[schema(value_type = Option<String>, example = "37500.00")]
+    pub open_replenishment_amount: Option<Decimal>,
+    pub open_replenishment_status: Option<String>,
+    /// The latest closed period (`YYYY-MM`).
+    pub closed_through: Option<String>,
+    pub closed: bool,
 }
 
 impl FundRow {
@@ -567,7 +585,8 @@ pub fn percent(part: Decimal, whole: Decimal) -> String {
 
 const FUND_SELECT: &str =
     "SELECT id, name, currency, float, balance, custodian_id, disbursements, disbursed_total, opened_at, \
-     unit_id, company_id FROM rm_funds";
+     unit_id, company_id, reorder_level, minimum_balance, auto_replenish, status, open_replenishment_id, \
+     open_replenishment_amount, open_replenishment_status, closed_through, closed FROM rm_funds";
 
 /// The funds of `company` (`None`: of no company; `visibility::may_read_fund`), in the order
 /// they were opened.

@@ -379,9 +379,14 @@ pub struct FundState {
     pub book: CashBook,
 }
 
-/// Folds one fund event through its cash book; returns its movement. Warns on stderr when the
-/// recorded balance differs from the one computed from the amounts.
-fn fold(funds: &mut BTreeMap<Uuid, FundState>, e: &EventRow, event: FundEvent) -> anyhow::Result<Movement> {
+/// Folds one fund event through its cash book; returns its movement (`None`: the event moves
+/// no cash). Warns on stderr when the recorded balance differs from the one computed from the
+/// amounts.
+fn fold(
+    funds: &mut BTreeMap<Uuid, FundState>,
+    e: &EventRow,
+    event: FundEvent,
+) -> anyhow::Result<Option<Movement>> {
     let id: Uuid = e
         .aggregate_id
         .parse()
@@ -393,10 +398,13 @@ fn fold(funds: &mut BTreeMap<Uuid, FundState>, e: &EventRow, event: FundEvent) -
     let fund = funds
         .get_mut(&id)
         .ok_or_else(|| anyhow::anyhow!("disbursement at {} from unopened fund {id}", e.global_position))?;
-    let m = fund
+    let Some(m) = fund
         .book
         .record(&event)
-        .ok_or_else(|| anyhow::anyhow!("disbursement at {} from unopened fund {id}", e.global_position))?;
+        .map_err(|_| anyhow::anyhow!("movement at {} of unopened fund {id}", e.global_position))?
+    else {
+        return Ok(None);
+    };
     if fund.book.computed != fund.book.balance {
         eprintln!(
             "warning: fund {id} at position {}: balance_after {} recorded, {} computed from the amounts",
@@ -404,7 +412,7 @@ fn fold(funds: &mut BTreeMap<Uuid, FundState>, e: &EventRow, event: FundEvent) -
         );
     }
     fund.balance = fund.book.balance;
-    Ok(Movement {
+    Ok(Some(Movement {
         position: e.global_position,
         at: e.recorded_at,
         kind: m.kind,
@@ -413,7 +421,7 @@ fn fold(funds: &mut BTreeMap<Uuid, FundState>, e: &EventRow, event: FundEvent) -
         requisition_id: m.requisition_id,
         payment_id: m.payment_id,
         reference: m.reference,
-    })
+    }))
 }
 
 fn csv_field(s: &str) -> String {
@@ -459,8 +467,10 @@ async fn for_each_ledger(
     let mut n = 0;
     while let Some(e) = rows.try_next().await? {
         let event: FundEvent = e.decode()?;
-        f(fold(&mut funds, &e, event)?)?;
-        n += 1;
+        if let Some(m) = fold(&mut funds, &e, event)? {
+            f(m)?;
+            n += 1;
+        }
     }
     Ok(n)
 }

@@ -84,7 +84,11 @@
 //!   boundary was raised to pass unsigned events off as old ones.
 //! - `approved_by_sponsored`, `paid_by_sponsored`: approved or paid by a user whom the
 //!   requester or an approver of the requisition had registered or granted a role.
+//! - Fund operations (replenishment, counts and variances, period close, closing): module
+//!   `fund_ops` (`variance_mismatch`, `variance_adjusted_twice`, `variance_approved_by_counter`,
+//!   `movement_in_closed_period`, `replenishment_funded_twice`, `replenishment_not_approved`).
 
+mod fund_ops;
 mod review;
 
 use crate::integrity::{hex, SealTracker};
@@ -322,6 +326,8 @@ pub struct Verifier {
     /// Cash returned by a settlement, as the advance account and the fund record it, until
     /// both sides are seen (keyed by settlement id).
     advance_returns: HashMap<Uuid, (Option<ReturnSide>, Option<ReturnSide>)>,
+    /// Fund operations per fund (`fund_ops`).
+    fund_ops: HashMap<Uuid, fund_ops::FundOpsV>,
     violations: Vec<Violation>,
 }
 
@@ -766,6 +772,7 @@ impl Verifier {
                 }
             }
             FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, .. } => {
+                self.fund_moved_at(e, id, e.recorded_at);
                 let balance = match self.funds.get_mut(&id) {
                     Some(f) => {
                         f.balance -= amount;
@@ -814,23 +821,8 @@ impl Verifier {
                 self.payment_side(e, payment_id, side, false);
             }
             FundEvent::AdvanceCashReturned { settlement_id, amount, balance_after, .. } => {
-                let balance = self.funds.get_mut(&id).map(|f| {
-                    f.balance += amount;
-                    f.balance
-                });
-                match balance {
-                    None => self.flag(
-                        e,
-                        "balance_mismatch",
-                        "advance cash returned into a fund never opened".into(),
-                    ),
-                    Some(b) if b != balance_after => self.flag(
-                        e,
-                        "balance_mismatch",
-                        format!("balance_after {balance_after} recorded, {b} computed from the amounts"),
-                    ),
-                    Some(_) => {}
-                }
+                // The event carries no time of its own: the store's is the movement's.
+                self.fund_movement(e, id, amount, balance_after, e.recorded_at);
                 let side = ReturnSide {
                     amount,
                     position: e.global_position,
@@ -839,6 +831,7 @@ impl Verifier {
                 };
                 self.return_side(e, settlement_id, side, false);
             }
+            other => self.fund_op(e, id, other),
         }
     }
 

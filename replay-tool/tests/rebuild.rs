@@ -197,7 +197,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
 
     let out = replay(&app.database_url, &["rebuild", "--all"]).await;
     let text = ok_stdout(&out);
-    for name in ["requisitions v3", "cash v2"] {
+    for name in ["requisitions v3", "cash v3"] {
         assert!(
             text.contains(&format!("{name}: building generation 1 (serving from generation 0)")),
             "{text}"
@@ -211,7 +211,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         ),
         "{text}"
     );
-    assert!(text.contains("cash v2: dropped rm_funds_v2, rm_ledger_v2, rm_payments_v2\n"), "{text}");
+    assert!(text.contains("cash v3: dropped rm_funds_v3, rm_ledger_v3, rm_payments_v3\n"), "{text}");
 
     // Generation 1 is live, generation 0 retired, its tables gone; the views read generation 1.
     let rows = checkpoints(&app.pool).await;
@@ -235,14 +235,14 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     }
     // The readers' indexes, built when the generation went live, as generation 0 had them.
     let indexes: Vec<String> = sqlx::query_scalar(
-        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v3_g1', 'rm_payments_v2_g1')
+        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v3_g1', 'rm_payments_v3_g1')
          ORDER BY 1",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
     for wanted in
-        ["rm_requisitions_v3_g1_status_idx", "rm_requisitions_v3_g1_inbox_idx", "rm_payments_v2_g1_paid_idx"]
+        ["rm_requisitions_v3_g1_status_idx", "rm_requisitions_v3_g1_inbox_idx", "rm_payments_v3_g1_paid_idx"]
     {
         assert!(indexes.iter().any(|i| i == wanted), "{wanted} missing: {indexes:?}");
     }
@@ -373,8 +373,8 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     );
     // cash was rebuilt side by side: killed before it started, or resumed, never a new one.
     assert!(
-        text.contains("cash v2: building generation 1 (serving from generation 0)")
-            || text.contains("cash v2: resuming generation 1 from position"),
+        text.contains("cash v3: building generation 1 (serving from generation 0)")
+            || text.contains("cash v3: resuming generation 1 from position"),
         "{text}"
     );
 
@@ -427,11 +427,11 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
 
     // A database no worker has run on yet: the first build is generation 0.
     let text = ok_stdout(&replay(&url, &["rebuild", "--projection", "cash"]).await);
-    assert!(text.contains("cash v2: building generation 0 (none live yet)"), "{text}");
-    assert!(text.contains("cash v2: generation 0 is live"), "{text}");
+    assert!(text.contains("cash v3: building generation 0 (none live yet)"), "{text}");
+    assert!(text.contains("cash v3: generation 0 is live"), "{text}");
     assert_eq!(states(&checkpoints(&pool).await), [row("cash", CASH_VERSION, 0, "live")]);
     let definition = view_definition(&pool, "rm_funds").await;
-    assert!(definition.contains("rm_funds_v2") && !definition.contains("_g"), "{definition}");
+    assert!(definition.contains("rm_funds_v3") && !definition.contains("_g"), "{definition}");
 
     // A tool whose version is not the deployed one refuses (exit 1) and touches nothing: here
     // a newer version of `cash` is live, and an older version 0 of `requisitions` is live

@@ -252,3 +252,59 @@ async fn a_recorded_balance_that_does_not_add_up_is_warned_about() {
     assert!(last.contains(",disbursement,-100.00,850.00,"), "{csv}");
     assert!(last.ends_with(",\"a, \"\"quoted\"\" ref\""), "{csv}");
 }
+
+#[tokio::test]
+async fn fund_operations_show_in_the_ledger_and_verify_finds_nothing_wrong() {
+    use pettycash_tests::serde_json::json;
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let custodian = app.user(&[pettycash_domain::Role::Staff]).await;
+    let r = app
+        .post(
+            &c.admin,
+            "/api/funds/",
+            json!({"name": "Ops", "currency": "KES", "float": "1000", "reorder_level": "800"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let fund = r.id();
+    let r = app.patch(&c.admin, &format!("/api/funds/{fund}"), json!({"custodian_id": custodian.id})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // Counted 900 against 1000; then a payment of 300 raises a replenishment (float − 700).
+    let count = app
+        .post(&custodian, &format!("/api/funds/{fund}/counts"), json!({"counts": {"500": 1, "200": 2}}))
+        .await;
+    assert_eq!(count.status, StatusCode::CREATED, "{count:?}");
+    let id = app.submitted(&c.staff, fund, "300").await;
+    app.approve_by(id, &[&c.head]).await;
+    assert_eq!(app.pay(&c.treasury, id).await.status, StatusCode::CREATED);
+    let r = app.post(&c.cfo, &format!("/api/funds/{fund}/counts/{}/approve", count.id()), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let f = app.get(&c.admin, &format!("/api/funds/{fund}")).await;
+    let rid = f.body["replenishment"]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/funds/{fund}/replenishments/{rid}");
+    assert_eq!(app.post(&c.cfo, &format!("{path}/approve"), json!({})).await.status, StatusCode::OK);
+    let r = app.post(&c.treasury, &format!("{path}/fund"), json!({"bank_reference": "FT-9"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    let url = &app.database_url;
+    let lines = json_lines(&replay(url, &["ledger", "--fund", &fund.to_string(), "--format", "json"]).await);
+    let got: Vec<(String, Decimal, Decimal)> = lines
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap().to_string(), d(&l["amount"]), d(&l["balance_after"])))
+        .collect();
+    let n = |s: &str| Decimal::from_str(s).unwrap();
+    assert_eq!(
+        got,
+        [
+            ("opening".to_string(), n("1000"), n("1000")),
+            ("disbursement".to_string(), n("-300"), n("700")),
+            ("adjustment".to_string(), n("-100"), n("600")),
+            ("replenishment".to_string(), n("300"), n("900")),
+        ]
+    );
+    let report: Value =
+        serde_json::from_str(&ok_stdout(&replay(url, &["verify", "--format", "json"]).await)).unwrap();
+    assert_eq!(report["summary"]["violations"], 0, "{report:#}");
+    assert_eq!(d(&report["summary"]["balances"][fund.to_string()]["balance"]), n("900"));
+}

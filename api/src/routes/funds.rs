@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pettycash_commands::views::FundView;
+use pettycash_domain::fund::FundSettings;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use uuid::Uuid;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/funds", post(open_fund).get(super::reads::list_funds))
-        .route("/api/funds/{id}", get(get_fund))
+        .route("/api/funds/{id}", get(get_fund).patch(super::fund_ops::change_settings))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,6 +35,13 @@ pub struct OpenFundRequest {
     /// The unit that owns the fund, of the admin's company (default: the admin's company; an
     /// admin of no unit opens unscoped funds). Only the owning company's people see it.
     pub unit_id: Option<Uuid>,
+    /// Below it a replenishment is due (default: none).
+    pub reorder_level: Option<Amount>,
+    /// Below it the fund is critical (default 0).
+    pub minimum_balance: Option<Amount>,
+    /// Raise a replenishment request by itself when a payment takes the balance below the
+    /// reorder level (default true; acts only with a reorder level).
+    pub auto_replenish: Option<bool>,
 }
 
 /// Open a fund with its float (admin).
@@ -49,7 +57,20 @@ pub async fn open_fund(State(state): State<AppState>, cmd: Command<OpenFundReque
         &state,
         &cmd,
         StatusCode::CREATED,
-        state.commands.open_fund(&ctx, &b.name, &b.currency, b.float.0, b.custodian_id, b.unit_id),
+        state.commands.open_fund_with(
+            &ctx,
+            &b.name,
+            &b.currency,
+            b.float.0,
+            b.custodian_id,
+            b.unit_id,
+            FundSettings {
+                reorder_level: b.reorder_level.as_ref().map(|a| a.0),
+                minimum_balance: b.minimum_balance.as_ref().map(|a| a.0).unwrap_or_default(),
+                auto_replenish: b.auto_replenish.unwrap_or(true),
+                custodian_id: b.custodian_id,
+            },
+        ),
     )
     .await
 }

@@ -3,6 +3,7 @@
 pub mod advances;
 pub mod auth;
 pub mod delegations;
+pub mod fund_ops;
 pub mod funds;
 pub mod invitations;
 pub mod mail;

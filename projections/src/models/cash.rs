@@ -3,12 +3,16 @@
 //! three come from the fund's stream and a payment row needs its fund's currency and company.
 //! Version 2: funds and payments carry the fund's owning unit's company (`company_id`, NULL
 //! when unscoped), which every reader filters on.
+//! Version 3 (fund operations, issue #14): funds carry reorder level, minimum balance,
+//! auto-replenish, `status` (`ok`, `warning`, `critical`: `FundStatus`), the open
+//! replenishment request, the latest closed period and whether the fund is closed; the ledger
+//! has replenishments, variance adjustments and the closing return (`MovementKind`).
 
 use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pettycash_domain::fund::{CashBook, FundEvent, Movement, MovementKind, PaymentMethod};
+use pettycash_domain::fund::{CashBook, FundEvent, FundStatus, Movement, MovementKind, PaymentMethod};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -60,11 +64,22 @@ struct Fund {
     last_position: i64,
     unit_id: Option<Uuid>,
     company_id: Option<Uuid>,
+    reorder_level: Option<Decimal>,
+    minimum_balance: Decimal,
+    auto_replenish: bool,
+    status: String,
+    open_replenishment_id: Option<Uuid>,
+    open_replenishment_amount: Option<Decimal>,
+    open_replenishment_status: Option<String>,
+    closed_through: Option<String>,
+    closed: bool,
 }
 
 const FUND_COLUMNS: &str =
     "id, name, currency, float, balance, custodian_id, disbursed_total, disbursements, \
-     opened_at, updated_at, last_position, unit_id, company_id";
+     opened_at, updated_at, last_position, unit_id, company_id, reorder_level, minimum_balance, \
+     auto_replenish, status, open_replenishment_id, open_replenishment_amount, \
+     open_replenishment_status, closed_through, closed";
 
 #[derive(Default)]
 struct Movements {
@@ -127,7 +142,10 @@ impl Projection for Cash {
                     id uuid PRIMARY KEY, name text NOT NULL, currency text NOT NULL, float numeric NOT NULL,
                     balance numeric NOT NULL, custodian_id uuid, disbursed_total numeric NOT NULL,
                     disbursements bigint NOT NULL, opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
-                    last_position bigint NOT NULL, unit_id uuid, company_id uuid)"
+                    last_position bigint NOT NULL, unit_id uuid, company_id uuid, reorder_level numeric,
+                    minimum_balance numeric NOT NULL, auto_replenish boolean NOT NULL, status text NOT NULL,
+                    open_replenishment_id uuid, open_replenishment_amount numeric, open_replenishment_status text,
+                    closed_through text, closed boolean NOT NULL)"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {l} (
@@ -189,11 +207,34 @@ impl Projection for Cash {
             let book = books.entry(id).or_insert_with(|| {
                 funds.get(&id).map_or_else(CashBook::default, |f| CashBook::at(f.balance))
             });
-            let movement = book.record(&event).ok_or_else(|| {
-                anyhow::anyhow!("disbursement at {} from unknown fund {id}", e.global_position)
-            })?;
+            let movement = book
+                .record(&event)
+                .map_err(|_| anyhow::anyhow!("movement at {} of unknown fund {id}", e.global_position))?;
+            let balance_after = movement.as_ref().map(|m| m.balance_after);
+            if !matches!(event, FundEvent::FundOpened { .. }) {
+                let fund = funds.get_mut(&id).ok_or_else(|| {
+                    anyhow::anyhow!("{} at {} of unknown fund {id}", e.event_type, e.global_position)
+                })?;
+                fund.updated_at = e.recorded_at;
+                fund.last_position = e.global_position;
+                if let Some(b) = balance_after {
+                    fund.balance = b;
+                }
+            }
             match event {
-                FundEvent::FundOpened { fund_id, name, currency, float, custodian_id, unit, .. } => {
+                FundEvent::FundOpened {
+                    fund_id,
+                    name,
+                    currency,
+                    float,
+                    custodian_id,
+                    unit,
+                    reorder_level,
+                    minimum_balance,
+                    auto_replenish,
+                    ..
+                } => {
+                    let movement = movement.as_ref().expect("an opening is a movement");
                     funds.insert(
                         fund_id,
                         Fund {
@@ -210,18 +251,23 @@ impl Projection for Cash {
                             last_position: e.global_position,
                             unit_id: unit.map(|u| u.unit_id),
                             company_id: unit.map(|u| u.company),
+                            reorder_level,
+                            minimum_balance: minimum_balance.unwrap_or_default(),
+                            auto_replenish: auto_replenish.unwrap_or(false),
+                            status: String::new(),
+                            open_replenishment_id: None,
+                            open_replenishment_amount: None,
+                            open_replenishment_status: None,
+                            closed_through: None,
+                            closed: false,
                         },
                     );
                 }
                 FundEvent::CashDisbursed { payment_id, requisition_id, amount, method, paid_by, .. } => {
-                    let fund = funds.get_mut(&id).ok_or_else(|| {
-                        anyhow::anyhow!("disbursement at {} from unknown fund {id}", e.global_position)
-                    })?;
-                    fund.balance = movement.balance_after;
+                    let movement = movement.as_ref().expect("a disbursement is a movement");
+                    let fund = funds.get_mut(&id).expect("checked above");
                     fund.disbursed_total += amount;
                     fund.disbursements += 1;
-                    fund.updated_at = e.recorded_at;
-                    fund.last_position = e.global_position;
                     pays.payment_id.push(payment_id);
                     pays.requisition_id.push(requisition_id);
                     pays.fund_id.push(id);
@@ -235,16 +281,45 @@ impl Projection for Cash {
                     pays.position.push(e.global_position);
                     pays.company_id.push(fund.company_id);
                 }
-                FundEvent::AdvanceCashReturned { .. } => {
-                    let fund = funds.get_mut(&id).ok_or_else(|| {
-                        anyhow::anyhow!("advance return at {} into unknown fund {id}", e.global_position)
-                    })?;
-                    fund.balance = movement.balance_after;
-                    fund.updated_at = e.recorded_at;
-                    fund.last_position = e.global_position;
+                other => {
+                    let fund = funds.get_mut(&id).expect("checked above");
+                    match other {
+                        FundEvent::FundSettingsChanged {
+                            reorder_level,
+                            minimum_balance,
+                            auto_replenish,
+                            custodian_id,
+                            ..
+                        } => {
+                            fund.reorder_level = reorder_level;
+                            fund.minimum_balance = minimum_balance;
+                            fund.auto_replenish = auto_replenish;
+                            fund.custodian_id = custodian_id;
+                        }
+                        FundEvent::ReplenishmentRequested { replenishment_id, amount, .. } => {
+                            fund.open_replenishment_id = Some(replenishment_id);
+                            fund.open_replenishment_amount = Some(amount);
+                            fund.open_replenishment_status = Some("requested".into());
+                        }
+                        FundEvent::ReplenishmentApproved { .. } => {
+                            fund.open_replenishment_status = Some("approved".into());
+                        }
+                        FundEvent::ReplenishmentRejected { .. } | FundEvent::ReplenishmentFunded { .. } => {
+                            fund.open_replenishment_id = None;
+                            fund.open_replenishment_amount = None;
+                            fund.open_replenishment_status = None;
+                        }
+                        FundEvent::PeriodClosed { period, .. } => {
+                            fund.closed_through = Some(period.to_string())
+                        }
+                        FundEvent::FundClosed { .. } => fund.closed = true,
+                        _ => {}
+                    }
                 }
             }
-            moves.push(id, e, movement);
+            if let Some(movement) = movement {
+                moves.push(id, e, movement);
+            }
         }
         self.write_funds(tx, funds.into_values().collect()).await?;
         sqlx::query(&format!(
@@ -307,20 +382,30 @@ impl Movements {
 }
 
 impl Cash {
-    async fn write_funds(&self, tx: &mut PgConnection, funds: Vec<Fund>) -> anyhow::Result<()> {
+    async fn write_funds(&self, tx: &mut PgConnection, mut funds: Vec<Fund>) -> anyhow::Result<()> {
         macro_rules! col {
             ($f:ident) => {
                 funds.iter().map(|r| r.$f.clone()).collect::<Vec<_>>()
             };
         }
+        for f in &mut funds {
+            f.status = FundStatus::of(f.balance, f.reorder_level, f.minimum_balance).as_str().to_string();
+        }
         sqlx::query(&format!(
             "INSERT INTO {} ({FUND_COLUMNS})
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::uuid[],
                                   $7::numeric[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
-                                  $12::uuid[], $13::uuid[])
+                                  $12::uuid[], $13::uuid[], $14::numeric[], $15::numeric[], $16::boolean[],
+                                  $17::text[], $18::uuid[], $19::numeric[], $20::text[], $21::text[], $22::boolean[])
              ON CONFLICT (id) DO UPDATE SET balance = EXCLUDED.balance, disbursed_total = EXCLUDED.disbursed_total,
                  disbursements = EXCLUDED.disbursements, updated_at = EXCLUDED.updated_at,
-                 last_position = EXCLUDED.last_position",
+                 last_position = EXCLUDED.last_position, custodian_id = EXCLUDED.custodian_id,
+                 reorder_level = EXCLUDED.reorder_level, minimum_balance = EXCLUDED.minimum_balance,
+                 auto_replenish = EXCLUDED.auto_replenish, status = EXCLUDED.status,
+                 open_replenishment_id = EXCLUDED.open_replenishment_id,
+                 open_replenishment_amount = EXCLUDED.open_replenishment_amount,
+                 open_replenishment_status = EXCLUDED.open_replenishment_status,
+                 closed_through = EXCLUDED.closed_through, closed = EXCLUDED.closed",
             self.funds
         ))
         .bind(col!(id))
@@ -336,6 +421,15 @@ impl Cash {
         .bind(col!(last_position))
         .bind(col!(unit_id))
         .bind(col!(company_id))
+        .bind(col!(reorder_level))
+        .bind(col!(minimum_balance))
+        .bind(col!(auto_replenish))
+        .bind(col!(status))
+        .bind(col!(open_replenishment_id))
+        .bind(col!(open_replenishment_amount))
+        .bind(col!(open_replenishment_status))
+        .bind(col!(closed_through))
+        .bind(col!(closed))
         .execute(&mut *tx)
         .await?;
         Ok(())

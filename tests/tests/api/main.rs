@@ -8,6 +8,7 @@ mod deadlines;
 mod delegation;
 mod edge;
 mod flow;
+mod fund_ops;
 mod group_commit;
 mod idempotency;
 mod import;

@@ -63,6 +63,8 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "invitation_expiry_days",
             "duplicate_window_days",
             "currency_display",
+            "variance_tolerance_basis_points",
+            "variance_approver_role",
             "advance_due_days",
             "advance_block_while_unsettled"
         ]

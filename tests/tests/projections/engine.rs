@@ -378,10 +378,15 @@ async fn insert_fund_opened(conn: &mut PgConnection, name: &str) -> (Uuid, i64) 
         custodian_id: None,
         opened_by: Uuid::new_v4(),
         unit: None,
+        reorder_level: None,
+        minimum_balance: None,
+        auto_replenish: None,
     })
     .unwrap();
     assert!(payload.get("FundOpened").is_some(), "externally tagged: {payload}");
-    payload["FundOpened"].as_object_mut().unwrap().remove("unit");
+    for later in ["unit", "reorder_level", "minimum_balance", "auto_replenish"] {
+        payload["FundOpened"].as_object_mut().unwrap().remove(later);
+    }
     let metadata = pettycash_tests::signed_metadata(
         "fund",
         &fund_id.to_string(),
