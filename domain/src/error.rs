@@ -135,6 +135,22 @@ pub enum DomainError {
         "your delegation from the people of this step is for `{delegated}`; this step needs `{required}`"
     )]
     DelegationWrongRole { delegated: Role, required: Role },
+    // ----- categories and budgets (issue #14 [treasury]) -----
+    #[error("the category is already inactive")]
+    CategoryInactive,
+    #[error(
+        "this requisition of {amount} would exceed budget {budget_id} ({scope} for {month}): \
+         {consumed} of {budget} is consumed already, and budgets block over-budget submissions"
+    )]
+    BudgetExceeded {
+        budget_id: crate::Id,
+        /// The budget's scope as text: `department 0190…`.
+        scope: String,
+        month: String,
+        budget: Decimal,
+        consumed: Decimal,
+        amount: Decimal,
+    },
 }
 
 impl DomainError {
@@ -196,6 +212,8 @@ impl DomainError {
             DomainError::DelegateAlreadyActed => "delegate_already_acted",
             DomainError::DelegationInactive { .. } => "delegation_inactive",
             DomainError::DelegationWrongRole { .. } => "delegation_wrong_role",
+            DomainError::CategoryInactive => "category_inactive",
+            DomainError::BudgetExceeded { .. } => "budget_exceeded",
         }
     }
 
@@ -241,7 +259,9 @@ impl DomainError {
             | DomainError::UnitNotEmpty { .. }
             | DomainError::InvitationNotPending { .. }
             | DomainError::AlreadyReviewed { .. }
-            | DomainError::NoDuplicateFlag => ErrorKind::Conflict,
+            | DomainError::NoDuplicateFlag
+            | DomainError::CategoryInactive
+            | DomainError::BudgetExceeded { .. } => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
         }
     }

@@ -8,6 +8,8 @@
 //! `commands` crate and put into the command, so that replaying events never depends on
 //! today's configuration and every rule can be tested with given/when/then.
 
+pub mod budget;
+pub mod category;
 pub mod delegation;
 pub mod error;
 pub mod fund;

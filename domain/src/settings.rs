@@ -48,10 +48,13 @@ pub enum SettingKey {
     /// How amounts are written for people (mail): `code` (`1500.00 KES`) or `symbol`
     /// (`KSh 1,500.00`).
     CurrencyDisplay,
+    /// A submission that would exceed a budget covering it is refused (409
+    /// `budget_exceeded`) rather than flagged to its approvers (`crate::budget`).
+    BudgetBlock,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 12] = [
+    pub const ALL: [SettingKey; 13] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -64,6 +67,7 @@ impl SettingKey {
         SettingKey::InvitationExpiryDays,
         SettingKey::DuplicateWindowDays,
         SettingKey::CurrencyDisplay,
+        SettingKey::BudgetBlock,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl SettingKey {
             SettingKey::InvitationExpiryDays => "invitation_expiry_days",
             SettingKey::DuplicateWindowDays => "duplicate_window_days",
             SettingKey::CurrencyDisplay => "currency_display",
+            SettingKey::BudgetBlock => "budget_block",
         }
     }
 }
@@ -175,6 +180,9 @@ pub struct Settings {
     pub duplicate_window_days: u32,
     #[serde(default)]
     pub currency_display: CurrencyDisplay,
+    /// Over-budget submissions are refused rather than flagged (default false).
+    #[serde(default)]
+    pub budget_block: bool,
 }
 
 fn default_duplicate_window_days() -> u32 {
@@ -207,6 +215,7 @@ impl Default for Settings {
             invitations: InvitationSettings::default(),
             duplicate_window_days: default_duplicate_window_days(),
             currency_display: CurrencyDisplay::default(),
+            budget_block: false,
         }
     }
 }
@@ -227,6 +236,7 @@ impl Settings {
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
             SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
             SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
+            SettingKey::BudgetBlock => self.budget_block.into(),
         }
     }
 
@@ -252,6 +262,7 @@ impl Settings {
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
             SettingKey::DuplicateWindowDays => self.duplicate_window_days = whole(0, 365)?,
+            SettingKey::BudgetBlock => self.budget_block = flag()?,
             SettingKey::CurrencyDisplay => {
                 self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))
