@@ -12,6 +12,7 @@
 //! postgres-es's repository for reading, and appends itself (see `docs/architecture.md`).
 
 pub mod auth;
+pub mod budgets;
 pub mod cache;
 pub mod clock;
 pub mod context;

@@ -162,13 +162,19 @@ pub struct Budget {
     pub amount: Decimal,
 }
 
+/// The cost centre a requisition's spending is charged to: the one it chose, else the one it
+/// was created in (`None`: neither).
+pub fn charged_cost_centre(chosen: Option<Id>, unit: Option<&UnitPath>) -> Option<Id> {
+    chosen.or(unit.and_then(|u| u.cost_centre))
+}
+
 impl Budget {
     /// Whether this budget covers a requisition that chose `cost_centre` (`None`: none) and
     /// was created in `unit` (see the module's documentation).
     pub fn covers(&self, cost_centre: Option<Id>, unit: Option<&UnitPath>) -> bool {
         let id = Some(self.scope.unit_id);
         match self.scope.kind {
-            ScopeKind::CostCentre => cost_centre.or(unit.and_then(|u| u.cost_centre)) == id,
+            ScopeKind::CostCentre => charged_cost_centre(cost_centre, unit) == id,
             ScopeKind::Department => unit.and_then(|u| u.department) == id,
             ScopeKind::Branch => unit.and_then(|u| u.branch) == id,
         }

@@ -1305,6 +1305,7 @@ impl Verifier {
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }) => self.review_event(e, id, ev),
+            E::CategoryChosen { .. } | E::BudgetExceeded { .. } => {}
         }
     }
 

@@ -401,7 +401,9 @@ impl Row {
             E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
-            | E::PaymentFlagged { .. } => {}
+            | E::PaymentFlagged { .. }
+            | E::CategoryChosen { .. }
+            | E::BudgetExceeded { .. } => {}
         }
     }
 }
@@ -655,6 +657,7 @@ fn fold(
             requester_id,
             origin,
             unit,
+            ..
         } = &event
         {
             rows.insert(
