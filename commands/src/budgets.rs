@@ -59,8 +59,10 @@ impl CategoryView {
     }
 }
 
-/// A budget a requisition's latest submission exceeds, as its view shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+/// A budget a requisition's latest submission exceeds, as its view shows it (read from a
+/// stored `BudgetFlag`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(from = "BudgetFlag")]
 pub struct BudgetFlagView {
     pub budget_id: Uuid,
     /// `cost_centre`, `department` or `branch`.
@@ -78,6 +80,12 @@ pub struct BudgetFlagView {
     /// This requisition's amount.
     #[schema(value_type = String, example = "2500.00")]
     pub amount: Decimal,
+}
+
+impl From<BudgetFlag> for BudgetFlagView {
+    fn from(f: BudgetFlag) -> Self {
+        Self::from(&f)
+    }
 }
 
 impl From<&BudgetFlag> for BudgetFlagView {
