@@ -85,6 +85,7 @@
 //! - `approved_by_sponsored`, `paid_by_sponsored`: approved or paid by a user whom the
 //!   requester or an approver of the requisition had registered or granted a role.
 
+mod budgets;
 mod review;
 
 use crate::integrity::{hex, SealTracker};
@@ -316,6 +317,12 @@ pub struct Verifier {
     payments: HashMap<Uuid, PaymentV>,
     /// Delegations as their events left them so far.
     delegations: HashMap<Uuid, Delegation>,
+    /// Budgets, the `budget_block` setting and what budgets consumed (`budgets`).
+    budgets: budgets::BudgetsV,
+    /// The runtime settings as their events left them so far.
+    settings: pettycash_domain::settings::RuntimeSettings,
+    /// Checks `verify_store` could not make (`budgets::BUDGETS_BEHIND`).
+    not_checked_extra: Vec<&'static str>,
     violations: Vec<Violation>,
 }
 
@@ -594,6 +601,14 @@ impl Verifier {
             }),
             "invitation" => e.decode::<pettycash_domain::invitation::InvitationEvent>().map(|_| ()),
             "delegation" => e.decode::<DelegationEvent>().map(|ev| self.delegation(e, ev)),
+            "settings" => e.decode::<pettycash_domain::settings::SettingsEvent>().map(|ev| {
+                cqrs_es::Aggregate::apply(&mut self.settings, ev);
+                self.budgets.block = self.settings.values.budget_block;
+            }),
+            "budget_plan" => {
+                e.decode::<pettycash_domain::budget::BudgetEvent>().map(|ev| self.budget_plan(e, ev))
+            }
+            "category_catalogue" => e.decode::<pettycash_domain::category::CategoryEvent>().map(|_| ()),
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -829,6 +844,7 @@ impl Verifier {
         use RequisitionEvent as E;
         let Some(id) = self.id(e) else { return };
         self.note_participants(id, &ev);
+        self.budget_requisition(e, id, &ev);
         match ev {
             E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -1320,6 +1336,7 @@ impl Verifier {
         } else if self.event_key.is_none() {
             not_checked.push(NO_EVENT_KEY);
         }
+        not_checked.append(&mut self.not_checked_extra);
         let mut unmatched: Vec<(Uuid, Side, &'static str)> = Vec::new();
         for (payment_id, p) in self.payments.drain() {
             match (p.paid, p.disbursed) {
@@ -1423,6 +1440,10 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
     }
     tracker.finish_window();
     progress.finish();
+    match budgets::compare_consumption(pool, &v.budgets.consumed, v.last_position).await? {
+        Ok(violations) => v.violations.extend(violations),
+        Err(not_checked) => v.not_checked_extra.push(not_checked),
+    }
     Ok(v.finish(tracker, key.map(|k| k.id.clone())))
 }
 
