@@ -256,7 +256,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         format!("rm_requisitions_v{REQUISITIONS_VERSION}_g1_inbox_idx"),
         "rm_payments_v2_g1_paid_idx".to_string(),
     ] {
-        assert!(indexes.iter().any(|i| *i == wanted), "{wanted} missing: {indexes:?}");
+        assert!(indexes.contains(&wanted), "{wanted} missing: {indexes:?}");
     }
     // Exactly the same rows.
     let after = snapshot(&app.pool).await;
