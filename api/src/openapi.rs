@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    advances, auth, delegations, fund_ops, funds, invitations, mail, meta, org, payments, policy, reads,
-    requisitions, review, settings, users,
+    advances, auth, budgets, delegations, fund_ops, funds, invitations, mail, meta, org, payments, policy,
+    reads, requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -34,6 +34,8 @@ use utoipa::{Modify, OpenApi};
         advances::settle, advances::get_one, advances::list,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,
         reads::fund_ledger, reads::dashboard,
+        budgets::list_categories, budgets::create_category, budgets::rename_category,
+        budgets::deactivate_category, budgets::list_cost_centres, budgets::set_budget, budgets::budget_report,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

@@ -390,15 +390,18 @@ async fn assert_exact(pool: &PgPool, phase: &str) {
     let payments = count(pool, "SELECT count(*) FROM rm_payments_v3").await;
     let disbursed = count(pool, "SELECT count(*) FROM events WHERE event_type = 'CashDisbursed'").await;
     assert_eq!(payments, disbursed, "{phase}: one payment row per CashDisbursed");
-    let requisitions = count(pool, "SELECT count(*) FROM rm_requisitions_v3").await;
+    let requisitions_table = format!("rm_requisitions_v{}", pettycash_projections::REQUISITIONS_VERSION);
+    let requisitions = count(pool, &format!("SELECT count(*) FROM {requisitions_table}")).await;
     let created = count(pool, "SELECT count(*) FROM events WHERE event_type = 'RequisitionCreated'").await;
     assert_eq!(requisitions, created, "{phase}: one requisition row per RequisitionCreated");
     // An approval applied twice would list its approver twice.
     let bad = count(
         pool,
-        "SELECT count(*) FROM rm_requisitions_v3 r
-         WHERE r.status <> 'paid' OR jsonb_array_length(r.approvers) <> (SELECT count(*) FROM events e
-             WHERE e.aggregate_id = r.id::text AND e.event_type = 'RequisitionApproved')",
+        &format!(
+            "SELECT count(*) FROM {requisitions_table} r
+             WHERE r.status <> 'paid' OR jsonb_array_length(r.approvers) <> (SELECT count(*) FROM events e
+                 WHERE e.aggregate_id = r.id::text AND e.event_type = 'RequisitionApproved')"
+        ),
     )
     .await;
     assert_eq!(bad, 0, "{phase}: requisitions not paid or with approvals applied other than once");

@@ -7,6 +7,7 @@
 //! fund they go with in one transaction, and keeps the `advances` table (migration 0020) in
 //! that same transaction.
 
+use crate::budgets::CategoryChoice;
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::service::{CommandService, NewRequisition, Outcome, Source};
@@ -205,6 +206,12 @@ impl CommandService {
             // The extra spent: a requisition for it, created and submitted in this commit.
             let reimbursement = match input.extra_owed {
                 Some(extra) if !extra.is_zero() => {
+                    // Charged like the advance: its category and cost centre.
+                    let original = self.load::<Requisition>(requisition_id, source).await?.state;
+                    let choice = CategoryChoice {
+                        category_id: original.category_id,
+                        cost_centre_id: original.cost_centre_id,
+                    };
                     let created = self
                         .new_requisition_streams(
                             actor,
@@ -220,6 +227,7 @@ impl CommandService {
                                 origin: None,
                                 advance: false,
                             },
+                            choice,
                         )
                         .await
                         .map_err(|e| match e {

@@ -13,6 +13,7 @@
 
 pub mod advances;
 pub mod auth;
+pub mod budgets;
 pub mod bulk;
 pub mod cache;
 pub mod clock;

@@ -48,7 +48,8 @@ pub struct UnitView {
     pub position: i64,
 }
 
-const UNIT_COLUMNS: &str = "id, kind, name, code, phone, parent_id, company_id, region_id, branch_id, \
+pub(crate) const UNIT_COLUMNS: &str =
+    "id, kind, name, code, phone, parent_id, company_id, region_id, branch_id, \
      department_id, cost_centre_id, closed, last_position";
 
 impl UnitView {

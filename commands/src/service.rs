@@ -7,6 +7,7 @@
 //! recently is one round trip to the database, the append.
 
 use crate::auth::hash_password;
+use crate::budgets::CategoryChoice;
 use crate::cache::AggregateCache;
 use crate::clock::Clock;
 use crate::context::CommandContext;
@@ -622,11 +623,24 @@ impl CommandService {
         ctx: &CommandContext,
         input: NewRequisition,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.create_requisition_with(ctx, input, CategoryChoice::default()).await
+    }
+
+    /// [`Self::create_requisition`] with the expense category and cost centre chosen
+    /// (`crate::budgets`): the category is checked against the requester's company's
+    /// catalogue, or found from the free text `category` (`Catalogue::resolve`). An advance is
+    /// recorded on the requester's advance account in the same transaction.
+    pub async fn create_requisition_with(
+        &self,
+        ctx: &CommandContext,
+        input: NewRequisition,
+        choice: CategoryChoice,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
         let actor = &actor(ctx)?;
-        let input = &input;
+        let (input, choice) = (&input, &choice);
         self.retrying(|source| async move {
             let (stream, requisition, fund_company) =
-                self.new_requisition_streams(actor, input.clone()).await?;
+                self.new_requisition_streams(actor, input.clone(), *choice).await?;
             let mut streams = vec![stream];
             let mut writes = Vec::new();
             if input.advance {
@@ -646,6 +660,7 @@ impl CommandService {
         &self,
         actor: &Actor,
         input: NewRequisition,
+        choice: CategoryChoice,
     ) -> Result<(StreamAppend, Requisition, Option<Id>), CommandError> {
         // A fund's currency never changes, so a cached fund answers as well as the store; a
         // fund not found in the cache is looked up in the store.
@@ -665,6 +680,11 @@ impl CommandService {
                 .into());
             }
         }
+        let catalogue = self.catalogue(actor.company()).await?.state;
+        let chosen = catalogue.resolve(choice.category_id, input.category.as_deref())?;
+        if let Some(cost_centre) = choice.cost_centre_id {
+            self.check_cost_centre(actor.company(), cost_centre).await?;
+        }
         let requisition_id = Id::now_v7();
         let loaded = Loaded { id: requisition_id.to_string(), state: Requisition::default(), version: 0 };
         let mut requisition = Requisition::default();
@@ -676,11 +696,17 @@ impl CommandService {
             purpose: input.purpose,
             payee: input.payee,
             category: input.category,
+            category_id: chosen.category_id,
+            cost_centre_id: choice.cost_centre_id,
             requester: actor.clone(),
             origin: input.origin,
         };
         let mut events = decide(&mut requisition, command).await?;
         if input.submit {
+            let block = self.settings().await?.budget_block;
+            let flags = self.budget_flags(&requisition).await?;
+            let check = RequisitionCommand::CheckBudgets { flags, block, actor: actor.clone() };
+            events.extend(decide(&mut requisition, check).await?);
             let policy = self.policy_for_submission().await?;
             let directory = self.directory(&policy, &requisition, actor).await?;
             let deadlines = self.deadlines().await?;
@@ -770,6 +796,51 @@ impl CommandService {
             .await
     }
 
+    /// [`Self::edit_requisition`] with a category and cost centre to choose (either may be
+    /// all there is to change: `changes` equal to `Changes::default()` changes no other
+    /// field). A new free-text `category` that names an active category of the company
+    /// chooses it; one that names none is refused while the company has categories.
+    pub async fn edit_requisition_with(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        changes: Changes,
+        choice: CategoryChoice,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        let actor = &actor(ctx)?;
+        let (changes, choice) = (&changes, &choice);
+        self.retrying(|source| async move {
+            let loaded = self.visible_requisition(actor, id, source).await?;
+            let mut requisition = loaded.state.clone();
+            let company = requisition.unit.map(|u| u.company);
+            let catalogue = self.catalogue(company).await?.state;
+            let mut choice = *choice;
+            if let (None, Some(text)) = (choice.category_id, changes.category.as_deref()) {
+                if !text.trim().is_empty() && catalogue.has_active() {
+                    choice.category_id = catalogue.resolve(None, Some(text))?.category_id;
+                }
+            }
+            self.check_choice(&catalogue, company, choice).await?;
+            let mut events = Vec::new();
+            if !choice.is_empty() {
+                let categorise = RequisitionCommand::Categorise {
+                    category_id: choice.category_id,
+                    cost_centre_id: choice.cost_centre_id,
+                    actor: actor.clone(),
+                };
+                events.extend(decide(&mut requisition, categorise).await?);
+            }
+            if *changes != Changes::default() || choice.is_empty() {
+                let edit = RequisitionCommand::Edit { changes: changes.clone(), actor: actor.clone() };
+                events.extend(decide(&mut requisition, edit).await?);
+            }
+            let stream = StreamAppend::of(&loaded, &events, &requisition)?;
+            self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
+                .await
+        })
+        .await
+    }
+
     /// Submits, routed by the policy in force for the current amount: the threshold, the chain
     /// and who may act at each step.
     pub async fn submit_requisition(
@@ -779,6 +850,22 @@ impl CommandService {
         comment: Option<String>,
         urgent_reason: Option<String>,
     ) -> Result<Outcome<RequisitionView>, CommandError> {
+        self.submit_requisition_with(ctx, id, comment, urgent_reason, CategoryChoice::default()).await
+    }
+
+    /// [`Self::submit_requisition`] choosing a category and cost centre first (a draft made
+    /// before its company had categories needs one now). The budgets the submission would
+    /// exceed are flagged (`BudgetExceeded`) or, with the `budget_block` setting, refuse it.
+    pub async fn submit_requisition_with(
+        &self,
+        ctx: &CommandContext,
+        id: Id,
+        comment: Option<String>,
+        urgent_reason: Option<String>,
+        choice: CategoryChoice,
+    ) -> Result<Outcome<RequisitionView>, CommandError> {
+        let block = self.settings().await?.budget_block;
+        let choice = &choice;
         // The policy is read once, before the retries: a policy change racing a submission
         // may or may not apply to it, like any two concurrent requests.
         let policy = self.policy_for_submission().await?;
@@ -787,6 +874,22 @@ impl CommandService {
         self.retrying(|source| async move {
             let loaded = self.visible_requisition(actor, id, source).await?;
             let mut requisition = loaded.state.clone();
+            let company = requisition.unit.map(|u| u.company);
+            let catalogue = self.catalogue(company).await?.state;
+            let mut events = Vec::new();
+            if !choice.is_empty() {
+                self.check_choice(&catalogue, company, *choice).await?;
+                let categorise = RequisitionCommand::Categorise {
+                    category_id: choice.category_id,
+                    cost_centre_id: choice.cost_centre_id,
+                    actor: actor.clone(),
+                };
+                events.extend(decide(&mut requisition, categorise).await?);
+            }
+            let flags = self.budget_flags(&requisition).await?;
+            let check = RequisitionCommand::CheckBudgets { flags, block, actor: actor.clone() };
+            events.extend(decide(&mut requisition, check).await?);
+            catalogue.check_submission(requisition.category_id)?;
             let directory = self.directory(policy, &requisition, actor).await?;
             let command = RequisitionCommand::Submit {
                 policy: policy.clone(),
@@ -797,7 +900,7 @@ impl CommandService {
                 duplicates: self.duplicate_check(&requisition).await?,
                 actor: actor.clone(),
             };
-            let events = decide(&mut requisition, command).await?;
+            events.extend(decide(&mut requisition, command).await?);
             let stream = StreamAppend::of(&loaded, &events, &requisition)?;
             self.commit(ctx, &[stream], vec![], RequisitionView::new(&requisition, 0), |v, p| v.position = p)
                 .await

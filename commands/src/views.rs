@@ -280,6 +280,14 @@ pub struct RequisitionView {
     pub duplicate_dismissed: Option<DismissalView>,
     /// FP&A's review after payment (`null`: not reviewed).
     pub review: Option<ReviewView>,
+    /// The expense category chosen (`GET /api/categories`; `null`: none, as requisitions made
+    /// before categories, whose free text `category` is kept as their label).
+    pub category_id: Option<Uuid>,
+    /// The cost centre chosen (`cost_centre_id` in requests; `null`: none). `cost_centre_id`
+    /// above is the one of the unit it was created in.
+    pub chosen_cost_centre_id: Option<Uuid>,
+    /// The budgets its latest submission exceeds (flagged to the approvers); empty when none.
+    pub budget_exceeded: Vec<crate::budgets::BudgetFlagView>,
     pub position: i64,
 }
 
@@ -420,6 +428,9 @@ impl RequisitionView {
                 .and_then(|d| d.dismissed.as_ref())
                 .map(|d| DismissalView { by: d.by, reason: d.reason.clone() }),
             review: r.review.as_ref().map(ReviewView::from),
+            category_id: r.category_id,
+            chosen_cost_centre_id: r.cost_centre_id,
+            budget_exceeded: r.budget_exceeded.iter().map(crate::budgets::BudgetFlagView::from).collect(),
             position,
         }
     }

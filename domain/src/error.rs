@@ -157,6 +157,22 @@ pub enum DomainError {
     VarianceSettled,
     #[error("the fund still has {what}: settle it first")]
     FundHasOpenItems { what: &'static str },
+    // ----- categories and budgets (issue #14 [treasury]) -----
+    #[error("the category is already inactive")]
+    CategoryInactive,
+    #[error(
+        "this requisition of {amount} would exceed budget {budget_id} ({scope} for {month}): \
+         {consumed} of {budget} is consumed already, and budgets block over-budget submissions"
+    )]
+    BudgetExceeded {
+        budget_id: crate::Id,
+        /// The budget's scope as text: `department 0190…`.
+        scope: String,
+        month: String,
+        budget: Decimal,
+        consumed: Decimal,
+        amount: Decimal,
+    },
 }
 
 impl DomainError {
@@ -228,6 +244,8 @@ impl DomainError {
             DomainError::NothingToReplenish => "nothing_to_replenish",
             DomainError::VarianceSettled => "variance_settled",
             DomainError::FundHasOpenItems { .. } => "fund_has_open_items",
+            DomainError::CategoryInactive => "category_inactive",
+            DomainError::BudgetExceeded { .. } => "budget_exceeded",
         }
     }
 
@@ -283,7 +301,9 @@ impl DomainError {
             | DomainError::ReplenishmentState { .. }
             | DomainError::NothingToReplenish
             | DomainError::VarianceSettled
-            | DomainError::FundHasOpenItems { .. } => ErrorKind::Conflict,
+            | DomainError::FundHasOpenItems { .. }
+            | DomainError::CategoryInactive
+            | DomainError::BudgetExceeded { .. } => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
         }
     }

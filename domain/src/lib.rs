@@ -9,6 +9,8 @@
 //! today's configuration and every rule can be tested with given/when/then.
 
 pub mod advance;
+pub mod budget;
+pub mod category;
 pub mod delegation;
 pub mod denomination;
 pub mod error;

@@ -33,6 +33,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod budget;
 mod review;
 pub use review::{Dismissal, DuplicateCheck, DuplicateFlag, PaymentReview, ReviewStatus};
 
@@ -212,6 +213,20 @@ pub struct Requisition {
     /// FP&A's review after payment.
     #[serde(default)]
     pub review: Option<PaymentReview>,
+    // ----- category and budgets (`budget`, issue #14 [treasury]) -----
+    /// The expense category chosen (`crate::category`; `None`: none, as requisitions before
+    /// categories, whose free text stays in `category` as a label).
+    #[serde(default)]
+    pub category_id: Option<Id>,
+    /// The cost centre chosen (an organisation unit of kind `cost_centre`; `None`: none).
+    #[serde(default)]
+    pub cost_centre_id: Option<Id>,
+    /// The budgets the latest submission exceeds (`BudgetExceeded`), shown to its approvers.
+    #[serde(default)]
+    pub budget_exceeded: Vec<crate::budget::BudgetFlag>,
+    /// `BudgetExceeded` events waiting for the `RequisitionSubmitted` that follows them.
+    #[serde(default)]
+    pub next_budget_exceeded: Vec<crate::budget::BudgetFlag>,
 }
 
 /// An urgent submission: the requester's reason, whether its threshold allows a fast-track,
@@ -498,6 +513,11 @@ pub enum RequisitionCommand {
         purpose: String,
         payee: Option<String>,
         category: Option<String>,
+        /// The expense category, checked by the caller against the requester's company's
+        /// catalogue (`Catalogue::resolve`).
+        category_id: Option<Id>,
+        /// A cost centre of the requester's company, checked by the caller.
+        cost_centre_id: Option<Id>,
         /// The requester, with their unit as it is now (`Actor::unit`): the requisition
         /// belongs to it for good.
         requester: Actor,
@@ -611,6 +631,21 @@ pub enum RequisitionCommand {
         now: DateTime<Utc>,
         actor: Actor,
     },
+    /// The requester chooses the expense category and/or the cost centre (each checked by the
+    /// caller; `None`: unchanged), while it is a draft or changes are requested.
+    Categorise {
+        category_id: Option<Id>,
+        cost_centre_id: Option<Id>,
+        actor: Actor,
+    },
+    /// Just before a submission: the budgets it would exceed (`flags`, computed by the caller,
+    /// `crate::budget::overruns`). Flagged, or refused when `block` (the `budget_block`
+    /// setting).
+    CheckBudgets {
+        flags: Vec<crate::budget::BudgetFlag>,
+        block: bool,
+        actor: Actor,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -623,6 +658,8 @@ pub enum RequisitionEvent {
         amount: Decimal,
         purpose: String,
         payee: Option<String>,
+        /// The requester's free text (a label, as given; before categories the only record of
+        /// one).
         category: Option<String>,
         requester_id: Id,
         /// Version 2: where it comes from (`None`: unscoped). Version 1 had neither this nor
@@ -630,6 +667,10 @@ pub enum RequisitionEvent {
         origin: Option<Origin>,
         /// Version 2: the requester's unit and its path when it was created.
         unit: Option<UnitPath>,
+        /// Version 3: the expense category chosen (`None`: none; and in versions 1 and 2).
+        category_id: Option<Id>,
+        /// Version 3: the cost centre chosen (`None`: none; and in versions 1 and 2).
+        cost_centre_id: Option<Id>,
     },
     /// Only the changed fields are set.
     RequisitionEdited {
@@ -782,6 +823,24 @@ pub enum RequisitionEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The requester chose the expense category and/or the cost centre (`None`: unchanged).
+    CategoryChosen {
+        category_id: Option<Id>,
+        cost_centre_id: Option<Id>,
+    },
+    /// Recorded just before the `RequisitionSubmitted` it concerns, in its transaction: the
+    /// submission takes a budget covering it over (`consumed + amount > budget`).
+    BudgetExceeded {
+        budget_id: Id,
+        scope: crate::budget::BudgetScope,
+        month: crate::budget::Month,
+        #[serde(with = "rust_decimal::serde::str")]
+        budget: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        consumed: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+    },
 }
 
 impl DomainEvent for RequisitionEvent {
@@ -807,15 +866,19 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::DuplicateDismissed { .. } => "DuplicateDismissed",
             RequisitionEvent::PaymentReviewed { .. } => "PaymentReviewed",
             RequisitionEvent::PaymentFlagged { .. } => "PaymentFlagged",
+            RequisitionEvent::CategoryChosen { .. } => "CategoryChosen",
+            RequisitionEvent::BudgetExceeded { .. } => "BudgetExceeded",
         }
         .into()
     }
     fn event_version(&self) -> String {
         match self {
-            RequisitionEvent::RequisitionApproved { .. } | RequisitionEvent::ChangesRequested { .. } => "3",
-            RequisitionEvent::RequisitionCreated { .. }
-            | RequisitionEvent::RequisitionSubmitted { .. }
-            | RequisitionEvent::RequisitionRejected { .. } => "2",
+            RequisitionEvent::RequisitionApproved { .. }
+            | RequisitionEvent::ChangesRequested { .. }
+            | RequisitionEvent::RequisitionCreated { .. } => "3",
+            RequisitionEvent::RequisitionSubmitted { .. } | RequisitionEvent::RequisitionRejected { .. } => {
+                "2"
+            }
             _ => "1",
         }
         .into()
@@ -846,6 +909,8 @@ impl Aggregate for Requisition {
                 purpose,
                 payee,
                 category,
+                category_id,
+                cost_centre_id,
                 requester,
                 origin,
             } => {
@@ -868,6 +933,8 @@ impl Aggregate for Requisition {
                     requester_id: requester.user_id,
                     origin: Origin::of(requester.unit.as_ref(), origin)?,
                     unit: requester.unit,
+                    category_id,
+                    cost_centre_id,
                 };
                 sink.write(event, self).await;
             }
@@ -1179,6 +1246,15 @@ impl Aggregate for Requisition {
                 let event = self.decide_flag(&reason, now, &actor)?;
                 sink.write(event, self).await;
             }
+            C::Categorise { category_id, cost_centre_id, actor } => {
+                let event = self.decide_categorise(category_id, cost_centre_id, &actor)?;
+                sink.write(event, self).await;
+            }
+            C::CheckBudgets { flags, block, actor } => {
+                for event in self.decide_budgets(flags, block, &actor)? {
+                    sink.write(event, self).await;
+                }
+            }
         }
         Ok(())
     }
@@ -1197,7 +1273,11 @@ impl Aggregate for Requisition {
                 requester_id,
                 origin,
                 unit,
+                category_id,
+                cost_centre_id,
             } => {
+                self.category_id = category_id;
+                self.cost_centre_id = cost_centre_id;
                 self.id = Some(requisition_id);
                 self.origin = origin;
                 self.unit = unit;
@@ -1225,6 +1305,7 @@ impl Aggregate for Requisition {
                 self.step_reminded = false;
                 self.step_escalated = false;
                 self.duplicates = self.next_duplicates.take();
+                self.budget_exceeded = std::mem::take(&mut self.next_budget_exceeded);
                 for approval in self.approvals.drain(..) {
                     if !self.former_approvers.contains(&approval.approver_id) {
                         self.former_approvers.push(approval.approver_id);
@@ -1321,6 +1402,7 @@ impl Aggregate for Requisition {
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }) => self.apply_review(event),
+            event @ (E::CategoryChosen { .. } | E::BudgetExceeded { .. }) => self.apply_budget(event),
         }
     }
 }

@@ -60,10 +60,13 @@ pub enum SettingKey {
     /// An unsettled advance blocks a new advance for the same person (asking for it, and paying
     /// it).
     AdvanceBlockWhileUnsettled,
+    /// A submission that would exceed a budget covering it is refused (409
+    /// `budget_exceeded`) rather than flagged to its approvers (`crate::budget`).
+    BudgetBlock,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 16] = [
+    pub const ALL: [SettingKey; 17] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -80,6 +83,7 @@ impl SettingKey {
         SettingKey::VarianceApproverRole,
         SettingKey::AdvanceDueDays,
         SettingKey::AdvanceBlockWhileUnsettled,
+        SettingKey::BudgetBlock,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +104,7 @@ impl SettingKey {
             SettingKey::VarianceApproverRole => "variance_approver_role",
             SettingKey::AdvanceDueDays => "advance_due_days",
             SettingKey::AdvanceBlockWhileUnsettled => "advance_block_while_unsettled",
+            SettingKey::BudgetBlock => "budget_block",
         }
     }
 }
@@ -237,6 +242,9 @@ pub struct Settings {
     pub cash_counts: CashCountSettings,
     #[serde(default)]
     pub advances: AdvanceSettings,
+    /// Over-budget submissions are refused rather than flagged (default false).
+    #[serde(default)]
+    pub budget_block: bool,
 }
 
 fn default_duplicate_window_days() -> u32 {
@@ -271,6 +279,7 @@ impl Default for Settings {
             currency_display: CurrencyDisplay::default(),
             cash_counts: CashCountSettings::default(),
             advances: AdvanceSettings::default(),
+            budget_block: false,
         }
     }
 }
@@ -295,6 +304,7 @@ impl Settings {
             SettingKey::VarianceApproverRole => self.cash_counts.approver_role.as_str().into(),
             SettingKey::AdvanceDueDays => self.advances.due_days.into(),
             SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled.into(),
+            SettingKey::BudgetBlock => self.budget_block.into(),
         }
     }
 
@@ -320,6 +330,7 @@ impl Settings {
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
             SettingKey::DuplicateWindowDays => self.duplicate_window_days = whole(0, 365)?,
+            SettingKey::BudgetBlock => self.budget_block = flag()?,
             SettingKey::CurrencyDisplay => {
                 self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))

@@ -13,6 +13,7 @@
 //! | `RequisitionRejected` | 2 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
 //! | `ChangesRequested` | 3 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
 //! | `FundOpened` | 3 | `reorder_level`, `minimum_balance`, `auto_replenish` | [`AddFields`]: `null` (no reorder level, minimum zero, auto-replenish off) |
+//! | `RequisitionCreated` | 3 | `category_id`, `cost_centre_id` (the expense category and cost centre chosen) | [`AddFields`]: `null` (none chosen; the free text `category` stays the label it was, never mapped: `crate::category`) |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
@@ -66,6 +67,13 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
             to: "3",
             fields: &["reorder_level", "minimum_balance", "auto_replenish"],
         }),
+        // Categories (issue #14 [treasury]): none chosen; the free text stays a label.
+        Box::new(AddFields {
+            event_type: "RequisitionCreated",
+            from: "2",
+            to: "3",
+            fields: &["category_id", "cost_centre_id"],
+        }),
     ]
 }
 
@@ -117,16 +125,24 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_requisition_created_reads_as_an_unscoped_version_2() {
+    fn a_version_1_requisition_created_reads_as_an_unscoped_uncategorised_version_3() {
         let v1 = json!({"RequisitionCreated": {"requisition_id": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b17",
             "fund_id": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b18", "currency": "KES", "amount": "10.00",
-            "purpose": "p", "payee": null, "category": null,
+            "purpose": "p", "payee": null, "category": "office",
             "requester_id": "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b19"}});
         let event = upcast(&upcasters(), stored("RequisitionCreated", "1", v1));
-        assert_eq!(event.event_version, "2");
+        assert_eq!(event.event_version, "3", "1 → 2 → 3 in turn");
         match serde_json::from_value::<RequisitionEvent>(event.payload).unwrap() {
-            RequisitionEvent::RequisitionCreated { origin, unit, .. } => {
-                assert_eq!((origin, unit), (None, None))
+            RequisitionEvent::RequisitionCreated {
+                origin,
+                unit,
+                category,
+                category_id,
+                cost_centre_id,
+                ..
+            } => {
+                assert_eq!((origin, unit, category_id, cost_centre_id), (None, None, None, None));
+                assert_eq!(category.as_deref(), Some("office"), "the free text stays, as a label");
             }
             other => panic!("{other:?}"),
         }

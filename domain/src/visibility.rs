@@ -234,6 +234,21 @@ pub fn may_see_unit(actor: &Actor, unit_company: Id) -> bool {
     }
 }
 
+/// True when the actor may read the expense categories and cost centres of `company` (`None`:
+/// the unscoped organisation's): the people of that company.
+pub fn may_read_catalogue(actor: &Actor, company: Option<Id>) -> bool {
+    actor.company() == company
+}
+
+/// Who may read budget against actual (their company's).
+pub const BUDGET_READERS: [Role; 7] =
+    [Role::Cfo, Role::Admin, Role::Fpa, Role::GroupFinanceManager, Role::Ceo, Role::Auditor, Role::Treasury];
+
+/// True when the actor may read their company's budgets and what they consumed.
+pub fn may_read_budgets(actor: &Actor) -> bool {
+    BUDGET_READERS.iter().any(|r| actor.has(*r))
+}
+
 /// Whose numbers the dashboard sums for an actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DashboardScope {

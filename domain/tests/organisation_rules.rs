@@ -412,6 +412,8 @@ fn a_requisition_keeps_the_unit_it_was_created_in() {
         requester_id: Id::from_u128(0x5e),
         origin: Some(Origin::Branch),
         unit: Some(here),
+        category_id: None,
+        cost_centre_id: None,
     });
     assert_eq!((r.unit, r.origin), (Some(here), Some(Origin::Branch)));
     let admin_elsewhere = Actor::new(Id::from_u128(0xc), [Role::Admin]).in_unit(Some(company_path(GLOBEX)));

@@ -117,6 +117,8 @@ impl NewRequisition {
             purpose: self.purpose,
             payee: self.payee,
             category: self.category,
+            category_id: None,
+            cost_centre_id: None,
             requester: self.requester,
             origin: self.origin,
         }
@@ -134,6 +136,8 @@ impl NewRequisition {
             requester_id: self.requester.user_id,
             origin: Origin::of(self.requester.unit.as_ref(), self.origin).unwrap(),
             unit: self.requester.unit,
+            category_id: None,
+            cost_centre_id: None,
         }
     }
 }

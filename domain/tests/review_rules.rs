@@ -67,6 +67,8 @@ fn create() -> Cmd {
         purpose: "Printer toner".into(),
         payee: Some("Office Mart".into()),
         category: None,
+        category_id: None,
+        cost_centre_id: None,
         requester: requester(),
         origin: None,
     }

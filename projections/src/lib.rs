@@ -172,11 +172,14 @@ pub fn table_name(base: &str, version: i32, generation: i32) -> String {
     }
 }
 
-/// The current version of the `requisitions` projection (3: the requisition's organisation).
-pub const REQUISITIONS_VERSION: i32 = 3;
+/// The current version of the `requisitions` projection (3: the requisition's organisation;
+/// 4: the budgets its latest submission exceeds).
+pub const REQUISITIONS_VERSION: i32 = 4;
 /// The current version of the `cash` projection (2: the fund's company; 3: fund operations'
 /// columns and movements).
 pub const CASH_VERSION: i32 = 3;
+/// The current version of the `budgets` projection (what budgets consume).
+pub const BUDGETS_VERSION: i32 = 1;
 
 /// The projections the service runs (`serve`, `project`), at their current versions
 /// (generation 0; the engine resolves which generation of each version to run): the read
@@ -192,5 +195,6 @@ pub fn replayable() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(models::requisitions::Requisitions::new(REQUISITIONS_VERSION)),
         Arc::new(models::cash::Cash::new(CASH_VERSION)),
+        Arc::new(models::budgets::Budgets::new(BUDGETS_VERSION)),
     ]
 }

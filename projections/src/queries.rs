@@ -197,6 +197,9 @@ pub struct RequisitionRow {
     /// FP&A's review after payment (`null`: not reviewed).
     #[sqlx(json(nullable))]
     pub review: Option<ReviewView>,
+    /// The budgets its latest submission exceeds (flagged to the approvers); empty when none.
+    #[sqlx(json)]
+    pub budget_exceeded: Vec<pettycash_commands::budgets::BudgetFlagView>,
 }
 
 const REQUISITION_SELECT: &str =
@@ -205,7 +208,7 @@ const REQUISITION_SELECT: &str =
      (CASE WHEN jsonb_typeof(approvers) = 'array' THEN jsonb_array_length(approvers) ELSE 0 END)::bigint \
      AS approvals_count, created_at, submitted_at, paid_at, company_id, region_id, branch_id, department_id, \
      cost_centre_id, origin, coalesce(possible_duplicates, '[]') AS possible_duplicates, duplicate_dismissed, \
-     review FROM rm_requisitions WHERE true";
+     review, coalesce(budget_exceeded, '[]') AS budget_exceeded FROM rm_requisitions WHERE true";
 
 /// Filters of the requisitions list; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]

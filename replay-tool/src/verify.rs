@@ -88,6 +88,7 @@
 //!   `fund_ops` (`variance_mismatch`, `variance_adjusted_twice`, `variance_approved_by_counter`,
 //!   `movement_in_closed_period`, `replenishment_funded_twice`, `replenishment_not_approved`).
 
+mod budgets;
 mod fund_ops;
 mod review;
 
@@ -328,6 +329,12 @@ pub struct Verifier {
     advance_returns: HashMap<Uuid, (Option<ReturnSide>, Option<ReturnSide>)>,
     /// Fund operations per fund (`fund_ops`).
     fund_ops: HashMap<Uuid, fund_ops::FundOpsV>,
+    /// Budgets, the `budget_block` setting and what budgets consumed (`budgets`).
+    budgets: budgets::BudgetsV,
+    /// The runtime settings as their events left them so far.
+    settings: pettycash_domain::settings::RuntimeSettings,
+    /// Checks `verify_store` could not make (`budgets::BUDGETS_BEHIND`).
+    not_checked_extra: Vec<&'static str>,
     violations: Vec<Violation>,
 }
 
@@ -622,6 +629,14 @@ impl Verifier {
             "invitation" => e.decode::<pettycash_domain::invitation::InvitationEvent>().map(|_| ()),
             "delegation" => e.decode::<DelegationEvent>().map(|ev| self.delegation(e, ev)),
             "advance_account" => e.decode::<AdvanceEvent>().map(|ev| self.advance(e, ev)),
+            "settings" => e.decode::<pettycash_domain::settings::SettingsEvent>().map(|ev| {
+                cqrs_es::Aggregate::apply(&mut self.settings, ev);
+                self.budgets.block = self.settings.values.budget_block;
+            }),
+            "budget_plan" => {
+                e.decode::<pettycash_domain::budget::BudgetEvent>().map(|ev| self.budget_plan(e, ev))
+            }
+            "category_catalogue" => e.decode::<pettycash_domain::category::CategoryEvent>().map(|_| ()),
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -964,6 +979,7 @@ impl Verifier {
         use RequisitionEvent as E;
         let Some(id) = self.id(e) else { return };
         self.note_participants(id, &ev);
+        self.budget_requisition(e, id, &ev);
         match ev {
             E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -1440,6 +1456,7 @@ impl Verifier {
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }) => self.review_event(e, id, ev),
+            E::CategoryChosen { .. } | E::BudgetExceeded { .. } => {}
         }
     }
 
@@ -1454,6 +1471,7 @@ impl Verifier {
         } else if self.event_key.is_none() {
             not_checked.push(NO_EVENT_KEY);
         }
+        not_checked.append(&mut self.not_checked_extra);
         let mut unmatched: Vec<(Uuid, Side, &'static str)> = Vec::new();
         for (payment_id, p) in self.payments.drain() {
             match (p.paid, p.disbursed) {
@@ -1571,6 +1589,10 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
     }
     tracker.finish_window();
     progress.finish();
+    match budgets::compare_consumption(pool, &v.budgets.consumed, v.last_position).await? {
+        Ok(violations) => v.violations.extend(violations),
+        Err(not_checked) => v.not_checked_extra.push(not_checked),
+    }
     Ok(v.finish(tracker, key.map(|k| k.id.clone())))
 }
 

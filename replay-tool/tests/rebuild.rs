@@ -3,7 +3,7 @@
 //! models beside the live ones and swaps them in.
 
 use futures::StreamExt;
-use pettycash_projections::{CASH_VERSION, REQUISITIONS_VERSION};
+use pettycash_projections::{BUDGETS_VERSION, CASH_VERSION, REQUISITIONS_VERSION};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{Cast, TestApp};
 use reqwest::StatusCode;
@@ -16,13 +16,14 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Every read-model view with a column list that orders its rows completely.
 /// Every read-model view: name, a total order of its rows, the version of its projection.
-const VIEWS: [(&str, &str, i32); 6] = [
+const VIEWS: [(&str, &str, i32); 7] = [
     ("rm_requisitions", "id", REQUISITIONS_VERSION),
     ("rm_funds", "id", CASH_VERSION),
     ("rm_ledger", "fund_id, position", CASH_VERSION),
     ("rm_payments", "payment_id", CASH_VERSION),
     ("rm_requisition_totals", "requester_id, status, currency", REQUISITIONS_VERSION),
     ("rm_paid_daily", "requester_id, day, currency", REQUISITIONS_VERSION),
+    ("rm_budget_spend", "id", BUDGETS_VERSION),
 ];
 
 const BIN: &str = env!("CARGO_BIN_EXE_pettycash-replay");
@@ -107,7 +108,7 @@ async fn caught_up(pool: &PgPool) -> bool {
     .fetch_one(pool)
     .await
     .unwrap();
-    n == 3
+    n == 4
 }
 
 async fn wait_caught_up(pool: &PgPool) {
@@ -188,6 +189,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert_eq!(
         states(&checkpoints(&app.pool).await),
         [
+            row("budgets", BUDGETS_VERSION, 0, "live"),
             row("cash", CASH_VERSION, 0, "live"),
             row("notifications", 1, 0, "live"),
             row("requisitions", REQUISITIONS_VERSION, 0, "live"),
@@ -197,7 +199,12 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
 
     let out = replay(&app.database_url, &["rebuild", "--all"]).await;
     let text = ok_stdout(&out);
-    for name in ["requisitions v3", "cash v3"] {
+    let names = [
+        format!("requisitions v{REQUISITIONS_VERSION}"),
+        format!("cash v{CASH_VERSION}"),
+        format!("budgets v{BUDGETS_VERSION}"),
+    ];
+    for name in names {
         assert!(
             text.contains(&format!("{name}: building generation 1 (serving from generation 0)")),
             "{text}"
@@ -206,9 +213,10 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         assert!(text.contains("events/s"), "{text}");
     }
     assert!(
-        text.contains(
-            "requisitions v3: dropped rm_requisitions_v3, rm_requisition_totals_v3, rm_paid_daily_v3\n"
-        ),
+        text.contains(&format!(
+            "requisitions v{r}: dropped rm_requisitions_v{r}, rm_requisition_totals_v{r}, rm_paid_daily_v{r}\n",
+            r = REQUISITIONS_VERSION
+        )),
         "{text}"
     );
     assert!(text.contains("cash v3: dropped rm_funds_v3, rm_ledger_v3, rm_payments_v3\n"), "{text}");
@@ -218,6 +226,8 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert_eq!(
         states(&rows),
         [
+            row("budgets", BUDGETS_VERSION, 0, "retired"),
+            row("budgets", BUDGETS_VERSION, 1, "live"),
             row("cash", CASH_VERSION, 0, "retired"),
             row("cash", CASH_VERSION, 1, "live"),
             row("notifications", 1, 0, "live"),
@@ -234,17 +244,19 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         assert!(!table_exists(&app.pool, &format!("{view}_v{v}")).await, "{view}_v{v} was not dropped");
     }
     // The readers' indexes, built when the generation went live, as generation 0 had them.
-    let indexes: Vec<String> = sqlx::query_scalar(
-        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v3_g1', 'rm_payments_v3_g1')
-         ORDER BY 1",
-    )
+    let indexes: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT indexname FROM pg_indexes WHERE tablename IN ('rm_requisitions_v{REQUISITIONS_VERSION}_g1', \
+         'rm_payments_v{CASH_VERSION}_g1') ORDER BY 1"
+    ))
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    for wanted in
-        ["rm_requisitions_v3_g1_status_idx", "rm_requisitions_v3_g1_inbox_idx", "rm_payments_v3_g1_paid_idx"]
-    {
-        assert!(indexes.iter().any(|i| i == wanted), "{wanted} missing: {indexes:?}");
+    for wanted in [
+        format!("rm_requisitions_v{REQUISITIONS_VERSION}_g1_status_idx"),
+        format!("rm_requisitions_v{REQUISITIONS_VERSION}_g1_inbox_idx"),
+        format!("rm_payments_v{CASH_VERSION}_g1_paid_idx"),
+    ] {
+        assert!(indexes.contains(&wanted), "{wanted} missing: {indexes:?}");
     }
     // Exactly the same rows.
     let after = snapshot(&app.pool).await;
@@ -362,13 +374,16 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     let text = ok_stdout(&out);
     assert!(
         text.contains(&format!(
-            "requisitions v3: resuming generation 1 from position {position} ({applied} events applied so far; \
+            "requisitions v{REQUISITIONS_VERSION}: resuming generation 1 from position {position} ({applied} events applied so far; \
              serving from generation 0)"
         )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("requisitions v3: generation 1 is live; {} events applied", events - applied)),
+        text.contains(&format!(
+            "requisitions v{REQUISITIONS_VERSION}: generation 1 is live; {} events applied",
+            events - applied
+        )),
         "{text}"
     );
     // cash was rebuilt side by side: killed before it started, or resumed, never a new one.
@@ -382,6 +397,8 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert_eq!(
         states(&rows),
         [
+            row("budgets", BUDGETS_VERSION, 0, "retired"),
+            row("budgets", BUDGETS_VERSION, 1, "live"),
             row("cash", CASH_VERSION, 0, "retired"),
             row("cash", CASH_VERSION, 1, "live"),
             row("notifications", 1, 0, "live"),
@@ -398,7 +415,12 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
         assert!(definition.contains(&format!("{view}_v{v}_g1")), "view {view}: {definition}");
         assert!(table_exists(&app.pool, &format!("{view}_v{v}")).await, "--keep-old dropped {view}_v{v}");
     }
-    assert!(text.contains("requisitions v3: kept the tables of retired generations (--keep-old)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "requisitions v{REQUISITIONS_VERSION}: kept the tables of retired generations (--keep-old)"
+        )),
+        "{text}"
+    );
     assert_eq!(snapshot(&app.pool).await, before);
 }
 

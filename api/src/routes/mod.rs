@@ -2,6 +2,7 @@
 
 pub mod advances;
 pub mod auth;
+pub mod budgets;
 pub mod delegations;
 pub mod fund_ops;
 pub mod funds;

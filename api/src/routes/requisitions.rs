@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use pettycash_commands::budgets::CategoryChoice;
 use pettycash_commands::service::NewRequisition;
 use pettycash_commands::views::{HistoryEntry, RequisitionView};
 use pettycash_domain::organisation::Origin;
@@ -42,7 +43,14 @@ pub struct CreateRequisition {
     #[schema(example = "Printer toner for the front office")]
     pub purpose: String,
     pub payee: Option<String>,
+    /// Free text. While your company has expense categories it must be the code or name of an
+    /// active one (it then chooses it); while it has none it is kept as a label.
     pub category: Option<String>,
+    /// The expense category (`GET /api/categories`): required while your company has active
+    /// categories (unless `category` names one); an inactive or another company's is 422.
+    pub category_id: Option<Uuid>,
+    /// Optional: an open cost centre of your company (`GET /api/cost-centres`).
+    pub cost_centre_id: Option<Uuid>,
     /// Optional; when given it must be the fund's currency.
     pub currency: Option<String>,
     /// Submit for approval right away (default false: a draft).
@@ -74,6 +82,11 @@ pub struct Submission {
     /// approves.
     #[schema(example = "Generator fuel for tonight's outage")]
     pub urgent_reason: Option<String>,
+    /// Choose the expense category now (a draft made before your company had categories
+    /// needs one to be submitted).
+    pub category_id: Option<Uuid>,
+    /// Choose a cost centre now.
+    pub cost_centre_id: Option<Uuid>,
 }
 
 /// Why the approval is overridden.
@@ -93,6 +106,10 @@ pub struct EditRequisition {
     pub purpose: Option<String>,
     pub payee: Option<String>,
     pub category: Option<String>,
+    /// Choose another expense category (an active one of your company).
+    pub category_id: Option<Uuid>,
+    /// Choose a cost centre (an open one of your company).
+    pub cost_centre_id: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -153,8 +170,9 @@ pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisitio
         urgent_reason: b.urgent_reason.clone(),
         advance: b.advance,
     };
+    let choice = CategoryChoice { category_id: b.category_id, cost_centre_id: b.cost_centre_id };
     let ctx = cmd.context(StatusCode::CREATED);
-    run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition(&ctx, input)).await
+    run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition_with(&ctx, input, choice)).await
 }
 
 /// A requisition folded from its events. 404 for ids the caller may not see (another
@@ -197,11 +215,15 @@ pub async fn edit(
         payee: b.payee.clone(),
         category: b.category.clone(),
     };
-    if changes == Changes::default() {
-        return Err(ApiError::unprocessable("body", "give at least one of amount, purpose, payee, category"));
+    let choice = CategoryChoice { category_id: b.category_id, cost_centre_id: b.cost_centre_id };
+    if changes == Changes::default() && choice.is_empty() {
+        return Err(ApiError::unprocessable(
+            "body",
+            "give at least one of amount, purpose, payee, category, category_id, cost_centre_id",
+        ));
     }
     let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.edit_requisition(&ctx, id, changes)).await
+    run(&state, &cmd, StatusCode::OK, state.commands.edit_requisition_with(&ctx, id, changes, choice)).await
 }
 
 /// Submit for approval (requester only), with an optional comment, optionally marked urgent
@@ -219,7 +241,15 @@ pub async fn submit(
 ) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::OK);
     let (comment, urgent) = (cmd.body.comment.clone(), cmd.body.urgent_reason.clone());
-    run(&state, &cmd, StatusCode::OK, state.commands.submit_requisition(&ctx, id, comment, urgent)).await
+    let choice =
+        CategoryChoice { category_id: cmd.body.category_id, cost_centre_id: cmd.body.cost_centre_id };
+    run(
+        &state,
+        &cmd,
+        StatusCode::OK,
+        state.commands.submit_requisition_with(&ctx, id, comment, urgent, choice),
+    )
+    .await
 }
 
 /// Approve the current step, with an optional comment: someone the step was routed to

@@ -165,6 +165,9 @@ pub struct RequisitionSummary {
     /// none, or dismissed), and the window they were found in.
     pub possible_duplicates: Vec<Id>,
     pub duplicate_window_days: u32,
+    /// The budgets the latest submission exceeds, each described in one line (`department
+    /// budget 2026-12: 50,000.00 KES, 48,000.00 paid already`); empty: none.
+    pub budget_exceeded: Vec<String>,
 }
 
 impl RequisitionSummary {
@@ -224,6 +227,15 @@ pub fn approval_requested(
         steps
     );
     let mut paragraphs = vec![waits, "Approve it, reject it or send it back for changes.".into()];
+    if !r.budget_exceeded.is_empty() {
+        paragraphs.insert(
+            1,
+            format!(
+                "Over budget: approving this requisition would exceed {}. Check before deciding.",
+                r.budget_exceeded.join("; ")
+            ),
+        );
+    }
     if !r.possible_duplicates.is_empty() {
         paragraphs.insert(
             1,
@@ -465,6 +477,7 @@ mod tests {
             payee: None,
             possible_duplicates: vec![],
             duplicate_window_days: 30,
+            budget_exceeded: vec![],
         }
     }
 

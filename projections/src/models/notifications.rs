@@ -159,7 +159,10 @@ impl Notice {
             | E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
-            | E::PaymentFlagged { .. } => vec![],
+            | E::PaymentFlagged { .. }
+            // Budget flags are told in the submission's mail (they come first).
+            | E::CategoryChosen { .. }
+            | E::BudgetExceeded { .. } => vec![],
         }
     }
 
@@ -400,6 +403,21 @@ impl Projection for Notifications {
                     .flat_map(|d| d.others.clone())
                     .collect(),
                 duplicate_window_days: req.duplicates.as_ref().map_or(0, |d| d.window_days),
+                budget_exceeded: req
+                    .budget_exceeded
+                    .iter()
+                    .map(|f| {
+                        let money =
+                            |a| req.currency.as_ref().map(|c| display.format(a, c)).unwrap_or_default();
+                        format!(
+                            "the {} budget for {} of {} ({} paid already)",
+                            f.scope.kind.as_str().replace('_', " "),
+                            f.month,
+                            money(f.budget),
+                            money(f.consumed)
+                        )
+                    })
+                    .collect(),
             };
             let audience = notice.audience();
             let recipients = recipients(tx, audience, req)

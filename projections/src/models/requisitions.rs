@@ -11,7 +11,7 @@
 //! UUIDs from one generator, so a requester's and a company's never collide.
 //! Version 3: the requisition's organisation (company, region, branch, department, cost
 //! centre, origin) and totals per company; version 2 summed everyone under one key; version 1
-//! had no totals.
+//! had no totals. Version 4: the budgets the latest submission exceeds (`budget_exceeded`).
 //!
 //! Catch-up speed: a requisition's events (5.3 on average) are spread over many batches, so
 //! most batches change rows that an earlier batch wrote. The projection keeps the rows of open
@@ -26,6 +26,7 @@ use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use pettycash_domain::budget::BudgetFlag;
 use pettycash_domain::organisation::Origin;
 use pettycash_domain::requisition::{
     apply_edit, Dismissal, PaymentReview, RequisitionEvent, ReviewStatus, Status,
@@ -138,6 +139,10 @@ struct Checks {
     duplicates_pending: bool,
     duplicate_dismissed: Option<Json<Dismissal>>,
     review: Option<Json<PaymentReview>>,
+    /// The budgets the latest submission exceeds (`BudgetExceeded`; `null`: none).
+    budget_exceeded: Option<Json<Vec<BudgetFlag>>>,
+    /// `BudgetExceeded` events waiting for the `RequisitionSubmitted` after them.
+    budget_pending: Option<Json<Vec<BudgetFlag>>>,
 }
 
 impl Checks {
@@ -149,7 +154,19 @@ impl Checks {
                 self.duplicate_dismissed = None;
                 self.duplicates_pending = true;
             }
+            E::BudgetExceeded { budget_id, scope, month, budget, consumed, amount } => {
+                let flag = BudgetFlag {
+                    budget_id: *budget_id,
+                    scope: *scope,
+                    month: *month,
+                    budget: *budget,
+                    consumed: *consumed,
+                    amount: *amount,
+                };
+                self.budget_pending.get_or_insert_with(|| Json(Vec::new())).0.push(flag);
+            }
             E::RequisitionSubmitted { .. } => {
+                self.budget_exceeded = self.budget_pending.take();
                 let flagged = std::mem::take(&mut self.duplicates_pending);
                 if !flagged {
                     self.possible_duplicates = None;
@@ -249,14 +266,14 @@ const COLUMNS: &str =
      company_id, region_id, branch_id, department_id, cost_centre_id, origin, \
      eligible, step_from, current_eligible, \
      changes_deadline, remind_at, escalate_at, reminded, escalated, \
-     possible_duplicates, duplicates_pending, duplicate_dismissed, review";
+     possible_duplicates, duplicates_pending, duplicate_dismissed, review, budget_exceeded, budget_pending";
 
 const STORED_COLUMNS: &str =
     "id, fund_id, requester_id, status, amount, currency, purpose, payee, category, chain, \
      approvers, created_at, submitted_at, paid_at, updated_at, last_position, \
      company_id, region_id, branch_id, department_id, cost_centre_id, origin, eligible, step_from, \
      changes_deadline, remind_at, escalate_at, reminded, escalated, \
-     possible_duplicates, duplicates_pending, duplicate_dismissed, review";
+     possible_duplicates, duplicates_pending, duplicate_dismissed, review, budget_exceeded, budget_pending";
 
 impl TryFrom<Stored> for Row {
     type Error = anyhow::Error;
@@ -401,7 +418,9 @@ impl Row {
             E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
-            | E::PaymentFlagged { .. } => {}
+            | E::PaymentFlagged { .. }
+            | E::CategoryChosen { .. }
+            | E::BudgetExceeded { .. } => {}
         }
     }
 }
@@ -503,7 +522,7 @@ impl Projection for Requisitions {
                     company_id uuid, region_id uuid, branch_id uuid, department_id uuid, cost_centre_id uuid,
                     origin text,
                     possible_duplicates jsonb, duplicates_pending boolean NOT NULL, duplicate_dismissed jsonb,
-                    review jsonb)"
+                    review jsonb, budget_exceeded jsonb, budget_pending jsonb)"
             ),
             // Every change of a requisition updates the same few totals rows (its requester's
             // and everyone's): under a steady load they leave thousands of dead row versions a
@@ -655,6 +674,7 @@ fn fold(
             requester_id,
             origin,
             unit,
+            ..
         } = &event
         {
             rows.insert(
@@ -938,7 +958,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
                 updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position,
                 possible_duplicates = EXCLUDED.possible_duplicates,
                 duplicates_pending = EXCLUDED.duplicates_pending,
-                duplicate_dismissed = EXCLUDED.duplicate_dismissed, review = EXCLUDED.review"
+                duplicate_dismissed = EXCLUDED.duplicate_dismissed, review = EXCLUDED.review,
+                budget_exceeded = EXCLUDED.budget_exceeded, budget_pending = EXCLUDED.budget_pending"
         }
     };
     sqlx::query(&format!(
@@ -949,7 +970,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
                               $18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[],
                               $24::jsonb[], $25::integer[], $26::jsonb[], $27::timestamptz[],
                               $28::timestamptz[], $29::timestamptz[], $30::boolean[], $31::boolean[],
-                              $32::jsonb[], $33::boolean[], $34::jsonb[], $35::jsonb[])
+                              $32::jsonb[], $33::boolean[], $34::jsonb[], $35::jsonb[], $36::jsonb[],
+                              $37::jsonb[])
          {on_conflict}"
     ))
     .bind(col!(|r| r.id))
@@ -987,6 +1009,8 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
     .bind(col!(|r| r.checks.duplicates_pending))
     .bind(col!(|r| r.checks.duplicate_dismissed.as_ref().map(|d| Json(&d.0))))
     .bind(col!(|r| r.checks.review.as_ref().map(|d| Json(&d.0))))
+    .bind(col!(|r| r.checks.budget_exceeded.as_ref().map(|d| Json(&d.0))))
+    .bind(col!(|r| r.checks.budget_pending.as_ref().map(|d| Json(&d.0))))
     .execute(&mut *tx)
     .await?;
     Ok(())

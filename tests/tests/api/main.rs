@@ -2,6 +2,7 @@
 
 mod advances;
 mod auth;
+mod budgets;
 mod caches;
 mod concurrency;
 mod deadlines;
