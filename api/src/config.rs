@@ -190,6 +190,8 @@ pub struct ServeArgs {
     pub sealing: SealArgs,
     #[command(flatten)]
     pub mail: MailArgs,
+    #[command(flatten)]
+    pub storage: pettycash_commands::receipts::StorageArgs,
 }
 
 /// The resolved settings of one command.
@@ -232,6 +234,9 @@ pub struct Config {
     pub login_throttle: pettycash_commands::throttle::ThrottlePolicy,
     /// Where mail goes and what it links to (`serve`, `project`).
     pub mail: MailConfig,
+    /// Where receipt files are kept: `MEDIA_ROOT` (default `media` under `data_dir`) or an
+    /// S3-compatible bucket (`MEDIA_S3_*`).
+    pub media: pettycash_commands::receipts::StorageConfig,
 }
 
 /// The mail settings, resolved.
@@ -331,6 +336,7 @@ impl Config {
         config.run_projections = !args.no_projections;
         let default_url = format!("http://{}", config.bind);
         config.mail = MailConfig::resolve(args.mail, config.debug, &config.data_dir, default_url)?;
+        config.media = args.storage.resolve(&config.data_dir);
         config.with_keys(args.keys)
     }
 
@@ -358,6 +364,7 @@ impl Config {
         }
         let mail = MailConfig::resolve(defaults(), debug, &common.data_dir, format!("http://{}", http.bind))
             .expect("the default mail settings are valid");
+        let media = pettycash_commands::receipts::StorageArgs::default().resolve(&common.data_dir);
         Self {
             database_url,
             secret_key: None,
@@ -378,6 +385,7 @@ impl Config {
             session_cache_ms: http.session_cache_ms,
             aggregate_cache_size: http.aggregate_cache_size,
             login_throttle: Default::default(),
+            media,
             mail,
         }
     }

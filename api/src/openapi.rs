@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    auth, delegations, funds, invitations, mail, meta, org, payments, policy, reads, requisitions, review,
+    auth, delegations, funds, invitations, mail, meta, org, payments, policy, reads, receipts, requisitions, review,
     settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         requisitions::revert_fast_track, requisitions::override_approval,
         review::dismiss_duplicate, review::review, review::flag,
         payments::pay,
+        receipts::upload, receipts::download,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,
         reads::fund_ledger, reads::dashboard,
     ),

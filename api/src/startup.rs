@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::settings::router())
         .merge(routes::requisitions::router())
         .merge(routes::review::router())
+        .merge(routes::receipts::router())
         .merge(routes::payments::router())
         .merge(routes::reads::router())
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));

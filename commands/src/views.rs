@@ -172,7 +172,25 @@ pub struct RequisitionView {
     pub duplicate_dismissed: Option<DismissalView>,
     /// FP&A's review after payment (`null`: not reviewed).
     pub review: Option<ReviewView>,
+    /// The receipts attached, in order (download: `GET .../receipts/{receipt_id}`).
+    pub receipts: Vec<ReceiptView>,
     pub position: i64,
+}
+
+/// A receipt attached to a requisition.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptView {
+    pub id: Uuid,
+    /// The uploaded file's name, sanitised.
+    #[schema(example = "taxi-receipt.pdf")]
+    pub name: String,
+    /// `image/jpeg`, `image/png` or `application/pdf`, from the content.
+    #[schema(example = "application/pdf")]
+    pub content_type: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the content (where it is stored).
+    pub sha256: String,
+    pub attached_by: Uuid,
 }
 
 /// An urgent submission and what the first approver decided.
@@ -312,6 +330,18 @@ impl RequisitionView {
                 .and_then(|d| d.dismissed.as_ref())
                 .map(|d| DismissalView { by: d.by, reason: d.reason.clone() }),
             review: r.review.as_ref().map(ReviewView::from),
+            receipts: r
+                .receipts
+                .iter()
+                .map(|x| ReceiptView {
+                    id: x.receipt_id,
+                    name: x.original_name.clone(),
+                    content_type: x.content_type.clone(),
+                    size: x.size,
+                    sha256: x.sha256.clone(),
+                    attached_by: x.attached_by,
+                })
+                .collect(),
             position,
         }
     }

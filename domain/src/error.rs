@@ -135,6 +135,9 @@ pub enum DomainError {
         "your delegation from the people of this step is for `{delegated}`; this step needs `{required}`"
     )]
     DelegationWrongRole { delegated: Role, required: Role },
+    // ----- receipts (issue #14 [treasury]) -----
+    #[error("receipt refused: {0}")]
+    Receipt(&'static str),
 }
 
 impl DomainError {
@@ -181,6 +184,7 @@ impl DomainError {
             DomainError::NotDueYet => "not_due_yet",
             DomainError::UrgencyUndecided => "urgency_undecided",
             DomainError::Urgency(_) => "urgency_state",
+            DomainError::Receipt(_) => "receipt_refused",
             DomainError::OrganisationAdminOnly { .. } => "organisation_admin_only",
             DomainError::WrongParent { .. } => "wrong_parent",
             DomainError::UnitClosed => "unit_closed",
@@ -236,6 +240,7 @@ impl DomainError {
             | DomainError::NotDueYet
             | DomainError::UrgencyUndecided
             | DomainError::Urgency(_)
+            | DomainError::Receipt(_)
             | DomainError::UnitClosed
             | DomainError::CodeTaken
             | DomainError::UnitNotEmpty { .. }

@@ -48,10 +48,13 @@ pub enum SettingKey {
     /// How amounts are written for people (mail): `code` (`1500.00 KES`) or `symbol`
     /// (`KSh 1,500.00`).
     CurrencyDisplay,
+    /// A paid requisition with no receipt this many days after payment reminds its requester,
+    /// once; 0 (off) to 365.
+    ReceiptReminderDays,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 12] = [
+    pub const ALL: [SettingKey; 13] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -64,6 +67,7 @@ impl SettingKey {
         SettingKey::InvitationExpiryDays,
         SettingKey::DuplicateWindowDays,
         SettingKey::CurrencyDisplay,
+        SettingKey::ReceiptReminderDays,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl SettingKey {
             SettingKey::InvitationExpiryDays => "invitation_expiry_days",
             SettingKey::DuplicateWindowDays => "duplicate_window_days",
             SettingKey::CurrencyDisplay => "currency_display",
+            SettingKey::ReceiptReminderDays => "receipt_reminder_days",
         }
     }
 }
@@ -175,6 +180,13 @@ pub struct Settings {
     pub duplicate_window_days: u32,
     #[serde(default)]
     pub currency_display: CurrencyDisplay,
+    /// Days after payment without a receipt before the requester is reminded (0: never).
+    #[serde(default = "default_receipt_reminder_days")]
+    pub receipt_reminder_days: u32,
+}
+
+fn default_receipt_reminder_days() -> u32 {
+    3
 }
 
 fn default_duplicate_window_days() -> u32 {
@@ -207,6 +219,7 @@ impl Default for Settings {
             invitations: InvitationSettings::default(),
             duplicate_window_days: default_duplicate_window_days(),
             currency_display: CurrencyDisplay::default(),
+            receipt_reminder_days: default_receipt_reminder_days(),
         }
     }
 }
@@ -227,6 +240,7 @@ impl Settings {
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
             SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
             SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
+            SettingKey::ReceiptReminderDays => self.receipt_reminder_days.into(),
         }
     }
 
@@ -252,6 +266,7 @@ impl Settings {
             SettingKey::ApprovalEscalationHours => self.waiting.approval_escalation_hours = whole(1, 2160)?,
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
             SettingKey::DuplicateWindowDays => self.duplicate_window_days = whole(0, 365)?,
+            SettingKey::ReceiptReminderDays => self.receipt_reminder_days = whole(0, 365)?,
             SettingKey::CurrencyDisplay => {
                 self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))
@@ -381,6 +396,7 @@ mod tests {
             (SettingKey::DuplicateWindowDays, json!(-1)),
             (SettingKey::CurrencyDisplay, json!("dollars")),
             (SettingKey::CurrencyDisplay, json!(1)),
+            (SettingKey::ReceiptReminderDays, json!(366)),
         ] {
             let err = Settings::default().set(key, &value).unwrap_err();
             assert!(

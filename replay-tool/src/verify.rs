@@ -85,11 +85,13 @@
 //! - `approved_by_sponsored`, `paid_by_sponsored`: approved or paid by a user whom the
 //!   requester or an approver of the requisition had registered or granted a role.
 
+mod receipts;
 mod review;
 
 use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
+use pettycash_commands::receipts::ReceiptStore;
 use pettycash_domain::delegation::{same_scope, Delegation, DelegationEvent};
 use pettycash_domain::fund::FundEvent;
 use pettycash_domain::integrity::{Authenticity, EventKey};
@@ -240,6 +242,8 @@ struct ReqV {
     overridden: bool,
     /// Possible duplicates and FP&A's review (`review`).
     checks: review::ChecksV,
+    /// Receipts attached so far (`receipts`).
+    receipts: u32,
 }
 
 impl ReqV {
@@ -316,6 +320,10 @@ pub struct Verifier {
     payments: HashMap<Uuid, PaymentV>,
     /// Delegations as their events left them so far.
     delegations: HashMap<Uuid, Delegation>,
+    /// Receipt files the events name, by SHA-256: where first named (`receipts`).
+    receipt_files: BTreeMap<String, receipts::Named>,
+    /// Whether the files are read back (a store was given).
+    check_receipt_files: bool,
     violations: Vec<Violation>,
 }
 
@@ -1305,6 +1313,7 @@ impl Verifier {
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }) => self.review_event(e, id, ev),
+            ev @ (E::ReceiptAttached { .. } | E::ReceiptOverdue { .. }) => self.receipt_event(e, id, ev),
         }
     }
 
@@ -1318,6 +1327,9 @@ impl Verifier {
             not_checked.push(NO_BOUNDARY);
         } else if self.event_key.is_none() {
             not_checked.push(NO_EVENT_KEY);
+        }
+        if !self.check_receipt_files && !self.receipt_files.is_empty() {
+            not_checked.push(receipts::NO_RECEIPT_STORE);
         }
         let mut unmatched: Vec<(Uuid, Side, &'static str)> = Vec::new();
         for (payment_id, p) in self.payments.drain() {
@@ -1386,8 +1398,18 @@ impl Verifier {
     }
 }
 
-/// Replays the whole store through a [`Verifier`] and the seals through a [`SealTracker`].
+/// Replays the whole store through a [`Verifier`] and the seals through a [`SealTracker`]
+/// (receipt files are not read: the report says so when events name any).
 pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report, Failure> {
+    verify_store_with(pool, key, None).await
+}
+
+/// [`verify_store`], and every receipt file the events name read back from `receipt_store`.
+pub async fn verify_store_with(
+    pool: &PgPool,
+    key: Option<&SealKey>,
+    receipt_store: Option<&ReceiptStore>,
+) -> Result<Report, Failure> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
     let unsigned_through =
         match sqlx::query_scalar::<_, bool>("SELECT to_regclass('event_authentication') IS NOT NULL")
@@ -1407,6 +1429,7 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
     let read = reader::in_order(&Selection::hashed(), Filter::Everything);
     let mut rows = read.fetch::<HashedRow>(pool);
     let mut v = Verifier::authenticating(key.map(|k| k.events.clone()), unsigned_through);
+    v.check_receipt_files = receipt_store.is_some();
     while let Some(row) = rows.try_next().await? {
         while tracker.wants_seal() {
             tracker.push_seal(seals.try_next().await?);
@@ -1422,6 +1445,9 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
     }
     tracker.finish_window();
     progress.finish();
+    if let Some(store) = receipt_store {
+        v.check_receipts(store).await?;
+    }
     Ok(v.finish(tracker, key.map(|k| k.id.clone())))
 }
 
@@ -1429,10 +1455,11 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
 pub async fn verify(
     pool: &PgPool,
     key: Option<&SealKey>,
+    receipt_store: Option<&ReceiptStore>,
     format: HistoryFormat,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let report = verify_store(pool, key).await?;
+    let report = verify_store_with(pool, key, receipt_store).await?;
     let s = &report.summary;
     match format {
         HistoryFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,

@@ -40,7 +40,7 @@ use std::sync::Arc;
 pub const NAME: &str = "notifications";
 
 /// The requisition events that may cause mail (the others only matter to the fold).
-const MAILED: [&str; 11] = [
+const MAILED: [&str; 12] = [
     "RequisitionSubmitted",
     "RequisitionApproved",
     "RequisitionRejected",
@@ -52,6 +52,7 @@ const MAILED: [&str; 11] = [
     "UrgencyConfirmed",
     "FastTrackReverted",
     "ApprovalOverridden",
+    "ReceiptOverdue",
 ];
 
 pub struct Notifications {
@@ -102,6 +103,10 @@ enum Notice {
     Expired {
         deadline: chrono::DateTime<chrono::Utc>,
     },
+    /// Paid `days` ago and still no receipt.
+    ReceiptMissing {
+        days: u32,
+    },
 }
 
 /// Who a notice is for, resolved by [`recipients`].
@@ -140,6 +145,7 @@ impl Notice {
             E::RequisitionPaid { reference, .. } => vec![Notice::Paid { reference: reference.clone() }],
             E::ApprovalOverdue { step, .. } => vec![Notice::Reminder { step: *step }],
             E::RequisitionExpired { deadline } => vec![Notice::Expired { deadline: *deadline }],
+            E::ReceiptOverdue { days } => vec![Notice::ReceiptMissing { days: *days }],
             // An overdue step goes to new people: they are asked.
             E::ApprovalEscalated { step, reason: EscalationReason::Overdue, .. } => {
                 vec![Notice::ApprovalRequested { step: *step }]
@@ -157,7 +163,8 @@ impl Notice {
             | E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
-            | E::PaymentFlagged { .. } => vec![],
+            | E::PaymentFlagged { .. }
+            | E::ReceiptAttached { .. } => vec![],
         }
     }
 
@@ -171,7 +178,8 @@ impl Notice {
             | Notice::Rejected { .. }
             | Notice::ChangesRequested { .. }
             | Notice::Paid { .. }
-            | Notice::Expired { .. } => Audience::Requester,
+            | Notice::Expired { .. }
+            | Notice::ReceiptMissing { .. } => Audience::Requester,
         }
     }
 
@@ -204,6 +212,7 @@ impl Notice {
             Notice::Expired { deadline } => {
                 templates::expired(to, r, &deadline.format("%Y-%m-%d %H:%M UTC").to_string(), links)
             }
+            Notice::ReceiptMissing { days } => templates::receipt_missing(to, r, *days, links),
         }
     }
 }
