@@ -24,8 +24,10 @@ pub use serde_json;
 
 pub mod load;
 pub mod mail;
+pub mod receipts;
 
 pub use mail::{MailServer, ReceivedMail};
+pub use receipts::S3Server;
 
 /// The key the test applications authenticate events with (their secret is the development
 /// default).

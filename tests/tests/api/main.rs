@@ -18,6 +18,7 @@ mod mail;
 mod organisation;
 mod outage;
 mod reads;
+mod receipts;
 mod review;
 mod routing;
 mod rules;
