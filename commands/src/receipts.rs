@@ -133,7 +133,9 @@ impl StorageArgs {
                 })
             }
             None => StorageConfig::Local(
-                self.media_root.filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| data_dir.join("media")),
+                self.media_root
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or_else(|| data_dir.join("media")),
             ),
         }
     }
@@ -155,7 +157,10 @@ pub enum FileCheck {
     Intact,
     Missing,
     /// The content's hash is now this.
-    Changed { sha256: String, size: u64 },
+    Changed {
+        sha256: String,
+        size: u64,
+    },
 }
 
 /// Receipt files in an object store, addressed by their SHA-256.

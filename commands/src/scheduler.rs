@@ -84,10 +84,12 @@ async fn remind_receipts(service: &CommandService, now: DateTime<Utc>) -> anyhow
             }
         };
         if decided {
-            sqlx::query("INSERT INTO receipt_reminder_checks (requisition_id) VALUES ($1) ON CONFLICT DO NOTHING")
-                .bind(id)
-                .execute(service.store().pool())
-                .await?;
+            sqlx::query(
+                "INSERT INTO receipt_reminder_checks (requisition_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .execute(service.store().pool())
+            .await?;
         }
     }
     Ok(reminded)

@@ -666,7 +666,11 @@ impl CommandService {
     }
 
     /// The state of a requisition the actor may read (others: not found).
-    pub(crate) async fn visible_requisition_state(&self, actor: &Actor, id: Id) -> Result<Requisition, CommandError> {
+    pub(crate) async fn visible_requisition_state(
+        &self,
+        actor: &Actor,
+        id: Id,
+    ) -> Result<Requisition, CommandError> {
         Ok(self.visible_requisition(actor, id, Source::Store).await?.state)
     }
 

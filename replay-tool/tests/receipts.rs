@@ -23,8 +23,9 @@ async fn verify(url: &str, env: &[(&str, String)]) -> Output {
 }
 
 fn report(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
 }
 
 fn rules(report: &Value) -> Vec<(String, String)> {
@@ -40,7 +41,9 @@ fn rules(report: &Value) -> Vec<(String, String)> {
 async fn with_receipts(app: &TestApp, files: &[Vec<u8>]) -> (Uuid, Vec<String>) {
     let c = Cast::new(app).await;
     let fund = app.fund(&c.admin, "1000").await;
-    let r = app.post(&c.staff, "/api/requisitions/", json!({"fund_id": fund, "amount": "50", "purpose": "Taxi"})).await;
+    let r = app
+        .post(&c.staff, "/api/requisitions/", json!({"fund_id": fund, "amount": "50", "purpose": "Taxi"}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let id = r.id();
     for (i, bytes) in files.iter().enumerate() {
@@ -78,8 +81,14 @@ async fn verify_reports_a_changed_and_a_missing_receipt_file() {
     let report = report(&out);
     let found = rules(&report);
     assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found.iter().any(|(rule, detail)| rule == "receipt_changed" && detail.contains(&hashes[0])), "{found:?}");
-    assert!(found.iter().any(|(rule, detail)| rule == "receipt_missing" && detail.contains(&hashes[1])), "{found:?}");
+    assert!(
+        found.iter().any(|(rule, detail)| rule == "receipt_changed" && detail.contains(&hashes[0])),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|(rule, detail)| rule == "receipt_missing" && detail.contains(&hashes[1])),
+        "{found:?}"
+    );
     for v in report["violations"].as_array().unwrap() {
         assert_eq!(v["aggregate_id"], id.to_string());
     }

@@ -153,7 +153,11 @@ impl S3Server {
 
     /// Creates a bucket named `name` and the storage settings that use it.
     pub async fn bucket(&self, name: &str) -> StorageConfig {
-        let r = reqwest::Client::new().put(format!("{}/{name}", self.endpoint)).send().await.expect("create bucket");
+        let r = reqwest::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .await
+            .expect("create bucket");
         assert!(r.status().is_success(), "create bucket {name}: {}", r.status());
         StorageConfig::S3(S3Config {
             bucket: name.into(),

@@ -64,8 +64,11 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large()
     } else {
-        ApiError::bad_request("invalid_multipart", format!("the multipart body cannot be read: {}", e.body_text()))
-            .with_field("file")
+        ApiError::bad_request(
+            "invalid_multipart",
+            format!("the multipart body cannot be read: {}", e.body_text()),
+        )
+        .with_field("file")
     }
 }
 
@@ -169,8 +172,8 @@ pub async fn download(
         tracing::error!(sha256 = %receipt.sha256, "a recorded receipt is missing from storage");
         return Err(ApiError::not_found("receipt file"));
     };
-    let content_type =
-        HeaderValue::from_str(&receipt.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let content_type = HeaderValue::from_str(&receipt.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
@@ -187,6 +190,9 @@ mod tests {
     #[test]
     fn the_disposition_carries_the_name_safely() {
         let v = content_disposition("reçu taxi.pdf");
-        assert_eq!(v.to_str().unwrap(), "attachment; filename=\"re_u taxi.pdf\"; filename*=UTF-8''re%C3%A7u%20taxi.pdf");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "attachment; filename=\"re_u taxi.pdf\"; filename*=UTF-8''re%C3%A7u%20taxi.pdf"
+        );
     }
 }

@@ -376,7 +376,10 @@ pub fn receipt_missing(to: &str, r: &RequisitionSummary, days: u32, links: &Link
         format!("Receipt missing: {}", r.headline()),
         to,
         vec![
-            format!("Your requisition for {} was paid {days} day(s) ago or more and has no receipt yet.", r.amount),
+            format!(
+                "Your requisition for {} was paid {days} day(s) ago or more and has no receipt yet.",
+                r.amount
+            ),
             "Attach the receipt (JPEG, PNG or PDF, at most 10 MB) to the requisition.".into(),
         ],
         r,

@@ -69,7 +69,9 @@ impl Verifier {
         for (sha256, named) in &files {
             let problem = match store.check(sha256).await? {
                 FileCheck::Intact => continue,
-                FileCheck::Missing => ("receipt_missing", format!("receipt file {sha256} is not in the receipt store")),
+                FileCheck::Missing => {
+                    ("receipt_missing", format!("receipt file {sha256} is not in the receipt store"))
+                }
                 FileCheck::Changed { sha256: actual, size } => (
                     "receipt_changed",
                     format!("receipt file {sha256} now holds other content ({size} bytes, SHA-256 {actual})"),

@@ -79,7 +79,8 @@ async fn jpeg_png_and_pdf_files_are_accepted_by_content_and_listed_on_the_requis
     }
 
     let view = app.get(&c.staff, &format!("/api/requisitions/{id}")).await;
-    let names: Vec<String> = receipts(&view).iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> =
+        receipts(&view).iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["photo.jpg", "scan.pdf", "slip.pdf"], "paths and direction overrides are dropped");
     assert_eq!(files_under(&dir).len(), 3);
 }
@@ -91,7 +92,9 @@ async fn a_text_file_named_pdf_is_refused_naming_the_file() {
     let c = Cast::new(&app).await;
     let id = draft(&app, &c.admin, &c.staff).await;
 
-    let r = app.upload_as(&c.staff, id, "file", "invoice.pdf", "application/pdf", b"just some text, not a PDF").await;
+    let r = app
+        .upload_as(&c.staff, id, "file", "invoice.pdf", "application/pdf", b"just some text, not a PDF")
+        .await;
 
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
     assert_eq!((r.code(), r.field()), ("invalid_file", "file"));
@@ -255,7 +258,8 @@ async fn a_paid_requisition_without_a_receipt_reminds_its_requester_once() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let fund = app.fund(&c.admin, "10000").await;
-    let (without, with) = (app.submitted(&c.staff, fund, "500").await, app.submitted(&c.staff, fund, "600").await);
+    let (without, with) =
+        (app.submitted(&c.staff, fund, "500").await, app.submitted(&c.staff, fund, "600").await);
     for id in [without, with] {
         app.approve_by(id, &[&c.head]).await;
         let r = app.pay(&c.treasury, id).await;
@@ -283,6 +287,7 @@ async fn a_paid_requisition_without_a_receipt_reminds_its_requester_once() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(app.delivered(&smtp).await.len(), 1);
     let history = app.get(&c.staff, &format!("/api/requisitions/{without}/history")).await;
-    let overdue = history.body.as_array().unwrap().iter().filter(|e| e["event_type"] == "ReceiptOverdue").count();
+    let overdue =
+        history.body.as_array().unwrap().iter().filter(|e| e["event_type"] == "ReceiptOverdue").count();
     assert_eq!(overdue, 1);
 }
