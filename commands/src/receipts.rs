@@ -90,29 +90,121 @@ impl std::fmt::Debug for StorageConfig {
 }
 
 /// Receipt storage settings, one `clap` argument per environment variable, shared by `serve`
-/// and `pettycash-replay verify` (which must read the same files).
+/// and `pettycash-replay verify` (which must read the same files). Each value is checked while
+/// it is parsed, and a bad one is named by its variable, as the service's other settings are.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Receipt storage")]
 pub struct StorageArgs {
     /// Directory receipts are stored in when no S3 bucket is set. Default: `media` under
     /// PETTYCASH_DATA_DIR (`./var/media`).
-    #[arg(long, env = "MEDIA_ROOT", value_name = "DIR")]
-    pub media_root: Option<PathBuf>,
-    /// S3-compatible bucket to store receipts in instead of MEDIA_ROOT.
-    #[arg(long, env = "MEDIA_S3_BUCKET", value_name = "BUCKET")]
+    #[arg(long, env = "MEDIA_ROOT", value_name = "DIR", value_parser = Setting::new("MEDIA_ROOT", non_empty))]
+    pub media_root: Option<String>,
+    /// S3-compatible bucket to store receipts in instead of MEDIA_ROOT (empty: none).
+    #[arg(long, env = "MEDIA_S3_BUCKET", value_name = "BUCKET",
+          value_parser = Setting::new("MEDIA_S3_BUCKET", bucket_name))]
     pub media_s3_bucket: Option<String>,
-    /// Endpoint of an S3-compatible service (`http://127.0.0.1:9000`). Default: AWS.
-    #[arg(long, env = "MEDIA_S3_ENDPOINT", value_name = "URL")]
+    /// Endpoint of an S3-compatible service, `http://127.0.0.1:9000`. Default: AWS.
+    #[arg(long, env = "MEDIA_S3_ENDPOINT", value_name = "URL",
+          value_parser = Setting::new("MEDIA_S3_ENDPOINT", endpoint))]
     pub media_s3_endpoint: Option<String>,
     /// Region of the bucket. Default: us-east-1.
-    #[arg(long, env = "MEDIA_S3_REGION", value_name = "REGION")]
+    #[arg(long, env = "MEDIA_S3_REGION", value_name = "REGION",
+          value_parser = Setting::new("MEDIA_S3_REGION", word))]
     pub media_s3_region: Option<String>,
-    /// Access key id. Unset: the usual AWS environment (AWS_ACCESS_KEY_ID, ...).
-    #[arg(long, env = "MEDIA_S3_ACCESS_KEY_ID", value_name = "ID")]
+    /// Access key id. Unset: no credentials are configured here.
+    #[arg(long, env = "MEDIA_S3_ACCESS_KEY_ID", value_name = "ID",
+          value_parser = Setting::new("MEDIA_S3_ACCESS_KEY_ID", word))]
     pub media_s3_access_key_id: Option<String>,
-    /// Secret access key. Set it in the environment.
-    #[arg(long, env = "MEDIA_S3_SECRET_ACCESS_KEY", hide_env_values = true, value_name = "SECRET")]
+    /// Secret access key (with MEDIA_S3_ACCESS_KEY_ID). Set it in the environment.
+    #[arg(long, env = "MEDIA_S3_SECRET_ACCESS_KEY", hide_env_values = true, value_name = "SECRET",
+          value_parser = Setting::secret("MEDIA_S3_SECRET_ACCESS_KEY"))]
     pub media_s3_secret_access_key: Option<String>,
+}
+
+fn non_empty(text: &str) -> Result<(), &'static str> {
+    if text.is_empty() {
+        Err("must not be empty")
+    } else {
+        Ok(())
+    }
+}
+
+/// S3's rules: 3 to 63 lowercase letters, digits, dots and hyphens (empty: unset).
+fn bucket_name(text: &str) -> Result<(), &'static str> {
+    let ok = text.is_empty()
+        || ((3..=63).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'));
+    ok.then_some(()).ok_or("must be 3 to 63 lowercase letters, digits, dots and hyphens")
+}
+
+fn endpoint(text: &str) -> Result<(), &'static str> {
+    let ok = text.is_empty()
+        || ((text.starts_with("http://") || text.starts_with("https://"))
+            && !text.contains(char::is_whitespace));
+    ok.then_some(()).ok_or("must be an http:// or https:// URL, e.g. http://127.0.0.1:9000")
+}
+
+/// Letters, digits, `-` and `_` (a region, a key id).
+fn word(text: &str) -> Result<(), &'static str> {
+    let ok = text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(()).ok_or("must be letters, digits, `-` and `_` only")
+}
+
+/// A value checked while parsed; the error names the variable (`invalid value 'x' for NAME:
+/// why`) and never repeats a secret.
+#[derive(Clone)]
+struct Setting {
+    name: &'static str,
+    check: Option<fn(&str) -> Result<(), &'static str>>,
+}
+
+impl Setting {
+    fn new(name: &'static str, check: fn(&str) -> Result<(), &'static str>) -> Self {
+        Self { name, check: Some(check) }
+    }
+
+    fn secret(name: &'static str) -> Self {
+        Self { name, check: None }
+    }
+}
+
+impl clap::builder::TypedValueParser for Setting {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        self.parse_ref_(command, arg, value, clap::parser::ValueSource::EnvVariable)
+    }
+
+    fn parse_ref_(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+        source: clap::parser::ValueSource,
+    ) -> Result<String, clap::Error> {
+        let fail = |why: &str| {
+            let name = match (source, arg.and_then(clap::Arg::get_long)) {
+                (clap::parser::ValueSource::CommandLine, Some(long)) => format!("--{long}"),
+                _ => self.name.to_string(),
+            };
+            let message = match self.check {
+                None => format!("invalid value for {name}: {why}"),
+                Some(_) => format!("invalid value '{}' for {name}: {why}", value.to_string_lossy()),
+            };
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{message}\n"))
+                .with_cmd(command)
+        };
+        let text = value.to_str().ok_or_else(|| fail("not valid UTF-8"))?;
+        if let Some(check) = self.check {
+            check(text).map_err(fail)?;
+        }
+        Ok(text.to_string())
+    }
 }
 
 impl StorageArgs {
@@ -134,7 +226,8 @@ impl StorageArgs {
             }
             None => StorageConfig::Local(
                 self.media_root
-                    .filter(|p| !p.as_os_str().is_empty())
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
                     .unwrap_or_else(|| data_dir.join("media")),
             ),
         }
