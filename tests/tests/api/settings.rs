@@ -62,7 +62,8 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "approval_escalation_hours",
             "invitation_expiry_days",
             "duplicate_window_days",
-            "currency_display"
+            "currency_display",
+            "receipt_reminder_days"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);
@@ -73,6 +74,7 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
         ("password_min_length", json!(4), "value"),
         ("invitation_expiry_days", json!(91), "value"),
         ("duplicate_window_days", json!(366), "value"),
+        ("receipt_reminder_days", json!(366), "value"),
         ("currency_display", json!("dollars"), "value"),
         ("no_such_setting", json!(1), "key"),
     ] {
