@@ -1666,6 +1666,35 @@ mod tests {
         assert_eq!(report.summary.aggregates["user"], 4);
     }
 
+    fn receipt(sha: char, by: Uuid) -> serde_json::Value {
+        json!({"ReceiptAttached": {"receipt_id": Uuid::new_v4(), "sha256": sha.to_string().repeat(64), "size": 10,
+            "content_type": "application/pdf", "original_name": "r.pdf", "attached_by": by}})
+    }
+
+    #[test]
+    fn receipts_by_the_requester_or_treasury_after_payment_are_clean_and_others_reported() {
+        let mut w = world();
+        w.f.push("requisition", w.req, receipt('a', w.staff));
+        let early = w.f.push("requisition", w.req, receipt('b', w.treasury));
+        let approver = w.f.push("requisition", w.req, receipt('c', w.head));
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        {
+            let by = w.treasury;
+            pay(&mut w, by)
+        };
+        w.f.push("requisition", w.req, receipt('d', w.treasury));
+        let reminder = w.f.push("requisition", w.req, json!({"ReceiptOverdue": {"days": 3}}));
+        assert_eq!(
+            w.f.rules(),
+            [
+                (early, "receipt_not_allowed"),
+                (approver, "receipt_not_allowed"),
+                (reminder, "receipt_reminder_not_due")
+            ]
+        );
+    }
+
     #[test]
     fn approving_or_paying_a_closed_requisition_is_reported() {
         let mut w = world();
