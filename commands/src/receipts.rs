@@ -150,16 +150,20 @@ fn word(text: &str) -> Result<(), &'static str> {
     ok.then_some(()).ok_or("must be letters, digits, `-` and `_` only")
 }
 
+/// Whether a setting's text is acceptable, or why not.
+type Check = fn(&str) -> Result<(), &'static str>;
+
 /// A value checked while parsed; the error names the variable (`invalid value 'x' for NAME:
 /// why`) and never repeats a secret.
 #[derive(Clone)]
 struct Setting {
     name: &'static str,
-    check: Option<fn(&str) -> Result<(), &'static str>>,
+    /// `None`: a secret, taken as it is.
+    check: Option<Check>,
 }
 
 impl Setting {
-    fn new(name: &'static str, check: fn(&str) -> Result<(), &'static str>) -> Self {
+    fn new(name: &'static str, check: Check) -> Self {
         Self { name, check: Some(check) }
     }
 
