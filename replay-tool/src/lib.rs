@@ -220,7 +220,7 @@ fn receipt_store(
     storage: pettycash_commands::receipts::StorageArgs,
     data_dir: &std::path::Path,
 ) -> Result<pettycash_commands::receipts::ReceiptStore, Failure> {
-    pettycash_commands::receipts::ReceiptStore::open(&storage.resolve(data_dir))
+    pettycash_commands::receipts::ReceiptStore::open_to_read(&storage.resolve(data_dir))
         .map_err(|error| Failure { code: EXIT_USAGE, error })
 }
 

@@ -78,8 +78,8 @@ async fn verify_reports_a_changed_and_a_missing_receipt_file() {
     let out = verify(&app.database_url, &env).await;
 
     assert_eq!(out.status.code(), Some(1));
-    let report = report(&out);
-    let found = rules(&report);
+    let found_report = report(&out);
+    let found = rules(&found_report);
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(
         found.iter().any(|(rule, detail)| rule == "receipt_changed" && detail.contains(&hashes[0])),
@@ -89,9 +89,16 @@ async fn verify_reports_a_changed_and_a_missing_receipt_file() {
         found.iter().any(|(rule, detail)| rule == "receipt_missing" && detail.contains(&hashes[1])),
         "{found:?}"
     );
-    for v in report["violations"].as_array().unwrap() {
+    for v in found_report["violations"].as_array().unwrap() {
         assert_eq!(v["aggregate_id"], id.to_string());
     }
+
+    // A directory that is not there is not created: every file is missing from it.
+    let nowhere = dir.join("not-there");
+    let out = verify(&app.database_url, &[("MEDIA_ROOT", nowhere.display().to_string())]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(rules(&report(&out)).iter().filter(|(rule, _)| rule == "receipt_missing").count(), 3);
+    assert!(!nowhere.exists());
 }
 
 #[tokio::test]
