@@ -429,3 +429,33 @@ impl CommandService {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_type_comes_from_the_first_bytes_only() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest"), Some("image/jpeg"));
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
+        assert_eq!(sniff(b"%PDF-1.7\n"), Some("application/pdf"));
+        assert_eq!(sniff(b"hello.pdf"), None);
+        assert_eq!(sniff(b" %PDF-1.7"), None);
+        assert_eq!(sniff(b""), None);
+    }
+
+    #[tokio::test]
+    async fn the_same_content_is_stored_once_under_its_hash_and_a_change_is_seen() {
+        let store = ReceiptStore::new(Arc::new(object_store::memory::InMemory::new()));
+        let bytes = Bytes::from_static(b"%PDF-1.4 a receipt");
+        let first = store.put(bytes.clone()).await.unwrap();
+        let second = store.put(bytes.clone()).await.unwrap();
+        assert!(first.newly_stored && !second.newly_stored);
+        assert_eq!(first.sha256, sha256_hex(&bytes));
+        assert_eq!(store.list().await.unwrap(), [first.sha256.clone()]);
+        assert_eq!(store.get(&first.sha256).await.unwrap(), Some(bytes));
+        assert_eq!(store.check(&first.sha256).await.unwrap(), FileCheck::Intact);
+        assert_eq!(store.check(&"0".repeat(64)).await.unwrap(), FileCheck::Missing);
+        assert!(store.put(Bytes::from_static(b"plain text")).await.is_err());
+    }
+}
