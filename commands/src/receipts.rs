@@ -452,7 +452,7 @@ mod tests {
         let second = store.put(bytes.clone()).await.unwrap();
         assert!(first.newly_stored && !second.newly_stored);
         assert_eq!(first.sha256, sha256_hex(&bytes));
-        assert_eq!(store.list().await.unwrap(), [first.sha256.clone()]);
+        assert_eq!(store.list().await.unwrap(), std::slice::from_ref(&first.sha256));
         assert_eq!(store.get(&first.sha256).await.unwrap(), Some(bytes));
         assert_eq!(store.check(&first.sha256).await.unwrap(), FileCheck::Intact);
         assert_eq!(store.check(&"0".repeat(64)).await.unwrap(), FileCheck::Missing);
