@@ -17,7 +17,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (migrates first). Without DATABASE_URL: the embedded default.
-    Serve(ServeArgs),
+    // Boxed: its settings are by far the largest.
+    Serve(Box<ServeArgs>),
     /// Run only the projection workers, the sealer and the mail sender (no HTTP). Any number of
     /// processes may run: each projection is worked on by exactly one of them at a time.
     Project {
@@ -128,7 +129,7 @@ impl Command {
     /// `DEBUG`). Each value was checked alone while the command line was parsed.
     pub fn config(&self) -> Result<Config, ConfigError> {
         match self {
-            Command::Serve(args) => Config::for_serve(args.clone()),
+            Command::Serve(args) => Config::for_serve(ServeArgs::clone(args)),
             Command::Project { common, keys, sealing, mail } => Config::new(common.clone())
                 .with_sealing(sealing.clone())
                 .with_mail(mail.clone())?

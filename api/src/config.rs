@@ -190,6 +190,8 @@ pub struct ServeArgs {
     pub sealing: SealArgs,
     #[command(flatten)]
     pub mail: MailArgs,
+    #[command(flatten)]
+    pub storage: pettycash_commands::receipts::StorageArgs,
 }
 
 /// The resolved settings of one command.
@@ -232,6 +234,9 @@ pub struct Config {
     pub login_throttle: pettycash_commands::throttle::ThrottlePolicy,
     /// Where mail goes and what it links to (`serve`, `project`).
     pub mail: MailConfig,
+    /// Where receipt files are kept: `MEDIA_ROOT` (default `media` under `data_dir`) or an
+    /// S3-compatible bucket (`MEDIA_S3_*`).
+    pub media: pettycash_commands::receipts::StorageConfig,
 }
 
 /// The mail settings, resolved.
@@ -331,6 +336,7 @@ impl Config {
         config.run_projections = !args.no_projections;
         let default_url = format!("http://{}", config.bind);
         config.mail = MailConfig::resolve(args.mail, config.debug, &config.data_dir, default_url)?;
+        config.media = args.storage.resolve(&config.data_dir);
         config.with_keys(args.keys)
     }
 
@@ -358,6 +364,7 @@ impl Config {
         }
         let mail = MailConfig::resolve(defaults(), debug, &common.data_dir, format!("http://{}", http.bind))
             .expect("the default mail settings are valid");
+        let media = pettycash_commands::receipts::StorageArgs::default().resolve(&common.data_dir);
         Self {
             database_url,
             secret_key: None,
@@ -378,6 +385,7 @@ impl Config {
             session_cache_ms: http.session_cache_ms,
             aggregate_cache_size: http.aggregate_cache_size,
             login_throttle: Default::default(),
+            media,
             mail,
         }
     }
@@ -698,6 +706,35 @@ mod tests {
     }
 
     #[test]
+    fn receipts_go_under_the_data_dir_or_media_root_or_to_an_s3_bucket() {
+        use pettycash_commands::receipts::{S3Config, StorageConfig};
+        assert_eq!(serve(&[]).unwrap().media, StorageConfig::Local("var/media".into()));
+        let c = serve(&[("PETTYCASH_DATA_DIR", "/srv/pc")]).unwrap();
+        assert_eq!(c.media, StorageConfig::Local("/srv/pc/media".into()));
+        let c = serve(&[("MEDIA_ROOT", "/data/receipts"), ("MEDIA_S3_BUCKET", "")]).unwrap();
+        assert_eq!(c.media, StorageConfig::Local("/data/receipts".into()));
+        let c = serve(&[
+            ("MEDIA_S3_BUCKET", "cash-receipts"),
+            ("MEDIA_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("MEDIA_S3_ACCESS_KEY_ID", "AKIA1"),
+            ("MEDIA_S3_SECRET_ACCESS_KEY", "s3cr3t"),
+        ])
+        .unwrap();
+        let expected = S3Config {
+            bucket: "cash-receipts".into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: "us-east-1".into(),
+            access_key_id: Some("AKIA1".into()),
+            secret_access_key: Some("s3cr3t".into()),
+            allow_http: true,
+        };
+        assert_eq!(c.media, StorageConfig::S3(expected));
+        assert!(!format!("{:?}", c.media).contains("s3cr3t"), "Debug never shows the secret");
+        let error = serve(&[("MEDIA_S3_BUCKET", "Not_A_Bucket")]).unwrap_err();
+        assert!(error.contains("for MEDIA_S3_BUCKET: "), "{error}");
+    }
+
+    #[test]
     fn no_configuration_is_the_embedded_debug_default() {
         let c = serve(&[]).unwrap();
         assert!(c.debug);
@@ -903,7 +940,8 @@ mod tests {
                 let Some(name) = arg.get_env().and_then(|n| n.to_str()) else { continue };
                 // Invalid for every setting but text and secrets, which take anything (a path
                 // takes anything but the empty text).
-                let bad = if name == "PETTYCASH_DATA_DIR" { "" } else { "not a value" };
+                let bad =
+                    if ["PETTYCASH_DATA_DIR", "MEDIA_ROOT"].contains(&name) { "" } else { "not a value" };
                 let args: Vec<&str> =
                     path.iter().map(String::as_str).chain(required(path).iter().copied()).collect();
                 match parse(&args, &[(name, bad)]) {
@@ -918,7 +956,8 @@ mod tests {
                             "ALLOWED_HOSTS",
                             "CORS_ALLOWED_ORIGINS",
                             "EMAIL_HOST_USER",
-                            "EMAIL_HOST_PASSWORD"
+                            "EMAIL_HOST_PASSWORD",
+                            "MEDIA_S3_SECRET_ACCESS_KEY"
                         ]
                         .contains(&name),
                         "{args:?}: `{bad}` accepted for {name}"

@@ -314,6 +314,42 @@ impl FromRequest<AppState> for Upload {
     }
 }
 
+/// A command whose body is `multipart/form-data` (a receipt upload): the caller and the parts,
+/// read by the handler as they arrive (the route's body limit applies).
+pub struct MultipartCommand {
+    pub user: AuthUser,
+    pub meta: RequestMeta,
+    pub session: SessionGuard,
+    pub multipart: axum::extract::Multipart,
+}
+
+impl MultipartCommand {
+    /// The command context (no Idempotency-Key: attaching the same file twice is refused).
+    pub fn context(&self) -> CommandContext {
+        CommandContext::user(self.user.actor(), self.meta.clone()).with_session(Some(self.session.clone()))
+    }
+}
+
+impl FromRequest<AppState> for MultipartCommand {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let (user, session, meta) = command_parts(&mut parts, state).await?;
+        let multipart = axum::extract::Multipart::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("send the file as multipart/form-data, in the field `file`: {}", e.body_text()),
+                )
+                .with_field("file")
+            })?;
+        Ok(MultipartCommand { user, meta, session, multipart })
+    }
+}
+
 /// Parses JSON, turning serde's errors into 400 (malformed) or 422 naming the field. A string
 /// with U+0000 anywhere (value or key) is a 422 naming it ([`refuse_nul_in_json`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

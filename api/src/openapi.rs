@@ -2,7 +2,7 @@
 
 use crate::routes::{
     advances, auth, budgets, delegations, fund_ops, funds, invitations, mail, meta, org, payments, policy,
-    reads, requisitions, review, settings, users,
+    reads, receipts, requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         review::dismiss_duplicate, review::review, review::flag,
         payments::pay,
         advances::settle, advances::get_one, advances::list,
+        receipts::upload, receipts::download,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,
         reads::fund_ledger, reads::dashboard,
         budgets::list_categories, budgets::create_category, budgets::rename_category,

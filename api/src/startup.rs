@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::settings::router())
         .merge(routes::requisitions::router())
         .merge(routes::review::router())
+        .merge(routes::receipts::router())
         .merge(routes::payments::router())
         .merge(routes::reads::router())
         .merge(routes::budgets::router())

@@ -6,6 +6,7 @@ use anyhow::Context;
 use pettycash_commands::auth::Authenticator;
 use pettycash_commands::cache::AggregateCache;
 use pettycash_commands::invitations::InvitationSetup;
+use pettycash_commands::receipts::ReceiptStore;
 use pettycash_commands::{CommandService, EventStore};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Whether the database is known to be down (requests then fail fast).
     pub db: DbHealth,
+    /// Receipt files (`Config::media`).
+    pub receipts: ReceiptStore,
 }
 
 impl AppState {
@@ -44,6 +47,7 @@ impl AppState {
         )
         .with_invitations(invitations);
         let db = DbHealth::new(&pool);
-        Ok(Self { config: Arc::new(config), pool, commands, auth, db })
+        let receipts = ReceiptStore::open(&config.media)?;
+        Ok(Self { config: Arc::new(config), pool, commands, auth, db, receipts })
     }
 }

@@ -197,6 +197,22 @@ impl CommandService {
                 // Someone else's advance (or none): not found, as with requisitions.
                 return Err(CommandError::not_found("advance"));
             };
+            // The receipts a settlement names are those attached to the advance's requisition
+            // (`POST /api/requisitions/{id}/receipts`).
+            if !input.receipt_ids.is_empty() {
+                let original = self.load::<Requisition>(requisition_id, source).await?.state;
+                if let Some(unknown) = input
+                    .receipt_ids
+                    .iter()
+                    .find(|id| !original.receipts.iter().any(|r| r.receipt_id == **id))
+                {
+                    return Err(DomainError::invalid(
+                        "receipt_ids",
+                        format!("{unknown} is not a receipt attached to this advance's requisition"),
+                    )
+                    .into());
+                }
+            }
             let fund = self.load_fund(advance.fund_id, source).await?;
             let fund_company = fund.state.unit.map(|u| u.company);
             let settlement_id = Id::now_v7();

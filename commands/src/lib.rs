@@ -26,6 +26,7 @@ pub mod invitations;
 pub mod locks;
 pub mod mail;
 pub mod org;
+pub mod receipts;
 pub mod review;
 pub mod scheduler;
 pub mod service;

@@ -6,6 +6,10 @@
 //! - A step waiting past its escalation time → `ApprovalEscalated { reason: overdue }` to the
 //!   company's admins (never an approval).
 //! - An advance unsettled past its due date → `AdvanceOverdue` (its holder is mailed), once.
+//! - A requisition paid `receipt_reminder_days` ago (a setting; 0: off) with no receipt →
+//!   `ReceiptOverdue` (its requester is mailed), once. Read from the requisitions read model
+//!   (`paid_at`); each one the aggregate decided on (reminded, or it had a receipt) is noted in
+//!   `receipt_reminder_checks` so that it is not loaded again; at most [`RECEIPT_BATCH`] a tick.
 //!
 //! What is due is read from the requisitions read model (`changes_deadline`, `remind_at`,
 //! `escalate_at`, which the events set), so it survives restarts: a deadline that passed while
@@ -31,6 +35,66 @@ pub struct Tick {
     pub reminded: usize,
     pub escalated: usize,
     pub advances_overdue: usize,
+    pub receipt_reminders: usize,
+}
+
+/// Most paid requisitions looked at for a missing receipt in one tick.
+pub const RECEIPT_BATCH: i64 = 200;
+
+/// Paid requisitions past the receipt reminder time not yet decided on: (id, paid_at).
+async fn receipts_due(
+    service: &CommandService,
+    now: DateTime<Utc>,
+    days: u32,
+) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    sqlx::query_as(
+        "SELECT r.id, r.paid_at FROM rm_requisitions r
+         WHERE r.status = $1 AND r.paid_at <= $2
+           AND NOT EXISTS (SELECT 1 FROM receipt_reminder_checks c WHERE c.requisition_id = r.id)
+         ORDER BY r.paid_at LIMIT $3",
+    )
+    .bind(Status::Paid)
+    .bind(now - chrono::Duration::days(i64::from(days)))
+    .bind(RECEIPT_BATCH)
+    .fetch_all(service.store().pool())
+    .await
+}
+
+/// Reminds the requesters of paid requisitions still without a receipt; notes each one decided.
+async fn remind_receipts(service: &CommandService, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let days = service.settings().await?.receipt_reminder_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let due = match receipts_due(service, now, days).await {
+        Err(e) if crate::error::is_undefined_table(&e) => return Ok(0),
+        other => other?,
+    };
+    let mut reminded = 0;
+    for (id, paid_at) in due {
+        let decided = match service.remind_receipt(id, paid_at, days).await {
+            Ok(_) => {
+                reminded += 1;
+                true
+            }
+            // A receipt is there, or it was reminded: nothing to do for it, ever again.
+            Err(CommandError::Domain(DomainError::NotDueYet)) => true,
+            Err(e) if moved_on(&e) => false,
+            Err(e) => {
+                tracing::warn!(requisition = %id, error = %e, "could not remind about a missing receipt");
+                false
+            }
+        };
+        if decided {
+            sqlx::query(
+                "INSERT INTO receipt_reminder_checks (requisition_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .execute(service.store().pool())
+            .await?;
+        }
+    }
+    Ok(reminded)
 }
 
 /// The requisitions with something due at `now`, by what is due.
@@ -112,12 +176,14 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
             }
         }
     }
+    done.receipt_reminders = remind_receipts(service, now).await?;
     if done != Tick::default() {
         tracing::info!(
             expired = done.expired,
             reminded = done.reminded,
             escalated = done.escalated,
             advances_overdue = done.advances_overdue,
+            receipt_reminders = done.receipt_reminders,
             "scheduler"
         );
     }

@@ -740,6 +740,15 @@ impl CommandService {
         Ok(loaded)
     }
 
+    /// The state of a requisition the actor may read (others: not found).
+    pub(crate) async fn visible_requisition_state(
+        &self,
+        actor: &Actor,
+        id: Id,
+    ) -> Result<Requisition, CommandError> {
+        Ok(self.visible_requisition(actor, id, Source::Store).await?.state)
+    }
+
     /// A requisition folded from its events, if the actor may read it.
     pub async fn requisition(&self, actor: &Actor, id: Id) -> Result<RequisitionView, CommandError> {
         let loaded = self.visible_requisition(actor, id, Source::Store).await?;
@@ -1109,7 +1118,7 @@ impl CommandService {
     }
 
     /// Runs a command of the service itself (no user) on one requisition.
-    async fn on_requisition_as_system<F>(
+    pub(crate) async fn on_requisition_as_system<F>(
         &self,
         id: Id,
         make: F,

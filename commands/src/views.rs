@@ -288,7 +288,25 @@ pub struct RequisitionView {
     pub chosen_cost_centre_id: Option<Uuid>,
     /// The budgets its latest submission exceeds (flagged to the approvers); empty when none.
     pub budget_exceeded: Vec<crate::budgets::BudgetFlagView>,
+    /// The receipts attached, in order (download: `GET .../receipts/{receipt_id}`).
+    pub receipts: Vec<ReceiptView>,
     pub position: i64,
+}
+
+/// A receipt attached to a requisition.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptView {
+    pub id: Uuid,
+    /// The uploaded file's name, sanitised.
+    #[schema(example = "taxi-receipt.pdf")]
+    pub name: String,
+    /// `image/jpeg`, `image/png` or `application/pdf`, from the content.
+    #[schema(example = "application/pdf")]
+    pub content_type: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the content (where it is stored).
+    pub sha256: String,
+    pub attached_by: Uuid,
 }
 
 /// An urgent submission and what the first approver decided.
@@ -431,6 +449,18 @@ impl RequisitionView {
             category_id: r.category_id,
             chosen_cost_centre_id: r.cost_centre_id,
             budget_exceeded: r.budget_exceeded.iter().map(crate::budgets::BudgetFlagView::from).collect(),
+            receipts: r
+                .receipts
+                .iter()
+                .map(|x| ReceiptView {
+                    id: x.receipt_id,
+                    name: x.original_name.clone(),
+                    content_type: x.content_type.clone(),
+                    size: x.size,
+                    sha256: x.sha256.clone(),
+                    attached_by: x.attached_by,
+                })
+                .collect(),
             position,
         }
     }

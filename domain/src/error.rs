@@ -173,6 +173,9 @@ pub enum DomainError {
         consumed: Decimal,
         amount: Decimal,
     },
+    // ----- receipts (issue #14 [treasury]) -----
+    #[error("receipt refused: {0}")]
+    Receipt(&'static str),
 }
 
 impl DomainError {
@@ -219,6 +222,7 @@ impl DomainError {
             DomainError::NotDueYet => "not_due_yet",
             DomainError::UrgencyUndecided => "urgency_undecided",
             DomainError::Urgency(_) => "urgency_state",
+            DomainError::Receipt(_) => "receipt_refused",
             DomainError::OrganisationAdminOnly { .. } => "organisation_admin_only",
             DomainError::WrongParent { .. } => "wrong_parent",
             DomainError::UnitClosed => "unit_closed",
@@ -287,6 +291,7 @@ impl DomainError {
             | DomainError::NotDueYet
             | DomainError::UrgencyUndecided
             | DomainError::Urgency(_)
+            | DomainError::Receipt(_)
             | DomainError::UnitClosed
             | DomainError::CodeTaken
             | DomainError::UnitNotEmpty { .. }

@@ -34,7 +34,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 mod budget;
+mod receipts;
 mod review;
+pub use receipts::{
+    clean_file_name, Receipt, ReceiptFile, CONTENT_TYPES as RECEIPT_CONTENT_TYPES, MAX_RECEIPTS,
+    MAX_RECEIPT_BYTES, NAME_MAX as RECEIPT_NAME_MAX,
+};
 pub use review::{Dismissal, DuplicateCheck, DuplicateFlag, PaymentReview, ReviewStatus};
 
 pub const PURPOSE_MAX: usize = 1_000;
@@ -227,6 +232,13 @@ pub struct Requisition {
     /// `BudgetExceeded` events waiting for the `RequisitionSubmitted` that follows them.
     #[serde(default)]
     pub next_budget_exceeded: Vec<crate::budget::BudgetFlag>,
+    // ----- receipts (`receipts`) -----
+    /// The receipts attached, in order.
+    #[serde(default)]
+    pub receipts: Vec<Receipt>,
+    /// The requester was reminded that a receipt is missing (`ReceiptOverdue`).
+    #[serde(default)]
+    pub receipt_reminded: bool,
 }
 
 /// An urgent submission: the requester's reason, whether its threshold allows a fast-track,
@@ -646,6 +658,19 @@ pub enum RequisitionCommand {
         block: bool,
         actor: Actor,
     },
+    /// Record a receipt already stored (content-addressed) by the caller.
+    AttachReceipt {
+        receipt_id: Id,
+        file: ReceiptFile,
+        actor: Actor,
+    },
+    /// The service's scheduler: paid at `paid_at` (looked up by the caller), `days` ago or
+    /// more, and still without a receipt: the requester is reminded, once.
+    RemindReceipt {
+        paid_at: DateTime<Utc>,
+        days: u32,
+        now: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -841,6 +866,22 @@ pub enum RequisitionEvent {
         #[serde(with = "rust_decimal::serde::str")]
         amount: Decimal,
     },
+    /// A receipt file, stored under its SHA-256 (`receipts`), was attached.
+    ReceiptAttached {
+        receipt_id: Id,
+        /// Lowercase hex SHA-256 of the content.
+        sha256: String,
+        size: u64,
+        /// `image/jpeg`, `image/png` or `application/pdf`, from the content.
+        content_type: String,
+        /// Sanitised: no directory, no control characters, at most 120 characters.
+        original_name: String,
+        attached_by: Id,
+    },
+    /// Paid `days` ago or more with no receipt: the requester was reminded (once).
+    ReceiptOverdue {
+        days: u32,
+    },
 }
 
 impl DomainEvent for RequisitionEvent {
@@ -868,6 +909,8 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::PaymentFlagged { .. } => "PaymentFlagged",
             RequisitionEvent::CategoryChosen { .. } => "CategoryChosen",
             RequisitionEvent::BudgetExceeded { .. } => "BudgetExceeded",
+            RequisitionEvent::ReceiptAttached { .. } => "ReceiptAttached",
+            RequisitionEvent::ReceiptOverdue { .. } => "ReceiptOverdue",
         }
         .into()
     }
@@ -1255,6 +1298,14 @@ impl Aggregate for Requisition {
                     sink.write(event, self).await;
                 }
             }
+            C::AttachReceipt { receipt_id, file, actor } => {
+                let event = self.decide_attach_receipt(receipt_id, file, &actor)?;
+                sink.write(event, self).await;
+            }
+            C::RemindReceipt { paid_at, days, now } => {
+                let event = self.decide_remind_receipt(paid_at, days, now)?;
+                sink.write(event, self).await;
+            }
         }
         Ok(())
     }
@@ -1403,6 +1454,17 @@ impl Aggregate for Requisition {
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }) => self.apply_review(event),
             event @ (E::CategoryChosen { .. } | E::BudgetExceeded { .. }) => self.apply_budget(event),
+            E::ReceiptAttached { receipt_id, sha256, size, content_type, original_name, attached_by } => {
+                self.receipts.push(Receipt {
+                    receipt_id,
+                    sha256,
+                    size,
+                    content_type,
+                    original_name,
+                    attached_by,
+                });
+            }
+            E::ReceiptOverdue { .. } => self.receipt_reminded = true,
         }
     }
 }

@@ -63,10 +63,13 @@ pub enum SettingKey {
     /// A submission that would exceed a budget covering it is refused (409
     /// `budget_exceeded`) rather than flagged to its approvers (`crate::budget`).
     BudgetBlock,
+    /// A paid requisition with no receipt this many days after payment reminds its requester,
+    /// once; 0 (off) to 365.
+    ReceiptReminderDays,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 17] = [
+    pub const ALL: [SettingKey; 18] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -84,6 +87,7 @@ impl SettingKey {
         SettingKey::AdvanceDueDays,
         SettingKey::AdvanceBlockWhileUnsettled,
         SettingKey::BudgetBlock,
+        SettingKey::ReceiptReminderDays,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +109,7 @@ impl SettingKey {
             SettingKey::AdvanceDueDays => "advance_due_days",
             SettingKey::AdvanceBlockWhileUnsettled => "advance_block_while_unsettled",
             SettingKey::BudgetBlock => "budget_block",
+            SettingKey::ReceiptReminderDays => "receipt_reminder_days",
         }
     }
 }
@@ -245,6 +250,13 @@ pub struct Settings {
     /// Over-budget submissions are refused rather than flagged (default false).
     #[serde(default)]
     pub budget_block: bool,
+    /// Days after payment without a receipt before the requester is reminded (0: never).
+    #[serde(default = "default_receipt_reminder_days")]
+    pub receipt_reminder_days: u32,
+}
+
+fn default_receipt_reminder_days() -> u32 {
+    3
 }
 
 fn default_duplicate_window_days() -> u32 {
@@ -280,6 +292,7 @@ impl Default for Settings {
             cash_counts: CashCountSettings::default(),
             advances: AdvanceSettings::default(),
             budget_block: false,
+            receipt_reminder_days: default_receipt_reminder_days(),
         }
     }
 }
@@ -305,6 +318,7 @@ impl Settings {
             SettingKey::AdvanceDueDays => self.advances.due_days.into(),
             SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled.into(),
             SettingKey::BudgetBlock => self.budget_block.into(),
+            SettingKey::ReceiptReminderDays => self.receipt_reminder_days.into(),
         }
     }
 
@@ -331,6 +345,7 @@ impl Settings {
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days = whole(1, 90)?,
             SettingKey::DuplicateWindowDays => self.duplicate_window_days = whole(0, 365)?,
             SettingKey::BudgetBlock => self.budget_block = flag()?,
+            SettingKey::ReceiptReminderDays => self.receipt_reminder_days = whole(0, 365)?,
             SettingKey::CurrencyDisplay => {
                 self.currency_display = value.as_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
                     DomainError::invalid("value", format!("{key} is one of {}", CurrencyDisplay::NAMES))
@@ -473,6 +488,7 @@ mod tests {
             (SettingKey::CurrencyDisplay, json!(1)),
             (SettingKey::VarianceToleranceBasisPoints, json!(1001)),
             (SettingKey::VarianceApproverRole, json!("banker")),
+            (SettingKey::ReceiptReminderDays, json!(366)),
         ] {
             let err = Settings::default().set(key, &value).unwrap_err();
             assert!(

@@ -95,6 +95,14 @@ pub enum Command {
         /// service).
         #[arg(long)]
         seal_key_file: Option<std::path::PathBuf>,
+        /// Where receipts are stored, as for the service: MEDIA_ROOT (default `media` under
+        /// PETTYCASH_DATA_DIR) or MEDIA_S3_*. Every file the events name is read back and its
+        /// SHA-256 compared.
+        #[command(flatten)]
+        storage: pettycash_commands::receipts::StorageArgs,
+        /// As for the service: MEDIA_ROOT defaults to its `media` folder.
+        #[arg(long, env = "PETTYCASH_DATA_DIR", default_value = "var")]
+        data_dir: std::path::PathBuf,
     },
     /// Rebuilds projections into shadow tables from the first event and swaps them in while
     /// the service keeps serving. Needs write access. Resumes an interrupted rebuild.
@@ -192,10 +200,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             balance(&pool, as_of.unwrap_or_else(Utc::now), format, out).await
         }
         Command::Stats { format } => stats(&pool, format, out).await,
-        Command::Verify { format, seal_key_file } => match seal_key(seal_key_file.as_deref()) {
-            Ok(key) => verify::verify(&pool, key.as_ref(), format, out).await,
-            Err(e) => Err(e),
-        },
+        Command::Verify { format, seal_key_file, storage, data_dir } => {
+            match (seal_key(seal_key_file.as_deref()), receipt_store(storage, &data_dir)) {
+                (Ok(key), Ok(store)) => verify::verify(&pool, key.as_ref(), Some(&store), format, out).await,
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
         Command::Rebuild(args) => rebuild::rebuild(&pool, args, out).await,
         Command::Export(args) => export::export(&pool, args, out).await,
     };
@@ -203,6 +213,15 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     result?;
     out.flush()?;
     Ok(())
+}
+
+/// The receipt store `verify` reads (a usage error when it cannot be opened).
+fn receipt_store(
+    storage: pettycash_commands::receipts::StorageArgs,
+    data_dir: &std::path::Path,
+) -> Result<pettycash_commands::receipts::ReceiptStore, Failure> {
+    pettycash_commands::receipts::ReceiptStore::open_to_read(&storage.resolve(data_dir))
+        .map_err(|error| Failure { code: EXIT_USAGE, error })
 }
 
 // ---------------------------------------------------------------------------------------------

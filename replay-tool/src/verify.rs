@@ -90,11 +90,13 @@
 
 mod budgets;
 mod fund_ops;
+mod receipts;
 mod review;
 
 use crate::integrity::{hex, SealTracker};
 use crate::{EventRow, Failure, HashedRow, HistoryFormat, Progress};
 use futures::TryStreamExt;
+use pettycash_commands::receipts::ReceiptStore;
 use pettycash_domain::advance::AdvanceEvent;
 use pettycash_domain::delegation::{same_scope, Delegation, DelegationEvent};
 use pettycash_domain::fund::FundEvent;
@@ -246,6 +248,8 @@ struct ReqV {
     overridden: bool,
     /// Possible duplicates and FP&A's review (`review`).
     checks: review::ChecksV,
+    /// Receipts attached so far (`receipts`).
+    receipts: u32,
 }
 
 impl ReqV {
@@ -335,6 +339,10 @@ pub struct Verifier {
     settings: pettycash_domain::settings::RuntimeSettings,
     /// Checks `verify_store` could not make (`budgets::BUDGETS_BEHIND`).
     not_checked_extra: Vec<&'static str>,
+    /// Receipt files the events name, by SHA-256: where first named (`receipts`).
+    receipt_files: BTreeMap<String, receipts::Named>,
+    /// Whether the files are read back (a store was given).
+    check_receipt_files: bool,
     violations: Vec<Violation>,
 }
 
@@ -1457,6 +1465,7 @@ impl Verifier {
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }) => self.review_event(e, id, ev),
             E::CategoryChosen { .. } | E::BudgetExceeded { .. } => {}
+            ev @ (E::ReceiptAttached { .. } | E::ReceiptOverdue { .. }) => self.receipt_event(e, id, ev),
         }
     }
 
@@ -1472,6 +1481,9 @@ impl Verifier {
             not_checked.push(NO_EVENT_KEY);
         }
         not_checked.append(&mut self.not_checked_extra);
+        if !self.check_receipt_files && !self.receipt_files.is_empty() {
+            not_checked.push(receipts::NO_RECEIPT_STORE);
+        }
         let mut unmatched: Vec<(Uuid, Side, &'static str)> = Vec::new();
         for (payment_id, p) in self.payments.drain() {
             match (p.paid, p.disbursed) {
@@ -1553,8 +1565,18 @@ impl Verifier {
     }
 }
 
-/// Replays the whole store through a [`Verifier`] and the seals through a [`SealTracker`].
+/// Replays the whole store through a [`Verifier`] and the seals through a [`SealTracker`]
+/// (receipt files are not read: the report says so when events name any).
 pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report, Failure> {
+    verify_store_with(pool, key, None).await
+}
+
+/// [`verify_store`], and every receipt file the events name read back from `receipt_store`.
+pub async fn verify_store_with(
+    pool: &PgPool,
+    key: Option<&SealKey>,
+    receipt_store: Option<&ReceiptStore>,
+) -> Result<Report, Failure> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
     let unsigned_through =
         match sqlx::query_scalar::<_, bool>("SELECT to_regclass('event_authentication') IS NOT NULL")
@@ -1574,6 +1596,7 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
     let read = reader::in_order(&Selection::hashed(), Filter::Everything);
     let mut rows = read.fetch::<HashedRow>(pool);
     let mut v = Verifier::authenticating(key.map(|k| k.events.clone()), unsigned_through);
+    v.check_receipt_files = receipt_store.is_some();
     while let Some(row) = rows.try_next().await? {
         while tracker.wants_seal() {
             tracker.push_seal(seals.try_next().await?);
@@ -1593,6 +1616,9 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
         Ok(violations) => v.violations.extend(violations),
         Err(not_checked) => v.not_checked_extra.push(not_checked),
     }
+    if let Some(store) = receipt_store {
+        v.check_receipts(store).await?;
+    }
     Ok(v.finish(tracker, key.map(|k| k.id.clone())))
 }
 
@@ -1600,10 +1626,11 @@ pub async fn verify_store(pool: &PgPool, key: Option<&SealKey>) -> Result<Report
 pub async fn verify(
     pool: &PgPool,
     key: Option<&SealKey>,
+    receipt_store: Option<&ReceiptStore>,
     format: HistoryFormat,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let report = verify_store(pool, key).await?;
+    let report = verify_store_with(pool, key, receipt_store).await?;
     let s = &report.summary;
     match format {
         HistoryFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
@@ -1867,6 +1894,35 @@ mod tests {
         assert!(report.violations.is_empty(), "{:?}", report.violations);
         assert_eq!(report.summary.totals["KES"], Decimal::new(90000, 2));
         assert_eq!(report.summary.aggregates["user"], 4);
+    }
+
+    fn receipt(sha: char, by: Uuid) -> serde_json::Value {
+        json!({"ReceiptAttached": {"receipt_id": Uuid::new_v4(), "sha256": sha.to_string().repeat(64), "size": 10,
+            "content_type": "application/pdf", "original_name": "r.pdf", "attached_by": by}})
+    }
+
+    #[test]
+    fn receipts_by_the_requester_or_treasury_after_payment_are_clean_and_others_reported() {
+        let mut w = world();
+        w.f.push("requisition", w.req, receipt('a', w.staff));
+        let early = w.f.push("requisition", w.req, receipt('b', w.treasury));
+        let approver = w.f.push("requisition", w.req, receipt('c', w.head));
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        {
+            let by = w.treasury;
+            pay(&mut w, by)
+        };
+        w.f.push("requisition", w.req, receipt('d', w.treasury));
+        let reminder = w.f.push("requisition", w.req, json!({"ReceiptOverdue": {"days": 3}}));
+        assert_eq!(
+            w.f.rules(),
+            [
+                (early, "receipt_not_allowed"),
+                (approver, "receipt_not_allowed"),
+                (reminder, "receipt_reminder_not_due")
+            ]
+        );
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub use serde_json;
 
 pub mod load;
 pub mod mail;
+pub mod receipts;
 
 pub use mail::{MailServer, ReceivedMail};
+pub use receipts::S3Server;
 
 /// The key the test applications authenticate events with (their secret is the development
 /// default).
@@ -193,6 +195,11 @@ impl TestApp {
         // No mail leaves a test app (nor lands in a folder) unless the test points it at a
         // `MailServer`: it waits in the outbox.
         config.mail.transport = pettycash_api::config::MailTransportConfig::Queue;
+        // Receipts of tests that do not choose a place go to one shared temporary directory
+        // (content-addressed: sharing is harmless), never into the working tree.
+        config.media = pettycash_commands::receipts::StorageConfig::Local(
+            std::env::temp_dir().join("pettycash-test-media"),
+        );
         adjust(&mut config);
         let app = Application::build(config, pool.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());

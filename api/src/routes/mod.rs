@@ -13,6 +13,7 @@ pub mod org;
 pub mod payments;
 pub mod policy;
 pub mod reads;
+pub mod receipts;
 pub mod requisitions;
 pub mod review;
 pub mod settings;

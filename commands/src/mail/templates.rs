@@ -400,6 +400,24 @@ pub fn paid(to: &str, r: &RequisitionSummary, reference: Option<&str>, links: &L
     letter
 }
 
+/// To the requester: their requisition was paid `days` ago or more and has no receipt yet.
+pub fn receipt_missing(to: &str, r: &RequisitionSummary, days: u32, links: &Links) -> Letter {
+    about(
+        MailCategory::Reminder,
+        format!("Receipt missing: {}", r.headline()),
+        to,
+        vec![
+            format!(
+                "Your requisition for {} was paid {days} day(s) ago or more and has no receipt yet.",
+                r.amount
+            ),
+            "Attach the receipt (JPEG, PNG or PDF, at most 10 MB) to the requisition.".into(),
+        ],
+        r,
+        links,
+    )
+}
+
 /// An invitation as mail describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvitationSummary {

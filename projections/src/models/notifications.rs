@@ -42,7 +42,7 @@ use std::sync::Arc;
 pub const NAME: &str = "notifications";
 
 /// The requisition events that may cause mail (the others only matter to the fold).
-const MAILED: [&str; 11] = [
+const MAILED: [&str; 12] = [
     "RequisitionSubmitted",
     "RequisitionApproved",
     "RequisitionRejected",
@@ -54,6 +54,7 @@ const MAILED: [&str; 11] = [
     "UrgencyConfirmed",
     "FastTrackReverted",
     "ApprovalOverridden",
+    "ReceiptOverdue",
 ];
 
 pub struct Notifications {
@@ -104,6 +105,10 @@ enum Notice {
     Expired {
         deadline: chrono::DateTime<chrono::Utc>,
     },
+    /// Paid `days` ago and still no receipt.
+    ReceiptMissing {
+        days: u32,
+    },
 }
 
 /// Who a notice is for, resolved by [`recipients`].
@@ -142,6 +147,7 @@ impl Notice {
             E::RequisitionPaid { reference, .. } => vec![Notice::Paid { reference: reference.clone() }],
             E::ApprovalOverdue { step, .. } => vec![Notice::Reminder { step: *step }],
             E::RequisitionExpired { deadline } => vec![Notice::Expired { deadline: *deadline }],
+            E::ReceiptOverdue { days } => vec![Notice::ReceiptMissing { days: *days }],
             // An overdue step goes to new people: they are asked.
             E::ApprovalEscalated { step, reason: EscalationReason::Overdue, .. } => {
                 vec![Notice::ApprovalRequested { step: *step }]
@@ -162,7 +168,8 @@ impl Notice {
             | E::PaymentFlagged { .. }
             // Budget flags are told in the submission's mail (they come first).
             | E::CategoryChosen { .. }
-            | E::BudgetExceeded { .. } => vec![],
+            | E::BudgetExceeded { .. }
+            | E::ReceiptAttached { .. } => vec![],
         }
     }
 
@@ -176,7 +183,8 @@ impl Notice {
             | Notice::Rejected { .. }
             | Notice::ChangesRequested { .. }
             | Notice::Paid { .. }
-            | Notice::Expired { .. } => Audience::Requester,
+            | Notice::Expired { .. }
+            | Notice::ReceiptMissing { .. } => Audience::Requester,
         }
     }
 
@@ -209,6 +217,7 @@ impl Notice {
             Notice::Expired { deadline } => {
                 templates::expired(to, r, &deadline.format("%Y-%m-%d %H:%M UTC").to_string(), links)
             }
+            Notice::ReceiptMissing { days } => templates::receipt_missing(to, r, *days, links),
         }
     }
 }

@@ -420,7 +420,9 @@ impl Row {
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }
             | E::CategoryChosen { .. }
-            | E::BudgetExceeded { .. } => {}
+            | E::BudgetExceeded { .. }
+            | E::ReceiptAttached { .. }
+            | E::ReceiptOverdue { .. } => {}
         }
     }
 }

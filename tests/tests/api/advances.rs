@@ -56,8 +56,24 @@ async fn an_advance_is_paid_then_settled_in_parts_with_the_change_returned_to_th
     let due_at: chrono::DateTime<chrono::Utc> = r.body["due_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(due_at - paid_at, Duration::days(7), "due after the default 7 days");
 
-    // Part one: receipts for 600.
-    let r = settle(&app, &c.staff, id, json!({"spent": "600", "note": "fuel receipts"})).await;
+    // Part one: receipts for 600, attached to the advance's requisition first.
+    let unknown = settle(&app, &c.staff, id, json!({"spent": "600", "receipt_ids": [Uuid::now_v7()]})).await;
+    assert_eq!(
+        (unknown.status, unknown.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "receipt_ids"),
+        "{unknown:?}"
+    );
+    let attached = app.upload(&c.staff, id, "fuel.pdf", &pettycash_tests::receipts::pdf("fuel")).await;
+    assert_eq!(attached.status, StatusCode::CREATED, "{attached:?}");
+    let receipt =
+        app.get(&c.staff, &format!("/api/requisitions/{id}")).await.body["receipts"][0]["id"].clone();
+    let r = settle(
+        &app,
+        &c.staff,
+        id,
+        json!({"spent": "600", "note": "fuel receipts", "receipt_ids": [receipt]}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!((&r.body["outstanding"], &r.body["fund_balance_after"]), (&json!("400.00"), &Value::Null));
 

@@ -21,6 +21,7 @@ mod mail;
 mod organisation;
 mod outage;
 mod reads;
+mod receipts;
 mod review;
 mod routing;
 mod rules;

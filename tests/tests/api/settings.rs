@@ -67,7 +67,8 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "variance_approver_role",
             "advance_due_days",
             "advance_block_while_unsettled",
-            "budget_block"
+            "budget_block",
+            "receipt_reminder_days"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);
@@ -79,6 +80,7 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
         ("invitation_expiry_days", json!(91), "value"),
         ("duplicate_window_days", json!(366), "value"),
         ("budget_block", json!("yes"), "value"),
+        ("receipt_reminder_days", json!(366), "value"),
         ("currency_display", json!("dollars"), "value"),
         ("advance_due_days", json!(0), "value"),
         ("advance_block_while_unsettled", json!("yes"), "value"),
