@@ -23,6 +23,7 @@ pub mod invitations;
 pub mod locks;
 pub mod mail;
 pub mod org;
+pub mod payments;
 pub mod review;
 pub mod scheduler;
 pub mod service;

@@ -539,6 +539,9 @@ pub enum SideWrite {
     /// behalf never commits after the revocation of the delegation it used (a revocation
     /// waits for it, or it sees the revocation).
     DelegationInForce { id: uuid::Uuid, at: chrono::DateTime<chrono::Utc> },
+    /// A write on `payment_codes` (issued, wrong attempt, used), refusing the command when a
+    /// conditional update finds the code used or locked (`crate::payments::CodeWrite`).
+    PaymentCode(crate::payments::CodeWrite),
 }
 
 /// A delegation as the `delegations` table holds it.
@@ -650,6 +653,7 @@ impl SideWrite {
                     None => Err(AppendError::Rule(DomainError::NotFound { what: "delegation" })),
                 }
             }
+            SideWrite::PaymentCode(write) => crate::payments::apply(tx, write).await,
             other => other.write(tx, position).await.map_err(|e| classify(e, "user")),
         }
     }
@@ -798,6 +802,7 @@ impl SideWrite {
             SideWrite::UnitIsOpen { .. }
             | SideWrite::UnitIsEmpty { .. }
             | SideWrite::ClaimInvitation { .. }
+            | SideWrite::PaymentCode(_)
             | SideWrite::DelegationInForce { .. } => {
                 unreachable!("checked by SideWrite::apply")
             }

@@ -135,6 +135,10 @@ pub enum DomainError {
         "your delegation from the people of this step is for `{delegated}`; this step needs `{required}`"
     )]
     DelegationWrongRole { delegated: Role, required: Role },
+    // ----- payments (issue #14 [treasury]) -----
+    /// A payment's one-time code was missing or refused; each reason has its own code.
+    #[error("{}", problem.message())]
+    PaymentCode { problem: crate::payment::CodeProblem },
 }
 
 impl DomainError {
@@ -196,6 +200,7 @@ impl DomainError {
             DomainError::DelegateAlreadyActed => "delegate_already_acted",
             DomainError::DelegationInactive { .. } => "delegation_inactive",
             DomainError::DelegationWrongRole { .. } => "delegation_wrong_role",
+            DomainError::PaymentCode { problem } => problem.code(),
         }
     }
 
@@ -243,6 +248,15 @@ impl DomainError {
             | DomainError::AlreadyReviewed { .. }
             | DomainError::NoDuplicateFlag => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
+            DomainError::PaymentCode { problem } => {
+                use crate::payment::CodeProblem as P;
+                match problem {
+                    P::Missing | P::Wrong => ErrorKind::Validation,
+                    P::NotYours => ErrorKind::Forbidden,
+                    P::Expired => ErrorKind::Gone,
+                    P::NotIssued | P::Used | P::Locked => ErrorKind::Conflict,
+                }
+            }
         }
     }
 
@@ -256,6 +270,7 @@ impl DomainError {
             DomainError::WrongParent { .. } => Some("parent_id"),
             DomainError::CodeTaken => Some("code"),
             DomainError::DelegateNotEligible { .. } => Some("delegate_id"),
+            DomainError::PaymentCode { .. } => Some("code"),
             _ => None,
         }
     }

@@ -452,6 +452,31 @@ impl Requisition {
     fn currency(&self) -> Result<&Currency, DomainError> {
         self.currency.as_ref().ok_or(DomainError::NotFound { what: "requisition" })
     }
+
+    /// Whether `payer` may pay it now (asked before a payment and before a payment code is
+    /// issued): treasury, neither its requester nor an approver (nor their puppet), and the
+    /// requisition approved and not paid.
+    pub fn check_payer(&self, payer: &Actor) -> Result<(), DomainError> {
+        self.currency()?;
+        if !payer.has(Role::Treasury) {
+            return Err(DomainError::MissingRole { required: Role::Treasury });
+        }
+        if self.requester_id == Some(payer.user_id) {
+            return Err(DomainError::PayerIsRequester);
+        }
+        if self.approvals.iter().any(|a| a.approver_id == payer.user_id)
+            || self.former_approvers.contains(&payer.user_id)
+            || self.overridden_by == Some(payer.user_id)
+        {
+            return Err(DomainError::PayerIsApprover);
+        }
+        self.check_not_sponsored(payer, "pay")?;
+        match self.status {
+            Status::Approved => Ok(()),
+            Status::Paid => Err(DomainError::AlreadyPaid),
+            other => Err(DomainError::NotApproved { status: other }),
+        }
+    }
 }
 
 /// Fields an edit may change; `None` leaves a field as it is. An empty payee or category
@@ -593,6 +618,20 @@ pub enum RequisitionCommand {
         method: PaymentMethod,
         reference: Option<String>,
         payer: Actor,
+    },
+    /// Treasury asks for a one-time code to pay it (`payment`): the same checks as `Pay`, and
+    /// a record that a code was issued (the code is not in the event).
+    IssuePaymentCode {
+        method: PaymentMethod,
+        expires_at: DateTime<Utc>,
+        payer: Actor,
+    },
+    /// A payment code given by `payer_id` was refused: recorded for the audit trail, whatever
+    /// the requisition's state.
+    RecordCodeRejected {
+        payer_id: Id,
+        problem: crate::payment::CodeProblem,
+        attempts: u32,
     },
     /// An approver who may decide the current step dismisses the possible-duplicate flag.
     DismissDuplicate {
@@ -782,6 +821,19 @@ pub enum RequisitionEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A one-time payment code was mailed to `payer_id` (the code is in no event).
+    PaymentCodeIssued {
+        payer_id: Id,
+        method: PaymentMethod,
+        expires_at: DateTime<Utc>,
+    },
+    /// A payment code given by `payer_id` was refused (`attempts`: wrong attempts on the code
+    /// so far, with this one).
+    PaymentCodeRejected {
+        payer_id: Id,
+        problem: crate::payment::CodeProblem,
+        attempts: u32,
+    },
 }
 
 impl DomainEvent for RequisitionEvent {
@@ -807,6 +859,8 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::DuplicateDismissed { .. } => "DuplicateDismissed",
             RequisitionEvent::PaymentReviewed { .. } => "PaymentReviewed",
             RequisitionEvent::PaymentFlagged { .. } => "PaymentFlagged",
+            RequisitionEvent::PaymentCodeIssued { .. } => "PaymentCodeIssued",
+            RequisitionEvent::PaymentCodeRejected { .. } => "PaymentCodeRejected",
         }
         .into()
     }
@@ -1137,25 +1191,7 @@ impl Aggregate for Requisition {
                 sink.write(E::RequisitionCancelled { cancelled_by: actor.user_id, reason }, self).await;
             }
             C::Pay { payment_id, method, reference, payer } => {
-                self.currency()?;
-                if !payer.has(Role::Treasury) {
-                    return Err(DomainError::MissingRole { required: Role::Treasury });
-                }
-                if self.requester_id == Some(payer.user_id) {
-                    return Err(DomainError::PayerIsRequester);
-                }
-                if self.approvals.iter().any(|a| a.approver_id == payer.user_id)
-                    || self.former_approvers.contains(&payer.user_id)
-                    || self.overridden_by == Some(payer.user_id)
-                {
-                    return Err(DomainError::PayerIsApprover);
-                }
-                self.check_not_sponsored(&payer, "pay")?;
-                match self.status {
-                    Status::Approved => {}
-                    Status::Paid => return Err(DomainError::AlreadyPaid),
-                    other => return Err(DomainError::NotApproved { status: other }),
-                }
+                self.check_payer(&payer)?;
                 let reference = clean_optional("reference", reference.as_deref(), REFERENCE_MAX)?;
                 let event = E::RequisitionPaid {
                     payment_id,
@@ -1166,6 +1202,14 @@ impl Aggregate for Requisition {
                     paid_by: payer.user_id,
                 };
                 sink.write(event, self).await;
+            }
+            C::IssuePaymentCode { method, expires_at, payer } => {
+                self.check_payer(&payer)?;
+                sink.write(E::PaymentCodeIssued { payer_id: payer.user_id, method, expires_at }, self).await;
+            }
+            C::RecordCodeRejected { payer_id, problem, attempts } => {
+                self.currency()?;
+                sink.write(E::PaymentCodeRejected { payer_id, problem, attempts }, self).await;
             }
             C::DismissDuplicate { reason, actor } => {
                 let event = self.decide_dismiss_duplicate(&reason, &actor)?;
@@ -1317,6 +1361,7 @@ impl Aggregate for Requisition {
                 self.payment = Some(PaymentRecord { payment_id, paid_by, method, reference });
                 self.status = Status::Paid;
             }
+            E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
             event @ (E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }

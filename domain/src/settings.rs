@@ -48,10 +48,13 @@ pub enum SettingKey {
     /// How amounts are written for people (mail): `code` (`1500.00 KES`) or `symbol`
     /// (`KSh 1,500.00`).
     CurrencyDisplay,
+    /// Cash payments below this whole amount need no one-time payment code, 0 (never waived,
+    /// the default) to 1,000,000,000.
+    PaymentCodeWaiverBelow,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 12] = [
+    pub const ALL: [SettingKey; 13] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -64,6 +67,7 @@ impl SettingKey {
         SettingKey::InvitationExpiryDays,
         SettingKey::DuplicateWindowDays,
         SettingKey::CurrencyDisplay,
+        SettingKey::PaymentCodeWaiverBelow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl SettingKey {
             SettingKey::InvitationExpiryDays => "invitation_expiry_days",
             SettingKey::DuplicateWindowDays => "duplicate_window_days",
             SettingKey::CurrencyDisplay => "currency_display",
+            SettingKey::PaymentCodeWaiverBelow => "payment_code_waiver_below",
         }
     }
 }
@@ -175,7 +180,20 @@ pub struct Settings {
     pub duplicate_window_days: u32,
     #[serde(default)]
     pub currency_display: CurrencyDisplay,
+    #[serde(default)]
+    pub payments: PaymentSettings,
 }
+
+/// Payments as admins set them (issue #14 [treasury]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSettings {
+    /// Cash payments below this whole amount (of the fund's currency) need no one-time code;
+    /// 0 (the default): every payment needs one.
+    pub code_waiver_below: u64,
+}
+
+/// The largest `payment_code_waiver_below`.
+pub const CODE_WAIVER_MAX: u64 = 1_000_000_000;
 
 fn default_duplicate_window_days() -> u32 {
     30
@@ -207,6 +225,7 @@ impl Default for Settings {
             invitations: InvitationSettings::default(),
             duplicate_window_days: default_duplicate_window_days(),
             currency_display: CurrencyDisplay::default(),
+            payments: PaymentSettings::default(),
         }
     }
 }
@@ -227,6 +246,7 @@ impl Settings {
             SettingKey::InvitationExpiryDays => self.invitations.expiry_days.into(),
             SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
             SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
+            SettingKey::PaymentCodeWaiverBelow => self.payments.code_waiver_below.into(),
         }
     }
 
@@ -241,6 +261,12 @@ impl Settings {
             value.as_bool().ok_or_else(|| DomainError::invalid("value", format!("{key} is true or false")))
         };
         match key {
+            SettingKey::PaymentCodeWaiverBelow => {
+                self.payments.code_waiver_below =
+                    value.as_u64().filter(|v| *v <= CODE_WAIVER_MAX).ok_or_else(|| {
+                        DomainError::invalid("value", format!("{key} is a whole amount from 0 to {CODE_WAIVER_MAX}"))
+                    })?
+            }
             SettingKey::PasswordMinLength => self.password.min_length = whole(8, 128)?,
             SettingKey::PasswordRequireUpper => self.password.require_upper = flag()?,
             SettingKey::PasswordRequireLower => self.password.require_lower = flag()?,

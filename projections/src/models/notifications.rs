@@ -158,6 +158,9 @@ impl Notice {
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. } => vec![],
+            // The code's mail is the command's own (it carries the code); a refusal is for the
+            // audit trail.
+            E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => vec![],
         }
     }
 

@@ -401,7 +401,9 @@ impl Row {
             E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
-            | E::PaymentFlagged { .. } => {}
+            | E::PaymentFlagged { .. }
+            | E::PaymentCodeIssued { .. }
+            | E::PaymentCodeRejected { .. } => {}
         }
     }
 }

@@ -17,6 +17,7 @@ mod login_throttle;
 mod mail;
 mod organisation;
 mod outage;
+mod payments;
 mod reads;
 mod review;
 mod routing;

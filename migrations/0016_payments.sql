@@ -1,0 +1,32 @@
+-- Payments (issue #14 [treasury]): one-time payment codes.
+--
+-- Treasury asks for a code for one requisition and method; the code (6 digits from the
+-- operating system's generator) is mailed to the paying user through the outbox and never
+-- stored: `code_hash` is HMAC-SHA256(SECRET_KEY, label || requisition || payer || amount ||
+-- currency || method || code). The events record only that a code was issued or refused
+-- (`PaymentCodeIssued`, `PaymentCodeRejected` on the requisition stream).
+--
+-- Rows are written in the transaction of those events: issued with `PaymentCodeIssued`; a
+-- wrong attempt increments `attempts` with its `PaymentCodeRejected` (conditionally: never
+-- past 5); the payment sets `used_at` (conditionally: unused, fewer than 5 wrong attempts) in
+-- the transaction of its own events, so a code pays once whatever raced it.
+--
+-- `issued_at` is the service's clock (tests move it): expiry (5 minutes) and the request rate
+-- limit (one per 30 s, five an hour, per payer and requisition) are counted on it.
+CREATE TABLE payment_codes (
+    id             uuid        PRIMARY KEY,
+    requisition_id uuid        NOT NULL,
+    payer_id       uuid        NOT NULL REFERENCES users (id),
+    method         text        NOT NULL,
+    amount         numeric     NOT NULL,
+    currency       text        NOT NULL,
+    code_hash      bytea       NOT NULL,
+    issued_at      timestamptz NOT NULL,
+    expires_at     timestamptz NOT NULL,
+    attempts       integer     NOT NULL DEFAULT 0,
+    used_at        timestamptz,
+    CONSTRAINT payment_codes_attempts_check CHECK (attempts BETWEEN 0 AND 5)
+);
+
+-- The latest codes of one requisition (its payer's, and the check for another user's code).
+CREATE INDEX payment_codes_requisition_idx ON payment_codes (requisition_id, issued_at DESC);
