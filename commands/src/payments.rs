@@ -200,6 +200,20 @@ fn new_code() -> String {
     format!("{n:0width$}", width = payment::CODE_DIGITS as usize)
 }
 
+/// Refuses a method that goes through a provider (`bank`, `mobile_money`): the fund side can
+/// reserve for them (`FundCommand::Reserve`) but no provider is wired to this service yet, so
+/// they are refused rather than paid as if the money had left (422 naming `method`).
+pub(crate) fn paid_at_once(method: PaymentMethod) -> Result<(), CommandError> {
+    if method.through_provider() {
+        return Err(DomainError::invalid(
+            "method",
+            "bank and mobile money payments go through a payment provider, which this service does not have yet; pay cash",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// The context of a code's refusal: the caller's, without its Idempotency-Key (a refusal is
 /// not the answer stored for the key).
 fn without_key(ctx: &CommandContext) -> CommandContext {
@@ -219,6 +233,7 @@ impl CommandService {
         method: PaymentMethod,
     ) -> Result<Outcome<PaymentCodeIssued>, CommandError> {
         let payer = &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
+        paid_at_once(method)?;
         let secret = self.invitation_setup()?;
         let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
             .bind(payer.user_id)

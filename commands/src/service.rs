@@ -1042,6 +1042,7 @@ impl CommandService {
         code: Option<Option<&str>>,
     ) -> Result<Outcome<PaymentReceipt>, CommandError> {
         let payer = &actor(ctx)?;
+        crate::payments::paid_at_once(method)?;
         let reference = &reference;
         let before = self.visible_requisition(payer, requisition_id, Source::Store).await?;
         // Who may not pay is told so before anything about codes; a code given for a

@@ -12,6 +12,7 @@
 //! | `RequisitionApproved` | 3 | `on_behalf_of`, `delegation_id` (a delegate's decision) | [`AddFields`]: `null` (in the approver's own name) |
 //! | `RequisitionRejected` | 2 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
 //! | `ChangesRequested` | 3 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
+//! | `CashDisbursed` | 2 | `reserved` (the reservation a provider payment consumes) | [`AddFields`]: `null` (cash paid at once) |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
@@ -26,6 +27,8 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
             fields: &["origin", "unit"],
         }),
         Box::new(AddFields { event_type: "FundOpened", from: "1", to: "2", fields: &["unit"] }),
+        // Payments through providers (issue #14 [treasury]): earlier disbursements were cash.
+        Box::new(AddFields { event_type: "CashDisbursed", from: "1", to: "2", fields: &["reserved"] }),
         Box::new(AddFields {
             event_type: "RequisitionSubmitted",
             from: "1",
@@ -137,6 +140,19 @@ mod tests {
         ));
         let v2 = stored("FundOpened", "2", json!({"FundOpened": {}}));
         assert_eq!(upcast(&upcasters(), v2).payload, json!({"FundOpened": {}}));
+    }
+
+    #[test]
+    fn a_version_1_disbursement_reads_as_cash_paid_at_once() {
+        let id = "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b19";
+        let v1 = json!({"CashDisbursed": {"payment_id": id, "requisition_id": id, "amount": "10.00",
+            "balance_after": "90.00", "method": "cash", "reference": null, "paid_by": id}});
+        let event = upcast(&upcasters(), stored("CashDisbursed", "1", v1));
+        assert_eq!(event.event_version, "2");
+        assert!(matches!(
+            serde_json::from_value(event.payload).unwrap(),
+            FundEvent::CashDisbursed { reserved: None, .. }
+        ));
     }
 
     #[test]

@@ -459,6 +459,10 @@ async fn for_each_ledger(
     let mut n = 0;
     while let Some(e) = rows.try_next().await? {
         let event: FundEvent = e.decode()?;
+        // Reservations are no line of the cash book (they change what is available only).
+        if !event.moves_cash() {
+            continue;
+        }
         f(fold(&mut funds, &e, event)?)?;
         n += 1;
     }
@@ -523,7 +527,9 @@ pub async fn balances(pool: &PgPool, as_of: DateTime<Utc>) -> Result<Vec<FundSta
     let mut funds = BTreeMap::new();
     while let Some(e) = rows.try_next().await? {
         let event: FundEvent = e.decode()?;
-        fold(&mut funds, &e, event)?;
+        if event.moves_cash() {
+            fold(&mut funds, &e, event)?;
+        }
         progress.inc();
     }
     progress.finish();

@@ -62,6 +62,8 @@
 //!   otherwise).
 //! - `delegate_already_approved`: a decision on someone's behalf by a delegate who approved the
 //!   requisition before (any round).
+//! - Reservations of payments through a provider (`reservation_twice`, `reservation_not_open`,
+//!   `reservation_mismatch`, `overdrawn_by_reservation`): module `reservations`.
 //!
 //! Tamper evidence (see `projections/src/seal.rs`):
 //!
@@ -85,6 +87,7 @@
 //! - `approved_by_sponsored`, `paid_by_sponsored`: approved or paid by a user whom the
 //!   requester or an approver of the requisition had registered or granted a role.
 
+mod reservations;
 mod review;
 
 use crate::integrity::{hex, SealTracker};
@@ -314,6 +317,8 @@ pub struct Verifier {
     disbursed: HashSet<Uuid>,
     /// Payments seen on one side only so far (matched pairs are dropped).
     payments: HashMap<Uuid, PaymentV>,
+    /// Reservations of payments through a provider (`reservations`).
+    reservations: reservations::ReservationsV,
     /// Delegations as their events left them so far.
     delegations: HashMap<Uuid, Delegation>,
     violations: Vec<Violation>,
@@ -743,7 +748,24 @@ impl Verifier {
                     self.flag(e, "negative_balance", format!("opened with a negative float {float}"));
                 }
             }
-            FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, .. } => {
+            FundEvent::CashReserved { payment_id, amount, .. } => {
+                let balance = self.funds.get(&id).map(|f| f.balance);
+                self.reserved(e, id, payment_id, amount, balance);
+            }
+            FundEvent::ReservationReleased { payment_id, amount, .. } => {
+                self.reservation_ended(e, id, payment_id, amount, false);
+            }
+            FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, reserved, .. } => {
+                if let Some(reserved) = reserved {
+                    if reserved != amount {
+                        self.flag(
+                            e,
+                            "reservation_mismatch",
+                            format!("disbursed {amount}, recorded as consuming {reserved}"),
+                        );
+                    }
+                    self.reservation_ended(e, id, payment_id, reserved, true);
+                }
                 let balance = match self.funds.get_mut(&id) {
                     Some(f) => {
                         f.balance -= amount;
@@ -1305,6 +1327,9 @@ impl Verifier {
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }) => self.review_event(e, id, ev),
+            // The audit trail of payment codes: nothing to check against (the codes are not in
+            // the events).
+            E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
         }
     }
 
@@ -1569,6 +1594,54 @@ mod tests {
     fn disbursed(payment: Uuid, req: Uuid, amount: &str, after: &str, by: Uuid) -> serde_json::Value {
         json!({"CashDisbursed": {"payment_id": payment, "requisition_id": req, "amount": amount,
             "balance_after": after, "method": "cash", "reference": null, "paid_by": by}})
+    }
+
+    #[test]
+    fn reservations_end_exactly_once_with_their_amount_and_never_overdraw() {
+        let mut f = Feed::new();
+        let (fund, by) = (Uuid::now_v7(), Uuid::now_v7());
+        let (p1, p2, p3, p4) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        f.push(
+            "fund",
+            fund,
+            json!({"FundOpened": {"fund_id": fund, "name": "F", "currency": "KES", "float": "100.00",
+                "custodian_id": null, "opened_by": by, "unit": null}}),
+        );
+        let reserve = |p: Uuid, amount: &str| {
+            json!({"CashReserved": {"payment_id": p, "requisition_id": p, "amount": amount,
+                "method": "mobile_money", "reserved_by": by}})
+        };
+        let release = |p: Uuid, amount: &str| {
+            json!({"ReservationReleased": {"payment_id": p, "amount": amount, "reason": "failed"}})
+        };
+        let consume = |p: Uuid, amount: &str, after: &str, reserved: &str| {
+            json!({"CashDisbursed": {"payment_id": p, "requisition_id": p, "amount": amount,
+                "balance_after": after, "method": "mobile_money", "reference": null, "paid_by": by,
+                "reserved": reserved}})
+        };
+        f.push("fund", fund, reserve(p1, "60.00"));
+        let overdrawn = f.push("fund", fund, reserve(p2, "50.00"));
+        let twice = f.push("fund", fund, reserve(p1, "10.00"));
+        f.push("fund", fund, release(p1, "60.00"));
+        let released_again = f.push("fund", fund, release(p1, "60.00"));
+        let never_reserved = f.push("fund", fund, consume(p3, "5.00", "95.00", "5.00"));
+        f.push("fund", fund, reserve(p4, "20.00"));
+        let mismatch = f.push("fund", fund, consume(p4, "25.00", "70.00", "25.00"));
+        let rules: Vec<_> = f
+            .rules()
+            .into_iter()
+            .filter(|(_, r)| r.starts_with("reservation") || r.starts_with("overdrawn"))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (overdrawn, "overdrawn_by_reservation"),
+                (twice, "reservation_twice"),
+                (released_again, "reservation_not_open"),
+                (never_reserved, "reservation_not_open"),
+                (mismatch, "reservation_mismatch"),
+            ]
+        );
     }
 
     struct World {

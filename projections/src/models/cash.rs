@@ -184,6 +184,10 @@ impl Projection for Cash {
         for e in events {
             let id: Uuid = e.aggregate_id.parse()?;
             let event = e.decode::<FundEvent>()?;
+            // Reservations (payments in flight with a provider) are no line of the cash book.
+            if !event.moves_cash() {
+                continue;
+            }
             // The cash book's fold (`pettycash_domain::fund::CashBook`), shared with
             // `pettycash-replay ledger`: what each event moves, and the balance after it.
             let book = books.entry(id).or_insert_with(|| {
@@ -213,6 +217,7 @@ impl Projection for Cash {
                         },
                     );
                 }
+                FundEvent::CashReserved { .. } | FundEvent::ReservationReleased { .. } => continue,
                 FundEvent::CashDisbursed { payment_id, requisition_id, amount, method, paid_by, .. } => {
                     let fund = funds.get_mut(&id).ok_or_else(|| {
                         anyhow::anyhow!("disbursement at {} from unknown fund {id}", e.global_position)

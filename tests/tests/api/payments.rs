@@ -238,3 +238,18 @@ async fn the_waiver_setting_lets_cash_below_it_pay_without_a_code() {
     refused(&r, StatusCode::UNPROCESSABLE_ENTITY, "payment_code_missing");
     assert_eq!(app.pay(&c.treasury, large).await.status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn bank_and_mobile_money_are_refused_until_a_provider_is_wired() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let (fund, id) = approved(&app, &c, "300").await;
+    for method in ["bank", "mobile_money"] {
+        let r = app.request_code(&c.treasury, id, method).await;
+        assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
+        let body = json!({"requisition_id": id, "method": method, "code": "123456"});
+        let r = app.post(&c.treasury, "/api/treasury/payments/", body).await;
+        assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
+    }
+    assert_eq!(app.balance(&c.admin, fund).await.to_string(), "5000.00");
+}

@@ -1,0 +1,73 @@
+//! `verify` for payments through a provider (issue #14 [treasury]): a fund's reservations.
+//!
+//! - `reservation_twice`: a second `CashReserved` for one payment id.
+//! - `reservation_not_open`: a `ReservationReleased`, or a `CashDisbursed` that says it
+//!   consumes a reservation (`reserved`), for a payment whose reservation is not open on that
+//!   fund (never made, released already, consumed already): a reservation ends exactly once.
+//! - `reservation_mismatch`: a release or a consuming disbursement whose amount is not the
+//!   reserved amount.
+//! - `overdrawn_by_reservation`: a reservation larger than what the fund had available
+//!   (balance less its open reservations).
+
+use super::Verifier;
+use crate::EventRow;
+use rust_decimal::Decimal;
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// What `verify` follows of reservations.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ReservationsV {
+    /// Open reservations: payment id → (fund, amount).
+    open: HashMap<Uuid, (Uuid, Decimal)>,
+    /// Every payment id that was ever reserved.
+    seen: HashSet<Uuid>,
+}
+
+impl ReservationsV {
+    /// The open reservations of `fund`, summed.
+    fn reserved_on(&self, fund: Uuid) -> Decimal {
+        self.open.values().filter(|(f, _)| *f == fund).map(|(_, a)| *a).sum()
+    }
+}
+
+impl Verifier {
+    /// `CashReserved` of `amount` for `payment` on `fund`, whose running balance is `balance`.
+    pub(super) fn reserved(&mut self, e: &EventRow, fund: Uuid, payment: Uuid, amount: Decimal, balance: Option<Decimal>) {
+        if !self.reservations.seen.insert(payment) {
+            self.flag(e, "reservation_twice", format!("a second reservation for payment {payment}"));
+            return;
+        }
+        let available = balance.unwrap_or_default() - self.reservations.reserved_on(fund);
+        if amount > available {
+            self.flag(
+                e,
+                "overdrawn_by_reservation",
+                format!("reserving {amount} with {available} available"),
+            );
+        }
+        self.reservations.open.insert(payment, (fund, amount));
+    }
+
+    /// A reservation ends: released (`consumed` false) or consumed by a disbursement of `amount`.
+    pub(super) fn reservation_ended(&mut self, e: &EventRow, fund: Uuid, payment: Uuid, amount: Decimal, consumed: bool) {
+        let what = if consumed { "disbursement of a reservation" } else { "release" };
+        match self.reservations.open.get(&payment).copied() {
+            Some((f, reserved)) if f == fund => {
+                self.reservations.open.remove(&payment);
+                if reserved != amount {
+                    self.flag(
+                        e,
+                        "reservation_mismatch",
+                        format!("{what} of {amount} for payment {payment}, {reserved} reserved"),
+                    );
+                }
+            }
+            _ => self.flag(
+                e,
+                "reservation_not_open",
+                format!("{what} for payment {payment} without an open reservation on this fund"),
+            ),
+        }
+    }
+}
