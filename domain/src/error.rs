@@ -139,6 +139,10 @@ pub enum DomainError {
     /// A payment's one-time code was missing or refused; each reason has its own code.
     #[error("{}", problem.message())]
     PaymentCode { problem: crate::payment::CodeProblem },
+    #[error("payment {payment_id} of this requisition is in flight with the provider: wait for its result")]
+    PaymentInFlight { payment_id: crate::Id },
+    #[error("no payment {payment_id} of this requisition is in flight")]
+    PaymentNotInFlight { payment_id: crate::Id },
 }
 
 impl DomainError {
@@ -201,6 +205,8 @@ impl DomainError {
             DomainError::DelegationInactive { .. } => "delegation_inactive",
             DomainError::DelegationWrongRole { .. } => "delegation_wrong_role",
             DomainError::PaymentCode { problem } => problem.code(),
+            DomainError::PaymentInFlight { .. } => "payment_in_flight",
+            DomainError::PaymentNotInFlight { .. } => "payment_not_in_flight",
         }
     }
 
@@ -248,6 +254,7 @@ impl DomainError {
             | DomainError::AlreadyReviewed { .. }
             | DomainError::NoDuplicateFlag => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
+            DomainError::PaymentInFlight { .. } | DomainError::PaymentNotInFlight { .. } => ErrorKind::Conflict,
             DomainError::PaymentCode { problem } => {
                 use crate::payment::CodeProblem as P;
                 match problem {

@@ -158,6 +158,10 @@ pub struct Requisition {
     /// Reason given with the latest rejection, change request or cancellation.
     pub last_reason: Option<String>,
     pub payment: Option<PaymentRecord>,
+    /// A payment through a provider that started and has no result yet (issue #14): it stays
+    /// approved, and no other payment may start, until the provider reports.
+    #[serde(default)]
+    pub payment_in_flight: Option<PaymentRecord>,
     /// The requester's organisation unit (with its path) when it was created; `None`:
     /// unscoped (no units, or created before units existed).
     #[serde(default)]
@@ -471,6 +475,9 @@ impl Requisition {
             return Err(DomainError::PayerIsApprover);
         }
         self.check_not_sponsored(payer, "pay")?;
+        if let Some(p) = &self.payment_in_flight {
+            return Err(DomainError::PaymentInFlight { payment_id: p.payment_id });
+        }
         match self.status {
             Status::Approved => Ok(()),
             Status::Paid => Err(DomainError::AlreadyPaid),
@@ -618,6 +625,23 @@ pub enum RequisitionCommand {
         method: PaymentMethod,
         reference: Option<String>,
         payer: Actor,
+    },
+    /// A payment through a provider starts (the fund reserves the amount in the same
+    /// transaction): the same checks as `Pay`; the requisition is paid only on `CompletePayment`.
+    StartPayment {
+        payment_id: Id,
+        method: PaymentMethod,
+        reference: Option<String>,
+        payer: Actor,
+    },
+    /// The provider reported success for the payment in flight: the money left.
+    CompletePayment {
+        payment_id: Id,
+    },
+    /// The payment in flight failed for good: the requisition is approved (payable) again.
+    FailPayment {
+        payment_id: Id,
+        reason: String,
     },
     /// Treasury asks for a one-time code to pay it (`payment`): the same checks as `Pay`, and
     /// a record that a code was issued (the code is not in the event).
@@ -821,6 +845,23 @@ pub enum RequisitionEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A payment through a provider started (the fund's `CashReserved` is in the same
+    /// transaction); `RequisitionPaid` follows on success, `PaymentFailed` on failure.
+    PaymentStarted {
+        payment_id: Id,
+        fund_id: Id,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        method: PaymentMethod,
+        reference: Option<String>,
+        paid_by: Id,
+    },
+    /// The payment in flight failed for good (its reservation is released in the same
+    /// transaction): approved again.
+    PaymentFailed {
+        payment_id: Id,
+        reason: String,
+    },
     /// A one-time payment code was mailed to `payer_id` (the code is in no event).
     PaymentCodeIssued {
         payer_id: Id,
@@ -860,6 +901,8 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::PaymentReviewed { .. } => "PaymentReviewed",
             RequisitionEvent::PaymentFlagged { .. } => "PaymentFlagged",
             RequisitionEvent::PaymentCodeIssued { .. } => "PaymentCodeIssued",
+            RequisitionEvent::PaymentStarted { .. } => "PaymentStarted",
+            RequisitionEvent::PaymentFailed { .. } => "PaymentFailed",
             RequisitionEvent::PaymentCodeRejected { .. } => "PaymentCodeRejected",
         }
         .into()
@@ -1183,6 +1226,9 @@ impl Aggregate for Requisition {
                 if self.status == Status::Paid {
                     return Err(DomainError::AlreadyPaid);
                 }
+                if let Some(p) = &self.payment_in_flight {
+                    return Err(DomainError::PaymentInFlight { payment_id: p.payment_id });
+                }
                 self.require_status(
                     &[Status::Draft, Status::PendingApproval, Status::ChangesRequested, Status::Approved],
                     "cancel",
@@ -1202,6 +1248,45 @@ impl Aggregate for Requisition {
                     paid_by: payer.user_id,
                 };
                 sink.write(event, self).await;
+            }
+            C::StartPayment { payment_id, method, reference, payer } => {
+                self.check_payer(&payer)?;
+                if !method.through_provider() {
+                    return Err(DomainError::invalid("method", "cash is paid at once"));
+                }
+                let reference = clean_optional("reference", reference.as_deref(), REFERENCE_MAX)?;
+                let event = E::PaymentStarted {
+                    payment_id,
+                    fund_id: self.fund_id.expect("created requisitions have a fund"),
+                    amount: self.amount,
+                    method,
+                    reference,
+                    paid_by: payer.user_id,
+                };
+                sink.write(event, self).await;
+            }
+            C::CompletePayment { payment_id } => {
+                self.currency()?;
+                let Some(p) = self.payment_in_flight.clone().filter(|p| p.payment_id == payment_id) else {
+                    return Err(DomainError::PaymentNotInFlight { payment_id });
+                };
+                let event = E::RequisitionPaid {
+                    payment_id,
+                    fund_id: self.fund_id.expect("created requisitions have a fund"),
+                    amount: self.amount,
+                    method: p.method,
+                    reference: p.reference,
+                    paid_by: p.paid_by,
+                };
+                sink.write(event, self).await;
+            }
+            C::FailPayment { payment_id, reason } => {
+                self.currency()?;
+                if self.payment_in_flight.as_ref().is_none_or(|p| p.payment_id != payment_id) {
+                    return Err(DomainError::PaymentNotInFlight { payment_id });
+                }
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                sink.write(E::PaymentFailed { payment_id, reason }, self).await;
             }
             C::IssuePaymentCode { method, expires_at, payer } => {
                 self.check_payer(&payer)?;
@@ -1359,8 +1444,13 @@ impl Aggregate for Requisition {
             }
             E::RequisitionPaid { payment_id, method, reference, paid_by, .. } => {
                 self.payment = Some(PaymentRecord { payment_id, paid_by, method, reference });
+                self.payment_in_flight = None;
                 self.status = Status::Paid;
             }
+            E::PaymentStarted { payment_id, method, reference, paid_by, .. } => {
+                self.payment_in_flight = Some(PaymentRecord { payment_id, paid_by, method, reference });
+            }
+            E::PaymentFailed { .. } => self.payment_in_flight = None,
             E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
             event @ (E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }

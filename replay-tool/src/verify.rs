@@ -1330,6 +1330,9 @@ impl Verifier {
             // The audit trail of payment codes: nothing to check against (the codes are not in
             // the events).
             E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
+            // Their money side is checked on the fund (`reservations`); a success is a
+            // `RequisitionPaid`, checked as any payment.
+            E::PaymentStarted { .. } | E::PaymentFailed { .. } => {}
         }
     }
 

@@ -161,6 +161,8 @@ impl Notice {
             // The code's mail is the command's own (it carries the code); a refusal is for the
             // audit trail.
             E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => vec![],
+            // A payment through a provider is told when it succeeds (`RequisitionPaid`).
+            E::PaymentStarted { .. } | E::PaymentFailed { .. } => vec![],
         }
     }
 

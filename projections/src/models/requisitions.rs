@@ -403,7 +403,9 @@ impl Row {
             | E::PaymentReviewed { .. }
             | E::PaymentFlagged { .. }
             | E::PaymentCodeIssued { .. }
-            | E::PaymentCodeRejected { .. } => {}
+            | E::PaymentCodeRejected { .. }
+            | E::PaymentStarted { .. }
+            | E::PaymentFailed { .. } => {}
         }
     }
 }
