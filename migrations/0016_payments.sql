@@ -30,3 +30,30 @@ CREATE TABLE payment_codes (
 
 -- The latest codes of one requisition (its payer's, and the check for another user's code).
 CREATE INDEX payment_codes_requisition_idx ON payment_codes (requisition_id, issued_at DESC);
+
+-- Payments through a provider (bank, mobile money), one row per payment, written in the
+-- transaction of its events (`PaymentStarted` with the fund's `CashReserved`; then
+-- `RequisitionPaid` with the consuming `CashDisbursed`, or `PaymentFailed` with
+-- `ReservationReleased`): the lookup of a provider's result by payment id, and what the
+-- payments read model grows from. `status`: executing, succeeded, failed.
+CREATE TABLE provider_payments (
+    id                 uuid        PRIMARY KEY,
+    requisition_id     uuid        NOT NULL,
+    fund_id            uuid        NOT NULL,
+    method             text        NOT NULL,
+    amount             numeric     NOT NULL,
+    currency           text        NOT NULL,
+    status             text        NOT NULL,
+    -- Attempts sent to the provider; the idempotency id of an attempt is derived from the
+    -- payment id and this number.
+    attempts           integer     NOT NULL DEFAULT 1,
+    provider_reference text,
+    last_result_code   text,
+    paid_by            uuid        NOT NULL,
+    started_at         timestamptz NOT NULL,
+    updated_at         timestamptz NOT NULL,
+    CONSTRAINT provider_payments_status_check CHECK (status IN ('executing', 'succeeded', 'failed'))
+);
+
+-- The scheduler's look for payments stuck in executing.
+CREATE INDEX provider_payments_executing_idx ON provider_payments (started_at) WHERE status = 'executing';

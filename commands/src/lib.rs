@@ -24,6 +24,7 @@ pub mod locks;
 pub mod mail;
 pub mod org;
 pub mod payments;
+pub mod provider_payments;
 pub mod review;
 pub mod scheduler;
 pub mod service;

@@ -203,7 +203,7 @@ fn new_code() -> String {
 /// Refuses a method that goes through a provider (`bank`, `mobile_money`): the fund side can
 /// reserve for them (`FundCommand::Reserve`) but no provider is wired to this service yet, so
 /// they are refused rather than paid as if the money had left (422 naming `method`).
-pub(crate) fn paid_at_once(method: PaymentMethod) -> Result<(), CommandError> {
+pub fn paid_at_once(method: PaymentMethod) -> Result<(), CommandError> {
     if method.through_provider() {
         return Err(DomainError::invalid(
             "method",
@@ -233,7 +233,6 @@ impl CommandService {
         method: PaymentMethod,
     ) -> Result<Outcome<PaymentCodeIssued>, CommandError> {
         let payer = &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
-        paid_at_once(method)?;
         let secret = self.invitation_setup()?;
         let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
             .bind(payer.user_id)

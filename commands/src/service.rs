@@ -82,7 +82,7 @@ pub struct NewRequisition {
 #[derive(Clone)]
 pub struct CommandService {
     store: EventStore,
-    locks: Arc<KeyedLocks>,
+    pub(crate) locks: Arc<KeyedLocks>,
     cache: Arc<AggregateCache>,
     /// The time decisions are made with (`Clock::now`; tests move it).
     clock: Clock,
@@ -288,7 +288,7 @@ impl CommandService {
 
     /// A fund, from the cache or from its snapshot and the events after it (its stream grows
     /// with every payment).
-    async fn load_fund(&self, id: Id, source: Source) -> Result<Loaded<Fund>, CommandError> {
+    pub(crate) async fn load_fund(&self, id: Id, source: Source) -> Result<Loaded<Fund>, CommandError> {
         let id = id.to_string();
         if let Some(hit) = self.cached::<Fund>(&id, source) {
             return Ok(hit);
@@ -1125,7 +1125,7 @@ impl CommandService {
     /// [`SNAPSHOT_EVERY`]: commands decided on the cached fund never fold its stream, so the
     /// snapshot that bounds a load from the store (after a restart, or in another process)
     /// is kept here. Best effort, like the snapshot written by a load.
-    async fn snapshot_if_due(&self, before: &Loaded<Fund>, after: &Fund, appended: usize) {
+    pub(crate) async fn snapshot_if_due(&self, before: &Loaded<Fund>, after: &Fund, appended: usize) {
         let version = before.version + appended;
         if version / SNAPSHOT_EVERY > before.version / SNAPSHOT_EVERY {
             if let Err(e) = self.store.save_snapshot(&before.id, after, version).await {

@@ -542,6 +542,10 @@ pub enum SideWrite {
     /// A write on `payment_codes` (issued, wrong attempt, used), refusing the command when a
     /// conditional update finds the code used or locked (`crate::payments::CodeWrite`).
     PaymentCode(crate::payments::CodeWrite),
+    /// The `provider_payments` row of a payment through a provider (started, settled),
+    /// refusing a settlement of a payment no longer executing
+    /// (`crate::provider_payments::ProviderWrite`).
+    ProviderPayment(crate::provider_payments::ProviderWrite),
 }
 
 /// A delegation as the `delegations` table holds it.
@@ -654,6 +658,7 @@ impl SideWrite {
                 }
             }
             SideWrite::PaymentCode(write) => crate::payments::apply(tx, write).await,
+            SideWrite::ProviderPayment(write) => crate::provider_payments::apply(tx, write).await,
             other => other.write(tx, position).await.map_err(|e| classify(e, "user")),
         }
     }
@@ -803,6 +808,7 @@ impl SideWrite {
             | SideWrite::UnitIsEmpty { .. }
             | SideWrite::ClaimInvitation { .. }
             | SideWrite::PaymentCode(_)
+            | SideWrite::ProviderPayment(_)
             | SideWrite::DelegationInForce { .. } => {
                 unreachable!("checked by SideWrite::apply")
             }

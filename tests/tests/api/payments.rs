@@ -2,7 +2,7 @@
 //! paying user; it expires, is used once, dies after 5 wrong attempts, is the payer's own;
 //! requests are rate-limited; every issue and refusal is an event.
 
-use pettycash_domain::Role;
+use pettycash_domain::{DomainError, Role};
 use pettycash_tests::{payment_code_in, Cast, MailServer, Reply, TestApp, TestUser};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -252,4 +252,103 @@ async fn bank_and_mobile_money_are_refused_until_a_provider_is_wired() {
         assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
     }
     assert_eq!(app.balance(&c.admin, fund).await.to_string(), "5000.00");
+}
+
+// ----- payments through a provider: the command side (no provider is wired yet) -----
+
+/// A command service on the app's store with the server's secret (codes hash under it), as the
+/// provider's callback handler would use.
+fn provider_side(app: &TestApp) -> pettycash_commands::CommandService {
+    use pettycash_commands::invitations::InvitationSetup;
+    use pettycash_commands::mail::Links;
+    pettycash_commands::CommandService::new(pettycash_commands::EventStore::new(
+        app.pool.clone(),
+        pettycash_tests::event_key(),
+    ))
+    .with_clock(app.clock.clone())
+    .with_invitations(InvitationSetup::new(pettycash_tests::DEV_SECRET_KEY.as_bytes(), Links::new("https://cash.test")))
+}
+
+fn as_treasury(user: &TestUser) -> pettycash_commands::CommandContext {
+    let actor = pettycash_domain::Actor::new(user.id, [Role::Treasury]);
+    pettycash_commands::CommandContext::user(actor, Default::default())
+}
+
+async fn fund_figures(app: &TestApp, c: &Cast, fund: Uuid) -> (String, String, String) {
+    let r = app.get(&c.admin, &format!("/api/funds/{fund}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let s = |k: &str| r.body[k].as_str().unwrap().to_string();
+    (s("balance"), s("reserved"), s("available"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_available() {
+    use pettycash_commands::provider_payments::ProviderResult;
+    use pettycash_domain::fund::PaymentMethod;
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let service = provider_side(&app);
+    let ctx = as_treasury(&c.treasury);
+    let fund = app.fund(&c.admin, "1000").await;
+    let mut paying = Vec::new();
+    for _ in 0..20 {
+        let id = app.submitted(&c.staff, fund, "70").await;
+        app.approve_by(id, &[&c.head]).await;
+        // Not over the API until a provider is wired; the command side issues the code.
+        let r = app.request_code(&c.treasury, id, "mobile_money").await;
+        assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
+        service.request_payment_code(&ctx, id, PaymentMethod::MobileMoney).await.expect("code");
+        paying.push((id, app.queued_payment_code(&c.treasury.email).await));
+    }
+    // Without a code: refused, nothing reserved.
+    let r = service.start_provider_payment(&ctx, paying[0].0, PaymentMethod::MobileMoney, None, None).await;
+    assert!(matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::PaymentCode { .. }))), "{r:?}");
+
+    let starts = futures::future::join_all(paying.iter().map(|(id, code)| {
+        let (service, ctx) = (service.clone(), ctx.clone());
+        async move {
+            service.start_provider_payment(&ctx, *id, PaymentMethod::MobileMoney, None, Some(code)).await
+        }
+    }))
+    .await;
+    let started: Vec<_> = starts.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.value.clone()).collect();
+    let short = starts
+        .iter()
+        .filter(|r| matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::InsufficientFunds { .. }))))
+        .count();
+    assert_eq!((started.len(), short), (14, 6), "14 x 70 fit in 1000: {starts:?}");
+    assert_eq!(fund_figures(&app, &c, fund).await, ("1000.00".into(), "980.00".into(), "20.00".into()));
+    // In flight: not paid, and no other payment.
+    let first = &started[0];
+    let r = app.get(&c.admin, &format!("/api/requisitions/{}", first.requisition_id)).await;
+    assert_eq!(r.body["status"], "approved", "{r:?}");
+    let r = app.request_code(&c.treasury, first.requisition_id, "cash").await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "payment_in_flight"), "{r:?}");
+
+    // A failure releases the reservation (once) and the requisition is payable again.
+    let failed = ProviderResult::Failed { result_code: "2001".into(), description: "unregistered recipient".into() };
+    let r = service.settle_provider_payment(first.id, failed.clone()).await.unwrap();
+    assert_eq!((r.value.status.as_str(), r.value.changed), ("failed", true));
+    let r = service.settle_provider_payment(first.id, failed).await.unwrap();
+    assert_eq!((r.value.status.as_str(), r.value.changed), ("failed", false), "a second result changes nothing");
+    assert_eq!(fund_figures(&app, &c, fund).await, ("1000.00".into(), "910.00".into(), "90.00".into()));
+    let r = app.get(&c.admin, &format!("/api/requisitions/{}", first.requisition_id)).await;
+    assert_eq!(r.body["status"], "approved", "{r:?}");
+
+    // A success disburses the reserved amount; two callbacks for it pay once.
+    let second = &started[1];
+    let ok = ProviderResult::Succeeded { transaction_id: "SIM123".into() };
+    let (a, b) = tokio::join!(
+        service.settle_provider_payment(second.id, ok.clone()),
+        service.settle_provider_payment(second.id, ok.clone())
+    );
+    let changed: Vec<bool> = [a.unwrap(), b.unwrap()].iter().map(|o| o.value.changed).collect();
+    assert_eq!(changed.iter().filter(|c| **c).count(), 1, "{changed:?}");
+    assert_eq!(fund_figures(&app, &c, fund).await, ("930.00".into(), "840.00".into(), "90.00".into()));
+    let r = app.get(&c.admin, &format!("/api/requisitions/{}", second.requisition_id)).await;
+    assert_eq!(r.body["status"], "paid", "{r:?}");
+    // The failed one is paid in cash now (with a new code, 30 s after the last).
+    app.clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(app.pay(&c.treasury, first.requisition_id).await.status, StatusCode::CREATED);
+    assert_eq!(fund_figures(&app, &c, fund).await, ("860.00".into(), "840.00".into(), "20.00".into()));
 }
