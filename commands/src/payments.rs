@@ -80,7 +80,10 @@ pub enum CodeWrite {
     Use { id: Id, at: DateTime<Utc> },
 }
 
-pub(crate) async fn apply(tx: &mut Transaction<'static, Postgres>, write: CodeWrite) -> Result<(), AppendError> {
+pub(crate) async fn apply(
+    tx: &mut Transaction<'static, Postgres>,
+    write: CodeWrite,
+) -> Result<(), AppendError> {
     let refused = |problem| AppendError::Rule(DomainError::PaymentCode { problem });
     match write {
         CodeWrite::Insert {
@@ -165,7 +168,13 @@ impl CodeRow {
 }
 
 /// The keyed hash of `code` for this payment.
-fn code_hash(secret: &[u8], requisition: &Requisition, payer_id: Id, method: PaymentMethod, code: &str) -> Vec<u8> {
+fn code_hash(
+    secret: &[u8],
+    requisition: &Requisition,
+    payer_id: Id,
+    method: PaymentMethod,
+    code: &str,
+) -> Vec<u8> {
     let requisition_id = requisition.id.unwrap_or_default();
     let amount = requisition.amount.normalize().to_string();
     let currency = requisition.currency.as_ref().map(|c| c.to_string()).unwrap_or_default();
@@ -232,7 +241,8 @@ impl CommandService {
         requisition_id: Id,
         method: PaymentMethod,
     ) -> Result<Outcome<PaymentCodeIssued>, CommandError> {
-        let payer = &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
+        let payer =
+            &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
         let secret = self.invitation_setup()?;
         let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
             .bind(payer.user_id)
@@ -257,8 +267,11 @@ impl CommandService {
             // Decide first: someone who may not pay gets no code (and is not rate-limited).
             let mut requisition = loaded.state.clone();
             let issued = IssuedCode { issued_at: now, attempts: 0, used: false };
-            let command =
-                RequisitionCommand::IssuePaymentCode { method, expires_at: issued.expires_at(), payer: payer.clone() };
+            let command = RequisitionCommand::IssuePaymentCode {
+                method,
+                expires_at: issued.expires_at(),
+                payer: payer.clone(),
+            };
             let events = decide(&mut requisition, command).await?;
             if let Err(retry_after_secs) = payment::may_request_code(&earlier, now) {
                 return Err(CommandError::CodeRateLimited { retry_after_secs });
@@ -336,7 +349,10 @@ impl CommandService {
                         && payment::check_code(
                             Some(&r.issued()),
                             now,
-                            same(&r.code_hash, &code_hash(setup.secret(), requisition, r.payer_id, method, code)),
+                            same(
+                                &r.code_hash,
+                                &code_hash(setup.secret(), requisition, r.payer_id, method, code),
+                            ),
                         )
                         .is_ok()
                 });

@@ -76,10 +76,19 @@ pub enum ProviderWrite {
         at: DateTime<Utc>,
     },
     /// Refused (`payment_not_in_flight`) unless the row is still executing.
-    Settle { id: Id, succeeded: bool, provider_reference: Option<String>, result_code: String, at: DateTime<Utc> },
+    Settle {
+        id: Id,
+        succeeded: bool,
+        provider_reference: Option<String>,
+        result_code: String,
+        at: DateTime<Utc>,
+    },
 }
 
-pub(crate) async fn apply(tx: &mut Transaction<'static, Postgres>, write: ProviderWrite) -> Result<(), AppendError> {
+pub(crate) async fn apply(
+    tx: &mut Transaction<'static, Postgres>,
+    write: ProviderWrite,
+) -> Result<(), AppendError> {
     match write {
         ProviderWrite::Start { id, requisition_id, fund_id, method, amount, currency, paid_by, at } => {
             sqlx::query(
@@ -145,9 +154,12 @@ impl CommandService {
         reference: Option<String>,
         code: Option<&str>,
     ) -> Result<Outcome<ProviderPaymentView>, CommandError> {
-        let payer = &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
+        let payer =
+            &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
         if !method.through_provider() {
-            return Err(DomainError::invalid("method", "cash is paid at once: POST /api/treasury/payments").into());
+            return Err(
+                DomainError::invalid("method", "cash is paid at once: POST /api/treasury/payments").into()
+            );
         }
         let before = self.visible_requisition(payer, requisition_id, Source::Store).await?;
         before.state.check_payer(payer)?;
@@ -161,8 +173,12 @@ impl CommandService {
             let req = self.visible_requisition(payer, requisition_id, source).await?;
             let mut requisition = req.state.clone();
             let payment_id = Id::now_v7();
-            let start =
-                RequisitionCommand::StartPayment { payment_id, method, reference: reference.clone(), payer: payer.clone() };
+            let start = RequisitionCommand::StartPayment {
+                payment_id,
+                method,
+                reference: reference.clone(),
+                payer: payer.clone(),
+            };
             let req_events = decide(&mut requisition, start).await?;
             let currency = requisition.currency.clone().ok_or(CommandError::not_found("requisition"))?;
             let fund = self.load_fund(fund_id, source).await?;
@@ -227,7 +243,8 @@ impl CommandService {
         .fetch_optional(self.store().pool())
         .await?
         .ok_or(CommandError::not_found("payment"))?;
-        let method: PaymentMethod = row.method.parse().map_err(|e| CommandError::Other(anyhow::Error::new(e)))?;
+        let method: PaymentMethod =
+            row.method.parse().map_err(|e| CommandError::Other(anyhow::Error::new(e)))?;
         let view = |status: &str, changed: bool, available: Option<Decimal>| ProviderPaymentView {
             id: payment_id,
             requisition_id: row.requisition_id,

@@ -254,7 +254,9 @@ impl DomainError {
             | DomainError::AlreadyReviewed { .. }
             | DomainError::NoDuplicateFlag => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
-            DomainError::PaymentInFlight { .. } | DomainError::PaymentNotInFlight { .. } => ErrorKind::Conflict,
+            DomainError::PaymentInFlight { .. } | DomainError::PaymentNotInFlight { .. } => {
+                ErrorKind::Conflict
+            }
             DomainError::PaymentCode { problem } => {
                 use crate::payment::CodeProblem as P;
                 match problem {

@@ -27,7 +27,8 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
-    pub const ALL: [PaymentMethod; 3] = [PaymentMethod::Cash, PaymentMethod::Bank, PaymentMethod::MobileMoney];
+    pub const ALL: [PaymentMethod; 3] =
+        [PaymentMethod::Cash, PaymentMethod::Bank, PaymentMethod::MobileMoney];
 
     /// The one text form (JSON, columns, lists).
     pub fn as_str(self) -> &'static str {
@@ -426,7 +427,8 @@ impl Aggregate for Fund {
                 if amount > self.available() {
                     return Err(DomainError::InsufficientFunds { balance: self.available(), amount });
                 }
-                let event = FundEvent::CashReserved { payment_id, requisition_id, amount, method, reserved_by };
+                let event =
+                    FundEvent::CashReserved { payment_id, requisition_id, amount, method, reserved_by };
                 sink.write(event, self).await;
             }
             FundCommand::DisburseReserved { payment_id, requisition_id, reference, paid_by } => {
@@ -735,7 +737,8 @@ mod tests {
         if let FundCommand::Reserve { method, .. } = &mut cash {
             *method = PaymentMethod::Cash;
         }
-        let result = TestFramework::<Fund>::with(()).given(vec![opened("100.00")]).when(cash).inspect_result();
+        let result =
+            TestFramework::<Fund>::with(()).given(vec![opened("100.00")]).when(cash).inspect_result();
         assert!(matches!(result, Err(DomainError::Invalid { field: "method", .. })), "{result:?}");
         let mut usd = reserve(1, "10");
         if let FundCommand::Reserve { currency, .. } = &mut usd {
@@ -823,15 +826,17 @@ mod tests {
         for n in 0..20u128 {
             let mut events = Vec::new();
             let result = TestFramework::<Fund>::with(())
-                .given(std::iter::once(opened("100.00")).chain(fund.reservations.iter().map(|(p, r)| {
-                    FundEvent::CashReserved {
-                        payment_id: *p,
-                        requisition_id: id(0),
-                        amount: r.amount,
-                        method: r.method,
-                        reserved_by: Id::nil(),
-                    }
-                })).collect())
+                .given(
+                    std::iter::once(opened("100.00"))
+                        .chain(fund.reservations.iter().map(|(p, r)| FundEvent::CashReserved {
+                            payment_id: *p,
+                            requisition_id: id(0),
+                            amount: r.amount,
+                            method: r.method,
+                            reserved_by: Id::nil(),
+                        }))
+                        .collect(),
+                )
                 .when(reserve(n + 1, "7"))
                 .inspect_result();
             if let Ok(e) = result {

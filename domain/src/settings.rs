@@ -264,7 +264,10 @@ impl Settings {
             SettingKey::PaymentCodeWaiverBelow => {
                 self.payments.code_waiver_below =
                     value.as_u64().filter(|v| *v <= CODE_WAIVER_MAX).ok_or_else(|| {
-                        DomainError::invalid("value", format!("{key} is a whole amount from 0 to {CODE_WAIVER_MAX}"))
+                        DomainError::invalid(
+                            "value",
+                            format!("{key} is a whole amount from 0 to {CODE_WAIVER_MAX}"),
+                        )
                     })?
             }
             SettingKey::PasswordMinLength => self.password.min_length = whole(8, 128)?,

@@ -2183,7 +2183,8 @@ fn a_payment_in_flight_blocks_another_and_the_requisition_is_paid_only_on_succes
 fn a_failed_payment_makes_the_requisition_payable_again() {
     let mut history = history(Status::Approved);
     play(&mut history, start(&treasurer(), PaymentMethod::Bank));
-    let failed = play(&mut history, Cmd::FailPayment { payment_id: PAYMENT, reason: "unregistered recipient".into() });
+    let failed =
+        play(&mut history, Cmd::FailPayment { payment_id: PAYMENT, reason: "unregistered recipient".into() });
     assert_eq!(failed, [Ev::PaymentFailed { payment_id: PAYMENT, reason: "unregistered recipient".into() }]);
     let r = state(history.clone());
     assert_eq!((r.status, r.payment_in_flight), (Status::Approved, None));
@@ -2198,12 +2199,14 @@ fn a_failed_payment_makes_the_requisition_payable_again() {
 #[test]
 fn a_provider_payment_follows_the_payers_rules_and_cash_is_not_started() {
     let history = history(Status::Approved);
-    assert_eq!(outcome(history.clone(), start(&requester(), PaymentMethod::Bank)), Err(DomainError::MissingRole {
-        required: Role::Treasury
-    }));
-    assert_eq!(outcome(history.clone(), start(&head(), PaymentMethod::Bank)), Err(DomainError::MissingRole {
-        required: Role::Treasury
-    }));
+    assert_eq!(
+        outcome(history.clone(), start(&requester(), PaymentMethod::Bank)),
+        Err(DomainError::MissingRole { required: Role::Treasury })
+    );
+    assert_eq!(
+        outcome(history.clone(), start(&head(), PaymentMethod::Bank)),
+        Err(DomainError::MissingRole { required: Role::Treasury })
+    );
     assert!(matches!(
         outcome(history, start(&treasurer(), PaymentMethod::Cash)),
         Err(DomainError::Invalid { field: "method", .. })
@@ -2217,7 +2220,8 @@ fn a_provider_payment_follows_the_payers_rules_and_cash_is_not_started() {
 #[test]
 fn a_payment_code_is_issued_only_to_who_may_pay_and_refusals_are_recorded_in_any_state() {
     let expires_at = now();
-    let code = |by: &Actor| Cmd::IssuePaymentCode { method: PaymentMethod::Cash, expires_at, payer: by.clone() };
+    let code =
+        |by: &Actor| Cmd::IssuePaymentCode { method: PaymentMethod::Cash, expires_at, payer: by.clone() };
     assert_eq!(
         outcome(history(Status::Approved), code(&treasurer())),
         Ok(vec![Ev::PaymentCodeIssued { payer_id: TREASURER, method: PaymentMethod::Cash, expires_at }])

@@ -755,7 +755,9 @@ impl Verifier {
             FundEvent::ReservationReleased { payment_id, amount, .. } => {
                 self.reservation_ended(e, id, payment_id, amount, false);
             }
-            FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, reserved, .. } => {
+            FundEvent::CashDisbursed {
+                payment_id, requisition_id, amount, balance_after, reserved, ..
+            } => {
                 if let Some(reserved) = reserved {
                     if reserved != amount {
                         self.flag(
@@ -1614,9 +1616,7 @@ mod tests {
             json!({"CashReserved": {"payment_id": p, "requisition_id": p, "amount": amount,
                 "method": "mobile_money", "reserved_by": by}})
         };
-        let release = |p: Uuid, amount: &str| {
-            json!({"ReservationReleased": {"payment_id": p, "amount": amount, "reason": "failed"}})
-        };
+        let release = |p: Uuid, amount: &str| json!({"ReservationReleased": {"payment_id": p, "amount": amount, "reason": "failed"}});
         let consume = |p: Uuid, amount: &str, after: &str, reserved: &str| {
             json!({"CashDisbursed": {"payment_id": p, "requisition_id": p, "amount": amount,
                 "balance_after": after, "method": "mobile_money", "reference": null, "paid_by": by,

@@ -358,7 +358,7 @@ impl TestApp {
         if r.status != StatusCode::CREATED {
             return r;
         }
-        let code = self.queued_payment_code(&treasurer.email).await;
+        let code = self.queued_payment_code(&treasurer.email, id).await;
         self.pay_with_code(treasurer, id, "cash", &code).await
     }
 
@@ -369,14 +369,15 @@ impl TestApp {
         if r.status != StatusCode::CREATED {
             return r;
         }
-        let code = self.mailed_payment_code(smtp, &treasurer.email).await;
+        let code = self.mailed_payment_code(smtp, &treasurer.email, id).await;
         smtp.clear();
         self.pay_with_code(treasurer, id, "cash", &code).await
     }
 
     /// `POST /api/treasury/payments/code`.
     pub async fn request_code(&self, treasurer: &TestUser, id: Uuid, method: &str) -> Reply {
-        self.post(treasurer, "/api/treasury/payments/code", json!({"requisition_id": id, "method": method})).await
+        self.post(treasurer, "/api/treasury/payments/code", json!({"requisition_id": id, "method": method}))
+            .await
     }
 
     /// `POST /api/treasury/payments/` with `code`.
@@ -385,13 +386,16 @@ impl TestApp {
         self.post(treasurer, "/api/treasury/payments/", body).await
     }
 
-    /// The code of the latest payment code mail to `email` still waiting in the outbox.
-    pub async fn queued_payment_code(&self, email: &str) -> String {
+    /// The code of the latest payment code mail to `email` for requisition `id` still waiting
+    /// in the outbox.
+    pub async fn queued_payment_code(&self, email: &str, id: Uuid) -> String {
         let body: String = sqlx::query_scalar(
-            "SELECT body_text FROM mail_outbox WHERE recipient_email = $1 AND category = 'payment_code'
+            "SELECT body_text FROM mail_outbox
+             WHERE recipient_email = $1 AND category = 'payment_code' AND strpos(body_text, $2) > 0
              ORDER BY id DESC LIMIT 1",
         )
         .bind(email)
+        .bind(id.to_string())
         .fetch_one(&self.pool)
         .await
         .expect("a payment code mail in the outbox");
@@ -399,13 +403,19 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no code in the outbox's mail (sent already? use pay_via): {body}"))
     }
 
-    /// The code of the latest payment code mail to `email` that `smtp` received.
-    pub async fn mailed_payment_code(&self, smtp: &MailServer, email: &str) -> String {
+    /// The code of the latest payment code mail to `email` for requisition `id` that `smtp`
+    /// received.
+    pub async fn mailed_payment_code(&self, smtp: &MailServer, email: &str, id: Uuid) -> String {
         let mails = self.delivered(smtp).await;
+        let id = id.to_string();
         let mail = mails
             .iter()
             .rev()
-            .find(|m| m.to.iter().any(|t| t == email) && m.subject.starts_with("Payment code"))
+            .find(|m| {
+                m.to.iter().any(|t| t == email)
+                    && m.subject.starts_with("Payment code")
+                    && m.text.contains(&id)
+            })
             .unwrap_or_else(|| panic!("no payment code mail to {email}: {mails:#?}"));
         payment_code_in(&mail.text).unwrap_or_else(|| panic!("no code in {}", mail.text))
     }

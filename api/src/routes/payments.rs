@@ -58,8 +58,13 @@ pub async fn request_code(State(state): State<AppState>, cmd: Command<CodeReques
     let b = &cmd.body;
     // Bank and mobile money go through a provider, which is not wired to the API yet.
     pettycash_commands::payments::paid_at_once(b.method)?;
-    run(&state, &cmd, StatusCode::CREATED, state.commands.request_payment_code(&ctx, b.requisition_id, b.method))
-        .await
+    run(
+        &state,
+        &cmd,
+        StatusCode::CREATED,
+        state.commands.request_payment_code(&ctx, b.requisition_id, b.method),
+    )
+    .await
 }
 
 /// Pay an approved requisition from its fund (treasury; not the requester nor an approver),

@@ -33,7 +33,14 @@ impl ReservationsV {
 
 impl Verifier {
     /// `CashReserved` of `amount` for `payment` on `fund`, whose running balance is `balance`.
-    pub(super) fn reserved(&mut self, e: &EventRow, fund: Uuid, payment: Uuid, amount: Decimal, balance: Option<Decimal>) {
+    pub(super) fn reserved(
+        &mut self,
+        e: &EventRow,
+        fund: Uuid,
+        payment: Uuid,
+        amount: Decimal,
+        balance: Option<Decimal>,
+    ) {
         if !self.reservations.seen.insert(payment) {
             self.flag(e, "reservation_twice", format!("a second reservation for payment {payment}"));
             return;
@@ -50,7 +57,14 @@ impl Verifier {
     }
 
     /// A reservation ends: released (`consumed` false) or consumed by a disbursement of `amount`.
-    pub(super) fn reservation_ended(&mut self, e: &EventRow, fund: Uuid, payment: Uuid, amount: Decimal, consumed: bool) {
+    pub(super) fn reservation_ended(
+        &mut self,
+        e: &EventRow,
+        fund: Uuid,
+        payment: Uuid,
+        amount: Decimal,
+        consumed: bool,
+    ) {
         let what = if consumed { "disbursement of a reservation" } else { "release" };
         match self.reservations.open.get(&payment).copied() {
             Some((f, reserved)) if f == fund => {

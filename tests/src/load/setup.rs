@@ -442,7 +442,8 @@ async fn organise(
 async fn waive_payment_codes(client: &reqwest::Client, base: &str, admin: &User) -> anyhow::Result<()> {
     let body = json!({"value": pettycash_domain::settings::CODE_WAIVER_MAX});
     let (status, reply) =
-        call(client, base, Some(admin), Method::PUT, "/api/settings/payment_code_waiver_below", Some(body)).await?;
+        call(client, base, Some(admin), Method::PUT, "/api/settings/payment_code_waiver_below", Some(body))
+            .await?;
     if status != StatusCode::OK {
         bail!("waiving payment codes for the load: {status} {reply}");
     }

@@ -29,7 +29,7 @@ async fn code_for(app: &TestApp, smtp: &MailServer, payer: &TestUser, id: Uuid) 
     let r = app.request_code(payer, id, "cash").await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(r.body["sent_to"], payer.email.as_str());
-    let code = app.mailed_payment_code(smtp, &payer.email).await;
+    let code = app.mailed_payment_code(smtp, &payer.email, id).await;
     smtp.clear();
     code
 }
@@ -68,7 +68,9 @@ async fn the_code_is_mailed_to_the_payer_only_pays_once_and_is_in_no_event() {
     app.delivered(&smtp).await;
     smtp.clear();
 
-    let r = app.post(&c.treasury, "/api/treasury/payments/", json!({"requisition_id": id, "method": "cash"})).await;
+    let r = app
+        .post(&c.treasury, "/api/treasury/payments/", json!({"requisition_id": id, "method": "cash"}))
+        .await;
     refused(&r, StatusCode::UNPROCESSABLE_ENTITY, "payment_code_missing");
 
     let r = app.request_code(&c.treasury, id, "cash").await;
@@ -80,24 +82,27 @@ async fn the_code_is_mailed_to_the_payer_only_pays_once_and_is_in_no_event() {
     assert!(mails[0].html.contains(&code));
     smtp.clear();
     // The outbox no longer holds it, no event does.
-    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE body_text LIKE '%' || $1 || '%'")
-        .bind(&code)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(kept, 0, "the sent mail's body is removed from the outbox");
-    let in_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text LIKE '%' || $1 || '%'")
-        .bind(&code)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(in_events, 0);
-    let issued: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'PaymentCodeIssued'")
-            .bind(id.to_string())
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE body_text LIKE '%' || $1 || '%'")
+            .bind(&code)
             .fetch_one(&app.pool)
             .await
             .unwrap();
+    assert_eq!(kept, 0, "the sent mail's body is removed from the outbox");
+    let in_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text LIKE '%' || $1 || '%'")
+            .bind(&code)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(in_events, 0);
+    let issued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'PaymentCodeIssued'",
+    )
+    .bind(id.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(issued, 1);
 
     let paid = app.pay_with_code(&c.treasury, id, "cash", &code).await;
@@ -214,7 +219,7 @@ async fn only_who_may_pay_gets_a_code_and_codes_are_rate_limited() {
     let r = app.request_code(&c.treasury, id, "cash").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
     // Only the latest code counts.
-    let code = app.queued_payment_code(&c.treasury.email).await;
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
     assert_eq!(app.pay_with_code(&c.treasury, id, "cash", &code).await.status, StatusCode::CREATED);
 }
 
@@ -266,7 +271,10 @@ fn provider_side(app: &TestApp) -> pettycash_commands::CommandService {
         pettycash_tests::event_key(),
     ))
     .with_clock(app.clock.clone())
-    .with_invitations(InvitationSetup::new(pettycash_tests::DEV_SECRET_KEY.as_bytes(), Links::new("https://cash.test")))
+    .with_invitations(InvitationSetup::new(
+        pettycash_tests::DEV_SECRET_KEY.as_bytes(),
+        Links::new("https://cash.test"),
+    ))
 }
 
 fn as_treasury(user: &TestUser) -> pettycash_commands::CommandContext {
@@ -298,11 +306,14 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
         let r = app.request_code(&c.treasury, id, "mobile_money").await;
         assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
         service.request_payment_code(&ctx, id, PaymentMethod::MobileMoney).await.expect("code");
-        paying.push((id, app.queued_payment_code(&c.treasury.email).await));
+        paying.push((id, app.queued_payment_code(&c.treasury.email, id).await));
     }
     // Without a code: refused, nothing reserved.
     let r = service.start_provider_payment(&ctx, paying[0].0, PaymentMethod::MobileMoney, None, None).await;
-    assert!(matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::PaymentCode { .. }))), "{r:?}");
+    assert!(
+        matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::PaymentCode { .. }))),
+        "{r:?}"
+    );
 
     let starts = futures::future::join_all(paying.iter().map(|(id, code)| {
         let (service, ctx) = (service.clone(), ctx.clone());
@@ -314,7 +325,9 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
     let started: Vec<_> = starts.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.value.clone()).collect();
     let short = starts
         .iter()
-        .filter(|r| matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::InsufficientFunds { .. }))))
+        .filter(|r| {
+            matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::InsufficientFunds { .. })))
+        })
         .count();
     assert_eq!((started.len(), short), (14, 6), "14 x 70 fit in 1000: {starts:?}");
     assert_eq!(fund_figures(&app, &c, fund).await, ("1000.00".into(), "980.00".into(), "20.00".into()));
@@ -326,11 +339,16 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "payment_in_flight"), "{r:?}");
 
     // A failure releases the reservation (once) and the requisition is payable again.
-    let failed = ProviderResult::Failed { result_code: "2001".into(), description: "unregistered recipient".into() };
+    let failed =
+        ProviderResult::Failed { result_code: "2001".into(), description: "unregistered recipient".into() };
     let r = service.settle_provider_payment(first.id, failed.clone()).await.unwrap();
     assert_eq!((r.value.status.as_str(), r.value.changed), ("failed", true));
     let r = service.settle_provider_payment(first.id, failed).await.unwrap();
-    assert_eq!((r.value.status.as_str(), r.value.changed), ("failed", false), "a second result changes nothing");
+    assert_eq!(
+        (r.value.status.as_str(), r.value.changed),
+        ("failed", false),
+        "a second result changes nothing"
+    );
     assert_eq!(fund_figures(&app, &c, fund).await, ("1000.00".into(), "910.00".into(), "90.00".into()));
     let r = app.get(&c.admin, &format!("/api/requisitions/{}", first.requisition_id)).await;
     assert_eq!(r.body["status"], "approved", "{r:?}");
