@@ -26,7 +26,8 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     pub requisition_id: Uuid,
-    /// Only `cash` for now.
+    /// `cash`; `bank` and `mobile_money` are refused (422 naming `method`) until a payment
+    /// provider is wired.
     #[schema(value_type = String, example = "cash")]
     pub method: PaymentMethod,
     /// Voucher or receipt number.
@@ -41,6 +42,7 @@ pub struct PayRequest {
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     pub requisition_id: Uuid,
+    /// `cash` (`bank` and `mobile_money`: refused until a payment provider is wired).
     #[schema(value_type = String, example = "cash")]
     pub method: PaymentMethod,
 }
