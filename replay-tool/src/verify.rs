@@ -62,8 +62,9 @@
 //!   otherwise).
 //! - `delegate_already_approved`: a decision on someone's behalf by a delegate who approved the
 //!   requisition before (any round).
-//! - Reservations of payments through a provider (`reservation_twice`, `reservation_not_open`,
-//!   `reservation_mismatch`, `overdrawn_by_reservation`): module `reservations`.
+//! - Payments through a provider (`reservation_twice`, `reservation_not_open`,
+//!   `reservation_mismatch`, `overdrawn_by_reservation`, `provider_payment_without_start`,
+//!   `payment_started_twice`): module `reservations`.
 //!
 //! Tamper evidence (see `projections/src/seal.rs`):
 //!
@@ -853,6 +854,7 @@ impl Verifier {
         use RequisitionEvent as E;
         let Some(id) = self.id(e) else { return };
         self.note_participants(id, &ev);
+        self.provider_step(e, id, &ev);
         match ev {
             E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -1643,6 +1645,44 @@ mod tests {
                 (released_again, "reservation_not_open"),
                 (never_reserved, "reservation_not_open"),
                 (mismatch, "reservation_mismatch"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_provider_payment_ends_once_and_only_after_it_started() {
+        let mut f = Feed::new();
+        let (req, fund, by, p1, p2) =
+            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let started = |p: Uuid| {
+            json!({"PaymentStarted": {"payment_id": p, "fund_id": fund, "amount": "10.00",
+                "method": "bank", "reference": null, "paid_by": by}})
+        };
+        let paid_by_bank = |p: Uuid| {
+            json!({"RequisitionPaid": {"payment_id": p, "fund_id": fund, "amount": "10.00", "method": "bank",
+                "reference": null, "paid_by": by}})
+        };
+        let without = f.push("requisition", req, paid_by_bank(p1));
+        f.push("requisition", req, started(p1));
+        let twice = f.push("requisition", req, started(p2));
+        f.push(
+            "requisition",
+            req,
+            json!({"PaymentFailed": {"payment_id": p2, "reason": "2001: unregistered"}}),
+        );
+        let failed_again =
+            f.push("requisition", req, json!({"PaymentFailed": {"payment_id": p2, "reason": "again"}}));
+        let rules: Vec<_> = f
+            .rules()
+            .into_iter()
+            .filter(|(_, r)| r.starts_with("provider_payment") || r.starts_with("payment_started"))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (without, "provider_payment_without_start"),
+                (twice, "payment_started_twice"),
+                (failed_again, "provider_payment_without_start"),
             ]
         );
     }

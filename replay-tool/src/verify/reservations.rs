@@ -8,9 +8,14 @@
 //!   reserved amount.
 //! - `overdrawn_by_reservation`: a reservation larger than what the fund had available
 //!   (balance less its open reservations).
+//! - `provider_payment_without_start`: a `RequisitionPaid` by `bank` or `mobile_money`, or a
+//!   `PaymentFailed`, without a `PaymentStarted` of that payment in flight on the requisition
+//!   (no success without an execution; a payment ends once); `payment_started_twice`: a
+//!   `PaymentStarted` while another payment of the requisition is in flight.
 
 use super::Verifier;
 use crate::EventRow;
+use pettycash_domain::requisition::RequisitionEvent;
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -22,6 +27,8 @@ pub(super) struct ReservationsV {
     open: HashMap<Uuid, (Uuid, Decimal)>,
     /// Every payment id that was ever reserved.
     seen: HashSet<Uuid>,
+    /// Requisition → its payment in flight with a provider.
+    in_flight: HashMap<Uuid, Uuid>,
 }
 
 impl ReservationsV {
@@ -82,6 +89,40 @@ impl Verifier {
                 "reservation_not_open",
                 format!("{what} for payment {payment} without an open reservation on this fund"),
             ),
+        }
+    }
+
+    /// The requisition side of a payment through a provider.
+    pub(super) fn provider_step(&mut self, e: &EventRow, requisition: Uuid, ev: &RequisitionEvent) {
+        match ev {
+            RequisitionEvent::PaymentStarted { payment_id, .. } => {
+                if let Some(other) = self.reservations.in_flight.insert(requisition, *payment_id) {
+                    self.flag(
+                        e,
+                        "payment_started_twice",
+                        format!("payment {payment_id} started while {other} was in flight"),
+                    );
+                }
+            }
+            RequisitionEvent::PaymentFailed { payment_id, .. } => {
+                self.provider_end(e, requisition, *payment_id)
+            }
+            RequisitionEvent::RequisitionPaid { payment_id, method, .. } if method.through_provider() => {
+                self.provider_end(e, requisition, *payment_id)
+            }
+            _ => {}
+        }
+    }
+
+    fn provider_end(&mut self, e: &EventRow, requisition: Uuid, payment: Uuid) {
+        if self.reservations.in_flight.get(&requisition) == Some(&payment) {
+            self.reservations.in_flight.remove(&requisition);
+        } else {
+            self.flag(
+                e,
+                "provider_payment_without_start",
+                format!("a result for payment {payment}, which is not in flight on this requisition"),
+            );
         }
     }
 }
