@@ -51,6 +51,9 @@ CREATE TABLE provider_payments (
     last_result_code   text,
     paid_by            uuid        NOT NULL,
     started_at         timestamptz NOT NULL,
+    -- When the scheduler found it still executing past `payment_timeout_minutes`
+    -- (`PaymentTimedOut`, once).
+    timed_out_at       timestamptz,
     updated_at         timestamptz NOT NULL,
     CONSTRAINT provider_payments_status_check CHECK (status IN ('executing', 'succeeded', 'failed'))
 );

@@ -12,9 +12,13 @@
 //!   payment no longer executing changes nothing (`changed: false`), also when two results race
 //!   (the loser re-runs on the settled state).
 //!
+//! - [`CommandService::time_out_provider_payments`] (the scheduler): a payment still executing
+//!   `payment_timeout_minutes` after it started gets `PaymentTimedOut` once (for the alert of
+//!   [reports]); its cash stays reserved.
+//!
 //! **Not here yet** (see the report of the branch): the provider interface and its simulator,
-//! the authenticated callback endpoint, the status query and retries by the scheduler,
-//! `PaymentTimedOut`, reconciliation and the payments read model. Until a provider is wired, the
+//! the authenticated callback endpoint, the status query and retries after a timeout,
+//! reconciliation and the payments read model. Until a provider is wired, the
 //! API refuses `bank` and `mobile_money` (`payments::paid_at_once`).
 
 use crate::context::CommandContext;
@@ -75,6 +79,8 @@ pub enum ProviderWrite {
         paid_by: Id,
         at: DateTime<Utc>,
     },
+    /// Marks it timed out; refused (`not_due_yet`) unless still executing and not timed out.
+    TimedOut { id: Id, at: DateTime<Utc> },
     /// Refused (`payment_not_in_flight`) unless the row is still executing.
     Settle {
         id: Id,
@@ -107,6 +113,21 @@ pub(crate) async fn apply(
             .execute(&mut **tx)
             .await
             .map_err(AppendError::Database)?;
+            Ok(())
+        }
+        ProviderWrite::TimedOut { id, at } => {
+            let done = sqlx::query(
+                "UPDATE provider_payments SET timed_out_at = $2, updated_at = $2
+                 WHERE id = $1 AND status = 'executing' AND timed_out_at IS NULL",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut **tx)
+            .await
+            .map_err(AppendError::Database)?;
+            if done.rows_affected() == 0 {
+                return Err(AppendError::Rule(DomainError::NotDueYet));
+            }
             Ok(())
         }
         ProviderWrite::Settle { id, succeeded, provider_reference, result_code, at } => {
@@ -330,5 +351,46 @@ impl CommandService {
             }
             other => other,
         }
+    }
+
+    /// Records `PaymentTimedOut` for every payment through a provider still executing
+    /// `payment_timeout_minutes` after it started (once each); how many. The provider's status
+    /// query and a retry or failure should follow (not built yet): the cash stays reserved.
+    pub async fn time_out_provider_payments(&self) -> Result<usize, CommandError> {
+        let now = self.clock().now();
+        let minutes = self.settings().await?.payments.timeout_minutes;
+        let due: Vec<(Id, Id)> = sqlx::query_as(
+            "SELECT id, requisition_id FROM provider_payments
+             WHERE status = 'executing' AND timed_out_at IS NULL AND started_at <= $1
+             ORDER BY started_at",
+        )
+        .bind(now - chrono::Duration::minutes(i64::from(minutes)))
+        .fetch_all(self.store().pool())
+        .await?;
+        let ctx = &CommandContext::operator("scheduler");
+        let mut done = 0;
+        for (payment_id, requisition_id) in due {
+            let timed_out = self
+                .retrying(|_| async move {
+                    let req = self.load::<Requisition>(requisition_id, Source::Store).await?;
+                    let mut requisition = req.state.clone();
+                    let command = RequisitionCommand::TimeOutPayment { payment_id, minutes };
+                    let events = decide(&mut requisition, command).await?;
+                    let stream = StreamAppend::of(&req, &events, &requisition)?;
+                    let writes =
+                        vec![SideWrite::ProviderPayment(ProviderWrite::TimedOut { id: payment_id, at: now })];
+                    self.commit(ctx, &[stream], writes, (), |_, _| {}).await
+                })
+                .await;
+            match timed_out {
+                Ok(_) => done += 1,
+                // Settled or timed out meanwhile (another process's scheduler).
+                Err(CommandError::Domain(
+                    DomainError::NotDueYet | DomainError::PaymentNotInFlight { .. },
+                )) => {}
+                Err(e) => tracing::warn!(payment = %payment_id, error = %e, "could not time out a payment"),
+            }
+        }
+        Ok(done)
     }
 }

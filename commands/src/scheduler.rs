@@ -5,6 +5,8 @@
 //! - A step waiting past its reminder time → `ApprovalOverdue` (its approvers are mailed).
 //! - A step waiting past its escalation time → `ApprovalEscalated { reason: overdue }` to the
 //!   company's admins (never an approval).
+//! - A payment through a provider executing past `payment_timeout_minutes` →
+//!   `PaymentTimedOut` (`provider_payments`; read from its table).
 //!
 //! What is due is read from the requisitions read model (`changes_deadline`, `remind_at`,
 //! `escalate_at`, which the events set), so it survives restarts: a deadline that passed while
@@ -29,6 +31,8 @@ pub struct Tick {
     pub expired: usize,
     pub reminded: usize,
     pub escalated: usize,
+    /// Payments through a provider found executing past their timeout.
+    pub timed_out: usize,
 }
 
 /// The requisitions with something due at `now`, by what is due.
@@ -97,11 +101,17 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
             Err(e) => tracing::warn!(requisition = %id, error = %e, "could not escalate an overdue step"),
         }
     }
+    match service.time_out_provider_payments().await {
+        Ok(n) => done.timed_out = n,
+        Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
+        Err(e) => tracing::warn!(error = %e, "could not time out payments"),
+    }
     if done != Tick::default() {
         tracing::info!(
             expired = done.expired,
             reminded = done.reminded,
             escalated = done.escalated,
+            timed_out = done.timed_out,
             "scheduler"
         );
     }

@@ -638,6 +638,13 @@ pub enum RequisitionCommand {
     CompletePayment {
         payment_id: Id,
     },
+    /// The service's scheduler: the payment in flight stayed executing past the timeout
+    /// (`minutes`); recorded once (the caller guards that), for the alert. The cash stays
+    /// reserved: the provider's status decides what follows.
+    TimeOutPayment {
+        payment_id: Id,
+        minutes: u32,
+    },
     /// The payment in flight failed for good: the requisition is approved (payable) again.
     FailPayment {
         payment_id: Id,
@@ -856,6 +863,11 @@ pub enum RequisitionEvent {
         reference: Option<String>,
         paid_by: Id,
     },
+    /// The scheduler found the payment in flight still executing `minutes` after it started.
+    PaymentTimedOut {
+        payment_id: Id,
+        minutes: u32,
+    },
     /// The payment in flight failed for good (its reservation is released in the same
     /// transaction): approved again.
     PaymentFailed {
@@ -903,6 +915,7 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::PaymentCodeIssued { .. } => "PaymentCodeIssued",
             RequisitionEvent::PaymentStarted { .. } => "PaymentStarted",
             RequisitionEvent::PaymentFailed { .. } => "PaymentFailed",
+            RequisitionEvent::PaymentTimedOut { .. } => "PaymentTimedOut",
             RequisitionEvent::PaymentCodeRejected { .. } => "PaymentCodeRejected",
         }
         .into()
@@ -1280,6 +1293,13 @@ impl Aggregate for Requisition {
                 };
                 sink.write(event, self).await;
             }
+            C::TimeOutPayment { payment_id, minutes } => {
+                self.currency()?;
+                if self.payment_in_flight.as_ref().is_none_or(|p| p.payment_id != payment_id) {
+                    return Err(DomainError::PaymentNotInFlight { payment_id });
+                }
+                sink.write(E::PaymentTimedOut { payment_id, minutes }, self).await;
+            }
             C::FailPayment { payment_id, reason } => {
                 self.currency()?;
                 if self.payment_in_flight.as_ref().is_none_or(|p| p.payment_id != payment_id) {
@@ -1451,6 +1471,7 @@ impl Aggregate for Requisition {
                 self.payment_in_flight = Some(PaymentRecord { payment_id, paid_by, method, reference });
             }
             E::PaymentFailed { .. } => self.payment_in_flight = None,
+            E::PaymentTimedOut { .. } => {}
             E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
             event @ (E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }

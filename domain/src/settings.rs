@@ -51,10 +51,13 @@ pub enum SettingKey {
     /// Cash payments below this whole amount need no one-time payment code, 0 (never waived,
     /// the default) to 1,000,000,000.
     PaymentCodeWaiverBelow,
+    /// Minutes a payment through a provider may stay executing before the scheduler records
+    /// `PaymentTimedOut`, 1 to 1440 (default 10).
+    PaymentTimeoutMinutes,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 13] = [
+    pub const ALL: [SettingKey; 14] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -68,6 +71,7 @@ impl SettingKey {
         SettingKey::DuplicateWindowDays,
         SettingKey::CurrencyDisplay,
         SettingKey::PaymentCodeWaiverBelow,
+        SettingKey::PaymentTimeoutMinutes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +89,7 @@ impl SettingKey {
             SettingKey::DuplicateWindowDays => "duplicate_window_days",
             SettingKey::CurrencyDisplay => "currency_display",
             SettingKey::PaymentCodeWaiverBelow => "payment_code_waiver_below",
+            SettingKey::PaymentTimeoutMinutes => "payment_timeout_minutes",
         }
     }
 }
@@ -185,11 +190,25 @@ pub struct Settings {
 }
 
 /// Payments as admins set them (issue #14 [treasury]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentSettings {
     /// Cash payments below this whole amount (of the fund's currency) need no one-time code;
     /// 0 (the default): every payment needs one.
+    #[serde(default)]
     pub code_waiver_below: u64,
+    /// Minutes a payment through a provider may stay executing before it is timed out.
+    #[serde(default = "default_payment_timeout_minutes")]
+    pub timeout_minutes: u32,
+}
+
+fn default_payment_timeout_minutes() -> u32 {
+    10
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self { code_waiver_below: 0, timeout_minutes: default_payment_timeout_minutes() }
+    }
 }
 
 /// The largest `payment_code_waiver_below`.
@@ -247,6 +266,7 @@ impl Settings {
             SettingKey::DuplicateWindowDays => self.duplicate_window_days.into(),
             SettingKey::CurrencyDisplay => self.currency_display.as_str().into(),
             SettingKey::PaymentCodeWaiverBelow => self.payments.code_waiver_below.into(),
+            SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes.into(),
         }
     }
 
@@ -270,6 +290,7 @@ impl Settings {
                         )
                     })?
             }
+            SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes = whole(1, 1440)?,
             SettingKey::PasswordMinLength => self.password.min_length = whole(8, 128)?,
             SettingKey::PasswordRequireUpper => self.password.require_upper = flag()?,
             SettingKey::PasswordRequireLower => self.password.require_lower = flag()?,

@@ -1336,7 +1336,7 @@ impl Verifier {
             E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
             // Their money side is checked on the fund (`reservations`); a success is a
             // `RequisitionPaid`, checked as any payment.
-            E::PaymentStarted { .. } | E::PaymentFailed { .. } => {}
+            E::PaymentStarted { .. } | E::PaymentFailed { .. } | E::PaymentTimedOut { .. } => {}
         }
     }
 

@@ -162,7 +162,7 @@ impl Notice {
             // audit trail.
             E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => vec![],
             // A payment through a provider is told when it succeeds (`RequisitionPaid`).
-            E::PaymentStarted { .. } | E::PaymentFailed { .. } => vec![],
+            E::PaymentStarted { .. } | E::PaymentFailed { .. } | E::PaymentTimedOut { .. } => vec![],
         }
     }
 

@@ -405,7 +405,8 @@ impl Row {
             | E::PaymentCodeIssued { .. }
             | E::PaymentCodeRejected { .. }
             | E::PaymentStarted { .. }
-            | E::PaymentFailed { .. } => {}
+            | E::PaymentFailed { .. }
+            | E::PaymentTimedOut { .. } => {}
         }
     }
 }

@@ -370,3 +370,42 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
     assert_eq!(app.pay(&c.treasury, first.requisition_id).await.status, StatusCode::CREATED);
     assert_eq!(fund_figures(&app, &c, fund).await, ("860.00".into(), "840.00".into(), "20.00".into()));
 }
+
+#[tokio::test]
+async fn a_provider_payment_executing_past_the_timeout_is_recorded_once_and_stays_reserved() {
+    use pettycash_commands::provider_payments::ProviderResult;
+    use pettycash_domain::fund::PaymentMethod;
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let service = provider_side(&app);
+    let ctx = as_treasury(&c.treasury);
+    let (fund, id) = approved(&app, &c, "300").await;
+    let r = app.put(&c.admin, "/api/settings/payment_timeout_minutes", json!({"value": 0})).await;
+    assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "value"), "{r:?}");
+    service.request_payment_code(&ctx, id, PaymentMethod::Bank).await.expect("code");
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
+    let started =
+        service.start_provider_payment(&ctx, id, PaymentMethod::Bank, None, Some(&code)).await.unwrap();
+    let timed_out = |app: &TestApp| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE event_type = 'PaymentTimedOut'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // Not yet at 9 minutes (default timeout 10).
+    app.clock.advance(chrono::Duration::minutes(9));
+    assert_eq!(pettycash_commands::scheduler::tick(&service).await.unwrap().timed_out, 0);
+    app.clock.advance(chrono::Duration::minutes(1));
+    assert_eq!(pettycash_commands::scheduler::tick(&service).await.unwrap().timed_out, 1);
+    assert_eq!(pettycash_commands::scheduler::tick(&service).await.unwrap().timed_out, 0, "once");
+    assert_eq!(timed_out(&app).await, 1);
+    assert_eq!(fund_figures(&app, &c, fund).await, ("5000.00".into(), "300.00".into(), "4700.00".into()));
+    // Its result still settles it.
+    let failed =
+        ProviderResult::Failed { result_code: "1".into(), description: "insufficient balance".into() };
+    service.settle_provider_payment(started.value.id, failed).await.unwrap();
+    assert_eq!(fund_figures(&app, &c, fund).await, ("5000.00".into(), "0".into(), "5000.00".into()));
+}
