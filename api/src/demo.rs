@@ -105,7 +105,14 @@ pub async fn load(service: &CommandService) -> anyhow::Result<Vec<DemoLogin>> {
     let paid =
         service.create_requisition(&staff, new(650, "Taxi to client site", "Little Cab", true)).await?;
     service.approve_requisition(&head, paid.value.id, None).await?;
-    service.pay(&as_role(Role::Treasury), paid.value.id, PaymentMethod::Cash, Some("PV-0001".into())).await?;
+    service
+        .pay_without_code(
+            &as_role(Role::Treasury),
+            paid.value.id,
+            PaymentMethod::Cash,
+            Some("PV-0001".into()),
+        )
+        .await?;
 
     let rejected =
         service.create_requisition(&staff, new(300, "Personal phone airtime", "Safaricom", true)).await?;

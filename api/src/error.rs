@@ -152,6 +152,11 @@ impl From<CommandError> for ApiError {
                 retry_after: Some(retry_after_secs),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
             },
+            e @ CommandError::CodeRateLimited { retry_after_secs } => ApiError {
+                retry_after: Some(retry_after_secs),
+                field: Some("requisition_id".into()),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "payment_code_rate_limited", e.to_string())
+            },
             CommandError::Database(e) => ApiError::internal(e),
             e @ CommandError::Corrupt(_) => ApiError::internal(anyhow::anyhow!(e)),
             CommandError::Other(e) => ApiError::internal(e),

@@ -29,6 +29,9 @@ pub enum CommandError {
     /// (`crate::throttle`): nothing was checked.
     #[error("too many sign-in attempts; try again in {retry_after_secs} seconds")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// Payment codes for one requisition were asked for too often (`crate::payments`).
+    #[error("a payment code was asked for too often; try again in {retry_after_secs} seconds")]
+    CodeRateLimited { retry_after_secs: u64 },
     #[error("stored event could not be read: {0}")]
     Corrupt(String),
     /// The stream holds an event whose MAC does not verify: the service did not write it (a

@@ -63,6 +63,12 @@ impl InvitationSetup {
         Self { secret: secret.to_vec(), links }
     }
 
+    /// The service's secret (SECRET_KEY): also the key of payment codes' hashes
+    /// (`crate::payments`, with their own label).
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
     /// The hex of HMAC-SHA256(secret, label || token): what the events and the table hold.
     pub fn token_hash(&self, token: &str) -> String {
         hex::encode(keyed(&self.secret, &[TOKEN_LABEL, token.as_bytes()]).finalize().into_bytes())

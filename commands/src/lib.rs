@@ -26,6 +26,8 @@ pub mod invitations;
 pub mod locks;
 pub mod mail;
 pub mod org;
+pub mod payments;
+pub mod provider_payments;
 pub mod receipts;
 pub mod review;
 pub mod scheduler;

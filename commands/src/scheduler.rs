@@ -10,6 +10,8 @@
 //!   `ReceiptOverdue` (its requester is mailed), once. Read from the requisitions read model
 //!   (`paid_at`); each one the aggregate decided on (reminded, or it had a receipt) is noted in
 //!   `receipt_reminder_checks` so that it is not loaded again; at most [`RECEIPT_BATCH`] a tick.
+//! - A payment through a provider executing past `payment_timeout_minutes` →
+//!   `PaymentTimedOut` (`provider_payments`; read from its table).
 //!
 //! What is due is read from the requisitions read model (`changes_deadline`, `remind_at`,
 //! `escalate_at`, which the events set), so it survives restarts: a deadline that passed while
@@ -36,6 +38,8 @@ pub struct Tick {
     pub escalated: usize,
     pub advances_overdue: usize,
     pub receipt_reminders: usize,
+    /// Payments through a provider found executing past their timeout.
+    pub timed_out: usize,
 }
 
 /// Most paid requisitions looked at for a missing receipt in one tick.
@@ -177,6 +181,11 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
         }
     }
     done.receipt_reminders = remind_receipts(service, now).await?;
+    match service.time_out_provider_payments().await {
+        Ok(n) => done.timed_out = n,
+        Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
+        Err(e) => tracing::warn!(error = %e, "could not time out payments"),
+    }
     if done != Tick::default() {
         tracing::info!(
             expired = done.expired,
@@ -184,6 +193,7 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
             escalated = done.escalated,
             advances_overdue = done.advances_overdue,
             receipt_reminders = done.receipt_reminders,
+            timed_out = done.timed_out,
             "scheduler"
         );
     }

@@ -727,7 +727,7 @@ impl CommandService {
     }
 
     /// Loads a requisition the actor may see; others get "not found", as if it did not exist.
-    async fn visible_requisition(
+    pub(crate) async fn visible_requisition(
         &self,
         actor: &Actor,
         id: Id,
@@ -1165,15 +1165,68 @@ impl CommandService {
     /// disbursement from the same fund, makes one of the two appends fail and the command
     /// re-runs on fresh state. So no requisition is paid twice and no fund goes below zero,
     /// across any number of processes.
+    ///
+    /// `code` is the one-time code mailed to the payer (`payments`), unless waived for this
+    /// payment; it is checked (and a refusal recorded) before anything else is decided, and
+    /// marked used in the payment's transaction.
     pub async fn pay(
         &self,
         ctx: &CommandContext,
         requisition_id: Id,
         method: PaymentMethod,
         reference: Option<String>,
+        code: Option<&str>,
+    ) -> Result<Outcome<PaymentReceipt>, CommandError> {
+        self.pay_checked(ctx, requisition_id, method, reference, Some(code)).await
+    }
+
+    /// [`Self::pay`] without a one-time code: for the demo loader (`pettycash demo`), which
+    /// pays as a treasury user it created and has no mailbox, and for in-process tests of
+    /// other parts (projections). Never reachable over HTTP.
+    pub async fn pay_without_code(
+        &self,
+        ctx: &CommandContext,
+        requisition_id: Id,
+        method: PaymentMethod,
+        reference: Option<String>,
+    ) -> Result<Outcome<PaymentReceipt>, CommandError> {
+        self.pay_checked(ctx, requisition_id, method, reference, None).await
+    }
+
+    /// `code`: `None` when no code is asked for (the demo loader), else the code given.
+    async fn pay_checked(
+        &self,
+        ctx: &CommandContext,
+        requisition_id: Id,
+        method: PaymentMethod,
+        reference: Option<String>,
+        code: Option<Option<&str>>,
     ) -> Result<Outcome<PaymentReceipt>, CommandError> {
         let payer = &actor(ctx)?;
+        crate::payments::paid_at_once(method)?;
         let reference = &reference;
+        let before = self.visible_requisition(payer, requisition_id, Source::Store).await?;
+        // Who may not pay is told so before anything about codes; a code given for a
+        // requisition paid meanwhile is checked (a used code says so).
+        // The input is checked before the code (a refused code is recorded, a bad reference
+        // is the request's mistake).
+        pettycash_domain::error::clean_optional(
+            "reference",
+            reference.as_deref(),
+            pettycash_domain::requisition::REFERENCE_MAX,
+        )?;
+        let code_id = match code {
+            None => None,
+            Some(code) => {
+                match before.state.check_payer(payer) {
+                    Ok(()) => {}
+                    Err(DomainError::AlreadyPaid) if code.is_some() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.check_payment_code(ctx, payer, &before.state, method, code).await?
+            }
+        };
+        let now = self.clock.now();
         self.retrying(|source| async move {
             let req = self.visible_requisition(payer, requisition_id, source).await?;
             let fund_id = ensure_exists(req.state.fund_id, "requisition")?;
@@ -1229,6 +1282,9 @@ impl CommandService {
                 paid_by: payer.user_id,
                 position: 0,
             };
+            writes.extend(
+                code_id.map(|id| SideWrite::PaymentCode(crate::payments::CodeWrite::Use { id, at: now })),
+            );
             let outcome = self.commit(ctx, &streams, writes, receipt, |v, p| v.position = p).await?;
             self.snapshot_if_due(&fund, &fund_state, fund_events.len()).await;
             Ok(outcome)
@@ -1240,7 +1296,7 @@ impl CommandService {
     /// [`SNAPSHOT_EVERY`]: commands decided on the cached fund never fold its stream, so the
     /// snapshot that bounds a load from the store (after a restart, or in another process)
     /// is kept here. Best effort, like the snapshot written by a load.
-    async fn snapshot_if_due(&self, before: &Loaded<Fund>, after: &Fund, appended: usize) {
+    pub(crate) async fn snapshot_if_due(&self, before: &Loaded<Fund>, after: &Fund, appended: usize) {
         let version = before.version + appended;
         if version / SNAPSHOT_EVERY > before.version / SNAPSHOT_EVERY {
             if let Err(e) = self.store.save_snapshot(&before.id, after, version).await {

@@ -542,6 +542,13 @@ pub enum SideWrite {
     /// The `advances` row, as of the advance's latest event (requested, issued, settled,
     /// overdue).
     UpsertAdvance(AdvanceRow),
+    /// A write on `payment_codes` (issued, wrong attempt, used), refusing the command when a
+    /// conditional update finds the code used or locked (`crate::payments::CodeWrite`).
+    PaymentCode(crate::payments::CodeWrite),
+    /// The `provider_payments` row of a payment through a provider (started, settled),
+    /// refusing a settlement of a payment no longer executing
+    /// (`crate::provider_payments::ProviderWrite`).
+    ProviderPayment(crate::provider_payments::ProviderWrite),
 }
 
 /// An advance as the `advances` table holds it.
@@ -662,6 +669,8 @@ impl SideWrite {
                     None => Err(AppendError::Rule(DomainError::NotFound { what: "delegation" })),
                 }
             }
+            SideWrite::PaymentCode(write) => crate::payments::apply(tx, write).await,
+            SideWrite::ProviderPayment(write) => crate::provider_payments::apply(tx, write).await,
             other => other.write(tx, position).await.map_err(|e| classify(e, "user")),
         }
     }
@@ -839,6 +848,8 @@ impl SideWrite {
             SideWrite::UnitIsOpen { .. }
             | SideWrite::UnitIsEmpty { .. }
             | SideWrite::ClaimInvitation { .. }
+            | SideWrite::PaymentCode(_)
+            | SideWrite::ProviderPayment(_)
             | SideWrite::DelegationInForce { .. } => {
                 unreachable!("checked by SideWrite::apply")
             }

@@ -40,6 +40,12 @@ pub struct FundView {
     pub balance: Decimal,
     pub custodian_id: Option<Uuid>,
     pub disbursements: u64,
+    /// Cash reserved for payments in flight with a provider (still in `balance`).
+    #[schema(value_type = String, example = "0.00")]
+    pub reserved: Decimal,
+    /// What may still be paid out: `balance` − `reserved`.
+    #[schema(value_type = String, example = "41250.50")]
+    pub available: Decimal,
     /// The unit that owns it and that unit's company (`null`: unscoped).
     pub unit_id: Option<Uuid>,
     pub company_id: Option<Uuid>,
@@ -141,6 +147,8 @@ impl FundView {
             balance: fund.balance,
             custodian_id: fund.custodian_id,
             disbursements: fund.disbursements,
+            reserved: fund.reserved(),
+            available: fund.available(),
             unit_id: fund.unit.map(|u| u.unit_id),
             company_id: fund.unit.map(|u| u.company),
             reorder_level: fund.settings.reorder_level,

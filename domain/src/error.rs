@@ -176,6 +176,14 @@ pub enum DomainError {
     // ----- receipts (issue #14 [treasury]) -----
     #[error("receipt refused: {0}")]
     Receipt(&'static str),
+    // ----- payments (issue #14 [treasury]) -----
+    /// A payment's one-time code was missing or refused; each reason has its own code.
+    #[error("{}", problem.message())]
+    PaymentCode { problem: crate::payment::CodeProblem },
+    #[error("payment {payment_id} of this requisition is in flight with the provider: wait for its result")]
+    PaymentInFlight { payment_id: crate::Id },
+    #[error("no payment {payment_id} of this requisition is in flight")]
+    PaymentNotInFlight { payment_id: crate::Id },
 }
 
 impl DomainError {
@@ -250,6 +258,9 @@ impl DomainError {
             DomainError::FundHasOpenItems { .. } => "fund_has_open_items",
             DomainError::CategoryInactive => "category_inactive",
             DomainError::BudgetExceeded { .. } => "budget_exceeded",
+            DomainError::PaymentCode { problem } => problem.code(),
+            DomainError::PaymentInFlight { .. } => "payment_in_flight",
+            DomainError::PaymentNotInFlight { .. } => "payment_not_in_flight",
         }
     }
 
@@ -310,6 +321,18 @@ impl DomainError {
             | DomainError::CategoryInactive
             | DomainError::BudgetExceeded { .. } => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
+            DomainError::PaymentInFlight { .. } | DomainError::PaymentNotInFlight { .. } => {
+                ErrorKind::Conflict
+            }
+            DomainError::PaymentCode { problem } => {
+                use crate::payment::CodeProblem as P;
+                match problem {
+                    P::Missing | P::Wrong => ErrorKind::Validation,
+                    P::NotYours => ErrorKind::Forbidden,
+                    P::Expired => ErrorKind::Gone,
+                    P::NotIssued | P::Used | P::Locked => ErrorKind::Conflict,
+                }
+            }
         }
     }
 
@@ -325,6 +348,7 @@ impl DomainError {
             DomainError::DelegateNotEligible { .. } => Some("delegate_id"),
             DomainError::SettlementTooLarge { field, .. } => Some(field),
             DomainError::PeriodClosed { .. } => Some("period"),
+            DomainError::PaymentCode { .. } => Some("code"),
             _ => None,
         }
     }

@@ -16,21 +16,33 @@ use cqrs_es::{Aggregate, DomainEvent};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// How cash left the fund. Mobile money and bank transfers come later.
+/// How cash left the fund: over the counter (synchronous), or through a provider (bank
+/// transfer, mobile money: the amount is reserved first and leaves when the provider reports
+/// success).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
     Cash,
+    Bank,
+    MobileMoney,
 }
 
 impl PaymentMethod {
-    pub const ALL: [PaymentMethod; 1] = [PaymentMethod::Cash];
+    pub const ALL: [PaymentMethod; 3] =
+        [PaymentMethod::Cash, PaymentMethod::Bank, PaymentMethod::MobileMoney];
 
     /// The one text form (JSON, columns, lists).
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentMethod::Cash => "cash",
+            PaymentMethod::Bank => "bank",
+            PaymentMethod::MobileMoney => "mobile_money",
         }
+    }
+
+    /// Whether it goes through a provider (reserved, then disbursed on the provider's success).
+    pub fn through_provider(self) -> bool {
+        !matches!(self, PaymentMethod::Cash)
     }
 }
 
@@ -179,7 +191,10 @@ impl CashBook {
             | FundEvent::CashCounted { .. }
             | FundEvent::VarianceRejected { .. }
             | FundEvent::PeriodClosed { .. }
-            | FundEvent::FundClosed { .. } => return Ok(None),
+            | FundEvent::FundClosed { .. }
+            // Reservations change what is available, not the cash: no line of the book.
+            | FundEvent::CashReserved { .. }
+            | FundEvent::ReservationReleased { .. } => return Ok(None),
             FundEvent::FundOpened { .. } | FundEvent::CashDisbursed { .. } => event,
         };
         Ok(Some(match movement {
@@ -347,6 +362,14 @@ pub struct PendingVariance {
     pub counted_by: Id,
 }
 
+impl FundEvent {
+    /// Whether it is a line of the cash book (the balance changes); reservations are not: they
+    /// change the available balance only.
+    pub fn moves_cash(&self) -> bool {
+        !matches!(self, FundEvent::CashReserved { .. } | FundEvent::ReservationReleased { .. })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fund {
     pub id: Option<Id>,
@@ -357,6 +380,10 @@ pub struct Fund {
     pub custodian_id: Option<Id>,
     /// Number of disbursements, for the read side and sanity checks.
     pub disbursements: u64,
+    /// Cash reserved for payments in flight with a provider, by payment id (issue #14): it
+    /// still is in the balance but no other outflow may use it ([`Fund::available`]).
+    #[serde(default)]
+    pub reservations: std::collections::BTreeMap<Id, Reservation>,
     /// The unit that owns the fund (`None`: unscoped). Its company's people see it.
     #[serde(default)]
     pub unit: Option<UnitPath>,
@@ -376,6 +403,40 @@ pub struct Fund {
     /// Closed for good (`FundClosed`).
     #[serde(default)]
     pub closed: bool,
+}
+
+/// Cash held back for a payment in flight with a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub method: PaymentMethod,
+}
+
+impl Fund {
+    /// What may still leave the fund: the balance less the cash reserved for payments in
+    /// flight. Every outflow is checked against it.
+    pub fn available(&self) -> Decimal {
+        self.balance - self.reserved()
+    }
+
+    /// The cash reserved for payments in flight.
+    pub fn reserved(&self) -> Decimal {
+        self.reservations.values().map(|r| r.amount).sum()
+    }
+
+    fn check_currency(&self, currency: &Currency) -> Result<Currency, DomainError> {
+        let Some(fund_currency) = &self.currency else {
+            return Err(DomainError::NotFound { what: "fund" });
+        };
+        if fund_currency != currency {
+            return Err(DomainError::CurrencyMismatch {
+                expected: fund_currency.to_string(),
+                got: currency.to_string(),
+            });
+        }
+        Ok(fund_currency.clone())
+    }
 }
 
 // A command lives for one decision: boxing the opener's actor to even out the variants would
@@ -398,7 +459,8 @@ pub enum FundCommand {
         actor: Actor,
     },
     /// Cash leaves the fund for an approved requisition. The requisition side checks who may
-    /// pay and that it was not paid before; this side checks currency and balance.
+    /// pay and that it was not paid before; this side checks currency and the available
+    /// balance (reservations count against it).
     Disburse {
         payment_id: Id,
         requisition_id: Id,
@@ -452,6 +514,30 @@ pub enum FundCommand {
         returned_by: Id,
         now: DateTime<Utc>,
     },
+    /// A payment through a provider starts: its amount is held back from the available
+    /// balance at once (the cash leaves when the provider reports success).
+    Reserve {
+        payment_id: Id,
+        requisition_id: Id,
+        amount: Decimal,
+        currency: Currency,
+        method: PaymentMethod,
+        reserved_by: Id,
+        /// The service clock's time: nothing is reserved in a closed period.
+        now: DateTime<Utc>,
+    },
+    /// The provider reported success: the reserved cash leaves the fund (a `CashDisbursed` that
+    /// consumes the reservation, exactly its amount).
+    DisburseReserved {
+        payment_id: Id,
+        requisition_id: Id,
+        reference: Option<String>,
+        paid_by: Id,
+        /// The service clock's time: no payment into a closed period.
+        now: DateTime<Utc>,
+    },
+    /// The payment failed for good (or was cancelled): its reservation is released, once.
+    Release { payment_id: Id, reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -486,6 +572,28 @@ pub enum FundEvent {
         method: PaymentMethod,
         reference: Option<String>,
         paid_by: Id,
+        /// Version 2: the reservation this disbursement consumes (its amount, equal to
+        /// `amount`), for a payment through a provider; `null` for cash paid at once (and in
+        /// version 1).
+        #[serde(with = "rust_decimal::serde::str_option")]
+        reserved: Option<Decimal>,
+    },
+    /// A payment through a provider started: `amount` is reserved (issue #14). The balance is
+    /// unchanged; the available balance drops at once.
+    CashReserved {
+        payment_id: Id,
+        requisition_id: Id,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        method: PaymentMethod,
+        reserved_by: Id,
+    },
+    /// A reservation ended without the cash leaving (the payment failed or was cancelled).
+    ReservationReleased {
+        payment_id: Id,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        reason: String,
     },
     /// The fund's settings as they are from now on (all of them, not only the changed ones).
     FundSettingsChanged {
@@ -612,12 +720,15 @@ impl DomainEvent for FundEvent {
             FundEvent::CashReturned { .. } => "CashReturned",
             FundEvent::FundClosed { .. } => "FundClosed",
             FundEvent::AdvanceCashReturned { .. } => "AdvanceCashReturned",
+            FundEvent::CashReserved { .. } => "CashReserved",
+            FundEvent::ReservationReleased { .. } => "ReservationReleased",
         }
         .into()
     }
     fn event_version(&self) -> String {
         match self {
             FundEvent::FundOpened { .. } => "3",
+            FundEvent::CashDisbursed { .. } => "2",
             _ => "1",
         }
         .into()
@@ -755,19 +866,17 @@ impl Aggregate for Fund {
                 now,
             } => {
                 self.may_move_cash(now)?;
-                let Some(fund_currency) = &self.currency else {
-                    return Err(DomainError::NotFound { what: "fund" });
-                };
-                if *fund_currency != currency {
-                    return Err(DomainError::CurrencyMismatch {
-                        expected: fund_currency.to_string(),
-                        got: currency.to_string(),
-                    });
+                let fund_currency = self.check_currency(&currency)?;
+                if method.through_provider() {
+                    return Err(DomainError::invalid(
+                        "method",
+                        "bank and mobile money are reserved first and disbursed on the provider's success",
+                    ));
                 }
                 let amount =
                     fund_currency.validate_positive(amount).map_err(|e| DomainError::money("amount", e))?;
-                if amount > self.balance {
-                    return Err(DomainError::InsufficientFunds { balance: self.balance, amount });
+                if amount > self.available() {
+                    return Err(DomainError::InsufficientFunds { balance: self.available(), amount });
                 }
                 let balance_after = fund_currency.rescale(self.balance - amount);
                 let event = FundEvent::CashDisbursed {
@@ -778,11 +887,73 @@ impl Aggregate for Fund {
                     method,
                     reference,
                     paid_by,
+                    reserved: None,
                 };
                 sink.write(event, self).await;
                 if let Some(raised) = self.replenishment_due(payment_id) {
                     sink.write(raised, self).await;
                 }
+            }
+            FundCommand::Reserve {
+                payment_id,
+                requisition_id,
+                amount,
+                currency,
+                method,
+                reserved_by,
+                now,
+            } => {
+                self.may_move_cash(now)?;
+                let fund_currency = self.check_currency(&currency)?;
+                if !method.through_provider() {
+                    return Err(DomainError::invalid("method", "cash is paid at once, not reserved"));
+                }
+                let amount =
+                    fund_currency.validate_positive(amount).map_err(|e| DomainError::money("amount", e))?;
+                if self.reservations.contains_key(&payment_id) {
+                    return Err(DomainError::AlreadyExists { what: "reservation for this payment" });
+                }
+                if amount > self.available() {
+                    return Err(DomainError::InsufficientFunds { balance: self.available(), amount });
+                }
+                let event =
+                    FundEvent::CashReserved { payment_id, requisition_id, amount, method, reserved_by };
+                sink.write(event, self).await;
+            }
+            FundCommand::DisburseReserved { payment_id, requisition_id, reference, paid_by, now } => {
+                self.may_move_cash(now)?;
+                let Some(fund_currency) = self.currency.clone() else {
+                    return Err(DomainError::NotFound { what: "fund" });
+                };
+                let Some(reservation) = self.reservations.get(&payment_id).copied() else {
+                    return Err(DomainError::NotFound { what: "reservation" });
+                };
+                // Exactly the reserved amount leaves; the reservation covered it (the balance
+                // never goes below what is reserved).
+                let event = FundEvent::CashDisbursed {
+                    payment_id,
+                    requisition_id,
+                    amount: reservation.amount,
+                    balance_after: fund_currency.rescale(self.balance - reservation.amount),
+                    method: reservation.method,
+                    reference,
+                    paid_by,
+                    reserved: Some(reservation.amount),
+                };
+                sink.write(event, self).await;
+                if let Some(raised) = self.replenishment_due(payment_id) {
+                    sink.write(raised, self).await;
+                }
+            }
+            FundCommand::Release { payment_id, reason } => {
+                if self.currency.is_none() {
+                    return Err(DomainError::NotFound { what: "fund" });
+                }
+                let Some(Reservation { amount, .. }) = self.reservations.get(&payment_id).copied() else {
+                    return Err(DomainError::NotFound { what: "reservation" });
+                };
+                let reason = clean_text("reason", &reason, 500, true)?;
+                sink.write(FundEvent::ReservationReleased { payment_id, amount, reason }, self).await;
             }
             other => return self.handle_operation(other, sink).await,
         }
@@ -817,9 +988,18 @@ impl Aggregate for Fund {
                 self.balance = float;
                 self.custodian_id = custodian_id;
             }
-            FundEvent::CashDisbursed { balance_after, .. } => {
+            FundEvent::CashDisbursed { payment_id, balance_after, reserved, .. } => {
                 self.balance = balance_after;
                 self.disbursements += 1;
+                if reserved.is_some() {
+                    self.reservations.remove(&payment_id);
+                }
+            }
+            FundEvent::CashReserved { payment_id, amount, method, .. } => {
+                self.reservations.insert(payment_id, Reservation { amount, method });
+            }
+            FundEvent::ReservationReleased { payment_id, .. } => {
+                self.reservations.remove(&payment_id);
             }
             FundEvent::FundSettingsChanged {
                 reorder_level,
@@ -875,7 +1055,11 @@ impl Fund {
     ) -> Result<(), DomainError> {
         let currency = self.currency()?.clone();
         match command {
-            FundCommand::Open { .. } | FundCommand::Disburse { .. } => {
+            FundCommand::Open { .. }
+            | FundCommand::Disburse { .. }
+            | FundCommand::Reserve { .. }
+            | FundCommand::DisburseReserved { .. }
+            | FundCommand::Release { .. } => {
                 unreachable!("handled by `handle`")
             }
             FundCommand::ChangeSettings { settings, actor } => {
@@ -1116,6 +1300,7 @@ mod tests {
             method: PaymentMethod::Cash,
             reference: Some("PCV-1".into()),
             paid_by: Id::nil(),
+            reserved: None,
         };
         assert_eq!(book.record(&paid("1", "0")), Err(NotOpened), "nothing before the opening");
         let m = book.record(&opened("100.00")).unwrap().unwrap();
@@ -1237,6 +1422,7 @@ mod tests {
                 method: PaymentMethod::Cash,
                 reference: None,
                 paid_by: Id::nil(),
+                reserved: None,
             }]);
     }
 
@@ -1301,6 +1487,7 @@ mod tests {
             method: PaymentMethod::Cash,
             reference: None,
             paid_by: Id::nil(),
+            reserved: None,
         }
     }
 
@@ -1422,6 +1609,7 @@ mod tests {
                     method: PaymentMethod::Cash,
                     reference: None,
                     paid_by: Id::nil(),
+                    reserved: None,
                 },
                 FundEvent::ReplenishmentRequested {
                     replenishment_id: Id::nil(),
@@ -1674,5 +1862,184 @@ mod tests {
         let mut book = CashBook::at(d("600.00"));
         let m = book.record(&returned).unwrap().unwrap();
         assert_eq!((m.kind, m.amount, book.balance), (MovementKind::Return, d("-600.00"), d("0.00")));
+    }
+
+    // ----- reservations (payments through a provider) -----
+
+    fn id(n: u128) -> Id {
+        Id::from_u128(n)
+    }
+
+    fn reserved(payment: u128, amount: &str) -> FundEvent {
+        FundEvent::CashReserved {
+            payment_id: id(payment),
+            requisition_id: id(100 + payment),
+            amount: d(amount),
+            method: PaymentMethod::MobileMoney,
+            reserved_by: Id::nil(),
+        }
+    }
+
+    fn reserve(payment: u128, amount: &str) -> FundCommand {
+        FundCommand::Reserve {
+            payment_id: id(payment),
+            requisition_id: id(100 + payment),
+            amount: d(amount),
+            currency: Currency::parse("KES").unwrap(),
+            method: PaymentMethod::MobileMoney,
+            reserved_by: Id::nil(),
+            now: now(),
+        }
+    }
+
+    fn released(payment: u128, amount: &str) -> FundEvent {
+        FundEvent::ReservationReleased { payment_id: id(payment), amount: d(amount), reason: "failed".into() }
+    }
+
+    #[test]
+    fn a_reservation_counts_against_the_available_balance_at_once() {
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00")])
+            .when(reserve(1, "60"))
+            .then_expect_events(vec![reserved(1, "60.00")]);
+        let mut fund = Fund::default();
+        fund.apply(opened("100.00"));
+        fund.apply(reserved(1, "60.00"));
+        assert_eq!((fund.balance, fund.reserved(), fund.available()), (d("100.00"), d("60.00"), d("40.00")));
+        // Neither another reservation nor cash may use the reserved part.
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00")])
+            .when(reserve(2, "40.01"))
+            .then_expect_error(DomainError::InsufficientFunds { balance: d("40.00"), amount: d("40.01") });
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00")])
+            .when(disburse("40.01", "KES"))
+            .then_expect_error(DomainError::InsufficientFunds { balance: d("40.00"), amount: d("40.01") });
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00")])
+            .when(reserve(1, "1"))
+            .then_expect_error(DomainError::AlreadyExists { what: "reservation for this payment" });
+    }
+
+    #[test]
+    fn cash_is_not_reserved_and_a_reservation_is_in_the_funds_currency() {
+        let mut cash = reserve(1, "10");
+        if let FundCommand::Reserve { method, .. } = &mut cash {
+            *method = PaymentMethod::Cash;
+        }
+        let result =
+            TestFramework::<Fund>::with(()).given(vec![opened("100.00")]).when(cash).inspect_result();
+        assert!(matches!(result, Err(DomainError::Invalid { field: "method", .. })), "{result:?}");
+        let mut usd = reserve(1, "10");
+        if let FundCommand::Reserve { currency, .. } = &mut usd {
+            *currency = Currency::parse("USD").unwrap();
+        }
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00")])
+            .when(usd)
+            .then_expect_error(DomainError::CurrencyMismatch { expected: "KES".into(), got: "USD".into() });
+    }
+
+    #[test]
+    fn success_disburses_exactly_the_reserved_amount_and_consumes_the_reservation() {
+        let success = || FundCommand::DisburseReserved {
+            payment_id: id(1),
+            requisition_id: id(101),
+            reference: Some("MPESA-1".into()),
+            paid_by: Id::nil(),
+            now: now(),
+        };
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00")])
+            .when(success())
+            .then_expect_events(vec![FundEvent::CashDisbursed {
+                payment_id: id(1),
+                requisition_id: id(101),
+                amount: d("60.00"),
+                balance_after: d("40.00"),
+                method: PaymentMethod::MobileMoney,
+                reference: Some("MPESA-1".into()),
+                paid_by: Id::nil(),
+                reserved: Some(d("60.00")),
+            }]);
+        let paid = FundEvent::CashDisbursed {
+            payment_id: id(1),
+            requisition_id: id(101),
+            amount: d("60.00"),
+            balance_after: d("40.00"),
+            method: PaymentMethod::MobileMoney,
+            reference: None,
+            paid_by: Id::nil(),
+            reserved: Some(d("60.00")),
+        };
+        let mut fund = Fund::default();
+        for e in [opened("100.00"), reserved(1, "60.00"), paid.clone()] {
+            fund.apply(e);
+        }
+        assert_eq!((fund.balance, fund.reserved(), fund.available()), (d("40.00"), d("0"), d("40.00")));
+        // Consumed: neither a second success nor a release finds it.
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00"), paid.clone()])
+            .when(success())
+            .then_expect_error(DomainError::NotFound { what: "reservation" });
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00"), paid])
+            .when(FundCommand::Release { payment_id: id(1), reason: "late".into() })
+            .then_expect_error(DomainError::NotFound { what: "reservation" });
+    }
+
+    #[test]
+    fn a_failure_releases_the_reservation_exactly_once() {
+        let release = || FundCommand::Release { payment_id: id(1), reason: "failed".into() };
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00")])
+            .when(release())
+            .then_expect_events(vec![released(1, "60.00")]);
+        TestFramework::<Fund>::with(())
+            .given(vec![opened("100.00"), reserved(1, "60.00"), released(1, "60.00")])
+            .when(release())
+            .then_expect_error(DomainError::NotFound { what: "reservation" });
+        // Released: the cash is available again, and the cash book never saw it.
+        let mut fund = Fund::default();
+        let mut book = CashBook::default();
+        for e in [opened("100.00"), reserved(1, "60.00"), released(1, "60.00")] {
+            assert_eq!(book.record(&e).unwrap().is_some(), e.moves_cash());
+            fund.apply(e);
+        }
+        assert_eq!((fund.available(), book.balance), (d("100.00"), d("100.00")));
+    }
+
+    #[test]
+    fn many_reservations_never_take_the_available_balance_below_zero() {
+        let mut fund = Fund::default();
+        fund.apply(opened("100.00"));
+        let mut accepted = 0;
+        for n in 0..20u128 {
+            let mut events = Vec::new();
+            let result = TestFramework::<Fund>::with(())
+                .given(
+                    std::iter::once(opened("100.00"))
+                        .chain(fund.reservations.iter().map(|(p, r)| FundEvent::CashReserved {
+                            payment_id: *p,
+                            requisition_id: id(0),
+                            amount: r.amount,
+                            method: r.method,
+                            reserved_by: Id::nil(),
+                        }))
+                        .collect(),
+                )
+                .when(reserve(n + 1, "7"))
+                .inspect_result();
+            if let Ok(e) = result {
+                accepted += 1;
+                events.extend(e);
+            }
+            for e in events {
+                fund.apply(e);
+            }
+            assert!(fund.available() >= Decimal::ZERO);
+        }
+        assert_eq!(accepted, 14, "14 x 7 = 98 fits in 100, a 15th does not");
+        assert_eq!(fund.available(), d("2.00"));
     }
 }

@@ -20,6 +20,7 @@ pub mod invitation;
 pub mod mail;
 pub mod money;
 pub mod organisation;
+pub mod payment;
 pub mod policy;
 pub mod requisition;
 pub mod role;

@@ -164,6 +164,10 @@ pub struct Requisition {
     /// Reason given with the latest rejection, change request or cancellation.
     pub last_reason: Option<String>,
     pub payment: Option<PaymentRecord>,
+    /// A payment through a provider that started and has no result yet (issue #14): it stays
+    /// approved, and no other payment may start, until the provider reports.
+    #[serde(default)]
+    pub payment_in_flight: Option<PaymentRecord>,
     /// The requester's organisation unit (with its path) when it was created; `None`:
     /// unscoped (no units, or created before units existed).
     #[serde(default)]
@@ -479,6 +483,34 @@ impl Requisition {
     fn currency(&self) -> Result<&Currency, DomainError> {
         self.currency.as_ref().ok_or(DomainError::NotFound { what: "requisition" })
     }
+
+    /// Whether `payer` may pay it now (asked before a payment and before a payment code is
+    /// issued): treasury, neither its requester nor an approver (nor their puppet), and the
+    /// requisition approved and not paid.
+    pub fn check_payer(&self, payer: &Actor) -> Result<(), DomainError> {
+        self.currency()?;
+        if !payer.has(Role::Treasury) {
+            return Err(DomainError::MissingRole { required: Role::Treasury });
+        }
+        if self.requester_id == Some(payer.user_id) {
+            return Err(DomainError::PayerIsRequester);
+        }
+        if self.approvals.iter().any(|a| a.approver_id == payer.user_id)
+            || self.former_approvers.contains(&payer.user_id)
+            || self.overridden_by == Some(payer.user_id)
+        {
+            return Err(DomainError::PayerIsApprover);
+        }
+        self.check_not_sponsored(payer, "pay")?;
+        if let Some(p) = &self.payment_in_flight {
+            return Err(DomainError::PaymentInFlight { payment_id: p.payment_id });
+        }
+        match self.status {
+            Status::Approved => Ok(()),
+            Status::Paid => Err(DomainError::AlreadyPaid),
+            other => Err(DomainError::NotApproved { status: other }),
+        }
+    }
 }
 
 /// Fields an edit may change; `None` leaves a field as it is. An empty payee or category
@@ -625,6 +657,44 @@ pub enum RequisitionCommand {
         method: PaymentMethod,
         reference: Option<String>,
         payer: Actor,
+    },
+    /// A payment through a provider starts (the fund reserves the amount in the same
+    /// transaction): the same checks as `Pay`; the requisition is paid only on `CompletePayment`.
+    StartPayment {
+        payment_id: Id,
+        method: PaymentMethod,
+        reference: Option<String>,
+        payer: Actor,
+    },
+    /// The provider reported success for the payment in flight: the money left.
+    CompletePayment {
+        payment_id: Id,
+    },
+    /// The service's scheduler: the payment in flight stayed executing past the timeout
+    /// (`minutes`); recorded once (the caller guards that), for the alert. The cash stays
+    /// reserved: the provider's status decides what follows.
+    TimeOutPayment {
+        payment_id: Id,
+        minutes: u32,
+    },
+    /// The payment in flight failed for good: the requisition is approved (payable) again.
+    FailPayment {
+        payment_id: Id,
+        reason: String,
+    },
+    /// Treasury asks for a one-time code to pay it (`payment`): the same checks as `Pay`, and
+    /// a record that a code was issued (the code is not in the event).
+    IssuePaymentCode {
+        method: PaymentMethod,
+        expires_at: DateTime<Utc>,
+        payer: Actor,
+    },
+    /// A payment code given by `payer_id` was refused: recorded for the audit trail, whatever
+    /// the requisition's state.
+    RecordCodeRejected {
+        payer_id: Id,
+        problem: crate::payment::CodeProblem,
+        attempts: u32,
     },
     /// An approver who may decide the current step dismisses the possible-duplicate flag.
     DismissDuplicate {
@@ -882,6 +952,41 @@ pub enum RequisitionEvent {
     ReceiptOverdue {
         days: u32,
     },
+    /// A payment through a provider started (the fund's `CashReserved` is in the same
+    /// transaction); `RequisitionPaid` follows on success, `PaymentFailed` on failure.
+    PaymentStarted {
+        payment_id: Id,
+        fund_id: Id,
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        method: PaymentMethod,
+        reference: Option<String>,
+        paid_by: Id,
+    },
+    /// The scheduler found the payment in flight still executing `minutes` after it started.
+    PaymentTimedOut {
+        payment_id: Id,
+        minutes: u32,
+    },
+    /// The payment in flight failed for good (its reservation is released in the same
+    /// transaction): approved again.
+    PaymentFailed {
+        payment_id: Id,
+        reason: String,
+    },
+    /// A one-time payment code was mailed to `payer_id` (the code is in no event).
+    PaymentCodeIssued {
+        payer_id: Id,
+        method: PaymentMethod,
+        expires_at: DateTime<Utc>,
+    },
+    /// A payment code given by `payer_id` was refused (`attempts`: wrong attempts on the code
+    /// so far, with this one).
+    PaymentCodeRejected {
+        payer_id: Id,
+        problem: crate::payment::CodeProblem,
+        attempts: u32,
+    },
 }
 
 impl DomainEvent for RequisitionEvent {
@@ -911,6 +1016,11 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::BudgetExceeded { .. } => "BudgetExceeded",
             RequisitionEvent::ReceiptAttached { .. } => "ReceiptAttached",
             RequisitionEvent::ReceiptOverdue { .. } => "ReceiptOverdue",
+            RequisitionEvent::PaymentCodeIssued { .. } => "PaymentCodeIssued",
+            RequisitionEvent::PaymentStarted { .. } => "PaymentStarted",
+            RequisitionEvent::PaymentFailed { .. } => "PaymentFailed",
+            RequisitionEvent::PaymentTimedOut { .. } => "PaymentTimedOut",
+            RequisitionEvent::PaymentCodeRejected { .. } => "PaymentCodeRejected",
         }
         .into()
     }
@@ -1239,6 +1349,9 @@ impl Aggregate for Requisition {
                 if self.status == Status::Paid {
                     return Err(DomainError::AlreadyPaid);
                 }
+                if let Some(p) = &self.payment_in_flight {
+                    return Err(DomainError::PaymentInFlight { payment_id: p.payment_id });
+                }
                 self.require_status(
                     &[Status::Draft, Status::PendingApproval, Status::ChangesRequested, Status::Approved],
                     "cancel",
@@ -1247,25 +1360,7 @@ impl Aggregate for Requisition {
                 sink.write(E::RequisitionCancelled { cancelled_by: actor.user_id, reason }, self).await;
             }
             C::Pay { payment_id, method, reference, payer } => {
-                self.currency()?;
-                if !payer.has(Role::Treasury) {
-                    return Err(DomainError::MissingRole { required: Role::Treasury });
-                }
-                if self.requester_id == Some(payer.user_id) {
-                    return Err(DomainError::PayerIsRequester);
-                }
-                if self.approvals.iter().any(|a| a.approver_id == payer.user_id)
-                    || self.former_approvers.contains(&payer.user_id)
-                    || self.overridden_by == Some(payer.user_id)
-                {
-                    return Err(DomainError::PayerIsApprover);
-                }
-                self.check_not_sponsored(&payer, "pay")?;
-                match self.status {
-                    Status::Approved => {}
-                    Status::Paid => return Err(DomainError::AlreadyPaid),
-                    other => return Err(DomainError::NotApproved { status: other }),
-                }
+                self.check_payer(&payer)?;
                 let reference = clean_optional("reference", reference.as_deref(), REFERENCE_MAX)?;
                 let event = E::RequisitionPaid {
                     payment_id,
@@ -1276,6 +1371,60 @@ impl Aggregate for Requisition {
                     paid_by: payer.user_id,
                 };
                 sink.write(event, self).await;
+            }
+            C::StartPayment { payment_id, method, reference, payer } => {
+                self.check_payer(&payer)?;
+                if !method.through_provider() {
+                    return Err(DomainError::invalid("method", "cash is paid at once"));
+                }
+                let reference = clean_optional("reference", reference.as_deref(), REFERENCE_MAX)?;
+                let event = E::PaymentStarted {
+                    payment_id,
+                    fund_id: self.fund_id.expect("created requisitions have a fund"),
+                    amount: self.amount,
+                    method,
+                    reference,
+                    paid_by: payer.user_id,
+                };
+                sink.write(event, self).await;
+            }
+            C::CompletePayment { payment_id } => {
+                self.currency()?;
+                let Some(p) = self.payment_in_flight.clone().filter(|p| p.payment_id == payment_id) else {
+                    return Err(DomainError::PaymentNotInFlight { payment_id });
+                };
+                let event = E::RequisitionPaid {
+                    payment_id,
+                    fund_id: self.fund_id.expect("created requisitions have a fund"),
+                    amount: self.amount,
+                    method: p.method,
+                    reference: p.reference,
+                    paid_by: p.paid_by,
+                };
+                sink.write(event, self).await;
+            }
+            C::TimeOutPayment { payment_id, minutes } => {
+                self.currency()?;
+                if self.payment_in_flight.as_ref().is_none_or(|p| p.payment_id != payment_id) {
+                    return Err(DomainError::PaymentNotInFlight { payment_id });
+                }
+                sink.write(E::PaymentTimedOut { payment_id, minutes }, self).await;
+            }
+            C::FailPayment { payment_id, reason } => {
+                self.currency()?;
+                if self.payment_in_flight.as_ref().is_none_or(|p| p.payment_id != payment_id) {
+                    return Err(DomainError::PaymentNotInFlight { payment_id });
+                }
+                let reason = clean_text("reason", &reason, REASON_MAX, true)?;
+                sink.write(E::PaymentFailed { payment_id, reason }, self).await;
+            }
+            C::IssuePaymentCode { method, expires_at, payer } => {
+                self.check_payer(&payer)?;
+                sink.write(E::PaymentCodeIssued { payer_id: payer.user_id, method, expires_at }, self).await;
+            }
+            C::RecordCodeRejected { payer_id, problem, attempts } => {
+                self.currency()?;
+                sink.write(E::PaymentCodeRejected { payer_id, problem, attempts }, self).await;
             }
             C::DismissDuplicate { reason, actor } => {
                 let event = self.decide_dismiss_duplicate(&reason, &actor)?;
@@ -1447,8 +1596,15 @@ impl Aggregate for Requisition {
             }
             E::RequisitionPaid { payment_id, method, reference, paid_by, .. } => {
                 self.payment = Some(PaymentRecord { payment_id, paid_by, method, reference });
+                self.payment_in_flight = None;
                 self.status = Status::Paid;
             }
+            E::PaymentStarted { payment_id, method, reference, paid_by, .. } => {
+                self.payment_in_flight = Some(PaymentRecord { payment_id, paid_by, method, reference });
+            }
+            E::PaymentFailed { .. } => self.payment_in_flight = None,
+            E::PaymentTimedOut { .. } => {}
+            E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
             event @ (E::DuplicateSuspected { .. }
             | E::DuplicateDismissed { .. }
             | E::PaymentReviewed { .. }

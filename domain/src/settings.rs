@@ -66,10 +66,16 @@ pub enum SettingKey {
     /// A paid requisition with no receipt this many days after payment reminds its requester,
     /// once; 0 (off) to 365.
     ReceiptReminderDays,
+    /// Cash payments below this whole amount need no one-time payment code, 0 (never waived,
+    /// the default) to 1,000,000,000.
+    PaymentCodeWaiverBelow,
+    /// Minutes a payment through a provider may stay executing before the scheduler records
+    /// `PaymentTimedOut`, 1 to 1440 (default 10).
+    PaymentTimeoutMinutes,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 18] = [
+    pub const ALL: [SettingKey; 20] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -88,6 +94,8 @@ impl SettingKey {
         SettingKey::AdvanceBlockWhileUnsettled,
         SettingKey::BudgetBlock,
         SettingKey::ReceiptReminderDays,
+        SettingKey::PaymentCodeWaiverBelow,
+        SettingKey::PaymentTimeoutMinutes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +118,8 @@ impl SettingKey {
             SettingKey::AdvanceBlockWhileUnsettled => "advance_block_while_unsettled",
             SettingKey::BudgetBlock => "budget_block",
             SettingKey::ReceiptReminderDays => "receipt_reminder_days",
+            SettingKey::PaymentCodeWaiverBelow => "payment_code_waiver_below",
+            SettingKey::PaymentTimeoutMinutes => "payment_timeout_minutes",
         }
     }
 }
@@ -253,11 +263,38 @@ pub struct Settings {
     /// Days after payment without a receipt before the requester is reminded (0: never).
     #[serde(default = "default_receipt_reminder_days")]
     pub receipt_reminder_days: u32,
+    #[serde(default)]
+    pub payments: PaymentSettings,
 }
 
 fn default_receipt_reminder_days() -> u32 {
     3
 }
+
+/// Payments as admins set them (issue #14 [treasury]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSettings {
+    /// Cash payments below this whole amount (of the fund's currency) need no one-time code;
+    /// 0 (the default): every payment needs one.
+    #[serde(default)]
+    pub code_waiver_below: u64,
+    /// Minutes a payment through a provider may stay executing before it is timed out.
+    #[serde(default = "default_payment_timeout_minutes")]
+    pub timeout_minutes: u32,
+}
+
+fn default_payment_timeout_minutes() -> u32 {
+    10
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self { code_waiver_below: 0, timeout_minutes: default_payment_timeout_minutes() }
+    }
+}
+
+/// The largest `payment_code_waiver_below`.
+pub const CODE_WAIVER_MAX: u64 = 1_000_000_000;
 
 fn default_duplicate_window_days() -> u32 {
     30
@@ -293,6 +330,7 @@ impl Default for Settings {
             advances: AdvanceSettings::default(),
             budget_block: false,
             receipt_reminder_days: default_receipt_reminder_days(),
+            payments: PaymentSettings::default(),
         }
     }
 }
@@ -319,6 +357,8 @@ impl Settings {
             SettingKey::AdvanceBlockWhileUnsettled => self.advances.block_while_unsettled.into(),
             SettingKey::BudgetBlock => self.budget_block.into(),
             SettingKey::ReceiptReminderDays => self.receipt_reminder_days.into(),
+            SettingKey::PaymentCodeWaiverBelow => self.payments.code_waiver_below.into(),
+            SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes.into(),
         }
     }
 
@@ -333,6 +373,16 @@ impl Settings {
             value.as_bool().ok_or_else(|| DomainError::invalid("value", format!("{key} is true or false")))
         };
         match key {
+            SettingKey::PaymentCodeWaiverBelow => {
+                self.payments.code_waiver_below =
+                    value.as_u64().filter(|v| *v <= CODE_WAIVER_MAX).ok_or_else(|| {
+                        DomainError::invalid(
+                            "value",
+                            format!("{key} is a whole amount from 0 to {CODE_WAIVER_MAX}"),
+                        )
+                    })?
+            }
+            SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes = whole(1, 1440)?,
             SettingKey::PasswordMinLength => self.password.min_length = whole(8, 128)?,
             SettingKey::PasswordRequireUpper => self.password.require_upper = flag()?,
             SettingKey::PasswordRequireLower => self.password.require_lower = flag()?,

@@ -14,6 +14,7 @@
 //! | `ChangesRequested` | 3 | `on_behalf_of`, `delegation_id` | [`AddFields`]: `null` |
 //! | `FundOpened` | 3 | `reorder_level`, `minimum_balance`, `auto_replenish` | [`AddFields`]: `null` (no reorder level, minimum zero, auto-replenish off) |
 //! | `RequisitionCreated` | 3 | `category_id`, `cost_centre_id` (the expense category and cost centre chosen) | [`AddFields`]: `null` (none chosen; the free text `category` stays the label it was, never mapped: `crate::category`) |
+//! | `CashDisbursed` | 2 | `reserved` (the reservation a provider payment consumes) | [`AddFields`]: `null` (cash paid at once) |
 
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
@@ -28,6 +29,8 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
             fields: &["origin", "unit"],
         }),
         Box::new(AddFields { event_type: "FundOpened", from: "1", to: "2", fields: &["unit"] }),
+        // Payments through providers (issue #14 [treasury]): earlier disbursements were cash.
+        Box::new(AddFields { event_type: "CashDisbursed", from: "1", to: "2", fields: &["reserved"] }),
         Box::new(AddFields {
             event_type: "RequisitionSubmitted",
             from: "1",
@@ -167,6 +170,19 @@ mod tests {
         ));
         let v3 = stored("FundOpened", "3", json!({"FundOpened": {}}));
         assert_eq!(upcast(&upcasters(), v3).payload, json!({"FundOpened": {}}));
+    }
+
+    #[test]
+    fn a_version_1_disbursement_reads_as_cash_paid_at_once() {
+        let id = "0193fb1c-4b80-7a3e-9c51-6f0a8d2e4b19";
+        let v1 = json!({"CashDisbursed": {"payment_id": id, "requisition_id": id, "amount": "10.00",
+            "balance_after": "90.00", "method": "cash", "reference": null, "paid_by": id}});
+        let event = upcast(&upcasters(), stored("CashDisbursed", "1", v1));
+        assert_eq!(event.event_version, "2");
+        assert!(matches!(
+            serde_json::from_value(event.payload).unwrap(),
+            FundEvent::CashDisbursed { reserved: None, .. }
+        ));
     }
 
     #[test]

@@ -2125,3 +2125,127 @@ fn an_ended_not_yet_started_or_revoked_delegation_or_one_for_another_role_serves
         Err(DomainError::MissingRole { required: Role::DepartmentHead })
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Payments through a provider (issue #14 [treasury]) and payment codes
+// ---------------------------------------------------------------------------------------------
+
+fn start(by: &Actor, method: PaymentMethod) -> Cmd {
+    Cmd::StartPayment { payment_id: PAYMENT, method, reference: Some("B2C-1".into()), payer: by.clone() }
+}
+
+#[test]
+fn a_payment_in_flight_blocks_another_and_the_requisition_is_paid_only_on_success() {
+    let mut history = history(Status::Approved);
+    let started = play(&mut history, start(&treasurer(), PaymentMethod::MobileMoney));
+    assert_eq!(
+        started,
+        [Ev::PaymentStarted {
+            payment_id: PAYMENT,
+            fund_id: FUND,
+            amount: d(AMOUNT),
+            method: PaymentMethod::MobileMoney,
+            reference: Some("B2C-1".into()),
+            paid_by: TREASURER,
+        }]
+    );
+    assert_eq!(state(history.clone()).status, Status::Approved, "not paid while in flight");
+    // Neither another payment, nor a code for one, nor a cancellation while in flight.
+    let in_flight = DomainError::PaymentInFlight { payment_id: PAYMENT };
+    assert_eq!(outcome(history.clone(), pay(&treasurer(), None)), Err(in_flight.clone()));
+    assert_eq!(outcome(history.clone(), start(&treasurer(), PaymentMethod::Bank)), Err(in_flight.clone()));
+    let code = Cmd::IssuePaymentCode { method: PaymentMethod::Cash, expires_at: now(), payer: treasurer() };
+    assert_eq!(outcome(history.clone(), code), Err(in_flight.clone()));
+    assert_eq!(outcome(history.clone(), cancel(&requester(), None)), Err(in_flight));
+    // Another payment's result changes nothing.
+    let other = Id::from_u128(0x9a2);
+    assert_eq!(
+        outcome(history.clone(), Cmd::CompletePayment { payment_id: other }),
+        Err(DomainError::PaymentNotInFlight { payment_id: other })
+    );
+    let done = play(&mut history, Cmd::CompletePayment { payment_id: PAYMENT });
+    assert_eq!(
+        done,
+        [Ev::RequisitionPaid {
+            payment_id: PAYMENT,
+            fund_id: FUND,
+            amount: d(AMOUNT),
+            method: PaymentMethod::MobileMoney,
+            reference: Some("B2C-1".into()),
+            paid_by: TREASURER,
+        }]
+    );
+    assert_eq!(state(history.clone()).status, Status::Paid);
+    // A second success report is refused (callbacks are idempotent above this).
+    assert_eq!(
+        outcome(history.clone(), Cmd::CompletePayment { payment_id: PAYMENT }),
+        Err(DomainError::PaymentNotInFlight { payment_id: PAYMENT })
+    );
+}
+
+#[test]
+fn a_failed_payment_makes_the_requisition_payable_again() {
+    let mut history = history(Status::Approved);
+    play(&mut history, start(&treasurer(), PaymentMethod::Bank));
+    let failed =
+        play(&mut history, Cmd::FailPayment { payment_id: PAYMENT, reason: "unregistered recipient".into() });
+    assert_eq!(failed, [Ev::PaymentFailed { payment_id: PAYMENT, reason: "unregistered recipient".into() }]);
+    let r = state(history.clone());
+    assert_eq!((r.status, r.payment_in_flight), (Status::Approved, None));
+    assert_eq!(
+        outcome(history.clone(), Cmd::FailPayment { payment_id: PAYMENT, reason: "again".into() }),
+        Err(DomainError::PaymentNotInFlight { payment_id: PAYMENT })
+    );
+    play(&mut history, pay(&treasurer(), None));
+    assert_eq!(state(history).status, Status::Paid);
+}
+
+#[test]
+fn a_provider_payment_follows_the_payers_rules_and_cash_is_not_started() {
+    let history = history(Status::Approved);
+    assert_eq!(
+        outcome(history.clone(), start(&requester(), PaymentMethod::Bank)),
+        Err(DomainError::MissingRole { required: Role::Treasury })
+    );
+    assert_eq!(
+        outcome(history.clone(), start(&head(), PaymentMethod::Bank)),
+        Err(DomainError::MissingRole { required: Role::Treasury })
+    );
+    assert!(matches!(
+        outcome(history, start(&treasurer(), PaymentMethod::Cash)),
+        Err(DomainError::Invalid { field: "method", .. })
+    ));
+    assert_eq!(
+        outcome(self::history(Status::Paid), start(&treasurer(), PaymentMethod::Bank)),
+        Err(DomainError::AlreadyPaid)
+    );
+}
+
+#[test]
+fn a_payment_code_is_issued_only_to_who_may_pay_and_refusals_are_recorded_in_any_state() {
+    let expires_at = now();
+    let code =
+        |by: &Actor| Cmd::IssuePaymentCode { method: PaymentMethod::Cash, expires_at, payer: by.clone() };
+    assert_eq!(
+        outcome(history(Status::Approved), code(&treasurer())),
+        Ok(vec![Ev::PaymentCodeIssued { payer_id: TREASURER, method: PaymentMethod::Cash, expires_at }])
+    );
+    assert_eq!(
+        outcome(history(Status::PendingApproval), code(&treasurer())),
+        Err(DomainError::NotApproved { status: Status::PendingApproval })
+    );
+    assert_eq!(outcome(history(Status::Paid), code(&treasurer())), Err(DomainError::AlreadyPaid));
+    let rejected = Cmd::RecordCodeRejected {
+        payer_id: TREASURER,
+        problem: pettycash_domain::payment::CodeProblem::Used,
+        attempts: 0,
+    };
+    assert_eq!(
+        outcome(history(Status::Paid), rejected),
+        Ok(vec![Ev::PaymentCodeRejected {
+            payer_id: TREASURER,
+            problem: pettycash_domain::payment::CodeProblem::Used,
+            attempts: 0
+        }])
+    );
+}

@@ -552,7 +552,9 @@ pub async fn balances(pool: &PgPool, as_of: DateTime<Utc>) -> Result<Vec<FundSta
     let mut funds = BTreeMap::new();
     while let Some(e) = rows.try_next().await? {
         let event: FundEvent = e.decode()?;
-        fold(&mut funds, &e, event)?;
+        if event.moves_cash() {
+            fold(&mut funds, &e, event)?;
+        }
         progress.inc();
     }
     progress.finish();

@@ -62,6 +62,9 @@
 //!   otherwise).
 //! - `delegate_already_approved`: a decision on someone's behalf by a delegate who approved the
 //!   requisition before (any round).
+//! - Payments through a provider (`reservation_twice`, `reservation_not_open`,
+//!   `reservation_mismatch`, `overdrawn_by_reservation`, `provider_payment_without_start`,
+//!   `payment_started_twice`): module `reservations`.
 //!
 //! Tamper evidence (see `projections/src/seal.rs`):
 //!
@@ -91,6 +94,7 @@
 mod budgets;
 mod fund_ops;
 mod receipts;
+mod reservations;
 mod review;
 
 use crate::integrity::{hex, SealTracker};
@@ -324,6 +328,8 @@ pub struct Verifier {
     disbursed: HashSet<Uuid>,
     /// Payments seen on one side only so far (matched pairs are dropped).
     payments: HashMap<Uuid, PaymentV>,
+    /// Reservations of payments through a provider (`reservations`).
+    reservations: reservations::ReservationsV,
     /// Delegations as their events left them so far.
     delegations: HashMap<Uuid, Delegation>,
     /// Advances by requisition: what was advanced, whether it was paid, what was settled.
@@ -794,7 +800,26 @@ impl Verifier {
                     self.flag(e, "negative_balance", format!("opened with a negative float {float}"));
                 }
             }
-            FundEvent::CashDisbursed { payment_id, requisition_id, amount, balance_after, .. } => {
+            FundEvent::CashReserved { payment_id, amount, .. } => {
+                let balance = self.funds.get(&id).map(|f| f.balance);
+                self.reserved(e, id, payment_id, amount, balance);
+            }
+            FundEvent::ReservationReleased { payment_id, amount, .. } => {
+                self.reservation_ended(e, id, payment_id, amount, false);
+            }
+            FundEvent::CashDisbursed {
+                payment_id, requisition_id, amount, balance_after, reserved, ..
+            } => {
+                if let Some(reserved) = reserved {
+                    if reserved != amount {
+                        self.flag(
+                            e,
+                            "reservation_mismatch",
+                            format!("disbursed {amount}, recorded as consuming {reserved}"),
+                        );
+                    }
+                    self.reservation_ended(e, id, payment_id, reserved, true);
+                }
                 self.fund_moved_at(e, id, e.recorded_at);
                 let balance = match self.funds.get_mut(&id) {
                     Some(f) => {
@@ -988,6 +1013,7 @@ impl Verifier {
         let Some(id) = self.id(e) else { return };
         self.note_participants(id, &ev);
         self.budget_requisition(e, id, &ev);
+        self.provider_step(e, id, &ev);
         match ev {
             E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -1466,6 +1492,12 @@ impl Verifier {
             | E::PaymentFlagged { .. }) => self.review_event(e, id, ev),
             E::CategoryChosen { .. } | E::BudgetExceeded { .. } => {}
             ev @ (E::ReceiptAttached { .. } | E::ReceiptOverdue { .. }) => self.receipt_event(e, id, ev),
+            // The audit trail of payment codes: nothing to check against (the codes are not in
+            // the events).
+            E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => {}
+            // Their money side is checked on the fund (`reservations`); a success is a
+            // `RequisitionPaid`, checked as any payment.
+            E::PaymentStarted { .. } | E::PaymentFailed { .. } | E::PaymentTimedOut { .. } => {}
         }
     }
 
@@ -1767,6 +1799,90 @@ mod tests {
     fn disbursed(payment: Uuid, req: Uuid, amount: &str, after: &str, by: Uuid) -> serde_json::Value {
         json!({"CashDisbursed": {"payment_id": payment, "requisition_id": req, "amount": amount,
             "balance_after": after, "method": "cash", "reference": null, "paid_by": by}})
+    }
+
+    #[test]
+    fn reservations_end_exactly_once_with_their_amount_and_never_overdraw() {
+        let mut f = Feed::new();
+        let (fund, by) = (Uuid::now_v7(), Uuid::now_v7());
+        let (p1, p2, p3, p4) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        f.push(
+            "fund",
+            fund,
+            json!({"FundOpened": {"fund_id": fund, "name": "F", "currency": "KES", "float": "100.00",
+                "custodian_id": null, "opened_by": by, "unit": null}}),
+        );
+        let reserve = |p: Uuid, amount: &str| {
+            json!({"CashReserved": {"payment_id": p, "requisition_id": p, "amount": amount,
+                "method": "mobile_money", "reserved_by": by}})
+        };
+        let release = |p: Uuid, amount: &str| json!({"ReservationReleased": {"payment_id": p, "amount": amount, "reason": "failed"}});
+        let consume = |p: Uuid, amount: &str, after: &str, reserved: &str| {
+            json!({"CashDisbursed": {"payment_id": p, "requisition_id": p, "amount": amount,
+                "balance_after": after, "method": "mobile_money", "reference": null, "paid_by": by,
+                "reserved": reserved}})
+        };
+        f.push("fund", fund, reserve(p1, "60.00"));
+        let overdrawn = f.push("fund", fund, reserve(p2, "50.00"));
+        let twice = f.push("fund", fund, reserve(p1, "10.00"));
+        f.push("fund", fund, release(p1, "60.00"));
+        let released_again = f.push("fund", fund, release(p1, "60.00"));
+        let never_reserved = f.push("fund", fund, consume(p3, "5.00", "95.00", "5.00"));
+        f.push("fund", fund, reserve(p4, "20.00"));
+        let mismatch = f.push("fund", fund, consume(p4, "25.00", "70.00", "25.00"));
+        let rules: Vec<_> = f
+            .rules()
+            .into_iter()
+            .filter(|(_, r)| r.starts_with("reservation") || r.starts_with("overdrawn"))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (overdrawn, "overdrawn_by_reservation"),
+                (twice, "reservation_twice"),
+                (released_again, "reservation_not_open"),
+                (never_reserved, "reservation_not_open"),
+                (mismatch, "reservation_mismatch"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_provider_payment_ends_once_and_only_after_it_started() {
+        let mut f = Feed::new();
+        let (req, fund, by, p1, p2) =
+            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let started = |p: Uuid| {
+            json!({"PaymentStarted": {"payment_id": p, "fund_id": fund, "amount": "10.00",
+                "method": "bank", "reference": null, "paid_by": by}})
+        };
+        let paid_by_bank = |p: Uuid| {
+            json!({"RequisitionPaid": {"payment_id": p, "fund_id": fund, "amount": "10.00", "method": "bank",
+                "reference": null, "paid_by": by}})
+        };
+        let without = f.push("requisition", req, paid_by_bank(p1));
+        f.push("requisition", req, started(p1));
+        let twice = f.push("requisition", req, started(p2));
+        f.push(
+            "requisition",
+            req,
+            json!({"PaymentFailed": {"payment_id": p2, "reason": "2001: unregistered"}}),
+        );
+        let failed_again =
+            f.push("requisition", req, json!({"PaymentFailed": {"payment_id": p2, "reason": "again"}}));
+        let rules: Vec<_> = f
+            .rules()
+            .into_iter()
+            .filter(|(_, r)| r.starts_with("provider_payment") || r.starts_with("payment_started"))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (without, "provider_payment_without_start"),
+                (twice, "payment_started_twice"),
+                (failed_again, "provider_payment_without_start"),
+            ]
+        );
     }
 
     struct World {

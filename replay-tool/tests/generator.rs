@@ -311,19 +311,36 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     .unwrap()
     .parse()
     .unwrap();
+    // With a one-time code, read where the service without a mail server keeps it: the outbox.
+    let (status, body) = api
+        .send(
+            Some(&treasurer),
+            reqwest::Method::POST,
+            "/api/treasury/payments/code",
+            Some(json!({"requisition_id": payable, "method": "cash"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "code for {payable}: {body}");
+    let mail: String = sqlx::query_scalar(
+        "SELECT body_text FROM mail_outbox WHERE category = 'payment_code' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let code = pettycash_tests::payment_code_in(&mail).expect("a code in the mail");
     let (status, body) = api
         .send(
             Some(&treasurer),
             reqwest::Method::POST,
             "/api/treasury/payments/",
-            Some(json!({"requisition_id": payable, "method": "cash", "reference": "SMOKE-1"})),
+            Some(json!({"requisition_id": payable, "method": "cash", "reference": "SMOKE-1", "code": code})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "pay {payable}: {body}");
 
     // The commands appended after the generated history, and it all still verifies.
     let summary = verify_clean(&url).await;
-    assert_eq!(summary["events"], events + 3, "one approval, one payment (two events)");
+    assert_eq!(summary["events"], events + 4, "one approval, one code issued, one payment (two events)");
 }
 
 /// The generator with an organisation (2 regions × 2 branches × 2 departments): units opened

@@ -140,17 +140,23 @@ async fn ledger_balance_history_and_stats_from_events_alone() {
     let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
-        ["RequisitionCreated", "RequisitionSubmitted", "RequisitionApproved", "RequisitionPaid"]
+        [
+            "RequisitionCreated",
+            "RequisitionSubmitted",
+            "RequisitionApproved",
+            "PaymentCodeIssued",
+            "RequisitionPaid"
+        ]
     );
     let actors: Vec<String> = events.iter().map(|e| e["actor_id"].as_str().unwrap().to_string()).collect();
     let (staff, head, treasury) =
         (h.c.staff.id.to_string(), h.c.head.id.to_string(), h.c.treasury.id.to_string());
-    assert_eq!(actors, [staff.clone(), staff, head, treasury]);
+    assert_eq!(actors, [staff.clone(), staff, head, treasury.clone(), treasury]);
     let sequences: Vec<i64> = events.iter().map(|e| e["sequence"].as_i64().unwrap()).collect();
-    assert_eq!(sequences, [1, 2, 3, 4]);
+    assert_eq!(sequences, [1, 2, 3, 4, 5]);
     assert!(events.iter().all(|e| e["payload"].is_object() && e["request_id"].is_string()));
     let text = ok_stdout(&replay(url, &["history", &req]).await);
-    assert_eq!(text.lines().count(), 4);
+    assert_eq!(text.lines().count(), 5);
     assert!(text.lines().last().unwrap().contains("RequisitionPaid"), "{text}");
 
     // stats: counts match the store.

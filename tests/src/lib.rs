@@ -149,6 +149,8 @@ pub struct TestApp {
     /// The clock the server's commands decide with: a test moves it forward
     /// (`clock.advance(chrono::Duration::days(8))`) instead of waiting.
     pub clock: pettycash_commands::clock::Clock,
+    /// Set by [`TestApp::waive_codes_below`]: [`TestApp::pay`] then pays without a code.
+    pub codes_waived: std::sync::atomic::AtomicBool,
 }
 
 /// A response: status, headers and the JSON body (`Value::Null` when empty or not JSON).
@@ -209,7 +211,7 @@ impl TestApp {
         let service =
             CommandService::new(EventStore::new(pool.clone(), crate::event_key())).with_clock(clock.clone());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        TestApp { address, pool, database_url, service, client, clock }
+        TestApp { address, pool, database_url, service, client, clock, codes_waived: Default::default() }
     }
 
     /// Registers a user with `roles` (as the operator would) and signs them in over HTTP.
@@ -350,8 +352,88 @@ impl TestApp {
         }
     }
 
+    /// Pays `id` in cash as `treasurer` the way a person does: asks for a one-time code, reads
+    /// it from the mail and pays with it. The mail is read in the outbox, where a test app
+    /// without a `MailServer` keeps it with its body (use [`TestApp::pay_via`] in an app that
+    /// sends mail). A refused code request is the reply.
     pub async fn pay(&self, treasurer: &TestUser, id: Uuid) -> Reply {
-        self.post(treasurer, "/api/treasury/payments/", json!({"requisition_id": id, "method": "cash"})).await
+        if self.codes_waived.load(Ordering::Relaxed) {
+            let body = json!({"requisition_id": id, "method": "cash"});
+            return self.post(treasurer, "/api/treasury/payments/", body).await;
+        }
+        let r = self.request_code(treasurer, id, "cash").await;
+        if r.status != StatusCode::CREATED {
+            return r;
+        }
+        let code = self.queued_payment_code(&treasurer.email, id).await;
+        self.pay_with_code(treasurer, id, "cash", &code).await
+    }
+
+    /// [`TestApp::pay`] in an app that sends mail to `smtp`: the code is read from the mail the
+    /// SMTP server received (which is then cleared).
+    pub async fn pay_via(&self, smtp: &MailServer, treasurer: &TestUser, id: Uuid) -> Reply {
+        let r = self.request_code(treasurer, id, "cash").await;
+        if r.status != StatusCode::CREATED {
+            return r;
+        }
+        let code = self.mailed_payment_code(smtp, &treasurer.email, id).await;
+        smtp.clear();
+        self.pay_with_code(treasurer, id, "cash", &code).await
+    }
+
+    /// `POST /api/treasury/payments/code`.
+    pub async fn request_code(&self, treasurer: &TestUser, id: Uuid, method: &str) -> Reply {
+        self.post(treasurer, "/api/treasury/payments/code", json!({"requisition_id": id, "method": method}))
+            .await
+    }
+
+    /// `POST /api/treasury/payments/` with `code`.
+    pub async fn pay_with_code(&self, treasurer: &TestUser, id: Uuid, method: &str, code: &str) -> Reply {
+        let body = json!({"requisition_id": id, "method": method, "code": code});
+        self.post(treasurer, "/api/treasury/payments/", body).await
+    }
+
+    /// The code of the latest payment code mail to `email` for requisition `id` still waiting
+    /// in the outbox.
+    pub async fn queued_payment_code(&self, email: &str, id: Uuid) -> String {
+        let body: String = sqlx::query_scalar(
+            "SELECT body_text FROM mail_outbox
+             WHERE recipient_email = $1 AND category = 'payment_code' AND strpos(body_text, $2) > 0
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(email)
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .expect("a payment code mail in the outbox");
+        payment_code_in(&body)
+            .unwrap_or_else(|| panic!("no code in the outbox's mail (sent already? use pay_via): {body}"))
+    }
+
+    /// The code of the latest payment code mail to `email` for requisition `id` that `smtp`
+    /// received.
+    pub async fn mailed_payment_code(&self, smtp: &MailServer, email: &str, id: Uuid) -> String {
+        let mails = self.delivered(smtp).await;
+        let id = id.to_string();
+        let mail = mails
+            .iter()
+            .rev()
+            .find(|m| {
+                m.to.iter().any(|t| t == email)
+                    && m.subject.starts_with("Payment code")
+                    && m.text.contains(&id)
+            })
+            .unwrap_or_else(|| panic!("no payment code mail to {email}: {mails:#?}"));
+        payment_code_in(&mail.text).unwrap_or_else(|| panic!("no code in {}", mail.text))
+    }
+
+    /// An admin of no unit sets `payment_code_waiver_below` to `below` (for tests that post
+    /// payments directly, or race many payments, and are not about codes); with a waiver
+    /// [`TestApp::pay`] pays cash without a code (amounts under `below` only).
+    pub async fn waive_codes_below(&self, admin: &TestUser, below: u64) {
+        let r = self.put(admin, "/api/settings/payment_code_waiver_below", json!({"value": below})).await;
+        assert_eq!(r.status, StatusCode::OK, "waive payment codes: {r:?}");
+        self.codes_waived.store(below > 0, Ordering::Relaxed);
     }
 
     /// The token of the latest invitation mail to `email`, from the outbox (a test app without
@@ -385,6 +467,13 @@ impl TestApp {
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         r.body["balance"].as_str().unwrap().parse().unwrap()
     }
+}
+
+/// The code after `Code: ` in a payment code mail's text.
+pub fn payment_code_in(text: &str) -> Option<String> {
+    let (_, after) = text.split_once("Code: ")?;
+    let code: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+    (code.len() == 6).then_some(code)
 }
 
 /// The token of the first invitation link (`…/invitations/{token}`) in a mail's text.

@@ -29,7 +29,10 @@ pub struct SettingInput {
 /// The runtime settings in force, every one with its value: `password_min_length` (8–128),
 /// `password_require_upper`, `password_require_lower`, `password_require_digit`
 /// (true/false), `lockout_threshold` (failed sign-ins on an account before it is throttled,
-/// 1–100), `lockout_minutes` (the longest wait between attempts, 1–1440).
+/// 1–100), `lockout_minutes` (the longest wait between attempts, 1–1440),
+/// `payment_code_waiver_below` (cash payments below this whole amount need no one-time code;
+/// 0–1,000,000,000, default 0: never waived), `payment_timeout_minutes` (a payment through a
+/// provider executing longer is recorded as timed out, 1–1440, default 10).
 #[utoipa::path(get, path = "/api/settings", tag = "settings", responses((status = 200, body = SettingsView)))]
 pub async fn get_settings(
     State(state): State<AppState>,

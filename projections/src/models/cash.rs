@@ -202,6 +202,10 @@ impl Projection for Cash {
         for e in events {
             let id: Uuid = e.aggregate_id.parse()?;
             let event = e.decode::<FundEvent>()?;
+            // Reservations (payments in flight with a provider) are no line of the cash book.
+            if !event.moves_cash() {
+                continue;
+            }
             // The cash book's fold (`pettycash_domain::fund::CashBook`), shared with
             // `pettycash-replay ledger`: what each event moves, and the balance after it.
             let book = books.entry(id).or_insert_with(|| {
@@ -263,6 +267,7 @@ impl Projection for Cash {
                         },
                     );
                 }
+                FundEvent::CashReserved { .. } | FundEvent::ReservationReleased { .. } => continue,
                 FundEvent::CashDisbursed { payment_id, requisition_id, amount, method, paid_by, .. } => {
                     let movement = movement.as_ref().expect("a disbursement is a movement");
                     let fund = funds.get_mut(&id).expect("checked above");

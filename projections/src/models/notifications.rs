@@ -170,6 +170,11 @@ impl Notice {
             | E::CategoryChosen { .. }
             | E::BudgetExceeded { .. }
             | E::ReceiptAttached { .. } => vec![],
+            // The code's mail is the command's own (it carries the code); a refusal is for the
+            // audit trail.
+            E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => vec![],
+            // A payment through a provider is told when it succeeds (`RequisitionPaid`).
+            E::PaymentStarted { .. } | E::PaymentFailed { .. } | E::PaymentTimedOut { .. } => vec![],
         }
     }
 

@@ -422,7 +422,12 @@ impl Row {
             | E::CategoryChosen { .. }
             | E::BudgetExceeded { .. }
             | E::ReceiptAttached { .. }
-            | E::ReceiptOverdue { .. } => {}
+            | E::ReceiptOverdue { .. }
+            | E::PaymentCodeIssued { .. }
+            | E::PaymentCodeRejected { .. }
+            | E::PaymentStarted { .. }
+            | E::PaymentFailed { .. }
+            | E::PaymentTimedOut { .. } => {}
         }
     }
 }

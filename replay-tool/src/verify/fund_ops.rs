@@ -85,6 +85,8 @@ impl Verifier {
             FundEvent::FundOpened { .. }
             | FundEvent::CashDisbursed { .. }
             | FundEvent::AdvanceCashReturned { .. }
+            | FundEvent::CashReserved { .. }
+            | FundEvent::ReservationReleased { .. }
             | FundEvent::FundSettingsChanged { .. } => {}
             FundEvent::ReplenishmentRequested { replenishment_id, amount, requested_by, .. } => {
                 self.fund_ops

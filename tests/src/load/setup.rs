@@ -231,6 +231,9 @@ pub async fn prepare(
             for person in registered.into_iter().flatten() {
                 logins.push(sign_in(&client, base, person, &password).await?);
             }
+            // The admin (of no unit) waives payment codes.
+            let admin = logins.iter().find(|u| u.role == Role::Admin).context("the admin")?;
+            waive_payment_codes(&client, base, admin).await?;
             (logins, None)
         }
         Some(shape) => organise(&client, base, &people, shape, &chain_roles, opts.per_role).await?,
@@ -422,7 +425,8 @@ async fn organise(
         registered.len() + 1,
         registered.iter().flatten().count()
     );
-    // The admin of no unit only built the organisation.
+    // The admin of no unit built the organisation and waives payment codes.
+    waive_payment_codes(client, base, &admin).await?;
     drop(admin);
     let mut logins = Vec::new();
     for person in registered.into_iter().flatten() {
@@ -432,6 +436,20 @@ async fn organise(
 }
 
 /// One request with a JSON answer, for the set-up (which stops at the first failure).
+/// The load pays without one-time codes (it reads no mail): `admin`, an admin of no unit, sets
+/// `payment_code_waiver_below` to its largest value, which waives the code for every cash
+/// payment (the load pays cash only).
+async fn waive_payment_codes(client: &reqwest::Client, base: &str, admin: &User) -> anyhow::Result<()> {
+    let body = json!({"value": pettycash_domain::settings::CODE_WAIVER_MAX});
+    let (status, reply) =
+        call(client, base, Some(admin), Method::PUT, "/api/settings/payment_code_waiver_below", Some(body))
+            .await?;
+    if status != StatusCode::OK {
+        bail!("waiving payment codes for the load: {status} {reply}");
+    }
+    Ok(())
+}
+
 async fn call(
     client: &reqwest::Client,
     base: &str,

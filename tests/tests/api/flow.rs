@@ -36,8 +36,10 @@ async fn requisition_is_created_submitted_approved_by_its_chain_and_paid_once() 
             "RequisitionSubmitted",
             "RequisitionApproved",
             "RequisitionApproved",
+            "PaymentCodeIssued",
             "RequisitionPaid"
         ]
     );
-    assert_eq!(history.body[4]["actor_id"], c.treasury.id.to_string());
+    assert_eq!(history.body[4]["actor_id"], c.treasury.id.to_string(), "the payer asked for the code");
+    assert_eq!(history.body[5]["actor_id"], c.treasury.id.to_string());
 }

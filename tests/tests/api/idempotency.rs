@@ -120,6 +120,8 @@ async fn the_same_key_from_two_users_is_two_independent_requests() {
 async fn a_payment_retried_with_its_key_debits_the_fund_once() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
+    // About races and keys, not codes: cash is paid without one.
+    app.waive_codes_below(&c.admin, 1_000_000_000).await;
     let fund = app.fund(&c.admin, "5000").await;
     let id = app.submitted(&c.staff, fund, "300").await;
     app.approve_by(id, &[&c.head]).await;
@@ -148,6 +150,8 @@ async fn a_payment_retried_with_its_key_debits_the_fund_once() {
 async fn ten_concurrent_payments_with_one_key_debit_the_fund_exactly_once() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
+    // About races and keys, not codes: cash is paid without one.
+    app.waive_codes_below(&c.admin, 1_000_000_000).await;
     let fund = app.fund(&c.admin, "5000").await;
     let id = app.submitted(&c.staff, fund, "300").await;
     app.approve_by(id, &[&c.head]).await;
@@ -188,6 +192,8 @@ async fn ten_concurrent_payments_with_one_key_debit_the_fund_exactly_once() {
 async fn ten_payments_with_one_key_through_three_servers_debit_the_fund_exactly_once() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
+    // About races and keys, not codes: cash is paid without one.
+    app.waive_codes_below(&c.admin, 1_000_000_000).await;
     let servers = [
         app.address.clone(),
         crate::concurrency::second_server(&app).await,
@@ -261,6 +267,8 @@ async fn ten_concurrent_creations_with_one_key_create_one_requisition() {
 async fn a_failed_command_with_a_key_stores_nothing_and_fails_the_same_way_again() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
+    // About races and keys, not codes: cash is paid without one.
+    app.waive_codes_below(&c.admin, 1_000_000_000).await;
     let fund = app.fund(&c.admin, "500").await;
     let id = app.submitted(&c.staff, fund, "900").await;
     app.approve_by(id, &[&c.head]).await;

@@ -116,7 +116,8 @@ async fn each_approval_mails_the_next_step_and_the_last_mails_the_requester_and_
     links_to(ready[0], id);
     smtp.clear();
 
-    let paid = app.pay(&treasury, id).await;
+    // The payment code goes to the payer (read and cleared by `pay_via`).
+    let paid = app.pay_via(&smtp, &treasury, id).await;
     assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
     let fourth = app.delivered(&smtp).await;
     assert_eq!(fourth.len(), 1, "{fourth:#?}");

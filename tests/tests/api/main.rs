@@ -20,6 +20,7 @@ mod login_throttle;
 mod mail;
 mod organisation;
 mod outage;
+mod payments;
 mod reads;
 mod receipts;
 mod review;

@@ -68,7 +68,9 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "advance_due_days",
             "advance_block_while_unsettled",
             "budget_block",
-            "receipt_reminder_days"
+            "receipt_reminder_days",
+            "payment_code_waiver_below",
+            "payment_timeout_minutes"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);

@@ -104,6 +104,7 @@ async fn confirmed_urgency_goes_straight_to_the_final_step_and_an_approver_can_r
             "RequisitionApproved",
             "RequisitionApproved",
             "RequisitionApproved",
+            "PaymentCodeIssued",
             "RequisitionPaid"
         ]
     );
