@@ -25,6 +25,7 @@ pub mod mail;
 pub mod org;
 pub mod payments;
 pub mod provider_payments;
+pub mod providers;
 pub mod review;
 pub mod scheduler;
 pub mod service;

@@ -33,6 +33,8 @@ pub struct Tick {
     pub escalated: usize,
     /// Payments through a provider found executing past their timeout.
     pub timed_out: usize,
+    /// Payments through a provider settled, retried or sent again after asking the provider.
+    pub chased: usize,
 }
 
 /// The requisitions with something due at `now`, by what is due.
@@ -106,12 +108,18 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
         Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
         Err(e) => tracing::warn!(error = %e, "could not time out payments"),
     }
+    match service.chase_provider_payments().await {
+        Ok(n) => done.chased = n,
+        Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
+        Err(e) => tracing::warn!(error = %e, "could not ask the payment provider"),
+    }
     if done != Tick::default() {
         tracing::info!(
             expired = done.expired,
             reminded = done.reminded,
             escalated = done.escalated,
             timed_out = done.timed_out,
+            chased = done.chased,
             "scheduler"
         );
     }

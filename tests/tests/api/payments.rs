@@ -309,7 +309,8 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
         paying.push((id, app.queued_payment_code(&c.treasury.email, id).await));
     }
     // Without a code: refused, nothing reserved.
-    let r = service.start_provider_payment(&ctx, paying[0].0, PaymentMethod::MobileMoney, None, None).await;
+    let r =
+        service.start_provider_payment(&ctx, paying[0].0, PaymentMethod::MobileMoney, None, None, None).await;
     assert!(
         matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::PaymentCode { .. }))),
         "{r:?}"
@@ -318,7 +319,9 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
     let starts = futures::future::join_all(paying.iter().map(|(id, code)| {
         let (service, ctx) = (service.clone(), ctx.clone());
         async move {
-            service.start_provider_payment(&ctx, *id, PaymentMethod::MobileMoney, None, Some(code)).await
+            service
+                .start_provider_payment(&ctx, *id, PaymentMethod::MobileMoney, None, None, Some(code))
+                .await
         }
     }))
     .await;
@@ -385,7 +388,7 @@ async fn a_provider_payment_executing_past_the_timeout_is_recorded_once_and_stay
     service.request_payment_code(&ctx, id, PaymentMethod::Bank).await.expect("code");
     let code = app.queued_payment_code(&c.treasury.email, id).await;
     let started =
-        service.start_provider_payment(&ctx, id, PaymentMethod::Bank, None, Some(&code)).await.unwrap();
+        service.start_provider_payment(&ctx, id, PaymentMethod::Bank, None, None, Some(&code)).await.unwrap();
     let timed_out = |app: &TestApp| {
         let pool = app.pool.clone();
         async move {
