@@ -140,7 +140,9 @@ impl Application {
         if let (Some(simulator), Ok(addr)) = (&state.simulator, listener.local_addr()) {
             // The simulator runs in this process: it calls back on the loopback.
             let addr = match addr.ip() {
-                ip if ip.is_unspecified() => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+                ip if ip.is_unspecified() => {
+                    SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+                }
                 _ => addr,
             };
             simulator.set_callback_url(format!(

@@ -52,8 +52,10 @@ impl AppState {
             Some(s) => s.expose_secret().as_bytes().to_vec(),
             None => {
                 use sha2::Digest;
-                sha2::Sha256::digest([b"payment-provider:".as_slice(), secret.expose_secret().as_bytes()].concat())
-                    .to_vec()
+                sha2::Sha256::digest(
+                    [b"payment-provider:".as_slice(), secret.expose_secret().as_bytes()].concat(),
+                )
+                .to_vec()
             }
         };
         let simulator = Simulator::new(

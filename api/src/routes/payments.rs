@@ -1,11 +1,11 @@
 //! Treasury pays approved requisitions.
 
 use super::run;
+use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::extract::Command;
-use crate::state::AppState;
-use crate::error::ApiError;
 use crate::extract::{CurrentUser, IdPath};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use pettycash_commands::payments::PaymentCodeIssued;
 use pettycash_commands::provider_payments::{ProviderPaymentRead, ProviderPaymentView};
 use pettycash_commands::providers::simulator::SIGNATURE_HEADER;
-use pettycash_commands::CommandError;
 use pettycash_commands::views::PaymentReceipt;
+use pettycash_commands::CommandError;
 use pettycash_domain::fund::PaymentMethod;
 use serde::Deserialize;
 use utoipa::ToSchema;

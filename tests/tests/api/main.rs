@@ -18,6 +18,7 @@ mod mail;
 mod organisation;
 mod outage;
 mod payments;
+mod providers;
 mod reads;
 mod review;
 mod routing;
