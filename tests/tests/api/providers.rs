@@ -248,7 +248,7 @@ async fn a_timed_out_payment_is_asked_after_then_sent_again_or_retried_and_never
     let ids = |app: &TestApp| {
         app.simulator.requests().into_iter().map(|r| r.originator_conversation_id).collect::<Vec<_>>()
     };
-    assert_eq!(ids(&app), [first.clone()]);
+    assert_eq!(ids(&app), std::slice::from_ref(&first));
     assert_eq!(payment(&app, &c, pid).await["attempts"], 1);
     // It fails (2001, retryable) without a callback; found by the status query after the
     // timeout: a new attempt id, the cash still reserved.
