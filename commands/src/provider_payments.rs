@@ -16,10 +16,9 @@
 //!   `payment_timeout_minutes` after it started gets `PaymentTimedOut` once (for the alert of
 //!   [reports]); its cash stays reserved.
 //!
-//! **Not here yet** (see the report of the branch): the provider interface and its simulator,
-//! the authenticated callback endpoint, the status query and retries after a timeout,
-//! reconciliation and the payments read model. Until a provider is wired, the
-//! API refuses `bank` and `mobile_money` (`payments::paid_at_once`).
+//! The provider side (submit after commit, callbacks, the status chase with retries, the read)
+//! is in the second `impl` block below, over `crate::providers`. **Not here yet**:
+//! reconciliation, and a real (non-simulated) provider.
 
 use crate::context::CommandContext;
 use crate::error::CommandError;
@@ -375,8 +374,8 @@ impl CommandService {
     }
 
     /// Records `PaymentTimedOut` for every payment through a provider still executing
-    /// `payment_timeout_minutes` after it started (once each); how many. The provider's status
-    /// query and a retry or failure should follow (not built yet): the cash stays reserved.
+    /// `payment_timeout_minutes` after it started (once each); how many. The status query
+    /// follows ([`CommandService::chase_provider_payments`]); the cash stays reserved.
     pub async fn time_out_provider_payments(&self) -> Result<usize, CommandError> {
         let now = self.clock().now();
         let minutes = self.settings().await?.payments.timeout_minutes;
