@@ -731,3 +731,28 @@ impl CommandService {
         Ok(changed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mobile_numbers_are_normalised_and_bad_destinations_name_the_field() {
+        let m = PaymentMethod::MobileMoney;
+        for raw in ["0712345678", "+254 712 345 678", "254712345678", "712-345-678"] {
+            assert_eq!(normalise_destination(m, raw).unwrap(), "254712345678", "{raw}");
+        }
+        assert_eq!(normalise_destination(m, "0112345678").unwrap(), "254112345678");
+        for bad in ["", "12345", "0812345678", "07123456789", "07123x5678"] {
+            let e = normalise_destination(m, bad).unwrap_err();
+            assert!(
+                matches!(&e, CommandError::Domain(d) if d.field() == Some("destination")),
+                "{bad}: {e:?}"
+            );
+        }
+        assert_eq!(normalise_destination(PaymentMethod::Bank, "01:123 456 789").unwrap(), "01:123456789");
+        for bad in ["", "12", "01:", "a:b:c123456", "acct#123456"] {
+            assert!(normalise_destination(PaymentMethod::Bank, bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -278,3 +278,57 @@ pub fn read_result(body: &[u8]) -> Result<CallbackResult, CallbackError> {
     };
     Ok(CallbackResult { originator_conversation_id: id.into(), status })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callbacks_verify_only_under_the_shared_secret_and_over_the_same_body() {
+        let sim = Simulator::new(b"shared", Duration::ZERO);
+        let status = AttemptStatus::Succeeded { receipt: "SIMABC".into() };
+        let body = serde_json::to_vec(&Simulator::callback_body("p-1", &status)).unwrap();
+        let read = sim.read_callback(Some(&sim.sign(&body)), &body).unwrap();
+        assert_eq!(read, CallbackResult { originator_conversation_id: "p-1".into(), status });
+        let other = Simulator::new(b"other", Duration::ZERO);
+        assert_eq!(sim.read_callback(Some(&other.sign(&body)), &body), Err(CallbackError::Forged));
+        assert_eq!(sim.read_callback(None, &body), Err(CallbackError::Forged));
+        let mut tampered = body.clone();
+        tampered[5] ^= 1;
+        assert_eq!(sim.read_callback(Some(&sim.sign(&body)), &tampered), Err(CallbackError::Forged));
+        let failed = AttemptStatus::Failed { result_code: "2003".into(), reason: "x".into() };
+        let body = serde_json::to_vec(&Simulator::callback_body("p-2", &failed)).unwrap();
+        let read = sim.read_callback(Some(&sim.sign(&body)), &body).unwrap();
+        assert!(
+            matches!(read.status, AttemptStatus::Failed { ref result_code, .. } if result_code == "2003")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_id_is_refused_and_status_answers_truthfully() {
+        let sim = Simulator::new(b"shared", Duration::from_millis(1));
+        let req = ProviderRequest {
+            originator_conversation_id: "p-1".into(),
+            amount: rust_decimal::Decimal::new(100, 0),
+            currency: "KES".into(),
+            destination: "254700000000".into(),
+            method: "mobile_money".into(),
+        };
+        assert_eq!(sim.status("p-1").await.unwrap(), AttemptStatus::NotFound);
+        sim.script("254700000000", Script::result("2002").callback(Callback::Never));
+        assert_eq!(sim.submit(req.clone()).await.unwrap(), Submitted::Accepted);
+        assert!(
+            matches!(sim.submit(req).await.unwrap(), Submitted::Refused { code, .. } if code == "duplicate")
+        );
+        for _ in 0..100 {
+            if sim.status("p-1").await.unwrap() != AttemptStatus::Pending {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            matches!(sim.status("p-1").await.unwrap(), AttemptStatus::Failed { result_code, .. } if result_code == "2002")
+        );
+        assert_eq!(sim.requests().len(), 1);
+    }
+}
