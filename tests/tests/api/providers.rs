@@ -116,7 +116,7 @@ async fn mobile_money_is_paid_only_when_the_provider_calls_back() {
         assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "destination"), "{r:?}");
         app.clock.advance(chrono::Duration::seconds(30));
     }
-    app.simulator.script("254712000001", Script::result("0").delay(Duration::from_millis(1500)));
+    app.simulator.script("254712000001", Script::result("0").delay(Duration::from_secs(3)));
     let r = pay_mobile(&app, &c, id, "0712 000 001").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
     assert_eq!(r.body["status"], "executing");
@@ -144,7 +144,7 @@ async fn mobile_money_is_paid_only_when_the_provider_calls_back() {
     assert!(p["provider_receipt"].as_str().unwrap().starts_with("SIM"), "{p}");
     assert_eq!(status_of(&app, &c, id).await, "paid");
     assert_eq!(fund_figures(&app, &c, fund).await, ("4700.00".into(), "0".into(), "4700.00".into()));
-    // Staff may not read payments; another company's... (visibility: payment readers only).
+    // Only payment readers read it; an unknown id is 404.
     let r = app.get(&c.staff, &format!("/api/treasury/payments/{pid}")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
     let r = app.get(&c.auditor, &format!("/api/treasury/payments/{}", Uuid::now_v7())).await;
@@ -296,4 +296,23 @@ async fn a_retryable_failure_with_no_retries_left_fails_the_payment() {
     assert_eq!(app.simulator.requests().len(), 2);
     assert_eq!(status_of(&app, &c, id).await, "approved");
     assert_eq!(fund_figures(&app, &c, fund).await, ("5000.00".into(), "0".into(), "5000.00".into()));
+}
+
+#[tokio::test]
+async fn a_payment_sent_again_with_its_idempotency_key_is_answered_as_before_and_sent_once() {
+    let app = app().await;
+    let c = Cast::new(&app).await;
+    let (fund, id) = approved(&app, &c, "300").await;
+    let r = app.request_code(&c.treasury, id, "mobile_money").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
+    app.simulator.script("254712000008", Script::result("0").callback(Callback::Never));
+    let body =
+        json!({"requisition_id": id, "method": "mobile_money", "destination": "254712000008", "code": code});
+    let first = app.post_idempotent(&c.treasury, "/api/treasury/payments/", "pay-once", body.clone()).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{first:?}");
+    let again = app.post_idempotent(&c.treasury, "/api/treasury/payments/", "pay-once", body).await;
+    assert_eq!((again.status, again.id()), (StatusCode::ACCEPTED, first.id()), "{again:?}");
+    assert_eq!(app.simulator.requests().len(), 1, "sent to the provider once");
+    assert_eq!(fund_figures(&app, &c, fund).await, ("5000.00".into(), "300.00".into(), "4700.00".into()));
 }
