@@ -136,6 +136,20 @@ pub struct HttpArgs {
     #[arg(long, env = "SCHEDULER_INTERVAL_SECS", value_name = "SECONDS", default_value_t = 30,
           value_parser = number::<u64>("SCHEDULER_INTERVAL_SECS", 1..=3600))]
     pub scheduler_interval_secs: u64,
+    /// The payment provider bank and mobile-money payments go through: `simulator` (the only
+    /// one built; an in-process provider behaving like M-Pesa B2C).
+    #[arg(long, env = "PAYMENT_PROVIDER", value_name = "NAME", default_value = "simulator",
+          value_parser = ["simulator"])]
+    pub payment_provider: String,
+    /// The secret the provider signs its callbacks with (HMAC-SHA256); default: derived from
+    /// SECRET_KEY.
+    #[arg(long, env = "PAYMENT_PROVIDER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub payment_provider_secret: Option<String>,
+    /// Milliseconds the simulator takes before it decides a payment and calls back, 0 to
+    /// 600000.
+    #[arg(long, env = "PAYMENT_SIMULATOR_DELAY_MS", value_name = "MS", default_value_t = 2000,
+          value_parser = number::<u64>("PAYMENT_SIMULATOR_DELAY_MS", 0..=600_000))]
+    pub payment_simulator_delay_ms: u64,
 }
 
 /// Mail, for the commands that run the mail sender and the `notifications` projection that
@@ -221,6 +235,12 @@ pub struct Config {
     pub min_position_wait_ms: u64,
     /// Seconds between the scheduler's ticks (`SCHEDULER_INTERVAL_SECS`).
     pub scheduler_interval_secs: u64,
+    /// `PAYMENT_PROVIDER`: `simulator`.
+    pub payment_provider: String,
+    /// `PAYMENT_PROVIDER_SECRET`; `None`: derived from the session secret.
+    pub payment_provider_secret: Option<SecretString>,
+    /// `PAYMENT_SIMULATOR_DELAY_MS`.
+    pub payment_simulator_delay_ms: u64,
     /// The secret events are authenticated and the event store sealed with: `SEAL_KEY`, else
     /// `SECRET_KEY` (`None` without either: such a process neither writes events nor seals).
     pub seal_secret: Option<SecretString>,
@@ -380,6 +400,9 @@ impl Config {
             run_projections: true,
             min_position_wait_ms: http.min_position_wait_ms,
             scheduler_interval_secs: http.scheduler_interval_secs,
+            payment_provider: http.payment_provider,
+            payment_provider_secret: http.payment_provider_secret.filter(|s| !s.is_empty()).map(Into::into),
+            payment_simulator_delay_ms: http.payment_simulator_delay_ms,
             seal_secret: None,
             seal_interval_secs: sealing.seal_interval_secs,
             session_cache_ms: http.session_cache_ms,

@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         requisitions::cancel, requisitions::confirm_urgency, requisitions::deny_urgency,
         requisitions::revert_fast_track, requisitions::override_approval,
         review::dismiss_duplicate, review::review, review::flag,
-        payments::pay, payments::request_code,
+        payments::pay, payments::request_code, payments::get_payment, payments::provider_callback,
         advances::settle, advances::get_one, advances::list,
         receipts::upload, receipts::download,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,

@@ -140,7 +140,21 @@ impl Application {
             true => crate::mail::sender(&config, &pool)?,
             false => None,
         };
-        Ok(Self { listener, state: AppState::new(config, pool)?, mail_sender })
+        let state = AppState::new(config, pool)?;
+        if let (Some(simulator), Ok(addr)) = (&state.simulator, listener.local_addr()) {
+            // The simulator runs in this process: it calls back on the loopback.
+            let addr = match addr.ip() {
+                ip if ip.is_unspecified() => {
+                    SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+                }
+                _ => addr,
+            };
+            simulator.set_callback_url(format!(
+                "http://{addr}/api/providers/{}/callback",
+                pettycash_commands::providers::PaymentProvider::name(simulator)
+            ));
+        }
+        Ok(Self { listener, state, mail_sender })
     }
 
     pub fn port(&self) -> u16 {

@@ -6,6 +6,7 @@ use anyhow::Context;
 use pettycash_commands::auth::Authenticator;
 use pettycash_commands::cache::AggregateCache;
 use pettycash_commands::invitations::InvitationSetup;
+use pettycash_commands::providers::simulator::Simulator;
 use pettycash_commands::receipts::ReceiptStore;
 use pettycash_commands::{CommandService, EventStore};
 use secrecy::ExposeSecret;
@@ -22,6 +23,9 @@ pub struct AppState {
     pub db: DbHealth,
     /// Receipt files (`Config::media`).
     pub receipts: ReceiptStore,
+    /// The payment simulator, when it is the provider (`PAYMENT_PROVIDER=simulator`): tests
+    /// steer it; the server tells it where to call back once it listens.
+    pub simulator: Option<Simulator>,
 }
 
 impl AppState {
@@ -46,8 +50,24 @@ impl AppState {
             AggregateCache::with_capacity(config.aggregate_cache_size),
         )
         .with_invitations(invitations);
+        // The only provider built is the simulator (`PAYMENT_PROVIDER` accepts nothing else).
+        let provider_secret = match &config.payment_provider_secret {
+            Some(s) => s.expose_secret().as_bytes().to_vec(),
+            None => {
+                use sha2::Digest;
+                sha2::Sha256::digest(
+                    [b"payment-provider:".as_slice(), secret.expose_secret().as_bytes()].concat(),
+                )
+                .to_vec()
+            }
+        };
+        let simulator = Simulator::new(
+            &provider_secret,
+            std::time::Duration::from_millis(config.payment_simulator_delay_ms),
+        );
+        let commands = commands.with_provider(Arc::new(simulator.clone()));
         let db = DbHealth::new(&pool);
         let receipts = ReceiptStore::open(&config.media)?;
-        Ok(Self { config: Arc::new(config), pool, commands, auth, db, receipts })
+        Ok(Self { config: Arc::new(config), pool, commands, auth, db, receipts, simulator: Some(simulator) })
     }
 }

@@ -143,12 +143,15 @@ impl CommandService {
     /// The account stream and row issuing the advance of `requisition_id` (requested by
     /// `requester_id`) paid now by `payment_id`; `None` when it is no advance. Part of the
     /// payment's commit, so an advance is issued exactly when its requisition is paid.
+    /// `check_block`: refuse while another advance of the holder is unsettled (a cash payment;
+    /// a provider's success is past refusing: its start was checked, [`Self::advance_payable`]).
     pub(crate) async fn issue_advance(
         &self,
         requester_id: Id,
         requisition_id: Id,
         payment_id: Id,
         fund_company: Option<Id>,
+        check_block: bool,
         source: Source,
     ) -> Result<Option<(StreamAppend, SideWrite)>, CommandError> {
         let loaded = self.load::<AdvanceAccount>(requester_id, source).await?;
@@ -162,12 +165,24 @@ impl CommandService {
             payment_id,
             paid_at: self.clock().now(),
             due_days: settings.advances.due_days,
-            block_while_unsettled: settings.advances.block_while_unsettled,
+            block_while_unsettled: check_block && settings.advances.block_while_unsettled,
         };
         let events = decide(&mut account, command).await?;
         let stream = StreamAppend::of(&loaded, &events, &account)?;
         let write = row(&account, requisition_id, fund_company).expect("the advance exists");
         Ok(Some((stream, write)))
+    }
+
+    /// Refuses to start paying the advance of `requisition_id` through a provider while the
+    /// holder has another unsettled (the same rule as a cash payment's, decided before the
+    /// money leaves rather than when the provider reports it left).
+    pub(crate) async fn advance_payable(
+        &self,
+        requester_id: Id,
+        requisition_id: Id,
+        source: Source,
+    ) -> Result<(), CommandError> {
+        self.issue_advance(requester_id, requisition_id, Id::nil(), None, true, source).await.map(|_| ())
     }
 
     /// The caller settles (part of) their advance `requisition_id`: what they spent, the cash

@@ -28,6 +28,7 @@ pub mod mail;
 pub mod org;
 pub mod payments;
 pub mod provider_payments;
+pub mod providers;
 pub mod receipts;
 pub mod review;
 pub mod scheduler;

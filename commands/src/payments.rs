@@ -209,14 +209,15 @@ fn new_code() -> String {
     format!("{n:0width$}", width = payment::CODE_DIGITS as usize)
 }
 
-/// Refuses a method that goes through a provider (`bank`, `mobile_money`): the fund side can
-/// reserve for them (`FundCommand::Reserve`) but no provider is wired to this service yet, so
-/// they are refused rather than paid as if the money had left (422 naming `method`).
+/// Refuses a method that goes through a provider (`bank`, `mobile_money`) on the path that pays
+/// at once: they are reserved and sent to the provider
+/// ([`CommandService::start_provider_payment`](crate::CommandService::start_provider_payment)),
+/// never paid as if the money had left (422 naming `method`).
 pub fn paid_at_once(method: PaymentMethod) -> Result<(), CommandError> {
     if method.through_provider() {
         return Err(DomainError::invalid(
             "method",
-            "bank and mobile money payments go through a payment provider, which this service does not have yet; pay cash",
+            "bank and mobile money payments go through the payment provider and need a destination",
         )
         .into());
     }

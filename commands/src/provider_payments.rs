@@ -16,10 +16,9 @@
 //!   `payment_timeout_minutes` after it started gets `PaymentTimedOut` once (for the alert of
 //!   [reports]); its cash stays reserved.
 //!
-//! **Not here yet** (see the report of the branch): the provider interface and its simulator,
-//! the authenticated callback endpoint, the status query and retries after a timeout,
-//! reconciliation and the payments read model. Until a provider is wired, the
-//! API refuses `bank` and `mobile_money` (`payments::paid_at_once`).
+//! The provider side (submit after commit, callbacks, the status chase with retries, the read)
+//! is in the second `impl` block below, over `crate::providers`. **Not here yet**:
+//! reconciliation, and a real (non-simulated) provider.
 
 use crate::context::CommandContext;
 use crate::error::CommandError;
@@ -77,6 +76,7 @@ pub enum ProviderWrite {
         amount: Decimal,
         currency: String,
         paid_by: Id,
+        destination: Option<String>,
         at: DateTime<Utc>,
     },
     /// Marks it timed out; refused (`not_due_yet`) unless still executing and not timed out.
@@ -87,6 +87,7 @@ pub enum ProviderWrite {
         succeeded: bool,
         provider_reference: Option<String>,
         result_code: String,
+        result_reason: Option<String>,
         at: DateTime<Utc>,
     },
 }
@@ -96,11 +97,21 @@ pub(crate) async fn apply(
     write: ProviderWrite,
 ) -> Result<(), AppendError> {
     match write {
-        ProviderWrite::Start { id, requisition_id, fund_id, method, amount, currency, paid_by, at } => {
+        ProviderWrite::Start {
+            id,
+            requisition_id,
+            fund_id,
+            method,
+            amount,
+            currency,
+            paid_by,
+            destination,
+            at,
+        } => {
             sqlx::query(
                 "INSERT INTO provider_payments (id, requisition_id, fund_id, method, amount, currency, status,
-                                                paid_by, started_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'executing', $7, $8, $8)",
+                                                paid_by, started_at, updated_at, destination, submitted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'executing', $7, $8, $8, $9, $8)",
             )
             .bind(id)
             .bind(requisition_id)
@@ -110,6 +121,7 @@ pub(crate) async fn apply(
             .bind(currency)
             .bind(paid_by)
             .bind(at)
+            .bind(destination)
             .execute(&mut **tx)
             .await
             .map_err(AppendError::Database)?;
@@ -130,11 +142,11 @@ pub(crate) async fn apply(
             }
             Ok(())
         }
-        ProviderWrite::Settle { id, succeeded, provider_reference, result_code, at } => {
+        ProviderWrite::Settle { id, succeeded, provider_reference, result_code, result_reason, at } => {
             let done = sqlx::query(
                 "UPDATE provider_payments
                  SET status = $2, provider_reference = coalesce($3, provider_reference), last_result_code = $4,
-                     updated_at = $5
+                     updated_at = $5, last_result_reason = $6
                  WHERE id = $1 AND status = 'executing'",
             )
             .bind(id)
@@ -142,6 +154,7 @@ pub(crate) async fn apply(
             .bind(provider_reference)
             .bind(result_code)
             .bind(at)
+            .bind(result_reason)
             .execute(&mut **tx)
             .await
             .map_err(AppendError::Database)?;
@@ -172,6 +185,7 @@ impl CommandService {
         ctx: &CommandContext,
         requisition_id: Id,
         method: PaymentMethod,
+        destination: Option<String>,
         reference: Option<String>,
         code: Option<&str>,
     ) -> Result<Outcome<ProviderPaymentView>, CommandError> {
@@ -182,11 +196,16 @@ impl CommandService {
                 DomainError::invalid("method", "cash is paid at once: POST /api/treasury/payments").into()
             );
         }
+        let destination = destination.map(|d| normalise_destination(method, &d)).transpose()?;
         let before = self.visible_requisition(payer, requisition_id, Source::Store).await?;
         before.state.check_payer(payer)?;
+        if let Some(requester) = before.state.requester_id {
+            self.advance_payable(requester, requisition_id, Source::Store).await?;
+        }
         let code_id = self.check_payment_code(ctx, payer, &before.state, method, code).await?;
         let now = self.clock().now();
         let reference = &reference;
+        let destination = &destination;
         self.retrying(|source| async move {
             let req = self.visible_requisition(payer, requisition_id, source).await?;
             let fund_id = req.state.fund_id.ok_or(CommandError::not_found("requisition"))?;
@@ -226,6 +245,7 @@ impl CommandService {
                 amount: requisition.amount,
                 currency: currency.to_string(),
                 paid_by: payer.user_id,
+                destination: destination.clone(),
                 at: now,
             })];
             if let Some(id) = code_id {
@@ -293,7 +313,7 @@ impl CommandService {
                 let mut requisition = req.state.clone();
                 let fund = self.load_fund(row.fund_id, Source::Store).await?;
                 let mut fund_state = fund.state.clone();
-                let (req_command, fund_command, succeeded, reference, code) = match result {
+                let (req_command, fund_command, succeeded, reference, code, reason) = match result {
                     ProviderResult::Succeeded { transaction_id } => (
                         RequisitionCommand::CompletePayment { payment_id },
                         FundCommand::DisburseReserved {
@@ -310,6 +330,7 @@ impl CommandService {
                         true,
                         Some(transaction_id.clone()),
                         "0".to_string(),
+                        None,
                     ),
                     ProviderResult::Failed { result_code, description } => (
                         RequisitionCommand::FailPayment {
@@ -320,21 +341,43 @@ impl CommandService {
                         false,
                         None,
                         result_code.clone(),
+                        Some(description.clone()),
                     ),
                 };
                 let req_events = decide(&mut requisition, req_command).await?;
                 let fund_events = decide(&mut fund_state, fund_command).await?;
-                let streams = [
+                let mut streams = vec![
                     StreamAppend::of(&req, &req_events, &requisition)?,
                     StreamAppend::of(&fund, &fund_events, &fund_state)?,
                 ];
-                let writes = vec![SideWrite::ProviderPayment(ProviderWrite::Settle {
+                let mut writes = Vec::new();
+                // An advance is issued when its money left, in the same commit.
+                if succeeded {
+                    let requester = requisition.requester_id.ok_or(CommandError::not_found("requisition"))?;
+                    let company = fund_state.unit.map(|u| u.company);
+                    let issued = self
+                        .issue_advance(
+                            requester,
+                            row.requisition_id,
+                            payment_id,
+                            company,
+                            false,
+                            Source::Store,
+                        )
+                        .await?;
+                    if let Some((account, advance_row)) = issued {
+                        streams.push(account);
+                        writes.push(advance_row);
+                    }
+                }
+                writes.push(SideWrite::ProviderPayment(ProviderWrite::Settle {
                     id: payment_id,
                     succeeded,
                     provider_reference: reference,
                     result_code: code,
+                    result_reason: reason,
                     at: now,
-                })];
+                }));
                 let status = if succeeded { "succeeded" } else { "failed" };
                 let value = view(status, true, Some(fund_state.available()));
                 let outcome = self.commit(ctx, &streams, writes, value, |v, p| v.position = p).await?;
@@ -356,8 +399,8 @@ impl CommandService {
     }
 
     /// Records `PaymentTimedOut` for every payment through a provider still executing
-    /// `payment_timeout_minutes` after it started (once each); how many. The provider's status
-    /// query and a retry or failure should follow (not built yet): the cash stays reserved.
+    /// `payment_timeout_minutes` after it started (once each); how many. The status query
+    /// follows ([`CommandService::chase_provider_payments`]); the cash stays reserved.
     pub async fn time_out_provider_payments(&self) -> Result<usize, CommandError> {
         let now = self.clock().now();
         let minutes = self.settings().await?.payments.timeout_minutes;
@@ -394,5 +437,329 @@ impl CommandService {
             }
         }
         Ok(done)
+    }
+}
+
+/// A destination as the provider needs it: a mobile number as `254` and nine digits (from
+/// `07…`, `01…`, `+254…` or `254…`, spaces and dashes ignored); a bank account as 6 to 34
+/// letters and digits (optionally `BANKCODE:ACCOUNT`). 422 naming `destination` otherwise.
+pub fn normalise_destination(method: PaymentMethod, raw: &str) -> Result<String, CommandError> {
+    let compact: String = raw.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+    match method {
+        PaymentMethod::MobileMoney => crate::bulk::normalise_msisdn(&compact).ok_or_else(|| {
+            DomainError::invalid("destination", "a Kenyan mobile number, e.g. 0712345678 or 254712345678")
+                .into()
+        }),
+        _ => {
+            let ok = compact.split(':').count() <= 2
+                && compact.split(':').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+                && (6..=45).contains(&compact.len());
+            if ok {
+                Ok(compact.to_uppercase())
+            } else {
+                Err(DomainError::invalid(
+                    "destination",
+                    "a bank account: 6 to 34 letters and digits, optionally BANKCODE:ACCOUNT",
+                )
+                .into())
+            }
+        }
+    }
+}
+
+/// A payment through a provider as its readers see it (`GET /api/treasury/payments/{id}`).
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ProviderPaymentRead {
+    pub id: Uuid,
+    pub requisition_id: Uuid,
+    pub fund_id: Uuid,
+    /// `bank` or `mobile_money`.
+    pub method: String,
+    #[schema(value_type = String, example = "1250.00")]
+    pub amount: Decimal,
+    pub currency: String,
+    /// `executing`, `succeeded` or `failed`.
+    pub status: String,
+    /// Attempts sent to the provider (a new one only after the provider said the previous
+    /// one failed with a retryable code).
+    pub attempts: i32,
+    /// The id of the current attempt, `{id}-{attempts}`.
+    #[sqlx(skip)]
+    pub current_attempt_id: String,
+    pub destination: Option<String>,
+    pub last_result_code: Option<String>,
+    pub last_result_reason: Option<String>,
+    /// The provider's receipt (transaction id) of a succeeded payment.
+    pub provider_receipt: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub timed_out_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const READ_COLUMNS: &str =
+    "id, requisition_id, fund_id, method, amount, currency, status, attempts, destination,
+     last_result_code, last_result_reason, provider_reference AS provider_receipt, started_at, submitted_at,
+     timed_out_at, updated_at";
+
+/// What acting on a provider's answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acted {
+    /// Recorded as succeeded or failed.
+    Settled,
+    /// A new attempt was sent (a retryable failure with retries left).
+    Retried,
+    /// The same attempt was sent again (the provider never received it).
+    Resent,
+    /// Nothing to do (still pending, settled already, or an old attempt's failure).
+    Unchanged,
+}
+
+impl CommandService {
+    fn payment_provider(
+        &self,
+    ) -> Result<&std::sync::Arc<dyn crate::providers::PaymentProvider>, CommandError> {
+        self.provider().ok_or_else(|| anyhow::anyhow!("this command service has no payment provider").into())
+    }
+
+    async fn read_provider_payment(
+        &self,
+        payment_id: Id,
+    ) -> Result<Option<ProviderPaymentRead>, CommandError> {
+        let found: Option<ProviderPaymentRead> =
+            sqlx::query_as(&format!("SELECT {READ_COLUMNS} FROM provider_payments WHERE id = $1"))
+                .bind(payment_id)
+                .fetch_optional(self.store().pool())
+                .await?;
+        Ok(found.map(|mut p| {
+            p.current_attempt_id = crate::providers::attempt_id(p.id, p.attempts);
+            p
+        }))
+    }
+
+    /// A payment through a provider, for a payment reader of its fund's company (404 otherwise,
+    /// 403 without a payment reader's role).
+    pub async fn provider_payment(
+        &self,
+        actor: &pettycash_domain::Actor,
+        payment_id: Id,
+    ) -> Result<ProviderPaymentRead, CommandError> {
+        if !pettycash_domain::visibility::may_read_payments(actor) {
+            return Err(DomainError::MissingRole { required: pettycash_domain::Role::Treasury }.into());
+        }
+        let payment =
+            self.read_provider_payment(payment_id).await?.ok_or(CommandError::not_found("payment"))?;
+        let fund = self.load_fund(payment.fund_id, Source::Store).await?;
+        if !pettycash_domain::visibility::may_read_fund(actor, fund.state.unit.map(|u| u.company)) {
+            return Err(CommandError::not_found("payment"));
+        }
+        Ok(payment)
+    }
+
+    /// Sends the current attempt of `payment_id` to the provider (after the commit that
+    /// started it, or again when the provider never received it): the same id each time, so
+    /// the provider refuses a duplicate and it never pays twice.
+    pub async fn submit_provider_payment(&self, payment_id: Id) -> Result<Acted, CommandError> {
+        let provider = self.payment_provider()?.clone();
+        let Some(p) = self.read_provider_payment(payment_id).await? else {
+            return Err(CommandError::not_found("payment"));
+        };
+        if p.status != "executing" {
+            return Ok(Acted::Unchanged);
+        }
+        let Some(destination) = p.destination.clone() else {
+            tracing::warn!(payment = %payment_id, "a payment through a provider without a destination: not sent");
+            return Ok(Acted::Unchanged);
+        };
+        let request = crate::providers::ProviderRequest {
+            originator_conversation_id: p.current_attempt_id.clone(),
+            amount: p.amount,
+            currency: p.currency.clone(),
+            destination,
+            method: p.method.clone(),
+        };
+        match provider.submit(request).await {
+            Ok(crate::providers::Submitted::Accepted) => Ok(Acted::Resent),
+            // It has it already: its result comes by callback or status query.
+            Ok(crate::providers::Submitted::Refused { code, .. }) if code == "duplicate" => {
+                Ok(Acted::Unchanged)
+            }
+            Ok(crate::providers::Submitted::Refused { code, reason }) => {
+                let status = crate::providers::AttemptStatus::Failed { result_code: code, reason };
+                Box::pin(self.act_on_attempt(payment_id, p.attempts, status)).await
+            }
+            Err(e) => {
+                // The scheduler asks again after the timeout (NotFound: sent again, same id).
+                tracing::warn!(payment = %payment_id, error = %e, "the payment provider could not be reached");
+                Ok(Acted::Unchanged)
+            }
+        }
+    }
+
+    /// A provider's callback at `/api/providers/{name}/callback`: verified (a missing or wrong
+    /// signature: 401, nothing changes), then acted on like a status query's answer.
+    pub async fn provider_callback(
+        &self,
+        name: &str,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Acted, CommandError> {
+        let provider = self.payment_provider()?.clone();
+        if provider.name() != name {
+            return Err(CommandError::not_found("provider"));
+        }
+        let result = provider.read_callback(signature, body).map_err(|e| match e {
+            crate::providers::CallbackError::Forged => {
+                CommandError::Unauthenticated("the callback's signature is missing or wrong")
+            }
+            crate::providers::CallbackError::Malformed(m) => DomainError::invalid("body", m).into(),
+        })?;
+        let (payment_id, attempt) = crate::providers::parse_attempt_id(&result.originator_conversation_id)
+            .ok_or_else(|| {
+                DomainError::invalid("OriginatorConversationID", "not an attempt id of this service")
+            })?;
+        self.act_on_attempt(payment_id, attempt, result.status).await
+    }
+
+    /// Acts on what the provider says of attempt `attempt` of `payment_id`: a success settles
+    /// it (whichever attempt: the money left); a failure of the current attempt retries with a
+    /// new attempt id when retryable and `payment_max_retries` allows, else settles it as
+    /// failed (the reservation released, the requisition approved again); `NotFound` sends the
+    /// same attempt again; pending changes nothing.
+    pub async fn act_on_attempt(
+        &self,
+        payment_id: Id,
+        attempt: i32,
+        status: crate::providers::AttemptStatus,
+    ) -> Result<Acted, CommandError> {
+        use crate::providers::AttemptStatus;
+        let p = self.read_provider_payment(payment_id).await?.ok_or(CommandError::not_found("payment"))?;
+        if p.status != "executing" {
+            return Ok(Acted::Unchanged);
+        }
+        let now = self.clock().now();
+        match status {
+            AttemptStatus::Pending => Ok(Acted::Unchanged),
+            AttemptStatus::Succeeded { receipt } => {
+                let done = self
+                    .settle_provider_payment(
+                        payment_id,
+                        ProviderResult::Succeeded { transaction_id: receipt },
+                    )
+                    .await?;
+                Ok(if done.value.changed { Acted::Settled } else { Acted::Unchanged })
+            }
+            AttemptStatus::NotFound => {
+                if attempt != p.attempts {
+                    return Ok(Acted::Unchanged);
+                }
+                sqlx::query(
+                    "UPDATE provider_payments SET submitted_at = $2, updated_at = $2
+                     WHERE id = $1 AND status = 'executing' AND attempts = $3",
+                )
+                .bind(payment_id)
+                .bind(now)
+                .bind(attempt)
+                .execute(self.store().pool())
+                .await?;
+                Box::pin(self.submit_provider_payment(payment_id)).await
+            }
+            AttemptStatus::Failed { result_code, reason } => {
+                if attempt != p.attempts {
+                    return Ok(Acted::Unchanged);
+                }
+                let max_retries = self.settings().await?.payments.max_retries;
+                let retries_used = u32::try_from(p.attempts - 1).unwrap_or(u32::MAX);
+                if crate::providers::retryable(&result_code) && retries_used < max_retries {
+                    // Conditional on the attempt: one new attempt however many answers race.
+                    let next = sqlx::query(
+                        "UPDATE provider_payments
+                         SET attempts = attempts + 1, submitted_at = $2, updated_at = $2,
+                             last_result_code = $4, last_result_reason = $5
+                         WHERE id = $1 AND status = 'executing' AND attempts = $3",
+                    )
+                    .bind(payment_id)
+                    .bind(now)
+                    .bind(attempt)
+                    .bind(&result_code)
+                    .bind(&reason)
+                    .execute(self.store().pool())
+                    .await?;
+                    if next.rows_affected() == 0 {
+                        return Ok(Acted::Unchanged);
+                    }
+                    Box::pin(self.submit_provider_payment(payment_id)).await?;
+                    return Ok(Acted::Retried);
+                }
+                let done = self
+                    .settle_provider_payment(
+                        payment_id,
+                        ProviderResult::Failed { result_code, description: reason },
+                    )
+                    .await?;
+                Ok(if done.value.changed { Acted::Settled } else { Acted::Unchanged })
+            }
+        }
+    }
+
+    /// The scheduler's look at payments whose current attempt was sent more than
+    /// `payment_timeout_minutes` ago and is still executing: the provider is asked for the
+    /// attempt's status and the answer acted on ([`CommandService::act_on_attempt`]); how many
+    /// changed. Nothing without a provider.
+    pub async fn chase_provider_payments(&self) -> Result<usize, CommandError> {
+        let Some(provider) = self.provider().cloned() else { return Ok(0) };
+        let now = self.clock().now();
+        let minutes = self.settings().await?.payments.timeout_minutes;
+        let due: Vec<(Id, i32)> = sqlx::query_as(
+            "SELECT id, attempts FROM provider_payments
+             WHERE status = 'executing' AND coalesce(submitted_at, started_at) <= $1 AND destination IS NOT NULL
+             ORDER BY started_at",
+        )
+        .bind(now - chrono::Duration::minutes(i64::from(minutes)))
+        .fetch_all(self.store().pool())
+        .await?;
+        let mut changed = 0;
+        for (payment_id, attempt) in due {
+            let status = match provider.status(&crate::providers::attempt_id(payment_id, attempt)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(payment = %payment_id, error = %e, "could not ask the provider");
+                    continue;
+                }
+            };
+            match self.act_on_attempt(payment_id, attempt, status).await {
+                Ok(Acted::Unchanged) => {}
+                Ok(_) => changed += 1,
+                Err(e) => {
+                    tracing::warn!(payment = %payment_id, error = %e, "could not act on a payment's status")
+                }
+            }
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mobile_numbers_are_normalised_and_bad_destinations_name_the_field() {
+        let m = PaymentMethod::MobileMoney;
+        for raw in ["0712345678", "+254 712 345 678", "254712345678", "712-345-678"] {
+            assert_eq!(normalise_destination(m, raw).unwrap(), "254712345678", "{raw}");
+        }
+        assert_eq!(normalise_destination(m, "0112345678").unwrap(), "254112345678");
+        for bad in ["", "12345", "0812345678", "07123456789", "07123x5678"] {
+            let e = normalise_destination(m, bad).unwrap_err();
+            assert!(
+                matches!(&e, CommandError::Domain(d) if d.field() == Some("destination")),
+                "{bad}: {e:?}"
+            );
+        }
+        assert_eq!(normalise_destination(PaymentMethod::Bank, "01:123 456 789").unwrap(), "01:123456789");
+        for bad in ["", "12", "01:", "a:b:c123456", "acct#123456"] {
+            assert!(normalise_destination(PaymentMethod::Bank, bad).is_err(), "{bad}");
+        }
     }
 }

@@ -40,6 +40,8 @@ pub struct Tick {
     pub receipt_reminders: usize,
     /// Payments through a provider found executing past their timeout.
     pub timed_out: usize,
+    /// Payments through a provider settled, retried or sent again after asking the provider.
+    pub chased: usize,
 }
 
 /// Most paid requisitions looked at for a missing receipt in one tick.
@@ -186,6 +188,11 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
         Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
         Err(e) => tracing::warn!(error = %e, "could not time out payments"),
     }
+    match service.chase_provider_payments().await {
+        Ok(n) => done.chased = n,
+        Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
+        Err(e) => tracing::warn!(error = %e, "could not ask the payment provider"),
+    }
     if done != Tick::default() {
         tracing::info!(
             expired = done.expired,
@@ -194,6 +201,7 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
             advances_overdue = done.advances_overdue,
             receipt_reminders = done.receipt_reminders,
             timed_out = done.timed_out,
+            chased = done.chased,
             "scheduler"
         );
     }

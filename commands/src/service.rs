@@ -98,6 +98,9 @@ pub struct CommandService {
     /// What issuing invitations needs (their tokens' key, their links); `None` in services
     /// that issue none (the command line).
     invitations: Option<Arc<InvitationSetup>>,
+    /// The payment provider bank and mobile-money payments go through; `None` in services
+    /// that send none (the command line).
+    provider: Option<Arc<dyn crate::providers::PaymentProvider>>,
 }
 
 /// The approval policy and the runtime settings are one stream for every company: an admin of
@@ -131,7 +134,19 @@ impl CommandService {
             cache: Arc::new(cache),
             clock: Clock::default(),
             invitations: None,
+            provider: None,
         }
+    }
+
+    /// This service sending bank and mobile-money payments through `provider`.
+    pub fn with_provider(mut self, provider: Arc<dyn crate::providers::PaymentProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The payment provider, if this service has one.
+    pub fn provider(&self) -> Option<&Arc<dyn crate::providers::PaymentProvider>> {
+        self.provider.as_ref()
     }
 
     /// This service issuing invitations with `setup` (the API's service).
@@ -1264,8 +1279,9 @@ impl CommandService {
             let requester_id = ensure_exists(requisition.requester_id, "requisition")?;
             let fund_company = fund_state.unit.map(|u| u.company);
             let mut writes = Vec::new();
-            if let Some((account, row)) =
-                self.issue_advance(requester_id, requisition_id, payment_id, fund_company, source).await?
+            if let Some((account, row)) = self
+                .issue_advance(requester_id, requisition_id, payment_id, fund_company, true, source)
+                .await?
             {
                 streams.push(account);
                 writes.push(row);

@@ -72,10 +72,13 @@ pub enum SettingKey {
     /// Minutes a payment through a provider may stay executing before the scheduler records
     /// `PaymentTimedOut`, 1 to 1440 (default 10).
     PaymentTimeoutMinutes,
+    /// Attempts a payment through a provider may make after a retryable failure before it
+    /// fails for good, 0 to 10 (default 3).
+    PaymentMaxRetries,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 20] = [
+    pub const ALL: [SettingKey; 21] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -96,6 +99,7 @@ impl SettingKey {
         SettingKey::ReceiptReminderDays,
         SettingKey::PaymentCodeWaiverBelow,
         SettingKey::PaymentTimeoutMinutes,
+        SettingKey::PaymentMaxRetries,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +124,7 @@ impl SettingKey {
             SettingKey::ReceiptReminderDays => "receipt_reminder_days",
             SettingKey::PaymentCodeWaiverBelow => "payment_code_waiver_below",
             SettingKey::PaymentTimeoutMinutes => "payment_timeout_minutes",
+            SettingKey::PaymentMaxRetries => "payment_max_retries",
         }
     }
 }
@@ -281,15 +286,26 @@ pub struct PaymentSettings {
     /// Minutes a payment through a provider may stay executing before it is timed out.
     #[serde(default = "default_payment_timeout_minutes")]
     pub timeout_minutes: u32,
+    /// Retries (new provider attempts) after a retryable failure.
+    #[serde(default = "default_payment_max_retries")]
+    pub max_retries: u32,
 }
 
 fn default_payment_timeout_minutes() -> u32 {
     10
 }
 
+fn default_payment_max_retries() -> u32 {
+    3
+}
+
 impl Default for PaymentSettings {
     fn default() -> Self {
-        Self { code_waiver_below: 0, timeout_minutes: default_payment_timeout_minutes() }
+        Self {
+            code_waiver_below: 0,
+            timeout_minutes: default_payment_timeout_minutes(),
+            max_retries: default_payment_max_retries(),
+        }
     }
 }
 
@@ -359,6 +375,7 @@ impl Settings {
             SettingKey::ReceiptReminderDays => self.receipt_reminder_days.into(),
             SettingKey::PaymentCodeWaiverBelow => self.payments.code_waiver_below.into(),
             SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes.into(),
+            SettingKey::PaymentMaxRetries => self.payments.max_retries.into(),
         }
     }
 
@@ -383,6 +400,7 @@ impl Settings {
                     })?
             }
             SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes = whole(1, 1440)?,
+            SettingKey::PaymentMaxRetries => self.payments.max_retries = whole(0, 10)?,
             SettingKey::PasswordMinLength => self.password.min_length = whole(8, 128)?,
             SettingKey::PasswordRequireUpper => self.password.require_upper = flag()?,
             SettingKey::PasswordRequireLower => self.password.require_lower = flag()?,

@@ -151,6 +151,9 @@ pub struct TestApp {
     pub clock: pettycash_commands::clock::Clock,
     /// Set by [`TestApp::waive_codes_below`]: [`TestApp::pay`] then pays without a code.
     pub codes_waived: std::sync::atomic::AtomicBool,
+    /// The server's payment provider (the simulator): tests script it per destination and
+    /// read the requests it received. The test's own `service` sends through it too.
+    pub simulator: pettycash_commands::providers::simulator::Simulator,
 }
 
 /// A response: status, headers and the JSON body (`Value::Null` when empty or not JSON).
@@ -202,16 +205,29 @@ impl TestApp {
         config.media = pettycash_commands::receipts::StorageConfig::Local(
             std::env::temp_dir().join("pettycash-test-media"),
         );
+        // The payment simulator decides unscripted requests quickly.
+        config.payment_simulator_delay_ms = 100;
         adjust(&mut config);
         let app = Application::build(config, pool.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let clock = app.state().commands.clock().clone();
+        let simulator = app.state().simulator.clone().expect("the test server's provider is the simulator");
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        // The test's own service decides with the server's clock.
-        let service =
-            CommandService::new(EventStore::new(pool.clone(), crate::event_key())).with_clock(clock.clone());
+        // The test's own service decides with the server's clock and pays through its provider.
+        let service = CommandService::new(EventStore::new(pool.clone(), crate::event_key()))
+            .with_clock(clock.clone())
+            .with_provider(std::sync::Arc::new(simulator.clone()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        TestApp { address, pool, database_url, service, client, clock, codes_waived: Default::default() }
+        TestApp {
+            address,
+            pool,
+            database_url,
+            service,
+            client,
+            clock,
+            codes_waived: Default::default(),
+            simulator,
+        }
     }
 
     /// Registers a user with `roles` (as the operator would) and signs them in over HTTP.

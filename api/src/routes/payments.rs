@@ -1,16 +1,22 @@
 //! Treasury pays approved requisitions.
 
 use super::run;
+use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::extract::Command;
+use crate::extract::{CurrentUser, IdPath};
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use pettycash_commands::payments::PaymentCodeIssued;
+use pettycash_commands::provider_payments::{ProviderPaymentRead, ProviderPaymentView};
+use pettycash_commands::providers::simulator::SIGNATURE_HEADER;
 use pettycash_commands::views::PaymentReceipt;
+use pettycash_commands::CommandError;
 use pettycash_domain::fund::PaymentMethod;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -20,16 +26,24 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/treasury/payments", post(pay).get(super::reads::list_payments))
         .route("/api/treasury/payments/code", post(request_code))
+        .route("/api/treasury/payments/{id}", get(get_payment))
+        .route("/api/providers/{name}/callback", post(provider_callback))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     pub requisition_id: Uuid,
-    /// `cash`; `bank` and `mobile_money` are refused (422 naming `method`) until a payment
-    /// provider is wired.
+    /// `cash` (paid at once, 201), or `bank` / `mobile_money` (through the payment provider,
+    /// 202: executing until the provider's result).
     #[schema(value_type = String, example = "cash")]
     pub method: PaymentMethod,
+    /// Where a payment through the provider goes (required for `bank` and `mobile_money`,
+    /// refused for cash): a Kenyan mobile number (`0712345678`, `+254712345678`; answered as
+    /// `254712345678`) or a bank account (`BANKCODE:ACCOUNT` or the account, 6–34 letters and
+    /// digits).
+    #[schema(example = "0712345678")]
+    pub destination: Option<String>,
     /// Voucher or receipt number.
     pub reference: Option<String>,
     /// The one-time code mailed to the payer (`POST /api/treasury/payments/code`); not needed
@@ -42,7 +56,7 @@ pub struct PayRequest {
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     pub requisition_id: Uuid,
-    /// `cash` (`bank` and `mobile_money`: refused until a payment provider is wired).
+    /// `cash`, `bank` or `mobile_money`.
     #[schema(value_type = String, example = "cash")]
     pub method: PaymentMethod,
 }
@@ -58,8 +72,6 @@ pub struct CodeRequest {
 pub async fn request_code(State(state): State<AppState>, cmd: Command<CodeRequest>) -> ApiResult<Response> {
     let ctx = cmd.context(StatusCode::CREATED);
     let b = &cmd.body;
-    // Bank and mobile money go through a provider, which is not wired to the API yet.
-    pettycash_commands::payments::paid_at_once(b.method)?;
     run(
         &state,
         &cmd,
@@ -73,15 +85,59 @@ pub async fn request_code(State(state): State<AppState>, cmd: Command<CodeReques
 /// with the one-time code mailed to the payer (`code`; missing, not issued, another user's,
 /// expired, used, wrong or locked codes are refused with distinct codes naming `code`).
 /// Pays at most once and never takes the fund below zero, however many requests race.
+///
+/// `bank` and `mobile_money` go through the payment provider to `destination`: the amount is
+/// reserved on the fund, the payment is `executing` (202, [`ProviderPaymentView`]) and the
+/// requisition is paid only when the provider's result comes (its callback, or the scheduler's
+/// status query after `payment_timeout_minutes`); a failure releases the reservation and the
+/// requisition is approved again.
 #[utoipa::path(post, path = "/api/treasury/payments/", tag = "treasury", request_body = PayRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
-    responses((status = 201, body = PaymentReceipt), (status = 403, body = crate::error::ErrorBody),
+    responses((status = 201, body = PaymentReceipt), (status = 202, body = ProviderPaymentView),
+              (status = 403, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
               (status = 410, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn pay(State(state): State<AppState>, cmd: Command<PayRequest>) -> ApiResult<Response> {
-    let ctx = cmd.context(StatusCode::CREATED);
     let b = &cmd.body;
+    if b.method.through_provider() {
+        let ctx = cmd.context(StatusCode::ACCEPTED);
+        let Some(destination) = b.destination.clone() else {
+            return Err(CommandError::from(pettycash_domain::DomainError::invalid(
+                "destination",
+                "bank and mobile money payments need a destination",
+            ))
+            .into());
+        };
+        let commands = &state.commands;
+        let started = async {
+            let started = commands
+                .start_provider_payment(
+                    &ctx,
+                    b.requisition_id,
+                    b.method,
+                    Some(destination),
+                    b.reference.clone(),
+                    b.code.as_deref(),
+                )
+                .await?;
+            // Committed: now the provider is asked (a failure to reach it is retried by the
+            // scheduler with the same attempt id).
+            if let Err(e) = commands.submit_provider_payment(started.value.id).await {
+                tracing::warn!(payment = %started.value.id, error = %e, "could not send a payment to the provider");
+            }
+            Ok::<_, CommandError>(started)
+        };
+        return run(&state, &cmd, StatusCode::ACCEPTED, started).await;
+    }
+    if b.destination.is_some() {
+        return Err(CommandError::from(pettycash_domain::DomainError::invalid(
+            "destination",
+            "cash is paid by hand: no destination",
+        ))
+        .into());
+    }
+    let ctx = cmd.context(StatusCode::CREATED);
     run(
         &state,
         &cmd,
@@ -89,4 +145,46 @@ pub async fn pay(State(state): State<AppState>, cmd: Command<PayRequest>) -> Api
         state.commands.pay(&ctx, b.requisition_id, b.method, b.reference.clone(), b.code.as_deref()),
     )
     .await
+}
+
+/// One payment through the payment provider: status (`executing`, `succeeded`, `failed`),
+/// attempts, the current attempt id, the last result code and the provider's receipt (payment
+/// readers of the fund's company: treasury, auditors, admins, CFO, FP&A, group finance
+/// managers). Read from the payments table the commands write, so current at once.
+#[utoipa::path(get, path = "/api/treasury/payments/{id}", tag = "treasury",
+    params(("id" = Uuid, Path, description = "the payment id")),
+    responses((status = 200, body = ProviderPaymentRead), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn get_payment(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<ProviderPaymentRead>> {
+    Ok(Json(state.commands.provider_payment(&user.actor(), id).await?))
+}
+
+/// The payment provider's result callback (the provider calls it; no session). The body is
+/// the provider's result (M-Pesa B2C `Result`), signed with HMAC-SHA256 under the shared secret
+/// in `X-Provider-Signature` (hex): a missing or wrong signature is 401 and changes nothing.
+/// A success pays the requisition; a failure retries (retryable codes, `payment_max_retries`)
+/// or releases the reservation. A repeated callback changes nothing. Answers 200
+/// `{"ResultCode": 0}` once acted on.
+#[utoipa::path(post, path = "/api/providers/{name}/callback", tag = "treasury", security(()),
+    params(("name" = String, Path, description = "the provider: `simulator`"),
+           ("X-Provider-Signature" = String, Header, description = "hex HMAC-SHA256 of the body")),
+    request_body(content = serde_json::Value, description = "the provider's result"),
+    responses((status = 200, body = serde_json::Value), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn provider_callback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let acted = state.commands.provider_callback(&name, signature, &body).await.map_err(ApiError::from)?;
+    tracing::info!(?acted, "provider callback");
+    Ok((StatusCode::OK, Json(serde_json::json!({"ResultCode": 0, "ResultDesc": "Accepted"}))).into_response())
 }

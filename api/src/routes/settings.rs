@@ -32,7 +32,8 @@ pub struct SettingInput {
 /// 1–100), `lockout_minutes` (the longest wait between attempts, 1–1440),
 /// `payment_code_waiver_below` (cash payments below this whole amount need no one-time code;
 /// 0–1,000,000,000, default 0: never waived), `payment_timeout_minutes` (a payment through a
-/// provider executing longer is recorded as timed out, 1–1440, default 10).
+/// provider executing longer is recorded as timed out and its provider asked, 1–1440, default 10),
+/// `payment_max_retries` (new provider attempts after a retryable failure, 0–10, default 3).
 #[utoipa::path(get, path = "/api/settings", tag = "settings", responses((status = 200, body = SettingsView)))]
 pub async fn get_settings(
     State(state): State<AppState>,

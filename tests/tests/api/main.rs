@@ -21,6 +21,7 @@ mod mail;
 mod organisation;
 mod outage;
 mod payments;
+mod providers;
 mod reads;
 mod receipts;
 mod review;

@@ -245,21 +245,32 @@ async fn the_waiver_setting_lets_cash_below_it_pay_without_a_code() {
 }
 
 #[tokio::test]
-async fn bank_and_mobile_money_are_refused_until_a_provider_is_wired() {
+async fn bank_and_mobile_money_need_a_destination_and_cash_refuses_one() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
     let (fund, id) = approved(&app, &c, "300").await;
     for method in ["bank", "mobile_money"] {
         let r = app.request_code(&c.treasury, id, method).await;
-        assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
         let body = json!({"requisition_id": id, "method": method, "code": "123456"});
         let r = app.post(&c.treasury, "/api/treasury/payments/", body).await;
-        assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
+        assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "destination"), "{r:?}");
+        app.clock.advance(chrono::Duration::seconds(30));
     }
+    let body = json!({"requisition_id": id, "method": "cash", "destination": "0712345678", "code": "123456"});
+    let r = app.post(&c.treasury, "/api/treasury/payments/", body).await;
+    assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "destination"), "{r:?}");
     assert_eq!(app.balance(&c.admin, fund).await.to_string(), "5000.00");
+    // A bank payment to an account: accepted, executing, the cash reserved.
+    let r = app.request_code(&c.treasury, id, "bank").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
+    let body = json!({"requisition_id": id, "method": "bank", "destination": "01:1234567890", "code": code});
+    let r = app.post(&c.treasury, "/api/treasury/payments/", body).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::ACCEPTED, Some("executing")), "{r:?}");
 }
 
-// ----- payments through a provider: the command side (no provider is wired yet) -----
+// ----- payments through a provider: the command side -----
 
 /// A command service on the app's store with the server's secret (codes hash under it), as the
 /// provider's callback handler would use.
@@ -302,14 +313,13 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
     for _ in 0..20 {
         let id = app.submitted(&c.staff, fund, "70").await;
         app.approve_by(id, &[&c.head]).await;
-        // Not over the API until a provider is wired; the command side issues the code.
-        let r = app.request_code(&c.treasury, id, "mobile_money").await;
-        assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "method"), "{r:?}");
+        // The command side issues the code (the API does too: tests/tests/api/providers.rs).
         service.request_payment_code(&ctx, id, PaymentMethod::MobileMoney).await.expect("code");
         paying.push((id, app.queued_payment_code(&c.treasury.email, id).await));
     }
     // Without a code: refused, nothing reserved.
-    let r = service.start_provider_payment(&ctx, paying[0].0, PaymentMethod::MobileMoney, None, None).await;
+    let r =
+        service.start_provider_payment(&ctx, paying[0].0, PaymentMethod::MobileMoney, None, None, None).await;
     assert!(
         matches!(r, Err(pettycash_commands::CommandError::Domain(DomainError::PaymentCode { .. }))),
         "{r:?}"
@@ -318,7 +328,9 @@ async fn twenty_concurrent_provider_payments_reserve_at_most_what_the_fund_has_a
     let starts = futures::future::join_all(paying.iter().map(|(id, code)| {
         let (service, ctx) = (service.clone(), ctx.clone());
         async move {
-            service.start_provider_payment(&ctx, *id, PaymentMethod::MobileMoney, None, Some(code)).await
+            service
+                .start_provider_payment(&ctx, *id, PaymentMethod::MobileMoney, None, None, Some(code))
+                .await
         }
     }))
     .await;
@@ -385,7 +397,7 @@ async fn a_provider_payment_executing_past_the_timeout_is_recorded_once_and_stay
     service.request_payment_code(&ctx, id, PaymentMethod::Bank).await.expect("code");
     let code = app.queued_payment_code(&c.treasury.email, id).await;
     let started =
-        service.start_provider_payment(&ctx, id, PaymentMethod::Bank, None, Some(&code)).await.unwrap();
+        service.start_provider_payment(&ctx, id, PaymentMethod::Bank, None, None, Some(&code)).await.unwrap();
     let timed_out = |app: &TestApp| {
         let pool = app.pool.clone();
         async move {

@@ -70,7 +70,8 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "budget_block",
             "receipt_reminder_days",
             "payment_code_waiver_below",
-            "payment_timeout_minutes"
+            "payment_timeout_minutes",
+            "payment_max_retries"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);
