@@ -139,7 +139,7 @@ pub struct HttpArgs {
     /// The payment provider bank and mobile-money payments go through: `simulator` (the only
     /// one built; an in-process provider behaving like M-Pesa B2C).
     #[arg(long, env = "PAYMENT_PROVIDER", value_name = "NAME", default_value = "simulator",
-          value_parser = ["simulator"])]
+          value_parser = Setting::new("PAYMENT_PROVIDER", payment_provider))]
     pub payment_provider: String,
     /// The secret the provider signs its callbacks with (HMAC-SHA256); default: derived from
     /// SECRET_KEY.
@@ -627,6 +627,14 @@ where
     })
 }
 
+/// A payment provider's name: `simulator`, the only one built.
+fn payment_provider(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "simulator" => Ok("simulator".into()),
+        _ => Err("must be `simulator` (the only provider built)".into()),
+    }
+}
+
 /// Django-style booleans: True/False, true/false, 1/0, yes/no, on/off (empty: false).
 pub fn boolean(name: &'static str) -> Setting<bool> {
     Setting::new(name, |text| match text.trim().to_ascii_lowercase().as_str() {
@@ -980,7 +988,8 @@ mod tests {
                             "CORS_ALLOWED_ORIGINS",
                             "EMAIL_HOST_USER",
                             "EMAIL_HOST_PASSWORD",
-                            "MEDIA_S3_SECRET_ACCESS_KEY"
+                            "MEDIA_S3_SECRET_ACCESS_KEY",
+                            "PAYMENT_PROVIDER_SECRET"
                         ]
                         .contains(&name),
                         "{args:?}: `{bad}` accepted for {name}"
