@@ -160,7 +160,7 @@ impl FundView {
             replenishment: fund.replenishment.as_ref().map(|r| OpenReplenishmentView {
                 id: r.id,
                 amount: r.amount,
-                status: r.status().to_string(),
+                status: r.status().as_str().to_string(),
                 requested_by: r.requested_by,
                 approved_by: r.approved_by,
             }),

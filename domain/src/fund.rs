@@ -344,11 +344,55 @@ pub struct OpenReplenishment {
 }
 
 impl OpenReplenishment {
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> ReplenishmentStatus {
         if self.approved_by.is_some() {
-            "approved"
+            ReplenishmentStatus::Approved
         } else {
-            "requested"
+            ReplenishmentStatus::Requested
+        }
+    }
+}
+
+/// Where a replenishment request stands. One text form ([`ReplenishmentStatus::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplenishmentStatus {
+    Requested,
+    Approved,
+    Rejected,
+    Funded,
+}
+
+impl ReplenishmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplenishmentStatus::Requested => "requested",
+            ReplenishmentStatus::Approved => "approved",
+            ReplenishmentStatus::Rejected => "rejected",
+            ReplenishmentStatus::Funded => "funded",
+        }
+    }
+}
+
+/// Where a cash count's variance stands. One text form ([`VarianceStatus::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VarianceStatus {
+    /// The count equals the book: nothing to adjust.
+    Matched,
+    /// Waits for an approver.
+    Pending,
+    Adjusted,
+    Rejected,
+}
+
+impl VarianceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VarianceStatus::Matched => "matched",
+            VarianceStatus::Pending => "pending",
+            VarianceStatus::Adjusted => "adjusted",
+            VarianceStatus::Rejected => "rejected",
         }
     }
 }
@@ -1106,7 +1150,10 @@ impl Fund {
                 }
                 if open.approved_by.is_some() {
                     let action = if approve { "approve" } else { "reject" };
-                    return Err(DomainError::ReplenishmentState { status: "approved", action });
+                    return Err(DomainError::ReplenishmentState {
+                        status: ReplenishmentStatus::Approved.as_str(),
+                        action,
+                    });
                 }
                 if open.requested_by == Some(actor.user_id) {
                     return Err(DomainError::FourEyes { action: "requested the replenishment" });
@@ -1125,7 +1172,10 @@ impl Fund {
                     return Err(DomainError::MissingRole { required: Role::Treasury });
                 }
                 if open.approved_by.is_none() {
-                    return Err(DomainError::ReplenishmentState { status: "requested", action: "fund" });
+                    return Err(DomainError::ReplenishmentState {
+                        status: ReplenishmentStatus::Requested.as_str(),
+                        action: "fund",
+                    });
                 }
                 self.may_move_cash(now)?;
                 let bank_reference = clean_text("bank_reference", &bank_reference, 100, true)?;

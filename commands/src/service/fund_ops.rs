@@ -10,7 +10,9 @@ use crate::error::CommandError;
 use crate::store::{decide, StreamAppend};
 use crate::views::{CountView, FundView, ReplenishmentView};
 use crate::Outcome;
-use pettycash_domain::fund::{Fund, FundCommand, FundEvent, FundSettings};
+use pettycash_domain::fund::{
+    Fund, FundCommand, FundEvent, FundSettings, ReplenishmentStatus, VarianceStatus,
+};
 use pettycash_domain::visibility::{may_read_fund, may_see_user};
 use pettycash_domain::{Actor, DomainError, Id};
 use rust_decimal::Decimal;
@@ -273,15 +275,17 @@ fn replenishment_view(fund_id: Id, fund: &Fund, events: &[FundEvent]) -> Repleni
     if let Some(open) = &fund.replenishment {
         (v.id, v.amount, v.requested_by, v.decided_by) =
             (open.id, open.amount, open.requested_by, open.approved_by);
-        v.status = open.status().into();
+        v.status = open.status().as_str().into();
     }
     for e in events {
         match e {
             FundEvent::ReplenishmentRejected { replenishment_id, rejected_by, .. } => {
-                (v.id, v.decided_by, v.status) = (*replenishment_id, Some(*rejected_by), "rejected".into());
+                (v.id, v.decided_by, v.status) =
+                    (*replenishment_id, Some(*rejected_by), ReplenishmentStatus::Rejected.as_str().into());
             }
             FundEvent::ReplenishmentFunded { replenishment_id, amount, bank_reference, .. } => {
-                (v.id, v.amount, v.status) = (*replenishment_id, *amount, "funded".into());
+                (v.id, v.amount, v.status) =
+                    (*replenishment_id, *amount, ReplenishmentStatus::Funded.as_str().into());
                 v.bank_reference = Some(bank_reference.clone());
             }
             _ => {}
@@ -299,7 +303,9 @@ fn count_view(fund_id: Id, count_id: Id, fund: &Fund, events: &[FundEvent]) -> C
         counted: None,
         book_balance: None,
         variance: pending.map(|p| p.variance).unwrap_or_default(),
-        status: if pending.is_some() { "pending" } else { "matched" }.into(),
+        status: if pending.is_some() { VarianceStatus::Pending } else { VarianceStatus::Matched }
+            .as_str()
+            .into(),
         period_closed: None,
         fund_balance: fund.balance,
         position: 0,
@@ -310,9 +316,9 @@ fn count_view(fund_id: Id, count_id: Id, fund: &Fund, events: &[FundEvent]) -> C
                 (v.counted, v.book_balance, v.variance) = (Some(*counted), Some(*book_balance), *variance);
             }
             FundEvent::VarianceAdjusted { amount, .. } => {
-                (v.variance, v.status) = (*amount, "adjusted".into())
+                (v.variance, v.status) = (*amount, VarianceStatus::Adjusted.as_str().into())
             }
-            FundEvent::VarianceRejected { .. } => v.status = "rejected".into(),
+            FundEvent::VarianceRejected { .. } => v.status = VarianceStatus::Rejected.as_str().into(),
             FundEvent::PeriodClosed { period, .. } => v.period_closed = Some(period.to_string()),
             _ => {}
         }

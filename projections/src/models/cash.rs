@@ -12,7 +12,9 @@ use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pettycash_domain::fund::{CashBook, FundEvent, FundStatus, Movement, MovementKind, PaymentMethod};
+use pettycash_domain::fund::{
+    CashBook, FundEvent, FundStatus, Movement, MovementKind, PaymentMethod, ReplenishmentStatus,
+};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -304,10 +306,12 @@ impl Projection for Cash {
                         FundEvent::ReplenishmentRequested { replenishment_id, amount, .. } => {
                             fund.open_replenishment_id = Some(replenishment_id);
                             fund.open_replenishment_amount = Some(amount);
-                            fund.open_replenishment_status = Some("requested".into());
+                            fund.open_replenishment_status =
+                                Some(ReplenishmentStatus::Requested.as_str().into());
                         }
                         FundEvent::ReplenishmentApproved { .. } => {
-                            fund.open_replenishment_status = Some("approved".into());
+                            fund.open_replenishment_status =
+                                Some(ReplenishmentStatus::Approved.as_str().into());
                         }
                         FundEvent::ReplenishmentRejected { .. } | FundEvent::ReplenishmentFunded { .. } => {
                             fund.open_replenishment_id = None;
