@@ -449,6 +449,18 @@ pub struct Fund {
     pub closed: bool,
 }
 
+/// Who may approve or reject a replenishment request (someone other than its requester):
+/// a holder of one of these roles. The decision and `pettycash-replay verify` ask this.
+pub fn may_decide_replenishment(holds: impl Fn(Role) -> bool) -> bool {
+    [Role::Cfo, Role::Admin, Role::Treasury].into_iter().any(holds)
+}
+
+/// Who may approve or reject a count's variance (someone other than the counter): an admin or
+/// a holder of the configured `variance_approver_role`. The decision and `verify` ask this.
+pub fn may_decide_variance(holds: impl Fn(Role) -> bool, approver_role: Role) -> bool {
+    holds(Role::Admin) || holds(approver_role)
+}
+
 /// Cash held back for a payment in flight with a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -1145,7 +1157,7 @@ impl Fund {
             }
             FundCommand::DecideReplenishment { replenishment_id, approve, reason, actor } => {
                 let open = self.open_replenishment(replenishment_id)?;
-                if ![Role::Cfo, Role::Admin, Role::Treasury].into_iter().any(|r| actor.has(r)) {
+                if !may_decide_replenishment(|r| actor.has(r)) {
                     return Err(DomainError::MissingRole { required: Role::Cfo });
                 }
                 if open.approved_by.is_some() {
@@ -1237,7 +1249,7 @@ impl Fund {
                 else {
                     return Err(DomainError::VarianceSettled);
                 };
-                if !actor.has(Role::Admin) && !actor.has(approver_role) {
+                if !may_decide_variance(|r| actor.has(r), approver_role) {
                     return Err(DomainError::MissingRole { required: approver_role });
                 }
                 if pending.counted_by == actor.user_id {

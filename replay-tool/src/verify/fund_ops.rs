@@ -6,18 +6,23 @@
 //!   its count's variance, or of no count.
 //! - `variance_adjusted_twice`: a second adjustment (or a rejection after one) of a count.
 //! - `variance_approved_by_counter`: an adjustment approved by the person who counted.
+//! - `variance_approver_lacks_role`: an adjustment approved by someone who was neither an admin
+//!   nor a holder of the `variance_approver_role` setting at the time
+//!   (`fund::may_decide_variance`).
 //! - `movement_in_closed_period`: a movement recorded at a time (its event's `at`; a
 //!   disbursement's recording time) inside a period closed before it; or any movement after
 //!   `FundClosed`.
 //! - `replenishment_funded_twice`: a second `ReplenishmentFunded` of one request.
 //! - `replenishment_not_approved`: funded without an approval, approved by its requester, or
 //!   funded for an amount other than requested.
+//! - `replenishment_approver_lacks_role`: approved by someone holding none of the roles that
+//!   may (`fund::may_decide_replenishment`) at the time.
 //! - Movements count into the running balance (`negative_balance`, `balance_mismatch`).
 
 use super::Verifier;
 use crate::EventRow;
 use chrono::{DateTime, Utc};
-use pettycash_domain::fund::{FundEvent, Period};
+use pettycash_domain::fund::{may_decide_replenishment, may_decide_variance, FundEvent, Period};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -110,6 +115,13 @@ impl Verifier {
                     ),
                     Some(_) => {}
                 }
+                if !may_decide_replenishment(|r| self.holds(approved_by, r)) {
+                    self.flag(
+                        e,
+                        "replenishment_approver_lacks_role",
+                        format!("{approved_by} held none of cfo, admin, treasury"),
+                    );
+                }
             }
             FundEvent::ReplenishmentRejected { replenishment_id, .. } => {
                 self.fund_ops.entry(id).or_default().requests.remove(&replenishment_id);
@@ -183,6 +195,16 @@ impl Verifier {
                                 format!("{counter} counted and approved"),
                             );
                         }
+                        let role = self.settings.values.cash_counts.approver_role;
+                        if let Some(by) =
+                            approved_by.filter(|by| !may_decide_variance(|r| self.holds(*by, r), role))
+                        {
+                            self.flag(
+                                e,
+                                "variance_approver_lacks_role",
+                                format!("{by} was neither admin nor {role}"),
+                            );
+                        }
                     }
                 }
                 self.fund_movement(e, id, amount, balance_after, at);
@@ -217,6 +239,7 @@ impl Verifier {
 mod tests {
     use super::*;
     use crate::integrity::SealTracker;
+    use pettycash_domain::role::Role;
     use serde_json::{json, Value};
 
     /// Feeds one fund's events, each at the next position and sequence, recorded at `at`.
@@ -229,6 +252,8 @@ mod tests {
     impl Feed {
         fn new() -> Self {
             let mut f = Feed { v: Verifier::new(), position: 0, fund: Uuid::new_v4() };
+            // The approver holds cfo (who may decide variances by default, and replenishments).
+            f.v.users.insert(APPROVER, [Role::Cfo].into());
             let fund = f.fund;
             f.push(
                 json!({"FundOpened": {"fund_id": fund, "name": "F", "currency": "KES", "float": "1000.00",
@@ -326,6 +351,26 @@ mod tests {
     }
 
     #[test]
+    fn approvals_by_someone_without_the_role_are_reported() {
+        let mut f = Feed::new();
+        let clerk = Uuid::from_u128(9);
+        f.v.users.insert(clerk, [Role::Staff].into());
+        let (count, rid) = (Uuid::new_v4(), Uuid::new_v4());
+        f.push(counted(count, "900.00", "1000.00", "-100.00"));
+        let variance = f.push(adjusted(count, "-100.00", "900.00", Some(clerk)));
+        f.push(requested(rid, "100.00", None));
+        let replenishment =
+            f.push(json!({"ReplenishmentApproved": {"replenishment_id": rid, "approved_by": clerk}}));
+        assert_eq!(
+            ops(f.rules()),
+            [
+                (variance, "variance_approver_lacks_role"),
+                (replenishment, "replenishment_approver_lacks_role")
+            ]
+        );
+    }
+
+    #[test]
     fn a_tampered_adjustment_is_reported() {
         // Not the count's variance (an overwrite to the counted amount would look like this).
         let mut f = Feed::new();
@@ -335,8 +380,9 @@ mod tests {
         let bad = f.push(adjusted(count, "200.00", "900.00", Some(APPROVER)));
         assert_eq!(ops(f.rules()), [(bad, "variance_mismatch")]);
 
-        // Approved by the counter; then adjusted a second time.
+        // Approved by the counter (a cfo, so only four-eyes is broken); then adjusted again.
         let mut f = Feed::new();
+        f.v.users.insert(COUNTER, [Role::Cfo].into());
         let count = Uuid::new_v4();
         f.push(counted(count, "900.00", "1000.00", "-100.00"));
         let own = f.push(adjusted(count, "-100.00", "900.00", Some(COUNTER)));
