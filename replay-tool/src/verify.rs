@@ -94,6 +94,7 @@
 mod budgets;
 mod fund_ops;
 mod receipts;
+mod reconcile;
 mod reservations;
 mod review;
 
@@ -254,6 +255,8 @@ struct ReqV {
     checks: review::ChecksV,
     /// Receipts attached so far (`receipts`).
     receipts: u32,
+    /// Its payment and reconciliation (`reconcile`).
+    reconcile: reconcile::ReconcileV,
 }
 
 impl ReqV {
@@ -1014,6 +1017,7 @@ impl Verifier {
         self.note_participants(id, &ev);
         self.budget_requisition(e, id, &ev);
         self.provider_step(e, id, &ev);
+        self.reconcile_step(e, id, &ev);
         match ev {
             E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -1498,6 +1502,8 @@ impl Verifier {
             // Their money side is checked on the fund (`reservations`); a success is a
             // `RequisitionPaid`, checked as any payment.
             E::PaymentStarted { .. } | E::PaymentFailed { .. } | E::PaymentTimedOut { .. } => {}
+            // Checked in `reconcile_step`.
+            E::PaymentReconciled { .. } => {}
         }
     }
 
