@@ -70,7 +70,8 @@ impl CommandService {
             &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
         let requisition_id =
             self.payment_requisition(payment_id).await?.ok_or(CommandError::not_found("payment"))?;
-        let now = self.clock().now();
+        // Microseconds, as the read models store it: every read shows the same instant.
+        let now = chrono::SubsecRound::trunc_subsecs(self.clock().now(), 6);
         self.retrying(|source| async move {
             let loaded = self.visible_requisition(actor, requisition_id, source).await?;
             let mut requisition = loaded.state.clone();

@@ -108,7 +108,7 @@ async fn ledger_balance_history_and_stats_from_events_alone() {
     // Before the fund existed: an empty cash book (header only).
     let before = (h.instants[0] - chrono::Duration::hours(1)).to_rfc3339();
     let csv = ok_stdout(&replay(url, &["ledger", "--fund", &fund, "--as-of", &before]).await);
-    assert_eq!(csv.trim(), "position,at,kind,amount,balance_after,requisition_id,payment_id,reference");
+    assert_eq!(csv.trim(), pettycash_replay::LEDGER_CSV_HEADER);
 
     // ledger at now equals the live read model.
     let live =
