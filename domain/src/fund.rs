@@ -212,7 +212,7 @@ impl CashBook {
                 requisition_id: Some(*requisition_id),
                 payment_id: Some(*payment_id),
                 reference: reference.clone(),
-                reserved: -reserved.unwrap_or_default(),
+                reserved: reserved.map_or(Decimal::ZERO, |r| -r),
                 ..line(MovementKind::Disbursement, -*amount, *balance_after)
             },
             FundEvent::ReplenishmentFunded { replenishment_id, amount, balance_after, bank_reference, .. } => {
@@ -266,6 +266,10 @@ impl CashBook {
             self.balance = m.balance_after;
         }
         self.reserved += m.reserved;
+        // Never `-0` (a release of everything reserved).
+        if self.reserved.is_zero() {
+            self.reserved.set_sign_positive(true);
+        }
         Ok(Some(Movement { reserved_after: self.reserved, ..m }))
     }
 }
