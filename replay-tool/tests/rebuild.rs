@@ -219,7 +219,13 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         )),
         "{text}"
     );
-    assert!(text.contains("cash v3: dropped rm_funds_v3, rm_ledger_v3, rm_payments_v3\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cash v{c}: dropped rm_funds_v{c}, rm_ledger_v{c}, rm_payments_v{c}\n",
+            c = CASH_VERSION
+        )),
+        "{text}"
+    );
 
     // Generation 1 is live, generation 0 retired, its tables gone; the views read generation 1.
     let rows = checkpoints(&app.pool).await;
@@ -388,8 +394,8 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     );
     // cash was rebuilt side by side: killed before it started, or resumed, never a new one.
     assert!(
-        text.contains("cash v3: building generation 1 (serving from generation 0)")
-            || text.contains("cash v3: resuming generation 1 from position"),
+        text.contains(&format!("cash v{CASH_VERSION}: building generation 1 (serving from generation 0)"))
+            || text.contains(&format!("cash v{CASH_VERSION}: resuming generation 1 from position")),
         "{text}"
     );
 
@@ -449,11 +455,12 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
 
     // A database no worker has run on yet: the first build is generation 0.
     let text = ok_stdout(&replay(&url, &["rebuild", "--projection", "cash"]).await);
-    assert!(text.contains("cash v3: building generation 0 (none live yet)"), "{text}");
-    assert!(text.contains("cash v3: generation 0 is live"), "{text}");
+    let cash = format!("cash v{CASH_VERSION}");
+    assert!(text.contains(&format!("{cash}: building generation 0 (none live yet)")), "{text}");
+    assert!(text.contains(&format!("{cash}: generation 0 is live")), "{text}");
     assert_eq!(states(&checkpoints(&pool).await), [row("cash", CASH_VERSION, 0, "live")]);
     let definition = view_definition(&pool, "rm_funds").await;
-    assert!(definition.contains("rm_funds_v3") && !definition.contains("_g"), "{definition}");
+    assert!(definition.contains(&format!("rm_funds_v{CASH_VERSION}")) && !definition.contains("_g"), "{definition}");
 
     // A tool whose version is not the deployed one refuses (exit 1) and touches nothing: here
     // a newer version of `cash` is live, and an older version 0 of `requisitions` is live
