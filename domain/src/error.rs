@@ -331,9 +331,7 @@ impl DomainError {
             DomainError::PaymentInFlight { .. }
             | DomainError::PaymentNotInFlight { .. }
             | DomainError::NotReconcilable { .. }
-            | DomainError::AlreadyReconciled { .. } => {
-                ErrorKind::Conflict
-            }
+            | DomainError::AlreadyReconciled { .. } => ErrorKind::Conflict,
             DomainError::PaymentCode { problem } => {
                 use crate::payment::CodeProblem as P;
                 match problem {

@@ -215,13 +215,17 @@ impl CashBook {
                 reserved: reserved.map_or(Decimal::ZERO, |r| -r),
                 ..line(MovementKind::Disbursement, -*amount, *balance_after)
             },
-            FundEvent::ReplenishmentFunded { replenishment_id, amount, balance_after, bank_reference, .. } => {
-                Movement {
-                    reference: Some(bank_reference.clone()),
-                    source_id: Some(*replenishment_id),
-                    ..line(MovementKind::Replenishment, *amount, *balance_after)
-                }
-            }
+            FundEvent::ReplenishmentFunded {
+                replenishment_id,
+                amount,
+                balance_after,
+                bank_reference,
+                ..
+            } => Movement {
+                reference: Some(bank_reference.clone()),
+                source_id: Some(*replenishment_id),
+                ..line(MovementKind::Replenishment, *amount, *balance_after)
+            },
             FundEvent::VarianceAdjusted { count_id, amount, balance_after, .. } => Movement {
                 source_id: Some(*count_id),
                 ..line(MovementKind::Adjustment, *amount, *balance_after)
@@ -230,13 +234,13 @@ impl CashBook {
                 reference: Some(bank_reference.clone()),
                 ..line(MovementKind::Return, -*amount, *balance_after)
             },
-            FundEvent::AdvanceCashReturned { requisition_id, settlement_id, amount, balance_after, .. } => {
-                Movement {
-                    requisition_id: Some(*requisition_id),
-                    source_id: Some(*settlement_id),
-                    ..line(MovementKind::AdvanceReturn, *amount, *balance_after)
-                }
-            }
+            FundEvent::AdvanceCashReturned {
+                requisition_id, settlement_id, amount, balance_after, ..
+            } => Movement {
+                requisition_id: Some(*requisition_id),
+                source_id: Some(*settlement_id),
+                ..line(MovementKind::AdvanceReturn, *amount, *balance_after)
+            },
             // Reservations change what is available, not the cash: lines of amount 0.
             FundEvent::CashReserved { payment_id, requisition_id, amount, .. } => Movement {
                 requisition_id: Some(*requisition_id),
@@ -2099,7 +2103,14 @@ mod tests {
         let mut lines = Vec::new();
         for e in [opened("100.00"), reserved(1, "60.00"), released(1, "60.00")] {
             let m = book.record(&e).unwrap().expect("each is a line of the book");
-            lines.push((m.kind, m.amount, m.balance_after, m.reserved, m.reserved_after, m.available_after()));
+            lines.push((
+                m.kind,
+                m.amount,
+                m.balance_after,
+                m.reserved,
+                m.reserved_after,
+                m.available_after(),
+            ));
             fund.apply(e);
         }
         let z = Decimal::ZERO;

@@ -133,7 +133,10 @@ fn code(r: Result<Vec<Ev>, DomainError>) -> &'static str {
 
 #[test]
 fn a_succeeded_mobile_payment_is_reconciled_with_its_trimmed_reference() {
-    assert_eq!(outcome(paid_by_mobile(), reconcile(reconciler(), "  MPESA-QX12  ")), Ok(vec![reconciled("MPESA-QX12")]));
+    assert_eq!(
+        outcome(paid_by_mobile(), reconcile(reconciler(), "  MPESA-QX12  ")),
+        Ok(vec![reconciled("MPESA-QX12")])
+    );
 }
 
 #[test]
@@ -188,7 +191,8 @@ fn a_payment_that_did_not_succeed_is_not_reconcilable() {
     assert_eq!(code(outcome(executing.clone(), reconcile(reconciler(), "STMT-1"))), "not_reconcilable");
     // Failed.
     let mut failed = executing;
-    failed.extend(run(failed.clone(), Cmd::FailPayment { payment_id: PAYMENT, reason: "2001: wrong".into() }));
+    failed
+        .extend(run(failed.clone(), Cmd::FailPayment { payment_id: PAYMENT, reason: "2001: wrong".into() }));
     assert_eq!(code(outcome(failed, reconcile(reconciler(), "STMT-1"))), "not_reconcilable");
     // Paid, but by another payment than the one named.
     let other = Cmd::Reconcile {

@@ -395,7 +395,8 @@ pub struct Movement {
 }
 
 /// The columns of `ledger --format csv`, in order.
-pub const LEDGER_CSV_HEADER: &str = "position,at,kind,amount,balance_after,requisition_id,payment_id,reference,\
+pub const LEDGER_CSV_HEADER: &str =
+    "position,at,kind,amount,balance_after,requisition_id,payment_id,reference,\
      reserved,reserved_after,available_after,source_id,reconciled_reference,reconciled_at";
 
 /// A fund as folded from its events.
@@ -530,7 +531,8 @@ async fn reconciliations(
     as_of: DateTime<Utc>,
 ) -> Result<BTreeMap<Uuid, (String, DateTime<Utc>)>, Failure> {
     use pettycash_domain::requisition::RequisitionEvent;
-    let read = reader::in_order(&Selection::events(), Filter::Reconciliations { fund: fund.to_string(), as_of });
+    let read =
+        reader::in_order(&Selection::events(), Filter::Reconciliations { fund: fund.to_string(), as_of });
     let mut rows = read.fetch::<EventRow>(pool);
     let mut out = BTreeMap::new();
     while let Some(e) = rows.try_next().await? {

@@ -460,7 +460,10 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
     assert!(text.contains(&format!("{cash}: generation 0 is live")), "{text}");
     assert_eq!(states(&checkpoints(&pool).await), [row("cash", CASH_VERSION, 0, "live")]);
     let definition = view_definition(&pool, "rm_funds").await;
-    assert!(definition.contains(&format!("rm_funds_v{CASH_VERSION}")) && !definition.contains("_g"), "{definition}");
+    assert!(
+        definition.contains(&format!("rm_funds_v{CASH_VERSION}")) && !definition.contains("_g"),
+        "{definition}"
+    );
 
     // A tool whose version is not the deployed one refuses (exit 1) and touches nothing: here
     // a newer version of `cash` is live, and an older version 0 of `requisitions` is live

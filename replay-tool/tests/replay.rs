@@ -373,7 +373,8 @@ async fn ledger_as_of_shows_reconciliations_recorded_by_then_and_reservations_in
     let (in_flight_req, in_flight) = pay_mobile(&app, &c, fund, "200", "254712000302", never).await;
     let (url, fund_s) = (&app.database_url, fund.to_string());
     let ledger = |as_of: Option<DateTime<Utc>>| {
-        let mut args = vec!["ledger".to_string(), "--fund".into(), fund_s.clone(), "--format".into(), "json".into()];
+        let mut args =
+            vec!["ledger".to_string(), "--fund".into(), fund_s.clone(), "--format".into(), "json".into()];
         if let Some(t) = as_of {
             args.extend(["--as-of".to_string(), t.to_rfc3339()]);
         }
@@ -382,7 +383,8 @@ async fn ledger_as_of_shows_reconciliations_recorded_by_then_and_reservations_in
             json_lines(&replay(url, &args).await)
         }
     };
-    let kinds = |lines: &[Value]| lines.iter().map(|l| l["kind"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let kinds =
+        |lines: &[Value]| lines.iter().map(|l| l["kind"].as_str().unwrap().to_string()).collect::<Vec<_>>();
 
     // Before the reconciliation: the payment's lines, not reconciled.
     let lines = ledger(Some(before)).await;
@@ -400,9 +402,17 @@ async fn ledger_as_of_shows_reconciliations_recorded_by_then_and_reservations_in
     let lines = ledger(None).await;
     assert_eq!(kinds(&lines), ["opening", "reservation", "disbursement", "reservation"]);
     let last = &lines[3];
-    assert_eq!((last["payment_id"].as_str(), last["requisition_id"].as_str()), (Some(in_flight.to_string().as_str()), Some(in_flight_req.to_string().as_str())));
     assert_eq!(
-        (d(&last["amount"]), d(&last["balance_after"]), d(&last["reserved_after"]), d(&last["available_after"])),
+        (last["payment_id"].as_str(), last["requisition_id"].as_str()),
+        (Some(in_flight.to_string().as_str()), Some(in_flight_req.to_string().as_str()))
+    );
+    assert_eq!(
+        (
+            d(&last["amount"]),
+            d(&last["balance_after"]),
+            d(&last["reserved_after"]),
+            d(&last["available_after"])
+        ),
         (Decimal::ZERO, Decimal::from(4700), Decimal::from(200), Decimal::from(4500))
     );
     // The same lines as the API's ledger.
@@ -419,7 +429,15 @@ async fn ledger_as_of_shows_reconciliations_recorded_by_then_and_reservations_in
     }
     assert_eq!(items.len(), lines.len(), "{items:#?}");
     for (mine, theirs) in lines.iter().zip(&items) {
-        for k in ["position", "kind", "requisition_id", "payment_id", "reference", "source_id", "reconciled_reference"] {
+        for k in [
+            "position",
+            "kind",
+            "requisition_id",
+            "payment_id",
+            "reference",
+            "source_id",
+            "reconciled_reference",
+        ] {
             assert_eq!(mine[k], theirs[k], "{k}: {mine} vs {theirs}");
         }
         for k in ["amount", "balance_after", "reserved", "reserved_after", "available_after"] {

@@ -208,9 +208,12 @@ impl Projection for Cash {
         events: &[EventRow],
     ) -> anyhow::Result<()> {
         let mut reconciled = Reconciled::default();
-        for e in events.iter().filter(|e| e.aggregate_type == "requisition" && e.event_type == "PaymentReconciled") {
-            if let RequisitionEvent::PaymentReconciled { payment_id, fund_id, statement_reference, at, .. } =
-                e.decode::<RequisitionEvent>()?
+        for e in
+            events.iter().filter(|e| e.aggregate_type == "requisition" && e.event_type == "PaymentReconciled")
+        {
+            if let RequisitionEvent::PaymentReconciled {
+                payment_id, fund_id, statement_reference, at, ..
+            } = e.decode::<RequisitionEvent>()?
             {
                 reconciled.fund_id.push(fund_id);
                 reconciled.payment_id.push(payment_id);
@@ -252,7 +255,9 @@ impl Cash {
             // The cash book's fold (`pettycash_domain::fund::CashBook`), shared with
             // `pettycash-replay ledger`: what each event moves, and the balance after it.
             let book = books.entry(id).or_insert_with(|| {
-                funds.get(&id).map_or_else(CashBook::default, |f| CashBook::at_reserved(f.balance, f.reserved))
+                funds
+                    .get(&id)
+                    .map_or_else(CashBook::default, |f| CashBook::at_reserved(f.balance, f.reserved))
             });
             let movement = book
                 .record(&event)
