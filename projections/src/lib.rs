@@ -113,6 +113,11 @@ pub trait Projection: Send + Sync + 'static {
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// Single event types of other aggregate types that it uses too, as (aggregate type, event
+    /// type): their payloads are read, and no other event of that aggregate type's.
+    fn other_events(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// Whether it reads [`EventRow::metadata`]. When not, the engine leaves the metadata out
     /// (`null`) for every event: its jsonb-to-text output costs about as much as the payload's.
     fn uses_metadata(&self) -> bool {

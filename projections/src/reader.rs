@@ -50,10 +50,17 @@ impl Selection {
     /// output is the most expensive part of reading an event, and most projections use one
     /// aggregate type.
     pub fn for_projection(p: &dyn Projection) -> Self {
+        let quote = |t: &str| format!("'{}'", t.replace('\'', "''"));
         let wanted = p.aggregate_types().map(|types| {
-            let list =
-                types.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
-            format!("aggregate_type IN ({list})")
+            let list = types.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
+            let others = p.other_events().iter().map(|(aggregate_type, event_type)| {
+                format!(
+                    " OR (aggregate_type = {} AND event_type = {})",
+                    quote(aggregate_type),
+                    quote(event_type)
+                )
+            });
+            format!("(aggregate_type IN ({list}){})", others.collect::<String>())
         });
         let only_wanted = |column: &str| match &wanted {
             None => column.to_string(),

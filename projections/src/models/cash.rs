@@ -146,8 +146,11 @@ impl Projection for Cash {
         Arc::new(Self::at(self.version, generation))
     }
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["fund"])
+    }
+    fn other_events(&self) -> &'static [(&'static str, &'static str)] {
         // The requisitions' `PaymentReconciled` marks a disbursement reconciled.
-        Some(&["fund", "requisition"])
+        &[("requisition", "PaymentReconciled")]
     }
     fn uses_metadata(&self) -> bool {
         false
