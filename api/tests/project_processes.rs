@@ -379,18 +379,21 @@ async fn assert_exact(pool: &PgPool, phase: &str) {
         assert_eq!(*applied, events, "{phase}: {name} events_applied vs events in the store: {rows:?}");
     }
     let fund_events = count(pool, "SELECT count(*) FROM events WHERE aggregate_type = 'fund'").await;
-    let ledger = count(pool, "SELECT count(*) FROM rm_ledger_v3").await;
+    let cash = pettycash_projections::CASH_VERSION;
+    let ledger = count(pool, &format!("SELECT count(*) FROM rm_ledger_v{cash}")).await;
     assert_eq!(ledger, fund_events, "{phase}: one ledger row per fund event");
     let differ = count(
         pool,
-        "SELECT count(*) FROM (
-            (SELECT global_position FROM events WHERE aggregate_type = 'fund' EXCEPT ALL SELECT position FROM rm_ledger_v3)
+        &format!(
+            "SELECT count(*) FROM (
+            (SELECT global_position FROM events WHERE aggregate_type = 'fund' EXCEPT ALL SELECT position FROM rm_ledger_v{cash})
             UNION ALL
-            (SELECT position FROM rm_ledger_v3 EXCEPT ALL SELECT global_position FROM events WHERE aggregate_type = 'fund')) x",
+            (SELECT position FROM rm_ledger_v{cash} EXCEPT ALL SELECT global_position FROM events WHERE aggregate_type = 'fund')) x"
+        ),
     )
     .await;
     assert_eq!(differ, 0, "{phase}: ledger positions differ from the fund events'");
-    let payments = count(pool, "SELECT count(*) FROM rm_payments_v3").await;
+    let payments = count(pool, &format!("SELECT count(*) FROM rm_payments_v{cash}")).await;
     let disbursed = count(pool, "SELECT count(*) FROM events WHERE event_type = 'CashDisbursed'").await;
     assert_eq!(payments, disbursed, "{phase}: one payment row per CashDisbursed");
     let requisitions_table = format!("rm_requisitions_v{}", pettycash_projections::REQUISITIONS_VERSION);
@@ -410,10 +413,12 @@ async fn assert_exact(pool: &PgPool, phase: &str) {
     assert_eq!(bad, 0, "{phase}: requisitions not paid or with approvals applied other than once");
     let bad_funds = count(
         pool,
-        "SELECT count(*) FROM rm_funds_v3 f
+        &format!(
+            "SELECT count(*) FROM rm_funds_v{cash} f
          WHERE f.disbursements <> (SELECT count(*) FROM events e
                                    WHERE e.aggregate_id = f.id::text AND e.event_type = 'CashDisbursed')
-            OR f.balance <> f.float - f.disbursed_total",
+            OR f.balance <> f.float - f.disbursed_total"
+        ),
     )
     .await;
     assert_eq!(bad_funds, 0, "{phase}: funds whose disbursements disagree with the events");

@@ -30,6 +30,7 @@ pub mod payments;
 pub mod provider_payments;
 pub mod providers;
 pub mod receipts;
+pub mod reconcile;
 pub mod review;
 pub mod scheduler;
 pub mod service;

@@ -17,8 +17,8 @@
 //!   [reports]); its cash stays reserved.
 //!
 //! The provider side (submit after commit, callbacks, the status chase with retries, the read)
-//! is in the second `impl` block below, over `crate::providers`. **Not here yet**:
-//! reconciliation, and a real (non-simulated) provider.
+//! is in the second `impl` block below, over `crate::providers`. Reconciliation is in
+//! `crate::reconcile`. **Not here yet**: a real (non-simulated) provider.
 
 use crate::context::CommandContext;
 use crate::error::CommandError;
@@ -495,6 +495,14 @@ pub struct ProviderPaymentRead {
     pub submitted_at: Option<DateTime<Utc>>,
     pub timed_out_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The statement reference treasury reconciled it against
+    /// (`POST /api/treasury/payments/{id}/reconcile`); `null` until then.
+    #[sqlx(skip)]
+    pub reconciled_reference: Option<String>,
+    #[sqlx(skip)]
+    pub reconciled_by: Option<Uuid>,
+    #[sqlx(skip)]
+    pub reconciled_at: Option<DateTime<Utc>>,
 }
 
 const READ_COLUMNS: &str =
@@ -547,11 +555,18 @@ impl CommandService {
         if !pettycash_domain::visibility::may_read_payments(actor) {
             return Err(DomainError::MissingRole { required: pettycash_domain::Role::Treasury }.into());
         }
-        let payment =
+        let mut payment =
             self.read_provider_payment(payment_id).await?.ok_or(CommandError::not_found("payment"))?;
         let fund = self.load_fund(payment.fund_id, Source::Store).await?;
         if !pettycash_domain::visibility::may_read_fund(actor, fund.state.unit.map(|u| u.company)) {
             return Err(CommandError::not_found("payment"));
+        }
+        // The reconciliation is on the requisition's stream (it owns its payment).
+        let requisition = self.load::<Requisition>(payment.requisition_id, Source::Store).await?;
+        if let Some(r) = requisition.state.reconciliation.filter(|r| r.payment_id == payment_id) {
+            payment.reconciled_reference = Some(r.statement_reference);
+            payment.reconciled_by = Some(r.reconciled_by);
+            payment.reconciled_at = Some(r.at);
         }
         Ok(payment)
     }

@@ -184,6 +184,11 @@ pub enum DomainError {
     PaymentInFlight { payment_id: crate::Id },
     #[error("no payment {payment_id} of this requisition is in flight")]
     PaymentNotInFlight { payment_id: crate::Id },
+    // ----- reconciliation (issue #14 [treasury]) -----
+    #[error("the payment cannot be reconciled: {reason}")]
+    NotReconcilable { reason: &'static str },
+    #[error("the payment is reconciled already, against statement reference `{reference}`")]
+    AlreadyReconciled { reference: String },
 }
 
 impl DomainError {
@@ -261,6 +266,8 @@ impl DomainError {
             DomainError::PaymentCode { problem } => problem.code(),
             DomainError::PaymentInFlight { .. } => "payment_in_flight",
             DomainError::PaymentNotInFlight { .. } => "payment_not_in_flight",
+            DomainError::NotReconcilable { .. } => "not_reconcilable",
+            DomainError::AlreadyReconciled { .. } => "already_reconciled",
         }
     }
 
@@ -321,9 +328,10 @@ impl DomainError {
             | DomainError::CategoryInactive
             | DomainError::BudgetExceeded { .. } => ErrorKind::Conflict,
             DomainError::InvitationInvalid { .. } => ErrorKind::Gone,
-            DomainError::PaymentInFlight { .. } | DomainError::PaymentNotInFlight { .. } => {
-                ErrorKind::Conflict
-            }
+            DomainError::PaymentInFlight { .. }
+            | DomainError::PaymentNotInFlight { .. }
+            | DomainError::NotReconcilable { .. }
+            | DomainError::AlreadyReconciled { .. } => ErrorKind::Conflict,
             DomainError::PaymentCode { problem } => {
                 use crate::payment::CodeProblem as P;
                 match problem {

@@ -80,16 +80,23 @@ pub enum MovementKind {
     Return,
     /// Change an advance's holder gave back when settling it.
     AdvanceReturn,
+    /// A payment through a provider started: its amount is reserved (amount 0: no cash moved;
+    /// `reserved` says how much).
+    Reservation,
+    /// A reservation ended without the cash leaving (the payment failed): amount 0.
+    ReservationReleased,
 }
 
 impl MovementKind {
-    pub const ALL: [MovementKind; 6] = [
+    pub const ALL: [MovementKind; 8] = [
         MovementKind::Opening,
         MovementKind::Disbursement,
         MovementKind::Replenishment,
         MovementKind::Adjustment,
         MovementKind::Return,
         MovementKind::AdvanceReturn,
+        MovementKind::Reservation,
+        MovementKind::ReservationReleased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +107,8 @@ impl MovementKind {
             MovementKind::Adjustment => "adjustment",
             MovementKind::Return => "return",
             MovementKind::AdvanceReturn => "advance_return",
+            MovementKind::Reservation => "reservation",
+            MovementKind::ReservationReleased => "reservation_released",
         }
     }
 }
@@ -118,13 +127,30 @@ impl std::str::FromStr for MovementKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Movement {
     pub kind: MovementKind,
-    /// Signed: positive into the fund, negative out of it.
+    /// Signed: positive into the fund, negative out of it (0 for a reservation's lines).
     pub amount: Decimal,
     /// The balance after it, as recorded (an opening's is its float).
     pub balance_after: Decimal,
+    /// Signed change of the cash reserved for payments in flight: positive for a reservation,
+    /// negative for its release or for the disbursement that consumes it; 0 otherwise.
+    pub reserved: Decimal,
+    /// The cash reserved after it (in the balance, not available to another outflow).
+    pub reserved_after: Decimal,
     pub requisition_id: Option<Id>,
     pub payment_id: Option<Id>,
+    /// The outside reference: the voucher or provider receipt of a disbursement, the bank
+    /// reference of a replenishment or of the closing return.
     pub reference: Option<String>,
+    /// What it comes from inside the service: the replenishment request (`replenishment`), the
+    /// cash count (`adjustment`) or the advance's settlement (`advance_return`).
+    pub source_id: Option<Id>,
+}
+
+impl Movement {
+    /// What other outflows may still use after it: balance − reserved.
+    pub fn available_after(&self) -> Decimal {
+        self.balance_after - self.reserved_after
+    }
 }
 
 /// A fund's cash book as its events build it: the one fold of fund events into movements,
@@ -138,52 +164,95 @@ pub struct CashBook {
     /// recorded `balance_after` is wrong (`verify` reports that).
     pub computed: Decimal,
     pub opened: bool,
+    /// Cash reserved for payments in flight (reservations neither released nor consumed).
+    pub reserved: Decimal,
 }
 
 impl CashBook {
-    /// A cash book that stands at `balance` (read back from a read model).
+    /// A cash book that stands at `balance` with nothing reserved.
     pub fn at(balance: Decimal) -> Self {
-        Self { balance, computed: balance, opened: true }
+        Self::at_reserved(balance, Decimal::ZERO)
     }
 
-    /// Records `event`; its movement (`Ok(None)`: the event moves no cash, e.g. a settings
-    /// change or a count). `Err` for a movement of a fund never opened.
+    /// A cash book that stands at `balance` with `reserved` of it reserved (read back from a
+    /// read model).
+    pub fn at_reserved(balance: Decimal, reserved: Decimal) -> Self {
+        Self { balance, computed: balance, opened: true, reserved }
+    }
+
+    /// Records `event`; its movement (`Ok(None)`: the event is no line of the book, e.g. a
+    /// settings change or a count). Reservations are lines of amount 0 that change
+    /// `reserved`. `Err` for a movement of a fund never opened.
     pub fn record(&mut self, event: &FundEvent) -> Result<Option<Movement>, NotOpened> {
-        // A movement into the fund (positive) or out of it (negative).
-        let mut moved = |kind, amount: Decimal, balance_after: Decimal, reference: Option<String>| {
-            if !self.opened {
-                return Err(NotOpened);
+        let line = |kind, amount: Decimal, balance_after: Decimal| Movement {
+            kind,
+            amount,
+            balance_after,
+            reserved: Decimal::ZERO,
+            reserved_after: Decimal::ZERO,
+            requisition_id: None,
+            payment_id: None,
+            reference: None,
+            source_id: None,
+        };
+        let m = match event {
+            FundEvent::FundOpened { float, .. } => {
+                *self = Self::at(*float);
+                line(MovementKind::Opening, *float, *float)
             }
-            self.computed += amount;
-            self.balance = balance_after;
-            Ok(Some(Movement {
-                kind,
+            FundEvent::CashDisbursed {
+                payment_id,
+                requisition_id,
                 amount,
                 balance_after,
-                requisition_id: None,
-                payment_id: None,
                 reference,
-            }))
-        };
-        let movement = match event {
-            FundEvent::ReplenishmentFunded { amount, balance_after, bank_reference, .. } => {
-                return moved(
-                    MovementKind::Replenishment,
-                    *amount,
-                    *balance_after,
-                    Some(bank_reference.clone()),
-                )
-            }
-            FundEvent::VarianceAdjusted { amount, balance_after, .. } => {
-                return moved(MovementKind::Adjustment, *amount, *balance_after, None)
-            }
-            FundEvent::CashReturned { amount, balance_after, bank_reference, .. } => {
-                return moved(MovementKind::Return, -*amount, *balance_after, Some(bank_reference.clone()))
-            }
-            FundEvent::AdvanceCashReturned { requisition_id, amount, balance_after, .. } => {
-                return moved(MovementKind::AdvanceReturn, *amount, *balance_after, None)
-                    .map(|m| m.map(|m| Movement { requisition_id: Some(*requisition_id), ..m }));
-            }
+                reserved,
+                ..
+            } => Movement {
+                requisition_id: Some(*requisition_id),
+                payment_id: Some(*payment_id),
+                reference: reference.clone(),
+                reserved: reserved.map_or(Decimal::ZERO, |r| -r),
+                ..line(MovementKind::Disbursement, -*amount, *balance_after)
+            },
+            FundEvent::ReplenishmentFunded {
+                replenishment_id,
+                amount,
+                balance_after,
+                bank_reference,
+                ..
+            } => Movement {
+                reference: Some(bank_reference.clone()),
+                source_id: Some(*replenishment_id),
+                ..line(MovementKind::Replenishment, *amount, *balance_after)
+            },
+            FundEvent::VarianceAdjusted { count_id, amount, balance_after, .. } => Movement {
+                source_id: Some(*count_id),
+                ..line(MovementKind::Adjustment, *amount, *balance_after)
+            },
+            FundEvent::CashReturned { amount, balance_after, bank_reference, .. } => Movement {
+                reference: Some(bank_reference.clone()),
+                ..line(MovementKind::Return, -*amount, *balance_after)
+            },
+            FundEvent::AdvanceCashReturned {
+                requisition_id, settlement_id, amount, balance_after, ..
+            } => Movement {
+                requisition_id: Some(*requisition_id),
+                source_id: Some(*settlement_id),
+                ..line(MovementKind::AdvanceReturn, *amount, *balance_after)
+            },
+            // Reservations change what is available, not the cash: lines of amount 0.
+            FundEvent::CashReserved { payment_id, requisition_id, amount, .. } => Movement {
+                requisition_id: Some(*requisition_id),
+                payment_id: Some(*payment_id),
+                reserved: *amount,
+                ..line(MovementKind::Reservation, Decimal::ZERO, self.balance)
+            },
+            FundEvent::ReservationReleased { payment_id, amount, .. } => Movement {
+                payment_id: Some(*payment_id),
+                reserved: -*amount,
+                ..line(MovementKind::ReservationReleased, Decimal::ZERO, self.balance)
+            },
             FundEvent::FundSettingsChanged { .. }
             | FundEvent::ReplenishmentRequested { .. }
             | FundEvent::ReplenishmentApproved { .. }
@@ -191,43 +260,21 @@ impl CashBook {
             | FundEvent::CashCounted { .. }
             | FundEvent::VarianceRejected { .. }
             | FundEvent::PeriodClosed { .. }
-            | FundEvent::FundClosed { .. }
-            // Reservations change what is available, not the cash: no line of the book.
-            | FundEvent::CashReserved { .. }
-            | FundEvent::ReservationReleased { .. } => return Ok(None),
-            FundEvent::FundOpened { .. } | FundEvent::CashDisbursed { .. } => event,
+            | FundEvent::FundClosed { .. } => return Ok(None),
         };
-        Ok(Some(match movement {
-            FundEvent::FundOpened { float, .. } => {
-                *self = Self::at(*float);
-                Movement {
-                    kind: MovementKind::Opening,
-                    amount: *float,
-                    balance_after: *float,
-                    requisition_id: None,
-                    payment_id: None,
-                    reference: None,
-                }
-            }
-            FundEvent::CashDisbursed {
-                payment_id, requisition_id, amount, balance_after, reference, ..
-            } => {
-                if !self.opened {
-                    return Err(NotOpened);
-                }
-                self.computed -= *amount;
-                self.balance = *balance_after;
-                Movement {
-                    kind: MovementKind::Disbursement,
-                    amount: -*amount,
-                    balance_after: *balance_after,
-                    requisition_id: Some(*requisition_id),
-                    payment_id: Some(*payment_id),
-                    reference: reference.clone(),
-                }
-            }
-            _ => unreachable!("movements of the other events are recorded above"),
-        }))
+        if !self.opened {
+            return Err(NotOpened);
+        }
+        if m.kind != MovementKind::Opening {
+            self.computed += m.amount;
+            self.balance = m.balance_after;
+        }
+        self.reserved += m.reserved;
+        // Never `-0` (a release of everything reserved).
+        if self.reserved.is_zero() {
+            self.reserved.set_sign_positive(true);
+        }
+        Ok(Some(Movement { reserved_after: self.reserved, ..m }))
     }
 }
 
@@ -2061,14 +2108,33 @@ mod tests {
             .given(vec![opened("100.00"), reserved(1, "60.00"), released(1, "60.00")])
             .when(release())
             .then_expect_error(DomainError::NotFound { what: "reservation" });
-        // Released: the cash is available again, and the cash book never saw it.
+        // Released: the cash is available again; the cash book shows the reservation and its
+        // release as lines of amount 0, the balance untouched.
         let mut fund = Fund::default();
         let mut book = CashBook::default();
+        let mut lines = Vec::new();
         for e in [opened("100.00"), reserved(1, "60.00"), released(1, "60.00")] {
-            assert_eq!(book.record(&e).unwrap().is_some(), e.moves_cash());
+            let m = book.record(&e).unwrap().expect("each is a line of the book");
+            lines.push((
+                m.kind,
+                m.amount,
+                m.balance_after,
+                m.reserved,
+                m.reserved_after,
+                m.available_after(),
+            ));
             fund.apply(e);
         }
-        assert_eq!((fund.available(), book.balance), (d("100.00"), d("100.00")));
+        let z = Decimal::ZERO;
+        assert_eq!(
+            lines,
+            [
+                (MovementKind::Opening, d("100.00"), d("100.00"), z, z, d("100.00")),
+                (MovementKind::Reservation, z, d("100.00"), d("60.00"), d("60.00"), d("40.00")),
+                (MovementKind::ReservationReleased, z, d("100.00"), d("-60.00"), z, d("100.00")),
+            ]
+        );
+        assert_eq!((fund.available(), book.balance, book.computed), (d("100.00"), d("100.00"), d("100.00")));
     }
 
     #[test]

@@ -35,11 +35,13 @@ use std::fmt;
 
 mod budget;
 mod receipts;
+mod reconcile;
 mod review;
 pub use receipts::{
     clean_file_name, Receipt, ReceiptFile, CONTENT_TYPES as RECEIPT_CONTENT_TYPES, MAX_RECEIPTS,
     MAX_RECEIPT_BYTES, NAME_MAX as RECEIPT_NAME_MAX,
 };
+pub use reconcile::{clean_statement_reference, Reconciliation, STATEMENT_REFERENCE_MAX};
 pub use review::{Dismissal, DuplicateCheck, DuplicateFlag, PaymentReview, ReviewStatus};
 
 pub const PURPOSE_MAX: usize = 1_000;
@@ -243,6 +245,10 @@ pub struct Requisition {
     /// The requester was reminded that a receipt is missing (`ReceiptOverdue`).
     #[serde(default)]
     pub receipt_reminded: bool,
+    // ----- reconciliation (`reconcile`) -----
+    /// Its payment matched with a bank or mobile-money statement line (`PaymentReconciled`).
+    #[serde(default)]
+    pub reconciliation: Option<Reconciliation>,
 }
 
 /// An urgent submission: the requester's reason, whether its threshold allows a fast-track,
@@ -741,6 +747,14 @@ pub enum RequisitionCommand {
         days: u32,
         now: DateTime<Utc>,
     },
+    /// Treasury matched the requisition's succeeded bank or mobile-money payment with a
+    /// statement line (`reconcile`): once; the same reference again changes nothing.
+    Reconcile {
+        payment_id: Id,
+        statement_reference: String,
+        now: DateTime<Utc>,
+        actor: Actor,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -987,6 +1001,16 @@ pub enum RequisitionEvent {
         problem: crate::payment::CodeProblem,
         attempts: u32,
     },
+    /// Treasury matched the succeeded payment `payment_id` (bank or mobile money) with the
+    /// statement line `statement_reference` (`reconcile`). At most one per requisition.
+    PaymentReconciled {
+        payment_id: Id,
+        /// The fund it was paid from (its cash book shows the reconciliation).
+        fund_id: Id,
+        statement_reference: String,
+        reconciled_by: Id,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for RequisitionEvent {
@@ -1021,6 +1045,7 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::PaymentFailed { .. } => "PaymentFailed",
             RequisitionEvent::PaymentTimedOut { .. } => "PaymentTimedOut",
             RequisitionEvent::PaymentCodeRejected { .. } => "PaymentCodeRejected",
+            RequisitionEvent::PaymentReconciled { .. } => "PaymentReconciled",
         }
         .into()
     }
@@ -1455,6 +1480,11 @@ impl Aggregate for Requisition {
                 let event = self.decide_remind_receipt(paid_at, days, now)?;
                 sink.write(event, self).await;
             }
+            C::Reconcile { payment_id, statement_reference, now, actor } => {
+                if let Some(event) = self.decide_reconcile(payment_id, &statement_reference, now, &actor)? {
+                    sink.write(event, self).await;
+                }
+            }
         }
         Ok(())
     }
@@ -1621,6 +1651,10 @@ impl Aggregate for Requisition {
                 });
             }
             E::ReceiptOverdue { .. } => self.receipt_reminded = true,
+            E::PaymentReconciled { payment_id, statement_reference, reconciled_by, at, .. } => {
+                self.reconciliation =
+                    Some(Reconciliation { payment_id, statement_reference, reconciled_by, at });
+            }
         }
     }
 }

@@ -113,6 +113,11 @@ pub trait Projection: Send + Sync + 'static {
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// Single event types of other aggregate types that it uses too, as (aggregate type, event
+    /// type): their payloads are read, and no other event of that aggregate type's.
+    fn other_events(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// Whether it reads [`EventRow::metadata`]. When not, the engine leaves the metadata out
     /// (`null`) for every event: its jsonb-to-text output costs about as much as the payload's.
     fn uses_metadata(&self) -> bool {
@@ -176,8 +181,9 @@ pub fn table_name(base: &str, version: i32, generation: i32) -> String {
 /// 4: the budgets its latest submission exceeds).
 pub const REQUISITIONS_VERSION: i32 = 4;
 /// The current version of the `cash` projection (2: the fund's company; 3: fund operations'
-/// columns and movements).
-pub const CASH_VERSION: i32 = 3;
+/// columns and movements; 4: reservations in the cash book, what each line comes from, and
+/// payments' reconciliation).
+pub const CASH_VERSION: i32 = 4;
 /// The current version of the `budgets` projection (what budgets consume).
 pub const BUDGETS_VERSION: i32 = 1;
 

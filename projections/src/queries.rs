@@ -471,6 +471,10 @@ pub struct PaymentRow {
     /// The fund's balance right after this payment.
     #[schema(value_type = String, example = "48750.00")]
     pub fund_balance_after: Decimal,
+    /// The statement reference treasury reconciled it against (`null` until then; cash is
+    /// never reconciled).
+    pub reconciled_reference: Option<String>,
+    pub reconciled_at: Option<DateTime<Utc>>,
 }
 
 /// Filters of the payments list.
@@ -493,7 +497,7 @@ pub async fn list_payments(
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(
         "SELECT payment_id AS id, requisition_id, fund_id, amount, currency, method, reference, paid_by, paid_at, \
-         balance_after AS fund_balance_after FROM rm_payments WHERE",
+         balance_after AS fund_balance_after, reconciled_reference, reconciled_at FROM rm_payments WHERE",
     );
     push_company(&mut qb, "company_id", filter.company);
     if let Some(fund_id) = filter.fund_id {
@@ -617,7 +621,8 @@ pub struct LedgerRow {
     #[schema(value_type = String, example = "disbursement")]
     pub kind: MovementKind,
     pub at: DateTime<Utc>,
-    /// Signed: positive into the fund (the opening float), negative out of it.
+    /// Signed: positive into the fund (the opening float), negative out of it; 0 for a
+    /// `reservation` or `reservation_released` line (no cash moved).
     #[schema(value_type = String, example = "-1250.00")]
     pub amount: Decimal,
     /// The running balance after this movement.
@@ -625,7 +630,26 @@ pub struct LedgerRow {
     pub balance_after: Decimal,
     pub requisition_id: Option<Uuid>,
     pub payment_id: Option<Uuid>,
+    /// The outside reference: a disbursement's voucher or provider receipt, a replenishment's
+    /// or the closing return's bank reference.
     pub reference: Option<String>,
+    /// Signed change of the cash reserved for payments in flight: the amount of a
+    /// `reservation`, minus it on its release or on the disbursement that consumes it.
+    #[schema(value_type = String, example = "0")]
+    pub reserved: Decimal,
+    /// The cash reserved after this line.
+    #[schema(value_type = String, example = "0")]
+    pub reserved_after: Decimal,
+    /// What other outflows may still use after this line: `balance_after − reserved_after`.
+    #[schema(value_type = String, example = "48750.00")]
+    pub available_after: Decimal,
+    /// What it comes from: the replenishment request (`replenishment`), the cash count
+    /// (`adjustment`) or the advance's settlement (`advance_return`).
+    pub source_id: Option<Uuid>,
+    /// A disbursement's bank or mobile-money statement reference, once treasury reconciled it
+    /// (`null` until then, and for every other line).
+    pub reconciled_reference: Option<String>,
+    pub reconciled_at: Option<DateTime<Utc>>,
 }
 
 /// A page of the cash book, in position order.
@@ -645,7 +669,9 @@ pub async fn ledger(
 ) -> sqlx::Result<LedgerPage> {
     let limit = PageRequest { limit, after: None }.limit();
     let mut rows: Vec<LedgerRow> = sqlx::query_as(
-        "SELECT position, kind, at, amount, balance_after, requisition_id, payment_id, reference
+        "SELECT position, kind, at, amount, balance_after, requisition_id, payment_id, reference, reserved,
+                reserved_after, balance_after - reserved_after AS available_after, source_id, reconciled_reference,
+                reconciled_at
          FROM rm_ledger WHERE fund_id = $1 AND position > $2 ORDER BY position LIMIT $3",
     )
     .bind(fund_id)

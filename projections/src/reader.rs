@@ -50,10 +50,17 @@ impl Selection {
     /// output is the most expensive part of reading an event, and most projections use one
     /// aggregate type.
     pub fn for_projection(p: &dyn Projection) -> Self {
+        let quote = |t: &str| format!("'{}'", t.replace('\'', "''"));
         let wanted = p.aggregate_types().map(|types| {
-            let list =
-                types.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
-            format!("aggregate_type IN ({list})")
+            let list = types.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
+            let others = p.other_events().iter().map(|(aggregate_type, event_type)| {
+                format!(
+                    " OR (aggregate_type = {} AND event_type = {})",
+                    quote(aggregate_type),
+                    quote(event_type)
+                )
+            });
+            format!("(aggregate_type IN ({list}){})", others.collect::<String>())
         });
         let only_wanted = |column: &str| match &wanted {
             None => column.to_string(),
@@ -127,6 +134,9 @@ pub enum Filter {
     Fund { id: String, as_of: DateTime<Utc> },
     /// Every fund's events recorded up to an instant.
     Funds { as_of: DateTime<Utc> },
+    /// The `PaymentReconciled` events (on requisitions) of payments from one fund, recorded up
+    /// to an instant.
+    Reconciliations { fund: String, as_of: DateTime<Utc> },
     /// Every event with this aggregate id (of any aggregate type), in *stream* order (by type,
     /// then sequence): one aggregate's history.
     Aggregate { id: String },
@@ -149,6 +159,10 @@ pub fn in_order(selection: &Selection, filter: Filter) -> InOrder {
         Filter::Positions { .. } => "global_position BETWEEN $1 AND $2",
         Filter::Fund { .. } => "aggregate_type = 'fund' AND aggregate_id = $1 AND recorded_at <= $2",
         Filter::Funds { .. } => "aggregate_type = 'fund' AND recorded_at <= $1",
+        Filter::Reconciliations { .. } => {
+            "aggregate_type = 'requisition' AND event_type = 'PaymentReconciled' \
+             AND payload -> 'PaymentReconciled' ->> 'fund_id' = $1 AND recorded_at <= $2"
+        }
         Filter::Aggregate { .. } => "aggregate_id = $1",
     };
     let order =
@@ -166,7 +180,9 @@ impl InOrder {
         match &self.filter {
             Filter::Everything => q.fetch(pool),
             Filter::Positions { from, to } => q.bind(*from).bind(*to).fetch(pool),
-            Filter::Fund { id, as_of } => q.bind(id).bind(*as_of).fetch(pool),
+            Filter::Fund { id, as_of } | Filter::Reconciliations { fund: id, as_of } => {
+                q.bind(id).bind(*as_of).fetch(pool)
+            }
             Filter::Funds { as_of } => q.bind(*as_of).fetch(pool),
             Filter::Aggregate { id } => q.bind(id).fetch(pool),
         }
@@ -179,7 +195,9 @@ impl InOrder {
         match &self.filter {
             Filter::Everything => q.fetch_one(pool).await,
             Filter::Positions { from, to } => q.bind(*from).bind(*to).fetch_one(pool).await,
-            Filter::Fund { id, as_of } => q.bind(id).bind(*as_of).fetch_one(pool).await,
+            Filter::Fund { id, as_of } | Filter::Reconciliations { fund: id, as_of } => {
+                q.bind(id).bind(*as_of).fetch_one(pool).await
+            }
             Filter::Funds { as_of } => q.bind(*as_of).fetch_one(pool).await,
             Filter::Aggregate { id } => q.bind(id).fetch_one(pool).await,
         }

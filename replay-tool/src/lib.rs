@@ -376,13 +376,28 @@ pub struct Movement {
     pub position: i64,
     pub at: DateTime<Utc>,
     pub kind: MovementKind,
-    /// Signed: positive into the fund, negative out of it.
+    /// Signed: positive into the fund, negative out of it (0 for a reservation's lines).
     pub amount: Decimal,
     pub balance_after: Decimal,
     pub requisition_id: Option<Uuid>,
     pub payment_id: Option<Uuid>,
     pub reference: Option<String>,
+    /// Signed change of the cash reserved for payments in flight.
+    pub reserved: Decimal,
+    pub reserved_after: Decimal,
+    /// `balance_after − reserved_after`.
+    pub available_after: Decimal,
+    /// The replenishment, count or advance settlement the line comes from.
+    pub source_id: Option<Uuid>,
+    /// A disbursement's statement reference, when it was reconciled by the ledger's instant.
+    pub reconciled_reference: Option<String>,
+    pub reconciled_at: Option<DateTime<Utc>>,
 }
+
+/// The columns of `ledger --format csv`, in order.
+pub const LEDGER_CSV_HEADER: &str =
+    "position,at,kind,amount,balance_after,requisition_id,payment_id,reference,\
+     reserved,reserved_after,available_after,source_id,reconciled_reference,reconciled_at";
 
 /// A fund as folded from its events.
 #[derive(Debug, Clone, Serialize)]
@@ -439,7 +454,13 @@ fn fold(
         balance_after: m.balance_after,
         requisition_id: m.requisition_id,
         payment_id: m.payment_id,
-        reference: m.reference,
+        reference: m.reference.clone(),
+        reserved: m.reserved,
+        reserved_after: m.reserved_after,
+        available_after: m.available_after(),
+        source_id: m.source_id,
+        reconciled_reference: None,
+        reconciled_at: None,
     }))
 }
 
@@ -480,18 +501,46 @@ async fn for_each_ledger(
     as_of: DateTime<Utc>,
     mut f: impl FnMut(Movement) -> anyhow::Result<()>,
 ) -> Result<u64, Failure> {
+    let reconciled = reconciliations(pool, fund, as_of).await?;
     let read = reader::in_order(&Selection::events(), Filter::Fund { id: fund.to_string(), as_of });
     let mut rows = read.fetch::<EventRow>(pool);
     let mut funds = BTreeMap::new();
     let mut n = 0;
     while let Some(e) = rows.try_next().await? {
         let event: FundEvent = e.decode()?;
-        if let Some(m) = fold(&mut funds, &e, event)? {
+        if let Some(mut m) = fold(&mut funds, &e, event)? {
+            if m.kind == MovementKind::Disbursement {
+                if let Some((reference, at)) = m.payment_id.and_then(|p| reconciled.get(&p)) {
+                    m.reconciled_reference = Some(reference.clone());
+                    m.reconciled_at = Some(*at);
+                }
+            }
             f(m)?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// The fund's payments reconciled up to `as_of` (the first reconciliation of each): payment
+/// id → (statement reference, when). Read before the fund's events, since a reconciliation
+/// comes after the disbursement it concerns.
+async fn reconciliations(
+    pool: &PgPool,
+    fund: Uuid,
+    as_of: DateTime<Utc>,
+) -> Result<BTreeMap<Uuid, (String, DateTime<Utc>)>, Failure> {
+    use pettycash_domain::requisition::RequisitionEvent;
+    let read =
+        reader::in_order(&Selection::events(), Filter::Reconciliations { fund: fund.to_string(), as_of });
+    let mut rows = read.fetch::<EventRow>(pool);
+    let mut out = BTreeMap::new();
+    while let Some(e) = rows.try_next().await? {
+        if let RequisitionEvent::PaymentReconciled { payment_id, statement_reference, at, .. } = e.decode()? {
+            out.entry(payment_id).or_insert((statement_reference, at));
+        }
+    }
+    Ok(out)
 }
 
 pub async fn ledger(
@@ -502,7 +551,7 @@ pub async fn ledger(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     if format == TableFormat::Csv {
-        writeln!(out, "position,at,kind,amount,balance_after,requisition_id,payment_id,reference")?;
+        writeln!(out, "{LEDGER_CSV_HEADER}")?;
     }
     let n = for_each_ledger(pool, fund, as_of, |m| {
         match format {
@@ -519,6 +568,14 @@ pub async fn ledger(
                     opt(&m.requisition_id),
                     opt(&m.payment_id),
                     opt(&m.reference),
+                    m.reserved.to_string(),
+                    m.reserved_after.to_string(),
+                    m.available_after.to_string(),
+                    opt(&m.source_id),
+                    opt(&m.reconciled_reference),
+                    m.reconciled_at
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                        .unwrap_or_default(),
                 ])
             )?,
         }

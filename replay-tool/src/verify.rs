@@ -94,6 +94,7 @@
 mod budgets;
 mod fund_ops;
 mod receipts;
+mod reconcile;
 mod reservations;
 mod review;
 
@@ -254,6 +255,8 @@ struct ReqV {
     checks: review::ChecksV,
     /// Receipts attached so far (`receipts`).
     receipts: u32,
+    /// Its payment and reconciliation (`reconcile`).
+    reconcile: reconcile::ReconcileV,
 }
 
 impl ReqV {
@@ -1014,6 +1017,7 @@ impl Verifier {
         self.note_participants(id, &ev);
         self.budget_requisition(e, id, &ev);
         self.provider_step(e, id, &ev);
+        self.reconcile_step(e, id, &ev);
         match ev {
             E::RequisitionCreated { requester_id, currency, amount, origin, unit, .. } => {
                 let r = self.requisitions.entry(id).or_default();
@@ -1498,6 +1502,8 @@ impl Verifier {
             // Their money side is checked on the fund (`reservations`); a success is a
             // `RequisitionPaid`, checked as any payment.
             E::PaymentStarted { .. } | E::PaymentFailed { .. } | E::PaymentTimedOut { .. } => {}
+            // Checked in `reconcile_step`.
+            E::PaymentReconciled { .. } => {}
         }
     }
 
@@ -2530,6 +2536,71 @@ mod tests {
             json!({"RequisitionCancelled": {"cancelled_by": w.staff, "reason": null}}),
         );
         assert!(w.f.rules().is_empty());
+    }
+
+    // ----- payment reconciliation (`reconcile`) --------------------------------------------
+
+    fn reconciled(payment: Uuid, fund: Uuid, reference: &str, by: Uuid) -> serde_json::Value {
+        json!({"PaymentReconciled": {"payment_id": payment, "fund_id": fund, "statement_reference": reference,
+            "reconciled_by": by, "at": chrono::Utc::now()}})
+    }
+
+    /// The world's requisition approved, and paid by `method` (payment id returned).
+    fn paid_by(method: &str) -> (World, Uuid) {
+        let mut w = world();
+        w.f.push("requisition", w.req, approved(0, "department_head", w.head));
+        w.f.push("requisition", w.req, approved(1, "group_finance_manager", w.gfm));
+        let payment = Uuid::new_v4();
+        let through_provider = method != "cash";
+        if through_provider {
+            let started = json!({"PaymentStarted": {"payment_id": payment, "fund_id": w.fund, "amount": "100.00",
+                "method": method, "reference": null, "paid_by": w.treasury}});
+            w.f.push("requisition", w.req, started);
+            let reserved = json!({"CashReserved": {"payment_id": payment, "requisition_id": w.req,
+                "amount": "100.00", "method": method, "reserved_by": w.treasury}});
+            w.f.push("fund", w.fund, reserved);
+        }
+        let mut p = paid(payment, w.fund, "100.00", w.treasury);
+        p["RequisitionPaid"]["method"] = json!(method);
+        w.f.push("requisition", w.req, p);
+        let mut d = disbursed(payment, w.req, "100.00", "900.00", w.treasury);
+        d["CashDisbursed"]["method"] = json!(method);
+        if through_provider {
+            d["CashDisbursed"]["reserved"] = json!("100.00");
+        }
+        w.f.push("fund", w.fund, d);
+        (w, payment)
+    }
+
+    #[test]
+    fn a_succeeded_bank_payment_reconciled_once_is_clean() {
+        let (mut w, payment) = paid_by("bank");
+        let by = Uuid::new_v4();
+        w.f.push("requisition", w.req, reconciled(payment, w.fund, "STMT-1", by));
+        assert_eq!(w.f.rules(), []);
+    }
+
+    #[test]
+    fn a_reconciliation_of_a_payment_that_did_not_succeed_or_twice_is_reported() {
+        // Twice.
+        let (mut w, payment) = paid_by("mobile_money");
+        let by = Uuid::new_v4();
+        w.f.push("requisition", w.req, reconciled(payment, w.fund, "STMT-1", by));
+        let second = w.f.push("requisition", w.req, reconciled(payment, w.fund, "STMT-2", by));
+        assert_eq!(w.f.rules(), [(second, "double_reconciliation")]);
+        // Of another payment than the one that paid it.
+        let (mut w, _) = paid_by("bank");
+        let other = w.f.push("requisition", w.req, reconciled(Uuid::new_v4(), w.fund, "STMT-1", by));
+        assert_eq!(w.f.rules(), [(other, "reconciled_unpaid")]);
+        // Before any payment.
+        let mut w = world();
+        let (req, fund) = (w.req, w.fund);
+        let early = w.f.push("requisition", req, reconciled(Uuid::new_v4(), fund, "STMT-1", by));
+        assert_eq!(w.f.rules(), [(early, "reconciled_unpaid")]);
+        // A cash payment.
+        let (mut w, payment) = paid_by("cash");
+        let cash = w.f.push("requisition", w.req, reconciled(payment, w.fund, "STMT-1", by));
+        assert_eq!(w.f.rules(), [(cash, "reconciled_cash")]);
     }
 
     // ----- possible duplicates and FP&A review (`review`) ---------------------------------

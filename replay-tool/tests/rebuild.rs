@@ -95,6 +95,36 @@ async fn history(app: &TestApp, c: &Cast) -> usize {
     3 + flows.iter().sum::<usize>()
 }
 
+/// A requisition of 75 paid by mobile money through the simulator, its cash reserved and then
+/// disbursed, and reconciled against `STMT-R1` by a second treasurer: the ledger lines of
+/// cash projection version 4 (a reservation, a reconciled disbursement).
+async fn reconciled_payment(app: &TestApp, c: &Cast) {
+    let fund = app.fund(&c.admin, "1000").await;
+    let id = app.submitted(&c.staff, fund, "75").await;
+    app.approve_by(id, &[&c.head]).await;
+    let msisdn = "254712000901";
+    app.simulator.script(msisdn, pettycash_commands::providers::simulator::Script::result("0"));
+    let r = app.request_code(&c.treasury, id, "mobile_money").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
+    let body = json!({"requisition_id": id, "method": "mobile_money", "destination": msisdn, "code": code});
+    let r = app.post(&c.treasury, "/api/treasury/payments/", body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let payment = r.id();
+    let reconciler = app.user(&[pettycash_domain::Role::Treasury]).await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let body = json!({"statement_reference": "STMT-R1"});
+        let r = app.post(&reconciler, &format!("/api/treasury/payments/{payment}/reconcile"), body).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(r.body["error"]["code"], "not_reconcilable", "{r:?}");
+        assert!(Instant::now() < deadline, "the payment never succeeded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Every live projection (the two read models and `notifications`) has applied the last event
 /// of the store.
 async fn caught_up(pool: &PgPool) -> bool {
@@ -181,10 +211,16 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     let c = Cast::new(&app).await;
     let commands = history(&app, &c).await;
     assert!(commands >= 250, "a few hundred commands ({commands})");
+    reconciled_payment(&app, &c).await;
     wait_caught_up(&app.pool).await;
     let before = snapshot(&app.pool).await;
-    assert_eq!(before[0].len(), 90, "requisitions");
-    assert_eq!(before[1].len(), 3, "funds");
+    assert_eq!(before[0].len(), 91, "requisitions");
+    assert_eq!(before[1].len(), 4, "funds");
+    let lines =
+        |kind: &str| before[2].iter().filter(|l| l.contains(&format!("\"kind\": \"{kind}\""))).count();
+    assert_eq!(lines("reservation"), 1, "{:?}", before[2]);
+    let reconciled = before[2].iter().filter(|l| l.contains("\"reconciled_reference\": \"STMT-R1\"")).count();
+    assert_eq!(reconciled, 1, "{:?}", before[2]);
     assert!(before[3].len() >= 50, "payments: {}", before[3].len());
     assert_eq!(
         states(&checkpoints(&app.pool).await),
@@ -219,7 +255,13 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         )),
         "{text}"
     );
-    assert!(text.contains("cash v3: dropped rm_funds_v3, rm_ledger_v3, rm_payments_v3\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cash v{c}: dropped rm_funds_v{c}, rm_ledger_v{c}, rm_payments_v{c}\n",
+            c = CASH_VERSION
+        )),
+        "{text}"
+    );
 
     // Generation 1 is live, generation 0 retired, its tables gone; the views read generation 1.
     let rows = checkpoints(&app.pool).await;
@@ -270,7 +312,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
     }
     let funds = app.get(&c.auditor, "/api/funds/").await;
-    assert_eq!(funds.body["items"].as_array().map(Vec::len), Some(3), "{funds:?}");
+    assert_eq!(funds.body["items"].as_array().map(Vec::len), Some(4), "{funds:?}");
 
     // New commands reach the new generation: the service's workers followed the rebuild
     // without a restart.
@@ -388,8 +430,8 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     );
     // cash was rebuilt side by side: killed before it started, or resumed, never a new one.
     assert!(
-        text.contains("cash v3: building generation 1 (serving from generation 0)")
-            || text.contains("cash v3: resuming generation 1 from position"),
+        text.contains(&format!("cash v{CASH_VERSION}: building generation 1 (serving from generation 0)"))
+            || text.contains(&format!("cash v{CASH_VERSION}: resuming generation 1 from position")),
         "{text}"
     );
 
@@ -449,11 +491,15 @@ async fn rebuild_usage_errors_exit_2_a_first_build_is_generation_0_and_other_ver
 
     // A database no worker has run on yet: the first build is generation 0.
     let text = ok_stdout(&replay(&url, &["rebuild", "--projection", "cash"]).await);
-    assert!(text.contains("cash v3: building generation 0 (none live yet)"), "{text}");
-    assert!(text.contains("cash v3: generation 0 is live"), "{text}");
+    let cash = format!("cash v{CASH_VERSION}");
+    assert!(text.contains(&format!("{cash}: building generation 0 (none live yet)")), "{text}");
+    assert!(text.contains(&format!("{cash}: generation 0 is live")), "{text}");
     assert_eq!(states(&checkpoints(&pool).await), [row("cash", CASH_VERSION, 0, "live")]);
     let definition = view_definition(&pool, "rm_funds").await;
-    assert!(definition.contains("rm_funds_v3") && !definition.contains("_g"), "{definition}");
+    assert!(
+        definition.contains(&format!("rm_funds_v{CASH_VERSION}")) && !definition.contains("_g"),
+        "{definition}"
+    );
 
     // A tool whose version is not the deployed one refuses (exit 1) and touches nothing: here
     // a newer version of `cash` is live, and an older version 0 of `requisitions` is live

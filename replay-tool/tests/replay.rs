@@ -108,7 +108,7 @@ async fn ledger_balance_history_and_stats_from_events_alone() {
     // Before the fund existed: an empty cash book (header only).
     let before = (h.instants[0] - chrono::Duration::hours(1)).to_rfc3339();
     let csv = ok_stdout(&replay(url, &["ledger", "--fund", &fund, "--as-of", &before]).await);
-    assert_eq!(csv.trim(), "position,at,kind,amount,balance_after,requisition_id,payment_id,reference");
+    assert_eq!(csv.trim(), pettycash_replay::LEDGER_CSV_HEADER);
 
     // ledger at now equals the live read model.
     let live =
@@ -256,7 +256,7 @@ async fn a_recorded_balance_that_does_not_add_up_is_warned_about() {
     // The book shows what was recorded; the reference is quoted as CSV needs.
     let last = csv.lines().last().unwrap();
     assert!(last.contains(",disbursement,-100.00,850.00,"), "{csv}");
-    assert!(last.ends_with(",\"a, \"\"quoted\"\" ref\""), "{csv}");
+    assert!(last.contains(",\"a, \"\"quoted\"\" ref\",0,0,850.00,,,"), "{csv}");
 }
 
 #[tokio::test]
@@ -313,4 +313,142 @@ async fn fund_operations_show_in_the_ledger_and_verify_finds_nothing_wrong() {
         serde_json::from_str(&ok_stdout(&replay(url, &["verify", "--format", "json"]).await)).unwrap();
     assert_eq!(report["summary"]["violations"], 0, "{report:#}");
     assert_eq!(d(&report["summary"]["balances"][fund.to_string()]["balance"]), n("900"));
+}
+
+/// A mobile-money payment of `amount` for a new approved requisition of `fund`, scripted
+/// `script` at `msisdn`: (requisition, payment).
+async fn pay_mobile(
+    app: &TestApp,
+    c: &Cast,
+    fund: Uuid,
+    amount: &str,
+    msisdn: &str,
+    script: pettycash_commands::providers::simulator::Script,
+) -> (Uuid, Uuid) {
+    use pettycash_tests::serde_json::json;
+    let id = app.submitted(&c.staff, fund, amount).await;
+    app.approve_by(id, &[&c.head]).await;
+    app.simulator.script(msisdn, script);
+    let r = app.request_code(&c.treasury, id, "mobile_money").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
+    let body = json!({"requisition_id": id, "method": "mobile_money", "destination": msisdn, "code": code});
+    let r = app.post(&c.treasury, "/api/treasury/payments/", body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    (id, r.id())
+}
+
+#[tokio::test]
+async fn ledger_as_of_shows_reconciliations_recorded_by_then_and_reservations_in_flight() {
+    use pettycash_commands::providers::simulator::{Callback, Script};
+    use pettycash_tests::serde_json::json;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(20));
+    let app = TestApp::spawn_with(|c| {
+        c.seal_interval_secs = 3600;
+        c.scheduler_interval_secs = 3600;
+    })
+    .await;
+    let c = Cast::new(&app).await;
+    let reconciler = app.user(&[pettycash_domain::Role::Treasury]).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let (_, paid) = pay_mobile(&app, &c, fund, "300", "254712000301", Script::result("0")).await;
+    for _ in 0..200 {
+        let p = app.get(&c.auditor, &format!("/api/treasury/payments/{paid}")).await;
+        if p.body["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    pause().await;
+    let before = Utc::now();
+    pause().await;
+    let body = json!({"statement_reference": "STMT-7"});
+    let r = app.post(&reconciler, &format!("/api/treasury/payments/{paid}/reconcile"), body).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    pause().await;
+    let after = Utc::now();
+    pause().await;
+    // A second payment stays in flight: its cash is reserved.
+    let never = Script::result("0").callback(Callback::Never);
+    let (in_flight_req, in_flight) = pay_mobile(&app, &c, fund, "200", "254712000302", never).await;
+    let (url, fund_s) = (&app.database_url, fund.to_string());
+    let ledger = |as_of: Option<DateTime<Utc>>| {
+        let mut args =
+            vec!["ledger".to_string(), "--fund".into(), fund_s.clone(), "--format".into(), "json".into()];
+        if let Some(t) = as_of {
+            args.extend(["--as-of".to_string(), t.to_rfc3339()]);
+        }
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            json_lines(&replay(url, &args).await)
+        }
+    };
+    let kinds =
+        |lines: &[Value]| lines.iter().map(|l| l["kind"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+
+    // Before the reconciliation: the payment's lines, not reconciled.
+    let lines = ledger(Some(before)).await;
+    assert_eq!(kinds(&lines), ["opening", "reservation", "disbursement"], "{lines:#?}");
+    assert_eq!((d(&lines[1]["amount"]), d(&lines[1]["reserved"])), (Decimal::ZERO, Decimal::from(300)));
+    assert_eq!(d(&lines[1]["available_after"]), Decimal::from(4700));
+    assert_eq!(lines[2]["payment_id"], paid.to_string());
+    assert_eq!(lines[2]["reconciled_reference"], Value::Null);
+    // After it: reconciled.
+    let lines = ledger(Some(after)).await;
+    assert_eq!(kinds(&lines), ["opening", "reservation", "disbursement"]);
+    assert_eq!(lines[2]["reconciled_reference"], "STMT-7");
+    assert_eq!(t(&lines[2]["reconciled_at"]), t(&r.body["reconciled_at"]));
+    // Now: the second payment's reservation, amount 0, the balance untouched.
+    let lines = ledger(None).await;
+    assert_eq!(kinds(&lines), ["opening", "reservation", "disbursement", "reservation"]);
+    let last = &lines[3];
+    assert_eq!(
+        (last["payment_id"].as_str(), last["requisition_id"].as_str()),
+        (Some(in_flight.to_string().as_str()), Some(in_flight_req.to_string().as_str()))
+    );
+    assert_eq!(
+        (
+            d(&last["amount"]),
+            d(&last["balance_after"]),
+            d(&last["reserved_after"]),
+            d(&last["available_after"])
+        ),
+        (Decimal::ZERO, Decimal::from(4700), Decimal::from(200), Decimal::from(4500))
+    );
+    // The same lines as the API's ledger.
+    let position = r.body["position"].as_i64().unwrap();
+    let mut items = Vec::new();
+    for _ in 0..100 {
+        let live = app.get(&c.auditor, &format!("/api/funds/{fund}/ledger?min_position={position}")).await;
+        assert_eq!(live.status, StatusCode::OK, "{live:?}");
+        items = live.body["items"].as_array().unwrap().clone();
+        if items.len() == lines.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(items.len(), lines.len(), "{items:#?}");
+    for (mine, theirs) in lines.iter().zip(&items) {
+        for k in [
+            "position",
+            "kind",
+            "requisition_id",
+            "payment_id",
+            "reference",
+            "source_id",
+            "reconciled_reference",
+        ] {
+            assert_eq!(mine[k], theirs[k], "{k}: {mine} vs {theirs}");
+        }
+        for k in ["amount", "balance_after", "reserved", "reserved_after", "available_after"] {
+            assert_eq!(d(&mine[k]), d(&theirs[k]), "{k}: {mine} vs {theirs}");
+        }
+    }
+    assert_eq!(t(&items[2]["reconciled_at"]), t(&lines[2]["reconciled_at"]));
+    // CSV carries the reconciliation too; verify finds nothing wrong.
+    let csv = ok_stdout(&replay(url, &["ledger", "--fund", &fund_s]).await);
+    assert!(csv.lines().nth(3).unwrap().contains(",STMT-7,"), "{csv}");
+    let report: Value =
+        serde_json::from_str(&ok_stdout(&replay(url, &["verify", "--format", "json"]).await)).unwrap();
+    assert_eq!(report["summary"]["violations"], 0, "{report:#}");
 }

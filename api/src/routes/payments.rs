@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use pettycash_commands::payments::PaymentCodeIssued;
 use pettycash_commands::provider_payments::{ProviderPaymentRead, ProviderPaymentView};
 use pettycash_commands::providers::simulator::SIGNATURE_HEADER;
+use pettycash_commands::reconcile::ReconciliationView;
 use pettycash_commands::views::PaymentReceipt;
 use pettycash_commands::CommandError;
 use pettycash_domain::fund::PaymentMethod;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/treasury/payments", post(pay).get(super::reads::list_payments))
         .route("/api/treasury/payments/code", post(request_code))
         .route("/api/treasury/payments/{id}", get(get_payment))
+        .route("/api/treasury/payments/{id}/reconcile", post(reconcile))
         .route("/api/providers/{name}/callback", post(provider_callback))
 }
 
@@ -50,6 +52,15 @@ pub struct PayRequest {
     /// for cash below the `payment_code_waiver_below` setting.
     #[schema(example = "042917")]
     pub code: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    /// The bank or mobile-money statement line's reference: trimmed, 1 to 64 printable
+    /// characters.
+    #[schema(example = "STMT-2026-12-0042")]
+    pub statement_reference: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -162,6 +173,30 @@ pub async fn get_payment(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<ProviderPaymentRead>> {
     Ok(Json(state.commands.provider_payment(&user.actor(), id).await?))
+}
+
+/// Reconcile a succeeded `bank` or `mobile_money` payment (the payment id) against a line of
+/// the bank or mobile-money statement (treasury; not the person who made the payment: 403
+/// `four_eyes`). Once: the same `statement_reference` again answers 200 `changed: false` and
+/// records nothing; a different one is 409 `already_reconciled`, however many requests race.
+/// A cash payment, a payment still executing or one that failed is 409 `not_reconcilable`.
+/// The fund's ledger and the payment's read show the reference from then on.
+#[utoipa::path(post, path = "/api/treasury/payments/{id}/reconcile", tag = "treasury",
+    params(("id" = Uuid, Path, description = "the payment id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
+    request_body = ReconcileRequest,
+    responses((status = 200, body = ReconciliationView), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn reconcile(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    cmd: Command<ReconcileRequest>,
+) -> ApiResult<Response> {
+    let ctx = cmd.context(StatusCode::OK);
+    let reference = cmd.body.statement_reference.clone();
+    run(&state, &cmd, StatusCode::OK, state.commands.reconcile_payment(&ctx, id, &reference)).await
 }
 
 /// The payment provider's result callback (the provider calls it; no session). The body is

@@ -7,6 +7,11 @@
 //! auto-replenish, `status` (`ok`, `warning`, `critical`: `FundStatus`), the open
 //! replenishment request, the latest closed period and whether the fund is closed; the ledger
 //! has replenishments, variance adjustments and the closing return (`MovementKind`).
+//! Version 4 (issue #14 [treasury]): the ledger has reservations (lines of amount 0,
+//! `reserved`, `reserved_after`), what a line comes from (`source_id`: the replenishment, the
+//! count, the advance's settlement) and a payment's reconciliation (`reconciled_reference`,
+//! `reconciled_at`, from the requisition's `PaymentReconciled`, also on `rm_payments`); funds
+//! carry the cash `reserved`.
 
 use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
@@ -15,6 +20,7 @@ use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{
     CashBook, FundEvent, FundStatus, Movement, MovementKind, PaymentMethod, ReplenishmentStatus,
 };
+use pettycash_domain::requisition::RequisitionEvent;
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -75,13 +81,14 @@ struct Fund {
     open_replenishment_status: Option<String>,
     closed_through: Option<String>,
     closed: bool,
+    reserved: Decimal,
 }
 
 const FUND_COLUMNS: &str =
     "id, name, currency, float, balance, custodian_id, disbursed_total, disbursements, \
      opened_at, updated_at, last_position, unit_id, company_id, reorder_level, minimum_balance, \
      auto_replenish, status, open_replenishment_id, open_replenishment_amount, \
-     open_replenishment_status, closed_through, closed";
+     open_replenishment_status, closed_through, closed, reserved";
 
 #[derive(Default)]
 struct Movements {
@@ -94,6 +101,18 @@ struct Movements {
     requisition_id: Vec<Option<Uuid>>,
     payment_id: Vec<Option<Uuid>>,
     reference: Vec<Option<String>>,
+    reserved: Vec<Decimal>,
+    reserved_after: Vec<Decimal>,
+    source_id: Vec<Option<Uuid>>,
+}
+
+/// `PaymentReconciled` events of a batch: (fund, payment, statement reference, at).
+#[derive(Default)]
+struct Reconciled {
+    fund_id: Vec<Uuid>,
+    payment_id: Vec<Uuid>,
+    reference: Vec<String>,
+    at: Vec<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -129,6 +148,10 @@ impl Projection for Cash {
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
         Some(&["fund"])
     }
+    fn other_events(&self) -> &'static [(&'static str, &'static str)] {
+        // The requisitions' `PaymentReconciled` marks a disbursement reconciled.
+        &[("requisition", "PaymentReconciled")]
+    }
     fn uses_metadata(&self) -> bool {
         false
     }
@@ -147,20 +170,22 @@ impl Projection for Cash {
                     last_position bigint NOT NULL, unit_id uuid, company_id uuid, reorder_level numeric,
                     minimum_balance numeric NOT NULL, auto_replenish boolean NOT NULL, status text NOT NULL,
                     open_replenishment_id uuid, open_replenishment_amount numeric, open_replenishment_status text,
-                    closed_through text, closed boolean NOT NULL)"
+                    closed_through text, closed boolean NOT NULL, reserved numeric NOT NULL)"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {l} (
                     fund_id uuid NOT NULL, position bigint NOT NULL, at timestamptz NOT NULL, kind text NOT NULL,
                     amount numeric NOT NULL, balance_after numeric NOT NULL, requisition_id uuid, payment_id uuid,
-                    reference text, PRIMARY KEY (fund_id, position))"
+                    reference text, reserved numeric NOT NULL, reserved_after numeric NOT NULL, source_id uuid,
+                    reconciled_reference text, reconciled_at timestamptz, PRIMARY KEY (fund_id, position))"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {p} (
                     payment_id uuid PRIMARY KEY, requisition_id uuid NOT NULL, fund_id uuid NOT NULL,
                     amount numeric NOT NULL, currency text NOT NULL, method text NOT NULL, reference text,
                     paid_by uuid NOT NULL, paid_at timestamptz NOT NULL, balance_after numeric NOT NULL,
-                    position bigint NOT NULL, company_id uuid)"
+                    position bigint NOT NULL, company_id uuid, reconciled_reference text,
+                    reconciled_at timestamptz)"
             ),
             // A fund's row is updated by every payment.
             format!("ALTER TABLE {f} SET ({})", super::HOT_TABLE),
@@ -168,8 +193,10 @@ impl Projection for Cash {
     }
 
     fn create_indexes(&self) -> Vec<String> {
-        let p = &self.payments;
+        let (p, l) = (&self.payments, &self.ledger);
         vec![
+            // A reconciliation finds its disbursement line by payment.
+            format!("CREATE INDEX IF NOT EXISTS {l}_payment_idx ON {l} (payment_id) WHERE payment_id IS NOT NULL"),
             format!("CREATE INDEX IF NOT EXISTS {p}_paid_idx ON {p} (paid_at DESC, payment_id DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {p}_fund_idx ON {p} (fund_id, paid_at DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {p}_company_idx ON {p} (company_id, paid_at DESC, payment_id DESC)"),
@@ -183,10 +210,34 @@ impl Projection for Cash {
         _phase: Phase,
         events: &[EventRow],
     ) -> anyhow::Result<()> {
-        let events: Vec<&EventRow> = events.iter().filter(|e| e.aggregate_type == "fund").collect();
-        if events.is_empty() {
-            return Ok(());
+        let mut reconciled = Reconciled::default();
+        for e in
+            events.iter().filter(|e| e.aggregate_type == "requisition" && e.event_type == "PaymentReconciled")
+        {
+            if let RequisitionEvent::PaymentReconciled {
+                payment_id, fund_id, statement_reference, at, ..
+            } = e.decode::<RequisitionEvent>()?
+            {
+                reconciled.fund_id.push(fund_id);
+                reconciled.payment_id.push(payment_id);
+                reconciled.reference.push(statement_reference);
+                reconciled.at.push(at);
+            }
         }
+        let events: Vec<&EventRow> = events.iter().filter(|e| e.aggregate_type == "fund").collect();
+        if !events.is_empty() {
+            self.apply_funds(tx, &events).await?;
+        }
+        if !reconciled.payment_id.is_empty() {
+            self.write_reconciled(tx, &reconciled).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Cash {
+    /// The fund events of a batch: funds, cash book lines, payments.
+    async fn apply_funds(&self, tx: &mut PgConnection, events: &[&EventRow]) -> anyhow::Result<()> {
         let ids: Vec<Uuid> = events.iter().filter_map(|e| e.aggregate_id.parse().ok()).collect();
         let mut funds: HashMap<Uuid, Fund> = sqlx::query_as::<_, Fund>(&format!(
             "SELECT {FUND_COLUMNS} FROM {} WHERE id = ANY($1)",
@@ -204,27 +255,26 @@ impl Projection for Cash {
         for e in events {
             let id: Uuid = e.aggregate_id.parse()?;
             let event = e.decode::<FundEvent>()?;
-            // Reservations (payments in flight with a provider) are no line of the cash book.
-            if !event.moves_cash() {
-                continue;
-            }
             // The cash book's fold (`pettycash_domain::fund::CashBook`), shared with
             // `pettycash-replay ledger`: what each event moves, and the balance after it.
             let book = books.entry(id).or_insert_with(|| {
-                funds.get(&id).map_or_else(CashBook::default, |f| CashBook::at(f.balance))
+                funds
+                    .get(&id)
+                    .map_or_else(CashBook::default, |f| CashBook::at_reserved(f.balance, f.reserved))
             });
             let movement = book
                 .record(&event)
                 .map_err(|_| anyhow::anyhow!("movement at {} of unknown fund {id}", e.global_position))?;
-            let balance_after = movement.as_ref().map(|m| m.balance_after);
+            let after = movement.as_ref().map(|m| (m.balance_after, m.reserved_after));
             if !matches!(event, FundEvent::FundOpened { .. }) {
                 let fund = funds.get_mut(&id).ok_or_else(|| {
                     anyhow::anyhow!("{} at {} of unknown fund {id}", e.event_type, e.global_position)
                 })?;
                 fund.updated_at = e.recorded_at;
                 fund.last_position = e.global_position;
-                if let Some(b) = balance_after {
-                    fund.balance = b;
+                if let Some((balance, reserved)) = after {
+                    fund.balance = balance;
+                    fund.reserved = reserved;
                 }
             }
             match event {
@@ -266,10 +316,12 @@ impl Projection for Cash {
                             open_replenishment_status: None,
                             closed_through: None,
                             closed: false,
+                            reserved: Decimal::ZERO,
                         },
                     );
                 }
-                FundEvent::CashReserved { .. } | FundEvent::ReservationReleased { .. } => continue,
+                // Lines of the book (amount 0) that change the fund's `reserved` only.
+                FundEvent::CashReserved { .. } | FundEvent::ReservationReleased { .. } => {}
                 FundEvent::CashDisbursed { payment_id, requisition_id, amount, method, paid_by, .. } => {
                     let movement = movement.as_ref().expect("a disbursement is a movement");
                     let fund = funds.get_mut(&id).expect("checked above");
@@ -332,9 +384,11 @@ impl Projection for Cash {
         }
         self.write_funds(tx, funds.into_values().collect()).await?;
         sqlx::query(&format!(
-            "INSERT INTO {} (fund_id, position, at, kind, amount, balance_after, requisition_id, payment_id, reference)
+            "INSERT INTO {} (fund_id, position, at, kind, amount, balance_after, requisition_id, payment_id, reference,
+                             reserved, reserved_after, source_id)
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[], $4::text[], $5::numeric[],
-                                  $6::numeric[], $7::uuid[], $8::uuid[], $9::text[])",
+                                  $6::numeric[], $7::uuid[], $8::uuid[], $9::text[], $10::numeric[], $11::numeric[],
+                                  $12::uuid[])",
             self.ledger
         ))
         .bind(&moves.fund_id)
@@ -346,6 +400,9 @@ impl Projection for Cash {
         .bind(&moves.requisition_id)
         .bind(&moves.payment_id)
         .bind(&moves.reference)
+        .bind(&moves.reserved)
+        .bind(&moves.reserved_after)
+        .bind(&moves.source_id)
         .execute(&mut *tx)
         .await?;
         if !pays.payment_id.is_empty() {
@@ -387,10 +444,35 @@ impl Movements {
         self.requisition_id.push(m.requisition_id);
         self.payment_id.push(m.payment_id);
         self.reference.push(m.reference);
+        self.reserved.push(m.reserved);
+        self.reserved_after.push(m.reserved_after);
+        self.source_id.push(m.source_id);
     }
 }
 
 impl Cash {
+    /// Marks reconciled payments: their disbursement line and their payment row. A
+    /// reconciliation always comes after its disbursement (the payment succeeded first), so
+    /// the rows are there.
+    async fn write_reconciled(&self, tx: &mut PgConnection, r: &Reconciled) -> anyhow::Result<()> {
+        let disbursement = MovementKind::Disbursement.as_str();
+        let lines = (&self.ledger, format!("AND t.kind = '{disbursement}'"));
+        for (table, only) in [lines, (&self.payments, String::new())] {
+            sqlx::query(&format!(
+                "UPDATE {table} AS t SET reconciled_reference = r.reference, reconciled_at = r.at
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS r(fund_id, payment_id, reference, at)
+                 WHERE t.fund_id = r.fund_id AND t.payment_id = r.payment_id {only}"
+            ))
+            .bind(&r.fund_id)
+            .bind(&r.payment_id)
+            .bind(&r.reference)
+            .bind(&r.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn write_funds(&self, tx: &mut PgConnection, mut funds: Vec<Fund>) -> anyhow::Result<()> {
         macro_rules! col {
             ($f:ident) => {
@@ -405,7 +487,8 @@ impl Cash {
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::uuid[],
                                   $7::numeric[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
                                   $12::uuid[], $13::uuid[], $14::numeric[], $15::numeric[], $16::boolean[],
-                                  $17::text[], $18::uuid[], $19::numeric[], $20::text[], $21::text[], $22::boolean[])
+                                  $17::text[], $18::uuid[], $19::numeric[], $20::text[], $21::text[], $22::boolean[],
+                                  $23::numeric[])
              ON CONFLICT (id) DO UPDATE SET balance = EXCLUDED.balance, disbursed_total = EXCLUDED.disbursed_total,
                  disbursements = EXCLUDED.disbursements, updated_at = EXCLUDED.updated_at,
                  last_position = EXCLUDED.last_position, custodian_id = EXCLUDED.custodian_id,
@@ -414,7 +497,8 @@ impl Cash {
                  open_replenishment_id = EXCLUDED.open_replenishment_id,
                  open_replenishment_amount = EXCLUDED.open_replenishment_amount,
                  open_replenishment_status = EXCLUDED.open_replenishment_status,
-                 closed_through = EXCLUDED.closed_through, closed = EXCLUDED.closed",
+                 closed_through = EXCLUDED.closed_through, closed = EXCLUDED.closed,
+                 reserved = EXCLUDED.reserved",
             self.funds
         ))
         .bind(col!(id))
@@ -439,6 +523,7 @@ impl Cash {
         .bind(col!(open_replenishment_status))
         .bind(col!(closed_through))
         .bind(col!(closed))
+        .bind(col!(reserved))
         .execute(&mut *tx)
         .await?;
         Ok(())

@@ -175,6 +175,8 @@ impl Notice {
             E::PaymentCodeIssued { .. } | E::PaymentCodeRejected { .. } => vec![],
             // A payment through a provider is told when it succeeds (`RequisitionPaid`).
             E::PaymentStarted { .. } | E::PaymentFailed { .. } | E::PaymentTimedOut { .. } => vec![],
+            // Treasury's bookkeeping: nobody is told.
+            E::PaymentReconciled { .. } => vec![],
         }
     }
 

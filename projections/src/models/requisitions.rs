@@ -427,7 +427,8 @@ impl Row {
             | E::PaymentCodeRejected { .. }
             | E::PaymentStarted { .. }
             | E::PaymentFailed { .. }
-            | E::PaymentTimedOut { .. } => {}
+            | E::PaymentTimedOut { .. }
+            | E::PaymentReconciled { .. } => {}
         }
     }
 }

@@ -24,6 +24,7 @@ mod payments;
 mod providers;
 mod reads;
 mod receipts;
+mod reconcile;
 mod review;
 mod routing;
 mod rules;
