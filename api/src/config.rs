@@ -136,12 +136,14 @@ pub struct HttpArgs {
     #[arg(long, env = "SCHEDULER_INTERVAL_SECS", value_name = "SECONDS", default_value_t = 30,
           value_parser = number::<u64>("SCHEDULER_INTERVAL_SECS", 1..=3600))]
     pub scheduler_interval_secs: u64,
-    /// The payment provider bank and mobile-money payments go through: `simulator` (the only
-    /// one built; an in-process provider behaving like M-Pesa B2C).
+    /// The payment provider bank and mobile-money payments go through: `simulator` (an
+    /// in-process provider behaving like M-Pesa B2C) or `daraja` (Safaricom M-Pesa B2C; needs
+    /// the `DARAJA_*` settings, `PUBLIC_URL` and `PAYMENT_PROVIDER_SECRET`).
     #[arg(long, env = "PAYMENT_PROVIDER", value_name = "NAME", default_value = "simulator",
           value_parser = Setting::new("PAYMENT_PROVIDER", payment_provider))]
     pub payment_provider: String,
-    /// The secret the provider signs its callbacks with (HMAC-SHA256); default: derived from
+    /// The secret the provider authenticates its callbacks with (the simulator: HMAC-SHA256;
+    /// daraja: the `token` in the callback URL, required); default (simulator): derived from
     /// SECRET_KEY.
     #[arg(long, env = "PAYMENT_PROVIDER_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub payment_provider_secret: Option<String>,
@@ -150,6 +152,25 @@ pub struct HttpArgs {
     #[arg(long, env = "PAYMENT_SIMULATOR_DELAY_MS", value_name = "MS", default_value_t = 2000,
           value_parser = number::<u64>("PAYMENT_SIMULATOR_DELAY_MS", 0..=600_000))]
     pub payment_simulator_delay_ms: u64,
+    /// Daraja's address: https://sandbox.safaricom.co.ke (default) or https://api.safaricom.co.ke.
+    #[arg(long, env = "DARAJA_BASE_URL", value_name = "URL", default_value = "https://sandbox.safaricom.co.ke",
+          value_parser = public_url("DARAJA_BASE_URL"))]
+    pub daraja_base_url: String,
+    /// The Daraja app's consumer key (OAuth).
+    #[arg(long, env = "DARAJA_CONSUMER_KEY", value_name = "KEY", hide_env_values = true)]
+    pub daraja_consumer_key: Option<String>,
+    /// The Daraja app's consumer secret (OAuth).
+    #[arg(long, env = "DARAJA_CONSUMER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub daraja_consumer_secret: Option<String>,
+    /// The B2C initiator's user name.
+    #[arg(long, env = "DARAJA_INITIATOR_NAME", value_name = "NAME")]
+    pub daraja_initiator_name: Option<String>,
+    /// The initiator's password encrypted with Safaricom's certificate (base64).
+    #[arg(long, env = "DARAJA_SECURITY_CREDENTIAL", value_name = "CREDENTIAL", hide_env_values = true)]
+    pub daraja_security_credential: Option<String>,
+    /// The organisation's B2C short code (PartyA).
+    #[arg(long, env = "DARAJA_SHORT_CODE", value_name = "CODE")]
+    pub daraja_short_code: Option<String>,
 }
 
 /// Mail, for the commands that run the mail sender and the `notifications` projection that
@@ -235,12 +256,14 @@ pub struct Config {
     pub min_position_wait_ms: u64,
     /// Seconds between the scheduler's ticks (`SCHEDULER_INTERVAL_SECS`).
     pub scheduler_interval_secs: u64,
-    /// `PAYMENT_PROVIDER`: `simulator`.
+    /// `PAYMENT_PROVIDER`: `simulator` or `daraja`.
     pub payment_provider: String,
     /// `PAYMENT_PROVIDER_SECRET`; `None`: derived from the session secret.
     pub payment_provider_secret: Option<SecretString>,
     /// `PAYMENT_SIMULATOR_DELAY_MS`.
     pub payment_simulator_delay_ms: u64,
+    /// `DARAJA_*` (read with `PAYMENT_PROVIDER=daraja`, see [`Config::daraja`]).
+    pub daraja: DarajaSettings,
     /// The secret events are authenticated and the event store sealed with: `SEAL_KEY`, else
     /// `SECRET_KEY` (`None` without either: such a process neither writes events nor seals).
     pub seal_secret: Option<SecretString>,
@@ -355,9 +378,55 @@ impl Config {
         config.secret_key = Some(session_secret(args.keys.secret_key.clone(), config.debug)?);
         config.run_projections = !args.no_projections;
         let default_url = format!("http://{}", config.bind);
+        let public_url_set = args.mail.public_url.is_some();
         config.mail = MailConfig::resolve(args.mail, config.debug, &config.data_dir, default_url)?;
         config.media = args.storage.resolve(&config.data_dir);
+        if config.payment_provider == "daraja" {
+            if !public_url_set {
+                return Err(ConfigError::Invalid {
+                    name: "PUBLIC_URL",
+                    message: "must be set with PAYMENT_PROVIDER=daraja (Daraja calls back there)".into(),
+                });
+            }
+            config.daraja()?;
+        }
         config.with_keys(args.keys)
+    }
+
+    /// The Daraja provider's configuration, refusing every missing `DARAJA_*` setting (and
+    /// `PAYMENT_PROVIDER_SECRET`, the callback token) by name.
+    pub fn daraja(&self) -> Result<pettycash_commands::providers::daraja::DarajaConfig, ConfigError> {
+        let d = &self.daraja;
+        let token = self.payment_provider_secret.as_ref();
+        let missing: Vec<&str> = [
+            ("DARAJA_CONSUMER_KEY", d.consumer_key.is_none()),
+            ("DARAJA_CONSUMER_SECRET", d.consumer_secret.is_none()),
+            ("DARAJA_INITIATOR_NAME", d.initiator_name.is_none()),
+            ("DARAJA_SECURITY_CREDENTIAL", d.security_credential.is_none()),
+            ("DARAJA_SHORT_CODE", d.short_code.is_none()),
+            ("PAYMENT_PROVIDER_SECRET", token.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        if !missing.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "PAYMENT_PROVIDER",
+                message: format!("daraja needs {} (unset)", missing.join(", ")),
+            });
+        }
+        let secret =
+            |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string()).unwrap_or_default();
+        Ok(pettycash_commands::providers::daraja::DarajaConfig {
+            base_url: d.base_url.trim_end_matches('/').to_string(),
+            consumer_key: secret(&d.consumer_key),
+            consumer_secret: secret(&d.consumer_secret),
+            initiator_name: d.initiator_name.clone().unwrap_or_default().trim().to_string(),
+            security_credential: secret(&d.security_credential),
+            short_code: d.short_code.clone().unwrap_or_default().trim().to_string(),
+            public_url: self.mail.public_url.trim_end_matches('/').to_string(),
+            callback_token: secret(&self.payment_provider_secret),
+        })
     }
 
     /// Takes the mail settings from `mail` (`project`: its links default to the default `BIND`).
@@ -403,6 +472,17 @@ impl Config {
             payment_provider: http.payment_provider,
             payment_provider_secret: http.payment_provider_secret.filter(|s| !s.is_empty()).map(Into::into),
             payment_simulator_delay_ms: http.payment_simulator_delay_ms,
+            daraja: DarajaSettings {
+                base_url: http.daraja_base_url,
+                consumer_key: http.daraja_consumer_key.filter(|s| !s.is_empty()).map(Into::into),
+                consumer_secret: http.daraja_consumer_secret.filter(|s| !s.is_empty()).map(Into::into),
+                initiator_name: http.daraja_initiator_name.filter(|s| !s.trim().is_empty()),
+                security_credential: http
+                    .daraja_security_credential
+                    .filter(|s| !s.is_empty())
+                    .map(Into::into),
+                short_code: http.daraja_short_code.filter(|s| !s.trim().is_empty()),
+            },
             seal_secret: None,
             seal_interval_secs: sealing.seal_interval_secs,
             session_cache_ms: http.session_cache_ms,
@@ -627,12 +707,25 @@ where
     })
 }
 
-/// A payment provider's name: `simulator`, the only one built.
+/// A payment provider's name: `simulator` or `daraja`.
 fn payment_provider(text: &str) -> Result<String, String> {
     match text.trim() {
         "simulator" => Ok("simulator".into()),
-        _ => Err("must be `simulator` (the only provider built)".into()),
+        "daraja" => Ok("daraja".into()),
+        _ => Err("must be `simulator` or `daraja`".into()),
     }
+}
+
+/// The `DARAJA_*` settings as read (all but the address optional: required only with
+/// `PAYMENT_PROVIDER=daraja`, see [`Config::daraja`]).
+#[derive(Debug, Clone)]
+pub struct DarajaSettings {
+    pub base_url: String,
+    pub consumer_key: Option<SecretString>,
+    pub consumer_secret: Option<SecretString>,
+    pub initiator_name: Option<String>,
+    pub security_credential: Option<SecretString>,
+    pub short_code: Option<String>,
 }
 
 /// Django-style booleans: True/False, true/false, 1/0, yes/no, on/off (empty: false).
@@ -989,7 +1082,12 @@ mod tests {
                             "EMAIL_HOST_USER",
                             "EMAIL_HOST_PASSWORD",
                             "MEDIA_S3_SECRET_ACCESS_KEY",
-                            "PAYMENT_PROVIDER_SECRET"
+                            "PAYMENT_PROVIDER_SECRET",
+                            "DARAJA_CONSUMER_KEY",
+                            "DARAJA_CONSUMER_SECRET",
+                            "DARAJA_INITIATOR_NAME",
+                            "DARAJA_SECURITY_CREDENTIAL",
+                            "DARAJA_SHORT_CODE"
                         ]
                         .contains(&name),
                         "{args:?}: `{bad}` accepted for {name}"
@@ -1003,6 +1101,44 @@ mod tests {
             }
         }
         check(&Cli::command(), &mut Vec::new());
+    }
+
+    #[test]
+    fn daraja_needs_its_settings_each_missing_one_named() {
+        let error =
+            serve(&[("PAYMENT_PROVIDER", "daraja"), ("PUBLIC_URL", "https://cash.example.com")]).unwrap_err();
+        for name in [
+            "DARAJA_CONSUMER_KEY",
+            "DARAJA_CONSUMER_SECRET",
+            "DARAJA_INITIATOR_NAME",
+            "DARAJA_SECURITY_CREDENTIAL",
+            "DARAJA_SHORT_CODE",
+            "PAYMENT_PROVIDER_SECRET",
+        ] {
+            assert!(error.contains(name), "{name}: {error}");
+        }
+        let full = [
+            ("PAYMENT_PROVIDER", "daraja"),
+            ("PUBLIC_URL", "https://cash.example.com/"),
+            ("DARAJA_CONSUMER_KEY", "key"),
+            ("DARAJA_CONSUMER_SECRET", "secret"),
+            ("DARAJA_INITIATOR_NAME", "testapi"),
+            ("DARAJA_SECURITY_CREDENTIAL", "CRED=="),
+            ("DARAJA_SHORT_CODE", "600997"),
+            ("PAYMENT_PROVIDER_SECRET", "tok"),
+        ];
+        let partial: Vec<_> = full.iter().copied().filter(|(n, _)| *n != "DARAJA_SHORT_CODE").collect();
+        let error = serve(&partial).unwrap_err();
+        assert!(error.contains("DARAJA_SHORT_CODE") && !error.contains("DARAJA_CONSUMER_KEY"), "{error}");
+        let no_url: Vec<_> = full.iter().copied().filter(|(n, _)| *n != "PUBLIC_URL").collect();
+        assert!(serve(&no_url).unwrap_err().contains("PUBLIC_URL"));
+        let c = serve(&full).unwrap();
+        let d = c.daraja().unwrap();
+        assert_eq!(d.base_url, "https://sandbox.safaricom.co.ke");
+        assert_eq!(d.callback_url(), "https://cash.example.com/api/providers/daraja/callback?token=tok");
+        assert_eq!((d.short_code.as_str(), d.initiator_name.as_str()), ("600997", "testapi"));
+        let error = serve(&[("PAYMENT_PROVIDER", "paypal")]).unwrap_err();
+        assert!(error.contains("PAYMENT_PROVIDER"), "{error}");
     }
 
     #[test]

@@ -50,7 +50,22 @@ impl AppState {
             AggregateCache::with_capacity(config.aggregate_cache_size),
         )
         .with_invitations(invitations);
-        // The only provider built is the simulator (`PAYMENT_PROVIDER` accepts nothing else).
+        if config.payment_provider == "daraja" {
+            let daraja = pettycash_commands::providers::daraja::Daraja::new(config.daraja()?);
+            let commands = commands.with_provider(Arc::new(daraja));
+            let db = DbHealth::new(&pool);
+            let receipts = ReceiptStore::open(&config.media)?;
+            return Ok(Self {
+                config: Arc::new(config),
+                pool,
+                commands,
+                auth,
+                db,
+                receipts,
+                simulator: None,
+            });
+        }
+        // Else the simulator (`PAYMENT_PROVIDER=simulator`, the default).
         let provider_secret = match &config.payment_provider_secret {
             Some(s) => s.expose_secret().as_bytes().to_vec(),
             None => {

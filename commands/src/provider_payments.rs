@@ -612,20 +612,20 @@ impl CommandService {
     }
 
     /// A provider's callback at `/api/providers/{name}/callback`: verified (a missing or wrong
-    /// signature: 401, nothing changes), then acted on like a status query's answer.
+    /// signature or token: 401, nothing changes), then acted on like a status query's answer.
     pub async fn provider_callback(
         &self,
         name: &str,
-        signature: Option<&str>,
+        auth: crate::providers::CallbackAuth<'_>,
         body: &[u8],
     ) -> Result<Acted, CommandError> {
         let provider = self.payment_provider()?.clone();
         if provider.name() != name {
             return Err(CommandError::not_found("provider"));
         }
-        let result = provider.read_callback(signature, body).map_err(|e| match e {
+        let result = provider.read_callback(&auth, body).map_err(|e| match e {
             crate::providers::CallbackError::Forged => {
-                CommandError::Unauthenticated("the callback's signature is missing or wrong")
+                CommandError::Unauthenticated("the callback's signature or token is missing or wrong")
             }
             crate::providers::CallbackError::Malformed(m) => DomainError::invalid("body", m).into(),
         })?;
@@ -685,7 +685,8 @@ impl CommandService {
                 }
                 let max_retries = self.settings().await?.payments.max_retries;
                 let retries_used = u32::try_from(p.attempts - 1).unwrap_or(u32::MAX);
-                if crate::providers::retryable(&result_code) && retries_used < max_retries {
+                let retryable = self.payment_provider()?.retryable(&result_code);
+                if retryable && retries_used < max_retries {
                     // Conditional on the attempt: one new attempt however many answers race.
                     let next = sqlx::query(
                         "UPDATE provider_payments

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 pub use serde_json;
 
+pub mod daraja;
 pub mod load;
 pub mod mail;
 pub mod receipts;
@@ -151,8 +152,9 @@ pub struct TestApp {
     pub clock: pettycash_commands::clock::Clock,
     /// Set by [`TestApp::waive_codes_below`]: [`TestApp::pay`] then pays without a code.
     pub codes_waived: std::sync::atomic::AtomicBool,
-    /// The server's payment provider (the simulator): tests script it per destination and
-    /// read the requests it received. The test's own `service` sends through it too.
+    /// The server's payment simulator (when it is the provider; else an idle one): tests
+    /// script it per destination and read the requests it received. The test's own `service`
+    /// sends through the server's provider too.
     pub simulator: pettycash_commands::providers::simulator::Simulator,
 }
 
@@ -208,15 +210,24 @@ impl TestApp {
         // The payment simulator decides unscripted requests quickly.
         config.payment_simulator_delay_ms = 100;
         adjust(&mut config);
+        if config.payment_provider == "daraja" {
+            // Daraja calls back at PUBLIC_URL, which must be known before the server listens.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            config.bind = ([127, 0, 0, 1], port).into();
+            config.mail.public_url = format!("http://127.0.0.1:{port}");
+        }
         let app = Application::build(config, pool.clone()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let clock = app.state().commands.clock().clone();
-        let simulator = app.state().simulator.clone().expect("the test server's provider is the simulator");
+        let simulator = app.state().simulator.clone().unwrap_or_else(|| {
+            pettycash_commands::providers::simulator::Simulator::new(b"idle", Duration::ZERO)
+        });
+        let provider = app.state().commands.provider().cloned().expect("the test server has a provider");
         tokio::spawn(app.run_until_stopped(std::future::pending()));
         // The test's own service decides with the server's clock and pays through its provider.
         let service = CommandService::new(EventStore::new(pool.clone(), crate::event_key()))
             .with_clock(clock.clone())
-            .with_provider(std::sync::Arc::new(simulator.clone()));
+            .with_provider(provider);
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         TestApp {
             address,

@@ -7,7 +7,7 @@ use crate::extract::Command;
 use crate::extract::{CurrentUser, IdPath};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use pettycash_commands::payments::PaymentCodeIssued;
 use pettycash_commands::provider_payments::{ProviderPaymentRead, ProviderPaymentView};
 use pettycash_commands::providers::simulator::SIGNATURE_HEADER;
+use pettycash_commands::providers::CallbackAuth;
 use pettycash_commands::reconcile::ReconciliationView;
 use pettycash_commands::views::PaymentReceipt;
 use pettycash_commands::CommandError;
@@ -199,15 +200,24 @@ pub async fn reconcile(
     run(&state, &cmd, StatusCode::OK, state.commands.reconcile_payment(&ctx, id, &reference)).await
 }
 
+/// The callback URL's query: Daraja's shared secret.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackQuery {
+    token: Option<String>,
+}
+
 /// The payment provider's result callback (the provider calls it; no session). The body is
-/// the provider's result (M-Pesa B2C `Result`), signed with HMAC-SHA256 under the shared secret
-/// in `X-Provider-Signature` (hex): a missing or wrong signature is 401 and changes nothing.
+/// the provider's result (M-Pesa B2C `Result`). The simulator signs it with HMAC-SHA256 under
+/// the shared secret in `X-Provider-Signature` (hex); Daraja signs nothing, so its callback URL
+/// carries the shared secret as `?token=`. A missing or wrong signature or token is 401 and
+/// changes nothing.
 /// A success pays the requisition; a failure retries (retryable codes, `payment_max_retries`)
 /// or releases the reservation. A repeated callback changes nothing. Answers 200
 /// `{"ResultCode": 0}` once acted on.
 #[utoipa::path(post, path = "/api/providers/{name}/callback", tag = "treasury", security(()),
-    params(("name" = String, Path, description = "the provider: `simulator`"),
-           ("X-Provider-Signature" = String, Header, description = "hex HMAC-SHA256 of the body")),
+    params(("name" = String, Path, description = "the provider: `simulator` or `daraja`"),
+           ("X-Provider-Signature" = Option<String>, Header, description = "simulator: hex HMAC-SHA256 of the body"),
+           ("token" = Option<String>, Query, description = "daraja: the shared secret (`PAYMENT_PROVIDER_SECRET`)")),
     request_body(content = serde_json::Value, description = "the provider's result"),
     responses((status = 200, body = serde_json::Value), (status = 401, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
@@ -215,11 +225,13 @@ pub async fn reconcile(
 pub async fn provider_callback(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<CallbackQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    let acted = state.commands.provider_callback(&name, signature, &body).await.map_err(ApiError::from)?;
+    let auth = CallbackAuth { signature, token: query.token.as_deref() };
+    let acted = state.commands.provider_callback(&name, auth, &body).await.map_err(ApiError::from)?;
     tracing::info!(?acted, "provider callback");
     Ok((StatusCode::OK, Json(serde_json::json!({"ResultCode": 0, "ResultDesc": "Accepted"}))).into_response())
 }

@@ -7,12 +7,13 @@
 //! lost request can never pay twice; a NEW attempt id is used only after the provider said the
 //! previous attempt failed.
 //!
-//! The only provider built is the [`simulator::Simulator`] (the default, `PAYMENT_PROVIDER=simulator`).
-//! A real provider (e.g. Safaricom Daraja B2C) needs: its OAuth consumer key and secret, the
-//! initiator name and security credential, the short code, the result and timeout URLs
-//! (`{PUBLIC_BASE_URL}/api/providers/{name}/callback`) and the way it authenticates its
-//! callbacks; it is **not built**.
+//! Two providers are built: the [`simulator::Simulator`] (the default, `PAYMENT_PROVIDER=simulator`,
+//! in process, HMAC-signed callbacks) and [`daraja::Daraja`], Safaricom's M-Pesa B2C
+//! (`PAYMENT_PROVIDER=daraja`: OAuth consumer key and secret, initiator name and security
+//! credential, short code, callbacks to `{PUBLIC_URL}/api/providers/daraja/callback?token=…`
+//! authenticated by the token). Each decides which of its result codes are retryable.
 
+pub mod daraja;
 pub mod simulator;
 
 use async_trait::async_trait;
@@ -63,10 +64,18 @@ pub struct CallbackResult {
     pub status: AttemptStatus,
 }
 
+/// What authenticates a callback: the simulator signs the body (`signature`, its header);
+/// Daraja signs nothing, so the callback URL carries a shared secret (`token`, the query).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallbackAuth<'a> {
+    pub signature: Option<&'a str>,
+    pub token: Option<&'a str>,
+}
+
 /// Why a callback was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
-    #[error("the callback's signature is missing or wrong")]
+    #[error("the callback's signature or token is missing or wrong")]
     Forged,
     #[error("the callback's body is not a result: {0}")]
     Malformed(String),
@@ -85,8 +94,13 @@ pub trait PaymentProvider: Send + Sync + 'static {
     async fn submit(&self, request: ProviderRequest) -> Result<Submitted, ProviderUnavailable>;
     /// What the provider knows of an attempt.
     async fn status(&self, originator_conversation_id: &str) -> Result<AttemptStatus, ProviderUnavailable>;
-    /// Verifies and reads a callback (`signature`: the header the provider signs with).
-    fn read_callback(&self, signature: Option<&str>, body: &[u8]) -> Result<CallbackResult, CallbackError>;
+    /// Whether a failure with `result_code` may succeed on a new attempt (default: the
+    /// simulator's codes, [`retryable`]).
+    fn retryable(&self, result_code: &str) -> bool {
+        retryable(result_code)
+    }
+    /// Verifies and reads a callback.
+    fn read_callback(&self, auth: &CallbackAuth<'_>, body: &[u8]) -> Result<CallbackResult, CallbackError>;
 }
 
 /// The attempt id of attempt `attempt` of payment `payment_id`.
@@ -100,8 +114,8 @@ pub fn parse_attempt_id(id: &str) -> Option<(Uuid, i32)> {
     Some((payment.parse().ok()?, attempt.parse().ok()?))
 }
 
-/// Result codes after which a new attempt may succeed (the provider's own float was short, or
-/// it was busy); any other failure is final.
+/// The simulator's result codes after which a new attempt may succeed (the provider's own
+/// float was short, or it was busy); any other failure is final.
 pub fn retryable(result_code: &str) -> bool {
     matches!(result_code, "2001" | "2004")
 }

@@ -12,8 +12,8 @@
 //! callbacks, or a request lost before it reached the provider (status `NotFound`).
 
 use super::{
-    AttemptStatus, CallbackError, CallbackResult, PaymentProvider, ProviderRequest, ProviderUnavailable,
-    Submitted,
+    AttemptStatus, CallbackAuth, CallbackError, CallbackResult, PaymentProvider, ProviderRequest,
+    ProviderUnavailable, Submitted,
 };
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -244,8 +244,9 @@ impl PaymentProvider for Simulator {
             .unwrap_or(AttemptStatus::NotFound))
     }
 
-    fn read_callback(&self, signature: Option<&str>, body: &[u8]) -> Result<CallbackResult, CallbackError> {
-        let signature = signature.and_then(|s| hex::decode(s.trim()).ok()).ok_or(CallbackError::Forged)?;
+    fn read_callback(&self, auth: &CallbackAuth<'_>, body: &[u8]) -> Result<CallbackResult, CallbackError> {
+        let signature =
+            auth.signature.and_then(|s| hex::decode(s.trim()).ok()).ok_or(CallbackError::Forged)?;
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.inner.secret).expect("HMAC takes any key");
         mac.update(body);
         mac.verify_slice(&signature).map_err(|_| CallbackError::Forged)?;
@@ -283,22 +284,26 @@ pub fn read_result(body: &[u8]) -> Result<CallbackResult, CallbackError> {
 mod tests {
     use super::*;
 
+    fn signed(signature: &str) -> CallbackAuth<'_> {
+        CallbackAuth { signature: Some(signature), token: None }
+    }
+
     #[test]
     fn callbacks_verify_only_under_the_shared_secret_and_over_the_same_body() {
         let sim = Simulator::new(b"shared", Duration::ZERO);
         let status = AttemptStatus::Succeeded { receipt: "SIMABC".into() };
         let body = serde_json::to_vec(&Simulator::callback_body("p-1", &status)).unwrap();
-        let read = sim.read_callback(Some(&sim.sign(&body)), &body).unwrap();
+        let read = sim.read_callback(&signed(&sim.sign(&body)), &body).unwrap();
         assert_eq!(read, CallbackResult { originator_conversation_id: "p-1".into(), status });
         let other = Simulator::new(b"other", Duration::ZERO);
-        assert_eq!(sim.read_callback(Some(&other.sign(&body)), &body), Err(CallbackError::Forged));
-        assert_eq!(sim.read_callback(None, &body), Err(CallbackError::Forged));
+        assert_eq!(sim.read_callback(&signed(&other.sign(&body)), &body), Err(CallbackError::Forged));
+        assert_eq!(sim.read_callback(&CallbackAuth::default(), &body), Err(CallbackError::Forged));
         let mut tampered = body.clone();
         tampered[5] ^= 1;
-        assert_eq!(sim.read_callback(Some(&sim.sign(&body)), &tampered), Err(CallbackError::Forged));
+        assert_eq!(sim.read_callback(&signed(&sim.sign(&body)), &tampered), Err(CallbackError::Forged));
         let failed = AttemptStatus::Failed { result_code: "2003".into(), reason: "x".into() };
         let body = serde_json::to_vec(&Simulator::callback_body("p-2", &failed)).unwrap();
-        let read = sim.read_callback(Some(&sim.sign(&body)), &body).unwrap();
+        let read = sim.read_callback(&signed(&sim.sign(&body)), &body).unwrap();
         assert!(
             matches!(read.status, AttemptStatus::Failed { ref result_code, .. } if result_code == "2003")
         );

@@ -5,6 +5,7 @@ mod auth;
 mod budgets;
 mod caches;
 mod concurrency;
+mod daraja;
 mod deadlines;
 mod delegation;
 mod edge;

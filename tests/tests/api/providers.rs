@@ -23,7 +23,7 @@ async fn app() -> TestApp {
 }
 
 /// An approved requisition of `amount` from a fund of 5000.
-async fn approved(app: &TestApp, c: &Cast, amount: &str) -> (Uuid, Uuid) {
+pub(crate) async fn approved(app: &TestApp, c: &Cast, amount: &str) -> (Uuid, Uuid) {
     let fund = app.fund(&c.admin, "5000").await;
     let id = app.submitted(&c.staff, fund, amount).await;
     app.approve_by(id, &[&c.head]).await;
@@ -31,7 +31,12 @@ async fn approved(app: &TestApp, c: &Cast, amount: &str) -> (Uuid, Uuid) {
 }
 
 /// Pays requisition `id` by mobile money to `destination` (with a code): the reply.
-async fn pay_mobile(app: &TestApp, c: &Cast, id: Uuid, destination: &str) -> pettycash_tests::Reply {
+pub(crate) async fn pay_mobile(
+    app: &TestApp,
+    c: &Cast,
+    id: Uuid,
+    destination: &str,
+) -> pettycash_tests::Reply {
     let r = app.request_code(&c.treasury, id, "mobile_money").await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let code = app.queued_payment_code(&c.treasury.email, id).await;
@@ -40,14 +45,14 @@ async fn pay_mobile(app: &TestApp, c: &Cast, id: Uuid, destination: &str) -> pet
     app.post(&c.treasury, "/api/treasury/payments/", body).await
 }
 
-async fn payment(app: &TestApp, c: &Cast, payment: Uuid) -> Value {
+pub(crate) async fn payment(app: &TestApp, c: &Cast, payment: Uuid) -> Value {
     let r = app.get(&c.auditor, &format!("/api/treasury/payments/{payment}")).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     r.body
 }
 
 /// The payment once it is no longer executing (the callback came).
-async fn settled(app: &TestApp, c: &Cast, id: Uuid) -> Value {
+pub(crate) async fn settled(app: &TestApp, c: &Cast, id: Uuid) -> Value {
     for _ in 0..200 {
         let p = payment(app, c, id).await;
         if p["status"] != "executing" {
@@ -70,14 +75,14 @@ async fn decided(app: &TestApp, attempt: &str) -> AttemptStatus {
     panic!("the simulator never decided {attempt}");
 }
 
-async fn fund_figures(app: &TestApp, c: &Cast, fund: Uuid) -> (String, String, String) {
+pub(crate) async fn fund_figures(app: &TestApp, c: &Cast, fund: Uuid) -> (String, String, String) {
     let r = app.get(&c.admin, &format!("/api/funds/{fund}")).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let s = |k: &str| r.body[k].as_str().unwrap().to_string();
     (s("balance"), s("reserved"), s("available"))
 }
 
-async fn status_of(app: &TestApp, c: &Cast, requisition: Uuid) -> String {
+pub(crate) async fn status_of(app: &TestApp, c: &Cast, requisition: Uuid) -> String {
     let r = app.get(&c.admin, &format!("/api/requisitions/{requisition}")).await;
     r.body["status"].as_str().unwrap_or_default().to_string()
 }
