@@ -7,17 +7,43 @@ use pettycash_tests::TestApp;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const MIXED: [&str; 9] = [
+const MIXED: [&str; 15] = [
     "GET /health/",
     "GET /api/requisitions/",
     "GET /api/treasury/payments/",
     "GET /api/dashboard/",
     "GET /api/funds/{id}/ledger",
     "GET /api/approvals/",
+    "GET /api/funds/{id}",
+    "GET /api/advances/",
+    "GET /api/budgets?month=",
+    "GET /api/treasury/payments/{id}",
     "POST /api/requisitions/ (create+submit)",
     "POST /api/requisitions/{id}/approve",
     "POST /api/treasury/payments/ (pay)",
+    "POST /api/treasury/payments/code (+ outbox read)",
+    "POST /api/treasury/payments/ (mobile money: payment execution)",
 ];
+
+/// The commands' part of [`MIXED`].
+const COMMANDS: usize = 10;
+
+/// Every mobile-money payment the load started reached `succeeded` (the simulator's callback
+/// paid it) and the requisitions are paid in the ledger's view.
+async fn check_provider_payments(app: &TestApp, report: &Value) {
+    let counts = report["provider_payments"].as_object().expect("provider_payments");
+    let succeeded = counts.get("succeeded").and_then(Value::as_u64).unwrap_or(0);
+    assert!(succeeded > 0, "no mobile-money payment succeeded: {report:#}");
+    assert_eq!(counts.len(), 1, "every payment succeeded: {counts:?}");
+    let paid: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'RequisitionPaid'
+           AND payload::text LIKE '%mobile_money%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(paid as u64 >= succeeded, "{paid} mobile-money RequisitionPaid events for {succeeded} payments");
+}
 
 /// Runs the load binary with `args` against `app` and returns its JSON report.
 async fn run_load(app: &TestApp, name: &str, args: &[&str]) -> Value {
@@ -74,11 +100,13 @@ async fn open_loop_mixed_and_closed_loop_commands() {
     assert_eq!(open["mode"], "open");
     assert_eq!(open["open_loop"]["scheduled"], 60, "{open:#}");
     check(&open, &MIXED);
+    check_provider_payments(&app, &open).await;
 
     let closed =
         run_load(&app, "closed", &["--connections", "2", "--duration", "2", "--mix", "commands"]).await;
     assert_eq!(closed["mode"], "closed");
-    check(&closed, &MIXED[6..]);
+    check(&closed, &MIXED[COMMANDS..]);
+    check_provider_payments(&app, &closed).await;
     assert!(closed["total"]["commands"].as_u64().unwrap() > 0);
 }
 
@@ -96,6 +124,7 @@ async fn open_loop_mixed_through_an_organisation() {
     )
     .await;
     check(&report, &MIXED);
+    check_provider_payments(&app, &report).await;
     let units: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UnitOpened'")
         .fetch_one(&app.pool)
         .await

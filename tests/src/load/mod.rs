@@ -209,7 +209,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         prepared.seeded.values().sum::<usize>()
     );
     eprintln!(
-        "mix {} (commands: create+submit, an approval per step of the chain ({steps:.2} on average), pay):",
+        "mix {} (commands: create+submit, an approval per step of the chain ({steps:.2} on average), \
+         pay: every other one in cash, the others by mobile money through the provider, code then payment):",
         args.mix.name()
     );
     for p in &proportions {
@@ -239,6 +240,9 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     }
     let events_at_end = setup::event_count(&prepared.pool).await.unwrap_or(-1);
 
+    // The callbacks of the last payments through the provider (answered at once with
+    // PAYMENT_SIMULATOR_DELAY_MS=0) get a few seconds to arrive.
+    let provider_payments = load.workload.settle_provider_payments(Duration::from_secs(10)).await;
     let (awaiting_approval, awaiting_payment) = load.workload.pipeline.backlog();
     let fund_count = load.workload.funds.len();
     let (by_endpoint, open) = load.recorder.take();
@@ -287,6 +291,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             events_at_end,
         },
         pipeline_backlog: report::Backlog { awaiting_approval, awaiting_payment },
+        provider_payments,
         health_after,
     };
     print!("{}", report.table());

@@ -34,6 +34,9 @@ pub struct Report {
     pub setup: SetupReport,
     /// Requisitions the load created that were still waiting (approval, payment) at the end.
     pub pipeline_backlog: Backlog,
+    /// Mobile-money payments the load started through the provider, by their status once the
+    /// callbacks had a chance to arrive (`succeeded`: the requisition is paid).
+    pub provider_payments: std::collections::BTreeMap<String, u64>,
     /// The server's `GET /health/` after the run (projection lag).
     pub health_after: Value,
 }
@@ -234,6 +237,15 @@ impl Report {
             self.pipeline_backlog.awaiting_approval,
             self.pipeline_backlog.awaiting_payment
         );
+        if !self.provider_payments.is_empty() {
+            let counts: Vec<String> =
+                self.provider_payments.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            let _ = writeln!(
+                out,
+                "mobile-money payments started by the load, after the callbacks: {}",
+                counts.join(", ")
+            );
+        }
         let _ = writeln!(out, "health after the run: {}", health_summary(&self.health_after));
         out
     }

@@ -256,7 +256,7 @@ pub async fn prepare(
 
     let amounts = Amounts::new(&tiers);
     let user_count = users.all.len();
-    let workload = Workload::new(client, base.to_string(), users, funds, amounts, &tiers);
+    let workload = Workload::new(client, base.to_string(), users, funds, amounts, &tiers, pool.clone());
     let seeded = seed(&workload, &tiers, opts.seed_per_state).await?;
     Ok(Prepared { workload, tiers, pool, users: user_count, fund_float, seeded, events_before_setup })
 }
@@ -436,9 +436,10 @@ async fn organise(
 }
 
 /// One request with a JSON answer, for the set-up (which stops at the first failure).
-/// The load pays without one-time codes (it reads no mail): `admin`, an admin of no unit, sets
+/// The load pays cash without one-time codes: `admin`, an admin of no unit, sets
 /// `payment_code_waiver_below` to its largest value, which waives the code for every cash
-/// payment (the load pays cash only).
+/// payment. Mobile-money payments always need a code: the load asks for it and reads it in the
+/// mail outbox (its server sends no mail).
 async fn waive_payment_codes(client: &reqwest::Client, base: &str, admin: &User) -> anyhow::Result<()> {
     let body = json!({"value": pettycash_domain::settings::CODE_WAIVER_MAX});
     let (status, reply) =
@@ -562,6 +563,30 @@ async fn seed(
         )
         .await?;
         *seeded.entry(Status::Paid.as_str()).or_default() += 1;
+
+        // Paid by mobile money through the provider: a code (read in the outbox), then the
+        // payment (202 executing; the provider's callback pays it).
+        let r = create(next(0), true).await?;
+        let id = id_of(&r)?;
+        approve(r, steps).await?;
+        post(
+            treasurer,
+            "/api/treasury/payments/code".into(),
+            json!({"requisition_id": id, "method": "mobile_money"}),
+            StatusCode::CREATED,
+        )
+        .await?;
+        let code = w.queued_code(id).await.map_err(|e| anyhow!("seeding a mobile-money payment: {e}"))?;
+        let reply = post(
+            treasurer,
+            "/api/treasury/payments/".into(),
+            json!({"requisition_id": id, "method": "mobile_money", "destination": "0712345678",
+                   "reference": "SEED", "code": code}),
+            StatusCode::ACCEPTED,
+        )
+        .await?;
+        w.provider_payments.lock().unwrap_or_else(|p| p.into_inner()).push((id_of(&reply)?, false));
+        *seeded.entry("paid (mobile money)").or_default() += 1;
 
         let r = create(next(0), true).await?;
         let id = id_of(&r)?;

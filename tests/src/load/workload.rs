@@ -22,22 +22,34 @@ pub enum Endpoint {
     Dashboard,
     Ledger,
     Approvals,
+    Fund,
+    Advances,
+    Budgets,
+    Payment,
     Create,
     Approve,
     Pay,
+    PaymentCode,
+    PayMobile,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::Health,
         Endpoint::Requisitions,
         Endpoint::Payments,
         Endpoint::Dashboard,
         Endpoint::Ledger,
         Endpoint::Approvals,
+        Endpoint::Fund,
+        Endpoint::Advances,
+        Endpoint::Budgets,
+        Endpoint::Payment,
         Endpoint::Create,
         Endpoint::Approve,
         Endpoint::Pay,
+        Endpoint::PaymentCode,
+        Endpoint::PayMobile,
     ];
 
     pub fn label(self) -> &'static str {
@@ -48,14 +60,27 @@ impl Endpoint {
             Endpoint::Dashboard => "GET /api/dashboard/",
             Endpoint::Ledger => "GET /api/funds/{id}/ledger",
             Endpoint::Approvals => "GET /api/approvals/",
+            Endpoint::Fund => "GET /api/funds/{id}",
+            Endpoint::Advances => "GET /api/advances/",
+            Endpoint::Budgets => "GET /api/budgets?month=",
+            Endpoint::Payment => "GET /api/treasury/payments/{id}",
             Endpoint::Create => "POST /api/requisitions/ (create+submit)",
             Endpoint::Approve => "POST /api/requisitions/{id}/approve",
             Endpoint::Pay => "POST /api/treasury/payments/ (pay)",
+            Endpoint::PaymentCode => "POST /api/treasury/payments/code (+ outbox read)",
+            Endpoint::PayMobile => "POST /api/treasury/payments/ (mobile money: payment execution)",
         }
     }
 
     pub fn is_command(self) -> bool {
-        matches!(self, Endpoint::Create | Endpoint::Approve | Endpoint::Pay)
+        matches!(
+            self,
+            Endpoint::Create
+                | Endpoint::Approve
+                | Endpoint::Pay
+                | Endpoint::PaymentCode
+                | Endpoint::PayMobile
+        )
     }
 }
 
@@ -88,13 +113,17 @@ pub enum Slot {
 }
 
 /// Read weights (out of 15) shared by `mixed` and `reads`.
-const READ_WEIGHTS: [(Endpoint, i64); 6] = [
+const READ_WEIGHTS: [(Endpoint, i64); 10] = [
     (Endpoint::Health, 1),
-    (Endpoint::Requisitions, 4),
-    (Endpoint::Payments, 2),
-    (Endpoint::Dashboard, 3),
-    (Endpoint::Ledger, 2),
-    (Endpoint::Approvals, 3),
+    (Endpoint::Requisitions, 3),
+    (Endpoint::Payments, 1),
+    (Endpoint::Dashboard, 2),
+    (Endpoint::Ledger, 1),
+    (Endpoint::Approvals, 2),
+    (Endpoint::Fund, 2),
+    (Endpoint::Advances, 1),
+    (Endpoint::Budgets, 1),
+    (Endpoint::Payment, 1),
 ];
 
 /// In `mixed`, command slots against the 15 read slots: 5 of 20, 25 %.
@@ -148,7 +177,8 @@ impl Mix {
 
     /// Each endpoint's expected share of the requests, in percent. Commands split as the
     /// pipeline does in the long run: per requisition one create, one approval per step of
-    /// its chain, one payment.
+    /// its chain, and its payment: every other one in cash (one request), the others by mobile
+    /// money (a code request, then the payment).
     pub fn proportions(&self, steps_per_requisition: f64) -> Vec<(Endpoint, f64)> {
         let total: i64 = self.slots.iter().map(|s| s.1).sum();
         let mut out = Vec::new();
@@ -157,10 +187,12 @@ impl Mix {
             match slot {
                 Slot::Read(e) => out.push((*e, share)),
                 Slot::Command => {
-                    let per = 2.0 + steps_per_requisition;
+                    let per = 2.5 + steps_per_requisition;
                     out.push((Endpoint::Create, share / per));
                     out.push((Endpoint::Approve, share * steps_per_requisition / per));
-                    out.push((Endpoint::Pay, share / per));
+                    out.push((Endpoint::Pay, share * 0.5 / per));
+                    out.push((Endpoint::PaymentCode, share * 0.5 / per));
+                    out.push((Endpoint::PayMobile, share * 0.5 / per));
                 }
             }
         }
@@ -182,19 +214,42 @@ pub enum Class {
 }
 
 /// The next command step for the pipeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Step {
     Create,
     /// The step's role, the requisition, and who it was routed to (`current_eligible`).
     Approve(Role, Uuid, Vec<Uuid>),
+    /// Pay in cash.
     Pay(Uuid),
+    /// Ask for the code of a mobile-money payment.
+    Code(Uuid),
+    /// Pay by mobile money: who asked for the code (it is bound to them) and the code.
+    PayMobile(Uuid, Arc<User>, String),
 }
 
 #[derive(Default)]
 struct Queues {
     approve: BTreeMap<Role, VecDeque<(Uuid, Vec<Uuid>)>>,
     pay: VecDeque<Uuid>,
+    /// Approved requisitions whose code was mailed, with the payer and the code.
+    mobile: VecDeque<(Uuid, Arc<User>, String)>,
+    /// Payments taken from `pay` so far: every other one goes by mobile money.
+    payments: usize,
 }
+
+impl PartialEq for Step {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Step::Create, Step::Create) => true,
+            (Step::Approve(r, i, e), Step::Approve(r2, i2, e2)) => r == r2 && i == i2 && e == e2,
+            (Step::Pay(a), Step::Pay(b)) | (Step::Code(a), Step::Code(b)) => a == b,
+            (Step::PayMobile(a, u, c), Step::PayMobile(b, v, d)) => a == b && u.id == v.id && c == d,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Step {}
 
 /// Requisitions created by the load, by what they are waiting for. A step is taken out when
 /// its command is sent and the requisition goes back in (awaiting its next step) only when
@@ -224,11 +279,16 @@ impl Pipeline {
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Pay what is approved, else approve what waits (latest steps first), else create.
+    /// Pay what has its code, else pay what is approved (in cash or by asking for a mobile-money
+    /// code, in turn), else approve what waits (latest steps first), else create.
     fn next(&self) -> Step {
         let mut q = self.lock();
+        if let Some((id, payer, code)) = q.mobile.pop_front() {
+            return Step::PayMobile(id, payer, code);
+        }
         if let Some(id) = q.pay.pop_front() {
-            return Step::Pay(id);
+            q.payments += 1;
+            return if q.payments.is_multiple_of(2) { Step::Code(id) } else { Step::Pay(id) };
         }
         for role in &self.downstream_first {
             if let Some((id, eligible)) = q.approve.get_mut(role).and_then(VecDeque::pop_front) {
@@ -260,10 +320,15 @@ impl Pipeline {
         }
     }
 
+    /// A mobile-money code arrived for `id` (asked for by `payer`).
+    fn coded(&self, id: Uuid, payer: Arc<User>, code: String) {
+        self.lock().mobile.push_back((id, payer, code));
+    }
+
     /// Requisitions waiting for an approval and for payment.
     pub fn backlog(&self) -> (usize, usize) {
         let q = self.lock();
-        (q.approve.values().map(VecDeque::len).sum(), q.pay.len())
+        (q.approve.values().map(VecDeque::len).sum(), q.pay.len() + q.mobile.len())
     }
 }
 
@@ -275,9 +340,15 @@ pub enum Planned {
     Dashboard(Arc<User>),
     Ledger(Arc<User>, Uuid),
     Approvals(Arc<User>),
+    Fund(Arc<User>, Uuid),
+    Advances(Arc<User>),
+    Budgets(Arc<User>),
+    Payment(Arc<User>, Uuid),
     Create(Arc<User>, Uuid, String),
     Approve(Arc<User>, Uuid),
     Pay(Arc<User>, Uuid),
+    PaymentCode(Arc<User>, Uuid),
+    PayMobile(Arc<User>, Uuid, String),
 }
 
 impl Planned {
@@ -289,9 +360,15 @@ impl Planned {
             Planned::Dashboard(_) => Endpoint::Dashboard,
             Planned::Ledger(..) => Endpoint::Ledger,
             Planned::Approvals(_) => Endpoint::Approvals,
+            Planned::Fund(..) => Endpoint::Fund,
+            Planned::Advances(_) => Endpoint::Advances,
+            Planned::Budgets(_) => Endpoint::Budgets,
+            Planned::Payment(..) => Endpoint::Payment,
             Planned::Create(..) => Endpoint::Create,
             Planned::Approve(..) => Endpoint::Approve,
             Planned::Pay(..) => Endpoint::Pay,
+            Planned::PaymentCode(..) => Endpoint::PaymentCode,
+            Planned::PayMobile(..) => Endpoint::PayMobile,
         }
     }
 }
@@ -304,6 +381,12 @@ pub struct Workload {
     pub funds: Vec<Uuid>,
     pub amounts: Amounts,
     pub pipeline: Pipeline,
+    /// The server's database: the load reads its mobile-money codes in the mail outbox.
+    pub pool: sqlx::PgPool,
+    /// Payments through the provider: (id, started during the load rather than the set-up).
+    pub provider_payments: Mutex<Vec<(Uuid, bool)>>,
+    /// The month the budget report is read for.
+    pub month: String,
     turn: AtomicUsize,
 }
 
@@ -319,6 +402,7 @@ impl Workload {
         funds: Vec<Uuid>,
         amounts: Amounts,
         tiers: &Tiers,
+        pool: sqlx::PgPool,
     ) -> Self {
         Workload {
             client,
@@ -327,8 +411,33 @@ impl Workload {
             funds,
             amounts,
             pipeline: Pipeline::new(tiers),
+            pool,
+            provider_payments: Mutex::new(Vec::new()),
+            month: chrono::Utc::now().format("%Y-%m").to_string(),
             turn: AtomicUsize::new(0),
         }
+    }
+
+    /// A payment through the provider to read (`None` before the first).
+    fn provider_payment(&self, turn: usize) -> Option<Uuid> {
+        let payments = self.provider_payments.lock().unwrap_or_else(|p| p.into_inner());
+        (!payments.is_empty()).then(|| payments[turn % payments.len()].0)
+    }
+
+    /// The code of the latest payment code mail about requisition `id` waiting in the outbox
+    /// (the load's server sends no mail: `EMAIL_HOST` unset, `DEBUG` off).
+    pub async fn queued_code(&self, id: Uuid) -> Result<String, String> {
+        let body: Option<String> = sqlx::query_scalar(
+            "SELECT body_text FROM mail_outbox
+             WHERE category = 'payment_code' AND strpos(body_text, $1) > 0 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| format!("reading the outbox: {e}"))?;
+        let body =
+            body.ok_or("no payment code mail in the outbox (run the server without EMAIL_HOST, DEBUG off)")?;
+        crate::payment_code_in(&body).ok_or_else(|| "no code in the payment code mail (sent already?)".into())
     }
 
     /// Chooses the request for a slot: who sends it and about what. Readers and targets
@@ -343,6 +452,14 @@ impl Workload {
             Slot::Read(Endpoint::Dashboard) => Planned::Dashboard(pick(&u.all, t)),
             Slot::Read(Endpoint::Ledger) => Planned::Ledger(pick(&u.all, t), pick(&self.funds, t / 7)),
             Slot::Read(Endpoint::Approvals) => Planned::Approvals(pick(&u.all_approvers, t)),
+            Slot::Read(Endpoint::Fund) => Planned::Fund(pick(&u.all, t), pick(&self.funds, t / 5)),
+            Slot::Read(Endpoint::Advances) => Planned::Advances(pick(&u.all, t)),
+            Slot::Read(Endpoint::Budgets) => Planned::Budgets(pick(&u.payment_readers, t)),
+            // Before the first payment through the provider: the list of payments.
+            Slot::Read(Endpoint::Payment) => match self.provider_payment(t / 3) {
+                Some(id) => Planned::Payment(pick(&u.payment_readers, t), id),
+                None => Planned::Payments(pick(&u.payment_readers, t)),
+            },
             Slot::Read(_) | Slot::Command => match self.pipeline.next() {
                 Step::Create => Planned::Create(
                     pick(&u.staff, t),
@@ -356,6 +473,8 @@ impl Workload {
                     None => Planned::Approve(pick(&u.all_approvers, t), id),
                 },
                 Step::Pay(id) => Planned::Pay(pick(&u.treasury, t), id),
+                Step::Code(id) => Planned::PaymentCode(pick(&u.treasury, t), id),
+                Step::PayMobile(id, payer, code) => Planned::PayMobile(payer, id, code),
             },
         }
     }
@@ -370,6 +489,12 @@ impl Workload {
             Planned::Dashboard(user) => self.read(Some(user), "/api/dashboard/".into()).await,
             Planned::Ledger(user, fund) => self.read(Some(user), format!("/api/funds/{fund}/ledger")).await,
             Planned::Approvals(user) => self.read(Some(user), "/api/approvals/".into()).await,
+            Planned::Fund(user, fund) => self.read(Some(user), format!("/api/funds/{fund}")).await,
+            Planned::Advances(user) => self.read(Some(user), "/api/advances/".into()).await,
+            Planned::Budgets(user) => {
+                self.read(Some(user), format!("/api/budgets?month={}", self.month)).await
+            }
+            Planned::Payment(user, id) => self.read(Some(user), format!("/api/treasury/payments/{id}")).await,
             Planned::Create(user, fund, amount) => {
                 let body = json!({
                     "fund_id": fund,
@@ -389,6 +514,83 @@ impl Workload {
                 let body = json!({"requisition_id": id, "method": "cash", "reference": "LOAD"});
                 self.command(user, "/api/treasury/payments/".into(), body, StatusCode::CREATED, false).await
             }
+            Planned::PaymentCode(user, id) => {
+                let body = json!({"requisition_id": id, "method": "mobile_money"});
+                let class = self
+                    .command(user, "/api/treasury/payments/code".into(), body, StatusCode::CREATED, false)
+                    .await;
+                if class != Class::Ok {
+                    return class;
+                }
+                match self.queued_code(*id).await {
+                    Ok(code) => {
+                        self.pipeline.coded(*id, user.clone(), code);
+                        Class::Ok
+                    }
+                    Err(e) => Class::Error(e),
+                }
+            }
+            Planned::PayMobile(user, id, code) => {
+                let body = json!({"requisition_id": id, "method": "mobile_money", "destination": "0712345678",
+                                  "reference": "LOAD", "code": code});
+                let (status, bytes) =
+                    match self.send(Method::POST, Some(user), "/api/treasury/payments/", Some(body)).await {
+                        Ok(r) => r,
+                        Err(e) => return Class::Error(e),
+                    };
+                let class = classify(status, &bytes);
+                if class != Class::Ok {
+                    return class;
+                }
+                let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                match (status, reply["status"].as_str(), reply["id"].as_str().and_then(|s| s.parse().ok())) {
+                    (StatusCode::ACCEPTED, Some("executing"), Some(payment)) => {
+                        self.provider_payments
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((payment, true));
+                        Class::Ok
+                    }
+                    _ => Class::Error(format!("{status} (expected 202 executing) {}", snippet(&bytes))),
+                }
+            }
+        }
+    }
+
+    /// Waits (up to `limit`) until no payment the load started through the provider is still
+    /// executing, reading each over `GET /api/treasury/payments/{id}`; then counts them by
+    /// status (`executing`, `succeeded`, `failed`, or the error of the read).
+    pub async fn settle_provider_payments(&self, limit: std::time::Duration) -> BTreeMap<String, u64> {
+        let ids: Vec<Uuid> = self
+            .provider_payments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, during_load)| *during_load)
+            .map(|(id, _)| *id)
+            .collect();
+        let deadline = std::time::Instant::now() + limit;
+        let reader = self.users.payment_readers.first().cloned();
+        loop {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            for id in &ids {
+                let status = match self
+                    .send(Method::GET, reader.as_deref(), &format!("/api/treasury/payments/{id}"), None)
+                    .await
+                {
+                    Ok((StatusCode::OK, bytes)) => serde_json::from_slice::<Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["status"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| "unreadable".into()),
+                    Ok((status, _)) => format!("read answered {status}"),
+                    Err(e) => e,
+                };
+                *counts.entry(status).or_default() += 1;
+            }
+            if !counts.contains_key("executing") || std::time::Instant::now() >= deadline {
+                return counts;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 
@@ -525,5 +727,20 @@ mod tests {
         assert_eq!(p.next(), Step::Pay(id));
         assert_eq!(p.next(), Step::Create);
         assert!(p.advance(&json!({"id": id, "status": "paid"})).is_err());
+    }
+
+    #[test]
+    fn every_other_payment_goes_by_mobile_money_code_first() {
+        let p = Pipeline::new(&Tiers::default_policy());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        p.advance(&json!({"id": a, "status": "approved"})).unwrap();
+        p.advance(&json!({"id": b, "status": "approved"})).unwrap();
+        assert_eq!(p.next(), Step::Pay(a));
+        assert_eq!(p.next(), Step::Code(b));
+        let payer = Arc::new(User { id: Uuid::new_v4(), role: Role::Treasury, token: String::new() });
+        p.coded(b, payer.clone(), "123456".into());
+        assert_eq!(p.backlog(), (0, 1));
+        assert_eq!(p.next(), Step::PayMobile(b, payer, "123456".into()));
+        assert_eq!(p.next(), Step::Create);
     }
 }
