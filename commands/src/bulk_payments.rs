@@ -217,6 +217,9 @@ fn batch_code_hash(secret: &[u8], key: Id, payer: Id, total: Decimal, currency: 
     .to_vec()
 }
 
+/// The latest batch code of a payer: id, hash, issued at, wrong attempts, used.
+type CodeRow = (Id, Vec<u8>, DateTime<Utc>, i32, bool);
+
 /// The checked selection: requisitions in request order, their fund, currency and total.
 struct Selection {
     lines: Vec<Requisition>,
@@ -392,7 +395,7 @@ impl CommandService {
             return Err(DomainError::invalid("code", "a payment code is 6 digits").into());
         }
         let setup = self.invitation_setup()?;
-        let row: Option<(Id, Vec<u8>, DateTime<Utc>, i32, bool)> = sqlx::query_as(
+        let row: Option<CodeRow> = sqlx::query_as(
             "SELECT id, code_hash, issued_at, attempts, used_at IS NOT NULL FROM payment_codes
              WHERE requisition_id = $1 AND payer_id = $2 ORDER BY issued_at DESC, id DESC LIMIT 1",
         )
