@@ -294,3 +294,36 @@ async fn only_treasury_batches_approved_requisitions_and_each_is_in_one_batch_on
     let loser = if r1.status == StatusCode::CREATED { &r2 } else { &r1 };
     assert!(matches!(loser.status, StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY), "{loser:?}");
 }
+
+#[tokio::test]
+async fn the_batch_code_is_bound_to_its_selection_and_dies_after_five_wrong_attempts() {
+    let app = app().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let a = approved(&app, &c, &c.staff, fund, "100").await;
+    let b = approved(&app, &c, &c.staff, fund, "200").await;
+    let r = app.post(&c.treasury, "/api/treasury/bulk-payments/code", json!({"requisition_ids": [a]})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let key: Uuid = r.body["batch_key"].as_str().unwrap().parse().unwrap();
+    let code = app.queued_payment_code(&c.treasury.email, key).await;
+    // Asked again at once: rate-limited.
+    let again =
+        app.post(&c.treasury, "/api/treasury/bulk-payments/code", json!({"requisition_ids": [a]})).await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS, "{again:?}");
+    let destinations = json!({a: "0712000001", b: "0712000002"});
+    // Another selection: no code was issued for it.
+    let body = json!({"requisition_ids": [a, b], "destinations": destinations, "code": code});
+    let r = app.post(&c.treasury, "/api/treasury/bulk-payments/", body).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "payment_code_not_issued"), "{r:?}");
+    // Five wrong codes lock it; the right one then no longer works.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let body = json!({"requisition_ids": [a], "destinations": destinations, "code": wrong});
+        let r = app.post(&c.treasury, "/api/treasury/bulk-payments/", body).await;
+        assert_eq!(r.field(), "code", "{r:?}");
+    }
+    let body = json!({"requisition_ids": [a], "destinations": destinations, "code": code});
+    let r = app.post(&c.treasury, "/api/treasury/bulk-payments/", body).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "payment_code_locked"), "{r:?}");
+    assert_eq!(fund_figures(&app, &c, fund).await, ("5000.00".into(), "0".into(), "5000.00".into()));
+}
