@@ -157,6 +157,17 @@ impl From<CommandError> for ApiError {
                 field: Some("requisition_id".into()),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "payment_code_rate_limited", e.to_string())
             },
+            e @ CommandError::BatchRefused(_) => {
+                let CommandError::BatchRefused(lines) = &e else { unreachable!() };
+                let conflict = lines.iter().all(|l| l.conflict);
+                let status = if conflict { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY };
+                let code = match lines.as_slice() {
+                    [one] if one.code == "invalid_file" => "invalid_file",
+                    _ => "batch_refused",
+                };
+                let field = lines.first().map(|l| l.field.clone());
+                ApiError { field, ..ApiError::new(status, code, e.to_string()) }
+            }
             CommandError::Database(e) => ApiError::internal(e),
             e @ CommandError::Corrupt(_) => ApiError::internal(anyhow::anyhow!(e)),
             CommandError::Other(e) => ApiError::internal(e),

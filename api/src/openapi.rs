@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    advances, auth, budgets, delegations, fund_ops, funds, invitations, mail, meta, org, payments, policy,
-    reads, receipts, requisitions, review, settings, users,
+    advances, auth, budgets, bulk_payments, delegations, fund_ops, funds, invitations, mail, meta, org,
+    payments, policy, reads, receipts, requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -32,6 +32,8 @@ use utoipa::{Modify, OpenApi};
         review::dismiss_duplicate, review::review, review::flag,
         payments::pay, payments::request_code, payments::get_payment, payments::reconcile,
         payments::provider_callback,
+        bulk_payments::request_code, bulk_payments::create, bulk_payments::list, bulk_payments::get_one,
+        bulk_payments::file, bulk_payments::import_results,
         advances::settle, advances::get_one, advances::list,
         receipts::upload, receipts::download,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::review::router())
         .merge(routes::receipts::router())
         .merge(routes::payments::router())
+        .merge(routes::bulk_payments::router())
         .merge(routes::reads::router())
         .merge(routes::budgets::router())
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));

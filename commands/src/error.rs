@@ -32,6 +32,10 @@ pub enum CommandError {
     /// Payment codes for one requisition were asked for too often (`crate::payments`).
     #[error("a payment code was asked for too often; try again in {retry_after_secs} seconds")]
     CodeRateLimited { retry_after_secs: u64 },
+    /// Lines of a bulk payment batch that cannot be paid (`crate::bulk_payments`): every one
+    /// named, nothing started.
+    #[error("{}", batch_message(.0))]
+    BatchRefused(Vec<BatchRefusal>),
     #[error("stored event could not be read: {0}")]
     Corrupt(String),
     /// The stream holds an event whose MAC does not verify: the service did not write it (a
@@ -79,4 +83,22 @@ pub(crate) fn persistence_cause(e: PersistenceError) -> anyhow::Error {
         },
         e @ PersistenceError::OptimisticLockError => anyhow::Error::new(e),
     }
+}
+
+/// Why one line of a bulk payment batch is refused.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchRefusal {
+    pub requisition_id: uuid::Uuid,
+    /// `requisition_ids.<id>` or `destinations.<id>`.
+    pub field: String,
+    pub code: String,
+    pub message: String,
+    /// The requisition's state refuses it (409 rather than 422).
+    #[serde(skip)]
+    pub conflict: bool,
+}
+
+fn batch_message(lines: &[BatchRefusal]) -> String {
+    let each: Vec<String> = lines.iter().map(|l| format!("{}: {}", l.field, l.message)).collect();
+    format!("nothing was started; refused: {}", each.join("; "))
 }

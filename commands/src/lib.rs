@@ -15,6 +15,7 @@ pub mod advances;
 pub mod auth;
 pub mod budgets;
 pub mod bulk;
+pub mod bulk_payments;
 pub mod cache;
 pub mod clock;
 pub mod context;

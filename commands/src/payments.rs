@@ -199,12 +199,12 @@ fn code_hash(
 }
 
 /// Constant-time comparison of two hashes.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A new code: 6 digits, uniform, from the operating system's generator.
-fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     let n: u32 = rand::rngs::OsRng.gen_range(0..10u32.pow(payment::CODE_DIGITS));
     format!("{n:0width$}", width = payment::CODE_DIGITS as usize)
 }
@@ -226,7 +226,7 @@ pub fn paid_at_once(method: PaymentMethod) -> Result<(), CommandError> {
 
 /// The context of a code's refusal: the caller's, without its Idempotency-Key (a refusal is
 /// not the answer stored for the key).
-fn without_key(ctx: &CommandContext) -> CommandContext {
+pub(crate) fn without_key(ctx: &CommandContext) -> CommandContext {
     let mut ctx = ctx.clone();
     ctx.idempotency = None;
     ctx

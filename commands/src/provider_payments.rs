@@ -78,6 +78,9 @@ pub enum ProviderWrite {
         paid_by: Id,
         destination: Option<String>,
         at: DateTime<Utc>,
+        /// A payment of a bulk batch: the batch's id and the payee's name for the batch file.
+        /// Such a payment is never sent to the provider's API (the uploaded file pays it).
+        batch: Option<(Id, String)>,
     },
     /// Marks it timed out; refused (`not_due_yet`) unless still executing and not timed out.
     TimedOut { id: Id, at: DateTime<Utc> },
@@ -107,11 +110,14 @@ pub(crate) async fn apply(
             paid_by,
             destination,
             at,
+            batch,
         } => {
+            let (batch_id, payee_name) = batch.unzip();
             sqlx::query(
                 "INSERT INTO provider_payments (id, requisition_id, fund_id, method, amount, currency, status,
-                                                paid_by, started_at, updated_at, destination, submitted_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'executing', $7, $8, $8, $9, $8)",
+                                                paid_by, started_at, updated_at, destination, submitted_at,
+                                                batch_id, payee_name)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'executing', $7, $8, $8, $9, $8, $10, $11)",
             )
             .bind(id)
             .bind(requisition_id)
@@ -122,6 +128,8 @@ pub(crate) async fn apply(
             .bind(paid_by)
             .bind(at)
             .bind(destination)
+            .bind(batch_id)
+            .bind(payee_name)
             .execute(&mut **tx)
             .await
             .map_err(AppendError::Database)?;
@@ -247,6 +255,7 @@ impl CommandService {
                 paid_by: payer.user_id,
                 destination: destination.clone(),
                 at: now,
+                batch: None,
             })];
             if let Some(id) = code_id {
                 writes.push(SideWrite::PaymentCode(crate::payments::CodeWrite::Use { id, at: now }));
@@ -406,7 +415,7 @@ impl CommandService {
         let minutes = self.settings().await?.payments.timeout_minutes;
         let due: Vec<(Id, Id)> = sqlx::query_as(
             "SELECT id, requisition_id FROM provider_payments
-             WHERE status = 'executing' AND timed_out_at IS NULL AND started_at <= $1
+             WHERE status = 'executing' AND timed_out_at IS NULL AND started_at <= $1 AND batch_id IS NULL
              ORDER BY started_at",
         )
         .bind(now - chrono::Duration::minutes(i64::from(minutes)))
@@ -582,6 +591,16 @@ impl CommandService {
         if p.status != "executing" {
             return Ok(Acted::Unchanged);
         }
+        // A payment of a bulk batch is paid by the uploaded batch file: sending it too would
+        // pay it twice.
+        let batch: Option<Id> = sqlx::query_scalar("SELECT batch_id FROM provider_payments WHERE id = $1")
+            .bind(payment_id)
+            .fetch_one(self.store().pool())
+            .await?;
+        if batch.is_some() {
+            tracing::warn!(payment = %payment_id, "a payment of a bulk batch is never sent to the provider's API");
+            return Ok(Acted::Unchanged);
+        }
         let Some(destination) = p.destination.clone() else {
             tracing::warn!(payment = %payment_id, "a payment through a provider without a destination: not sent");
             return Ok(Acted::Unchanged);
@@ -729,6 +748,7 @@ impl CommandService {
         let due: Vec<(Id, i32)> = sqlx::query_as(
             "SELECT id, attempts FROM provider_payments
              WHERE status = 'executing' AND coalesce(submitted_at, started_at) <= $1 AND destination IS NOT NULL
+               AND batch_id IS NULL
              ORDER BY started_at",
         )
         .bind(now - chrono::Duration::minutes(i64::from(minutes)))

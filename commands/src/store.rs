@@ -482,6 +482,8 @@ pub struct StoredEvent {
 
 /// Rows written in the same transaction as the events they belong to.
 pub enum SideWrite {
+    /// The `payment_batches` row of a bulk payment batch.
+    PaymentBatch(crate::bulk_payments::BatchWrite),
     /// The response to a command sent with an Idempotency-Key; `body` gets the position.
     Idempotency {
         user_id: uuid::Uuid,
@@ -671,6 +673,7 @@ impl SideWrite {
             }
             SideWrite::PaymentCode(write) => crate::payments::apply(tx, write).await,
             SideWrite::ProviderPayment(write) => crate::provider_payments::apply(tx, write).await,
+            SideWrite::PaymentBatch(write) => crate::bulk_payments::apply(tx, write).await,
             other => other.write(tx, position).await.map_err(|e| classify(e, "user")),
         }
     }
@@ -850,6 +853,7 @@ impl SideWrite {
             | SideWrite::ClaimInvitation { .. }
             | SideWrite::PaymentCode(_)
             | SideWrite::ProviderPayment(_)
+            | SideWrite::PaymentBatch(_)
             | SideWrite::DelegationInForce { .. } => {
                 unreachable!("checked by SideWrite::apply")
             }

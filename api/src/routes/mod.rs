@@ -3,6 +3,7 @@
 pub mod advances;
 pub mod auth;
 pub mod budgets;
+pub mod bulk_payments;
 pub mod delegations;
 pub mod fund_ops;
 pub mod funds;

@@ -3,6 +3,7 @@
 mod advances;
 mod auth;
 mod budgets;
+mod bulk;
 mod caches;
 mod concurrency;
 mod daraja;
