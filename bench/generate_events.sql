@@ -6,7 +6,7 @@
 --
 -- Variables (all optional):
 --   funds         number of funds (default 100)
---   requisitions  number of requisitions (default 190000: about 1,000,000 events, ~5.3 each)
+--   requisitions  number of requisitions (default 190000: about 1,080,000 events, ~5.7 each)
 --   staff         users holding only `staff` (default 400; more requesters hold staff besides)
 --   start         the first requisition's day (default 2025-01-01 00:00:00+00)
 --   days          how long the history runs (default 365)
@@ -36,7 +36,8 @@
 --     department_head, treasury.1 loses treasury. Nobody acts in a role they do not hold at
 --     that moment.
 --   * Funds in KES, UGX (0 decimals), USD, KWD (3 decimals), TZS, EUR and RWF, each with a
---     branch manager as custodian. A requester always uses the same fund (their branch). Every
+--     branch manager as custodian, opened with `FundOpened` at its current version (3): a
+--     reorder level of a quarter of the float, minimum balance zero, auto-replenish off. A requester always uses the same fund (their branch). Every
 --     fifth fund's float covers only ~90% of what gets approved for it: once it is exhausted,
 --     approved requisitions stay approved and unpaid (the other floats cover everything with
 --     ~10% to spare). No payment ever overdraws a fund.
@@ -55,8 +56,18 @@
 --     0.8%. One in eight is edited as a draft before it is submitted.
 --   * Times spread over `days` from `start` (recorded_at and metadata.time agree), 20 minutes
 --     to a day between a requisition's steps; the events of all streams interleave in time.
---     A payment's RequisitionPaid and CashDisbursed are adjacent (one command, one time).
---     Metadata as the API writes it: actor_id, request_id, client_ip, user_agent, time.
+--     A cash payment's RequisitionPaid and CashDisbursed (version 2, `reserved` null) are
+--     adjacent (one command, one time). Metadata as the API writes it: actor_id, request_id,
+--     client_ip, user_agent, time.
+--   * Payments through the provider: one payment in four goes by mobile money, as the service
+--     records it (commands/src/provider_payments.rs): PaymentStarted on the requisition and
+--     CashReserved on the fund when it starts (one command); the provider's success 20 s to
+--     3 min later, recorded by the service (metadata of `CommandContext::operator("provider")`):
+--     RequisitionPaid (method mobile_money) and a CashDisbursed consuming the reservation
+--     (`reserved` = amount, reference the provider's receipt); a `provider_payments` row,
+--     succeeded. A fund's stream orders reservations and disbursements in time; payments are
+--     paid in order of their start while the fund's available balance (balance less open
+--     reservations) covers them. Nothing is left reserved at the end.
 --
 -- With an organisation (regions > 0), e.g. 5 × 20 × 5 and 2,000 users for the 1M history:
 --
@@ -74,7 +85,7 @@
 --     always keeps a head other than the requester). Staff spread over the departments
 --     (staff k in department (k - 1) mod nd). Everyone else, admins 2-3 included, at the
 --     company.
---   * Funds are version-2 `FundOpened`s owned by branch f mod nb (custodian: its manager),
+--   * Funds are owned by branch f mod nb (the `unit` of their `FundOpened`) (custodian: its manager),
 --     opened by admin.2 (a fund belongs to a unit of its opener's company). A requester uses a
 --     fund of their branch (with fewer funds than branches, fund (branch mod funds)).
 --   * Requisitions are version-2 `RequisitionCreated`s with the requester's unit (their
@@ -85,8 +96,9 @@
 --     group finance manager, cfo: the company), never the requester. No step is ever without
 --     someone eligible, so nothing escalates. Approvers, rejecters and those who request
 --     changes are picked from those lists (a department head who held the role all along).
---   * Everything else as above. Without an organisation the events are exactly those of
---     earlier versions of this script (same variables, same hashes).
+--   * Everything else as above. Without an organisation the users, requisitions' creations and
+--     submissions are those of earlier versions of this script; funds and payments are not
+--     (FundOpened 3, CashDisbursed 2 and mobile money since 2026-12).
 --
 -- Set-based: a few statements build the plan in temporary tables (one row per event), then one
 -- INSERT ... SELECT appends the events in time order (per-stream sequences in order). All in
