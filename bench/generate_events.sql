@@ -37,7 +37,11 @@
 --     that moment.
 --   * Funds in KES, UGX (0 decimals), USD, KWD (3 decimals), TZS, EUR and RWF, each with a
 --     branch manager as custodian, opened with `FundOpened` at its current version (3): a
---     reorder level of a quarter of the float, minimum balance zero, auto-replenish off. A requester always uses the same fund (their branch). Every
+--     reorder level of a quarter of the float, minimum balance zero, auto-replenish on (off
+--     for the tight funds, below). A disbursement that takes a fund below its reorder level
+--     raises a ReplenishmentRequested for float − balance in the same command (none while
+--     one is open), a CFO approves it a day later, treasury funds it (ReplenishmentFunded,
+--     back into the balance) two days later. A requester always uses the same fund (their branch). Every
 --     fifth fund's float covers only ~90% of what gets approved for it: once it is exhausted,
 --     approved requisitions stay approved and unpaid (the other floats cover everything with
 --     ~10% to spare). No payment ever overdraws a fund.
@@ -98,7 +102,7 @@
 --     changes are picked from those lists (a department head who held the role all along).
 --   * Everything else as above. Without an organisation the users, requisitions' creations and
 --     submissions are those of earlier versions of this script; funds and payments are not
---     (FundOpened 3, CashDisbursed 2 and mobile money since 2026-12).
+--     (FundOpened 3, CashDisbursed 2, mobile money and replenishments since 2026-12).
 --
 -- Set-based: a few statements build the plan in temporary tables (one row per event), then one
 -- INSERT ... SELECT appends the events in time order (per-stream sequences in order). All in
@@ -471,16 +475,60 @@ WHERE p.cum <= fu.float;
 UPDATE gen_reqs r SET pay = 0 WHERE pay = 1 AND NOT EXISTS (SELECT 1 FROM gen_paid p WHERE p.i = r.i);
 ANALYZE gen_paid;
 
--- The fund side of the payments, in each fund's stream order (time, then requisition): a
--- reservation (step 0, mobile money only) at the start, the disbursement (step 1) at the
--- settlement. balance_after: the float less the disbursements so far (a reservation moves no
--- cash).
+-- Replenishments: a fund with auto-replenish (every fund but the tight ones) raises a request
+-- for float − balance in the decision of the disbursement that takes its balance below the
+-- reorder level (a quarter of the float), when none is open (FundCommand's
+-- `replenishment_due`: requested_by null, its id the payment's); a CFO approves it a day later
+-- and treasury funds it two days later (a quarter second past, so that no movement of the
+-- fund shares its time). A walk through each fund's disbursements in order, since whether a
+-- request is due depends on the earlier fundings. Payments never depend on replenishments:
+-- they only add cash, so the payments chosen above stay covered.
+CREATE FUNCTION pg_temp.gen_replenishments() RETURNS TABLE (f int, i int, amount numeric)
+LANGUAGE plpgsql AS $$
+DECLARE
+    fu record;
+    m record;
+    b numeric;
+    open_amount numeric;
+    funded_at timestamptz;
+BEGIN
+    FOR fu IN SELECT g.f, g.float, round(g.float / 4, g.minor) AS reorder FROM gen_funds g WHERE NOT g.tight LOOP
+        b := fu.float;
+        open_amount := NULL;
+        FOR m IN SELECT p.i, p.settled_at AS at, p.amount FROM gen_paid p WHERE p.f = fu.f ORDER BY p.settled_at, p.i LOOP
+            IF open_amount IS NOT NULL AND funded_at < m.at THEN
+                b := b + open_amount;
+                open_amount := NULL;
+            END IF;
+            b := b - m.amount;
+            IF open_amount IS NULL AND b < fu.reorder THEN
+                open_amount := fu.float - b;
+                funded_at := m.at + interval '2 days 0.25 second';
+                f := fu.f; i := m.i; amount := open_amount;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+CREATE TEMP TABLE gen_repl ON COMMIT DROP AS SELECT * FROM pg_temp.gen_replenishments();
+
+-- The fund's stream, in order (time, then requisition, then step): per payment a reservation
+-- (step 0, mobile money only) at the start and the disbursement (step 1) at the settlement;
+-- per replenishment its request (2) right after the disbursement that raised it, approval (3)
+-- and funding (4). balance_after: the float less the disbursements plus the fundings so far
+-- (a reservation, request or approval moves no cash); a request's `balance` is the same.
 CREATE TEMP TABLE gen_fmove ON COMMIT DROP AS
 SELECT m.*, row_number() OVER w + 1 AS fund_seq,
-       fu.float - sum(CASE WHEN m.step = 1 THEN m.amount ELSE 0 END) OVER w AS balance_after
-FROM (SELECT i, f, ts AS at, 0 AS step, amount FROM gen_paid WHERE mm
+       fu.float + sum(m.delta) OVER w AS balance_after
+FROM (SELECT i, f, ts AS at, 0 AS step, amount, 0 AS delta FROM gen_paid WHERE mm
       UNION ALL
-      SELECT i, f, settled_at, 1, amount FROM gen_paid) m
+      SELECT i, f, settled_at, 1, amount, -amount FROM gen_paid
+      UNION ALL
+      SELECT r.i, r.f, p.settled_at + s.after, s.step, r.amount, CASE WHEN s.step = 4 THEN r.amount ELSE 0 END
+      FROM gen_repl r JOIN gen_paid p USING (i)
+      CROSS JOIN (VALUES (2, interval '0'), (3, interval '1 day 0.25 second'), (4, interval '2 days 0.25 second'))
+           AS s(step, after)) m
 JOIN gen_funds fu USING (f)
 WINDOW w AS (PARTITION BY m.f ORDER BY m.at, m.i, m.step);
 CREATE UNIQUE INDEX ON gen_fmove (i, step);
@@ -607,6 +655,20 @@ WITH x AS (
     CROSS JOIN (VALUES (1, 0), (2, 0), (1, 1), (2, 1)) AS s(tb, step)
     LEFT JOIN gen_fmove fm ON fm.i = p.i AND fm.step = s.step AND s.tb = 2
     WHERE p.mm OR s.step = 1
+    UNION ALL
+    -- replenishments: the request in the decision of the disbursement that raised it (its
+    -- actor, request id and metadata), approved by a CFO, funded by treasury (their own
+    -- commands: `cmd` 1000 + step)
+    SELECT fm.at, fm.i, 2, 11 + fm.step, p.fund_id, fm.fund_seq,
+           CASE fm.step WHEN 2 THEN p.payer ELSE a.id END, NULL, NULL, NULL, fm.amount, NULL, p.fund_id,
+           p.payment_id, fm.balance_after, NULL, 0, CASE fm.step WHEN 2 THEN p.seq + 1 ELSE 1000 + fm.step END,
+           NULL, NULL, NULL, fm.step = 2 AND p.mm
+    FROM gen_fmove fm JOIN gen_paid p USING (i)
+    CROSS JOIN LATERAL (SELECT (fm.at > :'t_mid'::timestamptz)::int AS era,
+                               CASE fm.step WHEN 4 THEN 'treasury' ELSE 'cfo' END AS role) e
+    JOIN gen_pool_n n ON n.role = e.role AND n.era = e.era
+    JOIN gen_pool a ON a.role = e.role AND a.era = e.era AND a.idx = ((p.h3 / 256 + fm.step) % n.n)::int
+    WHERE fm.step >= 2
 )
 SELECT row_number() OVER (ORDER BY ts, i, tb, seq, agg) AS o, x.* FROM x ORDER BY ts, i, tb, seq, agg;
 CREATE UNIQUE INDEX ON gen_ev (o);
@@ -721,12 +783,13 @@ SELECT 'fund', f.id::text, 1, 'FundOpened', '3',
        -- At its current version (3): the owning unit (with an organisation a branch, and so
        -- opened by admin.2, an admin of the company: a fund belongs to a unit of its opener's
        -- company; else none), a reorder level of a quarter of the float, no minimum (zero in
-       -- the currency's scale, as the service rescales it) and auto-replenish off.
+       -- the currency's scale, as the service rescales it), auto-replenish on but for the
+       -- tight funds (which run out instead).
        jsonb_build_object('FundOpened', jsonb_build_object(
            'fund_id', f.id, 'name', f.name, 'currency', f.currency, 'float', f.float::text,
            'custodian_id', f.custodian, 'opened_by', CASE WHEN :org = 1 THEN :'admin2' ELSE :'admin1' END::uuid,
            'unit', f.unit, 'reorder_level', round(f.float / 4, f.minor)::text,
-           'minimum_balance', round(0::numeric, f.minor)::text, 'auto_replenish', false)),
+           'minimum_balance', round(0::numeric, f.minor)::text, 'auto_replenish', NOT f.tight)),
        jsonb_build_object('actor_id', CASE WHEN :org = 1 THEN :'admin2' ELSE :'admin1' END, 'request_id', md5('bench-rq:fund:' || f.f)::uuid,
            'client_ip', '10.0.0.10',
            'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
@@ -738,8 +801,9 @@ SET LOCAL enable_sort = off;   -- read gen_ev through its index: it is already i
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
 SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requisition' END,
        e.agg::text, e.seq,
-       (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', 'CashReserved', '', '',
-              '', '', '', '', '', 'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted',
+       (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', 'CashReserved',
+              'ReplenishmentRequested', 'ReplenishmentApproved', 'ReplenishmentFunded', '', '', '', '',
+              'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted',
               'RequisitionApproved', 'RequisitionRejected', 'ChangesRequested', 'RequisitionCancelled',
               'RequisitionPaid', 'PaymentStarted'])[e.kind],
        -- CashDisbursed at its current version (2, with `reserved`).
@@ -758,6 +822,16 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
        WHEN 12 THEN jsonb_build_object('CashReserved', jsonb_build_object(
            'payment_id', e.payment_id, 'requisition_id', e.req_id, 'amount', e.amount::text,
            'method', e.method, 'reserved_by', e.actor))
+       -- A replenishment's id is the id of the payment whose disbursement raised it.
+       WHEN 13 THEN jsonb_build_object('ReplenishmentRequested', jsonb_build_object(
+           'replenishment_id', e.payment_id, 'amount', e.amount::text, 'balance', e.balance_after::text,
+           'requested_by', NULL))
+       WHEN 14 THEN jsonb_build_object('ReplenishmentApproved', jsonb_build_object(
+           'replenishment_id', e.payment_id, 'approved_by', e.actor))
+       WHEN 15 THEN jsonb_build_object('ReplenishmentFunded', jsonb_build_object(
+           'replenishment_id', e.payment_id, 'amount', e.amount::text, 'balance_after', e.balance_after::text,
+           'bank_reference', 'EFT-' || upper(substr(md5('bench-eft:' || e.i), 1, 10)), 'funded_by', e.actor,
+           'at', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
        WHEN 20 THEN jsonb_build_object('RequisitionCreated', jsonb_build_object(
            'requisition_id', e.agg, 'fund_id', e.fund_id,
            'currency', e.currency, 'amount', e.amount::text,
