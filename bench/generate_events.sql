@@ -41,7 +41,8 @@
 --     for the tight funds, below). A disbursement that takes a fund below its reorder level
 --     raises a ReplenishmentRequested for float − balance in the same command (none while
 --     one is open), a CFO approves it a day later, treasury funds it (ReplenishmentFunded,
---     back into the balance) two days later. A requester always uses the same fund (their branch). Every
+--     back into the balance) two days later. A requester always uses the same fund (their
+--     branch). Every
 --     fifth fund's float covers only ~90% of what gets approved for it: once it is exhausted,
 --     approved requisitions stay approved and unpaid (the other floats cover everything with
 --     ~10% to spare). No payment ever overdraws a fund.
@@ -89,7 +90,7 @@
 --     always keeps a head other than the requester). Staff spread over the departments
 --     (staff k in department (k - 1) mod nd). Everyone else, admins 2-3 included, at the
 --     company.
---   * Funds are owned by branch f mod nb (the `unit` of their `FundOpened`) (custodian: its manager),
+--   * Funds are owned by branch f mod nb (their `FundOpened`'s `unit`; custodian: its manager),
 --     opened by admin.2 (a fund belongs to a unit of its opener's company). A requester uses a
 --     fund of their branch (with fewer funds than branches, fund (branch mod funds)).
 --   * Requisitions are version-2 `RequisitionCreated`s with the requester's unit (their
@@ -592,7 +593,8 @@ BEGIN
 END $$;
 
 -- ---- the events, in time order -------------------------------------------------------------
--- kinds: 2 RoleGranted, 3 RoleRevoked, 11 CashDisbursed, 12 CashReserved, 20 RequisitionCreated,
+-- kinds: 2 RoleGranted, 3 RoleRevoked, 11 CashDisbursed, 12 CashReserved, 13 Replenishment-
+-- Requested, 14 ReplenishmentApproved, 15 ReplenishmentFunded, 20 RequisitionCreated,
 -- 21 Edited, 22 Submitted, 23 Approved, 24 Rejected, 25 ChangesRequested, 26 Cancelled,
 -- 27 Paid, 28 PaymentStarted. `var` picks the variant (edits) or the text; `cmd` is the
 -- sequence of the command's requisition event (a command's requisition and fund events share
