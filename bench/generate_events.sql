@@ -6,7 +6,7 @@
 --
 -- Variables (all optional):
 --   funds         number of funds (default 100)
---   requisitions  number of requisitions (default 190000: about 1,000,000 events, ~5.3 each)
+--   requisitions  number of requisitions (default 190000: about 1,080,000 events, ~5.7 each)
 --   staff         users holding only `staff` (default 400; more requesters hold staff besides)
 --   start         the first requisition's day (default 2025-01-01 00:00:00+00)
 --   days          how long the history runs (default 365)
@@ -36,7 +36,13 @@
 --     department_head, treasury.1 loses treasury. Nobody acts in a role they do not hold at
 --     that moment.
 --   * Funds in KES, UGX (0 decimals), USD, KWD (3 decimals), TZS, EUR and RWF, each with a
---     branch manager as custodian. A requester always uses the same fund (their branch). Every
+--     branch manager as custodian, opened with `FundOpened` at its current version (3): a
+--     reorder level of a quarter of the float, minimum balance zero, auto-replenish on (off
+--     for the tight funds, below). A disbursement that takes a fund below its reorder level
+--     raises a ReplenishmentRequested for float − balance in the same command (none while
+--     one is open), a CFO approves it a day later, treasury funds it (ReplenishmentFunded,
+--     back into the balance) two days later. A requester always uses the same fund (their
+--     branch). Every
 --     fifth fund's float covers only ~90% of what gets approved for it: once it is exhausted,
 --     approved requisitions stay approved and unpaid (the other floats cover everything with
 --     ~10% to spare). No payment ever overdraws a fund.
@@ -55,8 +61,18 @@
 --     0.8%. One in eight is edited as a draft before it is submitted.
 --   * Times spread over `days` from `start` (recorded_at and metadata.time agree), 20 minutes
 --     to a day between a requisition's steps; the events of all streams interleave in time.
---     A payment's RequisitionPaid and CashDisbursed are adjacent (one command, one time).
---     Metadata as the API writes it: actor_id, request_id, client_ip, user_agent, time.
+--     A cash payment's RequisitionPaid and CashDisbursed (version 2, `reserved` null) are
+--     adjacent (one command, one time). Metadata as the API writes it: actor_id, request_id,
+--     client_ip, user_agent, time.
+--   * Payments through the provider: one payment in four goes by mobile money, as the service
+--     records it (commands/src/provider_payments.rs): PaymentStarted on the requisition and
+--     CashReserved on the fund when it starts (one command); the provider's success 20 s to
+--     3 min later, recorded by the service (metadata of `CommandContext::operator("provider")`):
+--     RequisitionPaid (method mobile_money) and a CashDisbursed consuming the reservation
+--     (`reserved` = amount, reference the provider's receipt); a `provider_payments` row,
+--     succeeded. A fund's stream orders reservations and disbursements in time; payments are
+--     paid in order of their start while the fund's available balance (balance less open
+--     reservations) covers them. Nothing is left reserved at the end.
 --
 -- With an organisation (regions > 0), e.g. 5 × 20 × 5 and 2,000 users for the 1M history:
 --
@@ -74,7 +90,7 @@
 --     always keeps a head other than the requester). Staff spread over the departments
 --     (staff k in department (k - 1) mod nd). Everyone else, admins 2-3 included, at the
 --     company.
---   * Funds are version-2 `FundOpened`s owned by branch f mod nb (custodian: its manager),
+--   * Funds are owned by branch f mod nb (their `FundOpened`'s `unit`; custodian: its manager),
 --     opened by admin.2 (a fund belongs to a unit of its opener's company). A requester uses a
 --     fund of their branch (with fewer funds than branches, fund (branch mod funds)).
 --   * Requisitions are version-2 `RequisitionCreated`s with the requester's unit (their
@@ -85,8 +101,9 @@
 --     group finance manager, cfo: the company), never the requester. No step is ever without
 --     someone eligible, so nothing escalates. Approvers, rejecters and those who request
 --     changes are picked from those lists (a department head who held the role all along).
---   * Everything else as above. Without an organisation the events are exactly those of
---     earlier versions of this script (same variables, same hashes).
+--   * Everything else as above. Without an organisation the users, requisitions' creations and
+--     submissions are those of earlier versions of this script; funds and payments are not
+--     (FundOpened 3, CashDisbursed 2, mobile money and replenishments since 2026-12).
 --
 -- Set-based: a few statements build the plan in temporary tables (one row per event), then one
 -- INSERT ... SELECT appends the events in time order (per-stream sequences in order). All in
@@ -421,10 +438,16 @@ CREATE UNIQUE INDEX ON gen_reqs (i);
 ANALYZE gen_reqs;
 
 -- ---- payments: floats, and no payment that would overdraw its fund -------------------------
+-- One payment in four goes by mobile money through the provider: started at `ts`
+-- (PaymentStarted, and CashReserved on the fund), settled by the provider's success 20 s to
+-- 3 min later (RequisitionPaid, and the CashDisbursed that consumes the reservation). The
+-- others are cash, paid at once at `ts`.
 CREATE TEMP TABLE gen_pay ON COMMIT DROP AS
 SELECT i, id, f, h3, CASE WHEN sub2 = 1 THEN amount2 ELSE amount1 END AS amount, ts, c10 AS seq,
-       pg_temp.uuid7(ts, 'pay' || i) AS payment_id
-FROM (SELECT *, t0 + (c10 - 1) * gap_s * interval '1 second' AS ts FROM gen_reqs WHERE pay = 1) AS r;
+       pg_temp.uuid7(ts, 'pay' || i) AS payment_id, mm,
+       ts + CASE WHEN mm THEN (20 + (h3 / 4194304) % 160) * interval '1 second' ELSE interval '0' END AS settled_at
+FROM (SELECT *, t0 + (c10 - 1) * gap_s * interval '1 second' AS ts, (h3 / 1048576) % 4 = 0 AS mm
+      FROM gen_reqs WHERE pay = 1) AS r;
 
 UPDATE gen_funds g SET float = least(1000000000, ceil(x / p) * p)
 FROM (SELECT g2.f, x, power(10::numeric, floor(log(x)) - 1) AS p
@@ -435,16 +458,82 @@ FROM (SELECT g2.f, x, power(10::numeric, floor(log(x)) - 1) AS p
 WHERE s.f = g.f;
 UPDATE gen_funds SET float = round(float, minor);
 
--- Paid in time order while the fund lasts (a prefix of each fund's payments): balance_after is
--- the float less the running sum. The rest stay approved and unpaid.
+-- Paid in time order of the payments' starts while the fund lasts (a prefix of each fund's
+-- payments): each payment, cash or reservation, is covered by the fund's available balance
+-- (the float less everything paid or reserved before it). The rest stay approved and unpaid.
+-- The payer holds treasury when the payment starts and when it is settled (the era of
+-- `settled_at`: nobody gains treasury halfway).
 CREATE TEMP TABLE gen_paid ON COMMIT DROP AS
-SELECT p.*, fu.id AS fund_id, fu.float - p.cum AS balance_after,
-       row_number() OVER (PARTITION BY p.f ORDER BY p.ts, p.i) + 1 AS fund_seq
+SELECT p.*, fu.id AS fund_id, fu.currency, t.id AS payer,
+       -- the payment's number in its fund (the petty cash voucher's, PCV-000001...)
+       row_number() OVER (PARTITION BY p.f ORDER BY p.ts, p.i) AS pno
 FROM (SELECT gp.*, sum(amount) OVER (PARTITION BY f ORDER BY ts, i) AS cum FROM gen_pay gp) p
 JOIN gen_funds fu USING (f)
+CROSS JOIN LATERAL (SELECT (p.settled_at > :'t_mid'::timestamptz)::int AS era) e
+JOIN gen_pool_n n ON n.role = 'treasury' AND n.era = e.era
+JOIN gen_pool t ON t.role = 'treasury' AND t.era = e.era AND t.idx = ((p.h3 / 64) % n.n)::int
 WHERE p.cum <= fu.float;
 UPDATE gen_reqs r SET pay = 0 WHERE pay = 1 AND NOT EXISTS (SELECT 1 FROM gen_paid p WHERE p.i = r.i);
 ANALYZE gen_paid;
+
+-- Replenishments: a fund with auto-replenish (every fund but the tight ones) raises a request
+-- for float − balance in the decision of the disbursement that takes its balance below the
+-- reorder level (a quarter of the float), when none is open (FundCommand's
+-- `replenishment_due`: requested_by null, its id the payment's); a CFO approves it a day later
+-- and treasury funds it two days later (a quarter second past, so that no movement of the
+-- fund shares its time). A walk through each fund's disbursements in order, since whether a
+-- request is due depends on the earlier fundings. Payments never depend on replenishments:
+-- they only add cash, so the payments chosen above stay covered.
+CREATE FUNCTION pg_temp.gen_replenishments() RETURNS TABLE (f int, i int, amount numeric)
+LANGUAGE plpgsql AS $$
+DECLARE
+    fu record;
+    m record;
+    b numeric;
+    open_amount numeric;
+    funded_at timestamptz;
+BEGIN
+    FOR fu IN SELECT g.f, g.float, round(g.float / 4, g.minor) AS reorder FROM gen_funds g WHERE NOT g.tight LOOP
+        b := fu.float;
+        open_amount := NULL;
+        FOR m IN SELECT p.i, p.settled_at AS at, p.amount FROM gen_paid p WHERE p.f = fu.f ORDER BY p.settled_at, p.i LOOP
+            IF open_amount IS NOT NULL AND funded_at < m.at THEN
+                b := b + open_amount;
+                open_amount := NULL;
+            END IF;
+            b := b - m.amount;
+            IF open_amount IS NULL AND b < fu.reorder THEN
+                open_amount := fu.float - b;
+                funded_at := m.at + interval '2 days 0.25 second';
+                f := fu.f; i := m.i; amount := open_amount;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+CREATE TEMP TABLE gen_repl ON COMMIT DROP AS SELECT * FROM pg_temp.gen_replenishments();
+
+-- The fund's stream, in order (time, then requisition, then step): per payment a reservation
+-- (step 0, mobile money only) at the start and the disbursement (step 1) at the settlement;
+-- per replenishment its request (2) right after the disbursement that raised it, approval (3)
+-- and funding (4). balance_after: the float less the disbursements plus the fundings so far
+-- (a reservation, request or approval moves no cash); a request's `balance` is the same.
+CREATE TEMP TABLE gen_fmove ON COMMIT DROP AS
+SELECT m.*, row_number() OVER w + 1 AS fund_seq,
+       fu.float + sum(m.delta) OVER w AS balance_after
+FROM (SELECT i, f, ts AS at, 0 AS step, amount, 0 AS delta FROM gen_paid WHERE mm
+      UNION ALL
+      SELECT i, f, settled_at, 1, amount, -amount FROM gen_paid
+      UNION ALL
+      SELECT r.i, r.f, p.settled_at + s.after, s.step, r.amount, CASE WHEN s.step = 4 THEN r.amount ELSE 0 END
+      FROM gen_repl r JOIN gen_paid p USING (i)
+      CROSS JOIN (VALUES (2, interval '0'), (3, interval '1 day 0.25 second'), (4, interval '2 days 0.25 second'))
+           AS s(step, after)) m
+JOIN gen_funds fu USING (f)
+WINDOW w AS (PARTITION BY m.f ORDER BY m.at, m.i, m.step);
+CREATE UNIQUE INDEX ON gen_fmove (i, step);
+ANALYZE gen_fmove;
 
 -- ---- approvals and decisions: who ----------------------------------------------------------
 -- Who may decide a step: the holders of its role at that time (scope -1). With an
@@ -504,64 +593,84 @@ BEGIN
 END $$;
 
 -- ---- the events, in time order -------------------------------------------------------------
--- kinds: 2 RoleGranted, 3 RoleRevoked, 11 CashDisbursed, 20 RequisitionCreated, 21 Edited,
--- 22 Submitted, 23 Approved, 24 Rejected, 25 ChangesRequested, 26 Cancelled, 27 Paid.
--- `var` picks the variant (edits) or the text; `cmd` is the sequence of the command's
--- requisition event (a payment's two events share their request id).
+-- kinds: 2 RoleGranted, 3 RoleRevoked, 11 CashDisbursed, 12 CashReserved, 13 Replenishment-
+-- Requested, 14 ReplenishmentApproved, 15 ReplenishmentFunded, 20 RequisitionCreated,
+-- 21 Edited, 22 Submitted, 23 Approved, 24 Rejected, 25 ChangesRequested, 26 Cancelled,
+-- 27 Paid, 28 PaymentStarted. `var` picks the variant (edits) or the text; `cmd` is the
+-- sequence of the command's requisition event (a command's requisition and fund events share
+-- their request id); `op`: recorded by the service itself (a provider's result), not a user.
 CREATE TEMP TABLE gen_ev ON COMMIT DROP AS
 WITH x AS (
     SELECT :'t_mid'::timestamptz AS ts, -1 AS i, 0 AS tb, kind, user_id AS agg, seq, :'admin2'::uuid AS actor,
            NULL::int AS step, role, NULL::bool AS completes, NULL::numeric AS amount, NULL::int AS len,
            NULL::uuid AS fund_id, NULL::uuid AS payment_id, NULL::numeric AS balance_after, NULL::bigint AS ref_no,
            0::bigint AS var, (seq + 10 * row_number() OVER (ORDER BY user_id, seq))::bigint AS cmd,
-           NULL::text AS currency, NULL::uuid AS req_id
+           NULL::text AS currency, NULL::uuid AS req_id, NULL::text AS method, false AS op
     FROM gen_role_events
     UNION ALL
     -- created
     SELECT t0, i, 1, 20, id, 1, requester, NULL, NULL, NULL, amount0, NULL,
-           fund_id, NULL, NULL, NULL, h, 1, currency, NULL
+           fund_id, NULL, NULL, NULL, h, 1, currency, NULL, NULL, false
     FROM gen_reqs
     UNION ALL
     -- edited as a draft (var: 0 payee, 1 category cleared, 2 amount)
     SELECT t0 + (c1 - 1) * gap_s * interval '1 second', i, 1, 21, id, c1, requester,
-           NULL, NULL, NULL, amount1, NULL, NULL, NULL, NULL, NULL, de_kind, c1, NULL, NULL
+           NULL, NULL, NULL, amount1, NULL, NULL, NULL, NULL, NULL, de_kind, c1, NULL, NULL, NULL, false
     FROM gen_reqs WHERE de
     UNION ALL
     -- submitted
     SELECT t0 + (c2 - 1) * gap_s * interval '1 second', i, 1, 22, id, c2, requester,
-           NULL, NULL, NULL, amount1, l1, NULL, NULL, NULL, NULL, 0, c2, NULL, NULL
+           NULL, NULL, NULL, amount1, l1, NULL, NULL, NULL, NULL, 0, c2, NULL, NULL, NULL, false
     FROM gen_reqs WHERE sub1 = 1
     UNION ALL
     -- approvals, rejections, change requests
     SELECT d.ts, d.i, 1, d.kind, r.id, d.seq, d.actor, d.step, d.role,
-           d.step + 1 = d.len, NULL, NULL, NULL, NULL, NULL, NULL, r.h + d.seq, d.seq, NULL, NULL
+           d.step + 1 = d.len, NULL, NULL, NULL, NULL, NULL, NULL, r.h + d.seq, d.seq, NULL, NULL, NULL, false
     FROM gen_dec d JOIN gen_reqs r USING (i)
     UNION ALL
     -- edited after changes were requested (var: 3 purpose, 4 amount, 5 both)
     SELECT t0 + (c5 - 1) * gap_s * interval '1 second', i, 1, 21, id, c5, requester,
-           NULL, NULL, NULL, amount2, NULL, NULL, NULL, NULL, NULL, 3 + e2_kind, c5, NULL, NULL
+           NULL, NULL, NULL, amount2, NULL, NULL, NULL, NULL, NULL, 3 + e2_kind, c5, NULL, NULL, NULL, false
     FROM gen_reqs WHERE ed2 = 1
     UNION ALL
     -- resubmitted
     SELECT t0 + (c6 - 1) * gap_s * interval '1 second', i, 1, 22, id, c6, requester,
-           NULL, NULL, NULL, amount2, l2, NULL, NULL, NULL, NULL, 0, c6, NULL, NULL
+           NULL, NULL, NULL, amount2, l2, NULL, NULL, NULL, NULL, 0, c6, NULL, NULL, NULL, false
     FROM gen_reqs WHERE sub2 = 1
     UNION ALL
     -- cancelled
     SELECT t0 + (c9 - 1) * gap_s * interval '1 second', i, 1, 26, id, c9, requester,
-           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, h, c9, NULL, NULL
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, h, c9, NULL, NULL, NULL, false
     FROM gen_reqs WHERE cancel = 1
     UNION ALL
-    -- paid, and the fund's disbursement right after it
-    SELECT p.ts, p.i, s.tb, s.kind, CASE s.tb WHEN 1 THEN p.id ELSE p.fund_id END,
-           CASE s.tb WHEN 1 THEN p.seq ELSE p.fund_seq END, t.id, NULL, NULL, NULL, p.amount, NULL,
-           p.fund_id, p.payment_id, p.balance_after,
-           CASE WHEN p.h3 % 5 = 0 THEN NULL ELSE p.fund_seq - 1 END, 0, p.seq, NULL, p.id
+    -- paid, and the fund's disbursement right after it (cash: one command); by mobile money,
+    -- started (PaymentStarted, CashReserved) then settled by the provider (RequisitionPaid,
+    -- the consuming CashDisbursed: `op`, the service acting on the provider's result)
+    SELECT CASE WHEN s.step = 1 THEN p.settled_at ELSE p.ts END, p.i, s.tb,
+           CASE WHEN s.tb = 2 THEN 11 + (1 - s.step) WHEN p.mm AND s.step = 0 THEN 28 ELSE 27 END,
+           CASE s.tb WHEN 1 THEN p.id ELSE p.fund_id END,
+           CASE WHEN s.tb = 2 THEN fm.fund_seq ELSE p.seq + (p.mm AND s.step = 1)::int END, p.payer, NULL, NULL,
+           NULL, p.amount, NULL, p.fund_id, p.payment_id, fm.balance_after,
+           CASE WHEN p.h3 % 5 = 0 THEN NULL ELSE p.pno END, 0, p.seq + s.step, NULL, p.id,
+           CASE WHEN p.mm THEN 'mobile_money' ELSE 'cash' END, p.mm AND s.step = 1
     FROM gen_paid p
-    CROSS JOIN (VALUES (1, 27), (2, 11)) AS s(tb, kind)
-    CROSS JOIN LATERAL (SELECT (p.ts > :'t_mid'::timestamptz)::int AS era) e
-    JOIN gen_pool_n n ON n.role = 'treasury' AND n.era = e.era
-    JOIN gen_pool t ON t.role = 'treasury' AND t.era = e.era AND t.idx = ((p.h3 / 64) % n.n)::int
+    CROSS JOIN (VALUES (1, 0), (2, 0), (1, 1), (2, 1)) AS s(tb, step)
+    LEFT JOIN gen_fmove fm ON fm.i = p.i AND fm.step = s.step AND s.tb = 2
+    WHERE p.mm OR s.step = 1
+    UNION ALL
+    -- replenishments: the request in the decision of the disbursement that raised it (its
+    -- actor, request id and metadata), approved by a CFO, funded by treasury (their own
+    -- commands: `cmd` 1000 + step)
+    SELECT fm.at, fm.i, 2, 11 + fm.step, p.fund_id, fm.fund_seq,
+           CASE fm.step WHEN 2 THEN p.payer ELSE a.id END, NULL, NULL, NULL, fm.amount, NULL, p.fund_id,
+           p.payment_id, fm.balance_after, NULL, 0, CASE fm.step WHEN 2 THEN p.seq + 1 ELSE 1000 + fm.step END,
+           NULL, NULL, NULL, fm.step = 2 AND p.mm
+    FROM gen_fmove fm JOIN gen_paid p USING (i)
+    CROSS JOIN LATERAL (SELECT (fm.at > :'t_mid'::timestamptz)::int AS era,
+                               CASE fm.step WHEN 4 THEN 'treasury' ELSE 'cfo' END AS role) e
+    JOIN gen_pool_n n ON n.role = e.role AND n.era = e.era
+    JOIN gen_pool a ON a.role = e.role AND a.era = e.era AND a.idx = ((p.h3 / 256 + fm.step) % n.n)::int
+    WHERE fm.step >= 2
 )
 SELECT row_number() OVER (ORDER BY ts, i, tb, seq, agg) AS o, x.* FROM x ORDER BY ts, i, tb, seq, agg;
 CREATE UNIQUE INDEX ON gen_ev (o);
@@ -672,13 +781,17 @@ SELECT g.id, g.kind, g.name, g.code, NULL, g.parent_id, g.company_id, g.region_i
 FROM gen_units g ORDER BY g.n;
 
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
-SELECT 'fund', f.id::text, 1, 'FundOpened', CASE WHEN :org = 1 THEN '2' ELSE '1' END,
-       -- With an organisation: version 2, owned by a branch and so opened by admin.2, an admin
-       -- of the company (a fund belongs to a unit of its opener's company).
+SELECT 'fund', f.id::text, 1, 'FundOpened', '3',
+       -- At its current version (3): the owning unit (with an organisation a branch, and so
+       -- opened by admin.2, an admin of the company: a fund belongs to a unit of its opener's
+       -- company; else none), a reorder level of a quarter of the float, no minimum (zero in
+       -- the currency's scale, as the service rescales it), auto-replenish on but for the
+       -- tight funds (which run out instead).
        jsonb_build_object('FundOpened', jsonb_build_object(
            'fund_id', f.id, 'name', f.name, 'currency', f.currency, 'float', f.float::text,
-           'custodian_id', f.custodian, 'opened_by', CASE WHEN :org = 1 THEN :'admin2' ELSE :'admin1' END::uuid)
-           || CASE WHEN :org = 1 THEN jsonb_build_object('unit', f.unit) ELSE '{}' END),
+           'custodian_id', f.custodian, 'opened_by', CASE WHEN :org = 1 THEN :'admin2' ELSE :'admin1' END::uuid,
+           'unit', f.unit, 'reorder_level', round(f.float / 4, f.minor)::text,
+           'minimum_balance', round(0::numeric, f.minor)::text, 'auto_replenish', NOT f.tight)),
        jsonb_build_object('actor_id', CASE WHEN :org = 1 THEN :'admin2' ELSE :'admin1' END, 'request_id', md5('bench-rq:fund:' || f.f)::uuid,
            'client_ip', '10.0.0.10',
            'user_agent', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
@@ -690,17 +803,37 @@ SET LOCAL enable_sort = off;   -- read gen_ev through its index: it is already i
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
 SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requisition' END,
        e.agg::text, e.seq,
-       (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', '', '', '', '', '', '', '',
-              '', 'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted', 'RequisitionApproved',
-              'RequisitionRejected', 'ChangesRequested', 'RequisitionCancelled', 'RequisitionPaid'])[e.kind],
-       CASE WHEN :org = 1 AND e.kind IN (20, 22) THEN '2' ELSE '1' END,
+       (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', 'CashReserved',
+              'ReplenishmentRequested', 'ReplenishmentApproved', 'ReplenishmentFunded', '', '', '', '',
+              'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted',
+              'RequisitionApproved', 'RequisitionRejected', 'ChangesRequested', 'RequisitionCancelled',
+              'RequisitionPaid', 'PaymentStarted'])[e.kind],
+       -- CashDisbursed at its current version (2, with `reserved`).
+       CASE WHEN e.kind = 11 OR (:org = 1 AND e.kind IN (20, 22)) THEN '2' ELSE '1' END,
        CASE e.kind
        WHEN 2 THEN jsonb_build_object('RoleGranted', jsonb_build_object('role', e.role, 'granted_by', e.actor))
        WHEN 3 THEN jsonb_build_object('RoleRevoked', jsonb_build_object('role', e.role, 'revoked_by', e.actor))
+       -- Cash: the voucher's reference, nothing reserved. Mobile money: the provider's receipt
+       -- (an M-Pesa transaction id), consuming the whole reservation.
        WHEN 11 THEN jsonb_build_object('CashDisbursed', jsonb_build_object(
            'payment_id', e.payment_id, 'requisition_id', e.req_id, 'amount', e.amount::text,
-           'balance_after', e.balance_after::text, 'method', 'cash',
-           'reference', 'PCV-' || lpad(e.ref_no::text, 6, '0'), 'paid_by', e.actor))
+           'balance_after', e.balance_after::text, 'method', e.method,
+           'reference', CASE WHEN e.op THEN 'S' || upper(substr(md5('bench-receipt:' || e.i), 1, 9))
+                        ELSE 'PCV-' || lpad(e.ref_no::text, 6, '0') END,
+           'paid_by', e.actor, 'reserved', CASE WHEN e.op THEN e.amount::text END))
+       WHEN 12 THEN jsonb_build_object('CashReserved', jsonb_build_object(
+           'payment_id', e.payment_id, 'requisition_id', e.req_id, 'amount', e.amount::text,
+           'method', e.method, 'reserved_by', e.actor))
+       -- A replenishment's id is the id of the payment whose disbursement raised it.
+       WHEN 13 THEN jsonb_build_object('ReplenishmentRequested', jsonb_build_object(
+           'replenishment_id', e.payment_id, 'amount', e.amount::text, 'balance', e.balance_after::text,
+           'requested_by', NULL))
+       WHEN 14 THEN jsonb_build_object('ReplenishmentApproved', jsonb_build_object(
+           'replenishment_id', e.payment_id, 'approved_by', e.actor))
+       WHEN 15 THEN jsonb_build_object('ReplenishmentFunded', jsonb_build_object(
+           'replenishment_id', e.payment_id, 'amount', e.amount::text, 'balance_after', e.balance_after::text,
+           'bank_reference', 'EFT-' || upper(substr(md5('bench-eft:' || e.i), 1, 10)), 'funded_by', e.actor,
+           'at', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
        WHEN 20 THEN jsonb_build_object('RequisitionCreated', jsonb_build_object(
            'requisition_id', e.agg, 'fund_id', e.fund_id,
            'currency', e.currency, 'amount', e.amount::text,
@@ -768,11 +901,20 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
            'cancelled_by', e.actor,
            'reason', (ARRAY[NULL, 'No longer needed', 'Paid from my own pocket', 'Raised against the wrong fund'])
                 [((e.var / 7) % 4)::int + 1]))
+       -- RequisitionPaid and PaymentStarted carry the payer's reference (the voucher's number).
        WHEN 27 THEN jsonb_build_object('RequisitionPaid', jsonb_build_object(
-           'payment_id', e.payment_id, 'fund_id', e.fund_id, 'amount', e.amount::text, 'method', 'cash',
+           'payment_id', e.payment_id, 'fund_id', e.fund_id, 'amount', e.amount::text, 'method', e.method,
+           'reference', 'PCV-' || lpad(e.ref_no::text, 6, '0'), 'paid_by', e.actor))
+       WHEN 28 THEN jsonb_build_object('PaymentStarted', jsonb_build_object(
+           'payment_id', e.payment_id, 'fund_id', e.fund_id, 'amount', e.amount::text, 'method', e.method,
            'reference', 'PCV-' || lpad(e.ref_no::text, 6, '0'), 'paid_by', e.actor))
        END,
-       jsonb_build_object(
+       CASE WHEN e.op THEN
+           -- The provider's result, recorded by the service (CommandContext::operator("provider")).
+           jsonb_build_object('actor_id', 'operator', 'request_id', 'cli-' || md5('bench-rq:' || e.i || ':' || e.cmd)::uuid,
+               'user_agent', 'pettycash-cli/0.1.0 provider',
+               'time', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+       ELSE jsonb_build_object(
            'actor_id', e.actor::text,
            'request_id', md5('bench-rq:' || e.i || ':' || e.cmd)::uuid,
            'client_ip', '10.' || (get_byte(uuid_send(e.actor), 0) % 32) || '.' || get_byte(uuid_send(e.actor), 1)
@@ -782,7 +924,7 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
                 'Mozilla/5.0 (Macintosh; Intel Mac OS X 13_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15',
                 'Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0'])
                 [get_byte(uuid_send(e.actor), 3) % 4 + 1],
-           'time', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+           'time', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) END,
        e.ts
 FROM gen_ev e ORDER BY e.o;
 RESET enable_sort;
@@ -809,8 +951,19 @@ FROM gen_users u LEFT JOIN gen_user_unit uu USING (id);
 INSERT INTO credentials (user_id, password_hash, updated_at)
 SELECT id, :'password_hash', registered_at FROM gen_users;
 
+-- The payments through the provider, as the service keeps them with their events
+-- (migrations 0016, 0021): one attempt, sent when started, succeeded with the receipt the
+-- CashDisbursed records; paid to a Safaricom number.
+INSERT INTO provider_payments (id, requisition_id, fund_id, method, amount, currency, status, attempts,
+                               provider_reference, last_result_code, paid_by, started_at, timed_out_at,
+                               updated_at, destination, submitted_at, last_result_reason)
+SELECT p.payment_id, p.id, p.fund_id, 'mobile_money', p.amount, p.currency, 'succeeded', 1,
+       'S' || upper(substr(md5('bench-receipt:' || p.i), 1, 9)), '0', p.payer, p.ts, NULL,
+       p.settled_at, '2547' || lpad((p.h3 % 100000000)::text, 8, '0'), p.ts, NULL
+FROM gen_paid p WHERE p.mm ORDER BY p.ts, p.i;
+
 SELECT (SELECT count(*) FROM gen_users) AS n_users, (SELECT count(*) FROM gen_ev) + (SELECT count(*) FROM gen_users)
        + :funds + (SELECT count(*) FROM gen_units) + (SELECT count(*) FROM gen_user_unit) AS n_events,
-       (SELECT count(*) FROM gen_units) AS n_units \gset
+       (SELECT count(*) FROM gen_units) AS n_units, (SELECT count(*) FROM gen_paid WHERE mm) AS n_mm \gset
 COMMIT;
-\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions, :n_units units
+\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions, :n_units units, :n_mm mobile-money payments

@@ -76,6 +76,42 @@ where
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// `pettycash-replay rebuild --all`, then the cash read models against the cash book: each
+/// fund's balance its latest recorded `balance_after` (or its float), nothing left reserved,
+/// the settings the funds were opened with, and the payments by method.
+async fn rebuild_agrees_with_the_cash_book(url: &str, pool: &PgPool, cash: i64, mobile_money: i64) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pettycash-replay"))
+        .args(["rebuild", "--all"])
+        .env("DATABASE_URL", url)
+        .output()
+        .await
+        .expect("run pettycash-replay rebuild");
+    assert_eq!(out.status.code(), Some(0), "rebuild: {}", String::from_utf8_lossy(&out.stderr));
+    let disagreeing: i64 = scalar(
+        pool,
+        "WITH book AS (
+             SELECT DISTINCT ON (aggregate_id) aggregate_id::uuid AS id,
+                    coalesce(payload->event_type->>'balance_after', payload->'FundOpened'->>'float')::numeric AS balance
+             FROM events WHERE aggregate_type = 'fund'
+               AND event_type IN ('FundOpened', 'CashDisbursed', 'ReplenishmentFunded')
+             ORDER BY aggregate_id, sequence DESC)
+         SELECT count(*) FROM book b FULL JOIN rm_funds f USING (id)
+         WHERE f.balance IS DISTINCT FROM b.balance OR f.reorder_level IS NULL
+            OR f.minimum_balance <> 0",
+    )
+    .await;
+    assert_eq!(disagreeing, 0, "rm_funds disagrees with the cash book");
+    let reserved: rust_decimal::Decimal = scalar(pool, "SELECT sum(reserved) FROM rm_funds").await;
+    assert!(reserved.is_zero(), "{reserved} still reserved");
+    let payments: Vec<(String, i64)> =
+        sqlx::query_as("SELECT method, count(*) FROM rm_payments GROUP BY 1 ORDER BY 1")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let want = [("cash", cash), ("mobile_money", mobile_money)];
+    assert_eq!(payments, want.map(|(m, n)| (m.to_string(), n)));
+}
+
 /// Each requisition's last event: (id, event type, payload of that event).
 const LAST_EVENTS: &str = "SELECT DISTINCT ON (aggregate_id) aggregate_id, event_type, payload FROM events
                            WHERE aggregate_type = 'requisition' ORDER BY aggregate_id, sequence DESC";
@@ -159,10 +195,97 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
         "ChangesRequested",
         "RequisitionCancelled",
         "RequisitionPaid",
+        "PaymentStarted",
+        "CashReserved",
+        "ReplenishmentRequested",
+        "ReplenishmentApproved",
+        "ReplenishmentFunded",
     ] {
         assert!(counts.get(t).copied().unwrap_or(0) > 0, "no {t} generated: {counts:?}");
     }
     assert_eq!(counts["RequisitionPaid"], counts["CashDisbursed"]);
+    assert_eq!(counts["ReplenishmentRequested"], counts["ReplenishmentFunded"]);
+    assert_eq!(counts["ReplenishmentApproved"], counts["ReplenishmentFunded"]);
+    // Raised automatically by the disbursement that took the fund below its reorder level (a
+    // quarter of the float), for float − balance, in the same command.
+    let raised_wrongly: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events r
+         JOIN events d ON d.aggregate_id = r.aggregate_id AND d.sequence = r.sequence - 1
+         JOIN events o ON o.aggregate_id = r.aggregate_id AND o.sequence = 1
+         WHERE r.event_type = 'ReplenishmentRequested' AND NOT (
+               d.event_type = 'CashDisbursed' AND d.recorded_at = r.recorded_at
+           AND d.metadata->>'request_id' = r.metadata->>'request_id'
+           AND r.payload->'ReplenishmentRequested'->>'replenishment_id' = d.payload->'CashDisbursed'->>'payment_id'
+           AND r.payload->'ReplenishmentRequested'->'requested_by' = 'null'
+           AND (r.payload->'ReplenishmentRequested'->>'balance')::numeric = (d.payload->'CashDisbursed'->>'balance_after')::numeric
+           AND (r.payload->'ReplenishmentRequested'->>'balance')::numeric < (o.payload->'FundOpened'->>'reorder_level')::numeric
+           AND (r.payload->'ReplenishmentRequested'->>'amount')::numeric
+               = (o.payload->'FundOpened'->>'float')::numeric - (d.payload->'CashDisbursed'->>'balance_after')::numeric
+           AND (o.payload->'FundOpened'->>'auto_replenish')::bool)",
+    )
+    .await;
+    assert_eq!(raised_wrongly, 0);
+
+    // --- what the code writes today: current versions, payments through the provider ---------
+    let versions: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT event_type, event_version, count(*) FROM events
+         WHERE event_type IN ('FundOpened', 'CashDisbursed', 'CashReserved', 'PaymentStarted')
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let started = counts["PaymentStarted"];
+    let want = [
+        ("CashDisbursed", "2", counts["CashDisbursed"]),
+        ("CashReserved", "1", started),
+        ("FundOpened", "3", 5),
+        ("PaymentStarted", "1", started),
+    ];
+    assert_eq!(versions, want.map(|(t, v, n)| (t.to_string(), v.to_string(), n)));
+    // About one payment in four by mobile money.
+    let share = started as f64 / counts["RequisitionPaid"] as f64;
+    assert!((0.15..0.35).contains(&share), "{started} of {} paid by mobile money", counts["RequisitionPaid"]);
+    // Each started payment: PaymentStarted then RequisitionPaid (mobile money, same payer and
+    // payment) on the requisition, CashReserved then a CashDisbursed consuming exactly the
+    // reservation on the fund, and its provider_payments row, succeeded with the receipt the
+    // disbursement records. Cash disbursements consume nothing.
+    let consistent: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events s
+         JOIN events p ON p.aggregate_id = s.aggregate_id AND p.event_type = 'RequisitionPaid'
+          AND p.sequence = s.sequence + 1
+         JOIN events r ON r.event_type = 'CashReserved'
+          AND r.payload->'CashReserved'->>'payment_id' = s.payload->'PaymentStarted'->>'payment_id'
+         JOIN events d ON d.event_type = 'CashDisbursed' AND d.aggregate_id = r.aggregate_id
+          AND d.payload->'CashDisbursed'->>'payment_id' = s.payload->'PaymentStarted'->>'payment_id'
+         JOIN provider_payments pp ON pp.id = (s.payload->'PaymentStarted'->>'payment_id')::uuid
+         WHERE s.event_type = 'PaymentStarted'
+           AND p.payload->'RequisitionPaid'->>'method' = 'mobile_money'
+           AND p.payload->'RequisitionPaid'->>'payment_id' = s.payload->'PaymentStarted'->>'payment_id'
+           AND p.payload->'RequisitionPaid'->>'paid_by' = s.payload->'PaymentStarted'->>'paid_by'
+           AND r.aggregate_id = s.payload->'PaymentStarted'->>'fund_id' AND r.sequence < d.sequence
+           AND r.recorded_at = s.recorded_at AND d.recorded_at = p.recorded_at AND s.recorded_at < p.recorded_at
+           AND d.payload->'CashDisbursed'->>'reserved' = r.payload->'CashReserved'->>'amount'
+           AND d.payload->'CashDisbursed'->>'amount' = r.payload->'CashReserved'->>'amount'
+           AND d.payload->'CashDisbursed'->>'method' = 'mobile_money'
+           AND pp.status = 'succeeded' AND pp.method = 'mobile_money' AND pp.requisition_id::text = s.aggregate_id
+           AND pp.fund_id::text = r.aggregate_id AND pp.amount = (r.payload->'CashReserved'->>'amount')::numeric
+           AND pp.provider_reference = d.payload->'CashDisbursed'->>'reference'
+           AND pp.paid_by::text = s.payload->'PaymentStarted'->>'paid_by' AND pp.destination ~ '^2547[0-9]{8}$'",
+    )
+    .await;
+    assert_eq!(consistent, started, "every mobile-money payment complete and consistent");
+    let provider_rows: i64 = scalar(&pool, "SELECT count(*) FROM provider_payments").await;
+    assert_eq!(provider_rows, started);
+    let cash_consuming: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events WHERE event_type = 'CashDisbursed'
+           AND (payload->'CashDisbursed'->>'method' = 'cash') <> (payload->'CashDisbursed'->'reserved' = 'null')",
+    )
+    .await;
+    assert_eq!(cash_consuming, 0, "cash consumes no reservation, mobile money always does");
 
     let roles: BTreeSet<String> = sqlx::query_scalar(
         "SELECT DISTINCT jsonb_array_elements_text(payload->'UserRegistered'->'roles') FROM events
@@ -292,8 +415,10 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     let payable: Uuid = sqlx::query_scalar::<_, String>(&format!(
         "WITH balances AS (
              SELECT DISTINCT ON (aggregate_id) aggregate_id AS fund_id,
-                    coalesce(payload->'CashDisbursed'->>'balance_after', payload->'FundOpened'->>'float')::numeric AS balance
-             FROM events WHERE aggregate_type = 'fund' ORDER BY aggregate_id, sequence DESC),
+                    coalesce(payload->event_type->>'balance_after', payload->'FundOpened'->>'float')::numeric AS balance
+             FROM events WHERE aggregate_type = 'fund'
+               AND event_type IN ('FundOpened', 'CashDisbursed', 'ReplenishmentFunded')
+             ORDER BY aggregate_id, sequence DESC),
          amounts AS (
              SELECT DISTINCT ON (aggregate_id) aggregate_id, (payload->'RequisitionSubmitted'->>'amount')::numeric AS amount
              FROM events WHERE event_type = 'RequisitionSubmitted' ORDER BY aggregate_id, sequence DESC),
@@ -340,7 +465,22 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
 
     // The commands appended after the generated history, and it all still verifies.
     let summary = verify_clean(&url).await;
-    assert_eq!(summary["events"], events + 4, "one approval, one code issued, one payment (two events)");
+    let appended: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT event_type, count(*) FROM events WHERE global_position > {events} GROUP BY 1 ORDER BY 1"
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        summary["events"],
+        events + 4,
+        "one approval, one code issued, one payment (two events): {appended:?}"
+    );
+
+    // --- a projection rebuild agrees with the cash book ------------------------------------------
+    // After the service's commands (its scheduler reads the read models: built earlier, they
+    // would have it act on the history's receipts before the counts above).
+    rebuild_agrees_with_the_cash_book(&url, &pool, counts["CashDisbursed"] - started + 1, started).await;
 }
 
 /// The generator with an organisation (2 regions × 2 branches × 2 departments): units opened
@@ -398,10 +538,10 @@ async fn generated_organisation_routes_to_the_requesters_department_and_verifies
     .await;
     assert_eq!(headless, 0, "every department has a head");
 
-    // Funds belong to branches (version 2).
+    // Funds belong to branches (version 3, with the unit).
     let unowned: i64 = scalar(
         &pool,
-        "SELECT count(*) FROM events e WHERE e.event_type = 'FundOpened' AND (e.event_version <> '2'
+        "SELECT count(*) FROM events e WHERE e.event_type = 'FundOpened' AND (e.event_version <> '3'
            OR NOT EXISTS (SELECT 1 FROM org_units b WHERE b.kind = 'branch'
                           AND b.id = (e.payload->'FundOpened'->'unit'->>'unit_id')::uuid))",
     )
