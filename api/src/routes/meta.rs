@@ -67,12 +67,18 @@ pub struct MailHealth {
     /// no `EMAIL_HOST` with DEBUG off: mail waits).
     #[schema(example = "smtp")]
     pub sender: &'static str,
-    /// Mail not sent yet (due, waiting for a retry, or claimed by a sender right now).
+    /// Mail not sent yet (due, waiting for a retry, or claimed by a sender right now), counted
+    /// up to [`MAIL_COUNT_CAP`]: a larger backlog shows as the cap (`/health/` stays one cheap
+    /// query however much mail waits).
     pub queued: i64,
-    /// Of those, mail whose last attempt failed (`last_error`): anything but 0 for long means
-    /// the SMTP server is unreachable or refuses (see the runbook).
+    /// Of those (of the first [`MAIL_COUNT_CAP`]), mail whose last attempt failed
+    /// (`last_error`): anything but 0 for long means the SMTP server is unreachable or refuses
+    /// (see the runbook).
     pub failing: i64,
 }
+
+/// The most queued mail `/health/` counts (see [`MailHealth::queued`]).
+pub const MAIL_COUNT_CAP: i64 = 1000;
 
 #[derive(sqlx::FromRow)]
 struct HealthRow {
@@ -143,14 +149,16 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 greatest(last.position - coalesce(seal.last_position, 0), 0) AS unsealed_events,
                 (SELECT coalesce(sum(octet_length(refused) / 8), 0)::bigint FROM event_seals
                  WHERE octet_length(refused) > 0) AS refused_events,
-                (SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL) AS mail_queued,
-                (SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL AND last_error IS NOT NULL) AS mail_failing
+                mail.queued AS mail_queued, mail.failing AS mail_failing
          FROM last
+         CROSS JOIN (SELECT count(*) AS queued, count(*) FILTER (WHERE last_error IS NOT NULL) AS failing
+                     FROM (SELECT last_error FROM mail_outbox WHERE sent_at IS NULL LIMIT $2) waiting) mail
          LEFT JOIN projection_checkpoints c ON c.state <> $1
          LEFT JOIN seal ON true
          ORDER BY c.name, c.version, c.generation",
     )
     .bind(pettycash_projections::CheckpointState::Retired)
+    .bind(MAIL_COUNT_CAP)
     .fetch_all(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(rows)) => {

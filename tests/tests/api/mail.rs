@@ -426,3 +426,23 @@ async fn the_projection_first_started_on_a_store_with_history_mails_nothing_abou
         ["Approved: 5000.00 KES — Test purchase", "Ready for payment: 5000.00 KES — Test purchase"]
     );
 }
+
+#[tokio::test]
+async fn health_counts_queued_mail_up_to_a_cap_however_large_the_backlog() {
+    // A test app without a mail server sends nothing: mail waits in the outbox.
+    let app = TestApp::spawn().await;
+    sqlx::query(
+        "INSERT INTO mail_outbox (category, recipient_email, subject, body_text, body_html, last_error)
+         SELECT 'reminder', 'backlog' || n || '@example.test', 's', 't', '<p>t</p>', 'connection refused'
+         FROM generate_series(1, 1005) n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let health = app.send(None, reqwest::Method::GET, "/health/", None).await;
+    assert_eq!(
+        (health.body["mail"]["queued"].as_i64(), health.body["mail"]["failing"].as_i64()),
+        (Some(1000), Some(1000)),
+        "{health:?}"
+    );
+}
