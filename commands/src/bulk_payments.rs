@@ -332,22 +332,10 @@ impl CommandService {
             &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
         let selection = self.check_selection(payer, requisition_ids, fund_id, Source::Store).await?;
         let secret = self.invitation_setup()?;
-        let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-            .bind(payer.user_id)
-            .fetch_optional(self.store().pool())
-            .await?
-            .ok_or(CommandError::not_found("user"))?;
+        let email = self.payer_email(payer.user_id).await?;
         let key = batch_key(requisition_ids);
         let now = self.clock().now();
-        let earlier: Vec<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT issued_at FROM payment_codes
-             WHERE requisition_id = $1 AND payer_id = $2 AND issued_at > $3 ORDER BY issued_at DESC",
-        )
-        .bind(key)
-        .bind(payer.user_id)
-        .bind(now - chrono::Duration::hours(1))
-        .fetch_all(self.store().pool())
-        .await?;
+        let earlier = self.codes_issued_last_hour(key, payer.user_id, now).await?;
         if let Err(retry_after_secs) = payment::may_request_code(&earlier, now) {
             return Err(CommandError::CodeRateLimited { retry_after_secs });
         }

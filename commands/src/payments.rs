@@ -233,6 +233,35 @@ pub(crate) fn without_key(ctx: &CommandContext) -> CommandContext {
 }
 
 impl CommandService {
+    /// Where a payer's codes are mailed.
+    pub(crate) async fn payer_email(&self, payer_id: Id) -> Result<String, CommandError> {
+        sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(payer_id)
+            .fetch_optional(self.store().pool())
+            .await?
+            .ok_or(CommandError::not_found("user"))
+    }
+
+    /// When `payer_id` was issued codes for `key` (a requisition, or a batch's key) in the hour
+    /// before `now`, newest first: what the rate limit (`payment::may_request_code`) looks at.
+    pub(crate) async fn codes_issued_last_hour(
+        &self,
+        key: Id,
+        payer_id: Id,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, CommandError> {
+        Ok(sqlx::query_scalar(
+            "SELECT issued_at FROM payment_codes
+             WHERE requisition_id = $1 AND payer_id = $2 AND issued_at > $3
+             ORDER BY issued_at DESC",
+        )
+        .bind(key)
+        .bind(payer_id)
+        .bind(now - chrono::Duration::hours(1))
+        .fetch_all(self.store().pool())
+        .await?)
+    }
+
     /// Issues a one-time code for paying `requisition_id` by `method` and mails it to the
     /// signed-in payer. The same checks as a payment first (treasury, neither requester nor
     /// approver, approved and unpaid); rate-limited per payer and requisition.
@@ -245,26 +274,12 @@ impl CommandService {
         let payer =
             &ctx.actor.clone().ok_or(CommandError::Unauthenticated("this command needs a signed-in user"))?;
         let secret = self.invitation_setup()?;
-        let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-            .bind(payer.user_id)
-            .fetch_optional(self.store().pool())
-            .await?
-            .ok_or(CommandError::not_found("user"))?;
-        let email = &email;
+        let email = &self.payer_email(payer.user_id).await?;
         let secret = &secret;
         self.retrying(|source| async move {
             let loaded = self.visible_requisition(payer, requisition_id, source).await?;
             let now = self.clock().now();
-            let earlier: Vec<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT issued_at FROM payment_codes
-                 WHERE requisition_id = $1 AND payer_id = $2 AND issued_at > $3
-                 ORDER BY issued_at DESC",
-            )
-            .bind(requisition_id)
-            .bind(payer.user_id)
-            .bind(now - chrono::Duration::hours(1))
-            .fetch_all(self.store().pool())
-            .await?;
+            let earlier = self.codes_issued_last_hour(requisition_id, payer.user_id, now).await?;
             // Decide first: someone who may not pay gets no code (and is not rate-limited).
             let mut requisition = loaded.state.clone();
             let issued = IssuedCode { issued_at: now, attempts: 0, used: false };
