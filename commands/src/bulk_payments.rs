@@ -41,7 +41,7 @@ use crate::Outcome;
 use chrono::{DateTime, Utc};
 use hmac::Mac;
 use pettycash_domain::fund::{FundCommand, PaymentMethod};
-use pettycash_domain::payment::{self, CodeProblem, IssuedCode};
+use pettycash_domain::payment::{self, BatchStatus, CodeProblem, IssuedCode};
 use pettycash_domain::requisition::{Requisition, RequisitionCommand};
 use pettycash_domain::{Actor, DomainError, Id, Role};
 use rust_decimal::Decimal;
@@ -576,7 +576,7 @@ impl CommandService {
                 currency: selection.currency.clone(),
                 count: requisition_ids.len() as i32,
                 total: selection.total,
-                status: "open".into(),
+                status: BatchStatus::Open.as_str().into(),
                 created_by: payer.user_id,
                 created_at: now,
             };
@@ -756,7 +756,7 @@ impl CommandService {
                                 Some(format!("the payment is {amount}, the line says {}", l.amount)),
                             )
                         },
-                        Some((_, status)) if status != "executing" => {
+                        Some((_, status)) if status != crate::provider_payments::EXECUTING => {
                             base("already_applied", Some(status), None)
                         }
                         Some(_) => {
@@ -785,11 +785,14 @@ impl CommandService {
         let mut tx = self.store().pool().begin().await?;
         let batch_status: String = sqlx::query_scalar(
             "UPDATE payment_batches SET status = CASE WHEN EXISTS
-                 (SELECT 1 FROM provider_payments WHERE batch_id = $1 AND status = 'executing')
-                 THEN 'open' ELSE 'settled' END
+                 (SELECT 1 FROM provider_payments WHERE batch_id = $1 AND status = $2)
+                 THEN $3 ELSE $4 END
              WHERE id = $1 RETURNING status",
         )
         .bind(batch_id)
+        .bind(crate::provider_payments::EXECUTING)
+        .bind(BatchStatus::Open.as_str())
+        .bind(BatchStatus::Settled.as_str())
         .fetch_one(&mut *tx)
         .await?;
         let import_id = Id::now_v7();

@@ -27,6 +27,7 @@ use crate::store::{decide, AppendError, SideWrite, StreamAppend};
 use crate::Outcome;
 use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{FundCommand, PaymentMethod};
+use pettycash_domain::payment::ProviderPaymentStatus;
 use pettycash_domain::requisition::{Requisition, RequisitionCommand};
 use pettycash_domain::{DomainError, Id};
 use rust_decimal::Decimal;
@@ -34,6 +35,9 @@ use serde::Serialize;
 use sqlx::{Postgres, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// `provider_payments.status` of a payment in flight.
+pub(crate) const EXECUTING: &str = ProviderPaymentStatus::Executing.as_str();
 
 /// A provider's final answer on a payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +121,7 @@ pub(crate) async fn apply(
                 "INSERT INTO provider_payments (id, requisition_id, fund_id, method, amount, currency, status,
                                                 paid_by, started_at, updated_at, destination, submitted_at,
                                                 batch_id, payee_name)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'executing', $7, $8, $8, $9, $8, $10, $11)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $12, $7, $8, $8, $9, $8, $10, $11)",
             )
             .bind(id)
             .bind(requisition_id)
@@ -130,6 +134,7 @@ pub(crate) async fn apply(
             .bind(destination)
             .bind(batch_id)
             .bind(payee_name)
+            .bind(EXECUTING)
             .execute(&mut **tx)
             .await
             .map_err(AppendError::Database)?;
@@ -138,10 +143,11 @@ pub(crate) async fn apply(
         ProviderWrite::TimedOut { id, at } => {
             let done = sqlx::query(
                 "UPDATE provider_payments SET timed_out_at = $2, updated_at = $2
-                 WHERE id = $1 AND status = 'executing' AND timed_out_at IS NULL",
+                 WHERE id = $1 AND status = $3 AND timed_out_at IS NULL",
             )
             .bind(id)
             .bind(at)
+            .bind(EXECUTING)
             .execute(&mut **tx)
             .await
             .map_err(AppendError::Database)?;
@@ -155,14 +161,15 @@ pub(crate) async fn apply(
                 "UPDATE provider_payments
                  SET status = $2, provider_reference = coalesce($3, provider_reference), last_result_code = $4,
                      updated_at = $5, last_result_reason = $6
-                 WHERE id = $1 AND status = 'executing'",
+                 WHERE id = $1 AND status = $7",
             )
             .bind(id)
-            .bind(if succeeded { "succeeded" } else { "failed" })
+            .bind(ProviderPaymentStatus::settled(succeeded).as_str())
             .bind(provider_reference)
             .bind(result_code)
             .bind(at)
             .bind(result_reason)
+            .bind(EXECUTING)
             .execute(&mut **tx)
             .await
             .map_err(AppendError::Database)?;
@@ -267,7 +274,7 @@ impl CommandService {
                 method,
                 amount: requisition.amount,
                 currency: currency.to_string(),
-                status: "executing".into(),
+                status: EXECUTING.into(),
                 changed: true,
                 fund_available_after: Some(fund_state.available()),
                 position: 0,
@@ -308,7 +315,7 @@ impl CommandService {
             fund_available_after: available,
             position: 0,
         };
-        if row.status != "executing" {
+        if row.status != EXECUTING {
             return Ok(Outcome { value: view(&row.status, false, None), position: 0 });
         }
         let ctx = &CommandContext::operator("provider");
@@ -387,7 +394,7 @@ impl CommandService {
                     result_reason: reason,
                     at: now,
                 }));
-                let status = if succeeded { "succeeded" } else { "failed" };
+                let status = ProviderPaymentStatus::settled(succeeded).as_str();
                 let value = view(status, true, Some(fund_state.available()));
                 let outcome = self.commit(ctx, &streams, writes, value, |v, p| v.position = p).await?;
                 self.snapshot_if_due(&fund, &fund_state, fund_events.len()).await;
@@ -415,10 +422,11 @@ impl CommandService {
         let minutes = self.settings().await?.payments.timeout_minutes;
         let due: Vec<(Id, Id)> = sqlx::query_as(
             "SELECT id, requisition_id FROM provider_payments
-             WHERE status = 'executing' AND timed_out_at IS NULL AND started_at <= $1 AND batch_id IS NULL
+             WHERE status = $2 AND timed_out_at IS NULL AND started_at <= $1 AND batch_id IS NULL
              ORDER BY started_at",
         )
         .bind(now - chrono::Duration::minutes(i64::from(minutes)))
+        .bind(EXECUTING)
         .fetch_all(self.store().pool())
         .await?;
         let ctx = &CommandContext::operator("scheduler");
@@ -588,7 +596,7 @@ impl CommandService {
         let Some(p) = self.read_provider_payment(payment_id).await? else {
             return Err(CommandError::not_found("payment"));
         };
-        if p.status != "executing" {
+        if p.status != EXECUTING {
             return Ok(Acted::Unchanged);
         }
         // A payment of a bulk batch is paid by the uploaded batch file: sending it too would
@@ -668,7 +676,7 @@ impl CommandService {
     ) -> Result<Acted, CommandError> {
         use crate::providers::AttemptStatus;
         let p = self.read_provider_payment(payment_id).await?.ok_or(CommandError::not_found("payment"))?;
-        if p.status != "executing" {
+        if p.status != EXECUTING {
             return Ok(Acted::Unchanged);
         }
         let now = self.clock().now();
@@ -689,11 +697,12 @@ impl CommandService {
                 }
                 sqlx::query(
                     "UPDATE provider_payments SET submitted_at = $2, updated_at = $2
-                     WHERE id = $1 AND status = 'executing' AND attempts = $3",
+                     WHERE id = $1 AND status = $4 AND attempts = $3",
                 )
                 .bind(payment_id)
                 .bind(now)
                 .bind(attempt)
+                .bind(EXECUTING)
                 .execute(self.store().pool())
                 .await?;
                 Box::pin(self.submit_provider_payment(payment_id)).await
@@ -711,13 +720,14 @@ impl CommandService {
                         "UPDATE provider_payments
                          SET attempts = attempts + 1, submitted_at = $2, updated_at = $2,
                              last_result_code = $4, last_result_reason = $5
-                         WHERE id = $1 AND status = 'executing' AND attempts = $3",
+                         WHERE id = $1 AND status = $6 AND attempts = $3",
                     )
                     .bind(payment_id)
                     .bind(now)
                     .bind(attempt)
                     .bind(&result_code)
                     .bind(&reason)
+                    .bind(EXECUTING)
                     .execute(self.store().pool())
                     .await?;
                     if next.rows_affected() == 0 {
@@ -747,11 +757,12 @@ impl CommandService {
         let minutes = self.settings().await?.payments.timeout_minutes;
         let due: Vec<(Id, i32)> = sqlx::query_as(
             "SELECT id, attempts FROM provider_payments
-             WHERE status = 'executing' AND coalesce(submitted_at, started_at) <= $1 AND destination IS NOT NULL
+             WHERE status = $2 AND coalesce(submitted_at, started_at) <= $1 AND destination IS NOT NULL
                AND batch_id IS NULL
              ORDER BY started_at",
         )
         .bind(now - chrono::Duration::minutes(i64::from(minutes)))
+        .bind(EXECUTING)
         .fetch_all(self.store().pool())
         .await?;
         let mut changed = 0;

@@ -25,6 +25,56 @@ pub const CODE_REQUEST_INTERVAL_SECS: i64 = 30;
 /// A payer asks at most this many codes for one requisition within an hour.
 pub const CODE_REQUESTS_PER_HOUR: i64 = 5;
 
+/// The lifecycle of a payment through a provider (`provider_payments.status`):
+/// `executing` → `succeeded` | `failed`. Its one text form is [`ProviderPaymentStatus::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderPaymentStatus {
+    /// Started; the money has not left yet (the fund holds it reserved).
+    Executing,
+    /// The provider paid it.
+    Succeeded,
+    /// It failed for good; the reservation was released.
+    Failed,
+}
+
+impl ProviderPaymentStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProviderPaymentStatus::Executing => "executing",
+            ProviderPaymentStatus::Succeeded => "succeeded",
+            ProviderPaymentStatus::Failed => "failed",
+        }
+    }
+
+    /// Where a settled payment ends.
+    pub const fn settled(succeeded: bool) -> Self {
+        if succeeded {
+            ProviderPaymentStatus::Succeeded
+        } else {
+            ProviderPaymentStatus::Failed
+        }
+    }
+}
+
+/// A bulk payment batch (`payment_batches.status`): `open` while any of its payments is
+/// executing, then `settled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    Open,
+    Settled,
+}
+
+impl BatchStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Open => "open",
+            BatchStatus::Settled => "settled",
+        }
+    }
+}
+
 /// Why a payment code was refused. Each has its own stable error code (`code()`), all name
 /// the request field `code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
