@@ -22,6 +22,7 @@ pub mod money;
 pub mod organisation;
 pub mod payment;
 pub mod policy;
+pub mod report;
 pub mod requisition;
 pub mod role;
 pub mod routing;

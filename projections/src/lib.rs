@@ -12,6 +12,7 @@ pub mod event;
 pub mod models;
 pub mod queries;
 pub mod reader;
+pub mod reports;
 pub mod seal;
 pub mod wait;
 
