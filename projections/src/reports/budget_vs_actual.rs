@@ -54,8 +54,8 @@ pub struct Facts {
     pub spent: Vec<Spent>,
 }
 
-/// The months `[from, to)` touches, as `YYYY-MM`.
-fn months(params: &ReportParams) -> Vec<Month> {
+/// The months (UTC) `[from, to)` touches.
+pub fn months(params: &ReportParams) -> Vec<Month> {
     let mut out = Vec::new();
     let mut m = Month::of(params.from);
     while m.range().0 < params.to {

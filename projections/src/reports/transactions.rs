@@ -103,12 +103,17 @@ pub async fn run(ctx: &ReportContext) -> Result<Report, ReportError> {
 /// enough that the channel costs nothing per row.
 const CHUNK: usize = 512;
 
-/// The rows for CSV, streamed from the read model. The filters were checked by the caller
-/// (through [`run`]'s check, [`units::check_filters`]) before the stream is asked for.
+/// The rows for CSV, streamed from the read model. The caller checks the filters first
+/// ([`units::check_filters`], before it answers 200); the stream checks them again and then
+/// yields [`ReportError::NotFound`] instead of any row.
 pub fn stream(ctx: &ReportContext) -> RowStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Vec<Cell>>, ReportError>>(4);
     let (pool, scope, params): (PgPool, _, _) = (ctx.pool.clone(), ctx.scope.clone(), ctx.params.clone());
     tokio::spawn(async move {
+        if let Err(e) = units::check_filters(&pool, &scope, &params.units).await {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
         let mut qb = query(&scope, &params);
         let mut rows = qb.build_query_as::<Fact>().fetch(&pool).map_ok(|f| row(&f)).try_chunks(CHUNK);
         while let Some(chunk) = rows.next().await {
@@ -135,14 +140,17 @@ pub async fn replay_facts(
     scope: &ReportScope,
     params: &ReportParams,
 ) -> Result<Vec<Fact>, ReportError> {
-    let labels = Labels::load(pool, scope.company).await?;
     let all = units::fold_requisitions(pool, scope).await?;
-    Ok(all
+    let chosen: Vec<&Folded> = all
         .values()
         .filter(|f| f.created_at >= params.from && f.created_at < params.to)
         .filter(|f| f.placed(false).admitted_by(&params.units))
-        .map(|f| replayed(f, &labels))
-        .collect())
+        .collect();
+    let users: Vec<Id> = chosen.iter().filter_map(|f| f.state.requester_id).collect();
+    let units: Vec<Id> =
+        chosen.iter().filter_map(|f| f.state.unit).flat_map(|u| [u.branch, u.department]).flatten().collect();
+    let labels = Labels::load(pool, scope.company, &users, &units).await?;
+    Ok(chosen.into_iter().map(|f| replayed(f, &labels)).collect())
 }
 
 fn replayed(f: &Folded, labels: &Labels) -> Fact {

@@ -135,8 +135,8 @@ pub fn push_company(qb: &mut QueryBuilder<'_, Postgres>, column: &str, company: 
     };
 }
 
-/// The names printed for ids: people, units, a company's categories. Loaded whole (a few
-/// thousand rows at most), once per report.
+/// The names printed for ids: people, units, a company's categories. Only the ids a report
+/// names are read (a report reads a few hundred at most, whatever the size of the store).
 #[derive(Debug, Default)]
 pub struct Labels {
     /// Id → (name, email).
@@ -148,19 +148,31 @@ pub struct Labels {
 }
 
 impl Labels {
-    pub async fn load(pool: &PgPool, company: Option<Id>) -> Result<Self, ReportError> {
-        let users = sqlx::query_as::<_, (Uuid, String, String)>("SELECT id, name, email FROM users")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|(id, name, email)| (id, (name, email)))
-            .collect();
-        let units = sqlx::query_as::<_, (Uuid, String, String)>("SELECT id, code, name FROM org_units")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|(id, code, name)| (id, format!("{code} — {name}")))
-            .collect();
+    /// The names of `users` and `units`, and of the categories of `company`'s catalogue.
+    pub async fn load(
+        pool: &PgPool,
+        company: Option<Id>,
+        users: &[Id],
+        units: &[Id],
+    ) -> Result<Self, ReportError> {
+        let users = sqlx::query_as::<_, (Uuid, String, String)>(
+            "SELECT id, name, email FROM users WHERE id = ANY($1)",
+        )
+        .bind(users)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(id, name, email)| (id, (name, email)))
+        .collect();
+        let units = sqlx::query_as::<_, (Uuid, String, String)>(
+            "SELECT id, code, name FROM org_units WHERE id = ANY($1)",
+        )
+        .bind(units)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(id, code, name)| (id, format!("{code} — {name}")))
+        .collect();
         let catalogue: Catalogue = fold(pool, catalogue_id(company)).await?;
         let categories = catalogue.categories.into_iter().map(|c| (c.id, c.name)).collect();
         Ok(Self { users, units, categories })
