@@ -280,3 +280,52 @@ pub fn build(
         generated_at: now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn actual_is_what_was_paid_in_the_month_and_currency_charged_to_the_unit() {
+        let (cc, dep, other) = (Id::from_u128(1), Id::from_u128(2), Id::from_u128(3));
+        let month = Month::parse("2026-03").unwrap();
+        let spent = |m: &str, c: &str, cost_centre, amount: &str| Spent {
+            month: m.into(),
+            currency: c.into(),
+            cost_centre_id: cost_centre,
+            department_id: Some(dep),
+            branch_id: None,
+            amount: amount.parse().unwrap(),
+        };
+        let spent = vec![
+            spent("2026-03", "KES", Some(cc), "100"),
+            spent("2026-03", "KES", Some(other), "40"),
+            spent("2026-03", "USD", Some(cc), "7"),
+            spent("2026-02", "KES", Some(cc), "1000"),
+        ];
+        let budget = |kind, unit_id| BudgetFact {
+            month,
+            kind,
+            unit_id,
+            unit: "U".into(),
+            currency: "KES".into(),
+            amount: Decimal::from(120),
+        };
+        assert_eq!(actual(&budget(ScopeKind::CostCentre, cc), &spent), Decimal::from(100));
+        assert_eq!(actual(&budget(ScopeKind::Department, dep), &spent), Decimal::from(140));
+        assert_eq!(actual(&budget(ScopeKind::Branch, dep), &spent), Decimal::ZERO);
+        assert_eq!(percent(Decimal::from(140), Decimal::from(120)), Some("116.7".parse().unwrap()));
+        assert_eq!(percent(Decimal::ONE, Decimal::ZERO), None);
+    }
+
+    #[test]
+    fn the_period_touches_its_months() {
+        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
+        let params =
+            |from, to| ReportParams { from, to, units: Default::default(), stuck_days: 7, lookback_days: 30 };
+        let names = |p| months(&p).iter().map(Month::to_string).collect::<Vec<_>>();
+        assert_eq!(names(params(at(2026, 1, 20), at(2026, 3, 1))), ["2026-01", "2026-02"]);
+        assert_eq!(names(params(at(2025, 12, 31), at(2026, 1, 2))), ["2025-12", "2026-01"]);
+    }
+}

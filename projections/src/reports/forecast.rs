@@ -265,3 +265,63 @@ pub fn build(
         generated_at: now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn fact(balance: &str, reorder: Option<&str>, spent: &str) -> Fact {
+        Fact {
+            fund_id: Id::nil(),
+            name: "Petty cash".into(),
+            currency: "KES".into(),
+            balance: balance.parse().unwrap(),
+            reorder_level: reorder.map(|r| r.parse().unwrap()),
+            spent: spent.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_date_is_when_the_daily_spend_reaches_the_reorder_level() {
+        let as_of = Utc.with_ymd_and_hms(2026, 3, 10, 15, 0, 0).unwrap();
+        // 3,000 over 30 days: 100 a day; 1,050 above the reorder level: 10.5 days, so the 11th.
+        let p = predict(&fact("6050", Some("5000"), "3000"), 30, as_of);
+        assert_eq!(p.daily, Decimal::from(100));
+        assert_eq!(p.outcome, Ok((11, chrono::NaiveDate::from_ymd_opt(2026, 3, 21).unwrap())));
+        // Exactly 10 days above it: the 10th day.
+        let p = predict(&fact("6000", Some("5000"), "3000"), 30, as_of);
+        assert_eq!(p.outcome.map(|o| o.0), Ok(10));
+    }
+
+    #[test]
+    fn no_date_without_a_level_without_spending_or_at_the_level_already() {
+        let as_of = Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap();
+        assert_eq!(predict(&fact("6000", None, "3000"), 30, as_of).outcome, Err("no reorder level"));
+        assert_eq!(
+            predict(&fact("6000", Some("5000"), "0"), 30, as_of).outcome,
+            Err("no spending in the look-back")
+        );
+        assert_eq!(
+            predict(&fact("5000", Some("5000"), "3000"), 30, as_of).outcome,
+            Err("already at or below the reorder level")
+        );
+        // The printed daily spend is rounded to the cent; the date uses the exact rate.
+        assert_eq!(predict(&fact("6000", Some("5000"), "100"), 3, as_of).daily, "33.33".parse().unwrap());
+    }
+
+    #[test]
+    fn the_forecast_is_as_of_the_end_of_the_period_or_now() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap();
+        let params = |to| ReportParams {
+            from: now - Duration::days(30),
+            to,
+            units: Default::default(),
+            stuck_days: 7,
+            lookback_days: 30,
+        };
+        assert_eq!(window(&params(now + Duration::days(5)), now).1, now);
+        let closed = now - Duration::days(9);
+        assert_eq!(window(&params(closed), now), (closed - Duration::days(30), closed));
+    }
+}
