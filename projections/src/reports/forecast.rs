@@ -59,11 +59,10 @@ pub async fn facts(ctx: &ReportContext) -> Result<Vec<Fact>, ReportError> {
     qb.push("(SELECT l.balance_after FROM rm_ledger l WHERE l.fund_id = f.id AND l.at < ")
         .push_bind(as_of)
         .push(" ORDER BY l.position DESC LIMIT 1) AS balance, ")
-        .push("coalesce((SELECT -sum(l.amount) FROM rm_ledger l WHERE l.fund_id = f.id AND l.kind = ")
-        .push_bind(MovementKind::Disbursement.as_str())
-        .push(" AND l.at >= ")
+        // The disbursements are `rm_payments`' rows, found by its (fund_id, paid_at) index.
+        .push("coalesce((SELECT sum(p.amount) FROM rm_payments p WHERE p.fund_id = f.id AND p.paid_at >= ")
         .push_bind(start)
-        .push(" AND l.at < ")
+        .push(" AND p.paid_at < ")
         .push_bind(as_of)
         .push("), 0) AS spent FROM rm_funds f LEFT JOIN org_units u ON u.id = f.unit_id WHERE NOT f.closed");
     push_company(&mut qb, "f.company_id", ctx.scope.company);
