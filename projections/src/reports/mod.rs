@@ -17,6 +17,8 @@ use pettycash_domain::report::{Cell, Column, Report, ReportName, ReportParams, R
 use pettycash_domain::Actor;
 use sqlx::PgPool;
 
+pub mod cash_book;
+
 /// Why a report could not be run. The API maps these to 404 / 400 with the field named.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -50,9 +52,9 @@ pub type RowStream = (Vec<Column>, BoxStream<'static, Result<Vec<Cell>, ReportEr
 /// Runs report `name` from the read models.
 #[allow(clippy::match_single_binding)]
 pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, ReportError> {
-    let _ = ctx;
     match name {
         // Each report's module answers here (one arm per report).
+        ReportName::CashBook => cash_book::run(ctx).await,
         other => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {other} is not available yet"),
@@ -64,8 +66,8 @@ pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, Report
 /// (`None`: the report is small; write [`run`]'s sections).
 #[allow(clippy::match_single_binding)]
 pub fn stream(name: ReportName, ctx: &ReportContext) -> Option<RowStream> {
-    let _ = ctx;
     match name {
+        ReportName::CashBook => Some(cash_book::stream(ctx)),
         _ => None,
     }
 }
@@ -80,9 +82,8 @@ pub async fn replay(
     params: &ReportParams,
     now: DateTime<Utc>,
 ) -> Result<Report, ReportError> {
-    let _ = (pool, scope, params, now);
-    #[allow(clippy::match_single_binding)]
     match name {
+        ReportName::CashBook => cash_book::replay(pool, scope, params, now).await,
         _ => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {name} cannot be replayed yet"),

@@ -27,6 +27,7 @@ mod providers;
 mod reads;
 mod receipts;
 mod reconcile;
+mod reports;
 mod review;
 mod routing;
 mod rules;
