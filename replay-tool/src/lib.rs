@@ -622,34 +622,6 @@ pub async fn stats(pool: &PgPool, format: HistoryFormat, out: &mut dyn Write) ->
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn as_of_accepts_rfc3339_and_dates() {
-        assert_eq!(parse_as_of("2026-11-27T10:00:00Z").unwrap().to_rfc3339(), "2026-11-27T10:00:00+00:00");
-        assert_eq!(
-            parse_as_of("2026-11-27T12:00:00+02:00").unwrap().to_rfc3339(),
-            "2026-11-27T10:00:00+00:00"
-        );
-        assert_eq!(
-            parse_as_of("2026-11-27").unwrap().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "2026-11-27T23:59:59.999999Z"
-        );
-        assert!(parse_as_of("yesterday").is_err());
-        assert!(parse_as_of("2026-13-01").is_err());
-    }
-
-    #[test]
-    fn csv_quotes_when_needed() {
-        assert_eq!(
-            csv_line(&["a".into(), "b,c".into(), "say \"hi\"".into()]),
-            "a,\"b,c\",\"say \"\"hi\"\"\""
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // report
 
@@ -727,4 +699,32 @@ pub async fn report(pool: &PgPool, args: ReportArgs, out: &mut dyn Write) -> Res
     serde_json::to_writer_pretty(&mut *out, &Json(&report))?;
     writeln!(out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_accepts_rfc3339_and_dates() {
+        assert_eq!(parse_as_of("2026-11-27T10:00:00Z").unwrap().to_rfc3339(), "2026-11-27T10:00:00+00:00");
+        assert_eq!(
+            parse_as_of("2026-11-27T12:00:00+02:00").unwrap().to_rfc3339(),
+            "2026-11-27T10:00:00+00:00"
+        );
+        assert_eq!(
+            parse_as_of("2026-11-27").unwrap().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "2026-11-27T23:59:59.999999Z"
+        );
+        assert!(parse_as_of("yesterday").is_err());
+        assert!(parse_as_of("2026-13-01").is_err());
+    }
+
+    #[test]
+    fn csv_quotes_when_needed() {
+        assert_eq!(
+            csv_line(&["a".into(), "b,c".into(), "say \"hi\"".into()]),
+            "a,\"b,c\",\"say \"\"hi\"\"\""
+        );
+    }
 }

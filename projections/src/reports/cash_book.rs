@@ -230,7 +230,9 @@ pub fn stream(ctx: &ReportContext) -> RowStream {
     (COLUMNS.to_vec(), rows.boxed())
 }
 
-/// The same report from the fund's events alone (`pettycash-replay report cash-book`).
+/// The same report from the fund's events alone (`pettycash-replay report cash-book`). The
+/// caller is an auditor with the store itself: `scope` narrows nothing here (a fund's events
+/// do not name its company; the API's path checks [`visibility::may_read_fund`]).
 pub async fn replay(
     pool: &PgPool,
     _scope: &ReportScope,
