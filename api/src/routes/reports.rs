@@ -207,6 +207,26 @@ pub fn report_error(e: ReportError) -> ApiError {
     }
 }
 
+/// The most rows a PDF is laid out with: typst takes about 1.5 ms of CPU a row (a debug
+/// build; a few thousand rows take seconds), and a PDF of tens of thousands of rows is read
+/// by nobody. Longer reports are for CSV (streamed) or XLSX.
+pub const MAX_PDF_ROWS: usize = 10_000;
+
+/// 400 `format` when `report` has more rows than a PDF takes.
+fn fits_a_pdf(report: &pettycash_domain::report::Report) -> ApiResult<()> {
+    let rows: usize = report.sections.iter().map(|s| s.rows.len()).sum();
+    if rows > MAX_PDF_ROWS {
+        return Err(bad(
+            "format",
+            format!(
+                "the report has {rows} rows and a PDF at most {MAX_PDF_ROWS}: ask for csv or xlsx, \
+                 or a shorter period"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The file name: `cash-book-2026-11.csv` for a calendar month, else
 /// `cash-book-2026-11-03-to-2026-11-20.pdf` (the last day included).
 pub fn file_name(name: ReportName, params: &ReportParams, format: Format) -> String {
@@ -283,6 +303,9 @@ pub async fn run(
         }
         (format, _) => {
             let report = pettycash_projections::reports::run(name, &ctx).await.map_err(report_error)?;
+            if format == Format::Pdf {
+                fits_a_pdf(&report)?;
+            }
             // XLSX and PDF take a moment of CPU: off the async workers.
             let bytes = tokio::task::spawn_blocking(move || reports::render(&report, format))
                 .await
@@ -303,4 +326,57 @@ pub async fn run(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     h.insert(PROJECTION_POSITION_HEADER, HeaderValue::from(position));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pettycash_domain::report::{Cell, Report, Section};
+
+    #[test]
+    fn a_pdf_takes_at_most_max_pdf_rows_and_file_names_follow_the_period() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let params = ReportParams {
+            from: at("2026-11-01T00:00:00Z"),
+            to: at("2026-12-01T00:00:00Z"),
+            units: UnitFilter::default(),
+            stuck_days: 7,
+            lookback_days: 30,
+        };
+        let report = |rows: usize| Report {
+            name: ReportName::CashBook,
+            title: "t".into(),
+            params: params.clone(),
+            filters: vec![],
+            summary: vec![],
+            sections: vec![Section {
+                key: "s",
+                title: "s".into(),
+                columns: vec![],
+                rows: vec![vec![Cell::Empty]; rows],
+            }],
+            generated_at: at("2026-12-01T00:00:00Z"),
+        };
+        assert!(fits_a_pdf(&report(MAX_PDF_ROWS)).is_ok());
+        let e = fits_a_pdf(&report(MAX_PDF_ROWS + 1)).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (StatusCode::BAD_REQUEST, Some("format")));
+
+        assert_eq!(file_name(ReportName::CashBook, &params, Format::Csv), "cash-book-2026-11.csv");
+        let days =
+            ReportParams { to: at("2026-11-21T00:00:00Z"), from: at("2026-11-03T00:00:00Z"), ..params };
+        assert_eq!(
+            file_name(ReportName::Spending, &days, Format::Pdf),
+            "spending-2026-11-03-to-2026-11-20.pdf"
+        );
+    }
+
+    #[test]
+    fn the_accept_header_picks_the_first_known_format() {
+        assert_eq!(Format::from_accept("text/html, text/csv;q=0.9, application/pdf"), Some(Format::Csv));
+        assert_eq!(Format::from_accept("*/*"), None);
+        assert_eq!(
+            Format::from_accept("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            Some(Format::Xlsx)
+        );
+    }
 }
