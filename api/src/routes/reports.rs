@@ -283,8 +283,10 @@ pub async fn run(
     let position = consistent(&state, PROJECTIONS, min, &headers).await?;
     let ctx = ReportContext { pool: state.pool.clone(), actor, scope, params, now };
 
-    let body = match (format, pettycash_projections::reports::stream(name, &ctx)) {
-        (Format::Csv, Some((columns, rows))) => {
+    let streamed =
+        if format == Format::Csv { pettycash_projections::reports::stream(name, &ctx) } else { None };
+    let body = match streamed {
+        Some((columns, rows)) => {
             // The first row (or the error that stops the report before any row) is awaited
             // here, so that a 404 or 400 is still an error response.
             let mut rows = rows.peekable();
@@ -301,7 +303,7 @@ pub async fn run(
                 std::io::Error::other(e.to_string())
             }))
         }
-        (format, _) => {
+        None => {
             let report = pettycash_projections::reports::run(name, &ctx).await.map_err(report_error)?;
             if format == Format::Pdf {
                 fits_a_pdf(&report)?;

@@ -496,6 +496,8 @@ async fn bad_parameters_answer_400_and_unseen_funds_404_naming_the_field() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
     let fund = app.fund(&c.admin, "1000").await;
+    // The fund is in the read model: a 404 below is visibility, not a lagging projection.
+    pettycash_tests::wait_for_projections(&app.pool, &["cash"]).await;
     let base = format!("/api/reports/cash-book?fund_id={fund}");
     for (query, field) in [
         ("/api/reports/cash-book".to_string(), "fund_id"),
