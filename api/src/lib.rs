@@ -13,6 +13,7 @@ pub mod extract;
 pub mod input;
 pub mod mail;
 pub mod openapi;
+pub mod reports;
 pub mod routes;
 pub mod startup;
 pub mod state;

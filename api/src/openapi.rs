@@ -2,7 +2,7 @@
 
 use crate::routes::{
     advances, auth, budgets, bulk_payments, delegations, fund_ops, funds, invitations, mail, meta, org,
-    payments, policy, reads, receipts, requisitions, review, settings, users,
+    payments, policy, reads, receipts, reports, requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -40,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         reads::fund_ledger, reads::dashboard,
         budgets::list_categories, budgets::create_category, budgets::rename_category,
         budgets::deactivate_category, budgets::list_cost_centres, budgets::set_budget, budgets::budget_report,
+        reports::list, reports::run,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::bulk_payments::router())
         .merge(routes::reads::router())
         .merge(routes::budgets::router())
+        .merge(routes::reports::router())
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
     // Layers run from the last added to the first: the request id is checked before it is
     // echoed (PropagateRequestId) or stored, forwarded headers are believed or dropped before

@@ -111,6 +111,12 @@ impl MovementKind {
             MovementKind::ReservationReleased => "reservation_released",
         }
     }
+
+    /// Whether the line moves cash (a reservation's lines only change what is reserved): the
+    /// cash-book report prints only these.
+    pub fn moves_cash(self) -> bool {
+        !matches!(self, MovementKind::Reservation | MovementKind::ReservationReleased)
+    }
 }
 
 impl std::str::FromStr for MovementKind {

@@ -138,6 +138,37 @@ impl ReportName {
     }
 }
 
+impl ReportName {
+    /// The query parameters it takes besides the period (`from`, `to`, `period`) and the
+    /// format, for the report list.
+    pub fn parameters(self) -> &'static [&'static str] {
+        const UNITS: &[&str] =
+            &["company_id", "region_id", "branch_id", "department_id", "cost_centre_id", "fund_id"];
+        match self {
+            ReportName::CashBook => &["fund_id"],
+            ReportName::Approvals => &[
+                "company_id",
+                "region_id",
+                "branch_id",
+                "department_id",
+                "cost_centre_id",
+                "fund_id",
+                "stuck_days",
+            ],
+            ReportName::Forecast => &["company_id", "fund_id", "lookback_days"],
+            _ => UNITS,
+        }
+    }
+
+    /// The parameters it cannot run without (400 naming the first one missing).
+    pub fn required(self) -> &'static [&'static str] {
+        match self {
+            ReportName::CashBook => &["fund_id"],
+            _ => &[],
+        }
+    }
+}
+
 impl fmt::Display for ReportName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -207,6 +238,27 @@ pub struct ReportParams {
     pub stuck_days: u32,
     /// The forecast's look-back in days (default 30).
     pub lookback_days: u32,
+}
+
+impl ReportParams {
+    /// The calendar month `YYYY-MM` (UTC) as the instants `[its first day, the next month's
+    /// first day)`: `period=` of the API and `--period` of `pettycash-replay report`.
+    pub fn month(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        if text.len() != 7 {
+            return None;
+        }
+        let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()?;
+        let next = first.checked_add_months(chrono::Months::new(1))?;
+        let midnight = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+        Some((midnight(first), midnight(next)))
+    }
+
+    /// The default period: the 30 days up to `now`.
+    pub const DEFAULT_DAYS: i64 = 30;
+    /// The default of [`ReportParams::stuck_days`].
+    pub const DEFAULT_STUCK_DAYS: u32 = 7;
+    /// The default of [`ReportParams::lookback_days`].
+    pub const DEFAULT_LOOKBACK_DAYS: u32 = 30;
 }
 
 /// The kind of a column: how each format writes its cells.
@@ -318,6 +370,80 @@ pub struct Report {
     pub summary: Vec<Figure>,
     pub sections: Vec<Section>,
     pub generated_at: DateTime<Utc>,
+}
+
+/// A report as JSON answers it (`GET /api/reports/{name}?format=json`, `pettycash-replay
+/// report`): the [`Report`] with `filters` as `{label, value}` objects and each row as an
+/// object keyed by its columns' keys.
+pub struct Json<'a>(pub &'a Report);
+
+impl Serialize for Json<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+
+        struct Filters<'a>(&'a [(String, String)]);
+        impl Serialize for Filters<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for (label, value) in self.0 {
+                    let mut m = std::collections::BTreeMap::new();
+                    m.insert("label", label);
+                    m.insert("value", value);
+                    seq.serialize_element(&m)?;
+                }
+                seq.end()
+            }
+        }
+        struct Row<'a>(&'a [Column], &'a [Cell]);
+        impl Serialize for Row<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (column, cell) in self.0.iter().zip(self.1) {
+                    m.serialize_entry(column.key, cell)?;
+                }
+                m.end()
+            }
+        }
+        struct Rows<'a>(&'a Section);
+        impl Serialize for Rows<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.rows.iter().map(|r| Row(&self.0.columns, r)))
+            }
+        }
+        struct Sections<'a>(&'a [Section]);
+        impl Serialize for Sections<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for section in self.0 {
+                    #[derive(Serialize)]
+                    struct Out<'a> {
+                        key: &'a str,
+                        title: &'a str,
+                        columns: &'a [Column],
+                        rows: Rows<'a>,
+                    }
+                    seq.serialize_element(&Out {
+                        key: section.key,
+                        title: &section.title,
+                        columns: &section.columns,
+                        rows: Rows(section),
+                    })?;
+                }
+                seq.end()
+            }
+        }
+
+        let r = self.0;
+        let mut out = s.serialize_struct("Report", 7)?;
+        out.serialize_field("name", &r.name)?;
+        out.serialize_field("title", &r.title)?;
+        out.serialize_field("params", &r.params)?;
+        out.serialize_field("filters", &Filters(&r.filters))?;
+        out.serialize_field("summary", &r.summary)?;
+        out.serialize_field("sections", &Sections(&r.sections))?;
+        out.serialize_field("generated_at", &r.generated_at)?;
+        out.end()
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod connect;
 pub mod engine;
 pub mod event;
+pub mod ledger;
 pub mod models;
 pub mod queries;
 pub mod reader;

@@ -17,13 +17,13 @@ pub mod integrity;
 pub mod rebuild;
 pub mod verify;
 
-use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::TryStreamExt;
-use pettycash_domain::fund::{CashBook, FundEvent, MovementKind};
+use pettycash_domain::fund::FundEvent;
+use pettycash_domain::report::{Json, ReportName, ReportParams, ReportScope, UnitFilter};
+use pettycash_projections::reports::ReportError;
 use pettycash_projections::seal::SealKey;
-use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -109,6 +109,45 @@ pub enum Command {
     Rebuild(rebuild::RebuildArgs),
     /// Writes events as JSON Lines with their hashes, plus a manifest to compare later.
     Export(export::ExportArgs),
+    /// A report computed from the events alone (not the read models), printed as the JSON of
+    /// `GET /api/reports/{name}?format=json`: an auditor's check of the service's figures.
+    Report(ReportArgs),
+}
+
+/// `report`: the report's name and the API's parameters.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// `cash-book`, `transactions`, … (`GET /api/reports/` lists them).
+    pub name: String,
+    /// A calendar month, YYYY-MM (UTC), instead of --from/--to.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub period: Option<String>,
+    /// From (inclusive): YYYY-MM-DD (its start, UTC) or an RFC 3339 instant. Default: 30 days
+    /// before --to.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To (inclusive): YYYY-MM-DD (the whole day) or an RFC 3339 instant. Default: now.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub company_id: Option<Uuid>,
+    #[arg(long)]
+    pub region_id: Option<Uuid>,
+    #[arg(long)]
+    pub branch_id: Option<Uuid>,
+    #[arg(long)]
+    pub department_id: Option<Uuid>,
+    #[arg(long)]
+    pub cost_centre_id: Option<Uuid>,
+    #[arg(long)]
+    pub fund_id: Option<Uuid>,
+    #[arg(long, default_value_t = pettycash_domain::report::ReportParams::DEFAULT_STUCK_DAYS)]
+    pub stuck_days: u32,
+    #[arg(long, default_value_t = pettycash_domain::report::ReportParams::DEFAULT_LOOKBACK_DAYS)]
+    pub lookback_days: u32,
+    /// The generation time printed (and "today" for ages): RFC 3339. Default: now.
+    #[arg(long)]
+    pub now: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -208,6 +247,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Command::Rebuild(args) => rebuild::rebuild(&pool, args, out).await,
         Command::Export(args) => export::export(&pool, args, out).await,
+        Command::Report(args) => report(&pool, args, out).await,
     };
     pool.close().await;
     result?;
@@ -370,100 +410,12 @@ pub async fn history(
 // ---------------------------------------------------------------------------------------------
 // ledger
 
-/// One movement of cash, as `GET /api/funds/{id}/ledger` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Movement {
-    pub position: i64,
-    pub at: DateTime<Utc>,
-    pub kind: MovementKind,
-    /// Signed: positive into the fund, negative out of it (0 for a reservation's lines).
-    pub amount: Decimal,
-    pub balance_after: Decimal,
-    pub requisition_id: Option<Uuid>,
-    pub payment_id: Option<Uuid>,
-    pub reference: Option<String>,
-    /// Signed change of the cash reserved for payments in flight.
-    pub reserved: Decimal,
-    pub reserved_after: Decimal,
-    /// `balance_after − reserved_after`.
-    pub available_after: Decimal,
-    /// The replenishment, count or advance settlement the line comes from.
-    pub source_id: Option<Uuid>,
-    /// A disbursement's statement reference, when it was reconciled by the ledger's instant.
-    pub reconciled_reference: Option<String>,
-    pub reconciled_at: Option<DateTime<Utc>>,
-}
+pub use pettycash_projections::ledger::{fold, for_each_ledger, ledger_movements, FundState, Movement};
 
 /// The columns of `ledger --format csv`, in order.
 pub const LEDGER_CSV_HEADER: &str =
     "position,at,kind,amount,balance_after,requisition_id,payment_id,reference,\
      reserved,reserved_after,available_after,source_id,reconciled_reference,reconciled_at";
-
-/// A fund as folded from its events.
-#[derive(Debug, Clone, Serialize)]
-pub struct FundState {
-    pub id: Uuid,
-    pub name: String,
-    pub currency: String,
-    pub float: Decimal,
-    /// The balance the events record.
-    pub balance: Decimal,
-    /// Its cash book (the same fold as the cash projection's).
-    #[serde(skip)]
-    pub book: CashBook,
-}
-
-/// Folds one fund event through its cash book; returns its movement (`None`: the event moves
-/// no cash). Warns on stderr when the recorded balance differs from the one computed from the
-/// amounts.
-fn fold(
-    funds: &mut BTreeMap<Uuid, FundState>,
-    e: &EventRow,
-    event: FundEvent,
-) -> anyhow::Result<Option<Movement>> {
-    let id: Uuid = e
-        .aggregate_id
-        .parse()
-        .with_context(|| format!("fund id `{}` at {}", e.aggregate_id, e.global_position))?;
-    if let FundEvent::FundOpened { name, currency, float, .. } = &event {
-        let (name, currency, float) = (name.clone(), currency.to_string(), *float);
-        funds.insert(id, FundState { id, name, currency, float, balance: float, book: CashBook::default() });
-    }
-    let fund = funds
-        .get_mut(&id)
-        .ok_or_else(|| anyhow::anyhow!("disbursement at {} from unopened fund {id}", e.global_position))?;
-    let Some(m) = fund
-        .book
-        .record(&event)
-        .map_err(|_| anyhow::anyhow!("movement at {} of unopened fund {id}", e.global_position))?
-    else {
-        return Ok(None);
-    };
-    if fund.book.computed != fund.book.balance {
-        eprintln!(
-            "warning: fund {id} at position {}: balance_after {} recorded, {} computed from the amounts",
-            e.global_position, fund.book.balance, fund.book.computed
-        );
-    }
-    fund.balance = fund.book.balance;
-    Ok(Some(Movement {
-        position: e.global_position,
-        at: e.recorded_at,
-        kind: m.kind,
-        amount: m.amount,
-        balance_after: m.balance_after,
-        requisition_id: m.requisition_id,
-        payment_id: m.payment_id,
-        reference: m.reference.clone(),
-        reserved: m.reserved,
-        reserved_after: m.reserved_after,
-        available_after: m.available_after(),
-        source_id: m.source_id,
-        reconciled_reference: None,
-        reconciled_at: None,
-    }))
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -480,69 +432,6 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(T::to_string).unwrap_or_default()
 }
 
-/// The fund's movements up to `as_of`, with the running balance checked.
-pub async fn ledger_movements(
-    pool: &PgPool,
-    fund: Uuid,
-    as_of: DateTime<Utc>,
-) -> Result<Vec<Movement>, Failure> {
-    let mut out = Vec::new();
-    for_each_ledger(pool, fund, as_of, |m| {
-        out.push(m);
-        Ok(())
-    })
-    .await?;
-    Ok(out)
-}
-
-async fn for_each_ledger(
-    pool: &PgPool,
-    fund: Uuid,
-    as_of: DateTime<Utc>,
-    mut f: impl FnMut(Movement) -> anyhow::Result<()>,
-) -> Result<u64, Failure> {
-    let reconciled = reconciliations(pool, fund, as_of).await?;
-    let read = reader::in_order(&Selection::events(), Filter::Fund { id: fund.to_string(), as_of });
-    let mut rows = read.fetch::<EventRow>(pool);
-    let mut funds = BTreeMap::new();
-    let mut n = 0;
-    while let Some(e) = rows.try_next().await? {
-        let event: FundEvent = e.decode()?;
-        if let Some(mut m) = fold(&mut funds, &e, event)? {
-            if m.kind == MovementKind::Disbursement {
-                if let Some((reference, at)) = m.payment_id.and_then(|p| reconciled.get(&p)) {
-                    m.reconciled_reference = Some(reference.clone());
-                    m.reconciled_at = Some(*at);
-                }
-            }
-            f(m)?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-/// The fund's payments reconciled up to `as_of` (the first reconciliation of each): payment
-/// id → (statement reference, when). Read before the fund's events, since a reconciliation
-/// comes after the disbursement it concerns.
-async fn reconciliations(
-    pool: &PgPool,
-    fund: Uuid,
-    as_of: DateTime<Utc>,
-) -> Result<BTreeMap<Uuid, (String, DateTime<Utc>)>, Failure> {
-    use pettycash_domain::requisition::RequisitionEvent;
-    let read =
-        reader::in_order(&Selection::events(), Filter::Reconciliations { fund: fund.to_string(), as_of });
-    let mut rows = read.fetch::<EventRow>(pool);
-    let mut out = BTreeMap::new();
-    while let Some(e) = rows.try_next().await? {
-        if let RequisitionEvent::PaymentReconciled { payment_id, statement_reference, at, .. } = e.decode()? {
-            out.entry(payment_id).or_insert((statement_reference, at));
-        }
-    }
-    Ok(out)
-}
-
 pub async fn ledger(
     pool: &PgPool,
     fund: Uuid,
@@ -553,7 +442,7 @@ pub async fn ledger(
     if format == TableFormat::Csv {
         writeln!(out, "{LEDGER_CSV_HEADER}")?;
     }
-    let n = for_each_ledger(pool, fund, as_of, |m| {
+    let (n, _) = for_each_ledger(pool, fund, as_of, |m| {
         match format {
             TableFormat::Json => writeln!(out, "{}", serde_json::to_string(&m)?)?,
             TableFormat::Csv => writeln!(
@@ -730,6 +619,85 @@ pub async fn stats(pool: &PgPool, format: HistoryFormat, out: &mut dyn Write) ->
     writeln!(out, "first: position {} at {}", pos(s.first_position), at(s.first_at))?;
     writeln!(out, "last: position {} at {}", pos(s.last_position), at(s.last_at))?;
     writeln!(out, "database size: {}", s.database_size)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// report
+
+/// A date (`YYYY-MM-DD`: its first instant and the next day's) or an RFC 3339 instant (itself
+/// and the next microsecond): the API's reading of `from` and `to`.
+fn report_instant(field: &str, s: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), Failure> {
+    let s = s.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let start = Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
+        return Ok((start, start + chrono::Duration::days(1)));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        let t = t.with_timezone(&Utc);
+        return Ok((t, t + chrono::Duration::microseconds(1)));
+    }
+    Err(Failure {
+        code: EXIT_USAGE,
+        error: anyhow::anyhow!("--{field}: `{s}` is neither a date (YYYY-MM-DD) nor an RFC 3339 instant"),
+    })
+}
+
+/// The report's parameters as the API reads them from the same values.
+pub fn report_params(args: &ReportArgs, now: DateTime<Utc>) -> Result<ReportParams, Failure> {
+    let usage = |message: String| Failure { code: EXIT_USAGE, error: anyhow::anyhow!(message) };
+    let (from, to) = if let Some(p) = &args.period {
+        ReportParams::month(p).ok_or_else(|| usage(format!("--period: `{p}` is not a month, YYYY-MM")))?
+    } else {
+        let to =
+            args.to.as_deref().map(|s| report_instant("to", s)).transpose()?.map_or(now, |(_, next)| next);
+        let from = match args.from.as_deref() {
+            Some(s) => report_instant("from", s)?.0,
+            None => to - chrono::Duration::days(ReportParams::DEFAULT_DAYS),
+        };
+        (from, to)
+    };
+    if to <= from {
+        return Err(usage("--to is before --from".into()));
+    }
+    Ok(ReportParams {
+        from,
+        to,
+        units: UnitFilter {
+            company_id: args.company_id,
+            region_id: args.region_id,
+            branch_id: args.branch_id,
+            department_id: args.department_id,
+            cost_centre_id: args.cost_centre_id,
+            fund_id: args.fund_id,
+        },
+        stuck_days: args.stuck_days,
+        lookback_days: args.lookback_days,
+    })
+}
+
+/// `report`: computed by `pettycash_projections::reports::replay` as an auditor of the
+/// company `--company-id` (of no company without it) sees it, printed as JSON.
+pub async fn report(pool: &PgPool, args: ReportArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let usage = |message: String| Failure { code: EXIT_USAGE, error: anyhow::anyhow!(message) };
+    let name: ReportName = args.name.parse().map_err(|_| {
+        let names: Vec<&str> = ReportName::ALL.iter().map(|n| n.as_str()).collect();
+        usage(format!("no report `{}`: one of {}", args.name, names.join(", ")))
+    })?;
+    let now = args.now.unwrap_or_else(Utc::now);
+    let params = report_params(&args, now)?;
+    let auditor = pettycash_domain::Actor::new(Uuid::nil(), [pettycash_domain::role::Role::Auditor]);
+    let mut scope = ReportScope::of(&auditor, name)
+        .ok_or_else(|| anyhow::anyhow!("an auditor may not run the {name} report"))?;
+    scope.company = args.company_id;
+    let report = pettycash_projections::reports::replay(name, pool, &scope, &params, now).await.map_err(
+        |e| match e {
+            ReportError::Invalid { .. } | ReportError::NotFound { .. } => usage(e.to_string()),
+            other => Failure::from(anyhow::Error::new(other)),
+        },
+    )?;
+    serde_json::to_writer_pretty(&mut *out, &Json(&report))?;
+    writeln!(out)?;
     Ok(())
 }
 

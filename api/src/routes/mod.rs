@@ -15,6 +15,7 @@ pub mod payments;
 pub mod policy;
 pub mod reads;
 pub mod receipts;
+pub mod reports;
 pub mod requisitions;
 pub mod review;
 pub mod settings;

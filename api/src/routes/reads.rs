@@ -45,7 +45,7 @@ type Err = crate::error::ErrorBody;
 // ---------------------------------------------------------------------------------------------
 // Query parameters: taken as text and checked here, so that errors name the parameter.
 
-fn present(v: &Option<String>) -> Option<&str> {
+pub(crate) fn present(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -107,7 +107,7 @@ const SUPPORTED_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 /// A date (`YYYY-MM-DD`, a whole UTC day) or an RFC 3339 instant, in [`SUPPORTED_YEARS`].
 /// Returns the first instant it covers and the first instant after it (microseconds,
 /// PostgreSQL's precision).
-fn parse_instant(field: &str, s: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+pub(crate) fn parse_instant(field: &str, s: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
     let invalid = || {
         ApiError::unprocessable(
             field,

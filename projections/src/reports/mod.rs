@@ -22,6 +22,7 @@ pub mod forecast;
 pub mod spending;
 pub mod transactions;
 pub mod units;
+pub mod cash_book;
 
 /// Why a report could not be run. The API maps these to 404 / 400 with the field named.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,7 @@ pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, Report
         ReportName::Spending => spending::run(ctx).await,
         ReportName::BudgetVsActual => budget_vs_actual::run(ctx).await,
         ReportName::Forecast => forecast::run(ctx).await,
+        ReportName::CashBook => cash_book::run(ctx).await,
         other => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {other} is not available yet"),
@@ -75,6 +77,7 @@ pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, Report
 pub fn stream(name: ReportName, ctx: &ReportContext) -> Option<RowStream> {
     match name {
         ReportName::Transactions => Some(transactions::stream(ctx)),
+        ReportName::CashBook => Some(cash_book::stream(ctx)),
         _ => None,
     }
 }
@@ -94,6 +97,7 @@ pub async fn replay(
         ReportName::Spending => spending::replay(pool, scope, params, now).await,
         ReportName::BudgetVsActual => budget_vs_actual::replay(pool, scope, params, now).await,
         ReportName::Forecast => forecast::replay(pool, scope, params, now).await,
+        ReportName::CashBook => cash_book::replay(pool, scope, params, now).await,
         _ => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {name} cannot be replayed yet"),

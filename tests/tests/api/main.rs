@@ -28,6 +28,7 @@ mod reads;
 mod receipts;
 mod reconcile;
 mod reports_figures;
+mod reports;
 mod review;
 mod routing;
 mod rules;
