@@ -286,7 +286,7 @@ fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionF
 
 /// `column` is `company`'s: `= company`, or `IS NULL` for no company (written so, not as `IS
 /// NOT DISTINCT FROM`, so that an index on the column serves it).
-fn push_company(qb: &mut QueryBuilder<'_, Postgres>, column: &str, company: Option<Uuid>) {
+pub(crate) fn push_company(qb: &mut QueryBuilder<'_, Postgres>, column: &str, company: Option<Uuid>) {
     match company {
         Some(company) => qb.push(format_args!(" {column} = ")).push_bind(company),
         None => qb.push(format_args!(" {column} IS NULL")),
@@ -310,7 +310,7 @@ fn level_column(level: UnitKind) -> &'static str {
 /// `rm_requisitions`: the same conditions as `RequisitionScope::admits`, on the columns that
 /// hold its facts (`submitted_at` is set by the first submission, `chain` and `approvers` are
 /// the latest submission's, the unit columns are the requisition's path).
-fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
+pub(crate) fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
     qb.push(" AND (requester_id = ").push_bind(scope.user_id).push(" OR (");
     push_others(qb, scope);
     qb.push("))");

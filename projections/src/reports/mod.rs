@@ -17,6 +17,11 @@ use pettycash_domain::report::{Cell, Column, Report, ReportName, ReportParams, R
 use pettycash_domain::Actor;
 use sqlx::PgPool;
 
+pub mod approvals;
+pub mod exceptions;
+pub mod facts;
+pub mod payments;
+
 /// Why a report could not be run. The API maps these to 404 / 400 with the field named.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -53,6 +58,9 @@ pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, Report
     let _ = ctx;
     match name {
         // Each report's module answers here (one arm per report).
+        ReportName::Approvals => approvals::run(ctx).await,
+        ReportName::Payments => payments::run(ctx).await,
+        ReportName::Exceptions => exceptions::run(ctx).await,
         other => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {other} is not available yet"),
@@ -83,6 +91,9 @@ pub async fn replay(
     let _ = (pool, scope, params, now);
     #[allow(clippy::match_single_binding)]
     match name {
+        ReportName::Approvals => approvals::replay(pool, scope, params, now).await,
+        ReportName::Payments => payments::replay(pool, scope, params, now).await,
+        ReportName::Exceptions => exceptions::replay(pool, scope, params, now).await,
         _ => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {name} cannot be replayed yet"),

@@ -27,6 +27,7 @@ mod providers;
 mod reads;
 mod receipts;
 mod reconcile;
+mod reports_approvals;
 mod review;
 mod routing;
 mod rules;
