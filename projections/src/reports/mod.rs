@@ -21,6 +21,7 @@ pub mod approvals;
 pub mod exceptions;
 pub mod facts;
 pub mod payments;
+pub mod treasury;
 
 /// Why a report could not be run. The API maps these to 404 / 400 with the field named.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,7 @@ pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, Report
         ReportName::Approvals => approvals::run(ctx).await,
         ReportName::Payments => payments::run(ctx).await,
         ReportName::Exceptions => exceptions::run(ctx).await,
+        ReportName::Treasury => treasury::run(ctx).await,
         other => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {other} is not available yet"),
@@ -94,6 +96,7 @@ pub async fn replay(
         ReportName::Approvals => approvals::replay(pool, scope, params, now).await,
         ReportName::Payments => payments::replay(pool, scope, params, now).await,
         ReportName::Exceptions => exceptions::replay(pool, scope, params, now).await,
+        ReportName::Treasury => treasury::replay(pool, scope, params, now).await,
         _ => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {name} cannot be replayed yet"),

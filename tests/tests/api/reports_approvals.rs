@@ -352,3 +352,121 @@ async fn visibility_and_unit_filters() {
     assert_eq!(figure(&report, "approvals"), Cell::Integer(1));
     assert_eq!(report.filters, [("Fund".to_string(), fund.to_string())]);
 }
+
+/// Pays a one-step requisition of `amount` from `fund`.
+async fn paid(app: &TestApp, c: &Cast, fund: Uuid, amount: &str) {
+    let id = app.submitted(&c.staff, fund, amount).await;
+    app.approve_by(id, &[&c.head]).await;
+    assert_eq!(app.pay(&c.treasury, id).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn treasury_fund_health_replenishments_variances_and_advances_by_age() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let r = app.send(Some(&c.admin), Method::PUT, "/api/approval-policy/thresholds", Some(policy())).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let start = Utc::now() - Duration::minutes(1);
+    // Fund A: reorder level 500. 600 paid → 400, an automatic request for 600, approved and
+    // funded; then 2 × 450 paid → 100 (critical: below 80 % of 500), a second request.
+    let body = json!({"name": "A fund", "currency": "KES", "float": "1000", "reorder_level": "500", "minimum_balance": "50"});
+    let r = app.post(&c.admin, "/api/funds/", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let a = r.id();
+    paid(&app, &c, a, "600").await;
+    let view = app.get(&c.admin, &format!("/api/funds/{a}")).await;
+    let rid = view.body["replenishment"]["id"].as_str().unwrap_or_else(|| panic!("{view:?}")).to_string();
+    let path = format!("/api/funds/{a}/replenishments/{rid}");
+    assert_eq!(app.post(&c.cfo, &format!("{path}/approve"), json!({})).await.status, StatusCode::OK);
+    let funded = app.post(&c.treasury, &format!("{path}/fund"), json!({"bank_reference": "FT-1"})).await;
+    assert_eq!(funded.status, StatusCode::OK, "{funded:?}");
+    paid(&app, &c, a, "450").await;
+    paid(&app, &c, a, "450").await;
+    // Fund B ("B fund"), no reorder level: a count 100 short, pending; an advance of 300 paid.
+    let custodian = app.user(&[Role::Staff]).await;
+    let body = json!({"name": "B fund", "currency": "KES", "float": "1000", "custodian_id": custodian.id});
+    let r = app.post(&c.admin, "/api/funds/", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let b = r.id();
+    let count = app
+        .post(&custodian, &format!("/api/funds/{b}/counts"), json!({"counts": {"500": 1, "200": 2}}))
+        .await;
+    assert_eq!(count.status, StatusCode::CREATED, "{count:?}");
+    let body =
+        json!({"fund_id": b, "amount": "300", "purpose": "Field trip fuel", "submit": true, "advance": true});
+    let advance = create(&app, &c.staff, body).await;
+    app.approve_by(advance, &[&c.head]).await;
+    assert_eq!(app.pay(&c.treasury, advance).await.status, StatusCode::CREATED);
+    wait_for_projections(&app.pool, &["cash", "report_facts"]).await;
+
+    let params = ReportParams {
+        from: start,
+        to: Utc::now() + Duration::minutes(1),
+        units: UnitFilter::default(),
+        stuck_days: 7,
+        lookback_days: 30,
+    };
+    let now = Utc::now() + Duration::days(10);
+    let report = assert_replay_equal(&app, &c, ReportName::Treasury, &params, now).await;
+    let money = |v: i64| Cell::Money(Decimal::from(v));
+    let text = |t: &str| Cell::Text(t.into());
+    assert_eq!(
+        report.sections[0].rows,
+        [
+            vec![
+                text("A fund"),
+                text("KES"),
+                money(100),
+                money(1000),
+                money(500),
+                money(50),
+                Cell::Percent(Decimal::from(10)),
+                text("critical")
+            ],
+            vec![
+                text("B fund"),
+                text("KES"),
+                money(700),
+                money(1000),
+                Cell::Empty,
+                money(0),
+                Cell::Percent(Decimal::from(70)),
+                text("ok")
+            ],
+        ]
+    );
+    // Each fund's balance as the cash book has it.
+    assert_eq!(app.balance(&c.admin, a).await, Decimal::from(100));
+    assert_eq!(app.balance(&c.admin, b).await, Decimal::from(700));
+    let statuses: Vec<&Cell> = report.sections[1].rows.iter().map(|r| &r[6]).collect();
+    assert_eq!(statuses, [&text("funded"), &text("requested")]);
+    assert_eq!(report.sections[1].rows[0][2], money(600));
+    for (key, n) in [
+        ("funds_ok", 1),
+        ("funds_critical", 1),
+        ("replenishments_requested", 2),
+        ("replenishments_approved", 1),
+        ("replenishments_funded", 1),
+        ("counts", 1),
+        ("counts_with_variance", 1),
+        ("variances_pending", 1),
+    ] {
+        assert_eq!(figure(&report, key), Cell::Integer(n), "{key}");
+    }
+    assert_eq!(report.sections[2].rows[0][3..], [money(1000), money(900), money(-100), text("pending")]);
+    // The advance, paid ten days before `now`: 8–30 days.
+    assert_eq!(report.sections[3].rows, [vec![text("8-30"), text("KES"), Cell::Integer(1), money(300)]]);
+    let fresh = run(&app, &c.treasury, &[Role::Treasury], ReportName::Treasury, &params, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.sections[3].rows, [vec![text("0-7"), text("KES"), Cell::Integer(1), money(300)]]);
+    // One fund as a filter; a requester may not run it.
+    let only_b =
+        ReportParams { units: UnitFilter { fund_id: Some(b), ..Default::default() }, ..params.clone() };
+    let report =
+        run(&app, &c.treasury, &[Role::Treasury], ReportName::Treasury, &only_b, now).await.unwrap().unwrap();
+    assert_eq!(report.sections[0].rows.len(), 1);
+    assert_eq!(report.sections[1].rows.len(), 0);
+    assert!(run(&app, &c.staff, &[Role::Staff], ReportName::Treasury, &params, now).await.is_none());
+}
