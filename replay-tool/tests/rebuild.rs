@@ -16,7 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Every read-model view with a column list that orders its rows completely.
 /// Every read-model view: name, a total order of its rows, the version of its projection.
-const VIEWS: [(&str, &str, i32); 8] = [
+const VIEWS: [(&str, &str, i32); 10] = [
     ("rm_requisitions", "id", REQUISITIONS_VERSION),
     ("rm_funds", "id", CASH_VERSION),
     ("rm_ledger", "fund_id, position", CASH_VERSION),
@@ -25,6 +25,8 @@ const VIEWS: [(&str, &str, i32); 8] = [
     ("rm_paid_daily", "requester_id, day, currency", REQUISITIONS_VERSION),
     ("rm_budget_spend", "id", BUDGETS_VERSION),
     ("rm_report_requisitions", "id", REPORT_FACTS_VERSION),
+    ("rm_report_funds", "id", REPORT_FACTS_VERSION),
+    ("rm_report_advances", "requisition_id", REPORT_FACTS_VERSION),
 ];
 
 const BIN: &str = env!("CARGO_BIN_EXE_pettycash-replay");
@@ -126,8 +128,8 @@ async fn reconciled_payment(app: &TestApp, c: &Cast) {
     }
 }
 
-/// Every live projection (the two read models and `notifications`) has applied the last event
-/// of the store.
+/// Every live projection (the read models and `notifications`) has applied the last event of
+/// the store.
 async fn caught_up(pool: &PgPool) -> bool {
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM projection_checkpoints c
@@ -139,7 +141,7 @@ async fn caught_up(pool: &PgPool) -> bool {
     .fetch_one(pool)
     .await
     .unwrap();
-    n == 4
+    n == pettycash_projections::replayable().len() as i64 + 1
 }
 
 async fn wait_caught_up(pool: &PgPool) {

@@ -54,6 +54,8 @@ pub struct Attempt {
     pub method: PaymentMethod,
     pub amount: Decimal,
     pub status: ProviderPaymentStatus,
+    /// Who paid (started the payment).
+    pub paid_by: Uuid,
     /// The scheduler found it still executing past its timeout (it may have settled since).
     pub timed_out: bool,
     pub started_at: DateTime<Utc>,
@@ -287,11 +289,12 @@ impl RequisitionFacts {
                 let reason = format!("{} similar within {window_days} days", others.len());
                 f.exceptions.push(exception(ExceptionKind::PossibleDuplicate, reason));
             }
-            E::PaymentStarted { payment_id, amount, method, .. } => f.attempts.push(Attempt {
+            E::PaymentStarted { payment_id, amount, method, paid_by, .. } => f.attempts.push(Attempt {
                 payment_id: *payment_id,
                 method: *method,
                 amount: *amount,
                 status: ProviderPaymentStatus::Executing,
+                paid_by: *paid_by,
                 timed_out: false,
                 started_at: at,
                 settled_at: None,
@@ -308,7 +311,7 @@ impl RequisitionFacts {
                     a.settled_at = Some(at);
                 }
             }
-            E::RequisitionPaid { payment_id, amount, method, .. } => {
+            E::RequisitionPaid { payment_id, amount, method, paid_by, .. } => {
                 f.status = Status::Paid;
                 match f.attempts.iter_mut().find(|a| a.payment_id == *payment_id) {
                     Some(a) => {
@@ -320,6 +323,7 @@ impl RequisitionFacts {
                         method: *method,
                         amount: *amount,
                         status: ProviderPaymentStatus::Succeeded,
+                        paid_by: *paid_by,
                         timed_out: false,
                         started_at: at,
                         settled_at: Some(at),

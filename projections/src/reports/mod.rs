@@ -22,6 +22,7 @@ pub mod exceptions;
 pub mod facts;
 pub mod payments;
 pub mod treasury;
+pub mod user_activity;
 
 /// Why a report could not be run. The API maps these to 404 / 400 with the field named.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,7 @@ pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, Report
         ReportName::Payments => payments::run(ctx).await,
         ReportName::Exceptions => exceptions::run(ctx).await,
         ReportName::Treasury => treasury::run(ctx).await,
+        ReportName::UserActivity => user_activity::run(ctx).await,
         other => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {other} is not available yet"),
@@ -97,6 +99,7 @@ pub async fn replay(
         ReportName::Payments => payments::replay(pool, scope, params, now).await,
         ReportName::Exceptions => exceptions::replay(pool, scope, params, now).await,
         ReportName::Treasury => treasury::replay(pool, scope, params, now).await,
+        ReportName::UserActivity => user_activity::replay(pool, scope, params, now).await,
         _ => Err(ReportError::Invalid {
             field: "name",
             message: format!("report {name} cannot be replayed yet"),

@@ -1,4 +1,5 @@
-//! The approvals, payments and exceptions reports (issue #15 [reports]) against a small
+//! The approvals, payments, exceptions, treasury and user-activity reports (issue #15
+//! [reports]) against a small
 //! history seeded over HTTP, their figures computed here from the events' own times; run by
 //! `pettycash_projections::reports::run` as the API runs them, and compared with the replay
 //! from the events (`reports::replay`, what `pettycash-replay report` prints).
@@ -469,4 +470,51 @@ async fn treasury_fund_health_replenishments_variances_and_advances_by_age() {
     assert_eq!(report.sections[0].rows.len(), 1);
     assert_eq!(report.sections[1].rows.len(), 0);
     assert!(run(&app, &c.staff, &[Role::Staff], ReportName::Treasury, &params, now).await.is_none());
+}
+
+#[tokio::test]
+async fn user_activity_counts_requests_actions_payments_and_sign_ins() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let r = app.send(Some(&c.admin), Method::PUT, "/api/approval-policy/thresholds", Some(policy())).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let fund = app.fund_in(&c.admin, "100000", "KES").await;
+    let start = Utc::now() - Duration::minutes(1);
+    paid(&app, &c, fund, "100").await;
+    paid(&app, &c, fund, "200").await;
+    let rejected = app.submitted(&c.staff, fund, "300").await;
+    act(&app, &c.head, rejected, "reject", json!({"reason": "No"})).await;
+    // The head signs in twice more (each user signed in once when the cast was made).
+    for _ in 0..2 {
+        let body = json!({"email": c.head.email, "password": pettycash_tests::PASSWORD});
+        assert_eq!(app.send(None, Method::POST, "/api/auth/login", Some(body)).await.status, StatusCode::OK);
+    }
+    wait_for_projections(&app.pool, &["requisitions", "report_facts"]).await;
+    let params = ReportParams {
+        from: start,
+        to: Utc::now() + Duration::minutes(1),
+        units: UnitFilter::default(),
+        stuck_days: 7,
+        lookback_days: 30,
+    };
+    let now = Utc::now();
+    let report = assert_replay_equal(&app, &c, ReportName::UserActivity, &params, now).await;
+    let counts = |u: &TestUser| -> Vec<Cell> { row(&report, 0, "email", &u.email)[2..].to_vec() };
+    let n = |v: [i64; 4]| v.map(Cell::Integer).to_vec();
+    assert_eq!(counts(&c.staff), n([3, 0, 0, 1]));
+    assert_eq!(counts(&c.head), n([0, 3, 0, 3]));
+    assert_eq!(counts(&c.treasury), n([0, 0, 2, 1]));
+    assert_eq!(counts(&c.gfm), n([0, 0, 0, 1]));
+    assert_eq!(figure(&report, "sign_ins"), Cell::Integer(9), "7 of the cast, 2 more");
+    assert_eq!(figure(&report, "payments"), Cell::Integer(2));
+    // A later period: nobody was active.
+    let later = ReportParams { from: params.to, to: params.to + Duration::days(1), ..params.clone() };
+    let report =
+        run(&app, &c.cfo, &[Role::Cfo], ReportName::UserActivity, &later, now).await.unwrap().unwrap();
+    assert_eq!(report.sections[0].rows, Vec::<Vec<Cell>>::new());
+    // Only auditors, admins, the CFO and CEO may run it.
+    assert!(run(&app, &c.treasury, &[Role::Treasury], ReportName::UserActivity, &params, now)
+        .await
+        .is_none());
+    assert!(run(&app, &c.staff, &[Role::Staff], ReportName::UserActivity, &params, now).await.is_none());
 }
