@@ -472,7 +472,8 @@ pub async fn read(
     crate::queries::push_company(&mut qb, "company_id", scope.company);
     if scope.own_only {
         qb.push(" AND requester_id = ").push_bind(actor);
-    } else {
+    } else if !scope.requisitions.everything {
+        // Everyone's in the company (auditors, admins) needs no look at `rm_requisitions`.
         qb.push(" AND id IN (SELECT id FROM rm_requisitions WHERE true");
         crate::queries::push_scope(&mut qb, &scope.requisitions);
         qb.push(")");
@@ -496,7 +497,7 @@ pub async fn replay(pool: &PgPool, scope: &ReportScope, params: &ReportParams) -
         if e.aggregate_type != "requisition" {
             continue;
         }
-        let event: RequisitionEvent = e.decode().map_err(anyhow::Error::from)?;
+        let event: RequisitionEvent = e.decode()?;
         let id: Uuid = e.aggregate_id.parse().map_err(anyhow::Error::from)?;
         if let Some(f) = RequisitionFacts::fold(all.remove(&id), &event, e.recorded_at) {
             all.insert(id, f);

@@ -278,14 +278,14 @@ pub async fn replay(
     while let Some(e) = events.try_next().await? {
         match e.aggregate_type.as_str() {
             "fund" => {
-                let event: FundEvent = e.decode().map_err(anyhow::Error::from)?;
+                let event: FundEvent = e.decode()?;
                 let id: Uuid = e.aggregate_id.parse().map_err(anyhow::Error::from)?;
                 if let Some(f) = FundFacts::fold(funds.remove(&id), &event, e.recorded_at) {
                     funds.insert(id, f);
                 }
             }
             "advance_account" => {
-                let event: AdvanceEvent = e.decode().map_err(anyhow::Error::from)?;
+                let event: AdvanceEvent = e.decode()?;
                 let key = AdvanceFacts::key(&event);
                 if let Some(a) = AdvanceFacts::fold(advances.remove(&key), &event) {
                     advances.insert(key, a);

@@ -1,8 +1,8 @@
 //! The approvals, payments, exceptions, treasury and user-activity reports (issue #15
-//! [reports]) against a small
-//! history seeded over HTTP, their figures computed here from the events' own times; run by
-//! `pettycash_projections::reports::run` as the API runs them, and compared with the replay
-//! from the events (`reports::replay`, what `pettycash-replay report` prints).
+//! [reports]) against a small history seeded over HTTP, their figures computed here from the
+//! events' own times; run by `pettycash_projections::reports::run` as the API runs them, and
+//! compared with the replay from the events (`reports::replay`, what `pettycash-replay report`
+//! prints).
 
 use chrono::{DateTime, Duration, Utc};
 use pettycash_domain::report::{Cell, Report, ReportName, ReportParams, ReportScope, UnitFilter};
