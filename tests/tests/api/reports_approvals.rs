@@ -20,6 +20,8 @@ fn policy() -> Value {
         {"name": "Small", "currency": "KES", "min": "0", "max": "1000.00", "chain": ["department_head"]},
         {"name": "Large", "currency": "KES", "min": "1000.01", "max": null,
          "chain": ["department_head", "group_finance_manager", "cfo"], "fast_track": true},
+        {"name": "Dollars", "currency": "USD", "min": "0", "max": null,
+         "chain": ["regional_manager", "department_head"]},
     ]})
 }
 
@@ -159,6 +161,12 @@ async fn approvals_payments_and_exceptions_from_a_seeded_history() {
     // The duplicate check reads the requisitions read model.
     wait_for_projections(&app.pool, &["requisitions"]).await;
     let duplicate = create(&app, &c.staff, toner).await;
+    // Nobody holds the regional manager's role: the dollar requisition's first step is
+    // escalated at submission, the head approves it, it is paid.
+    let usd = app.fund_in(&c.admin, "1000", "USD").await;
+    let escalated = app.submitted(&c.staff, usd, "40").await;
+    app.approve_by(escalated, &[&c.head]).await;
+    assert_eq!(app.pay(&c.treasury, escalated).await.status, StatusCode::CREATED);
     wait_for_projections(&app.pool, &["requisitions", "report_facts"]).await;
 
     let params = ReportParams {
@@ -177,6 +185,7 @@ async fn approvals_payments_and_exceptions_from_a_seeded_history() {
         (small, "RequisitionApproved"),
         (large, "RequisitionApproved"),
         (waiting, "RequisitionApproved"),
+        (escalated, "RequisitionApproved"),
         (rejected, "RequisitionRejected"),
         (returned, "ChangesRequested"),
     ] {
@@ -191,10 +200,10 @@ async fn approvals_payments_and_exceptions_from_a_seeded_history() {
     assert_eq!(
         head[1..],
         [
-            Cell::Integer(3),
+            Cell::Integer(4),
             Cell::Integer(1),
             Cell::Integer(1),
-            Cell::Integer(5),
+            Cell::Integer(6),
             Cell::Number(median),
             Cell::Number(p90)
         ]
@@ -214,7 +223,7 @@ async fn approvals_payments_and_exceptions_from_a_seeded_history() {
     assert_eq!(report.sections[0].rows.len(), 3, "head, GFM, CFO: {report:?}");
     assert_eq!(
         (figure(&report, "actions"), figure(&report, "approvals")),
-        (Cell::Integer(7), Cell::Integer(5))
+        (Cell::Integer(8), Cell::Integer(6))
     );
     // Stuck after 8 days: the one waiting for the GFM, the fast-tracked one for the CFO, the
     // two toner requisitions for the head; not the one sent back for changes.
@@ -240,20 +249,21 @@ async fn approvals_payments_and_exceptions_from_a_seeded_history() {
         .unwrap();
     assert_eq!(figure(&early, "stuck"), Cell::Integer(0));
 
-    // Payments: two in cash, both succeeded; hours from submission to payment.
+    // Payments: three in cash, all succeeded, in two currencies; hours from submission to
+    // payment.
     let report = assert_replay_equal(&app, &c, ReportName::Payments, &params, now).await;
-    assert_eq!(
-        report.sections[0].rows,
-        [vec![
+    let cash = |currency: &str, n: i64, amount: i64| {
+        vec![
             Cell::Text("cash".into()),
             Cell::Text("succeeded".into()),
-            Cell::Text("KES".into()),
-            Cell::Integer(2),
-            Cell::Money(Decimal::from(5500))
-        ]]
-    );
+            Cell::Text(currency.into()),
+            Cell::Integer(n),
+            Cell::Money(Decimal::from(amount)),
+        ]
+    };
+    assert_eq!(report.sections[0].rows, [cash("KES", 2, 5500), cash("USD", 1, 40)]);
     let mut to_pay = Vec::new();
-    for id in [small, large] {
+    for id in [small, large, escalated] {
         let e = events(&app, id).await;
         to_pay.push(hours(at(&e, "RequisitionSubmitted", 0), at(&e, "RequisitionPaid", 0)));
     }
@@ -261,12 +271,16 @@ async fn approvals_payments_and_exceptions_from_a_seeded_history() {
     assert_eq!(figure(&report, "success_rate"), Cell::Percent(Decimal::from(100)));
     assert_eq!(figure(&report, "median_hours_to_payment"), Cell::Number(median));
     assert_eq!(figure(&report, "p90_hours_to_payment"), Cell::Number(p90));
-    assert_eq!(
-        figure(&report, "mean_hours_to_payment"),
-        Cell::Number(((to_pay[0] + to_pay[1]) / Decimal::TWO).round_dp(2))
-    );
-    let paid = report.summary.iter().find(|f| f.key == "paid").unwrap();
-    assert_eq!((paid.currency.as_deref(), &paid.value), (Some("KES"), &Cell::Money(Decimal::from(5500))));
+    let mean = (to_pay.iter().sum::<Decimal>() / Decimal::from(3)).round_dp(2);
+    assert_eq!(figure(&report, "mean_hours_to_payment"), Cell::Number(mean));
+    let paid: Vec<(Option<&str>, &Cell)> = report
+        .summary
+        .iter()
+        .filter(|f| f.key == "paid")
+        .map(|f| (f.currency.as_deref(), &f.value))
+        .collect();
+    let (kes, usd) = (Cell::Money(Decimal::from(5500)), Cell::Money(Decimal::from(40)));
+    assert_eq!(paid, [(Some("KES"), &kes), (Some("USD"), &usd)]);
     // Treasury gets the same figures as the auditor.
     let by_treasury =
         run(&app, &c.treasury, &[Role::Treasury], ReportName::Payments, &params, now).await.unwrap().unwrap();
@@ -282,8 +296,13 @@ async fn approvals_payments_and_exceptions_from_a_seeded_history() {
     let reasons =
         row(&report, 0, "requisition_id", &overridden.to_string())[column(&report, 0, "reasons")].to_string();
     assert_eq!(reasons, "overridden: Flood; approvers away");
-    assert_eq!(report.sections[0].rows.len(), 3, "{report:?}");
-    assert_eq!(figure(&report, "requisitions"), Cell::Integer(3));
+    assert_eq!(kinds(escalated), Cell::Text("escalated".into()));
+    let reasons =
+        row(&report, 0, "requisition_id", &escalated.to_string())[column(&report, 0, "reasons")].to_string();
+    assert_eq!(reasons, "escalated: step 1 (regional_manager): no eligible approver");
+    assert_eq!(report.sections[0].rows.len(), 4, "{report:?}");
+    assert_eq!(figure(&report, "requisitions"), Cell::Integer(4));
+    assert_eq!(figure(&report, "escalated"), Cell::Integer(1));
     assert!(!report.sections[0].rows.iter().any(|r| r[0] == Cell::Text(first.to_string())));
 
     // A period before all this: nothing.
