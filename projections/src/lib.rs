@@ -188,6 +188,9 @@ pub const REQUISITIONS_VERSION: i32 = 4;
 pub const CASH_VERSION: i32 = 4;
 /// The current version of the `budgets` projection (what budgets consume).
 pub const BUDGETS_VERSION: i32 = 1;
+/// The current version of the `report_facts` projection (what the approvals, payments and
+/// exceptions reports know of each requisition).
+pub const REPORT_FACTS_VERSION: i32 = 1;
 
 /// The projections the service runs (`serve`, `project`), at their current versions
 /// (generation 0; the engine resolves which generation of each version to run): the read
@@ -204,5 +207,6 @@ pub fn replayable() -> Vec<Arc<dyn Projection>> {
         Arc::new(models::requisitions::Requisitions::new(REQUISITIONS_VERSION)),
         Arc::new(models::cash::Cash::new(CASH_VERSION)),
         Arc::new(models::budgets::Budgets::new(BUDGETS_VERSION)),
+        Arc::new(models::report_facts::ReportFacts::new(REPORT_FACTS_VERSION)),
     ]
 }

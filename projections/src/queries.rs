@@ -286,7 +286,7 @@ fn push_requisition_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &RequisitionF
 
 /// `column` is `company`'s: `= company`, or `IS NULL` for no company (written so, not as `IS
 /// NOT DISTINCT FROM`, so that an index on the column serves it).
-fn push_company(qb: &mut QueryBuilder<'_, Postgres>, column: &str, company: Option<Uuid>) {
+pub(crate) fn push_company(qb: &mut QueryBuilder<'_, Postgres>, column: &str, company: Option<Uuid>) {
     match company {
         Some(company) => qb.push(format_args!(" {column} = ")).push_bind(company),
         None => qb.push(format_args!(" {column} IS NULL")),

@@ -266,12 +266,12 @@ mod tests {
 
     #[test]
     fn exactly_one_of_projection_or_all_and_only_known_names() {
-        assert_eq!(names(&args(&[], true)), Ok(vec!["requisitions", "cash", "budgets"]));
+        assert_eq!(names(&args(&[], true)), Ok(vec!["requisitions", "cash", "budgets", "report_facts"]));
         assert_eq!(names(&args(&["cash", "requisitions", "cash"], false)), Ok(vec!["cash", "requisitions"]));
         assert_eq!(names(&args(&[], false)), Err(EXIT_USAGE));
         assert_eq!(names(&args(&["cash"], true)), Err(EXIT_USAGE));
         assert_eq!(names(&args(&["cash", "nope"], false)), Err(EXIT_USAGE));
         let message = format!("{:#}", chosen(&args(&["nope"], false)).err().unwrap().error);
-        assert!(message.contains("requisitions, cash, budgets"), "{message}");
+        assert!(message.contains("requisitions, cash, budgets, report_facts"), "{message}");
     }
 }

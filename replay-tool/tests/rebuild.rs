@@ -3,7 +3,7 @@
 //! models beside the live ones and swaps them in.
 
 use futures::StreamExt;
-use pettycash_projections::{BUDGETS_VERSION, CASH_VERSION, REQUISITIONS_VERSION};
+use pettycash_projections::{BUDGETS_VERSION, CASH_VERSION, REPORT_FACTS_VERSION, REQUISITIONS_VERSION};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{Cast, TestApp};
 use reqwest::StatusCode;
@@ -16,7 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Every read-model view with a column list that orders its rows completely.
 /// Every read-model view: name, a total order of its rows, the version of its projection.
-const VIEWS: [(&str, &str, i32); 7] = [
+const VIEWS: [(&str, &str, i32); 10] = [
     ("rm_requisitions", "id", REQUISITIONS_VERSION),
     ("rm_funds", "id", CASH_VERSION),
     ("rm_ledger", "fund_id, position", CASH_VERSION),
@@ -24,6 +24,9 @@ const VIEWS: [(&str, &str, i32); 7] = [
     ("rm_requisition_totals", "requester_id, status, currency", REQUISITIONS_VERSION),
     ("rm_paid_daily", "requester_id, day, currency", REQUISITIONS_VERSION),
     ("rm_budget_spend", "id", BUDGETS_VERSION),
+    ("rm_report_requisitions", "id", REPORT_FACTS_VERSION),
+    ("rm_report_funds", "id", REPORT_FACTS_VERSION),
+    ("rm_report_advances", "requisition_id", REPORT_FACTS_VERSION),
 ];
 
 const BIN: &str = env!("CARGO_BIN_EXE_pettycash-replay");
@@ -125,8 +128,8 @@ async fn reconciled_payment(app: &TestApp, c: &Cast) {
     }
 }
 
-/// Every live projection (the two read models and `notifications`) has applied the last event
-/// of the store.
+/// Every live projection (the read models and `notifications`) has applied the last event of
+/// the store.
 async fn caught_up(pool: &PgPool) -> bool {
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM projection_checkpoints c
@@ -138,7 +141,7 @@ async fn caught_up(pool: &PgPool) -> bool {
     .fetch_one(pool)
     .await
     .unwrap();
-    n == 4
+    n == pettycash_projections::replayable().len() as i64 + 1
 }
 
 async fn wait_caught_up(pool: &PgPool) {
@@ -228,6 +231,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
             row("budgets", BUDGETS_VERSION, 0, "live"),
             row("cash", CASH_VERSION, 0, "live"),
             row("notifications", 1, 0, "live"),
+            row("report_facts", REPORT_FACTS_VERSION, 0, "live"),
             row("requisitions", REQUISITIONS_VERSION, 0, "live"),
         ]
     );
@@ -239,6 +243,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         format!("requisitions v{REQUISITIONS_VERSION}"),
         format!("cash v{CASH_VERSION}"),
         format!("budgets v{BUDGETS_VERSION}"),
+        format!("report_facts v{REPORT_FACTS_VERSION}"),
     ];
     for name in names {
         assert!(
@@ -273,6 +278,8 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
             row("cash", CASH_VERSION, 0, "retired"),
             row("cash", CASH_VERSION, 1, "live"),
             row("notifications", 1, 0, "live"),
+            row("report_facts", REPORT_FACTS_VERSION, 0, "retired"),
+            row("report_facts", REPORT_FACTS_VERSION, 1, "live"),
             row("requisitions", REQUISITIONS_VERSION, 0, "retired"),
             row("requisitions", REQUISITIONS_VERSION, 1, "live"),
         ]
@@ -444,6 +451,8 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
             row("cash", CASH_VERSION, 0, "retired"),
             row("cash", CASH_VERSION, 1, "live"),
             row("notifications", 1, 0, "live"),
+            row("report_facts", REPORT_FACTS_VERSION, 0, "retired"),
+            row("report_facts", REPORT_FACTS_VERSION, 1, "live"),
             row("requisitions", REQUISITIONS_VERSION, 0, "retired"),
             row("requisitions", REQUISITIONS_VERSION, 1, "live"),
         ],

@@ -4,6 +4,7 @@
 pub mod budgets;
 pub mod cash;
 pub mod notifications;
+pub mod report_facts;
 pub mod requisitions;
 
 /// Storage settings of a small table whose rows are updated all the time (running totals, a

@@ -17,12 +17,18 @@ use pettycash_domain::report::{Cell, Column, Report, ReportName, ReportParams, R
 use pettycash_domain::Actor;
 use sqlx::PgPool;
 
+pub mod approvals;
 pub mod budget_vs_actual;
+pub mod cash_book;
+pub mod exceptions;
+pub mod facts;
 pub mod forecast;
+pub mod payments;
 pub mod spending;
 pub mod transactions;
+pub mod treasury;
 pub mod units;
-pub mod cash_book;
+pub mod user_activity;
 
 /// Why a report could not be run. The API maps these to 404 / 400 with the field named.
 #[derive(Debug, thiserror::Error)]
@@ -55,25 +61,23 @@ pub struct ReportContext {
 pub type RowStream = (Vec<Column>, BoxStream<'static, Result<Vec<Cell>, ReportError>>);
 
 /// Runs report `name` from the read models.
-#[allow(clippy::match_single_binding)]
 pub async fn run(name: ReportName, ctx: &ReportContext) -> Result<Report, ReportError> {
     match name {
-        // Each report's module answers here (one arm per report).
         ReportName::Transactions => transactions::run(ctx).await,
         ReportName::Spending => spending::run(ctx).await,
         ReportName::BudgetVsActual => budget_vs_actual::run(ctx).await,
         ReportName::Forecast => forecast::run(ctx).await,
         ReportName::CashBook => cash_book::run(ctx).await,
-        other => Err(ReportError::Invalid {
-            field: "name",
-            message: format!("report {other} is not available yet"),
-        }),
+        ReportName::Approvals => approvals::run(ctx).await,
+        ReportName::Payments => payments::run(ctx).await,
+        ReportName::Exceptions => exceptions::run(ctx).await,
+        ReportName::Treasury => treasury::run(ctx).await,
+        ReportName::UserActivity => user_activity::run(ctx).await,
     }
 }
 
 /// The rows of a report that may be long, for CSV: its columns and a stream of rows in order
 /// (`None`: the report is small; write [`run`]'s sections).
-#[allow(clippy::match_single_binding)]
 pub fn stream(name: ReportName, ctx: &ReportContext) -> Option<RowStream> {
     match name {
         ReportName::Transactions => Some(transactions::stream(ctx)),
@@ -98,9 +102,10 @@ pub async fn replay(
         ReportName::BudgetVsActual => budget_vs_actual::replay(pool, scope, params, now).await,
         ReportName::Forecast => forecast::replay(pool, scope, params, now).await,
         ReportName::CashBook => cash_book::replay(pool, scope, params, now).await,
-        _ => Err(ReportError::Invalid {
-            field: "name",
-            message: format!("report {name} cannot be replayed yet"),
-        }),
+        ReportName::Approvals => approvals::replay(pool, scope, params, now).await,
+        ReportName::Payments => payments::replay(pool, scope, params, now).await,
+        ReportName::Exceptions => exceptions::replay(pool, scope, params, now).await,
+        ReportName::Treasury => treasury::replay(pool, scope, params, now).await,
+        ReportName::UserActivity => user_activity::replay(pool, scope, params, now).await,
     }
 }

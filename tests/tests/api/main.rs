@@ -29,6 +29,7 @@ mod receipts;
 mod reconcile;
 mod reports_figures;
 mod reports;
+mod reports_approvals;
 mod review;
 mod routing;
 mod rules;
