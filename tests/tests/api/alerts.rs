@@ -240,3 +240,87 @@ async fn alerts_are_acknowledged_and_resolved_with_notes_by_those_who_may_and_40
     let counts = pettycash_projections::alerts::open_by_severity(&app.pool, None).await.unwrap();
     assert!(counts.iter().all(|(_, n)| *n == 0), "{counts:?}");
 }
+
+/// The one alert of `alert_type` about `object` (any state), once the projection caught up.
+async fn the_alert(app: &TestApp, user: &TestUser, alert_type: &str, object: Uuid) -> Value {
+    let found: Vec<Value> = alerts(app, user, &format!("type={alert_type}"))
+        .await
+        .into_iter()
+        .filter(|a| a["object_id"] == json!(object.to_string()))
+        .collect();
+    assert_eq!(found.len(), 1, "one {alert_type} about {object}: {found:#?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn wrong_codes_large_payments_overdue_approvals_and_waiting_variances_alert_and_clear() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let custodian = app.user(&[Role::Staff]).await;
+    let fund = fund_with(&app, &c.admin, "10000", "1000", &custodian).await;
+
+    // Three wrong codes by one payer within the hour: critical; paying clears it.
+    let id = approved(&app, &c, fund, "300").await;
+    assert_eq!(app.request_code(&c.treasury, id, "cash").await.status, StatusCode::CREATED);
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    for n in 1..=3 {
+        let r = app.pay_with_code(&c.treasury, id, "cash", &wrong).await;
+        assert_eq!(r.code(), "payment_code_wrong", "{r:?}");
+        if n == 2 {
+            assert!(alerts(&app, &c.treasury, "type=otp_failures").await.is_empty(), "two are not enough");
+        }
+    }
+    let otp = the_alert(&app, &c.treasury, "otp_failures", id).await;
+    assert_eq!((&otp["severity"], &otp["state"]), (&json!("critical"), &json!("open")));
+    assert_eq!(otp["responsible_ids"], json!([c.treasury.id]));
+    assert_eq!(app.pay_with_code(&c.treasury, id, "cash", &code).await.status, StatusCode::CREATED);
+    let otp = the_alert(&app, &c.treasury, "otp_failures", id).await;
+    assert_eq!((&otp["state"], &otp["resolution_note"]), (&json!("resolved"), &json!("The requisition was paid.")));
+
+    // A payment above `alert_large_payment_above` (off by default).
+    let small = approved(&app, &c, fund, "400").await;
+    assert_eq!(app.pay(&c.treasury, small).await.status, StatusCode::CREATED);
+    let r = app.put(&c.admin, "/api/settings/alert_large_payment_above", json!({"value": 450})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let large = approved(&app, &c, fund, "450.01").await;
+    assert_eq!(app.pay(&c.treasury, large).await.status, StatusCode::CREATED);
+    let alert = the_alert(&app, &c.treasury, "large_payment", large).await;
+    assert_eq!((&alert["severity"], &alert["fund_id"]), (&json!("medium"), &json!(fund)));
+    assert!(alerts(&app, &c.treasury, "type=large_payment").await.len() == 1, "not the 400 one");
+
+    // A step waiting past its reminder time (24 h): the scheduler's `ApprovalOverdue` raises
+    // it; the approval clears it.
+    let waiting = app.submitted(&c.staff, fund, "200").await;
+    wait_for_projections(&app.pool, &["requisitions"]).await;
+    app.clock.advance(chrono::Duration::hours(25));
+    pettycash_commands::scheduler::tick(&app.service).await.expect("tick");
+    let overdue = the_alert(&app, &c.treasury, "approval_overdue", waiting).await;
+    assert_eq!((&overdue["severity"], &overdue["state"]), (&json!("low"), &json!("open")));
+    app.approve_by(waiting, &[&c.head]).await;
+    let overdue = the_alert(&app, &c.treasury, "approval_overdue", waiting).await;
+    assert_eq!(overdue["state"], "resolved", "{overdue}");
+
+    // A count's variance waiting for approval past `alert_variance_pending_hours` (48).
+    let balance = app.balance(&c.admin, fund).await;
+    let short = balance - rust_decimal::Decimal::from(1000);
+    let counts = format!("/api/funds/{fund}/counts");
+    let pieces = (short / rust_decimal::Decimal::from(50)).trunc().to_string().parse::<u64>().unwrap();
+    let count = app.post(&custodian, &counts, json!({"counts": {"50": pieces}})).await;
+    assert_eq!((count.status, &count.body["status"]), (StatusCode::CREATED, &json!("pending")), "{count:?}");
+    wait_for_projections(&app.pool, &["alerts"]).await;
+    app.clock.advance(chrono::Duration::hours(47));
+    pettycash_commands::scheduler::tick(&app.service).await.expect("tick");
+    assert!(alerts(&app, &c.treasury, "type=variance_pending").await.is_empty(), "not yet");
+    app.clock.advance(chrono::Duration::hours(2));
+    let tick = pettycash_commands::scheduler::tick(&app.service).await.expect("tick");
+    assert_eq!(tick.variance_alerts, 1);
+    let pending = the_alert(&app, &custodian, "variance_pending", count.id()).await;
+    assert_eq!((&pending["state"], &pending["object_type"]), (&json!("open"), &json!("count")));
+    let again = pettycash_commands::scheduler::tick(&app.service).await.expect("tick");
+    assert_eq!(again.variance_alerts, 0, "once");
+    let ok = app.post(&c.cfo, &format!("{counts}/{}/approve", count.id()), json!({})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    let pending = the_alert(&app, &c.treasury, "variance_pending", count.id()).await;
+    assert_eq!((&pending["state"], &pending["resolution_note"]), (&json!("resolved"), &json!("The variance was approved and adjusted.")));
+}
