@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    advances, alerts, auth, budgets, bulk_payments, delegations, fund_ops, funds, invitations, mail, meta, org,
-    payments, policy, reads, receipts, requisitions, review, settings, users,
+    advances, alerts, auth, budgets, bulk_payments, delegations, fund_ops, funds, invitations, mail, meta,
+    org, payments, policy, reads, receipts, requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};

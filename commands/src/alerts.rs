@@ -53,7 +53,11 @@ pub struct NewAlert {
 /// Raises `alert` in `tx` unless one of its type is open for its object; when it was raised,
 /// writes its history line and its mail. Returns the new alert's id (`None`: one was open),
 /// and whether any mail was written (the caller wakes the sender after its commit).
-pub async fn raise(tx: &mut PgConnection, alert: &NewAlert, links: &Links) -> sqlx::Result<(Option<Id>, bool)> {
+pub async fn raise(
+    tx: &mut PgConnection,
+    alert: &NewAlert,
+    links: &Links,
+) -> sqlx::Result<(Option<Id>, bool)> {
     let t = alert.alert_type;
     let id: Option<Id> = sqlx::query_scalar(
         "INSERT INTO alerts (id, alert_type, severity, state, company_id, fund_id, object_type, object_id,
@@ -152,13 +156,15 @@ async fn history(
     by: Option<Id>,
     note: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO alert_history (alert_id, action, by_user, note, at) VALUES ($1, $2, $3, $4, now())")
-        .bind(alert)
-        .bind(action)
-        .bind(by)
-        .bind(note)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO alert_history (alert_id, action, by_user, note, at) VALUES ($1, $2, $3, $4, now())",
+    )
+    .bind(alert)
+    .bind(action)
+    .bind(by)
+    .bind(note)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -178,7 +184,12 @@ struct PendingVariance {
 
 impl CommandService {
     /// Acknowledges alert `id` (with an optional note): it is being looked into.
-    pub async fn acknowledge_alert(&self, actor: &Actor, id: Id, note: Option<&str>) -> Result<(), CommandError> {
+    pub async fn acknowledge_alert(
+        &self,
+        actor: &Actor,
+        id: Id,
+        note: Option<&str>,
+    ) -> Result<(), CommandError> {
         self.act_on_alert(actor, id, AlertAction::Acknowledge, note).await
     }
 
@@ -215,13 +226,15 @@ impl CommandService {
         let now = self.clock().now();
         match action {
             AlertAction::Acknowledge => {
-                sqlx::query("UPDATE alerts SET state = $2, acknowledged_at = $3, acknowledged_by = $4 WHERE id = $1")
-                    .bind(id)
-                    .bind(AlertState::Acknowledged)
-                    .bind(now)
-                    .bind(actor.user_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE alerts SET state = $2, acknowledged_at = $3, acknowledged_by = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(AlertState::Acknowledged)
+                .bind(now)
+                .bind(actor.user_id)
+                .execute(&mut *tx)
+                .await?;
             }
             AlertAction::Resolve => {
                 sqlx::query(

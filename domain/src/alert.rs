@@ -143,7 +143,8 @@ pub enum ObjectType {
 }
 
 impl ObjectType {
-    pub const ALL: [ObjectType; 4] = [ObjectType::Fund, ObjectType::Requisition, ObjectType::Advance, ObjectType::Count];
+    pub const ALL: [ObjectType; 4] =
+        [ObjectType::Fund, ObjectType::Requisition, ObjectType::Advance, ObjectType::Count];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -272,7 +273,11 @@ pub const CRITICAL_SHARE: Decimal = Decimal::from_parts(8, 0, 0, false, 1);
 /// - `fund_low`: below the reorder level;
 /// - none otherwise (no reorder level and no minimum: never). Reaching the level again clears
 ///   the alert (it resolves itself).
-pub fn fund_level(balance: Decimal, reorder_level: Option<Decimal>, minimum_balance: Decimal) -> Option<AlertType> {
+pub fn fund_level(
+    balance: Decimal,
+    reorder_level: Option<Decimal>,
+    minimum_balance: Decimal,
+) -> Option<AlertType> {
     let below_minimum = minimum_balance > Decimal::ZERO && balance < minimum_balance;
     match reorder_level {
         _ if below_minimum => Some(AlertType::FundCritical),

@@ -120,7 +120,12 @@ mod tests {
         let unmutable: Vec<_> = MailCategory::ALL.into_iter().filter(|c| !c.is_mutable()).collect();
         assert_eq!(
             unmutable,
-            [MailCategory::Invitation, MailCategory::Security, MailCategory::PaymentCode, MailCategory::CriticalAlert]
+            [
+                MailCategory::Invitation,
+                MailCategory::Security,
+                MailCategory::PaymentCode,
+                MailCategory::CriticalAlert
+            ]
         );
     }
 }

@@ -67,18 +67,16 @@ pub struct AlertFilter {
     pub fund_id: Option<Id>,
 }
 
-const COLUMNS: &str = "id, alert_type, severity, state, company_id, fund_id, object_type, object_id, branch_id,
+const COLUMNS: &str =
+    "id, alert_type, severity, state, company_id, fund_id, object_type, object_id, branch_id,
     department_id, responsible_ids, title, message, raised_at, acknowledged_at, acknowledged_by, resolved_at,
     resolved_by, resolution_note";
 
 /// Restricts a query on `alerts` to what `scope` admits ([`AlertScope::admits`] as SQL).
 fn push_scope(q: &mut QueryBuilder<'_, Postgres>, scope: &AlertScope) {
     q.push(" AND (");
-    match scope.company {
-        Some(company) => {
-            q.push("company_id IS NOT DISTINCT FROM ").push_bind(company).push(" OR ");
-        }
-        None => {}
+    if let Some(company) = scope.company {
+        q.push("company_id IS NOT DISTINCT FROM ").push_bind(company).push(" OR ");
     }
     q.push_bind(scope.user_id).push(" = ANY (responsible_ids))");
 }

@@ -81,7 +81,10 @@ fn words<T: FromStr>(field: &str, v: &Option<String>, all: &[&str]) -> ApiResult
 fn id(field: &str, v: &Option<String>) -> ApiResult<Option<Uuid>> {
     v.as_deref()
         .filter(|v| !v.trim().is_empty())
-        .map(|s| Uuid::parse_str(s.trim()).map_err(|_| ApiError::unprocessable(field, format!("`{field}` must be an id (a UUID)"))))
+        .map(|s| {
+            Uuid::parse_str(s.trim())
+                .map_err(|_| ApiError::unprocessable(field, format!("`{field}` must be an id (a UUID)")))
+        })
         .transpose()
 }
 
@@ -182,8 +185,11 @@ pub async fn resolve(
 ) -> ApiResult<Json<AlertDetail>> {
     let actor = cmd.user.actor();
     let Some(note) = note(&cmd.body)? else {
-        return Err(ApiError::bad_request("note_required", "resolving an alert needs a `note` saying what was done")
-            .with_field("note"));
+        return Err(ApiError::bad_request(
+            "note_required",
+            "resolving an alert needs a `note` saying what was done",
+        )
+        .with_field("note"));
     };
     state.commands.resolve_alert(&actor, id, &note).await?;
     detail(&state, &AlertScope::of(&actor), id).await.map(Json)

@@ -293,7 +293,8 @@ impl Projection for Alerts {
                     if let Some(req) = reqs.get(id) {
                         if raises(event) {
                             let req = req.clone();
-                            self.on_requisition_raise(tx, &mut batch, &mut settings, *id, &req, e, event).await?;
+                            self.on_requisition_raise(tx, &mut batch, &mut settings, *id, &req, e, event)
+                                .await?;
                         }
                     }
                     if let Some(req) = reqs.get_mut(id) {
@@ -312,7 +313,8 @@ impl Projection for Alerts {
                             due_at.format("%Y-%m-%d %H:%M UTC"),
                             outstanding.round_dp(2)
                         );
-                        let mut alert = requisition_alert(AlertType::AdvanceOverdue, *requisition_id, &req, message, e);
+                        let mut alert =
+                            requisition_alert(AlertType::AdvanceOverdue, *requisition_id, &req, message, e);
                         alert.responsible = vec![*holder];
                         alert.roles = vec![Role::Treasury];
                         batch.raise(tx, alert).await?;
@@ -321,13 +323,17 @@ impl Projection for Alerts {
                         if outstanding_after.is_zero() =>
                     {
                         let note = "Settled: nothing is outstanding any more.";
-                        batch.clear(tx, AlertType::AdvanceOverdue, *requisition_id, note, e.recorded_at).await?;
+                        batch
+                            .clear(tx, AlertType::AdvanceOverdue, *requisition_id, note, e.recorded_at)
+                            .await?;
                     }
                     _ => {}
                 },
             }
         }
-        save_funds(tx, funds.values().filter(|f| touched.contains(&f.fund_id))).await.context("saving the funds")?;
+        save_funds(tx, funds.values().filter(|f| touched.contains(&f.fund_id)))
+            .await
+            .context("saving the funds")?;
         if batch.mailed {
             self.enqueued.store(true, Ordering::Relaxed);
         }
@@ -446,7 +452,9 @@ impl Alerts {
                     None => format!(
                         "The balance is back at {}{}.",
                         fund.money(fund.balance),
-                        fund.reorder_level.map(|r| format!(", at or above the reorder level {}", fund.money(r))).unwrap_or_default()
+                        fund.reorder_level
+                            .map(|r| format!(", at or above the reorder level {}", fund.money(r)))
+                            .unwrap_or_default()
                     ),
                 };
                 batch.clear(tx, t, fund.fund_id, &note, e.recorded_at).await?;
@@ -460,12 +468,8 @@ impl Alerts {
             if fund.minimum_balance > Decimal::ZERO {
                 why.push(format!("its minimum balance {}", fund.money(fund.minimum_balance)));
             }
-            let message = format!(
-                "Fund {} holds {}; {}.",
-                fund.name,
-                fund.money(fund.balance),
-                why.join(" and ")
-            );
+            let message =
+                format!("Fund {} holds {}; {}.", fund.name, fund.money(fund.balance), why.join(" and "));
             let alert = fund.alert(t, message, vec![Role::Treasury], e);
             batch.raise(tx, alert).await?;
         }
@@ -510,12 +514,14 @@ impl Alerts {
                     return Ok(());
                 }
                 let s = *alert_settings(tx, settings).await?;
-                sqlx::query("INSERT INTO alert_code_failures (requisition_id, payer_id, at) VALUES ($1, $2, $3)")
-                    .bind(id)
-                    .bind(payer_id)
-                    .bind(e.recorded_at)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO alert_code_failures (requisition_id, payer_id, at) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(payer_id)
+                .bind(e.recorded_at)
+                .execute(&mut *tx)
+                .await?;
                 let failures: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM alert_code_failures WHERE requisition_id = $1 AND payer_id = $2 AND at > $3",
                 )
@@ -614,7 +620,13 @@ async fn on_requisition_clear(
 }
 
 /// An alert about requisition `id` (`req` folded), of its company and units.
-fn requisition_alert(alert_type: AlertType, id: Id, req: &Requisition, message: String, e: &EventRow) -> NewAlert {
+fn requisition_alert(
+    alert_type: AlertType,
+    id: Id,
+    req: &Requisition,
+    message: String,
+    e: &EventRow,
+) -> NewAlert {
     NewAlert {
         alert_type,
         object_id: id,
@@ -666,18 +678,22 @@ async fn open_alerts(
         }
     }
     let ids: Vec<String> = ids.into_iter().collect();
-    let rows: Vec<(AlertType, String)> =
-        sqlx::query_as("SELECT alert_type, object_id FROM alerts WHERE state <> 'resolved' AND object_id = ANY ($1)")
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows: Vec<(AlertType, String)> = sqlx::query_as(
+        "SELECT alert_type, object_id FROM alerts WHERE state <> 'resolved' AND object_id = ANY ($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
     Ok(rows.into_iter().collect())
 }
 
 /// The funds the batch's fund events concern, as the projection knows them before the batch:
 /// from `alert_funds`, or (met for the first time, or after a gap: a new version starting at
 /// the end) folded from their streams up to the batch.
-async fn funds(tx: &mut PgConnection, decoded: &[(&EventRow, Decoded)]) -> anyhow::Result<HashMap<Id, FundRow>> {
+async fn funds(
+    tx: &mut PgConnection,
+    decoded: &[(&EventRow, Decoded)],
+) -> anyhow::Result<HashMap<Id, FundRow>> {
     let mut first: BTreeMap<Id, i64> = BTreeMap::new();
     for (e, d) in decoded {
         if let Decoded::Fund(id, _) = d {
@@ -701,13 +717,14 @@ async fn funds(tx: &mut PgConnection, decoded: &[(&EventRow, Decoded)]) -> anyho
         first.iter().filter(|(id, _)| !funds.contains_key(id)).map(|(id, s)| (id.to_string(), *s)).collect();
     if !missing.is_empty() {
         // A stale row keeps the level it alerted on (its alert may still be open).
-        let levels: HashMap<Id, Option<String>> =
-            sqlx::query_as::<_, (Id, Option<String>)>("SELECT fund_id, level FROM alert_funds WHERE fund_id = ANY ($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
+        let levels: HashMap<Id, Option<String>> = sqlx::query_as::<_, (Id, Option<String>)>(
+            "SELECT fund_id, level FROM alert_funds WHERE fund_id = ANY ($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
         for (id, sequence) in &missing {
             let fund_id: Id = id.parse()?;
             funds.insert(

@@ -21,7 +21,13 @@ async fn app_with(smtp: &MailServer) -> TestApp {
 }
 
 /// Opens a KES fund with a reorder level, a custodian and no automatic replenishment.
-async fn fund_with(app: &TestApp, admin: &TestUser, float: &str, reorder: &str, custodian: &TestUser) -> Uuid {
+async fn fund_with(
+    app: &TestApp,
+    admin: &TestUser,
+    float: &str,
+    reorder: &str,
+    custodian: &TestUser,
+) -> Uuid {
     let body = json!({"name": "Alert fund", "currency": "KES", "float": float, "reorder_level": reorder,
                       "custodian_id": custodian.id, "auto_replenish": false});
     let r = app.post(admin, "/api/funds/", body).await;
@@ -54,7 +60,14 @@ async fn concurrent_payments_raise_one_fund_alert_that_funding_resolves_and_a_re
     let c = Cast::new(&app).await;
     let (t2, custodian) = tokio::join!(app.user(&[Role::Treasury]), app.user(&[Role::Staff]));
     // The custodian mutes alert mail; critical alerts cannot be muted.
-    let mute = |muted: Value| app.send(Some(&custodian), reqwest::Method::PUT, "/api/me/mail-preferences", Some(json!({"muted": muted})));
+    let mute = |muted: Value| {
+        app.send(
+            Some(&custodian),
+            reqwest::Method::PUT,
+            "/api/me/mail-preferences",
+            Some(json!({"muted": muted})),
+        )
+    };
     let r = mute(json!(["critical_alert"])).await;
     assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "muted"), "{r:?}");
     assert_eq!(mute(json!(["alert"])).await.status, StatusCode::OK);
@@ -66,9 +79,10 @@ async fn concurrent_payments_raise_one_fund_alert_that_funding_resolves_and_a_re
     }
     // 20 payments at once: the balance crosses the reorder level (2500, low) and 80 % of it
     // (2000, critical) while they race.
-    let replies =
-        join_all(ids.iter().enumerate().map(|(i, id)| app.pay(if i % 2 == 0 { &c.treasury } else { &t2 }, *id)))
-            .await;
+    let replies = join_all(
+        ids.iter().enumerate().map(|(i, id)| app.pay(if i % 2 == 0 { &c.treasury } else { &t2 }, *id)),
+    )
+    .await;
     for (id, r) in ids.iter().zip(&replies) {
         if r.status != StatusCode::CREATED {
             assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"), "only lost races: {r:?}");
@@ -110,7 +124,10 @@ async fn concurrent_payments_raise_one_fund_alert_that_funding_resolves_and_a_re
     for t in [&c.treasury, &t2] {
         let mut subjects: Vec<&str> = alert_mail(&mails, t).iter().map(|m| m.subject.as_str()).collect();
         subjects.sort();
-        assert_eq!(subjects, ["Alert (critical): Fund critically low", "Alert (high): Fund below its reorder level"]);
+        assert_eq!(
+            subjects,
+            ["Alert (critical): Fund critically low", "Alert (high): Fund below its reorder level"]
+        );
     }
     assert!(alert_mail(&mails, &c.staff).is_empty(), "the requester is not responsible");
 
@@ -131,7 +148,8 @@ async fn concurrent_payments_raise_one_fund_alert_that_funding_resolves_and_a_re
     assert_eq!(critical["state"], "resolved");
     assert!(critical["resolution_note"].as_str().unwrap().contains("3000.00 KES"), "{critical}");
     let r = app.get(&c.treasury, &format!("/api/alerts/{}", critical["id"].as_str().unwrap())).await;
-    let history: Vec<&str> = r.body["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
+    let history: Vec<&str> =
+        r.body["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
     assert_eq!(history, ["raise", "resolve"]);
 
     // `pettycash-replay rebuild --all` replays every event into the read models: no alert, no
@@ -151,7 +169,8 @@ async fn concurrent_payments_raise_one_fund_alert_that_funding_resolves_and_a_re
     assert!(!report.contains("alerts"), "the rebuild never runs alerts: {report}");
     let after = alerts(&app, &c.treasury, &format!("fund_id={fund}")).await;
     assert_eq!(after.len(), before_alerts);
-    let alerts_total: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts").fetch_one(&app.pool).await.unwrap();
+    let alerts_total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM alerts").fetch_one(&app.pool).await.unwrap();
     assert_eq!(alerts_total as usize, before_alerts);
     let mails_after: i64 =
         sqlx::query_scalar("SELECT count(*) FROM mail_outbox").fetch_one(&app.pool).await.unwrap();
@@ -201,7 +220,10 @@ async fn alerts_are_acknowledged_and_resolved_with_notes_by_those_who_may_and_40
     }
     let r = app.post(&custodian, &format!("{path}/acknowledge"), json!({"note": "Counting the box"})).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    assert_eq!((&r.body["state"], &r.body["acknowledged_by"]), (&json!("acknowledged"), &json!(custodian.id)));
+    assert_eq!(
+        (&r.body["state"], &r.body["acknowledged_by"]),
+        (&json!("acknowledged"), &json!(custodian.id))
+    );
     let again = app.post(&c.treasury, &format!("{path}/acknowledge"), json!({})).await;
     assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "alert_state"), "{again:?}");
 
@@ -225,7 +247,8 @@ async fn alerts_are_acknowledged_and_resolved_with_notes_by_those_who_may_and_40
     );
     let twice = app.post(&c.treasury, &format!("{path}/resolve"), json!({"note": "again"})).await;
     assert_eq!((twice.status, twice.code()), (StatusCode::CONFLICT, "alert_state"), "{twice:?}");
-    let missing = app.post(&c.treasury, &format!("/api/alerts/{}/resolve", Uuid::new_v4()), json!({"note": "x"})).await;
+    let missing =
+        app.post(&c.treasury, &format!("/api/alerts/{}/resolve", Uuid::new_v4()), json!({"note": "x"})).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
     // Filters.
@@ -276,7 +299,10 @@ async fn wrong_codes_large_payments_overdue_approvals_and_waiting_variances_aler
     assert_eq!(otp["responsible_ids"], json!([c.treasury.id]));
     assert_eq!(app.pay_with_code(&c.treasury, id, "cash", &code).await.status, StatusCode::CREATED);
     let otp = the_alert(&app, &c.treasury, "otp_failures", id).await;
-    assert_eq!((&otp["state"], &otp["resolution_note"]), (&json!("resolved"), &json!("The requisition was paid.")));
+    assert_eq!(
+        (&otp["state"], &otp["resolution_note"]),
+        (&json!("resolved"), &json!("The requisition was paid."))
+    );
 
     // A payment above `alert_large_payment_above` (off by default).
     let small = approved(&app, &c, fund, "400").await;
@@ -322,5 +348,8 @@ async fn wrong_codes_large_payments_overdue_approvals_and_waiting_variances_aler
     let ok = app.post(&c.cfo, &format!("{counts}/{}/approve", count.id()), json!({})).await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
     let pending = the_alert(&app, &c.treasury, "variance_pending", count.id()).await;
-    assert_eq!((&pending["state"], &pending["resolution_note"]), (&json!("resolved"), &json!("The variance was approved and adjusted.")));
+    assert_eq!(
+        (&pending["state"], &pending["resolution_note"]),
+        (&json!("resolved"), &json!("The variance was approved and adjusted."))
+    );
 }
