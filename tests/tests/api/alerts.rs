@@ -353,3 +353,34 @@ async fn wrong_codes_large_payments_overdue_approvals_and_waiting_variances_aler
         (&json!("resolved"), &json!("The variance was approved and adjusted."))
     );
 }
+
+#[tokio::test]
+async fn a_failed_provider_payment_alerts_its_payer_and_treasury_until_it_is_paid() {
+    use crate::providers::{pay_mobile, settled};
+    use pettycash_commands::providers::simulator::Script;
+    let app = TestApp::spawn_with(|c| {
+        c.seal_interval_secs = 3600;
+        c.scheduler_interval_secs = 3600;
+    })
+    .await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let id = approved(&app, &c, fund, "300").await;
+    // An unregistered recipient: failed for good.
+    app.simulator.script("254712000104", Script::result("2003"));
+    let r = pay_mobile(&app, &c, id, "254712000104").await;
+    assert_eq!(settled(&app, &c, r.id()).await["status"], "failed");
+    let failed = the_alert(&app, &c.treasury, "payment_failed", id).await;
+    assert_eq!((&failed["severity"], &failed["state"]), (&json!("high"), &json!("open")));
+    assert_eq!(failed["responsible_ids"], json!([c.treasury.id]), "the payer");
+    assert_eq!(failed["fund_id"], json!(fund));
+    // Paid to a good number: resolved by itself.
+    app.clock.advance(chrono::Duration::seconds(30));
+    let r = pay_mobile(&app, &c, id, "254712000105").await;
+    assert_eq!(settled(&app, &c, r.id()).await["status"], "succeeded");
+    let failed = the_alert(&app, &c.treasury, "payment_failed", id).await;
+    assert_eq!(
+        (&failed["state"], &failed["resolution_note"]),
+        (&json!("resolved"), &json!("The requisition was paid."))
+    );
+}
