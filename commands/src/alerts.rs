@@ -42,6 +42,10 @@ pub struct NewAlert {
     pub department_id: Option<Id>,
     /// People who see it and act on it besides the company's treasury and admins.
     pub responsible: Vec<Id>,
+    /// Whether the responsible people are mailed: not when the event that raised it already
+    /// mailed them a reminder (`ApprovalOverdue`, `ReceiptOverdue`, `AdvanceOverdue`: the
+    /// `notifications` projection), so nobody gets the same news twice.
+    pub mail_responsible: bool,
     /// Holders of these roles in the company are mailed too.
     pub roles: Vec<Role>,
     pub message: String,
@@ -90,7 +94,7 @@ pub async fn raise(
          WHERE active AND (id = ANY ($1) OR (roles && $2 AND company_id IS NOT DISTINCT FROM $3))
          ORDER BY email",
     )
-    .bind(&alert.responsible)
+    .bind(if alert.mail_responsible { alert.responsible.as_slice() } else { &[] })
     .bind(&alert.roles)
     .bind(alert.company_id)
     .fetch_all(&mut *tx)
@@ -298,6 +302,7 @@ impl CommandService {
                 branch_id: v.branch_id,
                 department_id: v.department_id,
                 responsible: v.custodian_id.into_iter().collect(),
+                mail_responsible: true,
                 roles: vec![Role::Treasury, Role::Admin],
                 message: format!(
                     "The variance of the cash count of fund {} on {} has waited for approval for more than \

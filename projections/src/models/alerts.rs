@@ -150,6 +150,7 @@ impl FundRow {
             branch_id: self.branch_id,
             department_id: self.department_id,
             responsible: self.custodian_id.into_iter().collect(),
+            mail_responsible: true,
             roles,
             message,
             source_position: Some(e.global_position),
@@ -316,6 +317,8 @@ impl Projection for Alerts {
                         let mut alert =
                             requisition_alert(AlertType::AdvanceOverdue, *requisition_id, &req, message, e);
                         alert.responsible = vec![*holder];
+                        // `notifications` mailed the holder a reminder for this event.
+                        alert.mail_responsible = false;
                         alert.roles = vec![Role::Treasury];
                         batch.raise(tx, alert).await?;
                     }
@@ -545,13 +548,14 @@ impl Alerts {
                 )
             }
             E::ApprovalOverdue { step, role } => {
+                // The people routing recorded for the step (none recorded: the company's
+                // readers see it); their reminder is `notifications`' mail.
                 let eligible = req.eligible.as_ref().and_then(|l| l.get(*step)).cloned();
-                let roles = if eligible.is_some() { vec![] } else { vec![*role] };
                 (
                     AlertType::ApprovalOverdue,
                     format!("Step {} ({role}) of {what} has waited past its reminder time.", step + 1),
                     eligible.unwrap_or_default(),
-                    roles,
+                    vec![],
                 )
             }
             E::ReceiptOverdue { days } => (
@@ -575,6 +579,9 @@ impl Alerts {
         };
         let mut alert = requisition_alert(alert_type, id, req, message, e);
         alert.responsible = responsible;
+        // `notifications` mailed the approvers and the requester a reminder for these events.
+        alert.mail_responsible =
+            !matches!(alert_type, AlertType::ApprovalOverdue | AlertType::ReceiptMissing);
         alert.roles = roles;
         batch.raise(tx, alert).await
     }
@@ -635,6 +642,7 @@ fn requisition_alert(
         branch_id: req.unit.and_then(|u| u.branch),
         department_id: req.unit.and_then(|u| u.department),
         responsible: vec![],
+        mail_responsible: true,
         roles: vec![],
         message,
         source_position: Some(e.global_position),
