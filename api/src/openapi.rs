@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa).
 
 use crate::routes::{
-    advances, auth, budgets, bulk_payments, delegations, fund_ops, funds, invitations, mail, meta, org,
-    payments, policy, reads, receipts, reports, requisitions, review, settings, users,
+    advances, alerts, auth, budgets, bulk_payments, delegations, fund_ops, funds, invitations, mail, meta,
+    org, payments, policy, reads, receipts, reports, requisitions, review, settings, users,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         bulk_payments::request_code, bulk_payments::create, bulk_payments::list, bulk_payments::get_one,
         bulk_payments::file, bulk_payments::import_results,
         advances::settle, advances::get_one, advances::list,
+        alerts::list, alerts::get_one, alerts::acknowledge, alerts::resolve,
         receipts::upload, receipts::download,
         reads::list_requisitions, reads::approvals, reads::list_payments, reads::list_funds,
         reads::fund_ledger, reads::dashboard,

@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::invitations::router())
         .merge(routes::delegations::router())
         .merge(routes::advances::router())
+        .merge(routes::alerts::router())
         .merge(routes::mail::router())
         .merge(routes::org::router())
         .merge(routes::funds::router())

@@ -63,6 +63,10 @@ impl InvitationSetup {
         Self { secret: secret.to_vec(), links }
     }
 
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
     /// The service's secret (SECRET_KEY): also the key of payment codes' hashes
     /// (`crate::payments`, with their own label).
     pub(crate) fn secret(&self) -> &[u8] {

@@ -12,6 +12,7 @@
 //! postgres-es's repository for reading, and appends itself (see `docs/architecture.md`).
 
 pub mod advances;
+pub mod alerts;
 pub mod auth;
 pub mod budgets;
 pub mod bulk;

@@ -12,6 +12,9 @@
 //!   `receipt_reminder_checks` so that it is not loaded again; at most [`RECEIPT_BATCH`] a tick.
 //! - A payment through a provider executing past `payment_timeout_minutes` →
 //!   `PaymentTimedOut` (`provider_payments`; read from its table).
+//! - A count's variance waiting for approval past `alert_variance_pending_hours` → a
+//!   `variance_pending` alert (issue #15), written directly (`crate::alerts`; no event: the
+//!   alert row is the record), once per count.
 //!
 //! What is due is read from the requisitions read model (`changes_deadline`, `remind_at`,
 //! `escalate_at`, which the events set), so it survives restarts: a deadline that passed while
@@ -42,6 +45,8 @@ pub struct Tick {
     pub timed_out: usize,
     /// Payments through a provider settled, retried or sent again after asking the provider.
     pub chased: usize,
+    /// `variance_pending` alerts raised.
+    pub variance_alerts: usize,
 }
 
 /// Most paid requisitions looked at for a missing receipt in one tick.
@@ -193,6 +198,11 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
         Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
         Err(e) => tracing::warn!(error = %e, "could not ask the payment provider"),
     }
+    match service.alert_pending_variances(now).await {
+        Ok(n) => done.variance_alerts = n,
+        Err(CommandError::Database(e)) if crate::error::is_undefined_table(&e) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise variance alerts"),
+    }
     if done != Tick::default() {
         tracing::info!(
             expired = done.expired,
@@ -202,6 +212,7 @@ pub async fn tick(service: &CommandService) -> anyhow::Result<Tick> {
             receipt_reminders = done.receipt_reminders,
             timed_out = done.timed_out,
             chased = done.chased,
+            variance_alerts = done.variance_alerts,
             "scheduler"
         );
     }

@@ -162,6 +162,11 @@ impl CommandService {
             .ok_or_else(|| anyhow::anyhow!("this command service was not set up to issue invitations").into())
     }
 
+    /// The links mail carries, in a service set up to issue invitations (the API's).
+    pub(crate) fn links(&self) -> Option<crate::mail::Links> {
+        self.invitations.as_ref().map(|s| s.links().clone())
+    }
+
     /// The same service deciding with `clock` (a test's, shared with a server it runs).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

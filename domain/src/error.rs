@@ -189,6 +189,11 @@ pub enum DomainError {
     NotReconcilable { reason: &'static str },
     #[error("the payment is reconciled already, against statement reference `{reference}`")]
     AlreadyReconciled { reference: String },
+    // ----- alerts (issue #15 [reports]) -----
+    #[error("cannot {action} an alert that is {state}")]
+    AlertState { state: crate::alert::AlertState, action: &'static str },
+    #[error("you may read this alert but not act on it: treasury, an admin or the person responsible may")]
+    AlertReadOnly,
 }
 
 impl DomainError {
@@ -268,6 +273,8 @@ impl DomainError {
             DomainError::PaymentNotInFlight { .. } => "payment_not_in_flight",
             DomainError::NotReconcilable { .. } => "not_reconcilable",
             DomainError::AlreadyReconciled { .. } => "already_reconciled",
+            DomainError::AlertState { .. } => "alert_state",
+            DomainError::AlertReadOnly => "alert_read_only",
         }
     }
 
@@ -331,7 +338,9 @@ impl DomainError {
             DomainError::PaymentInFlight { .. }
             | DomainError::PaymentNotInFlight { .. }
             | DomainError::NotReconcilable { .. }
-            | DomainError::AlreadyReconciled { .. } => ErrorKind::Conflict,
+            | DomainError::AlreadyReconciled { .. }
+            | DomainError::AlertState { .. } => ErrorKind::Conflict,
+            DomainError::AlertReadOnly => ErrorKind::Forbidden,
             DomainError::PaymentCode { problem } => {
                 use crate::payment::CodeProblem as P;
                 match problem {

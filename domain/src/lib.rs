@@ -9,6 +9,7 @@
 //! today's configuration and every rule can be tested with given/when/then.
 
 pub mod advance;
+pub mod alert;
 pub mod budget;
 pub mod category;
 pub mod delegation;

@@ -28,10 +28,15 @@ pub enum MailCategory {
     Security,
     /// A code that confirms a payment (mobile money, later). Not mutable.
     PaymentCode,
+    /// An alert about something the recipient is responsible for (a fund, a payment, an
+    /// advance; issue #15), of high, medium or low severity.
+    Alert,
+    /// A critical alert (a fund about to run dry, repeated wrong payment codes). Not mutable.
+    CriticalAlert,
 }
 
 impl MailCategory {
-    pub const ALL: [MailCategory; 8] = [
+    pub const ALL: [MailCategory; 10] = [
         MailCategory::ApprovalRequested,
         MailCategory::RequisitionOutcome,
         MailCategory::ReadyForPayment,
@@ -40,6 +45,8 @@ impl MailCategory {
         MailCategory::Invitation,
         MailCategory::Security,
         MailCategory::PaymentCode,
+        MailCategory::Alert,
+        MailCategory::CriticalAlert,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,13 +59,22 @@ impl MailCategory {
             MailCategory::Invitation => "invitation",
             MailCategory::Security => "security",
             MailCategory::PaymentCode => "payment_code",
+            MailCategory::Alert => "alert",
+            MailCategory::CriticalAlert => "critical_alert",
         }
     }
 
     /// Whether a user may mute it. An invitation, security mail and a payment code are what
-    /// an account depends on: they come whatever the user's preferences say.
+    /// an account depends on, and a critical alert is what the money depends on: they come
+    /// whatever the user's preferences say.
     pub fn is_mutable(self) -> bool {
-        !matches!(self, MailCategory::Invitation | MailCategory::Security | MailCategory::PaymentCode)
+        !matches!(
+            self,
+            MailCategory::Invitation
+                | MailCategory::Security
+                | MailCategory::PaymentCode
+                | MailCategory::CriticalAlert
+        )
     }
 
     /// Whether its mail carries a secret (an invitation's link, a payment code): its body waits
@@ -102,6 +118,14 @@ mod tests {
     #[test]
     fn invitations_security_mail_and_payment_codes_cannot_be_muted() {
         let unmutable: Vec<_> = MailCategory::ALL.into_iter().filter(|c| !c.is_mutable()).collect();
-        assert_eq!(unmutable, [MailCategory::Invitation, MailCategory::Security, MailCategory::PaymentCode]);
+        assert_eq!(
+            unmutable,
+            [
+                MailCategory::Invitation,
+                MailCategory::Security,
+                MailCategory::PaymentCode,
+                MailCategory::CriticalAlert
+            ]
+        );
     }
 }

@@ -75,10 +75,21 @@ pub enum SettingKey {
     /// Attempts a payment through a provider may make after a retryable failure before it
     /// fails for good, 0 to 10 (default 3).
     PaymentMaxRetries,
+    /// A payment above this whole amount (of its fund's currency) raises a `large_payment`
+    /// alert, 0 (off, the default) to 1,000,000,000.
+    AlertLargePaymentAbove,
+    /// Wrong payment codes by one payer for one requisition within
+    /// `alert_otp_window_minutes` that raise an `otp_failures` alert, 1 to 100 (default 3).
+    AlertOtpFailures,
+    /// The window of `alert_otp_failures`, in minutes, 1 to 1440 (default 60).
+    AlertOtpWindowMinutes,
+    /// Hours a count's variance may wait for approval before a `variance_pending` alert, 1 to
+    /// 720 (default 48).
+    AlertVariancePendingHours,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 21] = [
+    pub const ALL: [SettingKey; 25] = [
         SettingKey::PasswordMinLength,
         SettingKey::PasswordRequireUpper,
         SettingKey::PasswordRequireLower,
@@ -100,6 +111,10 @@ impl SettingKey {
         SettingKey::PaymentCodeWaiverBelow,
         SettingKey::PaymentTimeoutMinutes,
         SettingKey::PaymentMaxRetries,
+        SettingKey::AlertLargePaymentAbove,
+        SettingKey::AlertOtpFailures,
+        SettingKey::AlertOtpWindowMinutes,
+        SettingKey::AlertVariancePendingHours,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +140,10 @@ impl SettingKey {
             SettingKey::PaymentCodeWaiverBelow => "payment_code_waiver_below",
             SettingKey::PaymentTimeoutMinutes => "payment_timeout_minutes",
             SettingKey::PaymentMaxRetries => "payment_max_retries",
+            SettingKey::AlertLargePaymentAbove => "alert_large_payment_above",
+            SettingKey::AlertOtpFailures => "alert_otp_failures",
+            SettingKey::AlertOtpWindowMinutes => "alert_otp_window_minutes",
+            SettingKey::AlertVariancePendingHours => "alert_variance_pending_hours",
         }
     }
 }
@@ -270,6 +289,48 @@ pub struct Settings {
     pub receipt_reminder_days: u32,
     #[serde(default)]
     pub payments: PaymentSettings,
+    #[serde(default)]
+    pub alerts: AlertSettings,
+}
+
+/// What raises alerts, as admins set it (issue #15; read by the `alerts` projection and the
+/// scheduler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertSettings {
+    /// Payments above this whole amount raise `large_payment`; 0: never.
+    #[serde(default)]
+    pub large_payment_above: u64,
+    /// Wrong codes within the window that raise `otp_failures`.
+    #[serde(default = "default_alert_otp_failures")]
+    pub otp_failures: u32,
+    #[serde(default = "default_alert_otp_window_minutes")]
+    pub otp_window_minutes: u32,
+    /// Hours before a pending variance raises `variance_pending`.
+    #[serde(default = "default_alert_variance_pending_hours")]
+    pub variance_pending_hours: u32,
+}
+
+fn default_alert_otp_failures() -> u32 {
+    3
+}
+
+fn default_alert_otp_window_minutes() -> u32 {
+    60
+}
+
+fn default_alert_variance_pending_hours() -> u32 {
+    48
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            large_payment_above: 0,
+            otp_failures: default_alert_otp_failures(),
+            otp_window_minutes: default_alert_otp_window_minutes(),
+            variance_pending_hours: default_alert_variance_pending_hours(),
+        }
+    }
 }
 
 fn default_receipt_reminder_days() -> u32 {
@@ -347,6 +408,7 @@ impl Default for Settings {
             budget_block: false,
             receipt_reminder_days: default_receipt_reminder_days(),
             payments: PaymentSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -376,6 +438,10 @@ impl Settings {
             SettingKey::PaymentCodeWaiverBelow => self.payments.code_waiver_below.into(),
             SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes.into(),
             SettingKey::PaymentMaxRetries => self.payments.max_retries.into(),
+            SettingKey::AlertLargePaymentAbove => self.alerts.large_payment_above.into(),
+            SettingKey::AlertOtpFailures => self.alerts.otp_failures.into(),
+            SettingKey::AlertOtpWindowMinutes => self.alerts.otp_window_minutes.into(),
+            SettingKey::AlertVariancePendingHours => self.alerts.variance_pending_hours.into(),
         }
     }
 
@@ -401,6 +467,18 @@ impl Settings {
             }
             SettingKey::PaymentTimeoutMinutes => self.payments.timeout_minutes = whole(1, 1440)?,
             SettingKey::PaymentMaxRetries => self.payments.max_retries = whole(0, 10)?,
+            SettingKey::AlertLargePaymentAbove => {
+                self.alerts.large_payment_above =
+                    value.as_u64().filter(|v| *v <= CODE_WAIVER_MAX).ok_or_else(|| {
+                        DomainError::invalid(
+                            "value",
+                            format!("{key} is a whole amount from 0 to {CODE_WAIVER_MAX}"),
+                        )
+                    })?
+            }
+            SettingKey::AlertOtpFailures => self.alerts.otp_failures = whole(1, 100)?,
+            SettingKey::AlertOtpWindowMinutes => self.alerts.otp_window_minutes = whole(1, 1440)?,
+            SettingKey::AlertVariancePendingHours => self.alerts.variance_pending_hours = whole(1, 720)?,
             SettingKey::PasswordMinLength => self.password.min_length = whole(8, 128)?,
             SettingKey::PasswordRequireUpper => self.password.require_upper = flag()?,
             SettingKey::PasswordRequireLower => self.password.require_lower = flag()?,

@@ -56,5 +56,10 @@ stored_as_text!(
     crate::organisation::UnitKind,
     crate::organisation::Origin,
     crate::invitation::InvitationStatus,
-    crate::delegation::DelegationStatus
+    crate::delegation::DelegationStatus,
+    crate::alert::AlertType,
+    crate::alert::ObjectType,
+    crate::alert::Severity,
+    crate::alert::AlertState,
+    crate::alert::AlertAction
 );

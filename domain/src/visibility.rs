@@ -269,6 +269,44 @@ impl DashboardScope {
     }
 }
 
+/// Who sees alerts, and who acts on them (issue #15).
+///
+/// - Treasury, admins, auditors and the finance leads (cfo, fpa, group finance manager) — the
+///   payment readers — see every alert of their company (an alert's company is its fund's or
+///   requisition's; none: unscoped, seen by actors of no unit).
+/// - Anyone else sees the alerts naming them responsible (a fund's custodian, a payment's
+///   payer, an advance's holder: `alerts.responsible_ids`, fixed when it was raised).
+/// - Acknowledging and resolving: treasury and admins of the company, and the people
+///   responsible. Auditors and the finance leads read only (403 when they try).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertScope {
+    pub user_id: Id,
+    /// `Some(company)`: every alert of that company (the inner `None`: unscoped ones).
+    pub company: Option<Option<Id>>,
+    /// May acknowledge and resolve the company's alerts (not only those naming them).
+    pub acts_for_company: bool,
+}
+
+impl AlertScope {
+    pub fn of(actor: &Actor) -> Self {
+        Self {
+            user_id: actor.user_id,
+            company: may_read_payments(actor).then(|| actor.company()),
+            acts_for_company: actor.has(Role::Treasury) || actor.has(Role::Admin),
+        }
+    }
+
+    /// True when the actor may read an alert of `company` naming `responsible`.
+    pub fn admits(&self, company: Option<Id>, responsible: &[Id]) -> bool {
+        self.company == Some(company) || responsible.contains(&self.user_id)
+    }
+
+    /// True when the actor may acknowledge or resolve it (they may read it: see [`Self::admits`]).
+    pub fn may_act(&self, company: Option<Id>, responsible: &[Id]) -> bool {
+        (self.acts_for_company && self.company == Some(company)) || responsible.contains(&self.user_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +353,18 @@ mod tests {
         assert!(RequisitionScope::of(&Actor::new(me, [Role::Staff])).own_only());
         assert_eq!(DashboardScope::of(&Actor::new(me, [Role::Staff])), DashboardScope::Own);
         assert_eq!(DashboardScope::of(&Actor::new(me, [Role::Cfo])), DashboardScope::Company(None));
+    }
+
+    #[test]
+    fn payment_readers_see_their_companys_alerts_and_the_responsible_their_own() {
+        let (me, other, company) = (Id::new_v4(), Id::new_v4(), Some(Id::new_v4()));
+        let auditor = AlertScope::of(&Actor::new(me, [Role::Auditor]));
+        assert!(auditor.admits(None, &[]) && !auditor.may_act(None, &[]), "reads only");
+        assert!(!auditor.admits(company, &[]), "another company's");
+        let treasury = AlertScope::of(&Actor::new(me, [Role::Treasury]));
+        assert!(treasury.may_act(None, &[other]));
+        let custodian = AlertScope::of(&Actor::new(me, [Role::Staff]));
+        assert!(!custodian.admits(None, &[other]));
+        assert!(custodian.admits(company, &[me]) && custodian.may_act(company, &[me]), "named responsible");
     }
 }

@@ -6,6 +6,7 @@
 //! same transaction as its writes. It owns the read-model tables; it never writes events.
 //! The `api` crate queries the read models through [`queries`].
 
+pub mod alerts;
 pub mod connect;
 pub mod engine;
 pub mod event;
@@ -186,6 +187,9 @@ pub const REQUISITIONS_VERSION: i32 = 4;
 /// columns and movements; 4: reservations in the cash book, what each line comes from, and
 /// payments' reconciliation).
 pub const CASH_VERSION: i32 = 4;
+/// The current version of the side-effecting `alerts` projection (a new version starts at the
+/// end of the store, like every side-effecting one).
+pub const ALERTS_VERSION: i32 = 1;
 /// The current version of the `budgets` projection (what budgets consume).
 pub const BUDGETS_VERSION: i32 = 1;
 /// The current version of the `report_facts` projection (what the approvals, payments and
@@ -194,10 +198,12 @@ pub const REPORT_FACTS_VERSION: i32 = 1;
 
 /// The projections the service runs (`serve`, `project`), at their current versions
 /// (generation 0; the engine resolves which generation of each version to run): the read
-/// models, and the side-effecting `notifications` (mail), whose links start with `links`.
+/// models, and the side-effecting `notifications` (mail) and `alerts`, whose links start with
+/// `links`.
 pub fn all(links: &pettycash_commands::mail::Links) -> Vec<Arc<dyn Projection>> {
     let mut all = replayable();
     all.push(Arc::new(models::notifications::Notifications::new(1, links.clone())));
+    all.push(Arc::new(models::alerts::Alerts::new(ALERTS_VERSION, links.clone())));
     all
 }
 

@@ -120,7 +120,7 @@ impl PageRequest {
 }
 
 /// Splits `limit + 1` fetched rows into a page and the next cursor.
-fn page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> Cursor) -> Page<T> {
+pub(crate) fn page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> Cursor) -> Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|r| key(r).encode()) } else { None };

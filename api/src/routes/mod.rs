@@ -1,6 +1,7 @@
 //! HTTP routes, one module per area, merged by [`crate::startup::router`].
 
 pub mod advances;
+pub mod alerts;
 pub mod auth;
 pub mod budgets;
 pub mod bulk_payments;

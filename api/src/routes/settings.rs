@@ -33,7 +33,12 @@ pub struct SettingInput {
 /// `payment_code_waiver_below` (cash payments below this whole amount need no one-time code;
 /// 0–1,000,000,000, default 0: never waived), `payment_timeout_minutes` (a payment through a
 /// provider executing longer is recorded as timed out and its provider asked, 1–1440, default 10),
-/// `payment_max_retries` (new provider attempts after a retryable failure, 0–10, default 3).
+/// `payment_max_retries` (new provider attempts after a retryable failure, 0–10, default 3),
+/// `alert_large_payment_above` (payments above this whole amount raise a `large_payment` alert;
+/// 0–1,000,000,000, default 0: never), `alert_otp_failures` (wrong payment codes by one payer
+/// for one requisition within `alert_otp_window_minutes` that raise `otp_failures`, 1–100,
+/// default 3; window 1–1440, default 60), `alert_variance_pending_hours` (a count's variance
+/// waiting longer raises `variance_pending`, 1–720, default 48).
 #[utoipa::path(get, path = "/api/settings", tag = "settings", responses((status = 200, body = SettingsView)))]
 pub async fn get_settings(
     State(state): State<AppState>,

@@ -123,6 +123,11 @@ impl Links {
         format!("{}/invitations/{token}", self.base)
     }
 
+    /// An alert's page.
+    pub fn alert(&self, id: Id) -> String {
+        format!("{}/alerts/{id}", self.base)
+    }
+
     /// Where a user changes which mail they receive.
     pub fn mail_preferences(&self) -> String {
         format!("{}/me/mail-preferences", self.base)

@@ -147,6 +147,8 @@ fn category_words(category: MailCategory) -> &'static str {
         MailCategory::Invitation => "invitations",
         MailCategory::Security => "your account's security",
         MailCategory::PaymentCode => "payment codes",
+        MailCategory::Alert => "alerts about what you are responsible for",
+        MailCategory::CriticalAlert => "critical alerts",
     }
 }
 
@@ -416,6 +418,37 @@ pub fn receipt_missing(to: &str, r: &RequisitionSummary, days: u32, links: &Link
         r,
         links,
     )
+}
+
+/// To someone responsible for what an alert concerns: its title, what happened and the link to
+/// the alert. Critical alerts are [`MailCategory::CriticalAlert`] (never muted).
+pub fn alert(to: &str, alert: &AlertSummary, links: &Links) -> Letter {
+    let critical = alert.severity == "critical";
+    Letter {
+        category: if critical { MailCategory::CriticalAlert } else { MailCategory::Alert },
+        subject: format!("Alert ({}): {}", alert.severity, alert.title),
+        greeting: format!("Hello {to},"),
+        paragraphs: vec![
+            alert.message.clone(),
+            "Acknowledge the alert when you are looking into it, and resolve it with a note when it \
+             is dealt with (it resolves itself when its condition clears)."
+                .into(),
+        ],
+        details: vec![("Alert", alert.title.clone()), ("Severity", alert.severity.clone())],
+        action: Some(Action { label: "Open the alert".into(), url: links.alert(alert.id) }),
+        preferences: links.mail_preferences(),
+    }
+}
+
+/// An alert as mail describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSummary {
+    pub id: Id,
+    pub title: String,
+    /// What happened, in a sentence or two.
+    pub message: String,
+    /// `critical`, `high`, `medium` or `low`.
+    pub severity: String,
 }
 
 /// An invitation as mail describes it.

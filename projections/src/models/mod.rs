@@ -1,6 +1,7 @@
-//! Read models, and the side-effecting `notifications` (mail). Each folds a batch in memory on top of the rows it touches, then writes them
+//! Read models, and the side-effecting `notifications` (mail) and `alerts`. Each folds a batch in memory on top of the rows it touches, then writes them
 //! back with one set-based statement per table (catch-up speed depends on it).
 
+pub mod alerts;
 pub mod budgets;
 pub mod cash;
 pub mod notifications;

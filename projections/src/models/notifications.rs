@@ -547,7 +547,7 @@ async fn names(
 /// The runtime settings as they are now (like `users`, read when the batch is applied): how
 /// amounts are written (`currency_display`). The settings stream is short (one event per
 /// change), and read only for batches that mail.
-async fn settings(tx: &mut PgConnection) -> anyhow::Result<Settings> {
+pub(crate) async fn settings(tx: &mut PgConnection) -> anyhow::Result<Settings> {
     let mut settings = RuntimeSettings::default();
     for e in reader::stream_prefixes(&mut *tx, RuntimeSettings::TYPE, &[(SETTINGS_ID.to_string(), i64::MAX)])
         .await?

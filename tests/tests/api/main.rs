@@ -1,6 +1,7 @@
 //! End-to-end HTTP tests: one binary, one module per area.
 
 mod advances;
+mod alerts;
 mod auth;
 mod budgets;
 mod bulk;

@@ -71,7 +71,11 @@ async fn settings_are_listed_changed_by_admins_only_as_events_and_checked() {
             "receipt_reminder_days",
             "payment_code_waiver_below",
             "payment_timeout_minutes",
-            "payment_max_retries"
+            "payment_max_retries",
+            "alert_large_payment_above",
+            "alert_otp_failures",
+            "alert_otp_window_minutes",
+            "alert_variance_pending_hours"
         ]
     );
     assert_eq!(put(&app, &staff, "lockout_threshold", json!(3)).await.status, StatusCode::FORBIDDEN);
