@@ -185,8 +185,9 @@ pub fn table_name(base: &str, version: i32, generation: i32) -> String {
 pub const REQUISITIONS_VERSION: i32 = 4;
 /// The current version of the `cash` projection (2: the fund's company; 3: fund operations'
 /// columns and movements; 4: reservations in the cash book, what each line comes from, and
-/// payments' reconciliation).
-pub const CASH_VERSION: i32 = 4;
+/// payments' reconciliation; 5: funds' pending variances and `rm_fund_daily`, the closing
+/// balance per fund and day, for the dashboard).
+pub const CASH_VERSION: i32 = 5;
 /// The current version of the side-effecting `alerts` projection (a new version starts at the
 /// end of the store, like every side-effecting one).
 pub const ALERTS_VERSION: i32 = 1;

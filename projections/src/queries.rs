@@ -13,7 +13,7 @@
 //! `current_role` cannot exist unquoted: PostgreSQL reads that as the SQL function
 //! `CURRENT_ROLE`); rows and responses call it `current_role`.
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use pettycash_commands::views::{DismissalView, DuplicateLinks, ReviewView};
 use pettycash_domain::fund::{MovementKind, PaymentMethod};
 use pettycash_domain::organisation::{Origin, UnitKind};
@@ -566,6 +566,8 @@ pub struct FundRow {
     /// The latest closed period (`YYYY-MM`).
     pub closed_through: Option<String>,
     pub closed: bool,
+    /// Cash counts whose variance waits for an approver.
+    pub pending_variances: i32,
 }
 
 impl FundRow {
@@ -593,7 +595,8 @@ pub fn percent(part: Decimal, whole: Decimal) -> String {
 const FUND_SELECT: &str =
     "SELECT id, name, currency, float, balance, custodian_id, disbursements, disbursed_total, opened_at, \
      unit_id, company_id, reorder_level, minimum_balance, auto_replenish, status, open_replenishment_id, \
-     open_replenishment_amount, open_replenishment_status, closed_through, closed FROM rm_funds";
+     open_replenishment_amount, open_replenishment_status, closed_through, closed, pending_variances \
+     FROM rm_funds";
 
 /// The funds of `company` (`None`: of no company; `visibility::may_read_fund`), in the order
 /// they were opened.
@@ -706,6 +709,38 @@ pub struct DashboardNumbers {
     pub by_status: BTreeMap<Status, i64>,
     /// Mean seconds from (latest) submission to payment over paid requisitions.
     pub average_seconds_to_payment: Option<f64>,
+    /// Paid since Monday 00:00 UTC (the ISO week).
+    pub paid_week_to_date: Totals,
+    /// Requisitions pending approval by the age of their (latest) submission.
+    pub pending_by_age: PendingByAge,
+    /// Paid per calendar month (UTC), the last [`SPEND_MONTHS`] months, oldest first; every
+    /// month is present.
+    pub spend_by_month: Vec<MonthTotals>,
+}
+
+/// Months in the dashboard's spend chart, this one included.
+pub const SPEND_MONTHS: u32 = 12;
+
+/// Pending approvals by how long ago they were (last) submitted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PendingByAge {
+    /// Less than a day.
+    pub under_1_day: Totals,
+    /// One day to less than three.
+    pub days_1_to_3: Totals,
+    /// Three days to less than seven.
+    pub days_3_to_7: Totals,
+    /// Seven days or more.
+    pub over_7_days: Totals,
+}
+
+/// A month's totals (`YYYY-MM`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MonthTotals {
+    pub month: String,
+    pub count: i64,
+    /// Currency code → sum.
+    pub amount: BTreeMap<String, Decimal>,
 }
 
 /// Dashboard numbers as of `now` (UTC days and months), over `user_id`'s own requisitions or
@@ -725,6 +760,9 @@ pub async fn dashboard(
         DashboardScope::Own => user_id,
         DashboardScope::Company(company) => company.unwrap_or(crate::models::requisitions::UNSCOPED),
     };
+    let week = now.date_naive() - chrono::Days::new(u64::from(now.weekday().num_days_from_monday()));
+    let first_month = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or_default()
+        - chrono::Months::new(SPEND_MONTHS - 1);
     let rows: Vec<(String, Option<Status>, String, i64, Decimal)> = sqlx::query_as(
         "SELECT 'pending', NULL::text, currency, count, amount FROM rm_requisition_totals
            WHERE requester_id = $1 AND status = $4
@@ -736,26 +774,49 @@ pub async fn dashboard(
            WHERE requester_id = $1 AND day = $2 GROUP BY currency
          UNION ALL
          SELECT 'month', NULL, currency, sum(count)::bigint, sum(amount) FROM rm_paid_daily
-           WHERE requester_id = $1 AND day >= $3 GROUP BY currency",
+           WHERE requester_id = $1 AND day >= $3 GROUP BY currency
+         UNION ALL
+         SELECT 'week', NULL, currency, sum(count)::bigint, sum(amount) FROM rm_paid_daily
+           WHERE requester_id = $1 AND day >= $5 GROUP BY currency
+         UNION ALL
+         SELECT to_char(day, 'YYYY-MM'), NULL, currency, sum(count)::bigint, sum(amount) FROM rm_paid_daily
+           WHERE requester_id = $1 AND day >= $6 GROUP BY 1, currency",
     )
     .bind(who)
     .bind(day.date_naive())
     .bind(month.date_naive())
     .bind(Status::PendingApproval)
+    .bind(week)
+    .bind(first_month)
     .fetch_all(pool)
     .await?;
-    let mut out =
-        DashboardNumbers { by_status: Status::ALL.iter().map(|s| (*s, 0)).collect(), ..Default::default() };
+    let months = last_months(now.date_naive(), SPEND_MONTHS);
+    let mut out = DashboardNumbers {
+        by_status: Status::ALL.iter().map(|s| (*s, 0)).collect(),
+        spend_by_month: months
+            .iter()
+            .map(|m| MonthTotals { month: m.clone(), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    };
     for (bucket, status, currency, count, sum) in rows {
         let totals = match (bucket.as_str(), status) {
             ("pending", _) => &mut out.pending_approval,
             ("today", _) => &mut out.paid_today,
+            ("week", _) => &mut out.paid_week_to_date,
             ("month", _) => &mut out.paid_month_to_date,
-            (_, Some(status)) => {
+            ("status", Some(status)) => {
                 *out.by_status.entry(status).or_default() += count;
                 continue;
             }
-            _ => continue,
+            (month, _) => match out.spend_by_month.iter_mut().find(|m| m.month == month) {
+                Some(m) => {
+                    m.count += count;
+                    *m.amount.entry(currency).or_default() += sum;
+                    continue;
+                }
+                None => continue,
+            },
         };
         totals.count += count;
         *totals.amount.entry(currency).or_default() += sum;
@@ -766,7 +827,116 @@ pub async fn dashboard(
     .bind(who)
     .fetch_one(pool)
     .await?;
+    out.pending_by_age = pending_by_age(pool, scope, user_id, now).await?;
     Ok(out)
+}
+
+/// `YYYY-MM` of the `n` months up to and including `today`'s, oldest first.
+fn last_months(today: NaiveDate, n: u32) -> Vec<String> {
+    let first = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap_or_default();
+    (0..n)
+        .rev()
+        .filter_map(|back| first.checked_sub_months(chrono::Months::new(back)))
+        .map(|m| m.format("%Y-%m").to_string())
+        .collect()
+}
+
+/// Pending approvals by age: the rows of `rm_requisitions` pending approval in the scope (a
+/// partial index on each scope's column holds only those, so this reads the pending rows and
+/// no others).
+async fn pending_by_age(
+    pool: &PgPool,
+    scope: DashboardScope,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<PendingByAge> {
+    let mut qb = QueryBuilder::new(
+        "SELECT CASE WHEN age < interval '1 day' THEN 0 WHEN age < interval '3 days' THEN 1 \
+         WHEN age < interval '7 days' THEN 2 ELSE 3 END AS bucket, currency, count(*), sum(amount) \
+         FROM (SELECT ",
+    );
+    qb.push_bind(now)
+        // The status as a literal, not a parameter: a generic plan could not use the partial
+        // index otherwise.
+        .push(format_args!(
+            " - coalesce(submitted_at, created_at) AS age, currency, amount FROM rm_requisitions \
+             WHERE status = '{}' AND",
+            Status::PendingApproval.as_str()
+        ));
+    match scope {
+        DashboardScope::Own => {
+            qb.push(" requester_id = ").push_bind(user_id);
+        }
+        DashboardScope::Company(company) => push_company(&mut qb, "company_id", company),
+    }
+    qb.push(") p GROUP BY 1, 2");
+    let rows: Vec<(i32, String, i64, Decimal)> = qb.build_query_as().fetch_all(pool).await?;
+    let mut out = PendingByAge::default();
+    for (bucket, currency, count, sum) in rows {
+        let totals = match bucket {
+            0 => &mut out.under_1_day,
+            1 => &mut out.days_1_to_3,
+            2 => &mut out.days_3_to_7,
+            _ => &mut out.over_7_days,
+        };
+        totals.count += count;
+        *totals.amount.entry(currency).or_default() += sum;
+    }
+    Ok(out)
+}
+
+/// Days in the dashboard's balance chart: 30 (the default) or 90.
+pub const BALANCE_DAYS: [u32; 2] = [30, 90];
+
+/// One fund's closing balance per UTC day, from `rm_fund_daily` (the balance after the
+/// fund's last cash-book line that day; a day without a line keeps the day before's).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BalanceSeries {
+    pub fund_id: Uuid,
+    /// The days, oldest first, ending today; `None` before the fund was opened.
+    pub points: Vec<(NaiveDate, Option<Decimal>)>,
+}
+
+/// The closing balances of `funds` over the `days` days up to and including `now`'s: per
+/// fund the rows of those days and the last one before them (a few dozen rows per fund,
+/// whatever the length of its cash book).
+pub async fn balance_series(
+    pool: &PgPool,
+    funds: &[Uuid],
+    days: u32,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<BalanceSeries>> {
+    let today = now.date_naive();
+    let first = today - chrono::Days::new(u64::from(days.max(1) - 1));
+    let rows: Vec<(Uuid, NaiveDate, Decimal)> = sqlx::query_as(
+        "SELECT d.fund_id, d.day, d.closing_balance FROM rm_fund_daily d
+           WHERE d.fund_id = ANY($1) AND d.day >= $2 AND d.day <= $3
+         UNION ALL
+         SELECT f.id, b.day, b.closing_balance FROM unnest($1::uuid[]) AS f(id)
+           CROSS JOIN LATERAL (SELECT day, closing_balance FROM rm_fund_daily
+                                WHERE fund_id = f.id AND day < $2 ORDER BY day DESC LIMIT 1) b",
+    )
+    .bind(funds)
+    .bind(first)
+    .bind(today)
+    .fetch_all(pool)
+    .await?;
+    let mut by_fund: BTreeMap<Uuid, BTreeMap<NaiveDate, Decimal>> = BTreeMap::new();
+    for (fund, day, balance) in rows {
+        by_fund.entry(fund).or_default().insert(day, balance);
+    }
+    Ok(funds
+        .iter()
+        .map(|id| {
+            let closing = by_fund.remove(id).unwrap_or_default();
+            let points = first
+                .iter_days()
+                .take_while(|d| *d <= today)
+                .map(|d| (d, closing.range(..=d).next_back().map(|(_, b)| *b)))
+                .collect();
+            BalanceSeries { fund_id: *id, points }
+        })
+        .collect())
 }
 
 #[cfg(test)]

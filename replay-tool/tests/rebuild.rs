@@ -16,11 +16,12 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Every read-model view with a column list that orders its rows completely.
 /// Every read-model view: name, a total order of its rows, the version of its projection.
-const VIEWS: [(&str, &str, i32); 10] = [
+const VIEWS: [(&str, &str, i32); 11] = [
     ("rm_requisitions", "id", REQUISITIONS_VERSION),
     ("rm_funds", "id", CASH_VERSION),
     ("rm_ledger", "fund_id, position", CASH_VERSION),
     ("rm_payments", "payment_id", CASH_VERSION),
+    ("rm_fund_daily", "fund_id, day", CASH_VERSION),
     ("rm_requisition_totals", "requester_id, status, currency", REQUISITIONS_VERSION),
     ("rm_paid_daily", "requester_id, day, currency", REQUISITIONS_VERSION),
     ("rm_budget_spend", "id", BUDGETS_VERSION),
@@ -262,7 +263,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     );
     assert!(
         text.contains(&format!(
-            "cash v{c}: dropped rm_funds_v{c}, rm_ledger_v{c}, rm_payments_v{c}\n",
+            "cash v{c}: dropped rm_funds_v{c}, rm_ledger_v{c}, rm_payments_v{c}, rm_fund_daily_v{c}\n",
             c = CASH_VERSION
         )),
         "{text}"

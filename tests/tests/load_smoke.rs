@@ -7,7 +7,7 @@ use pettycash_tests::TestApp;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const MIXED: [&str; 15] = [
+const MIXED: [&str; 18] = [
     "GET /health/",
     "GET /api/requisitions/",
     "GET /api/treasury/payments/",
@@ -18,6 +18,9 @@ const MIXED: [&str; 15] = [
     "GET /api/advances/",
     "GET /api/budgets?month=",
     "GET /api/treasury/payments/{id}",
+    "GET /api/reports/cash-book?fund_id=&period= (json)",
+    "GET /api/reports/spending?period= (json)",
+    "GET /api/reports/transactions?from=&to=&format=csv (a year)",
     "POST /api/requisitions/ (create+submit)",
     "POST /api/requisitions/{id}/approve",
     "POST /api/treasury/payments/ (pay)",
@@ -26,7 +29,12 @@ const MIXED: [&str; 15] = [
 ];
 
 /// The commands' part of [`MIXED`].
-const COMMANDS: usize = 10;
+const COMMANDS: usize = 13;
+
+/// The reports' routes (issue #15) are built on another branch: until they are merged these
+/// endpoints answer 404, which [`check`] tolerates for them alone (and nothing else: any
+/// other error still fails). Once the routes exist, set this to `false`.
+const REPORTS_MAY_BE_MISSING: bool = true;
 
 /// Every mobile-money payment the load started reached `succeeded` (the simulator's callback
 /// paid it) and the requisitions are paid in the ledger's view.
@@ -80,14 +88,24 @@ fn check(report: &Value, expected: &[&str]) {
     let endpoints = report["endpoints"].as_array().expect("endpoints");
     let names: Vec<&str> = endpoints.iter().map(|e| e["endpoint"].as_str().unwrap()).collect();
     assert_eq!(names, expected, "{report:#}");
+    let mut tolerated = 0;
     for e in endpoints {
         let name = &e["endpoint"];
         assert!(e["requests"].as_u64().unwrap() > 0, "{name}: no requests\n{report:#}");
+        let missing_report = REPORTS_MAY_BE_MISSING
+            && name.as_str().is_some_and(|n| n.starts_with("GET /api/reports/"))
+            && e["error_samples"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|x| x.to_string().contains("404 Not Found")));
+        if missing_report {
+            tolerated += e["errors"].as_u64().unwrap();
+            continue;
+        }
         assert_eq!(e["errors"], 0, "{name}: unexpected errors: {}", e["error_samples"]);
         let [p50, p95, p99, max] = ["p50_ms", "p95_ms", "p99_ms", "max_ms"].map(|k| e[k].as_f64().unwrap());
         assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99 && p99 <= max, "{name}: {p50} {p95} {p99} {max}");
     }
-    assert_eq!(report["total"]["errors"], 0, "{report:#}");
+    assert_eq!(report["total"]["errors"], tolerated, "{report:#}");
     assert!(report["total"]["requests"].as_u64().unwrap() > 0);
     assert_eq!(report["health_after"]["status"], "ok", "{report:#}");
 }

@@ -15,6 +15,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use pettycash_commands::budgets::BudgetLine;
+use pettycash_domain::budget::Month;
+use pettycash_domain::fund::FundStatus;
 use pettycash_domain::requisition::Status;
 use pettycash_domain::visibility::{self, DashboardScope, RequisitionScope};
 use pettycash_projections::queries::{
@@ -39,6 +42,8 @@ pub fn router() -> Router<AppState> {
 const REQUISITIONS: &[&str] = &["requisitions"];
 const CASH: &[&str] = &["cash"];
 const BOTH: &[&str] = &["requisitions", "cash"];
+/// The dashboard of a caller who reads budgets also waits for what budgets consumed.
+const DASHBOARD_WITH_BUDGETS: &[&str] = &["requisitions", "cash", "budgets"];
 
 type Err = crate::error::ErrorBody;
 
@@ -500,6 +505,129 @@ pub struct PendingTotals {
     pub awaiting_me: i64,
 }
 
+/// Pending approvals by age.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingByAge {
+    /// Submitted less than a day ago.
+    pub under_1_day: Totals,
+    /// One to three days ago.
+    pub days_1_to_3: Totals,
+    /// Three to seven days ago.
+    pub days_3_to_7: Totals,
+    /// Seven days ago or earlier.
+    pub over_7_days: Totals,
+}
+
+impl From<queries::PendingByAge> for PendingByAge {
+    fn from(p: queries::PendingByAge) -> Self {
+        Self {
+            under_1_day: p.under_1_day.into(),
+            days_1_to_3: p.days_1_to_3.into(),
+            days_3_to_7: p.days_3_to_7.into(),
+            over_7_days: p.over_7_days.into(),
+        }
+    }
+}
+
+/// Paid in one calendar month (UTC).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MonthTotals {
+    #[schema(example = "2026-11")]
+    pub month: String,
+    pub count: i64,
+    /// Currency code → total, as a decimal string.
+    #[schema(value_type = BTreeMap<String, String>, example = json!({"KES": "1500.00"}))]
+    pub amount: BTreeMap<String, Decimal>,
+}
+
+/// How many of the caller's funds stand at each status.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct FundStatusCounts {
+    pub ok: i64,
+    pub warning: i64,
+    pub critical: i64,
+}
+
+/// One budget scope's figures this month in one currency: the sums over the month's budgets
+/// of that scope (cost centre, department or branch; budgets of different scopes cover the
+/// same spending, so they are never added together).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BudgetTotals {
+    /// `cost_centre`, `department` or `branch`.
+    #[schema(example = "department")]
+    pub scope: String,
+    #[schema(example = "KES")]
+    pub currency: String,
+    /// How many budgets.
+    pub budgets: i64,
+    #[schema(value_type = String, example = "50000.00")]
+    pub amount: Decimal,
+    /// Paid this month by the requisitions they cover.
+    #[schema(value_type = String, example = "48000.00")]
+    pub consumed: Decimal,
+    /// `amount − consumed` (negative when overspent).
+    #[schema(value_type = String, example = "2000.00")]
+    pub remaining: Decimal,
+    /// `consumed / amount × 100`, one decimal.
+    #[schema(example = "96.0")]
+    pub percent_consumed: String,
+}
+
+/// Spend this month against the month's budgets.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BudgetMonth {
+    #[schema(example = "2026-12")]
+    pub month: String,
+    pub items: Vec<BudgetTotals>,
+}
+
+/// A fund's closing balance on one UTC day.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalancePoint {
+    pub day: NaiveDate,
+    /// `null` before the fund was opened.
+    #[schema(value_type = Option<String>, example = "41250.50")]
+    pub balance: Option<Decimal>,
+}
+
+/// One fund's balance against its float, day by day.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FundBalanceSeries {
+    pub fund_id: Uuid,
+    pub name: String,
+    #[schema(example = "KES")]
+    pub currency: String,
+    #[schema(value_type = String, example = "50000.00")]
+    pub float: Decimal,
+    #[schema(value_type = Option<String>, example = "12500.00")]
+    pub reorder_level: Option<Decimal>,
+    /// Oldest first, ending today.
+    pub points: Vec<BalancePoint>,
+}
+
+/// Series for the dashboard's charts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DashboardSeries {
+    /// Paid per month, the last 12 months (this one included), oldest first.
+    pub spend_by_month: Vec<MonthTotals>,
+    /// Each of the caller's funds' closing balance per day over the last `days` days.
+    pub fund_balances: Vec<FundBalanceSeries>,
+    /// The days of `fund_balances` (30 or 90).
+    pub days: u32,
+}
+
+/// `GET /api/dashboard/`'s query.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DashboardQuery {
+    /// Wait until the read models include the event at this position.
+    #[param(value_type = Option<i64>)]
+    pub min_position: Option<String>,
+    /// Days of the fund balance chart: 30 (default) or 90.
+    #[param(value_type = Option<u32>)]
+    pub days: Option<String>,
+}
+
 /// Requisitions per status; every status is present.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct StatusCounts {
@@ -535,6 +663,8 @@ pub struct Dashboard {
     #[schema(example = "all")]
     pub scope: String,
     pub pending_approval: PendingTotals,
+    /// The requisitions of `pending_approval` by the age of their (latest) submission.
+    pub pending_by_age: PendingByAge,
     /// Paid since midnight UTC.
     pub paid_today: Totals,
     /// Paid since the first of the month, midnight UTC.
@@ -544,34 +674,90 @@ pub struct Dashboard {
     /// Mean seconds from (latest) submission to payment over paid requisitions; `null` when
     /// none is paid.
     pub average_seconds_to_payment: Option<f64>,
+    /// Paid since Monday, midnight UTC.
+    pub paid_week_to_date: Totals,
+    /// `funds` by status (`ok`, `warning`, `critical`: `FundStatus`).
+    pub fund_status: FundStatusCounts,
+    /// `funds` with a replenishment requested or approved and not yet funded or rejected.
+    pub pending_replenishments: i64,
+    /// Cash counts of `funds` whose variance waits for an approver.
+    pub pending_variances: i64,
+    /// Spend this month against budget; `null` for a caller who may not read budgets.
+    pub budget_this_month: Option<BudgetMonth>,
+    pub series: DashboardSeries,
     pub position: i64,
 }
 
-/// One view of the numbers: pending approvals (and how many wait on the caller), paid today
-/// and month to date (UTC), requisitions by status, fund balances against float and the
-/// average time from submission to payment. Staff see their own requisitions' numbers;
-/// treasury, auditors, admins and approvers their company's. Amounts are per currency.
+/// One view of the numbers: pending approvals (how many wait on the caller, and by age),
+/// paid today, this week and month to date (UTC), requisitions by status, fund cards (balance
+/// against float and reorder level, status), pending replenishments and variances, spend this
+/// month against budget, and series for charts (spend by month, each fund's daily closing
+/// balance over `days` days). Staff see their own requisitions' numbers; treasury, auditors,
+/// admins and approvers their company's; funds and budgets are those the caller may read.
+/// Amounts are per currency. Everything is read from small pre-aggregated read-model rows.
 #[utoipa::path(get, path = "/api/dashboard/", tag = "dashboard",
-    params(ConsistencyQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
-    responses((status = 200, body = Dashboard), (status = 400, body = Err), (status = 503, body = Err)))]
+    params(DashboardQuery, ("X-Min-Position" = Option<i64>, Header, description = "same as `min_position`")),
+    responses((status = 200, body = Dashboard), (status = 400, body = Err), (status = 403, body = Err),
+              (status = 503, body = Err)))]
 pub async fn dashboard(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
-    Query(q): Query<ConsistencyQuery>,
+    Query(q): Query<DashboardQuery>,
 ) -> ApiResult<Response> {
     let actor = user.actor();
     let min = parse_min_position(&q.min_position)?;
-    let position = consistent(&state, BOTH, min, &headers).await?;
+    let days = match present(&q.days) {
+        None => queries::BALANCE_DAYS[0],
+        Some(text) => {
+            text.parse::<u32>().ok().filter(|d| queries::BALANCE_DAYS.contains(d)).ok_or_else(|| {
+                ApiError::bad_request("invalid_days", "`days` must be 30 or 90").with_field("days")
+            })?
+        }
+    };
+    let budgets = visibility::may_read_budgets(&actor);
+    let models: &[&str] = if budgets { DASHBOARD_WITH_BUDGETS } else { BOTH };
+    let position = consistent(&state, models, min, &headers).await?;
     let scope = DashboardScope::of(&actor);
     let all = scope != DashboardScope::Own;
-    let numbers = queries::dashboard(&state.pool, scope, user.id, Utc::now()).await?;
+    // Days and months as the read models date rows: by the time events were recorded.
+    let today = Utc::now();
+    let numbers = queries::dashboard(&state.pool, scope, user.id, today).await?;
     let now = state.commands.clock().now();
     let awaiting_me = queries::approval_inbox_count(&state.pool, &RequisitionScope::of(&actor), now).await?;
     let funds = if visibility::may_read_funds(&actor) {
         queries::list_funds(&state.pool, actor.company()).await?
     } else {
         vec![]
+    };
+    let ids: Vec<Uuid> = funds.iter().map(|f| f.id).collect();
+    let balances = queries::balance_series(&state.pool, &ids, days, today).await?;
+    let fund_balances = funds
+        .iter()
+        .zip(balances)
+        .map(|(f, b)| FundBalanceSeries {
+            fund_id: f.id,
+            name: f.name.clone(),
+            currency: f.currency.clone(),
+            float: f.float,
+            reorder_level: f.reorder_level,
+            points: b.points.into_iter().map(|(day, balance)| BalancePoint { day, balance }).collect(),
+        })
+        .collect();
+    let mut fund_status = FundStatusCounts::default();
+    for f in &funds {
+        match f.status.as_str() {
+            s if s == FundStatus::Critical.as_str() => fund_status.critical += 1,
+            s if s == FundStatus::Warning.as_str() => fund_status.warning += 1,
+            _ => fund_status.ok += 1,
+        }
+    }
+    let budget_this_month = if budgets {
+        let month = Month::of(now);
+        let lines = state.commands.budget_report(&actor, month).await?;
+        Some(BudgetMonth { month: month.to_string(), items: budget_totals(&lines) })
+    } else {
+        None
     };
     let body = Dashboard {
         scope: if all { "all" } else { "own" }.into(),
@@ -580,14 +766,51 @@ pub async fn dashboard(
             amount: numbers.pending_approval.amount,
             awaiting_me,
         },
+        pending_by_age: numbers.pending_by_age.into(),
         paid_today: numbers.paid_today.into(),
         paid_month_to_date: numbers.paid_month_to_date.into(),
         by_status: StatusCounts::from_map(&numbers.by_status),
-        funds,
         average_seconds_to_payment: numbers.average_seconds_to_payment,
+        paid_week_to_date: numbers.paid_week_to_date.into(),
+        fund_status,
+        pending_replenishments: funds.iter().filter(|f| f.open_replenishment_id.is_some()).count() as i64,
+        pending_variances: funds.iter().map(|f| i64::from(f.pending_variances)).sum(),
+        budget_this_month,
+        series: DashboardSeries {
+            spend_by_month: numbers
+                .spend_by_month
+                .into_iter()
+                .map(|m| MonthTotals { month: m.month, count: m.count, amount: m.amount })
+                .collect(),
+            fund_balances,
+            days,
+        },
+        funds,
         position,
     };
     Ok(query_response(position, body))
+}
+
+/// The month's budget lines summed per scope kind and currency.
+fn budget_totals(lines: &[BudgetLine]) -> Vec<BudgetTotals> {
+    let mut sums: BTreeMap<(String, String), (i64, Decimal, Decimal)> = BTreeMap::new();
+    for l in lines {
+        let s = sums.entry((l.scope.clone(), l.currency.clone())).or_default();
+        s.0 += 1;
+        s.1 += l.amount;
+        s.2 += l.consumed;
+    }
+    sums.into_iter()
+        .map(|((scope, currency), (budgets, amount, consumed))| BudgetTotals {
+            scope,
+            currency,
+            budgets,
+            amount,
+            consumed,
+            remaining: amount - consumed,
+            percent_consumed: queries::percent(consumed, amount),
+        })
+        .collect()
 }
 
 #[cfg(test)]

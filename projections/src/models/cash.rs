@@ -12,6 +12,11 @@
 //! count, the advance's settlement) and a payment's reconciliation (`reconciled_reference`,
 //! `reconciled_at`, from the requisition's `PaymentReconciled`, also on `rm_payments`); funds
 //! carry the cash `reserved`.
+//! Version 5 (issue #15, the dashboard): funds carry how many counts' variances wait for an
+//! approver (`pending_variances`), and `rm_fund_daily` holds each fund's closing balance per
+//! UTC day it moved (the balance of its last cash-book line that day), so that the
+//! dashboard's balance-against-float chart reads one row per fund and day instead of every
+//! line of the cash book.
 
 use crate::event::EventRow;
 use crate::{table_name, Phase, Projection};
@@ -30,6 +35,7 @@ use uuid::Uuid;
 pub const FUNDS: &str = "rm_funds";
 pub const LEDGER: &str = "rm_ledger";
 pub const PAYMENTS: &str = "rm_payments";
+pub const DAILY: &str = "rm_fund_daily";
 
 pub struct Cash {
     version: i32,
@@ -37,6 +43,7 @@ pub struct Cash {
     funds: String,
     ledger: String,
     payments: String,
+    daily: String,
 }
 
 impl Cash {
@@ -53,6 +60,7 @@ impl Cash {
             funds: table_name(FUNDS, version, generation),
             ledger: table_name(LEDGER, version, generation),
             payments: table_name(PAYMENTS, version, generation),
+            daily: table_name(DAILY, version, generation),
         }
     }
 }
@@ -82,13 +90,14 @@ struct Fund {
     closed_through: Option<String>,
     closed: bool,
     reserved: Decimal,
+    pending_variances: i32,
 }
 
 const FUND_COLUMNS: &str =
     "id, name, currency, float, balance, custodian_id, disbursed_total, disbursements, \
      opened_at, updated_at, last_position, unit_id, company_id, reorder_level, minimum_balance, \
      auto_replenish, status, open_replenishment_id, open_replenishment_amount, \
-     open_replenishment_status, closed_through, closed, reserved";
+     open_replenishment_status, closed_through, closed, reserved, pending_variances";
 
 #[derive(Default)]
 struct Movements {
@@ -157,10 +166,10 @@ impl Projection for Cash {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &[FUNDS, LEDGER, PAYMENTS]
+        &[FUNDS, LEDGER, PAYMENTS, DAILY]
     }
     fn create_tables(&self) -> Vec<String> {
-        let (f, l, p) = (&self.funds, &self.ledger, &self.payments);
+        let (f, l, p, d) = (&self.funds, &self.ledger, &self.payments, &self.daily);
         vec![
             format!(
                 "CREATE TABLE IF NOT EXISTS {f} (
@@ -170,7 +179,15 @@ impl Projection for Cash {
                     last_position bigint NOT NULL, unit_id uuid, company_id uuid, reorder_level numeric,
                     minimum_balance numeric NOT NULL, auto_replenish boolean NOT NULL, status text NOT NULL,
                     open_replenishment_id uuid, open_replenishment_amount numeric, open_replenishment_status text,
-                    closed_through text, closed boolean NOT NULL, reserved numeric NOT NULL)"
+                    closed_through text, closed boolean NOT NULL, reserved numeric NOT NULL,
+                    pending_variances integer NOT NULL)"
+            ),
+            // `position`: the cash-book line the closing balance is from (a later batch's line
+            // of the same day replaces it).
+            format!(
+                "CREATE TABLE IF NOT EXISTS {d} (
+                    fund_id uuid NOT NULL, day date NOT NULL, closing_balance numeric NOT NULL,
+                    position bigint NOT NULL, PRIMARY KEY (fund_id, day))"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {l} (
@@ -317,6 +334,7 @@ impl Cash {
                             closed_through: None,
                             closed: false,
                             reserved: Decimal::ZERO,
+                            pending_variances: 0,
                         },
                     );
                 }
@@ -374,6 +392,14 @@ impl Cash {
                             fund.closed_through = Some(period.to_string())
                         }
                         FundEvent::FundClosed { .. } => fund.closed = true,
+                        // As `Fund::apply` keeps `pending_variances`: a count with a variance
+                        // waits until it is adjusted (within the tolerance at once) or rejected.
+                        FundEvent::CashCounted { variance, .. } if !variance.is_zero() => {
+                            fund.pending_variances += 1
+                        }
+                        FundEvent::VarianceAdjusted { .. } | FundEvent::VarianceRejected { .. } => {
+                            fund.pending_variances = (fund.pending_variances - 1).max(0)
+                        }
                         _ => {}
                     }
                 }
@@ -383,6 +409,7 @@ impl Cash {
             }
         }
         self.write_funds(tx, funds.into_values().collect()).await?;
+        self.write_daily(tx, &moves).await?;
         sqlx::query(&format!(
             "INSERT INTO {} (fund_id, position, at, kind, amount, balance_after, requisition_id, payment_id, reference,
                              reserved, reserved_after, source_id)
@@ -488,7 +515,7 @@ impl Cash {
                                   $7::numeric[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
                                   $12::uuid[], $13::uuid[], $14::numeric[], $15::numeric[], $16::boolean[],
                                   $17::text[], $18::uuid[], $19::numeric[], $20::text[], $21::text[], $22::boolean[],
-                                  $23::numeric[])
+                                  $23::numeric[], $24::integer[])
              ON CONFLICT (id) DO UPDATE SET balance = EXCLUDED.balance, disbursed_total = EXCLUDED.disbursed_total,
                  disbursements = EXCLUDED.disbursements, updated_at = EXCLUDED.updated_at,
                  last_position = EXCLUDED.last_position, custodian_id = EXCLUDED.custodian_id,
@@ -498,7 +525,7 @@ impl Cash {
                  open_replenishment_amount = EXCLUDED.open_replenishment_amount,
                  open_replenishment_status = EXCLUDED.open_replenishment_status,
                  closed_through = EXCLUDED.closed_through, closed = EXCLUDED.closed,
-                 reserved = EXCLUDED.reserved",
+                 reserved = EXCLUDED.reserved, pending_variances = EXCLUDED.pending_variances",
             self.funds
         ))
         .bind(col!(id))
@@ -524,6 +551,43 @@ impl Cash {
         .bind(col!(closed_through))
         .bind(col!(closed))
         .bind(col!(reserved))
+        .bind(col!(pending_variances))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Each fund's closing balance per UTC day of the batch's movements: the balance after
+    /// its last line of the day, replacing an earlier batch's row of the same day.
+    async fn write_daily(&self, tx: &mut PgConnection, moves: &Movements) -> anyhow::Result<()> {
+        let mut last: HashMap<(Uuid, chrono::NaiveDate), (i64, Decimal)> = HashMap::new();
+        for i in 0..moves.position.len() {
+            let key = (moves.fund_id[i], moves.at[i].date_naive());
+            let line = (moves.position[i], moves.balance_after[i]);
+            last.entry(key).and_modify(|l| *l = (*l).max(line)).or_insert(line);
+        }
+        if last.is_empty() {
+            return Ok(());
+        }
+        let (mut fund, mut day, mut position, mut balance) = (vec![], vec![], vec![], vec![]);
+        for ((f, d), (p, b)) in last {
+            fund.push(f);
+            day.push(d);
+            position.push(p);
+            balance.push(b);
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} AS t (fund_id, day, position, closing_balance)
+             SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::numeric[])
+             ON CONFLICT (fund_id, day) DO UPDATE SET position = EXCLUDED.position,
+                 closing_balance = EXCLUDED.closing_balance
+             WHERE t.position < EXCLUDED.position",
+            self.daily
+        ))
+        .bind(&fund)
+        .bind(&day)
+        .bind(&position)
+        .bind(&balance)
         .execute(&mut *tx)
         .await?;
         Ok(())

@@ -546,6 +546,7 @@ impl Projection for Requisitions {
 
     fn create_indexes(&self) -> Vec<String> {
         let t = &self.table;
+        let pending = Status::PendingApproval.as_str();
         vec![
             format!("CREATE INDEX IF NOT EXISTS {t}_created_idx ON {t} (created_at DESC, id DESC)"),
             format!("CREATE INDEX IF NOT EXISTS {t}_requester_idx ON {t} (requester_id, created_at DESC)"),
@@ -572,6 +573,16 @@ impl Projection for Requisitions {
             // The list of everyone who is scoped to a company reads its company's rows, newest
             // first.
             format!("CREATE INDEX IF NOT EXISTS {t}_company_idx ON {t} (company_id, created_at DESC, id DESC)"),
+            // The dashboard's pending approvals by age, per company and per requester: only the
+            // pending rows (added at start-up to a live build; no rebuild).
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_pending_company_idx ON {t} (company_id, submitted_at)
+                 WHERE status = '{pending}'"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_pending_requester_idx ON {t} (requester_id, submitted_at)
+                 WHERE status = '{pending}'"
+            ),
         ]
     }
 

@@ -106,6 +106,11 @@ pub struct Args {
     /// schedule runs on a thread of its own either way.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The month (`YYYY-MM`) the report requests read: the cash book and spending of that
+    /// month, and the transactions CSV of the twelve months ending with it (default: this
+    /// month; on a generated store, a month of its history, e.g. `2025-12`).
+    #[arg(long)]
+    pub report_month: Option<String>,
 }
 
 /// The run's shared state.
@@ -182,6 +187,13 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         per_role: args.per_role,
         funds: args.funds,
         seed_per_state: args.seed_per_state,
+        report_month: args
+            .report_month
+            .as_deref()
+            .map(|m| {
+                pettycash_domain::budget::Month::parse(m).map_err(|e| anyhow::anyhow!("--report-month: {e}"))
+            })
+            .transpose()?,
         org: args
             .org
             .as_deref()

@@ -76,6 +76,8 @@ pub struct SetupOptions {
     pub per_role: usize,
     pub funds: usize,
     pub seed_per_state: usize,
+    /// The reports' month (`None`: this one).
+    pub report_month: Option<pettycash_domain::budget::Month>,
     /// An organisation to build and route through (`None`: unscoped users, as before units).
     pub org: Option<OrgShape>,
 }
@@ -256,8 +258,22 @@ pub async fn prepare(
 
     let amounts = Amounts::new(&tiers);
     let user_count = users.all.len();
-    let workload = Workload::new(client, base.to_string(), users, funds, amounts, &tiers, pool.clone());
+    let mut workload = Workload::new(client, base.to_string(), users, funds, amounts, &tiers, pool.clone());
+    if let Some(month) = opts.report_month {
+        workload.set_report_month(month);
+    }
     let seeded = seed(&workload, &tiers, opts.seed_per_state).await?;
+    // The cash-book report reads the busiest funds the readers see (on a generated store, its
+    // own funds with a year of history), as well as the load's.
+    let busiest: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM rm_funds WHERE company_id IS NOT DISTINCT FROM $1
+         ORDER BY disbursements DESC, id LIMIT 20",
+    )
+    .bind(fund_unit)
+    .fetch_all(&pool)
+    .await
+    .context("reading the funds the reports read")?;
+    workload.report_funds = busiest.into_iter().chain(workload.funds.iter().copied()).collect();
     Ok(Prepared { workload, tiers, pool, users: user_count, fund_float, seeded, events_before_setup })
 }
 

@@ -26,6 +26,9 @@ pub enum Endpoint {
     Advances,
     Budgets,
     Payment,
+    CashBookReport,
+    SpendingReport,
+    TransactionsCsv,
     Create,
     Approve,
     Pay,
@@ -34,7 +37,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 15] = [
+    pub const ALL: [Endpoint; 18] = [
         Endpoint::Health,
         Endpoint::Requisitions,
         Endpoint::Payments,
@@ -45,6 +48,9 @@ impl Endpoint {
         Endpoint::Advances,
         Endpoint::Budgets,
         Endpoint::Payment,
+        Endpoint::CashBookReport,
+        Endpoint::SpendingReport,
+        Endpoint::TransactionsCsv,
         Endpoint::Create,
         Endpoint::Approve,
         Endpoint::Pay,
@@ -64,6 +70,9 @@ impl Endpoint {
             Endpoint::Advances => "GET /api/advances/",
             Endpoint::Budgets => "GET /api/budgets?month=",
             Endpoint::Payment => "GET /api/treasury/payments/{id}",
+            Endpoint::CashBookReport => "GET /api/reports/cash-book?fund_id=&period= (json)",
+            Endpoint::SpendingReport => "GET /api/reports/spending?period= (json)",
+            Endpoint::TransactionsCsv => "GET /api/reports/transactions?from=&to=&format=csv (a year)",
             Endpoint::Create => "POST /api/requisitions/ (create+submit)",
             Endpoint::Approve => "POST /api/requisitions/{id}/approve",
             Endpoint::Pay => "POST /api/treasury/payments/ (pay)",
@@ -112,8 +121,11 @@ pub enum Slot {
     Command,
 }
 
-/// Read weights (out of 15) shared by `mixed` and `reads`.
-const READ_WEIGHTS: [(Endpoint, i64); 10] = [
+/// Read weights (out of 18) shared by `mixed` and `reads`. The reports finance users read
+/// (issue #15): a month's cash book of a fund and a month's spending as JSON; every
+/// [`CSV_EVERY`]th spending slot (the first one included) is instead a year of transactions
+/// as CSV, the heavy export finance runs now and then.
+const READ_WEIGHTS: [(Endpoint, i64); 12] = [
     (Endpoint::Health, 1),
     (Endpoint::Requisitions, 3),
     (Endpoint::Payments, 1),
@@ -124,10 +136,15 @@ const READ_WEIGHTS: [(Endpoint, i64); 10] = [
     (Endpoint::Advances, 1),
     (Endpoint::Budgets, 1),
     (Endpoint::Payment, 1),
+    (Endpoint::CashBookReport, 2),
+    (Endpoint::SpendingReport, 1),
 ];
 
-/// In `mixed`, command slots against the 15 read slots: 5 of 20, 25 %.
-const COMMAND_WEIGHT: i64 = 5;
+/// One spending-report slot in this many sends the year's transactions CSV instead.
+pub const CSV_EVERY: usize = 20;
+
+/// In `mixed`, command slots against the 18 read slots: 6 of 24, 25 %.
+const COMMAND_WEIGHT: i64 = 6;
 
 /// A mix: slots with integer weights, handed out by smooth weighted round robin (the order
 /// nginx uses), so every slot comes up within one cycle of the total weight.
@@ -168,6 +185,9 @@ impl Mix {
             .into_iter()
             .filter(|e| {
                 self.slots.iter().any(|(s, _)| match s {
+                    Slot::Read(Endpoint::SpendingReport) => {
+                        [Endpoint::SpendingReport, Endpoint::TransactionsCsv].contains(e)
+                    }
                     Slot::Read(r) => r == e,
                     Slot::Command => e.is_command(),
                 })
@@ -185,6 +205,11 @@ impl Mix {
         for (slot, weight) in &self.slots {
             let share = 100.0 * *weight as f64 / total as f64;
             match slot {
+                Slot::Read(Endpoint::SpendingReport) => {
+                    let csv = share / CSV_EVERY as f64;
+                    out.push((Endpoint::SpendingReport, share - csv));
+                    out.push((Endpoint::TransactionsCsv, csv));
+                }
                 Slot::Read(e) => out.push((*e, share)),
                 Slot::Command => {
                     let per = 2.5 + steps_per_requisition;
@@ -344,6 +369,9 @@ pub enum Planned {
     Advances(Arc<User>),
     Budgets(Arc<User>),
     Payment(Arc<User>, Uuid),
+    CashBookReport(Arc<User>, Uuid),
+    SpendingReport(Arc<User>),
+    TransactionsCsv(Arc<User>),
     Create(Arc<User>, Uuid, String),
     Approve(Arc<User>, Uuid),
     Pay(Arc<User>, Uuid),
@@ -364,6 +392,9 @@ impl Planned {
             Planned::Advances(_) => Endpoint::Advances,
             Planned::Budgets(_) => Endpoint::Budgets,
             Planned::Payment(..) => Endpoint::Payment,
+            Planned::CashBookReport(..) => Endpoint::CashBookReport,
+            Planned::SpendingReport(_) => Endpoint::SpendingReport,
+            Planned::TransactionsCsv(_) => Endpoint::TransactionsCsv,
             Planned::Create(..) => Endpoint::Create,
             Planned::Approve(..) => Endpoint::Approve,
             Planned::Pay(..) => Endpoint::Pay,
@@ -387,7 +418,16 @@ pub struct Workload {
     pub provider_payments: Mutex<Vec<(Uuid, bool)>>,
     /// The month the budget report is read for.
     pub month: String,
+    /// The reports' month (`YYYY-MM`, `--report-month`; default this one).
+    pub report_month: String,
+    /// The transactions CSV's range: the twelve months ending with `report_month`
+    /// (`YYYY-MM-DD`, `to` inclusive).
+    pub year: (String, String),
+    /// The funds whose cash book is read (the load's and the busiest the readers see).
+    pub report_funds: Vec<Uuid>,
     turn: AtomicUsize,
+    /// Spending-report slots so far (every [`CSV_EVERY`]th is the CSV).
+    spending_turn: AtomicUsize,
 }
 
 fn pick<T: Clone>(items: &[T], turn: usize) -> T {
@@ -414,8 +454,28 @@ impl Workload {
             pool,
             provider_payments: Mutex::new(Vec::new()),
             month: chrono::Utc::now().format("%Y-%m").to_string(),
+            report_month: String::new(),
+            year: (String::new(), String::new()),
+            report_funds: Vec::new(),
             turn: AtomicUsize::new(0),
+            spending_turn: AtomicUsize::new(0),
         }
+        .with_report_month(pettycash_domain::budget::Month::of(chrono::Utc::now()))
+    }
+
+    fn with_report_month(mut self, month: pettycash_domain::budget::Month) -> Self {
+        self.set_report_month(month);
+        self
+    }
+
+    /// The month the reports read, and the CSV's twelve months ending with it.
+    pub fn set_report_month(&mut self, month: pettycash_domain::budget::Month) {
+        let text = month.to_string();
+        let first = chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").unwrap_or_default();
+        let next = first + chrono::Months::new(1);
+        let from = next - chrono::Months::new(12);
+        self.year = (from.to_string(), (next - chrono::Days::new(1)).to_string());
+        self.report_month = text;
     }
 
     /// A payment through the provider to read (`None` before the first).
@@ -460,6 +520,17 @@ impl Workload {
                 Some(id) => Planned::Payment(pick(&u.payment_readers, t), id),
                 None => Planned::Payments(pick(&u.payment_readers, t)),
             },
+            Slot::Read(Endpoint::CashBookReport) => {
+                let funds = if self.report_funds.is_empty() { &self.funds } else { &self.report_funds };
+                Planned::CashBookReport(pick(&u.payment_readers, t), pick(funds, t / 11))
+            }
+            Slot::Read(Endpoint::SpendingReport) => {
+                if self.spending_turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(CSV_EVERY) {
+                    Planned::TransactionsCsv(pick(&u.payment_readers, t))
+                } else {
+                    Planned::SpendingReport(pick(&u.payment_readers, t))
+                }
+            }
             Slot::Read(_) | Slot::Command => match self.pipeline.next() {
                 Step::Create => Planned::Create(
                     pick(&u.staff, t),
@@ -495,6 +566,20 @@ impl Workload {
                 self.read(Some(user), format!("/api/budgets?month={}", self.month)).await
             }
             Planned::Payment(user, id) => self.read(Some(user), format!("/api/treasury/payments/{id}")).await,
+            Planned::CashBookReport(user, fund) => {
+                let path =
+                    format!("/api/reports/cash-book?fund_id={fund}&period={}&format=json", self.report_month);
+                self.read(Some(user), path).await
+            }
+            Planned::SpendingReport(user) => {
+                let path = format!("/api/reports/spending?period={}&format=json", self.report_month);
+                self.read(Some(user), path).await
+            }
+            Planned::TransactionsCsv(user) => {
+                let (from, to) = &self.year;
+                self.read(Some(user), format!("/api/reports/transactions?from={from}&to={to}&format=csv"))
+                    .await
+            }
             Planned::Create(user, fund, amount) => {
                 let body = json!({
                     "fund_id": fund,
@@ -703,13 +788,21 @@ mod tests {
     #[test]
     fn round_robin_follows_the_weights_and_reaches_every_slot_in_one_cycle() {
         let mix = Mix::new(MixKind::Mixed);
-        let cycle: Vec<Slot> = (0..20).map(|_| mix.next()).collect();
-        assert_eq!(cycle.iter().filter(|s| **s == Slot::Command).count(), 5);
+        let cycle: Vec<Slot> = (0..24).map(|_| mix.next()).collect();
+        assert_eq!(cycle.iter().filter(|s| **s == Slot::Command).count(), 6);
         for (e, w) in READ_WEIGHTS {
             assert_eq!(cycle.iter().filter(|s| **s == Slot::Read(e)).count() as i64, w);
         }
-        let shares: f64 = mix.proportions(1.25).iter().map(|p| p.1).sum();
+        let proportions = mix.proportions(1.25);
+        let shares: f64 = proportions.iter().map(|p| p.1).sum();
         assert!((shares - 100.0).abs() < 1e-9);
+        let share = |e: Endpoint| proportions.iter().find(|p| p.0 == e).map(|p| p.1).unwrap();
+        let spending_slot = 100.0 / 24.0;
+        assert!((share(Endpoint::TransactionsCsv) - spending_slot / CSV_EVERY as f64).abs() < 1e-9);
+        assert!(
+            (share(Endpoint::SpendingReport) + share(Endpoint::TransactionsCsv) - spending_slot).abs() < 1e-9
+        );
+        assert!(mix.endpoints().contains(&Endpoint::TransactionsCsv));
     }
 
     #[test]

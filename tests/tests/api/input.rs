@@ -727,7 +727,7 @@ async fn every_filter_refuses_nul_and_control_characters_naming_it() {
         ("/api/treasury/payments/", &["fund_id", "from", "to", "limit", "cursor", "min_position"][..]),
         ("/api/funds/", &["min_position"][..]),
         (&*format!("/api/funds/{fund}/ledger"), &["after", "limit", "min_position"][..]),
-        ("/api/dashboard/", &["min_position"][..]),
+        ("/api/dashboard/", &["min_position", "days"][..]),
     ];
     for (path, params) in lists {
         for param in params {

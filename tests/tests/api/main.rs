@@ -8,6 +8,7 @@ mod bulk;
 mod caches;
 mod concurrency;
 mod daraja;
+mod dashboard;
 mod deadlines;
 mod delegation;
 mod edge;
