@@ -143,16 +143,15 @@ pub async fn get(
     Ok(Some((alert, history)))
 }
 
-/// Open alerts (open or acknowledged) of `company` (`None`: unscoped ones) by severity, every
-/// severity listed (most urgent first), for the dashboard.
-pub async fn open_by_severity(pool: &PgPool, company: Option<Id>) -> sqlx::Result<Vec<(Severity, i64)>> {
-    let rows: Vec<(Severity, i64)> = sqlx::query_as(
-        "SELECT severity, count(*) FROM alerts
-         WHERE state <> 'resolved' AND company_id IS NOT DISTINCT FROM $1 GROUP BY severity",
-    )
-    .bind(company)
-    .fetch_all(pool)
-    .await?;
+/// Open alerts (open or acknowledged) that `scope` admits, by severity, every severity listed
+/// (most urgent first), for the dashboard: a finance reader's company's, anyone else's the
+/// ones naming them responsible.
+pub async fn open_by_severity(pool: &PgPool, scope: &AlertScope) -> sqlx::Result<Vec<(Severity, i64)>> {
+    let mut q = QueryBuilder::new("SELECT severity, count(*) FROM alerts WHERE state <> ");
+    q.push_bind(AlertState::Resolved);
+    push_scope(&mut q, scope);
+    q.push(" GROUP BY severity");
+    let rows: Vec<(Severity, i64)> = q.build_query_as().fetch_all(pool).await?;
     Ok(Severity::ALL
         .into_iter()
         .map(|s| (s, rows.iter().find(|(r, _)| *r == s).map_or(0, |(_, n)| *n)))

@@ -31,11 +31,6 @@ const MIXED: [&str; 18] = [
 /// The commands' part of [`MIXED`].
 const COMMANDS: usize = 13;
 
-/// The reports' routes (issue #15) are built on another branch: until they are merged these
-/// endpoints answer 404, which [`check`] tolerates for them alone (and nothing else: any
-/// other error still fails). Once the routes exist, set this to `false`.
-const REPORTS_MAY_BE_MISSING: bool = true;
-
 /// Every mobile-money payment the load started reached `succeeded` (the simulator's callback
 /// paid it) and the requisitions are paid in the ledger's view.
 async fn check_provider_payments(app: &TestApp, report: &Value) {
@@ -88,24 +83,14 @@ fn check(report: &Value, expected: &[&str]) {
     let endpoints = report["endpoints"].as_array().expect("endpoints");
     let names: Vec<&str> = endpoints.iter().map(|e| e["endpoint"].as_str().unwrap()).collect();
     assert_eq!(names, expected, "{report:#}");
-    let mut tolerated = 0;
     for e in endpoints {
         let name = &e["endpoint"];
         assert!(e["requests"].as_u64().unwrap() > 0, "{name}: no requests\n{report:#}");
-        let missing_report = REPORTS_MAY_BE_MISSING
-            && name.as_str().is_some_and(|n| n.starts_with("GET /api/reports/"))
-            && e["error_samples"]
-                .as_array()
-                .is_some_and(|s| s.iter().all(|x| x.to_string().contains("404 Not Found")));
-        if missing_report {
-            tolerated += e["errors"].as_u64().unwrap();
-            continue;
-        }
         assert_eq!(e["errors"], 0, "{name}: unexpected errors: {}", e["error_samples"]);
         let [p50, p95, p99, max] = ["p50_ms", "p95_ms", "p99_ms", "max_ms"].map(|k| e[k].as_f64().unwrap());
         assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99 && p99 <= max, "{name}: {p50} {p95} {p99} {max}");
     }
-    assert_eq!(report["total"]["errors"], tolerated, "{report:#}");
+    assert_eq!(report["total"]["errors"], 0, "{report:#}");
     assert!(report["total"]["requests"].as_u64().unwrap() > 0);
     assert_eq!(report["health_after"]["status"], "ok", "{report:#}");
 }

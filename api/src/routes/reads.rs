@@ -16,10 +16,12 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use pettycash_commands::budgets::BudgetLine;
+use pettycash_domain::alert::Severity;
 use pettycash_domain::budget::Month;
 use pettycash_domain::fund::FundStatus;
 use pettycash_domain::requisition::Status;
-use pettycash_domain::visibility::{self, DashboardScope, RequisitionScope};
+use pettycash_domain::visibility::{self, AlertScope, DashboardScope, RequisitionScope};
+use pettycash_projections::alerts;
 use pettycash_projections::queries::{
     self, Cursor, FundRow, LedgerRow, PageRequest, PaymentFilter, PaymentRow, QueryError, RequisitionFilter,
     RequisitionRow, ReviewFilter, TimeRange,
@@ -540,6 +542,30 @@ pub struct MonthTotals {
     pub amount: BTreeMap<String, Decimal>,
 }
 
+/// Open alerts (open or acknowledged) the caller may read, by severity.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct AlertCounts {
+    pub critical: i64,
+    pub high: i64,
+    pub medium: i64,
+    pub low: i64,
+}
+
+impl From<Vec<(Severity, i64)>> for AlertCounts {
+    fn from(counts: Vec<(Severity, i64)>) -> Self {
+        let mut out = Self::default();
+        for (severity, n) in counts {
+            *match severity {
+                Severity::Critical => &mut out.critical,
+                Severity::High => &mut out.high,
+                Severity::Medium => &mut out.medium,
+                Severity::Low => &mut out.low,
+            } += n;
+        }
+        out
+    }
+}
+
 /// How many of the caller's funds stand at each status.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct FundStatusCounts {
@@ -684,6 +710,8 @@ pub struct Dashboard {
     pub pending_variances: i64,
     /// Spend this month against budget; `null` for a caller who may not read budgets.
     pub budget_this_month: Option<BudgetMonth>,
+    /// Alerts not yet resolved that the caller may read (`GET /api/alerts/`), by severity.
+    pub open_alerts: AlertCounts,
     pub series: DashboardSeries,
     pub position: i64,
 }
@@ -759,6 +787,7 @@ pub async fn dashboard(
     } else {
         None
     };
+    let open_alerts = alerts::open_by_severity(&state.pool, &AlertScope::of(&actor)).await?.into();
     let body = Dashboard {
         scope: if all { "all" } else { "own" }.into(),
         pending_approval: PendingTotals {
@@ -776,6 +805,7 @@ pub async fn dashboard(
         pending_replenishments: funds.iter().filter(|f| f.open_replenishment_id.is_some()).count() as i64,
         pending_variances: funds.iter().map(|f| i64::from(f.pending_variances)).sum(),
         budget_this_month,
+        open_alerts,
         series: DashboardSeries {
             spend_by_month: numbers
                 .spend_by_month
