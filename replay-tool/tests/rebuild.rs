@@ -3,7 +3,9 @@
 //! models beside the live ones and swaps them in.
 
 use futures::StreamExt;
-use pettycash_projections::{BUDGETS_VERSION, CASH_VERSION, REPORT_FACTS_VERSION, REQUISITIONS_VERSION};
+use pettycash_projections::{
+    ALERTS_VERSION, BUDGETS_VERSION, CASH_VERSION, REPORT_FACTS_VERSION, REQUISITIONS_VERSION,
+};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{Cast, TestApp};
 use reqwest::StatusCode;
@@ -129,8 +131,8 @@ async fn reconciled_payment(app: &TestApp, c: &Cast) {
     }
 }
 
-/// Every live projection (the read models and `notifications`) has applied the last event of
-/// the store.
+/// Every live projection (the read models and the side-effecting `notifications` and `alerts`)
+/// has applied the last event of the store.
 async fn caught_up(pool: &PgPool) -> bool {
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM projection_checkpoints c
@@ -142,7 +144,7 @@ async fn caught_up(pool: &PgPool) -> bool {
     .fetch_one(pool)
     .await
     .unwrap();
-    n == pettycash_projections::replayable().len() as i64 + 1
+    n == pettycash_projections::replayable().len() as i64 + 2
 }
 
 async fn wait_caught_up(pool: &PgPool) {
@@ -229,6 +231,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert_eq!(
         states(&checkpoints(&app.pool).await),
         [
+            row("alerts", ALERTS_VERSION, 0, "live"),
             row("budgets", BUDGETS_VERSION, 0, "live"),
             row("cash", CASH_VERSION, 0, "live"),
             row("notifications", 1, 0, "live"),
@@ -274,6 +277,7 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
     assert_eq!(
         states(&rows),
         [
+            row("alerts", ALERTS_VERSION, 0, "live"),
             row("budgets", BUDGETS_VERSION, 0, "retired"),
             row("budgets", BUDGETS_VERSION, 1, "live"),
             row("cash", CASH_VERSION, 0, "retired"),
@@ -343,8 +347,9 @@ async fn rebuild_all_swaps_in_identical_read_models_while_the_service_serves() {
         .unwrap();
     assert_eq!(status, "pending_approval");
     let rows = checkpoints(&app.pool).await;
-    // `notifications` is not rebuilt: its generation 0 stays live and follows the store.
-    for r in rows.iter().filter(|r| r.0 != "notifications") {
+    // `notifications` and `alerts` are not rebuilt: their generation 0 stays live and follows
+    // the store.
+    for r in rows.iter().filter(|r| r.0 != "notifications" && r.0 != "alerts") {
         if r.2 == 0 {
             assert_eq!(
                 (r.3.as_str(), r.5),
@@ -447,6 +452,7 @@ async fn an_interrupted_rebuild_resumes_the_same_generation() {
     assert_eq!(
         states(&rows),
         [
+            row("alerts", ALERTS_VERSION, 0, "live"),
             row("budgets", BUDGETS_VERSION, 0, "retired"),
             row("budgets", BUDGETS_VERSION, 1, "live"),
             row("cash", CASH_VERSION, 0, "retired"),

@@ -401,38 +401,9 @@ impl Facts {
     }
 }
 
-/// Checks the unit filters against what the caller may see: a unit that is not of its kind, of
-/// another company, or does not exist, and a fund of another company → 404 naming the field.
+/// Checks the unit filters against what the caller may see ([`super::units::check_filters`]).
 pub async fn check_units(pool: &PgPool, scope: &ReportScope, units: &UnitFilter) -> Result<(), ReportError> {
-    let levels: [(&'static str, &'static str, Option<Uuid>); 5] = [
-        ("company_id", "company_id", units.company_id),
-        ("region_id", "region_id", units.region_id),
-        ("branch_id", "branch_id", units.branch_id),
-        ("department_id", "department_id", units.department_id),
-        ("cost_centre_id", "cost_centre_id", units.cost_centre_id),
-    ];
-    for (field, column, id) in levels {
-        let Some(id) = id else { continue };
-        let company: Option<Uuid> =
-            sqlx::query_scalar(&format!("SELECT company_id FROM org_units WHERE id = $1 AND {column} = id"))
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-        if company.is_none() || company != scope.company {
-            return Err(ReportError::NotFound { field });
-        }
-    }
-    if let Some(fund) = units.fund_id {
-        let company: Option<Option<Uuid>> =
-            sqlx::query_scalar("SELECT company_id FROM rm_funds WHERE id = $1")
-                .bind(fund)
-                .fetch_optional(pool)
-                .await?;
-        if company != Some(scope.company) {
-            return Err(ReportError::NotFound { field: "fund_id" });
-        }
-    }
-    Ok(())
+    super::units::check_filters(pool, scope, units).await.map(|_| ())
 }
 
 /// The people the facts mention, by id: display name (or email).

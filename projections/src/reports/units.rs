@@ -43,9 +43,10 @@ fn unit_ids(units: &UnitFilter) -> [(&'static str, &'static str, &'static str, O
 }
 
 /// Checks every filter against what the caller may see, and gives the filters as people read
-/// them ("Branch", "NBI — Nairobi"). A unit of another company (or of another kind than the
-/// field says, or none at all), or a fund the caller's company does not own, is
-/// [`ReportError::NotFound`] naming the field, as for any object they may not see.
+/// them ("Branch", "NBI — Nairobi"). A unit of another company than the caller's (or of
+/// another kind than the field says, or none at all; for a caller of no unit, every unit), or a
+/// fund the caller's company does not own, is [`ReportError::NotFound`] naming the field, as
+/// for any object they may not see: a report's figures never leave the caller's company.
 pub async fn check_filters(
     pool: &PgPool,
     scope: &ReportScope,
@@ -61,7 +62,7 @@ pub async fn check_filters(
                 .fetch_optional(pool)
                 .await?;
         match found {
-            Some((code, name, company)) if scope.company.is_none_or(|c| c == company) => {
+            Some((code, name, company)) if scope.company == Some(company) => {
                 printed.push((label.to_string(), format!("{code} — {name}")));
             }
             _ => return Err(ReportError::NotFound { field }),
@@ -74,7 +75,7 @@ pub async fn check_filters(
                 .fetch_optional(pool)
                 .await?;
         match found {
-            Some((name, company)) if scope.company.is_none() || company == scope.company => {
+            Some((name, company)) if company == scope.company => {
                 printed.push(("Fund".to_string(), name));
             }
             _ => return Err(ReportError::NotFound { field: "fund_id" }),
