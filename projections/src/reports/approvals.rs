@@ -133,7 +133,7 @@ pub fn build(params: &ReportParams, facts: &Facts, now: DateTime<Utc>) -> Report
         name: ReportName::Approvals,
         title: ReportName::Approvals.title().into(),
         params: params.clone(),
-        filters: facts::filters(params),
+        filters: facts.filters.clone(),
         summary: vec![
             figure("actions", "Actions", totals.iter().sum()),
             figure("approvals", "Approvals", totals[0]),

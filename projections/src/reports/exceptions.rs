@@ -85,7 +85,7 @@ pub fn build(params: &ReportParams, facts: &Facts, now: DateTime<Utc>) -> Report
         name: ReportName::Exceptions,
         title: ReportName::Exceptions.title().into(),
         params: params.clone(),
-        filters: facts::filters(params),
+        filters: facts.filters.clone(),
         summary,
         sections: vec![Section {
             key: "exceptions",

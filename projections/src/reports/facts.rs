@@ -386,13 +386,19 @@ impl RequisitionFacts {
 pub struct Facts {
     pub requisitions: Vec<RequisitionFacts>,
     pub names: HashMap<Uuid, String>,
+    /// The filters as people read them ([`super::units::check_filters`]).
+    pub filters: Vec<(String, String)>,
 }
 
 impl Facts {
     /// Sorted by id: both sources give the same order.
-    fn new(mut requisitions: Vec<RequisitionFacts>, names: HashMap<Uuid, String>) -> Self {
+    fn new(
+        mut requisitions: Vec<RequisitionFacts>,
+        names: HashMap<Uuid, String>,
+        filters: Vec<(String, String)>,
+    ) -> Self {
         requisitions.sort_by_key(|r| r.id);
-        Self { requisitions, names }
+        Self { requisitions, names, filters }
     }
 
     /// A person's name as printed (their id when unknown).
@@ -401,10 +407,7 @@ impl Facts {
     }
 }
 
-/// Checks the unit filters against what the caller may see ([`super::units::check_filters`]).
-pub async fn check_units(pool: &PgPool, scope: &ReportScope, units: &UnitFilter) -> Result<(), ReportError> {
-    super::units::check_filters(pool, scope, units).await.map(|_| ())
-}
+pub use super::units::check_filters as check_units;
 
 /// The people the facts mention, by id: display name (or email).
 async fn names(
@@ -434,7 +437,7 @@ pub async fn read(
     actor: Uuid,
     params: &ReportParams,
 ) -> Result<Facts, ReportError> {
-    check_units(pool, scope, &params.units).await?;
+    let filters = check_units(pool, scope, &params.units).await?;
     let mut qb: QueryBuilder<'_, Postgres> =
         QueryBuilder::new("SELECT facts FROM rm_report_requisitions WHERE (updated_at >= ");
     qb.push_bind(params.from).push(" OR status = ").push_bind(Status::PendingApproval).push(")");
@@ -453,13 +456,13 @@ pub async fn read(
     let requisitions: Vec<RequisitionFacts> =
         rows.into_iter().map(|j| j.0).filter(|r| r.matches(&params.units)).collect();
     let names = names(pool, &requisitions).await?;
-    Ok(Facts::new(requisitions, names))
+    Ok(Facts::new(requisitions, names, filters))
 }
 
 /// The same facts folded from the events in global order (`pettycash-replay report`): the
 /// requisitions of `scope.company` (the view of its auditor) that match the filters.
 pub async fn replay(pool: &PgPool, scope: &ReportScope, params: &ReportParams) -> Result<Facts, ReportError> {
-    check_units(pool, scope, &params.units).await?;
+    let filters = check_units(pool, scope, &params.units).await?;
     let read =
         crate::reader::in_order(&crate::reader::Selection::events(), crate::reader::Filter::Everything);
     let mut events = read.fetch::<crate::EventRow>(pool);
@@ -484,7 +487,7 @@ pub async fn replay(pool: &PgPool, scope: &ReportScope, params: &ReportParams) -
         })
         .collect();
     let names = names(pool, &requisitions).await?;
-    Ok(Facts::new(requisitions, names))
+    Ok(Facts::new(requisitions, names, filters))
 }
 
 /// The median and the 90th percentile (nearest rank: the smallest value with at least 90 % of
@@ -506,22 +509,6 @@ pub fn median_p90(values: &mut [Decimal]) -> Option<(Decimal, Decimal)> {
 pub fn hours(from: DateTime<Utc>, to: DateTime<Utc>) -> Decimal {
     let micros = (to - from).num_microseconds().unwrap_or(i64::MAX);
     (Decimal::new(micros, 6) / Decimal::from(3600)).round_dp(2)
-}
-
-/// The filters as printed: each one set, by its label.
-pub fn filters(params: &ReportParams) -> Vec<(String, String)> {
-    let u = &params.units;
-    [
-        ("Company", u.company_id),
-        ("Region", u.region_id),
-        ("Branch", u.branch_id),
-        ("Department", u.department_id),
-        ("Cost centre", u.cost_centre_id),
-        ("Fund", u.fund_id),
-    ]
-    .into_iter()
-    .filter_map(|(label, id)| id.map(|id| (label.to_string(), id.to_string())))
-    .collect()
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ pub fn build(params: &ReportParams, facts: &Facts, now: DateTime<Utc>) -> Report
         name: ReportName::Payments,
         title: ReportName::Payments.title().into(),
         params: params.clone(),
-        filters: facts::filters(params),
+        filters: facts.filters.clone(),
         summary,
         sections: vec![Section {
             key: "by_method_and_status",

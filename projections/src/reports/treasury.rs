@@ -221,6 +221,8 @@ pub struct TreasuryFacts {
     pub funds: Vec<FundFacts>,
     /// Their advances, by requisition id.
     pub advances: Vec<AdvanceFacts>,
+    /// The filters as people read them.
+    pub filters: Vec<(String, String)>,
 }
 
 impl TreasuryFacts {
@@ -236,12 +238,12 @@ impl TreasuryFacts {
         let mut advances: Vec<AdvanceFacts> =
             advances.into_iter().filter(|a| ids.contains(&a.fund_id)).collect();
         advances.sort_by_key(|a| a.requisition_id);
-        Self { funds, advances }
+        Self { funds, advances, filters: Vec::new() }
     }
 }
 
 pub async fn run(ctx: &ReportContext) -> Result<Report, ReportError> {
-    facts::check_units(&ctx.pool, &ctx.scope, &ctx.params.units).await?;
+    let filters = facts::check_units(&ctx.pool, &ctx.scope, &ctx.params.units).await?;
     let funds: Vec<Json<FundFacts>> =
         sqlx::query_scalar("SELECT facts FROM rm_report_funds WHERE company_id IS NOT DISTINCT FROM $1")
             .bind(ctx.scope.company)
@@ -254,12 +256,15 @@ pub async fn run(ctx: &ReportContext) -> Result<Report, ReportError> {
     .bind(ctx.scope.company)
     .fetch_all(&ctx.pool)
     .await?;
-    let facts = TreasuryFacts::new(
-        funds.into_iter().map(|j| j.0).collect(),
-        advances.into_iter().map(|j| j.0).collect(),
-        &ctx.scope,
-        &ctx.params.units,
-    );
+    let facts = TreasuryFacts {
+        filters,
+        ..TreasuryFacts::new(
+            funds.into_iter().map(|j| j.0).collect(),
+            advances.into_iter().map(|j| j.0).collect(),
+            &ctx.scope,
+            &ctx.params.units,
+        )
+    };
     Ok(build(&ctx.params, &facts, ctx.now))
 }
 
@@ -269,7 +274,7 @@ pub async fn replay(
     params: &ReportParams,
     now: DateTime<Utc>,
 ) -> Result<Report, ReportError> {
-    facts::check_units(pool, scope, &params.units).await?;
+    let filters = facts::check_units(pool, scope, &params.units).await?;
     let read =
         crate::reader::in_order(&crate::reader::Selection::events(), crate::reader::Filter::Everything);
     let mut events = read.fetch::<crate::EventRow>(pool);
@@ -294,12 +299,15 @@ pub async fn replay(
             _ => {}
         }
     }
-    let facts = TreasuryFacts::new(
-        funds.into_values().collect(),
-        advances.into_values().collect(),
-        scope,
-        &params.units,
-    );
+    let facts = TreasuryFacts {
+        filters,
+        ..TreasuryFacts::new(
+            funds.into_values().collect(),
+            advances.into_values().collect(),
+            scope,
+            &params.units,
+        )
+    };
     Ok(build(params, &facts, now))
 }
 
@@ -509,7 +517,7 @@ pub fn build(params: &ReportParams, facts: &TreasuryFacts, now: DateTime<Utc>) -
         name: ReportName::Treasury,
         title: ReportName::Treasury.title().into(),
         params: params.clone(),
-        filters: facts::filters(params),
+        filters: facts.filters.clone(),
         summary,
         sections: vec![
             section("funds", "Fund health", &FUNDS, fund_rows),

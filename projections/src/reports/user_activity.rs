@@ -137,7 +137,7 @@ pub fn build(params: &ReportParams, facts: &Facts, users: &[UserFacts], now: Dat
         name: ReportName::UserActivity,
         title: ReportName::UserActivity.title().into(),
         params: params.clone(),
-        filters: facts::filters(params),
+        filters: facts.filters.clone(),
         summary: vec![
             figure("active_users", "Active users", rows.len() as i64),
             figure("requisitions", "Requisitions created", totals[0]),

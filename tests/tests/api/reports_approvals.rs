@@ -370,7 +370,8 @@ async fn visibility_and_unit_filters() {
     let report =
         run(&app, &c.auditor, &[Role::Auditor], ReportName::Approvals, &own, now).await.unwrap().unwrap();
     assert_eq!(figure(&report, "approvals"), Cell::Integer(1));
-    assert_eq!(report.filters, [("Fund".to_string(), fund.to_string())]);
+    // Printed as people read it: the fund's name, not its id.
+    assert_eq!(report.filters, [("Fund".to_string(), "Test fund".to_string())]);
 }
 
 /// Pays a one-step requisition of `amount` from `fund`.
