@@ -137,7 +137,7 @@ pub async fn resolve_cleared(
 ) -> sqlx::Result<bool> {
     let id: Option<Id> = sqlx::query_scalar(
         "UPDATE alerts SET state = $3, resolved_at = $4, resolution_note = $5
-         WHERE alert_type = $1 AND object_id = $2 AND state <> 'resolved'
+         WHERE alert_type = $1 AND object_id = $2 AND state <> $3
          RETURNING id",
     )
     .bind(alert_type)

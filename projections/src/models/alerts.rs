@@ -38,7 +38,7 @@ use cqrs_es::Aggregate;
 use pettycash_commands::alerts::{raise, resolve_cleared, NewAlert};
 use pettycash_commands::mail::Links;
 use pettycash_domain::advance::{AdvanceAccount, AdvanceEvent};
-use pettycash_domain::alert::{fund_level, AlertType};
+use pettycash_domain::alert::{fund_level, AlertState, AlertType};
 use pettycash_domain::fund::{Fund, FundEvent};
 use pettycash_domain::payment::CodeProblem;
 use pettycash_domain::requisition::{Requisition, RequisitionEvent};
@@ -686,12 +686,12 @@ async fn open_alerts(
         }
     }
     let ids: Vec<String> = ids.into_iter().collect();
-    let rows: Vec<(AlertType, String)> = sqlx::query_as(
-        "SELECT alert_type, object_id FROM alerts WHERE state <> 'resolved' AND object_id = ANY ($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows: Vec<(AlertType, String)> =
+        sqlx::query_as("SELECT alert_type, object_id FROM alerts WHERE state <> $2 AND object_id = ANY ($1)")
+            .bind(&ids)
+            .bind(AlertState::Resolved)
+            .fetch_all(&mut *tx)
+            .await?;
     Ok(rows.into_iter().collect())
 }
 
