@@ -51,6 +51,12 @@ pub struct CommonArgs {
     #[arg(long, env = "DATABASE_POOL_SIZE", value_name = "N", default_value_t = 20,
           value_parser = number::<u32>("DATABASE_POOL_SIZE", 1..=1000))]
     pub database_pool_size: u32,
+    /// `serve` only: maximum PostgreSQL connections of its background work (projection
+    /// workers, mail sender, sealer), 1 to 1000, on top of DATABASE_POOL_SIZE: a pool of their
+    /// own, so that they never take the connections requests wait for, nor the other way round.
+    #[arg(long, env = "DATABASE_WORKER_POOL_SIZE", value_name = "N", default_value_t = 4,
+          value_parser = number::<u32>("DATABASE_WORKER_POOL_SIZE", 1..=1000))]
+    pub database_worker_pool_size: u32,
     /// Threads of the async runtime, 1 to 1024. Default: half the cores when PostgreSQL runs on
     /// this machine (loopback DATABASE_URL or the embedded cluster), all of them otherwise.
     #[arg(long, env = "TOKIO_WORKER_THREADS", value_name = "N",
@@ -248,8 +254,11 @@ pub struct Config {
     /// `TOKIO_WORKER_THREADS`; `None`: see [`Config::runtime_threads`].
     pub worker_threads: Option<usize>,
     pub session_hours: u32,
-    /// Maximum database connections.
+    /// Maximum database connections of requests (and of everything in commands other than
+    /// `serve`).
     pub db_pool_size: u32,
+    /// Maximum database connections of `serve`'s background work (its own pool).
+    pub worker_pool_size: u32,
     /// Run the projection workers inside `serve` (off with `--no-projections`).
     pub run_projections: bool,
     /// Longest a query waits for `min_position` before answering 503.
@@ -466,6 +475,7 @@ impl Config {
             worker_threads: common.worker_threads,
             session_hours: http.session_hours,
             db_pool_size: common.database_pool_size,
+            worker_pool_size: common.database_worker_pool_size,
             run_projections: true,
             min_position_wait_ms: http.min_position_wait_ms,
             scheduler_interval_secs: http.scheduler_interval_secs,
@@ -881,7 +891,7 @@ mod tests {
         let c = Config::development();
         assert!(c.debug && c.database_url.is_none() && c.run_projections);
         assert_eq!(c.secret_key.as_ref().map(|s| s.expose_secret()), Some(DEV_SECRET_KEY));
-        assert_eq!(c.db_pool_size, 20);
+        assert_eq!((c.db_pool_size, c.worker_pool_size), (20, 4));
     }
 
     #[test]
@@ -898,6 +908,7 @@ mod tests {
             ("BIND", "127.0.0.1:8001"),
             ("SESSION_HOURS", "8760"),
             ("DATABASE_POOL_SIZE", "1000"),
+            ("DATABASE_WORKER_POOL_SIZE", "12"),
             ("MIN_POSITION_WAIT_MS", "0"),
             ("SEAL_INTERVAL_SECS", "86400"),
             ("SESSION_CACHE_MS", "0"),
@@ -925,6 +936,7 @@ mod tests {
         assert!(c.cors_allowed_origins.is_empty());
         assert_eq!(c.bind.to_string(), "127.0.0.1:8001");
         assert_eq!((c.session_hours, c.db_pool_size, c.min_position_wait_ms), (8760, 1000, 0));
+        assert_eq!(c.worker_pool_size, 12);
         assert_eq!((c.seal_interval_secs, c.session_cache_ms, c.aggregate_cache_size), (86400, 0, 0));
         assert_eq!((c.worker_threads, c.runtime_threads()), (Some(2), 2));
         assert_eq!((c.embedded_pg_port, c.data_dir.to_str()), (65535, Some("/var/lib/pettycash")));
@@ -1019,9 +1031,10 @@ mod tests {
     /// names the variable and the range.
     #[test]
     fn every_numeric_setting_is_checked_against_its_range() {
-        let settings: [(&str, i64, i64); 9] = [
+        let settings: [(&str, i64, i64); 10] = [
             ("EMAIL_PORT", 1, 65535),
             ("DATABASE_POOL_SIZE", 1, 1000),
+            ("DATABASE_WORKER_POOL_SIZE", 1, 1000),
             ("TOKIO_WORKER_THREADS", 1, 1024),
             ("PETTYCASH_EMBEDDED_PG_PORT", 1, 65535),
             ("SEAL_INTERVAL_SECS", 1, 86_400),

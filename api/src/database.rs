@@ -63,6 +63,19 @@ pub async fn pool_with(options: PgConnectOptions, size: u32) -> anyhow::Result<P
         .with_context(|| format!("connecting to PostgreSQL at {shown}"))
 }
 
+/// The pool of `serve`'s background work (projection workers, mail sender, sealer): the same
+/// database as `requests`, at most `size` connections of its own, opened when first needed.
+/// Apart from the requests' pool so that a burst of commands (each waking every worker) does
+/// not leave requests waiting for connections the workers hold, nor the workers for the
+/// requests'. The workers wait as long as it takes: their work is never answered to anyone.
+pub fn background_pool(requests: &PgPool, size: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_lazy_with((*requests.connect_options()).clone())
+}
+
 /// Connects to the configured database, starting the embedded one if needed.
 pub async fn connect(config: &Config) -> anyhow::Result<Database> {
     if let Some(url) = &config.database_url {

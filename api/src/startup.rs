@@ -132,6 +132,9 @@ pub struct Application {
     /// Runs beside the projection workers (not with `--no-projections`, nor without a place
     /// to send mail to).
     mail_sender: Option<pettycash_commands::mail::sender::Sender>,
+    /// The connections of the projection workers, the mail sender and the sealer
+    /// ([`crate::database::background_pool`]); requests use the state's pool.
+    background: PgPool,
 }
 
 impl Application {
@@ -139,8 +142,9 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        let background = crate::database::background_pool(&pool, config.worker_pool_size);
         let mail_sender = match config.run_projections {
-            true => crate::mail::sender(&config, &pool)?,
+            true => crate::mail::sender(&config, &background)?,
             false => None,
         };
         let state = AppState::new(config, pool)?;
@@ -157,7 +161,7 @@ impl Application {
                 pettycash_commands::providers::PaymentProvider::name(simulator)
             ));
         }
-        Ok(Self { listener, state, mail_sender })
+        Ok(Self { listener, state, mail_sender, background })
     }
 
     pub fn port(&self) -> u16 {
@@ -180,7 +184,7 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = self.state.config.run_projections.then(|| {
             let projections = pettycash_projections::all(&self.state.config.mail.links());
-            let engine = Engine::new(self.state.pool.clone(), projections, EngineOptions::default());
+            let engine = Engine::new(self.background.clone(), projections, EngineOptions::default());
             tokio::spawn(engine.run(stop_rx.clone()))
         });
         let mail_sender = self.mail_sender.map(|sender| tokio::spawn(sender.run(stop_rx.clone())));
@@ -192,7 +196,7 @@ impl Application {
         ));
         let sealer = match (self.state.config.run_projections, self.state.config.seal_key()) {
             (true, Some(key)) => Some(tokio::spawn(pettycash_projections::seal::run(
-                self.state.pool.clone(),
+                self.background.clone(),
                 key,
                 self.state.config.sealer_options(),
                 stop_rx,
@@ -218,6 +222,7 @@ impl Application {
         if let Some(sender) = mail_sender {
             let _ = sender.await;
         }
+        self.background.close().await;
         result
     }
 }
