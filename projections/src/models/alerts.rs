@@ -14,11 +14,11 @@
 //! | `replenishment_needed` (fund) | `ReplenishmentRequested` | `ReplenishmentFunded`, `ReplenishmentRejected`, `FundClosed` |
 //! | `variance_pending` (count) | the scheduler, `alert_variance_pending_hours` after `CashCounted` | `VarianceAdjusted`, `VarianceRejected` |
 //! | `large_payment` (requisition) | `CashDisbursed` above `alert_large_payment_above` | — (resolved by a person) |
-//! | `payment_failed`, `payment_timeout` (requisition) | `PaymentFailed`, `PaymentTimedOut` | `RequisitionPaid` |
+//! | `payment_failed`, `payment_timeout` (requisition) | `PaymentFailed`, `PaymentTimedOut` | `RequisitionPaid`; `payment_timeout` also `PaymentFailed` (the provider answered) |
 //! | `otp_failures` (requisition) | the `alert_otp_failures`-th `PaymentCodeRejected` by one payer within `alert_otp_window_minutes` | `RequisitionPaid` |
 //! | `approval_overdue` (requisition) | `ApprovalOverdue` | the step acted on (approved, rejected, sent back, overridden, cancelled, expired) |
 //! | `receipt_missing` (requisition) | `ReceiptOverdue` | `ReceiptAttached` |
-//! | `budget_exceeded` (requisition) | `BudgetExceeded` | rejected or cancelled (it will not spend) |
+//! | `budget_exceeded` (requisition) | `BudgetExceeded` | rejected or cancelled (it will not spend); `RequisitionSubmitted` with no `BudgetExceeded` before it (submitted again within its budgets) |
 //! | `advance_overdue` (advance) | `AdvanceOverdue` | `AdvanceSettled` leaving nothing outstanding |
 //!
 //! **Its memory is in tables, not in the process**: each fund's figures and the level it last
@@ -27,7 +27,8 @@
 //! (`alert_code_failures`). A fund met for the first time is folded from its stream once; its
 //! level starts as "not alerted", so a fund already low when the projection started alerts at
 //! its next movement. Requisitions that raise an alert in a batch are folded from their streams
-//! (like `notifications`) for their company, units, requester, payer and approvers.
+//! (like `notifications`) for their company, units, requester, payer and approvers, and so is
+//! one submitted again while its `budget_exceeded` alert is open (for that round's flags).
 
 use crate::event::EventRow;
 use crate::{reader, Kind, Phase, Projection};
@@ -274,7 +275,7 @@ impl Projection for Alerts {
         let mut batch = Batch { links: &self.links, open: HashSet::new(), mailed: false };
         batch.open = open_alerts(tx, &decoded).await.context("reading the open alerts")?;
         let mut funds = funds(tx, &decoded).await.context("reading the funds")?;
-        let mut reqs = requisitions(tx, &decoded).await.context("folding the requisitions")?;
+        let mut reqs = requisitions(tx, &decoded, &batch.open).await.context("folding the requisitions")?;
         let mut settings: Option<AlertSettings> = None;
         let touched: HashSet<Id> = funds.keys().copied().collect();
 
@@ -301,7 +302,7 @@ impl Projection for Alerts {
                     if let Some(req) = reqs.get_mut(id) {
                         req.apply(event.clone());
                     }
-                    on_requisition_clear(tx, &mut batch, *id, e, event).await?;
+                    on_requisition_clear(tx, &mut batch, *id, reqs.get(id), e, event).await?;
                 }
                 Decoded::Advance(holder, event) => match event {
                     AdvanceEvent::AdvanceOverdue { requisition_id, due_at, outstanding, .. } => {
@@ -587,11 +588,13 @@ impl Alerts {
     }
 }
 
-/// Clears what a requisition's event resolves.
+/// Clears what a requisition's event resolves (`req`: the requisition after the event, when
+/// the batch folded it).
 async fn on_requisition_clear(
     tx: &mut PgConnection,
     batch: &mut Batch<'_>,
     id: Id,
+    req: Option<&Requisition>,
     e: &EventRow,
     event: &RequisitionEvent,
 ) -> anyhow::Result<()> {
@@ -602,6 +605,19 @@ async fn on_requisition_clear(
             for t in [AlertType::PaymentFailed, AlertType::PaymentTimeout, AlertType::OtpFailures] {
                 batch.clear(tx, t, id, "The requisition was paid.", at).await?;
             }
+        }
+        E::PaymentFailed { .. } => {
+            // A timeout means "no answer from the provider yet"; a failure is its answer, and
+            // `payment_failed` (raised by this event) is what is left to act on.
+            let note = "The provider answered: the payment failed.";
+            batch.clear(tx, AlertType::PaymentTimeout, id, note, at).await?;
+        }
+        // This round's flags are the `BudgetExceeded` events just before it (folded into
+        // `budget_exceeded` by now): none, and it no longer exceeds a budget. A requisition the
+        // batch did not fold had no alert open (see `requisitions`).
+        E::RequisitionSubmitted { .. } if req.is_some_and(|r| r.budget_exceeded.is_empty()) => {
+            let note = "Submitted again within its budgets.";
+            batch.clear(tx, AlertType::BudgetExceeded, id, note, at).await?;
         }
         E::RequisitionApproved { .. }
         | E::ApprovalOverridden { .. }
@@ -788,16 +804,23 @@ async fn save_funds<'a>(tx: &mut PgConnection, funds: impl Iterator<Item = &'a F
     Ok(())
 }
 
-/// The requisitions that raise an alert in the batch (and those whose advance is overdue), as
-/// they stood before the batch (each one's first event in it), folded from the store.
+/// The requisitions that raise an alert in the batch (and those whose advance is overdue, and
+/// those submitted again with a `budget_exceeded` alert `open`), as they stood before the
+/// batch (each one's first event in it), folded from the store.
 async fn requisitions(
     tx: &mut PgConnection,
     decoded: &[(&EventRow, Decoded)],
+    open: &HashSet<(AlertType, String)>,
 ) -> anyhow::Result<HashMap<Id, Requisition>> {
     let mut wanted: HashSet<Id> = HashSet::new();
     for (_, d) in decoded {
         match d {
             Decoded::Requisition(id, event) if raises(event) => {
+                wanted.insert(*id);
+            }
+            Decoded::Requisition(id, RequisitionEvent::RequisitionSubmitted { .. })
+                if open.contains(&(AlertType::BudgetExceeded, id.to_string())) =>
+            {
                 wanted.insert(*id);
             }
             Decoded::Advance(_, AdvanceEvent::AdvanceOverdue { requisition_id, .. }) => {

@@ -11,7 +11,7 @@ use pettycash_tests::{wait_for_projections, Cast, TestApp, TestUser};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-async fn app_with(smtp: &MailServer) -> TestApp {
+pub(crate) async fn app_with(smtp: &MailServer) -> TestApp {
     TestApp::spawn_with(|c| {
         c.seal_interval_secs = 3600;
         smtp.configure(c);
@@ -34,21 +34,21 @@ async fn fund_with(
     r.id()
 }
 
-async fn approved(app: &TestApp, c: &Cast, fund: Uuid, amount: &str) -> Uuid {
+pub(crate) async fn approved(app: &TestApp, c: &Cast, fund: Uuid, amount: &str) -> Uuid {
     let id = app.submitted(&c.staff, fund, amount).await;
     app.approve_by(id, &[&c.head]).await;
     id
 }
 
 /// The alerts `user` lists with `query`, once the projection applied every event.
-async fn alerts(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value> {
+pub(crate) async fn alerts(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value> {
     wait_for_projections(&app.pool, &["alerts"]).await;
     let r = app.get(user, &format!("/api/alerts/?{query}")).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     r.body["items"].as_array().unwrap().clone()
 }
 
-fn alert_mail<'a>(mails: &'a [ReceivedMail], user: &TestUser) -> Vec<&'a ReceivedMail> {
+pub(crate) fn alert_mail<'a>(mails: &'a [ReceivedMail], user: &TestUser) -> Vec<&'a ReceivedMail> {
     mails.iter().filter(|m| m.to == [user.email.clone()] && m.subject.starts_with("Alert")).collect()
 }
 
@@ -268,7 +268,7 @@ async fn alerts_are_acknowledged_and_resolved_with_notes_by_those_who_may_and_40
 }
 
 /// The one alert of `alert_type` about `object` (any state), once the projection caught up.
-async fn the_alert(app: &TestApp, user: &TestUser, alert_type: &str, object: Uuid) -> Value {
+pub(crate) async fn the_alert(app: &TestApp, user: &TestUser, alert_type: &str, object: Uuid) -> Value {
     let found: Vec<Value> = alerts(app, user, &format!("type={alert_type}"))
         .await
         .into_iter()

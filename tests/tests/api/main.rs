@@ -2,6 +2,7 @@
 
 mod advances;
 mod alerts;
+mod alerts_more;
 mod auth;
 mod budgets;
 mod bulk;

@@ -21,7 +21,7 @@ fn d(s: &str) -> Decimal {
 }
 
 /// The actor of `user` as the API builds it (roles and unit path from the `users` row).
-async fn actor(app: &TestApp, user: &TestUser) -> Actor {
+pub(crate) async fn actor(app: &TestApp, user: &TestUser) -> Actor {
     type Row =
         (Vec<String>, Option<Uuid>, Option<Uuid>, Option<Uuid>, Option<Uuid>, Option<Uuid>, Option<Uuid>);
     let (roles, unit, company, region, branch, department, cost_centre): Row = sqlx::query_as(
