@@ -750,16 +750,36 @@ pub async fn dashboard(
     let all = scope != DashboardScope::Own;
     // Days and months as the read models date rows: by the time events were recorded.
     let today = Utc::now();
-    let numbers = queries::dashboard(&state.pool, scope, user.id, today).await?;
     let now = state.commands.clock().now();
-    let awaiting_me = queries::approval_inbox_count(&state.pool, &RequisitionScope::of(&actor), now).await?;
-    let funds = if visibility::may_read_funds(&actor) {
-        queries::list_funds(&state.pool, actor.company()).await?
-    } else {
-        vec![]
+    // The parts are independent reads: run side by side, each on its own connection, the
+    // answer waits for the slowest rather than for their sum.
+    let numbers = async { Ok::<_, ApiError>(queries::dashboard(&state.pool, scope, user.id, today).await?) };
+    let awaiting_me = async {
+        Ok::<_, ApiError>(
+            queries::approval_inbox_count(&state.pool, &RequisitionScope::of(&actor), now).await?,
+        )
     };
-    let ids: Vec<Uuid> = funds.iter().map(|f| f.id).collect();
-    let balances = queries::balance_series(&state.pool, &ids, days, today).await?;
+    let funds = async {
+        if !visibility::may_read_funds(&actor) {
+            return Ok::<_, ApiError>((vec![], vec![]));
+        }
+        let funds = queries::list_funds(&state.pool, actor.company()).await?;
+        let ids: Vec<Uuid> = funds.iter().map(|f| f.id).collect();
+        let balances = queries::balance_series(&state.pool, &ids, days, today).await?;
+        Ok((funds, balances))
+    };
+    let budget_this_month = async {
+        if !budgets {
+            return Ok::<_, ApiError>(None);
+        }
+        let month = Month::of(now);
+        let lines = state.commands.budget_report(&actor, month).await?;
+        Ok(Some(BudgetMonth { month: month.to_string(), items: budget_totals(&lines) }))
+    };
+    let open_alerts =
+        async { Ok::<_, ApiError>(alerts::open_by_severity(&state.pool, &AlertScope::of(&actor)).await?) };
+    let (numbers, awaiting_me, (funds, balances), budget_this_month, open_alerts) =
+        tokio::try_join!(numbers, awaiting_me, funds, budget_this_month, open_alerts)?;
     let fund_balances = funds
         .iter()
         .zip(balances)
@@ -780,14 +800,6 @@ pub async fn dashboard(
             _ => fund_status.ok += 1,
         }
     }
-    let budget_this_month = if budgets {
-        let month = Month::of(now);
-        let lines = state.commands.budget_report(&actor, month).await?;
-        Some(BudgetMonth { month: month.to_string(), items: budget_totals(&lines) })
-    } else {
-        None
-    };
-    let open_alerts = alerts::open_by_severity(&state.pool, &AlertScope::of(&actor)).await?.into();
     let body = Dashboard {
         scope: if all { "all" } else { "own" }.into(),
         pending_approval: PendingTotals {
@@ -805,7 +817,7 @@ pub async fn dashboard(
         pending_replenishments: funds.iter().filter(|f| f.open_replenishment_id.is_some()).count() as i64,
         pending_variances: funds.iter().map(|f| i64::from(f.pending_variances)).sum(),
         budget_this_month,
-        open_alerts,
+        open_alerts: open_alerts.into(),
         series: DashboardSeries {
             spend_by_month: numbers
                 .spend_by_month

@@ -194,7 +194,10 @@ impl Labels {
 
 /// An aggregate folded from its stream (a catalogue, a budget plan: small streams).
 pub async fn fold<A: Aggregate + Default>(pool: &PgPool, id: Id) -> Result<A, ReportError> {
-    let read = in_order(&Selection::events(), Filter::Aggregate { id: id.to_string() });
+    let read = in_order(
+        &Selection::events(),
+        Filter::Stream { aggregate_type: A::TYPE.to_string(), id: id.to_string() },
+    );
     let mut rows = read.fetch::<EventRow>(pool);
     let mut state = A::default();
     while let Some(e) = rows.try_next().await? {
