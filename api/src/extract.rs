@@ -123,19 +123,23 @@ impl Origin {
     }
 }
 
-/// This service's origin as the browser sees it: the scheme from `X-Forwarded-Proto` (only
-/// ever present from a trusted proxy: [`crate::input::drop_untrusted_forwarded`]), else
-/// `http`; host and port from `Host`.
+/// This service's origin as the browser sees it: `https` when [`behind_tls`], else `http`;
+/// host and port from `Host`.
 fn own_origin(headers: &HeaderMap) -> Option<Origin> {
-    let scheme = headers
+    let scheme = if behind_tls(headers) { "https" } else { "http" };
+    let host: Authority = headers.get(header::HOST)?.to_str().ok()?.parse().ok()?;
+    Origin::new(scheme, &host)
+}
+
+/// Whether the browser reached the service over HTTPS: the proxy in front of it says so in
+/// `X-Forwarded-Proto` (only ever present from a trusted proxy:
+/// [`crate::input::drop_untrusted_forwarded`]). The service itself speaks plain HTTP.
+pub fn behind_tls(headers: &HeaderMap) -> bool {
+    headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|s| s.eq_ignore_ascii_case("https"))
-        .unwrap_or("http");
-    let host: Authority = headers.get(header::HOST)?.to_str().ok()?.parse().ok()?;
-    Origin::new(scheme, &host)
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Request id, client address and user agent, for event metadata and logs.
@@ -210,7 +214,7 @@ impl<T> Command<T> {
 
 /// The signed-in user of a command request, the session guard its append re-checks, and its
 /// metadata.
-async fn command_parts(
+pub(crate) async fn command_parts(
     parts: &mut Parts,
     state: &AppState,
 ) -> Result<(AuthUser, SessionGuard, RequestMeta), ApiError> {

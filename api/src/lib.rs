@@ -1,5 +1,5 @@
 //! The Petty Cash HTTP API (axum): authentication, routes, errors, OpenAPI, start-up, the
-//! embedded default database and the demo organisation. The `pettycash` binary in `main.rs`
+//! embedded default database and the demo organisation; and the server-rendered pages (`web`). The `pettycash` binary in `main.rs`
 //! only parses arguments and calls into this library.
 
 pub mod cli;
@@ -18,3 +18,4 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod upload;
+pub mod web;

@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::meta::router())
         .merge(needs_database)
+        .merge(crate::web::router(&state))
         .fallback(|| async { ApiError::not_found("endpoint") })
         .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -97,16 +98,17 @@ async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> 
     next.run(req).await
 }
 
-/// Error responses produced outside the handlers (405, 413, ...) get the JSON error shape.
+/// Error responses produced outside the handlers (405, 413, ...) get the JSON error shape;
+/// the pages' error pages (`web`, `text/html`) are left as they are.
 async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
-    let is_json = response
+    let shaped = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || shaped {
         return response;
     }
     let code = match status {

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use pettycash_commands::auth::{AuthUser, Session};
 use pettycash_commands::throttle::DEVICE_COOKIE_DAYS;
+use pettycash_commands::RequestMeta;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -45,7 +46,8 @@ pub struct LoginResponse {
 /// (`pettycash_commands::throttle`). Sent to the login endpoint only.
 pub const DEVICE_COOKIE: &str = "pettycash_device";
 
-fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
+/// An HttpOnly, `SameSite=Lax` cookie, `Secure` unless DEBUG (HTTPS only in production).
+pub(crate) fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
     let secure = if state.config.debug { "" } else { "; Secure" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
@@ -84,37 +86,66 @@ pub async fn login(
     check_same_origin(&headers, &state)?;
     require_json(&headers)?;
     let req: LoginRequest = parse_json(&body)?;
-    if req.email.trim().is_empty() {
+    let session = sign_in(&state, &req.email, &req.password, &headers, &meta).await?;
+    Ok(signed_in(&state, StatusCode::OK, session))
+}
+
+/// Checks an email and password and opens a session: the one sign-in of the API and of the
+/// sign-in page (`crate::web`), throttled alike. The caller has checked the request's origin.
+/// Both fields are required (422 naming the field); the device cookie of `headers` is that of
+/// the endpoint's path (the API's and the page's are separate cookies: see
+/// [`session_cookies`]).
+pub(crate) async fn sign_in(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+) -> ApiResult<Session> {
+    if email.trim().is_empty() {
         return Err(ApiError::unprocessable("email", "email is required"));
     }
-    if req.password.is_empty() {
+    if password.is_empty() {
         return Err(ApiError::unprocessable("password", "password is required"));
     }
-    let device = cookie(&headers, DEVICE_COOKIE);
+    let device = cookie(headers, DEVICE_COOKIE);
     let lockout = state.commands.settings().await?.lockout;
-    let session = state.auth.login(&req.email, &req.password, device, &meta, lockout).await?;
-    Ok(signed_in(&state, StatusCode::OK, session))
+    Ok(state.auth.login(email, password, device, meta, lockout).await?)
 }
 
 /// The answer that signs someone in (a sign-in, an accepted invitation): the token in the body
 /// and in the session cookie, and the device cookie.
 pub(crate) fn signed_in(state: &AppState, status: StatusCode, session: Session) -> Response {
-    let max_age = (session.expires_at - Utc::now()).num_seconds().max(0);
+    let cookies = session_cookies(state, &session, LOGIN_PATH);
     let mut response = (
         status,
-        Json(LoginResponse {
-            token: session.token.clone(),
-            expires_at: session.expires_at,
-            user: session.user,
-        }),
+        Json(LoginResponse { token: session.token, expires_at: session.expires_at, user: session.user }),
     )
         .into_response();
-    let cookies = response.headers_mut();
-    cookies.insert(header::SET_COOKIE, session_cookie(state, &session.token, max_age));
-    let device_max_age = DEVICE_COOKIE_DAYS * 24 * 60 * 60;
-    let device = set_cookie(state, DEVICE_COOKIE, &session.device_cookie, "/api/auth/login", device_max_age);
-    cookies.append(header::SET_COOKIE, device);
+    for cookie in cookies {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     response
+}
+
+/// The path of `POST /api/auth/login`, to which the API's device cookie is sent.
+const LOGIN_PATH: &str = "/api/auth/login";
+
+/// The `Set-Cookie` values that sign a browser in with `session`: the session cookie (every
+/// path) and the device cookie, sent back only to `login_path` (the sign-in endpoint that set
+/// it: the API's or the sign-in page's, each with its own cookie).
+pub(crate) fn session_cookies(state: &AppState, session: &Session, login_path: &str) -> [HeaderValue; 2] {
+    let max_age = (session.expires_at - Utc::now()).num_seconds().max(0);
+    let device_max_age = DEVICE_COOKIE_DAYS * 24 * 60 * 60;
+    [
+        session_cookie(state, &session.token, max_age),
+        set_cookie(state, DEVICE_COOKIE, &session.device_cookie, login_path, device_max_age),
+    ]
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub(crate) fn cleared_session_cookie(state: &AppState) -> HeaderValue {
+    session_cookie(state, "", 0)
 }
 
 /// End the current session (the bearer token or cookie stops working).
@@ -127,7 +158,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         state.auth.logout(&token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    response.headers_mut().insert(header::SET_COOKIE, cleared_session_cookie(&state));
     Ok(response)
 }
 

@@ -15,6 +15,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use pettycash_commands::auth::AuthUser;
 use pettycash_commands::budgets::BudgetLine;
 use pettycash_domain::alert::Severity;
 use pettycash_domain::budget::Month;
@@ -733,7 +734,6 @@ pub async fn dashboard(
     headers: HeaderMap,
     Query(q): Query<DashboardQuery>,
 ) -> ApiResult<Response> {
-    let actor = user.actor();
     let min = parse_min_position(&q.min_position)?;
     let days = match present(&q.days) {
         None => queries::BALANCE_DAYS[0],
@@ -743,9 +743,24 @@ pub async fn dashboard(
             })?
         }
     };
+    let body = dashboard_of(&state, &user, days, min, &headers).await?;
+    Ok(query_response(body.position, body))
+}
+
+/// The dashboard of `user` with `days` of fund balances (one of `queries::BALANCE_DAYS`),
+/// once the read models reach `min` (or the `X-Min-Position` of `headers`): the figures of
+/// `GET /api/dashboard/` and of the dashboard page (`crate::web`), from one set of queries.
+pub(crate) async fn dashboard_of(
+    state: &AppState,
+    user: &AuthUser,
+    days: u32,
+    min: Option<i64>,
+    headers: &HeaderMap,
+) -> ApiResult<Dashboard> {
+    let actor = user.actor();
     let budgets = visibility::may_read_budgets(&actor);
     let models: &[&str] = if budgets { DASHBOARD_WITH_BUDGETS } else { BOTH };
-    let position = consistent(&state, models, min, &headers).await?;
+    let position = consistent(state, models, min, headers).await?;
     let scope = DashboardScope::of(&actor);
     let all = scope != DashboardScope::Own;
     // Days and months as the read models date rows: by the time events were recorded.
@@ -800,7 +815,7 @@ pub async fn dashboard(
             _ => fund_status.ok += 1,
         }
     }
-    let body = Dashboard {
+    Ok(Dashboard {
         scope: if all { "all" } else { "own" }.into(),
         pending_approval: PendingTotals {
             count: numbers.pending_approval.count,
@@ -829,8 +844,7 @@ pub async fn dashboard(
         },
         funds,
         position,
-    };
-    Ok(query_response(position, body))
+    })
 }
 
 /// The month's budget lines summed per scope kind and currency.

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
 use pettycash_domain::report::{ReportName, ReportParams, ReportScope, UnitFilter};
+use pettycash_domain::Actor;
 use pettycash_projections::reports::{ReportContext, ReportError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -60,10 +61,15 @@ pub struct ReportList {
 #[utoipa::path(get, path = "/api/reports/", tag = "reports",
     responses((status = 200, body = ReportList), (status = 401, body = Err)))]
 pub async fn list(CurrentUser(user): CurrentUser) -> Json<ReportList> {
-    let actor = user.actor();
-    let reports = ReportName::ALL
+    Json(ReportList { reports: available(&user.actor()) })
+}
+
+/// The reports `actor` may run: `GET /api/reports/`'s list and the reports page's
+/// (`crate::web`).
+pub(crate) fn available(actor: &Actor) -> Vec<ReportInfo> {
+    ReportName::ALL
         .into_iter()
-        .filter(|n| ReportScope::of(&actor, *n).is_some())
+        .filter(|n| ReportScope::of(actor, *n).is_some())
         .map(|n| ReportInfo {
             name: n.as_str(),
             title: n.title(),
@@ -72,8 +78,7 @@ pub async fn list(CurrentUser(user): CurrentUser) -> Json<ReportList> {
             filters: n.parameters(),
             required: n.required(),
         })
-        .collect();
-    Json(ReportList { reports })
+        .collect()
 }
 
 /// Parameters of a report.
