@@ -6,9 +6,13 @@
 --
 -- Variables (all optional):
 --   funds         number of funds (default 100)
---   requisitions  number of requisitions (default 190000: about 1,080,000 events, ~5.7 each)
+--   requisitions  number of requisitions (default 190000: 1,088,391 events, ~5.7 each; with
+--                 the organisation below 1,130,391: cost centres, budgets and their flags)
 --   staff         users holding only `staff` (default 400; more requesters hold staff besides)
---   start         the first requisition's day (default 2025-01-01 00:00:00+00)
+--   start         the first requisition's day (default 2025-01-01 00:00:00+00). For a history
+--                 that ends now (this month's budgets on the dashboard, advances aged from
+--                 today), start it `days` + 35 days ago: its last steps run on ~3 weeks past
+--                 `days`
 --   days          how long the history runs (default 365)
 --   regions, branches, departments
 --                 an organisation: that many regions, branches per region and departments per
@@ -43,9 +47,10 @@
 --     one is open), a CFO approves it a day later, treasury funds it (ReplenishmentFunded,
 --     back into the balance) two days later. A requester always uses the same fund (their
 --     branch). Every
---     fifth fund's float covers only ~90% of what gets approved for it: once it is exhausted,
---     approved requisitions stay approved and unpaid (the other floats cover everything with
---     ~10% to spare). No payment ever overdraws a fund.
+--     fifth fund's float covers only ~90% of what gets approved for it: once it is exhausted
+--     (for a counted fund, all but the 5% kept back for shortages), approved requisitions stay
+--     approved and unpaid (the other floats cover everything with ~10% to spare). No payment
+--     ever overdraws a fund.
 --   * Requisitions by every staff holder, amounts 50–50,000 (with the policy's boundaries
 --     1,000 / 1,000.01 / 10,000 / 10,000.01 among them), each submitted with the chain of the
 --     built-in default policy (version 0) for its amount: department_head up to 1,000;
@@ -56,9 +61,10 @@
 --     shorter, or purpose revised — and a resubmission); rejected at some step 8% (some after
 --     a resubmission); cancelled 6.5% (as a draft, while pending, after changes were
 --     requested, or once approved). In the last twelfth of the history requisitions are also
---     still open: pending approval at some step 2.9%, approved and unpaid 3.1% (a third of
---     them because their fund ran out), changes requested (some already edited) 0.8%, draft
---     0.8%. One in eight is edited as a draft before it is submitted.
+--     still open: pending approval at some step 2.9%, approved and unpaid 3.9% (nearly half
+--     of them because their fund ran out: a counted fund keeps 5% of its float back for the
+--     shortages its counts find), changes requested (some already edited) 0.8%, draft 0.8%.
+--     One in eight is edited as a draft before it is submitted.
 --   * Times spread over `days` from `start` (recorded_at and metadata.time agree), 20 minutes
 --     to a day between a requisition's steps; the events of all streams interleave in time.
 --     A cash payment's RequisitionPaid and CashDisbursed (version 2, `reserved` null) are
@@ -73,6 +79,20 @@
 --     succeeded. A fund's stream orders reservations and disbursements in time; payments are
 --     paid in order of their start while the fund's available balance (balance less open
 --     reservations) covers them. Nothing is left reserved at the end.
+--   * Cash counts (see "cash counts" below): every fund in a currency with notes and coins in
+--     domain/src/denomination.rs (all but KWD and RWF) counted by its custodian at each month's
+--     end and now and then by treasury, `CashCounted` with the pieces; the setting
+--     `variance_tolerance_basis_points` = 1 (`SettingChanged` by admin.1 two days before the
+--     start) adjusts the cents no coin pays at once; one count in ten finds a shortage, one in
+--     twenty a surplus, which a CFO approves (`VarianceAdjusted`; a shortage below the reorder
+--     level raises a replenishment) or rejects (`VarianceRejected`) hours later; the last ones
+--     stay pending. 1,200 counts for the default.
+--   * Advances (see "advances" below): one requisition in 30 of those paid straight through or
+--     rejected is asked for as an advance (`AdvanceRequested` in its creation's command), issued
+--     by its payment (`AdvanceIssued`, due in 7 days), settled in one or two parts with change
+--     returned to the fund (`AdvanceSettled`, `AdvanceCashReturned`), some late after
+--     `AdvanceOverdue` (the scheduler's), a few never: 3,010 issued and 199 outstanding at the
+--     end for the default; never two unsettled for one holder. The `advances` rows.
 --
 -- With an organisation (regions > 0), e.g. 5 × 20 × 5 and 2,000 users for the 1M history:
 --
@@ -101,14 +121,28 @@
 --     group finance manager, cfo: the company), never the requester. No step is ever without
 --     someone eligible, so nothing escalates. Approvers, rejecters and those who request
 --     changes are picked from those lists (a department head who held the role all along).
+--   * A cost centre under every department (R1-B01-D1-CC, `UnitOpened` by admin.1 after the
+--     departments); every fourth staff member sits in their department's cost centre (the
+--     `unit` of their requisitions: a cost centre's budget covers them).
+--   * Budgets (see "budgets" below): the CFO sets one per cost centre, department and branch
+--     and currency paid in, per month from the start to 45 days past the end (`BudgetSet` on
+--     the company's `budget_plan`), of 0.80 to 1.49 times what the unit paid that month; every
+--     submission a budget would let overrun records the `BudgetExceeded` the service records
+--     just before it (its later events move up the stream). Budget against actual and the
+--     dashboard's `budget_this_month` read them.
 --   * Everything else as above. Without an organisation the users, requisitions' creations and
 --     submissions are those of earlier versions of this script; funds and payments are not
---     (FundOpened 3, CashDisbursed 2, mobile money and replenishments since 2026-12).
+--     (FundOpened 3, CashDisbursed 2, mobile money and replenishments since 2026-12), nor are
+--     counts, advances and budgets (the events the code writes today, 2026-12).
 --
 -- Set-based: a few statements build the plan in temporary tables (one row per event), then one
--- INSERT ... SELECT appends the events in time order (per-stream sequences in order). All in
--- one transaction (~33 s for the default on 2 vCPU, see docs/performance.md): while it runs,
--- projection workers and sealers of every database on the same cluster wait for it.
+-- INSERT ... SELECT appends the events in time order (per-stream sequences in order); walks in
+-- PL/pgSQL where what happens depends on everything before (each fund's cash book, each
+-- holder's advances). All in one transaction (108 s for the default on 2 shared vCPU, where
+-- the version before counts, advances and budgets took 123 s, and 33 s on the quiet machine:
+-- see docs/performance.md): while it runs, projection workers and sealers of every database on
+-- the same cluster wait for it, and a `pettycash-replay rebuild` run there meanwhile goes live
+-- without the events of transactions that began after this one.
 \set ON_ERROR_STOP on
 \if :{?funds}
 \else
@@ -162,6 +196,9 @@ SELECT (:regions > 0)::int AS org, :regions * :branches AS nb, :regions * :branc
 BEGIN;
 SET LOCAL work_mem = '256MB';
 SET LOCAL jit = off;   -- compiling these long expressions costs far more than it saves
+-- Days, months and intervals in UTC whatever the server's default (months are UTC for budgets
+-- and periods, and a day is 24 hours).
+SET LOCAL TimeZone = 'UTC';
 
 -- Ids are UUIDv7 like the service's (Id::now_v7): the creation time in milliseconds, then bits
 -- of md5(seed) instead of random ones.
@@ -172,6 +209,16 @@ LANGUAGE sql STABLE AS $$   -- STABLE (as extract() is), so that it is inlined
             || substr(md5(seed), 5, 15))::uuid
 $$;
 
+-- A time as chrono writes a `DateTime<Utc>` in a payload (RFC 3339, `AutoSi`: no fraction for
+-- a whole second, else 3 or 6 digits, whichever shows every non-zero one).
+CREATE FUNCTION pg_temp.rfc3339(t timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+           || CASE WHEN extract(microseconds FROM t)::bigint % 1000000 = 0 THEN ''
+                   WHEN extract(microseconds FROM t)::bigint % 1000 = 0 THEN to_char(t AT TIME ZONE 'UTC', '.MS')
+                   ELSE to_char(t AT TIME ZONE 'UTC', '.US') END || 'Z'
+$$;
+
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM users WHERE email LIKE '%@bench.example') THEN
@@ -180,6 +227,9 @@ BEGIN
 END $$;
 
 SELECT :'start'::timestamptz + make_interval(days => :days) / 2 + interval '0.5 second' AS t_mid,
+       -- The end of the history's `days` (its requisitions' last steps and advances run on a few
+       -- weeks past it; counts and settlements stop there).
+       :'start'::timestamptz + make_interval(days => :days) AS t_end,
        extract(epoch FROM make_interval(days => :days))::bigint AS span_s,
        greatest(:requisitions / 12, least(:requisitions, 40)) AS tail \gset
 
@@ -224,6 +274,9 @@ SELECT u, role, k,
        -- Where the user sits, with an organisation (NULL: unscoped): the level and the unit's
        -- number at that level.
        CASE WHEN :org = 0 OR (role = 'admin' AND k = 1) THEN NULL
+            -- Every fourth staff member in their department's cost centre (its budget covers
+            -- what they request).
+            WHEN role = 'staff' AND k % 4 = 0 THEN 'cost_centre'
             WHEN role IN ('staff', 'department_head', 'branch_manager') THEN 'department'
             WHEN role = 'regional_manager' THEN 'region'
             ELSE 'company' END AS ulevel,
@@ -273,6 +326,9 @@ WITH lv AS (
     SELECT 'branch', 2, b, b / :branches, b, NULL FROM generate_series(0, :nb - 1) AS b
     UNION ALL
     SELECT 'department', 3, d, d / :departments / :branches, d / :departments, d FROM generate_series(0, :nd - 1) AS d
+    UNION ALL
+    -- One cost centre per department (numbered as its department).
+    SELECT 'cost_centre', 4, d, d / :departments / :branches, d / :departments, d FROM generate_series(0, :nd - 1) AS d
 ), ids AS (
     SELECT lv.*, :'t_org'::timestamptz + row_number() OVER (ORDER BY lvl, no) * interval '1 second' AS opened_at,
            row_number() OVER (ORDER BY lvl, no)::int AS n
@@ -281,16 +337,18 @@ WITH lv AS (
     SELECT ids.*, pg_temp.uuid7(opened_at, 'bench-unit:' || kind || ':' || no) AS id FROM ids
 )
 SELECT i.n, i.kind, i.no, i.opened_at, i.id,
-       CASE i.kind WHEN 'region' THEN c.id WHEN 'branch' THEN r.id WHEN 'department' THEN b.id END AS parent_id,
+       CASE i.kind WHEN 'region' THEN c.id WHEN 'branch' THEN r.id WHEN 'department' THEN b.id
+                   WHEN 'cost_centre' THEN d.id END AS parent_id,
        c.id AS company_id, r.id AS region_id, b.id AS branch_id, d.id AS department_id,
+       CASE WHEN i.kind = 'cost_centre' THEN i.id END AS cost_centre_id,
        jsonb_build_object('unit_id', i.id, 'company', c.id, 'region', r.id, 'branch', b.id,
-                          'department', d.id, 'cost_centre', NULL) AS path,
+                          'department', d.id, 'cost_centre', CASE WHEN i.kind = 'cost_centre' THEN i.id END) AS path,
        CASE i.kind
            WHEN 'company' THEN 'BENCH'
            WHEN 'region' THEN 'R' || (i.no + 1)
            WHEN 'branch' THEN 'R' || (i.region_no + 1) || '-B' || lpad((i.no % :branches + 1)::text, 2, '0')
            ELSE 'R' || (i.region_no + 1) || '-B' || lpad((i.branch_no % :branches + 1)::text, 2, '0')
-                || '-D' || (i.no % :departments + 1)
+                || '-D' || (i.no % :departments + 1) || CASE WHEN i.kind = 'cost_centre' THEN '-CC' ELSE '' END
        END AS code,
        CASE i.kind
            WHEN 'company' THEN 'Bench Holdings'
@@ -304,6 +362,7 @@ SELECT i.n, i.kind, i.no, i.opened_at, i.id,
            ELSE (ARRAY['Operations', 'Finance', 'Sales', 'Customer service', 'Logistics', 'Human resources', 'IT',
                        'Procurement'])[i.no % :departments % 8 + 1]
                 || CASE WHEN i.no % :departments >= 8 THEN ' ' || (i.no % :departments / 8 + 1) ELSE '' END
+                || CASE WHEN i.kind = 'cost_centre' THEN ' projects' ELSE '' END
        END AS name
 FROM ids2 i
 JOIN ids2 c ON c.kind = 'company'
@@ -311,7 +370,8 @@ LEFT JOIN ids2 r ON r.kind = 'region' AND r.no = i.region_no
 LEFT JOIN ids2 b ON b.kind = 'branch' AND b.no = i.branch_no
 LEFT JOIN ids2 d ON d.kind = 'department' AND d.no = i.dept_no;
 
--- Each placed user's unit: staff spread over the departments; department head k in department
+-- Each placed user's unit: staff spread over the departments (every fourth in the department's
+-- cost centre; `dept` is the department's number either way); department head k in department
 -- (k - 1) mod nd, so every department has one, and the first 15 departments (mod nd) a second
 -- one: the requesting heads (1-5) and department_head.15 (no longer one after t_mid) leave
 -- their department a head who held the role all along. A branch manager sits in the first
@@ -319,7 +379,7 @@ LEFT JOIN ids2 d ON d.kind = 'department' AND d.no = i.dept_no;
 -- in no unit (it opens the units); everyone else at the company.
 CREATE TEMP TABLE gen_user_unit ON COMMIT DROP AS
 SELECT u.id, u.u, g.id AS unit_id, g.path, g.company_id, g.region_id, g.branch_id, g.department_id,
-       CASE WHEN g.kind = 'department' THEN g.no END AS dept
+       g.cost_centre_id, CASE WHEN g.kind IN ('department', 'cost_centre') THEN g.no END AS dept
 FROM gen_users u JOIN gen_units g ON g.kind = u.ulevel AND g.no = u.uno;
 CREATE UNIQUE INDEX ON gen_user_unit (id);
 
@@ -344,6 +404,9 @@ CREATE TEMP TABLE gen_funds ON COMMIT DROP AS
 SELECT f, pg_temp.uuid7(:'start'::timestamptz - interval '7 days' + f * interval '3 minutes', 'fund' || f) AS id,
        (ARRAY['KES', 'UGX', 'USD', 'KWD', 'KES', 'TZS', 'EUR', 'KES', 'RWF', 'KES'])[f % 10 + 1] AS currency,
        (ARRAY[2, 0, 2, 3, 2, 2, 2, 2, 0, 2])[f % 10 + 1] AS minor,
+       -- The currency's smallest note or coin (domain/src/denomination.rs); KWD and RWF have no
+       -- table there, so their funds are never counted (NULL).
+       (ARRAY[0.50, 50, 0.01, NULL, 0.50, 50, 0.01, 0.50, NULL, 0.50])[f % 10 + 1] AS smallest,
        f % 5 = 4 AS tight,
        (ARRAY['Nairobi', 'Kampala', 'Mombasa', 'Kuwait City', 'Kisumu', 'Dar es Salaam', 'Nakuru', 'Eldoret',
               'Kigali', 'Thika', 'Entebbe', 'Malindi', 'Arusha', 'Nyeri', 'Gulu', 'Machakos', 'Mwanza',
@@ -461,6 +524,9 @@ UPDATE gen_funds SET float = round(float, minor);
 -- Paid in time order of the payments' starts while the fund lasts (a prefix of each fund's
 -- payments): each payment, cash or reservation, is covered by the fund's available balance
 -- (the float less everything paid or reserved before it). The rest stay approved and unpaid.
+-- A counted fund keeps 5 % of its float back for the shortages its counts may find (at most
+-- 4 % of the float is ever adjusted away: see the cash book below), so that a shortage never
+-- leaves a later payment uncovered.
 -- The payer holds treasury when the payment starts and when it is settled (the era of
 -- `settled_at`: nobody gains treasury halfway).
 CREATE TEMP TABLE gen_paid ON COMMIT DROP AS
@@ -472,68 +538,497 @@ JOIN gen_funds fu USING (f)
 CROSS JOIN LATERAL (SELECT (p.settled_at > :'t_mid'::timestamptz)::int AS era) e
 JOIN gen_pool_n n ON n.role = 'treasury' AND n.era = e.era
 JOIN gen_pool t ON t.role = 'treasury' AND t.era = e.era AND t.idx = ((p.h3 / 64) % n.n)::int
-WHERE p.cum <= fu.float;
+WHERE p.cum <= fu.float - CASE WHEN fu.smallest IS NULL THEN 0 ELSE round(fu.float * 0.05, fu.minor) END;
 UPDATE gen_reqs r SET pay = 0 WHERE pay = 1 AND NOT EXISTS (SELECT 1 FROM gen_paid p WHERE p.i = r.i);
 ANALYZE gen_paid;
 
--- Replenishments: a fund with auto-replenish (every fund but the tight ones) raises a request
--- for float − balance in the decision of the disbursement that takes its balance below the
--- reorder level (a quarter of the float), when none is open (FundCommand's
--- `replenishment_due`: requested_by null, its id the payment's); a CFO approves it a day later
--- and treasury funds it two days later (a quarter second past, so that no movement of the
--- fund shares its time). A walk through each fund's disbursements in order, since whether a
--- request is due depends on the earlier fundings. Payments never depend on replenishments:
--- they only add cash, so the payments chosen above stay covered.
-CREATE FUNCTION pg_temp.gen_replenishments() RETURNS TABLE (f int, i int, amount numeric)
+-- ---- advances ------------------------------------------------------------------------------
+-- About one requisition in 30 that is paid straight through (path 1) or rejected (path 4), and
+-- whose amount never changes, is asked for as an advance: `AdvanceRequested` on its
+-- requester's `advance_account` stream in the command that creates it. A paid one is issued by
+-- its payment (`AdvanceIssued` in the payment's command, due 7 days later: the setting's
+-- default) and settled by its holder (`AdvanceSettled`; the change returned is the fund's
+-- `AdvanceCashReturned` in the same command):
+--   * most within 1–6 days, all at once (four in ten spent everything, the others return
+--     5–30 %), or one in eight in two parts;
+--   * one in eight late, 9–45 days after the payment, after the scheduler recorded it overdue
+--     (`AdvanceOverdue`, once, 30 s to 10 min past `due_at`, metadata of
+--     `CommandContext::operator("scheduler")`);
+--   * a few never (3 %, and a quarter of those paid in the last 90 days of the history, half
+--     of them partly settled): outstanding at the end, recorded overdue, so the treasury
+--     report ages them. A settlement that would fall after the end of `days` is not made.
+-- The holder may not have two at once (`advance_block_while_unsettled`, on by default): a
+-- requisition is an advance only when it is created after the holder's previous advance was
+-- settled (never, while one stays outstanding); one that is never paid blocks nothing.
+-- Reimbursements of spending beyond an advance (`extra_owed`) are not generated.
+CREATE TEMP TABLE gen_adv_cand ON COMMIT DROP AS
+WITH c AS (
+    SELECT r.i, r.id AS req_id, r.requester, r.t0, r.f, r.fund_id, r.currency, r.minor, r.amount1 AS amount,
+           p.settled_at AS paid_at, p.payment_id, p.mm, p.payer, p.seq AS pay_seq,
+           ('x' || substr(md5('bench-adv:' || r.i), 1, 15))::bit(60)::bigint AS ha,
+           ('x' || substr(md5('bench-adv:' || r.i), 16, 15))::bit(60)::bigint AS hb
+    FROM gen_reqs r LEFT JOIN gen_paid p USING (i)
+    WHERE r.path IN (1, 4) AND NOT (r.de AND r.de_kind = 2)
+)
+SELECT c.*,
+       CASE WHEN c.paid_at IS NULL THEN NULL
+            WHEN (c.ha / 30) % 100 < 3
+              OR (c.paid_at > :'t_end'::timestamptz - interval '90 days' AND (c.ha / 30) % 100 < 28) THEN 'keep'
+            WHEN (c.ha / 30) % 100 < 15 THEN 'late'
+            WHEN (c.ha / 30) % 100 < 27 THEN 'two'
+            ELSE 'one' END AS mode,
+       ((c.ha / 3000) % 100)::int AS r1
+FROM c WHERE c.ha % 30 = 0;
+
+-- Each candidate's settlements (as planned; only those by the end of `days` are made).
+CREATE TEMP TABLE gen_adv_set ON COMMIT DROP AS
+SELECT c.i, s.n, s.at, s.spent, s.returned,
+       pg_temp.uuid7(s.at, 'bench-settlement:' || c.i || ':' || s.n) AS settlement_id,
+       c.amount - sum(s.spent + s.returned) OVER (PARTITION BY c.i ORDER BY s.n) AS outstanding_after
+FROM gen_adv_cand c
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN c.r1 < 40 THEN round(0::numeric, c.minor)
+                ELSE round(c.amount * (5 + c.r1 % 26) / 100, c.minor) END AS ret1,
+           round(c.amount * (40 + c.r1 % 41) / 100, c.minor) AS part1,
+           round(c.amount * (20 + c.r1 % 51) / 100, c.minor) AS kept1) v
+CROSS JOIN LATERAL (VALUES
+    (1, CASE c.mode
+            WHEN 'one' THEN c.paid_at + interval '1 day' + (c.hb % 432000) * interval '1 second'
+            WHEN 'late' THEN c.paid_at + interval '9 days' + (c.hb % 3110400) * interval '1 second'
+            WHEN 'two' THEN c.paid_at + interval '1 day' + (c.hb % 172800) * interval '1 second'
+            WHEN 'keep' THEN CASE WHEN (c.hb / 7) % 2 = 0
+                                  THEN c.paid_at + interval '1 day' + (c.hb % 345600) * interval '1 second' END
+        END,
+        CASE c.mode WHEN 'two' THEN v.part1 WHEN 'keep' THEN v.kept1 ELSE c.amount - v.ret1 END,
+        CASE WHEN c.mode IN ('one', 'late') THEN v.ret1 ELSE round(0::numeric, c.minor) END),
+    (2, CASE WHEN c.mode = 'two' THEN c.paid_at + interval '4 days' + ((c.hb / 1000) % 172800) * interval '1 second' END,
+        c.amount - v.part1 - CASE WHEN c.r1 % 3 = 0 THEN round((c.amount - v.part1) / 5, c.minor) ELSE 0 END,
+        CASE WHEN c.r1 % 3 = 0 THEN round((c.amount - v.part1) / 5, c.minor) ELSE round(0::numeric, c.minor) END)
+) AS s(n, at, spent, returned)
+WHERE c.paid_at IS NOT NULL AND s.at IS NOT NULL AND s.at <= :'t_end'::timestamptz;
+
+-- Per holder, in order of creation: an advance only while none of theirs is unsettled. `free_at`
+-- of a paid one: its last settlement, or never when it stays outstanding.
+CREATE FUNCTION pg_temp.gen_advance_walk() RETURNS TABLE (o_i int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    holder uuid;
+    free_at timestamptz;
+BEGIN
+    FOR c IN SELECT a.i, a.requester, a.t0, a.paid_at IS NOT NULL AS paid,
+                    CASE WHEN a.amount > coalesce((SELECT sum(s.spent + s.returned) FROM gen_adv_set s WHERE s.i = a.i), 0)
+                         THEN 'infinity'::timestamptz
+                         ELSE (SELECT max(s.at) FROM gen_adv_set s WHERE s.i = a.i) END AS settled_at
+             FROM gen_adv_cand a ORDER BY a.requester, a.t0, a.i LOOP
+        IF holder IS DISTINCT FROM c.requester THEN
+            holder := c.requester;
+            free_at := '-infinity';
+        END IF;
+        IF c.t0 > free_at THEN
+            o_i := c.i;
+            RETURN NEXT;
+            IF c.paid THEN
+                free_at := c.settled_at;
+            END IF;
+        END IF;
+    END LOOP;
+END;
+$$;
+CREATE TEMP TABLE gen_adv ON COMMIT DROP AS
+SELECT c.*, c.paid_at + interval '7 days' AS due_at,
+       -- Recorded overdue when something is outstanding at its due date.
+       CASE WHEN c.paid_at IS NOT NULL AND c.amount > coalesce((SELECT sum(s.spent + s.returned) FROM gen_adv_set s
+                                                                WHERE s.i = c.i AND s.at < c.paid_at + interval '7 days'), 0)
+            THEN c.paid_at + interval '7 days 30 seconds' + (c.hb / 1000000) % 570 * interval '1 second' END AS overdue_at
+FROM gen_adv_cand c WHERE c.i IN (SELECT o_i FROM pg_temp.gen_advance_walk());
+DELETE FROM gen_adv_set s WHERE NOT EXISTS (SELECT 1 FROM gen_adv a WHERE a.i = s.i);
+CREATE UNIQUE INDEX ON gen_adv (i);
+ANALYZE gen_adv, gen_adv_set;
+
+-- ---- cash counts ---------------------------------------------------------------------------
+-- Every fund whose currency has notes and coins in domain/src/denomination.rs (all but KWD
+-- and RWF) is counted by its custodian on the last day of each month (17:00 plus a minute per
+-- fund), and one month in four on the 15th (10:00) by a treasury holder: `CashCounted` with
+-- the pieces by denomination. Counts fall three quarters of a second past the minute and
+-- decisions 0.375 s past a second (replenishments they raise at .625), so that no other
+-- movement of the fund shares their time (payments fall on whole seconds, replenishments
+-- they raise at .25). The cash is the book balance in what can be paid out
+-- (down to the smallest coin: the generated amounts have cents no coin pays, a few cents or
+-- shillings short), and one count in ten finds a real shortage, one in twenty a surplus, of
+-- 3–40 basis points of the float. The tolerance setting (1 basis point of the float, set by
+-- admin.1 before the first payment) adjusts the small differences at once (`VarianceAdjusted`,
+-- `approved_by` null, in the count's command); larger ones wait for a CFO, who decides 3 to 30
+-- hours later: approves (`VarianceAdjusted`, the balance of that moment plus the variance; an
+-- approved shortage that takes the balance below the reorder level raises a replenishment, as
+-- `replenishment_due` does, its id the count's) or, one in five, rejects (`VarianceRejected`).
+-- A shortage that would take more than 4 % of the float away in all (the 5 % the payments
+-- leave: see gen_paid) or the balance below zero is rejected. A decision that would fall after
+-- the end of `days` is not made: the variance is still pending at the end. No count closes a
+-- period.
+CREATE TEMP TABLE gen_counts ON COMMIT DROP AS
+WITH months AS (
+    SELECT m AS m0, row_number() OVER (ORDER BY m)::int AS mi
+    FROM generate_series(date_trunc('month', :'start'::timestamptz), :'t_end'::timestamptz, interval '1 month') AS m
+), planned AS (
+    SELECT fu.f, mo.mi, true AS month_end,
+           mo.m0 + interval '1 month' - interval '7 hours' + (fu.f % 50) * interval '1 minute' + interval '0.75 second' AS at
+    FROM gen_funds fu CROSS JOIN months mo WHERE fu.smallest IS NOT NULL
+    UNION ALL
+    SELECT fu.f, mo.mi, false,
+           mo.m0 + interval '14 days 10 hours' + (fu.f % 50) * interval '1 minute' + interval '0.75 second'
+    FROM gen_funds fu CROSS JOIN months mo WHERE fu.smallest IS NOT NULL AND (fu.f + mo.mi) % 4 = 0
+), h AS (
+    SELECT p.*, ('x' || substr(md5('bench-count:' || p.f || ':' || p.mi || ':' || p.month_end), 1, 15))::bit(60)::bigint AS hc,
+           row_number() OVER (ORDER BY p.at, p.f)::int AS n
+    FROM planned p WHERE p.at >= :'start'::timestamptz AND p.at < :'t_end'::timestamptz
+), d AS (
+    SELECT h.*, date_trunc('second', h.at) + (10800 + (h.hc / 10000) % 97200) * interval '1 second'
+                + interval '0.375 second' AS decided_at
+    FROM h
+)
+SELECT d.f, d.n, -(d.n + 10) AS ci, d.at, d.month_end, d.hc, fu.currency, fu.minor, fu.smallest,
+       pg_temp.uuid7(d.at, 'bench-count:' || d.n) AS count_id,
+       CASE WHEN d.month_end THEN fu.custodian ELSE tr.id END AS counter,
+       -- The real difference found: a multiple of the smallest coin.
+       CASE WHEN d.hc % 100 < 15 THEN CASE WHEN d.hc % 100 < 10 THEN -1 ELSE 1 END
+            * greatest(floor(fu.float * (3 + (d.hc / 100) % 38) / 10000 / fu.smallest), 2) * fu.smallest
+            ELSE 0 END AS real,
+       CASE WHEN d.decided_at <= :'t_end'::timestamptz THEN d.decided_at END AS decided_at,
+       (d.hc / 1000000) % 5 <> 0 AS approve,
+       cf.id AS decider
+FROM d JOIN gen_funds fu USING (f)
+CROSS JOIN LATERAL (SELECT (d.at > :'t_mid'::timestamptz)::int AS era, (d.decided_at > :'t_mid'::timestamptz)::int AS dera) e
+JOIN gen_pool_n tn ON tn.role = 'treasury' AND tn.era = e.era
+JOIN gen_pool tr ON tr.role = 'treasury' AND tr.era = e.era AND tr.idx = ((d.hc / 7) % tn.n)::int
+JOIN gen_pool_n cn ON cn.role = 'cfo' AND cn.era = e.dera
+JOIN gen_pool cf ON cf.role = 'cfo' AND cf.era = e.dera AND cf.idx = ((d.hc / 77) % cn.n)::int;
+CREATE UNIQUE INDEX ON gen_counts (n);
+ANALYZE gen_counts;
+
+-- The pieces of a count, as `denomination::total` lists them: face values as its table
+-- writes them, largest first, none of zero pieces. Most of the cash in the larger notes, some
+-- in each smaller one, the rest (exactly) in the three smallest.
+CREATE FUNCTION pg_temp.gen_pieces(cur text, amount numeric) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    faces text[] := CASE cur
+        WHEN 'KES' THEN ARRAY['1000', '500', '200', '100', '50', '20', '10', '5', '1', '0.50']
+        WHEN 'UGX' THEN ARRAY['50000', '20000', '10000', '5000', '2000', '1000', '500', '200', '100', '50']
+        WHEN 'TZS' THEN ARRAY['10000', '5000', '2000', '1000', '500', '200', '100', '50']
+        WHEN 'USD' THEN ARRAY['100', '50', '20', '10', '5', '2', '1', '0.50', '0.25', '0.10', '0.05', '0.01']
+        WHEN 'EUR' THEN ARRAY['500', '200', '100', '50', '20', '10', '5', '2', '1', '0.50', '0.20', '0.10', '0.05',
+                              '0.02', '0.01']
+    END;
+    rest numeric := amount;
+    n bigint;
+    out jsonb := '[]';
+BEGIN
+    FOR k IN 1 .. cardinality(faces) LOOP
+        n := floor(CASE WHEN k > cardinality(faces) - 3 THEN rest ELSE rest * 0.85 END / faces[k]::numeric);
+        IF n > 0 THEN
+            out := out || jsonb_build_array(jsonb_build_object('denomination', faces[k], 'count', n));
+            rest := rest - n * faces[k]::numeric;
+        END IF;
+    END LOOP;
+    IF rest <> 0 THEN
+        RAISE EXCEPTION 'generate_events.sql: % % is not made of % notes and coins', amount, cur, cur;
+    END IF;
+    RETURN out;
+END;
+$$;
+
+-- ---- each fund's cash book -----------------------------------------------------------------
+-- Everything that happens to a fund after its opening, in time order: reservations (mobile
+-- money starts, no cash moves), disbursements, change returned from advances, counts and the
+-- decisions on their variances; and the replenishments these raise. A fund with auto-replenish
+-- (every fund but the tight ones) raises a request for float − balance in the decision of the
+-- disbursement (or the approved shortage) that takes its balance below the reorder level (a
+-- quarter of the float), when none is open (FundCommand's `replenishment_due`: requested_by
+-- null, its id the payment's or the count's); a CFO approves it a day later and treasury funds
+-- it two days later (a quarter second past, so that no other movement of the fund shares its
+-- time). A walk through each fund's movements in order, since whether a request is due and
+-- what a count finds depend on everything before. Payments never depend on the cash book:
+-- replenishments, returns and surpluses only add cash, and shortages stay within what the
+-- payments left (see gen_paid), so the payments chosen above stay covered.
+CREATE TEMP TABLE gen_fin ON COMMIT DROP AS
+SELECT p.f, p.ts AS at, p.i, 0 AS step, 'reserve' AS typ, p.amount, p.payment_id AS rid, p.payer AS actor,
+       NULL::text AS op, p.h3 AS h, p.seq::bigint AS cmd, NULL::numeric AS real, NULL::bool AS approve
+FROM gen_paid p WHERE p.mm
+UNION ALL
+SELECT p.f, p.settled_at, p.i, 1, 'disburse', p.amount, p.payment_id, p.payer, CASE WHEN p.mm THEN 'provider' END,
+       p.h3, p.seq + 1, NULL, NULL
+FROM gen_paid p
+UNION ALL
+SELECT a.f, s.at, a.i, 5, 'return', s.returned, s.settlement_id, a.requester, NULL, a.ha, 2000 + s.n, NULL, NULL
+FROM gen_adv_set s JOIN gen_adv a USING (i) WHERE s.returned > 0
+UNION ALL
+SELECT c.f, c.at, c.ci, 0, 'count', NULL, c.count_id, c.counter, NULL, c.hc, 1, c.real, NULL
+FROM gen_counts c
+UNION ALL
+SELECT c.f, c.decided_at, c.ci, 2, 'decide', NULL, c.count_id, c.decider, NULL, c.hc, 2, c.real, c.approve
+FROM gen_counts c WHERE c.decided_at IS NOT NULL;
+CREATE INDEX ON gen_fin (f, at, i, step);
+ANALYZE gen_fin;
+
+-- Rows of the fund's stream: o_kind as in gen_ev below (11 CashDisbursed, 12 CashReserved,
+-- 13 ReplenishmentRequested, 14 ReplenishmentApproved, 15 ReplenishmentFunded, 16 CashCounted,
+-- 17 VarianceAdjusted, 18 VarianceRejected, 19 AdvanceCashReturned). o_balance: the balance
+-- after it (a count's: the book balance it compares with; a request's: its `balance`).
+CREATE FUNCTION pg_temp.gen_cash_book()
+RETURNS TABLE (o_f int, o_at timestamptz, o_i int, o_step int, o_kind int, o_amount numeric, o_balance numeric,
+               o_rid uuid, o_actor uuid, o_op text, o_h bigint, o_cmd bigint, o_counted numeric)
 LANGUAGE plpgsql AS $$
 DECLARE
     fu record;
     m record;
     b numeric;
+    tolerance numeric;
+    short numeric;
+    pending jsonb;
+    v numeric;
     open_amount numeric;
+    open_rid uuid;
+    open_i int;
+    open_h bigint;
+    open_step int;
     funded_at timestamptz;
 BEGIN
-    FOR fu IN SELECT g.f, g.float, round(g.float / 4, g.minor) AS reorder FROM gen_funds g WHERE NOT g.tight LOOP
+    FOR fu IN SELECT g.f, g.float, g.minor, g.smallest, NOT g.tight AS auto, round(g.float / 4, g.minor) AS reorder
+              FROM gen_funds g ORDER BY g.f LOOP
         b := fu.float;
+        tolerance := fu.float / 10000;   -- variance_tolerance_basis_points = 1
+        short := 0;
+        pending := '{}';
         open_amount := NULL;
-        FOR m IN SELECT p.i, p.settled_at AS at, p.amount FROM gen_paid p WHERE p.f = fu.f ORDER BY p.settled_at, p.i LOOP
+        o_f := fu.f;
+        FOR m IN SELECT x.* FROM gen_fin x WHERE x.f = fu.f ORDER BY x.at, x.i, x.step LOOP
             IF open_amount IS NOT NULL AND funded_at < m.at THEN
                 b := b + open_amount;
+                o_at := funded_at; o_i := open_i; o_step := open_step + 2; o_kind := 15; o_amount := open_amount;
+                o_balance := b; o_rid := open_rid; o_actor := NULL; o_op := NULL; o_h := open_h; o_cmd := NULL;
+                o_counted := NULL;
+                RETURN NEXT;
                 open_amount := NULL;
             END IF;
-            b := b - m.amount;
-            IF open_amount IS NULL AND b < fu.reorder THEN
+            o_at := m.at; o_i := m.i; o_step := m.step; o_rid := m.rid; o_actor := m.actor; o_op := m.op;
+            o_h := m.h; o_cmd := m.cmd; o_counted := NULL; o_amount := m.amount;
+            v := NULL;
+            IF m.typ = 'reserve' THEN
+                o_kind := 12; o_balance := b;
+                RETURN NEXT;
+            ELSIF m.typ = 'disburse' THEN
+                b := b - m.amount;
+                o_kind := 11; o_balance := b;
+                RETURN NEXT;
+                v := -m.amount;
+            ELSIF m.typ = 'return' THEN
+                b := b + m.amount;
+                o_kind := 19; o_balance := b;
+                RETURN NEXT;
+            ELSIF m.typ = 'count' THEN
+                o_counted := floor(b / fu.smallest) * fu.smallest + m.real;
+                IF o_counted < 0 THEN
+                    o_counted := floor(b / fu.smallest) * fu.smallest;
+                END IF;
+                o_kind := 16; o_balance := b; o_amount := o_counted - b;
+                RETURN NEXT;
+                IF o_amount <> 0 AND abs(o_amount) <= tolerance AND b + o_amount >= 0 THEN
+                    b := b + o_amount;
+                    short := short + greatest(-o_amount, 0);
+                    o_kind := 17; o_step := 1; o_balance := b; o_counted := NULL;
+                    RETURN NEXT;
+                ELSIF o_amount <> 0 THEN
+                    pending := pending || jsonb_build_object(m.rid::text, o_amount);
+                END IF;
+            ELSIF m.typ = 'decide' AND pending ? m.rid::text THEN
+                o_amount := (pending ->> m.rid::text)::numeric;
+                pending := pending - m.rid::text;
+                -- A difference of rounding alone is always approved.
+                IF (m.approve OR m.real = 0) AND b + o_amount >= 0 AND short - least(o_amount, 0) <= fu.float * 0.04 THEN
+                    b := b + o_amount;
+                    short := short - least(o_amount, 0);
+                    o_kind := 17; o_balance := b;
+                    RETURN NEXT;
+                    v := o_amount;
+                ELSE
+                    o_kind := 18; o_balance := b;
+                    RETURN NEXT;
+                END IF;
+            END IF;
+            -- `replenishment_due` after an outflow (a disbursement, an approved variance).
+            IF v IS NOT NULL AND fu.auto AND open_amount IS NULL AND b < fu.reorder THEN
                 open_amount := fu.float - b;
+                open_rid := m.rid; open_i := m.i; open_h := m.h; open_step := m.step + 1;
                 funded_at := m.at + interval '2 days 0.25 second';
-                f := fu.f; i := m.i; amount := open_amount;
+                o_step := open_step; o_kind := 13; o_amount := open_amount; o_balance := b;
+                RETURN NEXT;
+                o_at := m.at + interval '1 day 0.25 second'; o_step := open_step + 1; o_kind := 14; o_actor := NULL;
+                o_op := NULL; o_cmd := NULL;
                 RETURN NEXT;
             END IF;
         END LOOP;
+        IF open_amount IS NOT NULL THEN
+            b := b + open_amount;
+            o_at := funded_at; o_i := open_i; o_step := open_step + 2; o_kind := 15; o_amount := open_amount;
+            o_balance := b; o_rid := open_rid; o_actor := NULL; o_op := NULL; o_h := open_h; o_cmd := NULL;
+            o_counted := NULL;
+            RETURN NEXT;
+        END IF;
     END LOOP;
 END;
 $$;
-CREATE TEMP TABLE gen_repl ON COMMIT DROP AS SELECT * FROM pg_temp.gen_replenishments();
-
--- The fund's stream, in order (time, then requisition, then step): per payment a reservation
--- (step 0, mobile money only) at the start and the disbursement (step 1) at the settlement;
--- per replenishment its request (2) right after the disbursement that raised it, approval (3)
--- and funding (4). balance_after: the float less the disbursements plus the fundings so far
--- (a reservation, request or approval moves no cash); a request's `balance` is the same.
 CREATE TEMP TABLE gen_fmove ON COMMIT DROP AS
-SELECT m.*, row_number() OVER w + 1 AS fund_seq,
-       fu.float + sum(m.delta) OVER w AS balance_after
-FROM (SELECT i, f, ts AS at, 0 AS step, amount, 0 AS delta FROM gen_paid WHERE mm
-      UNION ALL
-      SELECT i, f, settled_at, 1, amount, -amount FROM gen_paid
-      UNION ALL
-      SELECT r.i, r.f, p.settled_at + s.after, s.step, r.amount, CASE WHEN s.step = 4 THEN r.amount ELSE 0 END
-      FROM gen_repl r JOIN gen_paid p USING (i)
-      CROSS JOIN (VALUES (2, interval '0'), (3, interval '1 day 0.25 second'), (4, interval '2 days 0.25 second'))
-           AS s(step, after)) m
-JOIN gen_funds fu USING (f)
-WINDOW w AS (PARTITION BY m.f ORDER BY m.at, m.i, m.step);
-CREATE UNIQUE INDEX ON gen_fmove (i, step);
+SELECT c.o_f AS f, c.o_at AS at, c.o_i AS i, c.o_step AS step, c.o_kind AS kind,
+       round(c.o_amount, fu.minor) AS amount, round(c.o_balance, fu.minor) AS balance_after,
+       round(c.o_counted, fu.minor) AS counted, c.o_rid AS rid, c.o_actor AS actor, c.o_op AS op, c.o_h AS h,
+       c.o_cmd AS cmd, row_number() OVER (PARTITION BY c.o_f ORDER BY c.o_at, c.o_i, c.o_step) + 1 AS fund_seq
+FROM pg_temp.gen_cash_book() c JOIN gen_funds fu ON fu.f = c.o_f;
+CREATE INDEX ON gen_fmove (i, kind);
 ANALYZE gen_fmove;
+
+-- The advance accounts' events (kinds as in gen_ev below), numbered per holder in time order.
+CREATE TEMP TABLE gen_adv_ev ON COMMIT DROP AS
+WITH e AS (
+    -- asked for, in the requisition's creation (its command: `cmd` 1)
+    SELECT a.t0 AS ts, a.i, 3 AS tb, 30 AS kind, a.requester AS holder, a.requester AS actor, 1::bigint AS cmd,
+           NULL::text AS op,
+           jsonb_build_object('AdvanceRequested', jsonb_build_object(
+               'holder_id', a.requester, 'requisition_id', a.req_id, 'fund_id', a.fund_id, 'currency', a.currency,
+               'amount', a.amount::text)) AS pl
+    FROM gen_adv a
+    UNION ALL
+    -- issued in the payment's command (the provider's success for mobile money)
+    SELECT a.paid_at, a.i, 3, 31, a.requester, a.payer, a.pay_seq + 1, CASE WHEN a.mm THEN 'provider' END,
+           jsonb_build_object('AdvanceIssued', jsonb_build_object(
+               'requisition_id', a.req_id, 'payment_id', a.payment_id, 'paid_at', pg_temp.rfc3339(a.paid_at),
+               'due_at', pg_temp.rfc3339(a.due_at)))
+    FROM gen_adv a WHERE a.paid_at IS NOT NULL
+    UNION ALL
+    -- settled by the holder (before the fund's AdvanceCashReturned of the same command)
+    SELECT s.at, a.i, 0, 32, a.requester, a.requester, 2000 + s.n, NULL,
+           jsonb_build_object('AdvanceSettled', jsonb_build_object(
+               'requisition_id', a.req_id, 'settlement_id', s.settlement_id, 'spent', s.spent::text,
+               'returned', s.returned::text, 'outstanding_after', s.outstanding_after::text, 'receipt_ids', '[]'::jsonb,
+               'note', (ARRAY[NULL, 'Fuel and tolls for the field visit', 'Receipts handed to the custodian',
+                    'Change returned with the receipts'])[((a.hb / 11 + s.n) % 4)::int + 1],
+               'reimbursement_requisition_id', NULL, 'extra_owed', NULL, 'settled_by', a.requester,
+               'at', pg_temp.rfc3339(s.at)))
+    FROM gen_adv_set s JOIN gen_adv a USING (i)
+    UNION ALL
+    -- found overdue by the scheduler
+    SELECT a.overdue_at, a.i, 3, 33, a.requester, NULL, 3000, 'scheduler',
+           jsonb_build_object('AdvanceOverdue', jsonb_build_object(
+               'requisition_id', a.req_id, 'due_at', pg_temp.rfc3339(a.due_at),
+               'outstanding', (a.amount - coalesce((SELECT sum(s.spent + s.returned) FROM gen_adv_set s
+                                                    WHERE s.i = a.i AND s.at < a.overdue_at), 0))::text,
+               'at', pg_temp.rfc3339(a.overdue_at)))
+    FROM gen_adv a WHERE a.overdue_at IS NOT NULL
+)
+SELECT e.*, row_number() OVER (PARTITION BY e.holder ORDER BY e.ts, e.i, e.tb, e.kind) AS seq FROM e;
+
+-- ---- budgets (with an organisation) --------------------------------------------------------
+-- The CFO sets a budget (`BudgetSet` on the company's `budget_plan` stream) for every cost
+-- centre, department and branch, and every currency it pays in, for each month from the
+-- first of the history to the one 45 days past its end: a week before the month starts (those
+-- for the first month the day before the history starts; none later than a week past its end,
+-- the months after set early). Each is what the unit paid in that month (or, for a month it
+-- paid nothing, its average month) times 0.80 to 1.49, rounded up to two significant digits:
+-- about three in ten end over budget. A submission of a requisition a budget covers (its
+-- requester's cost centre, department, branch; same month and currency), when what the budget
+-- consumed (paid in that month before it) plus its amount exceeds the budget, records a
+-- `BudgetExceeded` per such budget just before its `RequisitionSubmitted`, in its command (in
+-- the order the budgets were first set), as `CommandService::budget_flags` does (the setting
+-- `budget_block` stays off: nothing is refused).
+CREATE TEMP TABLE gen_spend ON COMMIT DROP AS
+SELECT s.kind, s.unit_id, p.currency, to_char(p.settled_at, 'YYYY-MM') AS month, p.settled_at AS at, p.i, p.amount
+FROM gen_paid p JOIN gen_reqs r USING (i) JOIN gen_user_unit uu ON uu.id = r.requester
+CROSS JOIN LATERAL (VALUES ('cost_centre', uu.cost_centre_id), ('department', uu.department_id),
+                           ('branch', uu.branch_id)) AS s(kind, unit_id)
+WHERE s.unit_id IS NOT NULL;
+
+CREATE TEMP TABLE gen_budgets ON COMMIT DROP AS
+WITH months AS (
+    SELECT m AS m0, to_char(m, 'YYYY-MM') AS month, row_number() OVER (ORDER BY m)::int AS mi
+    FROM generate_series(date_trunc('month', :'start'::timestamptz),
+                         :'t_end'::timestamptz + interval '45 days', interval '1 month') AS m
+), actual AS (
+    SELECT kind, unit_id, currency, month, sum(amount) AS paid FROM gen_spend GROUP BY 1, 2, 3, 4
+), scopes AS (
+    SELECT a.kind, a.unit_id, a.currency, avg(a.paid) AS mean, g.n AS unit_n, fu.minor
+    FROM actual a JOIN gen_units g ON g.id = a.unit_id
+    JOIN (SELECT DISTINCT currency, minor FROM gen_funds) fu USING (currency)
+    GROUP BY a.kind, a.unit_id, a.currency, g.n, fu.minor
+), b AS (
+    SELECT s.kind, s.unit_id, s.currency, s.minor, mo.month, mo.mi, mo.m0,
+           coalesce(a.paid, s.mean)
+             * (0.80 + (('x' || substr(md5('bench-budget:' || s.unit_id || ':' || mo.month || ':' || s.currency), 1, 15))
+                        ::bit(60)::bigint % 70) / 100.0) AS x,
+           row_number() OVER (PARTITION BY mo.mi ORDER BY array_position(ARRAY['cost_centre', 'department', 'branch'], s.kind),
+                                                          s.unit_n, s.currency)::int AS k
+    FROM scopes s CROSS JOIN months mo
+    LEFT JOIN actual a ON (a.kind, a.unit_id, a.currency, a.month) = (s.kind, s.unit_id, s.currency, mo.month)
+    WHERE :org = 1
+), t AS (
+    SELECT b.*, round(ceil(b.x / power(10::numeric, floor(log(b.x)) - 1)) * power(10::numeric, floor(log(b.x)) - 1),
+                      b.minor) AS amount,
+           least(greatest(b.m0 - interval '7 days', :'start'::timestamptz - interval '1 day'),
+                 :'t_end'::timestamptz + interval '7 days')
+             + interval '9 hours' + (b.mi - 1) * interval '2 hours' + b.k * interval '1 second' AS at
+    FROM b
+)
+SELECT t.*, row_number() OVER (ORDER BY t.mi, t.k)::int AS bord,
+       pg_temp.uuid7(t.at, 'bench-budget:' || t.kind || ':' || t.unit_id || ':' || t.month || ':' || t.currency) AS budget_id,
+       c.id AS setter
+FROM t
+CROSS JOIN LATERAL (SELECT (t.at > :'t_mid'::timestamptz)::int AS era) e
+JOIN gen_pool_n n ON n.role = 'cfo' AND n.era = e.era
+JOIN gen_pool c ON c.role = 'cfo' AND c.era = e.era AND c.idx = t.mi % n.n;
+CREATE UNIQUE INDEX ON gen_budgets (kind, unit_id, currency, month);
+ANALYZE gen_budgets;
+
+-- The flags, per submission (round 1 at c2, round 2 at c6): what each covering budget had
+-- consumed when it was submitted (the payments of its month recorded before it: the running
+-- sum in the order of the events, time then requisition).
+CREATE TEMP TABLE gen_flags ON COMMIT DROP AS
+WITH subs AS (
+    SELECT r.i, r.requester, r.currency, 1 AS round, r.c2 AS seq, r.amount1 AS amount,
+           r.t0 + (r.c2 - 1) * r.gap_s * interval '1 second' AS ts
+    FROM gen_reqs r WHERE :org = 1 AND r.sub1 = 1
+    UNION ALL
+    SELECT r.i, r.requester, r.currency, 2, r.c6, r.amount2, r.t0 + (r.c6 - 1) * r.gap_s * interval '1 second'
+    FROM gen_reqs r WHERE :org = 1 AND r.sub2 = 1
+), covered AS (
+    SELECT s.*, b.kind, b.unit_id, b.month, b.budget_id, b.bord, b.amount AS budget
+    FROM subs s JOIN gen_user_unit uu ON uu.id = s.requester
+    CROSS JOIN LATERAL (VALUES ('cost_centre', uu.cost_centre_id), ('department', uu.department_id),
+                               ('branch', uu.branch_id)) AS k(kind, unit_id)
+    JOIN gen_budgets b ON (b.kind, b.unit_id, b.currency, b.month) = (k.kind, k.unit_id, s.currency, to_char(s.ts, 'YYYY-MM'))
+), merged AS (
+    SELECT c.kind, c.unit_id, c.currency, c.month, c.ts AS at, 0 AS typ, 0::numeric AS paid, c.i, c.round, c.seq,
+           c.amount, c.budget_id, c.bord, c.budget
+    FROM covered c
+    UNION ALL
+    SELECT s.kind, s.unit_id, s.currency, s.month, s.at, 1, s.amount, s.i, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM gen_spend s
+    WHERE EXISTS (SELECT 1 FROM gen_budgets b
+                  WHERE (b.kind, b.unit_id, b.currency, b.month) = (s.kind, s.unit_id, s.currency, s.month))
+), run AS (
+    SELECT m.*, sum(m.paid) OVER (PARTITION BY m.kind, m.unit_id, m.currency, m.month ORDER BY m.at, m.i
+                                  ROWS UNBOUNDED PRECEDING) AS consumed
+    FROM merged m
+)
+SELECT r.i, r.round, r.seq, r.kind, r.unit_id, r.month, r.budget_id, r.bord, r.budget, r.consumed, r.amount,
+       row_number() OVER (PARTITION BY r.i, r.round ORDER BY r.bord)::int AS k
+FROM run r WHERE r.typ = 0 AND r.consumed + r.amount > r.budget;
+
+-- How many flags each submission records: the requisition's later events move up by as many.
+CREATE TEMP TABLE gen_shift ON COMMIT DROP AS
+SELECT r.i, r.c2, count(*) FILTER (WHERE f.round = 1)::int AS f1,
+       CASE WHEN r.sub2 = 1 THEN r.c6 END AS c6, count(*) FILTER (WHERE f.round = 2)::int AS f2
+FROM gen_flags f JOIN gen_reqs r USING (i) GROUP BY r.i, r.c2, r.sub2, r.c6;
+CREATE UNIQUE INDEX ON gen_shift (i);
+ANALYZE gen_shift;
 
 -- ---- approvals and decisions: who ----------------------------------------------------------
 -- Who may decide a step: the holders of its role at that time (scope -1). With an
@@ -593,54 +1088,61 @@ BEGIN
 END $$;
 
 -- ---- the events, in time order -------------------------------------------------------------
--- kinds: 2 RoleGranted, 3 RoleRevoked, 11 CashDisbursed, 12 CashReserved, 13 Replenishment-
--- Requested, 14 ReplenishmentApproved, 15 ReplenishmentFunded, 20 RequisitionCreated,
--- 21 Edited, 22 Submitted, 23 Approved, 24 Rejected, 25 ChangesRequested, 26 Cancelled,
--- 27 Paid, 28 PaymentStarted. `var` picks the variant (edits) or the text; `cmd` is the
--- sequence of the command's requisition event (a command's requisition and fund events share
--- their request id); `op`: recorded by the service itself (a provider's result), not a user.
+-- kinds: 2 RoleGranted, 3 RoleRevoked; fund: 11 CashDisbursed, 12 CashReserved,
+-- 13 ReplenishmentRequested, 14 ReplenishmentApproved, 15 ReplenishmentFunded, 16 CashCounted,
+-- 17 VarianceAdjusted, 18 VarianceRejected, 19 AdvanceCashReturned; requisition:
+-- 20 RequisitionCreated, 21 Edited, 22 Submitted, 23 Approved, 24 Rejected, 25 ChangesRequested,
+-- 26 Cancelled, 27 Paid, 28 PaymentStarted, 29 BudgetExceeded; advance_account:
+-- 30 AdvanceRequested, 31 AdvanceIssued, 32 AdvanceSettled, 33 AdvanceOverdue; 40 BudgetSet
+-- (budget_plan); 41 SettingChanged (settings). `var` picks the variant (edits) or the text;
+-- `cmd` is the sequence of the command's requisition event (a command's events on several
+-- streams share their request id), or another number unique within `i`; `op`: recorded by the
+-- service itself (`provider`: a provider's result; `scheduler`), not a user; `pl`: the whole
+-- payload, for the kinds whose payload is built here. `tb` orders a command's streams as the
+-- service appends them (requisition 1, fund 2, advance account 3; a settlement's account 0).
+-- `seq0`: the stream sequence before the budget flags are counted in.
 CREATE TEMP TABLE gen_ev ON COMMIT DROP AS
 WITH x AS (
-    SELECT :'t_mid'::timestamptz AS ts, -1 AS i, 0 AS tb, kind, user_id AS agg, seq, :'admin2'::uuid AS actor,
+    SELECT :'t_mid'::timestamptz AS ts, -1 AS i, 0 AS tb, kind, user_id AS agg, seq AS seq0, :'admin2'::uuid AS actor,
            NULL::int AS step, role, NULL::bool AS completes, NULL::numeric AS amount, NULL::int AS len,
            NULL::uuid AS fund_id, NULL::uuid AS payment_id, NULL::numeric AS balance_after, NULL::bigint AS ref_no,
            0::bigint AS var, (seq + 10 * row_number() OVER (ORDER BY user_id, seq))::bigint AS cmd,
-           NULL::text AS currency, NULL::uuid AS req_id, NULL::text AS method, false AS op
+           NULL::text AS currency, NULL::uuid AS req_id, NULL::text AS method, NULL::text AS op, NULL::jsonb AS pl
     FROM gen_role_events
     UNION ALL
     -- created
     SELECT t0, i, 1, 20, id, 1, requester, NULL, NULL, NULL, amount0, NULL,
-           fund_id, NULL, NULL, NULL, h, 1, currency, NULL, NULL, false
+           fund_id, NULL, NULL, NULL, h, 1, currency, NULL, NULL, NULL, NULL
     FROM gen_reqs
     UNION ALL
     -- edited as a draft (var: 0 payee, 1 category cleared, 2 amount)
     SELECT t0 + (c1 - 1) * gap_s * interval '1 second', i, 1, 21, id, c1, requester,
-           NULL, NULL, NULL, amount1, NULL, NULL, NULL, NULL, NULL, de_kind, c1, NULL, NULL, NULL, false
+           NULL, NULL, NULL, amount1, NULL, NULL, NULL, NULL, NULL, de_kind, c1, NULL, NULL, NULL, NULL, NULL
     FROM gen_reqs WHERE de
     UNION ALL
     -- submitted
     SELECT t0 + (c2 - 1) * gap_s * interval '1 second', i, 1, 22, id, c2, requester,
-           NULL, NULL, NULL, amount1, l1, NULL, NULL, NULL, NULL, 0, c2, NULL, NULL, NULL, false
+           NULL, NULL, NULL, amount1, l1, NULL, NULL, NULL, NULL, 0, c2, NULL, NULL, NULL, NULL, NULL
     FROM gen_reqs WHERE sub1 = 1
     UNION ALL
     -- approvals, rejections, change requests
     SELECT d.ts, d.i, 1, d.kind, r.id, d.seq, d.actor, d.step, d.role,
-           d.step + 1 = d.len, NULL, NULL, NULL, NULL, NULL, NULL, r.h + d.seq, d.seq, NULL, NULL, NULL, false
+           d.step + 1 = d.len, NULL, NULL, NULL, NULL, NULL, NULL, r.h + d.seq, d.seq, NULL, NULL, NULL, NULL, NULL
     FROM gen_dec d JOIN gen_reqs r USING (i)
     UNION ALL
     -- edited after changes were requested (var: 3 purpose, 4 amount, 5 both)
     SELECT t0 + (c5 - 1) * gap_s * interval '1 second', i, 1, 21, id, c5, requester,
-           NULL, NULL, NULL, amount2, NULL, NULL, NULL, NULL, NULL, 3 + e2_kind, c5, NULL, NULL, NULL, false
+           NULL, NULL, NULL, amount2, NULL, NULL, NULL, NULL, NULL, 3 + e2_kind, c5, NULL, NULL, NULL, NULL, NULL
     FROM gen_reqs WHERE ed2 = 1
     UNION ALL
     -- resubmitted
     SELECT t0 + (c6 - 1) * gap_s * interval '1 second', i, 1, 22, id, c6, requester,
-           NULL, NULL, NULL, amount2, l2, NULL, NULL, NULL, NULL, 0, c6, NULL, NULL, NULL, false
+           NULL, NULL, NULL, amount2, l2, NULL, NULL, NULL, NULL, 0, c6, NULL, NULL, NULL, NULL, NULL
     FROM gen_reqs WHERE sub2 = 1
     UNION ALL
     -- cancelled
     SELECT t0 + (c9 - 1) * gap_s * interval '1 second', i, 1, 26, id, c9, requester,
-           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, h, c9, NULL, NULL, NULL, false
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, h, c9, NULL, NULL, NULL, NULL, NULL
     FROM gen_reqs WHERE cancel = 1
     UNION ALL
     -- paid, and the fund's disbursement right after it (cash: one command); by mobile money,
@@ -652,27 +1154,86 @@ WITH x AS (
            CASE WHEN s.tb = 2 THEN fm.fund_seq ELSE p.seq + (p.mm AND s.step = 1)::int END, p.payer, NULL, NULL,
            NULL, p.amount, NULL, p.fund_id, p.payment_id, fm.balance_after,
            CASE WHEN p.h3 % 5 = 0 THEN NULL ELSE p.pno END, 0, p.seq + s.step, NULL, p.id,
-           CASE WHEN p.mm THEN 'mobile_money' ELSE 'cash' END, p.mm AND s.step = 1
+           CASE WHEN p.mm THEN 'mobile_money' ELSE 'cash' END, CASE WHEN p.mm AND s.step = 1 THEN 'provider' END, NULL
     FROM gen_paid p
     CROSS JOIN (VALUES (1, 0), (2, 0), (1, 1), (2, 1)) AS s(tb, step)
-    LEFT JOIN gen_fmove fm ON fm.i = p.i AND fm.step = s.step AND s.tb = 2
+    LEFT JOIN gen_fmove fm ON fm.i = p.i AND fm.kind = 12 - s.step AND s.tb = 2
     WHERE p.mm OR s.step = 1
     UNION ALL
-    -- replenishments: the request in the decision of the disbursement that raised it (its
-    -- actor, request id and metadata), approved by a CFO, funded by treasury (their own
-    -- commands: `cmd` 1000 + step)
-    SELECT fm.at, fm.i, 2, 11 + fm.step, p.fund_id, fm.fund_seq,
-           CASE fm.step WHEN 2 THEN p.payer ELSE a.id END, NULL, NULL, NULL, fm.amount, NULL, p.fund_id,
-           p.payment_id, fm.balance_after, NULL, 0, CASE fm.step WHEN 2 THEN p.seq + 1 ELSE 1000 + fm.step END,
-           NULL, NULL, NULL, fm.step = 2 AND p.mm
-    FROM gen_fmove fm JOIN gen_paid p USING (i)
+    -- replenishments: the request in the decision of the outflow that raised it (its actor,
+    -- request id and metadata), approved by a CFO, funded by treasury (their own commands:
+    -- `cmd` 1000 + kind)
+    SELECT fm.at, fm.i, 2, fm.kind, fu.id, fm.fund_seq,
+           CASE fm.kind WHEN 13 THEN fm.actor ELSE a.id END, NULL, NULL, NULL, fm.amount, NULL, fu.id,
+           fm.rid, fm.balance_after, NULL, 0, CASE fm.kind WHEN 13 THEN fm.cmd ELSE 1000 + fm.kind END,
+           NULL, NULL, NULL, CASE WHEN fm.kind = 13 THEN fm.op END, NULL
+    FROM gen_fmove fm JOIN gen_funds fu USING (f)
     CROSS JOIN LATERAL (SELECT (fm.at > :'t_mid'::timestamptz)::int AS era,
-                               CASE fm.step WHEN 4 THEN 'treasury' ELSE 'cfo' END AS role) e
+                               CASE fm.kind WHEN 15 THEN 'treasury' ELSE 'cfo' END AS role) e
     JOIN gen_pool_n n ON n.role = e.role AND n.era = e.era
-    JOIN gen_pool a ON a.role = e.role AND a.era = e.era AND a.idx = ((p.h3 / 256 + fm.step) % n.n)::int
-    WHERE fm.step >= 2
+    JOIN gen_pool a ON a.role = e.role AND a.era = e.era AND a.idx = ((fm.h / 256 + fm.kind - 11) % n.n)::int
+    WHERE fm.kind IN (13, 14, 15)
+    UNION ALL
+    -- counts, their variances, change returned from advances (payloads whole)
+    SELECT fm.at, fm.i, 2, fm.kind, fu.id, fm.fund_seq, fm.actor, NULL, NULL, NULL, NULL, NULL, fu.id, NULL, NULL,
+           NULL, 0, fm.cmd, NULL, NULL, NULL, NULL,
+           CASE fm.kind
+           WHEN 16 THEN jsonb_build_object('CashCounted', jsonb_build_object(
+               'count_id', fm.rid, 'counted_by', fm.actor, 'pieces', pg_temp.gen_pieces(fu.currency, fm.counted),
+               'counted', fm.counted::text, 'book_balance', fm.balance_after::text, 'variance', fm.amount::text,
+               'period', NULL, 'at', pg_temp.rfc3339(fm.at)))
+           WHEN 17 THEN jsonb_build_object('VarianceAdjusted', jsonb_build_object(
+               'count_id', fm.rid, 'amount', fm.amount::text, 'balance_after', fm.balance_after::text,
+               'approved_by', CASE WHEN fm.step = 2 THEN fm.actor END, 'at', pg_temp.rfc3339(fm.at)))
+           WHEN 18 THEN jsonb_build_object('VarianceRejected', jsonb_build_object(
+               'count_id', fm.rid, 'rejected_by', fm.actor,
+               'reason', (ARRAY['Recounted with the custodian: the difference was a miscount',
+                    'Receipts for the difference found in the cash box', NULL,
+                    'Refer to internal audit before anything is adjusted'])[(fm.h / 13) % 4 + 1]))
+           WHEN 19 THEN jsonb_build_object('AdvanceCashReturned', jsonb_build_object(
+               'requisition_id', (SELECT a.req_id FROM gen_adv a WHERE a.i = fm.i), 'settlement_id', fm.rid,
+               'amount', fm.amount::text, 'balance_after', fm.balance_after::text, 'returned_by', fm.actor))
+           END
+    FROM gen_fmove fm JOIN gen_funds fu USING (f)
+    WHERE fm.kind BETWEEN 16 AND 19
+    UNION ALL
+    -- budget flags, in the submission's command just before it (their sequence is final)
+    SELECT r.t0 + (fl.seq - 1) * r.gap_s * interval '1 second', fl.i, 1, 29, r.id,
+           CASE fl.round WHEN 1 THEN sh.c2 ELSE sh.c6 + sh.f1 END + fl.k - 1, r.requester,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, fl.seq, NULL, NULL, NULL, NULL,
+           jsonb_build_object('BudgetExceeded', jsonb_build_object(
+               'budget_id', fl.budget_id, 'scope', jsonb_build_object('kind', fl.kind, 'unit_id', fl.unit_id),
+               'month', fl.month, 'budget', fl.budget::text, 'consumed', fl.consumed::text, 'amount', fl.amount::text))
+    FROM gen_flags fl JOIN gen_reqs r USING (i) JOIN gen_shift sh USING (i)
+    UNION ALL
+    -- advances
+    SELECT ts, i, tb, kind, holder, seq, actor, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, cmd, NULL,
+           NULL, NULL, op, pl
+    FROM gen_adv_ev
+    UNION ALL
+    -- the budgets, each set in a command of its own
+    SELECT b.at, -3, 0, 40, gu.company_id, b.bord, b.setter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           0, b.bord, NULL, NULL, NULL, NULL,
+           jsonb_build_object('BudgetSet', jsonb_build_object(
+               'budget_id', b.budget_id, 'company', gu.company_id,
+               'scope', jsonb_build_object('kind', b.kind, 'unit_id', b.unit_id), 'month', b.month,
+               'currency', b.currency, 'amount', b.amount::text, 'set_by', b.setter))
+    FROM gen_budgets b JOIN gen_units gu ON gu.id = b.unit_id
+    UNION ALL
+    -- the variance tolerance (1 basis point of the float), set before the first payment
+    SELECT :'start'::timestamptz - interval '2 days' + interval '9 hours', -2, 0, 41, NULL, 1, :'admin1'::uuid,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 1, NULL, NULL, NULL, NULL,
+           jsonb_build_object('SettingChanged', jsonb_build_object(
+               'key', 'variance_tolerance_basis_points', 'value', 1, 'changed_by', :'admin1'::uuid))
+), y AS (
+    -- A requisition's events after a submission's budget flags move up by as many.
+    SELECT x.*,
+           CASE WHEN x.tb = 1 AND x.kind BETWEEN 20 AND 28 AND sh.i IS NOT NULL
+                THEN x.seq0 + CASE WHEN x.seq0 >= sh.c6 THEN sh.f1 + sh.f2 WHEN x.seq0 >= sh.c2 THEN sh.f1 ELSE 0 END
+                ELSE x.seq0 END AS seq
+    FROM x LEFT JOIN gen_shift sh ON sh.i = x.i AND x.tb = 1
 )
-SELECT row_number() OVER (ORDER BY ts, i, tb, seq, agg) AS o, x.* FROM x ORDER BY ts, i, tb, seq, agg;
+SELECT row_number() OVER (ORDER BY ts, i, tb, seq, agg) AS o, y.* FROM y ORDER BY ts, i, tb, seq, agg;
 CREATE UNIQUE INDEX ON gen_ev (o);
 ANALYZE gen_ev;
 
@@ -776,7 +1337,7 @@ FROM gen_user_unit uu ORDER BY uu.u;
 INSERT INTO org_units (id, kind, name, code, phone, parent_id, company_id, region_id, branch_id, department_id,
                        cost_centre_id, closed, last_position)
 SELECT g.id, g.kind, g.name, g.code, NULL, g.parent_id, g.company_id, g.region_id, g.branch_id, g.department_id,
-       NULL, false,
+       g.cost_centre_id, false,
        (SELECT max(global_position) FROM events WHERE aggregate_type = 'org_unit' AND aggregate_id = g.id::text)
 FROM gen_units g ORDER BY g.n;
 
@@ -801,13 +1362,16 @@ FROM gen_funds f ORDER BY f.f;
 
 SET LOCAL enable_sort = off;   -- read gen_ev through its index: it is already in time order
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
-SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requisition' END,
-       e.agg::text, e.seq,
+SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' WHEN e.kind < 30 THEN 'requisition'
+            WHEN e.kind < 40 THEN 'advance_account' WHEN e.kind = 40 THEN 'budget_plan' ELSE 'settings' END,
+       CASE WHEN e.kind = 41 THEN 'settings' ELSE e.agg::text END, e.seq,
        (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', 'CashReserved',
-              'ReplenishmentRequested', 'ReplenishmentApproved', 'ReplenishmentFunded', '', '', '', '',
+              'ReplenishmentRequested', 'ReplenishmentApproved', 'ReplenishmentFunded', 'CashCounted',
+              'VarianceAdjusted', 'VarianceRejected', 'AdvanceCashReturned',
               'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted',
               'RequisitionApproved', 'RequisitionRejected', 'ChangesRequested', 'RequisitionCancelled',
-              'RequisitionPaid', 'PaymentStarted'])[e.kind],
+              'RequisitionPaid', 'PaymentStarted', 'BudgetExceeded', 'AdvanceRequested', 'AdvanceIssued',
+              'AdvanceSettled', 'AdvanceOverdue', '', '', '', '', '', '', 'BudgetSet', 'SettingChanged'])[e.kind],
        -- CashDisbursed at its current version (2, with `reserved`).
        CASE WHEN e.kind = 11 OR (:org = 1 AND e.kind IN (20, 22)) THEN '2' ELSE '1' END,
        CASE e.kind
@@ -818,9 +1382,9 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
        WHEN 11 THEN jsonb_build_object('CashDisbursed', jsonb_build_object(
            'payment_id', e.payment_id, 'requisition_id', e.req_id, 'amount', e.amount::text,
            'balance_after', e.balance_after::text, 'method', e.method,
-           'reference', CASE WHEN e.op THEN 'S' || upper(substr(md5('bench-receipt:' || e.i), 1, 9))
+           'reference', CASE WHEN e.op = 'provider' THEN 'S' || upper(substr(md5('bench-receipt:' || e.i), 1, 9))
                         ELSE 'PCV-' || lpad(e.ref_no::text, 6, '0') END,
-           'paid_by', e.actor, 'reserved', CASE WHEN e.op THEN e.amount::text END))
+           'paid_by', e.actor, 'reserved', CASE WHEN e.op = 'provider' THEN e.amount::text END))
        WHEN 12 THEN jsonb_build_object('CashReserved', jsonb_build_object(
            'payment_id', e.payment_id, 'requisition_id', e.req_id, 'amount', e.amount::text,
            'method', e.method, 'reserved_by', e.actor))
@@ -833,7 +1397,7 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
        WHEN 15 THEN jsonb_build_object('ReplenishmentFunded', jsonb_build_object(
            'replenishment_id', e.payment_id, 'amount', e.amount::text, 'balance_after', e.balance_after::text,
            'bank_reference', 'EFT-' || upper(substr(md5('bench-eft:' || e.i), 1, 10)), 'funded_by', e.actor,
-           'at', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
+           'at', pg_temp.rfc3339(e.ts)))
        WHEN 20 THEN jsonb_build_object('RequisitionCreated', jsonb_build_object(
            'requisition_id', e.agg, 'fund_id', e.fund_id,
            'currency', e.currency, 'amount', e.amount::text,
@@ -908,11 +1472,14 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' ELSE 'requ
        WHEN 28 THEN jsonb_build_object('PaymentStarted', jsonb_build_object(
            'payment_id', e.payment_id, 'fund_id', e.fund_id, 'amount', e.amount::text, 'method', e.method,
            'reference', 'PCV-' || lpad(e.ref_no::text, 6, '0'), 'paid_by', e.actor))
+       -- Counts, advances, budgets, the setting: built whole above.
+       ELSE e.pl
        END,
-       CASE WHEN e.op THEN
-           -- The provider's result, recorded by the service (CommandContext::operator("provider")).
+       CASE WHEN e.op IS NOT NULL THEN
+           -- Recorded by the service itself: a provider's result, the scheduler
+           -- (CommandContext::operator("provider"), operator("scheduler")).
            jsonb_build_object('actor_id', 'operator', 'request_id', 'cli-' || md5('bench-rq:' || e.i || ':' || e.cmd)::uuid,
-               'user_agent', 'pettycash-cli/0.1.0 provider',
+               'user_agent', 'pettycash-cli/0.1.0 ' || e.op,
                'time', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
        ELSE jsonb_build_object(
            'actor_id', e.actor::text,
@@ -935,7 +1502,7 @@ DROP TRIGGER a_generate_events_sign ON events;
 -- last_position the user's latest event, sponsors (who registered them or granted them a role:
 -- admin.2 made every grant) sorted.
 INSERT INTO users (id, email, name, roles, active, created_at, last_position, sponsors,
-                   unit_id, company_id, region_id, branch_id, department_id)
+                   unit_id, company_id, region_id, branch_id, department_id, cost_centre_id)
 SELECT u.id, u.email, u.name,
        ARRAY(SELECT h.role FROM gen_holds h JOIN gen_role_order o USING (role)
              WHERE h.id = u.id AND h.era = 1 ORDER BY o.ord),
@@ -946,7 +1513,7 @@ SELECT u.id, u.email, u.name,
                        UNION ALL
                        SELECT :'admin2'::uuid FROM gen_role_events x WHERE x.kind = 2 AND x.user_id = u.id) s
                  WHERE s.by IS NOT NULL), '{}'),
-       uu.unit_id, uu.company_id, uu.region_id, uu.branch_id, uu.department_id
+       uu.unit_id, uu.company_id, uu.region_id, uu.branch_id, uu.department_id, uu.cost_centre_id
 FROM gen_users u LEFT JOIN gen_user_unit uu USING (id);
 INSERT INTO credentials (user_id, password_hash, updated_at)
 SELECT id, :'password_hash', registered_at FROM gen_users;
@@ -962,8 +1529,38 @@ SELECT p.payment_id, p.id, p.fund_id, 'mobile_money', p.amount, p.currency, 'suc
        p.settled_at, '2547' || lpad((p.h3 % 100000000)::text, 8, '0'), p.ts, NULL
 FROM gen_paid p WHERE p.mm ORDER BY p.ts, p.i;
 
+-- The advances, as the service keeps them with their events (migration 0020): what was settled
+-- and is outstanding (nothing before the payment), whether it was recorded overdue, and the
+-- position of the last event of the last command that touched it (a settlement's returned
+-- cash comes after its AdvanceSettled).
+INSERT INTO advances (requisition_id, holder_id, fund_id, company_id, currency, amount, spent, returned, outstanding,
+                      payment_id, paid_at, due_at, settlements, overdue_recorded, last_position)
+WITH last AS (
+    SELECT DISTINCT ON (payload->event_type->>'requisition_id') (payload->event_type->>'requisition_id')::uuid AS id,
+           global_position, payload->event_type->>'settlement_id' AS settlement_id
+    FROM events WHERE aggregate_type = 'advance_account'
+    ORDER BY payload->event_type->>'requisition_id', global_position DESC
+), returned AS (
+    SELECT payload->'AdvanceCashReturned'->>'settlement_id' AS settlement_id, global_position
+    FROM events WHERE aggregate_type = 'fund' AND event_type = 'AdvanceCashReturned'
+)
+SELECT a.req_id, a.requester, a.fund_id, (fu.unit->>'company')::uuid, a.currency, a.amount,
+       coalesce(s.spent, 0), coalesce(s.returned, 0),
+       CASE WHEN a.paid_at IS NULL THEN 0 ELSE a.amount - coalesce(s.spent, 0) - coalesce(s.returned, 0) END,
+       a.payment_id, a.paid_at, a.due_at, coalesce(s.n, 0), a.overdue_at IS NOT NULL,
+       greatest(l.global_position, r.global_position)
+FROM gen_adv a JOIN gen_funds fu USING (f) JOIN last l ON l.id = a.req_id
+LEFT JOIN returned r ON r.settlement_id = l.settlement_id
+LEFT JOIN (SELECT i, sum(spent) AS spent, sum(returned) AS returned, count(*)::int AS n FROM gen_adv_set GROUP BY i) s
+       USING (i)
+ORDER BY a.req_id;
+
 SELECT (SELECT count(*) FROM gen_users) AS n_users, (SELECT count(*) FROM gen_ev) + (SELECT count(*) FROM gen_users)
        + :funds + (SELECT count(*) FROM gen_units) + (SELECT count(*) FROM gen_user_unit) AS n_events,
-       (SELECT count(*) FROM gen_units) AS n_units, (SELECT count(*) FROM gen_paid WHERE mm) AS n_mm \gset
+       (SELECT count(*) FROM gen_units) AS n_units, (SELECT count(*) FROM gen_paid WHERE mm) AS n_mm,
+       (SELECT count(*) FROM gen_counts) AS n_counts, (SELECT count(*) FROM gen_adv WHERE paid_at IS NOT NULL) AS n_adv,
+       (SELECT count(*) FROM gen_adv a WHERE a.paid_at IS NOT NULL AND a.amount > coalesce(
+            (SELECT sum(s.spent + s.returned) FROM gen_adv_set s WHERE s.i = a.i), 0)) AS n_adv_out,
+       (SELECT count(*) FROM gen_budgets) AS n_budgets, (SELECT count(*) FROM gen_flags) AS n_flags \gset
 COMMIT;
-\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions, :n_units units, :n_mm mobile-money payments
+\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions, :n_units units, :n_mm mobile-money payments, :n_counts cash counts, :n_adv advances paid (:n_adv_out outstanding), :n_budgets budgets (:n_flags flags)
