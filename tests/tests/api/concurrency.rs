@@ -44,6 +44,14 @@ async fn disbursed_total(app: &TestApp) -> Decimal {
     .unwrap()
 }
 
+/// Held by a test that races three servers for its whole run. Each such server may open its
+/// requests' pool, its background pool and a lease connection per projection worker; two of
+/// these tests side by side (the test runner runs two at once) went past the shared test
+/// PostgreSQL's 100 connections ("too many clients": 503 `database_unavailable`). A deployment
+/// sizes its pools against `max_connections` (runbook); the tests, which share one server,
+/// take turns instead.
+static THREE_SERVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Another server on the same database, with its own pool and command service, as a second
 /// process would be: it shares no in-process locks with `app`. Returns its base address.
 pub(crate) async fn second_server(app: &TestApp) -> String {
@@ -282,6 +290,7 @@ async fn thirty_concurrent_creations_all_succeed_with_distinct_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_payments_of_one_requisition_through_three_servers_pay_it_exactly_once() {
+    let _turn = THREE_SERVERS.lock().await;
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
     // About races and keys, not codes: cash is paid without one.
@@ -312,6 +321,7 @@ async fn fifty_payments_of_one_requisition_through_three_servers_pay_it_exactly_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payments_exceeding_the_fund_through_three_servers_never_overdraw_it() {
+    let _turn = THREE_SERVERS.lock().await;
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
     // About races and keys, not codes: cash is paid without one.
