@@ -373,15 +373,13 @@ impl CommandService {
         .collect();
         Ok(budgets
             .into_iter()
-            .map(|budget| {
-                let consumed = spent.iter().filter(|s| s.counts_for(budget)).map(|s| s.amount).sum();
-                line(budget, consumed, units.get(&budget.scope.unit_id))
-            })
+            .map(|budget| line(budget, consumed_of(&spent, budget), units.get(&budget.scope.unit_id)))
             .collect())
     }
 
     /// The paid amounts of `month` of `company`'s requisitions, summed per currency and
-    /// charged units (what [`Self::consumed`] sums for one budget, for all of them at once).
+    /// charged units: what every budget of the month consumes ([`consumed_of`]). Read from
+    /// `rm_budget_spend`; a store whose read model is not built yet has spent nothing.
     async fn spent_in(&self, company: Option<Id>, month: &Month) -> Result<Vec<Spent>, CommandError> {
         let found = sqlx::query_as::<_, Spent>(
             "SELECT currency, cost_centre_id, department_id, branch_id, sum(paid_amount) AS amount
@@ -394,43 +392,22 @@ impl CommandService {
         .await;
         match found {
             Ok(rows) => Ok(rows),
-            Err(e) if crate::error::is_undefined_table(&e) => Ok(Vec::new()),
+            Err(e) if crate::error::is_undefined_table(&e) => {
+                tracing::info!("no budgets read model yet (a new store): nothing consumed");
+                Ok(Vec::new())
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// What `budget` consumed: the paid amounts of its month, in its currency, of the
     /// requisitions of `company` it covers (`Budget::covers`, as the read model stores it).
-    /// Read from `rm_budget_spend`; a store whose read model is not built yet has consumed
-    /// nothing.
     pub(crate) async fn consumed(
         &self,
         company: Option<Id>,
         budget: &Budget,
     ) -> Result<Decimal, CommandError> {
-        let column = match budget.scope.kind {
-            ScopeKind::CostCentre => "cost_centre_id",
-            ScopeKind::Department => "department_id",
-            ScopeKind::Branch => "branch_id",
-        };
-        let found: Result<Decimal, sqlx::Error> = sqlx::query_scalar(&format!(
-            "SELECT coalesce(sum(paid_amount), 0) FROM rm_budget_spend
-             WHERE company_id = $1 AND paid_month = $2 AND currency = $3 AND {column} = $4"
-        ))
-        .bind(company)
-        .bind(budget.month.to_string())
-        .bind(budget.currency.code())
-        .bind(budget.scope.unit_id)
-        .fetch_one(self.store().pool())
-        .await;
-        match found {
-            Ok(sum) => Ok(sum),
-            Err(e) if crate::error::is_undefined_table(&e) => {
-                tracing::info!("no budgets read model yet (a new store): nothing consumed");
-                Ok(Decimal::ZERO)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(consumed_of(&self.spent_in(company, &budget.month).await?, budget))
     }
 
     /// The budgets a submission of `r` now would exceed: each budget of its company for this
@@ -440,11 +417,18 @@ impl CommandService {
         let Some(currency) = r.currency.as_ref() else { return Ok(Vec::new()) };
         let plan = self.plan(company).await?.state;
         let month = Month::of(self.clock().now());
-        let mut covering = Vec::new();
-        for budget in plan.covering(month, currency, r.cost_centre_id, r.unit.as_ref()) {
-            let consumed = self.consumed(company, &budget).await?;
-            covering.push((budget, consumed));
+        let budgets = plan.covering(month, currency, r.cost_centre_id, r.unit.as_ref());
+        if budgets.is_empty() {
+            return Ok(Vec::new());
         }
+        let spent = self.spent_in(company, &month).await?;
+        let covering: Vec<_> = budgets
+            .into_iter()
+            .map(|b| {
+                let consumed = consumed_of(&spent, &b);
+                (b, consumed)
+            })
+            .collect();
         Ok(overruns(&covering, r.amount))
     }
 }
@@ -461,7 +445,7 @@ struct Spent {
 
 impl Spent {
     /// Whether `budget` (of the same month) consumes this amount: its currency, and its unit
-    /// in the column of its kind, as [`CommandService::consumed`] selects.
+    /// in the column of its kind.
     fn counts_for(&self, budget: &Budget) -> bool {
         let unit = match budget.scope.kind {
             ScopeKind::CostCentre => self.cost_centre_id,
@@ -470,6 +454,11 @@ impl Spent {
         };
         self.currency == budget.currency.code() && unit == Some(budget.scope.unit_id)
     }
+}
+
+/// What `budget` consumed of a month's `spent`.
+fn consumed_of(spent: &[Spent], budget: &Budget) -> Decimal {
+    spent.iter().filter(|s| s.counts_for(budget)).map(|s| s.amount).sum()
 }
 
 fn line(budget: &Budget, consumed: Decimal, unit: Option<&UnitView>) -> BudgetLine {

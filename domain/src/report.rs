@@ -358,6 +358,18 @@ pub struct Figure {
     pub value: Cell,
 }
 
+impl Figure {
+    /// A figure of no currency (a count, a date, a rate).
+    pub fn new(key: &str, title: &str, value: Cell) -> Self {
+        Self { key: key.to_string(), title: title.to_string(), currency: None, value }
+    }
+
+    /// A figure in `currency` (a report sums money per currency, never across).
+    pub fn in_currency(currency: &str, key: &str, title: &str, value: Cell) -> Self {
+        Self { currency: Some(currency.to_string()), ..Self::new(key, title, value) }
+    }
+}
+
 /// A report as run: everything every format prints. `generated_at` is the only part that
 /// differs between two runs over a closed period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

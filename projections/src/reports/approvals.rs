@@ -123,12 +123,7 @@ pub fn build(params: &ReportParams, facts: &Facts, now: DateTime<Utc>) -> Report
     }
     stuck.sort_by_key(|(since, id, _)| (*since, *id));
 
-    let figure = |key: &str, title: &str, value: i64| Figure {
-        key: key.into(),
-        title: title.into(),
-        currency: None,
-        value: Cell::Integer(value),
-    };
+    let figure = |key: &str, title: &str, value: i64| Figure::new(key, title, Cell::Integer(value));
     Report {
         name: ReportName::Approvals,
         title: ReportName::Approvals.title().into(),

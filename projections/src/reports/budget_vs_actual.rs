@@ -261,12 +261,7 @@ pub fn build(
     }
     let mut summary = Vec::new();
     for (currency, (count, over)) in per_currency {
-        let figure = |key: &str, title: &str, value| Figure {
-            key: key.to_string(),
-            title: title.to_string(),
-            currency: Some(currency.to_string()),
-            value,
-        };
+        let figure = |key: &str, title: &str, value| Figure::in_currency(currency, key, title, value);
         summary.push(figure("budgets", "Budgets", Cell::Integer(count)));
         summary.push(figure("over_budget", "Over budget", Cell::Integer(over)));
     }

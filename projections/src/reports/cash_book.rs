@@ -97,11 +97,8 @@ pub fn build(
     let closing = lines.last().map_or(opening, |l| l.balance_after);
     let money_in: Decimal = lines.iter().map(|l| l.amount).filter(|a| a.is_sign_positive()).sum();
     let money_out: Decimal = lines.iter().map(|l| l.amount).filter(|a| a.is_sign_negative()).sum();
-    let money = |key: &str, title: &str, value: Decimal| Figure {
-        key: key.into(),
-        title: title.into(),
-        currency: Some(fund.currency.clone()),
-        value: Cell::Money(value),
+    let money = |key: &str, title: &str, value: Decimal| {
+        Figure::in_currency(&fund.currency, key, title, Cell::Money(value))
     };
     let mut rows = Vec::with_capacity(lines.len() + 2);
     rows.push(opening_row(opening));
@@ -117,12 +114,7 @@ pub fn build(
             money("money_in", "Money in", money_in),
             money("money_out", "Money out", money_out),
             money("closing_balance", "Closing balance", closing),
-            Figure {
-                key: "movements".into(),
-                title: "Movements".into(),
-                currency: None,
-                value: Cell::Integer(lines.len() as i64),
-            },
+            Figure::new("movements", "Movements", Cell::Integer(lines.len() as i64)),
         ],
         sections: vec![Section {
             key: "movements",

@@ -70,12 +70,7 @@ pub fn build(params: &ReportParams, facts: &Facts, now: DateTime<Utc>) -> Report
         ));
     }
     rows.sort_by_key(|(at, id, _)| (*at, *id));
-    let figure = |key: &str, title: &str, value: i64| Figure {
-        key: key.into(),
-        title: title.into(),
-        currency: None,
-        value: Cell::Integer(value),
-    };
+    let figure = |key: &str, title: &str, value: i64| Figure::new(key, title, Cell::Integer(value));
     let titles = ["Fast-tracked", "Escalated", "Overridden", "Over budget", "Possible duplicates"];
     let mut summary = vec![figure("requisitions", "Requisitions with exceptions", rows.len() as i64)];
     for ((kind, title), n) in ExceptionKind::ALL.iter().zip(titles).zip(per_kind) {

@@ -225,19 +225,9 @@ pub fn build(
         })
         .collect();
     let summary = vec![
-        Figure {
-            key: "funds".into(),
-            title: "Funds".into(),
-            currency: None,
-            value: Cell::Integer(facts.len() as i64),
-        },
-        Figure {
-            key: "predicted".into(),
-            title: "Funds with a predicted date".into(),
-            currency: None,
-            value: Cell::Integer(predicted),
-        },
-        Figure { key: "as_of".into(), title: "As of".into(), currency: None, value: Cell::DateTime(as_of) },
+        Figure::new("funds", "Funds", Cell::Integer(facts.len() as i64)),
+        Figure::new("predicted", "Funds with a predicted date", Cell::Integer(predicted)),
+        Figure::new("as_of", "As of", Cell::DateTime(as_of)),
     ];
     Report {
         name: ReportName::Forecast,

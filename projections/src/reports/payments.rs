@@ -85,12 +85,6 @@ pub fn build(params: &ReportParams, facts: &Facts, now: DateTime<Utc>) -> Report
         })
         .collect();
 
-    let figure = |key: &str, title: &str, currency: Option<String>, value: Cell| Figure {
-        key: key.into(),
-        title: title.into(),
-        currency,
-        value,
-    };
     let settled = succeeded + failed;
     let success_rate = if settled == 0 {
         Cell::Empty
@@ -105,16 +99,18 @@ pub fn build(params: &ReportParams, facts: &Facts, now: DateTime<Utc>) -> Report
     let (median, p90) = facts::median_p90(&mut hours)
         .map_or((Cell::Empty, Cell::Empty), |(m, p)| (Cell::Number(m), Cell::Number(p)));
     let mut summary = vec![
-        figure("attempts", "Payment attempts", None, Cell::Integer(succeeded + failed + executing)),
-        figure("succeeded", "Succeeded", None, Cell::Integer(succeeded)),
-        figure("failed", "Failed", None, Cell::Integer(failed)),
-        figure("executing", "Executing", None, Cell::Integer(executing)),
-        figure("success_rate", "Success rate", None, success_rate),
-        figure("median_hours_to_payment", "Median hours from submission to payment", None, median),
-        figure("p90_hours_to_payment", "90th percentile hours from submission to payment", None, p90),
-        figure("mean_hours_to_payment", "Mean hours from submission to payment", None, mean),
+        Figure::new("attempts", "Payment attempts", Cell::Integer(succeeded + failed + executing)),
+        Figure::new("succeeded", "Succeeded", Cell::Integer(succeeded)),
+        Figure::new("failed", "Failed", Cell::Integer(failed)),
+        Figure::new("executing", "Executing", Cell::Integer(executing)),
+        Figure::new("success_rate", "Success rate", success_rate),
+        Figure::new("median_hours_to_payment", "Median hours from submission to payment", median),
+        Figure::new("p90_hours_to_payment", "90th percentile hours from submission to payment", p90),
+        Figure::new("mean_hours_to_payment", "Mean hours from submission to payment", mean),
     ];
-    summary.extend(paid.into_iter().map(|(c, amount)| figure("paid", "Paid", Some(c), Cell::Money(amount))));
+    summary.extend(
+        paid.into_iter().map(|(c, amount)| Figure::in_currency(&c, "paid", "Paid", Cell::Money(amount))),
+    );
     Report {
         name: ReportName::Payments,
         title: ReportName::Payments.title().into(),

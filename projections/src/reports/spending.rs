@@ -214,12 +214,7 @@ pub fn build(
     }
     let mut summary = Vec::new();
     for (currency, (count, amount)) in totals {
-        let figure = |key: &str, title: &str, value| Figure {
-            key: key.to_string(),
-            title: title.to_string(),
-            currency: Some(currency.to_string()),
-            value,
-        };
+        let figure = |key: &str, title: &str, value| Figure::in_currency(currency, key, title, value);
         summary.push(figure("payments", "Payments", Cell::Integer(count)));
         summary.push(figure("paid", "Total paid", Cell::Money(amount)));
     }

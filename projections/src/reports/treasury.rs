@@ -473,12 +473,7 @@ pub fn build(params: &ReportParams, facts: &TreasuryFacts, now: DateTime<Utc>) -
         })
         .collect();
 
-    let int = |key: &str, title: &str, value: i64| Figure {
-        key: key.into(),
-        title: title.into(),
-        currency: None,
-        value: Cell::Integer(value),
-    };
+    let int = |key: &str, title: &str, value: i64| Figure::new(key, title, Cell::Integer(value));
     let mut summary = vec![
         int("funds_ok", "Funds OK", statuses[0]),
         int("funds_warning", "Funds below reorder level", statuses[1]),
@@ -491,20 +486,15 @@ pub fn build(params: &ReportParams, facts: &TreasuryFacts, now: DateTime<Utc>) -
         int("variances_pending", "Variances pending", pending),
     ];
     for (c, amount) in funded_amount {
-        summary.push(Figure {
-            key: "funded".into(),
-            title: "Funded".into(),
-            currency: Some(c),
-            value: Cell::Money(amount),
-        });
+        summary.push(Figure::in_currency(&c, "funded", "Funded", Cell::Money(amount)));
     }
     for (c, amount) in outstanding {
-        summary.push(Figure {
-            key: "advances_outstanding".into(),
-            title: "Advances outstanding".into(),
-            currency: Some(c),
-            value: Cell::Money(amount),
-        });
+        summary.push(Figure::in_currency(
+            &c,
+            "advances_outstanding",
+            "Advances outstanding",
+            Cell::Money(amount),
+        ));
     }
     let section = |key, title: &str, columns: &[Column], rows| Section {
         key,

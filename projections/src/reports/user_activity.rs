@@ -127,12 +127,7 @@ pub fn build(params: &ReportParams, facts: &Facts, users: &[UserFacts], now: Dat
         ));
     }
     rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let figure = |key: &str, title: &str, value: i64| Figure {
-        key: key.into(),
-        title: title.into(),
-        currency: None,
-        value: Cell::Integer(value),
-    };
+    let figure = |key: &str, title: &str, value: i64| Figure::new(key, title, Cell::Integer(value));
     Report {
         name: ReportName::UserActivity,
         title: ReportName::UserActivity.title().into(),
