@@ -337,7 +337,8 @@ impl From<Period> for String {
 }
 
 /// How a fund stands against its reorder level and minimum balance (`rm_funds.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Ordered by how much attention it needs: `Ok < Warning < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FundStatus {
     /// At or above its reorder level (or it has none) and its minimum.
@@ -366,6 +367,11 @@ impl FundStatus {
             FundStatus::Warning => "warning",
             FundStatus::Critical => "critical",
         }
+    }
+
+    /// The status [`as_str`](Self::as_str) wrote, `None` for any other text.
+    pub fn parse(text: &str) -> Option<Self> {
+        [FundStatus::Ok, FundStatus::Warning, FundStatus::Critical].into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -387,32 +387,38 @@ pub async fn list_requisitions(
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
 
-/// The inbox of `scope`'s actor: what the scope admits that is pending approval at a step
-/// needing one of the actor's approver roles, not requested and not yet approved by them.
 /// The inbox of `scope`'s actor: what the scope admits that is pending approval at a step they
 /// may decide — one routed to them by name (`current_eligible`, which also holds the admins of
 /// a step escalated to them), or, for a requisition submitted before routing recorded people,
 /// one needing an approver role they hold, or one routed to someone who delegated its role to
 /// them (a delegation active at `now`, from someone who has not approved in this round; table
 /// `delegations`) — not requested and not yet approved by them.
+///
+/// The three ways in are candidates found each through its own index (the GIN index of
+/// `current_eligible`, the partial index of `current_step`, the delegate's delegations, usually
+/// none) and the scope and the rest are checked on those rows only: as one `OR`, PostgreSQL
+/// read every pending requisition of the scope and tested each (16 ms for 5,500 pending, most
+/// of a dashboard's time, for an inbox of none).
 fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope, now: DateTime<Utc>) {
-    push_scope(qb, scope);
-    qb.push(" AND status = ")
-        .push_bind(Status::PendingApproval)
-        .push(" AND (current_eligible ? ")
+    qb.push(" AND id IN (SELECT id FROM rm_requisitions WHERE current_eligible ? ")
         .push_bind(scope.user_id.to_string())
-        .push(" OR (current_eligible IS NULL AND current_step = ANY(")
+        .push(" UNION ALL SELECT id FROM rm_requisitions WHERE current_eligible IS NULL AND current_step = ANY(")
         .push_bind(scope.chain_roles.clone())
-        .push(")) OR EXISTS (SELECT 1 FROM delegations d WHERE d.delegate_id = ")
+        .push(
+            ") UNION ALL SELECT r.id FROM delegations d JOIN rm_requisitions r ON r.current_step = d.role \
+             AND r.current_eligible ? d.delegator_id::text AND NOT (r.approvers ? d.delegator_id::text) \
+             WHERE d.delegate_id = ",
+        )
         .push_bind(scope.user_id)
         .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
         .push_bind(now)
         .push(" AND d.ends_at > ")
         .push_bind(now)
-        .push(
-            " AND d.role = current_step AND current_eligible ? d.delegator_id::text \
-             AND NOT (approvers ? d.delegator_id::text))) AND requester_id <> ",
-        )
+        .push(")");
+    push_scope(qb, scope);
+    qb.push(" AND status = ")
+        .push_bind(Status::PendingApproval)
+        .push(" AND requester_id <> ")
         .push_bind(scope.user_id)
         .push(" AND NOT (approvers ? ")
         .push_bind(scope.user_id.to_string())

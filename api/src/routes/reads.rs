@@ -10,7 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{CurrentUser, IdPath};
 use crate::state::AppState;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -637,11 +637,21 @@ pub struct FundBalanceSeries {
 pub struct DashboardSeries {
     /// Paid per month, the last 12 months (this one included), oldest first.
     pub spend_by_month: Vec<MonthTotals>,
-    /// Each of the caller's funds' closing balance per day over the last `days` days.
+    /// Closing balance per day over the last `days` days of at most
+    /// [`MAX_SERIES_FUNDS`] of the caller's funds: those `series_fund_ids` names, in its order;
+    /// without it the funds that most need attention (critical, then warning, then the rest,
+    /// each in the order of `funds`).
     pub fund_balances: Vec<FundBalanceSeries>,
+    /// The caller's funds without a series in this answer (ask for them by
+    /// `series_fund_ids`).
+    pub fund_balances_omitted: i64,
     /// The days of `fund_balances` (30 or 90).
     pub days: u32,
 }
+
+/// Funds whose balance series one dashboard answer carries at most (a chart of more lines
+/// is not read; the fund cards list every fund).
+pub const MAX_SERIES_FUNDS: usize = 12;
 
 /// `GET /api/dashboard/`'s query.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -653,6 +663,10 @@ pub struct DashboardQuery {
     /// Days of the fund balance chart: 30 (default) or 90.
     #[param(value_type = Option<u32>)]
     pub days: Option<String>,
+    /// The funds whose balance series to return, comma-separated ids, at most 12 (default:
+    /// the 12 that most need attention). A fund the caller may not read is 404.
+    #[param(value_type = Option<String>, example = "0b5c6a1e-6f3a-4a59-9d65-1f1d2c3b4a5e")]
+    pub series_fund_ids: Option<String>,
 }
 
 /// Requisitions per status; every status is present.
@@ -743,17 +757,71 @@ pub async fn dashboard(
             })?
         }
     };
-    let body = dashboard_of(&state, &user, days, min, &headers).await?;
+    let series_funds = parse_series_funds(&q.series_fund_ids)?;
+    let body = dashboard_of(&state, &user, days, &series_funds, min, &headers).await?;
     Ok(query_response(body.position, body))
 }
 
-/// The dashboard of `user` with `days` of fund balances (one of `queries::BALANCE_DAYS`),
-/// once the read models reach `min` (or the `X-Min-Position` of `headers`): the figures of
+/// `series_fund_ids`: at most [`MAX_SERIES_FUNDS`] distinct ids.
+fn parse_series_funds(v: &Option<String>) -> ApiResult<Vec<Uuid>> {
+    const FIELD: &str = "series_fund_ids";
+    let mut ids: Vec<Uuid> = vec![];
+    for part in present(v).into_iter().flat_map(|s| s.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
+        let id = Uuid::parse_str(part).map_err(|_| {
+            ApiError::unprocessable(FIELD, format!("`{FIELD}` must be fund ids (UUIDs) separated by commas"))
+        })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() > MAX_SERIES_FUNDS {
+        return Err(ApiError::unprocessable(
+            FIELD,
+            format!("`{FIELD}` names at most {MAX_SERIES_FUNDS} funds"),
+        ));
+    }
+    Ok(ids)
+}
+
+/// A fund card's status (`ok` for a text the read model would never hold).
+fn status_of(fund: &FundRow) -> FundStatus {
+    FundStatus::parse(&fund.status).unwrap_or(FundStatus::Ok)
+}
+
+/// The funds whose balance series a dashboard carries: those `asked` for (each must be one of
+/// `funds`, the caller's), else the [`MAX_SERIES_FUNDS`] that most need attention.
+fn charted_funds<'a>(funds: &'a [FundRow], asked: &[Uuid]) -> ApiResult<Vec<&'a FundRow>> {
+    if !asked.is_empty() {
+        return asked
+            .iter()
+            .map(|id| {
+                funds.iter().find(|f| f.id == *id).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "fund_not_found",
+                        format!("no fund {id} you may read"),
+                    )
+                    .with_field("series_fund_ids")
+                })
+            })
+            .collect();
+    }
+    let mut charted: Vec<&FundRow> = funds.iter().collect();
+    // Stable: within a status, the order of `funds`.
+    charted.sort_by_key(|f| std::cmp::Reverse(status_of(f)));
+    charted.truncate(MAX_SERIES_FUNDS);
+    Ok(charted)
+}
+
+/// The dashboard of `user` with `days` of fund balances (one of `queries::BALANCE_DAYS`) for
+/// the funds `series_funds` names (empty: the default choice of [`charted_funds`]), once the
+/// read models reach `min` (or the `X-Min-Position` of `headers`): the figures of
 /// `GET /api/dashboard/` and of the dashboard page (`crate::web`), from one set of queries.
 pub(crate) async fn dashboard_of(
     state: &AppState,
     user: &AuthUser,
     days: u32,
+    series_funds: &[Uuid],
     min: Option<i64>,
     headers: &HeaderMap,
 ) -> ApiResult<Dashboard> {
@@ -779,9 +847,28 @@ pub(crate) async fn dashboard_of(
             return Ok::<_, ApiError>((vec![], vec![]));
         }
         let funds = queries::list_funds(&state.pool, actor.company()).await?;
-        let ids: Vec<Uuid> = funds.iter().map(|f| f.id).collect();
+        let charted: Vec<FundBalanceSeries> = charted_funds(&funds, series_funds)?
+            .into_iter()
+            .map(|f| FundBalanceSeries {
+                fund_id: f.id,
+                name: f.name.clone(),
+                currency: f.currency.clone(),
+                float: f.float,
+                reorder_level: f.reorder_level,
+                points: vec![],
+            })
+            .collect();
+        let ids: Vec<Uuid> = charted.iter().map(|f| f.fund_id).collect();
         let balances = queries::balance_series(&state.pool, &ids, days, today).await?;
-        Ok((funds, balances))
+        let charted = charted
+            .into_iter()
+            .zip(balances)
+            .map(|(f, b)| FundBalanceSeries {
+                points: b.points.into_iter().map(|(day, balance)| BalancePoint { day, balance }).collect(),
+                ..f
+            })
+            .collect();
+        Ok((funds, charted))
     };
     let budget_this_month = async {
         if !budgets {
@@ -793,26 +880,14 @@ pub(crate) async fn dashboard_of(
     };
     let open_alerts =
         async { Ok::<_, ApiError>(alerts::open_by_severity(&state.pool, &AlertScope::of(&actor)).await?) };
-    let (numbers, awaiting_me, (funds, balances), budget_this_month, open_alerts) =
+    let (numbers, awaiting_me, (funds, fund_balances), budget_this_month, open_alerts) =
         tokio::try_join!(numbers, awaiting_me, funds, budget_this_month, open_alerts)?;
-    let fund_balances = funds
-        .iter()
-        .zip(balances)
-        .map(|(f, b)| FundBalanceSeries {
-            fund_id: f.id,
-            name: f.name.clone(),
-            currency: f.currency.clone(),
-            float: f.float,
-            reorder_level: f.reorder_level,
-            points: b.points.into_iter().map(|(day, balance)| BalancePoint { day, balance }).collect(),
-        })
-        .collect();
     let mut fund_status = FundStatusCounts::default();
     for f in &funds {
-        match f.status.as_str() {
-            s if s == FundStatus::Critical.as_str() => fund_status.critical += 1,
-            s if s == FundStatus::Warning.as_str() => fund_status.warning += 1,
-            _ => fund_status.ok += 1,
+        match status_of(f) {
+            FundStatus::Critical => fund_status.critical += 1,
+            FundStatus::Warning => fund_status.warning += 1,
+            FundStatus::Ok => fund_status.ok += 1,
         }
     }
     Ok(Dashboard {
@@ -839,6 +914,7 @@ pub(crate) async fn dashboard_of(
                 .into_iter()
                 .map(|m| MonthTotals { month: m.month, count: m.count, amount: m.amount })
                 .collect(),
+            fund_balances_omitted: (funds.len() - fund_balances.len()) as i64,
             fund_balances,
             days,
         },

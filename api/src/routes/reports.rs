@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
+use pettycash_commands::auth::AuthUser;
 use pettycash_domain::report::{ReportName, ReportParams, ReportScope, UnitFilter};
 use pettycash_domain::Actor;
 use pettycash_projections::reports::{ReportContext, ReportError};
@@ -82,7 +83,7 @@ pub(crate) fn available(actor: &Actor) -> Vec<ReportInfo> {
 }
 
 /// Parameters of a report.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// From (inclusive): a date (`YYYY-MM-DD`, from its start, UTC) or an RFC 3339 time.
@@ -199,6 +200,37 @@ fn params(q: &ReportQuery, now: DateTime<Utc>) -> ApiResult<ReportParams> {
     })
 }
 
+/// The report `name` if `user` may run it; 404 for an unknown one and for one they may not
+/// run (as the visibility rule says of what is not theirs).
+pub(crate) fn report_name(user: &AuthUser, name: &str) -> ApiResult<ReportName> {
+    name.parse::<ReportName>()
+        .ok()
+        .filter(|n| ReportScope::of(&user.actor(), *n).is_some())
+        .ok_or_else(|| ApiError::not_found("report"))
+}
+
+/// What running `name` for `user` takes, from the query (its period and filters, checked,
+/// errors naming the parameter), once the read models reach the query's `min_position`, and
+/// the position they reflect. The API's `run` and the report pages (`crate::web`) both start
+/// here: one path to a report.
+pub(crate) async fn context(
+    state: &AppState,
+    user: &AuthUser,
+    name: ReportName,
+    q: &ReportQuery,
+    headers: &HeaderMap,
+) -> ApiResult<(ReportContext, i64)> {
+    let actor = user.actor();
+    let scope = ReportScope::of(&actor, name).ok_or_else(|| ApiError::not_found("report"))?;
+    let now = state.commands.clock().now();
+    let params = params(q, now)?;
+    let min = present(&q.min_position)
+        .map(|s| s.parse::<i64>().map_err(|_| bad("min_position", "`min_position` must be an integer")))
+        .transpose()?;
+    let position = consistent(state, PROJECTIONS, min, headers).await?;
+    Ok((ReportContext { pool: state.pool.clone(), actor, scope, params, now }, position))
+}
+
 /// A report's error as the API answers it.
 pub fn report_error(e: ReportError) -> ApiError {
     match e {
@@ -276,17 +308,9 @@ pub async fn run(
     headers: HeaderMap,
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<Response> {
-    let actor = user.actor();
-    let name = name.parse::<ReportName>().map_err(|_| ApiError::not_found("report"))?;
-    let scope = ReportScope::of(&actor, name).ok_or_else(|| ApiError::not_found("report"))?;
-    let now = state.commands.clock().now();
+    let name = report_name(&user, &name)?;
     let format = format(&q, &headers)?;
-    let params = params(&q, now)?;
-    let min = present(&q.min_position)
-        .map(|s| s.parse::<i64>().map_err(|_| bad("min_position", "`min_position` must be an integer")))
-        .transpose()?;
-    let position = consistent(&state, PROJECTIONS, min, &headers).await?;
-    let ctx = ReportContext { pool: state.pool.clone(), actor, scope, params, now };
+    let (ctx, position) = context(&state, &user, name, &q, &headers).await?;
 
     let streamed =
         if format == Format::Csv { pettycash_projections::reports::stream(name, &ctx) } else { None };

@@ -235,6 +235,8 @@ pub struct Level {
 pub struct LineChart {
     pub id: String,
     pub title: String,
+    /// Under the chart (default: the title).
+    pub caption: String,
     pub description: String,
     pub height: String,
     pub baseline: String,
@@ -277,6 +279,7 @@ impl LineChart {
         Self {
             id: id.into(),
             title: title.into(),
+            caption: title.into(),
             description: description.into(),
             height: coordinate(CHART_HEIGHT),
             baseline: coordinate(PLOT_BOTTOM),
@@ -296,6 +299,11 @@ impl LineChart {
             first_day: day(points.first()).unwrap_or_default(),
             last_day: day(points.last()).unwrap_or_default(),
         }
+    }
+
+    /// The same chart with `caption` under it.
+    pub fn with_caption(self, caption: String) -> Self {
+        Self { caption, ..self }
     }
 }
 

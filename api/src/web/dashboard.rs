@@ -19,9 +19,6 @@ use pettycash_projections::queries;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
-/// Funds drawn as charts at most; the table below lists them all.
-const FUND_CHARTS: usize = 12;
-
 /// A headline number.
 pub struct Figure {
     pub label: &'static str,
@@ -58,18 +55,18 @@ struct DashboardPage {
     spend: Vec<ColumnChart>,
     statuses: BarChart,
     fund_charts: Vec<LineChart>,
-    /// More funds than [`FUND_CHARTS`]: only the first are drawn.
+    /// More funds than the dashboard carries series of (`MAX_SERIES_FUNDS`): only those
+    /// that most need attention are drawn.
     funds_cut: bool,
     funds: Vec<FundLine>,
     budget_month: Option<String>,
     budgets: Vec<BudgetLine>,
-    days: u32,
 }
 
 /// `GET /dashboard/`.
 pub async fn page(State(state): State<AppState>, PageUser { user, token }: PageUser) -> ApiResult<Response> {
     let days = queries::BALANCE_DAYS[0];
-    let dashboard = dashboard_of(&state, &user, days, None, &HeaderMap::new()).await?;
+    let dashboard = dashboard_of(&state, &user, days, &[], None, &HeaderMap::new()).await?;
     let layout = Layout::signed_in(&state, "Dashboard", &user, &token, "/dashboard/")?;
     render(StatusCode::OK, &view(layout, dashboard))
 }
@@ -126,7 +123,6 @@ fn view(layout: Layout, d: Dashboard) -> DashboardPage {
         .series
         .fund_balances
         .iter()
-        .take(FUND_CHARTS)
         .enumerate()
         .map(|(i, f)| {
             let mut levels = vec![(f.float, format!("Float {}", money(&f.currency, f.float)), "float")];
@@ -145,6 +141,7 @@ fn view(layout: Layout, d: Dashboard) -> DashboardPage {
                 &points,
                 &levels,
             )
+            .with_caption(format!("{}: balance against float, last {} days", f.name, d.series.days))
         })
         .collect();
     DashboardPage {
@@ -154,7 +151,7 @@ fn view(layout: Layout, d: Dashboard) -> DashboardPage {
         spend: spend_charts(&d),
         statuses,
         fund_charts,
-        funds_cut: d.series.fund_balances.len() > FUND_CHARTS,
+        funds_cut: d.series.fund_balances_omitted > 0,
         funds: d
             .funds
             .iter()
@@ -179,7 +176,6 @@ fn view(layout: Layout, d: Dashboard) -> DashboardPage {
                 percent_consumed: b.percent_consumed.clone(),
             })
             .collect(),
-        days: d.series.days,
     }
 }
 

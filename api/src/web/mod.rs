@@ -41,6 +41,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/accounts/logout", axum::routing::post(session::logout))
         .route("/dashboard", get(dashboard::page))
         .route("/reports", get(reports::page))
+        .route("/reports/{name}", get(reports::report_page))
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
     Router::new()
         .route("/", get(|| async { Redirect::to(session::HOME) }))

@@ -574,15 +574,20 @@ impl Projection for Requisitions {
             // first.
             format!("CREATE INDEX IF NOT EXISTS {t}_company_idx ON {t} (company_id, created_at DESC, id DESC)"),
             // The dashboard's pending approvals by age, per company and per requester: only the
-            // pending rows (added at start-up to a live build; no rebuild).
+            // pending rows, with what the figure needs, so that it is read from the index alone
+            // (13 → 2.5 ms for 5,500 pending; rows of pages changed since the last vacuum are
+            // still read from the table). Added at start-up to a live build, no rebuild; they
+            // replace two that held only the keys.
             format!(
-                "CREATE INDEX IF NOT EXISTS {t}_pending_company_idx ON {t} (company_id, submitted_at)
-                 WHERE status = '{pending}'"
+                "CREATE INDEX IF NOT EXISTS {t}_pending_company_cover_idx ON {t} (company_id, submitted_at)
+                 INCLUDE (created_at, currency, amount) WHERE status = '{pending}'"
             ),
             format!(
-                "CREATE INDEX IF NOT EXISTS {t}_pending_requester_idx ON {t} (requester_id, submitted_at)
-                 WHERE status = '{pending}'"
+                "CREATE INDEX IF NOT EXISTS {t}_pending_requester_cover_idx ON {t} (requester_id, submitted_at)
+                 INCLUDE (created_at, currency, amount) WHERE status = '{pending}'"
             ),
+            format!("DROP INDEX IF EXISTS {t}_pending_company_idx"),
+            format!("DROP INDEX IF EXISTS {t}_pending_requester_idx"),
         ]
     }
 

@@ -111,6 +111,10 @@ pub struct Args {
     /// month; on a generated store, a month of its history, e.g. `2025-12`).
     #[arg(long)]
     pub report_month: Option<String>,
+    /// One spending-report request in this many is a year of transactions as CSV instead
+    /// (0: none).
+    #[arg(long, default_value_t = workload::CSV_EVERY)]
+    pub csv_every: usize,
 }
 
 /// The run's shared state.
@@ -207,7 +211,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     }
     let events_at_start = setup::event_count(&prepared.pool).await?;
 
-    let mix = Mix::new(args.mix);
+    let mix = Mix::new(args.mix).with_csv_every(args.csv_every);
     let steps = prepared.workload.amounts.mean_chain_length(&prepared.tiers);
     let proportions: Vec<report::Proportion> = mix
         .proportions(steps)

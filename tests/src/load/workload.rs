@@ -29,6 +29,8 @@ pub enum Endpoint {
     CashBookReport,
     SpendingReport,
     TransactionsCsv,
+    DashboardPage,
+    RequisitionsPage,
     Create,
     Approve,
     Pay,
@@ -37,7 +39,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 18] = [
+    pub const ALL: [Endpoint; 20] = [
         Endpoint::Health,
         Endpoint::Requisitions,
         Endpoint::Payments,
@@ -51,6 +53,8 @@ impl Endpoint {
         Endpoint::CashBookReport,
         Endpoint::SpendingReport,
         Endpoint::TransactionsCsv,
+        Endpoint::DashboardPage,
+        Endpoint::RequisitionsPage,
         Endpoint::Create,
         Endpoint::Approve,
         Endpoint::Pay,
@@ -73,6 +77,8 @@ impl Endpoint {
             Endpoint::CashBookReport => "GET /api/reports/cash-book?fund_id=&period= (json)",
             Endpoint::SpendingReport => "GET /api/reports/spending?period= (json)",
             Endpoint::TransactionsCsv => "GET /api/reports/transactions?from=&to=&format=csv (a year)",
+            Endpoint::DashboardPage => "GET /dashboard/ (page)",
+            Endpoint::RequisitionsPage => "GET /requisitions/ (page)",
             Endpoint::Create => "POST /api/requisitions/ (create+submit)",
             Endpoint::Approve => "POST /api/requisitions/{id}/approve",
             Endpoint::Pay => "POST /api/treasury/payments/ (pay)",
@@ -123,13 +129,17 @@ pub enum Slot {
 
 /// Read weights (out of 18) shared by `mixed` and `reads`. The reports finance users read
 /// (issue #15): a month's cash book of a fund and a month's spending as JSON; every
-/// [`CSV_EVERY`]th spending slot (the first one included) is instead a year of transactions
-/// as CSV, the heavy export finance runs now and then.
-const READ_WEIGHTS: [(Endpoint, i64); 12] = [
+/// `csv_every`th spending slot (the first one included; [`CSV_EVERY`] unless `--csv-every`
+/// says otherwise, 0 never) is instead a year of transactions as CSV, the heavy export finance
+/// runs now and then. People at a browser read the dashboard and the requisitions list as
+/// pages (issue #16): one of the dashboard's two slots and one of the list's three.
+const READ_WEIGHTS: [(Endpoint, i64); 14] = [
     (Endpoint::Health, 1),
-    (Endpoint::Requisitions, 3),
+    (Endpoint::Requisitions, 2),
+    (Endpoint::RequisitionsPage, 1),
     (Endpoint::Payments, 1),
-    (Endpoint::Dashboard, 2),
+    (Endpoint::Dashboard, 1),
+    (Endpoint::DashboardPage, 1),
     (Endpoint::Ledger, 1),
     (Endpoint::Approvals, 2),
     (Endpoint::Fund, 2),
@@ -140,7 +150,8 @@ const READ_WEIGHTS: [(Endpoint, i64); 12] = [
     (Endpoint::SpendingReport, 1),
 ];
 
-/// One spending-report slot in this many sends the year's transactions CSV instead.
+/// One spending-report slot in this many sends the year's transactions CSV instead (the
+/// default of `--csv-every`).
 pub const CSV_EVERY: usize = 20;
 
 /// In `mixed`, command slots against the 18 read slots: 6 of 24, 25 %.
@@ -151,6 +162,10 @@ const COMMAND_WEIGHT: i64 = 6;
 pub struct Mix {
     slots: Vec<(Slot, i64)>,
     current: Mutex<Vec<i64>>,
+    /// One spending slot in this many is the year's CSV (0: none).
+    csv_every: usize,
+    /// Spending-report slots so far.
+    spending_turn: AtomicUsize,
 }
 
 impl Mix {
@@ -162,7 +177,13 @@ impl Mix {
             MixKind::Reads => reads.collect(),
         };
         let current = Mutex::new(vec![0; slots.len()]);
-        Mix { slots, current }
+        Mix { slots, current, csv_every: CSV_EVERY, spending_turn: AtomicUsize::new(0) }
+    }
+
+    /// One spending-report slot in `n` sends the year's transactions CSV instead (0: never).
+    pub fn with_csv_every(mut self, n: usize) -> Self {
+        self.csv_every = n;
+        self
     }
 
     pub fn next(&self) -> Slot {
@@ -176,7 +197,15 @@ impl Mix {
             }
         }
         current[best] -= total;
-        self.slots[best].0
+        match self.slots[best].0 {
+            Slot::Read(Endpoint::SpendingReport)
+                if self.csv_every > 0
+                    && self.spending_turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.csv_every) =>
+            {
+                Slot::Read(Endpoint::TransactionsCsv)
+            }
+            slot => slot,
+        }
     }
 
     /// The endpoints this mix sends requests to, in report order.
@@ -186,7 +215,8 @@ impl Mix {
             .filter(|e| {
                 self.slots.iter().any(|(s, _)| match s {
                     Slot::Read(Endpoint::SpendingReport) => {
-                        [Endpoint::SpendingReport, Endpoint::TransactionsCsv].contains(e)
+                        *e == Endpoint::SpendingReport
+                            || (*e == Endpoint::TransactionsCsv && self.csv_every > 0)
                     }
                     Slot::Read(r) => r == e,
                     Slot::Command => e.is_command(),
@@ -206,7 +236,7 @@ impl Mix {
             let share = 100.0 * *weight as f64 / total as f64;
             match slot {
                 Slot::Read(Endpoint::SpendingReport) => {
-                    let csv = share / CSV_EVERY as f64;
+                    let csv = if self.csv_every == 0 { 0.0 } else { share / self.csv_every as f64 };
                     out.push((Endpoint::SpendingReport, share - csv));
                     out.push((Endpoint::TransactionsCsv, csv));
                 }
@@ -372,6 +402,8 @@ pub enum Planned {
     CashBookReport(Arc<User>, Uuid),
     SpendingReport(Arc<User>),
     TransactionsCsv(Arc<User>),
+    DashboardPage(Arc<User>),
+    RequisitionsPage(Arc<User>),
     Create(Arc<User>, Uuid, String),
     Approve(Arc<User>, Uuid),
     Pay(Arc<User>, Uuid),
@@ -395,6 +427,8 @@ impl Planned {
             Planned::CashBookReport(..) => Endpoint::CashBookReport,
             Planned::SpendingReport(_) => Endpoint::SpendingReport,
             Planned::TransactionsCsv(_) => Endpoint::TransactionsCsv,
+            Planned::DashboardPage(_) => Endpoint::DashboardPage,
+            Planned::RequisitionsPage(_) => Endpoint::RequisitionsPage,
             Planned::Create(..) => Endpoint::Create,
             Planned::Approve(..) => Endpoint::Approve,
             Planned::Pay(..) => Endpoint::Pay,
@@ -426,8 +460,6 @@ pub struct Workload {
     /// The funds whose cash book is read (the load's and the busiest the readers see).
     pub report_funds: Vec<Uuid>,
     turn: AtomicUsize,
-    /// Spending-report slots so far (every [`CSV_EVERY`]th is the CSV).
-    spending_turn: AtomicUsize,
 }
 
 fn pick<T: Clone>(items: &[T], turn: usize) -> T {
@@ -458,7 +490,6 @@ impl Workload {
             year: (String::new(), String::new()),
             report_funds: Vec::new(),
             turn: AtomicUsize::new(0),
-            spending_turn: AtomicUsize::new(0),
         }
         .with_report_month(pettycash_domain::budget::Month::of(chrono::Utc::now()))
     }
@@ -510,6 +541,8 @@ impl Workload {
             Slot::Read(Endpoint::Requisitions) => Planned::Requisitions(pick(&u.all, t)),
             Slot::Read(Endpoint::Payments) => Planned::Payments(pick(&u.payment_readers, t)),
             Slot::Read(Endpoint::Dashboard) => Planned::Dashboard(pick(&u.all, t)),
+            Slot::Read(Endpoint::DashboardPage) => Planned::DashboardPage(pick(&u.all, t)),
+            Slot::Read(Endpoint::RequisitionsPage) => Planned::RequisitionsPage(pick(&u.all, t)),
             Slot::Read(Endpoint::Ledger) => Planned::Ledger(pick(&u.all, t), pick(&self.funds, t / 7)),
             Slot::Read(Endpoint::Approvals) => Planned::Approvals(pick(&u.all_approvers, t)),
             Slot::Read(Endpoint::Fund) => Planned::Fund(pick(&u.all, t), pick(&self.funds, t / 5)),
@@ -524,13 +557,8 @@ impl Workload {
                 let funds = if self.report_funds.is_empty() { &self.funds } else { &self.report_funds };
                 Planned::CashBookReport(pick(&u.payment_readers, t), pick(funds, t / 11))
             }
-            Slot::Read(Endpoint::SpendingReport) => {
-                if self.spending_turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(CSV_EVERY) {
-                    Planned::TransactionsCsv(pick(&u.payment_readers, t))
-                } else {
-                    Planned::SpendingReport(pick(&u.payment_readers, t))
-                }
-            }
+            Slot::Read(Endpoint::SpendingReport) => Planned::SpendingReport(pick(&u.payment_readers, t)),
+            Slot::Read(Endpoint::TransactionsCsv) => Planned::TransactionsCsv(pick(&u.payment_readers, t)),
             Slot::Read(_) | Slot::Command => match self.pipeline.next() {
                 Step::Create => Planned::Create(
                     pick(&u.staff, t),
@@ -558,6 +586,8 @@ impl Workload {
             Planned::Requisitions(user) => self.read(Some(user), "/api/requisitions/".into()).await,
             Planned::Payments(user) => self.read(Some(user), "/api/treasury/payments/".into()).await,
             Planned::Dashboard(user) => self.read(Some(user), "/api/dashboard/".into()).await,
+            Planned::DashboardPage(user) => self.page(user, "/dashboard/").await,
+            Planned::RequisitionsPage(user) => self.page(user, "/requisitions/").await,
             Planned::Ledger(user, fund) => self.read(Some(user), format!("/api/funds/{fund}/ledger")).await,
             Planned::Approvals(user) => self.read(Some(user), "/api/approvals/".into()).await,
             Planned::Fund(user, fund) => self.read(Some(user), format!("/api/funds/{fund}")).await,
@@ -686,6 +716,34 @@ impl Workload {
         }
     }
 
+    /// A page as a browser asks for it: the session cookie, HTML expected. A redirect (to the
+    /// sign-in page) is an error, not followed.
+    async fn page(&self, user: &User, path: &str) -> Class {
+        let req = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, format!("pettycash_session={}", user.token));
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Class::Error(describe(e)),
+        };
+        let (status, url) = (resp.status(), resp.url().path().to_string());
+        let html = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/html"));
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Class::Error(describe(e)),
+        };
+        match (status, url == path, html) {
+            (StatusCode::OK, true, true) => Class::Ok,
+            (StatusCode::OK, false, _) => Class::Error(format!("{path} led to {url}")),
+            _ => classify(status, &body),
+        }
+    }
+
     async fn command(
         &self,
         user: &User,
@@ -787,12 +845,23 @@ mod tests {
 
     #[test]
     fn round_robin_follows_the_weights_and_reaches_every_slot_in_one_cycle() {
-        let mix = Mix::new(MixKind::Mixed);
+        let mix = Mix::new(MixKind::Mixed).with_csv_every(0);
         let cycle: Vec<Slot> = (0..24).map(|_| mix.next()).collect();
+        assert_eq!(READ_WEIGHTS.iter().map(|w| w.1).sum::<i64>(), 18);
         assert_eq!(cycle.iter().filter(|s| **s == Slot::Command).count(), 6);
         for (e, w) in READ_WEIGHTS {
             assert_eq!(cycle.iter().filter(|s| **s == Slot::Read(e)).count() as i64, w);
         }
+        assert!(!mix.endpoints().contains(&Endpoint::TransactionsCsv));
+        assert_eq!(
+            mix.proportions(1.25).iter().find(|p| p.0 == Endpoint::TransactionsCsv).map(|p| p.1),
+            Some(0.0)
+        );
+        // By default one spending slot in CSV_EVERY is the year's CSV, the first one included.
+        let mix = Mix::new(MixKind::Mixed);
+        let slots: Vec<Slot> = (0..24 * CSV_EVERY).map(|_| mix.next()).collect();
+        let count = |e: Endpoint| slots.iter().filter(|s| **s == Slot::Read(e)).count();
+        assert_eq!((count(Endpoint::TransactionsCsv), count(Endpoint::SpendingReport)), (1, CSV_EVERY - 1));
         let proportions = mix.proportions(1.25);
         let shares: f64 = proportions.iter().map(|p| p.1).sum();
         assert!((shares - 100.0).abs() < 1e-9);

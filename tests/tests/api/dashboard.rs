@@ -136,10 +136,12 @@ async fn dashboard_figures_match_a_seeded_history_per_role() {
     );
     assert_eq!(items[0]["percent_consumed"], "25.0");
     assert_eq!(b["series"]["days"], 30);
+    // The funds that most need attention first: the branch fund (warning), then ACME's (ok).
     let series = b["series"]["fund_balances"].as_array().unwrap();
     assert_eq!(series.len(), 2);
+    assert_eq!(b["series"]["fund_balances_omitted"], 0);
     for (s, (fund, balance, float)) in
-        series.iter().zip([(acme.fund, "999750", "1000000"), (branch, "400", "1000")])
+        series.iter().zip([(branch, "400", "1000"), (acme.fund, "999750", "1000000")])
     {
         assert_eq!(s["fund_id"], fund.to_string());
         assert_eq!(s["float"].as_str().map(d), Some(d(float)));
@@ -149,7 +151,25 @@ async fn dashboard_figures_match_a_seeded_history_per_role() {
         assert_eq!(points[29]["balance"].as_str().map(d), Some(d(balance)), "today's closing balance");
         assert!(points[..29].iter().all(|p| p["balance"].is_null()), "opened today: {points:?}");
     }
-    assert_eq!(series[1]["reorder_level"].as_str().map(d), Some(d("500")));
+    assert_eq!(series[0]["reorder_level"].as_str().map(d), Some(d("500")));
+    // The series of the funds asked for, in that order; the others are counted as omitted.
+    let asked = dashboard(&app, &acme.cfo, &format!("&series_fund_ids={}", acme.fund)).await.body;
+    let ids: Vec<&str> = asked["series"]["fund_balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["fund_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [acme.fund.to_string()]);
+    assert_eq!(asked["series"]["fund_balances_omitted"], 1);
+    assert_eq!(asked["funds"].as_array().unwrap().len(), 2, "the cards list every fund");
+    let r = app.get(&acme.cfo, "/api/dashboard/?series_fund_ids=not-an-id").await;
+    assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "series_fund_ids"), "{r:?}");
+    let too_many = (0..13).map(|_| Uuid::new_v4().to_string()).collect::<Vec<_>>().join(",");
+    let r = app.get(&acme.cfo, &format!("/api/dashboard/?series_fund_ids={too_many}")).await;
+    assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "series_fund_ids"), "{r:?}");
+    let r = app.get(&acme.cfo, &format!("/api/dashboard/?series_fund_ids={}", globex.fund)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "fund_not_found"), "another company's: {r:?}");
     let long = dashboard(&app, &acme.cfo, "&days=90").await.body;
     assert_eq!(long["series"]["days"], 90);
     assert_eq!(long["series"]["fund_balances"][0]["points"].as_array().unwrap().len(), 90);

@@ -169,6 +169,14 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
+    /// Picks the option of value `value` in the `<select>` matching `css` (no page loads).
+    pub async fn choose(&self, css: &str, value: &str) {
+        let option = format!("{css} option[value='{value}']");
+        let element =
+            self.client.find(Locator::Css(&option)).await.unwrap_or_else(|e| panic!("no `{option}`: {e}"));
+        element.click().await.expect("choose");
+    }
+
     /// Clicks the element matching `css`, a link or a form's button, and waits until the page
     /// it leads to has loaded. WebDriver's click returns once a navigation has begun, but a form
     /// whose answer takes a moment (a sign-in hashes a password) may not have begun one yet:

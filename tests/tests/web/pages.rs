@@ -495,3 +495,69 @@ async fn the_sign_in_page_is_throttled_with_the_api_sign_in() {
     assert!(html.contains("Too many sign-in attempts; try again in"), "{html}");
     assert_no_internals(&html);
 }
+
+#[tokio::test]
+async fn a_report_shows_on_its_page_with_its_chart_downloads_and_errors_beside_the_field() {
+    let site = Site::new().await;
+    let treasury = &site.cast.treasury;
+    let mut browser = site.browser(Screen::Desktop, "report").await;
+    browser.goto("/accounts/login/?next=/reports/").await;
+    browser.sign_in(&treasury.email, PASSWORD).await;
+
+    // From the list to the cash book's page: it waits for a fund to be chosen.
+    browser.click("#report-cash-book h2 a").await;
+    assert_eq!(browser.location().await, "/reports/cash-book");
+    assert_eq!(browser.text("h1").await, "Cash book");
+    assert_eq!(browser.count("table.report").await, 0);
+    browser.choose("#fund", &site.fund.to_string()).await;
+    browser.click("#report-filters button[type=submit]").await;
+    assert!(browser.location().await.contains(&format!("fund_id={}", site.fund)));
+    // The payment is a movement with the balance after it, as the API's JSON has it.
+    let json = site.app.get(treasury, &format!("/api/reports/cash-book?fund_id={}", site.fund)).await.body;
+    let movements = json["sections"][0]["rows"].as_array().unwrap();
+    assert_eq!(browser.count("table.report tbody tr").await, movements.len());
+    let table = browser.text("table.report").await;
+    assert!(table.contains("-850.50") && table.contains("49149.50"), "{table}");
+    let figures = browser.text("ul.figures").await;
+    assert!(figures.contains("KES 49,149.50"), "the closing balance: {figures}");
+    assert_eq!(browser.count("svg.chart.line polyline.series").await, 1, "the balance by day");
+    browser.screenshot("cash-book").await;
+
+    // Its PDF download is the API's, for the same query.
+    let cookie = browser.client.get_named_cookie("pettycash_session").await.expect("a session cookie");
+    let action = browser.run("return document.querySelector('#report-downloads').action").await;
+    assert!(action.as_str().unwrap().ends_with("/api/reports/cash-book"), "{action}");
+    let fund_field =
+        browser.run("return document.querySelector('#report-downloads input[name=fund_id]').value").await;
+    assert_eq!(fund_field, site.fund.to_string());
+    let pdf = plain_client()
+        .get(format!("{}/api/reports/cash-book?fund_id={}&format=pdf", site.app.address, site.fund))
+        .header(COOKIE, format!("pettycash_session={}", cookie.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert_eq!(pdf.headers()[CONTENT_TYPE], "application/pdf");
+    assert!(pdf.bytes().await.unwrap().starts_with(b"%PDF"));
+
+    // A month that is not one: the API's message next to the field, nothing run.
+    browser.goto(&format!("/reports/cash-book?fund_id={}&period=2026-13", site.fund)).await;
+    assert!(browser.text("#form-error").await.contains("`period` must be a month"));
+    assert_eq!(
+        browser.run("return document.querySelector('#period').getAttribute('aria-invalid')").await,
+        "true"
+    );
+    assert_eq!(browser.count("table.report").await, 0);
+    browser.screenshot("report-error").await;
+
+    // The spending report draws its categories.
+    browser.goto("/reports/spending").await;
+    assert_eq!(browser.count("svg.chart.bars").await, 1);
+    assert!(browser.text("table.report").await.contains("850.50"));
+
+    // A report the user may not run is a 404 page, as in the API.
+    let staff = site.http_get(Some(&site.cast.staff), "/reports/approvals").await;
+    assert_eq!(staff.status(), StatusCode::NOT_FOUND);
+    assert_no_internals(&staff.text().await.unwrap());
+    browser.close().await;
+}
