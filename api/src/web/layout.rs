@@ -103,14 +103,14 @@ const AREAS: [Area; 8] = [
     Area { label: "Requisitions", page: None, for_actor: |_| true },
     // Whoever an approval chain can wait on (the approvals inbox's own rule).
     Area { label: "Approvals", page: None, for_actor: |a| !RequisitionScope::of(a).chain_roles.is_empty() },
-    Area { label: "Treasury", page: None, for_actor: |a| a.has(Role::Treasury) },
+    Area { label: "Treasury", page: Some("/treasury/"), for_actor: |a| a.has(Role::Treasury) },
     Area {
         label: "Reports",
         page: Some("/reports/"),
         for_actor: |a| ReportName::ALL.into_iter().any(|n| ReportScope::of(a, n).is_some()),
     },
     // Anyone may be named responsible for an alert (`visibility::AlertScope`).
-    Area { label: "Alerts", page: None, for_actor: |_| true },
+    Area { label: "Alerts", page: Some("/alerts/"), for_actor: |_| true },
     Area { label: "Admin", page: None, for_actor: |a| a.has(Role::Admin) },
     Area { label: "Audit", page: None, for_actor: |a| a.has(Role::Auditor) },
 ];
@@ -162,7 +162,10 @@ mod tests {
     fn only_built_areas_are_linked_and_the_current_page_is_marked() {
         let links = nav(&actor(&[Role::Staff]), "/reports/");
         let shown: Vec<_> = links.iter().map(|l| (l.label, l.href, l.current)).collect();
-        assert_eq!(shown, [("Dashboard", "/dashboard/", false), ("Reports", "/reports/", true)]);
+        assert_eq!(
+            shown,
+            [("Dashboard", "/dashboard/", false), ("Reports", "/reports/", true), ("Alerts", "/alerts/", false)]
+        );
     }
 
     #[test]
