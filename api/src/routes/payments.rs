@@ -160,9 +160,11 @@ pub async fn pay_cash(
     b: &PayRequest,
 ) -> Result<Outcome<PaymentReceipt>, CommandError> {
     if b.destination.is_some() {
-        return Err(
-            pettycash_domain::DomainError::invalid("destination", "cash is paid by hand: no destination").into()
-        );
+        return Err(pettycash_domain::DomainError::invalid(
+            "destination",
+            "cash is paid by hand: no destination",
+        )
+        .into());
     }
     state.commands.pay(ctx, b.requisition_id, b.method, b.reference.clone(), b.code.as_deref()).await
 }

@@ -47,7 +47,6 @@ pub struct AlertLine {
     pub fund: Option<Uuid>,
 }
 
-
 #[derive(Template)]
 #[template(path = "alerts.html")]
 struct AlertsPage {
@@ -172,9 +171,11 @@ async fn act_on(state: &AppState, form: PageForm<NoteForm>, id: Uuid, action: &s
             Err(e) => Err(e),
         },
         "resolve" => match resolution_note(&body) {
-            Ok(n) => {
-                state.commands.resolve_alert(&actor, id, &n).await.map_err(|e| command_error(state, &form.session, e))
-            }
+            Ok(n) => state
+                .commands
+                .resolve_alert(&actor, id, &n)
+                .await
+                .map_err(|e| command_error(state, &form.session, e)),
             Err(e) => Err(e),
         },
         _ => return Err(ApiError::not_found("page")),

@@ -164,7 +164,11 @@ mod tests {
         let shown: Vec<_> = links.iter().map(|l| (l.label, l.href, l.current)).collect();
         assert_eq!(
             shown,
-            [("Dashboard", "/dashboard/", false), ("Reports", "/reports/", true), ("Alerts", "/alerts/", false)]
+            [
+                ("Dashboard", "/dashboard/", false),
+                ("Reports", "/reports/", true),
+                ("Alerts", "/alerts/", false)
+            ]
         );
     }
 

@@ -45,7 +45,8 @@ use uuid::Uuid;
 pub const HOME: &str = "/treasury/";
 
 /// The payment methods a payer chooses from, as the API names them.
-const METHODS: [(&str, &str); 3] = [("cash", "Cash"), ("mobile_money", "Mobile money"), ("bank", "Bank transfer")];
+const METHODS: [(&str, &str); 3] =
+    [("cash", "Cash"), ("mobile_money", "Mobile money"), ("bank", "Bank transfer")];
 
 /// An option of a filter.
 pub struct Choice {
@@ -347,7 +348,11 @@ pub struct PayForm {
 /// `pay_through_provider`, as `POST /api/treasury/payments/`). Cash goes back to the queue,
 /// a provider payment to its status; a refusal shows the form again with the reason beside
 /// the field it names (the code, the destination, …).
-pub async fn pay(State(state): State<AppState>, IdPath(id): IdPath, form: PageForm<PayForm>) -> ApiResult<Response> {
+pub async fn pay(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    form: PageForm<PayForm>,
+) -> ApiResult<Response> {
     let f = &form.form;
     let text = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
     let request = PayRequest {
@@ -363,7 +368,9 @@ pub async fn pay(State(state): State<AppState>, IdPath(id): IdPath, form: PageFo
             .await
             .map(|o| format!("/treasury/payments/{}", o.value.id))
     } else {
-        pay_cash(&state, &ctx, &request).await.map(|o| format!("{HOME}?paid={id}&min_position={}", o.position))
+        pay_cash(&state, &ctx, &request)
+            .await
+            .map(|o| format!("{HOME}?paid={id}&min_position={}", o.position))
     };
     match done {
         Ok(to) => Ok(see_other(&to)),
@@ -531,9 +538,15 @@ fn notice(q: &FundQuery, currency: &str) -> Option<String> {
     Some(match present(&q.done)? {
         "count" | "close" => {
             let status = present(&q.count_status).filter(|s| ["matched", "adjusted", "pending"].contains(s));
-            let what = if q.done.as_deref() == Some("close") { "The period was closed with the count" } else { "The count was recorded" };
+            let what = if q.done.as_deref() == Some("close") {
+                "The period was closed with the count"
+            } else {
+                "The count was recorded"
+            };
             match (variance, status) {
-                (Some(v), Some(s)) => format!("{what}: variance {} ({}).", money(currency, v), words(s).to_lowercase()),
+                (Some(v), Some(s)) => {
+                    format!("{what}: variance {} ({}).", money(currency, v), words(s).to_lowercase())
+                }
                 _ => format!("{what}."),
             }
         }
@@ -649,7 +662,8 @@ pub async fn record_count(
     let mut lines = Vec::new();
     let mut bad = None;
     for (name, value) in &form.form {
-        let (Some(face), Some(pieces)) = (name.strip_prefix('n'), Some(value.trim()).filter(|v| !v.is_empty()))
+        let (Some(face), Some(pieces)) =
+            (name.strip_prefix('n'), Some(value.trim()).filter(|v| !v.is_empty()))
         else {
             continue;
         };
@@ -708,7 +722,10 @@ pub struct SubAction(Uuid, Uuid, String);
 impl axum::extract::FromRequestParts<AppState> for SubAction {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
         let axum::extract::Path((fund, sub, action)) =
             axum::extract::Path::<(String, String, String)>::from_request_parts(parts, state)
                 .await
@@ -762,7 +779,8 @@ pub async fn variance(
     let reason = Some(form.form.reason.trim().to_string()).filter(|r| !r.is_empty());
     let result = state.commands.decide_variance(&form.context(), id, sub, approve, reason).await;
     let done = if approve { "variance_approved" } else { "variance_rejected" };
-    fund_result(&state, &form, id, &format!("variance-{sub}"), result, |_| format!("done={done}"), |_| ()).await
+    fund_result(&state, &form, id, &format!("variance-{sub}"), result, |_| format!("done={done}"), |_| ())
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -806,7 +824,10 @@ pub async fn advances(
     may_enter(&actor)?;
     let status = present(&q.status).map(String::from);
     if let Some(s) = status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::unprocessable("status", format!("`{s}` is not one of {}", STATUSES.join(", "))));
+        return Err(ApiError::unprocessable(
+            "status",
+            format!("`{s}` is not one of {}", STATUSES.join(", ")),
+        ));
     }
     let filter = AdvanceFilter { holder_id: None, status: status.clone() };
     let funds = fund_names(&state, &actor).await?;
@@ -856,7 +877,10 @@ struct BatchesPage {
 
 /// `GET /treasury/bulk-payments/`: the batches of `GET /api/treasury/bulk-payments/`, each
 /// with its provider file to download (`GET /api/treasury/bulk-payments/{id}/file`).
-pub async fn batches(State(state): State<AppState>, PageUser { user, token }: PageUser) -> ApiResult<Response> {
+pub async fn batches(
+    State(state): State<AppState>,
+    PageUser { user, token }: PageUser,
+) -> ApiResult<Response> {
     let actor = user.actor();
     may_enter(&actor)?;
     let funds = fund_names(&state, &actor).await?;
@@ -884,8 +908,9 @@ mod tests {
 
     #[test]
     fn a_refusal_is_shown_beside_the_field_it_names_and_other_errors_stay_error_pages() {
-        let wrong = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "payment_code_wrong", "the code is wrong")
-            .with_field("code");
+        let wrong =
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "payment_code_wrong", "the code is wrong")
+                .with_field("code");
         let (status, refusal) = Refusal::of("pay", wrong).unwrap();
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         let refusal = Some(refusal);
