@@ -54,7 +54,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/treasury/funds/{id}/replenishments", post(treasury::request_replenishment))
         .route("/treasury/funds/{id}/replenishments/{sub}/{action}", post(treasury::replenishment))
         .route("/treasury/advances", get(treasury::advances))
-        .route("/treasury/bulk-payments", get(treasury::batches))
+        .route("/treasury/bulk-payments", get(treasury::batches).post(treasury::create_batch))
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}/acknowledge", post(alerts::acknowledge))
         .route("/alerts/{id}/resolve", post(alerts::resolve))

@@ -867,23 +867,57 @@ pub struct BatchLine {
     pub created: String,
 }
 
+/// An approved requisition that may go into a new batch.
+pub struct Candidate {
+    pub id: Uuid,
+    pub purpose: String,
+    pub fund: String,
+    pub amount: String,
+    pub checked: bool,
+    pub destination: String,
+}
+
 #[derive(Template)]
 #[template(path = "treasury_batches.html")]
 struct BatchesPage {
     layout: Layout,
     tabs: Vec<Tab>,
     batches: Vec<BatchLine>,
+    candidates: Vec<Candidate>,
+    /// The batch just created.
+    created: Option<Uuid>,
+    /// The code was mailed: to whom, for what, until when.
+    sent: Option<String>,
+    refusal: Option<Refusal>,
 }
 
-/// `GET /treasury/bulk-payments/`: the batches of `GET /api/treasury/bulk-payments/`, each
-/// with its provider file to download (`GET /api/treasury/bulk-payments/{id}/file`).
-pub async fn batches(
-    State(state): State<AppState>,
-    PageUser { user, token }: PageUser,
-) -> ApiResult<Response> {
+impl BatchesPage {
+    fn error(&self) -> Option<String> {
+        Refusal::at(&self.refusal, "batch", None)
+    }
+
+    /// Whether the refusal names this requisition's line (`requisition_ids.<id>`,
+    /// `destinations.<id>`).
+    fn names(&self, id: &Uuid) -> bool {
+        let id = id.to_string();
+        self.refusal.as_ref().and_then(|r| r.field.as_deref()).is_some_and(|f| f.ends_with(&id))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BatchesQuery {
+    created: Option<String>,
+}
+
+async fn batches_page(
+    state: &AppState,
+    user: &pettycash_commands::auth::AuthUser,
+    token: &str,
+) -> ApiResult<BatchesPage> {
     let actor = user.actor();
     may_enter(&actor)?;
-    let funds = fund_names(&state, &actor).await?;
+    let funds = fund_names(state, &actor).await?;
     let batches = state
         .commands
         .payment_batches(&actor)
@@ -898,8 +932,115 @@ pub async fn batches(
             created: when(b.created_at),
         })
         .collect();
-    let layout = Layout::signed_in(&state, "Bulk payments", &user, &token, HOME)?;
-    render(StatusCode::OK, &BatchesPage { layout, tabs: tabs("/treasury/bulk-payments/"), batches })
+    // The queue's first page: what may go into a batch.
+    let filter = RequisitionFilter { status: Some(Status::Approved), ..Default::default() };
+    let queue = queries::list_requisitions(
+        &state.pool,
+        &RequisitionScope::of(&actor),
+        &filter,
+        PageRequest::default(),
+    )
+    .await
+    .map_err(query_error)?;
+    let candidates = queue
+        .items
+        .into_iter()
+        .map(|r| Candidate {
+            id: r.id,
+            purpose: r.purpose,
+            fund: funds.get(&r.fund_id).cloned().unwrap_or_default(),
+            amount: money(&r.currency, r.amount),
+            checked: false,
+            destination: String::new(),
+        })
+        .collect();
+    Ok(BatchesPage {
+        layout: Layout::signed_in(state, "Bulk payments", user, token, HOME)?,
+        tabs: tabs("/treasury/bulk-payments/"),
+        batches,
+        candidates,
+        created: None,
+        sent: None,
+        refusal: None,
+    })
+}
+
+/// `GET /treasury/bulk-payments/`: the batches of `GET /api/treasury/bulk-payments/`, each
+/// with its provider file to download (`GET /api/treasury/bulk-payments/{id}/file`), and the
+/// form of a new batch: approved requisitions to choose, each with the payee's mobile number.
+pub async fn batches(
+    State(state): State<AppState>,
+    PageUser { user, token }: PageUser,
+    Query(q): Query<BatchesQuery>,
+) -> ApiResult<Response> {
+    let mut page = batches_page(&state, &user, &token).await?;
+    page.created = present(&q.created).and_then(|c| c.parse().ok());
+    render(StatusCode::OK, &page)
+}
+
+/// `POST /treasury/bulk-payments/`: fields `r` (a chosen requisition, repeated), `d.<id>` (its
+/// payee's mobile number), `code`, and `step`: `code` mails the batch's one-time code
+/// (`request_batch_code`, as `POST /api/treasury/bulk-payments/code`), `create` starts the
+/// batch with it (`create_payment_batch`, as `POST /api/treasury/bulk-payments/`). A refusal
+/// shows the form again with the choices kept.
+pub async fn create_batch(
+    State(state): State<AppState>,
+    form: PageForm<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let text = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+    let (mut ids, mut typed, mut code, mut step) = (Vec::<Uuid>::new(), HashMap::new(), None, "create");
+    for (name, value) in &form.form {
+        match name.as_str() {
+            "r" => ids.extend(value.parse::<Uuid>().ok()),
+            "code" => code = text(value),
+            "step" => step = if value == "code" { "code" } else { "create" },
+            other => {
+                if let Some(id) = other.strip_prefix("d.").and_then(|id| id.parse::<Uuid>().ok()) {
+                    typed.insert(id, value.clone());
+                }
+            }
+        }
+    }
+    let destinations: HashMap<Uuid, String> =
+        ids.iter().filter_map(|id| Some((*id, text(typed.get(id)?)?))).collect();
+    let ctx = form.context();
+    let c = &state.commands;
+    let (sent, refused) = if step == "code" {
+        match c.request_batch_code(&ctx, &ids, None).await {
+            Ok(issued) => {
+                let i = issued.value;
+                let sent = format!(
+                    "A code for {} payments, {} in all, was mailed to {}. It works once, until {}.",
+                    i.count,
+                    money(&i.currency, i.total),
+                    i.sent_to,
+                    when(i.expires_at)
+                );
+                (Some(sent), None)
+            }
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        match c.create_payment_batch(&ctx, &ids, None, &destinations, code.as_deref()).await {
+            Ok(batch) => {
+                return Ok(see_other(&format!("/treasury/bulk-payments/?created={}", batch.value.id)))
+            }
+            Err(e) => (None, Some(e)),
+        }
+    };
+    let mut page = batches_page(&state, &form.user, &form.token).await?;
+    for candidate in &mut page.candidates {
+        candidate.checked = ids.contains(&candidate.id);
+        candidate.destination = typed.get(&candidate.id).cloned().unwrap_or_default();
+    }
+    page.sent = sent;
+    let mut status = StatusCode::OK;
+    if let Some(e) = refused {
+        let (s, refusal) = Refusal::of("batch", command_error(&state, &form.session, e))?;
+        status = s;
+        page.refusal = Some(refusal);
+    }
+    render(status, &page)
 }
 
 #[cfg(test)]

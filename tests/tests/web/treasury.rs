@@ -272,3 +272,115 @@ async fn the_treasury_and_alerts_pages_fit_a_375_px_screen() {
     }
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_mobile_money_payment_shows_the_providers_status_until_it_is_confirmed() {
+    let desk = Desk::new(None).await;
+    let treasury = &desk.cast.treasury;
+    let id = desk.requisition;
+    let mut browser = desk.signed_in(Screen::Desktop, "treasury-mobile-money", &treasury.email).await;
+
+    browser.goto(&format!("/treasury/pay/{id}")).await;
+    browser.run("document.querySelector('#code-method').value = 'mobile_money'").await;
+    browser.click("#code-form button[type=submit]").await;
+    assert!(browser.text("#code-sent").await.starts_with("A code was mailed to"));
+    let chosen = browser.run("return document.querySelector('#pay-method').value").await;
+    assert_eq!(chosen, "mobile_money", "the method the code was asked for");
+    let code = desk.app.queued_payment_code(&treasury.email, id).await;
+
+    // Without a mobile number: refused beside that field, the code not spent.
+    browser.fill("#code", &code).await;
+    browser.click("#pay-form button[type=submit]").await;
+    assert_eq!(
+        browser.text("#destination-error").await,
+        "Destination: bank and mobile money payments need a destination."
+    );
+    assert_eq!(browser.count("#code-error").await, 0);
+
+    browser.fill("#code", &code).await;
+    browser.fill("#destination", "0712345678").await;
+    browser.click("#pay-form button[type=submit]").await;
+    let location = browser.location().await;
+    assert!(location.starts_with("/treasury/payments/"), "{location}");
+    let shown = browser.text(".payment-status").await;
+    assert!(shown == "Pending (executing)" || shown == "Confirmed (succeeded)", "{shown}");
+    browser.screenshot("status").await;
+    // The simulator answers within moments: the page says so once it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while browser.text(".payment-status .status-label").await != "Confirmed" {
+        assert!(std::time::Instant::now() < deadline, "still {}", browser.text(".payment-status").await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        browser.goto(&location).await;
+    }
+    assert_eq!(browser.text(".payment-status .muted").await, "(succeeded)");
+    let payment = location.trim_start_matches("/treasury/payments/");
+    let api = desk.app.get(treasury, &format!("/api/treasury/payments/{payment}")).await;
+    assert_eq!(api.body["status"], "succeeded", "{api:?}");
+    assert_eq!(api.body["destination"], "254712345678");
+    browser.screenshot("confirmed").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_bulk_payment_batch_is_created_with_its_code_and_its_file_downloads() {
+    let desk = Desk::new(None).await;
+    let treasury = &desk.cast.treasury;
+    let id = desk.requisition;
+    let mut browser = desk.signed_in(Screen::Desktop, "treasury-bulk", &treasury.email).await;
+
+    browser.goto("/treasury/bulk-payments/").await;
+    assert_eq!(browser.text("p.empty").await, "No batches yet.");
+    browser.run(&format!("document.querySelector('#r-{id}').click()")).await;
+    browser.click("#batch-form button[value=code]").await;
+    let sent = browser.text("#batch-code-sent").await;
+    assert!(sent.starts_with("A code for 1 payments, KES 900.00 in all, was mailed to"), "{sent}");
+    let checked = browser.run(&format!("return document.querySelector('#r-{id}').checked")).await;
+    assert_eq!(checked, true, "the choice is kept");
+    let mail: String = sqlx::query_scalar(
+        "SELECT body_text FROM mail_outbox WHERE recipient_email = $1 AND category = 'payment_code'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&treasury.email)
+    .fetch_one(&desk.app.pool)
+    .await
+    .unwrap();
+    let code = pettycash_tests::payment_code_in(&mail).expect("a code");
+
+    // Without the payee's mobile number: refused, the line marked.
+    browser.fill("#batch-code", &code).await;
+    browser.click("#batch-form button[value=create]").await;
+    assert!(!browser.text("#batch-error").await.is_empty());
+    let invalid =
+        browser.run(&format!("return document.querySelector('#d-{id}').getAttribute('aria-invalid')")).await;
+    assert_eq!(invalid, "true");
+    browser.screenshot("refused").await;
+
+    browser.fill(&format!("#d-{id}"), "0712345678").await;
+    browser.fill("#batch-code", &code).await;
+    browser.click("#batch-form button[value=create]").await;
+    assert!(
+        browser.location().await.starts_with("/treasury/bulk-payments/?created="),
+        "{}",
+        browser.location().await
+    );
+    assert!(browser.text("#batch-created").await.starts_with("Batch "));
+    assert_eq!(browser.count("table.batches tbody tr").await, 1);
+    assert!(browser.text("table.batches").await.contains("KES 900.00"));
+    browser.screenshot("created").await;
+
+    // Its file, from the link the page offers.
+    let href = browser
+        .run("return document.querySelector('table.batches a[href$=\"format=csv\"]').getAttribute('href')")
+        .await;
+    let cookie = browser.client.get_named_cookie("pettycash_session").await.unwrap();
+    let csv = reqwest::Client::new()
+        .get(format!("{}{}", desk.app.address, href.as_str().unwrap()))
+        .header(COOKIE, format!("pettycash_session={}", cookie.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), StatusCode::OK);
+    let body = csv.text().await.unwrap();
+    assert!(body.contains("254712345678") && body.contains("900.00"), "{body}");
+    browser.close().await;
+}
