@@ -88,6 +88,18 @@ fn id(field: &str, v: &Option<String>) -> ApiResult<Option<Uuid>> {
         .transpose()
 }
 
+/// The list's filters from its query (422 naming the parameter that is not one of its words).
+pub fn filter_of(q: &ListQuery) -> ApiResult<AlertFilter> {
+    let names = |all: &[&'static str]| all.to_vec();
+    Ok(AlertFilter {
+        states: words("state", &q.state, &names(&AlertState::ALL.map(AlertState::as_str)))?,
+        severities: words("severity", &q.severity, &names(&Severity::ALL.map(Severity::as_str)))?,
+        types: words("type", &q.alert_type, &names(&AlertType::ALL.map(AlertType::as_str)))?,
+        unit: id("unit", &q.unit)?,
+        fund_id: id("fund_id", &q.fund_id)?,
+    })
+}
+
 /// Alerts the caller may see, newest first, a page at a time (`limit`, `cursor`), filtered by
 /// state, severity, type, unit (company, branch or department) and fund.
 #[utoipa::path(get, path = "/api/alerts/", tag = "alerts", params(ListQuery),
@@ -97,14 +109,7 @@ pub async fn list(
     CurrentUser(user): CurrentUser,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<AlertPage>> {
-    let names = |all: &[&'static str]| all.to_vec();
-    let filter = AlertFilter {
-        states: words("state", &q.state, &names(&AlertState::ALL.map(AlertState::as_str)))?,
-        severities: words("severity", &q.severity, &names(&Severity::ALL.map(Severity::as_str)))?,
-        types: words("type", &q.alert_type, &names(&AlertType::ALL.map(AlertType::as_str)))?,
-        unit: id("unit", &q.unit)?,
-        fund_id: id("fund_id", &q.fund_id)?,
-    };
+    let filter = filter_of(&q)?;
     let after = match q.cursor.as_deref().filter(|c| !c.trim().is_empty()) {
         None => None,
         Some(c) => Some(Cursor::decode(c).map_err(|_| {
@@ -146,12 +151,20 @@ pub struct AlertNote {
 }
 
 /// The note, trimmed; `None` when blank. At most 2,000 characters (422 `note`).
-fn note(body: &AlertNote) -> ApiResult<Option<String>> {
+pub fn note(body: &AlertNote) -> ApiResult<Option<String>> {
     let note = body.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > 2000) {
         return Err(ApiError::unprocessable("note", "`note` is at most 2000 characters"));
     }
     Ok(note.map(str::to_string))
+}
+
+/// The note of a resolution: required, not blank (400 `note_required`), as [`note`] checks it.
+pub fn resolution_note(body: &AlertNote) -> ApiResult<String> {
+    note(body)?.ok_or_else(|| {
+        ApiError::bad_request("note_required", "resolving an alert needs a `note` saying what was done")
+            .with_field("note")
+    })
 }
 
 /// Acknowledge an open alert (someone is looking into it), with an optional note. 404 when
@@ -184,13 +197,7 @@ pub async fn resolve(
     cmd: Command<AlertNote>,
 ) -> ApiResult<Json<AlertDetail>> {
     let actor = cmd.user.actor();
-    let Some(note) = note(&cmd.body)? else {
-        return Err(ApiError::bad_request(
-            "note_required",
-            "resolving an alert needs a `note` saying what was done",
-        )
-        .with_field("note"));
-    };
+    let note = resolution_note(&cmd.body)?;
     state.commands.resolve_alert(&actor, id, &note).await?;
     detail(&state, &AlertScope::of(&actor), id).await.map(Json)
 }

@@ -18,7 +18,7 @@ use pettycash_commands::providers::simulator::SIGNATURE_HEADER;
 use pettycash_commands::providers::CallbackAuth;
 use pettycash_commands::reconcile::ReconciliationView;
 use pettycash_commands::views::PaymentReceipt;
-use pettycash_commands::CommandError;
+use pettycash_commands::{CommandContext, CommandError, Outcome};
 use pettycash_domain::fund::PaymentMethod;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -114,49 +114,59 @@ pub async fn pay(State(state): State<AppState>, cmd: Command<PayRequest>) -> Api
     let b = &cmd.body;
     if b.method.through_provider() {
         let ctx = cmd.context(StatusCode::ACCEPTED);
-        let Some(destination) = b.destination.clone() else {
-            return Err(CommandError::from(pettycash_domain::DomainError::invalid(
-                "destination",
-                "bank and mobile money payments need a destination",
-            ))
-            .into());
-        };
-        let commands = &state.commands;
-        let started = async {
-            let started = commands
-                .start_provider_payment(
-                    &ctx,
-                    b.requisition_id,
-                    b.method,
-                    Some(destination),
-                    b.reference.clone(),
-                    b.code.as_deref(),
-                )
-                .await?;
-            // Committed: now the provider is asked (a failure to reach it is retried by the
-            // scheduler with the same attempt id).
-            if let Err(e) = commands.submit_provider_payment(started.value.id).await {
-                tracing::warn!(payment = %started.value.id, error = %e, "could not send a payment to the provider");
-            }
-            Ok::<_, CommandError>(started)
-        };
-        return run(&state, &cmd, StatusCode::ACCEPTED, started).await;
-    }
-    if b.destination.is_some() {
-        return Err(CommandError::from(pettycash_domain::DomainError::invalid(
-            "destination",
-            "cash is paid by hand: no destination",
-        ))
-        .into());
+        return run(&state, &cmd, StatusCode::ACCEPTED, pay_through_provider(&state, &ctx, b)).await;
     }
     let ctx = cmd.context(StatusCode::CREATED);
-    run(
-        &state,
-        &cmd,
-        StatusCode::CREATED,
-        state.commands.pay(&ctx, b.requisition_id, b.method, b.reference.clone(), b.code.as_deref()),
-    )
-    .await
+    run(&state, &cmd, StatusCode::CREATED, pay_cash(&state, &ctx, b)).await
+}
+
+/// A `bank` or `mobile_money` payment of `POST /api/treasury/payments/` (and of the treasury
+/// page): started with the code, then sent to the provider.
+pub async fn pay_through_provider(
+    state: &AppState,
+    ctx: &CommandContext,
+    b: &PayRequest,
+) -> Result<Outcome<ProviderPaymentView>, CommandError> {
+    let Some(destination) = b.destination.clone() else {
+        return Err(pettycash_domain::DomainError::invalid(
+            "destination",
+            "bank and mobile money payments need a destination",
+        )
+        .into());
+    };
+    let commands = &state.commands;
+    let started = commands
+        .start_provider_payment(
+            ctx,
+            b.requisition_id,
+            b.method,
+            Some(destination),
+            b.reference.clone(),
+            b.code.as_deref(),
+        )
+        .await?;
+    // Committed: now the provider is asked (a failure to reach it is retried by the scheduler
+    // with the same attempt id).
+    if let Err(e) = commands.submit_provider_payment(started.value.id).await {
+        tracing::warn!(payment = %started.value.id, error = %e, "could not send a payment to the provider");
+    }
+    Ok(started)
+}
+
+/// A cash payment of `POST /api/treasury/payments/` (and of the treasury page).
+pub async fn pay_cash(
+    state: &AppState,
+    ctx: &CommandContext,
+    b: &PayRequest,
+) -> Result<Outcome<PaymentReceipt>, CommandError> {
+    if b.destination.is_some() {
+        return Err(pettycash_domain::DomainError::invalid(
+            "destination",
+            "cash is paid by hand: no destination",
+        )
+        .into());
+    }
+    state.commands.pay(ctx, b.requisition_id, b.method, b.reference.clone(), b.code.as_deref()).await
 }
 
 /// One payment through the payment provider: status (`executing`, `succeeded`, `failed`),

@@ -78,7 +78,7 @@ pub(crate) fn parse_limit(v: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-fn parse_min_position(v: &Option<String>) -> ApiResult<Option<i64>> {
+pub(crate) fn parse_min_position(v: &Option<String>) -> ApiResult<Option<i64>> {
     present(v)
         .map(|s| {
             s.parse::<i64>().map_err(|_| {
@@ -89,7 +89,7 @@ fn parse_min_position(v: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-fn parse_cursor(v: &Option<String>) -> ApiResult<Option<Cursor>> {
+pub(crate) fn parse_cursor(v: &Option<String>) -> ApiResult<Option<Cursor>> {
     let cursor = present(v).map(Cursor::decode).transpose().map_err(query_error)?;
     // A cursor is ours only if its time is one a row can have.
     if cursor.as_ref().is_some_and(|c| !SUPPORTED_YEARS.contains(&c.at.year())) {
@@ -154,7 +154,7 @@ fn parse_range(from: &Option<String>, to: &Option<String>) -> ApiResult<TimeRang
     Ok(TimeRange { from, before })
 }
 
-fn query_error(e: QueryError) -> ApiError {
+pub(crate) fn query_error(e: QueryError) -> ApiError {
     match e {
         QueryError::InvalidCursor => ApiError::bad_request(
             "invalid_cursor",

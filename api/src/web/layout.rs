@@ -7,7 +7,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use pettycash_commands::auth::AuthUser;
 use pettycash_domain::report::{ReportName, ReportScope};
-use pettycash_domain::visibility::RequisitionScope;
+use pettycash_domain::visibility::{self, RequisitionScope};
 use pettycash_domain::{Actor, Role};
 
 /// The frame of a page.
@@ -103,14 +103,16 @@ const AREAS: [Area; 8] = [
     Area { label: "Requisitions", page: None, for_actor: |_| true },
     // Whoever an approval chain can wait on (the approvals inbox's own rule).
     Area { label: "Approvals", page: None, for_actor: |a| !RequisitionScope::of(a).chain_roles.is_empty() },
-    Area { label: "Treasury", page: None, for_actor: |a| a.has(Role::Treasury) },
+    // Whoever reads treasury's payments (the pages' own rule, `visibility::may_read_payments`):
+    // treasury acts there, the others read.
+    Area { label: "Treasury", page: Some("/treasury/"), for_actor: visibility::may_read_payments },
     Area {
         label: "Reports",
         page: Some("/reports/"),
         for_actor: |a| ReportName::ALL.into_iter().any(|n| ReportScope::of(a, n).is_some()),
     },
     // Anyone may be named responsible for an alert (`visibility::AlertScope`).
-    Area { label: "Alerts", page: None, for_actor: |_| true },
+    Area { label: "Alerts", page: Some("/alerts/"), for_actor: |_| true },
     Area { label: "Admin", page: None, for_actor: |a| a.has(Role::Admin) },
     Area { label: "Audit", page: None, for_actor: |a| a.has(Role::Auditor) },
 ];
@@ -152,9 +154,10 @@ mod tests {
             labels(&[Role::Treasury]),
             ["Dashboard", "Requisitions", "Approvals", "Treasury", "Reports", "Alerts"]
         );
+        // Auditors and admins read treasury's payments (`may_read_payments`), as the pages let them.
         assert_eq!(
             labels(&[Role::Auditor, Role::Admin]),
-            ["Dashboard", "Requisitions", "Reports", "Alerts", "Admin", "Audit"]
+            ["Dashboard", "Requisitions", "Treasury", "Reports", "Alerts", "Admin", "Audit"]
         );
     }
 
@@ -162,7 +165,14 @@ mod tests {
     fn only_built_areas_are_linked_and_the_current_page_is_marked() {
         let links = nav(&actor(&[Role::Staff]), "/reports/");
         let shown: Vec<_> = links.iter().map(|l| (l.label, l.href, l.current)).collect();
-        assert_eq!(shown, [("Dashboard", "/dashboard/", false), ("Reports", "/reports/", true)]);
+        assert_eq!(
+            shown,
+            [
+                ("Dashboard", "/dashboard/", false),
+                ("Reports", "/reports/", true),
+                ("Alerts", "/alerts/", false)
+            ]
+        );
     }
 
     #[test]

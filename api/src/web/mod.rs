@@ -12,6 +12,7 @@
 //! No page carries a script or an inline style (the Content-Security-Policy allows neither);
 //! charts are SVG drawn on the server (`charts`).
 
+pub mod alerts;
 pub mod assets;
 pub mod charts;
 pub mod csrf;
@@ -19,6 +20,7 @@ pub mod dashboard;
 pub mod layout;
 pub mod reports;
 pub mod session;
+pub mod treasury;
 
 use crate::db_health;
 use crate::error::{ApiError, ApiResult};
@@ -29,7 +31,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use layout::Layout;
 
@@ -38,10 +40,25 @@ use layout::Layout;
 pub fn router(state: &AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/accounts/login", get(session::login_form).post(session::login))
-        .route("/accounts/logout", axum::routing::post(session::logout))
+        .route("/accounts/logout", post(session::logout))
         .route("/dashboard", get(dashboard::page))
         .route("/reports", get(reports::page))
         .route("/reports/{name}", get(reports::report_page))
+        .route("/treasury", get(treasury::queue))
+        .route("/treasury/pay/{id}", get(treasury::pay_form).post(treasury::pay))
+        .route("/treasury/pay/{id}/code", post(treasury::request_code))
+        .route("/treasury/payments/{id}", get(treasury::payment))
+        .route("/treasury/funds", get(treasury::funds))
+        .route("/treasury/funds/{id}", get(treasury::fund))
+        .route("/treasury/funds/{id}/counts", post(treasury::record_count))
+        .route("/treasury/funds/{id}/counts/{sub}/{action}", post(treasury::variance))
+        .route("/treasury/funds/{id}/replenishments", post(treasury::request_replenishment))
+        .route("/treasury/funds/{id}/replenishments/{sub}/{action}", post(treasury::replenishment))
+        .route("/treasury/advances", get(treasury::advances))
+        .route("/treasury/bulk-payments", get(treasury::batches).post(treasury::create_batch))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}/acknowledge", post(alerts::acknowledge))
+        .route("/alerts/{id}/resolve", post(alerts::resolve))
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
     Router::new()
         .route("/", get(|| async { Redirect::to(session::HOME) }))
