@@ -100,9 +100,13 @@ struct Area {
 const AREAS: [Area; 8] = [
     Area { label: "Dashboard", page: Some("/dashboard/"), for_actor: |_| true },
     // Everyone requests cash or sees what they requested.
-    Area { label: "Requisitions", page: None, for_actor: |_| true },
+    Area { label: "Requisitions", page: Some("/requisitions/"), for_actor: |_| true },
     // Whoever an approval chain can wait on (the approvals inbox's own rule).
-    Area { label: "Approvals", page: None, for_actor: |a| !RequisitionScope::of(a).chain_roles.is_empty() },
+    Area {
+        label: "Approvals",
+        page: Some("/approvals/"),
+        for_actor: |a| !RequisitionScope::of(a).chain_roles.is_empty(),
+    },
     Area { label: "Treasury", page: None, for_actor: |a| a.has(Role::Treasury) },
     Area {
         label: "Reports",
@@ -162,7 +166,20 @@ mod tests {
     fn only_built_areas_are_linked_and_the_current_page_is_marked() {
         let links = nav(&actor(&[Role::Staff]), "/reports/");
         let shown: Vec<_> = links.iter().map(|l| (l.label, l.href, l.current)).collect();
-        assert_eq!(shown, [("Dashboard", "/dashboard/", false), ("Reports", "/reports/", true)]);
+        assert_eq!(
+            shown,
+            [
+                ("Dashboard", "/dashboard/", false),
+                ("Requisitions", "/requisitions/", false),
+                ("Reports", "/reports/", true)
+            ]
+        );
+        let links = nav(&actor(&[Role::DepartmentHead]), "/approvals/");
+        let shown: Vec<_> = links.iter().map(|l| (l.label, l.current)).collect();
+        assert_eq!(
+            shown,
+            [("Dashboard", false), ("Requisitions", false), ("Approvals", true), ("Reports", false)]
+        );
     }
 
     #[test]

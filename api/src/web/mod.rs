@@ -12,12 +12,14 @@
 //! No page carries a script or an inline style (the Content-Security-Policy allows neither);
 //! charts are SVG drawn on the server (`charts`).
 
+pub mod approvals;
 pub mod assets;
 pub mod charts;
 pub mod csrf;
 pub mod dashboard;
 pub mod layout;
 pub mod reports;
+pub mod requisitions;
 pub mod session;
 
 use crate::db_health;
@@ -41,6 +43,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/accounts/logout", axum::routing::post(session::logout))
         .route("/dashboard", get(dashboard::page))
         .route("/reports", get(reports::page))
+        .merge(requisitions::router())
+        .merge(approvals::router())
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
     Router::new()
         .route("/", get(|| async { Redirect::to(session::HOME) }))

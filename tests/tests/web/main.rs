@@ -7,3 +7,4 @@
 
 mod browser;
 mod pages;
+mod requisitions;
