@@ -38,6 +38,7 @@ use pettycash_domain::visibility::{self, RequisitionScope};
 use pettycash_domain::Actor;
 use pettycash_projections::queries::{self, FundRow};
 use serde::Deserialize;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -445,8 +446,8 @@ impl FromRequest<AppState> for PageUpload {
                 if !bytes.is_empty() {
                     file = Some((file_name, bytes));
                 }
-            } else if !fields.contains_key(&name) {
-                fields.insert(name, field.text().await.map_err(unreadable)?);
+            } else if let Entry::Vacant(slot) = fields.entry(name) {
+                slot.insert(field.text().await.map_err(unreadable)?);
             }
         }
         csrf::verify(state, Binding::Session(&token), fields.get(csrf::FIELD).map(String::as_str))

@@ -10,7 +10,7 @@ use pettycash_tests::serde_json::json;
 use pettycash_tests::{wait_for_projections, Cast, TestApp, TestUser, PASSWORD};
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 /// A server with the standard cast and one KES fund; nothing requested yet.
@@ -72,7 +72,7 @@ fn file(name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 /// Chooses `path` in the file control `css`.
-async fn choose_file(browser: &Browser, css: &str, path: &PathBuf) {
+async fn choose_file(browser: &Browser, css: &str, path: &Path) {
     let control = browser.client.find(Locator::Css(css)).await.unwrap();
     control.send_keys(path.to_str().unwrap()).await.expect("choose the file");
 }
@@ -202,7 +202,7 @@ async fn a_requester_submits_with_a_receipt_and_an_approver_approves_with_a_comm
     assert!(browser.text(".chain .step.approved .step-detail").await.contains(&head_name));
     // The timeline, newest first: who, what, when, and the comment.
     assert_eq!(browser.text(".timeline li .what").await, "Approved");
-    assert_eq!(browser.text(".timeline li .who").await, head_name);
+    assert_eq!(browser.text(".timeline li .by").await, head_name);
     assert_eq!(browser.text(".timeline li .comment").await, "“Receipt checked”");
     let at = browser.run("return document.querySelector('.timeline li time').getAttribute('datetime')").await;
     let at = chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap()).unwrap();
