@@ -60,17 +60,22 @@ fn time(field: &'static str, value: &str) -> ApiResult<DateTime<Utc>> {
 #[utoipa::path(post, path = "/api/delegations/", tag = "delegations", request_body = Grant,
     responses((status = 201, body = DelegationView), (status = 403, body = Err), (status = 422, body = Err)))]
 pub async fn grant(State(state): State<AppState>, cmd: Command<Grant>) -> ApiResult<Response> {
-    let b = &cmd.body;
+    let input = new_delegation(&cmd.body)?;
+    let ctx = cmd.context(StatusCode::CREATED);
+    run(&state, &cmd, StatusCode::CREATED, state.commands.grant_delegation(&ctx, input)).await
+}
+
+/// What a grant asks the command service for: the API's and the delegation page's
+/// (`crate::web`).
+pub(crate) fn new_delegation(b: &Grant) -> ApiResult<NewDelegation> {
     let role = b.role.parse::<Role>().map_err(|e| ApiError::unprocessable("role", e.to_string()))?;
-    let input = NewDelegation {
+    Ok(NewDelegation {
         delegator_id: b.delegator_id,
         delegate_id: b.delegate_id,
         role,
         starts_at: b.starts_at.as_deref().map(|s| time("starts_at", s)).transpose()?,
         ends_at: time("ends_at", &b.ends_at)?,
-    };
-    let ctx = cmd.context(StatusCode::CREATED);
-    run(&state, &cmd, StatusCode::CREATED, state.commands.grant_delegation(&ctx, input)).await
+    })
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -249,6 +249,19 @@ pub async fn list_requisitions(
     headers: HeaderMap,
     Query(q): Query<RequisitionListQuery>,
 ) -> ApiResult<Response> {
+    let body = requisitions_of(&state, &user, &q, &headers).await?;
+    Ok(query_response(body.position, body))
+}
+
+/// The requisitions `user` may see, filtered and paged as `q` asks: the answer of
+/// `GET /api/requisitions/` and of the requisitions page (`crate::web`), one query and one
+/// visibility rule.
+pub(crate) async fn requisitions_of(
+    state: &AppState,
+    user: &AuthUser,
+    q: &RequisitionListQuery,
+    headers: &HeaderMap,
+) -> ApiResult<RequisitionPage> {
     let actor = user.actor();
     let status = present(&q.status)
         .map(|s| {
@@ -283,11 +296,10 @@ pub async fn list_requisitions(
         review,
     };
 
-    let position = consistent(&state, REQUISITIONS, min, &headers).await?;
+    let position = consistent(state, REQUISITIONS, min, headers).await?;
     let scope = RequisitionScope::of(&actor);
     let found = queries::list_requisitions(&state.pool, &scope, &filter, page).await.map_err(query_error)?;
-    let body = RequisitionPage { items: found.items, next_cursor: found.next_cursor, position };
-    Ok(query_response(position, body))
+    Ok(RequisitionPage { items: found.items, next_cursor: found.next_cursor, position })
 }
 
 /// The caller's approvals inbox: requisitions pending approval whose current step needs a
@@ -305,14 +317,25 @@ pub async fn approvals(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Response> {
+    let body = approvals_of(&state, &user, &q, &headers).await?;
+    Ok(query_response(body.position, body))
+}
+
+/// The approvals inbox of `user`, paged as `q` asks: the answer of `GET /api/approvals/` and
+/// of the approvals page (`crate::web`).
+pub(crate) async fn approvals_of(
+    state: &AppState,
+    user: &AuthUser,
+    q: &PageQuery,
+    headers: &HeaderMap,
+) -> ApiResult<RequisitionPage> {
     let scope = RequisitionScope::of(&user.actor());
     let page = PageRequest { limit: parse_limit(&q.limit)?, after: parse_cursor(&q.cursor)? };
     let min = parse_min_position(&q.min_position)?;
-    let position = consistent(&state, REQUISITIONS, min, &headers).await?;
+    let position = consistent(state, REQUISITIONS, min, headers).await?;
     let now = state.commands.clock().now();
     let found = queries::approval_inbox(&state.pool, &scope, now, page).await.map_err(query_error)?;
-    let body = RequisitionPage { items: found.items, next_cursor: found.next_cursor, position };
-    Ok(query_response(position, body))
+    Ok(RequisitionPage { items: found.items, next_cursor: found.next_cursor, position })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ use axum::Router;
 use bytes::BytesMut;
 use pettycash_commands::receipts::sniff;
 use pettycash_commands::views::RequisitionView;
-use pettycash_commands::CommandError;
+use pettycash_commands::{CommandContext, CommandError, Outcome, SessionGuard};
 use pettycash_domain::requisition::MAX_RECEIPT_BYTES;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -74,24 +74,68 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 
 /// The `file` part: its name as sent and its bytes (at most [`MAX_RECEIPT_BYTES`]).
 async fn read_file(multipart: &mut axum::extract::Multipart) -> ApiResult<(String, bytes::Bytes)> {
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         if field.name() != Some("file") {
             continue;
         }
-        let name = field.file_name().unwrap_or_default().to_string();
-        let mut bytes = BytesMut::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-            if (bytes.len() + chunk.len()) as u64 > MAX_RECEIPT_BYTES {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let (name, bytes) = read_part(field).await?;
         if bytes.is_empty() {
             return Err(ApiError::unprocessable("file", "the file is empty"));
         }
-        return Ok((name, bytes.freeze()));
+        return Ok((name, bytes));
     }
     Err(ApiError::unprocessable("file", "send the file in the multipart field `file`"))
+}
+
+/// A file part of a multipart body: its name as sent and its bytes, refused past
+/// [`MAX_RECEIPT_BYTES`] (413 naming `file`). Also the new requisition page's upload.
+pub(crate) async fn read_part(
+    mut field: axum::extract::multipart::Field<'_>,
+) -> ApiResult<(String, bytes::Bytes)> {
+    let name = field.file_name().unwrap_or_default().to_string();
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if (bytes.len() + chunk.len()) as u64 > MAX_RECEIPT_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((name, bytes.freeze()))
+}
+
+/// Refuses a file that is not a JPEG, PNG or PDF by its content (422 naming `file`), before
+/// anything is stored.
+pub(crate) fn check_receipt(bytes: &[u8]) -> ApiResult<()> {
+    if sniff(bytes).is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_file",
+            "the file is not a JPEG, PNG or PDF (its content says so, whatever its name or declared type)",
+        )
+        .with_field("file"));
+    }
+    Ok(())
+}
+
+/// Stores a checked receipt ([`check_receipt`]) and attaches it to requisition `id`: the
+/// upload of the API and of the pages. A changed session is forgotten, as `super::run` does.
+pub(crate) async fn attach(
+    state: &AppState,
+    ctx: &CommandContext,
+    session: &SessionGuard,
+    id: Uuid,
+    name: &str,
+    bytes: bytes::Bytes,
+) -> ApiResult<Outcome<RequisitionView>> {
+    let stored = state.receipts.put(bytes).await.map_err(ApiError::internal)?;
+    match state.commands.attach_receipt(ctx, id, &stored, name).await {
+        Ok(outcome) => Ok(outcome),
+        Err(err @ CommandError::SessionChanged) => {
+            state.auth.forget_session(&session.token_hash);
+            Err(err.into())
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Attach a receipt: multipart field `file`, a JPEG, PNG or PDF (by content) of at most 10 MB.
@@ -112,24 +156,9 @@ pub async fn upload(
     // Nothing is stored for a requisition the caller may not see.
     state.commands.requisition(&cmd.user.actor(), id).await?;
     let (name, bytes) = read_file(&mut cmd.multipart).await?;
-    if sniff(&bytes).is_none() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_file",
-            "the file is not a JPEG, PNG or PDF (its content says so, whatever its name or declared type)",
-        )
-        .with_field("file"));
-    }
-    let stored = state.receipts.put(bytes).await.map_err(ApiError::internal)?;
-    let ctx = cmd.context();
-    match state.commands.attach_receipt(&ctx, id, &stored, &name).await {
-        Ok(outcome) => Ok(super::respond(StatusCode::CREATED, outcome.position, &outcome.value)),
-        Err(err @ CommandError::SessionChanged) => {
-            state.auth.forget_session(&cmd.session.token_hash);
-            Err(err.into())
-        }
-        Err(err) => Err(err.into()),
-    }
+    check_receipt(&bytes)?;
+    let outcome = attach(&state, &cmd.context(), &cmd.session, id, &name, bytes).await?;
+    Ok(super::respond(StatusCode::CREATED, outcome.position, &outcome.value))
 }
 
 /// `filename` for an ASCII-only reader (others replaced by `_`) and `filename*` in UTF-8.

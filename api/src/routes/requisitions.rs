@@ -151,7 +151,14 @@ type Err = crate::error::ErrorBody;
     responses((status = 201, body = RequisitionView), (status = 403, body = Err), (status = 422, body = Err)))]
 #[tracing::instrument(skip_all)]
 pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisition>) -> ApiResult<Response> {
-    let b = &cmd.body;
+    let (input, choice) = new_requisition(&cmd.body)?;
+    let ctx = cmd.context(StatusCode::CREATED);
+    run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition_with(&ctx, input, choice)).await
+}
+
+/// What a create request asks the command service for: the API's and the new requisition
+/// page's (`crate::web`).
+pub(crate) fn new_requisition(b: &CreateRequisition) -> ApiResult<(NewRequisition, CategoryChoice)> {
     if b.urgent_reason.is_some() && !b.submit {
         return Err(ApiError::unprocessable(
             "urgent_reason",
@@ -170,9 +177,7 @@ pub async fn create(State(state): State<AppState>, cmd: Command<CreateRequisitio
         urgent_reason: b.urgent_reason.clone(),
         advance: b.advance,
     };
-    let choice = CategoryChoice { category_id: b.category_id, cost_centre_id: b.cost_centre_id };
-    let ctx = cmd.context(StatusCode::CREATED);
-    run(&state, &cmd, StatusCode::CREATED, state.commands.create_requisition_with(&ctx, input, choice)).await
+    Ok((input, CategoryChoice { category_id: b.category_id, cost_centre_id: b.cost_centre_id }))
 }
 
 /// A requisition folded from its events. 404 for ids the caller may not see (another
@@ -208,7 +213,14 @@ pub async fn edit(
     IdPath(id): IdPath,
     cmd: Command<EditRequisition>,
 ) -> ApiResult<Response> {
-    let b = &cmd.body;
+    let (changes, choice) = changes_of(&cmd.body)?;
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.edit_requisition_with(&ctx, id, changes, choice)).await
+}
+
+/// What an edit request changes: the API's and the edit page's (`crate::web`). 422 naming
+/// `body` when it changes nothing.
+pub(crate) fn changes_of(b: &EditRequisition) -> ApiResult<(Changes, CategoryChoice)> {
     let changes = Changes {
         amount: b.amount.map(|a| a.0),
         purpose: b.purpose.clone(),
@@ -222,8 +234,7 @@ pub async fn edit(
             "give at least one of amount, purpose, payee, category, category_id, cost_centre_id",
         ));
     }
-    let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.edit_requisition_with(&ctx, id, changes, choice)).await
+    Ok((changes, choice))
 }
 
 /// Submit for approval (requester only), with an optional comment, optionally marked urgent

@@ -224,7 +224,7 @@ fn month_label(month: &str) -> String {
 }
 
 /// `pending_approval` as `Pending approval`.
-pub fn words(code: &str) -> String {
+pub(crate) fn words(code: &str) -> String {
     let text = code.replace('_', " ");
     let mut chars = text.chars();
     chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()

@@ -100,9 +100,13 @@ struct Area {
 const AREAS: [Area; 8] = [
     Area { label: "Dashboard", page: Some("/dashboard/"), for_actor: |_| true },
     // Everyone requests cash or sees what they requested.
-    Area { label: "Requisitions", page: None, for_actor: |_| true },
+    Area { label: "Requisitions", page: Some("/requisitions/"), for_actor: |_| true },
     // Whoever an approval chain can wait on (the approvals inbox's own rule).
-    Area { label: "Approvals", page: None, for_actor: |a| !RequisitionScope::of(a).chain_roles.is_empty() },
+    Area {
+        label: "Approvals",
+        page: Some("/approvals/"),
+        for_actor: |a| !RequisitionScope::of(a).chain_roles.is_empty(),
+    },
     // Whoever reads treasury's payments (the pages' own rule, `visibility::may_read_payments`):
     // treasury acts there, the others read.
     Area { label: "Treasury", page: Some("/treasury/"), for_actor: visibility::may_read_payments },
@@ -169,8 +173,21 @@ mod tests {
             shown,
             [
                 ("Dashboard", "/dashboard/", false),
+                ("Requisitions", "/requisitions/", false),
                 ("Reports", "/reports/", true),
                 ("Alerts", "/alerts/", false)
+            ]
+        );
+        let links = nav(&actor(&[Role::DepartmentHead]), "/approvals/");
+        let shown: Vec<_> = links.iter().map(|l| (l.label, l.current)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("Dashboard", false),
+                ("Requisitions", false),
+                ("Approvals", true),
+                ("Reports", false),
+                ("Alerts", false)
             ]
         );
     }

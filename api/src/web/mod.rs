@@ -13,12 +13,14 @@
 //! charts are SVG drawn on the server (`charts`).
 
 pub mod alerts;
+pub mod approvals;
 pub mod assets;
 pub mod charts;
 pub mod csrf;
 pub mod dashboard;
 pub mod layout;
 pub mod reports;
+pub mod requisitions;
 pub mod session;
 pub mod treasury;
 
@@ -59,6 +61,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}/acknowledge", post(alerts::acknowledge))
         .route("/alerts/{id}/resolve", post(alerts::resolve))
+        .merge(requisitions::router())
+        .merge(approvals::router())
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
     Router::new()
         .route("/", get(|| async { Redirect::to(session::HOME) }))

@@ -185,7 +185,7 @@ pub async fn login(
 }
 
 /// The API's message as a sentence: a capital first letter and a full stop.
-pub fn sentence(message: &str) -> String {
+pub(crate) fn sentence(message: &str) -> String {
     let mut chars = message.trim().chars();
     let mut text: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
     if !text.ends_with('.') {

@@ -7,4 +7,5 @@
 
 mod browser;
 mod pages;
+mod requisitions;
 mod treasury;
