@@ -5,5 +5,6 @@
 //!
 //! Screenshots of every page visited: `<target dir>/screenshots/` (see `browser`).
 
+mod admin;
 mod browser;
 mod pages;
