@@ -188,7 +188,19 @@ async fn an_admin_opens_a_fund_with_thresholds_and_a_refused_field_is_shown_besi
         assert!(!browser.text(".subnav a[aria-current=page]").await.is_empty());
         browser.screenshot(page).await;
     }
+    // A setting changed from its row's form is in force (the API reads it back).
+    browser.goto("/admin/settings/").await;
     assert!(browser.text("#settings").await.contains("Password min length"));
+    browser.fill("#setting-password_min_length-value", "14").await;
+    browser.click("#setting-password_min_length button[type=submit]").await;
+    let settings = app.get(&cast.admin, "/api/settings").await;
+    let min = settings.body["settings"].as_array().unwrap().iter().find(|s| s["key"] == "password_min_length");
+    assert_eq!(min.unwrap()["value"], 14);
+    // A value the setting does not take: said beside that row's field.
+    browser.fill("#setting-password_min_length-value", "2").await;
+    browser.click("#setting-password_min_length button[type=submit]").await;
+    assert!(!browser.text("#setting-password_min_length-value-error").await.is_empty());
+    browser.screenshot("setting-refused").await;
     browser.close().await;
 }
 
