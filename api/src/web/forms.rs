@@ -199,10 +199,17 @@ pub struct Failure {
 
 impl Failure {
     pub fn of(form: &str, error: &ApiError, values: &Pairs) -> Self {
+        // Beside its field a message need not name the field again (`reorder_level: must …`).
+        let message = error
+            .field
+            .as_deref()
+            .and_then(|f| error.message.strip_prefix(f))
+            .and_then(|rest| rest.strip_prefix(": "))
+            .unwrap_or(&error.message);
         Self {
             form: form.into(),
             field: error.field.clone(),
-            message: super::session::sentence(&error.message),
+            message: super::session::sentence(message),
             values: values.0.iter().filter(|(n, _)| n != super::csrf::FIELD).cloned().collect(),
         }
     }
@@ -378,7 +385,7 @@ mod tests {
             ("roles".into(), "staff".into()),
             ("roles".into(), "treasury".into()),
         ]);
-        let error = ApiError::unprocessable("name", "name is taken");
+        let error = ApiError::unprocessable("name", "name: is taken");
         let failure = Failure::of("f", &error, &sent);
         let roles = vec![
             Choice::new("staff", "Staff"),
@@ -389,7 +396,7 @@ mod tests {
             .field(Field::text("name", "Name"))
             .field(Field::checkboxes("roles", "Roles", roles))
             .with_failure(Some(&failure));
-        assert_eq!(form.fields[0].error.as_deref(), Some("Name is taken."));
+        assert_eq!(form.fields[0].error.as_deref(), Some("Is taken."), "the field's name not repeated");
         assert_eq!(form.fields[0].value, "Till");
         assert_eq!(form.fields[0].described_by(), "f-name-error");
         let ticked: Vec<_> = form.fields[1].options.iter().map(|o| o.selected).collect();
@@ -402,6 +409,6 @@ mod tests {
         let unnamed = Failure { field: Some("nothing-here".into()), ..failure };
         let form =
             Form::post("f", "/x", "Go", "t").field(Field::text("name", "Name")).with_failure(Some(&unnamed));
-        assert_eq!(form.error.as_deref(), Some("Name is taken."), "above the form");
+        assert_eq!(form.error.as_deref(), Some("Is taken."), "above the form");
     }
 }

@@ -194,7 +194,8 @@ async fn an_admin_opens_a_fund_with_thresholds_and_a_refused_field_is_shown_besi
     browser.fill("#setting-password_min_length-value", "14").await;
     browser.click("#setting-password_min_length button[type=submit]").await;
     let settings = app.get(&cast.admin, "/api/settings").await;
-    let min = settings.body["settings"].as_array().unwrap().iter().find(|s| s["key"] == "password_min_length");
+    let min =
+        settings.body["settings"].as_array().unwrap().iter().find(|s| s["key"] == "password_min_length");
     assert_eq!(min.unwrap()["value"], 14);
     // A value the setting does not take: said beside that row's field.
     browser.fill("#setting-password_min_length-value", "2").await;
@@ -319,6 +320,8 @@ async fn staff_get_the_refused_page_for_admin_and_audit_and_the_pages_fit_a_phon
         phone.goto(page).await;
         assert_eq!(phone.run(overflow).await, json!([375, 375]), "{page}");
     }
+    phone.screenshot("settings-phone").await;
+    phone.goto("/admin/funds/").await;
     phone.screenshot("funds-phone").await;
     phone.close().await;
 }
