@@ -136,7 +136,7 @@ async fn an_admin_opens_a_fund_with_thresholds_and_a_refused_field_is_shown_besi
 
     // The domain's rule, beside the field it is about; what was typed is kept.
     let error = browser.text("#open-fund-reorder_level-error").await;
-    assert!(error.contains("must not exceed the fund's float"), "{error}");
+    assert_eq!(error, "Must not exceed the fund's float.", "without the field's name again");
     let invalid = "return document.querySelector('#open-fund-reorder_level').getAttribute('aria-invalid')";
     assert_eq!(browser.run(invalid).await, "true");
     let described =
