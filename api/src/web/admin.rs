@@ -611,7 +611,7 @@ fn imports(c: &Ctx<'_>, report: Option<ImportReport>) -> Vec<Block> {
                 r.totals.created, r.totals.unchanged, r.totals.rejected
             )
         } else {
-            format!("Nothing was recorded: {} rows rejected.", r.totals.rejected)
+            format!("Nothing was recorded: {} rejected.", r.totals.rejected)
         };
         let mut table = Table::new(
             "import-report",

@@ -188,6 +188,28 @@ async fn an_admin_opens_a_fund_with_thresholds_and_a_refused_field_is_shown_besi
         assert!(!browser.text(".subnav a[aria-current=page]").await.is_empty());
         browser.screenshot(page).await;
     }
+    // An import: a CSV file chosen in the form, every row's verdict on the page, the company
+    // then in the organisation.
+    let csv = std::env::temp_dir().join(format!("companies-{}.csv", Uuid::new_v4()));
+    std::fs::write(&csv, "name,code\nKilifi Supplies,KLF\n,NONAME\n").unwrap();
+    browser.goto("/admin/imports/").await;
+    set(&browser, "#import-what", "companies").await;
+    let file = browser.client.find(fantoccini::Locator::Css("#import-file")).await.unwrap();
+    file.send_keys(csv.to_str().unwrap()).await.unwrap();
+    browser.click("#import button[type=submit]").await;
+    let report = browser.text("#import-report").await;
+    assert!(report.contains("Rejected") && report.contains("Created"), "{report}");
+    assert!(browser.text("main").await.contains("Nothing was recorded: 1 rejected."));
+    browser.screenshot("import-rejected").await;
+    tick(&browser, "#import-skip_invalid").await;
+    let file = browser.client.find(fantoccini::Locator::Css("#import-file")).await.unwrap();
+    file.send_keys(csv.to_str().unwrap()).await.unwrap();
+    browser.click("#import button[type=submit]").await;
+    assert!(browser.text("main").await.contains("Imported: 1 created, 0 unchanged, 1 rejected."));
+    std::fs::remove_file(&csv).unwrap();
+    browser.goto("/admin/organisation/").await;
+    assert!(browser.text("#units").await.contains("Kilifi Supplies"));
+
     // A setting changed from its row's form is in force (the API reads it back).
     browser.goto("/admin/settings/").await;
     assert!(browser.text("#settings").await.contains("Password min length"));
