@@ -623,7 +623,13 @@ fn imports(c: &Ctx<'_>, report: Option<ImportReport>) -> Vec<Block> {
             let errors = row
                 .errors
                 .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
+                .map(|e| {
+                    if e.message.starts_with(&format!("{}:", e.field)) {
+                        e.message.clone()
+                    } else {
+                        format!("{}: {}", e.field, e.message)
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             table.rows.push(Row {
