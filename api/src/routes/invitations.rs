@@ -218,9 +218,22 @@ pub async fn accept(
     check_same_origin(&headers, &state)?;
     require_json(&headers)?;
     let req: Accept = parse_json(&body)?;
-    let accepted = state.commands.accept_invitation(&meta, &req.token, &req.password).await?;
-    let session = state.auth.sign_in_invited(accepted.value.user_id, &meta).await?;
+    let (session, position) = accept_and_sign_in(&state, &meta, &req.token, &req.password).await?;
     let mut response = signed_in(&state, StatusCode::CREATED, session);
-    response.headers_mut().insert(super::POSITION_HEADER, HeaderValue::from(accepted.position));
+    response.headers_mut().insert(super::POSITION_HEADER, HeaderValue::from(position));
     Ok(response)
+}
+
+/// Accepts the invitation of `token` with `password` and signs the new user in: the session
+/// and the position of the acceptance. What `POST /api/invitations/accept` and the invitee's
+/// page (`web::invitation`) both do, after their own transport checks.
+pub async fn accept_and_sign_in(
+    state: &AppState,
+    meta: &pettycash_commands::RequestMeta,
+    token: &str,
+    password: &str,
+) -> ApiResult<(pettycash_commands::auth::Session, i64)> {
+    let accepted = state.commands.accept_invitation(meta, token, password).await?;
+    let session = state.auth.sign_in_invited(accepted.value.user_id, meta).await?;
+    Ok((session, accepted.position))
 }

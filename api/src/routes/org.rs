@@ -166,23 +166,8 @@ pub async fn import(
         dry_run: super::reads::parse_bool("dry_run", &q.dry_run)?,
     };
     let ctx = upload.context();
-    // An admin's rights first: nobody else learns anything of the file.
-    pettycash_commands::org::check_admin(&ctx)?;
-    let table = upload::read(&upload.media_type, &upload.bytes)?;
-    let outcome = match state.commands.import(&ctx, kind, &table, options).await {
-        Ok(outcome) => outcome,
-        Err(ImportError::Column { column, message }) => {
-            return Err(ApiError::unprocessable(&crate::input::printable(&column), message))
-        }
-        Err(e @ ImportError::TooManyRows) => return Err(ApiError::unprocessable("file", e.to_string())),
-        Err(ImportError::Command(e)) => {
-            if matches!(e, pettycash_commands::CommandError::SessionChanged) {
-                state.auth.forget_session(&upload.session.token_hash);
-            }
-            return Err(e.into());
-        }
-    };
-    let report = outcome.value;
+    let report =
+        import_file(&state, &ctx, &upload.session, kind, &upload.media_type, &upload.bytes, options).await?;
     if report.totals.rejected > 0 && !report.skip_invalid {
         let rows: Vec<String> = report
             .rows
@@ -205,4 +190,34 @@ pub async fn import(
     let mut response = Json(&report).into_response();
     response.headers_mut().insert(super::POSITION_HEADER, HeaderValue::from(report.position));
     Ok(response)
+}
+
+/// Imports a file (`media_type`, `bytes`) as `kind` for the caller of `ctx` (in `session`): the
+/// admin check first (nobody else learns anything of the file), the file read, every row
+/// decided. Rejected rows are in the report (`imported` false): what `POST /api/org/import/..`
+/// answers (422 with the report then) and the admin page's import shows.
+pub async fn import_file(
+    state: &AppState,
+    ctx: &pettycash_commands::CommandContext,
+    session: &pettycash_commands::SessionGuard,
+    kind: ImportKind,
+    media_type: &str,
+    bytes: &[u8],
+    options: ImportOptions,
+) -> ApiResult<ImportReport> {
+    pettycash_commands::org::check_admin(ctx)?;
+    let table = upload::read(media_type, bytes)?;
+    match state.commands.import(ctx, kind, &table, options).await {
+        Ok(outcome) => Ok(outcome.value),
+        Err(ImportError::Column { column, message }) => {
+            Err(ApiError::unprocessable(&crate::input::printable(&column), message))
+        }
+        Err(e @ ImportError::TooManyRows) => Err(ApiError::unprocessable("file", e.to_string())),
+        Err(ImportError::Command(e)) => {
+            if matches!(e, pettycash_commands::CommandError::SessionChanged) {
+                state.auth.forget_session(&session.token_hash);
+            }
+            Err(e.into())
+        }
+    }
 }

@@ -131,11 +131,19 @@ pub async fn list_users(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
 ) -> ApiResult<Json<Vec<pettycash_commands::auth::AuthUser>>> {
-    let actor = user.actor();
+    Ok(Json(users_of(&state, &user.actor()).await?))
+}
+
+/// The users `actor` may list (admin, auditor: those of their company), ordered by email: what
+/// `GET /api/users/` answers and the admin and audit pages show.
+pub async fn users_of(
+    state: &AppState,
+    actor: &pettycash_domain::Actor,
+) -> ApiResult<Vec<pettycash_commands::auth::AuthUser>> {
     if !(actor.has(Role::Admin) || actor.has(Role::Auditor)) {
         return Err(ApiError::forbidden("missing_role", "listing users needs the admin or auditor role"));
     }
-    Ok(Json(state.auth.list_users(actor.company()).await?))
+    Ok(state.auth.list_users(actor.company()).await?)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -117,8 +117,8 @@ const AREAS: [Area; 8] = [
     },
     // Anyone may be named responsible for an alert (`visibility::AlertScope`).
     Area { label: "Alerts", page: Some("/alerts/"), for_actor: |_| true },
-    Area { label: "Admin", page: None, for_actor: |a| a.has(Role::Admin) },
-    Area { label: "Audit", page: None, for_actor: |a| a.has(Role::Auditor) },
+    Area { label: "Admin", page: Some(super::admin::HOME), for_actor: |a| a.has(Role::Admin) },
+    Area { label: "Audit", page: Some(super::audit::HOME), for_actor: |a| a.has(Role::Auditor) },
 ];
 
 /// The areas `actor` has business in, built or not.
@@ -190,6 +190,9 @@ mod tests {
                 ("Alerts", false)
             ]
         );
+        let links = nav(&actor(&[Role::Auditor, Role::Admin]), "/admin/");
+        let shown: Vec<_> = links.iter().map(|l| (l.label, l.current)).collect();
+        assert!(shown.contains(&("Admin", true)) && shown.contains(&("Audit", false)), "{shown:?}");
     }
 
     #[test]

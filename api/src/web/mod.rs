@@ -12,12 +12,16 @@
 //! No page carries a script or an inline style (the Content-Security-Policy allows neither);
 //! charts are SVG drawn on the server (`charts`).
 
+pub mod admin;
 pub mod alerts;
 pub mod approvals;
 pub mod assets;
+pub mod audit;
 pub mod charts;
 pub mod csrf;
 pub mod dashboard;
+pub mod forms;
+pub mod invitation;
 pub mod layout;
 pub mod reports;
 pub mod requisitions;
@@ -63,6 +67,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/alerts/{id}/resolve", post(alerts::resolve))
         .merge(requisitions::router())
         .merge(approvals::router())
+        // Admin, audit, the invitee's page (issue #16).
+        .route("/invitations/{token}", get(invitation::link))
+        .route("/accounts/invitations/{token}", get(invitation::form).post(invitation::accept))
+        .route("/admin", get(admin::overview))
+        .route("/admin/{*rest}", get(admin::page).post(admin::act))
+        .route("/audit", get(audit::overview))
+        .route("/audit/history", get(audit::history))
+        .route("/audit/ledger", get(audit::ledger))
         .route_layer(middleware::from_fn_with_state(state.db.clone(), db_health::require_database));
     Router::new()
         .route("/", get(|| async { Redirect::to(session::HOME) }))

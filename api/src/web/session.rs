@@ -121,16 +121,26 @@ fn login_page(
     status: StatusCode,
     mut page: LoginPage,
 ) -> ApiResult<Response> {
-    let existing = cookie(headers, ANONYMOUS_COOKIE).filter(|v| !v.is_empty());
-    let value = existing.map_or_else(csrf::new_anonymous_value, String::from);
-    page.csrf_token = csrf::token(state, Binding::Anonymous(&value))?;
+    let (token, cookie) = anonymous_csrf(state, headers)?;
+    page.csrf_token = token;
     let mut response = render(status, &page)?;
-    if existing.is_none() {
-        // A day: a form left open longer than that is reloaded.
-        let cookie = set_cookie(state, ANONYMOUS_COOKIE, &value, "/accounts", 24 * 60 * 60);
+    if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// The CSRF token of a form shown before there is a session (under `/accounts/`: the sign-in,
+/// the invitee's password), bound to [`ANONYMOUS_COOKIE`], and the `Set-Cookie` to send when
+/// the browser has no such cookie yet.
+pub fn anonymous_csrf(state: &AppState, headers: &HeaderMap) -> ApiResult<(String, Option<HeaderValue>)> {
+    let existing = cookie(headers, ANONYMOUS_COOKIE).filter(|v| !v.is_empty());
+    let value = existing.map_or_else(csrf::new_anonymous_value, String::from);
+    let token = csrf::token(state, Binding::Anonymous(&value))?;
+    // A day: a form left open longer than that is reloaded.
+    let cookie =
+        existing.is_none().then(|| set_cookie(state, ANONYMOUS_COOKIE, &value, "/accounts", 24 * 60 * 60));
+    Ok((token, cookie))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 //!
 //! Screenshots of every page visited: `<target dir>/screenshots/` (see `browser`).
 
+mod admin;
 mod browser;
 mod pages;
 mod requisitions;
