@@ -25,6 +25,7 @@ pub use serde_json;
 pub mod daraja;
 pub mod load;
 pub mod mail;
+pub mod pdf;
 pub mod receipts;
 
 pub use mail::{MailServer, ReceivedMail};

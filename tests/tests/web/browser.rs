@@ -13,10 +13,21 @@
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// A file named `name` holding `bytes`, for a browser to upload (in a directory of its own
+/// under the target directory's `tmp/`).
+pub fn upload(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("uploads-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
 
 /// Where screenshots are saved: beside the target directory's `tmp/`.
 pub fn screenshot_dir() -> PathBuf {
@@ -169,12 +180,25 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
-    /// Picks the option of value `value` in the `<select>` matching `css` (no page loads).
-    pub async fn choose(&self, css: &str, value: &str) {
-        let option = format!("{css} option[value='{value}']");
-        let element =
-            self.client.find(Locator::Css(&option)).await.unwrap_or_else(|e| panic!("no `{option}`: {e}"));
-        element.click().await.expect("choose");
+    /// Sets the `<select>` matching `css` to its option `value` (no page loads).
+    pub async fn select(&self, css: &str, value: &str) {
+        self.run(&format!("document.querySelector(\"{css}\").value = '{value}'")).await;
+        let chosen = self.run(&format!("return document.querySelector(\"{css}\").value")).await;
+        assert_eq!(chosen, value, "`{css}` has no option {value}");
+    }
+
+    /// Chooses the file at `path` in the file control `css` (see [`upload`]).
+    pub async fn choose_file(&self, css: &str, path: &Path) {
+        let control = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no `{css}`: {e}"));
+        control.send_keys(path.to_str().unwrap()).await.expect("choose the file");
+    }
+
+    /// The texts of the elements matching `css`, trimmed.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let script =
+            format!("return [...document.querySelectorAll(\"{css}\")].map(e => e.textContent.trim())");
+        let value = self.run(&script).await;
+        value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
     }
 
     /// Clicks the element matching `css`, a link or a form's button, and waits until the page

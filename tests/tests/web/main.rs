@@ -8,5 +8,6 @@
 mod admin;
 mod browser;
 mod pages;
+mod release;
 mod requisitions;
 mod treasury;

@@ -509,7 +509,7 @@ async fn a_report_shows_on_its_page_with_its_chart_downloads_and_errors_beside_t
     assert_eq!(browser.location().await, "/reports/cash-book");
     assert_eq!(browser.text("h1").await, "Cash book");
     assert_eq!(browser.count("table.report").await, 0);
-    browser.choose("#fund", &site.fund.to_string()).await;
+    browser.select("#fund", &site.fund.to_string()).await;
     browser.click("#report-filters button[type=submit]").await;
     assert!(browser.location().await.contains(&format!("fund_id={}", site.fund)));
     // The payment is a movement with the balance after it, as the API's JSON has it.

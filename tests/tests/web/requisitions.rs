@@ -3,14 +3,12 @@
 //! the timeline, changes requested and resubmitted, cancelling, errors beside their field,
 //! delegation while away, what a requester may not reach, and a phone-sized screen.
 
-use crate::browser::{Browser, Screen};
-use fantoccini::Locator;
+use crate::browser::{upload, Browser, Screen};
 use pettycash_tests::receipts::pdf;
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{wait_for_projections, Cast, TestApp, TestUser, PASSWORD};
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
-use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 /// A server with the standard cast and one KES fund; nothing requested yet.
@@ -62,41 +60,12 @@ impl Office {
     }
 }
 
-/// A file for the browser to upload.
-fn file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("uploads-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// Chooses `path` in the file control `css`.
-async fn choose_file(browser: &Browser, css: &str, path: &Path) {
-    let control = browser.client.find(Locator::Css(css)).await.unwrap();
-    control.send_keys(path.to_str().unwrap()).await.expect("choose the file");
-}
-
-/// Sets a `<select>` to `value`.
-async fn select(browser: &Browser, css: &str, value: &str) {
-    browser.run(&format!("document.querySelector(\"{css}\").value = '{value}'")).await;
-    let chosen = browser.run(&format!("return document.querySelector(\"{css}\").value")).await;
-    assert_eq!(chosen, value, "`{css}` has no option {value}");
-}
-
 /// The requisition id of the page shown (`/requisitions/{id}`).
 async fn shown_id(browser: &Browser) -> Uuid {
     let location = browser.location().await;
     let id =
         location.strip_prefix("/requisitions/").unwrap_or_else(|| panic!("not a requisition: {location}"));
     id.parse().unwrap_or_else(|_| panic!("not a requisition: {location}"))
-}
-
-/// The texts of the elements matching `css`.
-async fn texts(browser: &Browser, css: &str) -> Vec<String> {
-    let script = format!("return [...document.querySelectorAll(\"{css}\")].map(e => e.textContent.trim())");
-    let value = browser.run(&script).await;
-    value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
 }
 
 #[tokio::test]
@@ -122,12 +91,12 @@ async fn a_requester_submits_with_a_receipt_and_an_approver_approves_with_a_comm
     assert_eq!(browser.count("nav a[href='/approvals/']").await, 0, "a requester has no approvals inbox");
     browser.click("a[href='/requisitions/new']").await;
     assert_eq!(browser.count("label[for=amount]").await, 1);
-    select(&browser, "#fund_id", &office.fund.to_string()).await;
+    browser.select("#fund_id", &office.fund.to_string()).await;
     browser.fill("#amount", "850.50").await;
     browser.fill("#purpose", "Printer toner").await;
     browser.fill("#payee", "Office Mart").await;
-    let receipt = file("toner-receipt.pdf", &pdf("toner"));
-    choose_file(&browser, "#file", &receipt).await;
+    let receipt = upload("toner-receipt.pdf", &pdf("toner"));
+    browser.choose_file("#file", &receipt).await;
     browser.screenshot("new").await;
     browser.click("button[name=action][value=submit]").await;
 
@@ -135,10 +104,10 @@ async fn a_requester_submits_with_a_receipt_and_an_approver_approves_with_a_comm
     assert_eq!(browser.text("h1").await, "Printer toner");
     assert_eq!(browser.text("#status").await, "Pending approval");
     assert_eq!(browser.text("#amount").await, "KES 850.50");
-    assert_eq!(texts(&browser, ".receipts li a").await, ["toner-receipt.pdf"]);
+    assert_eq!(browser.texts(".receipts li a").await, ["toner-receipt.pdf"]);
     let head_name = office.name_of(head).await;
     assert!(browser.text("#waits-on").await.contains(&head_name), "{}", browser.text("#waits-on").await);
-    assert_eq!(texts(&browser, ".chain .step.current .step-role").await, ["1. Department head"]);
+    assert_eq!(browser.texts(".chain .step.current .step-role").await, ["1. Department head"]);
     assert_eq!(browser.count("#approve-form").await, 0, "the requester does not decide");
     browser.screenshot("submitted").await;
     // The API sees what the page did: submitted, the receipt attached and downloadable.
@@ -157,16 +126,16 @@ async fn a_requester_submits_with_a_receipt_and_an_approver_approves_with_a_comm
     // The list and its filters.
     wait_for_projections(&office.app.pool, &["requisitions"]).await;
     browser.goto("/requisitions/").await;
-    assert_eq!(texts(&browser, "table.requisitions tbody td a").await, ["Printer toner", "Stationery"]);
-    select(&browser, "#f-status", "pending_approval").await;
+    assert_eq!(browser.texts("table.requisitions tbody td a").await, ["Printer toner", "Stationery"]);
+    browser.select("#f-status", "pending_approval").await;
     browser.click("form.filters button[type=submit]").await;
     assert_eq!(browser.location().await, "/requisitions/?status=pending_approval&fund_id=&from=&to=&q=");
-    assert_eq!(texts(&browser, "table.requisitions tbody td a").await, ["Printer toner"]);
+    assert_eq!(browser.texts("table.requisitions tbody td a").await, ["Printer toner"]);
     browser.screenshot("list-filtered").await;
     browser.goto("/requisitions/?status=draft").await;
-    assert_eq!(texts(&browser, "table.requisitions tbody td a").await, ["Stationery"]);
+    assert_eq!(browser.texts("table.requisitions tbody td a").await, ["Stationery"]);
     browser.goto("/requisitions/?q=TONER").await;
-    assert_eq!(texts(&browser, "table.requisitions tbody td a").await, ["Printer toner"]);
+    assert_eq!(browser.texts("table.requisitions tbody td a").await, ["Printer toner"]);
     browser.goto(&format!("/requisitions/?fund_id={}&q=nothing+like+it", office.fund)).await;
     assert_eq!(browser.count("table.requisitions").await, 0);
     assert_eq!(browser.text("p.empty").await, "No requisition matches.");
@@ -187,7 +156,7 @@ async fn a_requester_submits_with_a_receipt_and_an_approver_approves_with_a_comm
     browser.sign_in(&head.email, PASSWORD).await;
     browser.click("nav a[href='/approvals/']").await;
     assert_eq!(browser.location().await, "/approvals/");
-    assert_eq!(texts(&browser, "table.inbox tbody td a").await, ["Printer toner"]);
+    assert_eq!(browser.texts("table.inbox tbody td a").await, ["Printer toner"]);
     browser.screenshot("inbox").await;
     browser.click("table.inbox tbody td a").await;
     assert_eq!(shown_id(&browser).await, id);
@@ -207,7 +176,7 @@ async fn a_requester_submits_with_a_receipt_and_an_approver_approves_with_a_comm
     let at = browser.run("return document.querySelector('.timeline li time').getAttribute('datetime')").await;
     let at = chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap()).unwrap();
     assert!((chrono::Utc::now() - at.to_utc()).num_seconds().abs() < 120, "{at}");
-    let whats = texts(&browser, ".timeline li .what").await;
+    let whats = browser.texts(".timeline li .what").await;
     assert_eq!(whats.last().map(String::as_str), Some("Created"), "{whats:?}");
     assert!(whats.contains(&"Receipt attached".to_string()), "{whats:?}");
     browser.screenshot("approved").await;
@@ -255,7 +224,7 @@ async fn changes_are_requested_made_and_resubmitted_then_the_requisition_is_canc
     assert_eq!(browser.text("#status").await, "Pending approval");
     assert_eq!(browser.text("#amount").await, "KES 280.00");
     assert_eq!(browser.text(".timeline li .comment").await, "“Quote attached”");
-    let whats = texts(&browser, ".timeline li .what").await;
+    let whats = browser.texts(".timeline li .what").await;
     assert!(whats.iter().any(|w| w == "Edited"), "{whats:?}");
     let api = office.app.get(staff, &format!("/api/requisitions/{id}")).await;
     assert_eq!(api.body["status"], "pending_approval");
@@ -284,7 +253,7 @@ async fn errors_show_beside_their_field_and_another_requesters_requisition_is_no
 
     // An amount of 0: refused by the domain, shown beside the amount, the rest kept.
     browser.goto("/requisitions/new").await;
-    select(&browser, "#fund_id", &office.fund.to_string()).await;
+    browser.select("#fund_id", &office.fund.to_string()).await;
     browser.fill("#amount", "0").await;
     browser.fill("#purpose", "Taxi to the bank").await;
     browser.click("button[name=action][value=submit]").await;
@@ -301,7 +270,7 @@ async fn errors_show_beside_their_field_and_another_requesters_requisition_is_no
 
     // A text file named .pdf: refused beside the file control before anything is created.
     browser.fill("#amount", "450").await;
-    choose_file(&browser, "#file", &file("receipt.pdf", b"not a receipt at all")).await;
+    browser.choose_file("#file", &upload("receipt.pdf", b"not a receipt at all")).await;
     browser.click("button[name=action][value=draft]").await;
     assert!(browser.text("#file-error").await.contains("not a JPEG, PNG or PDF"));
     browser.screenshot("file-refused").await;
@@ -314,9 +283,9 @@ async fn errors_show_beside_their_field_and_another_requesters_requisition_is_no
     browser.click("button[name=action][value=draft]").await;
     assert_eq!(browser.text("#status").await, "Draft");
     assert_eq!(browser.text("#no-receipts").await, "No receipt yet.");
-    choose_file(&browser, "#receipt-file", &file("taxi.pdf", &pdf("taxi"))).await;
+    browser.choose_file("#receipt-file", &upload("taxi.pdf", &pdf("taxi"))).await;
     browser.click("#receipt-form button").await;
-    assert_eq!(texts(&browser, ".receipts li a").await, ["taxi.pdf"]);
+    assert_eq!(browser.texts(".receipts li a").await, ["taxi.pdf"]);
     browser.click("#submit-form button").await;
     assert_eq!(browser.text("#status").await, "Pending approval");
 
@@ -343,7 +312,7 @@ async fn an_approver_delegates_while_away_and_revokes_it() {
     browser.goto("/approvals/").await;
     browser.click("a[href='/approvals/delegation']").await;
     assert_eq!(browser.location().await, "/approvals/delegation");
-    select(&browser, "#delegate_id", &deputy.id.to_string()).await;
+    browser.select("#delegate_id", &deputy.id.to_string()).await;
     // The last day before the first: refused beside it.
     let today = chrono::Utc::now().date_naive();
     let set = |css: &str, day: chrono::NaiveDate| format!("document.querySelector('{css}').value = '{day}'");
@@ -356,7 +325,7 @@ async fn an_approver_delegates_while_away_and_revokes_it() {
     browser.run(&set("#ends_on", today + chrono::Days::new(7))).await;
     browser.click("#grant-form button").await;
 
-    let cells = texts(&browser, "table.delegations tbody td").await;
+    let cells = browser.texts("table.delegations tbody td").await;
     assert_eq!(cells[0], "Department head");
     assert_eq!(cells[1], "You");
     assert_eq!(cells[2], office.name_of(&deputy).await);
@@ -366,7 +335,7 @@ async fn an_approver_delegates_while_away_and_revokes_it() {
     assert_eq!(api.body["items"][0]["status"], "active");
     browser.screenshot("delegated").await;
     browser.click("form.row-action button").await;
-    assert_eq!(texts(&browser, "table.delegations tbody td").await[4], "Revoked");
+    assert_eq!(browser.texts("table.delegations tbody td").await[4], "Revoked");
     assert_eq!(office.app.get(head, "/api/delegations/").await.body["items"][0]["status"], "revoked");
     browser.close().await;
 }
@@ -405,7 +374,7 @@ async fn the_requisition_pages_fit_a_375_px_screen() {
     assert_eq!(browser.count("table.requisitions tbody tr").await, 25);
     browser.click("a[rel=next]").await;
     assert!(browser.location().await.contains("cursor="), "{}", browser.location().await);
-    assert_eq!(texts(&browser, "table.requisitions tbody td a").await, ["Test purchase"]);
+    assert_eq!(browser.texts("table.requisitions tbody td a").await, ["Test purchase"]);
     assert_eq!(browser.count("a[rel=next]").await, 0);
     browser.screenshot("list-last-page").await;
     browser.click("form.sign-out button").await;
