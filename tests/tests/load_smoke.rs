@@ -7,7 +7,7 @@ use pettycash_tests::TestApp;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const MIXED: [&str; 18] = [
+const MIXED: [&str; 20] = [
     "GET /health/",
     "GET /api/requisitions/",
     "GET /api/treasury/payments/",
@@ -21,6 +21,8 @@ const MIXED: [&str; 18] = [
     "GET /api/reports/cash-book?fund_id=&period= (json)",
     "GET /api/reports/spending?period= (json)",
     "GET /api/reports/transactions?from=&to=&format=csv (a year)",
+    "GET /dashboard/ (page)",
+    "GET /requisitions/ (page)",
     "POST /api/requisitions/ (create+submit)",
     "POST /api/requisitions/{id}/approve",
     "POST /api/treasury/payments/ (pay)",
@@ -29,7 +31,7 @@ const MIXED: [&str; 18] = [
 ];
 
 /// The commands' part of [`MIXED`].
-const COMMANDS: usize = 13;
+const COMMANDS: usize = 15;
 
 /// Every mobile-money payment the load started reached `succeeded` (the simulator's callback
 /// paid it) and the requisitions are paid in the ledger's view.
