@@ -20,6 +20,7 @@ use crate::extract::{command_parts, session_token};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -138,18 +139,29 @@ impl<T> PageForm<T> {
     }
 }
 
+/// What a form posted by a signed-in user's page carries besides its fields: the user, their
+/// session, the request's metadata and the session token its CSRF token is bound to (the
+/// API's `command_parts`: the same-origin check included). A session that ended sends the
+/// browser to sign in again (the form's fields are not kept; its address is no page to come
+/// back to). Shared by [`PageForm`] and the pages' file uploads (`PageUpload`).
+pub(crate) async fn form_parts(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(AuthUser, SessionGuard, RequestMeta, String), Response> {
+    let (user, session, meta) = command_parts(parts, state).await.map_err(|e| match e.status {
+        StatusCode::UNAUTHORIZED => super::session::to_sign_in(None),
+        _ => e.into_response(),
+    })?;
+    let token = session_token(&parts.headers).map(|(t, _)| t).unwrap_or_default();
+    Ok((user, session, meta, token))
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for PageForm<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let (user, session, meta) = command_parts(&mut parts, state).await.map_err(|e| match e.status {
-            // The page that posted is older than the session: sign in again (the form's
-            // fields are not kept; its address is no page to come back to).
-            StatusCode::UNAUTHORIZED => super::session::to_sign_in(None),
-            _ => e.into_response(),
-        })?;
-        let token = session_token(&parts.headers).map(|(t, _)| t).unwrap_or_default();
+        let (user, session, meta, token) = form_parts(&mut parts, state).await?;
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|e| {
             ApiError::new(e.status(), "payload_too_large", format!("request body refused: {}", e.body_text()))
                 .into_response()

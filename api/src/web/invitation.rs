@@ -12,7 +12,7 @@
 use super::csrf::{self, Binding, ANONYMOUS_COOKIE};
 use super::layout::Layout;
 use super::render;
-use super::session::{anonymous_csrf, sentence, HOME, LOGIN_PATH};
+use super::session::{anonymous_csrf, sentence, with_cookie, HOME, LOGIN_PATH};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{check_same_origin, cookie, Meta};
 use crate::routes::auth::session_cookies;
@@ -93,11 +93,7 @@ fn show(
 ) -> ApiResult<Response> {
     let (token, cookie) = anonymous_csrf(state, headers)?;
     page.csrf_token = token;
-    let mut response = render(status, &page)?;
-    if let Some(cookie) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    Ok(response)
+    with_cookie(render(status, &page)?, cookie)
 }
 
 #[derive(Debug, Default, Deserialize)]

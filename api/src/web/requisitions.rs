@@ -16,7 +16,7 @@ use super::layout::Layout;
 use super::render;
 use super::session::{sentence, PageUser};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{command_parts, session_token, Amount, IdPath};
+use crate::extract::{Amount, IdPath};
 use crate::routes::reads::{requisitions_of, RequisitionListQuery};
 use crate::routes::receipts::{self, UPLOAD_BODY_LIMIT};
 use crate::routes::requisitions::{changes_of, new_requisition, CreateRequisition, EditRequisition};
@@ -420,11 +420,7 @@ impl FromRequest<AppState> for PageUpload {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let (user, session, meta) = command_parts(&mut parts, state).await.map_err(|e| match e.status {
-            StatusCode::UNAUTHORIZED => super::session::to_sign_in(None),
-            _ => e.into_response(),
-        })?;
-        let token = session_token(&parts.headers).map(|(t, _)| t).unwrap_or_default();
+        let (user, session, meta, token) = csrf::form_parts(&mut parts, state).await?;
         let mut multipart = axum::extract::Multipart::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(|_| csrf::refused().into_response())?;

@@ -123,7 +123,11 @@ fn login_page(
 ) -> ApiResult<Response> {
     let (token, cookie) = anonymous_csrf(state, headers)?;
     page.csrf_token = token;
-    let mut response = render(status, &page)?;
+    with_cookie(render(status, &page)?, cookie)
+}
+
+/// `response` with the `Set-Cookie` of [`anonymous_csrf`], when there is one to set.
+pub(crate) fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> ApiResult<Response> {
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }

@@ -3,7 +3,7 @@
 //! on loopback), a fund opened with its thresholds (and a refused field shown beside it), an
 //! auditor's event history and ledger as of an instant, and the refused page for everyone else.
 
-use crate::browser::{Browser, Screen};
+use crate::browser::{csrf_token_in, plain_client, Browser, Screen};
 use pettycash_tests::mail::{MailServer, PUBLIC_URL};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{invitation_token_in, wait_for_projections, Cast, TestApp, TestUser, PASSWORD};
@@ -24,20 +24,6 @@ async fn signed_in(app: &TestApp, user: &TestUser, screen: Screen, name: &str) -
 async fn tick(browser: &Browser, css: &str) {
     let script = format!("document.querySelector(\"{css}\").checked = true");
     browser.run(&script).await;
-}
-
-/// Sets a control's value as a person would by picking it (selects, date-time pickers).
-async fn set(browser: &Browser, css: &str, value: &str) {
-    let script = format!("document.querySelector(\"{css}\").value = '{value}'");
-    browser.run(&script).await;
-}
-
-fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -165,7 +151,7 @@ async fn an_admin_opens_a_fund_with_thresholds_and_a_refused_field_is_shown_besi
 
     // The organisation: a company opened from the form is in the tree.
     browser.click(".subnav a[href='/admin/organisation/']").await;
-    set(&browser, "#open-unit-kind", "company").await;
+    browser.set_value("#open-unit-kind", "company").await;
     browser.fill("#open-unit-name", "Pwani Traders").await;
     browser.fill("#open-unit-code", "pwani").await;
     browser.click("#open-unit button[type=submit]").await;
@@ -193,7 +179,7 @@ async fn an_admin_opens_a_fund_with_thresholds_and_a_refused_field_is_shown_besi
     let csv = std::env::temp_dir().join(format!("companies-{}.csv", Uuid::new_v4()));
     std::fs::write(&csv, "name,code\nKilifi Supplies,KLF\n,NONAME\n").unwrap();
     browser.goto("/admin/imports/").await;
-    set(&browser, "#import-what", "companies").await;
+    browser.set_value("#import-what", "companies").await;
     let file = browser.client.find(fantoccini::Locator::Css("#import-file")).await.unwrap();
     file.send_keys(csv.to_str().unwrap()).await.unwrap();
     browser.click("#import button[type=submit]").await;
@@ -274,8 +260,8 @@ async fn an_auditor_sees_a_requisitions_history_and_a_funds_ledger_before_a_paym
     assert!(browser.text("#history-id-error").await.contains("not found"));
 
     browser.click(".subnav a[href='/audit/ledger/']").await;
-    set(&browser, "#ledger-fund_id", &fund.to_string()).await;
-    set(&browser, "#ledger-as_of", &before_payment).await;
+    browser.set_value("#ledger-fund_id", &fund.to_string()).await;
+    browser.set_value("#ledger-as_of", &before_payment).await;
     browser.click("#ledger button[type=submit]").await;
     let summary = browser.text("#ledger-summary tbody").await;
     assert!(
@@ -286,7 +272,7 @@ async fn an_auditor_sees_a_requisitions_history_and_a_funds_ledger_before_a_paym
     browser.screenshot("ledger-before").await;
 
     let now = (chrono::Utc::now() + chrono::Duration::seconds(2)).format("%Y-%m-%dT%H:%M:%S").to_string();
-    set(&browser, "#ledger-as_of", &now).await;
+    browser.set_value("#ledger-as_of", &now).await;
     browser.click("#ledger button[type=submit]").await;
     let summary = browser.text("#ledger-summary tbody").await;
     assert!(summary.contains("KES 49,149.5"), "after the payment: {summary}");
@@ -320,8 +306,7 @@ async fn staff_get_the_refused_page_for_admin_and_audit_and_the_pages_fit_a_phon
         .text()
         .await
         .unwrap();
-    let (_, after) = dashboard.split_once(r#"name="csrf_token" value=""#).unwrap();
-    let token = after.split('"').next().unwrap();
+    let token = csrf_token_in(&dashboard);
     let posted = plain_client()
         .post(format!("{}/admin/funds/", app.address))
         .header(COOKIE, format!("pettycash_session={}", cast.staff.token))

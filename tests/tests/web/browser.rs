@@ -29,6 +29,22 @@ pub fn upload(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// An HTTP client that does not follow redirects, for what a browser cannot tell (statuses,
+/// headers, a form posted by hand).
+pub fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The `value` of the first hidden `csrf_token` field of a page.
+pub fn csrf_token_in(html: &str) -> String {
+    let (_, after) = html.split_once(r#"name="csrf_token" value=""#).expect("a csrf_token field");
+    after.split('"').next().unwrap().to_string()
+}
+
 /// Where screenshots are saved: beside the target directory's `tmp/`.
 pub fn screenshot_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -180,9 +196,15 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
+    /// Sets the `value` of the control matching `css` by script (a date-time field, a
+    /// `<select>`): no keystrokes, no page loads.
+    pub async fn set_value(&self, css: &str, value: &str) {
+        self.run(&format!("document.querySelector(\"{css}\").value = '{value}'")).await;
+    }
+
     /// Sets the `<select>` matching `css` to its option `value` (no page loads).
     pub async fn select(&self, css: &str, value: &str) {
-        self.run(&format!("document.querySelector(\"{css}\").value = '{value}'")).await;
+        self.set_value(css, value).await;
         let chosen = self.run(&format!("return document.querySelector(\"{css}\").value")).await;
         assert_eq!(chosen, value, "`{css}` has no option {value}");
     }

@@ -1,7 +1,7 @@
 //! Sign-in, dashboard, reports, CSRF, narrow screens and security headers, as a browser sees
 //! them (and, where a browser cannot tell, the status and headers over plain HTTP).
 
-use crate::browser::{Browser, Screen};
+use crate::browser::{csrf_token_in, plain_client, Browser, Screen};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{wait_for_projections, Cast, TestApp, TestUser, PASSWORD};
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, ORIGIN, RETRY_AFTER, SET_COOKIE};
@@ -59,20 +59,6 @@ impl Site {
         }
         req.send().await.expect("request")
     }
-}
-
-fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// The `value` of the hidden `csrf_token` field of a page.
-fn csrf_token_in(html: &str) -> String {
-    let (_, after) = html.split_once(r#"name="csrf_token" value=""#).expect("a csrf_token field");
-    after.split('"').next().unwrap().to_string()
 }
 
 /// What must never be in front of a person: a panic, a backtrace, source paths, a JSON error.

@@ -2,7 +2,7 @@
 //! the code read from the real SMTP server on loopback, a wrong code refused beside its field,
 //! a cash count, the low-balance alert acknowledged, a requester refused, a 375 px screen.
 
-use crate::browser::{Browser, Screen};
+use crate::browser::{csrf_token_in, Browser, Screen};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{wait_for_projections, Cast, MailServer, TestApp, PASSWORD};
 use reqwest::header::COOKIE;
@@ -232,8 +232,7 @@ async fn a_requester_cannot_reach_the_treasury_pages() {
         .text()
         .await
         .unwrap();
-    let (_, after) = dashboard.split_once(r#"name="csrf_token" value=""#).unwrap();
-    let token = after.split('"').next().unwrap();
+    let token = csrf_token_in(&dashboard);
     let posted = client
         .post(format!("{}/treasury/pay/{}", desk.app.address, desk.requisition))
         .header(COOKIE, format!("pettycash_session={}", staff.token))
