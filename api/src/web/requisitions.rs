@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use pettycash_commands::advances::Settlement;
 use pettycash_commands::auth::AuthUser;
 use pettycash_commands::views::{HistoryEntry, RequisitionView};
 use pettycash_commands::{CommandContext, CommandError, Outcome, RequestMeta, SessionGuard};
@@ -36,7 +37,9 @@ use pettycash_domain::delegation::DelegationStatus;
 use pettycash_domain::requisition::Status;
 use pettycash_domain::visibility::{self, RequisitionScope};
 use pettycash_domain::Actor;
+use pettycash_domain::DomainError;
 use pettycash_projections::queries::{self, FundRow};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -57,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/requisitions/{id}/edit", get(edit_form).post(edit))
         .route("/requisitions/{id}/submit", post(submit))
         .route("/requisitions/{id}/cancel", post(cancel))
+        .route("/requisitions/{id}/settle", post(settle))
         .route("/requisitions/{id}/approve", post(approve))
         .route("/requisitions/{id}/reject", post(reject))
         .route("/requisitions/{id}/request-changes", post(request_changes))
@@ -582,7 +586,23 @@ struct DetailPage {
     may_attach: bool,
     /// It waits on the viewer: approve, reject, request changes.
     may_decide: bool,
+    /// The viewer's own advance, once paid: what it stands at and the settlement form.
+    advance: Option<AdvanceBox>,
     problem: Option<Problem>,
+}
+
+/// An advance as its holder sees it on the requisition's page.
+pub struct AdvanceBox {
+    pub amount: String,
+    pub spent: String,
+    pub returned: String,
+    pub outstanding: String,
+    /// `outstanding`, `overdue`, `settled`.
+    pub status: String,
+    pub due: String,
+    pub currency: String,
+    /// Something is left to settle.
+    pub open: bool,
 }
 
 impl DetailPage {
@@ -643,6 +663,26 @@ async fn detail_page(
     let names = names(state, &actor, people).await?;
     let mine = r.requester_id == actor.user_id;
     let may_decide = waits_on(state, &actor, &r).await?;
+    // The holder's own advance, once paid (`GET /api/advances/{id}`); a requisition that is no
+    // advance has none.
+    let advance = if mine && r.status == Status::Paid {
+        match state.commands.advance(&actor, id).await {
+            Ok(a) => Some(AdvanceBox {
+                amount: money(&a.currency, a.amount),
+                spent: money(&a.currency, a.spent),
+                returned: money(&a.currency, a.returned),
+                outstanding: money(&a.currency, a.outstanding),
+                open: a.outstanding > Decimal::ZERO,
+                status: a.status,
+                due: a.due_at.as_ref().map(when).unwrap_or_else(|| "—".into()),
+                currency: a.currency,
+            }),
+            Err(CommandError::Domain(DomainError::NotFound { .. })) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
     let open = !r.status.is_final();
 
     let mut current_seen = false;
@@ -726,6 +766,7 @@ async fn detail_page(
         may_cancel: mine && open,
         may_attach: mine && open,
         may_decide,
+        advance,
         problem,
     };
     render(problem_status(&page.problem), &page)
@@ -1005,6 +1046,47 @@ pub async fn cancel(
     let result = state.commands.cancel_requisition(&ctx, id, reason.as_deref()).await;
     let result = outcome(&state, &form.session, result).await;
     after(&state, &form, id, "cancel", &["reason"], result).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SettleForm {
+    spent: String,
+    returned: String,
+    note: String,
+}
+
+/// `POST /requisitions/{id}/settle`: the holder settles (part of) their advance with what they
+/// spent and the cash they return (`POST /api/advances/{id}/settlements`,
+/// `CommandService::settle_advance`); a blank amount is none.
+pub async fn settle(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    form: PageForm<SettleForm>,
+) -> ApiResult<Response> {
+    const FIELDS: [&str; 3] = ["spent", "returned", "note"];
+    let typed = |field: &'static str, text: &str| -> ApiResult<Decimal> {
+        match optional(text) {
+            None => Ok(Decimal::ZERO),
+            Some(t) => amount(&t).map(|a| a.0).map_err(|e| ApiError { field: Some(field.into()), ..e }),
+        }
+    };
+    let input = typed("spent", &form.form.spent).and_then(|spent| {
+        Ok(Settlement {
+            spent,
+            returned: typed("returned", &form.form.returned)?,
+            note: optional(&form.form.note),
+            ..Default::default()
+        })
+    });
+    let result = match input {
+        Ok(input) => {
+            let ctx = form.context();
+            outcome(&state, &form.session, state.commands.settle_advance(&ctx, id, input).await).await
+        }
+        Err(e) => Err(e),
+    };
+    after(&state, &form, id, "settle", &FIELDS, result).await
 }
 
 /// `POST /requisitions/{id}/approve` (`POST /api/requisitions/{id}/approve`).

@@ -391,3 +391,59 @@ async fn the_requisition_pages_fit_a_375_px_screen() {
     }
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_holder_settles_an_advance_from_its_page_in_parts() {
+    let office = Office::new().await;
+    let (staff, head, treasury) = (&office.cast.staff, &office.cast.head, &office.cast.treasury);
+    let body = json!({"fund_id": office.fund, "amount": "500", "purpose": "Field trip fuel", "submit": true,
+                      "advance": true});
+    let r = office.app.post(staff, "/api/requisitions/", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let id = r.id();
+    office.app.approve_by(id, &[head]).await;
+    let r = office.app.pay(treasury, id).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let mut browser = office.browser(Screen::Desktop, "advance-settle", staff).await;
+    browser.goto(&format!("/requisitions/{id}")).await;
+    assert_eq!(browser.text("#advance-outstanding").await, "KES 500.00");
+    assert_eq!(browser.text("#advance-status").await, "outstanding");
+    browser.screenshot("advance").await;
+
+    // Not a number: beside the field, nothing settled.
+    browser.fill("#settle-spent", "lots").await;
+    browser.click("#settle-form button").await;
+    assert!(
+        browser.text("#settle-spent-error").await.contains("number"),
+        "{}",
+        browser.text("#settle-spent-error").await
+    );
+    // More than is left: refused, shown in the form, nothing settled.
+    browser.fill("#settle-spent", "700").await;
+    browser.click("#settle-form button").await;
+    assert!(browser.text("#settle-spent-error").await.contains("exceeds what remains to settle"));
+    assert_eq!(browser.text("#advance-outstanding").await, "KES 500.00");
+    browser.screenshot("advance-refused").await;
+
+    // A part, then the rest: the figures follow, the form goes once nothing is left.
+    browser.fill("#settle-spent", "300").await;
+    browser.fill("#settle-returned", "50").await;
+    browser.click("#settle-form button").await;
+    assert_eq!(browser.text("#advance-outstanding").await, "KES 150.00");
+    assert_eq!(browser.text("#advance-spent").await, "KES 300.00");
+    browser.fill("#settle-returned", "150").await;
+    browser.fill("#settle-note", "Change handed to the custodian").await;
+    browser.click("#settle-form button").await;
+    assert_eq!(browser.text("#advance-status").await, "settled");
+    assert_eq!(browser.text("#advance-returned").await, "KES 200.00");
+    assert_eq!(browser.count("#settle-form").await, 0);
+    browser.screenshot("advance-settled").await;
+    // The API agrees.
+    let api = office.app.get(staff, &format!("/api/advances/{id}")).await;
+    assert_eq!(api.body["status"], "settled", "{api:?}");
+    assert_eq!(
+        api.body["outstanding"].as_str().map(|o| o.parse::<rust_decimal::Decimal>().unwrap()),
+        Some(0.into())
+    );
+    browser.close().await;
+}
