@@ -9,6 +9,7 @@ use super::charts::{BarChart, LineChart};
 use super::dashboard::money;
 use super::layout::Layout;
 use super::render;
+use super::requisitions::{funds_of, Choice};
 use super::session::PageUser;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::reads::present;
@@ -20,19 +21,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::NaiveDate;
 use pettycash_domain::report::{Cell, CellKind, Report, ReportName, Section};
-use pettycash_domain::visibility;
-use pettycash_projections::queries;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
 /// The formats offered for download (the API also answers JSON, which is for programs).
 const DOWNLOADS: [(&str, &str); 3] = [("csv", "CSV"), ("xlsx", "Excel"), ("pdf", "PDF")];
-
-/// A fund the user may read, for the reports that take one.
-pub struct FundChoice {
-    pub id: String,
-    pub name: String,
-}
 
 /// A report as the page lists it.
 pub struct ReportEntry {
@@ -46,7 +39,7 @@ pub struct ReportEntry {
 struct ReportsPage {
     layout: Layout,
     reports: Vec<ReportEntry>,
-    funds: Vec<FundChoice>,
+    funds: Vec<Choice>,
     downloads: [(&'static str, &'static str); 3],
 }
 
@@ -101,7 +94,7 @@ pub struct ReportView {
 struct ReportPage {
     layout: Layout,
     report: ReportEntry,
-    funds: Vec<FundChoice>,
+    funds: Vec<Choice>,
     /// The query as given, for the form and the downloads.
     from: String,
     to: String,
@@ -174,15 +167,9 @@ pub async fn report_page(
     render(status, &page)
 }
 
-async fn fund_choices(state: &AppState, actor: &pettycash_domain::Actor) -> ApiResult<Vec<FundChoice>> {
-    if !visibility::may_read_funds(actor) {
-        return Ok(vec![]);
-    }
-    Ok(queries::list_funds(&state.pool, actor.company())
-        .await?
-        .into_iter()
-        .map(|f| FundChoice { id: f.id.to_string(), name: format!("{} ({})", f.name, f.currency) })
-        .collect())
+/// The funds the user may read, for the reports that take one.
+async fn fund_choices(state: &AppState, actor: &pettycash_domain::Actor) -> ApiResult<Vec<Choice>> {
+    Ok(super::requisitions::fund_choices(&funds_of(state, actor).await?))
 }
 
 fn view_of(r: &Report) -> ReportView {

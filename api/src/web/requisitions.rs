@@ -168,7 +168,9 @@ fn name_of(names: &HashMap<Uuid, String>, id: Uuid) -> String {
 
 /// The funds the viewer may choose or filter by (`visibility::may_read_funds`, as the reports
 /// page and `GET /api/funds/`).
-async fn funds_of(state: &AppState, actor: &Actor) -> ApiResult<Vec<FundRow>> {
+/// The funds `actor` may read (`visibility::may_read_funds`, as `GET /api/funds/`): the forms'
+/// choices of a fund on every page.
+pub(crate) async fn funds_of(state: &AppState, actor: &Actor) -> ApiResult<Vec<FundRow>> {
     if !visibility::may_read_funds(actor) {
         return Ok(vec![]);
     }
@@ -181,7 +183,8 @@ pub struct Choice {
     pub label: String,
 }
 
-fn fund_choices(funds: &[FundRow]) -> Vec<Choice> {
+/// `funds` as a form's choices, `Name (KES)`.
+pub(crate) fn fund_choices(funds: &[FundRow]) -> Vec<Choice> {
     funds
         .iter()
         .map(|f| Choice { value: f.id.to_string(), label: format!("{} ({})", f.name, f.currency) })
