@@ -225,8 +225,15 @@ impl CommandService {
     /// status), and the time now: what a decision on a requisition judges acting on someone's
     /// behalf with. No signed-in user: none.
     pub(crate) async fn received_delegations(&self, ctx: &CommandContext) -> Result<Received, CommandError> {
+        match &ctx.actor {
+            Some(actor) => self.received_by(actor).await,
+            None => Ok(Received::none(self.clock().now())),
+        }
+    }
+
+    /// The delegations `actor` received (recent ones, whatever their status).
+    pub(crate) async fn received_by(&self, actor: &Actor) -> Result<Received, CommandError> {
         let now = self.clock().now();
-        let Some(actor) = &ctx.actor else { return Ok(Received::none(now)) };
         let rows: Vec<Stored> = sqlx::query_as(
             "SELECT id, delegator_id, delegate_id, role, starts_at, ends_at, company_id, granted_by, revoked_by
              FROM delegations WHERE delegate_id = $1 AND ends_at > $2 ORDER BY id DESC LIMIT 100",

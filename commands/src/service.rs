@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use pettycash_domain::fund::{Fund, FundCommand, PaymentMethod};
 use pettycash_domain::organisation::{Origin, UnitKind, UnitPath};
 use pettycash_domain::policy::{ApprovalPolicy, PolicyCommand, Tiers, POLICY_ID};
-use pettycash_domain::requisition::{Changes, Deadlines, Requisition, RequisitionCommand};
+use pettycash_domain::requisition::{Changes, Deadlines, Requisition, RequisitionCommand, Status};
 use pettycash_domain::routing::{Directory, Holder, Thresholds};
 use pettycash_domain::settings::{RuntimeSettings, SettingKey, Settings, SettingsCommand, SETTINGS_ID};
 use pettycash_domain::user::{Requester, User, UserCommand};
@@ -773,6 +773,25 @@ impl CommandService {
     pub async fn requisition(&self, actor: &Actor, id: Id) -> Result<RequisitionView, CommandError> {
         let loaded = self.visible_requisition(actor, id, Source::Store).await?;
         Ok(RequisitionView::new(&loaded.state, 0))
+    }
+
+    /// A requisition the actor may read (as [`Self::requisition`]) and whether they may decide
+    /// it now (approve, reject, request changes), judged by the rule those commands apply
+    /// (`Requisition::check_may_decide`, with the delegations they received): what a page
+    /// asks before it offers the decision forms. The command still decides when it is sent.
+    pub async fn requisition_and_decision(
+        &self,
+        actor: &Actor,
+        id: Id,
+    ) -> Result<(RequisitionView, Result<(), DomainError>), CommandError> {
+        let loaded = self.visible_requisition(actor, id, Source::Store).await?;
+        let decision = match loaded.state.status {
+            Status::PendingApproval if loaded.state.requester_id != Some(actor.user_id) => {
+                loaded.state.check_may_decide(actor, &self.received_by(actor).await?)
+            }
+            status => Err(DomainError::InvalidTransition { status, action: "decide" }),
+        };
+        Ok((RequisitionView::new(&loaded.state, 0), decision))
     }
 
     /// Runs one command on one requisition. `make` builds the command from the actor and the

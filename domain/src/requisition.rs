@@ -405,6 +405,16 @@ impl Requisition {
         }
     }
 
+    /// Whether `actor` may decide this requisition now, in their own name or on a delegator's
+    /// behalf: the checks approve, reject and request changes share ([`Self::check_decider`]
+    /// and [`Self::check_eligible_or_delegated`]). Approve refuses a few more cases (an urgency
+    /// not yet decided, a sponsored account), which its command still judges. The web pages
+    /// ask this before they offer the decision forms, so a page and the command agree.
+    pub fn check_may_decide(&self, actor: &Actor, received: &Received) -> Result<(), DomainError> {
+        let (step, role) = self.check_decider(actor, "decide")?;
+        self.check_eligible_or_delegated(actor, step, role, received).map(|_| ())
+    }
+
     /// Confirm or deny an urgency: an approver of the current (first) step, while the urgency
     /// waits for a decision.
     fn check_urgency_decider(&self, actor: &Actor, action: &'static str) -> Result<(), DomainError> {

@@ -33,7 +33,6 @@ use pettycash_commands::advances::Settlement;
 use pettycash_commands::auth::AuthUser;
 use pettycash_commands::views::{HistoryEntry, RequisitionView};
 use pettycash_commands::{CommandContext, CommandError, Outcome, RequestMeta, SessionGuard};
-use pettycash_domain::delegation::DelegationStatus;
 use pettycash_domain::requisition::Status;
 use pettycash_domain::visibility::{self, RequisitionScope};
 use pettycash_domain::Actor;
@@ -623,30 +622,6 @@ pub async fn detail(
     detail_page(&state, &user, &token, id, None).await
 }
 
-/// Whether requisition `r` waits on `actor` now: pending, not theirs, its current step routed
-/// to them (or to any holder of the role, or to someone who delegated the role to them). The
-/// command decides; this only chooses whether to offer the decision forms.
-async fn waits_on(state: &AppState, actor: &Actor, r: &RequisitionView) -> ApiResult<bool> {
-    let Some(role) = r.current_role else { return Ok(false) };
-    if r.status != Status::PendingApproval || r.requester_id == actor.user_id {
-        return Ok(false);
-    }
-    let routed = match &r.current_eligible {
-        Some(people) => people.contains(&actor.user_id),
-        None => actor.has(role),
-    };
-    if routed {
-        return Ok(true);
-    }
-    let received = state.commands.delegations(actor, queries::DEFAULT_LIMIT).await?;
-    Ok(received.iter().any(|d| {
-        d.delegate_id == actor.user_id
-            && d.role == role
-            && d.status == DelegationStatus::Active
-            && r.current_eligible.as_ref().is_none_or(|people| people.contains(&d.delegator_id))
-    }))
-}
-
 /// The detail page of `id` for `user`, with `problem` on the form it concerns.
 async fn detail_page(
     state: &AppState,
@@ -656,7 +631,9 @@ async fn detail_page(
     problem: Option<Problem>,
 ) -> ApiResult<Response> {
     let actor = user.actor();
-    let r = state.commands.requisition(&actor, id).await?;
+    // Whether to offer the decision forms: the rule the commands apply (the command still
+    // decides when the form is sent, and its refusal is shown).
+    let (r, decision) = state.commands.requisition_and_decision(&actor, id).await?;
     let history = state.commands.requisition_history(&actor, id).await?;
     let funds = funds_of(state, &actor).await?;
     let mut people: Vec<Uuid> = vec![r.requester_id];
@@ -665,7 +642,7 @@ async fn detail_page(
     people.extend(r.duplicate_dismissed.iter().map(|d| d.by));
     let names = names(state, &actor, people).await?;
     let mine = r.requester_id == actor.user_id;
-    let may_decide = waits_on(state, &actor, &r).await?;
+    let may_decide = decision.is_ok();
     // The holder's own advance, once paid (`GET /api/advances/{id}`); a requisition that is no
     // advance has none.
     let advance = if mine && r.status == Status::Paid {

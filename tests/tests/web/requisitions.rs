@@ -26,6 +26,9 @@ impl Office {
         let r = app.post(&cast.admin, "/api/funds/", body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
         let fund = r.id();
+        // The forms offer the funds of the read model: wait until it holds this one (a busy
+        // machine may take a while).
+        wait_for_projections(&app.pool, &["cash"]).await;
         Office { app, cast, fund }
     }
 
@@ -306,7 +309,17 @@ async fn errors_show_beside_their_field_and_another_requesters_requisition_is_no
 async fn an_approver_delegates_while_away_and_revokes_it() {
     let office = Office::new().await;
     let head = &office.cast.head;
+    // A requisition routed to the holders of the role when it was submitted: a deputy who
+    // took the role afterwards is offered no decision until the head delegates to them (the
+    // commands' rule, not a page's guess).
+    let waiting = office.app.submitted(&office.cast.staff, office.fund, "900").await;
     let deputy = office.app.user(&[pettycash_domain::Role::DepartmentHead]).await;
+    let deputy_view = office.browser(Screen::Desktop, "requisitions-delegate", &deputy).await;
+    let routed = office.app.get(head, &format!("/api/requisitions/{waiting}")).await;
+    assert_eq!(routed.body["current_eligible"], json!([head.id]), "{routed:?}");
+    deputy_view.goto(&format!("/requisitions/{waiting}")).await;
+    assert_eq!(deputy_view.count(".chain").await, 1, "the deputy reads it");
+    assert_eq!(deputy_view.count("#approve-form").await, 0, "not routed to the deputy");
     let mut browser = office.browser(Screen::Desktop, "requisitions-delegation", head).await;
 
     browser.goto("/approvals/").await;
@@ -334,9 +347,16 @@ async fn an_approver_delegates_while_away_and_revokes_it() {
     assert_eq!(api.body["items"][0]["delegate_id"], deputy.id.to_string());
     assert_eq!(api.body["items"][0]["status"], "active");
     browser.screenshot("delegated").await;
+    // Starting today, the delegation is in force: the deputy is offered the decision forms.
+    deputy_view.goto(&format!("/requisitions/{waiting}")).await;
+    assert_eq!(deputy_view.count("#approve-form").await, 1, "{}", deputy_view.client.source().await.unwrap());
     browser.click("form.row-action button").await;
     assert_eq!(browser.texts("table.delegations tbody td").await[4], "Revoked");
     assert_eq!(office.app.get(head, "/api/delegations/").await.body["items"][0]["status"], "revoked");
+    // Revoked: the deputy may no longer decide, and the page no longer offers it.
+    deputy_view.goto(&format!("/requisitions/{waiting}")).await;
+    assert_eq!(deputy_view.count("#approve-form").await, 0, "the delegation was revoked");
+    deputy_view.close().await;
     browser.close().await;
 }
 
