@@ -297,7 +297,7 @@ impl CommandService {
     // ----- budgets ----------------------------------------------------------------------
 
     async fn plan(&self, company: Option<Id>) -> Result<Loaded<BudgetPlan>, CommandError> {
-        self.load::<BudgetPlan>(plan_id(company), Source::Store).await
+        self.store().load_snapshotted::<BudgetPlan>(&plan_id(company).to_string()).await
     }
 
     /// The CFO or an admin sets the budget of a cost centre, department or branch of their

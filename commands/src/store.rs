@@ -42,6 +42,12 @@ impl Snapshotted for pettycash_domain::fund::Fund {
     const SNAPSHOT_VERSION: i64 = 2;
 }
 
+/// A company's budgets: one event per budget set, every month, for ever (the dashboard of every
+/// budget reader and each submission read it).
+impl Snapshotted for pettycash_domain::budget::BudgetPlan {
+    const SNAPSHOT_VERSION: i64 = 1;
+}
+
 /// A row of [`EventStore::load_snapshotted`]'s query: the snapshot (with its MAC), or an event.
 /// Payload and metadata as PostgreSQL's text, which their MACs cover.
 #[derive(sqlx::FromRow)]

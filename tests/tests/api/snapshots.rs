@@ -158,3 +158,46 @@ async fn a_forged_or_edited_snapshot_is_ignored_and_cannot_fund_a_payment() {
     .unwrap();
     assert_eq!(payload["balance"], "100.00", "{payload}");
 }
+
+/// A company's budget plan grows by an event for every budget set, every month: past
+/// [`SNAPSHOT_EVERY`] of them it loads from a snapshot that equals the full fold, and the
+/// budget report (what every budget reader's dashboard shows) reads the latest amounts.
+#[tokio::test]
+async fn a_long_budget_plan_loads_from_a_snapshot_and_reports_the_latest_amounts() {
+    use pettycash_domain::budget::{plan_id, BudgetPlan};
+    let app = TestApp::spawn().await;
+    let org_admin = app.user(&[pettycash_domain::Role::Admin]).await;
+    let company = app.unit(&org_admin, "company", "ACME", None).await;
+    let region = app.unit(&org_admin, "region", "EAST", Some(company)).await;
+    let branch = app.unit(&org_admin, "branch", "NBI", Some(region)).await;
+    let cfo = app.user_in(&[pettycash_domain::Role::Cfo], Some(company)).await;
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let sets = SNAPSHOT_EVERY + 6;
+    for i in 0..sets {
+        // The same budget set again and again, as a CFO revising it: the last amount counts.
+        let body = serde_json::json!({"scope": "branch", "scope_id": branch, "month": month,
+                                      "currency": "KES", "amount": format!("{}", 1000 + i)});
+        let r = app.put(&cfo, "/api/budgets", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    let store = EventStore::new(app.pool.clone(), pettycash_tests::event_key());
+    let id = plan_id(Some(company)).to_string();
+    let full = store.load::<BudgetPlan>(&id).await.unwrap();
+    assert_eq!(full.version, sets);
+    let (last_sequence, version): (i64, i64) = sqlx::query_as(
+        "SELECT last_sequence, current_snapshot FROM snapshots
+          WHERE aggregate_type = 'budget_plan' AND aggregate_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("a snapshot of the budget plan");
+    assert_eq!(version, BudgetPlan::SNAPSHOT_VERSION);
+    assert!(full.version - last_sequence as usize <= SNAPSHOT_EVERY, "{last_sequence} of {}", full.version);
+    let fast = store.load_snapshotted::<BudgetPlan>(&id).await.unwrap();
+    assert_eq!((fast.version, &fast.state), (full.version, &full.state));
+    let report = app.get(&cfo, &format!("/api/budgets?month={month}")).await;
+    assert_eq!(report.status, StatusCode::OK, "{report:?}");
+    assert_eq!(report.body["items"].as_array().map(Vec::len), Some(1), "{report:?}");
+    assert_eq!(report.body["items"][0]["amount"], format!("{}.00", 1000 + sets - 1), "{report:?}");
+}
