@@ -14,16 +14,18 @@
 //! | `replenishment_needed` (fund) | `ReplenishmentRequested` | `ReplenishmentFunded`, `ReplenishmentRejected`, `FundClosed` |
 //! | `variance_pending` (count) | the scheduler, `alert_variance_pending_hours` after `CashCounted` | `VarianceAdjusted`, `VarianceRejected` |
 //! | `large_payment` (requisition) | `CashDisbursed` above `alert_large_payment_above` | — (resolved by a person) |
-//! | `payment_failed`, `payment_timeout` (requisition) | `PaymentFailed`, `PaymentTimedOut` | `RequisitionPaid`; `payment_timeout` also `PaymentFailed` (the provider answered) |
-//! | `otp_failures` (requisition) | the `alert_otp_failures`-th `PaymentCodeRejected` by one payer within `alert_otp_window_minutes` | `RequisitionPaid` |
+//! | `payment_failed`, `payment_timeout` (requisition) | `PaymentFailed`, `PaymentTimedOut` | `RequisitionPaid`; rejected or cancelled (it will not be paid); `payment_timeout` also `PaymentFailed` (the provider answered) |
+//! | `otp_failures` (requisition) | the `alert_otp_failures`-th `PaymentCodeRejected` by one payer within `alert_otp_window_minutes` | `RequisitionPaid`; rejected or cancelled |
 //! | `approval_overdue` (requisition) | `ApprovalOverdue` | the step acted on (approved, rejected, sent back, overridden, cancelled, expired) |
 //! | `receipt_missing` (requisition) | `ReceiptOverdue` | `ReceiptAttached` |
-//! | `budget_exceeded` (requisition) | `BudgetExceeded` | rejected or cancelled (it will not spend); `RequisitionSubmitted` with no `BudgetExceeded` before it (submitted again within its budgets) |
+//! | `budget_exceeded` (requisition) | `BudgetExceeded` | rejected or cancelled (it will not spend); `RequisitionSubmitted` with no `BudgetExceeded` before it (submitted again within its budgets); `BudgetSet` raising every budget it exceeds to at least what the budget had consumed when it was flagged plus the requisition's amount |
 //! | `advance_overdue` (advance) | `AdvanceOverdue` | `AdvanceSettled` leaving nothing outstanding |
 //!
 //! **Its memory is in tables, not in the process**: each fund's figures and the level it last
 //! alerted on (`alert_funds`, so that only a change of level writes anything), the counts whose
-//! variance waits (`alert_pending_variances`, for the scheduler), wrong codes
+//! variance waits (`alert_pending_variances`, for the scheduler), the budgets an open
+//! `budget_exceeded` alert's requisition exceeds and what each must reach
+//! (`alert_budget_flags`), wrong codes
 //! (`alert_code_failures`). A fund met for the first time is folded from its stream once; its
 //! level starts as "not alerted", so a fund already low when the projection started alerts at
 //! its next movement. Requisitions that raise an alert in a batch are folded from their streams
@@ -40,6 +42,7 @@ use pettycash_commands::alerts::{raise, resolve_cleared, NewAlert};
 use pettycash_commands::mail::Links;
 use pettycash_domain::advance::{AdvanceAccount, AdvanceEvent};
 use pettycash_domain::alert::{fund_level, AlertState, AlertType};
+use pettycash_domain::budget::{BudgetEvent, BudgetPlan};
 use pettycash_domain::fund::{Fund, FundEvent};
 use pettycash_domain::payment::CodeProblem;
 use pettycash_domain::requisition::{Requisition, RequisitionEvent};
@@ -198,6 +201,7 @@ enum Decoded {
     Fund(Id, FundEvent),
     Requisition(Id, RequisitionEvent),
     Advance(Id, AdvanceEvent),
+    Budget(BudgetEvent),
 }
 
 /// Requisition events that raise an alert (the requisition is folded for them).
@@ -236,7 +240,7 @@ impl Projection for Alerts {
     }
 
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        Some(&[Fund::TYPE, Requisition::TYPE, AdvanceAccount::TYPE])
+        Some(&[Fund::TYPE, Requisition::TYPE, AdvanceAccount::TYPE, BudgetPlan::TYPE])
     }
 
     fn uses_metadata(&self) -> bool {
@@ -265,6 +269,7 @@ impl Projection for Alerts {
                 t if t == Fund::TYPE => Decoded::Fund(id, e.decode()?),
                 t if t == Requisition::TYPE => Decoded::Requisition(id, e.decode()?),
                 t if t == AdvanceAccount::TYPE => Decoded::Advance(id, e.decode()?),
+                t if t == BudgetPlan::TYPE => Decoded::Budget(e.decode()?),
                 _ => continue,
             };
             decoded.push((e, d));
@@ -333,6 +338,7 @@ impl Projection for Alerts {
                     }
                     _ => {}
                 },
+                Decoded::Budget(event) => on_budget(tx, e, event).await?,
             }
         }
         save_funds(tx, funds.values().filter(|f| touched.contains(&f.fund_id)))
@@ -578,6 +584,19 @@ impl Alerts {
             ),
             _ => return Ok(()),
         };
+        if let E::BudgetExceeded { budget_id, consumed, amount, .. } = event {
+            // What the budget must reach for this flag to clear (see `on_budget`).
+            sqlx::query(
+                "INSERT INTO alert_budget_flags (requisition_id, budget_id, needed) VALUES ($1, $2, $3)
+                 ON CONFLICT (requisition_id, budget_id) DO UPDATE SET needed = EXCLUDED.needed",
+            )
+            .bind(id)
+            .bind(budget_id)
+            .bind(consumed + amount)
+            .execute(&mut *tx)
+            .await
+            .context("recording a budget flag")?;
+        }
         let mut alert = requisition_alert(alert_type, id, req, message, e);
         alert.responsible = responsible;
         // `notifications` mailed the approvers and the requester a reminder for these events.
@@ -617,7 +636,15 @@ async fn on_requisition_clear(
         // batch did not fold had no alert open (see `requisitions`).
         E::RequisitionSubmitted { .. } if req.is_some_and(|r| r.budget_exceeded.is_empty()) => {
             let note = "Submitted again within its budgets.";
+            forget_budget_flags(tx, batch, id, &[]).await?;
             batch.clear(tx, AlertType::BudgetExceeded, id, note, at).await?;
+        }
+        // Submitted again over some budgets: only this round's flags can clear it now.
+        E::RequisitionSubmitted { .. } => {
+            if let Some(r) = req {
+                let current: Vec<Id> = r.budget_exceeded.iter().map(|f| f.budget_id).collect();
+                forget_budget_flags(tx, batch, id, &current).await?;
+            }
         }
         E::RequisitionApproved { .. }
         | E::ApprovalOverridden { .. }
@@ -631,13 +658,75 @@ async fn on_requisition_clear(
             } else {
                 "The requisition was cancelled."
             };
-            batch.clear(tx, AlertType::ApprovalOverdue, id, note, at).await?;
-            batch.clear(tx, AlertType::BudgetExceeded, id, note, at).await?;
+            forget_budget_flags(tx, batch, id, &[]).await?;
+            // It will not be paid: nothing is left to act on about its payment either.
+            for t in [
+                AlertType::ApprovalOverdue,
+                AlertType::BudgetExceeded,
+                AlertType::PaymentFailed,
+                AlertType::PaymentTimeout,
+                AlertType::OtpFailures,
+            ] {
+                batch.clear(tx, t, id, note, at).await?;
+            }
         }
         E::ReceiptAttached { .. } => {
             batch.clear(tx, AlertType::ReceiptMissing, id, "A receipt was attached.", at).await?;
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Forgets the budget flags of requisition `id` other than those of budgets `keep` (its
+/// current round's), when its `budget_exceeded` alert is open (flags exist only then).
+async fn forget_budget_flags(
+    tx: &mut PgConnection,
+    batch: &Batch<'_>,
+    id: Id,
+    keep: &[Id],
+) -> anyhow::Result<()> {
+    if batch.open.contains(&(AlertType::BudgetExceeded, id.to_string())) {
+        sqlx::query("DELETE FROM alert_budget_flags WHERE requisition_id = $1 AND NOT budget_id = ANY ($2)")
+            .bind(id)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await
+            .context("forgetting budget flags")?;
+    }
+    Ok(())
+}
+
+/// A budget set (again): the flags it now covers clear (the amount reaches what was consumed
+/// when the requisition was flagged plus its amount), and a `budget_exceeded` alert whose
+/// last flag cleared resolves itself.
+async fn on_budget(tx: &mut PgConnection, e: &EventRow, event: &BudgetEvent) -> anyhow::Result<()> {
+    let BudgetEvent::BudgetSet { budget_id, scope, month, currency, amount, .. } = event;
+    // The statement sees the flags as they were before its delete: a requisition is cleared
+    // when it had no flag of another budget.
+    let cleared: Vec<Id> = sqlx::query_scalar(
+        "WITH cleared AS (DELETE FROM alert_budget_flags WHERE budget_id = $1 AND needed <= $2
+                          RETURNING requisition_id)
+         SELECT c.requisition_id FROM cleared c
+         WHERE NOT EXISTS (SELECT 1 FROM alert_budget_flags f
+                           WHERE f.requisition_id = c.requisition_id AND f.budget_id <> $1)",
+    )
+    .bind(budget_id)
+    .bind(amount)
+    .fetch_all(&mut *tx)
+    .await
+    .context("clearing budget flags")?;
+    if !cleared.is_empty() {
+        let note = format!(
+            "The {} budget for {month} was raised to {} {currency}.",
+            scope.kind.as_str().replace('_', " "),
+            amount.round_dp(2)
+        );
+        for id in cleared {
+            resolve_cleared(tx, AlertType::BudgetExceeded, id, &note, e.recorded_at)
+                .await
+                .context("resolving an alert")?;
+        }
     }
     Ok(())
 }
@@ -698,7 +787,7 @@ async fn open_alerts(
             | Decoded::Advance(_, AdvanceEvent::AdvanceSettled { requisition_id, .. }) => {
                 ids.insert(requisition_id.to_string());
             }
-            Decoded::Advance(..) => {}
+            Decoded::Advance(..) | Decoded::Budget(_) => {}
         }
     }
     let ids: Vec<String> = ids.into_iter().collect();

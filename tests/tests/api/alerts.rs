@@ -387,3 +387,46 @@ async fn a_failed_provider_payment_alerts_its_payer_and_treasury_until_it_is_pai
         (&json!("resolved"), &json!("The requisition was paid."))
     );
 }
+
+/// A requisition that will not be paid leaves nothing to act on about its payment: cancelled
+/// after a failed provider payment and three wrong codes, its `payment_failed` and
+/// `otp_failures` alerts resolve by themselves, with the reason as the note.
+#[tokio::test]
+async fn a_cancelled_requisition_resolves_its_payment_alerts() {
+    use crate::providers::{pay_mobile, settled};
+    use pettycash_commands::providers::simulator::Script;
+    let app = TestApp::spawn_with(|c| {
+        c.seal_interval_secs = 3600;
+        c.scheduler_interval_secs = 3600;
+    })
+    .await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "5000").await;
+    let id = approved(&app, &c, fund, "300").await;
+    app.simulator.script("254712000104", Script::result("2003"));
+    let r = pay_mobile(&app, &c, id, "254712000104").await;
+    assert_eq!(settled(&app, &c, r.id()).await["status"], "failed");
+    app.clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(app.request_code(&c.treasury, id, "cash").await.status, StatusCode::CREATED);
+    let code = app.queued_payment_code(&c.treasury.email, id).await;
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    for _ in 0..3 {
+        let r = app.pay_with_code(&c.treasury, id, "cash", &wrong).await;
+        assert_eq!(r.code(), "payment_code_wrong", "{r:?}");
+    }
+    for alert_type in ["payment_failed", "otp_failures"] {
+        assert_eq!(the_alert(&app, &c.treasury, alert_type, id).await["state"], "open", "{alert_type}");
+    }
+    let r = app
+        .post(&c.staff, &format!("/api/requisitions/{id}/cancel"), json!({"reason": "Bought it myself"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    for alert_type in ["payment_failed", "otp_failures"] {
+        let alert = the_alert(&app, &c.treasury, alert_type, id).await;
+        assert_eq!(
+            (&alert["state"], &alert["resolution_note"], &alert["resolved_by"]),
+            (&json!("resolved"), &json!("The requisition was cancelled."), &Value::Null),
+            "{alert_type}: {alert:#}"
+        );
+    }
+}

@@ -538,3 +538,37 @@ async fn an_open_replenishment_request_alerts_once_and_resolves_when_rejected_or
     assert!(alerts(&app, &c.treasury, &format!("fund_id={fund}&state=open,acknowledged")).await.is_empty());
     assert_eq!(mailed(&app, &smtp, &c.treasury, subject).await.len(), 2);
 }
+
+/// A budget raised to cover what a requisition asks clears its flag: over the department's
+/// and the cost centre's budgets, raising only one leaves the alert open; raising the other
+/// too (to exactly what was consumed when flagged plus the amount) resolves it by itself,
+/// with the budget in the note. Raising a budget too little clears nothing.
+#[tokio::test]
+async fn raising_every_budget_a_requisition_exceeds_resolves_its_alert() {
+    let smtp = MailServer::start().await;
+    let app = quiet_app(&smtp).await;
+    let o = Org::build(&app).await;
+    o.spend_800(&app, &smtp).await;
+    // 800 + 300 over the department's 1,000; 0 + 300 over the cost centre's 100.
+    let over = o.submit(&app, "300", json!({"cost_centre_id": o.cost_centre})).await;
+    assert_eq!(over.body["budget_exceeded"].as_array().map(Vec::len), Some(2), "{over:?}");
+    let id = over.id();
+    assert_eq!(the_alert(&app, &o.fpa, "budget_exceeded", id).await["state"], "open");
+    let set = |scope: &str, unit: Uuid, amount: &str| json!({"scope": scope, "scope_id": unit, "month": this_month(), "currency": "KES", "amount": amount});
+    for (scope, unit, amount) in [
+        ("department", o.department, "1099.99"), // a cent short
+        ("department", o.department, "1100"),    // covers it; the cost centre's still does not
+        ("cost_centre", o.cost_centre, "250"),   // short
+    ] {
+        let r = app.put(&o.cfo, "/api/budgets", set(scope, unit, amount)).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let alert = the_alert(&app, &o.fpa, "budget_exceeded", id).await;
+        assert_eq!(alert["state"], "open", "after {scope} {amount}: {alert:#}");
+    }
+    let r = app.put(&o.cfo, "/api/budgets", set("cost_centre", o.cost_centre, "300")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    resolved_by_itself(
+        &the_alert(&app, &o.fpa, "budget_exceeded", id).await,
+        &format!("The cost centre budget for {} was raised to 300.00 KES.", this_month()),
+    );
+}
