@@ -420,7 +420,7 @@ impl PageUpload {
         CommandContext::user(self.user.actor(), self.meta.clone()).with_session(Some(self.session.clone()))
     }
 
-    pub fn field(&self, name: &str) -> String {
+    fn field(&self, name: &str) -> String {
         self.fields.get(name).cloned().unwrap_or_default()
     }
 }

@@ -1295,6 +1295,42 @@ mod tests {
     }
 
     #[test]
+    fn a_result_file_is_read_as_the_type_declared_else_as_its_name_says() {
+        assert_eq!(table_type(upload::CSV, "results.xlsx"), upload::CSV);
+        assert_eq!(table_type("application/vnd.ms-excel", "Results.CSV"), upload::CSV);
+        assert_eq!(table_type("application/octet-stream", "results.xlsx"), upload::XLSX);
+        assert_eq!(table_type("application/pdf", "results.pdf"), "application/pdf");
+    }
+
+    #[test]
+    fn an_imports_lines_are_summed_up_by_outcome_in_the_order_they_came() {
+        let line = |outcome: &str, status: Option<&str>| ResultLineReport {
+            row: 2,
+            reference: None,
+            outcome: outcome.into(),
+            payment_status: status.map(String::from),
+            column: None,
+            message: None,
+        };
+        let shown: Vec<ResultLine> = [
+            line("applied", Some("succeeded")),
+            line("applied", Some("failed")),
+            line("unknown_reference", None),
+            line("applied", Some("succeeded")),
+        ]
+        .iter()
+        .map(|l| ResultLine {
+            row: l.row,
+            reference: String::new(),
+            outcome: outcome(l),
+            message: String::new(),
+        })
+        .collect();
+        assert_eq!(outcome_summary(&shown), "4 lines: 2 paid, 1 failed, 1 unknown reference.");
+        assert_eq!(outcome_summary(&shown[2..3]), "1 line: 1 unknown reference.");
+    }
+
+    #[test]
     fn a_notice_says_only_what_the_page_knows_how_to_say() {
         let q = |done: &str, variance: &str, status: &str| FundQuery {
             done: Some(done.into()),

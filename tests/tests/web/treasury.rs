@@ -251,9 +251,18 @@ async fn a_requester_cannot_reach_the_treasury_pages() {
 async fn the_treasury_and_alerts_pages_fit_a_375_px_screen() {
     let desk = Desk::new(None).await;
     let treasury = &desk.cast.treasury;
+    // A batch of a second approved requisition, for its page.
+    let id = desk.approved(desk.fund, "300").await;
+    let r =
+        desk.app.post(treasury, "/api/treasury/bulk-payments/code", json!({"requisition_ids": [id]})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let body = json!({"requisition_ids": [id], "destinations": {id.to_string(): "0712345678"},
+                      "code": desk.batch_code().await});
+    let batch = desk.app.post(treasury, "/api/treasury/bulk-payments/", body).await.id();
     let mut browser = desk.signed_in(Screen::Phone, "treasury-phone", &treasury.email).await;
     let overflow = "return [window.innerWidth, document.documentElement.scrollWidth]";
     for (page, name) in [
+        (format!("/treasury/bulk-payments/{batch}"), "batch"),
         ("/treasury/".to_string(), "queue"),
         (format!("/treasury/pay/{}", desk.requisition), "pay"),
         ("/treasury/funds/".to_string(), "funds"),
@@ -450,7 +459,7 @@ async fn reloading_the_pay_page_after_asking_for_a_code_mails_no_second_one() {
     };
     let mails = codes_mailed(desk.app.delivered(&smtp).await);
     assert_eq!(mails.len(), 1, "{mails:#?}");
-    assert_eq!(mails[0].to, [treasury.email.clone()]);
+    assert_eq!(mails[0].to, std::slice::from_ref(&treasury.email));
     // The page says until when, as the mail does (`HH:MM UTC`).
     let (_, until) = mails[0].text.split_once("until ").expect("the mail says until when");
     let until: String = until.chars().take(9).collect();
