@@ -45,7 +45,7 @@ use pettycash_domain::payment::{self, BatchStatus, CodeProblem, IssuedCode};
 use pettycash_domain::requisition::{Requisition, RequisitionCommand};
 use pettycash_domain::{Actor, DomainError, Id, Role};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -114,6 +114,13 @@ pub struct BatchImportRead {
     pub summary: sqlx::types::Json<serde_json::Value>,
 }
 
+impl BatchImportRead {
+    /// The report of each line, as recorded with the import (`summary.lines`).
+    pub fn lines(&self) -> Vec<ResultLineReport> {
+        serde_json::from_value(self.summary.0["lines"].clone()).unwrap_or_default()
+    }
+}
+
 /// A batch with its lines and the result files imported into it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchRead {
@@ -125,7 +132,7 @@ pub struct BatchRead {
 }
 
 /// What one line of a result file did.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ResultLineReport {
     /// The line's number in the file (the header is 1).
     pub row: usize,

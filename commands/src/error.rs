@@ -100,5 +100,9 @@ pub struct BatchRefusal {
 
 fn batch_message(lines: &[BatchRefusal]) -> String {
     let each: Vec<String> = lines.iter().map(|l| format!("{}: {}", l.field, l.message)).collect();
-    format!("nothing was started; refused: {}", each.join("; "))
+    match lines {
+        // A result file that cannot be read (`import_batch_results`): no batch is started.
+        [one] if one.code == "invalid_file" => format!("nothing was imported: {}", each.join("; ")),
+        _ => format!("nothing was started; refused: {}", each.join("; ")),
+    }
 }

@@ -262,6 +262,40 @@ impl CommandService {
         .await?)
     }
 
+    /// The latest code `payer` was issued for paying `requisition_id`, while it still works
+    /// (not used, not locked by wrong attempts, not expired: `payment::check_code`'s rule):
+    /// its method, until when, and the address it was mailed to. `None` otherwise. What the
+    /// pay page says after a code was asked for, so that the page can be shown again (a
+    /// reload, a redirect) without asking for another.
+    pub async fn open_payment_code(
+        &self,
+        payer: &Actor,
+        requisition_id: Id,
+    ) -> Result<Option<PaymentCodeIssued>, CommandError> {
+        #[derive(sqlx::FromRow)]
+        struct Latest {
+            #[sqlx(flatten)]
+            code: CodeRow,
+            method: String,
+            expires_at: DateTime<Utc>,
+        }
+        let latest: Option<Latest> = sqlx::query_as(
+            "SELECT id, payer_id, code_hash, issued_at, attempts, used_at IS NOT NULL AS used, method,
+                    expires_at
+             FROM payment_codes WHERE requisition_id = $1 AND payer_id = $2
+             ORDER BY issued_at DESC, id DESC LIMIT 1",
+        )
+        .bind(requisition_id)
+        .bind(payer.user_id)
+        .fetch_optional(self.store().pool())
+        .await?;
+        let Some(Latest { code, method, expires_at }) = latest else { return Ok(None) };
+        let works = payment::check_code(Some(&code.issued()), self.clock().now(), true).is_ok();
+        let (Ok(method), true) = (method.parse::<PaymentMethod>(), works) else { return Ok(None) };
+        let sent_to = self.payer_email(payer.user_id).await?;
+        Ok(Some(PaymentCodeIssued { requisition_id, method, expires_at, sent_to, position: 0 }))
+    }
+
     /// Issues a one-time code for paying `requisition_id` by `method` and mails it to the
     /// signed-in payer. The same checks as a payment first (treasury, neither requester nor
     /// approver, approved and unpaid); rate-limited per payer and requisition.

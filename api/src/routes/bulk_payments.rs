@@ -2,7 +2,7 @@
 //! through the provider's batch file, settled by importing the provider's result file
 //! (`pettycash_commands::bulk_payments`).
 
-use super::run;
+use super::{command_error, run};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Command, CurrentUser, IdPath, Upload};
 use crate::state::AppState;
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pettycash_commands::bulk_payments::{BatchCodeIssued, BatchRead, BatchSummary, ResultImportReport};
+use pettycash_commands::{CommandContext, CommandError, SessionGuard};
 use serde::Deserialize;
 use sha2::Digest;
 use std::collections::HashMap;
@@ -198,16 +199,42 @@ pub async fn import_results(
     IdPath(id): IdPath,
     upload: Upload,
 ) -> ApiResult<Response> {
-    let ctx = upload.context();
-    let actor = upload.user.actor();
-    if !actor.has(pettycash_domain::Role::Treasury) {
-        return Err(pettycash_commands::CommandError::from(pettycash_domain::DomainError::MissingRole {
+    let report = import_results_file(
+        &state,
+        &upload.context(),
+        &upload.session,
+        id,
+        &upload.media_type,
+        &upload.bytes,
+    )
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+/// Imports the result file `bytes` (of `media_type`: CSV or XLSX) into batch `id`: the body of
+/// `POST /api/treasury/bulk-payments/{id}/results` and of the batch page's form
+/// (`web::treasury::import_results`). Treasury only (403 before the file is read); a file that
+/// cannot be read is a 4xx naming `file` (415 for another type); a session that changed under
+/// the command is forgotten, as `super::run` does.
+pub async fn import_results_file(
+    state: &AppState,
+    ctx: &CommandContext,
+    session: &SessionGuard,
+    id: Uuid,
+    media_type: &str,
+    bytes: &[u8],
+) -> ApiResult<ResultImportReport> {
+    if !ctx.actor.as_ref().is_some_and(|a| a.has(pettycash_domain::Role::Treasury)) {
+        return Err(CommandError::from(pettycash_domain::DomainError::MissingRole {
             required: pettycash_domain::Role::Treasury,
         })
         .into());
     }
-    let table = upload::read(&upload.media_type, &upload.bytes)?;
-    let sha256 = hex::encode(sha2::Sha256::digest(&upload.bytes));
-    let report = state.commands.import_batch_results(&ctx, id, &table, sha256).await?;
-    Ok(Json(report).into_response())
+    let table = upload::read(media_type, bytes)?;
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    state
+        .commands
+        .import_batch_results(ctx, id, &table, sha256)
+        .await
+        .map_err(|e| command_error(state, session, e))
 }

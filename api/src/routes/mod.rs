@@ -28,7 +28,7 @@ use crate::state::AppState;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pettycash_commands::{CommandError, Outcome};
+use pettycash_commands::{CommandError, Outcome, SessionGuard};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use utoipa::ToSchema;
@@ -41,6 +41,16 @@ fn respond(status: StatusCode, position: i64, body: impl Serialize) -> Response 
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(POSITION_HEADER, HeaderValue::from(position));
     response
+}
+
+/// A command's error as the API answers it; a session that changed under the command is
+/// forgotten, as [`run`] does (for the commands that do not go through it: file imports, the
+/// pages' forms).
+pub fn command_error(state: &AppState, session: &SessionGuard, err: CommandError) -> ApiError {
+    if matches!(err, CommandError::SessionChanged) {
+        state.auth.forget_session(&session.token_hash);
+    }
+    err.into()
 }
 
 /// Runs a command with idempotency: a request whose `Idempotency-Key` was seen before gets the

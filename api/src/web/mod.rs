@@ -31,9 +31,10 @@ pub mod treasury;
 use crate::db_health;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::behind_tls;
+use crate::routes::receipts::UPLOAD_BODY_LIMIT;
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -62,6 +63,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/treasury/funds/{id}/replenishments/{sub}/{action}", post(treasury::replenishment))
         .route("/treasury/advances", get(treasury::advances))
         .route("/treasury/bulk-payments", get(treasury::batches).post(treasury::create_batch))
+        .route("/treasury/bulk-payments/{id}", get(treasury::batch))
+        .route(
+            "/treasury/bulk-payments/{id}/results",
+            post(treasury::import_results).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
+        )
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}/acknowledge", post(alerts::acknowledge))
         .route("/alerts/{id}/resolve", post(alerts::resolve))

@@ -409,6 +409,9 @@ pub struct PageUpload {
     pub meta: RequestMeta,
     pub fields: HashMap<String, String>,
     pub file: Option<(String, Bytes)>,
+    /// The media type the browser declared for the file (lower case, no parameters; empty
+    /// when none).
+    pub file_type: String,
 }
 
 impl PageUpload {
@@ -440,9 +443,15 @@ impl FromRequest<AppState> for PageUpload {
         };
         let mut fields = HashMap::new();
         let mut file = None;
+        let mut file_type = String::new();
         while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
             let name = field.name().unwrap_or_default().to_string();
             if name == "file" {
+                file_type = field
+                    .content_type()
+                    .and_then(|t| t.split(';').next())
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .unwrap_or_default();
                 let (file_name, bytes) =
                     receipts::read_part(field).await.map_err(IntoResponse::into_response)?;
                 if !bytes.is_empty() {
@@ -454,7 +463,7 @@ impl FromRequest<AppState> for PageUpload {
         }
         csrf::verify(state, Binding::Session(&token), fields.get(csrf::FIELD).map(String::as_str))
             .map_err(IntoResponse::into_response)?;
-        Ok(PageUpload { user, token, session, meta, fields, file })
+        Ok(PageUpload { user, token, session, meta, fields, file, file_type })
     }
 }
 

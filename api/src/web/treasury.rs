@@ -15,26 +15,31 @@ use super::csrf::PageForm;
 use super::dashboard::{money, words};
 use super::layout::Layout;
 use super::render;
+use super::requisitions::PageUpload;
 use super::session::{sentence, PageUser};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::IdPath;
+use crate::routes::bulk_payments::import_results_file;
+pub use crate::routes::command_error;
 use crate::routes::consistent;
 use crate::routes::payments::{pay_cash, pay_through_provider, PayRequest};
 use crate::routes::reads::{parse_cursor, parse_min_position, present, query_error};
 use crate::state::AppState;
+use crate::upload;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use pettycash_commands::advances::{AdvanceFilter, STATUSES};
+use pettycash_commands::bulk_payments::ResultLineReport;
 use pettycash_commands::views::FundView;
-use pettycash_commands::{CommandError, SessionGuard};
+use pettycash_commands::CommandError;
 use pettycash_domain::denomination::{self, Form};
 use pettycash_domain::fund::PaymentMethod;
 use pettycash_domain::money::Currency;
 use pettycash_domain::requisition::Status;
 use pettycash_domain::visibility::{self, RequisitionScope};
-use pettycash_domain::Actor;
+use pettycash_domain::{Actor, Role};
 use pettycash_projections::queries::{self, PageRequest, RequisitionFilter};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -92,7 +97,7 @@ impl Refusal {
     /// form (not found, the database, a fault) stays an error page.
     pub fn of(form: &str, err: ApiError) -> Result<(StatusCode, Refusal), ApiError> {
         match err.status.as_u16() {
-            400 | 403 | 409 | 410 | 422 | 429 => Ok((
+            400 | 403 | 409 | 410 | 413 | 415 | 422 | 429 => Ok((
                 err.status,
                 Refusal { form: form.into(), field: err.field.clone(), message: sentence(&err.message) },
             )),
@@ -109,15 +114,6 @@ impl Refusal {
             None => Some(r.message.clone()),
         }
     }
-}
-
-/// A command's error as the API answers it; a session that changed under the command is
-/// forgotten, as `routes::run` does.
-pub fn command_error(state: &AppState, session: &SessionGuard, err: CommandError) -> ApiError {
-    if matches!(err, CommandError::SessionChanged) {
-        state.auth.forget_session(&session.token_hash);
-    }
-    err.into()
 }
 
 /// The area is for payment readers (the rule of `GET /api/treasury/payments/`): 403 otherwise,
@@ -180,6 +176,23 @@ pub struct QueueQuery {
     min_position: Option<String>,
 }
 
+/// One page (50) of the payments queue: approved requisitions `actor` may see, newest first
+/// (`GET /api/requisitions/?status=approved`'s query and scope), from `cursor`; and the query
+/// of the next page (`cursor=…`), when there is one.
+async fn approved(
+    state: &AppState,
+    actor: &Actor,
+    cursor: &Option<String>,
+) -> ApiResult<(Vec<queries::RequisitionRow>, Option<String>)> {
+    let filter = RequisitionFilter { status: Some(Status::Approved), ..Default::default() };
+    let page = PageRequest { limit: None, after: parse_cursor(cursor)? };
+    let found = queries::list_requisitions(&state.pool, &RequisitionScope::of(actor), &filter, page)
+        .await
+        .map_err(query_error)?;
+    let next = found.next_cursor.map(|c| serde_urlencoded::to_string([("cursor", c)]).unwrap_or_default());
+    Ok((found.items, next))
+}
+
 /// `GET /treasury/`: approved requisitions the user may see (`GET /api/requisitions/?status=approved`
 /// under the same scope), oldest last as the list orders them, each with its pay action.
 pub async fn queue(
@@ -192,14 +205,9 @@ pub async fn queue(
     may_enter(&actor)?;
     let min = parse_min_position(&q.min_position)?;
     consistent(&state, &["requisitions", "cash"], min, &headers).await?;
-    let filter = RequisitionFilter { status: Some(Status::Approved), ..Default::default() };
-    let page = PageRequest { limit: None, after: parse_cursor(&q.cursor)? };
-    let found = queries::list_requisitions(&state.pool, &RequisitionScope::of(&actor), &filter, page)
-        .await
-        .map_err(query_error)?;
+    let (items, next) = approved(&state, &actor, &q.cursor).await?;
     let funds = fund_names(&state, &actor).await?;
-    let lines = found
-        .items
+    let lines = items
         .into_iter()
         .map(|r| QueueLine {
             id: r.id,
@@ -212,7 +220,6 @@ pub async fn queue(
         .collect();
     let layout = Layout::signed_in(&state, "Payments queue", &user, &token, HOME)?;
     let paid = present(&q.paid).and_then(|p| p.parse().ok());
-    let next = found.next_cursor.map(|c| serde_urlencoded::to_string([("cursor", c)]).unwrap_or_default());
     render(StatusCode::OK, &QueuePage { layout, tabs: tabs(HOME), lines, next, paid })
 }
 
@@ -272,6 +279,11 @@ async fn pay_page(
     may_enter(&actor)?;
     let r = state.commands.requisition(&actor, id).await?;
     let fund = fund_names(state, &actor).await?.remove(&r.fund_id).unwrap_or_default();
+    // A code asked for earlier that still works: the page says so, with its method chosen.
+    let open = match r.status {
+        Status::Approved => state.commands.open_payment_code(&actor, id).await?,
+        _ => None,
+    };
     Ok(PayPage {
         layout: Layout::signed_in(state, "Pay a requisition", user, token, HOME)?,
         tabs: tabs(HOME),
@@ -283,10 +295,12 @@ async fn pay_page(
         status: words(r.status.as_str()),
         payable: r.status == Status::Approved,
         methods: METHODS,
-        method: "cash".into(),
+        method: open.as_ref().map_or("cash", |c| c.method.as_str()).into(),
         destination: String::new(),
         reference: String::new(),
-        sent: None,
+        sent: open.map(|c| {
+            format!("A code was mailed to {}. It works once, until {}.", c.sent_to, when(c.expires_at))
+        }),
         refusal: None,
     })
 }
@@ -306,27 +320,22 @@ pub struct CodeForm {
 }
 
 /// `POST /treasury/pay/{id}/code`: mails the payer a one-time code for paying `id` by `method`
-/// (`request_payment_code`, as `POST /api/treasury/payments/code`).
+/// (`request_payment_code`, as `POST /api/treasury/payments/code`), then 303 to the pay page,
+/// which says to whom the code went and until when (`open_payment_code`): reloading that page
+/// asks for nothing. A refusal (not payable by this user, asked too often) is the pay page
+/// again with the reason beside the button.
 pub async fn request_code(
     State(state): State<AppState>,
     IdPath(id): IdPath,
     form: PageForm<CodeForm>,
 ) -> ApiResult<Response> {
     let method = form.form.method;
-    let asked = state.commands.request_payment_code(&form.context(), id, method).await;
-    let mut page = pay_page(&state, &form.user, &form.token, id).await?;
-    page.method = method.as_str().into();
-    match asked {
-        Ok(issued) => {
-            page.sent = Some(format!(
-                "A code was mailed to {}. It works once, until {}.",
-                issued.value.sent_to,
-                when(issued.value.expires_at)
-            ));
-            render(StatusCode::OK, &page)
-        }
+    match state.commands.request_payment_code(&form.context(), id, method).await {
+        Ok(_) => Ok(see_other(&format!("/treasury/pay/{id}"))),
         Err(e) => {
             let (status, refusal) = Refusal::of("code", command_error(&state, &form.session, e))?;
+            let mut page = pay_page(&state, &form.user, &form.token, id).await?;
+            page.method = method.as_str().into();
             page.refusal = Some(refusal);
             render(status, &page)
         }
@@ -884,6 +893,10 @@ struct BatchesPage {
     tabs: Vec<Tab>,
     batches: Vec<BatchLine>,
     candidates: Vec<Candidate>,
+    /// The queue's page the candidates are from (kept through the form), and the next one's
+    /// query.
+    cursor: String,
+    next: Option<String>,
     /// The batch just created.
     created: Option<Uuid>,
     /// The code was mailed: to whom, for what, until when.
@@ -908,12 +921,15 @@ impl BatchesPage {
 #[serde(default)]
 pub struct BatchesQuery {
     created: Option<String>,
+    cursor: Option<String>,
 }
 
+/// The bulk payments page, its candidates from the queue's page at `cursor` (the first: none).
 async fn batches_page(
     state: &AppState,
     user: &pettycash_commands::auth::AuthUser,
     token: &str,
+    cursor: &Option<String>,
 ) -> ApiResult<BatchesPage> {
     let actor = user.actor();
     may_enter(&actor)?;
@@ -932,18 +948,9 @@ async fn batches_page(
             created: when(b.created_at),
         })
         .collect();
-    // The queue's first page: what may go into a batch.
-    let filter = RequisitionFilter { status: Some(Status::Approved), ..Default::default() };
-    let queue = queries::list_requisitions(
-        &state.pool,
-        &RequisitionScope::of(&actor),
-        &filter,
-        PageRequest::default(),
-    )
-    .await
-    .map_err(query_error)?;
-    let candidates = queue
-        .items
+    // A page of the queue: what may go into a batch.
+    let (items, next) = approved(state, &actor, cursor).await?;
+    let candidates = items
         .into_iter()
         .map(|r| Candidate {
             id: r.id,
@@ -959,6 +966,8 @@ async fn batches_page(
         tabs: tabs("/treasury/bulk-payments/"),
         batches,
         candidates,
+        cursor: present(cursor).unwrap_or_default().to_string(),
+        next,
         created: None,
         sent: None,
         refusal: None,
@@ -973,13 +982,13 @@ pub async fn batches(
     PageUser { user, token }: PageUser,
     Query(q): Query<BatchesQuery>,
 ) -> ApiResult<Response> {
-    let mut page = batches_page(&state, &user, &token).await?;
+    let mut page = batches_page(&state, &user, &token, &q.cursor).await?;
     page.created = present(&q.created).and_then(|c| c.parse().ok());
     render(StatusCode::OK, &page)
 }
 
 /// `POST /treasury/bulk-payments/`: fields `r` (a chosen requisition, repeated), `d.<id>` (its
-/// payee's mobile number), `code`, and `step`: `code` mails the batch's one-time code
+/// payee's mobile number), `code`, `cursor` (the queue's page shown) and `step`: `code` mails the batch's one-time code
 /// (`request_batch_code`, as `POST /api/treasury/bulk-payments/code`), `create` starts the
 /// batch with it (`create_payment_batch`, as `POST /api/treasury/bulk-payments/`). A refusal
 /// shows the form again with the choices kept.
@@ -989,10 +998,12 @@ pub async fn create_batch(
 ) -> ApiResult<Response> {
     let text = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
     let (mut ids, mut typed, mut code, mut step) = (Vec::<Uuid>::new(), HashMap::new(), None, "create");
+    let mut cursor = None;
     for (name, value) in &form.form {
         match name.as_str() {
             "r" => ids.extend(value.parse::<Uuid>().ok()),
             "code" => code = text(value),
+            "cursor" => cursor = text(value),
             "step" => step = if value == "code" { "code" } else { "create" },
             other => {
                 if let Some(id) = other.strip_prefix("d.").and_then(|id| id.parse::<Uuid>().ok()) {
@@ -1028,7 +1039,7 @@ pub async fn create_batch(
             Err(e) => (None, Some(e)),
         }
     };
-    let mut page = batches_page(&state, &form.user, &form.token).await?;
+    let mut page = batches_page(&state, &form.user, &form.token, &cursor).await?;
     for candidate in &mut page.candidates {
         candidate.checked = ids.contains(&candidate.id);
         candidate.destination = typed.get(&candidate.id).cloned().unwrap_or_default();
@@ -1041,6 +1052,228 @@ pub async fn create_batch(
         page.refusal = Some(refusal);
     }
     render(status, &page)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A batch and its result file
+
+/// A payment of a batch.
+pub struct BatchPaymentLine {
+    pub requisition_id: Uuid,
+    pub name: String,
+    pub mobile_number: String,
+    pub amount: String,
+    /// `Waiting for the result`, `Paid` or `Failed` (`executing`, `succeeded`, `failed`).
+    pub status: &'static str,
+    /// The provider's receipt, or why it failed.
+    pub detail: String,
+}
+
+/// A result file imported into the batch.
+pub struct ImportLine {
+    pub id: Uuid,
+    pub when: String,
+    /// The start of the file's SHA-256.
+    pub sha256: String,
+    pub summary: String,
+}
+
+/// A line of the result file just imported, as the import reported it.
+pub struct ResultLine {
+    pub row: usize,
+    pub reference: String,
+    /// `Paid`, `Failed`, `Already applied`, `Unknown reference`, `Amount does not match`,
+    /// `Invalid`.
+    pub outcome: &'static str,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "treasury_batch.html")]
+struct BatchPage {
+    layout: Layout,
+    tabs: Vec<Tab>,
+    batch: BatchLine,
+    lines: Vec<BatchPaymentLine>,
+    imports: Vec<ImportLine>,
+    /// The import just done (`?import=`): what it did in a sentence, and each line.
+    report: Option<(String, Vec<ResultLine>)>,
+    /// Treasury may import the result file (the command decides; the page offers the form).
+    may_import: bool,
+    refusal: Option<Refusal>,
+}
+
+impl BatchPage {
+    fn error(&self) -> Option<String> {
+        Refusal::at(&self.refusal, "results", None)
+    }
+}
+
+/// A line's outcome as the page says it.
+fn outcome(line: &ResultLineReport) -> &'static str {
+    match (line.outcome.as_str(), line.payment_status.as_deref()) {
+        ("applied", Some("succeeded")) => "Paid",
+        ("applied", Some("failed")) => "Failed",
+        ("applied", _) => "Applied",
+        ("already_applied", _) => "Already applied",
+        ("unknown_reference", _) => "Unknown reference",
+        ("amount_mismatch", _) => "Amount does not match",
+        _ => "Invalid",
+    }
+}
+
+/// How many lines had each outcome, in the order they first came: `2 lines: 1 paid, 1 failed.`
+fn outcome_summary(lines: &[ResultLine]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for line in lines {
+        match counts.iter_mut().find(|(o, _)| *o == line.outcome) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((line.outcome, 1)),
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {}", o.to_lowercase())).collect();
+    let noun = if lines.len() == 1 { "line" } else { "lines" };
+    format!("{} {noun}: {}.", lines.len(), parts.join(", "))
+}
+
+/// The page of batch `id` (`CommandService::payment_batch`, as
+/// `GET /api/treasury/bulk-payments/{id}`; 404 for a batch the user may not read), with the
+/// report of its import `import` when given.
+async fn batch_page(
+    state: &AppState,
+    user: &pettycash_commands::auth::AuthUser,
+    token: &str,
+    id: Uuid,
+    import: Option<Uuid>,
+) -> ApiResult<BatchPage> {
+    let actor = user.actor();
+    may_enter(&actor)?;
+    let read = state.commands.payment_batch(&actor, id).await?;
+    let b = read.batch;
+    let fund = fund_names(state, &actor).await?.remove(&b.fund_id).unwrap_or_default();
+    let c = b.currency.clone();
+    let lines = read
+        .lines
+        .into_iter()
+        .map(|l| BatchPaymentLine {
+            requisition_id: l.requisition_id,
+            name: l.name,
+            mobile_number: l.mobile_number,
+            amount: money(&c, l.amount),
+            status: match l.status.as_str() {
+                "succeeded" => "Paid",
+                "failed" => "Failed",
+                _ => "Waiting for the result",
+            },
+            detail: l.provider_receipt.or(l.last_result_reason).unwrap_or_default(),
+        })
+        .collect();
+    let mut report = None;
+    let mut imports = Vec::new();
+    for i in read.imports.iter().rev() {
+        let shown: Vec<ResultLine> = i
+            .lines()
+            .iter()
+            .map(|l| ResultLine {
+                row: l.row,
+                reference: l.reference.map(|r| r.to_string()).unwrap_or_default(),
+                outcome: outcome(l),
+                message: match (&l.column, &l.message) {
+                    (Some(column), Some(m)) => format!("{column}: {m}"),
+                    (None, Some(m)) => m.clone(),
+                    _ => String::new(),
+                },
+            })
+            .collect();
+        let summary = outcome_summary(&shown);
+        imports.push(ImportLine {
+            id: i.id,
+            when: when(i.imported_at),
+            sha256: i.file_sha256.chars().take(12).collect(),
+            summary: summary.clone(),
+        });
+        if import == Some(i.id) {
+            report = Some((summary, shown));
+        }
+    }
+    Ok(BatchPage {
+        layout: Layout::signed_in(state, "Payment batch", user, token, HOME)?,
+        tabs: tabs("/treasury/bulk-payments/"),
+        batch: BatchLine {
+            id: b.id,
+            fund,
+            count: b.count,
+            total: money(&c, b.total),
+            status: b.status,
+            created: when(b.created_at),
+        },
+        lines,
+        imports,
+        report,
+        may_import: actor.has(Role::Treasury),
+        refusal: None,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BatchQuery {
+    import: Option<String>,
+}
+
+/// `GET /treasury/bulk-payments/{id}?import=`: a batch, its payments with their state, the
+/// result files imported into it (`?import=`: that import's report, line by line) and the
+/// form to import one.
+pub async fn batch(
+    State(state): State<AppState>,
+    PageUser { user, token }: PageUser,
+    IdPath(id): IdPath,
+    Query(q): Query<BatchQuery>,
+) -> ApiResult<Response> {
+    let import = present(&q.import).and_then(|i| i.parse().ok());
+    render(StatusCode::OK, &batch_page(&state, &user, &token, id, import).await?)
+}
+
+/// The media type of an uploaded table: the one the browser declared when it is CSV or XLSX,
+/// else the one its name says (browsers on Windows declare a `.csv` as
+/// `application/vnd.ms-excel`), else the declared one (refused by the reader, 415).
+fn table_type(declared: &str, name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    match declared {
+        upload::CSV | upload::XLSX => declared,
+        _ if name.ends_with(".csv") => upload::CSV,
+        _ if name.ends_with(".xlsx") => upload::XLSX,
+        _ => declared,
+    }
+    .to_string()
+}
+
+/// `POST /treasury/bulk-payments/{id}/results` (`multipart/form-data`: `csrf_token`, `file`):
+/// the provider's result file, imported as `POST /api/treasury/bulk-payments/{id}/results`
+/// imports it (`routes::bulk_payments::import_results_file`). 303 to the batch's page with the
+/// import's report; a refusal (no file, not CSV or XLSX, a column missing, not treasury) is
+/// the page again with the reason beside the file field.
+pub async fn import_results(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    form: PageUpload,
+) -> ApiResult<Response> {
+    let result = match &form.file {
+        None => Err(ApiError::unprocessable("file", "choose the provider's result file (CSV or Excel)")),
+        Some((name, bytes)) => {
+            let media_type = table_type(&form.file_type, name);
+            import_results_file(&state, &form.context(), &form.session, id, &media_type, bytes).await
+        }
+    };
+    match result {
+        Ok(report) => Ok(see_other(&format!("/treasury/bulk-payments/{id}?import={}", report.import_id))),
+        Err(e) => {
+            let (status, refusal) = Refusal::of("results", e)?;
+            let mut page = batch_page(&state, &form.user, &form.token, id, None).await?;
+            page.refusal = Some(refusal);
+            render(status, &page)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1059,6 +1292,42 @@ mod tests {
         assert_eq!(Refusal::at(&refusal, "pay", Some("destination")), None);
         assert_eq!(Refusal::at(&refusal, "code", None), None);
         assert!(Refusal::of("pay", ApiError::not_found("requisition")).is_err());
+    }
+
+    #[test]
+    fn a_result_file_is_read_as_the_type_declared_else_as_its_name_says() {
+        assert_eq!(table_type(upload::CSV, "results.xlsx"), upload::CSV);
+        assert_eq!(table_type("application/vnd.ms-excel", "Results.CSV"), upload::CSV);
+        assert_eq!(table_type("application/octet-stream", "results.xlsx"), upload::XLSX);
+        assert_eq!(table_type("application/pdf", "results.pdf"), "application/pdf");
+    }
+
+    #[test]
+    fn an_imports_lines_are_summed_up_by_outcome_in_the_order_they_came() {
+        let line = |outcome: &str, status: Option<&str>| ResultLineReport {
+            row: 2,
+            reference: None,
+            outcome: outcome.into(),
+            payment_status: status.map(String::from),
+            column: None,
+            message: None,
+        };
+        let shown: Vec<ResultLine> = [
+            line("applied", Some("succeeded")),
+            line("applied", Some("failed")),
+            line("unknown_reference", None),
+            line("applied", Some("succeeded")),
+        ]
+        .iter()
+        .map(|l| ResultLine {
+            row: l.row,
+            reference: String::new(),
+            outcome: outcome(l),
+            message: String::new(),
+        })
+        .collect();
+        assert_eq!(outcome_summary(&shown), "4 lines: 2 paid, 1 failed, 1 unknown reference.");
+        assert_eq!(outcome_summary(&shown[2..3]), "1 line: 1 unknown reference.");
     }
 
     #[test]
