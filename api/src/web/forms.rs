@@ -455,7 +455,12 @@ mod tests {
         };
         let form = |error: ApiError| {
             Form::post("p", "/x", "Go", "t")
-                .group("tiers", "Tiers", Some("Smallest first."), [rows(0), rows(1)].concat())
+                .group(
+                    "tiers",
+                    "Tiers",
+                    Some("Smallest first."),
+                    rows(0).into_iter().chain(rows(1)).collect(),
+                )
                 .with_failure(Some(&Failure::of("p", &error, &sent)))
         };
         let whole = form(ApiError::unprocessable("tiers", "tier bounds must be positive and increasing"));
