@@ -492,9 +492,11 @@ async fn an_admin_moves_a_user_renames_a_unit_and_a_category_and_sets_a_funds_cu
     browser.select(&format!("#unit-{}-unit_id", clerk.id), &region.to_string()).await;
     browser.click(&format!("#unit-{} button[type=submit]", clerk.id)).await;
     assert!(browser.location().await.starts_with("/admin/users/?min_position="));
-    let rows = browser.texts("#users tbody tr").await;
-    let row = rows.iter().find(|r| r.contains(&clerk.email)).expect("the clerk's row");
-    assert!(row.contains("Region · COAST · Coast region"), "{row}");
+    // The row's Unit cell (its form lists every unit).
+    let emails = browser.texts("#users tbody tr td:nth-child(2)").await;
+    let row = emails.iter().position(|e| *e == clerk.email).expect("the clerk's row") + 1;
+    let unit = browser.text(&format!("#users tbody tr:nth-child({row}) td:nth-child(4)")).await;
+    assert_eq!(unit, "Region · COAST · Coast region");
     assert_eq!(value_of(&browser, &format!("#unit-{}-unit_id", clerk.id)).await, region.to_string());
     let users = app.get(&admin, "/api/users").await.body;
     let moved = users.as_array().unwrap().iter().find(|u| u["id"] == json!(clerk.id)).cloned();
@@ -525,8 +527,9 @@ async fn an_admin_moves_a_user_renames_a_unit_and_a_category_and_sets_a_funds_cu
         .as_str()
         .unwrap()
         .to_string();
-    let row = browser.text("#funds tbody tr").await;
-    assert!(row.contains(&clerk_name) && row.contains("No"), "{row}");
+    // The row's Custodian and Auto-replenish cells (its form lists everyone who may hold it).
+    let cells = "#funds tbody tr td:nth-child(6), #funds tbody tr td:nth-child(7)";
+    assert_eq!(browser.texts(cells).await, [clerk_name.as_str(), "No"]);
     assert_eq!(value_of(&browser, &format!("#settings-{fund}-custodian_id")).await, clerk.id.to_string());
     let shown = app.get(&admin, &format!("/api/funds/{fund}")).await.body;
     assert_eq!(
@@ -539,8 +542,7 @@ async fn an_admin_moves_a_user_renames_a_unit_and_a_category_and_sets_a_funds_cu
     browser.select(&format!("#settings-{fund}-custodian_id"), "").await;
     tick(&browser, &auto).await;
     browser.click(&format!("#settings-{fund} button[type=submit]")).await;
-    let row = browser.text("#funds tbody tr").await;
-    assert!(!row.contains(&clerk_name) && row.contains("Yes"), "{row}");
+    assert_eq!(browser.texts(cells).await, ["—", "Yes"]);
     let shown = app.get(&admin, &format!("/api/funds/{fund}")).await.body;
     assert_eq!((shown["custodian_id"].clone(), shown["auto_replenish"].clone()), (json!(null), json!(true)));
 
