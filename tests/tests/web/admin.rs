@@ -6,11 +6,10 @@
 //! custodian and auto-replenishment, an auditor's event history and ledger as of an instant,
 //! and the refused page for everyone else.
 
-use crate::browser::{csrf_token_in, plain_client, Browser, Screen};
+use crate::browser::{post_form, session_csrf_token, Browser, Screen};
 use pettycash_tests::mail::{MailServer, PUBLIC_URL};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{invitation_token_in, wait_for_projections, Cast, TestApp, TestUser, PASSWORD};
-use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN};
 use reqwest::StatusCode;
 use std::time::Duration;
 use uuid::Uuid;
@@ -300,25 +299,9 @@ async fn staff_get_the_refused_page_for_admin_and_audit_and_the_pages_fit_a_phon
     browser.close().await;
 
     // A form posted by hand with the staff user's own valid token is refused too: nothing opens.
-    let dashboard = plain_client()
-        .get(format!("{}/dashboard/", app.address))
-        .header(COOKIE, format!("pettycash_session={}", cast.staff.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = csrf_token_in(&dashboard);
-    let posted = plain_client()
-        .post(format!("{}/admin/funds/", app.address))
-        .header(COOKIE, format!("pettycash_session={}", cast.staff.token))
-        .header(ORIGIN, app.address.as_str())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf_token={token}&name=Mine&currency=KES&float=100"))
-        .send()
-        .await
-        .unwrap();
+    let token = session_csrf_token(&app.address, &cast.staff.token).await;
+    let fields = format!("csrf_token={token}&name=Mine&currency=KES&float=100");
+    let posted = post_form(&app.address, "/admin/funds/", &cast.staff.token, &fields).await;
     assert_eq!(posted.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.get(&cast.admin, "/api/funds/").await.body["items"].as_array().unwrap().len(), 0);
 
@@ -560,13 +543,7 @@ async fn someone_not_an_admin_posting_the_new_admin_forms_with_a_valid_token_is_
     let cast = Cast::new(&app).await;
     let company = app.unit(&cast.admin, "company", "ACME", None).await;
     let fund = app.fund(&cast.admin, "20000").await;
-    let client = plain_client();
-    let page = |path: &str| {
-        client
-            .get(format!("{}{path}", app.address))
-            .header(COOKIE, format!("pettycash_session={}", cast.head.token))
-    };
-    let token = csrf_token_in(&page("/dashboard/").send().await.unwrap().text().await.unwrap());
+    let token = session_csrf_token(&app.address, &cast.head.token).await;
     let forms = [
         ("/admin/policy/tiers".to_string(), "tiers%5B0%5D.chain=cfo".to_string()),
         (
@@ -578,15 +555,8 @@ async fn someone_not_an_admin_posting_the_new_admin_forms_with_a_valid_token_is_
         (format!("/admin/funds/{fund}/settings"), format!("custodian_id={}&minimum_balance=0", cast.head.id)),
     ];
     for (path, fields) in forms {
-        let posted = client
-            .post(format!("{}{path}", app.address))
-            .header(COOKIE, format!("pettycash_session={}", cast.head.token))
-            .header(ORIGIN, app.address.as_str())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("csrf_token={token}&{fields}"))
-            .send()
-            .await
-            .unwrap();
+        let posted =
+            post_form(&app.address, &path, &cast.head.token, &format!("csrf_token={token}&{fields}")).await;
         assert_eq!(posted.status(), StatusCode::FORBIDDEN, "{path}");
         assert!(posted.text().await.unwrap().contains("Forbidden"), "the refused page: {path}");
     }
