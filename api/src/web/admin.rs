@@ -925,22 +925,14 @@ fn imports(c: &Ctx<'_>, report: Option<ImportReport>) -> Vec<Block> {
 // ---------------------------------------------------------------------------------------------
 // Forms
 
-/// A command's outcome as the page needs it: the position of its last event, its error as an
-/// `ApiError`; a session that changed
-/// under it is forgotten (as `routes::run` does).
+/// A command's outcome as the page needs it: the position of its last event, its error as the
+/// API answers it (`routes::command_error`: a session that changed under it is forgotten).
 fn outcome<T>(
     state: &AppState,
     session: &SessionGuard,
     r: Result<Outcome<T>, CommandError>,
 ) -> ApiResult<i64> {
-    match r {
-        Ok(done) => Ok(done.position),
-        Err(e @ CommandError::SessionChanged) => {
-            state.auth.forget_session(&session.token_hash);
-            Err(e.into())
-        }
-        Err(e) => Err(e.into()),
-    }
+    r.map(|done| done.position).map_err(|e| routes::command_error(state, session, e))
 }
 
 /// `POST /admin/{section}/…`: the forms of the pages (the import's file: [`import`]).
