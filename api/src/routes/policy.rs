@@ -41,8 +41,13 @@ pub struct PolicyInput {
 /// The approval policy in force (version 0 is the built-in default).
 #[utoipa::path(get, path = "/api/approval-policy", tag = "policy", responses((status = 200, body = PolicyView)))]
 pub async fn get_policy(State(state): State<AppState>, _user: CurrentUser) -> ApiResult<Json<PolicyView>> {
+    Ok(Json(policy_of(&state).await?))
+}
+
+/// The policy in force, as `GET /api/approval-policy` answers (and the admin's policy page shows).
+pub async fn policy_of(state: &AppState) -> ApiResult<PolicyView> {
     let loaded = state.commands.policy().await?;
-    Ok(Json(PolicyView::new(&loaded.state, 0)))
+    Ok(PolicyView::new(&loaded.state, 0))
 }
 
 /// Replace the approval policy (admin; one policy for every company, so an admin of no unit:
@@ -52,18 +57,28 @@ pub async fn get_policy(State(state): State<AppState>, _user: CurrentUser) -> Ap
     responses((status = 200, body = PolicyView), (status = 403, body = crate::error::ErrorBody),
               (status = 422, body = crate::error::ErrorBody)))]
 pub async fn put_policy(State(state): State<AppState>, cmd: Command<PolicyInput>) -> ApiResult<Response> {
+    let tiers = tiers_of(&cmd.body.tiers)?;
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.change_policy(&ctx, tiers)).await
+}
+
+/// The tiers as given (the API's body, the admin page's rows): a role that is no role is
+/// refused naming `tiers[i].chain`; the rules of a policy are the command's.
+pub fn tiers_of(input: &[TierInput]) -> ApiResult<Tiers> {
     let mut tiers = Vec::new();
-    for (i, t) in cmd.body.tiers.iter().enumerate() {
-        let chain = t
-            .chain
-            .iter()
-            .map(|r| r.parse::<Role>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::unprocessable(&format!("tiers[{i}].chain"), e.to_string()))?;
+    for (i, t) in input.iter().enumerate() {
+        let chain = roles_of(&t.chain, &format!("tiers[{i}].chain"))?;
         tiers.push(Tier { up_to: t.up_to.map(|a| a.0), chain });
     }
-    let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.change_policy(&ctx, Tiers(tiers))).await
+    Ok(Tiers(tiers))
+}
+
+fn roles_of(names: &[String], field: &str) -> ApiResult<Vec<Role>> {
+    names
+        .iter()
+        .map(|r| r.parse::<Role>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::unprocessable(field, e.to_string()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -98,7 +113,8 @@ pub struct ThresholdInput {
     pub requires_ceo: bool,
 }
 
-fn default_priority() -> u32 {
+/// A threshold's priority when none is given.
+pub fn default_priority() -> u32 {
     10
 }
 
@@ -120,8 +136,17 @@ pub async fn put_thresholds(
     State(state): State<AppState>,
     cmd: Command<ThresholdsInput>,
 ) -> ApiResult<Response> {
+    let thresholds = thresholds_of(&cmd.body.thresholds)?;
+    let ctx = cmd.context(StatusCode::OK);
+    run(&state, &cmd, StatusCode::OK, state.commands.change_thresholds(&ctx, thresholds)).await
+}
+
+/// The thresholds as given (the API's body, the admin page's rows): a currency, origin or role
+/// that is none is refused naming `thresholds[i].currency`, `.origin` or `.chain`; the rules
+/// of a policy (no gap, no overlap, …) are the command's.
+pub fn thresholds_of(input: &[ThresholdInput]) -> ApiResult<Thresholds> {
     let mut thresholds = Vec::new();
-    for (i, t) in cmd.body.thresholds.iter().enumerate() {
+    for (i, t) in input.iter().enumerate() {
         let field = |name: &str| format!("thresholds[{i}].{name}");
         let currency = t
             .currency
@@ -135,12 +160,7 @@ pub async fn put_thresholds(
             .map(str::parse::<Origin>)
             .transpose()
             .map_err(|e| ApiError::unprocessable(&field("origin"), e.to_string()))?;
-        let chain = t
-            .chain
-            .iter()
-            .map(|r| r.parse::<Role>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::unprocessable(&field("chain"), e.to_string()))?;
+        let chain = roles_of(&t.chain, &field("chain"))?;
         thresholds.push(Threshold {
             name: t.name.clone(),
             currency,
@@ -154,6 +174,5 @@ pub async fn put_thresholds(
             requires_ceo: t.requires_ceo,
         });
     }
-    let ctx = cmd.context(StatusCode::OK);
-    run(&state, &cmd, StatusCode::OK, state.commands.change_thresholds(&ctx, Thresholds(thresholds))).await
+    Ok(Thresholds(thresholds))
 }

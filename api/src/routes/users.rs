@@ -168,10 +168,19 @@ pub async fn assign_unit(
 ) -> ApiResult<Response> {
     let id = parse_user_id(&id)?;
     let ctx = cmd.context(StatusCode::OK);
-    let answer =
-        run(&state, &cmd, StatusCode::OK, state.commands.assign_unit(&ctx, id, cmd.body.unit_id)).await;
-    // Their cached sessions carry the old unit.
-    state.auth.forget_user(id);
+    run(&state, &cmd, StatusCode::OK, assign_unit_of(&state, &ctx, id, cmd.body.unit_id)).await
+}
+
+/// Puts `user` in `unit` (or in none), the API's and the admin page's way: the command, then
+/// their cached sessions forgotten, which carry the old unit.
+pub async fn assign_unit_of(
+    state: &AppState,
+    ctx: &pettycash_commands::CommandContext,
+    user: uuid::Uuid,
+    unit: Option<uuid::Uuid>,
+) -> Result<pettycash_commands::Outcome<UserView>, pettycash_commands::CommandError> {
+    let answer = state.commands.assign_unit(ctx, user, unit).await;
+    state.auth.forget_user(user);
     answer
 }
 

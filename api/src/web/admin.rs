@@ -1,10 +1,11 @@
-//! `/admin/` (issue #16): the organisation's units, users and invitations, funds, expense
-//! categories, budgets, runtime settings and imports, for admins. Anyone else gets the refused
+//! `/admin/` (issue #16): the organisation's units, users and invitations, funds, the approval
+//! policy, expense categories, budgets, runtime settings and imports, for admins. Anyone else gets the refused
 //! page (403), as the API refuses them.
 //!
 //! Every page lists through the query the API's list answers with, and every form runs the
 //! command the API's handler runs (`CommandService::open_unit`, `invite`, `open_fund_with`, …,
-//! `routes::org::import_file`), so that the rules (who may, what is valid, what is visible) are
+//! `routes::org::import_file`, `routes::users::assign_unit_of`, `routes::policy::tiers_of` and
+//! `thresholds_of`), so that the rules (who may, what is valid, what is visible) are
 //! the commands' alone. A refused command shows its page again with the error beside the field
 //! it names and what was typed kept (`forms::Failure`); a done one goes back to its page (303),
 //! where the list shows the change.
@@ -16,8 +17,9 @@ use super::layout::{role_label, Layout};
 use super::render;
 use super::session::PageUser;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::command_parts;
+use crate::extract::{command_parts, Amount};
 use crate::routes;
+use crate::routes::policy::{ThresholdInput, TierInput};
 use crate::state::AppState;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -32,7 +34,7 @@ use pettycash_commands::{CommandError, Outcome, SessionGuard};
 use pettycash_domain::budget::{Month, ScopeKind};
 use pettycash_domain::fund::FundSettings;
 use pettycash_domain::invitation::InvitationStatus;
-use pettycash_domain::organisation::UnitKind;
+use pettycash_domain::organisation::{Origin, UnitKind};
 use pettycash_domain::settings::SettingKey;
 use pettycash_domain::{Actor, Role};
 use pettycash_projections::queries;
@@ -49,6 +51,7 @@ enum Section {
     Organisation,
     Users,
     Funds,
+    Policy,
     Categories,
     Budgets,
     Settings,
@@ -56,11 +59,12 @@ enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Overview,
         Section::Organisation,
         Section::Users,
         Section::Funds,
+        Section::Policy,
         Section::Categories,
         Section::Budgets,
         Section::Settings,
@@ -73,6 +77,7 @@ impl Section {
             Section::Organisation => "organisation",
             Section::Users => "users",
             Section::Funds => "funds",
+            Section::Policy => "policy",
             Section::Categories => "categories",
             Section::Budgets => "budgets",
             Section::Settings => "settings",
@@ -86,6 +91,7 @@ impl Section {
             Section::Organisation => "Organisation",
             Section::Users => "Users and invitations",
             Section::Funds => "Funds",
+            Section::Policy => "Approval policy",
             Section::Categories => "Categories",
             Section::Budgets => "Budgets",
             Section::Settings => "Settings",
@@ -99,8 +105,15 @@ impl Section {
             Section::Organisation => {
                 "Companies, regions, branches, departments, cost centres and positions: who sees what follows them."
             }
-            Section::Users => "Invite people, change their roles, deactivate and reactivate them.",
-            Section::Funds => "Open funds with their float, reorder level and minimum balance; change the thresholds.",
+            Section::Users => {
+                "Invite people, change their roles and units, deactivate and reactivate them."
+            }
+            Section::Funds => {
+                "Open funds with their float, reorder level and minimum balance; change the thresholds, the custodian and auto-replenishment."
+            }
+            Section::Policy => {
+                "Who approves what: the chain of roles a requisition waits on, by amount (tiers) or by currency, origin and amount (thresholds)."
+            }
             Section::Categories => "The expense categories requisitions choose from, with their general-ledger codes.",
             Section::Budgets => "Monthly budgets of branches, departments and cost centres, against what was paid.",
             Section::Settings => "Password rules, sign-in throttling, payment codes, alerts.",
@@ -184,6 +197,7 @@ async fn show(
         Section::Organisation => organisation(&ctx).await?,
         Section::Users => users(&ctx).await?,
         Section::Funds => funds(&ctx).await?,
+        Section::Policy => policy(&ctx).await?,
         Section::Categories => categories(&ctx).await?,
         Section::Budgets => budgets(&ctx, extra.month.as_deref()).await?,
         Section::Settings => settings(&ctx).await?,
@@ -268,6 +282,17 @@ async fn organisation(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
         if !u.closed {
             actions.push(
                 c.post(
+                    format!("rename-{}", u.id),
+                    format!("{HOME}organisation/units/{}/rename", u.id),
+                    "Rename",
+                )
+                .inline()
+                .field(
+                    Field::text("name", &format!("New name of {}", u.code)).value(u.name.clone()).required(),
+                ),
+            );
+            actions.push(
+                c.post(
                     format!("close-{}", u.id),
                     format!("{HOME}organisation/units/{}/close", u.id),
                     "Close",
@@ -337,6 +362,12 @@ async fn users(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
                     .field(Field::select("role", "Role to revoke", role_choices(held.iter().copied()))),
             );
         }
+        actions.push(
+            c.post(format!("unit-{id}"), format!("{HOME}users/{id}/unit"), "Move").inline().field(
+                Field::select("unit_id", "Unit", unit_choices(&units, "No unit", |_| true))
+                    .value(u.unit_id.map(|id| id.to_string()).unwrap_or_default()),
+            ),
+        );
         if u.active {
             actions.push(
                 c.post(format!("deactivate-{id}"), format!("{HOME}users/{id}/deactivate"), "Deactivate")
@@ -411,14 +442,35 @@ async fn users(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
 async fn funds(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
     let units = c.state.commands.units(c.actor).await?;
     let funds = queries::list_funds(&c.state.pool, c.actor.company()).await?;
+    // Who may hold a fund: the people the command accepts (the admin's own company's, as the
+    // users' list), the active ones offered.
+    let people = routes::users::users_of(c.state, c.actor).await?;
+    let name_of: HashMap<Uuid, &str> = people.iter().map(|u| (u.id, u.name.as_str())).collect();
     let mut table = Table::new(
         "funds",
         "Funds",
-        &["Fund", "Float", "Balance", "Reorder level", "Minimum balance", "Status"],
+        &[
+            "Fund",
+            "Float",
+            "Balance",
+            "Reorder level",
+            "Minimum balance",
+            "Custodian",
+            "Auto-replenish",
+            "Status",
+        ],
         "There are no funds yet.",
     );
     for f in &funds {
         let id = f.id;
+        let custodians = std::iter::once(Choice::new("", "Nobody"))
+            .chain(
+                people
+                    .iter()
+                    .filter(|u| u.active || f.custodian_id == Some(u.id))
+                    .map(|u| Choice::new(u.id.to_string(), format!("{} ({})", u.name, u.email))),
+            )
+            .collect();
         let settings = c
             .post(format!("settings-{id}"), format!("{HOME}funds/{id}/settings"), "Change")
             .inline()
@@ -428,6 +480,14 @@ async fn funds(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
                     .hint("Blank: none."),
             )
             .field(Field::amount("minimum_balance", "Minimum balance").value(f.minimum_balance.to_string()))
+            .field(
+                Field::select("custodian_id", "Custodian", custodians)
+                    .value(f.custodian_id.map(|u| u.to_string()).unwrap_or_default()),
+            )
+            .field(
+                Field::new("auto_replenish", "Replenish automatically", "checkbox")
+                    .value(if f.auto_replenish { "true" } else { "" }),
+            )
             .with_failure(c.failure);
         table.rows.push(Row {
             cells: vec![
@@ -436,6 +496,8 @@ async fn funds(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
                 Cell::num(money(&f.currency, f.balance)),
                 Cell::num(f.reorder_level.map_or_else(|| "—".into(), |r| money(&f.currency, r))),
                 Cell::num(money(&f.currency, f.minimum_balance)),
+                Cell::new(f.custodian_id.map_or("—", |u| name_of.get(&u).copied().unwrap_or("Someone else"))),
+                Cell::new(if f.auto_replenish { "Yes" } else { "No" }),
                 Cell { text: words(&f.status), class: "status" },
             ],
             actions: vec![settings],
@@ -463,6 +525,215 @@ async fn funds(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
     Ok(vec![Block::default().table(table), Block::heading("Open a fund").form(form)])
 }
 
+/// A chain of roles as people read it: `Department head → CFO`.
+fn chain_text(chain: &[Role]) -> String {
+    chain.iter().map(|r| role_label(*r)).collect::<Vec<_>>().join(" → ")
+}
+
+/// A chain of roles as a form shows it, to be typed again: `Department head, CFO`.
+fn chain_value(chain: &[Role]) -> String {
+    chain.iter().map(|r| role_label(*r)).collect::<Vec<_>>().join(", ")
+}
+
+/// A chain as typed: roles separated by commas, each by its name or its label (`cfo`, `CFO`,
+/// `Department head`); an unknown one is passed on as typed, for the API's parse to refuse.
+fn chain_input(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            Role::ALL
+                .into_iter()
+                .find(|role| role_label(*role).eq_ignore_ascii_case(r))
+                .map_or_else(|| r.to_string(), |role| role.as_str().to_string())
+        })
+        .collect()
+}
+
+/// Blank rows a policy form offers below the ones in force (more: save, and the page offers
+/// two more).
+const SPARE_ROWS: usize = 2;
+
+/// What a chain may hold, from the domain's list of approver roles.
+fn chain_hint() -> String {
+    format!(
+        "Roles in order, separated by commas: {} (a threshold's chain also Treasury).",
+        chain_value(&Role::APPROVERS)
+    )
+}
+
+async fn policy(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
+    let view = routes::policy::policy_of(c.state).await?;
+    let mut blocks = vec![];
+    let version = if view.version == 0 {
+        "The built-in policy (version 0) is in force.".to_string()
+    } else {
+        format!("Version {} of the policy is in force.", view.version)
+    };
+    let intro = format!(
+        "{version} A requisition's chain is decided when it is submitted: a change applies to those submitted afterwards."
+    );
+    if !view.tiers.is_empty() {
+        let mut tiers = Table::new("tiers", "Tiers", &["Tier", "Amounts", "Approved by, in order"], "");
+        let mut above: Option<rust_decimal::Decimal> = None;
+        for (i, t) in view.tiers.iter().enumerate() {
+            let amounts = match (above, t.up_to) {
+                (None, Some(to)) => format!("Up to {}", money("", to)),
+                (Some(from), Some(to)) => format!("Above {} up to {}", money("", from), money("", to)),
+                (Some(from), None) => format!("Above {}", money("", from)),
+                (None, None) => "Any amount".into(),
+            };
+            above = t.up_to;
+            tiers.rows.push(Row {
+                cells: vec![
+                    Cell::new(format!("Tier {}", i + 1)),
+                    Cell::new(amounts),
+                    Cell::new(chain_text(&t.chain)),
+                ],
+                actions: vec![],
+            });
+        }
+        blocks.push(Block::default().text(intro).table(tiers));
+    } else {
+        blocks.push(Block::default().text(format!("{intro} It is given as thresholds.")));
+    }
+    let mut thresholds = Table::new(
+        "thresholds",
+        "Thresholds in force",
+        &["Threshold", "Currency", "Origin", "From", "Up to", "Priority", "Approved by, in order", "Also"],
+        "",
+    );
+    for t in &view.thresholds {
+        let currency = t.currency.as_ref().map(|c| c.to_string()).unwrap_or_default();
+        let also: Vec<&str> =
+            [(t.fast_track, "Fast track"), (t.requires_cfo, "+ CFO"), (t.requires_ceo, "+ CEO")]
+                .into_iter()
+                .filter_map(|(on, what)| on.then_some(what))
+                .collect();
+        thresholds.rows.push(Row {
+            cells: vec![
+                Cell::new(t.name.clone()),
+                Cell::new(if currency.is_empty() { "Any".to_string() } else { currency.clone() }),
+                Cell::new(t.origin.map_or("Any", origin_label)),
+                Cell::num(money(&currency, t.min)),
+                Cell::num(t.max.map_or_else(|| "—".into(), |m| money(&currency, m))),
+                Cell::num(t.priority.to_string()),
+                Cell::new(chain_text(&t.chain)),
+                Cell::new(also.join(", ")),
+            ],
+            actions: vec![],
+        });
+    }
+    blocks.push(Block::default().table(thresholds));
+    if c.actor.company().is_some() {
+        blocks.push(Block::default().text(
+            "One policy serves every company: an admin of the whole organisation (of no unit) changes it.",
+        ));
+        return Ok(blocks);
+    }
+
+    let mut tier_rows = vec![];
+    let shown = view.tiers.iter().map(Some).chain(std::iter::repeat_n(None, SPARE_ROWS));
+    for (i, t) in shown.enumerate() {
+        tier_rows.extend(Field::group(
+            &format!("tiers[{i}]"),
+            &format!("Tier {}", i + 1),
+            None,
+            vec![
+                Field::amount(&format!("tiers[{i}].up_to"), "Up to")
+                    .value(t.and_then(|t| t.up_to).map(|a| a.to_string()).unwrap_or_default()),
+                Field::text(&format!("tiers[{i}].chain"), "Approved by, in order")
+                    .value(t.map(|t| chain_value(&t.chain)).unwrap_or_default()),
+            ],
+        ));
+    }
+    let tiers_form = c
+        .post("policy-tiers", format!("{HOME}policy/tiers"), "Put these tiers in force")
+        .group(
+            "tiers",
+            "Tiers, smallest amounts first",
+            Some(&format!(
+                "A tier covers the amounts up to its bound; the last one has none (leave it blank). {} Empty rows are left out.",
+                chain_hint()
+            )),
+            tier_rows,
+        )
+        .with_failure(c.failure);
+
+    let mut threshold_rows = vec![];
+    let shown = view.thresholds.iter().map(Some).chain(std::iter::repeat_n(None, SPARE_ROWS));
+    for (i, t) in shown.enumerate() {
+        let name = |field: &str| format!("thresholds[{i}].{field}");
+        let text = |v: Option<String>| v.unwrap_or_default();
+        let origins = std::iter::once(Choice::new("", "Any"))
+            .chain(Origin::ALL.into_iter().map(|o| Choice::new(o.as_str(), origin_label(o))))
+            .collect();
+        let flag = |on: Option<bool>| if on == Some(true) { "true" } else { "" };
+        let fields = vec![
+            Field::text(&name("name"), "Name").value(text(t.map(|t| t.name.clone()))),
+            Field::text(&name("currency"), "Currency")
+                .value(text(t.and_then(|t| t.currency.as_ref().map(|c| c.to_string()))))
+                .hint("Blank: any."),
+            Field::select(&name("origin"), "Origin", origins)
+                .value(text(t.and_then(|t| t.origin.map(|o| o.as_str().to_string())))),
+            Field::amount(&name("min"), "From").value(text(t.map(|t| t.min.to_string()))),
+            Field::amount(&name("max"), "Up to")
+                .value(text(t.and_then(|t| t.max.map(|m| m.to_string()))))
+                .hint("Blank: no bound."),
+            Field::text(&name("priority"), "Priority")
+                .value(text(t.map(|t| t.priority.to_string())))
+                .hint(format!("Lower wins. Blank: {}.", routes::policy::default_priority())),
+            Field::text(&name("chain"), "Approved by, in order")
+                .value(text(t.map(|t| chain_value(&t.chain)))),
+            Field::new(&name("fast_track"), "Urgent ones may be fast-tracked", "checkbox")
+                .value(flag(t.map(|t| t.fast_track))),
+            Field::new(&name("requires_cfo"), "Add a CFO step", "checkbox")
+                .value(flag(t.map(|t| t.requires_cfo))),
+            Field::new(&name("requires_ceo"), "Add a CEO step", "checkbox")
+                .value(flag(t.map(|t| t.requires_ceo))),
+        ];
+        threshold_rows.extend(Field::group(
+            &format!("thresholds[{i}]"),
+            &format!("Threshold {}", i + 1),
+            None,
+            fields,
+        ));
+    }
+    let thresholds_form = c
+        .post("policy-thresholds", format!("{HOME}policy/thresholds"), "Put these thresholds in force")
+        .group(
+            "thresholds",
+            "Thresholds",
+            Some(&format!(
+                "Every amount of a currency they cover needs a threshold, for every origin; two of the same priority may not both match one requisition. {} Empty rows are left out.",
+                chain_hint()
+            )),
+            threshold_rows,
+        )
+        .with_failure(c.failure);
+    blocks.push(
+        Block::heading("Change the tiers")
+            .text(
+                "Tiers take the place of thresholds: one chain per amount, whatever the currency or origin.",
+            )
+            .form(tiers_form),
+    );
+    blocks.push(
+        Block::heading("Change the thresholds")
+            .text("Thresholds take the place of tiers: chains by currency, origin and amount.")
+            .form(thresholds_form),
+    );
+    Ok(blocks)
+}
+
+fn origin_label(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Branch => "Branch",
+        Origin::Hq => "Head office",
+        Origin::Field => "Field",
+    }
+}
+
 async fn categories(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
     let list = c.state.commands.categories(c.actor).await?;
     let mut table = Table::new(
@@ -472,18 +743,21 @@ async fn categories(c: &Ctx<'_>) -> ApiResult<Vec<Block>> {
         "There are no categories yet.",
     );
     for k in &list {
-        let actions = if k.active {
-            vec![c
-                .post(
+        let mut actions = vec![c
+            .post(format!("rename-category-{}", k.id), format!("{HOME}categories/{}/rename", k.id), "Rename")
+            .inline()
+            .field(Field::text("name", &format!("New name of {}", k.code)).value(k.name.clone()).required())];
+        if k.active {
+            actions.push(
+                c.post(
                     format!("deactivate-category-{}", k.id),
                     format!("{HOME}categories/{}/deactivate", k.id),
                     "Deactivate",
                 )
-                .inline()
-                .with_failure(c.failure)]
-        } else {
-            vec![]
-        };
+                .inline(),
+            );
+        }
+        let actions = actions.into_iter().map(|f| f.with_failure(c.failure)).collect();
         table.rows.push(Row {
             cells: vec![
                 Cell::new(k.code.clone()),
@@ -651,22 +925,14 @@ fn imports(c: &Ctx<'_>, report: Option<ImportReport>) -> Vec<Block> {
 // ---------------------------------------------------------------------------------------------
 // Forms
 
-/// A command's outcome as the page needs it: the position of its last event, its error as an
-/// `ApiError`; a session that changed
-/// under it is forgotten (as `routes::run` does).
+/// A command's outcome as the page needs it: the position of its last event, its error as the
+/// API answers it (`routes::command_error`: a session that changed under it is forgotten).
 fn outcome<T>(
     state: &AppState,
     session: &SessionGuard,
     r: Result<Outcome<T>, CommandError>,
 ) -> ApiResult<i64> {
-    match r {
-        Ok(done) => Ok(done.position),
-        Err(e @ CommandError::SessionChanged) => {
-            state.auth.forget_session(&session.token_hash);
-            Err(e.into())
-        }
-        Err(e) => Err(e.into()),
-    }
+    r.map(|done| done.position).map_err(|e| routes::command_error(state, session, e))
 }
 
 /// `POST /admin/{section}/…`: the forms of the pages (the import's file: [`import`]).
@@ -707,6 +973,11 @@ async fn dispatch(state: &AppState, rest: &str, page: PageForm<Pairs>) -> ApiRes
                 outcome(state, s, cmd.open_unit(&ctx, input).await)
             };
             (Section::Organisation, "open-unit".into(), r.await, None)
+        }
+        ["organisation", "units", unit, "rename"] => {
+            let unit = path_id(unit)?;
+            let r = outcome(state, s, cmd.rename_unit(&ctx, unit, f.get("name")).await);
+            (Section::Organisation, format!("rename-{unit}"), r, None)
         }
         ["organisation", "units", unit, "close"] => {
             let unit = path_id(unit)?;
@@ -750,6 +1021,14 @@ async fn dispatch(state: &AppState, rest: &str, page: PageForm<Pairs>) -> ApiRes
             };
             let form = if grant { format!("grant-{user}") } else { format!("revoke-{user}") };
             (Section::Users, form, r.await, None)
+        }
+        ["users", user, "unit"] => {
+            let user = path_id(user)?;
+            let r = async {
+                let unit = f.id("unit_id")?;
+                outcome(state, s, routes::users::assign_unit_of(state, &ctx, user, unit).await)
+            };
+            (Section::Users, format!("unit-{user}"), r.await, None)
         }
         ["users", user, "deactivate"] => {
             let user = path_id(user)?;
@@ -807,16 +1086,50 @@ async fn dispatch(state: &AppState, rest: &str, page: PageForm<Pairs>) -> ApiRes
                 let patch = FundSettingsPatch {
                     reorder_level: Some(f.amount("reorder_level")?),
                     minimum_balance: Some(f.amount("minimum_balance")?.unwrap_or_default()),
-                    auto_replenish: None,
-                    custodian_id: None,
+                    // The box is shown ticked when it is on: unticked, it is sent as nothing.
+                    auto_replenish: Some(f.opt("auto_replenish").is_some()),
+                    custodian_id: Some(f.id("custodian_id")?),
                 };
                 outcome(state, s, cmd.change_fund_settings(&ctx, fund, patch).await)
             };
             (Section::Funds, format!("settings-{fund}"), r.await, None)
         }
+        ["policy", "tiers"] => {
+            let r = async {
+                let rows = filled_rows(f, "tiers");
+                let mut input = vec![];
+                for i in &rows {
+                    input.push(TierInput {
+                        up_to: f.amount(&format!("tiers[{i}].up_to"))?.map(Amount),
+                        chain: chain_input(f.get(&format!("tiers[{i}].chain"))),
+                    });
+                }
+                let tiers = routes::policy::tiers_of(&input).map_err(|e| in_rows(e, "tiers", &rows))?;
+                outcome(state, s, cmd.change_policy(&ctx, tiers).await)
+            };
+            (Section::Policy, "policy-tiers".into(), r.await, None)
+        }
+        ["policy", "thresholds"] => {
+            let r = async {
+                let rows = filled_rows(f, "thresholds");
+                let mut input = vec![];
+                for i in &rows {
+                    input.push(threshold_input(f, *i)?);
+                }
+                let thresholds =
+                    routes::policy::thresholds_of(&input).map_err(|e| in_rows(e, "thresholds", &rows))?;
+                outcome(state, s, cmd.change_thresholds(&ctx, thresholds).await)
+            };
+            (Section::Policy, "policy-thresholds".into(), r.await, None)
+        }
         ["categories"] => {
             let r = cmd.create_category(&ctx, f.get("code"), f.get("name"), f.get("gl_code")).await;
             (Section::Categories, "create-category".into(), outcome(state, s, r), None)
+        }
+        ["categories", category, "rename"] => {
+            let category = path_id(category)?;
+            let r = outcome(state, s, cmd.rename_category(&ctx, category, f.get("name")).await);
+            (Section::Categories, format!("rename-category-{category}"), r, None)
         }
         ["categories", category, "deactivate"] => {
             let category = path_id(category)?;
@@ -876,6 +1189,60 @@ async fn dispatch(state: &AppState, rest: &str, page: PageForm<Pairs>) -> ApiRes
         }
         Err(e) => Err(e),
     }
+}
+
+/// The rows of a form's `{prefix}[i].…` fields that hold anything, by their index in the form
+/// (empty rows are left out).
+fn filled_rows(f: &Pairs, prefix: &str) -> Vec<usize> {
+    let rows: std::collections::BTreeSet<usize> =
+        f.0.iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .filter_map(|(name, _)| row_of(name, prefix).map(|(i, _)| i))
+            .collect();
+    rows.into_iter().collect()
+}
+
+/// `tiers[2].chain` as `(2, ".chain")` for the prefix `tiers`.
+fn row_of<'a>(name: &'a str, prefix: &str) -> Option<(usize, &'a str)> {
+    let (index, rest) = name.strip_prefix(prefix)?.strip_prefix('[')?.split_once(']')?;
+    Some((index.parse().ok()?, rest))
+}
+
+/// An error of the API's parse of the rows given (`tiers[1].chain`, the second row given),
+/// naming the row of the form it came from (`tiers[3].chain` when two empty rows came before).
+fn in_rows(mut e: ApiError, prefix: &str, rows: &[usize]) -> ApiError {
+    if let Some((k, rest)) = e.field.as_deref().and_then(|f| row_of(f, prefix)) {
+        if let Some(row) = rows.get(k) {
+            e.field = Some(format!("{prefix}[{row}]{rest}"));
+        }
+    }
+    e
+}
+
+/// Row `i` of the thresholds' form as the API's body gives a threshold.
+fn threshold_input(f: &Pairs, i: usize) -> ApiResult<ThresholdInput> {
+    let name = |field: &str| format!("thresholds[{i}].{field}");
+    let min = f
+        .amount(&name("min"))?
+        .ok_or_else(|| ApiError::unprocessable(&name("min"), "give the lowest amount it covers"))?;
+    let priority = match f.opt(&name("priority")) {
+        None => routes::policy::default_priority(),
+        Some(p) => {
+            p.parse().map_err(|_| ApiError::unprocessable(&name("priority"), "a whole number, 0 or more"))?
+        }
+    };
+    Ok(ThresholdInput {
+        name: f.get(&name("name")).into(),
+        currency: f.opt(&name("currency")).map(String::from),
+        origin: f.opt(&name("origin")).map(String::from),
+        min: Amount(min),
+        max: f.amount(&name("max"))?.map(Amount),
+        priority,
+        chain: chain_input(f.get(&name("chain"))),
+        fast_track: f.opt(&name("fast_track")).is_some(),
+        requires_cfo: f.opt(&name("requires_cfo")).is_some(),
+        requires_ceo: f.opt(&name("requires_ceo")).is_some(),
+    })
 }
 
 /// An id of the form's address (another text: no such page).
@@ -984,6 +1351,33 @@ mod tests {
         assert_eq!(setting_value("true"), serde_json::json!(true));
         assert_eq!(setting_value("16"), serde_json::json!(16));
         assert_eq!(setting_value("cfo"), serde_json::json!("cfo"));
+    }
+
+    #[test]
+    fn a_chain_is_typed_by_role_names_or_labels_and_an_unknown_one_is_passed_on() {
+        assert_eq!(chain_input(" Department head, cfo,, FP&A "), ["department_head", "cfo", "fpa"]);
+        assert_eq!(chain_input("the boss"), ["the boss"]);
+        assert_eq!(chain_value(&[Role::GroupFinanceManager, Role::Cfo]), "Group finance manager, CFO");
+        assert_eq!(chain_input(&chain_value(&Role::ALL)).len(), Role::ALL.len(), "labels read back");
+    }
+
+    #[test]
+    fn empty_rows_are_left_out_and_an_error_names_the_row_of_the_form() {
+        let sent = Pairs(vec![
+            ("csrf_token".into(), "t".into()),
+            ("tiers[0].up_to".into(), " ".into()),
+            ("tiers[0].chain".into(), "".into()),
+            ("tiers[1].up_to".into(), "500".into()),
+            ("tiers[2].chain".into(), "boss".into()),
+            ("tiers[10].chain".into(), "cfo".into()),
+        ]);
+        let rows = filled_rows(&sent, "tiers");
+        assert_eq!(rows, [1, 2, 10]);
+        let e = in_rows(ApiError::unprocessable("tiers[1].chain", "`boss` is not a role"), "tiers", &rows);
+        assert_eq!(e.field.as_deref(), Some("tiers[2].chain"));
+        let whole = in_rows(ApiError::unprocessable("tiers", "increasing"), "tiers", &rows);
+        assert_eq!(whole.field.as_deref(), Some("tiers"));
+        assert_eq!(row_of("thresholds[3].min", "tiers"), None);
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub struct Field {
     pub name: String,
     pub label: String,
     /// An `<input type>` (`text`, `email`, `password`, `date`, `datetime-local`, `month`,
-    /// `file`, `hidden`, `checkbox`), or `select`, or `checkboxes` (a group of one name).
+    /// `file`, `hidden`, `checkbox`), or `select`, or `checkboxes` (a group of one name), or
+    /// `group` and `end`: the start of a `<fieldset>` (its legend, hint and error: a refusal
+    /// that names the group, such as `tiers`) and its end, around the fields between them
+    /// (see [`Form::group`]).
     pub kind: &'static str,
     pub value: String,
     pub required: bool,
@@ -77,6 +80,13 @@ impl Field {
         Self { options, ..Self::new(name, label, "checkboxes") }
     }
 
+    /// `fields` between the start and the end of a `<fieldset>` named `name`: a group's rows
+    /// (each a group of its own) or a form's group ([`Form::group`]).
+    pub fn group(name: &str, legend: &str, hint: Option<&str>, fields: Vec<Field>) -> Vec<Field> {
+        let start = Self { hint: hint.map(String::from), ..Self::new(name, legend, "group") };
+        std::iter::once(start).chain(fields).chain([Self::new(name, legend, "end")]).collect()
+    }
+
     pub fn required(mut self) -> Self {
         self.required = true;
         self
@@ -108,7 +118,7 @@ impl Field {
     }
 
     fn keeps_value(&self) -> bool {
-        !matches!(self.kind, "password" | "file" | "hidden")
+        !matches!(self.kind, "password" | "file" | "hidden" | "group" | "end")
     }
 }
 
@@ -153,9 +163,15 @@ impl Form {
     }
 
     pub fn field(mut self, mut field: Field) -> Self {
-        field.id = format!("{}-{}", self.id, field.name);
+        field.id = format!("{}-{}", self.id, id_part(&field.name));
         self.fields.push(field);
         self
+    }
+
+    /// `fields` in a `<fieldset>` named `name` with its legend and hint: a refusal naming
+    /// `name` (the rows as a whole, e.g. `tiers`) is shown under the legend. Groups nest.
+    pub fn group(self, name: &str, legend: &str, hint: Option<&str>, fields: Vec<Field>) -> Self {
+        Field::group(name, legend, hint, fields).into_iter().fold(self, Form::field)
     }
 
     /// Shows `failure` if it came from this form: the values sent back in their controls, the
@@ -176,7 +192,9 @@ impl Form {
                     o.selected = sent.contains(&o.value.as_str());
                 }
             }
-            if failure.field.as_deref() == Some(field.name.as_str()) && field.kind != "hidden" {
+            if failure.field.as_deref() == Some(field.name.as_str())
+                && !matches!(field.kind, "hidden" | "end")
+            {
                 field.error = Some(failure.message.clone());
                 placed = true;
             }
@@ -186,6 +204,19 @@ impl Form {
         }
         self
     }
+}
+
+/// A field's name as a part of an id: `tiers[0].up_to` as `tiers-0-up_to` (no brackets or
+/// dots, which a CSS selector would have to escape).
+fn id_part(name: &str) -> String {
+    let mut id = String::new();
+    for c in name.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' };
+        if !(c == '-' && (id.is_empty() || id.ends_with('-'))) {
+            id.push(c);
+        }
+    }
+    id.trim_end_matches('-').to_string()
 }
 
 /// A refused form: which form, the field named, the message, what was sent.
@@ -406,9 +437,45 @@ mod tests {
         let other =
             Form::post("g", "/x", "Go", "t").field(Field::text("name", "Name")).with_failure(Some(&failure));
         assert!(other.fields[0].error.is_none() && other.error.is_none(), "another form's failure");
-        let unnamed = Failure { field: Some("nothing-here".into()), ..failure };
+        let unnamed = Failure { field: Some("nothing-here".into()), ..failure.clone() };
         let form =
             Form::post("f", "/x", "Go", "t").field(Field::text("name", "Name")).with_failure(Some(&unnamed));
         assert_eq!(form.error.as_deref(), Some("Is taken."), "above the form");
+    }
+
+    #[test]
+    fn a_failure_naming_a_group_goes_under_its_legend_and_the_rows_keep_what_was_typed() {
+        let sent =
+            Pairs(vec![("tiers[1].up_to".into(), "100".into()), ("tiers[1].chain".into(), "cfo".into())]);
+        let rows = |i: usize| {
+            vec![
+                Field::amount(&format!("tiers[{i}].up_to"), "Up to"),
+                Field::text(&format!("tiers[{i}].chain"), "Roles"),
+            ]
+        };
+        let form = |error: ApiError| {
+            Form::post("p", "/x", "Go", "t")
+                .group(
+                    "tiers",
+                    "Tiers",
+                    Some("Smallest first."),
+                    rows(0).into_iter().chain(rows(1)).collect(),
+                )
+                .with_failure(Some(&Failure::of("p", &error, &sent)))
+        };
+        let whole = form(ApiError::unprocessable("tiers", "tier bounds must be positive and increasing"));
+        let ids: Vec<_> = whole.fields.iter().map(|f| (f.kind, f.id.as_str())).collect();
+        assert_eq!(ids[0], ("group", "p-tiers"));
+        assert_eq!(ids[3], ("text", "p-tiers-1-up_to"), "an id a selector takes as it is");
+        assert_eq!(ids[5], ("end", "p-tiers"));
+        assert_eq!(whole.fields[0].error.as_deref(), Some("Tier bounds must be positive and increasing."));
+        assert_eq!(whole.fields[0].described_by(), "p-tiers-hint p-tiers-error");
+        assert!(whole.fields[5].error.is_none() && whole.error.is_none(), "once, under the legend");
+        assert_eq!((whole.fields[3].value.as_str(), whole.fields[4].value.as_str()), ("100", "cfo"));
+        assert_eq!(whole.fields[1].value, "", "a row not sent stays empty");
+
+        let one = form(ApiError::unprocessable("tiers[1].chain", "`boss` is not a role"));
+        assert_eq!(one.fields[4].error.as_deref(), Some("`boss` is not a role."));
+        assert!(one.fields[0].error.is_none());
     }
 }

@@ -1,13 +1,15 @@
 //! The admin and audit pages and the invitee's page, as a browser sees them: an invitation from
 //! the admin's form to the invitee's first sign-in through the mailed link (a real SMTP server
-//! on loopback), a fund opened with its thresholds (and a refused field shown beside it), an
-//! auditor's event history and ledger as of an instant, and the refused page for everyone else.
+//! on loopback), a fund opened with its thresholds (and a refused field shown beside it), the
+//! approval policy changed (tiers, then thresholds; refusals beside their fields) and the next
+//! requisition's chain, a user moved to a unit, a unit and a category renamed, a fund's
+//! custodian and auto-replenishment, an auditor's event history and ledger as of an instant,
+//! and the refused page for everyone else.
 
-use crate::browser::{csrf_token_in, plain_client, Browser, Screen};
+use crate::browser::{post_form, session_csrf_token, Browser, Screen};
 use pettycash_tests::mail::{MailServer, PUBLIC_URL};
 use pettycash_tests::serde_json::json;
 use pettycash_tests::{invitation_token_in, wait_for_projections, Cast, TestApp, TestUser, PASSWORD};
-use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN};
 use reqwest::StatusCode;
 use std::time::Duration;
 use uuid::Uuid;
@@ -297,25 +299,9 @@ async fn staff_get_the_refused_page_for_admin_and_audit_and_the_pages_fit_a_phon
     browser.close().await;
 
     // A form posted by hand with the staff user's own valid token is refused too: nothing opens.
-    let dashboard = plain_client()
-        .get(format!("{}/dashboard/", app.address))
-        .header(COOKIE, format!("pettycash_session={}", cast.staff.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = csrf_token_in(&dashboard);
-    let posted = plain_client()
-        .post(format!("{}/admin/funds/", app.address))
-        .header(COOKIE, format!("pettycash_session={}", cast.staff.token))
-        .header(ORIGIN, app.address.as_str())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf_token={token}&name=Mine&currency=KES&float=100"))
-        .send()
-        .await
-        .unwrap();
+    let token = session_csrf_token(&app.address, &cast.staff.token).await;
+    let fields = format!("csrf_token={token}&name=Mine&currency=KES&float=100");
+    let posted = post_form(&app.address, "/admin/funds/", &cast.staff.token, &fields).await;
     assert_eq!(posted.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.get(&cast.admin, "/api/funds/").await.body["items"].as_array().unwrap().len(), 0);
 
@@ -323,7 +309,7 @@ async fn staff_get_the_refused_page_for_admin_and_audit_and_the_pages_fit_a_phon
     app.fund(&cast.admin, "25000").await;
     let mut phone = signed_in(&app, &cast.admin, Screen::Phone, "admin-phone").await;
     let overflow = "return [window.innerWidth, document.documentElement.scrollWidth]";
-    for page in ["/admin/users/", "/admin/funds/", "/admin/settings/"] {
+    for page in ["/admin/users/", "/admin/funds/", "/admin/policy/", "/admin/settings/"] {
         phone.goto(page).await;
         assert_eq!(phone.run(overflow).await, json!([375, 375]), "{page}");
     }
@@ -331,4 +317,255 @@ async fn staff_get_the_refused_page_for_admin_and_audit_and_the_pages_fit_a_phon
     phone.goto("/admin/funds/").await;
     phone.screenshot("funds-phone").await;
     phone.close().await;
+}
+
+/// The `value` of the control matching `css`.
+async fn value_of(browser: &Browser, css: &str) -> String {
+    let value = browser.run(&format!("return document.querySelector(\"{css}\").value")).await;
+    value.as_str().unwrap_or_default().to_string()
+}
+
+/// Whether the control matching `css` is marked invalid for assistive technology.
+async fn marked_invalid(browser: &Browser, css: &str) -> bool {
+    browser.run(&format!("return document.querySelector(\"{css}\").getAttribute('aria-invalid')")).await
+        == "true"
+}
+
+/// The chain of roles `GET /api/requisitions/{id}` says the requisition waits on.
+async fn chain_of(app: &TestApp, user: &TestUser, requisition: Uuid) -> pettycash_tests::serde_json::Value {
+    let r = app.get(user, &format!("/api/requisitions/{requisition}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    r.body["chain"].clone()
+}
+
+#[tokio::test]
+async fn an_admin_changes_the_approval_policy_and_the_next_requisition_waits_on_the_new_chain() {
+    let app = TestApp::spawn().await;
+    let cast = Cast::new(&app).await;
+    let fund = app.fund(&cast.admin, "50000").await;
+    let mut browser = signed_in(&app, &cast.admin, Screen::Desktop, "admin-policy").await;
+    browser.goto("/admin/").await;
+    browser.click(".subnav a[href='/admin/policy/']").await;
+    let tiers = browser.text("#tiers").await;
+    assert!(tiers.contains("Up to 1,000") && tiers.contains("Above 10,000"), "the built-in tiers: {tiers}");
+    assert!(tiers.contains("Department head → Group finance manager → CFO"), "{tiers}");
+    assert_eq!(
+        value_of(&browser, "#policy-tiers-tiers-2-chain").await,
+        "Department head, Group finance manager, CFO"
+    );
+    browser.screenshot("policy").await;
+
+    // Bounds that do not increase: the command's refusal under the tiers' legend, what was
+    // typed kept, nothing changed.
+    browser.fill("#policy-tiers-tiers-1-up_to", "500").await;
+    browser.click("#policy-tiers button[type=submit]").await;
+    assert_eq!(
+        browser.text("#policy-tiers-tiers-error").await,
+        "Tier bounds must be positive and increasing."
+    );
+    assert_eq!(value_of(&browser, "#policy-tiers-tiers-1-up_to").await, "500");
+    // A role that is none: beside that row's chain.
+    browser.fill("#policy-tiers-tiers-1-up_to", "5000").await;
+    browser.fill("#policy-tiers-tiers-1-chain", "Department head, the boss").await;
+    browser.click("#policy-tiers button[type=submit]").await;
+    assert!(browser.text("#policy-tiers-tiers-1-chain-error").await.contains("the boss"));
+    assert!(marked_invalid(&browser, "#policy-tiers-tiers-1-chain").await);
+    assert_eq!(browser.count("#policy-tiers-tiers-error").await, 0, "said once, beside the row");
+    browser.screenshot("policy-refused").await;
+    assert_eq!(app.get(&cast.admin, "/api/approval-policy").await.body["version"], 0);
+
+    // Two tiers, the second row emptied (left out), the last tier in a spare row.
+    browser.fill("#policy-tiers-tiers-0-up_to", "500").await;
+    browser.fill("#policy-tiers-tiers-0-chain", "department_head").await;
+    for field in ["1-up_to", "1-chain", "2-up_to"] {
+        browser.fill(&format!("#policy-tiers-tiers-{field}"), "").await;
+    }
+    browser.fill("#policy-tiers-tiers-2-chain", "").await;
+    browser.fill("#policy-tiers-tiers-3-chain", "Department head, CFO").await;
+    browser.click("#policy-tiers button[type=submit]").await;
+    assert!(browser.location().await.starts_with("/admin/policy/?min_position="));
+    let tiers = browser.text("#tiers").await;
+    assert!(tiers.contains("Up to 500") && tiers.contains("Above 500"), "{tiers}");
+    assert!(tiers.contains("Department head → CFO") && !tiers.contains("Group finance"), "{tiers}");
+    browser.screenshot("policy-tiers").await;
+    let policy = app.get(&cast.admin, "/api/approval-policy").await.body;
+    assert_eq!(policy["version"], 1);
+    let up_to: Vec<Option<rust_decimal::Decimal>> = policy["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["up_to"].as_str().map(|a| a.parse().unwrap()))
+        .collect();
+    assert_eq!(up_to, [Some(500.into()), None]);
+    assert_eq!(policy["tiers"][1]["chain"], json!(["department_head", "cfo"]));
+    let requisition = app.submitted(&cast.staff, fund, "850").await;
+    assert_eq!(chain_of(&app, &cast.staff, requisition).await, json!(["department_head", "cfo"]));
+
+    // Thresholds in place of the tiers (the form starts from the tiers read as thresholds).
+    // First a gap between them: the command's refusal under the thresholds' legend.
+    browser.fill("#policy-thresholds-thresholds-0-name", "Small").await;
+    browser.fill("#policy-thresholds-thresholds-0-currency", "KES").await;
+    browser.fill("#policy-thresholds-thresholds-0-min", "0").await;
+    browser.fill("#policy-thresholds-thresholds-0-max", "1000").await;
+    browser.fill("#policy-thresholds-thresholds-0-chain", "Department head").await;
+    browser.fill("#policy-thresholds-thresholds-1-name", "Large").await;
+    browser.fill("#policy-thresholds-thresholds-1-currency", "KES").await;
+    browser.fill("#policy-thresholds-thresholds-1-min", "1200").await;
+    browser.fill("#policy-thresholds-thresholds-1-chain", "Department head, Group finance manager").await;
+    tick(&browser, "#policy-thresholds-thresholds-1-requires_cfo").await;
+    browser.click("#policy-thresholds button[type=submit]").await;
+    let gap = browser.text("#policy-thresholds-thresholds-error").await;
+    assert!(gap.contains("KES"), "{gap}");
+    assert_eq!(value_of(&browser, "#policy-thresholds-thresholds-1-min").await, "1200");
+    let ticked = "return document.querySelector('#policy-thresholds-thresholds-1-requires_cfo').checked";
+    assert_eq!(browser.run(ticked).await, true, "the box stays ticked");
+    browser.screenshot("thresholds-refused").await;
+
+    browser.fill("#policy-thresholds-thresholds-1-min", "1000.01").await;
+    browser.click("#policy-thresholds button[type=submit]").await;
+    assert!(browser.location().await.starts_with("/admin/policy/?min_position="));
+    assert_eq!(browser.count("#tiers").await, 0, "thresholds took the tiers' place");
+    let shown = browser.text("#thresholds").await;
+    assert!(shown.contains("Small") && shown.contains("Large") && shown.contains("+ CFO"), "{shown}");
+    assert!(shown.contains("KES 1,000.01"), "{shown}");
+    browser.screenshot("policy-thresholds").await;
+    let policy = app.get(&cast.admin, "/api/approval-policy").await.body;
+    assert_eq!(policy["tiers"], json!([]));
+    let names: Vec<&str> =
+        policy["thresholds"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Small", "Large"]);
+    assert_eq!(policy["thresholds"][1]["requires_cfo"], true);
+    let requisition = app.submitted(&cast.staff, fund, "1500").await;
+    assert_eq!(
+        chain_of(&app, &cast.staff, requisition).await,
+        json!(["department_head", "group_finance_manager", "cfo"])
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_admin_moves_a_user_renames_a_unit_and_a_category_and_sets_a_funds_custodian() {
+    let app = TestApp::spawn().await;
+    let cast = Cast::new(&app).await;
+    let company = app.unit(&cast.admin, "company", "ACME", None).await;
+    let region = app.unit(&cast.admin, "region", "COAST", Some(company)).await;
+    let admin = app.user_in(&[pettycash_domain::Role::Admin], Some(company)).await;
+    let clerk = app.user_in(&[pettycash_domain::Role::Staff], Some(company)).await;
+    let fund = app.fund(&admin, "20000").await;
+    let r =
+        app.post(&admin, "/api/categories", json!({"code": "FUEL", "name": "Fuel", "gl_code": "6200"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let category = r.id();
+    let mut browser = signed_in(&app, &admin, Screen::Desktop, "admin-units").await;
+
+    // A unit renamed from its row.
+    browser.goto("/admin/organisation/").await;
+    assert_eq!(value_of(&browser, &format!("#rename-{region}-name")).await, "region COAST");
+    browser.fill(&format!("#rename-{region}-name"), "Coast region").await;
+    browser.click(&format!("#rename-{region} button[type=submit]")).await;
+    assert!(browser.location().await.starts_with("/admin/organisation/?min_position="));
+    assert!(browser.text("#units").await.contains("Coast region"));
+    let units = app.get(&admin, "/api/org/units").await.body;
+    let renamed = units["items"].as_array().unwrap().iter().find(|u| u["id"] == json!(region)).cloned();
+    assert_eq!(renamed.unwrap()["name"], "Coast region");
+    browser.screenshot("unit-renamed").await;
+
+    // A user moved to the region from their row.
+    browser.click(".subnav a[href='/admin/users/']").await;
+    browser.select(&format!("#unit-{}-unit_id", clerk.id), &region.to_string()).await;
+    browser.click(&format!("#unit-{} button[type=submit]", clerk.id)).await;
+    assert!(browser.location().await.starts_with("/admin/users/?min_position="));
+    // The row's Unit cell (its form lists every unit).
+    let emails = browser.texts("#users tbody tr td:nth-child(2)").await;
+    let row = emails.iter().position(|e| *e == clerk.email).expect("the clerk's row") + 1;
+    let unit = browser.text(&format!("#users tbody tr:nth-child({row}) td:nth-child(4)")).await;
+    assert_eq!(unit, "Region · COAST · Coast region");
+    assert_eq!(value_of(&browser, &format!("#unit-{}-unit_id", clerk.id)).await, region.to_string());
+    let users = app.get(&admin, "/api/users").await.body;
+    let moved = users.as_array().unwrap().iter().find(|u| u["id"] == json!(clerk.id)).cloned();
+    assert_eq!(moved.unwrap()["unit_id"], json!(region));
+    browser.screenshot("user-moved").await;
+
+    // A category renamed; its code and general-ledger code stay.
+    browser.click(".subnav a[href='/admin/categories/']").await;
+    browser.fill(&format!("#rename-category-{category}-name"), "Fuel and transport").await;
+    browser.click(&format!("#rename-category-{category} button[type=submit]")).await;
+    assert!(browser.location().await.starts_with("/admin/categories/?min_position="));
+    let shown = browser.text("#categories tbody").await;
+    assert!(shown.contains("Fuel and transport") && shown.contains("6200"), "{shown}");
+    let categories = app.get(&admin, "/api/categories").await.body;
+    assert_eq!(categories["items"][0]["name"], "Fuel and transport");
+    assert_eq!(categories["items"][0]["gl_code"], "6200");
+    browser.screenshot("category-renamed").await;
+
+    // The fund's custodian chosen, auto-replenishment turned off.
+    browser.click(".subnav a[href='/admin/funds/']").await;
+    let auto = format!("#settings-{fund}-auto_replenish");
+    assert_eq!(browser.run(&format!("return document.querySelector('{auto}').checked")).await, true);
+    browser.select(&format!("#settings-{fund}-custodian_id"), &clerk.id.to_string()).await;
+    browser.run(&format!("document.querySelector('{auto}').checked = false")).await;
+    browser.click(&format!("#settings-{fund} button[type=submit]")).await;
+    assert!(browser.location().await.starts_with("/admin/funds/?min_position="));
+    let clerk_name = users.as_array().unwrap().iter().find(|u| u["id"] == json!(clerk.id)).unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The row's Custodian and Auto-replenish cells (its form lists everyone who may hold it).
+    let cells = "#funds tbody tr td:nth-child(6), #funds tbody tr td:nth-child(7)";
+    assert_eq!(browser.texts(cells).await, [clerk_name.as_str(), "No"]);
+    assert_eq!(value_of(&browser, &format!("#settings-{fund}-custodian_id")).await, clerk.id.to_string());
+    let shown = app.get(&admin, &format!("/api/funds/{fund}")).await.body;
+    assert_eq!(
+        (shown["custodian_id"].clone(), shown["auto_replenish"].clone()),
+        (json!(clerk.id), json!(false))
+    );
+    browser.screenshot("custodian").await;
+
+    // Nobody holds it any more; auto-replenishment back on.
+    browser.select(&format!("#settings-{fund}-custodian_id"), "").await;
+    tick(&browser, &auto).await;
+    browser.click(&format!("#settings-{fund} button[type=submit]")).await;
+    assert_eq!(browser.texts(cells).await, ["—", "Yes"]);
+    let shown = app.get(&admin, &format!("/api/funds/{fund}")).await.body;
+    assert_eq!((shown["custodian_id"].clone(), shown["auto_replenish"].clone()), (json!(null), json!(true)));
+
+    // The policy is the whole organisation's: a company's admin reads it, changes nothing.
+    browser.click(".subnav a[href='/admin/policy/']").await;
+    assert!(browser.text("#thresholds").await.contains("Tier 1"));
+    assert_eq!(browser.count("#policy-tiers").await, 0);
+    assert!(browser.text("main").await.contains("an admin of the whole organisation"));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn someone_not_an_admin_posting_the_new_admin_forms_with_a_valid_token_is_refused() {
+    let app = TestApp::spawn().await;
+    let cast = Cast::new(&app).await;
+    let company = app.unit(&cast.admin, "company", "ACME", None).await;
+    let fund = app.fund(&cast.admin, "20000").await;
+    let token = session_csrf_token(&app.address, &cast.head.token).await;
+    let forms = [
+        ("/admin/policy/tiers".to_string(), "tiers%5B0%5D.chain=cfo".to_string()),
+        (
+            "/admin/policy/thresholds".into(),
+            "thresholds%5B0%5D.name=All&thresholds%5B0%5D.min=0&thresholds%5B0%5D.chain=cfo".into(),
+        ),
+        (format!("/admin/users/{}/unit", cast.head.id), format!("unit_id={company}")),
+        (format!("/admin/organisation/units/{company}/rename"), "name=Mine".into()),
+        (format!("/admin/funds/{fund}/settings"), format!("custodian_id={}&minimum_balance=0", cast.head.id)),
+    ];
+    for (path, fields) in forms {
+        let posted =
+            post_form(&app.address, &path, &cast.head.token, &format!("csrf_token={token}&{fields}")).await;
+        assert_eq!(posted.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(posted.text().await.unwrap().contains("Forbidden"), "the refused page: {path}");
+    }
+    // Nothing changed.
+    assert_eq!(app.get(&cast.admin, "/api/approval-policy").await.body["version"], 0);
+    let users = app.get(&cast.admin, "/api/users").await.body;
+    let head = users.as_array().unwrap().iter().find(|u| u["id"] == json!(cast.head.id)).cloned();
+    assert_eq!(head.unwrap()["unit_id"], json!(null));
+    let units = app.get(&cast.admin, "/api/org/units").await.body;
+    assert_eq!(units["items"][0]["name"], "company ACME");
+    assert_eq!(app.get(&cast.admin, &format!("/api/funds/{fund}")).await.body["custodian_id"], json!(null));
 }

@@ -39,6 +39,31 @@ pub fn plain_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A form posted by hand as the holder of the session `session` (same-site `Origin`, the
+/// fields already encoded), as a browser would post it; the answer not followed.
+pub async fn post_form(base: &str, path: &str, session: &str, fields: &str) -> reqwest::Response {
+    plain_client()
+        .post(format!("{base}{path}"))
+        .header(reqwest::header::COOKIE, format!("pettycash_session={session}"))
+        .header(reqwest::header::ORIGIN, base)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(fields.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The CSRF token the pages give the holder of the session `session` (the dashboard's).
+pub async fn session_csrf_token(base: &str, session: &str) -> String {
+    let dashboard = plain_client()
+        .get(format!("{base}/dashboard/"))
+        .header(reqwest::header::COOKIE, format!("pettycash_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    csrf_token_in(&dashboard.text().await.unwrap())
+}
+
 /// The `value` of the first hidden `csrf_token` field of a page.
 pub fn csrf_token_in(html: &str) -> String {
     let (_, after) = html.split_once(r#"name="csrf_token" value=""#).expect("a csrf_token field");
