@@ -371,8 +371,10 @@ async fn wrong_codes_large_payments_overdue_approvals_and_waiting_variances_aler
     );
 }
 
-#[tokio::test]
-async fn a_failed_provider_payment_alerts_its_payer_and_treasury_until_it_is_paid() {
+/// A server (no seals, no scheduler passes) with the cast and a requisition of 300.00 KES
+/// approved in a 5,000.00 fund whose mobile-money payment by treasury failed for good (an
+/// unregistered recipient): the app, the cast, the fund and the requisition.
+async fn a_failed_provider_payment() -> (TestApp, Cast, Uuid, Uuid) {
     use crate::providers::{pay_mobile, settled};
     use pettycash_commands::providers::simulator::Script;
     let app = TestApp::spawn_with(|c| {
@@ -383,10 +385,16 @@ async fn a_failed_provider_payment_alerts_its_payer_and_treasury_until_it_is_pai
     let c = Cast::new(&app).await;
     let fund = app.fund(&c.admin, "5000").await;
     let id = approved(&app, &c, fund, "300").await;
-    // An unregistered recipient: failed for good.
     app.simulator.script("254712000104", Script::result("2003"));
     let r = pay_mobile(&app, &c, id, "254712000104").await;
     assert_eq!(settled(&app, &c, r.id()).await["status"], "failed");
+    (app, c, fund, id)
+}
+
+#[tokio::test]
+async fn a_failed_provider_payment_alerts_its_payer_and_treasury_until_it_is_paid() {
+    use crate::providers::{pay_mobile, settled};
+    let (app, c, fund, id) = a_failed_provider_payment().await;
     let failed = the_alert(&app, &c.treasury, "payment_failed", id).await;
     assert_eq!((&failed["severity"], &failed["state"]), (&json!("high"), &json!("open")));
     assert_eq!(failed["responsible_ids"], json!([c.treasury.id]), "the payer");
@@ -407,19 +415,7 @@ async fn a_failed_provider_payment_alerts_its_payer_and_treasury_until_it_is_pai
 /// `otp_failures` alerts resolve by themselves, with the reason as the note.
 #[tokio::test]
 async fn a_cancelled_requisition_resolves_its_payment_alerts() {
-    use crate::providers::{pay_mobile, settled};
-    use pettycash_commands::providers::simulator::Script;
-    let app = TestApp::spawn_with(|c| {
-        c.seal_interval_secs = 3600;
-        c.scheduler_interval_secs = 3600;
-    })
-    .await;
-    let c = Cast::new(&app).await;
-    let fund = app.fund(&c.admin, "5000").await;
-    let id = approved(&app, &c, fund, "300").await;
-    app.simulator.script("254712000104", Script::result("2003"));
-    let r = pay_mobile(&app, &c, id, "254712000104").await;
-    assert_eq!(settled(&app, &c, r.id()).await["status"], "failed");
+    let (app, c, _, id) = a_failed_provider_payment().await;
     app.clock.advance(chrono::Duration::seconds(30));
     assert_eq!(app.request_code(&c.treasury, id, "cash").await.status, StatusCode::CREATED);
     let code = app.queued_payment_code(&c.treasury.email, id).await;
