@@ -6,8 +6,8 @@
 --
 -- Variables (all optional):
 --   funds         number of funds (default 100)
---   requisitions  number of requisitions (default 190000: 1,088,391 events, ~5.7 each; with
---                 the organisation below 1,130,391: cost centres, budgets and their flags)
+--   requisitions  number of requisitions (default 190000: 1,233,952 events, ~6.5 each; with
+--                 the organisation below 1,275,908: cost centres, budgets and their flags)
 --   staff         users holding only `staff` (default 400; more requesters hold staff besides)
 --   start         the first requisition's day (default 2025-01-01 00:00:00+00). For a history
 --                 that ends now (this month's budgets on the dashboard, advances aged from
@@ -93,6 +93,10 @@
 --     returned to the fund (`AdvanceSettled`, `AdvanceCashReturned`), some late after
 --     `AdvanceOverdue` (the scheduler's), a few never: 3,010 issued and 199 outstanding at the
 --     end for the default; never two unsettled for one holder. The `advances` rows.
+--   * Receipt reminders (see "receipt reminders" below): no receipt is attached, so every paid
+--     requisition gets the scheduler's `ReceiptOverdue` 3 days after its payment (the default
+--     `receipt_reminder_days`), and its `receipt_reminder_checks` row, up to the last payment:
+--     a server started on the store has only the last few days to catch up on.
 --
 -- With an organisation (regions > 0), e.g. 5 × 20 × 5 and 2,000 users for the 1M history:
 --
@@ -1087,13 +1091,33 @@ BEGIN
     END IF;
 END $$;
 
+-- ---- receipt reminders --------------------------------------------------------------------
+-- No receipt is attached here (`verify` reads every attached file back from the receipt store,
+-- and this script writes no files), so the service's scheduler reminds the requester of every
+-- paid requisition once (`ReceiptOverdue`, `receipt_reminder_days` after the payment: the
+-- default 3, then 30 s to 10 min more, a tick's delay; metadata of
+-- `CommandContext::operator("scheduler")`) and notes it in `receipt_reminder_checks` so as
+-- never to load it again. Recorded here for each payment whose reminder falls before the last
+-- payment; the few after it are left to the service. Without them a server started on this
+-- store would spend hours catching up, 200 requisitions a tick, each with its mail and alert,
+-- and every measurement taken meanwhile would measure that.
+CREATE TEMP TABLE gen_receipt_due ON COMMIT DROP AS
+SELECT p.i, p.id, p.seq + p.mm::int + 1 AS seq, d.at
+FROM gen_paid p
+CROSS JOIN LATERAL (SELECT p.settled_at + interval '3 days'
+                           + (30 + ('x' || substr(md5('bench-receipt-due:' || p.i), 1, 8))::bit(32)::bigint % 571)
+                             * interval '1 second' AS at) d
+WHERE d.at <= (SELECT max(settled_at) FROM gen_paid);
+ANALYZE gen_receipt_due;
+
 -- ---- the events, in time order -------------------------------------------------------------
 -- kinds: 2 RoleGranted, 3 RoleRevoked; fund: 11 CashDisbursed, 12 CashReserved,
 -- 13 ReplenishmentRequested, 14 ReplenishmentApproved, 15 ReplenishmentFunded, 16 CashCounted,
 -- 17 VarianceAdjusted, 18 VarianceRejected, 19 AdvanceCashReturned; requisition:
 -- 20 RequisitionCreated, 21 Edited, 22 Submitted, 23 Approved, 24 Rejected, 25 ChangesRequested,
 -- 26 Cancelled, 27 Paid, 28 PaymentStarted, 29 BudgetExceeded; advance_account:
--- 30 AdvanceRequested, 31 AdvanceIssued, 32 AdvanceSettled, 33 AdvanceOverdue; 40 BudgetSet
+-- 30 AdvanceRequested, 31 AdvanceIssued, 32 AdvanceSettled, 33 AdvanceOverdue; 34 ReceiptOverdue
+-- (a requisition's, numbered apart as its kinds are full); 40 BudgetSet
 -- (budget_plan); 41 SettingChanged (settings). `var` picks the variant (edits) or the text;
 -- `cmd` is the sequence of the command's requisition event (a command's events on several
 -- streams share their request id), or another number unique within `i`; `op`: recorded by the
@@ -1211,6 +1235,11 @@ WITH x AS (
            NULL, NULL, op, pl
     FROM gen_adv_ev
     UNION ALL
+    -- the scheduler's receipt reminders
+    SELECT d.at, d.i, 1, 34, d.id, d.seq, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 4000,
+           NULL, NULL, NULL, 'scheduler', jsonb_build_object('ReceiptOverdue', jsonb_build_object('days', 3))
+    FROM gen_receipt_due d
+    UNION ALL
     -- the budgets, each set in a command of its own
     SELECT b.at, -3, 0, 40, gu.company_id, b.bord, b.setter, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            0, b.bord, NULL, NULL, NULL, NULL,
@@ -1228,7 +1257,7 @@ WITH x AS (
 ), y AS (
     -- A requisition's events after a submission's budget flags move up by as many.
     SELECT x.*,
-           CASE WHEN x.tb = 1 AND x.kind BETWEEN 20 AND 28 AND sh.i IS NOT NULL
+           CASE WHEN x.tb = 1 AND (x.kind BETWEEN 20 AND 28 OR x.kind = 34) AND sh.i IS NOT NULL
                 THEN x.seq0 + CASE WHEN x.seq0 >= sh.c6 THEN sh.f1 + sh.f2 WHEN x.seq0 >= sh.c2 THEN sh.f1 ELSE 0 END
                 ELSE x.seq0 END AS seq
     FROM x LEFT JOIN gen_shift sh ON sh.i = x.i AND x.tb = 1
@@ -1362,7 +1391,7 @@ FROM gen_funds f ORDER BY f.f;
 
 SET LOCAL enable_sort = off;   -- read gen_ev through its index: it is already in time order
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
-SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' WHEN e.kind < 30 THEN 'requisition'
+SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' WHEN e.kind < 30 OR e.kind = 34 THEN 'requisition'
             WHEN e.kind < 40 THEN 'advance_account' WHEN e.kind = 40 THEN 'budget_plan' ELSE 'settings' END,
        CASE WHEN e.kind = 41 THEN 'settings' ELSE e.agg::text END, e.seq,
        (ARRAY['', 'RoleGranted', 'RoleRevoked', '', '', '', '', '', '', '', 'CashDisbursed', 'CashReserved',
@@ -1371,7 +1400,7 @@ SELECT CASE WHEN e.kind < 10 THEN 'user' WHEN e.kind < 20 THEN 'fund' WHEN e.kin
               'RequisitionCreated', 'RequisitionEdited', 'RequisitionSubmitted',
               'RequisitionApproved', 'RequisitionRejected', 'ChangesRequested', 'RequisitionCancelled',
               'RequisitionPaid', 'PaymentStarted', 'BudgetExceeded', 'AdvanceRequested', 'AdvanceIssued',
-              'AdvanceSettled', 'AdvanceOverdue', '', '', '', '', '', '', 'BudgetSet', 'SettingChanged'])[e.kind],
+              'AdvanceSettled', 'AdvanceOverdue', 'ReceiptOverdue', '', '', '', '', '', 'BudgetSet', 'SettingChanged'])[e.kind],
        -- CashDisbursed at its current version (2, with `reserved`).
        CASE WHEN e.kind = 11 OR (:org = 1 AND e.kind IN (20, 22)) THEN '2' ELSE '1' END,
        CASE e.kind
@@ -1518,6 +1547,10 @@ FROM gen_users u LEFT JOIN gen_user_unit uu USING (id);
 INSERT INTO credentials (user_id, password_hash, updated_at)
 SELECT id, :'password_hash', registered_at FROM gen_users;
 
+-- The scheduler's note of the requisitions it reminded about their receipts (migration 0018).
+INSERT INTO receipt_reminder_checks (requisition_id, checked_at)
+SELECT id, at FROM gen_receipt_due ORDER BY at, i;
+
 -- The payments through the provider, as the service keeps them with their events
 -- (migrations 0016, 0021): one attempt, sent when started, succeeded with the receipt the
 -- CashDisbursed records; paid to a Safaricom number.
@@ -1561,6 +1594,7 @@ SELECT (SELECT count(*) FROM gen_users) AS n_users, (SELECT count(*) FROM gen_ev
        (SELECT count(*) FROM gen_counts) AS n_counts, (SELECT count(*) FROM gen_adv WHERE paid_at IS NOT NULL) AS n_adv,
        (SELECT count(*) FROM gen_adv a WHERE a.paid_at IS NOT NULL AND a.amount > coalesce(
             (SELECT sum(s.spent + s.returned) FROM gen_adv_set s WHERE s.i = a.i), 0)) AS n_adv_out,
-       (SELECT count(*) FROM gen_budgets) AS n_budgets, (SELECT count(*) FROM gen_flags) AS n_flags \gset
+       (SELECT count(*) FROM gen_budgets) AS n_budgets, (SELECT count(*) FROM gen_flags) AS n_flags,
+       (SELECT count(*) FROM gen_receipt_due) AS n_receipt_reminders \gset
 COMMIT;
-\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions, :n_units units, :n_mm mobile-money payments, :n_counts cash counts, :n_adv advances paid (:n_adv_out outstanding), :n_budgets budgets (:n_flags flags)
+\echo generated :n_events events: :n_users users, :funds funds, :requisitions requisitions, :n_units units, :n_mm mobile-money payments, :n_counts cash counts, :n_adv advances paid (:n_adv_out outstanding), :n_budgets budgets (:n_flags flags), :n_receipt_reminders receipt reminders

@@ -237,6 +237,7 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
         "AdvanceSettled",
         "AdvanceCashReturned",
         "AdvanceOverdue",
+        "ReceiptOverdue",
     ] {
         assert!(counts.get(t).copied().unwrap_or(0) > 0, "no {t} generated: {counts:?}");
     }
@@ -381,7 +382,8 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
             "RequisitionApproved" => "pending_approval (partly approved)",
             "ChangesRequested" => "changes_requested",
             "RequisitionEdited" => "edited (draft or sent back)",
-            "RequisitionPaid" => "paid",
+            // The scheduler's reminder about the receipt follows the payment.
+            "RequisitionPaid" | "ReceiptOverdue" => "paid",
             "RequisitionRejected" => "rejected",
             "RequisitionCancelled" => "cancelled",
             other => panic!("unexpected last event {other}"),
@@ -402,6 +404,43 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     }
 
     // The users table matches the user events; every user has a credential.
+    // --- receipt reminders: the scheduler's, recorded once, as it would have ---------------------
+    // Each right after its payment (the requisition's next event), the default 3 days (plus a
+    // tick's delay) later, from the scheduler, and noted in `receipt_reminder_checks`; every
+    // payment whose reminder fell before the last payment has one.
+    let reminders_wrong: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events o
+         LEFT JOIN events p ON p.aggregate_id = o.aggregate_id AND p.sequence = o.sequence - 1
+          AND p.event_type = 'RequisitionPaid'
+         LEFT JOIN receipt_reminder_checks c ON c.requisition_id = o.aggregate_id::uuid
+         WHERE o.event_type = 'ReceiptOverdue' AND NOT (
+               p.aggregate_id IS NOT NULL AND o.payload = '{\"ReceiptOverdue\": {\"days\": 3}}'
+           AND o.recorded_at BETWEEN p.recorded_at + interval '3 days 30 seconds' AND p.recorded_at + interval '3 days 10 minutes'
+           AND o.metadata->>'actor_id' = 'operator' AND o.metadata->>'user_agent' LIKE '% scheduler'
+           AND c.checked_at = o.recorded_at)",
+    )
+    .await;
+    assert_eq!(reminders_wrong, 0);
+    let checks: i64 = scalar(&pool, "SELECT count(*) FROM receipt_reminder_checks").await;
+    assert_eq!(checks, counts["ReceiptOverdue"]);
+    let unreminded_early: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events p WHERE p.event_type = 'RequisitionPaid'
+           AND p.recorded_at + interval '3 days 10 minutes'
+               < (SELECT max(recorded_at) FROM events WHERE event_type = 'RequisitionPaid')
+           AND NOT EXISTS (SELECT 1 FROM events o WHERE o.aggregate_id = p.aggregate_id AND o.event_type = 'ReceiptOverdue')",
+    )
+    .await;
+    assert_eq!(unreminded_early, 0, "a payment old enough without its reminder");
+    // What the service's scheduler still has to remind about: the last few days' payments.
+    let unreminded: i64 = scalar(
+        &pool,
+        "SELECT count(*) FROM events p WHERE p.event_type = 'RequisitionPaid'
+           AND NOT EXISTS (SELECT 1 FROM events o WHERE o.aggregate_id = p.aggregate_id AND o.event_type = 'ReceiptOverdue')",
+    )
+    .await;
+
     let users: i64 = scalar(&pool, "SELECT count(*) FROM users").await;
     let credentials: i64 = scalar(&pool, "SELECT count(*) FROM credentials").await;
     assert_eq!(users, counts["UserRegistered"]);
@@ -412,9 +451,12 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     config.database_url = Some(url.clone().into());
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.seal_interval_secs = 3600;
+    // Its one tick at start-up finds no read model yet; the test's own tick below is the next.
+    config.scheduler_interval_secs = 3600;
     // Mail waits in the outbox: nothing is written into the crate's folder.
     config.mail.transport = pettycash_api::config::MailTransportConfig::Queue;
     let app = Application::build(config, pool.clone()).await.expect("build app");
+    let service = app.state().commands.clone();
     let api = Api {
         client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap(),
         address: format!("http://127.0.0.1:{}", app.port()),
@@ -519,6 +561,15 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     // After the service's commands (its scheduler reads the read models: built earlier, they
     // would have it act on the history's receipts before the counts above).
     rebuild_agrees_with_the_cash_book(&url, &pool, counts["CashDisbursed"] - started + 1, started).await;
+
+    // On the built read models the service's scheduler reminds only the payments the history
+    // left unreminded, once (not the one paid above: it is not 3 days old), and never again.
+    let tick = pettycash_commands::scheduler::tick(&service).await.unwrap();
+    assert_eq!(tick.receipt_reminders as i64, unreminded);
+    assert_eq!(pettycash_commands::scheduler::tick(&service).await.unwrap().receipt_reminders, 0);
+    let reminded: i64 =
+        scalar(&pool, "SELECT count(*) FROM events WHERE event_type = 'ReceiptOverdue'").await;
+    assert_eq!(reminded, counts["ReceiptOverdue"] + unreminded);
 }
 
 /// The generator with an organisation (2 regions × 2 branches × 2 departments): units opened
