@@ -395,30 +395,54 @@ pub async fn list_requisitions(
 /// them (a delegation active at `now`, from someone who has not approved in this round; table
 /// `delegations`) — not requested and not yet approved by them.
 ///
-/// The three ways in are candidates found each through its own index (the GIN index of
-/// `current_eligible`, the partial index of `current_step`, the delegate's delegations, usually
-/// none) and the scope and the rest are checked on those rows only: as one `OR`, PostgreSQL
-/// read every pending requisition of the scope and tested each (16 ms for 5,500 pending, most
-/// of a dashboard's time, for an inbox of none).
-fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope, now: DateTime<Utc>) {
-    qb.push(" AND id IN (SELECT id FROM rm_requisitions WHERE current_eligible ? ")
-        .push_bind(scope.user_id.to_string())
-        .push(" UNION ALL SELECT id FROM rm_requisitions WHERE current_eligible IS NULL AND current_step = ANY(")
+/// The three ways in are read each through its own index (a GIN index of the pending rows'
+/// `current_eligible`, a partial index of the pending rows by step in the inbox's order, the
+/// delegate's delegations, usually none), each filtered on its own by the scope and the rest
+/// ([`push_inbox_rest`]), then merged: as one `OR`, PostgreSQL read every pending requisition
+/// of the scope and tested each (16 ms for 5,500 pending, for an inbox of none); as candidates
+/// joined back by id, a department head's 4,645 candidates were each read twice.
+///
+/// Here the three ways as `SELECT id ...` statements; `between` is called before
+/// the second and the third, and should finish each way (with [`push_inbox_rest`]). The
+/// delegations' way selects from a subquery of the requisitions' columns only, so that what
+/// follows it names them unqualified.
+fn push_inbox_candidates(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    scope: &RequisitionScope,
+    now: DateTime<Utc>,
+    mut between: impl FnMut(&mut QueryBuilder<'_, Postgres>),
+) {
+    // Pending, as a literal: each way reads a partial index of the pending rows.
+    let pending = Status::PendingApproval.as_str();
+    qb.push(format_args!(
+        "SELECT id FROM rm_requisitions WHERE status = '{pending}' AND current_eligible ? "
+    ))
+    .push_bind(scope.user_id.to_string());
+    between(qb);
+    qb.push(format_args!(
+        "SELECT id FROM rm_requisitions WHERE status = '{pending}' AND current_eligible IS NULL AND current_step = ANY("
+    ))
         .push_bind(scope.chain_roles.clone())
-        .push(
-            ") UNION ALL SELECT r.id FROM delegations d JOIN rm_requisitions r ON r.current_step = d.role \
-             AND r.current_eligible ? d.delegator_id::text AND NOT (r.approvers ? d.delegator_id::text) \
-             WHERE d.delegate_id = ",
-        )
-        .push_bind(scope.user_id)
-        .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
-        .push_bind(now)
-        .push(" AND d.ends_at > ")
-        .push_bind(now)
         .push(")");
+    between(qb);
+    qb.push(
+        "SELECT id FROM (SELECT r.* FROM delegations d JOIN rm_requisitions r ON r.current_step = d.role \
+         AND r.current_eligible ? d.delegator_id::text AND NOT (r.approvers ? d.delegator_id::text) \
+         WHERE d.delegate_id = ",
+    )
+    .push_bind(scope.user_id)
+    .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
+    .push_bind(now)
+    .push(" AND d.ends_at > ")
+    .push_bind(now)
+    .push(") delegated WHERE true");
+}
+
+/// What an inbox's candidates must also be: in the scope, pending (the status a literal, so
+/// that the partial indexes of pending rows apply), not the actor's own, not approved by them.
+fn push_inbox_rest(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope) {
     push_scope(qb, scope);
-    qb.push(" AND status = ")
-        .push_bind(Status::PendingApproval)
+    qb.push(format_args!(" AND status = '{}'", Status::PendingApproval.as_str()))
         .push(" AND requester_id <> ")
         .push_bind(scope.user_id)
         .push(" AND NOT (approvers ? ")
@@ -426,8 +450,14 @@ fn push_inbox_filter(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionSco
         .push(")");
 }
 
-/// The approvals inbox of `scope`'s actor (see [`push_inbox_filter`]). Oldest first
+/// The approvals inbox of `scope`'s actor (see [`push_inbox_candidates`]). Oldest first
 /// (`created_at ASC, id ASC`): the longest-waiting come first.
+///
+/// A page is the first rows of each way in, each way filtered and ordered on its own and cut
+/// at the page's length, then merged: the page's rows are each among the first of a way they
+/// belong to. So an approver with thousands of requisitions waiting reads a page of rows
+/// (an ordered walk of the partial index of pending rows by step), not all of them to sort
+/// them (15–22 ms for a department head with 4,645 waiting on the 1M-event store).
 pub async fn approval_inbox(
     pool: &PgPool,
     scope: &RequisitionScope,
@@ -436,11 +466,20 @@ pub async fn approval_inbox(
 ) -> Result<Page<RequisitionRow>, QueryError> {
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
-    push_inbox_filter(&mut qb, scope, now);
-    if let Some(after) = page_req.after {
-        qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
-    }
-    qb.push(" ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1);
+    let close = |qb: &mut QueryBuilder<'_, Postgres>| {
+        push_inbox_rest(qb, scope);
+        if let Some(after) = page_req.after {
+            qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
+        }
+        qb.push(" ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1).push(")");
+    };
+    qb.push(" AND id IN ((");
+    push_inbox_candidates(&mut qb, scope, now, |qb| {
+        close(qb);
+        qb.push(" UNION ALL (");
+    });
+    close(&mut qb);
+    qb.push(") ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1);
     let rows: Vec<RequisitionRow> = qb.build_query_as().fetch_all(pool).await?;
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
 }
@@ -451,8 +490,14 @@ pub async fn approval_inbox_count(
     scope: &RequisitionScope,
     now: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    let mut qb = QueryBuilder::new("SELECT count(*) FROM rm_requisitions WHERE true");
-    push_inbox_filter(&mut qb, scope, now);
+    // `UNION`: a requisition routed to the actor by name may also come through a delegation.
+    let mut qb = QueryBuilder::new("SELECT count(*) FROM (");
+    push_inbox_candidates(&mut qb, scope, now, |qb| {
+        push_inbox_rest(qb, scope);
+        qb.push(" UNION ");
+    });
+    push_inbox_rest(&mut qb, scope);
+    qb.push(") inbox");
     qb.build_query_scalar().fetch_one(pool).await
 }
 
@@ -809,7 +854,14 @@ pub async fn dashboard(
             .collect(),
         ..Default::default()
     };
+    // Per currency: pending in all (count, sum), and in the last seven days.
+    let (mut pending, mut younger) = (BTreeMap::new(), BTreeMap::new());
     for (bucket, status, currency, count, sum) in rows {
+        if matches!(bucket.as_str(), "pending" | "age:0" | "age:1" | "age:2") {
+            let per = if bucket == "pending" { &mut pending } else { &mut younger };
+            let (c, s) = per.entry(currency.clone()).or_insert((0i64, Decimal::ZERO));
+            (*c, *s) = (*c + count, *s + sum);
+        }
         let totals = match (bucket.as_str(), status) {
             ("timed", _) => {
                 out.average_seconds_to_payment =
@@ -819,7 +871,6 @@ pub async fn dashboard(
             ("age:0", _) => &mut out.pending_by_age.under_1_day,
             ("age:1", _) => &mut out.pending_by_age.days_1_to_3,
             ("age:2", _) => &mut out.pending_by_age.days_3_to_7,
-            ("age:3", _) => &mut out.pending_by_age.over_7_days,
             ("pending", _) => &mut out.pending_approval,
             ("today", _) => &mut out.paid_today,
             ("week", _) => &mut out.paid_week_to_date,
@@ -840,6 +891,7 @@ pub async fn dashboard(
         totals.count += count;
         *totals.amount.entry(currency).or_default() += sum;
     }
+    out.pending_by_age.over_7_days = older_pending(&pending, &younger);
     Ok(out)
 }
 
@@ -853,28 +905,26 @@ fn last_months(today: NaiveDate, n: u32) -> Vec<String> {
         .collect()
 }
 
-/// Pending approvals by age, as rows `('age:<bucket>', NULL, currency, count, sum)` of the
-/// dashboard's statement: the rows of `rm_requisitions` pending approval in the scope, read
-/// from a covering partial index on each scope's column (the pending rows only, the table not
-/// touched once vacuumed).
+/// Pending approvals of the last week by age, as rows `('age:<bucket>', NULL, currency,
+/// count, sum)` of the dashboard's statement (buckets 0 to 2: under a day, one to three days,
+/// three to seven): the rows of `rm_requisitions` pending approval in the scope submitted after
+/// `now` less seven days, a range of a covering partial index on each scope's column (the
+/// pending rows only, the table not touched once vacuumed). The older ones are not read: they
+/// are the scope's pending total (`rm_requisition_totals`, written with the rows) less these
+/// ([`older_pending`]), so stale requisitions left pending for months cost nothing.
 fn push_pending_by_age(
     qb: &mut QueryBuilder<'_, Postgres>,
     scope: DashboardScope,
     user_id: Uuid,
     now: DateTime<Utc>,
 ) {
-    // Each row's bucket by comparing its time with the bucket's bounds (a day, three, seven
-    // before `now`), not by computing its age: a third cheaper over 5,500 pending rows.
-    qb.push("SELECT CASE WHEN at > ");
-    for (bucket, days) in [(0, 1), (1, 3), (2, 7)] {
-        if bucket > 0 {
-            qb.push(" WHEN at > ");
-        }
-        qb.push_bind(now - chrono::Duration::days(days)).push(format_args!(" THEN 'age:{bucket}'"));
-    }
-    qb.push(
-        " ELSE 'age:3' END, NULL, currency, count(*), sum(amount) FROM (SELECT coalesce(submitted_at, created_at) AS at, currency, amount FROM rm_requisitions",
-    );
+    // Each row's bucket by comparing its time with the bucket's bounds, not by computing its
+    // age. A pending requisition always has `submitted_at` (its submission set the status).
+    qb.push("SELECT CASE WHEN submitted_at > ")
+        .push_bind(now - chrono::Duration::days(1))
+        .push(" THEN 'age:0' WHEN submitted_at > ")
+        .push_bind(now - chrono::Duration::days(3))
+        .push(" THEN 'age:1' ELSE 'age:2' END, NULL, currency, count(*), sum(amount) FROM rm_requisitions");
     // The status as a literal, not a parameter: a generic plan could not use the partial
     // index otherwise.
     qb.push(format_args!(" WHERE status = '{}' AND", Status::PendingApproval.as_str()));
@@ -884,7 +934,25 @@ fn push_pending_by_age(
         }
         DashboardScope::Company(company) => push_company(qb, "company_id", company),
     }
-    qb.push(") p GROUP BY 1, 3");
+    qb.push(" AND submitted_at > ").push_bind(now - chrono::Duration::days(7)).push(" GROUP BY 1, 3");
+}
+
+/// Pending for seven days or more: per currency, the `pending` total (count, sum) less what
+/// the younger buckets hold; currencies left with nothing are dropped.
+fn older_pending(
+    pending: &BTreeMap<String, (i64, Decimal)>,
+    younger: &BTreeMap<String, (i64, Decimal)>,
+) -> Totals {
+    let mut out = Totals::default();
+    for (currency, (count, sum)) in pending {
+        let (young_count, young_sum) = younger.get(currency).copied().unwrap_or_default();
+        let count = count - young_count;
+        if count > 0 {
+            out.count += count;
+            out.amount.insert(currency.clone(), sum - young_sum);
+        }
+    }
+    out
 }
 
 /// Days in the dashboard's balance chart: 30 (the default) or 90.

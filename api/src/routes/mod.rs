@@ -156,13 +156,13 @@ pub async fn consistent(
     Ok(position.unwrap_or(0))
 }
 
-/// A query answer: the body with `position` added, and the `X-Projection-Position` header.
+/// A query answer: the body, which carries the read models' `position` itself (every query
+/// answer's type has the field), and that position in the `X-Projection-Position` header.
+/// Serialised straight to bytes: a dashboard is 80 kB of JSON, and building it as a
+/// `serde_json::Value` first allocated a map entry for every field of it (a profile of the
+/// server under dashboards: a fifth of its time in the allocator).
 pub fn query_response(position: i64, body: impl Serialize) -> Response {
-    let mut value = serde_json::to_value(body).unwrap_or_default();
-    if let serde_json::Value::Object(map) = &mut value {
-        map.insert("position".into(), position.into());
-    }
-    let mut response = Json(value).into_response();
+    let mut response = Json(body).into_response();
     response.headers_mut().insert(PROJECTION_POSITION_HEADER, HeaderValue::from(position));
     response
 }

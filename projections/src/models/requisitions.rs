@@ -586,6 +586,18 @@ impl Projection for Requisitions {
                 "CREATE INDEX IF NOT EXISTS {t}_pending_requester_cover_idx ON {t} (requester_id, submitted_at)
                  INCLUDE (created_at, currency, amount) WHERE status = '{pending}'"
             ),
+            // A page of an approver's inbox (`queries::approval_inbox`): the pending rows needing
+            // a role, in the inbox's order, so that a page reads a page of rows however many
+            // wait; and those routed by name, pending only (a requisition keeps its last
+            // `current_eligible` once decided). Added at start-up, no rebuild.
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_inbox_role_order_idx ON {t} (current_step, created_at, id)
+                 WHERE status = '{pending}' AND current_eligible IS NULL"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_inbox_eligible_pending_idx ON {t} USING gin (current_eligible)
+                 WHERE status = '{pending}'"
+            ),
             format!("DROP INDEX IF EXISTS {t}_pending_company_idx"),
             format!("DROP INDEX IF EXISTS {t}_pending_requester_idx"),
             // The dashboard's all-time average time to payment sums a requester's (or a

@@ -214,9 +214,11 @@ async fn dashboard_figures_match_a_seeded_history_per_role() {
             .await
             .unwrap();
         let by_age = pettycash_tests::serde_json::to_value(&n.pending_by_age).unwrap();
+        let pending_amount = pettycash_tests::serde_json::to_value(&n.pending_approval.amount).unwrap();
         for (name, totals) in by_age.as_object().unwrap() {
-            let expected = if name == bucket { 2 } else { 0 };
-            assert_eq!(totals["count"], expected, "{later} days later, {name}: {by_age}");
+            let (count, amount) = if name == bucket { (2, pending_amount.clone()) } else { (0, json!({})) };
+            assert_eq!(totals["count"], count, "{later} days later, {name}: {by_age}");
+            assert_eq!(totals["amount"], amount, "{later} days later, {name}: {by_age}");
         }
         assert_eq!(n.paid_today.count, 0, "{later} days later nothing is paid that day");
     }
