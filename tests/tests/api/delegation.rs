@@ -72,6 +72,52 @@ async fn a_delegate_approves_on_behalf_of_the_delegator_and_the_history_says_so(
     assert_eq!(app.pay(&c.treasury, id).await.status, StatusCode::CREATED);
 }
 
+/// An inbox that comes through both ways (routed by name, and delegated), paged one at a
+/// time: each page takes the first rows of each way and merges them, so every requisition
+/// comes once, oldest first, and the count on the dashboard counts each once.
+#[tokio::test]
+async fn an_inbox_routed_and_delegated_pages_oldest_first_and_counts_each_once() {
+    let app = TestApp::spawn().await;
+    let c = Cast::new(&app).await;
+    let fund = app.fund(&c.admin, "10000").await;
+    // Routed to the head only: the deputy takes the role afterwards.
+    let before = app.submitted(&c.staff, fund, "100").await;
+    let deputy = app.user(&[Role::DepartmentHead]).await;
+    // Routed to both.
+    let routed = [app.submitted(&c.staff, fund, "200").await, app.submitted(&c.staff, fund, "300").await];
+    assert_eq!(inbox(&app, &deputy).await, routed.map(|id| id.to_string()));
+    // The head's delegation adds the one routed to the head only (the other two come both ways).
+    delegate(&app, &c.head, &deputy, "department_head", 7).await;
+    let all: Vec<String> = [before, routed[0], routed[1]].iter().map(Uuid::to_string).collect();
+    assert_eq!(inbox(&app, &deputy).await, all, "oldest first, each once");
+
+    let mut paged = vec![];
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/approvals/?limit=1&cursor={c}"),
+            None => "/api/approvals/?limit=1".to_string(),
+        };
+        let r = app.get(&deputy, &path).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let items = r.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{r:?}");
+        paged.push(items[0]["id"].as_str().unwrap().to_string());
+        match r.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+        assert!(paged.len() < 5, "paging does not end: {paged:?}");
+    }
+    assert_eq!(paged, all);
+
+    let d = app.get(&deputy, "/api/dashboard/").await;
+    assert_eq!(d.status, StatusCode::OK, "{d:?}");
+    assert_eq!(d.body["pending_approval"]["awaiting_me"], 3, "{}", d.body["pending_approval"]);
+    let d = app.get(&c.head, "/api/dashboard/").await;
+    assert_eq!(d.body["pending_approval"]["awaiting_me"], 3, "{}", d.body["pending_approval"]);
+}
+
 #[tokio::test]
 async fn a_delegate_never_decides_their_own_requisition_nor_one_they_already_approved() {
     let app = TestApp::spawn().await;
