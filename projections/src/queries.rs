@@ -402,40 +402,42 @@ pub async fn list_requisitions(
 /// of the scope and tested each (16 ms for 5,500 pending, for an inbox of none); as candidates
 /// joined back by id, a department head's 4,645 candidates were each read twice.
 ///
-/// Here the three ways as `SELECT id ...` statements; `between` is called before
-/// the second and the third, and should finish each way (with [`push_inbox_rest`]). The
-/// delegations' way selects from a subquery of the requisitions' columns only, so that what
-/// follows it names them unqualified.
-fn push_inbox_candidates(
+/// Here the three ways as `SELECT id ...` statements, each filtered by [`push_inbox_rest`]
+/// then finished by `finish` (a page's order and length), in brackets, joined by `join`. The
+/// delegations' way selects from a subquery of the requisitions' columns only, so that the
+/// filter names them unqualified.
+fn push_inbox_ways(
     qb: &mut QueryBuilder<'_, Postgres>,
     scope: &RequisitionScope,
     now: DateTime<Utc>,
-    mut between: impl FnMut(&mut QueryBuilder<'_, Postgres>),
+    join: &str,
+    finish: impl Fn(&mut QueryBuilder<'_, Postgres>),
 ) {
-    // Pending, as a literal: each way reads a partial index of the pending rows.
-    let pending = Status::PendingApproval.as_str();
-    qb.push(format_args!(
-        "SELECT id FROM rm_requisitions WHERE status = '{pending}' AND current_eligible ? "
-    ))
-    .push_bind(scope.user_id.to_string());
-    between(qb);
-    qb.push(format_args!(
-        "SELECT id FROM rm_requisitions WHERE status = '{pending}' AND current_eligible IS NULL AND current_step = ANY("
-    ))
+    let end = |qb: &mut QueryBuilder<'_, Postgres>| {
+        push_inbox_rest(qb, scope);
+        finish(qb);
+        qb.push(")");
+    };
+    qb.push("(SELECT id FROM rm_requisitions WHERE current_eligible ? ").push_bind(scope.user_id.to_string());
+    end(qb);
+    qb.push(join)
+        .push("(SELECT id FROM rm_requisitions WHERE current_eligible IS NULL AND current_step = ANY(")
         .push_bind(scope.chain_roles.clone())
         .push(")");
-    between(qb);
-    qb.push(
-        "SELECT id FROM (SELECT r.* FROM delegations d JOIN rm_requisitions r ON r.current_step = d.role \
-         AND r.current_eligible ? d.delegator_id::text AND NOT (r.approvers ? d.delegator_id::text) \
-         WHERE d.delegate_id = ",
-    )
-    .push_bind(scope.user_id)
-    .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
-    .push_bind(now)
-    .push(" AND d.ends_at > ")
-    .push_bind(now)
-    .push(") delegated WHERE true");
+    end(qb);
+    qb.push(join)
+        .push(
+            "(SELECT id FROM (SELECT r.* FROM delegations d JOIN rm_requisitions r ON r.current_step = d.role \
+             AND r.current_eligible ? d.delegator_id::text AND NOT (r.approvers ? d.delegator_id::text) \
+             WHERE d.delegate_id = ",
+        )
+        .push_bind(scope.user_id)
+        .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
+        .push_bind(now)
+        .push(" AND d.ends_at > ")
+        .push_bind(now)
+        .push(") delegated WHERE true");
+    end(qb);
 }
 
 /// What an inbox's candidates must also be: in the scope, pending (the status a literal, so
@@ -450,7 +452,7 @@ fn push_inbox_rest(qb: &mut QueryBuilder<'_, Postgres>, scope: &RequisitionScope
         .push(")");
 }
 
-/// The approvals inbox of `scope`'s actor (see [`push_inbox_candidates`]). Oldest first
+/// The approvals inbox of `scope`'s actor (see [`push_inbox_ways`]). Oldest first
 /// (`created_at ASC, id ASC`): the longest-waiting come first.
 ///
 /// A page is the first rows of each way in, each way filtered and ordered on its own and cut
@@ -466,19 +468,13 @@ pub async fn approval_inbox(
 ) -> Result<Page<RequisitionRow>, QueryError> {
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
-    let close = |qb: &mut QueryBuilder<'_, Postgres>| {
-        push_inbox_rest(qb, scope);
+    qb.push(" AND id IN (");
+    push_inbox_ways(&mut qb, scope, now, " UNION ALL ", |qb| {
         if let Some(after) = page_req.after {
             qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
         }
-        qb.push(" ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1).push(")");
-    };
-    qb.push(" AND id IN ((");
-    push_inbox_candidates(&mut qb, scope, now, |qb| {
-        close(qb);
-        qb.push(" UNION ALL (");
+        qb.push(" ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1);
     });
-    close(&mut qb);
     qb.push(") ORDER BY created_at ASC, id ASC LIMIT ").push_bind(limit + 1);
     let rows: Vec<RequisitionRow> = qb.build_query_as().fetch_all(pool).await?;
     Ok(page(rows, limit, |r: &RequisitionRow| Cursor { at: r.created_at, id: r.id }))
@@ -492,11 +488,7 @@ pub async fn approval_inbox_count(
 ) -> sqlx::Result<i64> {
     // `UNION`: a requisition routed to the actor by name may also come through a delegation.
     let mut qb = QueryBuilder::new("SELECT count(*) FROM (");
-    push_inbox_candidates(&mut qb, scope, now, |qb| {
-        push_inbox_rest(qb, scope);
-        qb.push(" UNION ");
-    });
-    push_inbox_rest(&mut qb, scope);
+    push_inbox_ways(&mut qb, scope, now, " UNION ", |_| {});
     qb.push(") inbox");
     qb.build_query_scalar().fetch_one(pool).await
 }
@@ -854,14 +846,7 @@ pub async fn dashboard(
             .collect(),
         ..Default::default()
     };
-    // Per currency: pending in all (count, sum), and in the last seven days.
-    let (mut pending, mut younger) = (BTreeMap::new(), BTreeMap::new());
     for (bucket, status, currency, count, sum) in rows {
-        if matches!(bucket.as_str(), "pending" | "age:0" | "age:1" | "age:2") {
-            let per = if bucket == "pending" { &mut pending } else { &mut younger };
-            let (c, s) = per.entry(currency.clone()).or_insert((0i64, Decimal::ZERO));
-            (*c, *s) = (*c + count, *s + sum);
-        }
         let totals = match (bucket.as_str(), status) {
             ("timed", _) => {
                 out.average_seconds_to_payment =
@@ -891,7 +876,7 @@ pub async fn dashboard(
         totals.count += count;
         *totals.amount.entry(currency).or_default() += sum;
     }
-    out.pending_by_age.over_7_days = older_pending(&pending, &younger);
+    out.pending_by_age.over_7_days = older_pending(&out.pending_approval, &out.pending_by_age);
     Ok(out)
 }
 
@@ -937,21 +922,17 @@ fn push_pending_by_age(
     qb.push(" AND submitted_at > ").push_bind(now - chrono::Duration::days(7)).push(" GROUP BY 1, 3");
 }
 
-/// Pending for seven days or more: per currency, the `pending` total (count, sum) less what
-/// the younger buckets hold; currencies left with nothing are dropped.
-fn older_pending(
-    pending: &BTreeMap<String, (i64, Decimal)>,
-    younger: &BTreeMap<String, (i64, Decimal)>,
-) -> Totals {
-    let mut out = Totals::default();
-    for (currency, (count, sum)) in pending {
-        let (young_count, young_sum) = younger.get(currency).copied().unwrap_or_default();
-        let count = count - young_count;
-        if count > 0 {
-            out.count += count;
-            out.amount.insert(currency.clone(), sum - young_sum);
+/// Pending for seven days or more: the pending total less the three younger buckets.
+/// Amounts are positive, so a currency left at zero has no requisition there and is dropped.
+fn older_pending(pending: &Totals, by_age: &PendingByAge) -> Totals {
+    let mut out = pending.clone();
+    for younger in [&by_age.under_1_day, &by_age.days_1_to_3, &by_age.days_3_to_7] {
+        out.count -= younger.count;
+        for (currency, sum) in &younger.amount {
+            *out.amount.entry(currency.clone()).or_default() -= sum;
         }
     }
+    out.amount.retain(|_, sum| !sum.is_zero());
     out
 }
 
