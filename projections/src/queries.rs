@@ -413,31 +413,66 @@ fn push_inbox_ways(
     join: &str,
     finish: impl Fn(&mut QueryBuilder<'_, Postgres>),
 ) {
-    let end = |qb: &mut QueryBuilder<'_, Postgres>| {
-        push_inbox_rest(qb, scope);
-        finish(qb);
-        qb.push(")");
-    };
-    qb.push("(SELECT id FROM rm_requisitions WHERE current_eligible ? ").push_bind(scope.user_id.to_string());
-    end(qb);
-    qb.push(join)
-        .push("(SELECT id FROM rm_requisitions WHERE current_eligible IS NULL AND current_step = ANY(")
-        .push_bind(scope.chain_roles.clone())
-        .push(")");
-    end(qb);
-    qb.push(join)
-        .push(
-            "(SELECT id FROM (SELECT r.* FROM delegations d JOIN rm_requisitions r ON r.current_step = d.role \
-             AND r.current_eligible ? d.delegator_id::text AND NOT (r.approvers ? d.delegator_id::text) \
-             WHERE d.delegate_id = ",
-        )
-        .push_bind(scope.user_id)
-        .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
-        .push_bind(now)
-        .push(" AND d.ends_at > ")
-        .push_bind(now)
-        .push(") delegated WHERE true");
-    end(qb);
+    for (i, way) in InboxWay::ALL.into_iter().enumerate() {
+        if i > 0 {
+            qb.push(join);
+        }
+        push_inbox_way(qb, way, scope, now, &finish);
+    }
+}
+
+/// One of the ways into an inbox ([`push_inbox_ways`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InboxWay {
+    /// Routed to the actor by name (`current_eligible`).
+    Named,
+    /// Needing an approver role they hold, routed to no one by name (`current_eligible` is
+    /// null): disjoint from the two others, whose rows all name someone.
+    Role,
+    /// Routed by name to someone who delegated the step's role to them.
+    Delegated,
+}
+
+impl InboxWay {
+    const ALL: [InboxWay; 3] = [InboxWay::Named, InboxWay::Role, InboxWay::Delegated];
+}
+
+/// `way` as a `SELECT id ...` statement in brackets, filtered by [`push_inbox_rest`] then
+/// finished by `finish`.
+fn push_inbox_way(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    way: InboxWay,
+    scope: &RequisitionScope,
+    now: DateTime<Utc>,
+    finish: &impl Fn(&mut QueryBuilder<'_, Postgres>),
+) {
+    match way {
+        InboxWay::Named => {
+            qb.push("(SELECT id FROM rm_requisitions WHERE current_eligible ? ")
+                .push_bind(scope.user_id.to_string());
+        }
+        InboxWay::Role => {
+            qb.push("(SELECT id FROM rm_requisitions WHERE current_eligible IS NULL AND current_step = ANY(")
+                .push_bind(scope.chain_roles.clone())
+                .push(")");
+        }
+        InboxWay::Delegated => {
+            qb.push(
+                "(SELECT id FROM (SELECT r.* FROM delegations d JOIN rm_requisitions r ON r.current_step = d.role \
+                 AND r.current_eligible ? d.delegator_id::text AND NOT (r.approvers ? d.delegator_id::text) \
+                 WHERE d.delegate_id = ",
+            )
+            .push_bind(scope.user_id)
+            .push(" AND d.revoked_at IS NULL AND d.starts_at <= ")
+            .push_bind(now)
+            .push(" AND d.ends_at > ")
+            .push_bind(now)
+            .push(") delegated WHERE true");
+        }
+    }
+    push_inbox_rest(qb, scope);
+    finish(qb);
+    qb.push(")");
 }
 
 /// What an inbox's candidates must also be: in the scope, pending (the status a literal, so
@@ -486,10 +521,19 @@ pub async fn approval_inbox_count(
     scope: &RequisitionScope,
     now: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    // `UNION`: a requisition routed to the actor by name may also come through a delegation.
-    let mut qb = QueryBuilder::new("SELECT count(*) FROM (");
-    push_inbox_ways(&mut qb, scope, now, " UNION ", |_| {});
-    qb.push(") inbox");
+    // The role way is disjoint from the others and is counted as it is read (for a
+    // department head, thousands of rows, read from the index alone); the two that name
+    // someone, usually a handful, are `UNION`ed, since a requisition routed to the actor by
+    // name may also come through a delegation. One `UNION` of all three hashed every id of
+    // the role way only to find no duplicate (3 → 1.4 ms for 4,633 on the 1.2M-event store).
+    let nothing = |_: &mut QueryBuilder<'_, Postgres>| {};
+    let mut qb = QueryBuilder::new("SELECT (SELECT count(*) FROM ");
+    push_inbox_way(&mut qb, InboxWay::Role, scope, now, &nothing);
+    qb.push(" role) + (SELECT count(*) FROM (");
+    push_inbox_way(&mut qb, InboxWay::Named, scope, now, &nothing);
+    qb.push(" UNION ");
+    push_inbox_way(&mut qb, InboxWay::Delegated, scope, now, &nothing);
+    qb.push(") named)");
     qb.build_query_scalar().fetch_one(pool).await
 }
 

@@ -565,11 +565,13 @@ impl Projection for Requisitions {
             // The inbox of someone a step was routed to by name.
             format!(
                 "CREATE INDEX IF NOT EXISTS {t}_eligible_idx ON {t} USING gin (current_eligible)
-                 WHERE current_eligible IS NOT NULL"
+                 WITH (fastupdate = off) WHERE current_eligible IS NOT NULL"
             ),
             // Lists of what someone approved (the visibility rule's "approved by them"): for a
             // user who reaches nothing else, with the requester index, the whole list.
-            format!("CREATE INDEX IF NOT EXISTS {t}_approvers_idx ON {t} USING gin (approvers)"),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {t}_approvers_idx ON {t} USING gin (approvers) WITH (fastupdate = off)"
+            ),
             // The list of everyone who is scoped to a company reads its company's rows, newest
             // first.
             format!("CREATE INDEX IF NOT EXISTS {t}_company_idx ON {t} (company_id, created_at DESC, id DESC)"),
@@ -588,16 +590,31 @@ impl Projection for Requisitions {
             ),
             // A page of an approver's inbox (`queries::approval_inbox`): the pending rows needing
             // a role, in the inbox's order, so that a page reads a page of rows however many
-            // wait; and those routed by name, pending only (a requisition keeps its last
-            // `current_eligible` once decided). Added at start-up, no rebuild.
+            // wait, with what the inbox's filter reads (the visibility rule's columns), so
+            // that its count is read from the index alone (a department head's 4,633: 1.7 →
+            // 1.0 ms); and those routed by name, pending only (a requisition keeps its last
+            // `current_eligible` once decided). Added at start-up, no rebuild; the first
+            // replaces one that held only the keys.
             format!(
-                "CREATE INDEX IF NOT EXISTS {t}_inbox_role_order_idx ON {t} (current_step, created_at, id)
+                "CREATE INDEX IF NOT EXISTS {t}_inbox_role_cover_idx ON {t} (current_step, created_at, id)
+                 INCLUDE (requester_id, approvers, company_id, submitted_at, chain, region_id, branch_id,
+                          department_id, cost_centre_id)
                  WHERE status = '{pending}' AND current_eligible IS NULL"
             ),
+            format!("DROP INDEX IF EXISTS {t}_inbox_role_order_idx"),
             format!(
                 "CREATE INDEX IF NOT EXISTS {t}_inbox_eligible_pending_idx ON {t} USING gin (current_eligible)
-                 WHERE status = '{pending}'"
+                 WITH (fastupdate = off) WHERE status = '{pending}'"
             ),
+            // The GIN indexes above without their pending list ("fast update"): with it, the
+            // entries of rows written since the last vacuum wait in an unordered list that every
+            // search reads through, up to 4 MB (a department head's inbox count went from 1.5
+            // to 18 ms over a few minutes of load). Each write now goes into the index itself,
+            // a little dearer for the projection, and a search costs the same whenever it runs.
+            // Set at start-up on indexes built before (their list empties at the next vacuum).
+            no_pending_list(&format!("{t}_eligible_idx")),
+            no_pending_list(&format!("{t}_approvers_idx")),
+            no_pending_list(&format!("{t}_inbox_eligible_pending_idx")),
             format!("DROP INDEX IF EXISTS {t}_pending_company_idx"),
             format!("DROP INDEX IF EXISTS {t}_pending_requester_idx"),
             // The dashboard's all-time average time to payment sums a requester's (or a
@@ -1059,4 +1076,18 @@ async fn write_rows(tx: &mut PgConnection, table: &str, rows: &[&Row], how: Writ
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Turns off the pending list ("fast update") of the GIN index `index` if it is on: a statement
+/// for `create_indexes`, which runs at every start-up, so it alters the index (a brief exclusive
+/// lock) only the first time.
+fn no_pending_list(index: &str) -> String {
+    format!(
+        "DO $$ BEGIN
+           IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('{index}')
+                      AND NOT coalesce(reloptions @> '{{fastupdate=off}}', false)) THEN
+             ALTER INDEX {index} SET (fastupdate = off);
+           END IF;
+         END $$"
+    )
 }

@@ -72,24 +72,71 @@ async fn a_delegate_approves_on_behalf_of_the_delegator_and_the_history_says_so(
     assert_eq!(app.pay(&c.treasury, id).await.status, StatusCode::CREATED);
 }
 
-/// An inbox that comes through both ways (routed by name, and delegated), paged one at a
-/// time: each page takes the first rows of each way and merges them, so every requisition
-/// comes once, oldest first, and the count on the dashboard counts each once.
+/// Inserts a requisition submitted before routing recorded people (version-1 events, signed as
+/// the service would have): its step waits on any holder of the step's role.
+async fn insert_v1_submitted(app: &TestApp, fund: Uuid, requester: Uuid, role: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    let events = [
+        (
+            "RequisitionCreated",
+            json!({"RequisitionCreated": {"requisition_id": id, "fund_id": fund,
+            "currency": "KES", "amount": "42.00", "purpose": "From before routing", "payee": null,
+            "category": null, "requester_id": requester}}),
+        ),
+        (
+            "RequisitionSubmitted",
+            json!({"RequisitionSubmitted": {"amount": "42.00", "chain": [role],
+            "policy_version": 1, "submitted_by": requester}}),
+        ),
+    ];
+    for (sequence, (event_type, payload)) in (1i64..).zip(events) {
+        let metadata = pettycash_tests::signed_metadata(
+            "requisition",
+            &id.to_string(),
+            sequence,
+            event_type,
+            &payload,
+            &json!({"actor_id": requester.to_string()}),
+        );
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES ('requisition', $1, $2, $3, '1', $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(sequence)
+        .bind(event_type)
+        .bind(payload)
+        .bind(metadata)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    id
+}
+
+/// An inbox that comes through all three ways (routed by name, delegated, and by role for a
+/// requisition submitted before routing named anyone), paged one at a time: each page takes
+/// the first rows of each way and merges them, so every requisition comes once, oldest first,
+/// and the count on the dashboard counts each once and every way.
 #[tokio::test]
 async fn an_inbox_routed_and_delegated_pages_oldest_first_and_counts_each_once() {
     let app = TestApp::spawn().await;
     let c = Cast::new(&app).await;
     let fund = app.fund(&c.admin, "10000").await;
+    // Waits on any department head: the head, and the deputy once they hold the role.
+    let legacy = insert_v1_submitted(&app, fund, c.staff.id, "department_head").await;
     // Routed to the head only: the deputy takes the role afterwards.
     let before = app.submitted(&c.staff, fund, "100").await;
     let deputy = app.user(&[Role::DepartmentHead]).await;
     // Routed to both.
     let routed = [app.submitted(&c.staff, fund, "200").await, app.submitted(&c.staff, fund, "300").await];
-    assert_eq!(inbox(&app, &deputy).await, routed.map(|id| id.to_string()));
+    let expected: Vec<String> = [legacy, routed[0], routed[1]].iter().map(Uuid::to_string).collect();
+    assert_eq!(inbox(&app, &deputy).await, expected);
     // The head's delegation adds the one routed to the head only (the other two come both ways).
     delegate(&app, &c.head, &deputy, "department_head", 7).await;
-    let all: Vec<String> = [before, routed[0], routed[1]].iter().map(Uuid::to_string).collect();
+    let all: Vec<String> = [legacy, before, routed[0], routed[1]].iter().map(Uuid::to_string).collect();
     assert_eq!(inbox(&app, &deputy).await, all, "oldest first, each once");
+    assert_eq!(inbox(&app, &c.head).await, all, "the head's own, by name and by role");
 
     let mut paged = vec![];
     let mut cursor: Option<String> = None;
@@ -107,15 +154,15 @@ async fn an_inbox_routed_and_delegated_pages_oldest_first_and_counts_each_once()
             Some(next) => cursor = Some(next.to_string()),
             None => break,
         }
-        assert!(paged.len() < 5, "paging does not end: {paged:?}");
+        assert!(paged.len() < 6, "paging does not end: {paged:?}");
     }
     assert_eq!(paged, all);
 
     let d = app.get(&deputy, "/api/dashboard/").await;
     assert_eq!(d.status, StatusCode::OK, "{d:?}");
-    assert_eq!(d.body["pending_approval"]["awaiting_me"], 3, "{}", d.body["pending_approval"]);
+    assert_eq!(d.body["pending_approval"]["awaiting_me"], 4, "{}", d.body["pending_approval"]);
     let d = app.get(&c.head, "/api/dashboard/").await;
-    assert_eq!(d.body["pending_approval"]["awaiting_me"], 3, "{}", d.body["pending_approval"]);
+    assert_eq!(d.body["pending_approval"]["awaiting_me"], 4, "{}", d.body["pending_approval"]);
 }
 
 #[tokio::test]
