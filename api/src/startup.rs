@@ -149,6 +149,9 @@ impl Application {
             true => crate::mail::sender(&config, &background)?,
             false => None,
         };
+        if config.run_projections {
+            crate::database::warn_if_autovacuum_off(&pool).await;
+        }
         let state = AppState::new(config, pool)?;
         if let (Some(simulator), Ok(addr)) = (&state.simulator, listener.local_addr()) {
             // The simulator runs in this process: it calls back on the loopback.
