@@ -95,7 +95,6 @@ async fn history() -> History {
 /// service's key (as a faulty service, or one whose key leaked, would write it: the business
 /// rules are checked whoever wrote the event); returns its global position.
 async fn forge(app: &TestApp, aggregate_type: &str, aggregate_id: Uuid, payload: Value) -> i64 {
-    let event_type = payload.as_object().unwrap().keys().next().unwrap().clone();
     let id = aggregate_id.to_string();
     let sequence: i64 = sqlx::query_scalar(
         "SELECT coalesce(max(sequence), 0) + 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
@@ -106,22 +105,7 @@ async fn forge(app: &TestApp, aggregate_type: &str, aggregate_id: Uuid, payload:
     .await
     .unwrap();
     let metadata = json!({"actor_id": Uuid::nil().to_string(), "request_id": "forged"});
-    let metadata =
-        pettycash_tests::signed_metadata(aggregate_type, &id, sequence, &event_type, &payload, &metadata);
-    sqlx::query_scalar(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ($1, $2, $3, $4, '1', $5, $6)
-         RETURNING global_position",
-    )
-    .bind(aggregate_type)
-    .bind(&id)
-    .bind(sequence)
-    .bind(event_type)
-    .bind(payload)
-    .bind(metadata)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap()
+    pettycash_tests::insert_signed_event(&app.pool, aggregate_type, &id, sequence, payload, &metadata).await
 }
 
 fn paid(payment_id: Uuid, fund: Uuid, amount: &str, paid_by: Uuid) -> Value {

@@ -60,6 +60,36 @@ pub fn signed_metadata(
     event_key().sign(&content, metadata.as_object().expect("metadata is an object"))
 }
 
+/// Inserts a version-1 event of `payload` (`{"EventType": {...}}`) at `sequence` of its stream,
+/// with `metadata` signed as the service would ([`signed_metadata`]), as a store written by an
+/// older service (or a faulty one) holds it. Returns its global position.
+pub async fn insert_signed_event(
+    pool: &sqlx::PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    payload: Value,
+    metadata: &Value,
+) -> i64 {
+    let event_type =
+        payload.as_object().and_then(|o| o.keys().next()).expect("{\"EventType\": {...}}").clone();
+    let metadata = signed_metadata(aggregate_type, aggregate_id, sequence, &event_type, &payload, metadata);
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ($1, $2, $3, $4, '1', $5, $6)
+         RETURNING global_position",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(event_type)
+    .bind(payload)
+    .bind(metadata)
+    .fetch_one(pool)
+    .await
+    .expect("inserting an event")
+}
+
 /// The password every test user gets.
 pub const PASSWORD: &str = "Correct horse battery staple 1";
 

@@ -77,39 +77,23 @@ async fn a_delegate_approves_on_behalf_of_the_delegator_and_the_history_says_so(
 async fn insert_v1_submitted(app: &TestApp, fund: Uuid, requester: Uuid, role: &str) -> Uuid {
     let id = Uuid::now_v7();
     let events = [
-        (
-            "RequisitionCreated",
-            json!({"RequisitionCreated": {"requisition_id": id, "fund_id": fund,
-            "currency": "KES", "amount": "42.00", "purpose": "From before routing", "payee": null,
-            "category": null, "requester_id": requester}}),
-        ),
-        (
-            "RequisitionSubmitted",
-            json!({"RequisitionSubmitted": {"amount": "42.00", "chain": [role],
-            "policy_version": 1, "submitted_by": requester}}),
-        ),
+        json!({"RequisitionCreated": {"requisition_id": id, "fund_id": fund, "currency": "KES",
+            "amount": "42.00", "purpose": "From before routing", "payee": null, "category": null,
+            "requester_id": requester}}),
+        json!({"RequisitionSubmitted": {"amount": "42.00", "chain": [role], "policy_version": 1,
+            "submitted_by": requester}}),
     ];
-    for (sequence, (event_type, payload)) in (1i64..).zip(events) {
-        let metadata = pettycash_tests::signed_metadata(
+    let actor = json!({"actor_id": requester.to_string()});
+    for (sequence, payload) in (1i64..).zip(events) {
+        pettycash_tests::insert_signed_event(
+            &app.pool,
             "requisition",
             &id.to_string(),
             sequence,
-            event_type,
-            &payload,
-            &json!({"actor_id": requester.to_string()}),
-        );
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             VALUES ('requisition', $1, $2, $3, '1', $4, $5)",
+            payload,
+            &actor,
         )
-        .bind(id.to_string())
-        .bind(sequence)
-        .bind(event_type)
-        .bind(payload)
-        .bind(metadata)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+        .await;
     }
     id
 }

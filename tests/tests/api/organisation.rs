@@ -472,24 +472,8 @@ async fn insert_v1_requisition(app: &TestApp, fund: Uuid, requester: Uuid) -> Uu
     let payload = json!({"RequisitionCreated": {"requisition_id": id, "fund_id": fund, "currency": "KES",
         "amount": "42.00", "purpose": "From before units", "payee": null, "category": null,
         "requester_id": requester}});
-    let metadata = pettycash_tests::signed_metadata(
-        "requisition",
-        &id.to_string(),
-        1,
-        "RequisitionCreated",
-        &payload,
-        &json!({"actor_id": requester.to_string()}),
-    );
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ('requisition', $1, 1, 'RequisitionCreated', '1', $2, $3)",
-    )
-    .bind(id.to_string())
-    .bind(payload)
-    .bind(metadata)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    let actor = json!({"actor_id": requester.to_string()});
+    pettycash_tests::insert_signed_event(&app.pool, "requisition", &id.to_string(), 1, payload, &actor).await;
     id
 }
 
