@@ -128,7 +128,7 @@ pub async fn migrate_if_needed(pool: &PgPool) -> anyhow::Result<()> {
 /// Warns when the server's autovacuum is off (some CI and test clusters turn it off). The read
 /// models rewrite their recent rows all the time and count on it: without it their indexes keep
 /// every dead entry and their GIN indexes grow, and reads slow down by the minute (a department
-/// head's dashboard took 3.4 ms after a vacuum, 8.9 ms after two minutes of load). Only a
+/// head's dashboard took 3.4 ms after a vacuum, 8.9 ms after a few minutes of load). Only a
 /// warning: the service still works, and an operator may vacuum on a schedule instead.
 pub async fn warn_if_autovacuum_off(pool: &PgPool) {
     let on: Result<bool, sqlx::Error> =

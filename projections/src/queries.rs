@@ -403,19 +403,18 @@ pub async fn list_requisitions(
 /// joined back by id, a department head's 4,645 candidates were each read twice.
 ///
 /// Here the three ways as `SELECT id ...` statements, each filtered by [`push_inbox_rest`]
-/// then finished by `finish` (a page's order and length), in brackets, joined by `join`. The
+/// then finished by `finish` (a page's order and length), in brackets, joined by `UNION ALL`. The
 /// delegations' way selects from a subquery of the requisitions' columns only, so that the
 /// filter names them unqualified.
 fn push_inbox_ways(
     qb: &mut QueryBuilder<'_, Postgres>,
     scope: &RequisitionScope,
     now: DateTime<Utc>,
-    join: &str,
     finish: impl Fn(&mut QueryBuilder<'_, Postgres>),
 ) {
     for (i, way) in InboxWay::ALL.into_iter().enumerate() {
         if i > 0 {
-            qb.push(join);
+            qb.push(" UNION ALL ");
         }
         push_inbox_way(qb, way, scope, now, &finish);
     }
@@ -504,7 +503,7 @@ pub async fn approval_inbox(
     let limit = page_req.limit();
     let mut qb = QueryBuilder::new(REQUISITION_SELECT);
     qb.push(" AND id IN (");
-    push_inbox_ways(&mut qb, scope, now, " UNION ALL ", |qb| {
+    push_inbox_ways(&mut qb, scope, now, |qb| {
         if let Some(after) = page_req.after {
             qb.push(" AND (created_at, id) > (").push_bind(after.at).push(", ").push_bind(after.id).push(")");
         }

@@ -403,7 +403,6 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
         assert!(states.get(state).copied().unwrap_or(0) > 0, "no requisition ends {state}: {states:?}");
     }
 
-    // The users table matches the user events; every user has a credential.
     // --- receipt reminders: the scheduler's, recorded once, as it would have ---------------------
     // Each right after its payment (the requisition's next event), the default 3 days (plus a
     // tick's delay) later, from the scheduler, and noted in `receipt_reminder_checks`; every
@@ -441,6 +440,7 @@ async fn generated_history_covers_every_path_verifies_clean_and_serves() {
     )
     .await;
 
+    // The users table matches the user events; every user has a credential.
     let users: i64 = scalar(&pool, "SELECT count(*) FROM users").await;
     let credentials: i64 = scalar(&pool, "SELECT count(*) FROM credentials").await;
     assert_eq!(users, counts["UserRegistered"]);
